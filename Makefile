@@ -1,0 +1,50 @@
+# Rondpoint: the two commands of the quick start are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: run test test-fast test-interop lint system-deps bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+## Install into .venv and start the gateway on its embedded defaults.
+run: $(VENV)/.installed
+	$(BIN)/rondpoint serve
+
+## Debian packages the interop and browser tests drive (Chromium, rtpengine).
+system-deps:
+	bash tests/setup-system.sh
+
+## Every test: lint, types, unit, protocol, browser and interop.
+test: system-deps $(VENV)/.installed-test lint
+	$(PYTEST) -q -p no:cacheprovider
+
+## Unit and in-process protocol tests only (under a minute).
+test-fast: $(VENV)/.installed-test
+	$(PYTEST) -q -p no:cacheprovider -m "not interop and not browser"
+
+test-interop: system-deps $(VENV)/.installed-test
+	$(PYTEST) -q -p no:cacheprovider -m "interop or browser"
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check gateway protocols tests bench spec
+	$(BIN)/ruff format --check gateway protocols tests bench spec
+	$(BIN)/mypy
+
+bench: system-deps $(VENV)/.installed-test
+	$(BIN)/python -m bench.relay_vs_rtpengine
+	$(BIN)/python -m bench.join_latency
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,1 @@
+"""Rondpoint gateway: the protocol-neutral core and the process."""

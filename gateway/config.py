@@ -1,0 +1,189 @@
+"""Configuration: embedded defaults, overridden by an optional TOML file, validated at start.
+
+Every key is documented in docs/configuration.md. An invalid file stops the start with a
+message naming the file, the key and what is allowed (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message says where and why."""
+
+
+@dataclass
+class ServerConfig:
+    name: str = "localhost"
+    """Server name announced in discovery and used as the token issuer."""
+    data_dir: str = "rondpoint-data"
+    public_url: str = ""
+    """Base URL users reach; empty means http://{http.host}:{http.port}."""
+
+
+@dataclass
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+@dataclass
+class MediaConfig:
+    host: str = "127.0.0.1"
+    """Address the media UDP socket binds to."""
+    port: int = 40000
+    """The shared UDP port for every WebRTC endpoint (ICE-lite, demultiplexed)."""
+    port_range_start: int = 40001
+    port_range_end: int = 40100
+    """Fallback ports, tried in order when the shared port cannot be bound."""
+    public_ip: str = ""
+    """Address announced in ICE candidates; empty means media.host."""
+
+
+@dataclass
+class RoomsConfig:
+    demo_room: str = "demo"
+    """Room created at start and linked in the start banner; empty for none."""
+    anonymous_create: bool = True
+    """Whether the web page may create a room for an anonymous visitor."""
+    guest_token_ttl: int = 6 * 3600
+    max_participants: int = 100
+
+
+@dataclass
+class LimitsConfig:
+    max_message_bytes: int = 64 * 1024
+    """Largest ORS WebSocket message accepted."""
+    anonymous_requests_per_minute: int = 30
+    """Per source address, for token and PIN requests that need no credentials."""
+
+
+@dataclass
+class LogConfig:
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    rooms: RoomsConfig = field(default_factory=RoomsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+    @property
+    def base_url(self) -> str:
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        scheme = "https" if self.http.tls_cert else "http"
+        host = self.http.host if ":" not in self.http.host else f"[{self.http.host}]"
+        return f"{scheme}://{host}:{self.http.port}"
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "log.level": ("debug", "info", "warning", "error"),
+    "log.format": ("text", "json"),
+}
+_PORTS = ("http.port", "media.port", "media.port_range_start", "media.port_range_end")
+_POSITIVE = (
+    "rooms.guest_token_ttl",
+    "rooms.max_participants",
+    "limits.max_message_bytes",
+    "limits.anonymous_requests_per_minute",
+)
+_ADDRESSES = ("http.host", "media.host")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Return the embedded defaults, overridden by the TOML file at ``path`` if given."""
+    config = Config()
+    if path is None:
+        return config
+    where = str(path)
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML: {e}") from None
+    _apply(config, raw, where, prefix="")
+    _validate(config, where)
+    return config
+
+
+def _apply(target: Any, raw: dict[str, Any], where: str, prefix: str) -> None:
+    hints = get_type_hints(type(target))
+    known = {f.name for f in fields(target)}
+    for key, value in raw.items():
+        name = f"{prefix}{key}"
+        if key not in known:
+            allowed = ", ".join(sorted(known))
+            raise ConfigError(f"{where}: unknown key '{name}' (allowed here: {allowed})")
+        current = getattr(target, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{name}' must be a table ([{name}])")
+            _apply(current, value, where, prefix=f"{name}.")
+            continue
+        expected = hints[key]
+        if expected is bool and not isinstance(value, bool):
+            raise ConfigError(f"{where}: '{name}' must be true or false, not {value!r}")
+        if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{where}: '{name}' must be an integer, not {value!r}")
+        if expected is str and not isinstance(value, str):
+            raise ConfigError(f"{where}: '{name}' must be a string, not {value!r}")
+        setattr(target, key, value)
+
+
+def _get(config: Config, dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return getattr(getattr(config, section), key)
+
+
+def _validate(config: Config, where: str) -> None:
+    for key, choices in _CHOICES.items():
+        if _get(config, key) not in choices:
+            raise ConfigError(
+                f"{where}: '{key}' is {_get(config, key)!r}; allowed: {', '.join(choices)}"
+            )
+    for key in _PORTS:
+        if not 1 <= _get(config, key) <= 65535:
+            raise ConfigError(f"{where}: '{key}' must be a port between 1 and 65535")
+    for key in _POSITIVE:
+        if _get(config, key) <= 0:
+            raise ConfigError(f"{where}: '{key}' must be a positive integer")
+    for key in _ADDRESSES:
+        try:
+            ipaddress.ip_address(_get(config, key))
+        except ValueError:
+            raise ConfigError(f"{where}: '{key}' must be an IP address") from None
+    if config.media.public_ip:
+        try:
+            ipaddress.ip_address(config.media.public_ip)
+        except ValueError:
+            raise ConfigError(f"{where}: 'media.public_ip' must be an IP address") from None
+    if config.media.port_range_end < config.media.port_range_start:
+        raise ConfigError(f"{where}: 'media.port_range_end' must be >= 'media.port_range_start'")
+    if bool(config.http.tls_cert) != bool(config.http.tls_key):
+        raise ConfigError(f"{where}: 'http.tls_cert' and 'http.tls_key' must be set together")
+    from gateway.rooms import ROOM_ID_PATTERN
+
+    demo = config.rooms.demo_room
+    if demo and not ROOM_ID_PATTERN.fullmatch(demo):
+        raise ConfigError(
+            f"{where}: 'rooms.demo_room' must match {ROOM_ID_PATTERN.pattern} or be empty"
+        )

@@ -1,0 +1,129 @@
+"""Room events, and the async bus that carries them from the room model to every adapter.
+
+In-process by default; a Redis bus with the same interface joins nodes into a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from gateway.rooms.model import Participant, Track
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoomEvent:
+    room_id: str
+
+
+@dataclass(frozen=True)
+class ParticipantJoined(RoomEvent):
+    participant: Participant
+
+
+@dataclass(frozen=True)
+class ParticipantUpdated(RoomEvent):
+    participant: Participant
+
+
+@dataclass(frozen=True)
+class ParticipantLeft(RoomEvent):
+    participant: Participant
+    reason: str = "left"
+
+
+@dataclass(frozen=True)
+class TrackPublished(RoomEvent):
+    track: Track
+
+
+@dataclass(frozen=True)
+class TrackUnpublished(RoomEvent):
+    track: Track
+
+
+@dataclass(frozen=True)
+class TrackMuted(RoomEvent):
+    track: Track
+
+
+@dataclass(frozen=True)
+class ActiveSpeakers(RoomEvent):
+    speakers: tuple[tuple[str, float], ...]
+    """(participant id, level 0..1), loudest first."""
+
+
+@dataclass(frozen=True)
+class ChatMessage(RoomEvent):
+    id: str
+    sender: Participant
+    text: str
+    timestamp: float
+    to: str | None = None
+
+
+@dataclass(frozen=True)
+class Caption(RoomEvent):
+    participant_id: str
+    text: str
+    final: bool = True
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class RoomClosed(RoomEvent):
+    reason: str = "deleted"
+
+
+@dataclass
+class Subscription:
+    """One subscriber's queue of events; iterate it, close it when done."""
+
+    bus: EventBus
+    room_id: str | None
+    queue: asyncio.Queue[RoomEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
+
+    def __aiter__(self) -> AsyncIterator[RoomEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[RoomEvent]:
+        while True:
+            yield await self.queue.get()
+
+    def get_nowait(self) -> RoomEvent:
+        return self.queue.get_nowait()
+
+    def close(self) -> None:
+        self.bus._subscriptions.discard(self)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class EventBus:
+    """Fan-out of room events to subscribers, each with its own queue; nothing polls."""
+
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+
+    def subscribe(self, room_id: str | None = None) -> Subscription:
+        """Events of one room, or of every room when ``room_id`` is None."""
+        sub = Subscription(self, room_id)
+        self._subscriptions.add(sub)
+        return sub
+
+    def publish(self, event: RoomEvent) -> None:
+        for sub in list(self._subscriptions):
+            if sub.room_id is None or sub.room_id == event.room_id:
+                try:
+                    sub.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    log.warning("event subscriber is not keeping up; dropping it")
+                    sub.close()

@@ -1,0 +1,193 @@
+"""Live rooms: the one place that changes the room model and announces each change on the bus."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from gateway.rooms.events import (
+    ChatMessage,
+    EventBus,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    RoomClosed,
+    TrackMuted,
+    TrackPublished,
+    TrackUnpublished,
+)
+from gateway.rooms.model import (
+    ROOM_ID_PATTERN,
+    Participant,
+    ParticipantState,
+    Role,
+    Room,
+    RoomPolicy,
+    Track,
+    new_id,
+)
+from gateway.store import RoomRecord, Store
+
+
+class RoomError(Exception):
+    """A room operation refused; ``code`` is the stable ORS error code."""
+
+    def __init__(self, code: str, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+class RoomManager:
+    def __init__(self, store: Store, bus: EventBus, server_name: str, max_participants: int = 100):
+        self.store = store
+        self.bus = bus
+        self.server_name = server_name
+        self.max_participants = max_participants
+        self._live: dict[str, Room] = {}
+
+    # definitions -----------------------------------------------------------
+    def create(self, room_id: str, pin: str = "", lobby: bool = False) -> Room:
+        check_room_id(room_id)
+        if pin and not (pin.isdigit() and 4 <= len(pin) <= 12):
+            raise RoomError("invalid_field", "pin must be 4 to 12 digits")
+        if self.store.get_room(room_id) is not None:
+            raise RoomError("room_exists", f"room '{room_id}' already exists", 409)
+        self.store.save_room(RoomRecord(id=room_id, pin=pin, lobby=lobby))
+        return self.get(room_id)
+
+    def get(self, room_id: str) -> Room:
+        """The live room, loaded from the store; RoomError 404 when it does not exist."""
+        room = self._live.get(room_id)
+        if room is not None:
+            return room
+        record = self.store.get_room(room_id)
+        if record is None:
+            raise RoomError("room_not_found", f"room '{room_id}' does not exist", 404)
+        room = Room(
+            id=record.id,
+            server=self.server_name,
+            policy=RoomPolicy(
+                pin=record.pin, lobby=record.lobby, federation_peers=record.federation_peers
+            ),
+            links=record.links,
+            created_at=record.created_at,
+        )
+        self._live[room_id] = room
+        return room
+
+    def exists(self, room_id: str) -> bool:
+        return room_id in self._live or self.store.get_room(room_id) is not None
+
+    def list(self) -> list[Room]:
+        return [self.get(record.id) for record in self.store.list_rooms()]
+
+    def delete(self, room_id: str) -> None:
+        room = self.get(room_id)
+        for participant in list(room.participants.values()):
+            self.remove_participant(room, participant.id, reason="room_closed")
+        self.store.delete_room(room_id)
+        self._live.pop(room_id, None)
+        self.bus.publish(RoomClosed(room_id, reason="deleted"))
+
+    # participants ------------------------------------------------------------
+    def add_participant(
+        self,
+        room: Room,
+        name: str,
+        role: Role,
+        origin: str = "ors",
+        origin_address: str = "",
+        participant_id: str | None = None,
+    ) -> Participant:
+        if len(room.participants) >= self.max_participants:
+            raise RoomError("room_full", "the room is full", 403)
+        waits = room.policy.lobby and role is not Role.HOST
+        participant = Participant(
+            id=participant_id or new_id("PA"),
+            name=name,
+            origin=origin,
+            origin_address=origin_address,
+            role=role,
+            state=ParticipantState.LOBBY if waits else ParticipantState.JOINED,
+        )
+        room.participants[participant.id] = participant
+        self.bus.publish(ParticipantJoined(room.id, participant))
+        return participant
+
+    def admit(self, room: Room, participant_id: str) -> Participant:
+        participant = self._participant(room, participant_id)
+        if participant.state is ParticipantState.JOINED:
+            raise RoomError("invalid_state", "participant is not waiting in the lobby", 409)
+        participant.state = ParticipantState.JOINED
+        self.bus.publish(ParticipantUpdated(room.id, participant))
+        return participant
+
+    def update_name(self, room: Room, participant_id: str, name: str) -> Participant:
+        participant = self._participant(room, participant_id)
+        participant.name = name
+        self.bus.publish(ParticipantUpdated(room.id, participant))
+        return participant
+
+    def remove_participant(self, room: Room, participant_id: str, reason: str = "left") -> None:
+        participant = room.participants.pop(participant_id, None)
+        if participant is None:
+            return
+        for track in list(participant.tracks.values()):
+            self.bus.publish(TrackUnpublished(room.id, track))
+        participant.tracks.clear()
+        self.bus.publish(ParticipantLeft(room.id, participant, reason))
+
+    def _participant(self, room: Room, participant_id: str) -> Participant:
+        participant = room.participants.get(participant_id)
+        if participant is None:
+            raise RoomError("participant_not_found", f"no participant '{participant_id}'", 404)
+        return participant
+
+    # tracks --------------------------------------------------------------------
+    def publish_track(self, room: Room, track: Track) -> None:
+        participant = self._participant(room, track.owner)
+        participant.tracks[track.id] = track
+        self.bus.publish(TrackPublished(room.id, track))
+
+    def unpublish_track(self, room: Room, participant_id: str, track_id: str) -> Track:
+        participant = self._participant(room, participant_id)
+        track = participant.tracks.pop(track_id, None)
+        if track is None:
+            raise RoomError("track_not_found", f"no track '{track_id}'", 404)
+        self.bus.publish(TrackUnpublished(room.id, track))
+        return track
+
+    def set_muted(self, room: Room, participant_id: str, track_id: str, muted: bool) -> Track:
+        participant = self._participant(room, participant_id)
+        track = participant.tracks.get(track_id)
+        if track is None:
+            raise RoomError("track_not_found", f"no track '{track_id}'", 404)
+        if track.muted != muted:
+            track.muted = muted
+            self.bus.publish(TrackMuted(room.id, track))
+        return track
+
+    # chat ------------------------------------------------------------------------
+    def chat(self, room: Room, sender_id: str, text: str, to: str | None = None) -> ChatMessage:
+        sender = self._participant(room, sender_id)
+        if to is not None:
+            self._participant(room, to)
+        message = ChatMessage(
+            room.id, id=new_id("CH"), sender=sender, text=text, timestamp=time.time(), to=to
+        )
+        self.bus.publish(message)
+        return message
+
+
+def check_room_id(room_id: str) -> None:
+    if not ROOM_ID_PATTERN.fullmatch(room_id):
+        raise RoomError(
+            "invalid_room_name",
+            f"room names match {ROOM_ID_PATTERN.pattern}: 3 to 64 lowercase letters, digits or '-'",
+        )
+
+
+def random_room_id() -> str:
+    return "room-" + secrets.token_hex(4)

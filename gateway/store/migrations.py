@@ -1,0 +1,34 @@
+"""Schema migrations for the SQLite store, applied in order at open; never edit a released one."""
+
+MIGRATIONS: list[str] = [
+    # 1: rooms, their links, settings, admin tokens, token signing keys.
+    """
+    CREATE TABLE rooms (
+        id          TEXT PRIMARY KEY,
+        pin         TEXT NOT NULL DEFAULT '',
+        lobby       INTEGER NOT NULL DEFAULT 0,
+        federation_peers TEXT NOT NULL DEFAULT '[]',
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE room_links (
+        room_id     TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        target      TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (room_id, target)
+    );
+    CREATE TABLE settings (
+        key         TEXT PRIMARY KEY,
+        value       TEXT NOT NULL
+    );
+    CREATE TABLE admin_tokens (
+        token_hash  TEXT PRIMARY KEY,
+        label       TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE token_keys (
+        key_id      TEXT PRIMARY KEY,
+        secret      TEXT NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    """,
+]

@@ -1,0 +1,143 @@
+"""SQLite store with migrations; small synchronous queries, safe to call from the event loop."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.store.migrations import MIGRATIONS
+
+
+@dataclass
+class RoomRecord:
+    id: str
+    pin: str = ""
+    lobby: bool = False
+    federation_peers: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    # rooms ---------------------------------------------------------------
+    def save_room(self, room: RoomRecord) -> None:
+        self._db.execute(
+            "INSERT INTO rooms (id, pin, lobby, federation_peers, created_at) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(id) DO UPDATE SET pin=excluded.pin, lobby=excluded.lobby, "
+            "federation_peers=excluded.federation_peers",
+            (room.id, room.pin, int(room.lobby), json.dumps(room.federation_peers), room.created_at),
+        )
+
+    def get_room(self, room_id: str) -> RoomRecord | None:
+        row = self._db.execute(
+            "SELECT id, pin, lobby, federation_peers, created_at FROM rooms WHERE id = ?",
+            (room_id,),
+        ).fetchone()
+        return self._room_from_row(row) if row else None
+
+    def list_rooms(self) -> list[RoomRecord]:
+        rows = self._db.execute(
+            "SELECT id, pin, lobby, federation_peers, created_at FROM rooms ORDER BY id"
+        ).fetchall()
+        return [self._room_from_row(row) for row in rows]
+
+    def delete_room(self, room_id: str) -> bool:
+        return self._db.execute("DELETE FROM rooms WHERE id = ?", (room_id,)).rowcount > 0
+
+    def _room_from_row(self, row: tuple) -> RoomRecord:
+        links = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT target FROM room_links WHERE room_id = ? ORDER BY created_at", (row[0],)
+            )
+        ]
+        return RoomRecord(
+            id=row[0],
+            pin=row[1],
+            lobby=bool(row[2]),
+            federation_peers=json.loads(row[3]),
+            links=links,
+            created_at=row[4],
+        )
+
+    def add_link(self, room_id: str, target: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO room_links (room_id, target, created_at) VALUES (?,?,?)",
+            (room_id, target, time.time()),
+        )
+
+    def remove_link(self, room_id: str, target: str) -> bool:
+        cursor = self._db.execute(
+            "DELETE FROM room_links WHERE room_id = ? AND target = ?", (room_id, target)
+        )
+        return cursor.rowcount > 0
+
+    # settings ------------------------------------------------------------
+    def get_setting(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # admin tokens (stored hashed) ----------------------------------------
+    def add_admin_token(self, token: str, label: str) -> None:
+        self._db.execute(
+            "INSERT INTO admin_tokens (token_hash, label, created_at) VALUES (?,?,?)",
+            (_hash_token(token), label, time.time()),
+        )
+
+    def has_admin_tokens(self) -> bool:
+        return self._db.execute("SELECT 1 FROM admin_tokens LIMIT 1").fetchone() is not None
+
+    def check_admin_token(self, token: str) -> bool:
+        wanted = _hash_token(token)
+        rows = self._db.execute("SELECT token_hash FROM admin_tokens").fetchall()
+        return any(hmac.compare_digest(wanted, row[0]) for row in rows)
+
+    # token signing keys ----------------------------------------------------
+    def token_keys(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key_id, secret FROM token_keys").fetchall())
+
+    def add_token_key(self, key_id: str, secret: str | None = None) -> str:
+        secret = secret or secrets.token_urlsafe(32)
+        self._db.execute(
+            "INSERT INTO token_keys (key_id, secret, created_at) VALUES (?,?,?) "
+            "ON CONFLICT(key_id) DO UPDATE SET secret = excluded.secret",
+            (key_id, secret, time.time()),
+        )
+        return secret

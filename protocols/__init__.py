@@ -1,0 +1,1 @@
+"""One package per foreign conferencing system (SIP, LiveKit/Visio, Matrix); each translates to the room model."""
