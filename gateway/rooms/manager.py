@@ -77,6 +77,9 @@ class RoomManager:
         self._live[room_id] = room
         return room
 
+    def live_rooms(self) -> list[Room]:
+        return list(self._live.values())
+
     def exists(self, room_id: str) -> bool:
         return room_id in self._live or self.store.get_room(room_id) is not None
 

@@ -55,7 +55,13 @@ class Store:
             "INSERT INTO rooms (id, pin, lobby, federation_peers, created_at) VALUES (?,?,?,?,?) "
             "ON CONFLICT(id) DO UPDATE SET pin=excluded.pin, lobby=excluded.lobby, "
             "federation_peers=excluded.federation_peers",
-            (room.id, room.pin, int(room.lobby), json.dumps(room.federation_peers), room.created_at),
+            (
+                room.id,
+                room.pin,
+                int(room.lobby),
+                json.dumps(room.federation_peers),
+                room.created_at,
+            ),
         )
 
     def get_room(self, room_id: str) -> RoomRecord | None:

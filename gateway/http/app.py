@@ -1,0 +1,56 @@
+"""The aiohttp application: routes, security headers, and errors turned into RFC 9457 problems."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.http import admin, ops, webclient
+from gateway.ors import routes as ors_routes
+from gateway.ors.problems import Problem
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "message_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _HTTP_CODES.get(e.status, "invalid_message")
+        return Problem(code, e.reason or "request refused", e.status).response()
+    except Exception:
+        log.exception("request failed", extra={"path": request.path})
+        return Problem("internal", "the server failed on this request", 500).response()
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def create_app(gateway: Gateway) -> web.Application:
+    app = web.Application(middlewares=[problems_middleware], client_max_size=256 * 1024)
+    app["gateway"] = gateway
+    ors_routes.add_routes(app)
+    admin.add_routes(app)
+    ops.add_routes(app)
+    webclient.add_routes(app)
+    return app

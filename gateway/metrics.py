@@ -1,0 +1,71 @@
+"""Prometheus metrics, collected at scrape time from the room model and the relay's plain counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class GatewayCollector(Collector):
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        live = self.gateway.rooms.live_rooms()
+        yield GaugeMetricFamily(
+            "rondpoint_rooms",
+            "Rooms with at least one participant",
+            value=sum(1 for room in live if room.participants),
+        )
+        by_origin: Counter[tuple[str, str]] = Counter()
+        tracks: Counter[str] = Counter()
+        for room in live:
+            for participant in room.participants.values():
+                origin = participant.origin.split(":", 1)[0]
+                by_origin[(origin, participant.state.value)] += 1
+                for track in participant.tracks.values():
+                    tracks[track.kind.value] += 1
+        participants = GaugeMetricFamily(
+            "rondpoint_participants", "Participants by origin and state", labels=["origin", "state"]
+        )
+        for (origin, state), count in sorted(by_origin.items()):
+            participants.add_metric([origin, state], count)
+        yield participants
+        track_family = GaugeMetricFamily(
+            "rondpoint_tracks", "Published tracks by kind", labels=["kind"]
+        )
+        for kind in ("audio", "video"):
+            track_family.add_metric([kind], tracks[kind])
+        yield track_family
+        stats = self.gateway.relay.stats()
+        for name, value, help_text in (
+            ("packets_forwarded", stats.packets_forwarded, "RTP packets forwarded to subscribers"),
+            ("bytes_forwarded", stats.bytes_forwarded, "RTP bytes forwarded to subscribers"),
+            (
+                "packets_lost",
+                stats.packets_lost,
+                "RTP packets lost, from sequence gaps and reports",
+            ),
+            ("nacks", stats.nacks, "Generic NACKs received from subscribers"),
+            ("keyframe_requests", stats.keyframe_requests, "PLI/FIR keyframe requests forwarded"),
+        ):
+            yield CounterMetricFamily(f"rondpoint_relay_{name}", help_text, value=value)
+        yield GaugeMetricFamily(
+            "rondpoint_relay_endpoints", "WebRTC endpoints", value=stats.endpoints
+        )
+
+
+def render(gateway: Gateway) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(GatewayCollector(gateway))
+    return generate_latest(registry)

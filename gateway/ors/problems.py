@@ -1,0 +1,66 @@
+"""Errors as RFC 9457 problem details, the same object over HTTP and inside the ORS WebSocket."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+TITLES = {
+    "invalid_json": "Message is not valid JSON",
+    "unknown_type": "Unknown message type",
+    "invalid_message": "Invalid message",
+    "message_too_large": "Message too large",
+    "not_joined": "Not joined",
+    "already_joined": "Already joined",
+    "token_invalid": "Invalid token",
+    "token_expired": "Token expired",
+    "token_wrong_room": "Token is for another room",
+    "forbidden": "Forbidden",
+    "room_not_found": "Room not found",
+    "room_exists": "Room already exists",
+    "invalid_room_name": "Invalid room name",
+    "room_full": "Room is full",
+    "participant_not_found": "Participant not found",
+    "track_not_found": "Track not found",
+    "invalid_state": "Invalid state",
+    "negotiation_failed": "Media negotiation failed",
+    "rate_limited": "Too many requests",
+    "pin_required": "PIN required",
+    "pin_incorrect": "Incorrect PIN",
+    "unauthorized": "Unauthorized",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "unsupported_media_type": "Unsupported media type",
+    "internal": "Internal error",
+}
+
+
+@dataclass
+class Problem(Exception):
+    code: str
+    detail: str
+    status: int = 400
+    field: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"urn:ors:error:{self.code}",
+            "title": TITLES.get(self.code, self.code.replace("_", " ").capitalize()),
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+    def response(self, headers: dict[str, str] | None = None) -> web.Response:
+        return web.Response(
+            status=self.status,
+            text=json.dumps(self.to_json()),
+            content_type="application/problem+json",
+            headers=headers,
+        )

@@ -1,0 +1,312 @@
+"""ORS over HTTP (spec/ors-v1.md): discovery, keys, room info, anonymous tokens, the WebSocket, WHIP and WHEP."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from aiohttp import web
+
+from gateway.media import PublishRequest, SdpError, WebRtcEndpoint
+from gateway.ors.problems import Problem
+from gateway.ors.session import OrsSession
+from gateway.rooms import (
+    Participant,
+    Role,
+    RoomError,
+    Track,
+    TrackKind,
+    TrackSource,
+    check_room_id,
+    new_id,
+)
+from gateway.server import Gateway
+from gateway.tokens import JoinGrant, TokenError
+
+log = logging.getLogger(__name__)
+
+VERSIONS = ["1"]
+CAPABILITIES = ["websocket", "whip", "whep", "simulcast", "chat", "lobby", "pin", "livekit-grants"]
+HARD_MESSAGE_LIMIT = 1024 * 1024
+
+
+def _gateway(request: web.Request) -> Gateway:
+    gateway: Gateway = request.app["gateway"]
+    return gateway
+
+
+def _room_id(request: web.Request) -> str:
+    room_id = request.match_info["room"]
+    try:
+        check_room_id(room_id)
+    except RoomError as e:
+        raise Problem(e.code, e.detail, e.status) from None
+    return room_id
+
+
+async def discovery(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    base = gateway.config.base_url
+    ws_base = base.replace("https://", "wss://").replace("http://", "ws://")
+    return web.json_response(
+        {
+            "server": gateway.config.server.name,
+            "versions": VERSIONS,
+            "api_base": f"{base}/ors/v1",
+            "keys_url": f"{base}/ors/v1/keys",
+            "websocket_url_template": f"{ws_base}/ors/v1/rooms/{{room}}/ws",
+            "capabilities": CAPABILITIES,
+        }
+    )
+
+
+async def keys(request: web.Request) -> web.Response:
+    return web.json_response(_gateway(request).signing_keys.jwks())
+
+
+async def room_info(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    room_id = _room_id(request)
+    _limit(request)
+    try:
+        room = gateway.rooms.get(room_id)
+    except RoomError as e:
+        raise Problem(e.code, e.detail, e.status) from None
+    return web.json_response(
+        {
+            "id": room.id,
+            "policy": {"pin": bool(room.policy.pin), "lobby": room.policy.lobby},
+            "participants": len(room.joined()),
+        }
+    )
+
+
+def _limit(request: web.Request) -> None:
+    if not _gateway(request).anonymous_limit.allow(request.remote or "?"):
+        raise Problem("rate_limited", "too many requests from this address; wait a minute", 429)
+
+
+async def create_token(request: web.Request) -> web.Response:
+    """Anonymous join: a guest (or, for a room it creates, host) token; PIN checked here."""
+    gateway = _gateway(request)
+    room_id = _room_id(request)
+    _limit(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Problem("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Problem("invalid_message", "the body is a JSON object", field="")
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64:
+        raise Problem("invalid_message", "'name' is 1 to 64 characters", field="/name")
+    pin = body.get("pin", "")
+    if not isinstance(pin, str):
+        raise Problem("invalid_message", "'pin' is a string of digits", field="/pin")
+    role = Role.GUEST
+    if not gateway.rooms.exists(room_id):
+        if not gateway.config.rooms.anonymous_create:
+            raise Problem("room_not_found", f"room '{room_id}' does not exist", 404)
+        gateway.rooms.create(room_id)
+        role = Role.HOST
+    room = gateway.rooms.get(room_id)
+    if room.policy.pin and role is not Role.HOST:
+        if not pin:
+            raise Problem("pin_required", "this room needs its PIN", 403, "/pin")
+        if not secrets.compare_digest(pin.encode(), room.policy.pin.encode()):
+            log.warning("wrong room PIN", extra={"room": room_id, "source": request.remote})
+            raise Problem("pin_incorrect", "the PIN is not correct", 403, "/pin")
+    ttl = gateway.config.rooms.guest_token_ttl
+    identity = "guest-" + secrets.token_urlsafe(8)
+    token = gateway.tokens.mint(room_id, identity, name.strip(), role, ttl)
+    return web.json_response(
+        {
+            "token": token,
+            "expires_at": int(time.time()) + ttl,
+            "room": room_id,
+            "role": role.value,
+            "url": f"{gateway.config.base_url}/r/{room_id}",
+        },
+        status=201,
+    )
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    gateway = _gateway(request)
+    room_id = _room_id(request)
+    if not gateway.rooms.exists(room_id):
+        raise Problem("room_not_found", f"room '{room_id}' does not exist", 404)
+    ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=30)
+    await ws.prepare(request)
+    session = OrsSession(gateway, ws, room_id, request.remote or "")
+    await session.run()
+    return ws
+
+
+# WHIP (RFC 9725) and WHEP: one HTTP offer/answer, a resource to DELETE --------------------------
+class _HttpMediaSession:
+    def __init__(self, room_id: str, participant: Participant, endpoint: WebRtcEndpoint) -> None:
+        self.room_id = room_id
+        self.participant = participant
+        self.endpoint = endpoint
+
+
+def _bearer_grant(request: web.Request, room_id: str) -> JoinGrant:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise Problem("token_invalid", "send the join token as 'Authorization: Bearer'", 401)
+    try:
+        return _gateway(request).tokens.verify(header[7:].strip(), room_id)
+    except TokenError as e:
+        raise Problem(e.code, e.detail, e.status) from None
+
+
+async def _read_sdp(request: web.Request) -> str:
+    if request.content_type != "application/sdp":
+        raise Problem("unsupported_media_type", "the body must be application/sdp", 415)
+    sdp = await request.text()
+    if len(sdp) > 64 * 1024:
+        raise Problem("message_too_large", "the offer is larger than 64 KiB", 413)
+    return sdp
+
+
+def _media_sessions(request: web.Request) -> dict[str, _HttpMediaSession]:
+    sessions: dict[str, _HttpMediaSession] = request.app["http_media_sessions"]
+    return sessions
+
+
+async def whip(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    room_id = _room_id(request)
+    grant = _bearer_grant(request, room_id)
+    if not grant.can_publish:
+        raise Problem("forbidden", "the token does not allow publishing", 403)
+    sdp = await _read_sdp(request)
+    try:
+        room = gateway.rooms.get(room_id)
+        participant = gateway.rooms.add_participant(room, grant.name, grant.role, origin="ors")
+    except RoomError as e:
+        raise Problem(e.code, e.detail, e.status) from None
+    endpoint = gateway.relay.create_endpoint(room_id, participant.id)
+    try:
+        mids = _offer_mids(sdp)
+        requests = [
+            PublishRequest(mid, new_id("TR"), "microphone" if kind == "audio" else "camera")
+            for mid, kind in mids
+        ]
+        answer = endpoint.accept_publish_offer(sdp, requests)
+    except SdpError as e:
+        endpoint.close()
+        gateway.rooms.remove_participant(room, participant.id, "left")
+        raise Problem("negotiation_failed", str(e)) from None
+    sources = {r.mid: r.source for r in requests}
+    for info in answer.tracks:
+        gateway.rooms.publish_track(
+            room,
+            Track(
+                id=info.track_id,
+                owner=participant.id,
+                kind=TrackKind(info.kind),
+                source=TrackSource(sources[info.mid]),
+                codec=info.codec,
+            ),
+        )
+    return _created(request, "whip", room_id, participant, endpoint, answer.sdp)
+
+
+async def whep(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    room_id = _room_id(request)
+    grant = _bearer_grant(request, room_id)
+    if not grant.can_subscribe:
+        raise Problem("forbidden", "the token does not allow subscribing", 403)
+    sdp = await _read_sdp(request)
+    try:
+        room = gateway.rooms.get(room_id)
+    except RoomError as e:
+        raise Problem(e.code, e.detail, e.status) from None
+    wanted = request.query.get("participant")
+    publishers = [p for p in room.joined() if p.tracks and (wanted is None or p.id == wanted)]
+    publishers.sort(key=lambda p: not any(t.kind is TrackKind.VIDEO for t in p.tracks.values()))
+    if not publishers:
+        raise Problem("participant_not_found", "nobody in this room publishes media yet", 404)
+    viewed = publishers[0]
+    participant = gateway.rooms.add_participant(room, grant.name, grant.role, origin="ors")
+    endpoint = gateway.relay.create_endpoint(room_id, participant.id)
+    try:
+        answer = endpoint.accept_view_offer(sdp, list(viewed.tracks))
+    except SdpError as e:
+        endpoint.close()
+        gateway.rooms.remove_participant(room, participant.id, "left")
+        raise Problem("negotiation_failed", str(e)) from None
+    return _created(request, "whep", room_id, participant, endpoint, answer)
+
+
+def _created(
+    request: web.Request,
+    kind: str,
+    room_id: str,
+    participant: Participant,
+    endpoint: WebRtcEndpoint,
+    answer: str,
+) -> web.Response:
+    resource = secrets.token_urlsafe(12)
+    _media_sessions(request)[resource] = _HttpMediaSession(room_id, participant, endpoint)
+    location = f"/ors/v1/rooms/{room_id}/{kind}/{resource}"
+    return web.Response(
+        status=201, text=answer, content_type="application/sdp", headers={"Location": location}
+    )
+
+
+async def delete_media_session(request: web.Request) -> web.Response:
+    gateway = _gateway(request)
+    room_id = _room_id(request)
+    session = _media_sessions(request).get(request.match_info["resource"])
+    if session is None or session.room_id != room_id:
+        raise Problem("not_found", "no such WHIP/WHEP session", 404)
+    _bearer_grant(request, room_id)
+    del _media_sessions(request)[request.match_info["resource"]]
+    session.endpoint.close()
+    try:
+        room = gateway.rooms.get(room_id)
+        gateway.rooms.remove_participant(room, session.participant.id, "left")
+    except RoomError:
+        pass
+    return web.Response(status=200)
+
+
+async def patch_media_session(request: web.Request) -> web.Response:
+    raise Problem(
+        "method_not_allowed",
+        "trickle ICE and ICE restarts are not supported: the server is ICE-lite",
+        405,
+    )
+
+
+def _offer_mids(sdp: str) -> list[tuple[str, str]]:
+    """(mid, kind) of each m-line of an offer, in order; the relay validates the rest."""
+    mids: list[tuple[str, str]] = []
+    kind = ""
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            kind = line[2:].split(" ", 1)[0]
+        elif line.startswith("a=mid:") and kind in ("audio", "video"):
+            mids.append((line[6:].strip(), kind))
+    if not mids:
+        raise SdpError("the offer has no audio or video m-line with a mid")
+    return mids
+
+
+def add_routes(app: web.Application) -> None:
+    app["http_media_sessions"] = {}
+    app.router.add_get("/.well-known/ors", discovery)
+    app.router.add_get("/ors/v1/keys", keys)
+    app.router.add_get("/ors/v1/rooms/{room}", room_info)
+    app.router.add_post("/ors/v1/rooms/{room}/tokens", create_token)
+    app.router.add_get("/ors/v1/rooms/{room}/ws", websocket)
+    app.router.add_post("/ors/v1/rooms/{room}/whip", whip)
+    app.router.add_post("/ors/v1/rooms/{room}/whep", whep)
+    for kind in ("whip", "whep"):
+        app.router.add_delete(f"/ors/v1/rooms/{{room}}/{kind}/{{resource}}", delete_media_session)
+        app.router.add_patch(f"/ors/v1/rooms/{{room}}/{kind}/{{resource}}", patch_media_session)

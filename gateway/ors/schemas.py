@@ -1,0 +1,80 @@
+"""Validation of ORS messages against the published JSON Schemas in spec/schemas (draft 2020-12)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from gateway.ors.problems import Problem
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "spec" / "schemas"
+
+
+@cache
+def _validators() -> dict[str, dict[str, Draft202012Validator]]:
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        if path.name == "index.json":
+            continue
+        schema = json.loads(path.read_text())
+        resources.append((schema["$id"], Resource.from_contents(schema)))
+    registry: Registry = Registry().with_resources(resources)
+    index = json.loads((SCHEMA_DIR / "index.json").read_text())
+    validators: dict[str, dict[str, Draft202012Validator]] = {}
+    for direction in ("client", "server"):
+        validators[direction] = {}
+        for message_type, filename in index[direction].items():
+            schema = json.loads((SCHEMA_DIR / filename).read_text())
+            validators[direction][message_type] = Draft202012Validator(schema, registry=registry)
+    return validators
+
+
+def message_types(direction: str) -> set[str]:
+    return set(_validators()[direction])
+
+
+def validate(direction: str, message: Any) -> None:
+    """Raise Problem(invalid_message / unknown_type) naming the first bad field of ``message``."""
+    if not isinstance(message, dict):
+        raise Problem("invalid_message", "a message is a JSON object", field="")
+    message_type = message.get("type")
+    if not isinstance(message_type, str):
+        raise Problem("invalid_message", "the message has no string 'type'", field="/type")
+    validator = _validators()[direction].get(message_type)
+    if validator is None:
+        raise Problem("unknown_type", f"unknown message type '{message_type[:64]}'", field="/type")
+    error = next(iter(sorted(validator.iter_errors(message), key=lambda e: list(e.path))), None)
+    if error is not None:
+        pointer = "".join(f"/{part}" for part in error.absolute_path)
+        if error.validator == "required":
+            missing = error.message.split("'")[1] if "'" in error.message else ""
+            pointer = f"{pointer}/{missing}"
+            detail = f"'{message_type}' is missing the required field '{missing}'"
+        else:
+            detail = f"field '{pointer or '/'}' {_rule(error.validator, error.validator_value)}"
+        raise Problem("invalid_message", detail, field=pointer)
+
+
+def _rule(validator: Any, value: Any) -> str:
+    """Describe the broken rule without echoing the message's value (it may hold a secret)."""
+    phrases = {
+        "type": "must be of type {}",
+        "maxLength": "is longer than {} characters",
+        "minLength": "is shorter than {} characters",
+        "maximum": "is above {}",
+        "minimum": "is below {}",
+        "enum": "must be one of {}",
+        "const": "must be {}",
+        "pattern": "must match {}",
+        "maxItems": "has more than {} items",
+        "minItems": "has fewer than {} items",
+    }
+    if validator in phrases and isinstance(value, str | int | float | list):
+        shown = value if not isinstance(value, list) else ", ".join(map(str, value))
+        return phrases[validator].format(shown)
+    return f"breaks the schema rule '{validator}'"

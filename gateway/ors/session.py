@@ -1,0 +1,499 @@
+"""One ORS client on its WebSocket (spec/ors-v1.md): join, media negotiation, room events, leave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from gateway.media import PublishRequest, SdpError, SimulcastLayerInfo, WebRtcEndpoint
+from gateway.ors import schemas
+from gateway.ors.problems import Problem
+from gateway.rooms import (
+    ActiveSpeakers,
+    Caption,
+    ChatMessage,
+    Participant,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantState,
+    ParticipantUpdated,
+    Role,
+    Room,
+    RoomError,
+    RoomEvent,
+    SimulcastLayer,
+    Subscription,
+    Track,
+    TrackKind,
+    TrackMuted,
+    TrackPublished,
+    TrackSource,
+    TrackUnpublished,
+    new_id,
+)
+from gateway.tokens import JoinGrant, TokenError
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+
+class SessionState(StrEnum):
+    CONNECTED = "connected"
+    LOBBY = "lobby"
+    JOINED = "joined"
+    LEFT = "left"
+
+
+ALLOWED_BEFORE_JOIN = {"join", "ping", "leave"}
+ALLOWED_IN_LOBBY = {"ping", "leave", "update", "join"}
+
+
+class OrsSession:
+    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, room_id: str, remote: str):
+        self.gateway = gateway
+        self.ws = ws
+        self.room_id = room_id
+        self.remote = remote
+        self.state = SessionState.CONNECTED
+        self.grant: JoinGrant | None = None
+        self.room: Room | None = None
+        self.participant: Participant | None = None
+        self.endpoint: WebRtcEndpoint | None = None
+        self._events: Subscription | None = None
+        self._event_task: asyncio.Task[None] | None = None
+        self._send_lock = asyncio.Lock()
+        self._visible: set[str] = set()
+        self._awaiting_answer = False
+        self._offer_wanted = False
+        self._mids: dict[str, str] = {}
+        """Publish m-line mid -> track id, kept across renegotiations."""
+
+    # the socket ------------------------------------------------------------------
+    async def run(self) -> None:
+        max_bytes = self.gateway.config.limits.max_message_bytes
+        try:
+            async for frame in self.ws:
+                if frame.type == WSMsgType.TEXT:
+                    await self._receive(frame.data, max_bytes)
+                elif frame.type == WSMsgType.BINARY:
+                    await self._send_error(Problem("invalid_json", "messages are JSON text frames"))
+                if self.state is SessionState.LEFT:
+                    break
+        finally:
+            await self._close("disconnected")
+
+    async def _receive(self, text: str, max_bytes: int) -> None:
+        if len(text.encode()) > max_bytes:
+            await self._send_error(
+                Problem("message_too_large", f"messages are limited to {max_bytes} bytes", 413)
+            )
+            return
+        try:
+            message = json.loads(text)
+        except ValueError:
+            await self._send_error(Problem("invalid_json", "the message is not valid JSON"))
+            return
+        request_id = message.get("id") if isinstance(message, dict) else None
+        reply_to = request_id if isinstance(request_id, str) and len(request_id) <= 64 else None
+        try:
+            schemas.validate("client", message)
+            handler = self._handler(message["type"])
+            reply = await handler(message)
+        except Problem as problem:
+            await self._send_error(problem, reply_to)
+            return
+        except (RoomError, TokenError) as e:
+            await self._send_error(Problem(e.code, e.detail, e.status), reply_to)
+            return
+        except SdpError as e:
+            await self._send_error(Problem("negotiation_failed", str(e)), reply_to)
+            return
+        except Exception:
+            log.exception("ORS message handler failed", extra={"room": self.room_id})
+            await self._send_error(
+                Problem("internal", "the server failed on this message", 500), reply_to
+            )
+            return
+        if reply is None:
+            reply = {"type": "ok"}
+        if reply_to is not None:
+            reply["reply_to"] = reply_to
+        if reply["type"] != "ok" or reply_to is not None:
+            await self.send(reply)
+
+    def _handler(self, message_type: str) -> Callable[[Message], Awaitable[Message | None]]:
+        if self.state is SessionState.CONNECTED and message_type not in ALLOWED_BEFORE_JOIN:
+            raise Problem("not_joined", "send 'join' first", 409)
+        if self.state is SessionState.LOBBY and message_type not in ALLOWED_IN_LOBBY:
+            raise Problem("invalid_state", "you are waiting in the lobby", 409)
+        handler = getattr(self, f"_on_{message_type}", None)
+        if handler is None:
+            raise Problem("unknown_type", f"unknown message type '{message_type}'", field="/type")
+        return handler  # type: ignore[no-any-return]
+
+    async def send(self, message: Message) -> None:
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_str(json.dumps(message, separators=(",", ":")))
+
+    async def _send_error(self, problem: Problem, reply_to: str | None = None) -> None:
+        message: Message = {"type": "error", "problem": problem.to_json()}
+        if reply_to is not None:
+            message["reply_to"] = reply_to
+        await self.send(message)
+
+    # joining -------------------------------------------------------------------------
+    async def _on_join(self, message: Message) -> Message:
+        if self.state is not SessionState.CONNECTED:
+            raise Problem("already_joined", "this socket has already joined", 409)
+        grant = self.gateway.tokens.verify(message["token"], self.room_id)
+        room = self.gateway.rooms.get(self.room_id)
+        previous = self.gateway.sessions.get((self.room_id, grant.identity))
+        if previous is not None:
+            await previous.end("replaced")
+        self.grant, self.room = grant, room
+        self._events = self.gateway.bus.subscribe(room.id)
+        try:
+            self.participant = self.gateway.rooms.add_participant(
+                room, message.get("name") or grant.name, grant.role, origin="ors"
+            )
+        except RoomError:
+            self._events.close()
+            self._events = None
+            raise
+        self.gateway.sessions[(self.room_id, grant.identity)] = self
+        self._event_task = asyncio.create_task(self._pump_events())
+        log.info(
+            "participant joined",
+            extra={
+                "room": room.id,
+                "participant": self.participant.id,
+                "state": self.participant.state,
+            },
+        )
+        if self.participant.state is ParticipantState.LOBBY:
+            self.state = SessionState.LOBBY
+            return {
+                "type": "lobby",
+                "participant": self.participant.to_wire(),
+                "room": room.to_wire(),
+            }
+        return self._enter_room()
+
+    def _enter_room(self) -> Message:
+        assert self.room is not None and self.participant is not None
+        self.state = SessionState.JOINED
+        others = [p for p in self.room.participants.values() if self._is_visible(p)]
+        self._visible = {p.id for p in others}
+        self.endpoint = self.gateway.relay.create_endpoint(self.room.id, self.participant.id)
+        if self.grant is not None and self.grant.can_subscribe:
+            for participant in others:
+                for track in participant.tracks.values():
+                    self._offer_wanted |= self.endpoint.subscribe(track.id)
+        if self._offer_wanted:
+            asyncio.get_running_loop().call_soon(self._schedule_offer)
+        return {
+            "type": "joined",
+            "participant": self.participant.to_wire(),
+            "room": self.room.to_wire(),
+            "participants": [p.to_wire() for p in others],
+            "ice_servers": [],
+        }
+
+    def _is_visible(self, other: Participant) -> bool:
+        assert self.participant is not None
+        if other.id == self.participant.id:
+            return False
+        return other.state is ParticipantState.JOINED or self.participant.is_host
+
+    # media negotiation ---------------------------------------------------------------
+    async def _on_offer(self, message: Message) -> Message:
+        assert self.room is not None and self.participant is not None and self.endpoint is not None
+        if message["pc"] != "publish":
+            raise Problem(
+                "invalid_message", "clients offer only on the 'publish' connection", field="/pc"
+            )
+        if self.grant is not None and not self.grant.can_publish:
+            raise Problem("forbidden", "your token does not allow publishing", 403)
+        requests = []
+        for entry in message["tracks"]:
+            track_id = self._mids.get(entry["mid"]) or new_id("TR")
+            layers = [
+                SimulcastLayerInfo(rid=s["rid"], width=s.get("width"), height=s.get("height"))
+                for s in entry.get("simulcast", [])
+            ]
+            requests.append(PublishRequest(entry["mid"], track_id, entry["source"], layers))
+        answer = self.endpoint.accept_publish_offer(message["sdp"], requests)
+        sources = {r.mid: r.source for r in requests}
+        tracks = []
+        for info in answer.tracks:
+            self._mids[info.mid] = info.track_id
+            track = self.participant.tracks.get(info.track_id)
+            if track is None:
+                track = Track(
+                    id=info.track_id,
+                    owner=self.participant.id,
+                    kind=TrackKind(info.kind),
+                    source=TrackSource(sources.get(info.mid, _default_source(info.kind))),
+                    codec=info.codec,
+                    layers=[SimulcastLayer(s.rid, s.width, s.height) for s in info.simulcast],
+                )
+                self.gateway.rooms.publish_track(self.room, track)
+            tracks.append({**track.to_wire(), "mid": info.mid})
+        return {"type": "answer", "pc": "publish", "sdp": answer.sdp, "tracks": tracks}
+
+    async def _on_answer(self, message: Message) -> None:
+        assert self.endpoint is not None
+        if message["pc"] != "subscribe":
+            raise Problem(
+                "invalid_message", "clients answer only on the 'subscribe' connection", field="/pc"
+            )
+        if not self._awaiting_answer:
+            raise Problem("invalid_state", "no subscribe offer is waiting for an answer", 409)
+        self.endpoint.accept_subscribe_answer(message["sdp"])
+        self._awaiting_answer = False
+        if self._offer_wanted:
+            await self._send_offer()
+
+    async def _on_candidate(self, message: Message) -> None:
+        return None  # ICE-lite: the server answers the client's checks; trickled candidates are not needed
+
+    def _schedule_offer(self) -> None:
+        if self.state is SessionState.JOINED:
+            asyncio.create_task(self._send_offer())
+
+    async def _send_offer(self) -> None:
+        if self.endpoint is None or self._awaiting_answer:
+            return
+        self._offer_wanted = False
+        offer = self.endpoint.create_subscribe_offer()
+        if offer is None:
+            return
+        owners = {t.id: t.owner for t in self.room.tracks()} if self.room else {}
+        self._awaiting_answer = True
+        await self.send(
+            {
+                "type": "offer",
+                "pc": "subscribe",
+                "sdp": offer.sdp,
+                "tracks": [
+                    {"mid": mid, "track_id": track_id, "participant_id": owners.get(track_id, "")}
+                    for mid, track_id in offer.tracks
+                ],
+            }
+        )
+
+    # tracks ----------------------------------------------------------------------------
+    async def _on_unpublish(self, message: Message) -> None:
+        assert self.room is not None and self.participant is not None and self.endpoint is not None
+        self.gateway.rooms.unpublish_track(self.room, self.participant.id, message["track_id"])
+        self.endpoint.unpublish(message["track_id"])
+
+    async def _on_mute(self, message: Message) -> None:
+        assert self.room is not None and self.participant is not None
+        track = self._find_track(message["track_id"])
+        if track.owner != self.participant.id and not (
+            self.participant.is_host and message["muted"]
+        ):
+            raise Problem("forbidden", "only a host may mute someone else, and only to mute", 403)
+        self.gateway.rooms.set_muted(self.room, track.owner, track.id, message["muted"])
+
+    async def _on_subscription(self, message: Message) -> None:
+        assert self.endpoint is not None
+        track = self._find_track(message["track_id"])
+        if "subscribed" in message:
+            self.endpoint.set_paused(track.id, not message["subscribed"])
+        if "max_height" in message:
+            self.endpoint.set_max_height(track.id, message["max_height"])
+
+    def _find_track(self, track_id: str) -> Track:
+        assert self.room is not None
+        for track in self.room.tracks():
+            if track.id == track_id:
+                return track
+        raise Problem(
+            "track_not_found", f"no track '{track_id[:64]}' in this room", 404, "/track_id"
+        )
+
+    # people and chat -----------------------------------------------------------------------
+    async def _on_chat(self, message: Message) -> None:
+        assert self.room is not None and self.participant is not None
+        self.gateway.rooms.chat(self.room, self.participant.id, message["text"], message.get("to"))
+
+    async def _on_update(self, message: Message) -> None:
+        assert self.room is not None and self.participant is not None
+        self.gateway.rooms.update_name(self.room, self.participant.id, message["name"])
+
+    async def _on_admit(self, message: Message) -> None:
+        assert self.room is not None
+        self._require_host()
+        self.gateway.rooms.admit(self.room, message["participant_id"])
+
+    async def _on_remove(self, message: Message) -> None:
+        assert self.room is not None
+        self._require_host()
+        target = self.room.participants.get(message["participant_id"])
+        if target is None:
+            raise Problem("participant_not_found", "no such participant", 404, "/participant_id")
+        reason = "denied" if target.state is ParticipantState.LOBBY else "removed"
+        self.gateway.rooms.remove_participant(self.room, target.id, reason)
+
+    def _require_host(self) -> None:
+        if self.participant is None or self.participant.role is not Role.HOST:
+            raise Problem("forbidden", "only a host may do this", 403)
+
+    async def _on_ping(self, message: Message) -> Message:
+        return {"type": "pong"}
+
+    async def _on_leave(self, message: Message) -> None:
+        await self.end("left")
+
+    # room events ----------------------------------------------------------------------------
+    async def _pump_events(self) -> None:
+        assert self._events is not None
+        try:
+            async for event in self._events:
+                await self._on_event(event)
+                if self._offer_wanted and self._events.queue.empty():
+                    await self._send_offer()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("ORS event delivery failed", extra={"room": self.room_id})
+
+    async def _on_event(self, event: RoomEvent) -> None:
+        me = self.participant
+        if me is None:
+            return
+        if isinstance(event, ParticipantLeft) and event.participant.id == me.id:
+            await self.end(event.reason, already_removed=True)
+            return
+        if isinstance(event, ParticipantUpdated) and event.participant.id == me.id:
+            if self.state is SessionState.LOBBY and me.state is ParticipantState.JOINED:
+                await self.send(self._enter_room())
+            return
+        if self.state is not SessionState.JOINED:
+            return
+        message = self._translate(event, me)
+        if message is not None:
+            await self.send(message)
+
+    def _translate(self, event: RoomEvent, me: Participant) -> Message | None:
+        if isinstance(event, ParticipantJoined | ParticipantUpdated):
+            other = event.participant
+            if other.id == me.id or not self._is_visible(other):
+                return None
+            if other.id not in self._visible:
+                self._visible.add(other.id)
+                return {"type": "participant_joined", "participant": other.to_wire()}
+            return {"type": "participant_updated", "participant": other.to_wire()}
+        if isinstance(event, ParticipantLeft):
+            if event.participant.id not in self._visible:
+                return None
+            self._visible.discard(event.participant.id)
+            return {
+                "type": "participant_left",
+                "participant_id": event.participant.id,
+                "reason": event.reason,
+            }
+        if isinstance(event, TrackPublished):
+            if event.track.owner == me.id:
+                return None
+            if self.endpoint is not None and self.grant is not None and self.grant.can_subscribe:
+                self._offer_wanted |= self.endpoint.subscribe(event.track.id)
+            return {"type": "track_published", "track": event.track.to_wire()}
+        if isinstance(event, TrackUnpublished):
+            if self.endpoint is not None and event.track.owner != me.id:
+                self.endpoint.unsubscribe(event.track.id)
+                self._offer_wanted = True
+            return {
+                "type": "track_unpublished",
+                "track_id": event.track.id,
+                "participant_id": event.track.owner,
+            }
+        if isinstance(event, TrackMuted):
+            return {
+                "type": "track_muted",
+                "track_id": event.track.id,
+                "participant_id": event.track.owner,
+                "muted": event.track.muted,
+            }
+        if isinstance(event, ActiveSpeakers):
+            return {
+                "type": "active_speakers",
+                "speakers": [
+                    {"participant_id": pid, "level": round(level, 3)}
+                    for pid, level in event.speakers
+                ],
+            }
+        if isinstance(event, ChatMessage):
+            if event.to is not None and me.id not in (event.to, event.sender.id):
+                return None
+            chat: Message = {
+                "id": event.id,
+                "from": event.sender.id,
+                "from_name": event.sender.name,
+                "text": event.text,
+                "ts": int(event.timestamp * 1000),
+            }
+            if event.to is not None:
+                chat["to"] = event.to
+            return {"type": "chat", "message": chat}
+        if isinstance(event, Caption):
+            return {
+                "type": "caption",
+                "participant_id": event.participant_id,
+                "text": event.text,
+                "final": event.final,
+                "language": event.language,
+            }
+        return None
+
+    # leaving --------------------------------------------------------------------------------
+    async def end(self, reason: str, already_removed: bool = False) -> None:
+        """Tell the client why it leaves, remove it from the room and close the socket."""
+        if self.state is SessionState.LEFT:
+            return
+        await self.send({"type": "left", "reason": reason})
+        await self._close(reason, already_removed)
+        await self.ws.close()
+
+    async def _close(self, reason: str, already_removed: bool = False) -> None:
+        if self.state is SessionState.LEFT:
+            return
+        self.state = SessionState.LEFT
+        if self._event_task is not None and self._event_task is not asyncio.current_task():
+            self._event_task.cancel()
+        if self._events is not None:
+            self._events.close()
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
+        if self.room is not None and self.participant is not None:
+            if not already_removed:
+                self.gateway.rooms.remove_participant(self.room, self.participant.id, reason)
+            log.info(
+                "participant left",
+                extra={"room": self.room.id, "participant": self.participant.id, "reason": reason},
+            )
+        if self.grant is not None:
+            key = (self.room_id, self.grant.identity)
+            if self.gateway.sessions.get(key) is self:
+                del self.gateway.sessions[key]
+
+
+def _default_source(kind: str) -> str:
+    return "microphone" if kind == "audio" else "camera"

@@ -1,0 +1,161 @@
+"""The gateway process: wires the store, rooms, tokens, media relay and HTTP server together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from gateway.config import Config
+from gateway.federation import SigningKeys
+from gateway.media import MediaRelay
+from gateway.ratelimit import RateLimiter
+from gateway.rooms import ActiveSpeakers, EventBus, RoomError, RoomManager, TrackMuted
+from gateway.store import Store
+from gateway.tokens import TokenAuthority
+
+if TYPE_CHECKING:
+    from gateway.ors.session import OrsSession
+
+log = logging.getLogger(__name__)
+
+ADMIN_TOKEN_FILE = "admin-token"
+TOKEN_KEY_ID = "rondpoint"
+
+
+class Gateway:
+    """Everything one gateway process owns; the HTTP handlers reach it through ``app["gateway"]``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        data = config.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = Store(data / "rondpoint.sqlite3")
+        self.bus = EventBus()
+        self.rooms = RoomManager(
+            self.store, self.bus, config.server.name, config.rooms.max_participants
+        )
+        keys = self.store.token_keys()
+        if TOKEN_KEY_ID not in keys:
+            keys[TOKEN_KEY_ID] = self.store.add_token_key(TOKEN_KEY_ID)
+        self.tokens = TokenAuthority(keys, TOKEN_KEY_ID)
+        self.signing_keys = SigningKeys(self.store)
+        self.relay = MediaRelay(
+            host=config.media.host,
+            port=config.media.port,
+            port_range=(config.media.port_range_start, config.media.port_range_end),
+            public_ip=config.media.public_ip,
+        )
+        self.relay.on_active_speakers = self._on_active_speakers
+        self.anonymous_limit = RateLimiter(config.limits.anonymous_requests_per_minute)
+        self.sessions: dict[tuple[str, str], OrsSession] = {}
+        self.new_admin_token: str | None = None
+        self.ready = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _on_active_speakers(self, room_id: str, speakers: list[tuple[str, float]]) -> None:
+        self.bus.publish(ActiveSpeakers(room_id, tuple(speakers)))
+
+    def ensure_admin_token(self) -> str | None:
+        """Create the first admin token (kept hashed, and in clear in a 0600 file for the CLI)."""
+        if self.store.has_admin_tokens():
+            return None
+        token = "rpa_" + secrets.token_urlsafe(32)
+        self.store.add_admin_token(token, "initial")
+        path = self.config.data_path / ADMIN_TOKEN_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+
+    def ensure_demo_room(self) -> str | None:
+        demo = self.config.rooms.demo_room
+        if not demo:
+            return None
+        with contextlib.suppress(RoomError):
+            self.rooms.create(demo)
+        return demo
+
+    async def start(self) -> None:
+        await self.relay.start()
+        self.new_admin_token = self.ensure_admin_token()
+        self.ensure_demo_room()
+        self._tasks.append(asyncio.create_task(self._apply_room_events()))
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        for session in list(self.sessions.values()):
+            await session.end("room_closed")
+        for task in self._tasks:
+            task.cancel()
+        await self.relay.stop()
+        self.store.close()
+
+    async def _apply_room_events(self) -> None:
+        """Room-model changes that the relay must follow, whoever made them (ORS, SIP, a host)."""
+        async for event in self.bus.subscribe():
+            if isinstance(event, TrackMuted):
+                self.relay.set_track_muted(event.room_id, event.track.id, event.track.muted)
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    from gateway.http.app import create_app
+
+    return create_app(gateway)
+
+
+def banner(gateway: Gateway, media_port: int) -> str:
+    config = gateway.config
+    lines = [
+        "",
+        "  Rondpoint gateway is running",
+        f"  web        {config.base_url}/",
+        f"  media      udp {config.media.public_ip or config.media.host}:{media_port}",
+        f"  data       {Path(config.server.data_dir).resolve()}",
+    ]
+    demo = config.rooms.demo_room
+    if demo:
+        lines.append(f"  demo room  {config.base_url}/r/{demo}")
+    if gateway.new_admin_token:
+        lines.append(f"  admin token (shown once; also in {config.data_path / ADMIN_TOKEN_FILE}):")
+        lines.append(f"             {gateway.new_admin_token}")
+    else:
+        lines.append(f"  admin token: in {config.data_path / ADMIN_TOKEN_FILE}")
+    return "\n".join(lines) + "\n"
+
+
+async def serve(config: Config) -> None:
+    gateway = Gateway(config)
+    await gateway.start()
+    app = build_app(gateway)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    ssl_context = None
+    if config.http.tls_cert:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        ssl_context.load_cert_chain(config.http.tls_cert, config.http.tls_key)
+    site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=ssl_context)
+    await site.start()
+    print(banner(gateway, gateway.relay.port), flush=True)
+    log.info(
+        "gateway started", extra={"http_port": config.http.port, "media_port": gateway.relay.port}
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("gateway stopping")
+    await gateway.stop()
+    await runner.cleanup()

@@ -1,0 +1,55 @@
+"""Configuration: embedded defaults, TOML overrides, and refusals that name file, key and rule."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rondpoint.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file() -> None:
+    config = load_config(None)
+    assert config.http.host == "127.0.0.1"
+    assert config.http.port == 8080
+    assert config.server.data_dir == "rondpoint-data"
+    assert config.base_url == "http://127.0.0.1:8080"
+
+
+def test_file_overrides_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[http]\nport = 9090\n[log]\nformat = "json"\n'))
+    assert config.http.port == 9090
+    assert config.log.format == "json"
+    assert config.media.port == 40000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[http]\nport = 70000\n", "'http.port' must be a port"),
+        ('[http]\nport = "80"\n', "'http.port' must be an integer"),
+        ("[http]\nbogus = 1\n", "unknown key 'http.bogus'"),
+        ("[nosuch]\nx = 1\n", "unknown key 'nosuch'"),
+        ('[log]\nformat = "xml"\n', "'log.format' is 'xml'; allowed: text, json"),
+        ('[media]\nhost = "not-an-ip"\n', "'media.host' must be an IP address"),
+        ('[rooms]\ndemo_room = "Bad Name"\n', "'rooms.demo_room' must match"),
+        ("[http\nport = 1\n", "not valid TOML"),
+        ('[http]\ntls_cert = "c.pem"\n', "must be set together"),
+    ],
+)
+def test_invalid_file_names_file_key_and_rule(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert expected in str(error.value)
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.toml")

@@ -1,0 +1,126 @@
+"""The room model: participants, lobby, tracks, mute and chat, each change announced on the bus."""
+
+import pytest
+
+from gateway.rooms import (
+    ChatMessage,
+    EventBus,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantState,
+    ParticipantUpdated,
+    Role,
+    RoomError,
+    RoomManager,
+    Track,
+    TrackKind,
+    TrackMuted,
+    TrackPublished,
+    TrackSource,
+    TrackUnpublished,
+    valid_origin,
+)
+from gateway.store import Store
+
+
+@pytest.fixture
+def rooms() -> RoomManager:
+    return RoomManager(Store(":memory:"), EventBus(), "gw.example.gouv.fr", max_participants=3)
+
+
+def drain(sub) -> list:  # type: ignore[no-untyped-def]
+    events = []
+    while not sub.queue.empty():
+        events.append(sub.get_nowait())
+    return events
+
+
+@pytest.mark.parametrize("name", ["ab", "-abc", "Abc", "a" * 65, "abc_def", "abc def", ""])
+def test_room_names_outside_the_pattern_are_refused(rooms: RoomManager, name: str) -> None:
+    with pytest.raises(RoomError) as error:
+        rooms.create(name)
+    assert error.value.code == "invalid_room_name"
+
+
+def test_a_created_room_is_persisted_and_listed(rooms: RoomManager) -> None:
+    rooms.create("cabinet-ministre", pin="123456", lobby=True)
+    room = rooms.get("cabinet-ministre")
+    assert room.policy.pin == "123456" and room.policy.lobby
+    assert [r.id for r in rooms.list()] == ["cabinet-ministre"]
+    with pytest.raises(RoomError) as error:
+        rooms.create("cabinet-ministre")
+    assert error.value.status == 409
+
+
+def test_joining_and_leaving_are_announced(rooms: RoomManager) -> None:
+    room = rooms.create("salle")
+    sub = rooms.bus.subscribe("salle")
+    alice = rooms.add_participant(room, "Alice", Role.HOST)
+    rooms.remove_participant(room, alice.id)
+    events = drain(sub)
+    assert isinstance(events[0], ParticipantJoined) and events[0].participant.name == "Alice"
+    assert isinstance(events[1], ParticipantLeft) and events[1].reason == "left"
+    assert room.participants == {}
+
+
+def test_lobby_holds_guests_until_a_host_admits_them(rooms: RoomManager) -> None:
+    room = rooms.create("salle", lobby=True)
+    host = rooms.add_participant(room, "Host", Role.HOST)
+    guest = rooms.add_participant(room, "Guest", Role.GUEST)
+    assert host.state is ParticipantState.JOINED
+    assert guest.state is ParticipantState.LOBBY
+    sub = rooms.bus.subscribe("salle")
+    rooms.admit(room, guest.id)
+    assert guest.state is ParticipantState.JOINED
+    assert isinstance(drain(sub)[0], ParticipantUpdated)
+    with pytest.raises(RoomError):
+        rooms.admit(room, guest.id)
+
+
+def test_a_full_room_refuses_another_participant(rooms: RoomManager) -> None:
+    room = rooms.create("salle")
+    for i in range(3):
+        rooms.add_participant(room, f"P{i}", Role.MEMBER)
+    with pytest.raises(RoomError) as error:
+        rooms.add_participant(room, "P4", Role.MEMBER)
+    assert error.value.code == "room_full"
+    assert len(room.participants) == 3
+
+
+def test_tracks_publish_mute_and_leave_with_their_owner(rooms: RoomManager) -> None:
+    room = rooms.create("salle")
+    alice = rooms.add_participant(room, "Alice", Role.MEMBER)
+    sub = rooms.bus.subscribe("salle")
+    track = Track("TR_1", alice.id, TrackKind.AUDIO, TrackSource.MICROPHONE, "opus")
+    rooms.publish_track(room, track)
+    rooms.set_muted(room, alice.id, "TR_1", True)
+    rooms.set_muted(room, alice.id, "TR_1", True)  # no change, no event
+    rooms.remove_participant(room, alice.id)
+    kinds = [type(e) for e in drain(sub)]
+    assert kinds == [TrackPublished, TrackMuted, TrackUnpublished, ParticipantLeft]
+
+
+def test_chat_to_an_unknown_participant_is_refused(rooms: RoomManager) -> None:
+    room = rooms.create("salle")
+    alice = rooms.add_participant(room, "Alice", Role.MEMBER)
+    sub = rooms.bus.subscribe("salle")
+    with pytest.raises(RoomError):
+        rooms.chat(room, alice.id, "bonjour", to="PA_nobody")
+    message = rooms.chat(room, alice.id, "bonjour")
+    assert drain(sub) == [message]
+    assert isinstance(message, ChatMessage) and message.sender.name == "Alice"
+
+
+def test_deleting_a_room_removes_everyone(rooms: RoomManager) -> None:
+    room = rooms.create("salle")
+    rooms.add_participant(room, "Alice", Role.MEMBER)
+    sub = rooms.bus.subscribe("salle")
+    rooms.delete("salle")
+    events = drain(sub)
+    assert isinstance(events[0], ParticipantLeft) and events[0].reason == "room_closed"
+    assert not rooms.exists("salle")
+
+
+def test_origins() -> None:
+    assert all(valid_origin(o) for o in ("ors", "sip", "visio", "matrix", "federation:de.example"))
+    assert not valid_origin("federation:") and not valid_origin("skype")
