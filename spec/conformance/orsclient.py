@@ -1,0 +1,113 @@
+"""A small ORS v1 client written from spec/ors-v1.md alone, used by the conformance suite.
+
+It speaks the signalling only (WebSocket JSON messages and the HTTP endpoints); a test that needs
+media pairs it with any WebRTC stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+import aiohttp
+
+Message = dict[str, Any]
+
+
+class OrsError(Exception):
+    def __init__(self, message: Message) -> None:
+        super().__init__(message["problem"].get("detail", ""))
+        self.message = message
+        self.problem: dict[str, Any] = message["problem"]
+        self.code: str = self.problem.get("code", "")
+
+
+class OrsClient:
+    """One WebSocket session. Replies are matched by ``id``; everything else queues as events."""
+
+    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.http = http
+        self.ws = ws
+        self.received: list[Message] = []
+        self.events: asyncio.Queue[Message] = asyncio.Queue()
+        self._replies: dict[str, asyncio.Future[Message]] = {}
+        self._ids = itertools.count(1)
+        self._reader = asyncio.create_task(self._read())
+        self.closed = asyncio.Event()
+
+    @classmethod
+    async def connect(cls, base_url: str, room: str) -> OrsClient:
+        http = aiohttp.ClientSession()
+        ws_url = base_url.replace("http", "ws", 1).rstrip("/") + f"/ors/v1/rooms/{room}/ws"
+        try:
+            ws = await http.ws_connect(ws_url, max_msg_size=4 * 1024 * 1024)
+        except BaseException:
+            await http.close()
+            raise
+        return cls(http, ws)
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                message = json.loads(frame.data)
+                self.received.append(message)
+                future = self._replies.pop(message.get("reply_to", ""), None)
+                if future is not None and not future.done():
+                    future.set_result(message)
+                else:
+                    await self.events.put(message)
+        finally:
+            self.closed.set()
+            for future in self._replies.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("socket closed"))
+
+    async def send(self, message: Message) -> None:
+        await self.ws.send_str(json.dumps(message))
+
+    async def send_raw(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+    async def request(self, message: Message, timeout: float = 10) -> Message:
+        """Send with a fresh ``id`` and return the direct reply; OrsError for an ``error`` reply."""
+        request_id = f"r{next(self._ids)}"
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = future
+        await self.send({**message, "id": request_id})
+        reply = await asyncio.wait_for(future, timeout)
+        if reply["type"] == "error":
+            raise OrsError(reply)
+        return reply
+
+    async def next_event(self, *types: str, timeout: float = 10) -> Message:
+        """The next queued message of one of ``types`` (any type if none), skipping others."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.events.get()
+                if not types or message["type"] in types:
+                    return message
+
+    async def join(self, token: str, name: str | None = None) -> Message:
+        message: Message = {"type": "join", "token": token}
+        if name:
+            message["name"] = name
+        return await self.request(message)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        await self.http.close()
+
+
+async def anonymous_token(base_url: str, room: str, name: str, pin: str | None = None) -> Message:
+    body: Message = {"name": name}
+    if pin is not None:
+        body["pin"] = pin
+    async with aiohttp.ClientSession() as http:
+        url = base_url.rstrip("/") + f"/ors/v1/rooms/{room}/tokens"
+        async with http.post(url, json=body) as response:
+            return {"status": response.status, **(await response.json(content_type=None))}
