@@ -1,0 +1,118 @@
+"""Starts a real gateway process on free loopback ports with a throwaway data directory, for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningGateway:
+    base_url: str
+    ws_base: str
+    admin_token: str
+    data_dir: Path
+    config_path: Path
+    media_port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def admin(self, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"Bearer {self.admin_token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else {}
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def create_room(self, room_id: str, **policy: object) -> dict:
+        status, body = self.admin("POST", "/api/v1/rooms", {"id": room_id, **policy})
+        assert status == 201, body
+        return body
+
+    def token(self, room_id: str, identity: str, name: str = "", role: str = "member", ttl: int = 600) -> str:
+        status, body = self.admin(
+            "POST",
+            f"/api/v1/rooms/{room_id}/tokens",
+            {"identity": identity, "name": name or identity, "role": role, "ttl": ttl},
+        )
+        assert status == 201, body
+        return str(body["token"])
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def running_gateway(tmp: Path, extra_config: str = "", log_format: str = "json") -> Iterator[RunningGateway]:
+    http_port = free_port()
+    media_port = free_port(socket.SOCK_DGRAM)
+    data_dir = tmp / "data"
+    config_path = tmp / "rondpoint.toml"
+    config_path.write_text(
+        f'[server]\nname = "test.rondpoint.local"\ndata_dir = "{data_dir}"\n'
+        f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n'
+        f'[media]\nhost = "127.0.0.1"\nport = {media_port}\n'
+        f"port_range_start = {media_port}\nport_range_end = {media_port}\n"
+        f"{extra_config}\n"
+    )
+    log_path = tmp / "gateway.log"
+    command = [sys.executable, "-m", "gateway", "--config", str(config_path), "serve", "--log-format", log_format]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base_url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gateway exited: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(base_url + "/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gateway not ready: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        admin_token = (data_dir / "admin-token").read_text().strip()
+        yield RunningGateway(
+            base_url=base_url,
+            ws_base=base_url.replace("http://", "ws://"),
+            admin_token=admin_token,
+            data_dir=data_dir,
+            config_path=config_path,
+            media_port=media_port,
+            process=process,
+            log_path=log_path,
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,128 @@
+"""An aiortc test peer for the ORS signalling client: publishes a tone, receives and measures tracks.
+
+aiortc here plays a browser in tests only; the gateway's relay never uses its media pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import VideoStreamTrack
+from av import AudioFrame
+
+from spec.conformance.orsclient import Message, OrsClient
+
+SAMPLE_RATE = 48000
+FRAME_SAMPLES = 960
+
+
+class ToneTrack(MediaStreamTrack):
+    """A sine tone at ``frequency`` Hz, 20 ms frames, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self._sent = 0
+        self._start: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._sent / SAMPLE_RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        t = (np.arange(FRAME_SAMPLES) + self._sent) / SAMPLE_RATE
+        samples = (np.sin(2 * np.pi * self.frequency * t) * 12000).astype(np.int16)
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._sent
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self._sent += FRAME_SAMPLES
+        return frame
+
+
+def dominant_frequency(samples: np.ndarray, rate: int) -> float:
+    windowed = samples.astype(np.float64) * np.hanning(len(samples))
+    spectrum = np.abs(np.fft.rfft(windowed))
+    spectrum[:3] = 0
+    return float(np.argmax(spectrum) * rate / len(samples))
+
+
+@dataclass
+class ReceivedTrack:
+    track_id: str
+    kind: str
+    frames: int = 0
+    samples: list[np.ndarray] = field(default_factory=list)
+
+    def frequency(self) -> float:
+        data = np.concatenate(self.samples[-50:])
+        return dominant_frequency(data, SAMPLE_RATE)
+
+
+class WebRtcPeer:
+    """Publish and subscribe peer connections driven by ORS messages."""
+
+    def __init__(self, client: OrsClient) -> None:
+        self.client = client
+        self.publish_pc = RTCPeerConnection()
+        self.subscribe_pc = RTCPeerConnection()
+        self.received: dict[str, ReceivedTrack] = {}
+        self._mid_to_track: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.subscribe_pc.on("track", self._on_track)
+
+    async def publish(self, frequency: float = 440.0, video: bool = False) -> Message:
+        requests = []
+        self.publish_pc.addTransceiver(ToneTrack(frequency), direction="sendonly")
+        if video:
+            self.publish_pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        await self.publish_pc.setLocalDescription(await self.publish_pc.createOffer())
+        for transceiver in self.publish_pc.getTransceivers():
+            source = "microphone" if transceiver.kind == "audio" else "camera"
+            requests.append({"mid": transceiver.mid, "source": source})
+        answer = await self.client.request(
+            {"type": "offer", "pc": "publish", "sdp": self.publish_pc.localDescription.sdp, "tracks": requests}
+        )
+        await self.publish_pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        return answer
+
+    async def accept_offer(self, offer: Message) -> None:
+        for entry in offer["tracks"]:
+            self._mid_to_track[entry["mid"]] = entry["track_id"]
+        await self.subscribe_pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await self.subscribe_pc.setLocalDescription(await self.subscribe_pc.createAnswer())
+        await self.client.request({"type": "answer", "pc": "subscribe", "sdp": self.subscribe_pc.localDescription.sdp})
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next((t.mid for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track), None)
+        track_id = self._mid_to_track.get(mid or "", mid or "?")
+        received = ReceivedTrack(track_id, track.kind)
+        self.received[track_id] = received
+        self._tasks.append(asyncio.create_task(self._consume(track, received)))
+
+    async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                received.frames += 1
+                if received.kind == "audio":
+                    data = frame.to_ndarray().reshape(-1)
+                    if frame.layout.name == "stereo":
+                        data = data[::2]
+                    received.samples.append(data.copy())
+                    del received.samples[:-100]
+        except Exception:
+            return
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.publish_pc.close()
+        await self.subscribe_pc.close()
