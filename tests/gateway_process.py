@@ -39,7 +39,10 @@ class RunningGateway:
             self.base_url + path,
             data=json.dumps(body).encode() if body is not None else None,
             method=method,
-            headers={"Authorization": f"Bearer {self.admin_token}", "Content-Type": "application/json"},
+            headers={
+                "Authorization": f"Bearer {self.admin_token}",
+                "Content-Type": "application/json",
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -53,7 +56,9 @@ class RunningGateway:
         assert status == 201, body
         return body
 
-    def token(self, room_id: str, identity: str, name: str = "", role: str = "member", ttl: int = 600) -> str:
+    def token(
+        self, room_id: str, identity: str, name: str = "", role: str = "member", ttl: int = 600
+    ) -> str:
         status, body = self.admin(
             "POST",
             f"/api/v1/rooms/{room_id}/tokens",
@@ -67,7 +72,9 @@ class RunningGateway:
 
 
 @contextlib.contextmanager
-def running_gateway(tmp: Path, extra_config: str = "", log_format: str = "json") -> Iterator[RunningGateway]:
+def running_gateway(
+    tmp: Path, extra_config: str = "", log_format: str = "json"
+) -> Iterator[RunningGateway]:
     http_port = free_port()
     media_port = free_port(socket.SOCK_DGRAM)
     data_dir = tmp / "data"
@@ -80,9 +87,24 @@ def running_gateway(tmp: Path, extra_config: str = "", log_format: str = "json")
         f"{extra_config}\n"
     )
     log_path = tmp / "gateway.log"
-    command = [sys.executable, "-m", "gateway", "--config", str(config_path), "serve", "--log-format", log_format]
+    command = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "--config",
+        str(config_path),
+        "serve",
+        "--log-format",
+        log_format,
+    ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     base_url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + 20

@@ -88,7 +88,12 @@ class WebRtcPeer:
             source = "microphone" if transceiver.kind == "audio" else "camera"
             requests.append({"mid": transceiver.mid, "source": source})
         answer = await self.client.request(
-            {"type": "offer", "pc": "publish", "sdp": self.publish_pc.localDescription.sdp, "tracks": requests}
+            {
+                "type": "offer",
+                "pc": "publish",
+                "sdp": self.publish_pc.localDescription.sdp,
+                "tracks": requests,
+            }
         )
         await self.publish_pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         return answer
@@ -98,10 +103,14 @@ class WebRtcPeer:
             self._mid_to_track[entry["mid"]] = entry["track_id"]
         await self.subscribe_pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         await self.subscribe_pc.setLocalDescription(await self.subscribe_pc.createAnswer())
-        await self.client.request({"type": "answer", "pc": "subscribe", "sdp": self.subscribe_pc.localDescription.sdp})
+        await self.client.request(
+            {"type": "answer", "pc": "subscribe", "sdp": self.subscribe_pc.localDescription.sdp}
+        )
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        mid = next((t.mid for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track), None)
+        mid = next(
+            (t.mid for t in self.subscribe_pc.getTransceivers() if t.receiver.track is track), None
+        )
         track_id = self._mid_to_track.get(mid or "", mid or "?")
         received = ReceivedTrack(track_id, track.kind)
         self.received[track_id] = received

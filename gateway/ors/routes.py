@@ -9,6 +9,7 @@ import time
 from aiohttp import web
 
 from gateway.media import PublishRequest, SdpError, WebRtcEndpoint
+from gateway.media.sdp import parse as parse_sdp
 from gateway.ors.problems import Problem
 from gateway.ors.session import OrsSession
 from gateway.rooms import (
@@ -285,14 +286,12 @@ async def patch_media_session(request: web.Request) -> web.Response:
 
 
 def _offer_mids(sdp: str) -> list[tuple[str, str]]:
-    """(mid, kind) of each m-line of an offer, in order; the relay validates the rest."""
-    mids: list[tuple[str, str]] = []
-    kind = ""
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            kind = line[2:].split(" ", 1)[0]
-        elif line.startswith("a=mid:") and kind in ("audio", "video"):
-            mids.append((line[6:].strip(), kind))
+    """(mid, kind) of each audio or video m-line of an offer, in order; the relay checks the rest."""
+    mids = [
+        (media.mid, media.kind)
+        for media in parse_sdp(sdp).media
+        if media.kind in ("audio", "video") and media.mid is not None and media.port != 0
+    ]
     if not mids:
         raise SdpError("the offer has no audio or video m-line with a mid")
     return mids

@@ -29,7 +29,9 @@ def assert_all_valid(*clients: OrsClient) -> None:
             schemas.validate("server", message)
 
 
-async def joined_client(gateway: RunningGateway, room: str, identity: str, role: str = "member") -> OrsClient:
+async def joined_client(
+    gateway: RunningGateway, room: str, identity: str, role: str = "member"
+) -> OrsClient:
     client = await OrsClient.connect(gateway.base_url, room)
     await client.join(gateway.token(room, identity, identity.capitalize(), role))
     return client
@@ -47,7 +49,11 @@ async def test_join_publish_subscribe_and_leave_with_media(gateway: RunningGatew
     alice_peer = WebRtcPeer(alice)
     answer = await alice_peer.publish(frequency=660.0)
     [track] = answer["tracks"]
-    assert (track["kind"], track["source"], track["codec"].lower()) == ("audio", "microphone", "opus")
+    assert (track["kind"], track["source"], track["codec"].lower()) == (
+        "audio",
+        "microphone",
+        "opus",
+    )
 
     bob = await OrsClient.connect(gateway.base_url, "media-room")
     joined = await bob.join(gateway.token("media-room", "bob", "Bob"))
@@ -88,7 +94,11 @@ async def room_with_witness(gateway: RunningGateway):  # type: ignore[no-untyped
     yield room, witness
     await asyncio.sleep(0.3)
     assert participants(gateway, room) == before
-    unexpected = [m for m in witness.received[1:] if m["type"] not in ("participant_joined", "participant_left")]
+    unexpected = [
+        m
+        for m in witness.received[1:]
+        if m["type"] not in ("participant_joined", "participant_left")
+    ]
     assert unexpected == []
     assert_all_valid(witness)
     await witness.close()
@@ -128,7 +138,9 @@ async def test_missing_field_is_named(gateway: RunningGateway, room_with_witness
     await client.close()
 
 
-async def test_oversized_message_is_refused_and_the_socket_stays(gateway: RunningGateway, room_with_witness) -> None:  # type: ignore[no-untyped-def]
+async def test_oversized_message_is_refused_and_the_socket_stays(
+    gateway: RunningGateway, room_with_witness
+) -> None:  # type: ignore[no-untyped-def]
     room, _ = room_with_witness
     client = await joined_client(gateway, room, "dave")
     await client.send({"type": "chat", "text": "x" * 70_000})
@@ -140,7 +152,12 @@ async def test_oversized_message_is_refused_and_the_socket_stays(gateway: Runnin
 async def test_expired_token_gets_token_expired(gateway: RunningGateway, room_with_witness) -> None:  # type: ignore[no-untyped-def]
     room, _ = room_with_witness
     secret = Store(gateway.data_dir / "rondpoint.sqlite3").token_keys()["rondpoint"]
-    claims = {"iss": "rondpoint", "sub": "erin", "exp": int(time.time()) - 60, "ors": {"room": room}}
+    claims = {
+        "iss": "rondpoint",
+        "sub": "erin",
+        "exp": int(time.time()) - 60,
+        "ors": {"room": room},
+    }
     token = jwt.encode(claims, secret, algorithm="HS256")
     client = await OrsClient.connect(gateway.base_url, room)
     with pytest.raises(OrsError) as error:
@@ -163,7 +180,9 @@ async def test_forged_token_gets_token_invalid(gateway: RunningGateway, room_wit
     await client.close()
 
 
-async def test_room_name_outside_the_pattern_is_refused_before_upgrade(gateway: RunningGateway) -> None:
+async def test_room_name_outside_the_pattern_is_refused_before_upgrade(
+    gateway: RunningGateway,
+) -> None:
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.WSServerHandshakeError) as error:
             await http.ws_connect(gateway.ws_base + "/ors/v1/rooms/Not_A_Room/ws")
@@ -174,7 +193,9 @@ async def test_room_name_outside_the_pattern_is_refused_before_upgrade(gateway: 
             assert problem["code"] == "invalid_room_name"
 
 
-async def test_second_join_on_the_same_socket_is_refused(gateway: RunningGateway, room_with_witness) -> None:  # type: ignore[no-untyped-def]
+async def test_second_join_on_the_same_socket_is_refused(
+    gateway: RunningGateway, room_with_witness
+) -> None:  # type: ignore[no-untyped-def]
     room, _ = room_with_witness
     client = await joined_client(gateway, room, "grace")
     with pytest.raises(OrsError) as error:
@@ -185,7 +206,9 @@ async def test_second_join_on_the_same_socket_is_refused(gateway: RunningGateway
     await client.close()
 
 
-async def test_messages_before_join_get_not_joined(gateway: RunningGateway, room_with_witness) -> None:  # type: ignore[no-untyped-def]
+async def test_messages_before_join_get_not_joined(
+    gateway: RunningGateway, room_with_witness
+) -> None:  # type: ignore[no-untyped-def]
     room, _ = room_with_witness
     client = await OrsClient.connect(gateway.base_url, room)
     with pytest.raises(OrsError) as error:
