@@ -1,0 +1,763 @@
+"""The router of one room: published tracks in (receivers), subscriptions out (downtracks); RTP forwarding
+with simulcast, RTCP feedback (RFC 3550, RFC 4585, RFC 5104) and active speakers (RFC 6464). Sans-I/O.
+
+The transport side owns sockets, SRTP and clocks. It calls:
+
+- `on_rtp(track_id, packet)` for every decrypted RTP packet of a published track (any layer, any
+  SSRC, RTX included), `on_publisher_rtcp` / `on_subscriber_rtcp` for decrypted RTCP;
+- `tick(now)` about once a second: RTCP receiver reports (+ NACK retries) to publishers, sender
+  reports to subscribers, layer fallback, pending keyframe requests, speaker updates.
+
+The router answers through `RtpSink`s: `send_rtp` on a subscriber's sink, `send_rtcp` on a
+publisher's sink (PLI, NACK, RR) or a subscriber's (SR). Every entry point takes an optional
+`now` (seconds, monotonic); without it the router reads `time.monotonic()`.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.media.codecs import KeyframeDetector, keyframe_detector, needs_keyframe
+from gateway.media.forwarder import Forwarder
+from gateway.media.nack import ReceiveStream, SendHistory
+from gateway.media.rtcp import (
+    RtcpError,
+    RtcpFir,
+    RtcpGenericNack,
+    RtcpPacket,
+    RtcpPli,
+    RtcpReceiverReport,
+    RtcpReceptionReport,
+    RtcpRemb,
+    RtcpSdes,
+    RtcpSdesChunk,
+    RtcpSenderReport,
+    ntp_timestamp,
+    parse_rtcp,
+    serialize_rtcp,
+)
+from gateway.media.rtp import (
+    RTP_HEADER_SIZE,
+    find_extension,
+    payload_end,
+    payload_offset,
+    rewrite_extension_ids,
+)
+from gateway.media.speaker import ActiveSpeakerDetector
+
+KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per layer of a track per 500 ms
+KEYFRAME_RETRY = 1.0  # ask again when a downtrack still waits for its keyframe
+LAYER_TIMEOUT = 1.0  # a layer without packets for this long is not available
+LAYER_CHECK_INTERVAL = 0.25
+HISTORY_SIZE = 1024
+RTCP_CNAME = b"rondpoint"
+
+_HEADER = struct.Struct("!BBHII")
+_NTP_FRACTION = float(1 << 32)
+
+ActiveSpeakersCallback = Callable[[str, list[tuple[str, float]]], None]
+
+
+class RtpSink(Protocol):
+    """Implemented by a transport: plain RTP/RTCP in, protected (SRTP/SRTCP) and sent by it."""
+
+    def send_rtp(self, packet: bytes) -> None: ...
+
+    def send_rtcp(self, packet: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class ExtensionIds:
+    """Negotiated RFC 8285 extension ids of one side (a=extmap); 0 = not negotiated."""
+
+    audio_level: int = 0  # urn:ietf:params:rtp-hdrext:ssrc-audio-level (RFC 6464)
+    mid: int = 0  # urn:ietf:params:rtp-hdrext:sdes:mid (RFC 8843)
+    rid: int = 0  # urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id (RFC 8852)
+    repaired_rid: int = 0  # urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id
+    abs_send_time: int = 0  # http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
+    transport_cc: int = 0  # transport-wide-cc-extensions-01
+
+
+@dataclass(slots=True)
+class CodecInfo:
+    name: str  # as in a=rtpmap: "opus", "VP8", "H264"
+    payload_type: int
+    clock_rate: int
+    rtx_payload_type: int | None = None  # RFC 4588 retransmission payload type, if negotiated
+
+
+@dataclass(slots=True)
+class RouterStats:
+    """Plain counters, read at scrape time."""
+
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    packets_lost: int = 0  # publisher-side packets never recovered + losses subscribers report
+    nacks: int = 0  # sequence numbers subscribers asked us to retransmit
+    keyframe_requests: int = 0  # PLIs sent to publishers
+    retransmissions: int = 0  # packets resent from a send history
+    nacks_sent: int = 0  # sequence numbers we asked publishers to retransmit
+
+
+class _Layer:
+    __slots__ = (
+        "index",
+        "rid",
+        "height",
+        "ssrc",
+        "rtx_ssrc",
+        "stream",
+        "last_time",
+        "last_keyframe_request",
+        "keyframe_request_pending",
+        "lost_counted",
+    )
+
+    def __init__(self, index: int, rid: str, height: int | None) -> None:
+        self.index = index
+        self.rid = rid
+        self.height = height
+        self.ssrc = -1
+        self.rtx_ssrc = -1
+        self.stream: ReceiveStream | None = None
+        self.last_time = -1.0
+        self.last_keyframe_request = -1e9
+        self.keyframe_request_pending = False
+        self.lost_counted = 0
+
+
+class _DownTrack:
+    __slots__ = (
+        "track_id",
+        "subscriber_id",
+        "sink",
+        "ssrc",
+        "payload_type",
+        "extensions",
+        "extension_map",
+        "forwarder",
+        "history",
+        "max_height",
+        "lost_reported",
+        "fraction_lost",
+    )
+
+    def __init__(
+        self,
+        track_id: str,
+        subscriber_id: str,
+        sink: RtpSink,
+        ssrc: int,
+        payload_type: int,
+        extensions: ExtensionIds,
+        extension_map: bytes,
+        forwarder: Forwarder,
+    ) -> None:
+        self.track_id = track_id
+        self.subscriber_id = subscriber_id
+        self.sink = sink
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self.extensions = extensions
+        self.extension_map = extension_map
+        self.forwarder = forwarder
+        self.history = SendHistory(HISTORY_SIZE)
+        self.max_height: int | None = None
+        self.lost_reported = 0
+        self.fraction_lost = 0
+
+
+class _Receiver:
+    __slots__ = (
+        "track_id",
+        "participant_id",
+        "kind",
+        "codec",
+        "extensions",
+        "publisher",
+        "layers",
+        "by_ssrc",
+        "by_rid",
+        "downtracks",
+        "muted",
+        "is_audio",
+        "wait_for_keyframe",
+        "detect_keyframe",
+        "first_time",
+        "next_layer_check",
+    )
+
+    def __init__(
+        self,
+        track_id: str,
+        participant_id: str,
+        kind: str,
+        codec: CodecInfo,
+        extensions: ExtensionIds,
+        publisher: RtpSink,
+        layers: list[tuple[str, int | None]],
+    ) -> None:
+        self.track_id = track_id
+        self.participant_id = participant_id
+        self.kind = kind
+        self.codec = codec
+        self.extensions = extensions
+        self.publisher = publisher
+        if layers and all(height is not None for _, height in layers):
+            layers = sorted(layers, key=lambda layer: layer[1] or 0)
+        self.layers = [_Layer(i, rid, height) for i, (rid, height) in enumerate(layers)]
+        self.by_ssrc: dict[int, _Layer] = {}
+        self.by_rid = {layer.rid: layer for layer in self.layers}
+        self.downtracks: dict[str, _DownTrack] = {}
+        self.muted = False
+        self.is_audio = kind == "audio"
+        self.wait_for_keyframe = not self.is_audio and needs_keyframe(codec.name)
+        self.detect_keyframe: KeyframeDetector = keyframe_detector(codec.name)
+        self.first_time = -1.0
+        self.next_layer_check = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverInfo:
+    """What the router knows of a published track (for building subscribe offers)."""
+
+    track_id: str
+    participant_id: str
+    kind: str
+    codec: CodecInfo
+    rids: list[str]
+
+
+def _extension_map(publisher: ExtensionIds, subscriber: ExtensionIds) -> bytes:
+    """Publisher id -> subscriber id for the extensions we keep; every other id -> 0 (strip).
+
+    MID/RID describe the publisher's m-line, transport-cc numbers belong to the publisher's
+    transport: none of them is meaningful to a subscriber, so they are stripped.
+    """
+    mapping = bytearray(256)
+    for name in ("audio_level", "abs_send_time"):
+        source = getattr(publisher, name)
+        if source:
+            mapping[source] = getattr(subscriber, name)
+    return bytes(mapping)
+
+
+class Router:
+    """One per room. See the module docstring for the calling convention."""
+
+    def __init__(
+        self,
+        room_id: str,
+        on_active_speakers: ActiveSpeakersCallback | None = None,
+        *,
+        rtcp_ssrc: int | None = None,
+        speaker_interval: float = 0.3,
+    ) -> None:
+        self.room_id = room_id
+        self.on_active_speakers = on_active_speakers
+        self.rtcp_ssrc = random.getrandbits(32) if rtcp_ssrc is None else rtcp_ssrc
+        self.stats = RouterStats()
+        # REMB sent to publishers with each RR when set (bits/s); None = none sent.
+        self.publisher_remb_bitrate: int | None = None
+        self.speakers = ActiveSpeakerDetector(interval=speaker_interval)
+        self._receivers: dict[str, _Receiver] = {}
+        self._downtracks_by_ssrc: dict[tuple[str, int], _DownTrack] = {}
+
+    # --- publishers ----------------------------------------------------------------------
+
+    def add_receiver(
+        self,
+        track_id: str,
+        participant_id: str,
+        kind: str,
+        codec: CodecInfo,
+        extensions: ExtensionIds,
+        publisher: RtpSink,
+        rids: list[str] | None = None,
+        layers: list[tuple[str, int | None]] | None = None,
+    ) -> None:
+        """A published track. `layers` = [(rid, height or None)] for simulcast; without heights
+        the rids are taken as ordered from lowest to highest quality. Re-adding replaces."""
+        if track_id in self._receivers:
+            self.remove_receiver(track_id)
+        if layers is None:
+            layers = [(rid, None) for rid in rids] if rids else [("", None)]
+        self._receivers[track_id] = _Receiver(
+            track_id, participant_id, kind, codec, extensions, publisher, list(layers)
+        )
+
+    def remove_receiver(self, track_id: str) -> None:
+        receiver = self._receivers.pop(track_id, None)
+        if receiver is None:
+            return
+        for downtrack in receiver.downtracks.values():
+            self._downtracks_by_ssrc.pop((downtrack.subscriber_id, downtrack.ssrc), None)
+
+    def has_receiver(self, track_id: str) -> bool:
+        return track_id in self._receivers
+
+    def receiver_info(self, track_id: str) -> ReceiverInfo | None:
+        receiver = self._receivers.get(track_id)
+        if receiver is None:
+            return None
+        return ReceiverInfo(
+            track_id,
+            receiver.participant_id,
+            receiver.kind,
+            receiver.codec,
+            [layer.rid for layer in receiver.layers],
+        )
+
+    def set_layer_ssrc(
+        self, track_id: str, rid: str, ssrc: int, rtx_ssrc: int | None = None
+    ) -> None:
+        """Optional: tell the SSRC (and RTX SSRC) of a layer when SDP a=ssrc lines give it;
+        otherwise the router learns it from the RID / repaired-RID header extensions."""
+        receiver = self._receivers.get(track_id)
+        if receiver is None:
+            return
+        layer = receiver.by_rid.get(rid)
+        if layer is None:
+            if len(receiver.layers) != 1:
+                return
+            layer = receiver.layers[0]
+        self._bind_ssrc(receiver, layer, ssrc)
+        if rtx_ssrc is not None:
+            layer.rtx_ssrc = rtx_ssrc
+            receiver.by_ssrc[rtx_ssrc] = layer
+
+    def set_muted(self, track_id: str, muted: bool, now: float | None = None) -> None:
+        """A muted track is not forwarded; on unmute every downtrack restarts on a keyframe."""
+        receiver = self._receivers.get(track_id)
+        if receiver is None or receiver.muted == muted:
+            return
+        receiver.muted = muted
+        if not muted:
+            now = time.monotonic() if now is None else now
+            for downtrack in receiver.downtracks.values():
+                downtrack.forwarder.resync = True
+            self._request_waiting_keyframes(receiver, now)
+
+    def on_rtp(self, track_id: str, packet: bytes, now: float | None = None) -> None:
+        """One decrypted RTP packet of a published track; forwards it to every downtrack."""
+        receiver = self._receivers.get(track_id)
+        if receiver is None or len(packet) < RTP_HEADER_SIZE:
+            return
+        if now is None:
+            now = time.monotonic()
+        b0, b1, seq, ts, ssrc = _HEADER.unpack_from(packet, 0)
+        layer = receiver.by_ssrc.get(ssrc)
+        if layer is None:
+            layer = self._learn_ssrc(receiver, packet, ssrc, b1 & 0x7F)
+            if layer is None:
+                return
+        if ssrc != layer.ssrc:  # RTX (RFC 4588 §4): unwrap to the original packet
+            start = payload_offset(packet)
+            if payload_end(packet) - start < 2:
+                return  # padding-only probe
+            seq = packet[start] << 8 | packet[start + 1]
+            ssrc = layer.ssrc
+            b1 = (b1 & 0x80) | receiver.codec.payload_type
+            unwrapped = bytearray(packet[:start])
+            unwrapped += packet[start + 2 :]
+            _HEADER.pack_into(unwrapped, 0, b0, b1, seq, ts, ssrc)
+            packet = bytes(unwrapped)
+        stream = layer.stream
+        assert stream is not None
+        accepted, missing = stream.on_packet(seq, ts, now)
+        layer.last_time = now
+        if receiver.first_time < 0:
+            receiver.first_time = now
+        if missing:
+            self._send_nack(receiver, layer, missing)
+        if not accepted or receiver.muted:
+            return
+
+        if receiver.is_audio:
+            level_id = receiver.extensions.audio_level
+            if level_id and b0 & 0x10:
+                level = find_extension(packet, level_id)
+                if level:
+                    self.speakers.on_audio_level(receiver.participant_id, level[0] & 0x7F)
+            if now >= self.speakers.next_update:
+                self._update_speakers(now)
+            keyframe = True
+        else:
+            keyframe = not receiver.wait_for_keyframe or receiver.detect_keyframe(
+                packet, payload_offset(packet), payload_end(packet)
+            )
+        if now >= receiver.next_layer_check:
+            self._check_layers(receiver, now)
+
+        if not receiver.downtracks:
+            return
+        index = layer.index
+        rests: dict[bytes, bytes] = {}
+        plain_rest = b"" if b0 & 0x10 else packet[RTP_HEADER_SIZE:]
+        marker = b1 & 0x80
+        stats = self.stats
+        pack = _HEADER.pack
+        for downtrack in receiver.downtracks.values():
+            forwarder = downtrack.forwarder
+            out_seq = forwarder.forward(index, ssrc, seq, ts, keyframe, now)
+            if out_seq < 0:
+                continue
+            if plain_rest:
+                rest = plain_rest
+            else:
+                extension_map = downtrack.extension_map
+                cached = rests.get(extension_map)
+                if cached is None:
+                    rewritten = bytearray(packet)
+                    rewrite_extension_ids(rewritten, extension_map)
+                    cached = rests[extension_map] = bytes(memoryview(rewritten)[RTP_HEADER_SIZE:])
+                rest = cached
+            out = (
+                pack(b0, marker | downtrack.payload_type, out_seq, forwarder.out_ts, downtrack.ssrc)
+                + rest
+            )
+            downtrack.history.put(out_seq, out)
+            downtrack.sink.send_rtp(out)
+            size = len(out)
+            forwarder.packets_sent += 1
+            forwarder.octets_sent += size - RTP_HEADER_SIZE
+            stats.packets_forwarded += 1
+            stats.bytes_forwarded += size
+
+    def on_publisher_rtcp(self, track_id: str, packet: bytes, now: float | None = None) -> None:
+        """RTCP from a publisher: sender reports feed our RRs (LSR/DLSR) and our SRs' lip sync."""
+        receiver = self._receivers.get(track_id)
+        if receiver is None:
+            return
+        try:
+            packets = parse_rtcp(packet)
+        except RtcpError:
+            return
+        now = time.monotonic() if now is None else now
+        for rtcp in packets:
+            if isinstance(rtcp, RtcpSenderReport):
+                layer = receiver.by_ssrc.get(rtcp.ssrc)
+                if layer is not None and layer.stream is not None and layer.ssrc == rtcp.ssrc:
+                    layer.stream.on_sender_report(rtcp.ntp_timestamp, rtcp.rtp_timestamp, now)
+
+    # --- subscribers ---------------------------------------------------------------------
+
+    def add_downtrack(
+        self,
+        track_id: str,
+        subscriber_id: str,
+        sink: RtpSink,
+        ssrc: int,
+        payload_type: int,
+        extensions: ExtensionIds,
+        now: float | None = None,
+    ) -> None:
+        """Subscribe `subscriber_id` to a track; its packets go out on `sink` as SSRC `ssrc`."""
+        receiver = self._receivers.get(track_id)
+        if receiver is None:
+            raise KeyError(f"no track {track_id!r} in room {self.room_id!r}")
+        now = time.monotonic() if now is None else now
+        self.remove_downtrack(track_id, subscriber_id)
+        forwarder = Forwarder(
+            ssrc,
+            payload_type,
+            receiver.codec.clock_rate,
+            receiver.wait_for_keyframe,
+            target_layer=self._select_layer(receiver, None, now),
+        )
+        downtrack = _DownTrack(
+            track_id,
+            subscriber_id,
+            sink,
+            ssrc,
+            payload_type,
+            extensions,
+            _extension_map(receiver.extensions, extensions),
+            forwarder,
+        )
+        receiver.downtracks[subscriber_id] = downtrack
+        self._downtracks_by_ssrc[(subscriber_id, ssrc)] = downtrack
+        self._request_waiting_keyframes(receiver, now)
+
+    def remove_downtrack(self, track_id: str, subscriber_id: str) -> None:
+        receiver = self._receivers.get(track_id)
+        if receiver is None:
+            return
+        downtrack = receiver.downtracks.pop(subscriber_id, None)
+        if downtrack is not None:
+            self._downtracks_by_ssrc.pop((subscriber_id, downtrack.ssrc), None)
+
+    def set_max_height(
+        self, track_id: str, subscriber_id: str, max_height: int | None, now: float | None = None
+    ) -> None:
+        """Simulcast layer choice: the highest available layer not taller than `max_height`
+        (None = no limit; if none fits, the lowest available). Switches on its next keyframe."""
+        downtrack = self._downtrack(track_id, subscriber_id)
+        if downtrack is None:
+            return
+        downtrack.max_height = max_height
+        now = time.monotonic() if now is None else now
+        receiver = self._receivers[track_id]
+        self._retarget(receiver, downtrack, now)
+
+    def set_paused(
+        self, track_id: str, subscriber_id: str, paused: bool, now: float | None = None
+    ) -> None:
+        """A paused downtrack gets nothing; on resume it restarts on a keyframe, seamlessly."""
+        downtrack = self._downtrack(track_id, subscriber_id)
+        if downtrack is None or downtrack.forwarder.paused == paused:
+            return
+        if paused:
+            downtrack.forwarder.pause()
+            return
+        downtrack.forwarder.resume()
+        now = time.monotonic() if now is None else now
+        self._request_waiting_keyframes(self._receivers[track_id], now)
+
+    def on_subscriber_rtcp(
+        self, subscriber_id: str, packet: bytes, now: float | None = None
+    ) -> None:
+        """RTCP from a subscriber: NACK -> retransmit from history, PLI/FIR -> keyframe request
+        to the publisher (rate-limited), RR -> loss statistics."""
+        try:
+            packets = parse_rtcp(packet)
+        except RtcpError:
+            return
+        now = time.monotonic() if now is None else now
+        lookup = self._downtracks_by_ssrc.get
+        for rtcp in packets:
+            if isinstance(rtcp, RtcpGenericNack):
+                downtrack = lookup((subscriber_id, rtcp.media_ssrc))
+                if downtrack is None:
+                    continue
+                self.stats.nacks += len(rtcp.lost)
+                for seq in rtcp.lost:
+                    stored = downtrack.history.get(seq)
+                    if stored is not None:
+                        downtrack.sink.send_rtp(stored)
+                        self.stats.retransmissions += 1
+            elif isinstance(rtcp, RtcpPli):
+                self._on_keyframe_request(lookup((subscriber_id, rtcp.media_ssrc)), now)
+            elif isinstance(rtcp, RtcpFir):
+                for ssrc, _ in rtcp.entries:
+                    self._on_keyframe_request(lookup((subscriber_id, ssrc)), now)
+            elif isinstance(rtcp, RtcpReceiverReport | RtcpSenderReport):
+                for report in rtcp.reports:
+                    downtrack = lookup((subscriber_id, report.ssrc))
+                    if downtrack is None:
+                        continue
+                    delta = report.packets_lost - downtrack.lost_reported
+                    if delta > 0:
+                        self.stats.packets_lost += delta
+                    downtrack.lost_reported = report.packets_lost
+                    downtrack.fraction_lost = report.fraction_lost
+
+    # --- timers --------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None, wall_time: float | None = None) -> None:
+        """Call about once a second. Sends RR (+ REMB if set) to publishers, SR to subscribers,
+        retries NACKs, falls back from layers that stopped, retries keyframe requests, and
+        updates active speakers. `wall_time` (Unix seconds) stamps SRs with no publisher SR."""
+        now = time.monotonic() if now is None else now
+        wall = time.time() if wall_time is None else wall_time
+        for receiver in list(self._receivers.values()):
+            reports: list[RtcpReceptionReport] = []
+            for layer in receiver.layers:
+                stream = layer.stream
+                if stream is None or not stream.started:
+                    continue
+                due = stream.nack_due(now)
+                if due:
+                    self._send_nack(receiver, layer, due)
+                if stream.lost > layer.lost_counted:
+                    self.stats.packets_lost += stream.lost - layer.lost_counted
+                    layer.lost_counted = stream.lost
+                reports.append(stream.report(now))
+            if reports:
+                compound: list[RtcpPacket] = [RtcpReceiverReport(self.rtcp_ssrc, reports)]
+                compound.append(self._sdes())
+                if self.publisher_remb_bitrate:
+                    compound.append(
+                        RtcpRemb(
+                            self.rtcp_ssrc,
+                            self.publisher_remb_bitrate,
+                            [r.ssrc for r in reports],
+                        )
+                    )
+                receiver.publisher.send_rtcp(serialize_rtcp(compound))
+            self._check_layers(receiver, now)
+            for downtrack in receiver.downtracks.values():
+                sr = self._sender_report(receiver, downtrack, now, wall)
+                if sr is not None:
+                    downtrack.sink.send_rtcp(serialize_rtcp([sr, self._sdes()]))
+        self._update_speakers(now)
+
+    def close(self) -> None:
+        """Forget every receiver and downtrack (the room closed)."""
+        self._receivers.clear()
+        self._downtracks_by_ssrc.clear()
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _downtrack(self, track_id: str, subscriber_id: str) -> _DownTrack | None:
+        receiver = self._receivers.get(track_id)
+        return None if receiver is None else receiver.downtracks.get(subscriber_id)
+
+    def _sdes(self) -> RtcpSdes:
+        return RtcpSdes([RtcpSdesChunk(self.rtcp_ssrc, [(1, RTCP_CNAME)])])
+
+    def _sender_report(
+        self, receiver: _Receiver, downtrack: _DownTrack, now: float, wall: float
+    ) -> RtcpSenderReport | None:
+        forwarder = downtrack.forwarder
+        if not forwarder.packets_sent:
+            return None
+        stream = None
+        if 0 <= forwarder.current_layer < len(receiver.layers):
+            stream = receiver.layers[forwarder.current_layer].stream
+        if stream is not None and stream.sr_ntp:
+            # keep the publisher's NTP <-> RTP mapping, so audio and video stay in lip sync
+            elapsed = now - stream.last_sr_time
+            ntp = stream.sr_ntp + int(elapsed * _NTP_FRACTION)
+            rtp_ts = stream.sr_rtp + forwarder.ts_offset + int(elapsed * receiver.codec.clock_rate)
+        else:
+            ntp = ntp_timestamp(wall)
+            rtp_ts = forwarder.rtp_timestamp_at(now)
+        return RtcpSenderReport(
+            downtrack.ssrc,
+            ntp & 0xFFFFFFFFFFFFFFFF,
+            rtp_ts & 0xFFFFFFFF,
+            forwarder.packets_sent,
+            forwarder.octets_sent,
+        )
+
+    def _learn_ssrc(
+        self, receiver: _Receiver, packet: bytes, ssrc: int, payload_type: int
+    ) -> _Layer | None:
+        extensions = receiver.extensions
+        if extensions.rid:
+            rid = find_extension(packet, extensions.rid)
+            if rid is not None:
+                layer = receiver.by_rid.get(rid.decode("ascii", "replace"))
+                if layer is not None:
+                    self._bind_ssrc(receiver, layer, ssrc)
+                    return layer
+        if extensions.repaired_rid:
+            rid = find_extension(packet, extensions.repaired_rid)
+            if rid is not None:
+                layer = receiver.by_rid.get(rid.decode("ascii", "replace"))
+                if layer is not None:
+                    layer.rtx_ssrc = ssrc
+                    receiver.by_ssrc[ssrc] = layer
+                    return layer
+        if len(receiver.layers) != 1:
+            return None  # a simulcast SSRC we cannot place yet
+        layer = receiver.layers[0]
+        if payload_type == receiver.codec.rtx_payload_type:
+            if layer.ssrc < 0:
+                return None
+            layer.rtx_ssrc = ssrc
+            receiver.by_ssrc[ssrc] = layer
+        else:
+            self._bind_ssrc(receiver, layer, ssrc)
+        return layer
+
+    def _bind_ssrc(self, receiver: _Receiver, layer: _Layer, ssrc: int) -> None:
+        if layer.ssrc == ssrc:
+            return
+        if layer.ssrc >= 0:
+            receiver.by_ssrc.pop(layer.ssrc, None)  # the publisher restarted this encoding
+        layer.ssrc = ssrc
+        layer.stream = ReceiveStream(ssrc, receiver.codec.clock_rate)
+        layer.lost_counted = 0
+        receiver.by_ssrc[ssrc] = layer
+
+    def _send_nack(self, receiver: _Receiver, layer: _Layer, lost: list[int]) -> None:
+        self.stats.nacks_sent += len(lost)
+        nack = RtcpGenericNack(self.rtcp_ssrc, layer.ssrc, lost)
+        receiver.publisher.send_rtcp(nack.serialize())
+
+    def _layer_available(self, receiver: _Receiver, layer: _Layer, now: float) -> bool:
+        if layer.last_time >= 0:
+            return now - layer.last_time < LAYER_TIMEOUT
+        # not seen yet: give every layer the first second of the track to show up
+        return receiver.first_time < 0 or now - receiver.first_time < LAYER_TIMEOUT
+
+    def _select_layer(self, receiver: _Receiver, max_height: int | None, now: float) -> int:
+        layers = receiver.layers
+        if len(layers) == 1:
+            return 0
+        available = [layer for layer in layers if self._layer_available(receiver, layer, now)]
+        if not available:
+            available = layers
+        fitting = [
+            layer
+            for layer in available
+            if max_height is None or layer.height is None or layer.height <= max_height
+        ]
+        if fitting:
+            return fitting[-1].index
+        return available[0].index
+
+    def _retarget(self, receiver: _Receiver, downtrack: _DownTrack, now: float) -> None:
+        forwarder = downtrack.forwarder
+        target = self._select_layer(receiver, downtrack.max_height, now)
+        if target != forwarder.target_layer:
+            forwarder.target_layer = target
+            if forwarder.waiting:
+                self._request_keyframe(receiver, receiver.layers[target], now)
+
+    def _check_layers(self, receiver: _Receiver, now: float) -> None:
+        receiver.next_layer_check = now + LAYER_CHECK_INTERVAL
+        if len(receiver.layers) > 1:
+            for downtrack in receiver.downtracks.values():
+                self._retarget(receiver, downtrack, now)
+        self._request_waiting_keyframes(receiver, now, KEYFRAME_RETRY)
+
+    def _request_waiting_keyframes(
+        self, receiver: _Receiver, now: float, min_age: float = 0.0
+    ) -> None:
+        """Keyframe requests for layers some downtrack waits for, and for deferred requests."""
+        if not receiver.wait_for_keyframe or receiver.muted:
+            return
+        wanted = {
+            downtrack.forwarder.target_layer
+            for downtrack in receiver.downtracks.values()
+            if downtrack.forwarder.waiting
+        }
+        for layer in receiver.layers:
+            retry = layer.index in wanted and now - layer.last_keyframe_request >= min_age
+            if retry or layer.keyframe_request_pending:
+                self._request_keyframe(receiver, layer, now)
+
+    def _on_keyframe_request(self, downtrack: _DownTrack | None, now: float) -> None:
+        if downtrack is None:
+            return
+        receiver = self._receivers.get(downtrack.track_id)
+        if receiver is None or not receiver.wait_for_keyframe:
+            return
+        forwarder = downtrack.forwarder
+        index = forwarder.target_layer if forwarder.waiting else forwarder.current_layer
+        if 0 <= index < len(receiver.layers):
+            self._request_keyframe(receiver, receiver.layers[index], now)
+
+    def _request_keyframe(self, receiver: _Receiver, layer: _Layer, now: float) -> None:
+        """PLI to the publisher for one layer, at most one per KEYFRAME_REQUEST_INTERVAL;
+        a request inside the interval (or before the layer's SSRC is known) is deferred."""
+        if layer.ssrc < 0 or now - layer.last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            layer.keyframe_request_pending = True
+            return
+        layer.keyframe_request_pending = False
+        layer.last_keyframe_request = now
+        self.stats.keyframe_requests += 1
+        receiver.publisher.send_rtcp(RtcpPli(self.rtcp_ssrc, layer.ssrc).serialize())
+
+    def _update_speakers(self, now: float) -> None:
+        speakers = self.speakers.update(now)
+        if speakers is not None and self.on_active_speakers is not None:
+            self.on_active_speakers(self.room_id, speakers)
