@@ -38,6 +38,9 @@ class GatewayCollector(Collector):
         participants = GaugeMetricFamily(
             "rondpoint_participants", "Participants by origin and state", labels=["origin", "state"]
         )
+        for origin in ("ors", "sip", "visio", "matrix", "federation"):
+            for state in ("joined", "lobby"):
+                by_origin[(origin, state)] += 0
         for (origin, state), count in sorted(by_origin.items()):
             participants.add_metric([origin, state], count)
         yield participants

@@ -55,7 +55,8 @@ class Gateway:
             public_ip=config.media.public_ip,
         )
         self.relay.on_active_speakers = self._on_active_speakers
-        self.anonymous_limit = RateLimiter(config.limits.anonymous_requests_per_minute)
+        per_minute = config.limits.anonymous_requests_per_minute
+        self.anonymous_limit = RateLimiter(per_minute, burst=per_minute)
         self.sessions: dict[tuple[str, str], OrsSession] = {}
         self.new_admin_token: str | None = None
         self.ready = False
