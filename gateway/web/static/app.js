@@ -1071,7 +1071,7 @@ window.rondpoint = {
       const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
       if (!info) continue;
       const entry = (out[info.participant_id] ||= {
-        audio: { packets: 0, level: 0, bytes: 0 },
+        audio: { packets: 0, level: 0, energy: 0, bytes: 0 },
         video: { packets: 0, framesDecoded: 0, bytes: 0, width: 0, height: 0 },
       });
       const report = await tx.receiver.getStats();
@@ -1082,6 +1082,7 @@ window.rondpoint = {
           entry.audio.packets += s.packetsReceived || 0;
           entry.audio.bytes += s.bytesReceived || 0;
           entry.audio.level = Math.max(entry.audio.level, s.audioLevel || 0);
+          entry.audio.energy += s.totalAudioEnergy || 0;
         } else if (kind === "video") {
           entry.video.packets += s.packetsReceived || 0;
           entry.video.bytes += s.bytesReceived || 0;

@@ -1,0 +1,233 @@
+"""The web client against the real gateway: three headless Chromiums in one room, through the page.
+
+Media checks read `window.rondpoint.stats()`, which sums getStats() of the subscribe
+RTCPeerConnection per remote participant: {pid: {audio: {packets, level, energy}, video: {packets,
+framesDecoded}}}.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, Participant, WebGateway
+
+pytestmark = [pytest.mark.browser, pytest.mark.interop, pytest.mark.timeout(90)]
+
+Opener = Callable[..., Participant]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Polls `check` until it returns something truthy; fails naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
+
+
+def new_room(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def join_trio(open_participant: Opener, room: str) -> list[Participant]:
+    """Alice creates the room (first anonymous token: host), Bruno and Chloé join it."""
+    alice = open_participant(room, "Alice")
+    alice.wait_state("room")
+    bruno = open_participant(room, "Bruno")
+    chloe = open_participant(room, "Chloé")
+    for p in (bruno, chloe):
+        p.wait_state("room")
+    trio = [alice, bruno, chloe]
+    for p in trio:
+        expected = {q.name for q in trio if q is not p}
+        wait_until(
+            lambda p=p, expected=expected: {o["name"] for o in p.others()} == expected,
+            10,
+            f"{p.name} to list {sorted(expected)}",
+        )
+    return trio
+
+
+def receiving(p: Participant, sender_ids: list[str], video: bool = True) -> bool:
+    stats = p.stats()
+    for sid in sender_ids:
+        s = stats.get(sid)
+        if not s or s["audio"]["packets"] <= 0:
+            return False
+        if video and (s["video"]["packets"] <= 0 or s["video"]["framesDecoded"] <= 0):
+            return False
+    return True
+
+
+def audio_packets(p: Participant, sender_id: str) -> int:
+    return int(p.stats().get(sender_id, {}).get("audio", {}).get("packets", 0))
+
+
+def test_three_browsers_exchange_audio_and_video(open_participant: Opener) -> None:
+    trio = join_trio(open_participant, new_room("trio"))
+    ids = {p.name: p.id for p in trio}
+
+    for p in trio:
+        others = p.others()
+        assert {o["name"]: o["id"] for o in others} == {
+            n: i for n, i in ids.items() if n != p.name
+        }, others
+        assert all(o["origin"] == "ors" and o["state"] == "joined" for o in others), others
+        for o in others:
+            tile = p.page.get_by_test_id(f"tile-{o['id']}")
+            assert tile.is_visible()
+            assert o["name"] in tile.inner_text()
+            assert "Browser" in tile.inner_text()
+
+    # Every page receives both others' audio and video, and the counters keep rising.
+    for p in trio:
+        senders = [ids[n] for n in ids if n != p.name]
+        wait_until(lambda p=p, s=senders: receiving(p, s), 25, f"{p.name} to receive media")
+    before = {p.name: p.stats() for p in trio}
+    max_level = {(p.name, sid): 0.0 for p in trio for sid in ids.values() if sid != ids[p.name]}
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        for p in trio:
+            for sid, s in p.stats().items():
+                key = (p.name, sid)
+                max_level[key] = max(max_level.get(key, 0.0), s["audio"]["level"])
+        time.sleep(0.2)
+    after = {p.name: p.stats() for p in trio}
+    for p in trio:
+        for name, sid in ids.items():
+            if name == p.name:
+                continue
+            b, a = before[p.name][sid], after[p.name][sid]
+            assert a["audio"]["packets"] > b["audio"]["packets"], (p.name, name, b, a)
+            assert a["video"]["packets"] > b["video"]["packets"], (p.name, name, b, a)
+            assert a["video"]["framesDecoded"] > b["video"]["framesDecoded"], (p.name, name, b, a)
+            assert max_level[(p.name, sid)] > 0 or a["audio"]["energy"] > 0, (p.name, name, a)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = trio[0].page
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "room.png"))
+
+
+def test_muting_the_microphone_stops_its_audio_at_the_others(open_participant: Opener) -> None:
+    alice, bruno, chloe = join_trio(open_participant, new_room("mute"))
+    aid = alice.id
+    listeners = [bruno, chloe]
+    for p in listeners:
+        wait_until(lambda p=p: receiving(p, [aid], video=False), 25, f"{p.name} to hear Alice")
+
+    alice.page.get_by_test_id("mic-toggle").click()
+    assert alice.page.get_by_test_id("mic-toggle").get_attribute("aria-pressed") == "true"
+    for p in listeners:
+        tile = p.page.get_by_test_id(f"tile-{aid}")
+        wait_until(
+            lambda tile=tile: tile.get_attribute("data-muted") == "true",
+            5,
+            f"{p.name} to show Alice muted",
+        )
+        assert tile.locator(".tile-muted").is_visible()
+        assert [o["muted"] for o in p.others() if o["id"] == aid] == [True]
+    time.sleep(1.0)  # packets already in flight
+    frozen = {p.name: audio_packets(p, aid) for p in listeners}
+    time.sleep(2.0)
+    for p in listeners:
+        assert audio_packets(p, aid) == frozen[p.name], f"{p.name} still receives Alice's audio"
+
+    alice.page.get_by_test_id("mic-toggle").click()
+    for p in listeners:
+        wait_until(
+            lambda p=p: audio_packets(p, aid) > frozen[p.name] + 20,
+            10,
+            f"{p.name} to hear Alice again",
+        )
+        tile = p.page.get_by_test_id(f"tile-{aid}")
+        wait_until(lambda tile=tile: tile.get_attribute("data-muted") == "false", 5, "unmuted")
+        assert not tile.locator(".tile-muted").is_visible()
+
+
+def test_leaving_removes_the_tile_at_the_others(open_participant: Opener) -> None:
+    alice, bruno, chloe = join_trio(open_participant, new_room("leave"))
+    cid = chloe.id
+    for p in (alice, bruno):
+        assert p.page.get_by_test_id(f"tile-{cid}").count() == 1
+
+    chloe.page.get_by_test_id("leave").click()
+    chloe.wait_state("left", timeout=5)
+    assert "left" in chloe.page.get_by_test_id("left-title").inner_text().lower()
+    for p in (alice, bruno):
+        wait_until(
+            lambda p=p: p.page.get_by_test_id(f"tile-{cid}").count() == 0,
+            10,
+            f"{p.name} to drop Chloé's tile",
+        )
+        assert cid not in {o["id"] for o in p.others()}
+        assert p.page.locator(".tile").count() == 2
+
+
+def test_lobby_guest_waits_until_the_host_admits(
+    open_participant: Opener, web_gateway: WebGateway
+) -> None:
+    room = new_room("lobby")
+    web_gateway.create_room(room, lobby=True)
+    host = open_participant(room, "Hélène", token=web_gateway.host_token(room, "Hélène"))
+    host.wait_state("room")
+    guest = open_participant(room, "Gaspard")
+    guest.wait_state("lobby")
+    assert guest.page.get_by_role("heading", name="Waiting for a host to let you in").is_visible()
+    gid = guest.id
+    assert host.page.get_by_test_id(f"tile-{gid}").count() == 0
+
+    admit = host.page.get_by_test_id(f"admit-{gid}")
+    admit.wait_for(state="visible", timeout=10_000)
+    assert [p["state"] for p in host.others() if p["id"] == gid] == ["lobby"]
+    admit.click()
+
+    guest.wait_state("room")
+    host.page.get_by_test_id(f"tile-{gid}").wait_for(state="visible", timeout=10_000)
+    assert {o["name"] for o in guest.others()} == {"Hélène"}
+    wait_until(
+        lambda: [p["state"] for p in host.others() if p["id"] == gid] == ["joined"],
+        5,
+        "the host to see the guest joined",
+    )
+
+
+def test_prejoin_asks_for_the_pin_and_says_when_it_is_wrong(
+    open_participant: Opener, web_gateway: WebGateway
+) -> None:
+    room = new_room("pin")
+    web_gateway.create_room(room, pin="4321")
+    p = open_participant(room, "Pauline", autojoin=False)
+    p.wait_state("prejoin")
+    pin = p.page.get_by_test_id("prejoin-pin")
+    pin.wait_for(state="visible", timeout=5000)
+    p.page.get_by_test_id("prejoin-name").fill("Pauline")
+    pin.fill("1111")
+    p.page.get_by_test_id("prejoin-join").click()
+    error = p.page.locator("#prejoin-error")
+    wait_until(lambda: "Wrong PIN" in error.inner_text(), 5, "the wrong-PIN message")
+    assert p.state() == "prejoin"
+    pin.fill("4321")
+    p.page.get_by_test_id("prejoin-join").click()
+    p.wait_state("room")
+
+
+def test_home_creates_a_room_with_a_random_name(
+    open_participant: Opener, web_gateway: WebGateway
+) -> None:
+    p = open_participant("home", "Henri", autojoin=False)
+    p.page.goto(web_gateway.base_url + "/")
+    p.wait_state("home")
+    p.page.locator("#home-name").fill("Henri")
+    p.page.get_by_test_id("home-create").click()
+    p.wait_state("prejoin")
+    assert p.page.url.split("/r/")[1].split("?")[0].count("-") == 2
+    assert p.page.get_by_test_id("prejoin-name").input_value() == "Henri"
