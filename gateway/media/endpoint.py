@@ -1,0 +1,772 @@
+"""WebRTC server endpoint: one participant's publish and subscribe sessions on the relay (JSEP RFC 8829, RFC 8843)."""
+
+from __future__ import annotations
+
+import secrets
+import struct
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+from . import sdp
+from .router import CodecInfo, ExtensionIds
+from .rtp import find_extension
+from .sdp import Codec, Extmap, MediaDescription, Rid, SdpError, SessionDescription, Simulcast
+from .transport import WebRtcTransport
+
+if TYPE_CHECKING:
+    from .relay import MediaRelay, _Room
+
+_SSRC = struct.Struct("!I")
+_PROTO = "UDP/TLS/RTP/SAVPF"
+_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc")
+_PUBLISH_EXTENSIONS = {
+    "audio": (sdp.EXT_AUDIO_LEVEL, sdp.EXT_MID, sdp.EXT_ABS_SEND_TIME, sdp.EXT_TRANSPORT_CC),
+    "video": (
+        sdp.EXT_MID,
+        sdp.EXT_RID,
+        sdp.EXT_REPAIRED_RID,
+        sdp.EXT_ABS_SEND_TIME,
+        sdp.EXT_TRANSPORT_CC,
+    ),
+}
+# Ids the relay offers to subscribers; they match what Chromium offers, so the forwarder rarely rewrites.
+_SUBSCRIBE_EXTENSIONS = {
+    "audio": [Extmap(1, sdp.EXT_AUDIO_LEVEL), Extmap(2, sdp.EXT_ABS_SEND_TIME)],
+    "video": [Extmap(2, sdp.EXT_ABS_SEND_TIME)],
+}
+_SUBSCRIBE_FEEDBACK = {"audio": [], "video": ["nack", "nack pli", "ccm fir", "goog-remb"]}
+_PREFERRED_PT = {"opus": 111, "VP8": 96, "H264": 102}
+_H264_PREFERRED_PROFILE = "42e01f"
+
+
+@dataclass
+class SimulcastLayerInfo:
+    rid: str
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass
+class PublishRequest:
+    """What the client said about one m-line of its publish offer."""
+
+    mid: str
+    track_id: str
+    source: str
+    simulcast: list[SimulcastLayerInfo] = field(default_factory=list)
+
+
+@dataclass
+class PublishedTrackInfo:
+    """What the relay accepted for one published m-line."""
+
+    mid: str
+    track_id: str
+    kind: str
+    codec: str
+    simulcast: list[SimulcastLayerInfo] = field(default_factory=list)
+
+
+@dataclass
+class PublishAnswer:
+    sdp: str
+    tracks: list[PublishedTrackInfo]
+
+
+@dataclass
+class SubscribeOffer:
+    sdp: str
+    tracks: list[tuple[str, str]]  # (mid, track_id) of the active m-lines
+
+
+@dataclass
+class TrackRecord:
+    """A published track as the room knows it (kept by the relay, read by subscribers)."""
+
+    track_id: str
+    participant_id: str
+    kind: str
+    codec: Codec  # the publisher's negotiated codec (name, clock rate, channels, fmtp)
+
+
+@dataclass
+class _Published:
+    mid: str
+    track_id: str
+    kind: str
+    payload_type: int
+
+
+@dataclass
+class _Slot:
+    """One sendonly m-line of the subscribe session."""
+
+    mid: str
+    kind: str
+    track_id: str | None
+    ssrc: int
+    publisher_id: str = ""
+    codec: Codec | None = None
+    attached: bool = False  # add_downtrack done
+    payload_type: int = 0
+    extensions: ExtensionIds = field(default_factory=ExtensionIds)
+
+    def state(self) -> tuple[str, str, str | None, int]:
+        return (self.mid, self.kind, self.track_id, self.ssrc)
+
+
+def _choose_codec(media: MediaDescription) -> Codec | None:
+    if media.kind == "audio":
+        for codec in media.codecs:
+            if codec.name.lower() == "opus" and codec.clock_rate == 48000:
+                return codec
+        return None
+    if media.kind != "video":
+        return None
+    for codec in media.codecs:
+        if codec.name.upper() == "VP8":
+            return codec
+    h264 = [
+        c
+        for c in media.codecs
+        if c.name.upper() == "H264" and c.parameters.get("packetization-mode") == "1"
+    ]
+    for codec in h264:
+        if codec.parameters.get("profile-level-id", "").lower() == _H264_PREFERRED_PROFILE:
+            return codec
+    for codec in h264:
+        if codec.parameters.get("profile-level-id", "").lower().startswith("42e0"):
+            return codec
+    return h264[0] if h264 else None
+
+
+def _codec_name(codec: Codec) -> str:
+    lower = codec.name.lower()
+    return "opus" if lower == "opus" else codec.name.upper()
+
+
+def _extension_ids(extmaps: list[Extmap]) -> ExtensionIds:
+    ids = {ext.uri: ext.id for ext in extmaps}
+    return ExtensionIds(
+        audio_level=ids.get(sdp.EXT_AUDIO_LEVEL, 0),
+        mid=ids.get(sdp.EXT_MID, 0),
+        rid=ids.get(sdp.EXT_RID, 0),
+        repaired_rid=ids.get(sdp.EXT_REPAIRED_RID, 0),
+        abs_send_time=ids.get(sdp.EXT_ABS_SEND_TIME, 0),
+        transport_cc=ids.get(sdp.EXT_TRANSPORT_CC, 0),
+    )
+
+
+class WebRtcEndpoint:
+    """One participant: a publish session (browser sends) and a subscribe session (relay sends)."""
+
+    def __init__(self, relay: MediaRelay, room: _Room, participant_id: str) -> None:
+        self.participant_id = participant_id
+        self.room_id = room.room_id
+        self._relay = relay
+        self._room = room
+        self._router = room.router
+        self._closed = False
+        self._session_id = secrets.randbelow(2**62)
+        # Publish side.
+        self._publish: WebRtcTransport | None = None
+        self._published: dict[str, _Published] = {}  # by mid
+        self._ssrc_to_track: dict[int, str] = {}
+        self._mid_to_track: dict[bytes, str] = {}
+        self._pt_to_track: dict[int, str | None] = {}
+        self._mid_ext_id = 0
+        self._publish_version = 0
+        self._chosen_pt: dict[str, int] = {}
+        # Subscribe side.
+        self._subscribe: WebRtcTransport | None = None
+        self._slots: list[_Slot] = []
+        self._wanted: list[str] = []
+        self._negotiated: list[tuple[str, str, str | None, int]] = []
+        self._offered: list[tuple[str, str, str | None, int]] | None = None
+        self._subscribe_version = 0
+        self._next_mid = 0
+        self._codec_pt: dict[tuple[str, int, str], int] = {}
+
+    # ------------------------------------------------------------------ publish
+
+    def accept_publish_offer(self, sdp_text: str, requests: list[PublishRequest]) -> PublishAnswer:
+        """Answer the browser's publish offer (ICE-lite, a=setup:passive, BUNDLE); raises SdpError."""
+        self._check_open()
+        offer = sdp.parse(sdp_text)
+        usable = [m for m in offer.media if m.port != 0]
+        if not usable:
+            raise SdpError("the offer has no active m-line")
+        first = usable[0]
+        ufrag, pwd = offer.ice_credentials(first)
+        fingerprint = offer.dtls_fingerprint(first)
+        if fingerprint[0] not in ("sha-256", "sha-384", "sha-512", "sha-1"):
+            raise SdpError(f"unsupported fingerprint hash {fingerprint[0][:16]!r}")
+        setup = offer.dtls_setup(first)
+        if setup not in ("actpass", "active", "passive"):
+            raise SdpError(f"invalid a=setup {setup[:16]!r}")
+        if self._publish is None:
+            self._publish = WebRtcTransport(self._relay._mux, self._relay._certificate)
+            self._publish.on_rtp = self._on_publish_rtp
+            self._publish.on_rtcp = self._on_publish_rtcp
+        transport = self._publish
+        transport.set_remote(ufrag, pwd, fingerprint, setup)
+        local_setup = "active" if setup == "passive" else "passive"
+
+        requests_by_mid = {r.mid: r for r in requests}
+        answer = self._session_skeleton(self._publish_version)
+        self._publish_version += 1
+        tracks: list[PublishedTrackInfo] = []
+        bundled: list[str] = []
+        unusable: list[str] = []
+        for index, media in enumerate(offer.media):
+            mid = media.mid if media.mid is not None else str(index)
+            codec = _choose_codec(media) if media.port != 0 else None
+            if codec is None or media.kind not in ("audio", "video"):
+                if media.port != 0 and media.kind in ("audio", "video"):
+                    unusable.append(f"{media.kind} m-line {mid!r}")
+                answer.media.append(self._rejected(media, mid))
+                self._unpublish_mid(mid)
+                continue
+            previous_pt = self._chosen_pt.get(mid)
+            if previous_pt is not None and media.codec(previous_pt) is not None:
+                codec = media.codec(previous_pt) or codec
+            sending = (media.direction or "sendrecv") in ("sendrecv", "sendonly")
+            answer_media = self._publish_answer_media(media, mid, codec, local_setup, sending)
+            answer.media.append(answer_media)
+            bundled.append(mid)
+            if not sending:
+                self._unpublish_mid(mid)
+                continue
+            info = self._publish_mid(media, mid, codec, answer_media, requests_by_mid.get(mid))
+            tracks.append(info)
+        if not bundled:
+            raise SdpError(
+                "no usable codec in the offer ("
+                + ", ".join(unusable or ["no audio/video m-line"])
+                + "): audio needs opus/48000/2, video needs VP8 or H264 packetization-mode=1"
+            )
+        answer.groups = [("BUNDLE", bundled)]
+        return PublishAnswer(sdp=answer.serialize(), tracks=tracks)
+
+    def _publish_answer_media(
+        self, media: MediaDescription, mid: str, codec: Codec, setup: str, sending: bool
+    ) -> MediaDescription:
+        transport = self._publish
+        assert transport is not None
+        chosen = Codec(
+            codec.payload_type,
+            codec.name,
+            codec.clock_rate,
+            codec.channels,
+            codec.fmtp,
+            [fb for fb in codec.rtcp_fb if fb in _FEEDBACK],
+        )
+        codecs = [chosen]
+        rtx_pt = media.rtx_payload_type(codec.payload_type)
+        if rtx_pt is not None:
+            rtx = media.codec(rtx_pt)
+            assert rtx is not None
+            codecs.append(Codec(rtx_pt, rtx.name, rtx.clock_rate, None, rtx.fmtp))
+        allowed = _PUBLISH_EXTENSIONS[media.kind]
+        answer_media = self._media_skeleton(media.kind, mid, setup, transport)
+        answer_media.proto = media.proto if "SAVPF" in media.proto else _PROTO
+        answer_media.direction = "recvonly" if sending else "inactive"
+        answer_media.codecs = codecs
+        answer_media.fmt = [str(c.payload_type) for c in codecs]
+        answer_media.extmaps = [Extmap(e.id, e.uri) for e in media.extmaps if e.uri in allowed]
+        answer_media.rtcp_rsize = media.rtcp_rsize
+        if sending and media.rids:
+            answer_media.rids = [
+                Rid(r.id, "recv", r.params) for r in media.rids if r.direction == "send"
+            ]
+            if media.simulcast is not None and media.simulcast.send:
+                answer_media.simulcast = Simulcast(recv=media.simulcast.send)
+        return answer_media
+
+    def _publish_mid(
+        self,
+        media: MediaDescription,
+        mid: str,
+        codec: Codec,
+        answer_media: MediaDescription,
+        request: PublishRequest | None,
+    ) -> PublishedTrackInfo:
+        existing = self._published.get(mid)
+        assert self._publish is not None
+        rids = (
+            media.simulcast.rids("send")
+            if media.simulcast is not None and media.simulcast.send
+            else [r.id for r in media.rids if r.direction == "send"]
+        )
+        if request is not None and request.simulcast:
+            layers = list(request.simulcast)
+        else:
+            layers = [SimulcastLayerInfo(rid) for rid in rids]
+        if existing is not None:
+            track_id = existing.track_id
+        else:
+            track_id = self._track_id_for(media, mid, request)
+            rtx_pt = media.rtx_payload_type(codec.payload_type)
+            extensions = _extension_ids(answer_media.extmaps)
+            heights = {layer.rid: layer.height for layer in layers}
+            self._router.add_receiver(
+                track_id,
+                self.participant_id,
+                media.kind,
+                CodecInfo(_codec_name(codec), codec.payload_type, codec.clock_rate, rtx_pt),
+                extensions,
+                self._publish,
+                rids=rids,
+                layers=[(rid, heights.get(rid)) for rid in rids]
+                if rids and all(heights.get(rid) for rid in rids)
+                else None,
+            )
+            self._published[mid] = _Published(mid, track_id, media.kind, codec.payload_type)
+            self._chosen_pt[mid] = codec.payload_type
+            self._room.tracks[track_id] = TrackRecord(
+                track_id,
+                self.participant_id,
+                media.kind,
+                Codec(codec.payload_type, codec.name, codec.clock_rate, codec.channels, codec.fmtp),
+            )
+            self._mid_to_track[mid.encode()] = track_id
+            if extensions.mid:
+                self._mid_ext_id = extensions.mid
+            for pt in (codec.payload_type, rtx_pt):
+                if pt is not None:
+                    # A payload type shared by two m-lines cannot identify a track.
+                    self._pt_to_track[pt] = None if pt in self._pt_to_track else track_id
+        for ssrc in media.ssrc_values():
+            self._ssrc_to_track[ssrc] = track_id
+        if not rids:
+            self._announce_ssrcs(media, track_id)
+        return PublishedTrackInfo(mid, track_id, media.kind, _codec_name(codec), layers)
+
+    def _announce_ssrcs(self, media: MediaDescription, track_id: str) -> None:
+        """Tell the router the media SSRC and its RTX SSRC (a=ssrc-group:FID) of a single-layer track."""
+        ssrcs = media.ssrc_values()
+        if not ssrcs:
+            return
+        fid = next((g.ssrcs for g in media.ssrc_groups if g.semantics == "FID"), None)
+        if fid and len(fid) >= 2:
+            self._router.set_layer_ssrc(track_id, "", fid[0], fid[1])
+        else:
+            self._router.set_layer_ssrc(track_id, "", ssrcs[0])
+
+    def _track_id_for(
+        self, media: MediaDescription, mid: str, request: PublishRequest | None
+    ) -> str:
+        if request is not None and request.track_id:
+            return request.track_id
+        if media.msid and len(media.msid.split()) > 1:
+            candidate = media.msid.split()[1]
+            if candidate not in self._room.tracks:
+                return candidate
+        return f"{self.participant_id}-{mid}"
+
+    def _unpublish_mid(self, mid: str) -> None:
+        published = self._published.get(mid)
+        if published is not None:
+            self.unpublish(published.track_id)
+
+    def unpublish(self, track_id: str) -> None:
+        """Stop routing one of this participant's tracks; subscribers' m-lines go inactive."""
+        mid = next((m for m, p in self._published.items() if p.track_id == track_id), None)
+        if mid is None:
+            return
+        del self._published[mid]
+        self._chosen_pt.pop(mid, None)
+        self._mid_to_track.pop(mid.encode(), None)
+        for table in (self._ssrc_to_track, self._pt_to_track):
+            for key in [k for k, v in table.items() if v == track_id]:
+                del table[key]
+        self._relay._track_removed(self._room, track_id)
+
+    def _on_publish_rtp(self, packet: bytes) -> None:
+        track_id = self._ssrc_to_track.get(_SSRC.unpack_from(packet, 8)[0])
+        if track_id is None:
+            track_id = self._learn_ssrc(packet)
+            if track_id is None:
+                return
+        self._router.on_rtp(track_id, packet)
+
+    def _learn_ssrc(self, packet: bytes) -> str | None:
+        track_id: str | None = None
+        if self._mid_ext_id:
+            mid = find_extension(packet, self._mid_ext_id)
+            if mid is not None:
+                track_id = self._mid_to_track.get(bytes(mid))
+        if track_id is None:
+            track_id = self._pt_to_track.get(packet[1] & 0x7F)
+        if track_id is not None:
+            self._ssrc_to_track[_SSRC.unpack_from(packet, 8)[0]] = track_id
+        return track_id
+
+    def _on_publish_rtcp(self, packet: bytes) -> None:
+        # Hand each sender report of the compound packet to its track (RFC 3550 section 6.4.1).
+        offset = 0
+        end = len(packet)
+        while offset + 8 <= end:
+            length = ((packet[offset + 2] << 8 | packet[offset + 3]) + 1) * 4
+            if packet[offset + 1] == 200:
+                track_id = self._ssrc_to_track.get(_SSRC.unpack_from(packet, offset + 4)[0])
+                if track_id is not None:
+                    self._router.on_publisher_rtcp(track_id, packet[offset : offset + length])
+            offset += length
+
+    # ---------------------------------------------------------------- subscribe
+
+    def subscribe(self, track_id: str) -> bool:
+        """Ask for a track of the room; False when the room has no such track."""
+        self._check_open()
+        record = self._room.tracks.get(track_id)
+        if record is None or record.participant_id == self.participant_id:
+            return False
+        if track_id not in self._wanted:
+            self._wanted.append(track_id)
+        return True
+
+    def unsubscribe(self, track_id: str) -> None:
+        if track_id in self._wanted:
+            self._wanted.remove(track_id)
+        for slot in self._slots:
+            if slot.track_id == track_id:
+                self._detach(slot)
+                slot.track_id = None
+
+    def set_max_height(self, track_id: str, max_height: int | None) -> None:
+        self._router.set_max_height(track_id, self.participant_id, max_height)
+
+    def set_paused(self, track_id: str, paused: bool) -> None:
+        self._router.set_paused(track_id, self.participant_id, paused)
+
+    def create_subscribe_offer(self) -> SubscribeOffer | None:
+        """The relay's offer for the receive side; None when nothing changed since the last answer."""
+        self._check_open()
+        placed = {slot.track_id for slot in self._slots if slot.track_id is not None}
+        for track_id in self._wanted:
+            if track_id in placed:
+                continue
+            record = self._room.tracks.get(track_id)
+            if record is None:
+                continue
+            self._place(record)
+        state = [slot.state() for slot in self._slots]
+        if state == self._negotiated:
+            return None
+        if self._subscribe is None:
+            self._subscribe = WebRtcTransport(self._relay._mux, self._relay._certificate)
+            self._subscribe.on_rtcp = partial(self._router.on_subscriber_rtcp, self.participant_id)
+            self._subscribe.on_connected = self._attach_pending
+        transport = self._subscribe
+        offer = self._session_skeleton(self._subscribe_version)
+        self._subscribe_version += 1
+        offer.groups = [("BUNDLE", [slot.mid for slot in self._slots])]
+        offer.msid_semantic = "WMS *"
+        active: list[tuple[str, str]] = []
+        for slot in self._slots:
+            media = self._media_skeleton(slot.kind, slot.mid, "actpass", transport)
+            assert slot.codec is not None
+            pt = self._payload_type_for(slot.codec)
+            media.codecs = [
+                Codec(
+                    pt,
+                    slot.codec.name,
+                    slot.codec.clock_rate,
+                    slot.codec.channels,
+                    slot.codec.fmtp,
+                    list(_SUBSCRIBE_FEEDBACK[slot.kind]),
+                )
+            ]
+            media.fmt = [str(pt)]
+            media.extmaps = [Extmap(e.id, e.uri) for e in _SUBSCRIBE_EXTENSIONS[slot.kind]]
+            media.rtcp_rsize = True
+            if slot.track_id is None:
+                media.direction = "inactive"
+            else:
+                media.direction = "sendonly"
+                msid = f"{slot.publisher_id} {slot.track_id}"
+                media.msid = msid
+                media.ssrcs = [
+                    (slot.ssrc, "cname", slot.publisher_id),
+                    (slot.ssrc, "msid", msid),
+                ]
+                active.append((slot.mid, slot.track_id))
+            offer.media.append(media)
+        self._offered = state
+        return SubscribeOffer(sdp=offer.serialize(), tracks=active)
+
+    def _place(self, record: TrackRecord) -> None:
+        negotiated_free = {mid for mid, _, track, _ in self._negotiated if track is None}
+        slot = next(
+            (
+                s
+                for s in self._slots
+                if s.track_id is None and s.kind == record.kind and s.mid in negotiated_free
+            ),
+            None,
+        )
+        if slot is None:
+            slot = _Slot(str(self._next_mid), record.kind, None, 0)
+            self._next_mid += 1
+            self._slots.append(slot)
+        slot.track_id = record.track_id
+        slot.ssrc = self._new_ssrc()
+        slot.publisher_id = record.participant_id
+        slot.codec = record.codec
+        slot.attached = False
+
+    def _new_ssrc(self) -> int:
+        used = {slot.ssrc for slot in self._slots}
+        while True:
+            ssrc = secrets.randbits(32)
+            if ssrc and ssrc not in used:
+                return ssrc
+
+    def _payload_type_for(self, codec: Codec) -> int:
+        name = _codec_name(codec)
+        key = (name, codec.clock_rate, codec.fmtp if name == "H264" else "")
+        pt = self._codec_pt.get(key)
+        if pt is None:
+            used = set(self._codec_pt.values())
+            preferred = _PREFERRED_PT.get(name, 96)
+            pt = (
+                preferred
+                if preferred not in used
+                else next(p for p in range(96, 128) if p not in used)
+            )
+            self._codec_pt[key] = pt
+        return pt
+
+    def accept_subscribe_answer(self, sdp_text: str) -> None:
+        """Apply the browser's answer to the last subscribe offer; raises SdpError."""
+        self._check_open()
+        if self._offered is None or self._subscribe is None:
+            raise SdpError("no subscribe offer is waiting for an answer")
+        answer = sdp.parse(sdp_text)
+        by_mid = {m.mid: m for m in answer.media if m.mid is not None}
+        usable = [m for m in answer.media if m.port != 0]
+        if not usable:
+            raise SdpError("the answer rejects every m-line")
+        first = usable[0]
+        ufrag, pwd = answer.ice_credentials(first)
+        fingerprint = answer.dtls_fingerprint(first)
+        setup = answer.dtls_setup(first)
+        if setup not in ("active", "passive"):
+            raise SdpError("a=setup in an answer must be active or passive")
+        self._subscribe.set_remote(ufrag, pwd, fingerprint, setup)
+        offered = {mid: track for mid, _, track, _ in self._offered}
+        for slot in self._slots:
+            if slot.track_id is None or offered.get(slot.mid) != slot.track_id or slot.attached:
+                continue
+            media = by_mid.get(slot.mid)
+            receiving = media is not None and media.port != 0
+            if media is None or not receiving or media.direction in ("sendonly", "inactive"):
+                continue
+            assert slot.codec is not None
+            pt = self._payload_type_for(slot.codec)
+            codec = media.codec(pt)
+            if codec is None:
+                continue
+            slot.payload_type = pt
+            allowed = {e.uri for e in _SUBSCRIBE_EXTENSIONS[slot.kind]}
+            slot.extensions = (
+                _extension_ids([e for e in media.extmaps if e.uri in allowed])
+                if media.extmaps
+                else ExtensionIds()
+            )
+        self._negotiated = self._offered
+        self._offered = None
+        if self._subscribe.connected:
+            self._attach_pending()
+
+    def _attach_pending(self) -> None:
+        sink = self._subscribe
+        if sink is None:
+            return
+        for slot in self._slots:
+            if slot.track_id is None or slot.attached or not slot.payload_type:
+                continue
+            if slot.track_id not in self._room.tracks:
+                continue
+            if not self._router.has_receiver(slot.track_id):
+                continue
+            self._router.add_downtrack(
+                slot.track_id,
+                self.participant_id,
+                sink,
+                slot.ssrc,
+                slot.payload_type,
+                slot.extensions,
+            )
+            slot.attached = True
+
+    def _detach(self, slot: _Slot) -> None:
+        if slot.attached and slot.track_id is not None:
+            slot.attached = False
+            self._router.remove_downtrack(slot.track_id, self.participant_id)
+        slot.payload_type = 0
+
+    def _track_removed(self, track_id: str) -> None:
+        """A publisher's track left the room: its m-line here turns inactive at the next offer."""
+        self.unsubscribe(track_id)
+
+    # --------------------------------------------------------------------- WHEP
+
+    def accept_view_offer(self, sdp_text: str, track_ids: list[str]) -> str:
+        """WHEP: answer a recvonly offer by sending the given tracks; returns the answer SDP."""
+        self._check_open()
+        offer = sdp.parse(sdp_text)
+        usable = [m for m in offer.media if m.port != 0]
+        if not usable:
+            raise SdpError("the offer has no active m-line")
+        first = usable[0]
+        ufrag, pwd = offer.ice_credentials(first)
+        fingerprint = offer.dtls_fingerprint(first)
+        setup = offer.dtls_setup(first)
+        if self._subscribe is None:
+            self._subscribe = WebRtcTransport(self._relay._mux, self._relay._certificate)
+            self._subscribe.on_rtcp = partial(self._router.on_subscriber_rtcp, self.participant_id)
+            self._subscribe.on_connected = self._attach_pending
+        transport = self._subscribe
+        transport.set_remote(ufrag, pwd, fingerprint, setup)
+        local_setup = "active" if setup == "passive" else "passive"
+        remaining = [self._room.tracks[t] for t in track_ids if t in self._room.tracks]
+        answer = self._session_skeleton(self._subscribe_version)
+        self._subscribe_version += 1
+        answer.msid_semantic = "WMS *"
+        bundled: list[str] = []
+        for index, media in enumerate(offer.media):
+            mid = media.mid if media.mid is not None else str(index)
+            record = next((r for r in remaining if r.kind == media.kind), None)
+            codec = self._matching_codec(media, record.codec) if record is not None else None
+            if media.port == 0 or record is None or codec is None:
+                answer.media.append(self._rejected(media, mid))
+                continue
+            remaining.remove(record)
+            slot = _Slot(mid, media.kind, record.track_id, self._new_ssrc(), record.participant_id)
+            slot.codec = record.codec
+            slot.payload_type = codec.payload_type
+            allowed = {e.uri for e in _SUBSCRIBE_EXTENSIONS[media.kind]}
+            extmaps = [Extmap(e.id, e.uri) for e in media.extmaps if e.uri in allowed]
+            slot.extensions = _extension_ids(extmaps)
+            self._slots.append(slot)
+            out = self._media_skeleton(media.kind, mid, local_setup, transport)
+            out.proto = media.proto
+            out.codecs = [
+                Codec(
+                    codec.payload_type,
+                    codec.name,
+                    codec.clock_rate,
+                    codec.channels,
+                    codec.fmtp,
+                    [fb for fb in codec.rtcp_fb if fb in _FEEDBACK and fb != "transport-cc"],
+                )
+            ]
+            out.fmt = [str(codec.payload_type)]
+            out.extmaps = extmaps
+            out.rtcp_rsize = media.rtcp_rsize
+            out.direction = "sendonly"
+            msid = f"{record.participant_id} {record.track_id}"
+            out.msid = msid
+            out.ssrcs = [(slot.ssrc, "cname", record.participant_id), (slot.ssrc, "msid", msid)]
+            answer.media.append(out)
+            bundled.append(mid)
+        if not bundled:
+            raise SdpError("none of the requested tracks matches an offered m-line and codec")
+        answer.groups = [("BUNDLE", bundled)]
+        self._negotiated = [slot.state() for slot in self._slots]
+        if transport.connected:
+            self._attach_pending()
+        return answer.serialize()
+
+    @staticmethod
+    def _matching_codec(media: MediaDescription, wanted: Codec) -> Codec | None:
+        name = _codec_name(wanted)
+        for codec in media.codecs:
+            if _codec_name(codec) != name or codec.clock_rate != wanted.clock_rate:
+                continue
+            if name == "H264":
+                params = codec.parameters
+                if params.get("packetization-mode") != wanted.parameters.get("packetization-mode"):
+                    continue
+                theirs = params.get("profile-level-id", "")[:4].lower()
+                if theirs != wanted.parameters.get("profile-level-id", "")[:4].lower():
+                    continue
+            return codec
+        return None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _session_skeleton(self, version: int) -> SessionDescription:
+        return SessionDescription(
+            origin=f"rondpoint {self._session_id} {version} IN IP4 {self._relay.candidate_ip}",
+            name="-",
+            timing="0 0",
+            ice_lite=True,
+        )
+
+    def _media_skeleton(
+        self, kind: str, mid: str, setup: str, transport: WebRtcTransport
+    ) -> MediaDescription:
+        ip = self._relay.candidate_ip
+        port = self._relay.port
+        return MediaDescription(
+            kind=kind,
+            port=port,
+            proto=_PROTO,
+            fmt=[],
+            connection=f"IN IP4 {ip}",
+            mid=mid,
+            ice_ufrag=transport.local_ufrag,
+            ice_pwd=transport.local_pwd,
+            fingerprint=self._relay._certificate.fingerprint,
+            setup=setup,
+            rtcp_mux=True,
+            candidates=[f"1 1 udp 2130706431 {ip} {port} typ host"],
+            end_of_candidates=True,
+        )
+
+    @staticmethod
+    def _rejected(media: MediaDescription, mid: str) -> MediaDescription:
+        fmt = media.fmt[:1] or ["0"]
+        rejected = MediaDescription(
+            kind=media.kind, port=0, proto=media.proto, fmt=fmt, connection="IN IP4 0.0.0.0"
+        )
+        rejected.mid = mid
+        rejected.direction = "inactive"
+        if media.kind in ("audio", "video"):
+            first = media.codec(int(fmt[0])) if fmt[0].isdigit() else None
+            if first is not None and first.name:
+                rejected.codecs = [
+                    Codec(first.payload_type, first.name, first.clock_rate, first.channels)
+                ]
+        return rejected
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("endpoint is closed")
+
+    def close(self) -> None:
+        """Unpublish everything, drop subscriptions and release both sessions."""
+        if self._closed:
+            return
+        for published in list(self._published.values()):
+            self.unpublish(published.track_id)
+        for slot in self._slots:
+            self._detach(slot)
+        self._closed = True
+        for transport in (self._publish, self._subscribe):
+            if transport is not None:
+                transport.close()
+        self._relay._endpoint_closed(self)
+
+    def _counters(self) -> tuple[int, int]:
+        """(packets received, SRTP errors) over both sessions."""
+        received = errors = 0
+        for transport in (self._publish, self._subscribe):
+            if transport is not None:
+                received += transport.packets_received
+                errors += transport.srtp_errors
+        return received, errors

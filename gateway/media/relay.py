@@ -1,0 +1,188 @@
+"""The media relay: one shared ICE-lite UDP port, one router per room, WebRTC endpoints (DESIGN.md, RFC 8445 section 2.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .dtls import DtlsCertificate
+from .endpoint import TrackRecord, WebRtcEndpoint
+from .router import Router
+from .transport import UdpMux
+
+logger = logging.getLogger(__name__)
+
+_TICK_INTERVAL = 1.0
+
+ActiveSpeakersCallback = Callable[[str, list[tuple[str, float]]], None]
+
+
+@dataclass
+class RelayStats:
+    """Plain counters, read at scrape time."""
+
+    packets_forwarded: int
+    bytes_forwarded: int
+    packets_lost: int
+    nacks: int
+    keyframe_requests: int
+    endpoints: int
+    routers: int
+
+
+@dataclass
+class _Room:
+    room_id: str
+    router: Router
+    tracks: dict[str, TrackRecord] = field(default_factory=dict)
+    endpoints: dict[str, WebRtcEndpoint] = field(default_factory=dict)
+
+
+class MediaRelay:
+    """Owns the shared socket, the DTLS certificate and the rooms' routers."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 40000,
+        port_range: tuple[int, int] = (40001, 40100),
+        public_ip: str = "",
+    ) -> None:
+        self.host = host
+        self.public_ip = public_ip
+        self._requested_port = port
+        self._port_range = port_range
+        self._mux = UdpMux()
+        self._certificate = DtlsCertificate()
+        self._rooms: dict[str, _Room] = {}
+        self._started = False
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self.on_active_speakers: ActiveSpeakersCallback | None = None
+
+    async def start(self) -> None:
+        """Bind the one shared UDP socket (port, or the first free port of port_range)."""
+        if self._started:
+            return
+        await self._mux.bind(self.host, self._requested_port, self._port_range)
+        self._started = True
+        self._schedule_tick()
+
+    async def stop(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        for room_id in list(self._rooms):
+            self.close_room(room_id)
+        self._mux.close()
+        self._started = False
+
+    @property
+    def port(self) -> int:
+        return self._mux.port
+
+    @property
+    def candidate_ip(self) -> str:
+        """The address written in host candidates: public_ip, else the bound host."""
+        if self.public_ip:
+            return self.public_ip
+        if self.host in ("0.0.0.0", "", "::"):
+            return _default_ip()
+        return self.host
+
+    def create_endpoint(self, room_id: str, participant_id: str) -> WebRtcEndpoint:
+        room = self._room(room_id)
+        previous = room.endpoints.get(participant_id)
+        if previous is not None:
+            previous.close()
+        endpoint = WebRtcEndpoint(self, room, participant_id)
+        room.endpoints[participant_id] = endpoint
+        return endpoint
+
+    def set_track_muted(self, room_id: str, track_id: str, muted: bool) -> None:
+        room = self._rooms.get(room_id)
+        if room is not None and track_id in room.tracks:
+            room.router.set_muted(track_id, muted)
+
+    def close_room(self, room_id: str) -> None:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return
+        for endpoint in list(room.endpoints.values()):
+            endpoint.close()
+        self._rooms.pop(room_id, None)
+        close = getattr(room.router, "close", None)
+        if close is not None:
+            close()
+
+    def stats(self) -> RelayStats:
+        totals = dict.fromkeys(
+            ("packets_forwarded", "bytes_forwarded", "packets_lost", "nacks", "keyframe_requests"),
+            0,
+        )
+        endpoints = 0
+        for room in self._rooms.values():
+            endpoints += len(room.endpoints)
+            router_stats = room.router.stats
+            if callable(router_stats):
+                router_stats = router_stats()
+            for key in totals:
+                value = (
+                    router_stats.get(key, 0)
+                    if isinstance(router_stats, dict)
+                    else getattr(router_stats, key, 0)
+                )
+                totals[key] += int(value)
+        return RelayStats(endpoints=endpoints, routers=len(self._rooms), **totals)
+
+    def _schedule_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tick_handle = loop.call_later(_TICK_INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        # One timer for all rooms: RTCP reports, NACK retries, layer fallback (Router.tick).
+        for room in list(self._rooms.values()):
+            try:
+                room.router.tick()
+            except Exception:  # one broken room must not stop the others' RTCP
+                logger.exception("router tick failed in room %s", room.room_id)
+        if self._started:
+            self._schedule_tick()
+
+    # Internal, used by WebRtcEndpoint.
+
+    def _room(self, room_id: str) -> _Room:
+        room = self._rooms.get(room_id)
+        if room is None:
+            router = Router(room_id, self._emit_active_speakers)
+            room = _Room(room_id, router)
+            self._rooms[room_id] = room
+        return room
+
+    def _emit_active_speakers(self, room_id: str, speakers: list[tuple[str, float]]) -> None:
+        callback = self.on_active_speakers
+        if callback is not None:
+            callback(room_id, speakers)
+
+    def _track_removed(self, room: _Room, track_id: str) -> None:
+        for endpoint in room.endpoints.values():
+            endpoint._track_removed(track_id)
+        if room.tracks.pop(track_id, None) is not None:
+            room.router.remove_receiver(track_id)
+
+    def _endpoint_closed(self, endpoint: WebRtcEndpoint) -> None:
+        room = self._rooms.get(endpoint.room_id)
+        if room is not None and room.endpoints.get(endpoint.participant_id) is endpoint:
+            del room.endpoints[endpoint.participant_id]
+
+
+def _default_ip() -> str:
+    """The address of the interface holding the default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"

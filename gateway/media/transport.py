@@ -1,0 +1,302 @@
+"""One shared UDP socket for every WebRTC session: demultiplexing by ICE ufrag then source address (RFC 7983, RFC 8445)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+
+from . import stun
+from .dtls import DtlsCertificate, DtlsSession, DtlsState
+from .ice import IceLiteAgent, local_ufrag_of
+from .srtp import SrtpContext, SrtpError
+
+logger = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+_MAX_DATAGRAM = 4096  # WebRTC datagrams stay under the path MTU; asyncio's default reads 256 KiB
+_SOCKET_BUFFER = 4 * 1024 * 1024
+_MAX_ADDRESSES = 8  # validated source addresses kept per session
+
+
+class WebRtcTransport:
+    """One ICE-lite + DTLS + SRTP session (a browser peer connection) living on the shared socket."""
+
+    def __init__(self, mux: UdpMux, certificate: DtlsCertificate) -> None:
+        self._mux = mux
+        self._certificate = certificate
+        self.ice = IceLiteAgent()
+        self.dtls = DtlsSession(certificate, is_server=True)
+        self.srtp: SrtpContext | None = None
+        self.remote_address: Address | None = None
+        self._nominated = False
+        self._addresses: list[Address] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        # Set by the owner (endpoint); called synchronously from datagram_received.
+        self.on_rtp: Callable[[bytes], None] = _ignore
+        self.on_rtcp: Callable[[bytes], None] = _ignore
+        self.on_connected: Callable[[], None] = _nothing
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.srtp_errors = 0
+        mux.register(self)
+
+    @property
+    def local_ufrag(self) -> str:
+        return self.ice.local_ufrag
+
+    @property
+    def local_pwd(self) -> str:
+        return self.ice.local_pwd
+
+    @property
+    def connected(self) -> bool:
+        return self.srtp is not None
+
+    def set_remote(self, ufrag: str, pwd: str, fingerprint: tuple[str, str], setup: str) -> None:
+        """Apply the peer's ICE credentials, DTLS fingerprint and a=setup (its role)."""
+        if self.ice.remote_ufrag is not None and self.ice.remote_ufrag != ufrag:
+            # ICE restart: the peer will check again from possibly new addresses.
+            self._nominated = False
+        self.ice.set_remote(ufrag, pwd)
+        want_server = setup != "passive"
+        if self.dtls.is_server != want_server and self.dtls.state is DtlsState.NEW:
+            self.dtls = DtlsSession(self._certificate, is_server=want_server)
+        self.dtls.set_remote_fingerprint(*fingerprint)
+        self._after_dtls([])
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.remote_address is not None:
+            for datagram in self.dtls.close():
+                self._mux.sendto(datagram, self.remote_address)
+        self.srtp = None
+        self._mux.unregister(self, self._addresses)
+        self.on_rtp = self.on_rtcp = _ignore
+        self.on_connected = _nothing
+
+    # Incoming, called by the mux.
+
+    def handle_stun(self, data: bytes, message: stun.StunMessage, addr: Address) -> None:
+        result = self.ice.handle_request(data, message, addr)
+        if result is None:
+            return
+        self._mux.sendto(result.response, addr)
+        if addr not in self._addresses:
+            if len(self._addresses) >= _MAX_ADDRESSES:
+                self._mux.forget(self._addresses.pop(0), self)
+            self._addresses.append(addr)
+            self._mux.latch(addr, self)
+        if result.nominated or not self._nominated:
+            self.remote_address = addr
+            self._nominated = self._nominated or result.nominated
+        if not self.dtls.is_server and self.dtls.state is DtlsState.NEW:
+            self._after_dtls(self.dtls.start())
+
+    def handle_dtls(self, data: bytes, addr: Address) -> None:
+        if self.remote_address is None:
+            self.remote_address = addr
+        self._after_dtls(self.dtls.receive(data))
+
+    def handle_srtp(self, data: bytes) -> None:
+        srtp = self.srtp
+        if srtp is None:
+            return
+        self.packets_received += 1
+        try:
+            if 191 < data[1] < 224:  # RTCP packet types 192-223 (RFC 5761 section 4)
+                self.on_rtcp(srtp.unprotect_rtcp(data))
+            else:
+                self.on_rtp(srtp.unprotect_rtp(data))
+        except SrtpError:
+            self.srtp_errors += 1
+
+    # Outgoing.
+
+    def send_rtp(self, packet: bytes) -> None:
+        srtp = self.srtp
+        addr = self.remote_address
+        if srtp is None or addr is None:
+            return
+        try:
+            data = srtp.protect_rtp(packet)
+        except SrtpError:
+            self.srtp_errors += 1
+            return
+        self.packets_sent += 1
+        self._mux.sendto(data, addr)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        srtp = self.srtp
+        addr = self.remote_address
+        if srtp is None or addr is None:
+            return
+        try:
+            data = srtp.protect_rtcp(packet)
+        except SrtpError:
+            self.srtp_errors += 1
+            return
+        self._mux.sendto(data, addr)
+
+    # DTLS plumbing.
+
+    def _after_dtls(self, datagrams: list[bytes]) -> None:
+        addr = self.remote_address
+        if addr is not None:
+            for datagram in datagrams:
+                self._mux.sendto(datagram, addr)
+        if self.srtp is None and self.dtls.state is DtlsState.CONNECTED and self.dtls.keys:
+            self.srtp = SrtpContext(self.dtls.keys)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self.on_connected()
+            return
+        if self.dtls.state is DtlsState.FAILED:
+            logger.info("session %s: %s", self.local_ufrag, self.dtls.failure)
+        self._schedule_timer()
+
+    def _schedule_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        timeout = self.dtls.get_timeout()
+        if timeout is not None and not self._closed:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(timeout, 0.001), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self._closed:
+            self._after_dtls(self.dtls.handle_timeout())
+
+
+def _ignore(_packet: bytes) -> None:
+    return None
+
+
+def _nothing() -> None:
+    return None
+
+
+class UdpMux(asyncio.DatagramProtocol):
+    """The shared socket: classify each datagram by its first byte and hand it to its session."""
+
+    def __init__(self) -> None:
+        self._by_ufrag: dict[str, WebRtcTransport] = {}
+        self._by_address: dict[Address, WebRtcTransport] = {}
+        self._transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.datagrams_received = 0
+        self.bytes_received = 0
+        self.datagrams_dropped = 0
+
+    async def bind(self, host: str, port: int, port_range: tuple[int, int]) -> int:
+        """Bind `port`, or when it is busy the first free port of `port_range`; returns the port."""
+        loop = asyncio.get_running_loop()
+        candidates = [port, *range(port_range[0], port_range[1] + 1)]
+        last_error: OSError | None = None
+        for candidate in candidates:
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: self, local_addr=(host, candidate)
+                )
+            except OSError as exc:
+                last_error = exc
+                continue
+            self._transport = transport
+            if hasattr(transport, "max_size"):
+                transport.max_size = _MAX_DATAGRAM  # type: ignore[attr-defined]
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+            self.port = transport.get_extra_info("sockname")[1]
+            return self.port
+        raise OSError(f"no free UDP port in {port} or {port_range[0]}-{port_range[1]}") from (
+            last_error
+        )
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        self._by_ufrag.clear()
+        self._by_address.clear()
+
+    def register(self, session: WebRtcTransport) -> None:
+        self._by_ufrag[session.local_ufrag] = session
+
+    def unregister(self, session: WebRtcTransport, addresses: list[Address]) -> None:
+        if self._by_ufrag.get(session.local_ufrag) is session:
+            del self._by_ufrag[session.local_ufrag]
+        for addr in addresses:
+            self.forget(addr, session)
+
+    def latch(self, addr: Address, session: WebRtcTransport) -> None:
+        previous = self._by_address.get(addr)
+        if previous is not None and previous is not session:
+            previous._addresses = [a for a in previous._addresses if a != addr]
+        self._by_address[addr] = session
+
+    def forget(self, addr: Address, session: WebRtcTransport) -> None:
+        if self._by_address.get(addr) is session:
+            del self._by_address[addr]
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data, addr)
+
+    # asyncio.DatagramProtocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.datagrams_received += 1
+        self.bytes_received += len(data)
+        if not data:
+            return
+        first = data[0]
+        if 127 < first < 192:
+            session = self._by_address.get(addr)
+            if session is not None:
+                session.handle_srtp(data)
+                return
+        elif 19 < first < 64:
+            session = self._by_address.get(addr)
+            if session is not None:
+                session.handle_dtls(data, addr)
+                return
+        elif first < 4:
+            self._handle_stun(data, addr)
+            return
+        self.datagrams_dropped += 1
+
+    def _handle_stun(self, data: bytes, addr: Address) -> None:
+        try:
+            message = stun.parse(data)
+        except stun.StunError:
+            self.datagrams_dropped += 1
+            return
+        if message.message_type != stun.BINDING_REQUEST:
+            return  # indications and responses need no answer from a lite agent
+        ufrag = local_ufrag_of(message)
+        session = self._by_ufrag.get(ufrag) if ufrag else None
+        if session is None:
+            self.datagrams_dropped += 1
+            return
+        session.handle_stun(data, message, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("UDP error: %s", exc)
