@@ -1,0 +1,167 @@
+"""SDP parsing of a Chromium offer and the relay's answers and offers (RFC 8866, 8829, 8843, 8853)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.media import MediaRelay, PublishRequest, SdpError, SimulcastLayerInfo, sdp
+
+CHROMIUM_OFFER = (Path(__file__).parent / "chromium_offer.sdp").read_text()
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[MediaRelay]:
+    media_relay = MediaRelay(host="127.0.0.1", port=0, port_range=(1, 0))
+    await media_relay.start()
+    yield media_relay
+    await media_relay.stop()
+
+
+def _requests() -> list[PublishRequest]:
+    layers = [
+        SimulcastLayerInfo("q", 320, 180),
+        SimulcastLayerInfo("h", 640, 360),
+        SimulcastLayerInfo("f", 1280, 720),
+    ]
+    return [
+        PublishRequest("0", "t-mic", "microphone"),
+        PublishRequest("1", "t-cam", "camera", layers),
+    ]
+
+
+def test_chromium_offer_parses_ice_dtls_codecs_and_simulcast() -> None:
+    offer = sdp.parse(CHROMIUM_OFFER)
+    assert offer.bundle_mids == ["0", "1"]
+    audio, video = offer.media
+    assert offer.ice_credentials(audio) == ("Xk3r", "Zt5mN0pQv8yW2cE4hJ6kL9sA")
+    assert offer.dtls_fingerprint(audio)[0] == "sha-256"
+    assert offer.dtls_setup(audio) == "actpass"
+    opus = audio.codec(111)
+    assert opus is not None and opus.channels == 2 and opus.parameters["useinbandfec"] == "1"
+    assert audio.codec(0) is not None and audio.codec(0).name == "PCMU"  # type: ignore[union-attr]
+    assert audio.ssrc_values() == [3735928559]
+    assert audio.extmap_id(sdp.EXT_AUDIO_LEVEL) == 1
+    assert video.rtx_payload_type(104) == 105
+    assert video.codec(96) is not None and "nack pli" in video.codec(96).rtcp_fb  # type: ignore[union-attr]
+    assert [r.id for r in video.rids] == ["f", "h", "q"]
+    assert video.simulcast is not None and video.simulcast.rids("send") == ["f", "h", "q"]
+    assert video.extmap_id(sdp.EXT_RID) == 10
+
+
+def test_serialized_description_parses_back_to_the_same_content() -> None:
+    offer = sdp.parse(CHROMIUM_OFFER)
+    again = sdp.parse(offer.serialize())
+    assert again == offer
+    assert offer.serialize().endswith("\r\n")
+
+
+def test_offer_without_sdp_body_is_refused() -> None:
+    with pytest.raises(SdpError):
+        sdp.parse("hello")
+
+
+async def test_publish_answer_is_ice_lite_passive_bundled_and_receives_simulcast(
+    relay: MediaRelay,
+) -> None:
+    answer = relay.create_endpoint("room-sdp", "alice").accept_publish_offer(
+        CHROMIUM_OFFER, _requests()
+    )
+    parsed = sdp.parse(answer.sdp)
+    assert parsed.ice_lite
+    assert parsed.bundle_mids == ["0", "1"]
+    audio, video = parsed.media
+    for media in (audio, video):
+        assert media.setup == "passive"
+        assert media.direction == "recvonly"
+        assert media.rtcp_mux
+        assert media.candidates == [f"1 1 udp 2130706431 127.0.0.1 {relay.port} typ host"]
+        assert media.end_of_candidates
+        assert media.fingerprint is not None and media.fingerprint[0] == "sha-256"
+    assert [(c.name, c.payload_type) for c in audio.codecs] == [("opus", 111)]
+    assert audio.codecs[0].fmtp == "minptime=10;useinbandfec=1"
+    assert [(c.name, c.payload_type) for c in video.codecs] == [("VP8", 96), ("rtx", 97)]
+    assert video.codecs[1].fmtp == "apt=96"
+    assert {e.uri for e in video.extmaps} >= {sdp.EXT_MID, sdp.EXT_RID, sdp.EXT_REPAIRED_RID}
+    assert "urn:3gpp:video-orientation" not in {e.uri for e in video.extmaps}
+    assert [(r.id, r.direction) for r in video.rids] == [
+        ("f", "recv"),
+        ("h", "recv"),
+        ("q", "recv"),
+    ]
+    assert video.simulcast is not None and video.simulcast.serialize() == "recv f;h;q"
+    assert [(t.mid, t.track_id, t.kind, t.codec) for t in answer.tracks] == [
+        ("0", "t-mic", "audio", "opus"),
+        ("1", "t-cam", "video", "VP8"),
+    ]
+    assert [layer.rid for layer in answer.tracks[1].simulcast] == ["q", "h", "f"]
+
+
+async def test_h264_is_chosen_with_the_preferred_profile_when_vp8_is_absent(
+    relay: MediaRelay,
+) -> None:
+    without_vp8 = CHROMIUM_OFFER.replace("96 97 102", "102").replace("VP8/90000", "XX/90000")
+    answer = relay.create_endpoint("room-sdp", "alice").accept_publish_offer(
+        without_vp8, _requests()
+    )
+    video = sdp.parse(answer.sdp).media[1]
+    assert [(c.name, c.payload_type) for c in video.codecs] == [("H264", 104), ("rtx", 105)]
+    assert "profile-level-id=42e01f" in video.codecs[0].fmtp
+    assert answer.tracks[1].codec == "H264"
+
+
+async def test_offer_without_a_usable_codec_raises_a_clear_sdp_error(relay: MediaRelay) -> None:
+    offer = CHROMIUM_OFFER.replace("opus/48000/2", "speex/16000")
+    offer = offer.replace("VP8/90000", "VP9/90000").replace("H264/90000", "H265/90000")
+    with pytest.raises(SdpError, match="no usable codec"):
+        relay.create_endpoint("room-sdp", "alice").accept_publish_offer(offer, _requests())
+
+
+@pytest.mark.parametrize("line", ["a=ice-ufrag:Xk3r", "a=fingerprint:sha-256"])
+async def test_offer_missing_ice_or_fingerprint_is_refused(relay: MediaRelay, line: str) -> None:
+    offer = "\n".join(row for row in CHROMIUM_OFFER.splitlines() if not row.startswith(line))
+    with pytest.raises(SdpError):
+        relay.create_endpoint("room-sdp", "alice").accept_publish_offer(offer, _requests())
+
+
+async def test_subscribe_offer_is_actpass_sendonly_with_relay_ssrc_and_reuses_inactive_lines(
+    relay: MediaRelay,
+) -> None:
+    relay.create_endpoint("room-sdp", "alice").accept_publish_offer(CHROMIUM_OFFER, _requests())
+    bob = relay.create_endpoint("room-sdp", "bob")
+    assert bob.subscribe("t-mic")
+    offer = bob.create_subscribe_offer()
+    assert offer is not None and offer.tracks == [("0", "t-mic")]
+    parsed = sdp.parse(offer.sdp)
+    (audio,) = parsed.media
+    assert parsed.ice_lite and audio.setup == "actpass" and audio.direction == "sendonly"
+    assert audio.msid == "alice t-mic"
+    ssrc = audio.ssrc_values()[0]
+    assert ssrc != 3735928559  # the relay's own SSRC, not the publisher's
+    assert audio.codecs[0].name == "opus"
+
+    answer = offer.sdp.replace("a=setup:actpass", "a=setup:active").replace(
+        "a=sendonly", "a=recvonly"
+    )
+    answer = answer.replace(audio.ice_ufrag or "", "bobU").replace(
+        audio.ice_pwd or "", "bobpassword0123456789012"
+    )
+    bob.accept_subscribe_answer(answer.replace("a=ice-lite\r\n", ""))
+    assert bob.create_subscribe_offer() is None
+
+    bob.unsubscribe("t-mic")
+    inactive = bob.create_subscribe_offer()
+    assert inactive is not None and inactive.tracks == []
+    assert sdp.parse(inactive.sdp).media[0].direction == "inactive"
+    bob.accept_subscribe_answer(answer.replace("a=ice-lite\r\n", ""))
+
+    relay.create_endpoint("room-sdp", "carol").accept_publish_offer(
+        CHROMIUM_OFFER,
+        [PublishRequest("0", "c-mic", "microphone"), PublishRequest("1", "c-cam", "camera")],
+    )
+    assert bob.subscribe("c-mic")
+    reused = bob.create_subscribe_offer()
+    assert reused is not None and reused.tracks == [("0", "c-mic")]  # the inactive m-line again
+    assert len(sdp.parse(reused.sdp).media) == 1
