@@ -166,3 +166,34 @@ async def test_subscriber_hears_the_publishers_tone_and_sees_video(loopback_only
         await publisher.close()
         await viewer.close()
         await relay.stop()
+
+
+async def test_whep_viewer_receives_the_tone_through_accept_view_offer(loopback_only: None) -> None:
+    relay = MediaRelay(host="127.0.0.1", port=0, port_range=(1, 0))
+    await relay.start()
+    publisher, viewer = _peer(), _peer()
+    try:
+        publisher.addTransceiver(SineTrack(), direction="sendonly")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        mid = str(publisher.getTransceivers()[0].mid)
+        answer = relay.create_endpoint("room-whep", "alice").accept_publish_offer(
+            publisher.localDescription.sdp, [PublishRequest(mid, "alice-mic", "microphone")]
+        )
+        await publisher.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+
+        received: list[MediaStreamTrack] = []
+        viewer.on("track", received.append)
+        viewer.addTransceiver("audio", direction="recvonly")
+        await viewer.setLocalDescription(await viewer.createOffer())
+        whep = relay.create_endpoint("room-whep", "whep-viewer")
+        answer_sdp = whep.accept_view_offer(viewer.localDescription.sdp, ["alice-mic"])
+        assert "a=sendonly" in answer_sdp
+        await viewer.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+        assert len(received) == 1
+
+        samples, rate = await asyncio.wait_for(_collect_audio(received[0], 1.0), 12)
+        assert abs(_dominant_frequency(samples, rate) - TONE_HZ) < 15
+    finally:
+        await publisher.close()
+        await viewer.close()
+        await relay.stop()

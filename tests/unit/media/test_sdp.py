@@ -165,3 +165,20 @@ async def test_subscribe_offer_is_actpass_sendonly_with_relay_ssrc_and_reuses_in
     reused = bob.create_subscribe_offer()
     assert reused is not None and reused.tracks == [("0", "c-mic")]  # the inactive m-line again
     assert len(sdp.parse(reused.sdp).media) == 1
+
+
+async def test_renegotiation_keeps_published_tracks_and_port_zero_unpublishes(
+    relay: MediaRelay,
+) -> None:
+    alice = relay.create_endpoint("room-sdp", "alice")
+    first = alice.accept_publish_offer(CHROMIUM_OFFER, _requests())
+    again = alice.accept_publish_offer(CHROMIUM_OFFER, _requests())
+    assert [t.track_id for t in again.tracks] == [t.track_id for t in first.tracks]
+    bob = relay.create_endpoint("room-sdp", "bob")
+    assert bob.subscribe("t-cam")
+    stopped = CHROMIUM_OFFER.replace("m=video 9 ", "m=video 0 ")
+    answer = alice.accept_publish_offer(stopped, _requests())
+    assert [t.track_id for t in answer.tracks] == ["t-mic"]
+    assert sdp.parse(answer.sdp).media[1].port == 0
+    assert sdp.parse(answer.sdp).bundle_mids == ["0"]
+    assert not bob.subscribe("t-cam")
