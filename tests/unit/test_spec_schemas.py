@@ -60,7 +60,7 @@ def _fields(file_name: str, instance: Any) -> set[str]:
 
 
 def check_client_message(message: Any) -> tuple[str, set[str]] | None:
-    """Validate a client message the way spec/ors-v1.md section 4.4 orders the checks.
+    """Validate a client message the way spec/ors-v1.md section 6.5 orders the checks.
 
     Returns None when the message is valid, else (error code, offending JSON pointers).
     """
