@@ -159,6 +159,17 @@ def test_leaving_removes_the_tile_at_the_others(open_participant: Opener) -> Non
     for p in (alice, bruno):
         assert p.page.get_by_test_id(f"tile-{cid}").count() == 1
 
+    # Chat on the way: Alice writes, everyone sees the message with her name.
+    alice.page.get_by_test_id("chat-toggle").click()
+    alice.page.get_by_test_id("chat-input").fill("Bonjour à tous")
+    alice.page.get_by_test_id("chat-send").click()
+    for p in (bruno, chloe):
+        msg = p.page.get_by_test_id("chat-message")
+        wait_until(lambda msg=msg: msg.count() == 1, 5, f"{p.name} to get the chat message")
+        assert p.page.locator("#chat-badge").inner_text() == "1"
+        p.page.get_by_test_id("chat-toggle").click()
+        assert "Alice" in msg.inner_text() and "Bonjour à tous" in msg.inner_text()
+
     chloe.page.get_by_test_id("leave").click()
     chloe.wait_state("left", timeout=5)
     assert "left" in chloe.page.get_by_test_id("left-title").inner_text().lower()

@@ -91,6 +91,7 @@ function setIcon(button, name) {
 }
 
 function initials(name) {
+  if (!/\p{L}/u.test(name || "")) return "☎"; // a phone number: no letters to take
   const parts = (name || "?").trim().split(/\s+/).filter(Boolean);
   const s = parts.length > 1 ? parts[0][0] + parts[parts.length - 1][0] : (parts[0] || "?").slice(0, 2);
   return s.toUpperCase();
@@ -437,7 +438,7 @@ async function onJoined(m) {
   setState("room");
   stopMeter();
   renderAll();
-  $("leave").focus();
+  $("main").focus(); // announce the new screen; keep Enter away from the leave button
   if (!app.pubPc) {
     try {
       await publish(useSimulcast());
@@ -518,7 +519,12 @@ async function publish(simulcast) {
     tracks.push(tr);
   }
   const reply = await app.client.request("offer", { pc: "publish", sdp: pc.localDescription.sdp, tracks });
-  await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+  // Workaround (see /tmp/web-notes.md): the relay negotiates transport-cc but sends no transport-wide
+  // feedback, so Chrome's send-side estimate collapses (~80 kbps) and only the lowest simulcast layer
+  // is sent. Without transport-cc Chrome falls back to RTCP-report-based estimation and ramps up.
+  // `?cc=1` keeps the server's answer untouched.
+  const answerSdp = params.get("cc") === "1" ? reply.sdp : withoutTransportCc(reply.sdp);
+  await pc.setRemoteDescription({ type: "answer", sdp: answerSdp });
   app.ownTracks = {};
   for (const tr of reply.tracks || []) {
     const source = tr.source || (tr.mid === app.audioTx?.mid ? "microphone" : "camera");
@@ -533,6 +539,13 @@ async function publish(simulcast) {
   }
   if (app.self) app.self.tracks = Object.values(app.ownTracks);
   renderAll();
+}
+
+function withoutTransportCc(sdp) {
+  return sdp
+    .split("\r\n")
+    .filter((l) => !/transport-cc|transport-wide-cc/.test(l))
+    .join("\r\n");
 }
 
 function closePub() {
@@ -754,9 +767,10 @@ function layoutGrid() {
     if (w > best.w) best = { cols, w };
   }
   grid.style.setProperty("--cols", best.cols);
+  const w = Math.max(120, Math.floor(best.w) - 1);
   for (const tile of grid.children) {
-    tile.style.width = `${Math.floor(best.w)}px`;
-    tile.style.height = `${Math.floor((best.w * 9) / 16)}px`;
+    tile.style.width = `${w}px`;
+    tile.style.height = `${Math.floor((w * 9) / 16)}px`;
   }
   scheduleSubscriptions();
 }
@@ -774,9 +788,13 @@ function sendSubscriptions() {
     if (!trackId) continue;
     const meta = remoteTracksOf(tile.dataset.pid).find((x) => x.id === trackId);
     if (!meta?.simulcast?.length) continue;
-    const h = Math.round(tile.clientHeight * (window.devicePixelRatio || 1));
+    // The smallest layer that covers the tile (10% slack), else the largest one.
+    const px = tile.clientHeight * (window.devicePixelRatio || 1) * 0.9;
+    const heights = meta.simulcast.map((l) => l.height || 0).filter(Boolean).sort((a, b) => a - b);
+    if (!heights.length) continue;
+    const h = heights.find((x) => x >= px) || heights[heights.length - 1];
     const prev = app.sentHeights.get(trackId);
-    if (prev && Math.abs(prev - h) < 60) continue;
+    if (prev === h) continue;
     app.sentHeights.set(trackId, h);
     app.client.request("subscription", { track_id: trackId, max_height: h }).catch((e) => console.warn(e));
   }
@@ -1062,6 +1080,24 @@ window.rondpoint = {
       self: p.id === app.self?.id,
       muted: micMuted(p),
     }));
+  },
+  _debug() {
+    return {
+      participants: [...app.participants.values()],
+      tiles: [...$("grid").children].map((t) => ({ pid: t.dataset.pid, track: t.dataset.trackId, h: t.clientHeight })),
+      sent: [...app.sentHeights],
+      pubAnswer: app.pubPc?.remoteDescription?.sdp,
+      subOffer: app.subPc?.remoteDescription?.sdp,
+    };
+  },
+  async _outbound() {
+    const out = [];
+    if (!app.pubPc) return out;
+    (await app.pubPc.getStats()).forEach((s) => {
+      if (s.type === "outbound-rtp" || s.type === "remote-inbound-rtp" || (s.type === "candidate-pair" && s.nominated))
+        out.push(s);
+    });
+    return out;
   },
   async stats() {
     const out = {};
