@@ -20,30 +20,30 @@ class SendHistory:
     packet already overwritten returns None rather than a wrong packet.
     """
 
-    __slots__ = ("_mask", "_packets", "_sequence_numbers")
+    __slots__ = ("mask", "packets", "sequence_numbers")
 
     def __init__(self, size: int = 1024) -> None:
         if size <= 0 or size & (size - 1) or size > 65536:
             raise ValueError("history size must be a power of two up to 65536")
-        self._mask = size - 1
-        self._packets: list[bytes | None] = [None] * size
-        self._sequence_numbers = [-1] * size
+        self.mask = size - 1
+        self.packets: list[bytes | None] = [None] * size
+        self.sequence_numbers = [-1] * size
 
     def put(self, sequence_number: int, packet: bytes) -> None:
-        index = sequence_number & self._mask
-        self._packets[index] = packet
-        self._sequence_numbers[index] = sequence_number
+        index = sequence_number & self.mask
+        self.packets[index] = packet
+        self.sequence_numbers[index] = sequence_number
 
     def get(self, sequence_number: int) -> bytes | None:
-        index = sequence_number & self._mask
-        if self._sequence_numbers[index] != sequence_number:
+        index = sequence_number & self.mask
+        if self.sequence_numbers[index] != sequence_number:
             return None
-        return self._packets[index]
+        return self.packets[index]
 
     def clear(self) -> None:
-        size = self._mask + 1
-        self._packets = [None] * size
-        self._sequence_numbers = [-1] * size
+        size = self.mask + 1
+        self.packets = [None] * size
+        self.sequence_numbers = [-1] * size
 
 
 class ReceiveStream:

@@ -400,7 +400,7 @@ class Router:
         rests: dict[bytes, bytes] = {}
         plain_rest = b"" if b0 & 0x10 else packet[RTP_HEADER_SIZE:]
         marker = b1 & 0x80
-        stats = self.stats
+        forwarded = octets = 0
         pack = _HEADER.pack
         for downtrack in receiver.downtracks.values():
             forwarder = downtrack.forwarder
@@ -421,13 +421,19 @@ class Router:
                 pack(b0, marker | downtrack.payload_type, out_seq, forwarder.out_ts, downtrack.ssrc)
                 + rest
             )
-            downtrack.history.put(out_seq, out)
+            history = downtrack.history  # SendHistory.put, inlined: this loop is the hot path
+            slot = out_seq & history.mask
+            history.packets[slot] = out
+            history.sequence_numbers[slot] = out_seq
             downtrack.sink.send_rtp(out)
-            size = len(out)
             forwarder.packets_sent += 1
-            forwarder.octets_sent += size - RTP_HEADER_SIZE
-            stats.packets_forwarded += 1
-            stats.bytes_forwarded += size
+            forwarder.octets_sent += len(rest)
+            forwarded += 1
+            octets += len(rest)
+        if forwarded:
+            stats = self.stats
+            stats.packets_forwarded += forwarded
+            stats.bytes_forwarded += octets + forwarded * RTP_HEADER_SIZE
 
     def on_publisher_rtcp(self, track_id: str, packet: bytes, now: float | None = None) -> None:
         """RTCP from a publisher: sender reports feed our RRs (LSR/DLSR) and our SRs' lip sync."""
