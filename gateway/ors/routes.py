@@ -158,9 +158,13 @@ def _bearer_grant(request: web.Request, room_id: str) -> JoinGrant:
     if not header.startswith("Bearer "):
         raise Problem("token_invalid", "send the join token as 'Authorization: Bearer'", 401)
     try:
-        return _gateway(request).tokens.verify(header[7:].strip(), room_id)
+        grant = _gateway(request).tokens.verify(header[7:].strip(), room_id)
     except TokenError as e:
         raise Problem(e.code, e.detail, e.status) from None
+    room = _gateway(request).rooms.get(room_id) if _gateway(request).rooms.exists(room_id) else None
+    if room is not None and room.policy.lobby and grant.role is not Role.HOST:
+        raise Problem("forbidden", "this room has a lobby: WHIP and WHEP need a host token", 403)
+    return grant
 
 
 async def _read_sdp(request: web.Request) -> str:

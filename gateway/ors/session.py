@@ -76,6 +76,7 @@ class OrsSession:
         self._visible: set[str] = set()
         self._awaiting_answer = False
         self._offer_wanted = False
+        self._leaving = False
         self._mids: dict[str, str] = {}
         """Publish m-line mid -> track id, kept across renegotiations."""
 
@@ -105,7 +106,9 @@ class OrsSession:
             await self._send_error(Problem("invalid_json", "the message is not valid JSON"))
             return
         request_id = message.get("id") if isinstance(message, dict) else None
-        reply_to = request_id if isinstance(request_id, str) and len(request_id) <= 64 else None
+        reply_to = (
+            request_id if isinstance(request_id, str) and 1 <= len(request_id) <= 64 else None
+        )
         try:
             schemas.validate("client", message)
             handler = self._handler(message["type"])
@@ -131,6 +134,8 @@ class OrsSession:
             reply["reply_to"] = reply_to
         if reply["type"] != "ok" or reply_to is not None:
             await self.send(reply)
+        if self._leaving:
+            await self.end("left")
 
     def _handler(self, message_type: str) -> Callable[[Message], Awaitable[Message | None]]:
         if self.state is SessionState.CONNECTED and message_type not in ALLOWED_BEFORE_JOIN:
@@ -359,7 +364,7 @@ class OrsSession:
         return {"type": "pong"}
 
     async def _on_leave(self, message: Message) -> None:
-        await self.end("left")
+        self._leaving = True  # the reply goes out first, then `left`
 
     # room events ----------------------------------------------------------------------------
     async def _pump_events(self) -> None:
@@ -384,6 +389,8 @@ class OrsSession:
         if isinstance(event, ParticipantUpdated) and event.participant.id == me.id:
             if self.state is SessionState.LOBBY and me.state is ParticipantState.JOINED:
                 await self.send(self._enter_room())
+            elif self.state is SessionState.JOINED:
+                await self.send({"type": "participant_updated", "participant": me.to_wire()})
             return
         if self.state is not SessionState.JOINED:
             return
@@ -484,7 +491,9 @@ class OrsSession:
             self.endpoint = None
         if self.room is not None and self.participant is not None:
             if not already_removed:
-                self.gateway.rooms.remove_participant(self.room, self.participant.id, reason)
+                # the others see a replaced session as an ordinary leave: the person is still here
+                seen_as = "left" if reason == "replaced" else reason
+                self.gateway.rooms.remove_participant(self.room, self.participant.id, seen_as)
             log.info(
                 "participant left",
                 extra={"room": self.room.id, "participant": self.participant.id, "reason": reason},

@@ -259,3 +259,43 @@ async def test_a_member_cannot_admit_or_remove(gateway: RunningGateway) -> None:
     assert len(participants(gateway, "rights-room")) == 2
     await member.close()
     await other.close()
+
+
+async def test_leave_with_an_id_gets_ok_then_left(gateway: RunningGateway) -> None:
+    gateway.create_room("leave-room")
+    client = await joined_client(gateway, "leave-room", "henri")
+    assert (await client.request({"type": "leave"}))["type"] == "ok"
+    assert (await client.next_event("left"))["reason"] == "left"
+    await asyncio.wait_for(client.closed.wait(), 5)
+    assert participants(gateway, "leave-room") == []
+    assert_all_valid(client)
+    await client.close()
+
+
+async def test_a_second_socket_with_the_same_identity_replaces_the_first(
+    gateway: RunningGateway,
+) -> None:
+    gateway.create_room("replace-room")
+    witness = await joined_client(gateway, "replace-room", "witness")
+    first = await joined_client(gateway, "replace-room", "ines")
+    second = await joined_client(gateway, "replace-room", "ines")
+    assert (await first.next_event("left"))["reason"] == "replaced"
+    left = await witness.next_event("participant_left")
+    assert left["reason"] == "left"
+    assert [p["name"] for p in participants(gateway, "replace-room")] == ["Witness", "Ines"]
+    assert_all_valid(witness, first, second)
+    for client in (witness, first, second):
+        await client.close()
+
+
+async def test_renaming_reaches_everyone_including_oneself(gateway: RunningGateway) -> None:
+    gateway.create_room("rename-room")
+    alice = await joined_client(gateway, "rename-room", "alice")
+    bob = await joined_client(gateway, "rename-room", "bob")
+    await alice.request({"type": "update", "name": "Alice Dupont"})
+    for client in (alice, bob):
+        updated = await client.next_event("participant_updated")
+        assert updated["participant"]["name"] == "Alice Dupont"
+    assert_all_valid(alice, bob)
+    await alice.close()
+    await bob.close()
