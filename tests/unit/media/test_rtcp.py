@@ -1,6 +1,8 @@
 """RTCP packets: every type parsed from, and serialized to, hand-built RFC layouts."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.media.rtcp import (
     RtcpBye,
@@ -170,3 +172,10 @@ def test_malformed_compound_rejected(data: bytes) -> None:
 
 def test_ntp_timestamp() -> None:
     assert ntp_timestamp(0.5) == (2208988800 << 32) | (1 << 31)
+
+
+@given(st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=60, unique=True))
+def test_nack_round_trip_keeps_the_lost_set(lost: list[int]) -> None:
+    [again] = parse_rtcp(RtcpGenericNack(1, 2, lost).serialize())
+    assert isinstance(again, RtcpGenericNack)
+    assert sorted(again.lost) == sorted(lost)

@@ -1,6 +1,8 @@
 """RTP packets and RFC 8285 header extensions: hand-built vectors, round trips, in-place rewriting."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.media.rtp import (
     ONE_BYTE_PROFILE,
@@ -167,3 +169,42 @@ def test_rewrite_extension_ids_two_byte() -> None:
     packet = RtpPacket.parse(buf)
     assert packet.extensions == {9: b"abc"}
     assert packet.payload == b"\x01\x02"
+
+
+@given(
+    payload_type=st.integers(0, 127),
+    seq=st.integers(0, 0xFFFF),
+    ts=st.integers(0, 0xFFFFFFFF),
+    ssrc=st.integers(0, 0xFFFFFFFF),
+    marker=st.booleans(),
+    csrc=st.lists(st.integers(0, 0xFFFFFFFF), max_size=15),
+    extensions=st.dictionaries(st.integers(1, 14), st.binary(min_size=1, max_size=16), max_size=5),
+    payload=st.binary(max_size=64),
+    padding=st.integers(0, 16),
+)
+def test_round_trip_any_packet(
+    payload_type: int,
+    seq: int,
+    ts: int,
+    ssrc: int,
+    marker: bool,
+    csrc: list[int],
+    extensions: dict[int, bytes],
+    payload: bytes,
+    padding: int,
+) -> None:
+    packet = RtpPacket(
+        payload_type, seq, ts, ssrc, marker, csrc, extensions, 0, b"", payload, padding
+    )
+    again = RtpPacket.parse(packet.serialize())
+    assert again.extensions == extensions
+    assert (again.payload_type, again.sequence_number, again.timestamp, again.ssrc) == (
+        payload_type,
+        seq,
+        ts,
+        ssrc,
+    )
+    assert again.marker == marker and again.csrc == csrc
+    assert again.payload == payload and again.padding_size == padding
+    for ext_id, value in extensions.items():
+        assert find_extension(packet.serialize(), ext_id) == value
