@@ -356,6 +356,9 @@ class Router:
             layer = self._learn_ssrc(receiver, packet, ssrc, b1 & 0x7F)
             if layer is None:
                 return
+        stream = layer.stream
+        if stream is None:
+            return  # RTX seen before its layer's own SSRC
         if ssrc != layer.ssrc:  # RTX (RFC 4588 §4): unwrap to the original packet
             start = payload_offset(packet)
             if payload_end(packet) - start < 2:
@@ -367,8 +370,6 @@ class Router:
             unwrapped += packet[start + 2 :]
             _HEADER.pack_into(unwrapped, 0, b0, b1, seq, ts, ssrc)
             packet = bytes(unwrapped)
-        stream = layer.stream
-        assert stream is not None
         accepted, missing = stream.on_packet(seq, ts, now)
         layer.last_time = now
         if receiver.first_time < 0:

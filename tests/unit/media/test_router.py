@@ -418,3 +418,13 @@ def test_active_speakers_ordered_by_level_and_reported_on_change_only() -> None:
     assert [participant for participant, _ in speakers] == ["alice", "carol"]
     assert speakers[0][1] > speakers[1][1] > 0
     assert len(calls) <= 2  # the order settled and was not repeated
+
+
+def test_rtx_before_its_layer_is_known_is_dropped() -> None:
+    router = Router("room", None)
+    publisher, subscriber = FakeSink(), FakeSink()
+    router.add_receiver("cam", "alice", "video", VP8, PUB_EXT, publisher, rids=["q", "f"])
+    router.add_downtrack("cam", "bob", subscriber, 7000, 96, SUB_EXT, now=0.0)
+    rtx = rtp(5, 0, 901, b"\x00\x01" + VP8_KEY, pt=97, extensions={11: b"f"})
+    router.on_rtp("cam", rtx, now=0.0)
+    assert subscriber.rtp == []
