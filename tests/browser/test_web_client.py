@@ -125,7 +125,8 @@ def test_muting_the_microphone_stops_its_audio_at_the_others(open_participant: O
         wait_until(lambda p=p: receiving(p, [aid], video=False), 25, f"{p.name} to hear Alice")
 
     alice.page.get_by_test_id("mic-toggle").click()
-    assert alice.page.get_by_test_id("mic-toggle").get_attribute("aria-pressed") == "true"
+    toggle = alice.page.get_by_test_id("mic-toggle")
+    wait_until(lambda: toggle.get_attribute("aria-pressed") == "true", 3, "the mic button pressed")
     for p in listeners:
         tile = p.page.get_by_test_id(f"tile-{aid}")
         wait_until(
@@ -140,6 +141,15 @@ def test_muting_the_microphone_stops_its_audio_at_the_others(open_participant: O
     time.sleep(2.0)
     for p in listeners:
         assert audio_packets(p, aid) == frozen[p.name], f"{p.name} still receives Alice's audio"
+
+    # The camera too: its tile turns to the initials.
+    alice.page.get_by_test_id("camera-toggle").click()
+    for p in listeners:
+        tile = p.page.get_by_test_id(f"tile-{aid}")
+        wait_until(
+            lambda tile=tile: "no-video" in (tile.get_attribute("class") or ""), 5, "no video"
+        )
+    alice.page.get_by_test_id("camera-toggle").click()
 
     alice.page.get_by_test_id("mic-toggle").click()
     for p in listeners:
@@ -182,6 +192,13 @@ def test_leaving_removes_the_tile_at_the_others(open_participant: Opener) -> Non
         assert cid not in {o["id"] for o in p.others()}
         assert p.page.locator(".tile").count() == 2
 
+    # "Rejoin" on the left screen brings her back, with a new participant id.
+    chloe.page.get_by_test_id("rejoin").click()
+    chloe.wait_state("room")
+    new_id = chloe.id
+    assert new_id != cid
+    alice.page.get_by_test_id(f"tile-{new_id}").wait_for(state="visible", timeout=10_000)
+
 
 def test_lobby_guest_waits_until_the_host_admits(
     open_participant: Opener, web_gateway: WebGateway
@@ -209,6 +226,13 @@ def test_lobby_guest_waits_until_the_host_admits(
         5,
         "the host to see the guest joined",
     )
+
+    # The host removes the guest: the guest lands on "You were removed", with no rejoin button.
+    host.page.get_by_test_id(f"remove-{gid}").click()
+    guest.wait_state("left")
+    assert "removed" in guest.page.get_by_test_id("left-title").inner_text()
+    assert not guest.page.get_by_test_id("rejoin").is_visible()
+    wait_until(lambda: host.page.get_by_test_id(f"tile-{gid}").count() == 0, 5, "the tile to go")
 
 
 def test_prejoin_asks_for_the_pin_and_says_when_it_is_wrong(

@@ -252,6 +252,7 @@ async function setMic(on) {
   app.micOn = on;
   localStorage.setItem(MIC_KEY, on ? "1" : "0");
   if (app.micTrack) app.micTrack.enabled = on;
+  updateMediaButtons(); // the button answers at once; the sender follows
   // No media flows while muted: the sender has no track at all.
   if (app.audioTx) await app.audioTx.sender.replaceTrack(on ? app.micTrack : null).catch(console.warn);
   const tr = app.ownTracks.microphone;
@@ -267,6 +268,7 @@ async function setCam(on) {
   if (!app.hasCam) return;
   app.camOn = on;
   localStorage.setItem(CAM_KEY, on ? "1" : "0");
+  updateMediaButtons();
   if (on) {
     if (!app.camTrack) {
       try {
