@@ -45,6 +45,8 @@ class MediaConfig:
     """Fallback ports, tried in order when the shared port cannot be bound."""
     public_ip: str = ""
     """Address announced in ICE candidates; empty means media.host."""
+    max_publish_bitrate: int = 2_500_000
+    """Bits per second each publisher may send, granted by REMB (no bandwidth estimation yet)."""
 
 
 @dataclass
@@ -99,6 +101,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _PORTS = ("http.port", "media.port", "media.port_range_start", "media.port_range_end")
 _POSITIVE = (
+    "media.max_publish_bitrate",
     "rooms.guest_token_ttl",
     "rooms.max_participants",
     "limits.max_message_bytes",

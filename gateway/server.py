@@ -53,6 +53,7 @@ class Gateway:
             port=config.media.port,
             port_range=(config.media.port_range_start, config.media.port_range_end),
             public_ip=config.media.public_ip,
+            publish_bitrate=config.media.max_publish_bitrate,
         )
         self.relay.on_active_speakers = self._on_active_speakers
         per_minute = config.limits.anonymous_requests_per_minute

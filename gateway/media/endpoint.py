@@ -19,16 +19,13 @@ if TYPE_CHECKING:
 
 _SSRC = struct.Struct("!I")
 _PROTO = "UDP/TLS/RTP/SAVPF"
-_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc")
+# transport-cc is not accepted from publishers: the relay sends no transport-wide feedback yet,
+# and a sender that negotiated it would wait for that feedback and stay at its lowest bitrate.
+# Publishers get REMB instead (Router.publisher_remb_bitrate).
+_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb")
 _PUBLISH_EXTENSIONS = {
-    "audio": (sdp.EXT_AUDIO_LEVEL, sdp.EXT_MID, sdp.EXT_ABS_SEND_TIME, sdp.EXT_TRANSPORT_CC),
-    "video": (
-        sdp.EXT_MID,
-        sdp.EXT_RID,
-        sdp.EXT_REPAIRED_RID,
-        sdp.EXT_ABS_SEND_TIME,
-        sdp.EXT_TRANSPORT_CC,
-    ),
+    "audio": (sdp.EXT_AUDIO_LEVEL, sdp.EXT_MID, sdp.EXT_ABS_SEND_TIME),
+    "video": (sdp.EXT_MID, sdp.EXT_RID, sdp.EXT_REPAIRED_RID, sdp.EXT_ABS_SEND_TIME),
 }
 # Ids the relay offers to subscribers; they match what Chromium offers, so the forwarder rarely rewrites.
 _SUBSCRIBE_EXTENSIONS = {
@@ -661,7 +658,7 @@ class WebRtcEndpoint:
                     codec.clock_rate,
                     codec.channels,
                     codec.fmtp,
-                    [fb for fb in codec.rtcp_fb if fb in _FEEDBACK and fb != "transport-cc"],
+                    [fb for fb in codec.rtcp_fb if fb in _FEEDBACK],
                 )
             ]
             out.fmt = [str(codec.payload_type)]

@@ -50,8 +50,11 @@ class MediaRelay:
         port: int = 40000,
         port_range: tuple[int, int] = (40001, 40100),
         public_ip: str = "",
+        publish_bitrate: int = 2_500_000,
     ) -> None:
         self.host = host
+        self.publish_bitrate = publish_bitrate
+        """Bits per second granted to each publisher by REMB, until bandwidth estimation exists."""
         self.public_ip = public_ip
         self._requested_port = port
         self._port_range = port_range
@@ -157,6 +160,7 @@ class MediaRelay:
         room = self._rooms.get(room_id)
         if room is None:
             router = Router(room_id, self._emit_active_speakers)
+            router.publisher_remb_bitrate = self.publish_bitrate
             room = _Room(room_id, router)
             self._rooms[room_id] = room
         return room

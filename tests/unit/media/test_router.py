@@ -9,6 +9,7 @@ from gateway.media.rtcp import (
     RtcpPli,
     RtcpReceiverReport,
     RtcpReceptionReport,
+    RtcpRemb,
     RtcpSenderReport,
     parse_rtcp,
 )
@@ -398,6 +399,18 @@ def test_tick_sends_receiver_report_to_publisher_and_sender_report_to_subscriber
     last = subscriber.parsed()[-1]
     # extrapolated from the last packet (0.08 s) to now (1.0 s) at 48 kHz
     assert (sr.rtp_timestamp - last.timestamp) & 0xFFFFFFFF == int(0.92 * 48000)
+
+
+def test_tick_grants_publishers_their_bitrate_by_remb() -> None:
+    router, publisher, _ = audio_room()
+    router.publisher_remb_bitrate = 2_500_000
+    for i in range(5):
+        router.on_rtp("mic", rtp(i, 960 * i, 42), now=0.02 * i)
+    publisher.rtcp.clear()
+    router.tick(now=1.0, wall_time=1_700_000_000.0)
+    [remb] = [p for data in publisher.rtcp for p in parse_rtcp(data) if isinstance(p, RtcpRemb)]
+    assert remb.ssrcs == [42]
+    assert abs(remb.bitrate - 2_500_000) / 2_500_000 < 0.01  # mantissa/exponent rounding
 
 
 # --- speakers --------------------------------------------------------------------------------
