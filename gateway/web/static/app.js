@@ -60,6 +60,7 @@ function applyI18n(root = document) {
     el.setAttribute("aria-label", t(el.dataset.i18nLabel));
     el.title = t(el.dataset.i18nLabel);
   }
+  for (const el of root.querySelectorAll("[data-i18n-aria]")) el.setAttribute("aria-label", t(el.dataset.i18nAria));
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
 }
 

@@ -87,6 +87,7 @@ const STRINGS = {
     err_generic: "Something went wrong.",
     skip_link: "Skip to content",
     speaking: "speaking",
+    controls: "Meeting controls",
   },
   fr: {
     app_tagline: "Passerelle de visioconférence",
@@ -174,6 +175,7 @@ const STRINGS = {
     err_generic: "Une erreur est survenue.",
     skip_link: "Aller au contenu",
     speaking: "parle",
+    controls: "Commandes de la réunion",
   },
 };
 
