@@ -331,10 +331,14 @@ async def run(args: argparse.Namespace) -> int:
                 rtpengine = RtpEngineLoad(engine, streams)
                 await rtpengine.setup(total_frames)
                 print(f"rtpengine: {streams} calls set up over ng (pid {engine.pid})")
-                idle0 = cpu_seconds(gateway.process.pid)
+                idle0 = cpu_seconds(gateway.process.pid), cpu_seconds(engine.pid)
                 await asyncio.sleep(2)
-                idle = (cpu_seconds(gateway.process.pid) - idle0) / 2
-                print(f"relay idle cpu with everyone joined: {100 * idle:.1f}% of a core")
+                idle1 = cpu_seconds(gateway.process.pid), cpu_seconds(engine.pid)
+                print(
+                    "idle cpu with every session set up, no packets:"
+                    f" relay {50 * (idle1[0] - idle0[0]):.1f}% of a core,"
+                    f" rtpengine {50 * (idle1[1] - idle0[1]):.1f}%"
+                )
                 await asyncio.gather(relay.send(WARMUP_FRAMES), rtpengine.send(WARMUP_FRAMES))
                 await asyncio.sleep(SETTLE)
                 checked = relay.check_decryption()

@@ -291,12 +291,14 @@ class LeanPeer(asyncio.DatagramProtocol):
         if self.dtls.state is not DtlsState.CONNECTED or self.dtls.keys is None:
             raise ConnectionError(f"DTLS failed: {self.dtls.failure or self.dtls.state.value}")
         self.srtp = SrtpContext(self.dtls.keys)
-        self.dtls_done_at = time.perf_counter()
 
     def _send_dtls(self, datagrams: list[bytes]) -> None:
         for datagram in datagrams:
             self.send(datagram)
         if self.dtls.state in (DtlsState.CONNECTED, DtlsState.FAILED, DtlsState.CLOSED):
+            if self.dtls_done_at is None:
+                # Stamped here: the relay's first RTP packet may be read before connect() resumes.
+                self.dtls_done_at = time.perf_counter()
             self._dtls_done.set()
 
     # media ---------------------------------------------------------------------------
