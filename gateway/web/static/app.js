@@ -522,12 +522,7 @@ async function publish(simulcast) {
     tracks.push(tr);
   }
   const reply = await app.client.request("offer", { pc: "publish", sdp: pc.localDescription.sdp, tracks });
-  // Workaround (see /tmp/web-notes.md): the relay negotiates transport-cc but sends no transport-wide
-  // feedback, so Chrome's send-side estimate collapses (~80 kbps) and only the lowest simulcast layer
-  // is sent. Without transport-cc Chrome falls back to RTCP-report-based estimation and ramps up.
-  // `?cc=1` keeps the server's answer untouched.
-  const answerSdp = params.get("cc") === "1" ? reply.sdp : withoutTransportCc(reply.sdp);
-  await pc.setRemoteDescription({ type: "answer", sdp: answerSdp });
+  await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
   app.ownTracks = {};
   for (const tr of reply.tracks || []) {
     const source = tr.source || (tr.mid === app.audioTx?.mid ? "microphone" : "camera");
@@ -542,13 +537,6 @@ async function publish(simulcast) {
   }
   if (app.self) app.self.tracks = Object.values(app.ownTracks);
   renderAll();
-}
-
-function withoutTransportCc(sdp) {
-  return sdp
-    .split("\r\n")
-    .filter((l) => !/transport-cc|transport-wide-cc/.test(l))
-    .join("\r\n");
 }
 
 function closePub() {
