@@ -83,6 +83,12 @@ class Window:
     received: int
     expected: int
     client_cpu: float
+    ingress: int  # packets the server received from senders
+
+    @property
+    def handled_per_cpu_second(self) -> float:
+        """Datagrams in plus out per CPU-second (the relay fans out; rtpengine's legs are 1:1)."""
+        return (self.ingress + self.forwarded) / self.cpu if self.cpu > 0 else float("inf")
 
     @property
     def per_cpu_second(self) -> float:
@@ -97,7 +103,8 @@ class Window:
             f"{self.name:9} forwarded {self.forwarded:7d}  received {self.received:7d}/"
             f"{self.expected:<7d} loss {100 * self.loss:5.2f}%  cpu {self.cpu:6.2f} s "
             f"({100 * self.cpu / self.seconds:5.1f}% of a core)  "
-            f"{self.per_cpu_second:9.0f} pkt/cpu-s  [load client cpu {self.client_cpu:5.2f} s]"
+            f"{self.per_cpu_second:7.0f} fwd/cpu-s  {self.handled_per_cpu_second:7.0f} in+out/cpu-s"
+            f"  [load client cpu {self.client_cpu:4.2f} s]"
         )
 
 
@@ -177,6 +184,7 @@ class RelayLoad:
             self.received() - received0,
             (self.sent() - sent0) * self.n_subscribers,
             client1 - client0,
+            self.sent() - sent0,
         )
 
     def check_decryption(self) -> int:
@@ -286,6 +294,7 @@ class RtpEngineLoad:
             received,
             self.sent() - sent0,
             client1 - client0,
+            self.sent() - sent0,
         )
 
     async def close(self) -> None:
@@ -384,6 +393,16 @@ async def run(args: argparse.Namespace) -> int:
         f" loss {100 * _median([w.loss for w in windows['rtpengine']]):.2f}%)"
     )
     print(f"  ratio relay/rtpengine {_median(ratios):.3f} (median of per-repetition ratios)")
+    handled = [
+        r.handled_per_cpu_second / e.handled_per_cpu_second
+        for r, e in zip(windows["relay"], windows["rtpengine"], strict=True)
+    ]
+    print(
+        f"  per datagram handled (in+out): relay"
+        f" {_median([w.handled_per_cpu_second for w in windows['relay']]):.0f}, rtpengine"
+        f" {_median([w.handled_per_cpu_second for w in windows['rtpengine']]):.0f}"
+        f" per CPU-second, ratio {_median(handled):.3f}"
+    )
     return 0
 
 
