@@ -7,20 +7,17 @@ own fresh browser context (its own cookies, storage and fake camera/microphone).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shutil
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.gateway_process import RunningGateway, running_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -40,158 +37,27 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _free_udp_range(size: int) -> int:
-    """First port of `size` consecutive free UDP ports (best effort, loopback)."""
-    for _ in range(50):
-        start = _free_port(socket.SOCK_DGRAM)
-        if start + size > 65535:
-            continue
-        socks = []
-        try:
-            for port in range(start, start + size):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return start
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free UDP port range on 127.0.0.1")
-
-
-@dataclass
-class WebGateway:
-    base_url: str
-    data_dir: Path
-    log_path: Path
-    process: subprocess.Popen[bytes]
-    _admin_token: str = field(default="", repr=False)
-
-    @property
-    def admin_token(self) -> str:
-        if not self._admin_token:
-            self._admin_token = (self.data_dir / "admin-token").read_text().strip()
-        return self._admin_token
-
-    def request(
-        self, method: str, path: str, body: Any = None, admin: bool = False
-    ) -> tuple[int, dict[str, Any]]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if admin:
-            headers["Authorization"] = f"Bearer {self.admin_token}"
-        req = urllib.request.Request(
-            self.base_url + path,
-            data=json.dumps(body).encode() if body is not None else None,
-            method=method,
-            headers=headers,
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else {}
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            return e.code, json.loads(raw) if raw else {}
-
-    def create_room(self, room_id: str, **policy: Any) -> dict[str, Any]:
-        status, body = self.request("POST", "/api/v1/rooms", {"id": room_id, **policy}, admin=True)
-        assert status == 201, body
-        return body
-
-    def host_token(self, room_id: str, name: str) -> str:
-        status, body = self.request(
-            "POST",
-            f"/api/v1/rooms/{room_id}/tokens",
-            {"identity": f"host-{name.lower()}", "name": name, "role": "host", "ttl": 600},
-            admin=True,
-        )
-        assert status == 201, body
-        return str(body["token"])
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
 @pytest.fixture(scope="session")
-def web_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebGateway]:
-    exe = ROOT / ".venv" / "bin" / "rondpoint"
-    if not exe.exists():
-        pytest.skip(f"{exe} is not installed")
+def web_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """One gateway for the whole browser suite; every test browser shares 127.0.0.1, hence the limit."""
     tmp = Path(tmp_path_factory.mktemp("web-gateway"))
-    data_dir = tmp / "data"
-    http_port = _free_port()
-    media_start = _free_udp_range(9)
-    config = tmp / "rondpoint.toml"
-    config.write_text(
-        "[server]\n"
-        'name = "browser.test"\n'
-        f'data_dir = "{data_dir}"\n'
-        "[http]\n"
-        'host = "127.0.0.1"\n'
-        f"port = {http_port}\n"
-        "[media]\n"
-        'host = "127.0.0.1"\n'
-        f"port = {media_start}\n"
-        f"port_range_start = {media_start + 1}\n"
-        f"port_range_end = {media_start + 8}\n"
-        "[rooms]\n"
-        'demo_room = ""\n'
-        "[limits]\n"
-        "anonymous_requests_per_minute = 10000\n"
-    )
-    log_path = tmp / "gateway.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(exe), "--config", str(config), "serve", "--log-level", "info"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    gw = WebGateway(f"http://127.0.0.1:{http_port}", data_dir, log_path, process)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the gateway exited:\n{gw.log_tail()}")
-            try:
-                with urllib.request.urlopen(gw.base_url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway is not ready after 30 s:\n{gw.log_tail()}")
-            time.sleep(0.1)
-        yield gw
-    finally:
-        process.terminate()
+    extra = '[rooms]\ndemo_room = ""\n[limits]\nanonymous_requests_per_minute = 10000\n'
+    with running_gateway(tmp, extra_config=extra, log_format="text") as gateway:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        # Keep the gateway log next to the screenshots: it is the first thing to read on a failure.
-        ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copyfile(log_path, ARTIFACTS / "browser-gateway.log")
+            yield gateway
+        finally:
+            # Keep the gateway log next to the screenshots: it is the first thing to read on a failure.
+            ARTIFACTS.mkdir(exist_ok=True)
+            shutil.copyfile(gateway.log_path, ARTIFACTS / "browser-gateway.log")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running, which async tests cannot share."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (make system-deps)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -233,7 +99,7 @@ class Participant:
 
 @pytest.fixture
 def open_participant(
-    chromium: Any, web_gateway: WebGateway, request: pytest.FixtureRequest
+    chromium: Any, web_gateway: RunningGateway, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Participant]]:
     """open_participant(room, name, token=None, autojoin=True) -> Participant, in a fresh context."""
     opened: list[Participant] = []

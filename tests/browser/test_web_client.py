@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, Participant, WebGateway
+from tests.browser.conftest import ARTIFACTS, Participant
+from tests.gateway_process import RunningGateway
 
 pytestmark = [pytest.mark.browser, pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -201,11 +202,13 @@ def test_leaving_removes_the_tile_at_the_others(open_participant: Opener) -> Non
 
 
 def test_lobby_guest_waits_until_the_host_admits(
-    open_participant: Opener, web_gateway: WebGateway
+    open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
     room = new_room("lobby")
     web_gateway.create_room(room, lobby=True)
-    host = open_participant(room, "Hélène", token=web_gateway.host_token(room, "Hélène"))
+    host = open_participant(
+        room, "Hélène", token=web_gateway.token(room, "host-helene", "Hélène", role="host")
+    )
     host.wait_state("room")
     guest = open_participant(room, "Gaspard")
     guest.wait_state("lobby")
@@ -236,7 +239,7 @@ def test_lobby_guest_waits_until_the_host_admits(
 
 
 def test_prejoin_asks_for_the_pin_and_says_when_it_is_wrong(
-    open_participant: Opener, web_gateway: WebGateway
+    open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
     room = new_room("pin")
     web_gateway.create_room(room, pin="4321")
@@ -256,7 +259,7 @@ def test_prejoin_asks_for_the_pin_and_says_when_it_is_wrong(
 
 
 def test_home_creates_a_room_with_a_random_name(
-    open_participant: Opener, web_gateway: WebGateway
+    open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
     p = open_participant("home", "Henri", autojoin=False)
     p.page.goto(web_gateway.base_url + "/")
