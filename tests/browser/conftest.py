@@ -105,15 +105,26 @@ def open_participant(
     opened: list[Participant] = []
 
     def open_(
-        room: str, name: str, token: str | None = None, autojoin: bool = True, query: str = ""
+        room: str,
+        name: str,
+        token: str | None = None,
+        autojoin: bool = True,
+        query: str = "",
+        res: int = 360,
+        viewport: tuple[int, int] = (1280, 800),
     ) -> Participant:
-        context = chromium.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+        width, height = viewport
+        context = chromium.new_context(viewport={"width": width, "height": height}, locale="en-US")
         context.grant_permissions(["camera", "microphone"], origin=web_gateway.base_url)
         page = context.new_page()
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-        q = f"?autojoin=1&name={urllib.request.quote(name)}&res=360" if autojoin else "?res=360"
+        q = (
+            f"?autojoin=1&name={urllib.request.quote(name)}&res={res}"
+            if autojoin
+            else f"?res={res}"
+        )
         if query:
             q += "&" + query
         url = f"{web_gateway.base_url}/r/{room}{q}"

@@ -269,3 +269,25 @@ def test_home_creates_a_room_with_a_random_name(
     p.wait_state("prejoin")
     assert p.page.url.split("/r/")[1].split("?")[0].count("-") == 2
     assert p.page.get_by_test_id("prejoin-name").input_value() == "Henri"
+
+
+def test_each_subscriber_gets_the_simulcast_layer_that_fits_its_tile(
+    open_participant: Opener,
+) -> None:
+    """A 720p camera sends three layers (180, 360, 720); a small window asks for the small one."""
+    room = new_room("simulcast")
+    sender = open_participant(room, "Sabine", res=720)
+    sender.wait_state("room")
+    small = open_participant(room, "Petit", query="mic=0&cam=0", viewport=(360, 300))
+    large = open_participant(room, "Grand", query="mic=0&cam=0", viewport=(1280, 800))
+    for p in (small, large):
+        p.wait_state("room")
+    sid = sender.id
+
+    def height(p: Participant) -> int:
+        return int(p.stats().get(sid, {}).get("video", {}).get("height", 0))
+
+    # The sender ramps up to its 360 p layer first (REMB grant, loss-based ramp): then both are served.
+    wait_until(lambda: height(large) >= 360, 60, "the large window to receive 360 p or more")
+    wait_until(lambda: height(small) == 180, 20, "the small window to receive the 180 p layer")
+    assert height(large) >= 360
