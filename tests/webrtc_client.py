@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import VideoStreamTrack
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 
 from spec.conformance.orsclient import Message, OrsClient
 
@@ -47,11 +47,36 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+class PatternTrack(MediaStreamTrack):
+    """A moving colour pattern at 30 frames per second, 320x240."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count = 0
+        self._start: float | None = None
+
+    async def recv(self) -> VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._count / 30
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        image = np.zeros((240, 320, 3), dtype=np.uint8)
+        image[:, :, 0] = (np.arange(320) + self._count * 4) % 256
+        image[:, :, 1] = 128
+        frame = VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = self._count * 3000
+        frame.time_base = fractions.Fraction(1, 90000)
+        self._count += 1
+        return frame
+
+
 def dominant_frequency(samples: np.ndarray, rate: int) -> float:
     windowed = samples.astype(np.float64) * np.hanning(len(samples))
     spectrum = np.abs(np.fft.rfft(windowed))
     spectrum[:3] = 0
-    return float(np.argmax(spectrum) * rate / len(samples))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
 
 
 @dataclass

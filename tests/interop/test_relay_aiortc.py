@@ -1,79 +1,26 @@
-"""End to end through the relay: aiortc peers publish Opus + VP8 and another peer receives them."""
+"""End to end through the relay: aiortc peers publish Opus + VP8 or H.264 and another peer receives them."""
 
 from __future__ import annotations
 
 import asyncio
-import fractions
-import time
 
 import aioice.ice
-import av
 import numpy as np
 import pytest
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 
 from gateway.media import MediaRelay, PublishRequest
+from tests.webrtc_client import PatternTrack, ToneTrack, dominant_frequency
 
 pytestmark = pytest.mark.interop
 
 TONE_HZ = 660.0
-SAMPLE_RATE = 48000
-SAMPLES_PER_FRAME = 960  # 20 ms
-
-
-class SineTrack(MediaStreamTrack):
-    """A steady sine tone, real-time paced, as av.AudioFrame (s16 mono 48 kHz)."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._samples = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._samples / SAMPLE_RATE
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        t = (np.arange(SAMPLES_PER_FRAME) + self._samples) / SAMPLE_RATE
-        pcm = (np.sin(2 * np.pi * TONE_HZ * t) * 12000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._samples
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self._samples += SAMPLES_PER_FRAME
-        return frame
-
-
-class PatternTrack(MediaStreamTrack):
-    """A moving colour pattern at 30 frames per second, 320x240."""
-
-    kind = "video"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._count = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.VideoFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._count / 30
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        image = np.zeros((240, 320, 3), dtype=np.uint8)
-        image[:, :, 0] = (np.arange(320) + self._count * 4) % 256
-        image[:, :, 1] = 128
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts = self._count * 3000
-        frame.time_base = fractions.Fraction(1, 90000)
-        self._count += 1
-        return frame
 
 
 @pytest.fixture
@@ -86,16 +33,9 @@ def _peer() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
-def _dominant_frequency(samples: np.ndarray, rate: int) -> float:
-    windowed = samples * np.hanning(len(samples))
-    spectrum = np.abs(np.fft.rfft(windowed))
-    spectrum[0] = 0
-    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
-
-
 async def _collect_audio(track: MediaStreamTrack, seconds: float) -> tuple[np.ndarray, int]:
     chunks: list[np.ndarray] = []
-    rate = SAMPLE_RATE
+    rate = 48000
     total = 0
     for _ in range(50):  # let the decoder and jitter buffer settle
         await track.recv()
@@ -110,14 +50,24 @@ async def _collect_audio(track: MediaStreamTrack, seconds: float) -> tuple[np.nd
     return np.concatenate(chunks), rate
 
 
-async def test_subscriber_hears_the_publishers_tone_and_sees_video(loopback_only: None) -> None:
+@pytest.mark.parametrize(("mime", "codec"), [("video/VP8", "VP8"), ("video/H264", "H264")])
+async def test_subscriber_hears_the_publishers_tone_and_sees_video(
+    loopback_only: None, mime: str, codec: str
+) -> None:
     relay = MediaRelay(host="127.0.0.1", port=0, port_range=(1, 0))
     await relay.start()
     publisher, viewer = _peer(), _peer()
     try:
         # Client A publishes audio + video.
-        publisher.addTransceiver(SineTrack(), direction="sendonly")
-        publisher.addTransceiver(PatternTrack(), direction="sendonly")
+        publisher.addTransceiver(ToneTrack(TONE_HZ), direction="sendonly")
+        video = publisher.addTransceiver(PatternTrack(), direction="sendonly")
+        video.setCodecPreferences(
+            [
+                c
+                for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType in (mime, "video/rtx")
+            ]
+        )
         await publisher.setLocalDescription(await publisher.createOffer())
         mids = [t.mid for t in publisher.getTransceivers()]
         endpoint_a = relay.create_endpoint("room-e2e", "alice")
@@ -130,7 +80,7 @@ async def test_subscriber_hears_the_publishers_tone_and_sees_video(loopback_only
         )
         assert [(t.track_id, t.kind, t.codec) for t in answer.tracks] == [
             ("alice-mic", "audio", "opus"),
-            ("alice-cam", "video", "VP8"),
+            ("alice-cam", "video", codec),
         ]
         await publisher.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
 
@@ -151,7 +101,7 @@ async def test_subscriber_hears_the_publishers_tone_and_sees_video(loopback_only
         assert set(received) == {"audio", "video"}
 
         samples, rate = await asyncio.wait_for(_collect_audio(received["audio"], 1.0), 12)
-        assert abs(_dominant_frequency(samples, rate) - TONE_HZ) < 15
+        assert abs(dominant_frequency(samples, rate) - TONE_HZ) < 15
         assert float(np.sqrt(np.mean(samples**2))) > 1000  # a real tone, not silence
 
         frames = []
@@ -173,7 +123,7 @@ async def test_whep_viewer_receives_the_tone_through_accept_view_offer(loopback_
     await relay.start()
     publisher, viewer = _peer(), _peer()
     try:
-        publisher.addTransceiver(SineTrack(), direction="sendonly")
+        publisher.addTransceiver(ToneTrack(TONE_HZ), direction="sendonly")
         await publisher.setLocalDescription(await publisher.createOffer())
         mid = str(publisher.getTransceivers()[0].mid)
         answer = relay.create_endpoint("room-whep", "alice").accept_publish_offer(
@@ -192,7 +142,7 @@ async def test_whep_viewer_receives_the_tone_through_accept_view_offer(loopback_
         assert len(received) == 1
 
         samples, rate = await asyncio.wait_for(_collect_audio(received[0], 1.0), 12)
-        assert abs(_dominant_frequency(samples, rate) - TONE_HZ) < 15
+        assert abs(dominant_frequency(samples, rate) - TONE_HZ) < 15
     finally:
         await publisher.close()
         await viewer.close()
