@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.ors.problems import Problem
+from gateway.ors.problems import Problem, json_object
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import Role, Room, RoomError, check_room_id
 from gateway.server import Gateway
@@ -36,13 +36,6 @@ def _authorize(request: web.Request) -> Gateway:
     )
 
 
-def _room(gateway: Gateway, room_id: str) -> Room:
-    try:
-        return gateway.rooms.get(room_id)
-    except RoomError as e:
-        raise Problem(e.code, e.detail, e.status) from None
-
-
 def room_detail(room: Room, with_pin: bool) -> dict[str, Any]:
     detail = room.to_wire()
     if with_pin:
@@ -66,7 +59,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 async def create_room(request: web.Request) -> web.Response:
     gateway = _authorize(request)
-    body = await _json(request)
+    body = await json_object(request)
     room_id = body.get("id")
     if not isinstance(room_id, str):
         raise Problem("invalid_message", "'id' (the room name) is required", field="/id")
@@ -93,14 +86,14 @@ async def create_room(request: web.Request) -> web.Response:
 
 async def show_room(request: web.Request) -> web.Response:
     gateway = _authorize(request)
-    room = _room(gateway, request.match_info["room"])
+    room = gateway.rooms.get(request.match_info["room"])
     return web.json_response(room_detail(room, with_pin=True))
 
 
 async def delete_room(request: web.Request) -> web.Response:
     gateway = _authorize(request)
     room_id = request.match_info["room"]
-    _room(gateway, room_id)
+    gateway.rooms.get(room_id)
     gateway.rooms.delete(room_id)
     gateway.relay.close_room(room_id)
     log.info("room deleted", extra={"room": room_id})
@@ -109,8 +102,8 @@ async def delete_room(request: web.Request) -> web.Response:
 
 async def create_token(request: web.Request) -> web.Response:
     gateway = _authorize(request)
-    room = _room(gateway, request.match_info["room"])
-    body = await _json(request)
+    room = gateway.rooms.get(request.match_info["room"])
+    body = await json_object(request)
     identity = body.get("identity")
     if not isinstance(identity, str) or not 1 <= len(identity) <= 128:
         raise Problem("invalid_message", "'identity' is 1 to 128 characters", field="/identity")
@@ -127,16 +120,6 @@ async def create_token(request: web.Request) -> web.Response:
     token = gateway.tokens.mint(room.id, identity, name, role, ttl)
     url = f"{gateway.config.base_url}/r/{room.id}#token={token}"
     return web.json_response({"token": token, "url": url, "room": room.id, "ttl": ttl}, status=201)
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise Problem("invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Problem("invalid_message", "the body is a JSON object", field="")
-    return body
 
 
 def add_routes(app: web.Application) -> None:

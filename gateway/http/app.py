@@ -11,6 +11,8 @@ from aiohttp import web
 from gateway.http import admin, ops, webclient
 from gateway.ors import routes as ors_routes
 from gateway.ors.problems import Problem
+from gateway.rooms import RoomError
+from gateway.tokens import TokenError
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -33,6 +35,8 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = await handler(request)
     except Problem as problem:
         return problem.response()
+    except (RoomError, TokenError) as error:
+        return Problem.of(error).response()
     except web.HTTPException as e:
         if e.status < 400:
             raise

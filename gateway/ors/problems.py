@@ -8,6 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.rooms import RoomError
+from gateway.tokens import TokenError
+
 TITLES = {
     "invalid_json": "Message is not valid JSON",
     "unknown_type": "Unknown message type",
@@ -57,6 +60,11 @@ class Problem(Exception):
             body["field"] = self.field
         return body
 
+    @classmethod
+    def of(cls, error: RoomError | TokenError) -> Problem:
+        """The problem for a refusal of the room model or the token verifier."""
+        return cls(error.code, error.detail, error.status)
+
     def response(self, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(
             status=self.status,
@@ -64,3 +72,14 @@ class Problem(Exception):
             content_type="application/problem+json",
             headers=headers,
         )
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a problem saying why not."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Problem("invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Problem("invalid_message", "the body is a JSON object", field="")
+    return body

@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from aiohttp import web
 
 from gateway.media import PublishRequest, SdpError, WebRtcEndpoint
 from gateway.media.sdp import parse as parse_sdp
-from gateway.ors.problems import Problem
+from gateway.ors.problems import Problem, json_object
 from gateway.ors.session import OrsSession
 from gateway.rooms import (
     Participant,
     Role,
-    RoomError,
+    Room,
     Track,
     TrackKind,
     TrackSource,
@@ -23,9 +25,11 @@ from gateway.rooms import (
     new_id,
 )
 from gateway.server import Gateway
-from gateway.tokens import JoinGrant, TokenError
+from gateway.tokens import JoinGrant
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 VERSIONS = ["1"]
 CAPABILITIES = ["websocket", "whip", "whep", "simulcast", "chat", "lobby", "pin", "livekit-grants"]
@@ -39,10 +43,7 @@ def _gateway(request: web.Request) -> Gateway:
 
 def _room_id(request: web.Request) -> str:
     room_id = request.match_info["room"]
-    try:
-        check_room_id(room_id)
-    except RoomError as e:
-        raise Problem(e.code, e.detail, e.status) from None
+    check_room_id(room_id)
     return room_id
 
 
@@ -70,10 +71,7 @@ async def room_info(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     room_id = _room_id(request)
     _limit(request)
-    try:
-        room = gateway.rooms.get(room_id)
-    except RoomError as e:
-        raise Problem(e.code, e.detail, e.status) from None
+    room = gateway.rooms.get(room_id)
     return web.json_response(
         {
             "id": room.id,
@@ -93,12 +91,7 @@ async def create_token(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     room_id = _room_id(request)
     _limit(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        raise Problem("invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Problem("invalid_message", "the body is a JSON object", field="")
+    body = await json_object(request)
     name = body.get("name")
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64:
         raise Problem("invalid_message", "'name' is 1 to 64 characters", field="/name")
@@ -157,10 +150,7 @@ def _bearer_grant(request: web.Request, room_id: str) -> JoinGrant:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise Problem("token_invalid", "send the join token as 'Authorization: Bearer'", 401)
-    try:
-        grant = _gateway(request).tokens.verify(header[7:].strip(), room_id)
-    except TokenError as e:
-        raise Problem(e.code, e.detail, e.status) from None
+    grant = _gateway(request).tokens.verify(header[7:].strip(), room_id)
     room = _gateway(request).rooms.get(room_id) if _gateway(request).rooms.exists(room_id) else None
     if room is not None and room.policy.lobby and grant.role is not Role.HOST:
         raise Problem("forbidden", "this room has a lobby: WHIP and WHEP need a host token", 403)
@@ -188,23 +178,14 @@ async def whip(request: web.Request) -> web.Response:
     if not grant.can_publish:
         raise Problem("forbidden", "the token does not allow publishing", 403)
     sdp = await _read_sdp(request)
-    try:
-        room = gateway.rooms.get(room_id)
-        participant = gateway.rooms.add_participant(room, grant.name, grant.role, origin="ors")
-    except RoomError as e:
-        raise Problem(e.code, e.detail, e.status) from None
-    endpoint = gateway.relay.create_endpoint(room_id, participant.id)
-    try:
-        mids = _offer_mids(sdp)
-        requests = [
-            PublishRequest(mid, new_id("TR"), "microphone" if kind == "audio" else "camera")
-            for mid, kind in mids
-        ]
-        answer = endpoint.accept_publish_offer(sdp, requests)
-    except SdpError as e:
-        endpoint.close()
-        gateway.rooms.remove_participant(room, participant.id, "left")
-        raise Problem("negotiation_failed", str(e)) from None
+    room = gateway.rooms.get(room_id)
+    requests = [
+        PublishRequest(mid, new_id("TR"), "microphone" if kind == "audio" else "camera")
+        for mid, kind in _offer_mids(sdp)
+    ]
+    participant, endpoint, answer = _attach(
+        gateway, room, grant, lambda endpoint: endpoint.accept_publish_offer(sdp, requests)
+    )
     sources = {r.mid: r.source for r in requests}
     for info in answer.tracks:
         gateway.rooms.publish_track(
@@ -227,25 +208,31 @@ async def whep(request: web.Request) -> web.Response:
     if not grant.can_subscribe:
         raise Problem("forbidden", "the token does not allow subscribing", 403)
     sdp = await _read_sdp(request)
-    try:
-        room = gateway.rooms.get(room_id)
-    except RoomError as e:
-        raise Problem(e.code, e.detail, e.status) from None
+    room = gateway.rooms.get(room_id)
     wanted = request.query.get("participant")
     publishers = [p for p in room.joined() if p.tracks and (wanted is None or p.id == wanted)]
     publishers.sort(key=lambda p: not any(t.kind is TrackKind.VIDEO for t in p.tracks.values()))
     if not publishers:
         raise Problem("participant_not_found", "nobody in this room publishes media yet", 404)
-    viewed = publishers[0]
+    viewed = list(publishers[0].tracks)
+    participant, endpoint, answer = _attach(
+        gateway, room, grant, lambda endpoint: endpoint.accept_view_offer(sdp, viewed)
+    )
+    return _created(request, "whep", room_id, participant, endpoint, answer)
+
+
+def _attach(
+    gateway: Gateway, room: Room, grant: JoinGrant, negotiate: Callable[[WebRtcEndpoint], T]
+) -> tuple[Participant, WebRtcEndpoint, T]:
+    """Add the HTTP client as a participant with an endpoint; undo both if negotiation fails."""
     participant = gateway.rooms.add_participant(room, grant.name, grant.role, origin="ors")
-    endpoint = gateway.relay.create_endpoint(room_id, participant.id)
+    endpoint = gateway.relay.create_endpoint(room.id, participant.id)
     try:
-        answer = endpoint.accept_view_offer(sdp, list(viewed.tracks))
+        return participant, endpoint, negotiate(endpoint)
     except SdpError as e:
         endpoint.close()
         gateway.rooms.remove_participant(room, participant.id, "left")
         raise Problem("negotiation_failed", str(e)) from None
-    return _created(request, "whep", room_id, participant, endpoint, answer)
 
 
 def _created(
@@ -273,11 +260,8 @@ async def delete_media_session(request: web.Request) -> web.Response:
     _bearer_grant(request, room_id)
     del _media_sessions(request)[request.match_info["resource"]]
     session.endpoint.close()
-    try:
-        room = gateway.rooms.get(room_id)
-        gateway.rooms.remove_participant(room, session.participant.id, "left")
-    except RoomError:
-        pass
+    if gateway.rooms.exists(room_id):
+        gateway.rooms.remove_participant(gateway.rooms.get(room_id), session.participant.id, "left")
     return web.Response(status=200)
 
 

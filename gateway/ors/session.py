@@ -117,7 +117,7 @@ class OrsSession:
             await self._send_error(problem, reply_to)
             return
         except (RoomError, TokenError) as e:
-            await self._send_error(Problem(e.code, e.detail, e.status), reply_to)
+            await self._send_error(Problem.of(e), reply_to)
             return
         except SdpError as e:
             await self._send_error(Problem("negotiation_failed", str(e)), reply_to)
