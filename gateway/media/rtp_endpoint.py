@@ -1,0 +1,160 @@
+"""Plain RTP endpoints for SIP legs: one UDP port pair per leg, symmetric RTP with latching (RFC 4961).
+
+The phone's SDP says where to send; behind NAT that address is often wrong, so the endpoint
+sends to the address the phone's own packets come from once one has arrived ("latching"), and
+keeps following it while it comes from the same SSRC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+class PortAllocator:
+    """Hands out even RTP ports (RTCP on the next odd one) from a configured range."""
+
+    def __init__(self, host: str, start: int, end: int) -> None:
+        self.host = host
+        self.start = start + (start % 2)
+        self.end = end
+        self._next = self.start
+        self._used: set[int] = set()
+
+    def bind(self) -> tuple[socket.socket, socket.socket]:
+        """Two bound non-blocking UDP sockets (RTP, RTCP); OSError when the range is exhausted."""
+        span = max(1, (self.end - self.start) // 2)
+        for _ in range(span):
+            port = self._next
+            self._next = self.start if self._next + 2 > self.end - 1 else self._next + 2
+            if port in self._used:
+                continue
+            try:
+                rtp = _udp_socket(self.host, port)
+            except OSError:
+                continue
+            try:
+                rtcp = _udp_socket(self.host, port + 1)
+            except OSError:
+                rtp.close()
+                continue
+            self._used.add(port)
+            return rtp, rtcp
+        raise OSError(f"no free RTP port pair in {self.start}-{self.end}")
+
+    def release(self, port: int) -> None:
+        self._used.discard(port)
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Latch:
+    """Where to send: the SDP's address until the peer's first packet, then its source (RFC 4961)."""
+
+    def __init__(self, signalled: Address | None) -> None:
+        self.signalled = signalled
+        self.learned: Address | None = None
+        self._ssrc: int | None = None
+
+    @property
+    def target(self) -> Address | None:
+        return self.learned or self.signalled
+
+    def observe(self, data: bytes, source: Address) -> bool:
+        """Record an RTP packet's source; False for a packet to drop (not RTP, or a stray SSRC)."""
+        if len(data) < 12 or data[0] >> 6 != 2:
+            return False
+        ssrc = struct.unpack_from("!I", data, 8)[0]
+        if source == self.signalled and source != self.learned:
+            # the address the phone signalled always wins over one learned from a stray packet
+            self.learned, self._ssrc = source, ssrc
+            return True
+        if self.learned is None or self._ssrc is None:
+            self.learned, self._ssrc = source, ssrc
+            return True
+        if source == self.learned:
+            return True
+        if ssrc == self._ssrc:  # same stream from a new address: the NAT rebound
+            self.learned = source
+            return True
+        return False
+
+    def resignal(self, signalled: Address | None) -> None:
+        """A re-INVITE gave a new address: honour it and learn again."""
+        if signalled != self.signalled:
+            self.signalled = signalled
+            self.learned = None
+            self._ssrc = None
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
+        self.on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.on_datagram(data, (addr[0], addr[1]))
+
+
+class RtpEndpoint:
+    """One SIP leg's RTP and RTCP sockets; ``on_rtp`` gets each accepted packet."""
+
+    def __init__(self, allocator: PortAllocator, on_rtp: Callable[[bytes], None]) -> None:
+        self._allocator = allocator
+        self.on_rtp = on_rtp
+        self.latch = Latch(None)
+        self._rtp_sock, self._rtcp_sock = allocator.bind()
+        self.port = self._rtp_sock.getsockname()[1]
+        self.host = allocator.host
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self.packets_in = 0
+        self.packets_out = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._rtp, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self._on_rtp_datagram), sock=self._rtp_sock
+        )
+        self._rtcp, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(lambda data, addr: None), sock=self._rtcp_sock
+        )
+
+    def set_remote(self, address: Address | None) -> None:
+        self.latch.resignal(address)
+
+    def _on_rtp_datagram(self, data: bytes, source: Address) -> None:
+        if self.latch.observe(data, source):
+            self.packets_in += 1
+            self.on_rtp(data)
+
+    def send(self, packet: bytes) -> None:
+        target = self.latch.target
+        if target is not None and self._rtp is not None:
+            self._rtp.sendto(packet, target)
+            self.packets_out += 1
+
+    def close(self) -> None:
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+        if self._rtp is None:
+            self._rtp_sock.close()
+            self._rtcp_sock.close()
+        self._allocator.release(self.port)

@@ -1,0 +1,77 @@
+"""Plain RTP endpoints: symmetric RTP latching (RFC 4961) and port pairs for SIP legs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+from gateway.media.rtp_endpoint import Latch, PortAllocator, RtpEndpoint
+
+
+def rtp(ssrc: int, seq: int = 1) -> bytes:
+    return struct.pack("!BBHII", 0x80, 8, seq, seq * 160, ssrc) + b"\xd5" * 160
+
+
+def test_latch_sends_to_the_signalled_address_until_the_phone_speaks() -> None:
+    latch = Latch(("192.0.2.10", 4000))
+    assert latch.target == ("192.0.2.10", 4000)
+    assert latch.observe(rtp(7), ("198.51.100.5", 33000))  # behind NAT: its public address
+    assert latch.target == ("198.51.100.5", 33000)
+
+
+def test_latch_refuses_a_stray_stream_and_follows_a_rebound_one() -> None:
+    latch = Latch(("192.0.2.10", 4000))
+    latch.observe(rtp(7), ("198.51.100.5", 33000))
+    assert not latch.observe(rtp(99), ("203.0.113.66", 1234))  # someone else's packets
+    assert latch.target == ("198.51.100.5", 33000)
+    assert latch.observe(rtp(7, 2), ("198.51.100.5", 33002))  # same SSRC, NAT rebound
+    assert latch.target == ("198.51.100.5", 33002)
+
+
+def test_latch_drops_what_is_not_rtp() -> None:
+    latch = Latch(None)
+    assert not latch.observe(b"\x00\x01hello", ("192.0.2.1", 5))
+    assert latch.target is None
+
+
+def test_a_new_signalled_address_is_honoured() -> None:
+    latch = Latch(("192.0.2.10", 4000))
+    latch.observe(rtp(7), ("192.0.2.10", 4000))
+    latch.resignal(("192.0.2.20", 5000))
+    assert latch.target == ("192.0.2.20", 5000)
+
+
+def test_port_pairs_are_even_and_released() -> None:
+    allocator = PortAllocator("127.0.0.1", 31001, 31010)
+    pairs = [allocator.bind() for _ in range(2)]
+    ports = [rtp_sock.getsockname()[1] for rtp_sock, _ in pairs]
+    assert all(port % 2 == 0 for port in ports)
+    assert [rtcp.getsockname()[1] for _, rtcp in pairs] == [p + 1 for p in ports]
+    for a, b in pairs:
+        a.close()
+        b.close()
+
+
+async def test_endpoint_receives_and_answers_the_latched_source() -> None:
+    received: list[bytes] = []
+    endpoint = RtpEndpoint(PortAllocator("127.0.0.1", 31100, 31200), received.append)
+    await endpoint.start()
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind(("127.0.0.1", 0))
+    phone.setblocking(False)
+    try:
+        endpoint.set_remote(("127.0.0.1", 9))  # a wrong address in the SDP
+        phone.sendto(rtp(42), ("127.0.0.1", endpoint.port))
+        for _ in range(50):
+            if received:
+                break
+            await asyncio.sleep(0.01)
+        assert received == [rtp(42)]
+        endpoint.send(rtp(5))
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(phone, 2048), 2)
+        assert data == rtp(5)
+    finally:
+        phone.close()
+        endpoint.close()
