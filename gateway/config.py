@@ -68,6 +68,32 @@ class LimitsConfig:
 
 
 @dataclass
+class SipConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Address the SIP UDP and TCP listeners bind to."""
+    port: int = 5060
+    tls_port: int = 0
+    """SIP over TLS (RFC 5630 sips: and transport=tls) on this port; 0 turns it off."""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_min_version: str = "1.2"
+    public_ip: str = ""
+    """Address written in Via, Contact and SDP for peers behind NAT; empty means sip.host."""
+    rtp_port_start: int = 20000
+    rtp_port_end: int = 20999
+    language: str = "fr"
+    """Prompts for callers when a dispatch rule names none: fr or en."""
+    mask_numbers: bool = True
+    """Show callers as "Phone ••• 42" rather than their full number."""
+    pin_attempts: int = 3
+    allow_anonymous: bool = True
+    """Whether calls from addresses that are no trunk's may dial rooms by name (sip:ROOM@host)."""
+    failures_before_ban: int = 10
+    ban_seconds: int = 600
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "text"
@@ -80,6 +106,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -98,16 +125,29 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": ("debug", "info", "warning", "error"),
     "log.format": ("text", "json"),
+    "sip.language": ("fr", "en"),
+    "sip.tls_min_version": ("1.2", "1.3"),
 }
-_PORTS = ("http.port", "media.port", "media.port_range_start", "media.port_range_end")
+_PORTS = (
+    "http.port",
+    "media.port",
+    "media.port_range_start",
+    "media.port_range_end",
+    "sip.port",
+    "sip.rtp_port_start",
+    "sip.rtp_port_end",
+)
 _POSITIVE = (
     "media.max_publish_bitrate",
     "rooms.guest_token_ttl",
     "rooms.max_participants",
     "limits.max_message_bytes",
     "limits.anonymous_requests_per_minute",
+    "sip.pin_attempts",
+    "sip.failures_before_ban",
+    "sip.ban_seconds",
 )
-_ADDRESSES = ("http.host", "media.host")
+_ADDRESSES = ("http.host", "media.host", "sip.host")
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -174,11 +214,18 @@ def _validate(config: Config, where: str) -> None:
             ipaddress.ip_address(_get(config, key))
         except ValueError:
             raise ConfigError(f"{where}: '{key}' must be an IP address") from None
-    if config.media.public_ip:
-        try:
-            ipaddress.ip_address(config.media.public_ip)
-        except ValueError:
-            raise ConfigError(f"{where}: 'media.public_ip' must be an IP address") from None
+    for key in ("media.public_ip", "sip.public_ip"):
+        if _get(config, key):
+            try:
+                ipaddress.ip_address(_get(config, key))
+            except ValueError:
+                raise ConfigError(f"{where}: '{key}' must be an IP address") from None
+    if not 0 <= config.sip.tls_port <= 65535:
+        raise ConfigError(f"{where}: 'sip.tls_port' must be a port between 1 and 65535, or 0")
+    if config.sip.tls_port and not (config.sip.tls_cert and config.sip.tls_key):
+        raise ConfigError(f"{where}: 'sip.tls_port' needs 'sip.tls_cert' and 'sip.tls_key'")
+    if config.sip.rtp_port_end <= config.sip.rtp_port_start:
+        raise ConfigError(f"{where}: 'sip.rtp_port_end' must be above 'sip.rtp_port_start'")
     if config.media.port_range_end < config.media.port_range_start:
         raise ConfigError(f"{where}: 'media.port_range_end' must be >= 'media.port_range_start'")
     if bool(config.http.tls_cert) != bool(config.http.tls_key):

@@ -53,3 +53,20 @@ def test_invalid_file_names_file_key_and_rule(tmp_path: Path, text: str, expecte
 def test_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[sip]\nlanguage = "de"\n', "'sip.language' is 'de'; allowed: fr, en"),
+        ("[sip]\ntls_port = 5061\n", "'sip.tls_port' needs 'sip.tls_cert'"),
+        (
+            "[sip]\nrtp_port_start = 30000\nrtp_port_end = 20000\n",
+            "'sip.rtp_port_end' must be above",
+        ),
+        ('[sip]\npublic_ip = "gw.example.fr"\n', "'sip.public_ip' must be an IP address"),
+    ],
+)
+def test_invalid_sip_settings_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
+        load_config(write(tmp_path, text))
