@@ -218,7 +218,9 @@ class WebRtcEndpoint:
         unusable: list[str] = []
         for index, media in enumerate(offer.media):
             mid = media.mid if media.mid is not None else str(index)
-            codec = _choose_codec(media) if media.port != 0 else None
+            codec = (
+                _choose_codec(media) if media.port or ("bundle-only", None) in media.extra else None
+            )
             if codec is None or media.kind not in ("audio", "video"):
                 if media.port != 0 and media.kind in ("audio", "video"):
                     unusable.append(f"{media.kind} m-line {mid!r}")
