@@ -22,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/rondpoint serve
 
-## Debian packages the interop and browser tests drive (Chromium, rtpengine).
+## Debian packages the interop and browser tests drive (Chromium, Firefox ESR, rtpengine, SIPp...).
 system-deps:
 	bash tests/setup-system.sh
 

@@ -196,3 +196,17 @@ async def test_renegotiation_keeps_published_tracks_and_port_zero_unpublishes(
     assert sdp.parse(answer.sdp).media[1].port == 0
     assert sdp.parse(answer.sdp).bundle_mids == ["0"]
     assert not bob.subscribe("t-cam")
+
+
+async def test_a_bundle_only_line_with_port_zero_is_accepted_as_firefox_sends_it(
+    relay: MediaRelay,
+) -> None:
+    bundle_only = CHROMIUM_OFFER.replace("m=video 9 ", "m=video 0 ").replace(
+        "a=mid:1\n", "a=mid:1\na=bundle-only\n"
+    )
+    assert "a=bundle-only" in bundle_only
+    answer = relay.create_endpoint("room-sdp", "firefox").accept_publish_offer(
+        bundle_only, _requests()
+    )
+    assert [t.track_id for t in answer.tracks] == ["t-mic", "t-cam"]
+    assert sdp.parse(answer.sdp).bundle_mids == ["0", "1"]
