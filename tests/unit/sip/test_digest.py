@@ -262,3 +262,10 @@ def test_algorithm_not_offered_is_refused():
     challenge = digest.challenge(NOW)[0].replace("SHA-256", "MD5")
     authorization = credentials(challenge, "alice", "wonderland")
     assert digest.verify("REGISTER", authorization, PASSWORDS.get, now=NOW) is None
+
+
+def test_unknown_user_is_refused_even_with_the_stand_in_password():
+    digest = server()
+    stand_in = digest._dummy_password
+    authorization = credentials(digest.challenge(NOW)[0], "mallory", stand_in)
+    assert digest.verify("REGISTER", authorization, PASSWORDS.get, now=NOW) is None
