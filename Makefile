@@ -10,25 +10,29 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+NATIVE := setup.py gateway/media/_fastpath.c
+
+$(VENV)/.installed: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
 ## Install into .venv and start the gateway on its embedded defaults.
-run: $(VENV)/.installed
+run: system-deps $(VENV)/.installed
 	$(BIN)/rondpoint serve
 
 ## Debian packages the interop and browser tests drive (Chromium, Firefox ESR, rtpengine, SIPp...).
 system-deps:
 	bash tests/setup-system.sh
 
-## Every test: lint, types, unit, protocol, browser and interop.
+## Every test: lint, types, unit, protocol, browser and interop; then the media tests again on
+## the pure-Python packet path (RONDPOINT_NATIVE=0; the default is the native fast path).
 test: system-deps $(VENV)/.installed-test lint
 	$(PYTEST) -q -p no:cacheprovider
+	RONDPOINT_NATIVE=0 $(PYTEST) -q -p no:cacheprovider tests/unit/media tests/interop
 
 ## Unit and in-process protocol tests only (under a minute).
 test-fast: $(VENV)/.installed-test

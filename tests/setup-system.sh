@@ -6,6 +6,10 @@ need=()
 command -v chromium    >/dev/null 2>&1 || need+=(chromium)
 command -v firefox-esr >/dev/null 2>&1 || need+=(firefox-esr)
 command -v rtpengine   >/dev/null 2>&1 || need+=(rtpengine-daemon)
+# The relay's optional native fast path (setup.py): a C compiler and the libsrtp2 headers.
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+[ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+"${PYTHON:-python3}" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

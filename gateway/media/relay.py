@@ -128,6 +128,9 @@ class MediaRelay:
         endpoints = 0
         for room in self._rooms.values():
             endpoints += len(room.endpoints)
+            sync = getattr(room.router, "sync_routes", None)
+            if sync is not None:
+                sync()  # count what the native fast path forwarded
             router_stats = room.router.stats
             if callable(router_stats):
                 router_stats = router_stats()

@@ -20,10 +20,11 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from gateway.media import native
 from gateway.media.codecs import KeyframeDetector, keyframe_detector, needs_keyframe
-from gateway.media.forwarder import Forwarder
+from gateway.media.forwarder import REORDER_WINDOW, Forwarder
 from gateway.media.nack import ReceiveStream, SendHistory
 from gateway.media.rtcp import (
     RtcpError,
@@ -190,6 +191,10 @@ class _Receiver:
         "detect_keyframe",
         "first_time",
         "next_layer_check",
+        "route",
+        "route_ingress",
+        "route_layer",
+        "route_downtracks",
     )
 
     def __init__(
@@ -220,6 +225,12 @@ class _Receiver:
         self.detect_keyframe: KeyframeDetector = keyframe_detector(codec.name)
         self.first_time = -1.0
         self.next_layer_check = 0.0
+        # Native fast path (gateway/media/_fastpath.c): the steady-state route installed in the
+        # publisher transport's Ingress, the layer it serves and the downtracks it feeds.
+        self.route: Any = None
+        self.route_ingress: Any = None
+        self.route_layer: _Layer | None = None
+        self.route_downtracks: list[_DownTrack] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +306,7 @@ class Router:
         receiver = self._receivers.pop(track_id, None)
         if receiver is None:
             return
+        self._drop_route(receiver)
         for downtrack in receiver.downtracks.values():
             self._downtracks_by_ssrc.pop((downtrack.subscriber_id, downtrack.ssrc), None)
 
@@ -336,6 +348,7 @@ class Router:
         receiver = self._receivers.get(track_id)
         if receiver is None or receiver.muted == muted:
             return
+        self._drop_route(receiver)
         receiver.muted = muted
         if not muted:
             now = time.monotonic() if now is None else now
@@ -348,9 +361,12 @@ class Router:
         receiver = self._receivers.get(track_id)
         if receiver is None or len(packet) < RTP_HEADER_SIZE:
             return
+        if receiver.route is not None:
+            self._drop_route(receiver)  # this packet left the fast path: Python takes over
         if now is None:
             now = time.monotonic()
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(packet, 0)
+        rtx = False
         layer = receiver.by_ssrc.get(ssrc)
         if layer is None:
             layer = self._learn_ssrc(receiver, packet, ssrc, b1 & 0x7F)
@@ -365,6 +381,7 @@ class Router:
                 return  # padding-only probe
             seq = packet[start] << 8 | packet[start + 1]
             ssrc = layer.ssrc
+            rtx = True
             b1 = (b1 & 0x80) | receiver.codec.payload_type
             unwrapped = bytearray(packet[:start])
             unwrapped += packet[start + 2 :]
@@ -402,12 +419,16 @@ class Router:
         plain_rest = b"" if b0 & 0x10 else packet[RTP_HEADER_SIZE:]
         marker = b1 & 0x80
         forwarded = octets = 0
+        steady = True
         pack = _HEADER.pack
         for downtrack in receiver.downtracks.values():
             forwarder = downtrack.forwarder
             out_seq = forwarder.forward(index, ssrc, seq, ts, keyframe, now)
             if out_seq < 0:
+                steady = False
                 continue
+            if forwarder.last_seq != out_seq or forwarder.target_layer != index:
+                steady = False
             if plain_rest:
                 rest = plain_rest
             else:
@@ -435,6 +456,8 @@ class Router:
             stats = self.stats
             stats.packets_forwarded += forwarded
             stats.bytes_forwarded += octets + forwarded * RTP_HEADER_SIZE
+            if steady and not rtx and seq == stream.max_seq and len(receiver.layers) == 1:
+                self._install_route(receiver, layer)
 
     def on_publisher_rtcp(self, track_id: str, packet: bytes, now: float | None = None) -> None:
         """RTCP from a publisher: sender reports feed our RRs (LSR/DLSR) and our SRs' lip sync."""
@@ -470,6 +493,7 @@ class Router:
             raise KeyError(f"no track {track_id!r} in room {self.room_id!r}")
         now = time.monotonic() if now is None else now
         self.remove_downtrack(track_id, subscriber_id)
+        self._drop_route(receiver)
         forwarder = Forwarder(
             ssrc,
             payload_type,
@@ -495,6 +519,7 @@ class Router:
         receiver = self._receivers.get(track_id)
         if receiver is None:
             return
+        self._drop_route(receiver)
         downtrack = receiver.downtracks.pop(subscriber_id, None)
         if downtrack is not None:
             self._downtracks_by_ssrc.pop((subscriber_id, downtrack.ssrc), None)
@@ -510,6 +535,7 @@ class Router:
         downtrack.max_height = max_height
         now = time.monotonic() if now is None else now
         receiver = self._receivers[track_id]
+        self._drop_route(receiver)
         self._retarget(receiver, downtrack, now)
 
     def set_paused(
@@ -519,6 +545,7 @@ class Router:
         downtrack = self._downtrack(track_id, subscriber_id)
         if downtrack is None or downtrack.forwarder.paused == paused:
             return
+        self._drop_route(self._receivers[track_id])
         if paused:
             downtrack.forwarder.pause()
             return
@@ -573,6 +600,7 @@ class Router:
         now = time.monotonic() if now is None else now
         wall = time.time() if wall_time is None else wall_time
         for receiver in list(self._receivers.values()):
+            self._drop_route(receiver)  # reinstalled on the next packet, with fresh state
             reports: list[RtcpReceptionReport] = []
             for layer in receiver.layers:
                 stream = layer.stream
@@ -606,10 +634,126 @@ class Router:
 
     def close(self) -> None:
         """Forget every receiver and downtrack (the room closed)."""
+        for receiver in self._receivers.values():
+            self._drop_route(receiver)
         self._receivers.clear()
         self._downtracks_by_ssrc.clear()
 
+    def sync_routes(self) -> None:
+        """Fold what the native fast path forwarded into the counters (e.g. before a scrape)."""
+        for receiver in self._receivers.values():
+            if receiver.route is not None:
+                self._sync_route(receiver)
+
     # --- internals -----------------------------------------------------------------------
+
+    # The native fast path (gateway/media/_fastpath.c) forwards the next in-order packets of a
+    # single-layer track whose downtracks are all in steady state, until the route's deadline
+    # (the next layer check or speaker update). Any other packet, and any change of the track or
+    # its downtracks, first folds the route's counters back here (_sync_route) and uninstalls it.
+
+    def _install_route(self, receiver: _Receiver, layer: _Layer) -> None:
+        ingress = getattr(receiver.publisher, "ingress", None)
+        stream = layer.stream
+        if ingress is None or stream is None or receiver.muted:
+            return
+        outputs = []
+        for downtrack in receiver.downtracks.values():
+            egress = getattr(downtrack.sink, "egress", None)
+            forwarder = downtrack.forwarder
+            if egress is None or not egress.ready or forwarder.paused or forwarder.resync:
+                return
+            history = downtrack.history
+            outputs.append(
+                (
+                    egress,
+                    downtrack.ssrc,
+                    downtrack.payload_type,
+                    forwarder.seq_offset,
+                    forwarder.ts_offset,
+                    downtrack.extension_map[:16],
+                    history.packets,
+                    history.sequence_numbers,
+                )
+            )
+        fast = native.MODULE
+        if fast is None or not outputs or len(outputs) > fast.MAX_OUTPUTS:
+            return
+        # A single-layer track's layer check only matters for keyframe requests (video).
+        deadline = receiver.next_layer_check if receiver.wait_for_keyframe else float("inf")
+        level_id = 0
+        if receiver.is_audio:
+            deadline = min(deadline, self.speakers.next_update)
+            level_id = receiver.extensions.audio_level
+        route = fast.Route(
+            layer.ssrc,
+            receiver.codec.payload_type,
+            stream.max_seq,
+            0,
+            deadline,
+            float(receiver.codec.clock_rate),
+            level_id,
+            self.speakers.active_level,
+            stream.transit,
+            stream.jitter,
+            outputs,
+        )
+        if ingress.install(route):
+            receiver.route = route
+            receiver.route_ingress = ingress
+            receiver.route_layer = layer
+            receiver.route_downtracks = list(receiver.downtracks.values())
+
+    def _drop_route(self, receiver: _Receiver) -> None:
+        route = receiver.route
+        if route is None:
+            return
+        self._sync_route(receiver)
+        receiver.route_ingress.remove(route)
+        receiver.route = receiver.route_ingress = receiver.route_layer = None
+        receiver.route_downtracks = []
+
+    def _sync_route(self, receiver: _Receiver) -> None:
+        (
+            packets,
+            octets,
+            wraps,
+            last_seq,
+            last_ts,
+            last_time,
+            transit,
+            jitter,
+            samples,
+            active_samples,
+            active_sum,
+        ) = receiver.route.take()
+        if samples:
+            self.speakers.on_audio_levels(
+                receiver.participant_id, samples, active_samples, active_sum
+            )
+        layer = receiver.route_layer
+        if not packets or layer is None or layer.stream is None:
+            return
+        stream = layer.stream  # ReceiveStream.on_packet, for `packets` in-order packets
+        stream.received += packets
+        stream.cycles += wraps * 0x10000
+        stream.max_seq = last_seq
+        stream.transit = transit
+        stream.jitter = jitter
+        layer.last_time = last_time
+        downtracks = receiver.route_downtracks
+        for downtrack in downtracks:  # Forwarder.forward, for the same packets
+            forwarder = downtrack.forwarder
+            forwarder.last_seq = (last_seq + forwarder.seq_offset) & 0xFFFF
+            forwarder.last_ts = forwarder.out_ts = (last_ts + forwarder.ts_offset) & 0xFFFFFFFF
+            forwarder.last_time = last_time
+            forwarder.packets_sent += packets
+            forwarder.octets_sent += octets
+            if (last_seq - forwarder.switch_seq) & 0xFFFF > 2 * REORDER_WINDOW:
+                forwarder.switch_seq = (last_seq - REORDER_WINDOW) & 0xFFFF
+        stats = self.stats
+        stats.packets_forwarded += packets * len(downtracks)
+        stats.bytes_forwarded += (octets + packets * RTP_HEADER_SIZE) * len(downtracks)
 
     def _downtrack(self, track_id: str, subscriber_id: str) -> _DownTrack | None:
         receiver = self._receivers.get(track_id)
@@ -677,6 +821,7 @@ class Router:
     def _bind_ssrc(self, receiver: _Receiver, layer: _Layer, ssrc: int) -> None:
         if layer.ssrc == ssrc:
             return
+        self._drop_route(receiver)
         if layer.ssrc >= 0:
             receiver.by_ssrc.pop(layer.ssrc, None)  # the publisher restarted this encoding
         layer.ssrc = ssrc

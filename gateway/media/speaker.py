@@ -65,6 +65,17 @@ class ActiveSpeakerDetector:
             acc.active_samples += 1
             acc.active_sum += 10.0 ** (-level / 20.0)
 
+    def on_audio_levels(
+        self, participant_id: str, samples: int, active_samples: int, active_sum: float
+    ) -> None:
+        """Many `on_audio_level` calls at once (the native fast path accumulates them)."""
+        acc = self._participants.get(participant_id)
+        if acc is None:
+            acc = self._participants[participant_id] = _Accumulator()
+        acc.samples += samples
+        acc.active_samples += active_samples
+        acc.active_sum += active_sum
+
     def remove(self, participant_id: str) -> None:
         self._participants.pop(participant_id, None)
 

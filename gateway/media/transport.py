@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from . import stun
 from .dtls import DtlsCertificate, DtlsSession, DtlsState
@@ -31,7 +32,11 @@ class WebRtcTransport:
         self.ice = IceLiteAgent()
         self.dtls = DtlsSession(certificate, is_server=True)
         self.srtp: SrtpContext | None = None
-        self.remote_address: Address | None = None
+        # Native fast path (gateway/media/native.py), set when SRTP starts: the router installs
+        # steady-state routes in `ingress`, and sends through other transports' `egress`.
+        self.ingress: Any = None
+        self.egress: Any = None
+        self._remote_address: Address | None = None
         self._nominated = False
         self._addresses: list[Address] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -52,6 +57,16 @@ class WebRtcTransport:
     @property
     def local_pwd(self) -> str:
         return self.ice.local_pwd
+
+    @property
+    def remote_address(self) -> Address | None:
+        return self._remote_address
+
+    @remote_address.setter
+    def remote_address(self, addr: Address | None) -> None:
+        self._remote_address = addr
+        if self.egress is not None:
+            self._mux.point_egress(self.egress, addr)
 
     @property
     def connected(self) -> bool:
@@ -80,6 +95,11 @@ class WebRtcTransport:
             for datagram in self.dtls.close():
                 self._mux.sendto(datagram, self.remote_address)
         self.srtp = None
+        if self.ingress is not None:
+            self.ingress.clear()
+        if self.egress is not None:
+            self._mux.point_egress(self.egress, None)
+        self.ingress = self.egress = None
         self._mux.unregister(self, self._addresses)
         self.on_rtp = self.on_rtcp = _ignore
         self.on_connected = _nothing
@@ -115,6 +135,11 @@ class WebRtcTransport:
         try:
             if 191 < data[1] < 224:  # RTCP packet types 192-223 (RFC 5761 section 4)
                 self.on_rtcp(srtp.unprotect_rtcp(data))
+            elif self.ingress is not None:
+                # Native: forwarded there along an installed route (None), or handed back plain.
+                packet = self.ingress.handle(data)
+                if packet is not None:
+                    self.on_rtp(packet)
             else:
                 self.on_rtp(srtp.unprotect_rtp(data))
         except SrtpError:
@@ -134,6 +159,12 @@ class WebRtcTransport:
             return
         self.packets_sent += 1
         self._mux.sendto(data, addr)
+
+    @property
+    def packets_sent_total(self) -> int:
+        """RTP packets sent, by the Python path and by the native fast path."""
+        native = self.egress.sent if self.egress is not None else 0
+        return self.packets_sent + int(native)
 
     def send_rtcp(self, packet: bytes) -> None:
         srtp = self.srtp
@@ -156,6 +187,10 @@ class WebRtcTransport:
                 self._mux.sendto(datagram, addr)
         if self.srtp is None and self.dtls.state is DtlsState.CONNECTED and self.dtls.keys:
             self.srtp = SrtpContext(self.dtls.keys)
+            self.ingress = self.srtp.ingress()
+            self.egress = self.srtp.egress()
+            if self.egress is not None:
+                self._mux.point_egress(self.egress, self._remote_address)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -228,6 +263,9 @@ class UdpMux(asyncio.DatagramProtocol):
         )
 
     def close(self) -> None:
+        for session in self._by_ufrag.values():
+            if session.egress is not None:
+                session.egress.set_peer(-1, "", 0)  # the socket's fd is about to go
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -256,6 +294,18 @@ class UdpMux(asyncio.DatagramProtocol):
     def sendto(self, data: bytes, addr: Address) -> None:
         if self._transport is not None:
             self._transport.sendto(data, addr)
+
+    def point_egress(self, egress: Any, addr: Address | None) -> None:
+        """Aim a native Egress at `addr` on the shared socket (None: it stops sending)."""
+        fd = -1
+        if addr is not None and self._transport is not None:
+            sock = self._transport.get_extra_info("socket")
+            if sock is not None and sock.family == socket.AF_INET:  # the extension sends IPv4
+                fd = sock.fileno()
+        if fd < 0 or addr is None:
+            egress.set_peer(-1, "", 0)
+        else:
+            egress.set_peer(fd, addr[0], addr[1])
 
     # asyncio.DatagramProtocol
 

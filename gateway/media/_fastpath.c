@@ -1,0 +1,673 @@
+/* Optional native fast path of the media relay (DESIGN.md, "The media relay").
+ *
+ * Session: a libsrtp session (protect / unprotect, RTP and RTCP), a drop-in for pylibsrtp.Session.
+ * Egress:  one WebRTC transport's send side: its outbound Session, the shared socket, the peer.
+ * Route:   a steady-state route installed by the Python router for one publisher SSRC: the
+ *          per-subscriber header rewrite (SSRC, PT, sequence and timestamp offsets, extension ids)
+ *          and counters that the router folds back into its own state (Route.take).
+ * Ingress: one publish transport's receive side: its inbound Session and its installed routes.
+ *
+ * Ingress.handle(datagram) unprotects an SRTP packet. When it belongs to an installed route and is
+ * the next in-order packet before the route's deadline, it is rewritten, protected and sent to every
+ * subscriber with one sendmmsg, and None is returned; otherwise the plain packet is returned for the
+ * Python router (which handles everything else: loss, NACK, RTX, layer switches, timers).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <srtp2/srtp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define BUF_SIZE 2048
+#define MAX_OUTPUTS 64
+#define MAX_ROUTES 32
+
+static PyObject *SrtpError = NULL; /* set by configure(): pylibsrtp.Error, so callers catch one type */
+
+/* libsrtp entry points. They are taken from the libsrtp that pylibsrtp bundles (configure()), not
+ * from the system's: Debian's libsrtp2 is built on NSS, which costs several times more per packet
+ * than pylibsrtp's OpenSSL build. The headers (libsrtp2-dev) only provide the 2.x types and ABI. */
+typedef srtp_err_status_t (*srtp_fn)(srtp_t, void *, int *);
+static struct {
+    srtp_err_status_t (*create)(srtp_t *, const srtp_policy_t *);
+    srtp_err_status_t (*dealloc)(srtp_t);
+    srtp_err_status_t (*policy_rtp)(srtp_crypto_policy_t *, srtp_profile_t);
+    srtp_err_status_t (*policy_rtcp)(srtp_crypto_policy_t *, srtp_profile_t);
+    srtp_fn protect, unprotect, protect_rtcp, unprotect_rtcp;
+} L;
+
+static PyObject *error_type(void) { return SrtpError ? SrtpError : PyExc_ValueError; }
+
+/* ------------------------------------------------------------------------------------ Session */
+
+typedef struct {
+    PyObject_HEAD srtp_t ctx;
+} Session;
+
+static void Session_dealloc(Session *self) {
+    if (self->ctx) L.dealloc(self->ctx);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Session_init(Session *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"key", "profile", "inbound", "window_size", "allow_repeat_tx", NULL};
+    Py_buffer key;
+    int profile, inbound, window = 1024, repeat = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*ip|ip", kwlist, &key, &profile, &inbound,
+                                     &window, &repeat))
+        return -1;
+    srtp_policy_t policy;
+    memset(&policy, 0, sizeof(policy));
+    if (L.create == NULL) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(error_type(), "libsrtp not loaded: call configure() first");
+        return -1;
+    }
+    if (L.policy_rtp(&policy.rtp, (srtp_profile_t)profile) ||
+        L.policy_rtcp(&policy.rtcp, (srtp_profile_t)profile)) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(error_type(), "unsupported SRTP profile");
+        return -1;
+    }
+    if (key.len < policy.rtp.cipher_key_len) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(error_type(), "SRTP key too short");
+        return -1;
+    }
+    unsigned char keybuf[64];
+    memset(keybuf, 0, sizeof(keybuf));
+    memcpy(keybuf, key.buf, key.len < 64 ? key.len : 64);
+    PyBuffer_Release(&key);
+    policy.ssrc.type = inbound ? ssrc_any_inbound : ssrc_any_outbound;
+    policy.key = keybuf;
+    policy.window_size = (unsigned long)window;
+    policy.allow_repeat_tx = repeat;
+    policy.next = NULL;
+    if (self->ctx) {
+        L.dealloc(self->ctx);
+        self->ctx = NULL;
+    }
+    if (L.create(&self->ctx, &policy) != srtp_err_status_ok) {
+        self->ctx = NULL;
+        PyErr_SetString(error_type(), "srtp_create failed");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *session_apply(Session *self, PyObject *arg, srtp_fn fn, int grow, const char *what) {
+    char *data;
+    Py_ssize_t len;
+    if (PyBytes_AsStringAndSize(arg, &data, &len) < 0) return NULL;
+    if (len + grow > BUF_SIZE * 2 || len < 4) {
+        PyErr_Format(error_type(), "%s: bad packet length", what);
+        return NULL;
+    }
+    unsigned char buf[BUF_SIZE * 2 + SRTP_MAX_TRAILER_LEN];
+    memcpy(buf, data, len);
+    int n = (int)len;
+    srtp_err_status_t status = fn(self->ctx, buf, &n);
+    if (status != srtp_err_status_ok) {
+        PyErr_Format(error_type(), "%s failed (%d)", what, (int)status);
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((char *)buf, n);
+}
+
+static PyObject *Session_protect(Session *self, PyObject *arg) {
+    return session_apply(self, arg, L.protect, SRTP_MAX_TRAILER_LEN, "srtp_protect");
+}
+static PyObject *Session_protect_rtcp(Session *self, PyObject *arg) {
+    return session_apply(self, arg, L.protect_rtcp, SRTP_MAX_TRAILER_LEN + 4, "srtp_protect_rtcp");
+}
+static PyObject *Session_unprotect(Session *self, PyObject *arg) {
+    return session_apply(self, arg, L.unprotect, 0, "srtp_unprotect");
+}
+static PyObject *Session_unprotect_rtcp(Session *self, PyObject *arg) {
+    return session_apply(self, arg, L.unprotect_rtcp, 0, "srtp_unprotect_rtcp");
+}
+
+static PyMethodDef Session_methods[] = {
+    {"protect", (PyCFunction)Session_protect, METH_O, NULL},
+    {"protect_rtcp", (PyCFunction)Session_protect_rtcp, METH_O, NULL},
+    {"unprotect", (PyCFunction)Session_unprotect, METH_O, NULL},
+    {"unprotect_rtcp", (PyCFunction)Session_unprotect_rtcp, METH_O, NULL},
+    {NULL}};
+
+static PyTypeObject SessionType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gateway.media._fastpath.Session",
+    .tp_basicsize = sizeof(Session),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Session_init,
+    .tp_dealloc = (destructor)Session_dealloc,
+    .tp_methods = Session_methods,
+};
+
+/* ------------------------------------------------------------------------------------- Egress */
+
+typedef struct {
+    PyObject_HEAD Session *tx;
+    int fd; /* -1: closed or no peer yet */
+    struct sockaddr_in addr;
+    unsigned long long sent;
+} Egress;
+
+static void Egress_dealloc(Egress *self) {
+    Py_XDECREF(self->tx);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Egress_init(Egress *self, PyObject *args, PyObject *kwds) {
+    PyObject *tx;
+    if (!PyArg_ParseTuple(args, "O!", &SessionType, &tx)) return -1;
+    Py_XDECREF(self->tx);
+    Py_INCREF(tx);
+    self->tx = (Session *)tx;
+    self->fd = -1;
+    memset(&self->addr, 0, sizeof(self->addr));
+    return 0;
+}
+
+/* set_peer(fd, host, port) or set_peer(-1, "", 0) to stop sending */
+static PyObject *Egress_set_peer(Egress *self, PyObject *args) {
+    int fd, port;
+    const char *host;
+    if (!PyArg_ParseTuple(args, "isi", &fd, &host, &port)) return NULL;
+    self->fd = -1;
+    if (fd < 0) Py_RETURN_FALSE;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) Py_RETURN_FALSE; /* IPv6: Python path */
+    self->addr = addr;
+    self->fd = fd;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Egress_get_sent(Egress *self, void *closure) { return PyLong_FromUnsignedLongLong(self->sent); }
+static PyObject *Egress_get_ready(Egress *self, void *closure) { return PyBool_FromLong(self->fd >= 0); }
+
+static PyGetSetDef Egress_getset[] = {
+    {"sent", (getter)Egress_get_sent, NULL, NULL, NULL},
+    {"ready", (getter)Egress_get_ready, NULL, NULL, NULL},
+    {NULL}};
+static PyMethodDef Egress_methods[] = {{"set_peer", (PyCFunction)Egress_set_peer, METH_VARARGS, NULL}, {NULL}};
+
+static PyTypeObject EgressType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gateway.media._fastpath.Egress",
+    .tp_basicsize = sizeof(Egress),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Egress_init,
+    .tp_dealloc = (destructor)Egress_dealloc,
+    .tp_getset = Egress_getset,
+    .tp_methods = Egress_methods,
+};
+
+/* -------------------------------------------------------------------------------------- Route */
+
+typedef struct {
+    Egress *egress;
+    uint32_t ssrc;
+    uint8_t payload_type;
+    uint16_t seq_offset;
+    uint32_t ts_offset;
+    uint8_t extmap[16];
+    PyObject *history_packets; /* the router's SendHistory lists, kept in sync directly */
+    PyObject *history_seqs;
+    Py_ssize_t mask;
+} Output;
+
+typedef struct {
+    PyObject_HEAD uint32_t ssrc;
+    uint8_t payload_type; /* of the publisher's media packets on this SSRC */
+    uint16_t last_seq;
+    double deadline; /* monotonic seconds: the Python router takes over from then on */
+    double clock_rate;
+    int level_id; /* RFC 6464 extension id, 0 = none */
+    int active_level;
+    /* state, read by take() */
+    double transit, jitter, last_time;
+    uint32_t last_ts;
+    long long packets, octets, wraps, samples, active_samples;
+    double active_sum;
+    int n_outputs;
+    Output outputs[MAX_OUTPUTS];
+} Route;
+
+static void Route_clear_outputs(Route *self) {
+    for (int i = 0; i < self->n_outputs; i++) {
+        Py_CLEAR(self->outputs[i].egress);
+        Py_CLEAR(self->outputs[i].history_packets);
+        Py_CLEAR(self->outputs[i].history_seqs);
+    }
+    self->n_outputs = 0;
+}
+
+static void Route_dealloc(Route *self) {
+    Route_clear_outputs(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Route(ssrc, payload_type, last_seq, last_ts, deadline, clock_rate, level_id, active_level,
+ *       transit, jitter, outputs=[(egress, ssrc, pt, seq_offset, ts_offset, extmap, hist_packets, hist_seqs)]) */
+static int Route_init(Route *self, PyObject *args, PyObject *kwds) {
+    unsigned long ssrc, last_ts;
+    int pt, last_seq, level_id, active_level;
+    double deadline, clock_rate, transit, jitter;
+    PyObject *outputs;
+    if (!PyArg_ParseTuple(args, "kiikddiiddO!", &ssrc, &pt, &last_seq, &last_ts, &deadline,
+                          &clock_rate, &level_id, &active_level, &transit, &jitter, &PyList_Type,
+                          &outputs))
+        return -1;
+    Route_clear_outputs(self);
+    Py_ssize_t n = PyList_GET_SIZE(outputs);
+    if (n > MAX_OUTPUTS) {
+        PyErr_SetString(PyExc_ValueError, "too many outputs");
+        return -1;
+    }
+    self->ssrc = (uint32_t)ssrc;
+    self->payload_type = (uint8_t)pt;
+    self->last_seq = (uint16_t)last_seq;
+    self->last_ts = (uint32_t)last_ts;
+    self->deadline = deadline;
+    self->clock_rate = clock_rate;
+    self->level_id = level_id;
+    self->active_level = active_level;
+    self->transit = transit;
+    self->jitter = jitter;
+    self->last_time = -1.0;
+    self->packets = self->octets = self->wraps = self->samples = self->active_samples = 0;
+    self->active_sum = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *egress, *hp, *hs;
+        unsigned long out_ssrc, ts_offset;
+        int out_pt, seq_offset;
+        Py_buffer extmap;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(outputs, i), "O!kiiky*O!O!", &EgressType, &egress,
+                              &out_ssrc, &out_pt, &seq_offset, &ts_offset, &extmap, &PyList_Type,
+                              &hp, &PyList_Type, &hs))
+            return -1;
+        Py_ssize_t size = PyList_GET_SIZE(hp);
+        if (extmap.len < 16 || size == 0 || (size & (size - 1)) || PyList_GET_SIZE(hs) != size) {
+            PyBuffer_Release(&extmap);
+            PyErr_SetString(PyExc_ValueError, "bad output");
+            return -1;
+        }
+        Output *o = &self->outputs[self->n_outputs];
+        memcpy(o->extmap, extmap.buf, 16);
+        PyBuffer_Release(&extmap);
+        Py_INCREF(egress);
+        Py_INCREF(hp);
+        Py_INCREF(hs);
+        o->egress = (Egress *)egress;
+        o->history_packets = hp;
+        o->history_seqs = hs;
+        o->mask = size - 1;
+        o->ssrc = (uint32_t)out_ssrc;
+        o->payload_type = (uint8_t)out_pt;
+        o->seq_offset = (uint16_t)seq_offset;
+        o->ts_offset = (uint32_t)ts_offset;
+        self->n_outputs++;
+    }
+    return 0;
+}
+
+/* take() -> (packets, octets, wraps, last_seq, last_ts, last_time, transit, jitter,
+ *            samples, active_samples, active_sum); resets the counters. */
+static PyObject *Route_take(Route *self, PyObject *unused) {
+    PyObject *r = Py_BuildValue("LLLikdddLLd", self->packets, self->octets, self->wraps,
+                                (int)self->last_seq, (unsigned long)self->last_ts, self->last_time, self->transit, self->jitter,
+                                self->samples, self->active_samples, self->active_sum);
+    self->packets = self->octets = self->wraps = self->samples = self->active_samples = 0;
+    self->active_sum = 0.0;
+    return r;
+}
+
+static PyObject *Route_get_deadline(Route *self, void *c) { return PyFloat_FromDouble(self->deadline); }
+static int Route_set_deadline(Route *self, PyObject *v, void *c) {
+    double d = PyFloat_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) return -1;
+    self->deadline = d;
+    return 0;
+}
+static PyObject *Route_get_ssrc(Route *self, void *c) { return PyLong_FromUnsignedLong(self->ssrc); }
+
+static PyGetSetDef Route_getset[] = {
+    {"deadline", (getter)Route_get_deadline, (setter)Route_set_deadline, NULL, NULL},
+    {"ssrc", (getter)Route_get_ssrc, NULL, NULL, NULL},
+    {NULL}};
+static PyMethodDef Route_methods[] = {{"take", (PyCFunction)Route_take, METH_NOARGS, NULL}, {NULL}};
+
+static PyTypeObject RouteType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gateway.media._fastpath.Route",
+    .tp_basicsize = sizeof(Route),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Route_init,
+    .tp_dealloc = (destructor)Route_dealloc,
+    .tp_getset = Route_getset,
+    .tp_methods = Route_methods,
+};
+
+/* ------------------------------------------------------------------------------------ Ingress */
+
+typedef struct {
+    PyObject_HEAD Session *rx;
+    int n_routes;
+    Route *routes[MAX_ROUTES];
+} Ingress;
+
+static void Ingress_clear(Ingress *self) {
+    for (int i = 0; i < self->n_routes; i++) Py_CLEAR(self->routes[i]);
+    self->n_routes = 0;
+}
+
+static void Ingress_dealloc(Ingress *self) {
+    Ingress_clear(self);
+    Py_XDECREF(self->rx);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Ingress_init(Ingress *self, PyObject *args, PyObject *kwds) {
+    PyObject *rx;
+    if (!PyArg_ParseTuple(args, "O!", &SessionType, &rx)) return -1;
+    Ingress_clear(self);
+    Py_XDECREF(self->rx);
+    Py_INCREF(rx);
+    self->rx = (Session *)rx;
+    return 0;
+}
+
+/* install(route): replaces the route of the same SSRC; False when the table is full */
+static PyObject *Ingress_install(Ingress *self, PyObject *arg) {
+    if (!PyObject_TypeCheck(arg, &RouteType)) {
+        PyErr_SetString(PyExc_TypeError, "expected a Route");
+        return NULL;
+    }
+    Route *route = (Route *)arg;
+    for (int i = 0; i < self->n_routes; i++) {
+        if (self->routes[i]->ssrc == route->ssrc) {
+            Py_INCREF(route);
+            Py_SETREF(self->routes[i], route);
+            Py_RETURN_TRUE;
+        }
+    }
+    if (self->n_routes >= MAX_ROUTES) Py_RETURN_FALSE;
+    Py_INCREF(route);
+    self->routes[self->n_routes++] = route;
+    Py_RETURN_TRUE;
+}
+
+/* remove(route): only if it is still the installed one */
+static PyObject *Ingress_remove(Ingress *self, PyObject *arg) {
+    for (int i = 0; i < self->n_routes; i++) {
+        if ((PyObject *)self->routes[i] == arg) {
+            Route *old = self->routes[i];
+            self->routes[i] = self->routes[--self->n_routes];
+            self->routes[self->n_routes] = NULL;
+            Py_DECREF(old);
+            break;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ingress_clear_routes(Ingress *self, PyObject *unused) {
+    Ingress_clear(self);
+    Py_RETURN_NONE;
+}
+
+static unsigned char out_bufs[MAX_OUTPUTS][BUF_SIZE + SRTP_MAX_TRAILER_LEN];
+
+/* Rewrite RFC 8285 one-byte extension ids in place (mirrors rtp.rewrite_extension_ids). */
+static void rewrite_ext(unsigned char *p, int start, int end, const uint8_t *map) {
+    int i = start;
+    while (i < end) {
+        unsigned char b = p[i];
+        if (b == 0) {
+            i++;
+            continue;
+        }
+        int element = b >> 4;
+        if (element == 15) {
+            memset(p + i, 0, end - i);
+            return;
+        }
+        int length = (b & 0x0F) + 1;
+        int nid = map[element];
+        if (nid == 0 || nid > 14) {
+            int stop = i + 1 + length < end ? i + 1 + length : end;
+            memset(p + i, 0, stop - i);
+        } else if (nid != element) {
+            p[i] = (unsigned char)(nid << 4 | (b & 0x0F));
+        }
+        i += 1 + length;
+    }
+}
+
+static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
+    char *data;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(arg, &data, &size) < 0) return NULL;
+    unsigned char in[BUF_SIZE * 2 + SRTP_MAX_TRAILER_LEN];
+    if (size > BUF_SIZE * 2 || size < 12) {
+        PyErr_SetString(error_type(), "srtp_unprotect: bad packet length");
+        return NULL;
+    }
+    memcpy(in, data, size);
+    int len = (int)size;
+    srtp_err_status_t status = L.unprotect(self->rx->ctx, in, &len);
+    if (status != srtp_err_status_ok) {
+        PyErr_Format(error_type(), "srtp_unprotect failed (%d)", (int)status);
+        return NULL;
+    }
+    if (len < 12 || self->n_routes == 0) goto slow;
+    uint32_t ssrc = (uint32_t)in[8] << 24 | (uint32_t)in[9] << 16 | (uint32_t)in[10] << 8 | in[11];
+    Route *route = NULL;
+    for (int i = 0; i < self->n_routes; i++) {
+        if (self->routes[i]->ssrc == ssrc) {
+            route = self->routes[i];
+            break;
+        }
+    }
+    if (route == NULL) goto slow;
+    unsigned char b0 = in[0], b1 = in[1];
+    uint16_t seq = (uint16_t)(in[2] << 8 | in[3]);
+    uint32_t ts = (uint32_t)in[4] << 24 | (uint32_t)in[5] << 16 | (uint32_t)in[6] << 8 | in[7];
+    if ((b0 >> 6) != 2 || (b0 & 0x20) || (b1 & 0x7F) != route->payload_type ||
+        seq != (uint16_t)(route->last_seq + 1) || len > BUF_SIZE)
+        goto slow;
+    struct timespec tsp;
+    clock_gettime(CLOCK_MONOTONIC, &tsp);
+    double now = (double)tsp.tv_sec + (double)tsp.tv_nsec * 1e-9;
+    if (now >= route->deadline) goto slow;
+    int ext_start = 0, ext_end = 0, level = -1;
+    if (b0 & 0x10) {
+        int offset = 12 + 4 * (b0 & 0x0F);
+        if (offset + 4 > len) goto slow;
+        int profile = in[offset] << 8 | in[offset + 1];
+        int words = in[offset + 2] << 8 | in[offset + 3];
+        ext_start = offset + 4;
+        ext_end = ext_start + 4 * words;
+        if (profile != 0xBEDE || ext_end > len) goto slow;
+        if (route->level_id) {
+            int i = ext_start;
+            while (i < ext_end) {
+                unsigned char b = in[i];
+                if (b == 0) {
+                    i++;
+                    continue;
+                }
+                int element = b >> 4;
+                if (element == 15) break;
+                int length = (b & 0x0F) + 1;
+                if (element == route->level_id) {
+                    if (i + 1 < len) level = in[i + 1] & 0x7F;
+                    break;
+                }
+                i += 1 + length;
+            }
+        }
+    }
+    /* accepted: account the packet (ReceiveStream.on_packet for the next in-order packet) */
+    if (seq < route->last_seq) route->wraps++;
+    route->last_seq = seq;
+    route->last_ts = ts;
+    route->last_time = now;
+    route->packets++;
+    route->octets += len - 12;
+    double transit = now * route->clock_rate - (double)ts;
+    double d = fabs(transit - route->transit);
+    route->transit = transit;
+    route->jitter += (d - route->jitter) / 16.0;
+    if (level >= 0) {
+        route->samples++;
+        if (level <= route->active_level) {
+            route->active_samples++;
+            route->active_sum += pow(10.0, -level / 20.0);
+        }
+    }
+    struct mmsghdr msgs[MAX_OUTPUTS];
+    struct iovec iov[MAX_OUTPUTS];
+    int count = 0, fd = -1;
+    for (int k = 0; k < route->n_outputs; k++) {
+        Output *o = &route->outputs[k];
+        unsigned char *p = out_bufs[count];
+        memcpy(p, in, len);
+        uint16_t out_seq = (uint16_t)(seq + o->seq_offset);
+        uint32_t out_ts = ts + o->ts_offset;
+        p[1] = (unsigned char)((b1 & 0x80) | o->payload_type);
+        p[2] = out_seq >> 8;
+        p[3] = out_seq & 0xFF;
+        p[4] = out_ts >> 24;
+        p[5] = (out_ts >> 16) & 0xFF;
+        p[6] = (out_ts >> 8) & 0xFF;
+        p[7] = out_ts & 0xFF;
+        p[8] = o->ssrc >> 24;
+        p[9] = (o->ssrc >> 16) & 0xFF;
+        p[10] = (o->ssrc >> 8) & 0xFF;
+        p[11] = o->ssrc & 0xFF;
+        if (ext_end) rewrite_ext(p, ext_start, ext_end, o->extmap);
+        /* SendHistory.put(out_seq, plain packet) */
+        PyObject *plain = PyBytes_FromStringAndSize((char *)p, len);
+        PyObject *seqobj = PyLong_FromLong(out_seq);
+        if (plain == NULL || seqobj == NULL) {
+            Py_XDECREF(plain);
+            Py_XDECREF(seqobj);
+            return NULL;
+        }
+        Py_ssize_t slot = out_seq & o->mask;
+        PyList_SetItem(o->history_packets, slot, plain);
+        PyList_SetItem(o->history_seqs, slot, seqobj);
+        Egress *eg = o->egress;
+        if (eg->fd < 0) continue;
+        int n = len;
+        if (L.protect(eg->tx->ctx, p, &n) != srtp_err_status_ok) continue;
+        iov[count].iov_base = p;
+        iov[count].iov_len = (size_t)n;
+        memset(&msgs[count], 0, sizeof(struct mmsghdr));
+        msgs[count].msg_hdr.msg_name = &eg->addr;
+        msgs[count].msg_hdr.msg_namelen = sizeof(eg->addr);
+        msgs[count].msg_hdr.msg_iov = &iov[count];
+        msgs[count].msg_hdr.msg_iovlen = 1;
+        eg->sent++;
+        fd = eg->fd; /* every egress shares the relay's one socket */
+        count++;
+    }
+    int sent = 0;
+    while (sent < count) {
+        int r = sendmmsg(fd, msgs + sent, (unsigned int)(count - sent), MSG_DONTWAIT);
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR) continue;
+            break; /* a full socket buffer drops, as UDP does */
+        }
+        sent += r;
+    }
+    Py_RETURN_NONE;
+slow:
+    return PyBytes_FromStringAndSize((char *)in, len);
+}
+
+static PyObject *Ingress_get_routes(Ingress *self, void *c) { return PyLong_FromLong(self->n_routes); }
+static PyGetSetDef Ingress_getset[] = {{"routes", (getter)Ingress_get_routes, NULL, NULL, NULL}, {NULL}};
+
+static PyMethodDef Ingress_methods[] = {
+    {"handle", (PyCFunction)Ingress_handle, METH_O, NULL},
+    {"install", (PyCFunction)Ingress_install, METH_O, NULL},
+    {"remove", (PyCFunction)Ingress_remove, METH_O, NULL},
+    {"clear", (PyCFunction)Ingress_clear_routes, METH_NOARGS, NULL},
+    {NULL}};
+
+static PyTypeObject IngressType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gateway.media._fastpath.Ingress",
+    .tp_basicsize = sizeof(Ingress),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Ingress_init,
+    .tp_dealloc = (destructor)Ingress_dealloc,
+    .tp_getset = Ingress_getset,
+    .tp_methods = Ingress_methods,
+};
+
+/* ------------------------------------------------------------------------------------- module */
+
+/* configure(error_type, path of a shared object exporting libsrtp 2.x, e.g. pylibsrtp's binding) */
+static PyObject *configure(PyObject *self, PyObject *args) {
+    PyObject *error;
+    const char *path;
+    if (!PyArg_ParseTuple(args, "Os", &error, &path)) return NULL;
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        PyErr_Format(PyExc_ImportError, "cannot load libsrtp from %s: %s", path, dlerror());
+        return NULL;
+    }
+#define SYM(field, name)                                                                      \
+    *(void **)(&L.field) = dlsym(handle, name);                                               \
+    if (L.field == NULL) {                                                                    \
+        memset(&L, 0, sizeof(L));                                                             \
+        PyErr_Format(PyExc_ImportError, "%s has no %s", path, name);                          \
+        return NULL;                                                                          \
+    }
+    SYM(create, "srtp_create")
+    SYM(dealloc, "srtp_dealloc")
+    SYM(policy_rtp, "srtp_crypto_policy_set_from_profile_for_rtp")
+    SYM(policy_rtcp, "srtp_crypto_policy_set_from_profile_for_rtcp")
+    SYM(protect, "srtp_protect")
+    SYM(unprotect, "srtp_unprotect")
+    SYM(protect_rtcp, "srtp_protect_rtcp")
+    SYM(unprotect_rtcp, "srtp_unprotect_rtcp")
+#undef SYM
+    /* No srtp_init() here: pylibsrtp ran it at import, and a second call fails (its debug
+     * modules are registered once). */
+    Py_INCREF(error);
+    Py_XSETREF(SrtpError, error);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {{"configure", configure, METH_VARARGS, NULL}, {NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_fastpath", NULL, -1, module_methods};
+
+PyMODINIT_FUNC PyInit__fastpath(void) {
+    PyTypeObject *types[] = {&SessionType, &EgressType, &RouteType, &IngressType};
+    const char *names[] = {"Session", "Egress", "Route", "Ingress"};
+    for (int i = 0; i < 4; i++)
+        if (PyType_Ready(types[i]) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (m == NULL) return NULL;
+    for (int i = 0; i < 4; i++) {
+        Py_INCREF(types[i]);
+        if (PyModule_AddObject(m, names[i], (PyObject *)types[i]) < 0) return NULL;
+    }
+    PyModule_AddIntConstant(m, "MAX_OUTPUTS", MAX_OUTPUTS);
+    return m;
+}
