@@ -1,0 +1,319 @@
+"""A room's audio for legs that take one stream (phones): decode each talker once, mix-minus, encode once.
+
+Browsers keep receiving every track forwarded encoded by the router; a phone cannot, so it gets
+a mix. The conference subscribes to the room's audio tracks as one more downtrack of the router
+(Opus, decoded with a jitter buffer), takes each phone's RTP, and every 20 ms:
+- mixes the loudest talkers for each phone (mix-minus: a phone never hears itself);
+- encodes each phone's own voice once to Opus and feeds it to the router as that phone's
+  track, with its RFC 6464 audio level, so browsers hear it and see who speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import struct
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..router import CodecInfo, ExtensionIds, Router
+from ..rtp import RtpError, RtpPacket
+from .codecs import OPUS, AudioCodec, AudioDecoder, AudioEncoder, Samples
+from .jitter import JitterBuffer, Lost
+from .mixer import MixMinusMixer
+
+log = logging.getLogger(__name__)
+
+MIXER_RATE = 48000
+FRAME_SECONDS = 0.02
+FRAME_SAMPLES = MIXER_RATE // 50
+MIXER_SUBSCRIBER = "audio-conference"
+AUDIO_LEVEL_ID = 1
+_HEADER = struct.Struct("!BBHII")
+
+
+class _NullSink:
+    """Where the router sends RTCP feedback for a phone's track: nowhere (we are the encoder)."""
+
+    def send_rtp(self, packet: bytes) -> None:
+        pass
+
+    def send_rtcp(self, packet: bytes) -> None:
+        pass
+
+
+def audio_level(samples: Samples) -> int:
+    """RFC 6464 level: -dBov of the frame, 0 (loud) to 127 (silence)."""
+    if not len(samples):
+        return 127
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+    if rms < 1.0:
+        return 127
+    return max(0, min(127, round(-20 * math.log10(rms / 32768))))
+
+
+class RtpWriter:
+    """Numbers the RTP packets of one outgoing stream (RFC 3550): SSRC, sequence, timestamp."""
+
+    def __init__(self, payload_type: int, timestamp_step: int, with_level: bool = False) -> None:
+        self.payload_type = payload_type
+        self.timestamp_step = timestamp_step
+        self.with_level = with_level
+        self.ssrc = secrets.randbits(32)
+        self._sequence = secrets.randbits(16)
+        self._timestamp = secrets.randbits(32)
+        self._marker = True
+
+    def packet(self, payload: bytes, level: int = 127, advance: int = 1) -> bytes:
+        first = 0x90 if self.with_level else 0x80
+        second = self.payload_type | (0x80 if self._marker else 0)
+        self._marker = False
+        header = _HEADER.pack(first, second, self._sequence, self._timestamp, self.ssrc)
+        self._sequence = (self._sequence + 1) & 0xFFFF
+        self._timestamp = (self._timestamp + self.timestamp_step * advance) & 0xFFFFFFFF
+        if self.with_level:
+            # one-byte header extension (RFC 8285): id 1, length 1, voice activity bit
+            vad = 0x80 if level < 60 else 0
+            header += b"\xbe\xde\x00\x01" + bytes([AUDIO_LEVEL_ID << 4, vad | level, 0, 0])
+        return header + payload
+
+    def skip(self) -> None:
+        """A frame not sent (silence): time moves on, the next packet starts a talkspurt."""
+        self._timestamp = (self._timestamp + self.timestamp_step) & 0xFFFFFFFF
+        self._marker = True
+
+
+@dataclass
+class _Source:
+    """One talker's decoded input: jitter buffer, decoder and the frame for this tick."""
+
+    decoder: AudioDecoder
+    buffer: JitterBuffer
+
+    def frame(self, now: float) -> Samples | None:
+        item = self.buffer.pop(now)
+        if item is None:
+            return None
+        samples = (
+            self.decoder.conceal() if isinstance(item, Lost) else self.decoder.decode(item.payload)
+        )
+        if len(samples) != FRAME_SAMPLES:
+            samples = np.resize(samples, FRAME_SAMPLES).astype(np.int16)
+        return samples
+
+
+class _TrackSink:
+    """The conference's downtrack of one browser audio track: RTP in, jitter buffer."""
+
+    def __init__(self, source: _Source) -> None:
+        self.source = source
+
+    def send_rtp(self, packet: bytes) -> None:
+        with contextlib.suppress(RtpError):
+            self.source.buffer.push(RtpPacket.parse(packet), time.monotonic())
+
+    def send_rtcp(self, packet: bytes) -> None:
+        pass
+
+
+@dataclass
+class PhoneLeg:
+    """One phone in the conference: what it sends, what it hears, its track in the router."""
+
+    leg_id: str
+    codec: AudioCodec
+    send: Callable[[bytes], None]
+    """Sends one RTP packet to the phone."""
+    track_id: str
+    telephone_event_pt: int | None = None
+    on_dtmf_packet: Callable[[RtpPacket], None] | None = None
+    muted: bool = False
+    hearing: bool = True
+    """False while on hold or while a prompt is the only thing it should hear."""
+    prompt: list[Samples] = field(default_factory=list)
+    """Frames at the codec's sample rate played instead of the mix, first one next tick."""
+    source: _Source | None = None
+    writer: RtpWriter | None = None
+    encoder: AudioEncoder | None = None
+    opus_writer: RtpWriter | None = None
+    opus_encoder: AudioEncoder | None = None
+    in_room: bool = False
+    on_prompt_done: Callable[[], None] | None = None
+
+    def receive(self, data: bytes) -> None:
+        """An RTP packet from the phone (already latched by its endpoint)."""
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            return
+        if packet.payload_type == self.telephone_event_pt:
+            if self.on_dtmf_packet is not None:
+                self.on_dtmf_packet(packet)
+            return
+        if packet.payload_type != self.codec.payload_type or self.source is None:
+            return
+        self.source.buffer.push(packet, time.monotonic())
+
+    def play(self, frames: list[Samples], on_done: Callable[[], None] | None = None) -> None:
+        """Play frames (at the codec's sample rate) to this phone instead of the room."""
+        self.prompt = list(frames)
+        self.on_prompt_done = on_done
+
+
+class RoomConference:
+    """The audio conference of one room; ticks every 20 ms while it has at least one phone."""
+
+    def __init__(self, room_id: str, router: Router) -> None:
+        self.room_id = room_id
+        self.router = router
+        self.mixer = MixMinusMixer(rate=MIXER_RATE)
+        self.legs: dict[str, PhoneLeg] = {}
+        self._tracks: dict[str, _Source] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.overruns = 0
+
+    # phones ----------------------------------------------------------------------------
+    def add_leg(
+        self,
+        leg_id: str,
+        codec: AudioCodec,
+        send: Callable[[bytes], None],
+        telephone_event_pt: int | None = None,
+    ) -> PhoneLeg:
+        track_id = f"TR_{leg_id}"
+        leg = PhoneLeg(leg_id, codec, send, track_id, telephone_event_pt)
+        leg.source = _Source(codec.decoder(MIXER_RATE), JitterBuffer(clock_rate=codec.clock_rate))
+        leg.writer = RtpWriter(codec.payload_type, codec.timestamp_step)
+        leg.encoder = codec.encoder()
+        self.legs[leg_id] = leg
+        self._ensure_running()
+        return leg
+
+    def enter_room(self, leg: PhoneLeg, participant_id: str) -> str:
+        """The phone is in the room now: publish its voice as an Opus track; its track id."""
+        if not leg.in_room:
+            leg.in_room = True
+            leg.opus_writer = RtpWriter(OPUS.payload_type, OPUS.timestamp_step, with_level=True)
+            leg.opus_encoder = OPUS.encoder()
+            self.router.add_receiver(
+                leg.track_id,
+                participant_id,
+                "audio",
+                CodecInfo("opus", OPUS.payload_type, OPUS.clock_rate),
+                ExtensionIds(audio_level=AUDIO_LEVEL_ID),
+                _NullSink(),
+            )
+        return leg.track_id
+
+    def remove_leg(self, leg_id: str) -> None:
+        leg = self.legs.pop(leg_id, None)
+        if leg is not None and leg.in_room:
+            with contextlib.suppress(KeyError):
+                self.router.remove_receiver(leg.track_id)
+        if not self.legs:
+            self.stop()
+
+    # browser tracks ----------------------------------------------------------------------
+    def add_track(self, track_id: str) -> None:
+        """Hear a browser's (Opus) audio track; phones' own tracks are never taken back in."""
+        if track_id in self._tracks or any(leg.track_id == track_id for leg in self.legs.values()):
+            return
+        if not self.router.has_receiver(track_id):
+            return
+        source = _Source(OPUS.decoder(MIXER_RATE), JitterBuffer(clock_rate=OPUS.clock_rate))
+        self._tracks[track_id] = source
+        self.router.add_downtrack(
+            track_id,
+            MIXER_SUBSCRIBER,
+            _TrackSink(source),
+            secrets.randbits(32),
+            OPUS.payload_type,
+            ExtensionIds(),
+        )
+
+    def remove_track(self, track_id: str) -> None:
+        if self._tracks.pop(track_id, None) is not None:
+            with contextlib.suppress(KeyError):
+                self.router.remove_downtrack(track_id, MIXER_SUBSCRIBER)
+
+    # the clock ------------------------------------------------------------------------------
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        for track_id in list(self._tracks):
+            self.remove_track(track_id)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        try:
+            while True:
+                next_tick += FRAME_SECONDS
+                try:
+                    self.tick(time.monotonic())
+                except Exception:
+                    log.exception("audio conference tick failed", extra={"room": self.room_id})
+                delay = next_tick - loop.time()
+                if delay < -0.2:  # far behind (a stalled loop): resynchronise, do not burst
+                    self.overruns += 1
+                    next_tick = loop.time()
+                    delay = 0
+                await asyncio.sleep(max(0.0, delay))
+        except asyncio.CancelledError:
+            pass
+
+    def tick(self, now: float) -> None:
+        """One 20 ms frame: gather, mix, send to phones, publish phones' voices."""
+        self.ticks += 1
+        frames: dict[Hashable, Samples] = {}
+        for track_id, source in self._tracks.items():
+            frame = source.frame(now)
+            if frame is not None:
+                frames[track_id] = frame
+        for leg in self.legs.values():
+            if leg.source is None:
+                continue
+            frame = leg.source.frame(now)
+            if frame is None or not leg.in_room:
+                if leg.opus_writer is not None:
+                    leg.opus_writer.skip()
+                continue
+            if not leg.muted:
+                frames[leg.leg_id] = frame
+                self._publish(leg, frame)
+            elif leg.opus_writer is not None:
+                leg.opus_writer.skip()
+        listeners = [leg.leg_id for leg in self.legs.values() if leg.in_room and leg.hearing]
+        result = self.mixer.tick(frames, listeners)
+        for leg in self.legs.values():
+            assert leg.writer is not None and leg.encoder is not None
+            if leg.prompt:
+                payload = leg.encoder.encode(leg.prompt.pop(0))
+                if not leg.prompt and leg.on_prompt_done is not None:
+                    done, leg.on_prompt_done = leg.on_prompt_done, None
+                    asyncio.get_running_loop().call_soon(done)
+            elif leg.leg_id in result.mixes:
+                payload = self.mixer.encode_once(leg.codec, result.mixes[leg.leg_id])
+            else:
+                leg.writer.skip()
+                continue
+            if payload:
+                leg.send(leg.writer.packet(payload))
+
+    def _publish(self, leg: PhoneLeg, frame: Samples) -> None:
+        assert leg.opus_writer is not None and leg.opus_encoder is not None
+        payload = leg.opus_encoder.encode(frame)
+        if payload:
+            self.router.on_rtp(leg.track_id, leg.opus_writer.packet(payload, audio_level(frame)))

@@ -1,0 +1,284 @@
+"""SIP over UDP, TCP and TLS (RFC 3261 section 18): the thin asyncio shell around the sans-I/O core.
+
+Bytes come in, are parsed, and go through the transaction layer; the actions it returns (send,
+start or cancel a timer, deliver to the transaction user) are carried out here. Nothing else in
+protocols/sip touches a socket or a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Hashable
+from typing import Protocol
+
+from gateway.ratelimit import RateLimiter
+from protocols.sip.message import Request, Response, StreamReader, parse_message, serialize
+from protocols.sip.transaction import (
+    Action,
+    CancelTimer,
+    Deliver,
+    Send,
+    StartTimer,
+    Terminated,
+    TimerSettings,
+    TransactionKey,
+    TransactionLayer,
+)
+from protocols.sip.uri import SipParseError
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+MAX_DATAGRAM = 65_535
+MAX_STREAM_BUFFER = 256 * 1024
+
+
+class TransactionUser(Protocol):
+    """The UA core above the transport (RFC 3261 section 8 and 12-16)."""
+
+    def deliver(self, transport: SipTransport, action: Deliver) -> None: ...
+
+    def terminated(self, transport: SipTransport, action: Terminated) -> None: ...
+
+    def timer_fired(self, transport: SipTransport, key: Hashable, name: str) -> list[Action]: ...
+
+
+class Guard:
+    """Per-address message rate limit and temporary bans, shared by every transport."""
+
+    def __init__(
+        self, messages_per_second: int = 50, failures_before_ban: int = 10, ban_seconds: int = 600
+    ) -> None:
+        self.limiter = RateLimiter(messages_per_second * 60, burst=messages_per_second * 2)
+        self.failures = RateLimiter(failures_before_ban, burst=failures_before_ban)
+        self.ban_seconds = ban_seconds
+        self._banned: dict[str, float] = {}
+
+    def admits(self, host: str) -> bool:
+        until = self._banned.get(host)
+        if until is not None:
+            if time.monotonic() < until:
+                return False
+            del self._banned[host]
+        return self.limiter.allow(host)
+
+    def failure(self, host: str, what: str) -> None:
+        """A failed authentication or PIN; too many in a row bans the address for a while."""
+        log.warning("SIP %s failed from %s", what, host, extra={"source": host})
+        if not self.failures.allow(host):
+            self._banned[host] = time.monotonic() + self.ban_seconds
+            log.warning(
+                "SIP address banned: %s for %d s", host, self.ban_seconds, extra={"source": host}
+            )
+
+    def banned(self, host: str) -> bool:
+        until = self._banned.get(host)
+        return until is not None and time.monotonic() < until
+
+
+class SipTransport:
+    """One listening transport; ``kind`` is "udp", "tcp" or "tls" (as written in Via)."""
+
+    def __init__(
+        self,
+        kind: str,
+        host: str,
+        port: int,
+        user: TransactionUser,
+        guard: Guard,
+        advertised_host: str = "",
+        ssl_context: ssl.SSLContext | None = None,
+        timers: TimerSettings | None = None,
+    ) -> None:
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self.advertised_host = advertised_host or host
+        self.user = user
+        self.guard = guard
+        self.ssl_context = ssl_context
+        self.layer = TransactionLayer(reliable=kind != "udp", timers=timers)
+        self._timers: dict[tuple[Hashable, str], asyncio.TimerHandle] = {}
+        self._datagrams: asyncio.DatagramTransport | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: dict[Address, asyncio.StreamWriter] = {}
+        self.messages_in = 0
+        self.dropped = 0
+
+    @property
+    def via_transport(self) -> str:
+        return self.kind.upper()
+
+    @property
+    def sent_by(self) -> str:
+        host = self.advertised_host
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{self.port}"
+
+    # life cycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.kind == "udp":
+            self._datagrams, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(self), local_addr=(self.host, self.port)
+            )
+            self.port = self._datagrams.get_extra_info("sockname")[1]
+        else:
+            self._server = await asyncio.start_server(
+                self._serve_connection, self.host, self.port, ssl=self.ssl_context
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._datagrams is not None:
+            self._datagrams.close()
+        if self._server is not None:
+            self._server.close()
+        for writer in self._connections.values():
+            writer.close()
+        self._connections.clear()
+
+    # bytes in ----------------------------------------------------------------------------------
+    def datagram_received(self, data: bytes, source: Address) -> None:
+        if not self.guard.admits(source[0]):
+            self.dropped += 1
+            return
+        if data.strip(b"\r\n") == b"":
+            return  # RFC 5626 keep-alive
+        try:
+            message = parse_message(data)
+        except SipParseError as error:
+            self.dropped += 1
+            log.debug(
+                "dropped an unparsable SIP datagram",
+                extra={"source": source[0], "reason": error.reason},
+            )
+            return
+        self.message_received(message, source)
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        source: Address = (peer[0], peer[1])
+        if not self.guard.admits(source[0]):
+            writer.close()
+            return
+        self._connections[source] = writer
+        await self._read_stream(reader, source)
+        self._connections.pop(source, None)
+        writer.close()
+
+    async def _read_stream(self, reader: asyncio.StreamReader, source: Address) -> None:
+        framer = StreamReader()
+        try:
+            while data := await reader.read(65536):
+                if not self.guard.admits(source[0]):
+                    return
+                for message in framer.feed(data):
+                    self.message_received(message, source)
+        except SipParseError:
+            self.dropped += 1  # a stream that loses framing cannot be resynchronised: close it
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+
+    def message_received(self, message: Request | Response, source: Address) -> None:
+        self.messages_in += 1
+        self.execute(self.layer.receive(message, source))
+
+    # actions out --------------------------------------------------------------------------------
+    def execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.send(action.message, action.destination)
+            elif isinstance(action, StartTimer):
+                self._start_timer(action)
+            elif isinstance(action, CancelTimer):
+                handle = self._timers.pop((action.key, action.name), None)
+                if handle is not None:
+                    handle.cancel()
+            elif isinstance(action, Deliver):
+                self.user.deliver(self, action)
+            elif isinstance(action, Terminated):
+                self.user.terminated(self, action)
+
+    def _start_timer(self, action: StartTimer) -> None:
+        slot = (action.key, action.name)
+        previous = self._timers.pop(slot, None)
+        if previous is not None:
+            previous.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[slot] = loop.call_later(
+            action.seconds, self._timer_fired, action.key, action.name
+        )
+
+    def _timer_fired(self, key: Hashable, name: str) -> None:
+        self._timers.pop((key, name), None)
+        if isinstance(key, TransactionKey):
+            self.execute(self.layer.timer_fired(key, name))
+        else:
+            self.execute(self.user.timer_fired(self, key, name))
+
+    def send(self, message: Request | Response, destination: Address) -> None:
+        data = serialize(message)
+        if self.kind == "udp":
+            if self._datagrams is not None:
+                self._datagrams.sendto(data, destination)
+            return
+        writer = self._connections.get(destination)
+        if writer is not None and not writer.is_closing():
+            writer.write(data)
+        else:
+            asyncio.get_running_loop().create_task(self._connect_and_send(data, destination))
+
+    async def _connect_and_send(self, data: bytes, destination: Address) -> None:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(*destination, ssl=self._client_ssl()), 10
+            )
+        except (OSError, TimeoutError, ssl.SSLError):
+            log.info(
+                "SIP connection failed", extra={"destination": f"{destination[0]}:{destination[1]}"}
+            )
+            return
+        self._connections[destination] = writer
+        writer.write(data)
+        with contextlib.suppress(Exception):
+            await self._read_stream(reader, destination)
+        self._connections.pop(destination, None)
+        writer.close()
+
+    def _client_ssl(self) -> ssl.SSLContext | None:
+        if self.kind != "tls":
+            return None
+        context = ssl.create_default_context()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    # the transaction user's calls -------------------------------------------------------------
+    def send_request(self, request: Request, destination: Address) -> TransactionKey | None:
+        key, actions = self.layer.send_request(request, destination)
+        self.execute(actions)
+        return key
+
+    def send_response(self, key: TransactionKey, response: Response) -> None:
+        self.execute(self.layer.send_response(key, response))
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, transport: SipTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.transport.datagram_received(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP UDP error: %s", exc)
