@@ -331,7 +331,7 @@ def _parse_name_addr(value: str) -> tuple[str | None, str, dict[str, str | None]
 def _check_address(value: str) -> dict[str, str | None]:
     """Syntax-check an address whose URI may have any scheme (RFC 4475 unksm2); return its params."""
     _, uri_text, params, _ = _parse_name_addr(value)
-    if uri_text[:4].lower() in ("sip:", "sips", "tel:"):
+    if uri_text.partition(":")[0].lower() in ("sip", "sips", "tel"):
         SipUri.parse(uri_text)
     else:
         check_absolute_uri(uri_text)

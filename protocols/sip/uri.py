@@ -169,10 +169,8 @@ def parse_host(text: str) -> str:
     if text[0] == "[":
         if text[-1] != "]" or "%" in text:
             raise SipParseError("malformed IPv6 reference")
-        try:
-            ipaddress.IPv6Address(text[1:-1])
-        except ValueError:
-            raise SipParseError("malformed IPv6 reference") from None
+        if not _is_ipv6(text[1:-1]):
+            raise SipParseError("malformed IPv6 reference")
         return text
     for char in text:
         if char not in _HOSTNAME_CHARS:
@@ -180,6 +178,24 @@ def parse_host(text: str) -> str:
     if text[0] in "-." or ".." in text:
         raise SipParseError("malformed host name")
     return text
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+        return True
+    except ValueError:
+        pass
+    # RFC 3261's IPv6address ABNF allows "2001:db8:::192.0.2.1" (three colons before an embedded
+    # IPv4 address); RFC 5118 4.10 says to tolerate it. Nothing else non-RFC 4291 gets in.
+    head, sep, tail = text.rpartition(":::")
+    if not sep or ":" in tail or "." not in tail:
+        return False
+    try:
+        ipaddress.IPv6Address(f"{head}::{tail}")
+        return True
+    except ValueError:
+        return False
 
 
 def format_host(host: str) -> str:
