@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .audio.conference import RoomConference
 from .dtls import DtlsCertificate
 from .endpoint import TrackRecord, WebRtcEndpoint
 from .router import Router
@@ -39,6 +40,7 @@ class _Room:
     router: Router
     tracks: dict[str, TrackRecord] = field(default_factory=dict)
     endpoints: dict[str, WebRtcEndpoint] = field(default_factory=dict)
+    conference: RoomConference | None = None
 
 
 class MediaRelay:
@@ -106,8 +108,20 @@ class MediaRelay:
 
     def set_track_muted(self, room_id: str, track_id: str, muted: bool) -> None:
         room = self._rooms.get(room_id)
-        if room is not None and track_id in room.tracks:
+        if room is not None and room.router.has_receiver(track_id):
             room.router.set_muted(track_id, muted)
+
+    def conference(self, room_id: str) -> RoomConference:
+        """The room's audio conference for phones, made on first use."""
+        room = self._room(room_id)
+        if room.conference is None:
+            room.conference = RoomConference(room_id, room.router)
+        return room.conference
+
+    def room_conference(self, room_id: str) -> RoomConference | None:
+        """The room's conference if it has one (no phone ever joined: None)."""
+        room = self._rooms.get(room_id)
+        return room.conference if room is not None else None
 
     def close_room(self, room_id: str) -> None:
         room = self._rooms.get(room_id)
@@ -115,6 +129,8 @@ class MediaRelay:
             return
         for endpoint in list(room.endpoints.values()):
             endpoint.close()
+        if room.conference is not None:
+            room.conference.stop()
         self._rooms.pop(room_id, None)
         close = getattr(room.router, "close", None)
         if close is not None:
