@@ -7,7 +7,7 @@ conceal), or None (nothing to play: not started, or the talker paused).
 Delay adapts within [min_delay, max_delay]: the target follows the RFC 3550 §6.4.1 jitter
 estimate and jumps up by a frame whenever a packet arrives too late to play. Playout
 stretches by repeating `Lost` when the buffer runs dry (the delay grows by a frame) and skips
-a frame when more than the target plus two frames is queued (the delay shrinks). Packets are
+a frame when more than the target plus two frames stays queued for 100 ms (the delay shrinks). Packets are
 assumed to carry one frame each (ptime = frame_ms).
 """
 
@@ -19,6 +19,7 @@ from ..rtp import RtpPacket
 
 _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
+_OVERFULL_TICKS = 5  # consecutive overfull ticks before dropping a frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,7 @@ class JitterBuffer:
         self._jitter = 0.0  # seconds, RFC 3550 §6.4.1
         self._transit: float | None = None
         self._late_boost = 0.0
+        self._overfull_ticks = 0
 
     @property
     def jitter(self) -> float:
@@ -146,6 +148,10 @@ class JitterBuffer:
             self.stats.lost += 1
             return Lost(self._next_ts % _TS_MOD)  # not advancing: playout stretches a frame
         if self.buffered > self.target_delay + 2 * self.frame_duration:
+            self._overfull_ticks += 1
+        else:
+            self._overfull_ticks = 0
+        if self._overfull_ticks >= _OVERFULL_TICKS:  # not a momentary burst: shrink
             self._packets.pop(self._next_ts, None)
             self._next_ts += self.timestamp_step
             self.stats.skipped += 1

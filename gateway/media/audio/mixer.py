@@ -11,8 +11,9 @@ listener keeps hearing one continuous stream while its mix stays the same.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,7 @@ from .codecs import AudioCodec, AudioEncoder
 from .resample import Resampler
 
 Samples = npt.NDArray[np.int16]
-ParticipantId = Hashable
+ParticipantId = Any  # any hashable id; Any so a Mapping[str, ...] is accepted (keys are invariant)
 
 _INT16_MAX = 32767
 
