@@ -18,12 +18,22 @@ from gateway.config import Config
 from gateway.federation import SigningKeys
 from gateway.media import MediaRelay
 from gateway.ratelimit import RateLimiter
-from gateway.rooms import ActiveSpeakers, EventBus, RoomError, RoomManager, TrackMuted
+from gateway.rooms import (
+    ActiveSpeakers,
+    EventBus,
+    RoomError,
+    RoomManager,
+    TrackKind,
+    TrackMuted,
+    TrackPublished,
+    TrackUnpublished,
+)
 from gateway.store import Store
 from gateway.tokens import TokenAuthority
 
 if TYPE_CHECKING:
     from gateway.ors.session import OrsSession
+    from protocols.sip.service import SipService
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +69,7 @@ class Gateway:
         per_minute = config.limits.anonymous_requests_per_minute
         self.anonymous_limit = RateLimiter(per_minute, burst=per_minute)
         self.sessions: dict[tuple[str, str], OrsSession] = {}
+        self.sip: SipService | None = None
         self.new_admin_token: str | None = None
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -88,6 +99,11 @@ class Gateway:
 
     async def start(self) -> None:
         await self.relay.start()
+        if self.config.sip.enabled:
+            from protocols.sip.service import SipService
+
+            self.sip = SipService(self)
+            await self.sip.start()
         self.new_admin_token = self.ensure_admin_token()
         self.ensure_demo_room()
         self._tasks.append(asyncio.create_task(self._apply_room_events()))
@@ -99,6 +115,8 @@ class Gateway:
             await session.end("room_closed")
         for task in self._tasks:
             task.cancel()
+        if self.sip is not None:
+            await self.sip.stop()
         await self.relay.stop()
         self.store.close()
 
@@ -107,6 +125,13 @@ class Gateway:
         async for event in self.bus.subscribe():
             if isinstance(event, TrackMuted):
                 self.relay.set_track_muted(event.room_id, event.track.id, event.track.muted)
+            conference = self.relay.room_conference(event.room_id)
+            if conference is None:
+                continue
+            if isinstance(event, TrackPublished) and event.track.kind is TrackKind.AUDIO:
+                conference.add_track(event.track.id)
+            elif isinstance(event, TrackUnpublished):
+                conference.remove_track(event.track.id)
 
 
 def build_app(gateway: Gateway) -> web.Application:
@@ -122,6 +147,8 @@ def banner(gateway: Gateway, media_port: int) -> str:
         "  Rondpoint gateway is running",
         f"  web        {config.base_url}/",
         f"  media      udp {config.media.public_ip or config.media.host}:{media_port}",
+        "  sip        "
+        + (f"udp/tcp {config.sip.host}:{gateway.sip.port}" if gateway.sip else "off"),
         f"  data       {Path(config.server.data_dir).resolve()}",
     ]
     demo = config.rooms.demo_room

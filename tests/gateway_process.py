@@ -31,6 +31,7 @@ class RunningGateway:
     data_dir: Path
     config_path: Path
     media_port: int
+    sip_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
 
@@ -77,6 +78,8 @@ def running_gateway(
 ) -> Iterator[RunningGateway]:
     http_port = free_port()
     media_port = free_port(socket.SOCK_DGRAM)
+    sip_port = free_port(socket.SOCK_DGRAM)
+    rtp_start = 20000 + (sip_port % 200) * 100
     data_dir = tmp / "data"
     config_path = tmp / "rondpoint.toml"
     config_path.write_text(
@@ -84,6 +87,8 @@ def running_gateway(
         f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n'
         f'[media]\nhost = "127.0.0.1"\nport = {media_port}\n'
         f"port_range_start = {media_port}\nport_range_end = {media_port}\n"
+        f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\n'
+        f"rtp_port_start = {rtp_start}\nrtp_port_end = {rtp_start + 99}\n"
         f"{extra_config}\n"
     )
     log_path = tmp / "gateway.log"
@@ -128,6 +133,7 @@ def running_gateway(
             data_dir=data_dir,
             config_path=config_path,
             media_port=media_port,
+            sip_port=sip_port,
             process=process,
             log_path=log_path,
         )

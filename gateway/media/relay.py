@@ -12,9 +12,12 @@ from .audio.conference import RoomConference
 from .dtls import DtlsCertificate
 from .endpoint import TrackRecord, WebRtcEndpoint
 from .router import Router
+from .sdp import Codec
 from .transport import UdpMux
 
 logger = logging.getLogger(__name__)
+
+OPUS_PAYLOAD_TYPE = 111
 
 _TICK_INTERVAL = 1.0
 
@@ -115,8 +118,20 @@ class MediaRelay:
         """The room's audio conference for phones, made on first use."""
         room = self._room(room_id)
         if room.conference is None:
-            room.conference = RoomConference(room_id, room.router)
+            room.conference = RoomConference(
+                room_id,
+                room.router,
+                on_track_added=lambda track_id, participant_id: self._local_track(
+                    room, track_id, participant_id
+                ),
+                on_track_removed=lambda track_id: self._track_removed(room, track_id),
+            )
         return room.conference
+
+    def _local_track(self, room: _Room, track_id: str, participant_id: str) -> None:
+        """A track the relay itself encodes (a phone's voice): subscribers may ask for it."""
+        opus = Codec(OPUS_PAYLOAD_TYPE, "opus", 48000, 2, "minptime=10;useinbandfec=1")
+        room.tracks[track_id] = TrackRecord(track_id, participant_id, "audio", opus)
 
     def room_conference(self, room_id: str) -> RoomConference | None:
         """The room's conference if it has one (no phone ever joined: None)."""

@@ -31,4 +31,14 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
+    # 2: SIP dispatch rules (a dialled number or user -> a room, or the PIN prompt).
+    """
+    CREATE TABLE dispatch_rules (
+        number      TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL DEFAULT '',
+        language    TEXT NOT NULL DEFAULT '',
+        created_at  REAL NOT NULL
+    );
+    CREATE INDEX rooms_by_pin ON rooms(pin) WHERE pin != '';
+    """,
 ]

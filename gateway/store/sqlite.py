@@ -15,6 +15,15 @@ from gateway.store.migrations import MIGRATIONS
 
 
 @dataclass
+class DispatchRule:
+    """A dialled number or SIP user -> a room ("" for the PIN prompt), with the prompts' language."""
+
+    number: str
+    room_id: str = ""
+    language: str = ""
+
+
+@dataclass
 class RoomRecord:
     id: str
     pin: str = ""
@@ -106,6 +115,28 @@ class Store:
         cursor = self._db.execute(
             "DELETE FROM room_links WHERE room_id = ? AND target = ?", (room_id, target)
         )
+        return cursor.rowcount > 0
+
+    def rooms_with_pin(self, pin: str) -> list[str]:
+        rows = self._db.execute("SELECT id FROM rooms WHERE pin = ? AND pin != ''", (pin,))
+        return [row[0] for row in rows]
+
+    # SIP dispatch rules ------------------------------------------------------
+    def save_dispatch_rule(self, rule: DispatchRule) -> None:
+        self._db.execute(
+            "INSERT INTO dispatch_rules (number, room_id, language, created_at) VALUES (?,?,?,?) "
+            "ON CONFLICT(number) DO UPDATE SET room_id=excluded.room_id, language=excluded.language",
+            (rule.number, rule.room_id, rule.language, time.time()),
+        )
+
+    def dispatch_rules(self) -> list[DispatchRule]:
+        rows = self._db.execute(
+            "SELECT number, room_id, language FROM dispatch_rules ORDER BY number"
+        )
+        return [DispatchRule(*row) for row in rows]
+
+    def delete_dispatch_rule(self, number: str) -> bool:
+        cursor = self._db.execute("DELETE FROM dispatch_rules WHERE number = ?", (number,))
         return cursor.rowcount > 0
 
     # settings ------------------------------------------------------------

@@ -169,9 +169,18 @@ class PhoneLeg:
 class RoomConference:
     """The audio conference of one room; ticks every 20 ms while it has at least one phone."""
 
-    def __init__(self, room_id: str, router: Router) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        router: Router,
+        on_track_added: Callable[[str, str], None] | None = None,
+        on_track_removed: Callable[[str], None] | None = None,
+    ) -> None:
         self.room_id = room_id
         self.router = router
+        self.on_track_added = on_track_added
+        """(track id, participant id) of a phone's voice now in the router."""
+        self.on_track_removed = on_track_removed
         self.mixer = MixMinusMixer(rate=MIXER_RATE)
         self.legs: dict[str, PhoneLeg] = {}
         self._tracks: dict[str, _Source] = {}
@@ -210,11 +219,15 @@ class RoomConference:
                 ExtensionIds(audio_level=AUDIO_LEVEL_ID),
                 _NullSink(),
             )
+            if self.on_track_added is not None:
+                self.on_track_added(leg.track_id, participant_id)
         return leg.track_id
 
     def remove_leg(self, leg_id: str) -> None:
         leg = self.legs.pop(leg_id, None)
         if leg is not None and leg.in_room:
+            if self.on_track_removed is not None:
+                self.on_track_removed(leg.track_id)
             with contextlib.suppress(KeyError):
                 self.router.remove_receiver(leg.track_id)
         if not self.legs:

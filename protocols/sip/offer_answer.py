@@ -1,0 +1,129 @@
+"""The SDP offer/answer of a phone call's audio (RFC 3264), with telephone-event (RFC 4733).
+
+Uses the project's one SDP parser (gateway.media.sdp). Only what is tested with real SIP peers
+is accepted: PCMA, PCMU and G.722, plus telephone-event for DTMF.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from gateway.media.audio.codecs import G722, PCMA, PCMU, AudioCodec
+from gateway.media.sdp import (
+    Codec,
+    MediaDescription,
+    SdpError,
+    SessionDescription,
+    parse,
+    serialize,
+)
+
+SUPPORTED = {"pcma": PCMA, "pcmu": PCMU, "g722": G722}
+"""Codecs a phone may use, by rtpmap name; the caller's order of preference decides."""
+
+RTP_AVP = ("RTP/AVP", "RTP/AVPF")
+_DIRECTIONS = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
+
+
+@dataclass
+class AudioOffer:
+    """What the phone offered, reduced to what the call needs."""
+
+    codec: AudioCodec
+    payload_type: int
+    telephone_event_pt: int | None
+    address: tuple[str, int] | None
+    """Where to send RTP (None when the offer says 0.0.0.0 or port 0: hold, RFC 3264 8.4)."""
+    direction: str
+    """The phone's direction: sendrecv, sendonly (it puts us on hold), recvonly or inactive."""
+
+
+def read_offer(text: str) -> AudioOffer:
+    """The first usable audio m-line of an offer; SdpError naming what is missing otherwise."""
+    description = parse(text)
+    for media in description.media:
+        if media.kind != "audio" or media.proto not in RTP_AVP:
+            continue
+        chosen: tuple[AudioCodec, int] | None = None
+        telephone_event = None
+        for payload in media.fmt:
+            if not payload.isdigit():
+                continue
+            pt = int(payload)
+            codec = media.codec(pt)
+            name = codec.name.lower() if codec is not None else _static_name(pt)
+            if name == "telephone-event" and (codec is None or codec.clock_rate == 8000):
+                telephone_event = telephone_event if telephone_event is not None else pt
+            elif chosen is None and name in SUPPORTED:
+                chosen = (SUPPORTED[name], pt)
+        if chosen is None:
+            continue
+        host = media.connection or description.connection
+        address = _address(host, media.port)
+        direction = media.direction or "sendrecv"
+        return AudioOffer(chosen[0], chosen[1], telephone_event, address, direction)
+    raise SdpError("the offer has no audio line with PCMA, PCMU or G722 over RTP/AVP")
+
+
+def _static_name(payload_type: int) -> str:
+    return {0: "pcmu", 8: "pcma", 9: "g722"}.get(payload_type, "")
+
+
+def _address(connection: str | None, port: int) -> tuple[str, int] | None:
+    if not connection or port == 0:
+        return None
+    parts = connection.split()
+    if len(parts) < 3:
+        raise SdpError("the offer's c= line is malformed")
+    host = parts[2].split("/")[0]
+    try:
+        if ipaddress.ip_address(host).is_unspecified:
+            return None
+    except ValueError:
+        raise SdpError("the offer's c= address is not an IP address") from None
+    return host, port
+
+
+def make_answer(
+    offer: AudioOffer,
+    local_ip: str,
+    port: int,
+    session_id: int,
+    version: int,
+    on_hold: bool = False,
+) -> str:
+    """Our answer: the chosen codec (with the caller's payload type) and telephone-event."""
+    family = "IP6" if ":" in local_ip else "IP4"
+    codecs = [Codec(offer.payload_type, offer.codec.name, offer.codec.clock_rate)]
+    fmt = [str(offer.payload_type)]
+    if offer.telephone_event_pt is not None:
+        codecs.append(Codec(offer.telephone_event_pt, "telephone-event", 8000, fmtp="0-16"))
+        fmt.append(str(offer.telephone_event_pt))
+    direction = _DIRECTIONS.get(offer.direction, "sendrecv")
+    if on_hold and direction == "sendrecv":
+        direction = "sendonly"
+    media = MediaDescription(
+        kind="audio",
+        port=port,
+        proto="RTP/AVP",
+        fmt=fmt,
+        direction=direction,
+        codecs=codecs,
+        extra=[("ptime", "20")],
+    )
+    description = SessionDescription(
+        origin=f"rondpoint {session_id} {version} IN {family} {local_ip}",
+        name="Rondpoint",
+        connection=f"IN {family} {local_ip}",
+        media=[media],
+    )
+    return serialize(description)
+
+
+__all__ = ["AudioOffer", "SdpError", "make_answer", "read_offer"]

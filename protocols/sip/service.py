@@ -1,0 +1,201 @@
+"""The SIP side of the gateway: listeners, the UA core that routes requests to calls (RFC 3261 8, 12).
+
+Out-of-dialog INVITEs become calls into rooms; OPTIONS is answered for keep-alives; REGISTER is
+refused the same way whoever it names (the gateway is no registrar, and scanning it for users
+must learn nothing); requests for unknown dialogs get 481.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+from gateway.media.rtp_endpoint import PortAllocator
+from protocols.sip.call import CallState, InboundCall
+from protocols.sip.dialog import DialogId, incoming_dialog_id, response_dialog_id
+from protocols.sip.dispatch import Dispatcher
+from protocols.sip.message import NameAddress, Request, Response, SipUri, make_response
+from protocols.sip.transaction import (
+    Action,
+    Deliver,
+    Terminated,
+    TransactionKey,
+    new_branch,
+    top_via,
+)
+from protocols.sip.transport import Guard, SipTransport
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+log = logging.getLogger(__name__)
+
+
+class SipService:
+    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER"
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.config = gateway.config.sip
+        self.rooms = gateway.rooms
+        self.bus = gateway.bus
+        self.relay = gateway.relay
+        self.guard = Guard(
+            failures_before_ban=self.config.failures_before_ban, ban_seconds=self.config.ban_seconds
+        )
+        self.dispatcher = Dispatcher(gateway.rooms, self.config.language)
+        self.ports = PortAllocator(
+            self.config.host, self.config.rtp_port_start, self.config.rtp_port_end
+        )
+        self.media_ip = self.config.public_ip or self.config.host
+        self.answer_delay = 0.3
+        """Ringing before the answer, long enough for a caller's CANCEL to be honoured."""
+        self.transports: list[SipTransport] = []
+        self.calls: dict[DialogId, InboundCall] = {}
+        self._pending: dict[tuple[str, str], InboundCall] = {}
+        """Calls not answered yet, by (Call-ID, INVITE branch)."""
+
+    async def start(self) -> None:
+        advertised = self.config.public_ip or self.config.host
+        kinds: list[tuple[str, int, ssl.SSLContext | None]] = [
+            ("udp", self.config.port, None),
+            ("tcp", self.config.port, None),
+        ]
+        if self.config.tls_port:
+            kinds.append(("tls", self.config.tls_port, self._server_ssl()))
+        for kind, port, context in kinds:
+            transport = SipTransport(
+                kind, self.config.host, port, self, self.guard, advertised, context
+            )
+            await transport.start()
+            self.transports.append(transport)
+        log.info("SIP listening", extra={"host": self.config.host, "port": self.config.port})
+
+    def _server_ssl(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = (
+            ssl.TLSVersion.TLSv1_3
+            if self.config.tls_min_version == "1.3"
+            else ssl.TLSVersion.TLSv1_2
+        )
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()) + list(self._pending.values()):
+            call.hang_up("room_closed")
+        for transport in self.transports:
+            transport.close()
+
+    @property
+    def port(self) -> int:
+        return self.transports[0].port if self.transports else self.config.port
+
+    # what calls need -------------------------------------------------------------------------
+    def contact(self, transport: SipTransport) -> str:
+        return f"<sip:rondpoint@{transport.sent_by};transport={transport.kind}>"
+
+    def via(self, transport: SipTransport) -> str:
+        return f"SIP/2.0/{transport.via_transport} {transport.sent_by};branch={new_branch()};rport"
+
+    def register_dialog(self, call: InboundCall) -> None:
+        assert call.dialog is not None
+        self.calls[call.dialog.id] = call
+        self._pending.pop(_pending_key(call.invite), None)
+
+    def forget(self, call: InboundCall) -> None:
+        if call.dialog is not None:
+            self.calls.pop(call.dialog.id, None)
+        self._pending.pop(_pending_key(call.invite), None)
+
+    def send_in_dialog(self, call: InboundCall, request: Request) -> None:
+        """Send a request of ours in a call's dialog, to where the phone's signalling comes from."""
+        call.transport.send_request(request, call.source)
+
+    def options_response(self, request: Request) -> Response:
+        response = make_response(request, 200)
+        response.headers.add("Allow", self.ALLOW)
+        response.headers.add("Accept", "application/sdp")
+        response.headers.add("Supported", "timer")
+        return response
+
+    # the transaction user ----------------------------------------------------------------------
+    def deliver(self, transport: SipTransport, action: Deliver) -> None:
+        message = action.message
+        if isinstance(message, Response):
+            self._response(message)
+            return
+        try:
+            self._request(transport, message, action)
+        except ValueError:
+            if action.key is not None:
+                transport.send_response(action.key, make_response(message, 400, "Bad Request"))
+
+    def _response(self, response: Response) -> None:
+        try:
+            call = self.calls.get(response_dialog_id(response))
+        except ValueError:
+            return
+        if call is not None:
+            call.response_received(response)
+
+    def _request(self, transport: SipTransport, request: Request, action: Deliver) -> None:
+        key, source = action.key, action.source or ("", 0)
+        method = request.method
+        to_tag = NameAddress.parse(request.headers.get("To") or "").tag
+        if method == "CANCEL":
+            call = self._pending.get(_pending_key(request))
+            if call is not None:
+                call.cancelled()
+            return
+        if to_tag:
+            call = self.calls.get(incoming_dialog_id(request))
+            if call is not None and call.state is not CallState.ENDED:
+                call.in_dialog(request, key)
+            elif method != "ACK" and key is not None:
+                transport.send_response(
+                    key, make_response(request, 481, "Call/Transaction Does Not Exist")
+                )
+            return
+        if key is None:
+            return  # a stray ACK
+        if method == "INVITE":
+            self._invite(transport, request, key, source)
+        elif method == "OPTIONS":
+            transport.send_response(key, self.options_response(request))
+        elif method == "REGISTER":
+            response = make_response(request, 403, "Forbidden")
+            transport.send_response(key, response)
+        elif method in ("BYE", "UPDATE", "INFO", "REFER", "PRACK", "ACK"):
+            transport.send_response(
+                key, make_response(request, 481, "Call/Transaction Does Not Exist")
+            )
+        else:
+            response = make_response(request, 501, "Not Implemented")
+            response.headers.add("Allow", self.ALLOW)
+            transport.send_response(key, response)
+
+    def _invite(
+        self,
+        transport: SipTransport,
+        request: Request,
+        key: TransactionKey,
+        source: tuple[str, int],
+    ) -> None:
+        user = SipUri.parse(request.uri).user or ""
+        call = InboundCall(self, transport, request, key, source)
+        self._pending[_pending_key(request)] = call
+        call.start(user, trusted=False)
+
+    def terminated(self, transport: SipTransport, action: Terminated) -> None:
+        pass
+
+    def timer_fired(self, transport: SipTransport, key: Hashable, name: str) -> list[Action]:
+        call = self.calls.get(key) if isinstance(key, DialogId) else None
+        return call.timer_fired(name) if call is not None else []
+
+
+def _pending_key(request: Request) -> tuple[str, str]:
+    return (request.headers.get("Call-ID") or "", top_via(request).branch or "")
