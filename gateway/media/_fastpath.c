@@ -105,6 +105,10 @@ static PyObject *session_apply(Session *self, PyObject *arg, srtp_fn fn, int gro
     char *data;
     Py_ssize_t len;
     if (PyBytes_AsStringAndSize(arg, &data, &len) < 0) return NULL;
+    if (self->ctx == NULL) {
+        PyErr_SetString(error_type(), "SRTP session not initialised");
+        return NULL;
+    }
     if (len + grow > BUF_SIZE * 2 || len < 4) {
         PyErr_Format(error_type(), "%s: bad packet length", what);
         return NULL;
@@ -458,6 +462,10 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
     char *data;
     Py_ssize_t size;
     if (PyBytes_AsStringAndSize(arg, &data, &size) < 0) return NULL;
+    if (self->rx == NULL || self->rx->ctx == NULL) {
+        PyErr_SetString(error_type(), "Ingress not initialised");
+        return NULL;
+    }
     unsigned char in[BUF_SIZE * 2 + SRTP_MAX_TRAILER_LEN];
     if (size > BUF_SIZE * 2 || size < 12) {
         PyErr_SetString(error_type(), "srtp_unprotect: bad packet length");
@@ -569,7 +577,7 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         PyList_SetItem(o->history_packets, slot, plain);
         PyList_SetItem(o->history_seqs, slot, seqobj);
         Egress *eg = o->egress;
-        if (eg->fd < 0) continue;
+        if (eg->fd < 0 || eg->tx == NULL || eg->tx->ctx == NULL) continue;
         int n = len;
         if (L.protect(eg->tx->ctx, p, &n) != srtp_err_status_ok) continue;
         iov[count].iov_base = p;

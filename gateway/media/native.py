@@ -26,7 +26,12 @@ except ImportError:  # not built, or no usable libsrtp: the pure-Python path
 
 MODULE = _module  # what the router builds routes with, once a transport has an Ingress
 
-enabled = os.environ.get("RONDPOINT_NATIVE", "1") not in ("0", "false", "no", "off")
+enabled = _module is not None and os.environ.get("RONDPOINT_NATIVE", "1") not in (
+    "0",
+    "false",
+    "no",
+    "off",
+)
 
 
 def available() -> bool:

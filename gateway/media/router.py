@@ -456,7 +456,7 @@ class Router:
             stats = self.stats
             stats.packets_forwarded += forwarded
             stats.bytes_forwarded += octets + forwarded * RTP_HEADER_SIZE
-            if steady and not rtx and seq == stream.max_seq and len(receiver.layers) == 1:
+            if steady and native.enabled and not rtx and seq == stream.max_seq:
                 self._install_route(receiver, layer)
 
     def on_publisher_rtcp(self, track_id: str, packet: bytes, now: float | None = None) -> None:
@@ -655,8 +655,8 @@ class Router:
     def _install_route(self, receiver: _Receiver, layer: _Layer) -> None:
         ingress = getattr(receiver.publisher, "ingress", None)
         stream = layer.stream
-        if ingress is None or stream is None or receiver.muted:
-            return
+        if ingress is None or stream is None or receiver.muted or len(receiver.layers) != 1:
+            return  # simulcast stays on the Python path (layer switches happen per packet)
         outputs = []
         for downtrack in receiver.downtracks.values():
             egress = getattr(downtrack.sink, "egress", None)

@@ -149,7 +149,7 @@ class WebRtcTransport:
 
     def send_rtp(self, packet: bytes) -> None:
         srtp = self.srtp
-        addr = self.remote_address
+        addr = self._remote_address
         if srtp is None or addr is None:
             return
         try:
@@ -168,7 +168,7 @@ class WebRtcTransport:
 
     def send_rtcp(self, packet: bytes) -> None:
         srtp = self.srtp
-        addr = self.remote_address
+        addr = self._remote_address
         if srtp is None or addr is None:
             return
         try:
