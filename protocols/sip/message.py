@@ -7,6 +7,7 @@ and raise SipParseError (carrying the status to answer) for anything else that i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -175,8 +176,10 @@ _SINGLE_HEADERS = (
 )
 _REQUIRED_HEADERS = ("via", "to", "from", "call-id", "cseq")
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
-_GEN_VALUE_CHARS = _TOKEN_CHARS | frozenset("[]:")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+_GEN_VALUE_RE = re.compile(r"[A-Za-z0-9.!%*_+`'~\[\]:-]+")
+_URI_BREAK_RE = re.compile(r'[ \t<>"]')
+_LWS_RE = re.compile(r"[ \t]")
 _MAX_UINT32 = 2**32 - 1
 _MAX_CSEQ = 2**31 - 1
 MAX_HEAD_SIZE = 65536
@@ -194,7 +197,7 @@ def canonical_name(name: str) -> str:
 
 
 def _is_token(text: str) -> bool:
-    return bool(text) and all(char in _TOKEN_CHARS for char in text)
+    return _TOKEN_RE.fullmatch(text) is not None
 
 
 def _split_outside(value: str, separator: str) -> list[str]:
@@ -271,7 +274,7 @@ def _parse_header_params(text: str) -> dict[str, str | None]:
             _, end = _read_quoted(value, 0)
             if end != len(value):
                 raise SipParseError("garbage after quoted parameter value")
-        elif not value or any(char not in _GEN_VALUE_CHARS for char in value):
+        elif _GEN_VALUE_RE.fullmatch(value) is None:
             raise SipParseError(f"malformed value of header parameter {name[:20]!r}")
         params[name] = value
     return params
@@ -318,7 +321,7 @@ def _parse_name_addr(value: str) -> tuple[str | None, str, dict[str, str | None]
         angled = False
         if "," in uri_text or "?" in uri_text:
             raise SipParseError("a URI with ',' or '?' must be enclosed in <>")
-    if not uri_text or any(char in ' \t<>"' for char in uri_text):
+    if not uri_text or _URI_BREAK_RE.search(uri_text):
         raise SipParseError("malformed URI in address")
     params: dict[str, str | None] = {}
     if after:
@@ -674,7 +677,7 @@ def _validate(message: Request | Response) -> None:
     for name in ("To", "From"):
         _check_address(headers.get(name) or "")
     call_id = headers.get("Call-ID") or ""
-    if not call_id or any(char in " \t" for char in call_id):
+    if not call_id or _LWS_RE.search(call_id):
         raise SipParseError("malformed Call-ID")
     if "max-forwards" in counts:
         _parse_uint(headers.get("Max-Forwards") or "", "Max-Forwards", 255)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes
 
 __all__ = ["SipParseError", "SipUri", "parse_host", "format_host"]
 
@@ -114,44 +116,44 @@ _USER_CHARS = _UNRESERVED | frozenset("&=+$,;?/")
 _PASSWORD_CHARS = _UNRESERVED | frozenset("&=+$,")
 _PARAM_CHARS = _UNRESERVED | frozenset("[]/:&+$")
 _HEADER_CHARS = _UNRESERVED | frozenset("[]/?:+$")
-_HOSTNAME_CHARS = _ALNUM | frozenset("-._")
 _TEL_CHARS = frozenset("0123456789abcdefABCDEF*#+-.()pPwW")
-_HEX = frozenset("0123456789abcdefABCDEF")
+_PERCENT = frozenset("%")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9._-]+")
+_URI_FORBIDDEN_RE = re.compile(r'[\x00-\x20<>"\\{}|^`\x7f]')
 _SCHEME_CHARS = _ALNUM | frozenset("+-.")
 _MAX_PORT = 65535
+
+
+_CLASS_PATTERNS: dict[frozenset[str], re.Pattern[str]] = {}
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _class_pattern(allowed: frozenset[str]) -> re.Pattern[str]:
+    pattern = _CLASS_PATTERNS.get(allowed)
+    if pattern is None:
+        pattern = re.compile("[" + re.escape("".join(sorted(allowed))) + "]*")
+        _CLASS_PATTERNS[allowed] = pattern
+    return pattern
 
 
 def _unescape(text: str, allowed: frozenset[str], what: str) -> str:
     """Check `text` against the allowed characters and decode %HH escapes (as UTF-8)."""
     if "%" not in text:
-        for char in text:
-            if char not in allowed:
-                raise SipParseError(f"invalid character {char!r} in URI {what}")
+        if _class_pattern(allowed).fullmatch(text) is None:
+            raise SipParseError(f"invalid character in URI {what}")
         return text
-    out = bytearray()
-    i = 0
-    length = len(text)
-    while i < length:
-        char = text[i]
-        if char == "%":
-            pair = text[i + 1 : i + 3]
-            if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
-                raise SipParseError(f"bad escape in URI {what}")
-            out.append(int(pair, 16))
-            i += 3
-            continue
-        if char not in allowed:
-            raise SipParseError(f"invalid character {char!r} in URI {what}")
-        out += char.encode("ascii")
-        i += 1
+    if _class_pattern(allowed | _PERCENT).fullmatch(text) is None:
+        raise SipParseError(f"invalid character in URI {what}")
+    if _BAD_ESCAPE.search(text):
+        raise SipParseError(f"bad escape in URI {what}")
     try:
-        return out.decode("utf-8")
+        return unquote_to_bytes(text).decode("utf-8")
     except UnicodeDecodeError:
         raise SipParseError(f"escaped URI {what} is not UTF-8") from None
 
 
 def _escape(text: str, allowed: frozenset[str]) -> str:
-    if all(char in allowed for char in text):
+    if _class_pattern(allowed).fullmatch(text) is not None:
         return text
     return "".join(
         char if char in allowed else "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
@@ -172,9 +174,8 @@ def parse_host(text: str) -> str:
         if not _is_ipv6(text[1:-1]):
             raise SipParseError("malformed IPv6 reference")
         return text
-    for char in text:
-        if char not in _HOSTNAME_CHARS:
-            raise SipParseError(f"invalid character {char!r} in host")
+    if _HOSTNAME_RE.fullmatch(text) is None:
+        raise SipParseError("invalid character in host")
     if text[0] in "-." or ".." in text:
         raise SipParseError("malformed host name")
     return text
@@ -361,6 +362,5 @@ def check_absolute_uri(value: str) -> None:
         or not rest
     ):
         raise SipParseError("malformed URI")
-    for char in rest:
-        if char <= " " or char in '<>"\\{}|^`\x7f':
-            raise SipParseError(f"invalid character {char!r} in URI")
+    if _URI_FORBIDDEN_RE.search(rest):
+        raise SipParseError("invalid character in URI")
