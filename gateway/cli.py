@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,45 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token.add_argument("--role", choices=["host", "member", "guest"], default="host")
     token.set_defaults(run=_token)
+
+    dial = commands.add_parser("dial", help="call a phone into a room (sip: URI, tel: or number)")
+    dial.add_argument("name", help="room name")
+    dial.add_argument("target", help="sip:alice@example.org, tel:+33..., or a number")
+    dial.add_argument(
+        "--trunk", help="the trunk to call through (default: the first with an address)"
+    )
+    dial.set_defaults(run=_dial)
+
+    trunk = commands.add_parser("trunk", help="SIP trunks")
+    trunk_commands = trunk.add_subparsers(dest="trunk_command", metavar="ACTION", required=True)
+    trunk_add = trunk_commands.add_parser("add", help="add or replace a trunk")
+    trunk_add.add_argument("trunk_name")
+    trunk_add.add_argument("--address", default="", help="host[:port] calls and REGISTERs go to")
+    trunk_add.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
+    trunk_add.add_argument("--username", default="")
+    trunk_add.add_argument("--password", default="", help="or $RONDPOINT_TRUNK_PASSWORD")
+    trunk_add.add_argument("--allow", action="append", default=[], help="address or CIDR (repeat)")
+    trunk_add.add_argument("--register", action="store_true", help="register to the trunk")
+    trunk_add.add_argument("--caller-id", default="")
+    trunk_add.set_defaults(run=_trunk_add)
+    trunk_commands.add_parser("list", help="list trunks").set_defaults(run=_trunk_list)
+    trunk_delete = trunk_commands.add_parser("delete", help="delete a trunk")
+    trunk_delete.add_argument("trunk_name")
+    trunk_delete.set_defaults(run=_trunk_delete)
+
+    dispatch = commands.add_parser("dispatch", help="which room a dialled number reaches")
+    dispatch_commands = dispatch.add_subparsers(
+        dest="dispatch_command", metavar="ACTION", required=True
+    )
+    dispatch_add = dispatch_commands.add_parser("add", help="add or replace a rule")
+    dispatch_add.add_argument("number", help="a dialled number or SIP user, or * for every other")
+    dispatch_add.add_argument("--room", help="the room (default: ask the caller for a PIN)")
+    dispatch_add.add_argument("--language", choices=["fr", "en"])
+    dispatch_add.set_defaults(run=_dispatch_add)
+    dispatch_commands.add_parser("list", help="list rules").set_defaults(run=_dispatch_list)
+    dispatch_delete = dispatch_commands.add_parser("delete", help="delete a rule")
+    dispatch_delete.add_argument("number")
+    dispatch_delete.set_defaults(run=_dispatch_delete)
     return parser
 
 
@@ -197,6 +237,67 @@ def _token(args: argparse.Namespace, config: Config) -> None:
         body["name"] = args.display_name
     minted = _admin(args, config, "POST", f"/api/v1/rooms/{args.name}/tokens", body)
     print(minted["url"])
+
+
+def _dial(args: argparse.Namespace, config: Config) -> None:
+    body: dict[str, Any] = {"to": args.target}
+    if args.trunk:
+        body["trunk"] = args.trunk
+    call = _admin(args, config, "POST", f"/api/v1/rooms/{args.name}/dial", body)
+    print(f"calling {call['to']} into {call['room']} (call {call['id']}: {call['status']})")
+
+
+def _trunk_add(args: argparse.Namespace, config: Config) -> None:
+    body = {
+        "name": args.trunk_name,
+        "address": args.address,
+        "transport": args.transport,
+        "username": args.username,
+        "password": args.password or os.environ.get("RONDPOINT_TRUNK_PASSWORD", ""),
+        "allowed": args.allow,
+        "register": args.register,
+        "caller_id": args.caller_id,
+    }
+    trunk = _admin(args, config, "POST", "/api/v1/sip/trunks", body)
+    print(f"trunk {trunk['name']} saved")
+
+
+def _trunk_list(args: argparse.Namespace, config: Config) -> None:
+    trunks = _admin(args, config, "GET", "/api/v1/sip/trunks")["trunks"]
+    if not trunks:
+        print("no trunks")
+    for t in trunks:
+        allowed = ", ".join(t["allowed"]) or "-"
+        register = "registers" if t["register"] else "no register"
+        print(
+            f"{t['name']:<20} {t['transport']} {t['address'] or '-':<28} allow {allowed}  {register}"
+        )
+
+
+def _trunk_delete(args: argparse.Namespace, config: Config) -> None:
+    _admin(args, config, "DELETE", f"/api/v1/sip/trunks/{args.trunk_name}")
+    print(f"trunk {args.trunk_name} deleted")
+
+
+def _dispatch_add(args: argparse.Namespace, config: Config) -> None:
+    body = {"number": args.number, "room": args.room, "language": args.language}
+    _admin(args, config, "POST", "/api/v1/sip/dispatch", body)
+    print(f"{args.number} -> {args.room or 'PIN prompt'}")
+
+
+def _dispatch_list(args: argparse.Namespace, config: Config) -> None:
+    rules = _admin(args, config, "GET", "/api/v1/sip/dispatch")["rules"]
+    if not rules:
+        print("no dispatch rules")
+    for r in rules:
+        print(f"{r['number']:<24} -> {r['room'] or 'PIN prompt'}  {r['language'] or ''}")
+
+
+def _dispatch_delete(args: argparse.Namespace, config: Config) -> None:
+    _admin(
+        args, config, "DELETE", f"/api/v1/sip/dispatch/{urllib.parse.quote(args.number, safe='')}"
+    )
+    print(f"rule {args.number} deleted")
 
 
 if __name__ == "__main__":

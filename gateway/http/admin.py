@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -12,6 +14,7 @@ from gateway.ors.problems import Problem, json_object
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import Role, Room, RoomError, check_room_id
 from gateway.server import Gateway
+from gateway.store import DispatchRule, Trunk
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,10 @@ def room_detail(room: Room, with_pin: bool) -> dict[str, Any]:
     detail["participants"] = [p.to_wire() for p in room.participants.values()]
     detail["tracks"] = [t.to_wire() for t in room.tracks()]
     return detail
+
+
+def room_calls(gateway: Gateway, room_id: str) -> list[dict[str, Any]]:
+    return gateway.sip.calls_of(room_id) if gateway.sip is not None else []
 
 
 async def list_rooms(request: web.Request) -> web.Response:
@@ -87,7 +94,9 @@ async def create_room(request: web.Request) -> web.Response:
 async def show_room(request: web.Request) -> web.Response:
     gateway = _authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
-    return web.json_response(room_detail(room, with_pin=True))
+    return web.json_response(
+        {**room_detail(room, with_pin=True), "calls": room_calls(gateway, room.id)}
+    )
 
 
 async def delete_room(request: web.Request) -> web.Response:
@@ -122,6 +131,150 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({"token": token, "url": url, "room": room.id, "ttl": ttl}, status=201)
 
 
+# SIP: trunks, dispatch rules, dialling out ------------------------------------------------
+_TRUNK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,31}")
+_NUMBER = re.compile(r"\*|\+?[0-9A-Za-z.\-_]{1,64}")
+
+
+def _string(body: dict[str, Any], key: str, default: str = "", limit: int = 256) -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str) or len(value) > limit:
+        raise Problem(
+            "invalid_message", f"'{key}' is a string of at most {limit} characters", field=f"/{key}"
+        )
+    return value
+
+
+async def list_trunks(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    return web.json_response({"trunks": [t.public() for t in gateway.store.trunks()]})
+
+
+async def save_trunk(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    body = await json_object(request)
+    name = _string(body, "name", limit=32)
+    if not _TRUNK_NAME.fullmatch(name):
+        raise Problem(
+            "invalid_message", "'name' is 2 to 32 lowercase letters, digits or '-'", field="/name"
+        )
+    transport = _string(body, "transport", "udp")
+    if transport not in ("udp", "tcp", "tls"):
+        raise Problem("invalid_message", "'transport' is udp, tcp or tls", field="/transport")
+    allowed = body.get("allowed", [])
+    if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
+        raise Problem(
+            "invalid_message", "'allowed' is a list of addresses or networks", field="/allowed"
+        )
+    for index, network in enumerate(allowed):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise Problem(
+                "invalid_message", "not an address or network (CIDR)", field=f"/allowed/{index}"
+            ) from None
+    register = body.get("register", False)
+    if not isinstance(register, bool):
+        raise Problem("invalid_message", "'register' is true or false", field="/register")
+    srtp = _string(body, "srtp", "off")
+    if srtp != "off":
+        raise Problem(
+            "invalid_message",
+            "'srtp' can only be 'off' in this version (SDES-SRTP is not built yet)",
+            field="/srtp",
+        )
+    trunk = Trunk(
+        name=name,
+        address=_string(body, "address"),
+        transport=transport,
+        username=_string(body, "username", limit=128),
+        password=_string(body, "password", limit=128),
+        allowed=allowed,
+        register=register,
+        caller_id=_string(body, "caller_id", limit=64),
+    )
+    if register and not (trunk.address and trunk.username and trunk.password):
+        raise Problem(
+            "invalid_message",
+            "registering needs 'address', 'username' and 'password'",
+            field="/register",
+        )
+    gateway.store.save_trunk(trunk)
+    if gateway.sip is not None:
+        gateway.sip.trunks_changed()
+    log.info("SIP trunk saved", extra={"trunk": name})
+    return web.json_response(trunk.public(), status=201)
+
+
+async def delete_trunk(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    if not gateway.store.delete_trunk(request.match_info["name"]):
+        raise Problem("not_found", "no such trunk", 404)
+    if gateway.sip is not None:
+        gateway.sip.trunks_changed()
+    return web.Response(status=204)
+
+
+async def list_dispatch(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    rules = [
+        {"number": r.number, "room": r.room_id or None, "language": r.language or None}
+        for r in gateway.store.dispatch_rules()
+    ]
+    return web.json_response({"rules": rules})
+
+
+async def save_dispatch(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    body = await json_object(request)
+    number = _string(body, "number", limit=64)
+    if not _NUMBER.fullmatch(number):
+        raise Problem(
+            "invalid_message", "'number' is a dialled number, a SIP user, or '*'", field="/number"
+        )
+    room = body.get("room") or ""
+    if not isinstance(room, str):
+        raise Problem(
+            "invalid_message", "'room' is a room name, or null for the PIN prompt", field="/room"
+        )
+    if room:
+        gateway.rooms.get(room)
+    language = body.get("language") or ""
+    if language not in ("", "fr", "en"):
+        raise Problem("invalid_message", "'language' is fr or en", field="/language")
+    gateway.store.save_dispatch_rule(DispatchRule(number, room, language))
+    return web.json_response(
+        {"number": number, "room": room or None, "language": language or None}, status=201
+    )
+
+
+async def delete_dispatch(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    if not gateway.store.delete_dispatch_rule(request.match_info["number"]):
+        raise Problem("not_found", "no such dispatch rule", 404)
+    return web.Response(status=204)
+
+
+async def dial(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    room = gateway.rooms.get(request.match_info["room"])
+    body = await json_object(request)
+    target = _string(body, "to", limit=256)
+    trunk = body.get("trunk")
+    if trunk is not None and not isinstance(trunk, str):
+        raise Problem("invalid_message", "'trunk' is a trunk name", field="/trunk")
+    if gateway.sip is None:
+        raise Problem("invalid_state", "SIP is turned off on this gateway", 409)
+    from protocols.sip.outbound import DialError
+
+    try:
+        call = gateway.sip.dial(room.id, target, trunk)
+    except DialError as error:
+        raise Problem("invalid_message", str(error), field="/to") from None
+    log.info("dialling out", extra={"room": room.id, "call": call.call_ref})
+    return web.json_response(call.status(), status=202)
+
+
 def add_routes(app: web.Application) -> None:
     app["admin_failures"] = RateLimiter(rate_per_minute=20, burst=10)
     app.router.add_get("/api/v1/rooms", list_rooms)
@@ -129,3 +282,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/rooms/{room}", show_room)
     app.router.add_delete("/api/v1/rooms/{room}", delete_room)
     app.router.add_post("/api/v1/rooms/{room}/tokens", create_token)
+    app.router.add_post("/api/v1/rooms/{room}/dial", dial)
+    app.router.add_get("/api/v1/sip/trunks", list_trunks)
+    app.router.add_post("/api/v1/sip/trunks", save_trunk)
+    app.router.add_delete("/api/v1/sip/trunks/{name}", delete_trunk)
+    app.router.add_get("/api/v1/sip/dispatch", list_dispatch)
+    app.router.add_post("/api/v1/sip/dispatch", save_dispatch)
+    app.router.add_delete("/api/v1/sip/dispatch/{number}", delete_dispatch)

@@ -1,5 +1,5 @@
 """Persistent state: rooms, PINs, settings, admin tokens and keys in SQLite."""
 
-from gateway.store.sqlite import DispatchRule, RoomRecord, Store
+from gateway.store.sqlite import DispatchRule, RoomRecord, Store, Trunk
 
-__all__ = ["DispatchRule", "RoomRecord", "Store"]
+__all__ = ["DispatchRule", "RoomRecord", "Store", "Trunk"]

@@ -41,4 +41,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX rooms_by_pin ON rooms(pin) WHERE pin != '';
     """,
+    # 3: SIP trunks: where calls go out, who may call in, credentials both ways.
+    """
+    CREATE TABLE trunks (
+        name        TEXT PRIMARY KEY,
+        address     TEXT NOT NULL DEFAULT '',
+        transport   TEXT NOT NULL DEFAULT 'udp',
+        username    TEXT NOT NULL DEFAULT '',
+        password    TEXT NOT NULL DEFAULT '',
+        allowed     TEXT NOT NULL DEFAULT '[]',
+        register    INTEGER NOT NULL DEFAULT 0,
+        caller_id   TEXT NOT NULL DEFAULT '',
+        srtp        TEXT NOT NULL DEFAULT 'off',
+        created_at  REAL NOT NULL
+    );
+    """,
 ]

@@ -24,6 +24,38 @@ class DispatchRule:
 
 
 @dataclass
+class Trunk:
+    """A SIP trunk: an operator's SBC or a PBX that calls come from and go out through."""
+
+    name: str
+    address: str = ""
+    """host[:port] where calls and REGISTERs go; empty for an inbound-only trunk."""
+    transport: str = "udp"
+    username: str = ""
+    password: str = ""
+    """Digest credentials: what the trunk must send us, and what we answer its challenges with."""
+    allowed: list[str] = field(default_factory=list)
+    """Addresses or networks (CIDR) whose calls are this trunk's without authentication."""
+    register: bool = False
+    caller_id: str = ""
+    srtp: str = "off"
+
+    def public(self) -> dict[str, object]:
+        """The trunk as the admin API shows it: never the password."""
+        return {
+            "name": self.name,
+            "address": self.address,
+            "transport": self.transport,
+            "username": self.username,
+            "password_set": bool(self.password),
+            "allowed": list(self.allowed),
+            "register": self.register,
+            "caller_id": self.caller_id,
+            "srtp": self.srtp,
+        }
+
+
+@dataclass
 class RoomRecord:
     id: str
     pin: str = ""
@@ -41,6 +73,8 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # it holds trunk passwords and token keys: readable by the gateway's user only
+            Path(path).touch(mode=0o600, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -138,6 +172,41 @@ class Store:
     def delete_dispatch_rule(self, number: str) -> bool:
         cursor = self._db.execute("DELETE FROM dispatch_rules WHERE number = ?", (number,))
         return cursor.rowcount > 0
+
+    # SIP trunks --------------------------------------------------------------
+    def save_trunk(self, trunk: Trunk) -> None:
+        self._db.execute(
+            "INSERT INTO trunks (name, address, transport, username, password, allowed, register, "
+            "caller_id, srtp, created_at) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE "
+            "SET address=excluded.address, transport=excluded.transport, username=excluded.username, "
+            "password=excluded.password, allowed=excluded.allowed, register=excluded.register, "
+            "caller_id=excluded.caller_id, srtp=excluded.srtp",
+            (
+                trunk.name,
+                trunk.address,
+                trunk.transport,
+                trunk.username,
+                trunk.password,
+                json.dumps(trunk.allowed),
+                int(trunk.register),
+                trunk.caller_id,
+                trunk.srtp,
+                time.time(),
+            ),
+        )
+
+    def trunks(self) -> list[Trunk]:
+        rows = self._db.execute(
+            "SELECT name, address, transport, username, password, allowed, register, caller_id, "
+            "srtp FROM trunks ORDER BY name"
+        )
+        return [
+            Trunk(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), r[7], r[8])
+            for r in rows
+        ]
+
+    def delete_trunk(self, name: str) -> bool:
+        return self._db.execute("DELETE FROM trunks WHERE name = ?", (name,)).rowcount > 0
 
     # settings ------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:

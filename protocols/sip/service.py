@@ -7,16 +7,23 @@ must learn nothing); requests for unknown dialogs get 481.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import secrets
 import ssl
+import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from gateway.media.rtp_endpoint import PortAllocator
+from gateway.store import Trunk
 from protocols.sip.call import CallState, InboundCall
 from protocols.sip.dialog import DialogId, incoming_dialog_id, response_dialog_id
+from protocols.sip.digest import DigestServer
 from protocols.sip.dispatch import Dispatcher
 from protocols.sip.message import NameAddress, Request, Response, SipUri, make_response
+from protocols.sip.outbound import DialError, OutboundCall
 from protocols.sip.transaction import (
     Action,
     Deliver,
@@ -56,6 +63,69 @@ class SipService:
         self.calls: dict[DialogId, InboundCall] = {}
         self._pending: dict[tuple[str, str], InboundCall] = {}
         """Calls not answered yet, by (Call-ID, INVITE branch)."""
+        self.outbound: dict[str, OutboundCall] = {}
+        """Calls the rooms placed, by Call-ID."""
+        self.digest = DigestServer(gateway.config.server.name, self._digest_secret())
+        self.trunks: list[Trunk] = []
+        self.trunks_changed()
+
+    def _digest_secret(self) -> bytes:
+        store = self.gateway.store
+        secret = store.get_setting("sip.digest_secret")
+        if secret is None:
+            secret = secrets.token_hex(32)
+            store.set_setting("sip.digest_secret", secret)
+        return bytes.fromhex(secret)
+
+    def trunks_changed(self) -> None:
+        self.trunks = self.gateway.store.trunks()
+
+    def trunk(self, name: str | None) -> Trunk | None:
+        if name is None:
+            return next((t for t in self.trunks if t.address), None)
+        found = next((t for t in self.trunks if t.name == name), None)
+        if found is None:
+            raise DialError(f"no trunk named '{name[:40]}'")
+        return found
+
+    def trunk_of_address(self, host: str) -> Trunk | None:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        for trunk in self.trunks:
+            for network in trunk.allowed:
+                if address in ipaddress.ip_network(network, strict=False):
+                    return trunk
+        return None
+
+    def _trunk_password(self, username: str) -> str | None:
+        return next(
+            (t.password for t in self.trunks if t.username == username and t.password), None
+        )
+
+    # dialling out --------------------------------------------------------------------------
+    def dial(self, room_id: str, target: str, trunk_name: str | None) -> OutboundCall:
+        """Call ``target`` into the room; DialError when it cannot be dialled."""
+        trunk = (
+            self.trunk(trunk_name)
+            if trunk_name is not None or not target.startswith("sip")
+            else None
+        )
+        transport = self._transport_for(trunk.transport if trunk else "udp")
+        try:
+            call = OutboundCall(self, transport, room_id, target, trunk)
+        except OSError:
+            raise DialError("no free RTP port for the call") from None
+        self.outbound[call.call_id] = call
+        asyncio.get_running_loop().create_task(call.place())
+        return call
+
+    def _transport_for(self, kind: str) -> SipTransport:
+        return next((t for t in self.transports if t.kind == kind), self.transports[0])
+
+    def calls_of(self, room_id: str) -> list[dict[str, object]]:
+        return [call.status() for call in self.outbound.values() if call.room_id == room_id]
 
     async def start(self) -> None:
         advertised = self.config.public_ip or self.config.host
@@ -109,6 +179,9 @@ class SipService:
         if call.dialog is not None:
             self.calls.pop(call.dialog.id, None)
         self._pending.pop(_pending_key(call.invite), None)
+        if isinstance(call, OutboundCall):
+            # keep the final status visible in the admin API for a while
+            asyncio.get_running_loop().call_later(60, lambda: self.outbound.pop(call.call_id, None))
 
     def send_in_dialog(self, call: InboundCall, request: Request) -> None:
         """Send a request of ours in a call's dialog, to where the phone's signalling comes from."""
@@ -134,12 +207,20 @@ class SipService:
                 transport.send_response(action.key, make_response(message, 400, "Bad Request"))
 
     def _response(self, response: Response) -> None:
+        outbound = self.outbound.get(response.headers.get("Call-ID") or "")
+        cseq = response.headers.get("CSeq") or ""
+        if outbound is not None and cseq.upper().endswith("INVITE") and outbound.dialog is None:
+            outbound.invite_response(response)
+            return
         try:
             call = self.calls.get(response_dialog_id(response))
         except ValueError:
             return
         if call is not None:
-            call.response_received(response)
+            if isinstance(call, OutboundCall) and cseq.upper().endswith("INVITE"):
+                call.invite_response(response)
+            else:
+                call.response_received(response)
 
     def _request(self, transport: SipTransport, request: Request, action: Deliver) -> None:
         key, source = action.key, action.source or ("", 0)
@@ -185,9 +266,23 @@ class SipService:
         source: tuple[str, int],
     ) -> None:
         user = SipUri.parse(request.uri).user or ""
+        trusted = self.trunk_of_address(source[0]) is not None
+        credentials = request.headers.get("Authorization")
+        if not trusted and (credentials or not self.config.allow_anonymous):
+            verdict = self.digest.check(
+                "INVITE", credentials, self._trunk_password, now=time.time(), body=request.body
+            )
+            if verdict.user is None:
+                if credentials and not verdict.stale:
+                    self.guard.failure(source[0], "authentication")
+                transport.send_response(
+                    key, self.digest.unauthorized(request, time.time(), stale=verdict.stale)
+                )
+                return
+            trusted = True
         call = InboundCall(self, transport, request, key, source)
         self._pending[_pending_key(request)] = call
-        call.start(user, trusted=False)
+        call.start(user, trusted=trusted)
 
     def terminated(self, transport: SipTransport, action: Terminated) -> None:
         pass

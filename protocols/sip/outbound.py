@@ -1,0 +1,323 @@
+"""Dialling out of a room (RFC 3261 UAC): a host calls a phone, directly or through a trunk.
+
+The callee shows in the room while it rings ("Phone ••• 42 · ringing"), early media (183) is
+heard in the room, an answer makes the callee a participant like any phone caller, and busy,
+declined or unanswered calls end with that status in the room and in the admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from gateway.media.audio.codecs import G722, PCMA, PCMU
+from gateway.media.rtp_endpoint import RtpEndpoint
+from gateway.media.sdp import Codec, MediaDescription, SessionDescription, serialize
+from gateway.rooms import Role, Track, TrackKind, TrackSource
+from gateway.store import Trunk
+from protocols.sip.call import CallState, InboundCall, masked_name
+from protocols.sip.dialog import Dialog
+from protocols.sip.digest import DigestError, answer_challenge, choose_challenge
+from protocols.sip.message import CSeq, Headers, NameAddress, Request, Response, SipUri
+from protocols.sip.offer_answer import SdpError, read_offer
+from protocols.sip.transaction import TransactionKey, make_cancel, new_tag
+
+if TYPE_CHECKING:
+    from protocols.sip.service import SipService
+    from protocols.sip.transport import SipTransport
+
+log = logging.getLogger(__name__)
+
+RING_TIMEOUT = 60.0
+ENDED_STATUS_SECONDS = 5.0
+FINAL_STATUS = {
+    486: "busy",
+    600: "busy",
+    603: "declined",
+    408: "no answer",
+    480: "no answer",
+    487: "cancelled",
+}
+
+
+class DialError(ValueError):
+    """The target cannot be dialled (bad URI, no trunk for a number)."""
+
+
+def resolve(target: str, trunk: Trunk | None) -> tuple[str, tuple[str, int], str]:
+    """(request URI, where to send, number shown) for a ``sip:``/``tel:`` target or a bare number."""
+    target = target.strip()
+    if target.startswith("tel:") or target.lstrip("+").replace(" ", "").isdigit():
+        number = target.removeprefix("tel:").replace(" ", "")
+        if trunk is None or not trunk.address:
+            raise DialError("a telephone number needs a trunk with an address")
+        host, _, port = trunk.address.partition(":")
+        return f"sip:{number}@{trunk.address}", (host, int(port or 5060)), number
+    try:
+        uri = SipUri.parse(target)
+    except ValueError:
+        raise DialError("the target is not a sip: or tel: URI, nor a number") from None
+    if uri.scheme not in ("sip", "sips"):
+        raise DialError("the target is not a sip: or tel: URI, nor a number")
+    if trunk is not None and trunk.address:
+        host, _, port = trunk.address.partition(":")
+        return str(uri), (host, int(port or 5060)), uri.user or ""
+    return str(uri), (uri.host.strip("[]"), uri.port or 5060), uri.user or ""
+
+
+class OutboundCall(InboundCall):
+    """A call the room places; once answered it behaves like any phone in the room."""
+
+    def __init__(
+        self,
+        service: SipService,
+        transport: SipTransport,
+        room_id: str,
+        target: str,
+        trunk: Trunk | None,
+    ) -> None:
+        request_uri, destination, number = resolve(target, trunk)
+        self.trunk = trunk
+        self.target = target
+        self.room_id = room_id
+        self.status_text = "calling"
+        self.call_ref = "CA_" + secrets.token_urlsafe(8)
+        self._authenticated = False
+        self._ring_timer: asyncio.TimerHandle | None = None
+        self._endpoint_for_offer = RtpEndpoint(service.ports, lambda data: None)
+        invite = self._build_invite(service, transport, request_uri, trunk)
+        super().__init__(service, transport, invite, TransactionKey("", "", "INVITE"), destination)
+        self.endpoint = self._endpoint_for_offer
+        self.endpoint.on_rtp = self._on_rtp
+        self.local_tag = NameAddress.parse(invite.headers.get("From") or "").tag or new_tag()
+        self.caller_number = number
+
+    def _build_invite(
+        self, service: SipService, transport: SipTransport, request_uri: str, trunk: Trunk | None
+    ) -> Request:
+        user = (trunk.caller_id if trunk and trunk.caller_id else "rondpoint").replace("@", "")
+        headers = Headers()
+        headers.add("Via", service.via(transport))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", f'"Rondpoint" <sip:{user}@{transport.sent_by}>;tag={new_tag()}')
+        headers.add("To", f"<{request_uri}>")
+        headers.add("Call-ID", f"{secrets.token_hex(12)}@rondpoint")
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", service.contact(transport))
+        headers.add("Allow", service.ALLOW)
+        headers.add("Supported", "timer")
+        headers.add("Content-Type", "application/sdp")
+        body = self._offer_sdp(service, self._endpoint_for_offer.port).encode()
+        return Request("INVITE", request_uri, headers, body)
+
+    @staticmethod
+    def _offer_sdp(service: SipService, port: int) -> str:
+        family = "IP6" if ":" in service.media_ip else "IP4"
+        codecs = [Codec(c.payload_type, c.name, c.clock_rate) for c in (PCMA, PCMU, G722)]
+        codecs.append(Codec(101, "telephone-event", 8000, fmtp="0-16"))
+        media = MediaDescription(
+            kind="audio",
+            port=port,
+            proto="RTP/AVP",
+            fmt=[str(c.payload_type) for c in codecs],
+            direction="sendrecv",
+            codecs=codecs,
+            extra=[("ptime", "20")],
+        )
+        session_id = secrets.randbelow(10**9)
+        return serialize(
+            SessionDescription(
+                origin=f"rondpoint {session_id} 1 IN {family} {service.media_ip}",
+                name="Rondpoint",
+                connection=f"IN {family} {service.media_ip}",
+                media=[media],
+            )
+        )
+
+    # placing the call --------------------------------------------------------------------
+    async def place(self) -> None:
+        assert self.endpoint is not None
+        await self.endpoint.start()
+        rooms = self.service.rooms
+        room = rooms.get(self.room_id)
+        name = masked_name(self.caller_number, self.service.config.mask_numbers)
+        self.participant = rooms.add_participant(
+            room, f"{name} · ringing", Role.GUEST, origin="sip", origin_address=name
+        )
+        self.room = room
+        self._events = self.service.bus.subscribe(self.room_id)
+        self._send_invite()
+        self._ring_timer = asyncio.get_running_loop().call_later(RING_TIMEOUT, self._no_answer)
+
+    def _send_invite(self) -> None:
+        key = self.transport.send_request(self.invite, self.source)
+        if key is not None:
+            self.key = key
+
+    def _no_answer(self) -> None:
+        if self.state is CallState.RINGING:
+            self.transport.send_request(make_cancel(self.invite), self.source)
+            self._finish("no answer")
+
+    def status(self) -> dict[str, object]:
+        return {
+            "id": self.call_ref,
+            "room": self.room_id,
+            "to": self.target,
+            "status": self.status_text,
+            "participant_id": self.participant.id if self.participant else None,
+        }
+
+    # responses to our INVITE ------------------------------------------------------------------
+    def invite_response(self, response: Response) -> None:
+        status = response.status
+        if self.state is CallState.ENDED:
+            return
+        if 100 < status < 200:
+            self._set_status("ringing")
+            if status == 183 and response.body:
+                self._early_media(response)
+        elif 200 <= status < 300:
+            self._answered(response)
+        elif (
+            status in (401, 407)
+            and not self._authenticated
+            and self._retry_with_credentials(response)
+        ):
+            return
+        elif status >= 300:
+            self._finish(FINAL_STATUS.get(status, f"failed ({status})"))
+
+    def _retry_with_credentials(self, response: Response) -> bool:
+        trunk = self.trunk
+        if trunk is None or not trunk.username:
+            return False
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        try:
+            challenge = choose_challenge(response.headers.get_all(header))
+            credentials = answer_challenge(
+                challenge, "INVITE", self.invite.uri, trunk.username, trunk.password
+            )
+        except DigestError:
+            return False
+        self._authenticated = True
+        headers = self.invite.headers.copy()
+        headers.set("Via", self.service.via(self.transport))
+        headers.set("CSeq", str(CSeq(2, "INVITE")))
+        headers.set(
+            "Authorization" if response.status == 401 else "Proxy-Authorization", credentials
+        )
+        self.invite = Request("INVITE", self.invite.uri, headers, self.invite.body)
+        self._send_invite()
+        return True
+
+    def _early_media(self, response: Response) -> None:
+        try:
+            self.offer = read_offer(response.body.decode("utf-8", "replace"))
+        except SdpError:
+            return
+        assert self.endpoint is not None
+        self.endpoint.set_remote(self.offer.address)
+        if self.leg is None:
+            self._attach_conference(self.service.relay.conference(self.room_id))
+            self._enter()
+
+    def _answered(self, response: Response) -> None:
+        if self.dialog is not None:  # a retransmitted 2xx: acknowledge it again
+            self.transport.send_request(
+                self.dialog.create_ack(via=self.service.via(self.transport)), self.source
+            )
+            return
+        if self._ring_timer is not None:
+            self._ring_timer.cancel()
+        try:
+            self.offer = read_offer(response.body.decode("utf-8", "replace"))
+        except SdpError:
+            self.dialog = Dialog.as_uac(self.invite, response)
+            self.transport.send_request(
+                self.dialog.create_ack(via=self.service.via(self.transport)), self.source
+            )
+            self.state = CallState.ANSWERED
+            self.hang_up("no usable audio in the answer")
+            return
+        self.dialog = Dialog.as_uac(self.invite, response)
+        self.transport.send_request(
+            self.dialog.create_ack(via=self.service.via(self.transport)), self.source
+        )
+        self.state = CallState.ANSWERED
+        self.service.register_dialog(self)
+        assert self.endpoint is not None
+        self.endpoint.set_remote(self.offer.address)
+        if self.leg is None or self.leg.codec != self.offer.codec:
+            self._attach_conference(self.service.relay.conference(self.room_id))
+            self._enter()
+        self._set_status("answered")
+        if self.room is not None and self.participant is not None:
+            name = self.participant.name.removesuffix(" · ringing")
+            self.service.rooms.update_name(self.room, self.participant.id, name)
+        self._task = asyncio.get_running_loop().create_task(self._stay())
+
+    def _enter(self) -> None:
+        assert self.leg is not None and self.conference is not None and self.participant is not None
+        assert self.room is not None
+        track_id = self.conference.enter_room(self.leg, self.participant.id)
+        if track_id not in self.participant.tracks:
+            self.service.rooms.publish_track(
+                self.room,
+                Track(
+                    track_id, self.participant.id, TrackKind.AUDIO, TrackSource.MICROPHONE, "opus"
+                ),
+            )
+        for track in self.room.tracks():
+            if track.kind is TrackKind.AUDIO:
+                self.conference.add_track(track.id)
+
+    async def _stay(self) -> None:
+        try:
+            while self.state is CallState.ANSWERED:
+                await self._next_event(timeout=None)
+        except asyncio.CancelledError:
+            pass
+
+    def _set_status(self, text: str) -> None:
+        self.status_text = text
+
+    def _finish(self, status: str) -> None:
+        """The call ended before it was answered: show why for a moment, then leave the room."""
+        self.status_text = status
+        if self._ring_timer is not None:
+            self._ring_timer.cancel()
+        if self.room is not None and self.participant is not None:
+            base = self.participant.name.removesuffix(" · ringing")
+            self.service.rooms.update_name(self.room, self.participant.id, f"{base} · {status}")
+            room, participant = self.room, self.participant
+            asyncio.get_running_loop().call_later(
+                ENDED_STATUS_SECONDS,
+                lambda: self.service.rooms.remove_participant(room, participant.id, "left"),
+            )
+            self.participant = None
+        log.info("dial-out ended", extra={"room": self.room_id, "status": status})
+        self._end(status, already_left=True)
+
+    def cancelled(self) -> None:
+        """The room hung up before the answer."""
+        if self.state is CallState.RINGING:
+            self.transport.send_request(make_cancel(self.invite), self.source)
+            self._finish("cancelled")
+
+    def hang_up(self, reason: str, already_left: bool = False) -> None:
+        if self.state is CallState.RINGING:
+            self.cancelled()
+            return
+        super().hang_up(reason, already_left)
+
+    def _end(self, reason: str = "left", already_left: bool = False) -> None:
+        if self.state is not CallState.ENDED and self.status_text in (
+            "calling",
+            "ringing",
+            "answered",
+        ):
+            self.status_text = "ended"
+        super()._end(reason, already_left)

@@ -1,0 +1,122 @@
+"""Rooms dial out: a host calls a phone (SIPp as the callee) through the admin API and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from tests.gateway_process import RunningGateway, free_port
+from tests.interop.test_sip_dial_in import SCENARIOS
+
+pytestmark = pytest.mark.interop
+
+
+async def callee(*args: str) -> tuple[asyncio.subprocess.Process, int]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        "sipp",
+        *args,
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-mp",
+        str(free_port() & ~1),
+        "-nostdin",
+        "-timeout",
+        "40s",
+        "-timeout_error",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    await asyncio.sleep(0.5)
+    return process, port
+
+
+async def wait_for(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not (value := check()):
+            await asyncio.sleep(0.2)
+    assert value, what
+    return value
+
+
+async def test_the_room_calls_a_phone_that_answers_and_is_hung_up(gateway: RunningGateway) -> None:
+    gateway.create_room("appel-sortant")
+    phone, port = await callee("-sn", "uas")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--config",
+            str(gateway.config_path),
+            "dial",
+            "appel-sortant",
+            f"sip:0612345642@127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "calling sip:0612345642@127.0.0.1" in result.stdout
+
+    def answered() -> list[dict]:
+        room = gateway.admin("GET", "/api/v1/rooms/appel-sortant")[1]
+        return [c for c in room["calls"] if c["status"] == "answered"]
+
+    [call] = await wait_for(answered, 15, "the callee to answer")
+    room = gateway.admin("GET", "/api/v1/rooms/appel-sortant")[1]
+    [participant] = room["participants"]
+    assert (participant["name"], participant["origin"]) == ("Phone ••• 42", "sip")
+    assert participant["id"] == call["participant_id"]
+    assert [t["kind"] for t in participant["tracks"]] == ["audio"]
+
+    # The host deletes the room: the gateway hangs up (BYE) and SIPp's UAS ends cleanly.
+    assert gateway.admin("DELETE", "/api/v1/rooms/appel-sortant")[0] == 204
+    output, _ = await asyncio.wait_for(phone.communicate(), 20)
+    assert phone.returncode == 0, output.decode(errors="replace")[-1500:]
+
+
+async def test_a_busy_callee_shows_busy_then_leaves(gateway: RunningGateway) -> None:
+    gateway.create_room("appel-occupe")
+    phone, port = await callee("-sf", str(SCENARIOS / "callee_busy.xml"))
+    status, call = gateway.admin(
+        "POST", "/api/v1/rooms/appel-occupe/dial", {"to": f"sip:0612345699@127.0.0.1:{port}"}
+    )
+    assert status == 202 and call["status"] == "calling"
+
+    def named(suffix: str) -> bool:
+        people = gateway.admin("GET", "/api/v1/rooms/appel-occupe")[1]["participants"]
+        return any(p["name"].endswith(suffix) for p in people)
+
+    await wait_for(lambda: named("· ringing") or named("· busy"), 10, "the call to ring")
+    await wait_for(lambda: named("· busy"), 10, "the busy status")
+    room = gateway.admin("GET", "/api/v1/rooms/appel-occupe")[1]
+    assert [c["status"] for c in room["calls"]] == ["busy"]
+    await wait_for(
+        lambda: not gateway.admin("GET", "/api/v1/rooms/appel-occupe")[1]["participants"],
+        10,
+        "the busy callee to leave the room",
+    )
+    output, _ = await asyncio.wait_for(phone.communicate(), 20)
+    assert phone.returncode == 0, output.decode(errors="replace")[-1500:]
+
+
+def test_dialling_needs_a_usable_target(gateway: RunningGateway) -> None:
+    gateway.create_room("appel-invalide")
+    status, problem = gateway.admin(
+        "POST", "/api/v1/rooms/appel-invalide/dial", {"to": "+33612345678"}
+    )
+    assert status == 400 and problem["field"] == "/to" and "trunk" in problem["detail"]
+    status, problem = gateway.admin(
+        "POST", "/api/v1/rooms/appel-invalide/dial", {"to": "mailto:x@y"}
+    )
+    assert status == 400
+    assert gateway.admin("GET", "/api/v1/rooms/appel-invalide")[1]["participants"] == []
