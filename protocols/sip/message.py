@@ -249,8 +249,14 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
     raise SipParseError("unterminated quoted string")
 
 
+_NEEDS_QUOTED_PAIR = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f"\\]')
+
+
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted-string; quotes, backslashes and control characters become quoted-pairs."""
+    if "\r" in text or "\n" in text:
+        raise ValueError("a quoted string cannot carry CR or LF")
+    return '"' + _NEEDS_QUOTED_PAIR.sub(lambda match: "\\" + match.group(), text) + '"'
 
 
 def _parse_header_params(text: str) -> dict[str, str | None]:
@@ -742,6 +748,8 @@ def serialize(message: Request | Response) -> bytes:
         start_line = f"{message.method} {message.uri} {message.version}"
     else:
         start_line = f"{message.version} {message.status:03d} {message.reason}"
+    if "\r" in start_line or "\n" in start_line:
+        raise ValueError("the start line must not contain CR or LF")
     body = message.body
     lines = [start_line]
     length_written = False

@@ -293,3 +293,15 @@ def test_long_message_parses_in_linear_time() -> None:
 
 def test_request_uri_parses_as_sip_uri() -> None:
     assert SipUri.parse(parse_request(INVITE).uri).user == "bob"
+
+
+def test_display_name_control_characters_are_sent_as_quoted_pairs() -> None:
+    address = NameAddress("BEL:\x07 NUL:\x00", SipUri.parse("sip:a@example.com"), {})
+    assert str(address) == '"BEL:\\\x07 NUL:\\\x00" <sip:a@example.com>'
+    assert NameAddress.parse(str(address)) == address
+
+
+def test_serialize_refuses_cr_lf_in_the_start_line() -> None:
+    response = Response(200, "OK\r\nVia: SIP/2.0/UDP evil", Headers())
+    with pytest.raises(ValueError):
+        serialize(response)
