@@ -49,7 +49,8 @@ async def wait_for(check, timeout: float, what: str):  # type: ignore[no-untyped
 async def test_the_room_calls_a_phone_that_answers_and_is_hung_up(gateway: RunningGateway) -> None:
     gateway.create_room("appel-sortant")
     phone, port = await callee("-sn", "uas")
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",
