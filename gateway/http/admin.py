@@ -147,7 +147,13 @@ def _string(body: dict[str, Any], key: str, default: str = "", limit: int = 256)
 
 async def list_trunks(request: web.Request) -> web.Response:
     gateway = _authorize(request)
-    return web.json_response({"trunks": [t.public() for t in gateway.store.trunks()]})
+    trunks = []
+    for trunk in gateway.store.trunks():
+        shown = trunk.public()
+        if gateway.sip is not None and trunk.register:
+            shown["registration"] = gateway.sip.registration_status(trunk.name)
+        trunks.append(shown)
+    return web.json_response({"trunks": trunks})
 
 
 async def save_trunk(request: web.Request) -> web.Response:

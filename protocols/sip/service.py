@@ -24,6 +24,7 @@ from protocols.sip.digest import DigestServer
 from protocols.sip.dispatch import Dispatcher
 from protocols.sip.message import NameAddress, Request, Response, SipUri, make_response
 from protocols.sip.outbound import DialError, OutboundCall
+from protocols.sip.registration import Registration
 from protocols.sip.transaction import (
     Action,
     Deliver,
@@ -67,6 +68,8 @@ class SipService:
         """Calls the rooms placed, by Call-ID."""
         self.digest = DigestServer(gateway.config.server.name, self._digest_secret())
         self.trunks: list[Trunk] = []
+        self.registrations: dict[str, Registration] = {}
+        """Registrations to trunks, by Call-ID."""
         self.trunks_changed()
 
     def _digest_secret(self) -> bytes:
@@ -79,6 +82,24 @@ class SipService:
 
     def trunks_changed(self) -> None:
         self.trunks = self.gateway.store.trunks()
+        if self.transports:
+            self._update_registrations()
+
+    def _update_registrations(self) -> None:
+        for registration in self.registrations.values():
+            registration.stop()
+        self.registrations = {}
+        for trunk in self.trunks:
+            if trunk.register and trunk.address:
+                registration = Registration(self, self._transport_for(trunk.transport), trunk)
+                self.registrations[registration.call_id] = registration
+                registration.start()
+
+    def registration_status(self, trunk_name: str) -> str | None:
+        for registration in self.registrations.values():
+            if registration.trunk.name == trunk_name:
+                return registration.status
+        return None
 
     def trunk(self, name: str | None) -> Trunk | None:
         if name is None:
@@ -141,6 +162,7 @@ class SipService:
             )
             await transport.start()
             self.transports.append(transport)
+        self._update_registrations()
         log.info("SIP listening", extra={"host": self.config.host, "port": self.config.port})
 
     def _server_ssl(self) -> ssl.SSLContext:
@@ -154,6 +176,8 @@ class SipService:
         return context
 
     async def stop(self) -> None:
+        for registration in self.registrations.values():
+            registration.stop()
         for call in list(self.calls.values()) + list(self._pending.values()):
             call.hang_up("room_closed")
         for transport in self.transports:
@@ -207,6 +231,10 @@ class SipService:
                 transport.send_response(action.key, make_response(message, 400, "Bad Request"))
 
     def _response(self, response: Response) -> None:
+        registration = self.registrations.get(response.headers.get("Call-ID") or "")
+        if registration is not None:
+            registration.response(response)
+            return
         outbound = self.outbound.get(response.headers.get("Call-ID") or "")
         cseq = response.headers.get("CSeq") or ""
         if outbound is not None and cseq.upper().endswith("INVITE") and outbound.dialog is None:
