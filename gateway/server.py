@@ -70,6 +70,7 @@ class Gateway:
         self.anonymous_limit = RateLimiter(per_minute, burst=per_minute)
         self.sessions: dict[tuple[str, str], OrsSession] = {}
         self.sip: SipService | None = None
+        """The telephony adapter (protocols/sip) when SIP is enabled."""
         self.new_admin_token: str | None = None
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,8 +103,9 @@ class Gateway:
         if self.config.sip.enabled:
             from protocols.sip.service import SipService
 
-            self.sip = SipService(self)
-            await self.sip.start()
+            service = SipService(self)
+            await service.start()
+            self.sip = service
         self.new_admin_token = self.ensure_admin_token()
         self.ensure_demo_room()
         self._tasks.append(asyncio.create_task(self._apply_room_events()))

@@ -15,6 +15,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.rooms import Role, Room, RoomError, check_room_id
 from gateway.server import Gateway
 from gateway.store import DispatchRule, Trunk
+from gateway.telephony import DialError
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,6 @@ async def dial(request: web.Request) -> web.Response:
         raise Problem("invalid_message", "'trunk' is a trunk name", field="/trunk")
     if gateway.sip is None:
         raise Problem("invalid_state", "SIP is turned off on this gateway", 409)
-    from protocols.sip.outbound import DialError
-
     try:
         call = gateway.sip.dial(room.id, target, trunk)
     except DialError as error:

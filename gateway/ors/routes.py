@@ -58,7 +58,7 @@ async def discovery(request: web.Request) -> web.Response:
             "api_base": f"{base}/ors/v1",
             "keys_url": f"{base}/ors/v1/keys",
             "websocket_url_template": f"{ws_base}/ors/v1/rooms/{{room}}/ws",
-            "capabilities": CAPABILITIES,
+            "capabilities": CAPABILITIES + (["dial-out"] if gateway.sip is not None else []),
         }
     )
 

@@ -38,6 +38,7 @@ from gateway.rooms import (
     TrackUnpublished,
     new_id,
 )
+from gateway.telephony import DialError
 from gateway.tokens import JoinGrant, TokenError
 
 if TYPE_CHECKING:
@@ -359,6 +360,17 @@ class OrsSession:
     def _require_host(self) -> None:
         if self.participant is None or self.participant.role is not Role.HOST:
             raise Problem("forbidden", "only a host may do this", 403)
+
+    async def _on_dial(self, message: Message) -> None:
+        assert self.room is not None
+        self._require_host()
+        sip = self.gateway.sip
+        if sip is None:
+            raise Problem("invalid_state", "this server has no telephony", 409)
+        try:
+            sip.dial(self.room.id, message["to"], message.get("trunk"))
+        except DialError as error:
+            raise Problem("invalid_message", str(error), field="/to") from None
 
     async def _on_ping(self, message: Message) -> Message:
         return {"type": "pong"}

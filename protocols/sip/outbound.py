@@ -17,6 +17,7 @@ from gateway.media.rtp_endpoint import RtpEndpoint
 from gateway.media.sdp import Codec, MediaDescription, SessionDescription, serialize
 from gateway.rooms import Role, Track, TrackKind, TrackSource
 from gateway.store import Trunk
+from gateway.telephony import DialError
 from protocols.sip.call import CallState, InboundCall, masked_name
 from protocols.sip.dialog import Dialog
 from protocols.sip.digest import DigestError, answer_challenge, choose_challenge
@@ -40,10 +41,6 @@ FINAL_STATUS = {
     480: "no answer",
     487: "cancelled",
 }
-
-
-class DialError(ValueError):
-    """The target cannot be dialled (bad URI, no trunk for a number)."""
 
 
 def resolve(target: str, trunk: Trunk | None) -> tuple[str, tuple[str, int], str]:

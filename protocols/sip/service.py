@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 from gateway.media.rtp_endpoint import PortAllocator
 from gateway.store import Trunk
+from gateway.telephony import DialError
 from protocols.sip.call import CallState, InboundCall
 from protocols.sip.dialog import DialogId, incoming_dialog_id, response_dialog_id
 from protocols.sip.digest import DigestServer
 from protocols.sip.dispatch import Dispatcher
 from protocols.sip.message import NameAddress, Request, Response, SipUri, make_response
-from protocols.sip.outbound import DialError, OutboundCall
+from protocols.sip.outbound import OutboundCall
 from protocols.sip.registration import Registration
 from protocols.sip.transaction import (
     Action,

@@ -121,3 +121,31 @@ def test_dialling_needs_a_usable_target(gateway: RunningGateway) -> None:
     )
     assert status == 400
     assert gateway.admin("GET", "/api/v1/rooms/appel-invalide")[1]["participants"] == []
+
+
+async def test_a_host_dials_from_the_room_and_sees_it_ring_then_answer(
+    gateway: RunningGateway,
+) -> None:
+    from spec.conformance.orsclient import OrsClient, OrsError
+
+    gateway.create_room("appel-hote")
+    host = await OrsClient.connect(gateway.base_url, "appel-hote")
+    await host.join(gateway.token("appel-hote", "hote", "Hôte", role="host"))
+    member = await OrsClient.connect(gateway.base_url, "appel-hote")
+    await member.join(gateway.token("appel-hote", "membre", "Membre"))
+    assert (await host.next_event("participant_joined"))["participant"]["name"] == "Membre"
+    phone, port = await callee("-sn", "uas")
+    with pytest.raises(OrsError) as refused:
+        await member.request({"type": "dial", "to": f"sip:0611111111@127.0.0.1:{port}"})
+    assert refused.value.code == "forbidden"
+    await host.request({"type": "dial", "to": f"sip:0612345642@127.0.0.1:{port}"})
+    ringing = await host.next_event("participant_joined", timeout=10)
+    assert ringing["participant"]["name"] == "Phone ••• 42 · ringing"
+    assert ringing["participant"]["origin"] == "sip"
+    answered = await host.next_event("participant_updated", timeout=15)
+    assert answered["participant"]["name"] == "Phone ••• 42"
+    await host.request({"type": "remove", "participant_id": answered["participant"]["id"]})
+    output, _ = await asyncio.wait_for(phone.communicate(), 20)
+    assert phone.returncode == 0, output.decode(errors="replace")[-1500:]
+    await host.close()
+    await member.close()
