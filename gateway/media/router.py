@@ -600,7 +600,8 @@ class Router:
         now = time.monotonic() if now is None else now
         wall = time.time() if wall_time is None else wall_time
         for receiver in list(self._receivers.values()):
-            self._drop_route(receiver)  # reinstalled on the next packet, with fresh state
+            if receiver.route is not None:
+                self._sync_route(receiver)  # the reports below count the fast path's packets too
             reports: list[RtcpReceptionReport] = []
             for layer in receiver.layers:
                 stream = layer.stream
@@ -910,6 +911,13 @@ class Router:
         receiver.publisher.send_rtcp(RtcpPli(self.rtcp_ssrc, layer.ssrc).serialize())
 
     def _update_speakers(self, now: float) -> None:
+        if now < self.speakers.next_update:
+            return
+        self.sync_routes()  # the audio levels the fast path collected belong to this interval
         speakers = self.speakers.update(now)
+        next_update = self.speakers.next_update
+        for receiver in self._receivers.values():
+            if receiver.route is not None and receiver.is_audio:
+                receiver.route.deadline = next_update
         if speakers is not None and self.on_active_speakers is not None:
             self.on_active_speakers(self.room_id, speakers)
