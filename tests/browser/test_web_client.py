@@ -291,3 +291,59 @@ def test_each_subscriber_gets_the_simulcast_layer_that_fits_its_tile(
     wait_until(lambda: height(large) >= 360, 60, "the large window to receive 360 p or more")
     wait_until(lambda: height(small) == 180, 20, "the small window to receive the 180 p layer")
     assert height(large) >= 360
+
+
+def test_a_host_calls_a_phone_from_the_page_and_its_tile_appears(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    import subprocess
+
+    from tests.gateway_process import free_port
+
+    room = new_room("appel")
+    web_gateway.create_room(room)
+    host = open_participant(
+        room, "Hélène", token=web_gateway.token(room, "host-h", "Hélène", role="host")
+    )
+    host.wait_state("room")
+    port = free_port()
+    callee = subprocess.Popen(
+        [
+            "sipp",
+            "-sn",
+            "uas",
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-mp",
+            str(free_port() & ~1),
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        host.page.get_by_test_id("participants-toggle").click()
+        host.page.get_by_test_id("dial-input").fill(f"sip:0612345642@127.0.0.1:{port}")
+        host.page.get_by_test_id("dial-send").click()
+        phone = wait_until(
+            lambda: next((o for o in host.others() if o["name"] == "Phone ••• 42"), None),
+            20,
+            "the answered phone in the participant list",
+        )
+        assert phone["origin"] == "sip"
+        tile = host.page.get_by_test_id(f"tile-{phone['id']}")
+        wait_until(lambda: tile.is_visible(), 10, "the phone's tile")
+        assert "Phone" in tile.inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        host.page.screenshot(path=str(ARTIFACTS / "room-with-phone.png"))
+    finally:
+        callee.kill()
+        callee.wait()

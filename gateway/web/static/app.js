@@ -874,6 +874,7 @@ function renderPeople() {
   $("people-list").replaceChildren(...joined.map((p) => personRow(p)));
   $("lobby-list").replaceChildren(...lobby.map((p) => personRow(p, { lobby: true })));
   $("lobby-section").hidden = !(isHost() && lobby.length);
+  $("dial-form").hidden = !(isHost() && app.canDial);
   $("people-count").textContent = `(${joined.length})`;
   $("people-badge").textContent = String(joined.length);
   const lb = $("lobby-badge");
@@ -1012,6 +1013,19 @@ function wire() {
       toast(problemText(e), "error");
     }
   };
+  $("dial-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const input = $("dial-input");
+    const to = input.value.trim();
+    if (!to || !app.client) return;
+    try {
+      await app.client.request("dial", { to });
+      input.value = "";
+      toast(t("dialling", to));
+    } catch (e) {
+      toast(problemText(e), "error");
+    }
+  };
   $("copy-link").onclick = async () => {
     try {
       await navigator.clipboard.writeText(`${location.origin}/r/${app.room}`);
@@ -1125,8 +1139,19 @@ window.rondpoint = {
 
 // ---------------------------------------------------------------- start
 
+async function discover() {
+  try {
+    const response = await fetch("/.well-known/ors");
+    const document_ = await response.json();
+    app.canDial = (document_.capabilities || []).includes("dial-out");
+  } catch {
+    app.canDial = false;
+  }
+}
+
 function start() {
   wire();
+  discover().then(() => renderPeople());
   const m = location.pathname.match(/^\/r\/([^/]+)\/?$/);
   if (!m) return showHome();
   const room = decodeURIComponent(m[1]);
