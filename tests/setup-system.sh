@@ -6,6 +6,10 @@ need=()
 command -v chromium    >/dev/null 2>&1 || need+=(chromium)
 command -v firefox-esr >/dev/null 2>&1 || need+=(firefox-esr)
 command -v rtpengine   >/dev/null 2>&1 || need+=(rtpengine-daemon)
+# A real softphone for the SIP interop tests (tests/interop/test_baresip.py).
+command -v baresip     >/dev/null 2>&1 || need+=(baresip)
+# SIP scanners for the attack tests (tests/interop/test_sipvicious.py).
+command -v svwar       >/dev/null 2>&1 || need+=(sipvicious)
 # The relay's optional native fast path (setup.py): a C compiler and the libsrtp2 headers.
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
