@@ -6,6 +6,8 @@ need=()
 command -v chromium    >/dev/null 2>&1 || need+=(chromium)
 command -v firefox-esr >/dev/null 2>&1 || need+=(firefox-esr)
 command -v rtpengine   >/dev/null 2>&1 || need+=(rtpengine-daemon)
+# SIPp drives the SIP scenarios and the SIP benchmark (tests/interop/sipp/, bench/sip_load.py).
+command -v sipp        >/dev/null 2>&1 || need+=(sip-tester)
 # A real softphone for the SIP interop tests (tests/interop/test_baresip.py).
 command -v baresip     >/dev/null 2>&1 || need+=(baresip)
 # SIP scanners for the attack tests (tests/interop/test_sipvicious.py).
