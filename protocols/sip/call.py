@@ -56,6 +56,14 @@ Address = tuple[str, int]
 PROMPTS = Path(__file__).resolve().parent / "prompts"
 PIN_TIMEOUT = 20.0
 MUTE_TOGGLE = "*6"
+CALLS_PER_UNTRUSTED_ADDRESS = 20
+"""Calls at once from one address that is no trunk's: an INVITE flood from one source cannot take
+every RTP port (each call holds one until its BYE, or 64*T1 when the flood never ACKs)."""
+DTMF_SILENCE = 1.0
+"""Seconds without telephone-events after which a new detector starts: an RFC 4733 event's
+timestamp then names a new key press even if it repeats an old one (a replayed capture, a phone
+that restarts its RTP clock), while the end-packet retransmissions of one press, tens of ms
+apart, are still reported once."""
 
 
 class CallState(StrEnum):
@@ -124,6 +132,7 @@ class InboundCall:
         self.language = service.config.language
         self.digits: asyncio.Queue[str] = asyncio.Queue()
         self.detector = DtmfDetector()
+        self._last_dtmf_packet = 0.0
         self.timer = SessionTimer()
         self.retransmission: SuccessRetransmission | None = None
         self.session_id = secrets.randbelow(10**9)
@@ -140,9 +149,23 @@ class InboundCall:
         self.caller_number = caller.uri.user or ""
 
     # answering -----------------------------------------------------------------------------
+    def _read_offer(self, body: bytes) -> AudioOffer:
+        """The phone's offer; SdpError also when its address family is not the one we send from."""
+        offer = read_offer(body.decode("utf-8", "replace"))
+        if offer.address is not None and (":" in offer.address[0]) != (
+            ":" in self.service.ports.host
+        ):
+            raise SdpError("the offer's address family is not the gateway's (IP4/IP6)")
+        return offer
+
     def start(self, user: str, trusted: bool) -> None:
+        if not trusted and self._calls_from_source() > CALLS_PER_UNTRUSTED_ADDRESS:
+            response = self._response(503, "Service Unavailable")
+            response.headers.add("Retry-After", "30")
+            self._finish_with(response)
+            return
         try:
-            self.offer = read_offer(self.invite.body.decode("utf-8", "replace"))
+            self.offer = self._read_offer(self.invite.body)
         except SdpError as error:
             response = self._response(488, "Not Acceptable Here")
             response.headers.add("Warning", f'304 rondpoint "{error}"')
@@ -168,6 +191,17 @@ class InboundCall:
         self.language = route.language
         self.transport.send_response(self.key, self._response(180, "Ringing"))
         self._task = asyncio.get_running_loop().create_task(self._run(route.room_id))
+
+    def _calls_from_source(self) -> int:
+        """Inbound calls from this call's address, this one included (it is already pending)."""
+        calls = [*self.service.calls.values(), *self.service._pending.values()]
+        return sum(
+            1
+            for call in calls
+            if isinstance(call, InboundCall)
+            and call.source[0] == self.source[0]
+            and call.state is not CallState.ENDED
+        )
 
     def _response(self, status: int, reason: str) -> Response:
         response = make_response(self.invite, status, reason, to_tag=self.local_tag)
@@ -230,6 +264,10 @@ class InboundCall:
             self.leg.receive(data)
 
     def _on_dtmf_packet(self, packet: RtpPacket) -> None:
+        now = time.monotonic()
+        if now - self._last_dtmf_packet > DTMF_SILENCE:
+            self.detector = DtmfDetector()
+        self._last_dtmf_packet = now
         for digit in self.detector.feed(packet):
             self._digit(digit.digit)
 
@@ -251,6 +289,7 @@ class InboundCall:
                 done.set_result(None)
 
         frames = load_prompt(self.language, name, self.offer.codec.sample_rate)
+        log.info("phone prompt", extra={"call_id": self.call_id, "prompt": name})
         self.leg.play(frames, finished)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(done, len(frames) * 0.02 + 2)
@@ -431,7 +470,7 @@ class InboundCall:
         assert self.endpoint is not None
         if request.body:
             try:
-                offer = read_offer(request.body.decode("utf-8", "replace"))
+                offer = self._read_offer(request.body)
             except SdpError as error:
                 response = make_response(request, 488, "Not Acceptable Here")
                 response.headers.add("Warning", f'304 rondpoint "{error}"')

@@ -65,6 +65,8 @@ def read_offer(text: str) -> AudioOffer:
         if chosen is None:
             continue
         host = media.connection or description.connection
+        if not host and media.port != 0:
+            raise SdpError("the offer's audio line has no c= address (RFC 4566 5.7)")
         address = _address(host, media.port)
         direction = media.direction or "sendrecv"
         return AudioOffer(chosen[0], chosen[1], telephone_event, address, direction)
@@ -76,17 +78,24 @@ def _static_name(payload_type: int) -> str:
 
 
 def _address(connection: str | None, port: int) -> tuple[str, int] | None:
+    if not 0 <= port <= 65535:
+        raise SdpError(f"the offer's m= port {port} is out of range")
     if not connection or port == 0:
         return None
     parts = connection.split()
-    if len(parts) < 3:
+    if len(parts) < 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
         raise SdpError("the offer's c= line is malformed")
     host = parts[2].split("/")[0]
     try:
-        if ipaddress.ip_address(host).is_unspecified:
-            return None
+        address = ipaddress.ip_address(host)
     except ValueError:
         raise SdpError("the offer's c= address is not an IP address") from None
+    if (address.version == 6) != (parts[1] == "IP6"):
+        raise SdpError(f"the offer's c= address is not an {parts[1]} address")
+    if address.is_unspecified:
+        return None
+    if address.is_multicast:
+        raise SdpError("the offer's c= address is multicast")
     return host, port
 
 

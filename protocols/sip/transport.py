@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import secrets
 import ssl
 import time
 from collections.abc import Hashable
@@ -36,6 +38,56 @@ Address = tuple[str, int]
 
 MAX_DATAGRAM = 65_535
 MAX_STREAM_BUFFER = 256 * 1024
+
+_FOLD = re.compile(rb"\r?\n[ \t]+")
+_HEADER = re.compile(rb"([!%'*+\-.0-9A-Z_`a-z~]+)[ \t]*:[ \t]*(.*)")
+_METHOD = re.compile(rb"[!%'*+\-.0-9A-Z_`a-z~]+")
+_ECHOED = {b"via": b"Via", b"v": b"Via", b"from": b"From", b"f": b"From", b"to": b"To"}
+_ECHOED |= {b"t": b"To", b"call-id": b"Call-ID", b"i": b"Call-ID", b"cseq": b"CSeq"}
+_PRINTABLE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+_MAX_ECHOED = 2048
+
+
+def error_response(data: bytes, status: int, reason: str) -> bytes | None:
+    """Best-effort answer to a request the parser refused (RFC 3261 8.2, 16.3 and RFC 4475 3.1.2).
+
+    When the start line is a request (never an ACK) and its Via, From, To, Call-ID and CSeq can
+    still be read, they are echoed in a ``status`` response so the sender's transaction ends;
+    anything else (a response, missing or binary fields, an oversized head) gets None: drop it.
+    """
+    head = re.split(rb"\r?\n\r?\n", data, maxsplit=1)[0]
+    lines = _FOLD.sub(b" ", head).split(b"\n")
+    start = lines[0].strip().split(b" ")
+    if len(start) < 2 or not _METHOD.fullmatch(start[0]) or start[0].upper() == b"ACK":
+        return None
+    if start[0].upper().startswith(b"SIP/"):
+        return None  # a response: never answered
+    found: dict[bytes, list[bytes]] = {}
+    for line in lines[1:]:
+        match = _HEADER.fullmatch(line.rstrip(b"\r"))
+        if match is None:
+            continue
+        name = _ECHOED.get(match.group(1).lower())
+        value = match.group(2).strip()
+        if name is None:
+            continue
+        if not value or not _PRINTABLE.fullmatch(value):
+            return None
+        found.setdefault(name, []).append(value)
+    if set(found) != {b"Via", b"From", b"To", b"Call-ID", b"CSeq"}:
+        return None
+    if any(len(found[name]) != 1 for name in (b"From", b"To", b"Call-ID", b"CSeq")):
+        return None
+    to = found[b"To"][0]
+    if b";tag=" not in to.lower().replace(b" ", b""):
+        to += b";tag=" + secrets.token_hex(6).encode()
+    out = [f"SIP/2.0 {status} {reason}".encode()]
+    out += [b"Via: " + via for via in found[b"Via"][:10]]
+    out += [b"From: " + found[b"From"][0], b"To: " + to]
+    out += [b"Call-ID: " + found[b"Call-ID"][0], b"CSeq: " + found[b"CSeq"][0]]
+    out += [b"Server: Rondpoint", b"Content-Length: 0"]
+    response = b"\r\n".join(out) + b"\r\n\r\n"
+    return response if len(response) <= _MAX_ECHOED else None
 
 
 class TransactionUser(Protocol):
@@ -156,10 +208,15 @@ class SipTransport:
         try:
             message = parse_message(data)
         except SipParseError as error:
-            self.dropped += 1
+            answer = error_response(data[:MAX_DATAGRAM], error.status, error.reason)
+            if answer is not None and self._datagrams is not None:
+                self._datagrams.sendto(answer, source)
+            else:
+                self.dropped += 1
             log.debug(
-                "dropped an unparsable SIP datagram",
-                extra={"source": source[0], "reason": error.reason},
+                "unparsable SIP datagram %s",
+                "answered" if answer is not None else "dropped",
+                extra={"source": source[0], "reason": error.reason, "status": error.status},
             )
             return
         self.message_received(message, source)
