@@ -9,9 +9,9 @@ from collections import OrderedDict
 class RateLimiter:
     """Allows ``rate_per_minute`` events per key with bursts up to ``burst``; bounded memory."""
 
-    def __init__(self, rate_per_minute: int, burst: int | None = None, max_keys: int = 10_000):
+    def __init__(self, rate_per_minute: float, burst: int | None = None, max_keys: int = 10_000):
         self.rate = rate_per_minute / 60.0
-        self.burst = float(burst if burst is not None else max(1, rate_per_minute // 3))
+        self.burst = float(burst if burst is not None else max(1, int(rate_per_minute) // 3))
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 

@@ -320,6 +320,8 @@ class InboundCall:
         for _ in range(self.service.config.pin_attempts):
             await self._play("enter-pin")
             pin = await self._read_pin()
+            if self.service.guard.banned(self.source[0]):
+                return None  # a banned address guesses no more, on any of its calls
             if room_id is not None:
                 if pin and secrets.compare_digest(pin, rooms.get(room_id).policy.pin):
                     return room_id

@@ -54,6 +54,7 @@ class SipService:
         self.guard = Guard(
             failures_before_ban=self.config.failures_before_ban, ban_seconds=self.config.ban_seconds
         )
+        self.guard.on_ban = self._banned
         self.dispatcher = Dispatcher(gateway.rooms, self.config.language)
         self.ports = PortAllocator(
             self.config.host, self.config.rtp_port_start, self.config.rtp_port_end
@@ -183,6 +184,12 @@ class SipService:
             call.hang_up("room_closed")
         for transport in self.transports:
             transport.close()
+
+    def _banned(self, host: str) -> None:
+        """A ban started: end that address's calls still waiting for a PIN."""
+        for call in list(self._pending.values()) + list(self.calls.values()):
+            if call.source[0] == host and call.participant is None:
+                call.hang_up("banned")
 
     @property
     def port(self) -> int:

@@ -14,7 +14,7 @@ import re
 import secrets
 import ssl
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 from gateway.ratelimit import RateLimiter
@@ -107,9 +107,13 @@ class Guard:
         self, messages_per_second: int = 50, failures_before_ban: int = 10, ban_seconds: int = 600
     ) -> None:
         self.limiter = RateLimiter(messages_per_second * 60, burst=messages_per_second * 2)
-        self.failures = RateLimiter(failures_before_ban, burst=failures_before_ban)
+        # failures are forgiven slowly (the whole allowance over ten minutes), so a patient
+        # guesser is banned too
+        self.failures = RateLimiter(failures_before_ban / 10, burst=failures_before_ban)
         self.ban_seconds = ban_seconds
         self._banned: dict[str, float] = {}
+        self.on_ban: Callable[[str], None] | None = None
+        """Called with the address when a ban starts (its calls waiting for a PIN end)."""
 
     def admits(self, host: str) -> bool:
         until = self._banned.get(host)
@@ -122,11 +126,15 @@ class Guard:
     def failure(self, host: str, what: str) -> None:
         """A failed authentication or PIN; too many in a row bans the address for a while."""
         log.warning("SIP %s failed from %s", what, host, extra={"source": host})
+        if self.banned(host):
+            return  # a ban runs from its start: failures during it do not prolong it
         if not self.failures.allow(host):
             self._banned[host] = time.monotonic() + self.ban_seconds
             log.warning(
                 "SIP address banned: %s for %d s", host, self.ban_seconds, extra={"source": host}
             )
+            if self.on_ban is not None:
+                self.on_ban(host)
 
     def banned(self, host: str) -> bool:
         until = self._banned.get(host)
