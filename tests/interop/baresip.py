@@ -24,14 +24,18 @@ import json
 import os
 import shutil
 import socket
+import threading
 import wave
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from tests.gateway_process import free_port
+
+T = TypeVar("T")
 
 RATE = 8000
 """G.711's rate: aufile insists that its WAV matches the source rate, set to this in the config."""
@@ -301,3 +305,43 @@ class Baresip:
         )
         assert files, f"sndfile wrote no {direction} recording in {self.recordings}"
         return read_wav(files[-1])
+
+
+class BaresipInThread:
+    """A Baresip driven from synchronous tests (Playwright's sync API): its own event loop in a thread.
+
+    ``with BaresipInThread(tmp_path) as phone: phone.run(phone.baresip.dial(uri))``
+    """
+
+    def __init__(self, workdir: Path, **options: Any) -> None:
+        self.baresip = Baresip(workdir, **options)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="baresip", daemon=True)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def __enter__(self) -> BaresipInThread:
+        self.thread.start()
+        try:
+            self.run(self.baresip.start())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.run(self.baresip.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()

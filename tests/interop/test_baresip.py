@@ -9,23 +9,49 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from gateway.media.audio.tone import tone_amplitude
 from spec.conformance.orsclient import OrsClient
+from tests.browser import conftest as browser_fixtures
 from tests.gateway_process import RunningGateway
-from tests.interop.baresip import Baresip
-from tests.webrtc_client import SAMPLE_RATE, WebRtcPeer
+from tests.interop.baresip import Baresip, BaresipInThread
+from tests.webrtc_client import SAMPLE_RATE, WebRtcPeer, dominant_frequency
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 PHONE_HZ = 1000.0
 BROWSER_HZ = 660.0
 PHONE_NUMBER = "0140506042"
+CHROMIUM_BEEP_HZ = 400.0
+"""Chromium's --use-fake-device-for-media-stream microphone: short square-wave beeps."""
+
+# Chromium through Playwright's sync API, for the browser variant (tests/browser/conftest.py).
+web_gateway = browser_fixtures.web_gateway
+chromium = browser_fixtures.chromium
+open_participant = browser_fixtures.open_participant
+
+# What the page's <audio> element for a participant plays, sampled by Web Audio (float, 48 kHz).
+CAPTURE_JS = """async (pid) => {
+  const a = document.querySelector(`#audio-sink audio[data-pid="${pid}"]`);
+  if (!a || !a.srcObject) return null;
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 16384;
+  ctx.createMediaStreamSource(a.srcObject).connect(analyser);
+  await new Promise((r) => setTimeout(r, 600));
+  const samples = new Float32Array(analyser.fftSize);
+  analyser.getFloatTimeDomainData(samples);
+  const rate = ctx.sampleRate;
+  await ctx.close();
+  return { rate, samples: Array.from(samples) };
+}"""
 
 
 @pytest.fixture
@@ -184,3 +210,46 @@ async def test_a_room_dials_out_to_a_softphone_that_answers(
     tail = samples[-rate:]
     assert tone_amplitude(tail, BROWSER_HZ, rate) > 2000
     assert tone_amplitude(tail, PHONE_HZ, rate) < tone_amplitude(tail, BROWSER_HZ, rate) / 20
+
+
+@pytest.mark.browser
+def test_a_softphone_and_a_chromium_participant_hear_each_other(
+    web_gateway: RunningGateway, open_participant: Callable[..., Any], tmp_path: Path
+) -> None:
+    room = "salle-baresip-chromium"
+    web_gateway.create_room(room)
+    with BaresipInThread(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as phone:
+        browser = open_participant(room, "Bérénice")
+        browser.wait_state("room")
+        phone.run(phone.baresip.dial(f"sip:{room}@127.0.0.1:{web_gateway.sip_port}"))
+        phone.run(phone.baresip.wait_event("CALL_ESTABLISHED", timeout=10))
+
+        deadline = time.monotonic() + 15
+        while not (phones := [o for o in browser.others() if o.get("origin") == "sip"]):
+            assert time.monotonic() < deadline, "the phone never showed in the page"
+            time.sleep(0.25)
+        pid = phones[0]["id"]
+
+        # Chromium plays the phone's tone (checked on the page's own <audio> element).
+        deadline = time.monotonic() + 15
+        while True:
+            capture = browser.page.evaluate(CAPTURE_JS, pid)
+            if capture is not None:
+                heard = np.array(capture["samples"]) * 32768
+                if tone_amplitude(heard, PHONE_HZ, capture["rate"]) > 2000:
+                    break
+            assert time.monotonic() < deadline, "Chromium does not play the phone's tone"
+            time.sleep(0.5)
+        assert dominant_frequency(heard, capture["rate"]) == pytest.approx(PHONE_HZ, abs=15)
+
+        time.sleep(3)  # the browser's fake microphone beeps into the phone's recording
+        phone.run(phone.baresip.hangup())
+        phone.run(phone.baresip.wait_event("CALL_CLOSED", timeout=10))
+        samples, rate = phone.baresip.recording("dec")
+
+    # Chromium's fake microphone beeps at about 400 Hz: the phone hears that, not its own tone.
+    tail = samples[-2 * rate :].astype(np.float64)
+    room_rms = float(np.sqrt(np.mean(tail**2)))
+    assert room_rms > 300, f"the phone hears nothing from Chromium (RMS {room_rms:.0f})"
+    assert dominant_frequency(tail, rate) == pytest.approx(CHROMIUM_BEEP_HZ, abs=25)
+    assert tone_amplitude(tail, PHONE_HZ, rate) < room_rms / 20, "the phone hears itself"
