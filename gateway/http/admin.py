@@ -280,6 +280,25 @@ async def dial(request: web.Request) -> web.Response:
     return web.json_response(call.status(), status=202)
 
 
+async def transfer(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    room = gateway.rooms.get(request.match_info["room"])
+    participant_id = request.match_info["participant"]
+    if participant_id not in room.participants:
+        raise Problem("participant_not_found", "no such participant in this room", 404)
+    body = await json_object(request)
+    target = _string(body, "to", limit=256)
+    if gateway.sip is None:
+        raise Problem("invalid_state", "SIP is turned off on this gateway", 409)
+    try:
+        gateway.sip.transfer(participant_id, target)
+    except DialError as error:
+        raise Problem("invalid_message", str(error), field="/to") from None
+    return web.json_response(
+        {"participant_id": participant_id, "to": target, "status": "requested"}, status=202
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app["admin_failures"] = RateLimiter(rate_per_minute=20, burst=10)
     app.router.add_get("/api/v1/rooms", list_rooms)
@@ -288,6 +307,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/api/v1/rooms/{room}", delete_room)
     app.router.add_post("/api/v1/rooms/{room}/tokens", create_token)
     app.router.add_post("/api/v1/rooms/{room}/dial", dial)
+    app.router.add_post("/api/v1/rooms/{room}/participants/{participant}/transfer", transfer)
     app.router.add_get("/api/v1/sip/trunks", list_trunks)
     app.router.add_post("/api/v1/sip/trunks", save_trunk)
     app.router.add_delete("/api/v1/sip/trunks/{name}", delete_trunk)

@@ -142,6 +142,8 @@ class InboundCall:
         self._events: Subscription | None = None
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._recent_digits = ""
+        self.transfer_target: str | None = None
+        self.transfer_status = ""
         self._timer_headers: list[tuple[str, str]] = []
         self.ivr_room = f"ivr-{secrets.token_hex(6)}"
         """A room of its own on the relay for the prompts, until the call joins a real room."""
@@ -462,6 +464,9 @@ class InboundCall:
             self._info(request, key)
         elif method == "OPTIONS":
             self.transport.send_response(key, self.service.options_response(request))
+        elif method == "NOTIFY" and self.transfer_target is not None:
+            self.transport.send_response(key, make_response(request, 200))
+            self._transfer_progress(request)
         elif method == "REFER":
             self.transport.send_response(key, make_response(request, 603, "Decline"))
         else:
@@ -543,8 +548,45 @@ class InboundCall:
             self.service.send_in_dialog(self, request)
         self._schedule_session_timer()
 
+    # blind transfer out of the room (RFC 3515, RFC 5589) -------------------------------------
+    def transfer(self, target: str) -> None:
+        """Ask the phone to call ``target`` instead (REFER); the call ends once that succeeds."""
+        if self.state is not CallState.ANSWERED or self.dialog is None:
+            raise ValueError("the call is not answered")
+        self.transfer_target = target
+        self.transfer_status = "requested"
+        refer = self.dialog.create_request(
+            "REFER",
+            via=self.service.via(self.transport),
+            extra_headers=[
+                ("Refer-To", f"<{target}>"),
+                ("Referred-By", self.service.contact(self.transport)),
+            ],
+        )
+        self.service.send_in_dialog(self, refer)
+
+    def _transfer_progress(self, notify: Request) -> None:
+        """A NOTIFY carrying the transferee's progress as a message/sipfrag (RFC 3515 2.4.5)."""
+        line = notify.body.decode("utf-8", "replace").strip().split("\r\n")[0].split("\n")[0]
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            return
+        status = int(parts[1])
+        if 200 <= status < 300:
+            self.transfer_status = "transferred"
+            log.info("phone transferred out of the room", extra={"call_id": self.call_id})
+            self.hang_up("transferred")
+        elif status >= 300:
+            self.transfer_status = f"failed ({status})"
+            self.transfer_target = None
+
     def response_received(self, response: Response) -> None:
-        """A response to a request we sent in the dialog (BYE, UPDATE refresh)."""
+        """A response to a request we sent in the dialog (BYE, UPDATE refresh, REFER)."""
+        if (response.headers.get("CSeq") or "").upper().endswith(
+            "REFER"
+        ) and response.status >= 300:
+            self.transfer_status = f"refused ({response.status})"
+            self.transfer_target = None
         if self.dialog is not None:
             self.dialog.receive_response(response)
         if 200 <= response.status < 300 and response.headers.get("Session-Expires"):

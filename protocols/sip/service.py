@@ -147,6 +147,27 @@ class SipService:
     def _transport_for(self, kind: str) -> SipTransport:
         return next((t for t in self.transports if t.kind == kind), self.transports[0])
 
+    def transfer(self, participant_id: str, target: str) -> None:
+        """Blind-transfer a phone participant out of its room (REFER); DialError if impossible."""
+        try:
+            SipUri.parse(target)
+        except ValueError:
+            raise DialError("the transfer target is not a sip: or tel: URI") from None
+        call = next(
+            (
+                c
+                for c in self.calls.values()
+                if c.participant and c.participant.id == participant_id
+            ),
+            None,
+        )
+        if call is None:
+            raise DialError("that participant is not on a phone call here")
+        try:
+            call.transfer(target)
+        except ValueError as error:
+            raise DialError(str(error)) from None
+
     def calls_of(self, room_id: str) -> list[dict[str, object]]:
         return [call.status() for call in self.outbound.values() if call.room_id == room_id]
 

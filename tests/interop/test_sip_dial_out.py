@@ -149,3 +149,24 @@ async def test_a_host_dials_from_the_room_and_sees_it_ring_then_answer(
     assert phone.returncode == 0, output.decode(errors="replace")[-1500:]
     await host.close()
     await member.close()
+
+
+async def test_a_phone_is_transferred_out_of_the_room(gateway: RunningGateway) -> None:
+    from tests.interop.test_sip_dial_in import sipp
+
+    gateway.create_room("transfert")
+    phone = await sipp(gateway, "transfer_out.xml", "transfert")
+
+    def caller() -> list[dict]:
+        return gateway.admin("GET", "/api/v1/rooms/transfert")[1]["participants"]
+
+    [participant] = await wait_for(caller, 15, "the caller in the room")
+    status, body = gateway.admin(
+        "POST",
+        f"/api/v1/rooms/transfert/participants/{participant['id']}/transfer",
+        {"to": "sip:desk-42@transfer.example"},
+    )
+    assert status == 202, body
+    output, _ = await asyncio.wait_for(phone.communicate(), 30)
+    assert phone.returncode == 0, output.decode(errors="replace")[-1500:]
+    await wait_for(lambda: not caller(), 10, "the transferred caller to leave the room")
