@@ -134,9 +134,8 @@ class OutboundCall(InboundCall):
         )
 
     # placing the call --------------------------------------------------------------------
-    async def place(self) -> None:
-        assert self.endpoint is not None
-        await self.endpoint.start()
+    def add_to_room(self) -> None:
+        """The callee shows in the room at once, ringing."""
         rooms = self.service.rooms
         room = rooms.get(self.room_id)
         name = masked_name(self.caller_number, self.service.config.mask_numbers)
@@ -145,6 +144,10 @@ class OutboundCall(InboundCall):
         )
         self.room = room
         self._events = self.service.bus.subscribe(self.room_id)
+
+    async def place(self) -> None:
+        assert self.endpoint is not None
+        await self.endpoint.start()
         self._send_invite()
         self._ring_timer = asyncio.get_running_loop().call_later(RING_TIMEOUT, self._no_answer)
 

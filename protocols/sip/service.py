@@ -141,6 +141,7 @@ class SipService:
         except OSError:
             raise DialError("no free RTP port for the call") from None
         self.outbound[call.call_id] = call
+        call.add_to_room()
         asyncio.get_running_loop().create_task(call.place())
         return call
 

@@ -91,7 +91,7 @@ async def test_a_busy_callee_shows_busy_then_leaves(gateway: RunningGateway) -> 
     status, call = gateway.admin(
         "POST", "/api/v1/rooms/appel-occupe/dial", {"to": f"sip:0612345699@127.0.0.1:{port}"}
     )
-    assert status == 202 and call["status"] == "calling"
+    assert status == 202 and call["status"] == "calling" and call["participant_id"]
 
     def named(suffix: str) -> bool:
         people = gateway.admin("GET", "/api/v1/rooms/appel-occupe")[1]["participants"]
