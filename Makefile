@@ -32,7 +32,7 @@ system-deps:
 ## the pure-Python packet path (RONDPOINT_NATIVE=0; the default is the native fast path).
 test: system-deps $(VENV)/.installed-test lint
 	$(PYTEST) -q -p no:cacheprovider
-	RONDPOINT_NATIVE=0 $(PYTEST) -q -p no:cacheprovider tests/unit/media tests/interop
+	RONDPOINT_NATIVE=0 $(PYTEST) -q -p no:cacheprovider tests/unit/media tests/interop/test_relay_aiortc.py tests/ors
 
 ## Unit and in-process protocol tests only (under a minute).
 test-fast: $(VENV)/.installed-test
