@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     trunk_add.add_argument("--allow", action="append", default=[], help="address or CIDR (repeat)")
     trunk_add.add_argument("--register", action="store_true", help="register to the trunk")
     trunk_add.add_argument("--caller-id", default="")
+    trunk_add.add_argument(
+        "--srtp", choices=["off", "optional", "required"], default="optional", help="SDES-SRTP"
+    )
     trunk_add.set_defaults(run=_trunk_add)
     trunk_commands.add_parser("list", help="list trunks").set_defaults(run=_trunk_list)
     trunk_delete = trunk_commands.add_parser("delete", help="delete a trunk")
@@ -257,6 +260,7 @@ def _trunk_add(args: argparse.Namespace, config: Config) -> None:
         "allowed": args.allow,
         "register": args.register,
         "caller_id": args.caller_id,
+        "srtp": args.srtp,
     }
     trunk = _admin(args, config, "POST", "/api/v1/sip/trunks", body)
     print(f"trunk {trunk['name']} saved")

@@ -183,13 +183,9 @@ async def save_trunk(request: web.Request) -> web.Response:
     register = body.get("register", False)
     if not isinstance(register, bool):
         raise Problem("invalid_message", "'register' is true or false", field="/register")
-    srtp = _string(body, "srtp", "off")
-    if srtp != "off":
-        raise Problem(
-            "invalid_message",
-            "'srtp' can only be 'off' in this version (SDES-SRTP is not built yet)",
-            field="/srtp",
-        )
+    srtp = _string(body, "srtp", "optional")
+    if srtp not in ("off", "optional", "required"):
+        raise Problem("invalid_message", "'srtp' is off, optional or required", field="/srtp")
     trunk = Trunk(
         name=name,
         address=_string(body, "address"),
@@ -199,6 +195,7 @@ async def save_trunk(request: web.Request) -> web.Response:
         allowed=allowed,
         register=register,
         caller_id=_string(body, "caller_id", limit=64),
+        srtp=srtp,
     )
     if register and not (trunk.address and trunk.username and trunk.password):
         raise Problem(

@@ -1,4 +1,5 @@
-"""Plain RTP endpoints for SIP legs: one UDP port pair per leg, symmetric RTP with latching (RFC 4961).
+"""RTP endpoints for SIP legs: one UDP port pair per leg, symmetric RTP with latching (RFC 4961),
+plain or SRTP with keys from SDES (RFC 3711, RFC 4568).
 
 The phone's SDP says where to send; behind NAT that address is often wrong, so the endpoint
 sends to the address the phone's own packets come from once one has arrived ("latching"), and
@@ -12,6 +13,8 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+
+import pylibsrtp
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,22 @@ class RtpEndpoint:
         self._rtcp: asyncio.DatagramTransport | None = None
         self.packets_in = 0
         self.packets_out = 0
+        self._srtp_in: pylibsrtp.Session | None = None
+        self._srtp_out: pylibsrtp.Session | None = None
+
+    def set_srtp(self, profile: int, inbound_key: bytes, outbound_key: bytes) -> None:
+        """Protect this leg with SRTP (keys from SDES, RFC 4568); a re-key replaces both."""
+        inbound = pylibsrtp.Policy(
+            key=inbound_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile
+        )
+        outbound = pylibsrtp.Policy(
+            key=outbound_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile
+        )
+        self._srtp_in = pylibsrtp.Session(inbound)
+        self._srtp_out = pylibsrtp.Session(outbound)
+
+    def clear_srtp(self) -> None:
+        self._srtp_in = self._srtp_out = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -140,6 +159,15 @@ class RtpEndpoint:
         self.latch.resignal(address)
 
     def _on_rtp_datagram(self, data: bytes, source: Address) -> None:
+        if self._srtp_in is not None:
+            try:
+                plain = self._srtp_in.unprotect(data)
+            except pylibsrtp.Error:
+                return  # not authenticated: never latched, never heard
+            if self.latch.observe(plain, source):
+                self.packets_in += 1
+                self.on_rtp(plain)
+            return
         if self.latch.observe(data, source):
             self.packets_in += 1
             self.on_rtp(data)
@@ -147,6 +175,8 @@ class RtpEndpoint:
     def send(self, packet: bytes) -> None:
         target = self.latch.target
         if target is not None and self._rtp is not None:
+            if self._srtp_out is not None:
+                packet = self._srtp_out.protect(packet)
             self._rtp.sendto(packet, target)
             self.packets_out += 1
 

@@ -43,6 +43,7 @@ from gateway.rooms import (
 from protocols.sip.dialog import Dialog, SuccessRetransmission
 from protocols.sip.message import NameAddress, Request, Response, make_response
 from protocols.sip.offer_answer import AudioOffer, SdpError, make_answer, read_offer
+from protocols.sip.sdes import Crypto
 from protocols.sip.session_timer import Expire, IntervalTooSmall, Refresh, SessionTimer
 from protocols.sip.transaction import Action, Send, TransactionKey, new_tag
 
@@ -142,6 +143,8 @@ class InboundCall:
         self._events: Subscription | None = None
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._recent_digits = ""
+        self.srtp = "optional"
+        self.local_crypto: Crypto | None = None
         self.transfer_target: str | None = None
         self.transfer_status = ""
         self._timer_headers: list[tuple[str, str]] = []
@@ -153,14 +156,15 @@ class InboundCall:
     # answering -----------------------------------------------------------------------------
     def _read_offer(self, body: bytes) -> AudioOffer:
         """The phone's offer; SdpError also when its address family is not the one we send from."""
-        offer = read_offer(body.decode("utf-8", "replace"))
+        offer = read_offer(body.decode("utf-8", "replace"), self.srtp)
         if offer.address is not None and (":" in offer.address[0]) != (
             ":" in self.service.ports.host
         ):
             raise SdpError("the offer's address family is not the gateway's (IP4/IP6)")
         return offer
 
-    def start(self, user: str, trusted: bool) -> None:
+    def start(self, user: str, trusted: bool, srtp: str = "optional") -> None:
+        self.srtp = srtp
         if not trusted and self._calls_from_source() > CALLS_PER_UNTRUSTED_ADDRESS:
             response = self._response(503, "Service Unavailable")
             response.headers.add("Retry-After", "30")
@@ -188,6 +192,7 @@ class InboundCall:
             self._finish_with(response)
             return
         self.endpoint.set_remote(self.offer.address)
+        self._key_srtp()
         self._timer_headers = timer_answer
         route = self.service.dispatcher.route(user, trusted, self.service.config.allow_anonymous)
         self.language = route.language
@@ -246,7 +251,21 @@ class InboundCall:
             self.endpoint.port,
             self.session_id,
             self.sdp_version,
+            local_crypto=self.local_crypto,
         )
+
+    def _key_srtp(self) -> None:
+        """SRTP keys from the offer's a=crypto and our answer's (RFC 4568); plain RTP otherwise."""
+        assert self.offer is not None and self.endpoint is not None
+        remote = self.offer.crypto
+        if remote is None:
+            self.local_crypto = None
+            self.endpoint.clear_srtp()
+            return
+        if self.local_crypto is None or self.local_crypto.suite != remote.suite:
+            self.local_crypto = remote.answer()
+        self.local_crypto = Crypto(remote.tag, self.local_crypto.suite, self.local_crypto.key)
+        self.endpoint.set_srtp(remote.profile, remote.key, self.local_crypto.key)
 
     # media -------------------------------------------------------------------------------
     def _attach_conference(self, conference: RoomConference) -> None:
@@ -484,8 +503,11 @@ class InboundCall:
                 self.transport.send_response(key, response)
                 return
             codec_changed = self.offer is not None and offer.codec != self.offer.codec
+            rekey = self.offer is None or offer.crypto != self.offer.crypto
             self.offer = offer
             self.endpoint.set_remote(offer.address)
+            if rekey:
+                self._key_srtp()
             self.on_hold = offer.direction in ("sendonly", "inactive") or offer.address is None
             if codec_changed and self.conference is not None:
                 self._attach_conference(self.conference)

@@ -18,11 +18,13 @@ from gateway.media.sdp import (
     parse,
     serialize,
 )
+from protocols.sip.sdes import Crypto, parse_crypto
 
 SUPPORTED = {"pcma": PCMA, "pcmu": PCMU, "g722": G722}
 """Codecs a phone may use, by rtpmap name; the caller's order of preference decides."""
 
 RTP_AVP = ("RTP/AVP", "RTP/AVPF")
+RTP_SAVP = ("RTP/SAVP", "RTP/SAVPF")
 _DIRECTIONS = {
     "sendrecv": "sendrecv",
     "sendonly": "recvonly",
@@ -42,13 +44,31 @@ class AudioOffer:
     """Where to send RTP (None when the offer says 0.0.0.0 or port 0: hold, RFC 3264 8.4)."""
     direction: str
     """The phone's direction: sendrecv, sendonly (it puts us on hold), recvonly or inactive."""
+    crypto: Crypto | None = None
+    """The phone's SRTP key (RTP/SAVP with RFC 4568 SDES), None for plain RTP."""
 
 
-def read_offer(text: str) -> AudioOffer:
-    """The first usable audio m-line of an offer; SdpError naming what is missing otherwise."""
+def read_offer(text: str, srtp: str = "optional") -> AudioOffer:
+    """The first usable audio m-line of an offer; SdpError naming what is missing otherwise.
+
+    ``srtp`` is the trunk's policy: "off" (plain RTP only), "optional" (either), "required".
+    """
     description = parse(text)
+    refused_for_srtp = False
     for media in description.media:
-        if media.kind != "audio" or media.proto not in RTP_AVP:
+        if media.kind != "audio" or media.proto not in RTP_AVP + RTP_SAVP:
+            continue
+        crypto = None
+        if media.proto in RTP_SAVP:
+            crypto = next(
+                (c for name, v in media.extra if name == "crypto" and v and (c := parse_crypto(v))),
+                None,
+            )
+            if crypto is None or srtp == "off":
+                refused_for_srtp = True
+                continue
+        elif srtp == "required":
+            refused_for_srtp = True
             continue
         chosen: tuple[AudioCodec, int] | None = None
         telephone_event = None
@@ -69,7 +89,12 @@ def read_offer(text: str) -> AudioOffer:
             raise SdpError("the offer's audio line has no c= address (RFC 4566 5.7)")
         address = _address(host, media.port)
         direction = media.direction or "sendrecv"
-        return AudioOffer(chosen[0], chosen[1], telephone_event, address, direction)
+        return AudioOffer(chosen[0], chosen[1], telephone_event, address, direction, crypto)
+    if refused_for_srtp:
+        wanted = {"off": "plain RTP/AVP", "required": "SRTP (RTP/SAVP with a=crypto)"}
+        raise SdpError(
+            f"this trunk takes {wanted.get(srtp, 'RTP/SAVP with a usable a=crypto')} only"
+        )
     raise SdpError("the offer has no audio line with PCMA, PCMU or G722 over RTP/AVP")
 
 
@@ -106,8 +131,10 @@ def make_answer(
     session_id: int,
     version: int,
     on_hold: bool = False,
+    local_crypto: Crypto | None = None,
 ) -> str:
-    """Our answer: the chosen codec (with the caller's payload type) and telephone-event."""
+    """Our answer: the chosen codec (with the caller's payload type) and telephone-event,
+    on RTP/SAVP with our own key when the offer was SRTP."""
     family = "IP6" if ":" in local_ip else "IP4"
     codecs = [Codec(offer.payload_type, offer.codec.name, offer.codec.clock_rate)]
     fmt = [str(offer.payload_type)]
@@ -117,14 +144,17 @@ def make_answer(
     direction = _DIRECTIONS.get(offer.direction, "sendrecv")
     if on_hold and direction == "sendrecv":
         direction = "sendonly"
+    extra: list[tuple[str, str | None]] = [("ptime", "20")]
+    if local_crypto is not None:
+        extra.append(("crypto", local_crypto.attribute()))
     media = MediaDescription(
         kind="audio",
         port=port,
-        proto="RTP/AVP",
+        proto="RTP/SAVP" if local_crypto is not None else "RTP/AVP",
         fmt=fmt,
         direction=direction,
         codecs=codecs,
-        extra=[("ptime", "20")],
+        extra=extra,
     )
     description = SessionDescription(
         origin=f"rondpoint {session_id} {version} IN {family} {local_ip}",

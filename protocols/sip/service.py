@@ -324,7 +324,8 @@ class SipService:
         source: tuple[str, int],
     ) -> None:
         user = SipUri.parse(request.uri).user or ""
-        trusted = self.trunk_of_address(source[0]) is not None
+        trunk = self.trunk_of_address(source[0])
+        trusted = trunk is not None
         credentials = request.headers.get("Authorization")
         if not trusted and (credentials or not self.config.allow_anonymous):
             verdict = self.digest.check(
@@ -338,9 +339,10 @@ class SipService:
                 )
                 return
             trusted = True
+            trunk = next((t for t in self.trunks if t.username == verdict.user), None)
         call = InboundCall(self, transport, request, key, source)
         self._pending[_pending_key(request)] = call
-        call.start(user, trusted=trusted)
+        call.start(user, trusted=trusted, srtp=trunk.srtp if trunk is not None else "optional")
 
     def terminated(self, transport: SipTransport, action: Terminated) -> None:
         pass

@@ -91,6 +91,7 @@ class Baresip:
         user: str = "baresip",
         answermode: str = "auto",
         lifetime: int = 120,
+        mediaenc: str = "",
     ) -> None:
         self.workdir = workdir
         self.config_dir = workdir / "config"
@@ -101,6 +102,8 @@ class Baresip:
         self.user = user
         self.answermode = answermode
         self.lifetime = lifetime
+        self.mediaenc = mediaenc
+        """e.g. "srtp-mand": SRTP with SDES keys (RFC 4568), and nothing else."""
         """baresip quits by itself after this many seconds (-t), should a test leave it behind."""
         self.sip_port = _free_sip_port()
         self.ctrl_port = free_port()
@@ -148,7 +151,7 @@ class Baresip:
             "module_path\t/usr/lib/baresip/modules\n"
             "module\tg711.so\n"
             "module\taufile.so\n"
-            "module\tsndfile.so\n"
+            "module\tsndfile.so\n" + ("module\tsrtp.so\n" if self.mediaenc else "") + ""
             "module_tmp\taccount.so\n"
             "module_app\tmenu.so\n"
             "module_app\tctrl_tcp.so\n"
@@ -160,7 +163,9 @@ class Baresip:
         )
         (self.config_dir / "accounts").write_text(
             f"<sip:{self.user}@127.0.0.1>;regint=0;audio_codecs={self.codecs};"
-            f"answermode={self.answermode}\n"
+            f"answermode={self.answermode}"
+            + (f";mediaenc={self.mediaenc}" if self.mediaenc else "")
+            + "\n"
         )
         (self.config_dir / "contacts").write_text("")
 

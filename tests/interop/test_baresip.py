@@ -54,9 +54,11 @@ CAPTURE_JS = """async (pid) => {
 }"""
 
 
-@pytest.fixture
-async def phone(tmp_path: Path) -> AsyncIterator[Baresip]:
-    async with Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as running:
+@pytest.fixture(params=["rtp", "srtp"])
+async def phone(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Baresip]:
+    """The softphone, on plain RTP or on SDES-SRTP only (RFC 4568, baresip mediaenc=srtp-mand)."""
+    mediaenc = "srtp-mand" if request.param == "srtp" else ""
+    async with Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER, mediaenc=mediaenc) as running:
         yield running
 
 
@@ -79,7 +81,7 @@ async def wait_for_sip_participant(
 async def test_a_softphone_and_a_webrtc_participant_hear_each_other(
     gateway: RunningGateway, phone: Baresip
 ) -> None:
-    room = "salle-baresip"
+    room = f"salle-baresip-{phone.mediaenc or 'rtp'}"
     gateway.create_room(room)
     alice = await OrsClient.connect(gateway.base_url, room)
     peer = WebRtcPeer(alice)
