@@ -7,10 +7,13 @@ message naming the file, the key and what is allowed (``ConfigError``).
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
+
+DISPATCH_NUMBER = re.compile(r"\*|\+?[0-9A-Za-z.\-_]{1,64}")
 
 
 class ConfigError(Exception):
@@ -68,6 +71,16 @@ class LimitsConfig:
 
 
 @dataclass
+class DispatchRuleConfig:
+    """A ``[[sip.dispatch]]`` table: a dialled number or SIP user -> a room, or the PIN prompt."""
+
+    number: str = ""
+    room: str = ""
+    """Empty: the caller is asked for a PIN."""
+    language: str = ""
+
+
+@dataclass
 class SipConfig:
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -91,6 +104,8 @@ class SipConfig:
     """Whether calls from addresses that are no trunk's may dial rooms by name (sip:ROOM@host)."""
     failures_before_ban: int = 10
     ban_seconds: int = 600
+    dispatch: list[DispatchRuleConfig] = field(default_factory=list)
+    """Dispatch rules from the file; rules made through the admin API win for the same number."""
 
 
 @dataclass
@@ -177,6 +192,17 @@ def _apply(target: Any, raw: dict[str, Any], where: str, prefix: str) -> None:
             allowed = ", ".join(sorted(known))
             raise ConfigError(f"{where}: unknown key '{name}' (allowed here: {allowed})")
         current = getattr(target, key)
+        item_type = _list_item_dataclass(hints[key])
+        if item_type is not None:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ConfigError(f"{where}: '{name}' must be a list of tables ([[{name}]])")
+            items = []
+            for index, table in enumerate(value):
+                item = item_type()
+                _apply(item, table, where, prefix=f"{name}[{index}].")
+                items.append(item)
+            setattr(target, key, items)
+            continue
         if is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: '{name}' must be a table ([{name}])")
@@ -190,6 +216,15 @@ def _apply(target: Any, raw: dict[str, Any], where: str, prefix: str) -> None:
         if expected is str and not isinstance(value, str):
             raise ConfigError(f"{where}: '{name}' must be a string, not {value!r}")
         setattr(target, key, value)
+
+
+def _list_item_dataclass(hint: Any) -> Any:
+    """X for a ``list[X]`` field whose items are dataclasses (arrays of tables), else None."""
+    if get_origin(hint) is list:
+        (item,) = get_args(hint)
+        if is_dataclass(item):
+            return item
+    return None
 
 
 def _get(config: Config, dotted: str) -> Any:
@@ -231,6 +266,19 @@ def _validate(config: Config, where: str) -> None:
     if bool(config.http.tls_cert) != bool(config.http.tls_key):
         raise ConfigError(f"{where}: 'http.tls_cert' and 'http.tls_key' must be set together")
     from gateway.rooms import ROOM_ID_PATTERN
+
+    for index, rule in enumerate(config.sip.dispatch):
+        key = f"sip.dispatch[{index}]"
+        if not DISPATCH_NUMBER.fullmatch(rule.number):
+            raise ConfigError(
+                f"{where}: '{key}.number' must be a dialled number, a SIP user or '*'"
+            )
+        if rule.room and not ROOM_ID_PATTERN.fullmatch(rule.room):
+            raise ConfigError(
+                f"{where}: '{key}.room' must match {ROOM_ID_PATTERN.pattern} or be empty"
+            )
+        if rule.language not in ("", "fr", "en"):
+            raise ConfigError(f"{where}: '{key}.language' is {rule.language!r}; allowed: fr, en")
 
     demo = config.rooms.demo_room
     if demo and not ROOM_ID_PATTERN.fullmatch(demo):

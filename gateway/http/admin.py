@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.config import DISPATCH_NUMBER
 from gateway.ors.problems import Problem, json_object
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import Role, Room, RoomError, check_room_id
@@ -134,7 +135,6 @@ async def create_token(request: web.Request) -> web.Response:
 
 # SIP: trunks, dispatch rules, dialling out ------------------------------------------------
 _TRUNK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,31}")
-_NUMBER = re.compile(r"\*|\+?[0-9A-Za-z.\-_]{1,64}")
 
 
 def _string(body: dict[str, Any], key: str, default: str = "", limit: int = 256) -> str:
@@ -221,8 +221,23 @@ async def delete_trunk(request: web.Request) -> web.Response:
 
 async def list_dispatch(request: web.Request) -> web.Response:
     gateway = _authorize(request)
+    stored = {r.number for r in gateway.store.dispatch_rules()}
     rules = [
-        {"number": r.number, "room": r.room_id or None, "language": r.language or None}
+        {
+            "number": r.number,
+            "room": r.room or None,
+            "language": r.language or None,
+            "source": "config",
+        }
+        for r in gateway.config.sip.dispatch
+        if r.number not in stored
+    ] + [
+        {
+            "number": r.number,
+            "room": r.room_id or None,
+            "language": r.language or None,
+            "source": "api",
+        }
         for r in gateway.store.dispatch_rules()
     ]
     return web.json_response({"rules": rules})
@@ -232,7 +247,7 @@ async def save_dispatch(request: web.Request) -> web.Response:
     gateway = _authorize(request)
     body = await json_object(request)
     number = _string(body, "number", limit=64)
-    if not _NUMBER.fullmatch(number):
+    if not DISPATCH_NUMBER.fullmatch(number):
         raise Problem(
             "invalid_message", "'number' is a dialled number, a SIP user, or '*'", field="/number"
         )

@@ -23,13 +23,21 @@ class Route:
 
 
 class Dispatcher:
-    def __init__(self, rooms: RoomManager, default_language: str) -> None:
+    def __init__(
+        self,
+        rooms: RoomManager,
+        default_language: str,
+        configured: list[DispatchRule] | None = None,
+    ) -> None:
         self.rooms = rooms
         self.default_language = default_language
+        self.configured = list(configured or [])
+        """Rules from the configuration file; the admin API's rules win for the same number."""
 
     def route(self, user: str, trusted: bool, allow_anonymous: bool) -> Route:
         """Where a call to ``user`` goes; ``trusted`` when it came from a trunk."""
-        rules = {rule.number: rule for rule in self.rooms.store.dispatch_rules()}
+        rules = {rule.number: rule for rule in self.configured}
+        rules.update({rule.number: rule for rule in self.rooms.store.dispatch_rules()})
         rule = rules.get(user)
         if rule is not None and (trusted or allow_anonymous):
             return self._from_rule(rule)

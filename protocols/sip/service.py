@@ -17,7 +17,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from gateway.media.rtp_endpoint import PortAllocator
-from gateway.store import Trunk
+from gateway.store import DispatchRule, Trunk
 from gateway.telephony import DialError
 from protocols.sip.call import CallState, InboundCall
 from protocols.sip.dialog import DialogId, incoming_dialog_id, response_dialog_id
@@ -55,7 +55,11 @@ class SipService:
             failures_before_ban=self.config.failures_before_ban, ban_seconds=self.config.ban_seconds
         )
         self.guard.on_ban = self._banned
-        self.dispatcher = Dispatcher(gateway.rooms, self.config.language)
+        self.dispatcher = Dispatcher(
+            gateway.rooms,
+            self.config.language,
+            [DispatchRule(r.number, r.room, r.language) for r in self.config.dispatch],
+        )
         self.ports = PortAllocator(
             self.config.host, self.config.rtp_port_start, self.config.rtp_port_end
         )

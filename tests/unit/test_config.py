@@ -70,3 +70,35 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
 def test_invalid_sip_settings_are_refused(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
         load_config(write(tmp_path, text))
+
+
+def test_dispatch_rules_come_as_arrays_of_tables(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            '[[sip.dispatch]]\nnumber = "0140506070"\nroom = "cabinet"\nlanguage = "fr"\n'
+            '[[sip.dispatch]]\nnumber = "*"\n',
+        )
+    )
+    assert [(r.number, r.room, r.language) for r in config.sip.dispatch] == [
+        ("0140506070", "cabinet", "fr"),
+        ("*", "", ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[sip.dispatch]]\nnumber = "01 40"\n', "'sip.dispatch[0].number' must be"),
+        (
+            '[[sip.dispatch]]\nnumber = "1"\nroom = "Bad Room"\n',
+            "'sip.dispatch[0].room' must match",
+        ),
+        ('[[sip.dispatch]]\nnumber = "1"\nlanguage = "de"\n', "'sip.dispatch[0].language' is 'de'"),
+        ('[[sip.dispatch]]\nnumber = "1"\nroute = "x"\n', "unknown key 'sip.dispatch[0].route'"),
+        ('[sip]\ndispatch = "0140"\n', "'sip.dispatch' must be a list of tables"),
+    ],
+)
+def test_bad_dispatch_rules_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        load_config(write(tmp_path, text))
