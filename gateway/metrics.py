@@ -66,6 +66,24 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "rondpoint_relay_endpoints", "WebRTC endpoints", value=stats.endpoints
         )
+        sip = self.gateway.relay.conference_stats()
+        for name, value, help_text in (
+            ("rtp_packets_received", sip.packets_received, "RTP packets received from phones"),
+            ("rtp_packets_sent", sip.packets_sent, "RTP packets sent to phones"),
+            (
+                "rtp_frames_concealed",
+                sip.frames_concealed,
+                "Playout ticks concealed for want of a phone's packet",
+            ),
+            ("rtp_frames_late", sip.frames_late, "Phones' packets dropped for arriving too late"),
+            ("conference_ticks", sip.ticks, "20 ms audio conference ticks"),
+            (
+                "conference_tick_overruns",
+                sip.overruns,
+                "Audio conference ticks more than 200 ms behind (clock resynchronised)",
+            ),
+        ):
+            yield CounterMetricFamily(f"rondpoint_sip_{name}", help_text, value=value)
 
 
 def render(gateway: Gateway) -> bytes:

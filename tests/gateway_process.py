@@ -74,12 +74,17 @@ class RunningGateway:
 
 @contextlib.contextmanager
 def running_gateway(
-    tmp: Path, extra_config: str = "", log_format: str = "json"
+    tmp: Path,
+    extra_config: str = "",
+    log_format: str = "json",
+    rtp_ports: tuple[int, int] | None = None,
 ) -> Iterator[RunningGateway]:
+    """`rtp_ports`: the [sip] RTP port range (first, last); default 100 ports picked from sip_port."""
     http_port = free_port()
     media_port = free_port(socket.SOCK_DGRAM)
     sip_port = free_port(socket.SOCK_DGRAM)
-    rtp_start = 20000 + (sip_port % 200) * 100
+    rtp_start, rtp_end = rtp_ports or (20000 + (sip_port % 200) * 100, 0)
+    rtp_end = rtp_end or rtp_start + 99
     data_dir = tmp / "data"
     config_path = tmp / "rondpoint.toml"
     config_path.write_text(
@@ -88,7 +93,7 @@ def running_gateway(
         f'[media]\nhost = "127.0.0.1"\nport = {media_port}\n'
         f"port_range_start = {media_port}\nport_range_end = {media_port}\n"
         f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\n'
-        f"rtp_port_start = {rtp_start}\nrtp_port_end = {rtp_start + 99}\n"
+        f"rtp_port_start = {rtp_start}\nrtp_port_end = {rtp_end}\n"
         f"{extra_config}\n"
     )
     log_path = tmp / "gateway.log"

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .audio.conference import RoomConference
+from .audio.conference import ConferenceStats, RoomConference
 from .dtls import DtlsCertificate
 from .endpoint import TrackRecord, WebRtcEndpoint
 from .router import Router
@@ -66,6 +66,7 @@ class MediaRelay:
         self._mux = UdpMux()
         self._certificate = DtlsCertificate()
         self._rooms: dict[str, _Room] = {}
+        self._closed_conferences = ConferenceStats()
         self._started = False
         self._tick_handle: asyncio.TimerHandle | None = None
         self.on_active_speakers: ActiveSpeakersCallback | None = None
@@ -138,6 +139,15 @@ class MediaRelay:
         room = self._rooms.get(room_id)
         return room.conference if room is not None else None
 
+    def conference_stats(self) -> ConferenceStats:
+        """Phone legs' RTP counters summed over every conference, closed ones included."""
+        total = ConferenceStats()
+        total += self._closed_conferences
+        for room in self._rooms.values():
+            if room.conference is not None:
+                total += room.conference.stats()
+        return total
+
     def close_room(self, room_id: str) -> None:
         room = self._rooms.get(room_id)
         if room is None:
@@ -146,6 +156,7 @@ class MediaRelay:
             endpoint.close()
         if room.conference is not None:
             room.conference.stop()
+            self._closed_conferences += room.conference.stats()
         self._rooms.pop(room_id, None)
         close = getattr(room.router, "close", None)
         if close is not None:

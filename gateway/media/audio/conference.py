@@ -27,10 +27,13 @@ from ..rtp import RtpError, RtpPacket
 from .codecs import OPUS, AudioCodec, AudioDecoder, AudioEncoder, Samples
 from .jitter import JitterBuffer, Lost
 from .mixer import MixMinusMixer
+from .resample import Resampler
 
 log = logging.getLogger(__name__)
 
 MIXER_RATE = 48000
+NARROWBAND_RATE = 8000
+"""The mixing rate while every phone is narrowband (G.711) and no browser track is heard."""
 FRAME_SECONDS = 0.02
 FRAME_SAMPLES = MIXER_RATE // 50
 MIXER_SUBSCRIBER = "audio-conference"
@@ -95,6 +98,7 @@ class _Source:
 
     decoder: AudioDecoder
     buffer: JitterBuffer
+    frame_samples: int = FRAME_SAMPLES
 
     def frame(self, now: float) -> Samples | None:
         item = self.buffer.pop(now)
@@ -103,8 +107,8 @@ class _Source:
         samples = (
             self.decoder.conceal() if isinstance(item, Lost) else self.decoder.decode(item.payload)
         )
-        if len(samples) != FRAME_SAMPLES:
-            samples = np.resize(samples, FRAME_SAMPLES).astype(np.int16)
+        if len(samples) != self.frame_samples:
+            samples = np.resize(samples, self.frame_samples).astype(np.int16)
         return samples
 
 
@@ -120,6 +124,31 @@ class _TrackSink:
 
     def send_rtcp(self, packet: bytes) -> None:
         pass
+
+
+@dataclass(slots=True)
+class ConferenceStats:
+    """Plain RTP counters of a conference's phone legs (those gone included), read at scrape time."""
+
+    packets_received: int = 0
+    """RTP packets from the phones (audio and telephone-events)."""
+    packets_sent: int = 0
+    """RTP packets sent to the phones (mix or prompt)."""
+    frames_concealed: int = 0
+    """Playout ticks with no packet from a talking phone (lost or not yet arrived)."""
+    frames_late: int = 0
+    """Packets from phones that came after their playout tick (dropped)."""
+    ticks: int = 0
+    overruns: int = 0
+
+    def __iadd__(self, other: ConferenceStats) -> ConferenceStats:
+        self.packets_received += other.packets_received
+        self.packets_sent += other.packets_sent
+        self.frames_concealed += other.frames_concealed
+        self.frames_late += other.frames_late
+        self.ticks += other.ticks
+        self.overruns += other.overruns
+        return self
 
 
 @dataclass
@@ -143,11 +172,16 @@ class PhoneLeg:
     encoder: AudioEncoder | None = None
     opus_writer: RtpWriter | None = None
     opus_encoder: AudioEncoder | None = None
+    opus_resampler: Resampler | None = None
+    """Mix rate -> 48 kHz for the Opus encoder while the conference mixes narrowband."""
     in_room: bool = False
     on_prompt_done: Callable[[], None] | None = None
+    packets_received: int = 0
+    packets_sent: int = 0
 
     def receive(self, data: bytes) -> None:
         """An RTP packet from the phone (already latched by its endpoint)."""
+        self.packets_received += 1
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
@@ -181,12 +215,15 @@ class RoomConference:
         self.on_track_added = on_track_added
         """(track id, participant id) of a phone's voice now in the router."""
         self.on_track_removed = on_track_removed
-        self.mixer = MixMinusMixer(rate=MIXER_RATE)
+        self.rate = MIXER_RATE
+        """The mixing rate: 8 kHz while every phone is narrowband and no browser is heard."""
+        self.mixer = MixMinusMixer(rate=self.rate)
         self.legs: dict[str, PhoneLeg] = {}
         self._tracks: dict[str, _Source] = {}
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.overruns = 0
+        self._gone = ConferenceStats()  # counters of the legs already removed
 
     # phones ----------------------------------------------------------------------------
     def add_leg(
@@ -198,10 +235,13 @@ class RoomConference:
     ) -> PhoneLeg:
         track_id = f"TR_{leg_id}"
         leg = PhoneLeg(leg_id, codec, send, track_id, telephone_event_pt)
-        leg.source = _Source(codec.decoder(MIXER_RATE), JitterBuffer(clock_rate=codec.clock_rate))
+        leg.source = _Source(
+            codec.decoder(self.rate), JitterBuffer(clock_rate=codec.clock_rate), self.rate // 50
+        )
         leg.writer = RtpWriter(codec.payload_type, codec.timestamp_step)
         leg.encoder = codec.encoder()
         self.legs[leg_id] = leg
+        self._update_rate()
         self._ensure_running()
         return leg
 
@@ -225,6 +265,8 @@ class RoomConference:
 
     def remove_leg(self, leg_id: str) -> None:
         leg = self.legs.pop(leg_id, None)
+        if leg is not None:
+            self._gone += _leg_stats(leg)
         if leg is not None and leg.in_room:
             if self.on_track_removed is not None:
                 self.on_track_removed(leg.track_id)
@@ -232,15 +274,27 @@ class RoomConference:
                 self.router.remove_receiver(leg.track_id)
         if not self.legs:
             self.stop()
+        else:
+            self._update_rate()
+
+    def stats(self) -> ConferenceStats:
+        """RTP counters of every phone leg this conference has had, and its clock's."""
+        total = ConferenceStats(ticks=self.ticks, overruns=self.overruns)
+        total += self._gone
+        for leg in self.legs.values():
+            total += _leg_stats(leg)
+        return total
 
     # browser tracks ----------------------------------------------------------------------
     def add_track(self, track_id: str) -> None:
         """Hear a browser's (Opus) audio track; phones' own tracks are never taken back in."""
-        if track_id in self._tracks or any(leg.track_id == track_id for leg in self.legs.values()):
-            return
+        if track_id in self._tracks or (track_id.startswith("TR_") and track_id[3:] in self.legs):
+            return  # (a phone's track id is TR_ + its leg id: O(1), not a scan of every leg)
         if not self.router.has_receiver(track_id):
             return
-        source = _Source(OPUS.decoder(MIXER_RATE), JitterBuffer(clock_rate=OPUS.clock_rate))
+        source = _Source(
+            OPUS.decoder(self.rate), JitterBuffer(clock_rate=OPUS.clock_rate), self.rate // 50
+        )
         self._tracks[track_id] = source
         self.router.add_downtrack(
             track_id,
@@ -250,11 +304,33 @@ class RoomConference:
             OPUS.payload_type,
             ExtensionIds(),
         )
+        self._update_rate()
 
     def remove_track(self, track_id: str) -> None:
         if self._tracks.pop(track_id, None) is not None:
             with contextlib.suppress(KeyError):
                 self.router.remove_downtrack(track_id, MIXER_SUBSCRIBER)
+            self._update_rate()
+
+    # the mixing rate ------------------------------------------------------------------------
+    def _update_rate(self) -> None:
+        """Mix at 8 kHz while only narrowband phones are heard: no resampling at all then."""
+        narrowband = not self._tracks and all(
+            leg.codec.sample_rate == NARROWBAND_RATE for leg in self.legs.values()
+        )
+        rate = NARROWBAND_RATE if narrowband else MIXER_RATE
+        if rate == self.rate:
+            return
+        self.rate = rate
+        self.mixer = MixMinusMixer(rate=rate)
+        for leg in self.legs.values():
+            if leg.source is not None:
+                leg.source.decoder = leg.codec.decoder(rate)
+                leg.source.frame_samples = rate // 50
+            leg.opus_resampler = None
+        for source in self._tracks.values():
+            source.decoder = OPUS.decoder(rate)
+            source.frame_samples = rate // 50
 
     # the clock ------------------------------------------------------------------------------
     def _ensure_running(self) -> None:
@@ -324,9 +400,37 @@ class RoomConference:
                 continue
             if payload:
                 leg.send(leg.writer.packet(payload))
+                leg.packets_sent += 1
 
     def _publish(self, leg: PhoneLeg, frame: Samples) -> None:
         assert leg.opus_writer is not None and leg.opus_encoder is not None
+        level = audio_level(frame)
+        if not _has_subscribers(self.router, leg.track_id):
+            # nobody listens to this phone's track: no Opus encode, but the router still gets
+            # the audio level (an empty payload), for active-speaker detection
+            self.router.on_rtp(leg.track_id, leg.opus_writer.packet(b"", level))
+            return
+        if self.rate != OPUS.sample_rate:
+            if leg.opus_resampler is None:
+                leg.opus_resampler = Resampler(self.rate, OPUS.sample_rate)
+            frame = leg.opus_resampler.process(frame)
         payload = leg.opus_encoder.encode(frame)
         if payload:
-            self.router.on_rtp(leg.track_id, leg.opus_writer.packet(payload, audio_level(frame)))
+            self.router.on_rtp(leg.track_id, leg.opus_writer.packet(payload, level))
+
+
+def _leg_stats(leg: PhoneLeg) -> ConferenceStats:
+    stats = ConferenceStats(packets_received=leg.packets_received, packets_sent=leg.packets_sent)
+    if leg.source is not None:
+        stats.frames_concealed = leg.source.buffer.stats.lost
+        stats.frames_late = leg.source.buffer.stats.late
+    return stats
+
+
+def _has_subscribers(router: Router, track_id: str) -> bool:
+    """Whether any downtrack takes the track (True when the router cannot say)."""
+    receivers = getattr(router, "_receivers", None)
+    if not isinstance(receivers, dict):
+        return True
+    receiver = receivers.get(track_id)
+    return receiver is None or bool(getattr(receiver, "downtracks", True))

@@ -124,7 +124,7 @@ class JitterBuffer:
             self._first_arrival = arrival_time
         self._packets[ts] = packet
         self._sequences.add(seq)
-        if len(self._sequences) > 4 * len(self._packets) + 64:
+        if len(self._sequences) > 2048:  # prune now and then (amortised O(1) per packet)
             floor = (self._last_seq or 0) - 1024
             self._sequences = {s for s in self._sequences if s > floor}
         self.stats.received += 1
