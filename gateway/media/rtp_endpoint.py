@@ -12,13 +12,19 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 
 import pylibsrtp
 
+from .rtcp import RtcpSdes, RtcpSdesChunk, RtcpSenderReport, ntp_timestamp, serialize_rtcp
+
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+REPORT_INTERVAL = 5.0
+RTP_CLOCK = 8000  # the SIP codecs' RTP clock (G.711, G.722)
+_SSRC_TS = struct.Struct("!II")
 
 
 class PortAllocator:
@@ -131,6 +137,14 @@ class RtpEndpoint:
         self.packets_out = 0
         self._srtp_in: pylibsrtp.Session | None = None
         self._srtp_out: pylibsrtp.Session | None = None
+        self._rtcp_source: Address | None = None
+        self._sent_ssrc = 0
+        self._sent_timestamp = 0
+        self._sent_at = 0.0
+        self.octets_out = 0
+        self.rtcp_in = 0
+        self._report_handle: asyncio.TimerHandle | None = None
+        self.cname = f"rondpoint-{self.port}"
 
     def set_srtp(self, profile: int, inbound_key: bytes, outbound_key: bytes) -> None:
         """Protect this leg with SRTP (keys from SDES, RFC 4568); a re-key replaces both."""
@@ -152,8 +166,51 @@ class RtpEndpoint:
             lambda: _Protocol(self._on_rtp_datagram), sock=self._rtp_sock
         )
         self._rtcp, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(lambda data, addr: None), sock=self._rtcp_sock
+            lambda: _Protocol(self._on_rtcp_datagram), sock=self._rtcp_sock
         )
+        self._report_handle = loop.call_later(REPORT_INTERVAL, self._send_report)
+
+    def _on_rtcp_datagram(self, data: bytes, source: Address) -> None:
+        """The phone's RTCP (RFC 3550 6): noted, and where our reports go (symmetric RTCP)."""
+        if len(data) < 8 or data[0] >> 6 != 2 or not 200 <= data[1] <= 206:
+            return
+        if self._srtp_in is not None:
+            try:
+                self._srtp_in.unprotect_rtcp(data)
+            except pylibsrtp.Error:
+                return
+        self._rtcp_source = source
+        self.rtcp_in += 1
+
+    def _rtcp_target(self) -> Address | None:
+        if self._rtcp_source is not None:
+            return self._rtcp_source
+        target = self.latch.target
+        return (target[0], target[1] + 1) if target is not None else None
+
+    def _send_report(self) -> None:
+        """A sender report and our CNAME every few seconds while we send (RFC 3550 6.4.1)."""
+        loop = asyncio.get_running_loop()
+        self._report_handle = loop.call_later(REPORT_INTERVAL, self._send_report)
+        target = self._rtcp_target()
+        if target is None or self._rtcp is None or not self.packets_out:
+            return
+        elapsed = time.monotonic() - self._sent_at
+        report = serialize_rtcp(
+            [
+                RtcpSenderReport(
+                    self._sent_ssrc,
+                    ntp_timestamp(time.time()),
+                    self._sent_timestamp + int(elapsed * RTP_CLOCK),
+                    self.packets_out,
+                    self.octets_out,
+                ),
+                RtcpSdes([RtcpSdesChunk(self._sent_ssrc, [(1, self.cname.encode())])]),
+            ]
+        )
+        if self._srtp_out is not None:
+            report = self._srtp_out.protect_rtcp(report)
+        self._rtcp.sendto(report, target)
 
     def set_remote(self, address: Address | None) -> None:
         self.latch.resignal(address)
@@ -175,12 +232,17 @@ class RtpEndpoint:
     def send(self, packet: bytes) -> None:
         target = self.latch.target
         if target is not None and self._rtp is not None:
+            self._sent_ssrc, self._sent_timestamp = _SSRC_TS.unpack_from(packet, 4)[::-1]
+            self._sent_at = time.monotonic()
+            self.octets_out += len(packet) - 12
             if self._srtp_out is not None:
                 packet = self._srtp_out.protect(packet)
             self._rtp.sendto(packet, target)
             self.packets_out += 1
 
     def close(self) -> None:
+        if self._report_handle is not None:
+            self._report_handle.cancel()
         for transport in (self._rtp, self._rtcp):
             if transport is not None:
                 transport.close()

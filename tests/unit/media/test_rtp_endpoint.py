@@ -75,3 +75,30 @@ async def test_endpoint_receives_and_answers_the_latched_source() -> None:
     finally:
         phone.close()
         endpoint.close()
+
+
+async def test_sender_reports_follow_the_stream_to_the_phones_rtcp_port(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gateway.media import rtp_endpoint
+    from gateway.media.rtcp import RtcpSdes, RtcpSenderReport, parse_rtcp
+
+    monkeypatch.setattr(rtp_endpoint, "REPORT_INTERVAL", 0.2)
+    endpoint = RtpEndpoint(PortAllocator("127.0.0.1", 31300, 31400), lambda data: None)
+    await endpoint.start()
+    phone_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone_rtp.bind(("127.0.0.1", 0))
+    phone_rtcp.bind(("127.0.0.1", phone_rtp.getsockname()[1] + 1))
+    phone_rtcp.setblocking(False)
+    try:
+        endpoint.set_remote(phone_rtp.getsockname())
+        for seq in range(5):
+            endpoint.send(rtp(0xCAFE, seq))
+        data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(phone_rtcp, 2048), 3)
+        packets = parse_rtcp(data)
+        [report] = [p for p in packets if isinstance(p, RtcpSenderReport)]
+        assert (report.ssrc, report.packet_count, report.octet_count) == (0xCAFE, 5, 5 * 160)
+        assert any(isinstance(p, RtcpSdes) for p in packets)
+    finally:
+        phone_rtp.close()
+        phone_rtcp.close()
+        endpoint.close()
