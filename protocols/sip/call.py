@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -73,7 +74,8 @@ class CallState(StrEnum):
     ENDED = "ended"
 
 
-def load_prompt(language: str, name: str, rate: int) -> list[Samples]:
+@functools.cache
+def load_prompt(language: str, name: str, rate: int) -> tuple[Samples, ...]:
     """A prompt as 20 ms frames at ``rate`` (the WAVs are 8 kHz mono 16-bit)."""
     with wave.open(str(PROMPTS / language / f"{name}.wav"), "rb") as f:
         samples = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.int16)
@@ -82,15 +84,20 @@ def load_prompt(language: str, name: str, rate: int) -> list[Samples]:
     return _frames(samples, rate)
 
 
-def tone_frames(frequencies: tuple[float, ...], rate: int, each_ms: int = 120) -> list[Samples]:
+@functools.cache
+def tone_frames(
+    frequencies: tuple[float, ...], rate: int, each_ms: int = 120
+) -> tuple[Samples, ...]:
     samples = np.concatenate([generate_tone(f, each_ms, rate, amplitude=6000) for f in frequencies])
     return _frames(samples, rate)
 
 
-def _frames(samples: Samples, rate: int) -> list[Samples]:
+def _frames(samples: Samples, rate: int) -> tuple[Samples, ...]:
+    """20 ms frames, read-only: cached prompts and tones are shared by every call."""
     size = rate // 50
     padded = np.concatenate([samples, np.zeros(-len(samples) % size, np.int16)])
-    return [padded[i : i + size] for i in range(0, len(padded), size)]
+    padded.flags.writeable = False
+    return tuple(padded[i : i + size] for i in range(0, len(padded), size))
 
 
 JOIN_TONE = (660.0, 880.0)
@@ -407,10 +414,13 @@ class InboundCall:
 
     async def _next_event(self, timeout: float | None) -> None:
         assert self._events is not None
-        try:
-            event = await asyncio.wait_for(self._events.queue.get(), timeout)
-        except TimeoutError:
-            return
+        if timeout is None:
+            event = await self._events.queue.get()  # no wait_for: this runs for every room event
+        else:
+            try:
+                event = await asyncio.wait_for(self._events.queue.get(), timeout)
+            except TimeoutError:
+                return
         me = self.participant
         if me is None:
             return

@@ -55,6 +55,7 @@ class SipService:
             failures_before_ban=self.config.failures_before_ban, ban_seconds=self.config.ban_seconds
         )
         self.guard.on_ban = self._banned
+        self.guard.trusted = lambda host: self.trunk_of_address(host) is not None
         self.dispatcher = Dispatcher(
             gateway.rooms,
             self.config.language,

@@ -17,7 +17,7 @@ import math
 import secrets
 import struct
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -194,7 +194,7 @@ class PhoneLeg:
             return
         self.source.buffer.push(packet, time.monotonic())
 
-    def play(self, frames: list[Samples], on_done: Callable[[], None] | None = None) -> None:
+    def play(self, frames: Sequence[Samples], on_done: Callable[[], None] | None = None) -> None:
         """Play frames (at the codec's sample rate) to this phone instead of the room."""
         self.prompt = list(frames)
         self.on_prompt_done = on_done

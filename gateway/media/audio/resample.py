@@ -7,6 +7,8 @@ sample. Filter history carries across calls, so 20 ms frames join without clicks
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
@@ -18,12 +20,15 @@ _KAISER_BETA = 8.0
 _PASSBAND = 0.90  # cutoff as a fraction of the lower rate's Nyquist frequency
 
 
+@functools.cache
 def _lowpass(factor: int) -> npt.NDArray[np.float64]:
     length = 2 * _ZERO_CROSSINGS * factor + 1
     cutoff = _PASSBAND * 0.5 / factor  # cycles per sample at the higher rate
     n = np.arange(length) - (length - 1) / 2
     taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(length, _KAISER_BETA)
-    return taps / taps.sum()  # unity gain at DC
+    taps /= taps.sum()  # unity gain at DC
+    taps.flags.writeable = False  # cached: shared by every resampler of this factor
+    return taps
 
 
 class Resampler:
