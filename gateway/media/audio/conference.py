@@ -200,6 +200,63 @@ class PhoneLeg:
         self.on_prompt_done = on_done
 
 
+class AudioClock:
+    """One 20 ms clock for every conference of the process: one wake-up per tick, not one per room."""
+
+    _clocks: dict[asyncio.AbstractEventLoop, AudioClock] = {}
+
+    def __init__(self) -> None:
+        self.conferences: list[RoomConference] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of_running_loop(cls) -> AudioClock:
+        loop = asyncio.get_running_loop()
+        for other in [other for other in cls._clocks if other.is_closed()]:
+            del cls._clocks[other]
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = AudioClock()
+        return clock
+
+    def add(self, conference: RoomConference) -> None:
+        if conference not in self.conferences:
+            self.conferences.append(conference)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def remove(self, conference: RoomConference) -> None:
+        if conference in self.conferences:
+            self.conferences.remove(conference)
+        if not self.conferences and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        try:
+            while self.conferences:
+                next_tick += FRAME_SECONDS
+                now = time.monotonic()
+                for conference in list(self.conferences):
+                    try:
+                        conference.tick(now)
+                    except Exception:
+                        log.exception(
+                            "audio conference tick failed", extra={"room": conference.room_id}
+                        )
+                delay = next_tick - loop.time()
+                if delay < -0.2:  # far behind (a stalled loop): resynchronise, do not burst
+                    for conference in self.conferences:
+                        conference.overruns += 1
+                    next_tick = loop.time()
+                    delay = 0
+                await asyncio.sleep(max(0.0, delay))
+        except asyncio.CancelledError:
+            pass
+
+
 class RoomConference:
     """The audio conference of one room; ticks every 20 ms while it has at least one phone."""
 
@@ -220,7 +277,6 @@ class RoomConference:
         self.mixer = MixMinusMixer(rate=self.rate)
         self.legs: dict[str, PhoneLeg] = {}
         self._tracks: dict[str, _Source] = {}
-        self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.overruns = 0
         self._gone = ConferenceStats()  # counters of the legs already removed
@@ -334,34 +390,12 @@ class RoomConference:
 
     # the clock ------------------------------------------------------------------------------
     def _ensure_running(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        AudioClock.of_running_loop().add(self)
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        AudioClock.of_running_loop().remove(self)
         for track_id in list(self._tracks):
             self.remove_track(track_id)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
-        try:
-            while True:
-                next_tick += FRAME_SECONDS
-                try:
-                    self.tick(time.monotonic())
-                except Exception:
-                    log.exception("audio conference tick failed", extra={"room": self.room_id})
-                delay = next_tick - loop.time()
-                if delay < -0.2:  # far behind (a stalled loop): resynchronise, do not burst
-                    self.overruns += 1
-                    next_tick = loop.time()
-                    delay = 0
-                await asyncio.sleep(max(0.0, delay))
-        except asyncio.CancelledError:
-            pass
 
     def tick(self, now: float) -> None:
         """One 20 ms frame: gather, mix, send to phones, publish phones' voices."""
