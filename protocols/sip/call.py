@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 import wave
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 PROMPTS = Path(__file__).resolve().parent / "prompts"
 PIN_TIMEOUT = 20.0
+LOBBY_REPEAT = 20.0
+"""Seconds of silence in the lobby before the waiting prompt plays again."""
 MUTE_TOGGLE = "*6"
 CALLS_PER_UNTRUSTED_ADDRESS = 20
 """Calls at once from one address that is no trunk's: an INVITE flood from one source cannot take
@@ -316,11 +319,18 @@ class InboundCall:
             if not done.done():
                 done.set_result(None)
 
+        seconds = self._start_prompt(name, finished)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(done, seconds + 2)
+
+    def _start_prompt(self, name: str, on_done: Callable[[], None] | None = None) -> float:
+        """Start a prompt without waiting for it; its length in seconds."""
+        if self.leg is None or self.offer is None:
+            return 0.0
         frames = load_prompt(self.language, name, self.offer.codec.sample_rate)
         log.info("phone prompt", extra={"call_id": self.call_id, "prompt": name})
-        self.leg.play(frames, finished)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(done, len(frames) * 0.02 + 2)
+        self.leg.play(frames, on_done)
+        return len(frames) * 0.02
 
     # the call's life ---------------------------------------------------------------------------
     async def _run(self, room_id: str | None) -> None:
@@ -384,11 +394,7 @@ class InboundCall:
         )
         self.room, self.participant = room, participant
         if participant.state is ParticipantState.LOBBY:
-            await self._play("lobby")
-            while participant.state is ParticipantState.LOBBY and self.state is CallState.ANSWERED:
-                await self._next_event(timeout=20.0)
-                if participant.state is ParticipantState.LOBBY:
-                    await self._play("lobby")
+            await self._wait_in_lobby(participant)
             if self.state is not CallState.ANSWERED:
                 return
         conference = self.service.relay.conference(room_id)
@@ -411,6 +417,20 @@ class InboundCall:
         )
         while self.state is CallState.ANSWERED:
             await self._next_event(timeout=None)
+
+    async def _wait_in_lobby(self, participant: Participant) -> None:
+        """The waiting prompt, again after each LOBBY_REPEAT seconds of silence, until a host
+        admits the phone: the admission cuts the prompt short (the phone leaves the prompt's
+        conference at once), other room events do not restart it."""
+        loop = asyncio.get_running_loop()
+        while participant.state is ParticipantState.LOBBY and self.state is CallState.ANSWERED:
+            deadline = loop.time() + self._start_prompt("lobby") + LOBBY_REPEAT
+            while (
+                participant.state is ParticipantState.LOBBY
+                and self.state is CallState.ANSWERED
+                and (left := deadline - loop.time()) > 0
+            ):
+                await self._next_event(timeout=left)
 
     async def _next_event(self, timeout: float | None) -> None:
         assert self._events is not None
