@@ -20,8 +20,9 @@ $(VENV)/.installed-test: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-## Install into .venv and start the gateway on its embedded defaults.
-run: system-deps $(VENV)/.installed
+## Install into .venv and start the gateway on its embedded defaults (the relay's native fast path
+## is built when gcc and libsrtp2-dev are there, `make system-deps`; without them it runs in Python).
+run: $(VENV)/.installed
 	$(BIN)/rondpoint serve
 
 ## Debian packages the interop and browser tests drive (Chromium, Firefox ESR, rtpengine, SIPp...).
@@ -49,6 +50,7 @@ lint: $(VENV)/.installed-test
 bench: system-deps $(VENV)/.installed-test
 	$(BIN)/python -m bench.relay_vs_rtpengine
 	$(BIN)/python -m bench.join_latency
+	$(BIN)/python -m bench.sip_load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
