@@ -223,6 +223,8 @@ class OutboundCall(InboundCall):
         if self.leg is None:
             self._attach_conference(self.service.relay.conference(self.room_id))
             self._enter()
+        assert self.leg is not None
+        self.leg.hearing = False  # early media flows one way: the room is not sent before the answer
 
     def _answered(self, response: Response) -> None:
         if self.dialog is not None:  # a retransmitted 2xx: acknowledge it again
@@ -253,6 +255,8 @@ class OutboundCall(InboundCall):
         if self.leg is None or self.leg.codec != self.offer.codec:
             self._attach_conference(self.service.relay.conference(self.room_id))
             self._enter()
+        if self.leg is not None:
+            self.leg.hearing = not self.on_hold
         self._set_status("answered")
         if self.room is not None and self.participant is not None:
             name = self.participant.name.removesuffix(" · ringing")

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 MIXER_RATE = 48000
 NARROWBAND_RATE = 8000
-"""The mixing rate while every phone is narrowband (G.711) and no browser track is heard."""
+"""The mixing rate while every phone is narrowband (G.711)."""
 FRAME_SECONDS = 0.02
 FRAME_SAMPLES = MIXER_RATE // 50
 MIXER_SUBSCRIBER = "audio-conference"
@@ -275,7 +275,7 @@ class RoomConference:
         """(track id, participant id) of a phone's voice now in the router."""
         self.on_track_removed = on_track_removed
         self.rate = MIXER_RATE
-        """The mixing rate: 8 kHz while every phone is narrowband and no browser is heard."""
+        """The mixing rate: 8 kHz while every phone is narrowband."""
         self.mixer = MixMinusMixer(rate=self.rate)
         self.legs: dict[str, PhoneLeg] = {}
         self._tracks: dict[str, _Source] = {}
@@ -372,8 +372,9 @@ class RoomConference:
 
     # the mixing rate ------------------------------------------------------------------------
     def _update_rate(self) -> None:
-        """Mix at 8 kHz while only narrowband phones are heard: no resampling at all then."""
-        narrowband = not self._tracks and all(
+        """Mix at 8 kHz while every listener is a narrowband (G.711) phone: browsers' Opus is then
+        decoded straight to 8 kHz (DESIGN.md), and only phones' voices are resampled, for Opus."""
+        narrowband = bool(self.legs) and all(
             leg.codec.sample_rate == NARROWBAND_RATE for leg in self.legs.values()
         )
         rate = NARROWBAND_RATE if narrowband else MIXER_RATE
