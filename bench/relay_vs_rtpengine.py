@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from pathlib import Path
 import aiohttp
 import uvloop
 
+from bench.measure import cpu_seconds, machine
 from bench.participants import Publisher, Subscriber, join_publisher, join_subscriber
 from bench.rtpengine import Call, RtpEngine
 from bench.srtp_client import (
@@ -38,26 +37,8 @@ from bench.srtp_client import (
 )
 from tests.gateway_process import RunningGateway, running_gateway
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SETTLE = 0.4  # seconds after the last packet before the window closes (packets in flight)
 WARMUP_FRAMES = 50
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc/PID/stat, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}"
 
 
 async def pace(senders: list[Callable[[], None]], frames: int) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import os
 import platform
 import socket
 import statistics
@@ -37,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.measure import cpu_seconds, loadavg, machine
 from gateway.media.audio.g711 import alaw_encode
 from tests.gateway_process import RunningGateway, free_port, running_gateway
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PACKETS_PER_SECOND = 50  # 20 ms G.711 frames
 GATEWAY_RTP_PORTS = (42000, 43999)
 SIPP_MEDIA_BASE = 46000  # SIPp process i takes its rtp_stream ports from 46000 + 200 i (-mp)
@@ -147,16 +146,6 @@ def voice_alaw(seconds: float = 10.0) -> bytes:
 
 
 # measurement ------------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc/PID/stat, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def metrics(gateway: RunningGateway) -> dict[str, float]:
@@ -186,16 +175,6 @@ def udp_drops(ports: tuple[int, int]) -> int:
             if ports[0] <= port <= ports[1]:
                 total += int(fields[-1])
     return total
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}"
 
 
 @contextlib.contextmanager
