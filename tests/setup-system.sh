@@ -22,3 +22,6 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
+# A real LiveKit server for the LiveKit / Visio interop tests (tests/interop/test_livekit_signal.py),
+# built from the Go module proxy into .cache/ only when missing; a failed build fails the setup.
+bash "$(dirname "$0")/livekit_server.sh" >/dev/null
