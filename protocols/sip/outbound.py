@@ -224,7 +224,9 @@ class OutboundCall(InboundCall):
             self._attach_conference(self.service.relay.conference(self.room_id))
             self._enter()
         assert self.leg is not None
-        self.leg.hearing = False  # early media flows one way: the room is not sent before the answer
+        self.leg.hearing = (
+            False  # early media flows one way: the room is not sent before the answer
+        )
 
     def _answered(self, response: Response) -> None:
         if self.dialog is not None:  # a retransmitted 2xx: acknowledge it again
