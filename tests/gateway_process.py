@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -21,6 +22,27 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def sipp_media_port() -> int:
+    """An even port P with P..P+3 free (SIPp's audio and video RTP/RTCP), in 30000-32759:
+    outside the gateways' RTP ranges (20000-29999) and the kernel's ephemeral ports."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(30000, 32760, 4)
+        sockets = []
+        try:
+            for offset in range(4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free block of 4 UDP ports for SIPp media")
 
 
 @dataclass
@@ -83,7 +105,8 @@ def running_gateway(
     http_port = free_port()
     media_port = free_port(socket.SOCK_DGRAM)
     sip_port = free_port(socket.SOCK_DGRAM)
-    rtp_start, rtp_end = rtp_ports or (20000 + (sip_port % 200) * 100, 0)
+    # below the kernel's ephemeral range (32768+), so no other process is handed these ports
+    rtp_start, rtp_end = rtp_ports or (20000 + (sip_port % 100) * 100, 0)
     rtp_end = rtp_end or rtp_start + 99
     data_dir = tmp / "data"
     config_path = tmp / "rondpoint.toml"

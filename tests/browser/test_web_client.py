@@ -298,7 +298,7 @@ def test_a_host_calls_a_phone_from_the_page_and_its_tile_appears(
 ) -> None:
     import subprocess
 
-    from tests.gateway_process import free_port
+    from tests.gateway_process import free_port, sipp_media_port
 
     room = new_room("appel")
     web_gateway.create_room(room)
@@ -319,7 +319,7 @@ def test_a_host_calls_a_phone_from_the_page_and_its_tile_appears(
             "-p",
             str(port),
             "-mp",
-            str(free_port() & ~1),
+            str(sipp_media_port()),
             "-nostdin",
             "-timeout",
             "60s",

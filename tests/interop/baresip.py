@@ -128,7 +128,9 @@ class Baresip:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.recordings.mkdir(parents=True, exist_ok=True)
         tone = write_tone(self.workdir / "tone.wav", self.tone_hz, self.tone_seconds)
-        rtp_start = 40000 + (self.sip_port % 100) * 100
+        rtp_start = (
+            10000 + (self.sip_port % 100) * 100
+        )  # below the ephemeral range, apart from the gateways
         (self.config_dir / "config").write_text(
             "poll_method\tepoll\n"
             f"sip_listen\t127.0.0.1:{self.sip_port}\n"

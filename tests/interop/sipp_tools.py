@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.gateway_process import RunningGateway, free_port
+from tests.gateway_process import RunningGateway, free_port, sipp_media_port
 
 SCENARIOS = Path(__file__).parent / "sipp"
 PCAPS = Path("/usr/share/sip-tester")
@@ -40,21 +40,6 @@ class SippRun:
         names = lines[0].split(";")
         values = lines[-1].split(";")
         return int(values[names.index(column)])
-
-
-def udp_port_pair() -> int:
-    """An even port whose odd neighbour is free too (SIPp's media ports)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_DGRAM) & ~1
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-                a.bind(("127.0.0.1", port))
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                    b.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free UDP port pair")
 
 
 async def run_sipp(
@@ -89,7 +74,7 @@ async def run_sipp(
             "-p",
             str(free_port(socket.SOCK_DGRAM if transport.startswith("u") else socket.SOCK_STREAM)),
             "-mp",
-            str(udp_port_pair()),
+            str(sipp_media_port()),
             "-nostdin",
             "-timeout",
             f"{int(timeout)}s",

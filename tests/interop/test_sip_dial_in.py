@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spec.conformance.orsclient import OrsClient
-from tests.gateway_process import RunningGateway, free_port
+from tests.gateway_process import RunningGateway, free_port, sipp_media_port
 from tests.webrtc_client import WebRtcPeer
 
 pytestmark = pytest.mark.interop
@@ -35,7 +35,7 @@ async def sipp(
         "-p",
         str(free_port()),
         "-mp",
-        str(free_port() & ~1),
+        str(sipp_media_port()),
         "-nostdin",
         "-timeout",
         "40s",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.gateway_process import RunningGateway, free_port
+from tests.gateway_process import RunningGateway, free_port, sipp_media_port
 from tests.interop.test_sip_dial_in import SCENARIOS
 
 pytestmark = pytest.mark.interop
@@ -26,7 +26,7 @@ async def callee(*args: str) -> tuple[asyncio.subprocess.Process, int]:
         "-p",
         str(port),
         "-mp",
-        str(free_port() & ~1),
+        str(sipp_media_port()),
         "-nostdin",
         "-timeout",
         "40s",
