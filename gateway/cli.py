@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -89,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
         "--trunk", help="the trunk to call through (default: the first with an address)"
     )
     dial.set_defaults(run=_dial)
+
+    link = commands.add_parser("link", help="link a room to a foreign room (visio:VISIO_ROOM_UUID)")
+    link.add_argument("name", help="room name")
+    link.add_argument("target", help="visio:VISIO_ROOM_UUID")
+    link.set_defaults(run=_link)
+    unlink = commands.add_parser("unlink", help="remove a room's link to a foreign room")
+    unlink.add_argument("name", help="room name")
+    unlink.add_argument("target", help="the linked target, as 'rondpoint room show' prints it")
+    unlink.set_defaults(run=_unlink)
 
     trunk = commands.add_parser("trunk", help="SIP trunks")
     trunk_commands = trunk.add_subparsers(dest="trunk_command", metavar="ACTION", required=True)
@@ -220,13 +230,35 @@ def _room_show(args: argparse.Namespace, config: Config) -> None:
     print(f"room {room['id']} on {room['server']}")
     print(f"  PIN    {room.get('pin') or 'none'}")
     print(f"  lobby  {'on' if policy['lobby'] else 'off'}")
-    print(f"  links  {', '.join(room['links']) or 'none'}")
+    links = room["links"]
+    print(f"  links  {'none' if not links else f'({len(links)})'}")
+    for link in links:
+        print(f"    {_link_line(link)}")
     print(f"  participants ({len(room['participants'])})")
     for p in room["participants"]:
         print(f"    {p['id']}  {p['name']}  [{p['origin']}, {p['role']}, {p['state']}]")
         for t in p["tracks"]:
             muted = ", muted" if t["muted"] else ""
             print(f"      {t['id']}  {t['kind']} {t['source']} {t['codec']}{muted}")
+
+
+def _link_line(link: Any) -> str:
+    """``visio:...  connected since 14:02:11, 3 remote`` or with the detail and attempts."""
+    if isinstance(link, str):  # a gateway older than the links API
+        return link
+    status = link.get("status") or {}
+    parts = [str(status.get("state", "?"))]
+    since = status.get("since")
+    if since:
+        parts.append("since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since / 1000)))
+    if status.get("attempts"):
+        parts.append(f"attempts {status['attempts']}")
+    if status.get("remote_participants"):
+        parts.append(f"remote participants {status['remote_participants']}")
+    line = f"{link.get('target', '?')}  [{', '.join(parts)}]"
+    if status.get("detail"):
+        line += f"  {status['detail']}"
+    return line
 
 
 def _room_delete(args: argparse.Namespace, config: Config) -> None:
@@ -248,6 +280,21 @@ def _dial(args: argparse.Namespace, config: Config) -> None:
         body["trunk"] = args.trunk
     call = _admin(args, config, "POST", f"/api/v1/rooms/{args.name}/dial", body)
     print(f"calling {call['to']} into {call['room']} (call {call['id']}: {call['status']})")
+
+
+def _link(args: argparse.Namespace, config: Config) -> None:
+    room = urllib.parse.quote(args.name, safe="")
+    linked = _admin(args, config, "POST", f"/api/v1/rooms/{room}/links", {"target": args.target})
+    print(f"room {args.name} linked to {linked['target']}  [{linked['status']['state']}]")
+    if linked["status"].get("detail"):
+        print(f"  {linked['status']['detail']}")
+
+
+def _unlink(args: argparse.Namespace, config: Config) -> None:
+    room = urllib.parse.quote(args.name, safe="")
+    target = urllib.parse.quote(args.target, safe="")
+    _admin(args, config, "DELETE", f"/api/v1/rooms/{room}/links/{target}")
+    print(f"room {args.name} unlinked from {args.target}")
 
 
 def _trunk_add(args: argparse.Namespace, config: Config) -> None:

@@ -7,8 +7,10 @@ message naming the file, the key and what is allowed (``ConfigError``).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -108,6 +110,36 @@ class SipConfig:
     """Dispatch rules from the file; rules made through the admin API win for the same number."""
 
 
+VISIO_SECRET_ENV = "RONDPOINT_VISIO_API_SECRET"
+
+
+@dataclass
+class VisioConfig:
+    """The Visio (LiveKit) instance that ``visio:`` room links join (protocols/visio)."""
+
+    url: str = ""
+    """LiveKit URL of the Visio instance, ws:// or wss:// (http(s) accepted). Empty: bridge off."""
+    api_key: str = ""
+    """LiveKit API key (what Visio's own SIP service is given)."""
+    api_secret: str = field(default="", repr=False)
+    """LiveKit API secret; $RONDPOINT_VISIO_API_SECRET wins over the file. Never logged."""
+    backend_url: str = ""
+    """Optional: the Visio backend API (https://visio.example/api/v1.0/), for the lobby."""
+    identity_prefix: str = "rondpoint-"
+    """LiveKit identities of the participants mirrored from here start with it."""
+    reconnect_max_seconds: int = 30
+    """Ceiling of the reconnection backoff."""
+
+    @property
+    def livekit_url(self) -> str:
+        """``url`` with http(s) mapped to ws(s), as LiveKit's signalling wants it."""
+        if self.url.startswith("https://"):
+            return "wss://" + self.url[len("https://") :]
+        if self.url.startswith("http://"):
+            return "ws://" + self.url[len("http://") :]
+        return self.url
+
+
 @dataclass
 class LogConfig:
     level: str = "info"
@@ -122,6 +154,7 @@ class Config:
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     sip: SipConfig = field(default_factory=SipConfig)
+    visio: VisioConfig = field(default_factory=VisioConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -161,6 +194,7 @@ _POSITIVE = (
     "sip.pin_attempts",
     "sip.failures_before_ban",
     "sip.ban_seconds",
+    "visio.reconnect_max_seconds",
 )
 _ADDRESSES = ("http.host", "media.host", "sip.host")
 
@@ -169,6 +203,7 @@ def load_config(path: str | Path | None = None) -> Config:
     """Return the embedded defaults, overridden by the TOML file at ``path`` if given."""
     config = Config()
     if path is None:
+        _apply_env(config)
         return config
     where = str(path)
     try:
@@ -179,13 +214,22 @@ def load_config(path: str | Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: not valid TOML: {e}") from None
     _apply(config, raw, where, prefix="")
+    _apply_env(config)
     _validate(config, where)
     return config
+
+
+def _apply_env(config: Config) -> None:
+    """Secrets that may come from the environment rather than the file."""
+    secret = os.environ.get(VISIO_SECRET_ENV, "")
+    if secret:
+        config.visio.api_secret = secret
 
 
 def _apply(target: Any, raw: dict[str, Any], where: str, prefix: str) -> None:
     hints = get_type_hints(type(target))
     known = {f.name for f in fields(target)}
+    secret = {f.name for f in fields(target) if not f.repr}
     for key, value in raw.items():
         name = f"{prefix}{key}"
         if key not in known:
@@ -209,12 +253,14 @@ def _apply(target: Any, raw: dict[str, Any], where: str, prefix: str) -> None:
             _apply(current, value, where, prefix=f"{name}.")
             continue
         expected = hints[key]
+        # a secret (a field kept out of repr) is never shown back, even when mistyped
+        shown = "the value given" if key in secret else repr(value)
         if expected is bool and not isinstance(value, bool):
-            raise ConfigError(f"{where}: '{name}' must be true or false, not {value!r}")
+            raise ConfigError(f"{where}: '{name}' must be true or false, not {shown}")
         if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{where}: '{name}' must be an integer, not {value!r}")
+            raise ConfigError(f"{where}: '{name}' must be an integer, not {shown}")
         if expected is str and not isinstance(value, str):
-            raise ConfigError(f"{where}: '{name}' must be a string, not {value!r}")
+            raise ConfigError(f"{where}: '{name}' must be a string, not {shown}")
         setattr(target, key, value)
 
 
@@ -285,3 +331,41 @@ def _validate(config: Config, where: str) -> None:
         raise ConfigError(
             f"{where}: 'rooms.demo_room' must match {ROOM_ID_PATTERN.pattern} or be empty"
         )
+    _validate_visio(config.visio, where)
+
+
+_IDENTITY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,32}")
+
+
+def _validate_visio(visio: VisioConfig, where: str) -> None:
+    """The [visio] section; messages name the key and never show the secret."""
+    if visio.url and not _is_url(visio.url, ("ws", "wss", "http", "https")):
+        raise ConfigError(
+            f"{where}: 'visio.url' must be the Visio LiveKit URL, ws://, wss://, http:// or "
+            "https:// with a host (or empty to turn the Visio bridge off)"
+        )
+    if visio.url and not visio.api_key:
+        raise ConfigError(f"{where}: 'visio.api_key' is required when 'visio.url' is set")
+    if visio.url and not visio.api_secret:
+        raise ConfigError(
+            f"{where}: 'visio.api_secret' is required when 'visio.url' is set "
+            f"(in the file, or in ${VISIO_SECRET_ENV})"
+        )
+    if visio.backend_url and not _is_url(visio.backend_url, ("http", "https")):
+        raise ConfigError(
+            f"{where}: 'visio.backend_url' must be an http:// or https:// URL with a host, or empty"
+        )
+    if not _IDENTITY_PREFIX.fullmatch(visio.identity_prefix):
+        raise ConfigError(
+            f"{where}: 'visio.identity_prefix' must be 1 to 32 letters, digits or '_.:-'"
+        )
+    if visio.reconnect_max_seconds > 3600:
+        raise ConfigError(f"{where}: 'visio.reconnect_max_seconds' must be at most 3600")
+
+
+def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
+    try:
+        parsed = urllib.parse.urlsplit(value)
+    except ValueError:
+        return False
+    return parsed.scheme in schemes and bool(parsed.hostname)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.config import Config
 from gateway.federation import SigningKeys
+from gateway.links import LinkManager
 from gateway.media import MediaRelay
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import (
@@ -71,6 +72,8 @@ class Gateway:
         self.sessions: dict[tuple[str, str], OrsSession] = {}
         self.sip: SipService | None = None
         """The telephony adapter (protocols/sip) when SIP is enabled."""
+        self.links = LinkManager(self)
+        """Rooms' links to foreign rooms (``visio:`` when [visio] url is set)."""
         self.new_admin_token: str | None = None
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,13 +109,31 @@ class Gateway:
             service = SipService(self)
             await service.start()
             self.sip = service
+        self._register_visio()
+        await self.links.start()
         self.new_admin_token = self.ensure_admin_token()
         self.ensure_demo_room()
         self._tasks.append(asyncio.create_task(self._apply_room_events()))
         self.ready = True
 
+    def _register_visio(self) -> None:
+        """The Visio bridge (protocols/visio) when [visio] url is set; the gateway runs without it."""
+        if not self.config.visio.url:
+            return
+        try:
+            from protocols.visio import VisioAdapter
+
+            self.links.register(VisioAdapter(self))
+        except Exception as error:
+            log.error(
+                "the Visio bridge cannot start (%s: %s); visio: links are unavailable",
+                type(error).__name__,
+                error,
+            )
+
     async def stop(self) -> None:
         self.ready = False
+        await self.links.stop()
         for session in list(self.sessions.values()):
             await session.end("room_closed")
         for task in self._tasks:
@@ -151,6 +172,7 @@ def banner(gateway: Gateway, media_port: int) -> str:
         f"  media      udp {config.media.public_ip or config.media.host}:{media_port}",
         "  sip        "
         + (f"udp/tcp {config.sip.host}:{gateway.sip.port}" if gateway.sip else "off"),
+        "  visio      " + _visio_line(gateway),
         f"  data       {Path(config.server.data_dir).resolve()}",
     ]
     demo = config.rooms.demo_room
@@ -162,6 +184,15 @@ def banner(gateway: Gateway, media_port: int) -> str:
     else:
         lines.append(f"  admin token: in {config.data_path / ADMIN_TOKEN_FILE}")
     return "\n".join(lines) + "\n"
+
+
+def _visio_line(gateway: Gateway) -> str:
+    url = gateway.config.visio.url
+    if not url:
+        return "off"
+    if "visio" not in gateway.links.schemes():
+        return f"{url} (unavailable: see the log)"
+    return url
 
 
 async def serve(config: Config) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import DISPATCH_NUMBER
+from gateway.links import LinkError, LinkManager, LinkStatus
 from gateway.ors.problems import Problem, json_object
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import Role, Room, RoomError, check_room_id
@@ -97,7 +98,11 @@ async def show_room(request: web.Request) -> web.Response:
     gateway = _authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     return web.json_response(
-        {**room_detail(room, with_pin=True), "calls": room_calls(gateway, room.id)}
+        {
+            **room_detail(room, with_pin=True),
+            "links": link_list(gateway.links, room.id),
+            "calls": room_calls(gateway, room.id),
+        }
     )
 
 
@@ -105,6 +110,7 @@ async def delete_room(request: web.Request) -> web.Response:
     gateway = _authorize(request)
     room_id = request.match_info["room"]
     gateway.rooms.get(room_id)
+    await gateway.links.close_room(room_id)
     gateway.rooms.delete(room_id)
     gateway.relay.close_room(room_id)
     log.info("room deleted", extra={"room": room_id})
@@ -131,6 +137,56 @@ async def create_token(request: web.Request) -> web.Response:
     token = gateway.tokens.mint(room.id, identity, name, role, ttl)
     url = f"{gateway.config.base_url}/r/{room.id}#token={token}"
     return web.json_response({"token": token, "url": url, "room": room.id, "ttl": ttl}, status=201)
+
+
+# links to foreign rooms (gateway/links.py) --------------------------------------------------
+def link_list(links: LinkManager, room_id: str) -> list[dict[str, Any]]:
+    """A room's links as the admin API and the hosts' page show them: target and status."""
+    return [
+        {"target": target, "status": status.to_wire()} for target, status in links.links(room_id)
+    ]
+
+
+def link_target(body: dict[str, Any]) -> object:
+    target = body.get("target")
+    if not isinstance(target, str):
+        raise Problem(
+            "invalid_link", "'target' is required, e.g. visio:VISIO_ROOM_UUID", field="/target"
+        )
+    return target
+
+
+async def create_link(links: LinkManager, room_id: str, target: object) -> tuple[str, LinkStatus]:
+    """Link a room; a refusal becomes a problem pointing at /target."""
+    try:
+        canonical = links.normalize(target)
+        return canonical, await links.link(room_id, canonical)
+    except LinkError as error:
+        raise Problem(error.code, error.detail, error.status, "/target") from None
+
+
+async def list_links(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    room = gateway.rooms.get(request.match_info["room"])
+    return web.json_response(
+        {"links": link_list(gateway.links, room.id), "schemes": gateway.links.schemes()}
+    )
+
+
+async def add_link(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    room = gateway.rooms.get(request.match_info["room"])
+    body = await json_object(request)
+    target, status = await create_link(gateway.links, room.id, link_target(body))
+    log.info("room linked through the admin API", extra={"room": room.id, "target": target})
+    return web.json_response({"target": target, "status": status.to_wire()}, status=201)
+
+
+async def delete_link(request: web.Request) -> web.Response:
+    gateway = _authorize(request)
+    room = gateway.rooms.get(request.match_info["room"])
+    await gateway.links.unlink(room.id, request.match_info["target"])
+    return web.Response(status=204)
 
 
 # SIP: trunks, dispatch rules, dialling out ------------------------------------------------
@@ -318,6 +374,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/rooms/{room}", show_room)
     app.router.add_delete("/api/v1/rooms/{room}", delete_room)
     app.router.add_post("/api/v1/rooms/{room}/tokens", create_token)
+    app.router.add_get("/api/v1/rooms/{room}/links", list_links)
+    app.router.add_post("/api/v1/rooms/{room}/links", add_link)
+    app.router.add_delete("/api/v1/rooms/{room}/links/{target}", delete_link)
     app.router.add_post("/api/v1/rooms/{room}/dial", dial)
     app.router.add_post("/api/v1/rooms/{room}/participants/{participant}/transfer", transfer)
     app.router.add_get("/api/v1/sip/trunks", list_trunks)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.http import admin, ops, webclient
+from gateway.http import admin, hostlinks, ops, webclient
 from gateway.ors import routes as ors_routes
 from gateway.ors.problems import Problem
 from gateway.rooms import RoomError
@@ -55,6 +55,7 @@ def create_app(gateway: Gateway) -> web.Application:
     app["gateway"] = gateway
     ors_routes.add_routes(app)
     admin.add_routes(app)
+    hostlinks.add_routes(app)
     ops.add_routes(app)
     webclient.add_routes(app)
     return app

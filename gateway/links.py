@@ -1,0 +1,349 @@
+"""Links of rooms here to rooms in foreign systems (a Visio room now; Matrix and partner rooms later).
+
+Protocol-neutral machinery: a ``LinkAdapter`` per target scheme (``visio:``) turns a stored target
+into a live ``Link``; the ``LinkManager`` validates targets, keeps them in the store and in
+``Room.links``, opens every stored link when the gateway starts, stops a room's links when the room is
+deleted, and reports each link's ``LinkStatus`` for the admin API, the CLI and the hosts' web page.
+A link that fails to open or start is shown as ``failed`` with a sentence; it never stops the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.rooms import RoomClosed, RoomError
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+log = logging.getLogger(__name__)
+
+LINK_STATES = ("connecting", "connected", "retrying", "stopped", "failed")
+MAX_TARGET_LENGTH = 512
+START_TIMEOUT = 10.0
+"""Seconds a link's ``start()`` may take (it should return at once and connect in the background)."""
+STOP_TIMEOUT = 10.0
+
+KNOWN_SCHEMES: dict[str, str] = {
+    "visio": "visio: links need the Visio bridge: [visio] url (with api_key and api_secret) "
+    "must be configured on this gateway",
+}
+"""Schemes this project knows, with what an operator must do when no adapter is registered."""
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,31}")
+_SCHEME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31}):")
+_CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+@dataclass
+class LinkStatus:
+    """Where one link stands, as shown by ``rondpoint room show`` and the hosts' page."""
+
+    state: str
+    """"connecting" | "connected" | "retrying" | "stopped" | "failed"."""
+    detail: str = ""
+    """A human sentence; never a secret (no token, no API secret)."""
+    since: float = 0.0
+    """time.time() of the last state change."""
+    attempts: int = 0
+    """Consecutive failed attempts since the last "connected"."""
+    remote_participants: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "since": int(self.since * 1000),
+            "attempts": self.attempts,
+            "remote_participants": self.remote_participants,
+        }
+
+
+class Link(Protocol):
+    """One live link of one room to one foreign room."""
+
+    target: str
+    """Canonical, e.g. "visio:0b4c8f2e-...."."""
+
+    def status(self) -> LinkStatus: ...
+
+    async def start(self) -> None:
+        """Return quickly; connect and retry in the background."""
+
+    async def stop(self) -> None:
+        """Leave the foreign room and remove its mirrored participants here."""
+
+
+class LinkAdapter(Protocol):
+    """Turns targets of one scheme into links (protocols/visio for ``visio:``)."""
+
+    scheme: str
+
+    def normalize(self, target: str) -> str:
+        """The canonical target, or ValueError with a clear sentence."""
+        ...
+
+    def open(self, room_id: str, target: str) -> Link: ...
+
+
+class LinkError(RoomError):
+    """A link operation refused; ``code`` is one of the codes below, ``status`` its HTTP status."""
+
+    STATUSES = {
+        "invalid_link": 400,
+        "link_scheme_unavailable": 400,
+        "link_exists": 409,
+        "link_not_found": 404,
+    }
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(code, detail, self.STATUSES.get(code, 400))
+
+
+class _BrokenLink:
+    """Stands for a link that could not be opened or started: ``failed``, with the reason."""
+
+    def __init__(self, target: str, detail: str, attempts: int = 1) -> None:
+        self.target = target
+        self._status = LinkStatus("failed", detail, time.time(), attempts)
+
+    def status(self) -> LinkStatus:
+        return self._status
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+def _reason(error: BaseException) -> str:
+    """A short sentence for an adapter's exception (the adapter must keep secrets out of it)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    name = type(error).__name__
+    return f"{name}: {text[:200]}" if text else name
+
+
+class LinkManager:
+    """Every link of every room: validation, persistence, live links and their status."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._adapters: dict[str, LinkAdapter] = {}
+        self._live: dict[tuple[str, str], Link] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    # adapters ---------------------------------------------------------------------------
+    def register(self, adapter: LinkAdapter) -> None:
+        """Make ``adapter.scheme:`` targets linkable (replaces an adapter of the same scheme)."""
+        scheme = adapter.scheme.lower()
+        if not _SCHEME.fullmatch(scheme):
+            raise ValueError(f"not a valid link scheme: {adapter.scheme!r}")
+        self._adapters[scheme] = adapter
+
+    def schemes(self) -> list[str]:
+        """The schemes that can be linked on this gateway now."""
+        return sorted(self._adapters)
+
+    def normalize(self, target: object) -> str:
+        """The canonical form of ``target``; LinkError (invalid_link or link_scheme_unavailable)."""
+        if not isinstance(target, str) or not target.strip():
+            raise LinkError(
+                "invalid_link", "the link target is a string like visio:VISIO_ROOM_UUID"
+            )
+        target = target.strip()
+        if len(target) > MAX_TARGET_LENGTH:
+            raise LinkError(
+                "invalid_link", f"a link target has at most {MAX_TARGET_LENGTH} characters"
+            )
+        if _CONTROL_OR_SPACE.search(target):
+            raise LinkError("invalid_link", "a link target has no spaces or control characters")
+        known = sorted(set(KNOWN_SCHEMES) | set(self._adapters))
+        match = _SCHEME_PREFIX.match(target)
+        if match is None or len(target) == match.end():
+            raise LinkError(
+                "invalid_link",
+                f"a link target is SCHEME:ROOM, e.g. visio:VISIO_ROOM_UUID; "
+                f"known schemes: {', '.join(known)}",
+            )
+        scheme = match.group(1).lower()
+        adapter = self._adapters.get(scheme)
+        if adapter is None:
+            if scheme in KNOWN_SCHEMES:
+                raise LinkError("link_scheme_unavailable", KNOWN_SCHEMES[scheme])
+            raise LinkError(
+                "invalid_link",
+                f"'{scheme}:' is not a link scheme this gateway knows; "
+                f"known schemes: {', '.join(known)}",
+            )
+        try:
+            canonical = adapter.normalize(scheme + target[match.end() - 1 :])
+        except ValueError as error:
+            raise LinkError("invalid_link", str(error) or f"not a valid {scheme}: target") from None
+        return canonical
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open every stored link of every room (after a restart), and follow room deletions."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_rooms())
+        for record in self.gateway.store.list_rooms():
+            for target in record.links:
+                await self._ensure_live(record.id, target)
+
+    async def stop(self) -> None:
+        """Stop every live link (gateway shutdown); the store keeps them for the next start."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        live = list(self._live.items())
+        self._live.clear()
+        await asyncio.gather(*(self._stop_link(room, link) for (room, _), link in live))
+
+    async def close_room(self, room_id: str) -> None:
+        """Stop and forget the links of a room that is being deleted (idempotent)."""
+        keys = [key for key in self._live if key[0] == room_id]
+        links = [self._live.pop(key) for key in keys]
+        await asyncio.gather(*(self._stop_link(room_id, link) for link in links))
+
+    async def _watch_rooms(self) -> None:
+        subscription = self.gateway.bus.subscribe()
+        try:
+            async for event in subscription:
+                if isinstance(event, RoomClosed):
+                    await self.close_room(event.room_id)
+        finally:
+            subscription.close()
+
+    # operations ---------------------------------------------------------------------------
+    async def link(self, room_id: str, target: object) -> LinkStatus:
+        """Link a room: validate, persist (store and Room.links), open and start; the status."""
+        room = self.gateway.rooms.get(room_id)
+        canonical = self.normalize(target)
+        if canonical in room.links:
+            raise LinkError("link_exists", f"room '{room_id}' is already linked to {canonical}")
+        self.gateway.store.add_link(room_id, canonical)
+        room.links.append(canonical)
+        log.info("room linked", extra={"room": room_id, "target": canonical})
+        link = await self._ensure_live(room_id, canonical)
+        return link.status()
+
+    async def unlink(self, room_id: str, target: str) -> None:
+        """Stop the link and forget it (store and Room.links); LinkError 404 if there is none."""
+        room = self.gateway.rooms.get(room_id)
+        found = self._find(room.links, target)
+        if found is None:
+            raise LinkError("link_not_found", f"room '{room_id}' has no link to {target}")
+        link = self._live.pop((room_id, found), None)
+        if link is not None:
+            await self._stop_link(room_id, link)
+        self.gateway.store.remove_link(room_id, found)
+        with contextlib.suppress(ValueError):
+            room.links.remove(found)
+        log.info("room unlinked", extra={"room": room_id, "target": found})
+
+    async def ensure(self, room_id: str, target: str, persist: bool = True) -> Link:
+        """The live link of ``room_id`` to ``target``, opened and started if need be (idempotent).
+
+        ``persist=False`` links the live room only (the store does not keep it over a restart).
+        """
+        room = self.gateway.rooms.get(room_id)
+        canonical = self.normalize(target)
+        live = self._live.get((room_id, canonical))
+        if live is not None:
+            return live
+        if canonical not in room.links:
+            room.links.append(canonical)
+        if persist:
+            self.gateway.store.add_link(room_id, canonical)
+        return await self._ensure_live(room_id, canonical)
+
+    def links(self, room_id: str) -> list[tuple[str, LinkStatus]]:
+        """The room's links with their live status ("stopped" when not running)."""
+        room = self.gateway.rooms.get(room_id)
+        shown: list[tuple[str, LinkStatus]] = []
+        for target in room.links:
+            link = self._live.get((room_id, target))
+            if link is None:
+                shown.append((target, LinkStatus("stopped", "the link is not running")))
+                continue
+            try:
+                shown.append((target, link.status()))
+            except Exception as error:
+                log.exception("a link failed to report its status", extra={"room": room_id})
+                shown.append((target, LinkStatus("failed", _reason(error), time.time())))
+        return shown
+
+    def live(self, room_id: str, target: str) -> Link | None:
+        """The live link of a room to a canonical target, if it runs."""
+        return self._live.get((room_id, target))
+
+    # internals ----------------------------------------------------------------------------
+    def _find(self, targets: list[str], target: str) -> str | None:
+        if target in targets:
+            return target
+        with contextlib.suppress(LinkError):
+            canonical = self.normalize(target)
+            if canonical in targets:
+                return canonical
+        return None
+
+    async def _ensure_live(self, room_id: str, target: str) -> Link:
+        """Open and start a link; any failure gives a ``failed`` stand-in, never an exception."""
+        key = (room_id, target)
+        live = self._live.get(key)
+        if live is not None:
+            return live
+        scheme = target.split(":", 1)[0].lower()
+        adapter = self._adapters.get(scheme)
+        if adapter is None:
+            detail = KNOWN_SCHEMES.get(
+                scheme, f"'{scheme}:' links are not available on this gateway"
+            )
+            broken = _BrokenLink(target, detail)
+            self._live[key] = broken
+            log.warning("a stored link cannot start", extra={"room": room_id, "target": target})
+            return broken
+        try:
+            link = adapter.open(room_id, target)
+        except Exception as error:
+            log.exception("a link could not be opened", extra={"room": room_id, "target": target})
+            broken = _BrokenLink(target, f"the link could not be opened ({_reason(error)})")
+            self._live[key] = broken
+            return broken
+        self._live[key] = link
+        try:
+            await asyncio.wait_for(link.start(), START_TIMEOUT)
+        except Exception as error:
+            if isinstance(error, TimeoutError):
+                reason = f"the link did not start within {START_TIMEOUT:g} s"
+            else:
+                reason = f"the link could not start ({_reason(error)})"
+            log.error(
+                "a link failed to start: %s",
+                reason,
+                exc_info=not isinstance(error, TimeoutError),
+                extra={"room": room_id, "target": target},
+            )
+            await self._stop_link(room_id, link)
+            broken = _BrokenLink(target, reason)
+            if self._live.get(key) is link:
+                self._live[key] = broken
+            return broken
+        return link
+
+    async def _stop_link(self, room_id: str, link: Link) -> None:
+        try:
+            await asyncio.wait_for(link.stop(), STOP_TIMEOUT)
+        except Exception:
+            log.exception(
+                "a link failed to stop cleanly", extra={"room": room_id, "target": link.target}
+            )
