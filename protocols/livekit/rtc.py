@@ -7,30 +7,29 @@ runs LiveKit's two-PeerConnection flow (livekit/protocol v16):
   and send `answer` carrying the offer's `id`; the server renegotiates with a new `offer` whenever
   tracks come and go. It is the primary connection when the server says `subscriber_primary`: the
   server opens its own data channels on it, so the answer carries an SCTP section.
-- publisher PeerConnection: for each track, `add_track` (AddTrackRequest with cid = the aiortc
-  track's id, which is also the track id in our SDP's msid, name, type and source), wait for
-  `track_published` with that cid, create the offer, send `offer`, apply the server's `answer`.
-  The data channels `_reliable` (ordered) and `_lossy` (unordered, no retransmission) are opened
-  on it before the first offer, as LiveKit's SDKs do, so that user data can be sent later;
-  livekit-server 1.13.5 does not need them to count us connected (the subscriber leg, primary,
-  is what makes the participant ACTIVE), the tests pass without them too.
+- publisher PeerConnection: for each track, `add_track` (AddTrackRequest with cid = the track id
+  in our SDP's msid, name, type and source), wait for `track_published` with that cid, create the
+  offer, send `offer`, apply the server's `answer`. The data channels `_reliable` (ordered) and
+  `_lossy` (unordered, no retransmission) are opened on it before its first offer, as LiveKit's
+  SDKs do; `send_data` negotiates the publisher for them alone when nothing is published.
 - ICE: the server trickles its candidates (`trickle`, TrickleRequest with a JSON candidateInit
   and target PUBLISHER or SUBSCRIBER); they are added to the matching PeerConnection, and kept
   until its remote description is set when they come early. aiortc does not trickle: our
   candidates ride in our SDP, gathered before it is sent.
 
-`on_track(identity, track)` is called for each subscribed remote track, with the identity of
-the participant that publishes it (from the stream id `PA_sid|TR_sid` LiveKit puts in the msid)
-and the aiortc track, which yields decoded frames.
+Media comes in two forms:
 
-Media: this leg uses aiortc's media pipeline (decoding, jitter buffer, encoding). That is fine
-for a client leg and its tests; the relay's per-packet path must not use it (issue 4). The next
-step is to hand encoded media to the relay instead: Opus and video RTP straight from the
-subscriber transport, and encoded frames into the publisher, decoding audio only where a mix is
-needed.
+- encoded (`encoded=True`, what the gateway uses): aiortc negotiates but never decodes or encodes
+  (protocols/livekit/media.py). Each subscribed remote track is announced as a `RemoteTrack`
+  (codec, payload type, header extension ids, SSRCs) and its RTP comes to `on_rtp(track_sid,
+  packet)`; `publish_encoded` returns a `LocalTrack` whose `sink` sends RTP as negotiated, and
+  LiveKit's RTCP feedback for our tracks (PLI, NACK, receiver reports) comes to
+  `on_publisher_rtcp`.
+- decoded (the default, for tests and simple client legs): `on_track(identity, aiortc track)`
+  yields decoded frames and `publish_audio` takes an aiortc track.
 
-Not handled yet: the JoinResponse's ICE servers (pass `ice_servers` to `connect`), resume and
-full rejoin, mute, subscription updates, data packets on the channels.
+Data packets (`DataPacket`, e.g. chat text streams) from any data channel come to `on_data`;
+`send_data` sends one on `_reliable` or `_lossy`.
 """
 
 from __future__ import annotations
@@ -49,18 +48,26 @@ from aiortc import (
     RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.rtcrtpparameters import RTCRtpParameters, RTCRtpReceiveParameters
 from aiortc.sdp import candidate_from_sdp
+from google.protobuf.message import DecodeError
 from livekit.protocol import models
 from livekit.protocol import rtc as proto
 
+from gateway.media.router import CodecInfo, ExtensionIds
+from protocols.livekit.media import RtpTap, codec_info, extension_ids, passive
 from protocols.livekit.signal import Left, SignalClient, SignalError, Unhandled
 
 log = logging.getLogger(__name__)
 
 TrackCallback = Callable[[str, MediaStreamTrack], None]
 """Called with (participant identity, aiortc track) for each subscribed remote track."""
+
+DATA_CHANNEL_TIMEOUT = 10.0
 
 
 class LiveKitRtcError(SignalError):
@@ -74,6 +81,35 @@ class PublishedTrack:
     cid: str
     sid: str
     name: str
+
+
+@dataclass(frozen=True)
+class RemoteTrack:
+    """A subscribed remote track, as negotiated on the subscriber PeerConnection."""
+
+    sid: str
+    participant_sid: str
+    participant_identity: str
+    kind: str
+    mid: str
+    codec: CodecInfo
+    extensions: ExtensionIds
+    ssrc: int | None
+    rtx_ssrc: int | None
+
+
+@dataclass(frozen=True)
+class LocalTrack:
+    """One of our tracks published encoded: send RTP with this SSRC and payload type on `sink`."""
+
+    sid: str
+    cid: str
+    kind: str
+    ssrc: int
+    payload_type: int
+    clock_rate: int
+    extensions: ExtensionIds
+    sink: RtpTap
 
 
 def parse_trickle(candidate_init: str) -> RTCIceCandidate | None:
@@ -156,6 +192,10 @@ class _Leg:
         except Exception as exc:  # a candidate aiortc cannot use must not end the session
             log.debug("LiveKit %s: candidate %s ignored: %s", self.name, candidate, exc)
 
+    @property
+    def connected(self) -> bool:
+        return self.pc.connectionState == "connected"
+
 
 class LiveKitParticipant:
     """One participant in a LiveKit room: signalling plus the publisher and subscriber legs."""
@@ -164,26 +204,47 @@ class LiveKitParticipant:
         self,
         signal: SignalClient,
         *,
+        encoded: bool = False,
         ice_servers: list[RTCIceServer] | None = None,
         on_track: TrackCallback | None = None,
     ) -> None:
         self.signal = signal
+        self.encoded = encoded
         self.on_track = on_track
+        self.on_remote_track: Callable[[RemoteTrack], None] | None = None
+        self.on_remote_track_ended: Callable[[str], None] | None = None
+        self.on_rtp: Callable[[str, bytes], None] | None = None
+        """(remote track sid, decrypted RTP packet), encoded mode."""
+        self.on_subscriber_rtcp: Callable[[bytes], None] | None = None
+        """RTCP from LiveKit about the tracks we receive (sender reports)."""
+        self.on_publisher_rtcp: Callable[[bytes], None] | None = None
+        """RTCP from LiveKit about the tracks we publish (PLI, FIR, NACK, receiver reports)."""
+        self.on_data: Callable[[models.DataPacket], None] | None = None
+        self.on_signal: Callable[[str, proto.SignalResponse], None] | None = None
+        """Signalling messages this class does not act on (mute, speakers_changed, ...)."""
         configuration = RTCConfiguration(iceServers=list(ice_servers or []))
         self.subscriber = _Leg("subscriber", configuration)
         self.publisher = _Leg("publisher", configuration)
+        self.subscriber_tap = RtpTap(on_rtp=self._on_subscriber_rtp, on_rtcp=self._subscriber_rtcp)
+        self.publisher_tap = RtpTap(on_rtcp=self._publisher_rtcp)
         self.published: dict[str, PublishedTrack] = {}
         """Our tracks the server accepted, by cid."""
         self.remote_tracks: list[tuple[str, MediaStreamTrack]] = []
-        """(identity, track) of every subscribed remote track so far."""
+        """(identity, track) of every subscribed remote track so far (decoded mode)."""
+        self.subscribed: dict[str, RemoteTrack] = {}
+        """Encoded mode: subscribed remote tracks by mid."""
         self.data_channels: dict[str, RTCDataChannel] = {}
+        self.data_dropped = 0
+        self._by_ssrc: dict[int, str] = {}
         self._mid_streams: dict[str, str] = {}
         self._track_published: dict[str, asyncio.Future[PublishedTrack]] = {}
+        self._local_parameters: dict[str, asyncio.Future[RTCRtpParameters]] = {}
         self._answer: asyncio.Future[proto.SessionDescription] | None = None
         self._publish_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.subscriber.pc.on("track", self._on_remote_track)
+        self.subscriber.pc.on("datachannel", self._watch_channel)
 
     @classmethod
     async def connect(
@@ -191,6 +252,8 @@ class LiveKitParticipant:
         url: str,
         token: str,
         *,
+        encoded: bool = False,
+        auto_subscribe: bool = True,
         on_track: TrackCallback | None = None,
         ice_servers: list[RTCIceServer] | None = None,
         timeout: float = 10.0,
@@ -199,16 +262,24 @@ class LiveKitParticipant:
 
         The subscriber leg is negotiated in the background as soon as the server offers it.
         """
-        signal = await SignalClient.connect(url, token, auto_subscribe=True, timeout=timeout)
-        participant = cls(signal, ice_servers=ice_servers, on_track=on_track)
-        participant._tasks.append(
-            asyncio.create_task(participant._signal_loop(), name="livekit-rtc-signal")
+        signal = await SignalClient.connect(
+            url, token, auto_subscribe=auto_subscribe, timeout=timeout
         )
+        participant = cls(signal, encoded=encoded, ice_servers=ice_servers, on_track=on_track)
+        participant.start()
         return participant
+
+    def start(self) -> None:
+        """Start handling signalling (done by `connect`; call it when built by hand)."""
+        self._tasks.append(asyncio.create_task(self._signal_loop(), name="livekit-rtc-signal"))
 
     @property
     def identity(self) -> str:
         return self.signal.joined.participant.identity
+
+    @property
+    def sid(self) -> str:
+        return self.signal.joined.participant.sid
 
     # --- signalling events -------------------------------------------------------------------
 
@@ -244,12 +315,18 @@ class LiveKitParticipant:
                 waiter.set_result(
                     PublishedTrack(published.cid, published.track.sid, published.track.name)
                 )
+        elif self.on_signal is not None:
+            self.on_signal(kind, message)
         else:
             log.debug("LiveKit %s ignored", kind)
 
     async def _on_subscriber_offer(self, offer: proto.SessionDescription) -> None:
         self._mid_streams.update(media_stream_ids(offer.sdp))
         await self.subscriber.set_remote(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        if self.encoded:
+            for transceiver in self.subscriber.pc.getTransceivers():
+                passive(transceiver, self._on_subscriber_parameters)
+            self.subscriber_tap.attach(self.subscriber.pc)
         answer = await self.subscriber.pc.createAnswer()
         await self.subscriber.pc.setLocalDescription(answer)
         local = self.subscriber.pc.localDescription
@@ -267,6 +344,8 @@ class LiveKitParticipant:
         await leg.add_candidate(candidate)
 
     def _on_remote_track(self, track: MediaStreamTrack) -> None:
+        if self.encoded:
+            return  # announced by _on_subscriber_parameters once negotiated
         mid = next(
             (
                 t.mid
@@ -289,6 +368,85 @@ class LiveKitParticipant:
         participant = self.signal.session.participants.get(participant_sid)
         return participant.identity if participant is not None else participant_sid
 
+    # --- encoded subscriber media ------------------------------------------------------------
+
+    def _on_subscriber_parameters(
+        self, transceiver: RTCRtpTransceiver, parameters: RTCRtpParameters
+    ) -> None:
+        mid = transceiver.mid or parameters.muxId
+        stream = self._mid_streams.get(mid, "")
+        participant_sid, _, track_sid = stream.partition("|")
+        codec = codec_info(parameters)
+        previous = self.subscribed.get(mid)
+        if transceiver.currentDirection not in ("recvonly", "sendrecv") or not track_sid:
+            if previous is not None:
+                self._end_remote(mid)
+            return
+        if codec is None:
+            return
+        ssrc = rtx_ssrc = None
+        if isinstance(parameters, RTCRtpReceiveParameters) and parameters.encodings:
+            encoding = parameters.encodings[0]
+            ssrc = encoding.ssrc
+            rtx_ssrc = encoding.rtx.ssrc if encoding.rtx is not None else None
+        if previous is not None:
+            if previous.sid == track_sid and previous.ssrc == ssrc:
+                return
+            self._end_remote(mid)
+        remote = RemoteTrack(
+            sid=track_sid,
+            participant_sid=participant_sid,
+            participant_identity=self._identity_for(stream),
+            kind=transceiver.kind,
+            mid=mid,
+            codec=codec,
+            extensions=extension_ids(parameters),
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc,
+        )
+        self.subscribed[mid] = remote
+        for value in (ssrc, rtx_ssrc):
+            if value is not None:
+                self._by_ssrc[value] = track_sid
+        if self.on_remote_track is not None:
+            self.on_remote_track(remote)
+
+    def _end_remote(self, mid: str) -> None:
+        remote = self.subscribed.pop(mid, None)
+        if remote is None:
+            return
+        for value in (remote.ssrc, remote.rtx_ssrc):
+            if value is not None:
+                self._by_ssrc.pop(value, None)
+        if self.on_remote_track_ended is not None:
+            self.on_remote_track_ended(remote.sid)
+
+    def _on_subscriber_rtp(self, packet: bytes) -> None:
+        if len(packet) < 12:
+            return
+        track_sid = self._by_ssrc.get(int.from_bytes(packet[8:12], "big"))
+        if track_sid is not None and self.on_rtp is not None:
+            self.on_rtp(track_sid, packet)
+
+    def _subscriber_rtcp(self, packet: bytes) -> None:
+        if self.on_subscriber_rtcp is not None:
+            self.on_subscriber_rtcp(packet)
+
+    def _publisher_rtcp(self, packet: bytes) -> None:
+        if self.on_publisher_rtcp is not None:
+            self.on_publisher_rtcp(packet)
+
+    async def subscribe(self, track_sids: list[str], subscribe: bool = True) -> None:
+        """Ask for (or stop) these remote tracks (UpdateSubscription), for auto_subscribe=False."""
+        if track_sids:
+            await self.signal.send(
+                proto.SignalRequest(
+                    subscription=proto.UpdateSubscription(
+                        track_sids=track_sids, subscribe=subscribe
+                    )
+                )
+            )
+
     # --- publishing ----------------------------------------------------------------------------
 
     async def publish_audio(
@@ -299,21 +457,86 @@ class LiveKitParticipant:
         source: models.TrackSource = models.TrackSource.MICROPHONE,
         timeout: float = 10.0,
     ) -> PublishedTrack:
-        """Publish an aiortc audio track (sent as Opus); returns once the server answered."""
+        """Publish an aiortc audio track (decoded mode: aiortc encodes it to Opus)."""
         if track.kind != "audio":
             raise ValueError(f"publish_audio needs an audio track, not {track.kind}")
         async with self._publish_lock:
+            transceiver = self.publisher.pc.addTransceiver(track, direction="sendonly")
+            published = await self._publish_transceiver(
+                transceiver, track.id, name, models.TrackType.AUDIO, source, False, timeout
+            )
+            return published
+
+    async def publish_encoded(
+        self,
+        kind: str,
+        codec_name: str,
+        *,
+        name: str,
+        source: models.TrackSource,
+        muted: bool = False,
+        width: int = 0,
+        height: int = 0,
+        timeout: float = 10.0,
+    ) -> LocalTrack:
+        """Publish a track whose RTP we send ourselves, already encoded in CODEC_NAME."""
+        async with self._publish_lock:
+            pc = self.publisher.pc
+            transceiver = pc.addTransceiver(kind, direction="sendonly")
+            capabilities = RTCRtpSender.getCapabilities(kind).codecs
+            wanted = [c for c in capabilities if c.name.lower() == codec_name.lower()]
+            if not wanted:
+                raise LiveKitRtcError(f"no {codec_name} {kind} codec to publish with")
+            with contextlib.suppress(ValueError):
+                transceiver.setCodecPreferences(wanted)
+            loop = asyncio.get_running_loop()
+            cid = transceiver.sender._track_id
+            parameters: asyncio.Future[RTCRtpParameters] = loop.create_future()
+            self._local_parameters[cid] = parameters
+
+            def record(_: RTCRtpTransceiver, params: RTCRtpParameters) -> None:
+                if not parameters.done():
+                    parameters.set_result(params)
+
+            passive(transceiver, record)
+            track_type = models.TrackType.VIDEO if kind == "video" else models.TrackType.AUDIO
             try:
-                return await asyncio.wait_for(self._publish(track, name, source), timeout)
+                published = await self._publish_transceiver(
+                    transceiver, cid, name, track_type, source, muted, timeout, width, height
+                )
+                negotiated = await asyncio.wait_for(parameters, timeout)
             except TimeoutError:
                 raise LiveKitRtcError(
-                    f"publishing {name!r} got no answer from LiveKit within {timeout} s"
+                    f"publishing {name!r}: the publisher connection did not come up in {timeout} s"
                 ) from None
+            finally:
+                self._local_parameters.pop(cid, None)
+            codec = codec_info(negotiated)
+            if codec is None:
+                raise LiveKitRtcError(f"LiveKit accepted no codec for {name!r}")
+            return LocalTrack(
+                sid=published.sid,
+                cid=cid,
+                kind=kind,
+                ssrc=transceiver.sender._ssrc,
+                payload_type=codec.payload_type,
+                clock_rate=codec.clock_rate,
+                extensions=extension_ids(negotiated),
+                sink=self.publisher_tap,
+            )
 
-    async def _publish(
-        self, track: MediaStreamTrack, name: str, source: models.TrackSource
+    async def _publish_transceiver(
+        self,
+        transceiver: RTCRtpTransceiver,
+        cid: str,
+        name: str,
+        track_type: models.TrackType,
+        source: models.TrackSource,
+        muted: bool,
+        timeout: float,
+        width: int = 0,
+        height: int = 0,
     ) -> PublishedTrack:
-        cid = track.id
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[PublishedTrack] = loop.create_future()
         self._track_published[cid] = waiter
@@ -321,23 +544,40 @@ class LiveKitParticipant:
             await self.signal.send(
                 proto.SignalRequest(
                     add_track=proto.AddTrackRequest(
-                        cid=cid, name=name, type=models.TrackType.AUDIO, source=source
+                        cid=cid,
+                        name=name,
+                        type=track_type,
+                        source=source,
+                        muted=muted,
+                        width=width,
+                        height=height,
                     )
                 )
             )
-            published = await waiter
+            published = await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise LiveKitRtcError(
+                f"publishing {name!r} got no answer from LiveKit within {timeout} s"
+            ) from None
         finally:
             self._track_published.pop(cid, None)
+        await asyncio.wait_for(self._negotiate_publisher(), timeout)
+        self.published[cid] = published
+        return published
 
+    async def _negotiate_publisher(self) -> None:
         pc = self.publisher.pc
         if not self.data_channels:
             self.data_channels = {
                 "_reliable": pc.createDataChannel("_reliable", ordered=True),
                 "_lossy": pc.createDataChannel("_lossy", ordered=False, maxRetransmits=0),
             }
-        pc.addTransceiver(track, direction="sendonly")
+            for channel in self.data_channels.values():
+                self._watch_channel(channel)
         await pc.setLocalDescription(await pc.createOffer())
-        self._answer = loop.create_future()
+        if self.encoded:
+            self.publisher_tap.attach(pc)
+        self._answer = asyncio.get_running_loop().create_future()
         await self.signal.send(
             proto.SignalRequest(
                 offer=proto.SessionDescription(type="offer", sdp=pc.localDescription.sdp)
@@ -345,13 +585,74 @@ class LiveKitParticipant:
         )
         answer = await self._answer
         await self.publisher.set_remote(RTCSessionDescription(sdp=answer.sdp, type="answer"))
-        self.published[cid] = published
-        return published
+
+    async def set_muted(self, track_sid: str, muted: bool) -> None:
+        """Mute or unmute one of our published tracks (MuteTrackRequest)."""
+        await self.signal.send(
+            proto.SignalRequest(mute=proto.MuteTrackRequest(sid=track_sid, muted=muted))
+        )
+
+    async def update_metadata(self, *, name: str | None = None) -> None:
+        request = proto.UpdateParticipantMetadata()
+        if name is not None:
+            request.name = name
+        await self.signal.send(proto.SignalRequest(update_metadata=request))
+
+    # --- data ------------------------------------------------------------------------------------
+
+    def _watch_channel(self, channel: RTCDataChannel) -> None:
+        @channel.on("message")
+        def on_message(message: bytes | str) -> None:
+            if isinstance(message, str):
+                message = message.encode()
+            packet = models.DataPacket()
+            try:
+                packet.ParseFromString(message)
+            except DecodeError:
+                self.data_dropped += 1
+                return
+            if self.on_data is not None:
+                try:
+                    self.on_data(packet)
+                except Exception:
+                    log.exception("LiveKit data handler failed")
+
+    async def send_data(self, packet: models.DataPacket, *, reliable: bool = True) -> None:
+        """Send a DataPacket on `_reliable` (or `_lossy`), negotiating the publisher if needed."""
+        if not self.data_channels:
+            async with self._publish_lock:
+                if not self.data_channels:
+                    await asyncio.wait_for(self._negotiate_publisher(), DATA_CHANNEL_TIMEOUT)
+        channel = self.data_channels["_reliable" if reliable else "_lossy"]
+        if channel.readyState != "open":
+            opened = asyncio.get_running_loop().create_future()
+
+            def on_open() -> None:
+                if not opened.done():
+                    opened.set_result(None)
+
+            channel.once("open", on_open)
+            if channel.readyState != "open":
+                try:
+                    await asyncio.wait_for(opened, DATA_CHANNEL_TIMEOUT)
+                except TimeoutError:
+                    raise LiveKitRtcError(
+                        f"the LiveKit data channel did not open in {DATA_CHANNEL_TIMEOUT} s"
+                    ) from None
+        if not packet.participant_identity:
+            packet.participant_identity = self.identity
+        channel.send(packet.SerializeToString())
 
     # --- the end -------------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Leave the room, close both PeerConnections and stop every task."""
+    @property
+    def media_connected(self) -> bool:
+        """Whether every PeerConnection in use is connected."""
+        legs = [self.subscriber] + ([self.publisher] if self.data_channels else [])
+        return all(leg.connected for leg in legs if leg.pc.remoteDescription is not None)
+
+    async def close(self, *, leave: bool = True) -> None:
+        """Leave the room (or just drop the connection), close both PeerConnections."""
         if self._closed:
             return
         self._closed = True
@@ -365,6 +666,9 @@ class LiveKitParticipant:
             waiter.cancel()
         if self._answer is not None:
             self._answer.cancel()
-        await self.signal.leave()
+        if leave:
+            await self.signal.leave()
+        else:
+            await self.signal.close()
         await self.publisher.pc.close()
         await self.subscriber.pc.close()

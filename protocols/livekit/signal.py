@@ -124,6 +124,31 @@ def leave_request(
 
 
 @dataclass(frozen=True)
+class TrackInfo:
+    """What LiveKit says about one published track (TrackInfo)."""
+
+    sid: str
+    kind: str
+    """audio or video."""
+    source: str
+    """Lower case TrackSource name: microphone, camera, screen_share, screen_share_audio, unknown."""
+    muted: bool = False
+    name: str = ""
+    mime_type: str = ""
+
+    @classmethod
+    def from_info(cls, info: models.TrackInfo) -> TrackInfo:
+        return cls(
+            sid=info.sid,
+            kind="video" if info.type == models.TrackType.VIDEO else "audio",
+            source=models.TrackSource.Name(info.source).lower(),
+            muted=info.muted,
+            name=info.name,
+            mime_type=info.mime_type,
+        )
+
+
+@dataclass(frozen=True)
 class Participant:
     """What LiveKit says about one participant (ParticipantInfo)."""
 
@@ -137,6 +162,7 @@ class Participant:
     metadata: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
     version: int = 0
+    tracks: tuple[TrackInfo, ...] = ()
 
     @classmethod
     def from_info(cls, info: models.ParticipantInfo) -> Participant:
@@ -149,6 +175,7 @@ class Participant:
             metadata=info.metadata,
             attributes=dict(info.attributes),
             version=info.version,
+            tracks=tuple(TrackInfo.from_info(t) for t in info.tracks),
         )
 
 
@@ -192,6 +219,11 @@ class Left:
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """The server took this connection as the resumption of an earlier session (ReconnectResponse)."""
+
+
+@dataclass(frozen=True)
 class Unhandled:
     """A message this layer does not interpret (offer, answer, trickle, track_published...)."""
 
@@ -199,18 +231,20 @@ class Unhandled:
     message: rtc.SignalResponse
 
 
-Event = Joined | ParticipantsChanged | PongReceived | Left | Unhandled
+Event = Joined | ParticipantsChanged | PongReceived | Left | Resumed | Unhandled
 
 
 class SignalSession:
     """Sans-I/O state of one signalling session: feed it frames, send what it returns."""
 
-    def __init__(self) -> None:
-        self.joined: Joined | None = None
+    def __init__(self, resume: SignalSession | None = None) -> None:
+        """A new session, or the continuation of RESUME's after a signalling reconnection."""
+        self.resuming = resume is not None
+        self.joined: Joined | None = resume.joined if resume is not None else None
         self.left: Left | None = None
-        self.participants: dict[str, Participant] = {}
+        self.participants: dict[str, Participant] = dict(resume.participants) if resume else {}
         """Remote participants present in the room, by sid."""
-        self.local: Participant | None = None
+        self.local: Participant | None = resume.local if resume is not None else None
 
     def receive(self, data: bytes) -> list[Event]:
         return self.handle(decode_response(data))
@@ -219,6 +253,11 @@ class SignalSession:
         kind = response.WhichOneof("message")
         if kind is None:
             raise SignalProtocolError("empty SignalResponse")
+        if kind == "reconnect":
+            if not self.resuming:
+                raise SignalProtocolError("reconnect received in a session that did not resume")
+            self.resuming = False
+            return [Resumed()]
         if self.joined is None and kind not in ("join", "leave"):
             raise SignalProtocolError(f"{kind} received before join")
         if kind == "join":
@@ -328,13 +367,19 @@ class SignalClient:
         auto_subscribe: bool = True,
         timeout: float = 10.0,
         http: aiohttp.ClientSession | None = None,
+        resume: SignalSession | None = None,
     ) -> SignalClient:
+        """Join, or with RESUME (the session of a lost connection) ask to resume it: LiveKit
+        answers `reconnect` instead of `join` when it still holds the participant."""
         own_http = http is None
+        extra = None
+        if resume is not None and resume.local is not None:
+            extra = {"reconnect": "1", "sid": resume.local.sid}
         session = http or aiohttp.ClientSession()
         try:
             try:
                 ws = await session.ws_connect(
-                    rtc_url(url, token, auto_subscribe=auto_subscribe),
+                    rtc_url(url, token, auto_subscribe=auto_subscribe, extra=extra),
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeout),
                     autoping=True,
                     max_msg_size=16 * 1024 * 1024,
@@ -347,6 +392,8 @@ class SignalClient:
             except (aiohttp.ClientError, OSError) as exc:
                 raise SignalConnectError(f"cannot reach LiveKit at {url}: {exc}") from None
             client = cls(session, ws, own_http)
+            if resume is not None:
+                client.session = SignalSession(resume)
             try:
                 await asyncio.wait_for(client._await_join(), timeout)
             except TimeoutError:
@@ -386,13 +433,17 @@ class SignalClient:
         return None
 
     async def _await_join(self) -> None:
-        data = await self._receive_frame()
-        if data is None:
-            raise SignalConnectError(f"LiveKit closed before JoinResponse: {self.close_reason}")
-        for event in self.session.receive(data):
-            if isinstance(event, Left):
-                raise SignalConnectError(f"LiveKit sent leave instead of join: {event.reason}")
-            self.events.put_nowait(event)
+        """Read until JoinResponse (or ReconnectResponse when resuming); a leave refuses."""
+        while True:
+            data = await self._receive_frame()
+            if data is None:
+                raise SignalConnectError(f"LiveKit closed before JoinResponse: {self.close_reason}")
+            for event in self.session.receive(data):
+                if isinstance(event, Left):
+                    raise SignalConnectError(f"LiveKit sent leave instead of join: {event.reason}")
+                self.events.put_nowait(event)
+                if isinstance(event, Joined | Resumed):
+                    return
 
     async def _read_loop(self) -> None:
         try:
