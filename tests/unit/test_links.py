@@ -1,0 +1,285 @@
+"""LinkManager (gateway/links.py) with a fake adapter: validation, persistence, restart, stop, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Config
+from gateway.links import LinkError, LinkManager, LinkStatus
+from gateway.server import Gateway
+
+ROOM_UUID = "0b4c8f2e-5d1a-4c3b-9e7f-1a2b3c4d5e6f"
+
+
+class FakeLink:
+    def __init__(self, adapter: FakeAdapter, room_id: str, target: str) -> None:
+        self.adapter = adapter
+        self.room_id = room_id
+        self.target = target
+        self.state = "connecting"
+        self.since = time.time()
+
+    def status(self) -> LinkStatus:
+        return LinkStatus(self.state, "", self.since, 0, 2 if self.state == "connected" else 0)
+
+    async def start(self) -> None:
+        self.adapter.started.append((self.room_id, self.target))
+        if self.adapter.fail_start:
+            raise RuntimeError("the LiveKit server refused the token")
+        if self.adapter.hang_start:
+            await asyncio.sleep(3600)
+        self.state = "connected"
+
+    async def stop(self) -> None:
+        self.adapter.stopped.append((self.room_id, self.target))
+        self.state = "stopped"
+
+
+class FakeAdapter:
+    scheme = "visio"
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+        self.stopped: list[tuple[str, str]] = []
+        self.opened: list[FakeLink] = []
+        self.fail_start = False
+        self.fail_open = False
+        self.hang_start = False
+
+    def normalize(self, target: str) -> str:
+        rest = target.split(":", 1)[1]
+        try:
+            return f"visio:{uuid.UUID(rest)}"
+        except ValueError:
+            raise ValueError("a Visio room is visio: followed by the room's UUID") from None
+
+    def open(self, room_id: str, target: str) -> FakeLink:
+        if self.fail_open:
+            raise OSError("cannot open")
+        link = FakeLink(self, room_id, target)
+        self.opened.append(link)
+        return link
+
+
+def make_gateway(data_dir: Path) -> Gateway:
+    config = Config()
+    config.server.data_dir = str(data_dir)
+    config.sip.enabled = False
+    config.rooms.demo_room = ""
+    return Gateway(config)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+async def test_link_persists_and_a_new_gateway_opens_it_at_start(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    gateway.links.register(adapter)
+    await gateway.links.start()
+    room = gateway.rooms.create("conseil")
+    status = await gateway.links.link("conseil", f"VISIO:{ROOM_UUID.upper()}")
+    target = f"visio:{ROOM_UUID}"
+    assert status.state == "connected"
+    assert room.links == [target]
+    assert room.to_wire()["links"] == [target]  # the ORS wire keeps plain strings
+    assert adapter.started == [("conseil", target)]
+    [(shown, live)] = gateway.links.links("conseil")
+    assert (shown, live.state, live.remote_participants) == (target, "connected", 2)
+    await gateway.links.stop()
+    assert adapter.stopped == [("conseil", target)]
+    assert gateway.store.get_room("conseil").links == [target]  # stop keeps the store
+    gateway.store.close()
+
+    restarted = make_gateway(data_dir)
+    again = FakeAdapter()
+    restarted.links.register(again)
+    await restarted.links.start()
+    assert again.started == [("conseil", target)]
+    assert restarted.rooms.get("conseil").links == [target]
+    assert restarted.links.links("conseil")[0][1].state == "connected"
+    await restarted.links.stop()
+    restarted.store.close()
+
+
+async def test_unlink_stops_the_link_and_forgets_it(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    gateway.links.register(adapter)
+    room = gateway.rooms.create("conseil")
+    await gateway.links.link("conseil", f"visio:{ROOM_UUID}")
+    await gateway.links.unlink("conseil", f"visio:{ROOM_UUID.upper()}")
+    assert adapter.stopped == [("conseil", f"visio:{ROOM_UUID}")]
+    assert room.links == [] and gateway.store.get_room("conseil").links == []
+    assert gateway.links.links("conseil") == []
+    with pytest.raises(LinkError) as refused:
+        await gateway.links.unlink("conseil", f"visio:{ROOM_UUID}")
+    assert (refused.value.code, refused.value.status) == ("link_not_found", 404)
+    gateway.store.close()
+
+
+async def test_deleting_a_room_stops_its_links(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    gateway.links.register(adapter)
+    await gateway.links.start()
+    gateway.rooms.create("conseil")
+    gateway.rooms.create("autre")
+    await gateway.links.link("conseil", f"visio:{ROOM_UUID}")
+    other = str(uuid.uuid4())
+    await gateway.links.link("autre", f"visio:{other}")
+    gateway.rooms.delete("conseil")  # announced on the bus as RoomClosed
+    async with asyncio.timeout(5):
+        while not adapter.stopped:
+            await asyncio.sleep(0.01)
+    assert adapter.stopped == [("conseil", f"visio:{ROOM_UUID}")]
+    assert gateway.links.live("conseil", f"visio:{ROOM_UUID}") is None
+    assert gateway.links.live("autre", f"visio:{other}") is not None
+    await gateway.links.stop()
+    gateway.store.close()
+
+
+async def test_a_failing_adapter_gives_a_failed_status_and_keeps_the_link(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    adapter.fail_start = True
+    gateway.links.register(adapter)
+    gateway.rooms.create("conseil")
+    status = await gateway.links.link("conseil", f"visio:{ROOM_UUID}")
+    assert status.state == "failed" and status.attempts == 1
+    assert "could not start" in status.detail and "refused the token" in status.detail
+    assert adapter.stopped == [("conseil", f"visio:{ROOM_UUID}")]  # cleaned up after the failure
+    assert gateway.rooms.get("conseil").links == [f"visio:{ROOM_UUID}"]
+    assert gateway.links.links("conseil")[0][1].state == "failed"
+    # the room keeps working, and the link can be removed
+    await gateway.links.unlink("conseil", f"visio:{ROOM_UUID}")
+
+    adapter.fail_start = False
+    adapter.fail_open = True
+    status = await gateway.links.link("conseil", f"visio:{ROOM_UUID}")
+    assert status.state == "failed" and "could not be opened" in status.detail
+    gateway.store.close()
+
+
+async def test_a_start_that_never_returns_is_cut_short(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.links.START_TIMEOUT", 0.05)
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    adapter.hang_start = True
+    gateway.links.register(adapter)
+    gateway.rooms.create("conseil")
+    status = await gateway.links.link("conseil", f"visio:{ROOM_UUID}")
+    assert status.state == "failed" and "did not start within" in status.detail
+    gateway.store.close()
+
+
+async def test_stored_links_without_their_adapter_show_failed_with_the_reason(
+    data_dir: Path,
+) -> None:
+    gateway = make_gateway(data_dir)
+    gateway.rooms.create("conseil")
+    gateway.store.add_link("conseil", f"visio:{ROOM_UUID}")
+    gateway.rooms._live.clear()
+    await gateway.links.start()  # no adapter registered: [visio] url is empty
+    [(target, status)] = gateway.links.links("conseil")
+    assert target == f"visio:{ROOM_UUID}" and status.state == "failed"
+    assert "[visio] url" in status.detail
+    await gateway.links.stop()
+    gateway.store.close()
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "words"),
+    [
+        ("", "invalid_link", "visio:VISIO_ROOM_UUID"),
+        (42, "invalid_link", "visio:VISIO_ROOM_UUID"),
+        ("no-scheme", "invalid_link", "known schemes: visio"),
+        ("visio:", "invalid_link", "known schemes: visio"),
+        ("ftp:server/room", "invalid_link", "known schemes: visio"),
+        (f"visio: {ROOM_UUID}", "invalid_link", "no spaces"),
+        ("visio:" + "a" * 600, "invalid_link", "at most 512"),
+        ("visio:not-a-uuid", "invalid_link", "the room's UUID"),
+    ],
+)
+async def test_bad_targets_are_refused_and_change_nothing(
+    data_dir: Path, target: object, code: str, words: str
+) -> None:
+    gateway = make_gateway(data_dir)
+    gateway.links.register(FakeAdapter())
+    room = gateway.rooms.create("conseil")
+    with pytest.raises(LinkError) as refused:
+        await gateway.links.link("conseil", target)
+    assert refused.value.code == code and refused.value.status == 400
+    assert words in refused.value.detail
+    assert room.links == [] and gateway.store.get_room("conseil").links == []
+    gateway.store.close()
+
+
+async def test_visio_without_its_adapter_says_what_to_configure(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    gateway.rooms.create("conseil")
+    with pytest.raises(LinkError) as refused:
+        await gateway.links.link("conseil", f"visio:{ROOM_UUID}")
+    assert refused.value.code == "link_scheme_unavailable" and refused.value.status == 400
+    assert "[visio] url" in refused.value.detail
+    assert gateway.store.get_room("conseil").links == []
+    gateway.store.close()
+
+
+async def test_duplicates_and_unknown_rooms_are_refused(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    gateway.links.register(adapter)
+    gateway.rooms.create("conseil")
+    await gateway.links.link("conseil", f"visio:{ROOM_UUID}")
+    with pytest.raises(LinkError) as refused:
+        await gateway.links.link("conseil", f"visio:{ROOM_UUID.upper()}")
+    assert (refused.value.code, refused.value.status) == ("link_exists", 409)
+    assert len(adapter.opened) == 1
+    with pytest.raises(Exception) as missing:
+        await gateway.links.link("nowhere", f"visio:{ROOM_UUID}")
+    assert getattr(missing.value, "code", None) == "room_not_found"
+    gateway.store.close()
+
+
+async def test_ensure_is_idempotent_and_may_skip_the_store(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    gateway.links.register(adapter)
+    room = gateway.rooms.create("conseil")
+    first = await gateway.links.ensure("conseil", f"visio:{ROOM_UUID}", persist=False)
+    second = await gateway.links.ensure("conseil", f"visio:{ROOM_UUID}")
+    assert first is second and len(adapter.opened) == 1
+    assert room.links == [f"visio:{ROOM_UUID}"]
+    assert gateway.store.get_room("conseil").links == []  # persist=False, then already live
+    gateway.store.close()
+
+
+def test_link_status_wire_shape() -> None:
+    status = LinkStatus("retrying", "LiveKit closed the socket", 1700000000.5, 3, 1)
+    assert status.to_wire() == {
+        "state": "retrying",
+        "detail": "LiveKit closed the socket",
+        "since": 1700000000500,
+        "attempts": 3,
+        "remote_participants": 1,
+    }
+
+
+def test_register_refuses_a_bad_scheme(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    adapter.scheme = "not a scheme"
+    with pytest.raises(ValueError):
+        gateway.links.register(adapter)
+    assert isinstance(gateway.links, LinkManager) and gateway.links.schemes() == []
+    gateway.store.close()
