@@ -46,6 +46,9 @@ const app = {
   unread: 0,
   joinedAt: 0,
   leaving: false,
+  // room links (hosts): [{target, status}] and the schemes this gateway can link
+  links: [],
+  linkSchemes: [],
 };
 
 if (params.get("mic") === "0") app.micOn = false;
@@ -441,6 +444,7 @@ async function onJoined(m) {
   setState("room");
   stopMeter();
   renderAll();
+  refreshLinks();
   $("main").focus(); // announce the new screen; keep Enter away from the leave button
   if (!app.pubPc) {
     try {
@@ -888,6 +892,85 @@ function renderPeople() {
   if (!lobby.length) app.lobbyShown = false;
 }
 
+// ---------------------------------------------------------------- room links (hosts)
+// ORS has no link messages: a host's page uses /rooms/{room}/links with its own join token.
+
+async function linksRequest(method, suffix = "", body = undefined) {
+  const headers = { Authorization: `Bearer ${app.token}`, Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(`/rooms/${encodeURIComponent(app.room)}/links${suffix}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!resp.ok) throw new OrsError(await OrsClient.problemFrom(resp));
+  return resp.status === 204 ? null : resp.json();
+}
+
+async function refreshLinks() {
+  if (app.state !== "room" || !isHost() || !app.token) {
+    $("links-section").hidden = true;
+    return;
+  }
+  try {
+    const r = await linksRequest("GET");
+    app.links = r.links || [];
+    app.linkSchemes = r.schemes || [];
+  } catch (e) {
+    console.warn("links:", e);
+    return;
+  }
+  renderLinks();
+}
+
+function linkRow(link) {
+  const st = link.status || {};
+  const state = el("span", {
+    class: `link-state state-${st.state}`,
+    "data-testid": "link-state",
+    "data-state": st.state,
+    text: t(`link_${st.state}`) + (st.remote_participants ? ` · ${t("link_remote", st.remote_participants)}` : ""),
+  });
+  return el(
+    "li",
+    { class: "link-row", "data-testid": "link-row", "data-target": link.target },
+    el(
+      "span",
+      { class: "link-main" },
+      el("span", { class: "link-target", text: link.target, title: link.target }),
+      state,
+      st.detail && st.state !== "connected" ? el("span", { class: "link-detail", text: st.detail }) : null,
+    ),
+    el("button", {
+      type: "button",
+      class: "btn btn-tertiary btn-sm",
+      "data-testid": "unlink",
+      "aria-label": t("unlink_target", link.target),
+      text: t("unlink"),
+      onclick: () => unlinkTarget(link.target),
+    }),
+  );
+}
+
+function renderLinks() {
+  const show = app.state === "room" && isHost() && (app.linkSchemes.length > 0 || app.links.length > 0);
+  $("links-section").hidden = !show;
+  if (!show) return;
+  $("link-form").hidden = app.linkSchemes.length === 0;
+  $("links-empty").hidden = app.links.length > 0;
+  $("links-list").replaceChildren(...app.links.map(linkRow));
+}
+
+async function unlinkTarget(target) {
+  try {
+    await linksRequest("DELETE", `/${encodeURIComponent(target)}`);
+    toast(t("unlinked", target));
+  } catch (e) {
+    toast(problemText(e), "error");
+  }
+  await refreshLinks();
+}
+
 async function hostAction(type, pid) {
   try {
     await app.client.request(type, { participant_id: pid });
@@ -904,6 +987,7 @@ function openPanel(which) {
     $(`panel-${w}`).hidden = !open;
     $(`toggle-${w}`).setAttribute("aria-expanded", open ? "true" : "false");
   }
+  if (which === "people" && !$("panel-people").hidden) refreshLinks();
   if (which === "chat" && !$("panel-chat").hidden) {
     app.unread = 0;
     $("chat-badge").hidden = true;
@@ -960,6 +1044,9 @@ function cleanupSession() {
   app.speaking.clear();
   app.self = null;
   $("grid").replaceChildren();
+  app.links = [];
+  app.linkSchemes = [];
+  $("links-section").hidden = true;
   $("chat-log").replaceChildren($("chat-empty"));
   $("chat-empty").hidden = false;
   app.unread = 0;
@@ -1026,6 +1113,24 @@ function wire() {
       toast(problemText(e), "error");
     }
   };
+  $("link-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const input = $("link-input");
+    const target = input.value.trim();
+    if (!target || app.state !== "room") return;
+    try {
+      const linked = await linksRequest("POST", "", { target });
+      input.value = "";
+      toast(t("linked", linked.target));
+    } catch (e) {
+      toast(problemText(e), "error");
+    }
+    await refreshLinks();
+  };
+  // A link's state changes on its own (connecting, retrying...): refresh while hosts look at it.
+  setInterval(() => {
+    if (app.state === "room" && isHost() && !$("panel-people").hidden) refreshLinks();
+  }, 5000);
   $("copy-link").onclick = async () => {
     try {
       await navigator.clipboard.writeText(`${location.origin}/r/${app.room}`);
