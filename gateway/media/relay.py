@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .audio.conference import ConferenceStats, RoomConference
 from .dtls import DtlsCertificate
 from .endpoint import TrackRecord, WebRtcEndpoint
-from .router import Router
+from .router import CodecInfo, ExtensionIds, Router, RtpSink
 from .sdp import Codec
 from .transport import UdpMux
 
@@ -128,6 +128,35 @@ class MediaRelay:
                 on_track_removed=lambda track_id: self._track_removed(room, track_id),
             )
         return room.conference
+
+    def router(self, room_id: str) -> Router:
+        """The room's router, made on first use."""
+        return self._room(room_id).router
+
+    def add_foreign_track(
+        self,
+        room_id: str,
+        record: TrackRecord,
+        codec: CodecInfo,
+        extensions: ExtensionIds,
+        publisher: RtpSink,
+        ssrc: int | None = None,
+        rtx_ssrc: int | None = None,
+    ) -> None:
+        """A track published in a foreign system (a LiveKit room) whose RTP an adapter feeds to
+        the router with `router(room_id).on_rtp`; RTCP for it goes back on PUBLISHER."""
+        room = self._room(room_id)
+        room.router.add_receiver(
+            record.track_id, record.participant_id, record.kind, codec, extensions, publisher
+        )
+        if ssrc is not None:
+            room.router.set_layer_ssrc(record.track_id, "", ssrc, rtx_ssrc)
+        room.tracks[record.track_id] = record
+
+    def remove_foreign_track(self, room_id: str, track_id: str) -> None:
+        room = self._rooms.get(room_id)
+        if room is not None:
+            self._track_removed(room, track_id)
 
     def _local_track(self, room: _Room, track_id: str, participant_id: str) -> None:
         """A track the relay itself encodes (a phone's voice): subscribers may ask for it."""

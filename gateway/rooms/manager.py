@@ -103,10 +103,12 @@ class RoomManager:
         origin: str = "ors",
         origin_address: str = "",
         participant_id: str | None = None,
+        lobby: bool | None = None,
     ) -> Participant:
+        """LOBBY overrides the room's policy (None: hosts enter, others wait if the room has one)."""
         if len(room.participants) >= self.max_participants:
             raise RoomError("room_full", "the room is full", 403)
-        waits = room.policy.lobby and role is not Role.HOST
+        waits = room.policy.lobby and role is not Role.HOST if lobby is None else lobby
         participant = Participant(
             id=participant_id or new_id("PA"),
             name=name,

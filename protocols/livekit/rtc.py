@@ -60,7 +60,13 @@ from livekit.protocol import rtc as proto
 
 from gateway.media.router import CodecInfo, ExtensionIds
 from protocols.livekit.media import RtpTap, codec_info, extension_ids, passive
-from protocols.livekit.signal import Left, SignalClient, SignalError, Unhandled
+from protocols.livekit.signal import (
+    Left,
+    ParticipantsChanged,
+    SignalClient,
+    SignalError,
+    Unhandled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +102,8 @@ class RemoteTrack:
     extensions: ExtensionIds
     ssrc: int | None
     rtx_ssrc: int | None
+    fmtp: str = ""
+    """The negotiated codec's a=fmtp parameters."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,16 @@ def media_stream_ids(sdp: str) -> dict[str, str]:
     return result
 
 
+def _fmtp(parameters: RTCRtpParameters) -> str:
+    codecs = [c for c in parameters.codecs if not c.mimeType.lower().endswith("/rtx")]
+    if not codecs:
+        return ""
+    return ";".join(
+        f"{key}={value}" if value is not None else key
+        for key, value in codecs[0].parameters.items()
+    )
+
+
 class _Leg:
     """One PeerConnection and the remote candidates that came before its remote description."""
 
@@ -220,6 +238,8 @@ class LiveKitParticipant:
         self.on_publisher_rtcp: Callable[[bytes], None] | None = None
         """RTCP from LiveKit about the tracks we publish (PLI, FIR, NACK, receiver reports)."""
         self.on_data: Callable[[models.DataPacket], None] | None = None
+        self.on_participants: Callable[[ParticipantsChanged], None] | None = None
+        """Remote participants joined, changed (name, tracks, mute) or left."""
         self.on_signal: Callable[[str, proto.SignalResponse], None] | None = None
         """Signalling messages this class does not act on (mute, speakers_changed, ...)."""
         configuration = RTCConfiguration(iceServers=list(ice_servers or []))
@@ -243,6 +263,13 @@ class LiveKitParticipant:
         self._publish_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._url = ""
+        self._token = ""
+        self._auto_subscribe = True
+        self.ended = asyncio.Event()
+        """Set when the session is over for good: left, refused, or lost and not resumable."""
+        self.end_reason = ""
+        self.resumes = 0
         self.subscriber.pc.on("track", self._on_remote_track)
         self.subscriber.pc.on("datachannel", self._watch_channel)
 
@@ -266,12 +293,66 @@ class LiveKitParticipant:
             url, token, auto_subscribe=auto_subscribe, timeout=timeout
         )
         participant = cls(signal, encoded=encoded, ice_servers=ice_servers, on_track=on_track)
+        participant._url, participant._token = url, token
+        participant._auto_subscribe = auto_subscribe
         participant.start()
+        participant._tasks.append(
+            asyncio.create_task(participant._watch_signal(), name="livekit-rtc-watch")
+        )
         return participant
 
     def start(self) -> None:
         """Start handling signalling (done by `connect`; call it when built by hand)."""
-        self._tasks.append(asyncio.create_task(self._signal_loop(), name="livekit-rtc-signal"))
+        self._signal_task = asyncio.create_task(self._signal_loop(), name="livekit-rtc-signal")
+        self._tasks.append(self._signal_task)
+
+    # --- losing and resuming the signalling connection -------------------------------------------
+
+    async def _watch_signal(self) -> None:
+        """LiveKit's reconnection: a lost WebSocket is resumed (reconnect=1, same participant,
+        same PeerConnections); when that fails, or the server asks for a full reconnection, the
+        session ends and the owner rejoins."""
+        while True:
+            await self.signal.closed.wait()
+            if self._closed:
+                return
+            left = self.signal.session.left
+            if left is not None and left.action != "RESUME":
+                self._end(f"LiveKit ended the session ({left.reason})")
+                return
+            reason = self.signal.close_reason or "connection lost"
+            if not await self._resume():
+                self._end(f"LiveKit signalling lost ({reason}) and not resumed")
+                return
+
+    async def _resume(self, attempts: int = 3) -> bool:
+        for attempt in range(attempts):
+            try:
+                signal = await SignalClient.connect(
+                    self._url,
+                    self._token,
+                    auto_subscribe=self._auto_subscribe,
+                    resume=self.signal.session,
+                    timeout=5.0,
+                )
+            except SignalError as exc:
+                log.info("LiveKit resume attempt %d failed: %s", attempt + 1, exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            if not self.media_connected:
+                await signal.close()
+                return False
+            self._signal_task.cancel()
+            self.signal = signal
+            self.start()
+            self.resumes += 1
+            log.info("LiveKit session of %s resumed", self.identity)
+            return True
+        return False
+
+    def _end(self, reason: str) -> None:
+        self.end_reason = reason
+        self.ended.set()
 
     @property
     def identity(self) -> str:
@@ -288,6 +369,12 @@ class LiveKitParticipant:
             event = await self.signal.events.get()
             if isinstance(event, Left):
                 log.info("LiveKit asked us to leave: %s (%s)", event.reason, event.action)
+                continue
+            if isinstance(event, ParticipantsChanged) and self.on_participants is not None:
+                try:
+                    self.on_participants(event)
+                except Exception:
+                    log.exception("on_participants callback failed")
                 continue
             if not isinstance(event, Unhandled):
                 continue
@@ -403,6 +490,7 @@ class LiveKitParticipant:
             extensions=extension_ids(parameters),
             ssrc=ssrc,
             rtx_ssrc=rtx_ssrc,
+            fmtp=_fmtp(parameters),
         )
         self.subscribed[mid] = remote
         for value in (ssrc, rtx_ssrc):
@@ -420,6 +508,10 @@ class LiveKitParticipant:
                 self._by_ssrc.pop(value, None)
         if self.on_remote_track_ended is not None:
             self.on_remote_track_ended(remote.sid)
+
+    def track_for_ssrc(self, ssrc: int) -> str | None:
+        """The remote track sid an SSRC (media or RTX) belongs to."""
+        return self._by_ssrc.get(ssrc)
 
     def _on_subscriber_rtp(self, packet: bytes) -> None:
         if len(packet) < 12:
@@ -656,9 +748,11 @@ class LiveKitParticipant:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
+        current = asyncio.current_task()
+        tasks = [task for task in self._tasks if task is not current]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
