@@ -1,5 +1,7 @@
-"""Fixtures shared by the interop tests: a real livekit-server (tests/interop/livekit_fixtures.py)."""
+"""Fixtures shared by the interop tests: a real livekit-server (tests/interop/livekit_fixtures.py),
+module-scoped and shared (`livekit_server`), or a test's own that it may kill and restart
+(`livekit_server_restartable`)."""
 
-from tests.interop.livekit_fixtures import livekit_server
+from tests.interop.livekit_fixtures import livekit_server, livekit_server_restartable
 
-__all__ = ["livekit_server"]
+__all__ = ["livekit_server", "livekit_server_restartable"]

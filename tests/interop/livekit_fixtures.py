@@ -5,19 +5,25 @@ run by `make system-deps` before `make test`; here it is only looked up, or buil
 The server runs in development mode (`--dev`: API key `devkey`, secret `secret`) bound to
 127.0.0.1 with its node IP 127.0.0.1, on free ports given in a throwaway config file: the HTTP /
 signalling port, the ICE/TCP port and a small ICE/UDP range, no external IP discovery.
+
+A test can kill the server mid-call and bring it back on the same ports and config
+(`RunningLiveKit.kill()` / `restart()`); it does so on the function-scoped
+`livekit_server_restartable`, never on the module-scoped `livekit_server` other tests share.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
+import signal
 import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -42,9 +48,54 @@ class RunningLiveKit:
     api_secret: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    command: list[str] = field(default_factory=list)
+    """The argv the server was started with; restart() runs it again (same ports, same config)."""
+    restarts: int = 0
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server (no graceful leave for anyone) and reap it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def restart(self, timeout: float = 20.0) -> None:
+        """Start the server again on the same ports and config (killing it first if it still
+        runs) and return once it answers HTTP. Blocking: from async code use `arestart()`."""
+        if not self.command:
+            raise RuntimeError("this RunningLiveKit has no command to restart with")
+        self.kill()
+        deadline = time.monotonic() + timeout
+        while True:
+            # The ports were just freed by the kill; a bind can still fail for a moment.
+            self.process = _spawn(self.command, self.log_path, append=True)
+            try:
+                _wait_ready(self.http_url, self.process, self.log_path, timeout=timeout)
+                break
+            except RuntimeError:
+                if self.process.poll() is None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.restarts += 1
+
+    async def arestart(self, timeout: float = 20.0) -> None:
+        """restart() in a worker thread, so the event loop (and the SDK's rooms) keep running."""
+        await asyncio.to_thread(self.restart, timeout)
+
+    def stop(self) -> None:
+        """Terminate gracefully (SIGTERM, then SIGKILL after 10 s)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
 
 
 def livekit_server_binary() -> Path:
@@ -81,8 +132,20 @@ def _free_udp_range(count: int) -> tuple[int, int]:
     raise RuntimeError("no free UDP port range on 127.0.0.1")
 
 
-def _wait_ready(http_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 20
+def _spawn(command: list[str], log_path: Path, *, append: bool = False) -> subprocess.Popen[bytes]:
+    with log_path.open("ab" if append else "wb") as log:
+        if append:
+            log.write(b"\n----- livekit-server restarted -----\n")
+            log.flush()
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+
+
+def _wait_ready(
+    http_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 20.0
+) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
@@ -97,7 +160,7 @@ def _wait_ready(http_url: str, process: subprocess.Popen[bytes], log_path: Path)
                 return
         time.sleep(0.1)
     raise RuntimeError(
-        "livekit-server did not answer within 20 s:\n"
+        f"livekit-server did not answer within {timeout:g} s:\n"
         + log_path.read_text(errors="replace")[-4000:]
     )
 
@@ -120,47 +183,44 @@ def running_livekit(tmp: Path, binary: Path | None = None) -> Iterator[RunningLi
         "  level: info\n"
     )
     log_path = tmp / "livekit-server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(binary),
-                "--dev",
-                "--bind",
-                "127.0.0.1",
-                "--node-ip",
-                "127.0.0.1",
-                "--config",
-                str(config),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+    command = [
+        str(binary),
+        "--dev",
+        "--bind",
+        "127.0.0.1",
+        "--node-ip",
+        "127.0.0.1",
+        "--config",
+        str(config),
+    ]
     http_url = f"http://127.0.0.1:{port}"
+    running = RunningLiveKit(
+        url=f"ws://127.0.0.1:{port}",
+        http_url=http_url,
+        port=port,
+        tcp_port=tcp_port,
+        udp_ports=(udp_start, udp_end),
+        api_key=API_KEY,
+        api_secret=API_SECRET,
+        process=_spawn(command, log_path),
+        log_path=log_path,
+        command=command,
+    )
     try:
-        _wait_ready(http_url, process, log_path)
-        yield RunningLiveKit(
-            url=f"ws://127.0.0.1:{port}",
-            http_url=http_url,
-            port=port,
-            tcp_port=tcp_port,
-            udp_ports=(udp_start, udp_end),
-            api_key=API_KEY,
-            api_secret=API_SECRET,
-            process=process,
-            log_path=log_path,
-        )
+        _wait_ready(http_url, running.process, log_path)
+        yield running
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        running.stop()  # the current process: a test may have restarted it
 
 
 @pytest.fixture(scope="module")
 def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLiveKit]:
     with running_livekit(Path(tmp_path_factory.mktemp("livekit"))) as running:
+        yield running
+
+
+@pytest.fixture
+def livekit_server_restartable(tmp_path: Path) -> Iterator[RunningLiveKit]:
+    """A livekit-server of this test's own, which the test may kill() and restart()."""
+    with running_livekit(tmp_path) as running:
         yield running
