@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 BRIDGE_NAME = "Rondpoint"
 JOIN_TIMEOUT = 10.0
 FIRST_RETRY = 0.5
+STABLE_SECONDS = 30.0
+"""A session that lasted this long resets the backoff; shorter ones keep it growing."""
 
 _SOURCES_IN = {
     "microphone": TrackSource.MICROPHONE,
@@ -186,10 +188,10 @@ class VisioLink:
     async def _run(self) -> None:
         delay = FIRST_RETRY
         while True:
+            connected_at = None
             try:
                 await self._open_session()
-                self._status.attempts = 0
-                delay = FIRST_RETRY
+                connected_at = time.monotonic()
                 self._set("connected", f"{len(self._remotes)} Visio participant(s)")
                 assert self._broken is not None
                 reason = await self._broken
@@ -201,6 +203,10 @@ class VisioLink:
                 log.exception("Visio link %s failed", self.target)
                 reason = f"internal error ({exc.__class__.__name__})"
             await self._close_session(leave=False)
+            if connected_at is not None and time.monotonic() - connected_at >= STABLE_SECONDS:
+                # It had worked for a while: start the backoff again from the beginning.
+                self._status.attempts = 0
+                delay = FIRST_RETRY
             self._status.attempts += 1
             self._set("retrying", f"{reason}; next attempt in {delay:g} s")
             await asyncio.sleep(delay)

@@ -9,19 +9,23 @@ what people here get: the Visio user with name, audio and video, mute state and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from aiohttp import web
+from livekit.protocol import models as lkmodels
+from livekit.protocol import rtc as lkrtc
 
 from gateway.media.audio.tone import tone_amplitude
 from spec.conformance.orsclient import OrsClient
 from tests.gateway_process import RunningGateway, running_gateway
 from tests.interop.baresip import Baresip
 from tests.interop.livekit_fixtures import RunningLiveKit
-from tests.interop.livekit_sdk import visio_user
+from tests.interop.livekit_sdk import VisioUser, visio_user
 from tests.interop.sipp_tools import wait_until
 from tests.webrtc_client import SAMPLE_RATE, WebRtcPeer
 
@@ -174,3 +178,181 @@ async def test_visio_and_room_become_one_meeting(
             await peer.close()
             await host.close()
         await alice.wait_gone(bruno.identity, timeout=15)
+
+
+async def test_the_link_comes_back_after_livekit_restarts_with_nobody_twice(
+    tmp_path: Path, livekit_server_restartable: RunningLiveKit
+) -> None:
+    lk = livekit_server_restartable
+    room, visio_room = "prefecture", str(uuid.uuid4())
+    with running_gateway(tmp_path, visio_config(lk)) as gateway:
+        gateway.create_room(room)
+        link(gateway, room, visio_room)
+        host = await OrsClient.connect(gateway.base_url, room)
+        peer = WebRtcPeer(host)
+        try:
+            await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
+            await peer.publish(frequency=BROWSER_HZ)
+            await wait_linked(gateway, room)
+            alice = await VisioUser.join(lk, visio_room, "alice-oidc-sub", "Alice Martin")
+            try:
+                await alice.publish_tone(VISIO_HZ)
+                await alice.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
+                await wait_until(
+                    lambda: "Alice Martin" in [p["name"] for p in participants(gateway, room)],
+                    10,
+                    "Alice never listed here",
+                )
+                lk.kill()
+                await wait_until(
+                    lambda: link_state(gateway, room)["state"] == "retrying",
+                    15,
+                    f"the link did not notice: {link_state(gateway, room)}",
+                )
+                detail = link_state(gateway, room)["detail"]
+                assert lk.api_secret not in detail
+            finally:
+                await alice.leave()
+            await lk.arestart()
+            await wait_linked(gateway, room, timeout=30)
+
+            # Alice comes back (her Visio tab reconnects): one of each, on both sides.
+            alice = await VisioUser.join(lk, visio_room, "alice-oidc-sub", "Alice Martin")
+            try:
+                await alice.publish_tone(VISIO_HZ)
+                bruno = await alice.wait_participant(lambda p: p.name == "Bruno Petit", timeout=20)
+                assert abs(await alice.dominant_frequency(bruno.identity, 1.0) - BROWSER_HZ) <= 10
+                await wait_until(
+                    lambda: (
+                        [p["name"] for p in participants(gateway, room)].count("Alice Martin") == 1
+                    ),
+                    15,
+                    "Alice is not listed once here",
+                )
+                await asyncio.sleep(3.5)  # livekit-server batches non-publishers' updates (3 s)
+                names = [p.name for p in alice.participants().values()]
+                assert names.count("Bruno Petit") == 1, names
+                listed = [p["name"] for p in participants(gateway, room)]
+                assert sorted(listed) == ["Alice Martin", "Bruno Petit"], listed
+            finally:
+                await alice.leave()
+        finally:
+            await peer.close()
+            await host.close()
+
+
+# --- bad input from the LiveKit side -------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+async def test_a_rejected_token_is_reported_retried_and_the_room_keeps_working(
+    tmp_path: Path, livekit_server: RunningLiveKit
+) -> None:
+    wrong = "not-the-secret-of-this-livekit-0123456789"
+    room = "mairie-secret"
+    with running_gateway(tmp_path, visio_config(livekit_server, secret=wrong)) as gateway:
+        gateway.create_room(room)
+        link(gateway, room, str(uuid.uuid4()))
+        await wait_until(
+            lambda: link_state(gateway, room)["attempts"] >= 2,
+            20,
+            f"no retries: {link_state(gateway, room)}",
+        )
+        state = link_state(gateway, room)
+        assert state["state"] == "retrying", state
+        assert "401" in state["detail"] and "refused" in state["detail"], state
+        assert wrong not in state["detail"] and wrong not in gateway.log_text()
+        await assert_room_works(gateway, room)
+
+
+async def assert_room_works(gateway: RunningGateway, room: str) -> None:
+    """Two people join, one publishes, the other gets the track: the room is unharmed."""
+    first = await OrsClient.connect(gateway.base_url, room)
+    second = await OrsClient.connect(gateway.base_url, room)
+    peer = WebRtcPeer(first)
+    try:
+        assert (await first.join(gateway.token(room, "a", "Anne")))["type"] == "joined"
+        assert (await second.join(gateway.token(room, "b", "Benoit")))["type"] == "joined"
+        await peer.publish(frequency=BROWSER_HZ)
+        published = await second.next_event("track_published", timeout=10)
+        assert published["track"]["kind"] == "audio"
+    finally:
+        await peer.close()
+        await first.close()
+        await second.close()
+
+
+@contextlib.asynccontextmanager
+async def misbehaving_livekit(behaviour: str) -> AsyncIterator[str]:
+    """A WebSocket server on loopback at /rtc that misbehaves the way BEHAVIOUR says."""
+
+    async def rtc_socket(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        if behaviour == "close_mid_join":
+            await ws.close()
+            return ws
+        join = lkrtc.SignalResponse(
+            join=lkrtc.JoinResponse(
+                room=lkmodels.Room(name="x", sid="RM_fake"),
+                participant=lkmodels.ParticipantInfo(sid="PA_self", identity="me"),
+                ping_interval=5,
+                ping_timeout=15,
+            )
+        )
+        await ws.send_bytes(join.SerializeToString())
+        await ws.send_bytes(b"\xff\x00garbage, not a SignalResponse")
+        await ws.send_str("a text frame")
+        unexpected = lkrtc.SignalResponse(
+            answer=lkrtc.SessionDescription(type="answer", sdp="v=0 nonsense")
+        )
+        await ws.send_bytes(unexpected.SerializeToString())
+        with contextlib.suppress(Exception):
+            async for _ in ws:
+                pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/rtc", rtc_socket)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("behaviour", ["close_mid_join", "unexpected_messages"])
+async def test_a_misbehaving_livekit_is_reported_retried_and_the_room_keeps_working(
+    tmp_path: Path, behaviour: str
+) -> None:
+    room = "mairie-bruit"
+    async with misbehaving_livekit(behaviour) as url:
+        config = (
+            f'[visio]\nurl = "{url}"\napi_key = "k"\napi_secret = "s" \nreconnect_max_seconds = 1\n'
+        )
+        with running_gateway(tmp_path, config) as gateway:
+            gateway.create_room(room)
+            link(gateway, room, str(uuid.uuid4()))
+            await wait_until(
+                lambda: link_state(gateway, room)["attempts"] >= 2,
+                25,
+                f"no retries: {link_state(gateway, room)}",
+            )
+            await wait_until(
+                lambda: link_state(gateway, room)["state"] == "retrying",
+                10,
+                f"not retrying: {link_state(gateway, room)}",
+            )
+            detail = link_state(gateway, room)["detail"]
+            expected = {
+                "close_mid_join": "closed before JoinResponse",
+                "unexpected_messages": "text frame from LiveKit",
+            }[behaviour]
+            assert expected in detail and "next attempt in" in detail, detail
+            await assert_room_works(gateway, room)
+            assert gateway.process.poll() is None
