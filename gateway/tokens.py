@@ -36,6 +36,8 @@ class JoinGrant:
     can_publish: bool = True
     can_subscribe: bool = True
     expires_at: int = 0
+    anonymous: bool = False
+    """Minted for an anonymous visitor (ORS token request), not by an operator or a backend."""
 
 
 class TokenAuthority:
@@ -59,6 +61,7 @@ class TokenAuthority:
         ttl: int = 3600,
         can_publish: bool = True,
         can_subscribe: bool = True,
+        anonymous: bool = False,
     ) -> str:
         now = int(time.time())
         claims = {
@@ -75,6 +78,8 @@ class TokenAuthority:
                 "can_subscribe": can_subscribe,
             },
         }
+        if anonymous:
+            claims["ors"]["anonymous"] = True  # type: ignore[index]
         return jwt.encode(claims, self._keys[self.default_key_id], algorithm=ALGORITHM)
 
     def verify(self, token: str, room: str) -> JoinGrant:
@@ -140,4 +145,5 @@ def _grant_from_claims(claims: dict, room: str) -> JoinGrant:
         can_publish=can_publish,
         can_subscribe=can_subscribe,
         expires_at=int(claims["exp"]),
+        anonymous=isinstance(ors, dict) and ors.get("anonymous") is True,
     )

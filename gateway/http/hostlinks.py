@@ -15,7 +15,7 @@ from gateway.rooms import Role, check_room_id
 from gateway.server import Gateway
 
 
-def _host(request: web.Request) -> tuple[Gateway, str]:
+def _host(request: web.Request, *, linking: bool = False) -> tuple[Gateway, str]:
     """The gateway and room of a request carrying a valid host token for that room."""
     gateway: Gateway = request.app["gateway"]
     room_id = request.match_info["room"]
@@ -26,6 +26,15 @@ def _host(request: web.Request) -> tuple[Gateway, str]:
     grant = gateway.tokens.verify(header[7:].strip(), room_id)
     if grant.role is not Role.HOST:
         raise Problem("forbidden", "only a host of this room may change its links", 403)
+    if linking and grant.anonymous:
+        # A link lets the room hear a foreign room with the gateway's own credentials: whoever
+        # made a room anonymously must not be able to reach into any Visio room they can name.
+        raise Problem(
+            "forbidden",
+            "a host who joined anonymously cannot link this room; an operator can "
+            "(rondpoint link), or a host token issued by the operator",
+            403,
+        )
     gateway.rooms.get(room_id)
     return gateway, room_id
 
@@ -38,7 +47,7 @@ async def list_links(request: web.Request) -> web.Response:
 
 
 async def add_link(request: web.Request) -> web.Response:
-    gateway, room_id = _host(request)
+    gateway, room_id = _host(request, linking=True)
     body = await json_object(request)
     target, status = await create_link(gateway.links, room_id, link_target(body))
     return web.json_response({"target": target, "status": status.to_wire()}, status=201)

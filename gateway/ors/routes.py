@@ -113,7 +113,7 @@ async def create_token(request: web.Request) -> web.Response:
             raise Problem("pin_incorrect", "the PIN is not correct", 403, "/pin")
     ttl = gateway.config.rooms.guest_token_ttl
     identity = "guest-" + secrets.token_urlsafe(8)
-    token = gateway.tokens.mint(room_id, identity, name.strip(), role, ttl)
+    token = gateway.tokens.mint(room_id, identity, name.strip(), role, ttl, anonymous=True)
     return web.json_response(
         {
             "token": token,

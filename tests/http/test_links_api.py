@@ -288,3 +288,21 @@ async def test_cli_link_show_and_unlink(
     assert code == 1 and "no link" in err and "HTTP 404" in err
     code, out, _ = await run("room", "show", "conseil")
     assert "links  none" in out
+
+
+async def test_a_host_who_made_the_room_anonymously_cannot_link_it(harness: Harness) -> None:
+    """An anonymous visitor who creates a room is its host, but linking would let them reach
+    into any Visio room they can name with the gateway's credentials: refused, nothing stored."""
+    h = harness
+    response = await h.client.post("/ors/v1/rooms/salle-libre/tokens", json={"name": "Quelqu'un"})
+    assert response.status == 201, await response.text()
+    made = await response.json()
+    assert made["role"] == "host"
+    anonymous_host = {"Authorization": f"Bearer {made['token']}"}
+    url = "/rooms/salle-libre/links"
+    response = await h.client.post(url, json={"target": TARGET}, headers=anonymous_host)
+    problem = await response.json()
+    assert response.status == 403 and problem["code"] == "forbidden"
+    assert "rondpoint link" in problem["detail"]
+    assert h.gateway.store.get_room("salle-libre").links == []
+    assert (await h.client.get(url, headers=anonymous_host)).status == 200
