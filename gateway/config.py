@@ -78,8 +78,10 @@ class DispatchRuleConfig:
 
     number: str = ""
     room: str = ""
-    """Empty: the caller is asked for a PIN."""
+    """Empty: the caller is asked for a PIN. ``visio:UUID``: that Visio room (issue 4)."""
     language: str = ""
+    pin: str = ""
+    """Optional: typed before entering; typed at any PIN prompt it reaches this rule's room."""
 
 
 @dataclass
@@ -312,6 +314,7 @@ def _validate(config: Config, where: str) -> None:
     if bool(config.http.tls_cert) != bool(config.http.tls_key):
         raise ConfigError(f"{where}: 'http.tls_cert' and 'http.tls_key' must be set together")
     from gateway.rooms import ROOM_ID_PATTERN
+    from protocols.sip.dispatch import check_rule
 
     for index, rule in enumerate(config.sip.dispatch):
         key = f"sip.dispatch[{index}]"
@@ -319,10 +322,17 @@ def _validate(config: Config, where: str) -> None:
             raise ConfigError(
                 f"{where}: '{key}.number' must be a dialled number, a SIP user or '*'"
             )
-        if rule.room and not ROOM_ID_PATTERN.fullmatch(rule.room):
+        try:
+            rule.room = check_rule(rule.room)
+        except ValueError:
             raise ConfigError(
-                f"{where}: '{key}.room' must match {ROOM_ID_PATTERN.pattern} or be empty"
-            )
+                f"{where}: '{key}.room' must match {ROOM_ID_PATTERN.pattern}, "
+                "be visio:VISIO_ROOM_UUID, or be empty"
+            ) from None
+        try:
+            check_rule(rule.room, rule.pin)
+        except ValueError as error:
+            raise ConfigError(f"{where}: '{key}.pin': {error}") from None
         if rule.language not in ("", "fr", "en"):
             raise ConfigError(f"{where}: '{key}.language' is {rule.language!r}; allowed: fr, en")
 

@@ -18,6 +18,7 @@ from gateway.rooms import Role, Room, RoomError, check_room_id
 from gateway.server import Gateway
 from gateway.store import DispatchRule, Trunk
 from gateway.telephony import DialError
+from protocols.sip.dispatch import VISIO_SCHEME, check_rule
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +284,7 @@ async def list_dispatch(request: web.Request) -> web.Response:
             "number": r.number,
             "room": r.room or None,
             "language": r.language or None,
+            "pin": bool(r.pin),
             "source": "config",
         }
         for r in gateway.config.sip.dispatch
@@ -292,6 +294,7 @@ async def list_dispatch(request: web.Request) -> web.Response:
             "number": r.number,
             "room": r.room_id or None,
             "language": r.language or None,
+            "pin": bool(r.pin),
             "source": "api",
         }
         for r in gateway.store.dispatch_rules()
@@ -308,18 +311,34 @@ async def save_dispatch(request: web.Request) -> web.Response:
             "invalid_message", "'number' is a dialled number, a SIP user, or '*'", field="/number"
         )
     room = body.get("room") or ""
-    if not isinstance(room, str):
+    if not isinstance(room, str) or len(room) > 128:
         raise Problem(
-            "invalid_message", "'room' is a room name, or null for the PIN prompt", field="/room"
+            "invalid_message",
+            "'room' is a room name, visio:VISIO_ROOM_UUID, or null for the PIN prompt",
+            field="/room",
         )
-    if room:
+    pin = body.get("pin") or ""
+    if not isinstance(pin, str):
+        raise Problem("invalid_message", "'pin' is a string of digits", field="/pin")
+    try:
+        room = check_rule(room)
+    except ValueError as error:
+        raise Problem("invalid_message", str(error), field="/room") from None
+    try:
+        check_rule(room, pin)
+    except ValueError as error:
+        raise Problem("invalid_message", str(error), field="/pin") from None
+    if room.startswith(VISIO_SCHEME):
+        gateway.links.normalize(room)  # LinkError 400 when this gateway has no Visio bridge
+    elif room:
         gateway.rooms.get(room)
     language = body.get("language") or ""
     if language not in ("", "fr", "en"):
         raise Problem("invalid_message", "'language' is fr or en", field="/language")
-    gateway.store.save_dispatch_rule(DispatchRule(number, room, language))
+    gateway.store.save_dispatch_rule(DispatchRule(number, room, language, pin))
     return web.json_response(
-        {"number": number, "room": room or None, "language": language or None}, status=201
+        {"number": number, "room": room or None, "language": language or None, "pin": bool(pin)},
+        status=201,
     )
 
 

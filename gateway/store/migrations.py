@@ -56,4 +56,8 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
+    # 4: a dispatch rule may carry a PIN (its room is reached by typing it at a PIN prompt).
+    """
+    ALTER TABLE dispatch_rules ADD COLUMN pin TEXT NOT NULL DEFAULT '';
+    """,
 ]

@@ -16,11 +16,16 @@ from gateway.store.migrations import MIGRATIONS
 
 @dataclass
 class DispatchRule:
-    """A dialled number or SIP user -> a room ("" for the PIN prompt), with the prompts' language."""
+    """A dialled number or SIP user -> a room ("" for the PIN prompt), with the prompts' language.
+
+    ``room_id`` may also be a link target, ``visio:UUID`` (the local room ``visio-UUID``, made on
+    demand). ``pin``: the caller must type it first, and typed at any PIN prompt it reaches this
+    rule's room."""
 
     number: str
     room_id: str = ""
     language: str = ""
+    pin: str = ""
 
 
 @dataclass
@@ -158,14 +163,15 @@ class Store:
     # SIP dispatch rules ------------------------------------------------------
     def save_dispatch_rule(self, rule: DispatchRule) -> None:
         self._db.execute(
-            "INSERT INTO dispatch_rules (number, room_id, language, created_at) VALUES (?,?,?,?) "
-            "ON CONFLICT(number) DO UPDATE SET room_id=excluded.room_id, language=excluded.language",
-            (rule.number, rule.room_id, rule.language, time.time()),
+            "INSERT INTO dispatch_rules (number, room_id, language, pin, created_at) "
+            "VALUES (?,?,?,?,?) ON CONFLICT(number) DO UPDATE SET room_id=excluded.room_id, "
+            "language=excluded.language, pin=excluded.pin",
+            (rule.number, rule.room_id, rule.language, rule.pin, time.time()),
         )
 
     def dispatch_rules(self) -> list[DispatchRule]:
         rows = self._db.execute(
-            "SELECT number, room_id, language FROM dispatch_rules ORDER BY number"
+            "SELECT number, room_id, language, pin FROM dispatch_rules ORDER BY number"
         )
         return [DispatchRule(*row) for row in rows]
 

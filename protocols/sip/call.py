@@ -3,6 +3,8 @@
 The call answers, plays the PIN prompt when the room needs one (RFC 4733 DTMF or SIP INFO,
 ``#`` ends the PIN), waits in the lobby when the room has one, joins the room as a participant
 with origin ``sip``, and leaves it on BYE, on removal by a host, or when the room is deleted.
+A call to a Visio room (a ``visio:UUID`` dispatch rule) goes through protocols/sip/visio_dial_in.py
+first: the local room is made and linked on demand, and Visio's own lobby is respected.
 """
 
 from __future__ import annotations
@@ -43,11 +45,20 @@ from gateway.rooms import (
     TrackSource,
 )
 from protocols.sip.dialog import Dialog, SuccessRetransmission
+from protocols.sip.dispatch import Route
 from protocols.sip.message import NameAddress, Request, Response, make_response
 from protocols.sip.offer_answer import AudioOffer, SdpError, make_answer, read_offer
 from protocols.sip.sdes import Crypto
 from protocols.sip.session_timer import Expire, IntervalTooSmall, Refresh, SessionTimer
 from protocols.sip.transaction import Action, Send, TransactionKey, new_tag
+from protocols.sip.visio_dial_in import (
+    VisioDialInError,
+    admit_through_lobby,
+    admitted,
+    open_visio_room,
+    release_visio_room,
+)
+from protocols.visio.lobby import VisioLobbyError
 
 if TYPE_CHECKING:
     from protocols.sip.service import SipService
@@ -102,6 +113,9 @@ def _frames(samples: Samples, rate: int) -> tuple[Samples, ...]:
     padded.flags.writeable = False
     return tuple(padded[i : i + size] for i in range(0, len(padded), size))
 
+
+_RELEASES: set[asyncio.Task[None]] = set()
+"""Visio rooms being released after their caller left (strong references until done)."""
 
 JOIN_TONE = (660.0, 880.0)
 LEAVE_TONE = (880.0, 660.0)
@@ -158,6 +172,8 @@ class InboundCall:
         self.transfer_target: str | None = None
         self.transfer_status = ""
         self._timer_headers: list[tuple[str, str]] = []
+        self.visio: Route | None = None
+        """The Visio route this call took (a visio:UUID rule), until the call ends."""
         self.ivr_room = f"ivr-{secrets.token_hex(6)}"
         """A room of its own on the relay for the prompts, until the call joins a real room."""
         caller = NameAddress.parse(invite.headers.get("From") or "<sip:anonymous@invalid>")
@@ -207,7 +223,7 @@ class InboundCall:
         route = self.service.dispatcher.route(user, trusted, self.service.config.allow_anonymous)
         self.language = route.language
         self.transport.send_response(self.key, self._response(180, "Ringing"))
-        self._task = asyncio.get_running_loop().create_task(self._run(route.room_id))
+        self._task = asyncio.get_running_loop().create_task(self._run(route))
 
     def _calls_from_source(self) -> int:
         """Inbound calls from this call's address, this one included (it is already pending)."""
@@ -333,37 +349,51 @@ class InboundCall:
         return len(frames) * 0.02
 
     # the call's life ---------------------------------------------------------------------------
-    async def _run(self, room_id: str | None) -> None:
+    async def _run(self, route: Route) -> None:
         try:
             await asyncio.sleep(self.service.answer_delay)
             if self.state is not CallState.RINGING:
                 return
             await self._answer()
-            room_id = await self._find_room(room_id)
-            if room_id is None:
+            found = await self._find_route(route)
+            if found is None or found.room_id is None:
                 await self._play("goodbye")
                 self.hang_up("no PIN")
                 return
-            await self._join(room_id)
+            if found.visio:
+                if not await self._enter_visio(found):
+                    return
+                await self._join(found.room_id, lobby=False)
+                return
+            await self._join(found.room_id)
         except asyncio.CancelledError:
             pass
         except Exception:
             log.exception("phone call failed", extra={"call_id": self.call_id})
             self.hang_up("error")
 
-    async def _find_room(self, room_id: str | None) -> str | None:
+    async def _find_route(self, route: Route) -> Route | None:
+        """The route once its PIN, if any, is typed; at the bare PIN prompt the PIN finds it."""
         rooms = self.service.rooms
-        if room_id is not None and not rooms.get(room_id).policy.pin:
-            return room_id
+        pins: list[str] = []
+        if route.room_id is not None:
+            if rooms.exists(route.room_id):
+                pins.append(rooms.get(route.room_id).policy.pin)
+            pins = [p for p in (route.pin, *pins) if p]
+            if not pins:
+                return route
         for _ in range(self.service.config.pin_attempts):
             await self._play("enter-pin")
             pin = await self._read_pin()
             if self.service.guard.banned(self.source[0]):
                 return None  # a banned address guesses no more, on any of its calls
-            if room_id is not None:
-                if pin and secrets.compare_digest(pin, rooms.get(room_id).policy.pin):
-                    return room_id
-            elif pin and (found := self.service.dispatcher.room_for_pin(pin)) is not None:
+            if route.room_id is not None:
+                if pin and any(secrets.compare_digest(pin, p) for p in pins):
+                    return route
+            elif (
+                pin
+                and (found := self.service.dispatcher.route_for_pin(pin, self.language)) is not None
+            ):
                 return found
             self.service.guard.failure(self.source[0], "room PIN")
             if self.service.guard.banned(self.source[0]):
@@ -383,14 +413,64 @@ class InboundCall:
             if digit.isdigit() and len(pin) < 16:
                 pin += digit
 
-    async def _join(self, room_id: str) -> None:
+    async def _enter_visio(self, route: Route) -> bool:
+        """Make and link the Visio room's local room, then pass Visio's lobby; False when the
+        call was ended (goodbye prompt) because the caller cannot enter."""
+        assert route.room_id is not None
+        gateway = self.service.gateway
+        self.visio = route
+        name = masked_name(self.caller_number, self.service.config.mask_numbers)
+        try:
+            await open_visio_room(self.service.rooms, gateway.links, route.room_id, route.visio)
+            admission = await admit_through_lobby(
+                gateway.config.visio.backend_url,
+                route.visio,
+                name,
+                lambda: self._start_prompt("lobby"),
+            )
+        except (VisioDialInError, VisioLobbyError) as error:
+            log.warning(
+                "phone cannot enter a Visio room: %s", error, extra={"call_id": self.call_id}
+            )
+            await self._play("goodbye")
+            self.hang_up("visio unavailable")
+            return False
+        if not admitted(admission):
+            assert admission is not None
+            log.info(
+                "phone not admitted by Visio's lobby",
+                extra={"call_id": self.call_id, "outcome": admission.outcome.value},
+            )
+            await self._play("goodbye")
+            self.hang_up(f"visio lobby: {admission.outcome.value}")
+            return False
+        return self.state is CallState.ANSWERED
+
+    async def _release_visio(self, route: Route) -> None:
+        assert route.room_id is not None
+        pending = sum(
+            1
+            for call in [*self.service.calls.values(), *self.service._pending.values()]
+            if isinstance(call, InboundCall)
+            and call is not self
+            and call.visio == route
+            and call.state is not CallState.ENDED
+        )
+        try:
+            await release_visio_room(
+                self.service.rooms, self.service.gateway.links, route.room_id, route.visio, pending
+            )
+        except Exception:
+            log.exception("a Visio room could not be released", extra={"room": route.room_id})
+
+    async def _join(self, room_id: str, lobby: bool | None = None) -> None:
         rooms = self.service.rooms
         room = rooms.get(room_id)
         self._events = self.service.bus.subscribe(room_id)
         name = masked_name(self.caller_number, self.service.config.mask_numbers)
         address = name if self.service.config.mask_numbers else self.caller_number
         participant = rooms.add_participant(
-            room, name, Role.GUEST, origin="sip", origin_address=address
+            room, name, Role.GUEST, origin="sip", origin_address=address, lobby=lobby
         )
         self.room, self.participant = room, participant
         if participant.state is ParticipantState.LOBBY:
@@ -681,4 +761,9 @@ class InboundCall:
         if self.room is not None and self.participant is not None and not already_left:
             self.service.rooms.remove_participant(self.room, self.participant.id, reason)
         self.service.forget(self)
+        if self.visio is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to release
+                task = asyncio.get_running_loop().create_task(self._release_visio(self.visio))
+                _RELEASES.add(task)
+                task.add_done_callback(_RELEASES.discard)
         log.info("phone call ended", extra={"reason": reason})

@@ -59,7 +59,7 @@ class SipService:
         self.dispatcher = Dispatcher(
             gateway.rooms,
             self.config.language,
-            [DispatchRule(r.number, r.room, r.language) for r in self.config.dispatch],
+            [DispatchRule(r.number, r.room, r.language, r.pin) for r in self.config.dispatch],
         )
         self.ports = PortAllocator(
             self.config.host, self.config.rtp_port_start, self.config.rtp_port_end

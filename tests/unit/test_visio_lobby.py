@@ -79,7 +79,12 @@ class FakeVisio:
         entry.expires = time.monotonic() + (21600 if allow else self.denied_timeout)
 
     def waiting(self, room: str) -> list[str]:
-        return [p for (r, p), e in list(self.entries.items()) if r == room and self.entry(r, p)]
+        """The room's waiting participants, as GET rooms/{id}/waiting-participants/ lists them."""
+        return [
+            p
+            for (r, p), e in list(self.entries.items())
+            if r == room and self.entry(r, p) and e.status == "waiting"
+        ]
 
     def app(self) -> web.Application:
         app = web.Application()
