@@ -77,6 +77,21 @@ def extension_ids(parameters: RTCRtpParameters) -> ExtensionIds:
     return ids
 
 
+def strip_empty_extension(packet: bytes) -> bytes:
+    """PACKET without its RFC 8285 header extension block when that block is only padding.
+
+    The router strips the extensions a receiver did not negotiate by zeroing them (padding, RFC
+    8285 section 4.1), which keeps packets their size; livekit-server 1.13 then drops video
+    packets (its subscribers never decode a frame), so the empty block goes before LiveKit."""
+    start = 12 + 4 * (packet[0] & 0x0F)
+    if len(packet) < start + 4:
+        return packet
+    end = start + 4 + 4 * int.from_bytes(packet[start + 2 : start + 4], "big")
+    if end > len(packet) or any(packet[start + 4 : end]):
+        return packet
+    return bytes([packet[0] & ~0x10 & 0xFF]) + packet[1:start] + packet[end:]
+
+
 def passive(transceiver: RTCRtpTransceiver, on_parameters: ParametersCallback) -> None:
     """Negotiate this transceiver but never start aiortc's media on it: report its parameters.
 
@@ -147,6 +162,8 @@ class RtpTap:
         return self.dtls is not None and self.dtls.state == "connected"
 
     def send_rtp(self, packet: bytes) -> None:
+        if packet[0] & 0x10:
+            packet = strip_empty_extension(packet)
         self._send(packet, rtcp=False)
 
     def send_rtcp(self, packet: bytes) -> None:

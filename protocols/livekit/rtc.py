@@ -402,6 +402,8 @@ class LiveKitParticipant:
                 waiter.set_result(
                     PublishedTrack(published.cid, published.track.sid, published.track.name)
                 )
+        elif kind == "refresh_token":
+            self._token = message.refresh_token  # the one to resume with, once ours expires
         elif self.on_signal is not None:
             self.on_signal(kind, message)
         else:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from livekit.protocol import models
+from livekit.protocol import rtc as lkrtc
 
 from gateway.links import LinkStatus
 from gateway.media.endpoint import TrackRecord
@@ -150,6 +152,8 @@ class VisioLink:
         self._broken: asyncio.Future[str] | None = None
         self._chat = TextStreamAssembler()
         self._remote_lock = asyncio.Lock()
+        self._speaking: dict[str, tuple[str, int]] = {}
+        """Audio track sid -> (participant id here, RFC 6464 level) of Visio people speaking."""
         self._stopping = False
 
     # --- the Link protocol --------------------------------------------------------------------
@@ -233,6 +237,7 @@ class VisioLink:
         bridge.on_rtp = self._on_remote_rtp
         bridge.on_subscriber_rtcp = self._on_remote_rtcp
         bridge.on_data = self._on_data
+        bridge.on_signal = self._on_signal
         bridge.on_participants = lambda _: self._spawn(self._sync_remotes(bridge))
         self._spawn(self._watch(bridge, "the bridge participant"))
         self._spawn(self._follow_room())
@@ -452,7 +457,32 @@ class VisioLink:
         self.gateway.rooms.remove_participant(room, remote.participant_id)
 
     def _on_remote_rtp(self, track_sid: str, packet: bytes) -> None:
-        self.gateway.relay.router(self.room_id).on_rtp(track_sid, packet)
+        router = self.gateway.relay.router(self.room_id)
+        speaking = self._speaking.get(track_sid)
+        if speaking is not None:
+            # LiveKit sends no RFC 6464 levels to subscribers, it names the speakers instead
+            # (speakers_changed): their packets count as that loud for our speaker detection.
+            router.speakers.on_audio_level(*speaking)
+        router.on_rtp(track_sid, packet)
+
+    def _on_signal(self, kind: str, message: lkrtc.SignalResponse) -> None:
+        if kind != "speakers_changed" or self._bridge is None:
+            return
+        session = self._bridge.signal.session
+        for speaker in message.speakers_changed.speakers:
+            info = session.participants.get(speaker.sid)
+            remote = self._remotes.get(info.identity) if info is not None else None
+            if info is None or remote is None:
+                continue
+            audio = [t.sid for t in info.tracks if t.kind == "audio"]
+            for sid in audio:
+                if speaker.active:
+                    # LiveKit's level is linear, 10^(-dBov/20) (a -12 dBov tone reads 0.25).
+                    level = 127 if speaker.level <= 0 else round(-20 * math.log10(speaker.level))
+                    level = max(0, min(127, level))
+                    self._speaking[sid] = (remote.participant_id, level)
+                else:
+                    self._speaking.pop(sid, None)
 
     def _on_remote_rtcp(self, packet: bytes) -> None:
         bridge = self._bridge

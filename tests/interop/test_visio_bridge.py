@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,17 @@ async def wait_linked(gateway: RunningGateway, room: str, timeout: float = 15) -
         timeout,
         f"the link never connected: {link_state(gateway, room)}",
     )
+
+
+async def accept_offers_until(
+    host: OrsClient, peer: WebRtcPeer, done: Callable[[], bool], message: str, timeout: float = 15
+) -> None:
+    """Answer the server's subscribe offers (each supersedes the last) until DONE."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, message
+        with contextlib.suppress(TimeoutError):
+            await peer.accept_offer(await host.next_event("offer", timeout=0.5))
 
 
 def participants(gateway: RunningGateway, room: str) -> list[dict]:
@@ -356,3 +368,104 @@ async def test_a_misbehaving_livekit_is_reported_retried_and_the_room_keeps_work
             assert expected in detail and "next attempt in" in detail, detail
             await assert_room_works(gateway, room)
             assert gateway.process.poll() is None
+
+
+async def test_video_screen_share_and_active_speakers_cross_the_bridge(
+    gateway: RunningGateway, livekit_server: RunningLiveKit
+) -> None:
+    room, visio_room = "conseil-video", str(uuid.uuid4())
+    gateway.create_room(room)
+    link(gateway, room, visio_room)
+    await wait_linked(gateway, room)
+    async with visio_user(livekit_server, visio_room, "claire-sub", "Claire Dubois") as claire:
+        await claire.publish_tone(VISIO_HZ)
+        await claire.publish_video(source="screen_share")
+        host = await OrsClient.connect(gateway.base_url, room)
+        peer = WebRtcPeer(host)
+        try:
+            await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
+            await peer.publish(frequency=BROWSER_HZ, video=True)
+
+            # Bruno's camera reaches Visio, decoded by the SDK.
+            bruno = await claire.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
+            assert await claire.video_frames(bruno.identity, 2.0) > 5
+
+            # Claire's screen share arrives here as a screen track, and plays.
+            await wait_until(
+                lambda: any(
+                    t["source"] == "screen"
+                    for p in participants(gateway, room)
+                    if p["name"] == "Claire Dubois"
+                    for t in p["tracks"]
+                ),
+                10,
+                "no screen track from Claire",
+            )
+            claire_here = next(
+                p for p in participants(gateway, room) if p["name"] == "Claire Dubois"
+            )
+            screen = next(t["id"] for t in claire_here["tracks"] if t["source"] == "screen")
+            await accept_offers_until(
+                host,
+                peer,
+                lambda: screen in peer.received and peer.received[screen].frames > 10,
+                "the screen share does not play here",
+            )
+
+            # Active speakers: Claire speaks here, Bruno speaks there.
+            await wait_until(
+                lambda: any(
+                    m["type"] == "active_speakers"
+                    and claire_here["id"] in [s["participant_id"] for s in m["speakers"]]
+                    for m in host.received
+                ),
+                10,
+                "Claire is never an active speaker here",
+            )
+            await claire.wait_until(
+                lambda: any(bruno.identity in s for s in claire.active_speakers),
+                10,
+                "Visio never sees Bruno speaking",
+            )
+        finally:
+            await peer.close()
+            await host.close()
+
+
+async def test_a_dropped_signalling_connection_is_resumed_without_a_rejoin(
+    gateway: RunningGateway, livekit_server: RunningLiveKit
+) -> None:
+    room, visio_room = "mairie-reprise", str(uuid.uuid4())
+    gateway.create_room(room)
+    link(gateway, room, visio_room)
+    await wait_linked(gateway, room)
+    async with visio_user(livekit_server, visio_room, "denis-sub", "Denis Roy") as denis:
+        await denis.publish_tone(VISIO_HZ)
+        host = await OrsClient.connect(gateway.base_url, room)
+        peer = WebRtcPeer(host)
+        try:
+            await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
+            await peer.publish(frequency=BROWSER_HZ)
+            bruno = await denis.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
+            before = [p["id"] for p in participants(gateway, room)]
+            # Cut every TCP connection to LiveKit's signalling port (the network drops; the
+            # UDP media paths stay up): each LiveKit participant resumes its session.
+            killed = await asyncio.to_thread(
+                subprocess.run,
+                ["ss", "-K", "dst", "127.0.0.1", "dport", "=", f":{livekit_server.port}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert killed.returncode == 0, killed.stderr
+            await asyncio.sleep(3)
+            state = link_state(gateway, room)
+            assert state["state"] == "connected" and state["attempts"] == 0, state
+            assert [p["id"] for p in participants(gateway, room)] == before
+            assert '"LiveKit session of' in gateway.log_text(), "nothing was resumed"
+            assert abs(await denis.dominant_frequency(bruno.identity, 1.0) - BROWSER_HZ) <= 10
+            names = [p.name for p in denis.participants().values()]
+            assert names.count("Bruno Petit") == 1, names
+        finally:
+            await peer.close()
+            await host.close()
