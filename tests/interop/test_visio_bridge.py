@@ -469,3 +469,25 @@ async def test_a_dropped_signalling_connection_is_resumed_without_a_rejoin(
         finally:
             await peer.close()
             await host.close()
+
+
+async def test_a_link_survives_a_gateway_restart(
+    tmp_path: Path, livekit_server: RunningLiveKit
+) -> None:
+    room, visio_room = "mairie-persistante", str(uuid.uuid4())
+    async with visio_user(livekit_server, visio_room, "elise-sub", "Élise Faure") as elise:
+        await elise.publish_tone(VISIO_HZ)
+        with running_gateway(tmp_path, visio_config(livekit_server)) as gateway:
+            gateway.create_room(room)
+            link(gateway, room, visio_room)
+            await wait_linked(gateway, room)
+        # Stopped: its LiveKit participants left. Started again on the same data directory:
+        with running_gateway(tmp_path, visio_config(livekit_server)) as gateway:
+            await wait_linked(gateway, room)
+            await wait_until(
+                lambda: [p["name"] for p in participants(gateway, room)] == ["Élise Faure"],
+                10,
+                f"Élise is not back here: {participants(gateway, room)}",
+            )
+            status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
+            assert [link["target"] for link in body["links"]] == [f"visio:{visio_room}"]
