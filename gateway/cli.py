@@ -126,7 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     dispatch_add = dispatch_commands.add_parser("add", help="add or replace a rule")
     dispatch_add.add_argument("number", help="a dialled number or SIP user, or * for every other")
-    dispatch_add.add_argument("--room", help="the room (default: ask the caller for a PIN)")
+    dispatch_add.add_argument(
+        "--room", help="the room, or visio:UUID (default: ask the caller for a room PIN)"
+    )
+    dispatch_add.add_argument(
+        "--pin", help="digits the caller must type first (e.g. for --room visio:UUID)"
+    )
     dispatch_add.add_argument("--language", choices=["fr", "en"])
     dispatch_add.set_defaults(run=_dispatch_add)
     dispatch_commands.add_parser("list", help="list rules").set_defaults(run=_dispatch_list)
@@ -332,8 +337,10 @@ def _trunk_delete(args: argparse.Namespace, config: Config) -> None:
 
 def _dispatch_add(args: argparse.Namespace, config: Config) -> None:
     body = {"number": args.number, "room": args.room, "language": args.language}
+    if args.pin:
+        body["pin"] = args.pin
     _admin(args, config, "POST", "/api/v1/sip/dispatch", body)
-    print(f"{args.number} -> {args.room or 'PIN prompt'}")
+    print(f"{args.number} -> {args.room or 'PIN prompt'}{' (with its PIN)' if args.pin else ''}")
 
 
 def _dispatch_list(args: argparse.Namespace, config: Config) -> None:
@@ -341,7 +348,8 @@ def _dispatch_list(args: argparse.Namespace, config: Config) -> None:
     if not rules:
         print("no dispatch rules")
     for r in rules:
-        print(f"{r['number']:<24} -> {r['room'] or 'PIN prompt'}  {r['language'] or ''}")
+        pin = "  PIN ••••" if r.get("pin") else ""
+        print(f"{r['number']:<24} -> {r['room'] or 'PIN prompt'}  {r['language'] or ''}{pin}")
 
 
 def _dispatch_delete(args: argparse.Namespace, config: Config) -> None:

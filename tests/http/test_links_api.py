@@ -306,3 +306,26 @@ async def test_a_host_who_made_the_room_anonymously_cannot_link_it(harness: Harn
     assert "rondpoint link" in problem["detail"]
     assert h.gateway.store.get_room("salle-libre").links == []
     assert (await h.client.get(url, headers=anonymous_host)).status == 200
+
+
+async def test_cli_dispatches_a_number_and_its_pin_to_a_visio_room(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = harness
+    base = ["--url", str(h.client.make_url("")).rstrip("/"), "--admin-token", h.admin_token]
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(cli.main, [*base, *args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    code, out, err = await run("dispatch", "add", "0140506070", "--room", TARGET, "--pin", "2468")
+    assert code == 0, err
+    assert f"0140506070 -> {TARGET} (with its PIN)" in out
+    code, out, err = await run("dispatch", "list")
+    line = next(line for line in out.splitlines() if "0140506070" in line)
+    assert TARGET in line and "PIN ••••" in line and "2468" not in out
+    code, out, err = await run("dispatch", "add", "0140506071", "--room", TARGET, "--pin", "12a")
+    assert code == 1 and "digits" in err, err
+    code, out, err = await run("dispatch", "add", "0140506072", "--room", "visio:salle")
+    assert code == 1 and "UUID" in err, err
