@@ -154,7 +154,6 @@ class VisioLink:
         self._remote_lock = asyncio.Lock()
         self._speaking: dict[str, tuple[str, int]] = {}
         """Audio track sid -> (participant id here, RFC 6464 level) of Visio people speaking."""
-        self._stopping = False
 
     # --- the Link protocol --------------------------------------------------------------------
 
@@ -167,7 +166,6 @@ class VisioLink:
             self._task = asyncio.create_task(self._run(), name=f"visio-link-{self.room_id}")
 
     async def stop(self) -> None:
-        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
