@@ -10,6 +10,7 @@ from protocols.livekit.signal import (
     Left,
     ParticipantsChanged,
     PongReceived,
+    Resumed,
     SignalProtocolError,
     SignalSession,
     Unhandled,
@@ -123,3 +124,33 @@ def test_bad_input() -> None:
     session = joined_session()
     with pytest.raises(SignalProtocolError, match="second join"):
         session.receive(frame(join=rtc.JoinResponse()))
+
+
+def test_a_resumed_session_keeps_its_room_and_takes_reconnect() -> None:
+    lost = joined_session()
+    resumed = SignalSession(lost)
+    assert resumed.joined == lost.joined and resumed.local == lost.local
+    assert set(resumed.participants) == {"PA_a"}
+    [event] = resumed.receive(frame(reconnect=rtc.ReconnectResponse()))
+    assert isinstance(event, Resumed)
+    with pytest.raises(SignalProtocolError, match="did not resume"):
+        resumed.receive(frame(reconnect=rtc.ReconnectResponse()))  # only once
+    with pytest.raises(SignalProtocolError, match="did not resume"):
+        joined_session().receive(frame(reconnect=rtc.ReconnectResponse()))
+    with pytest.raises(SignalProtocolError, match="second join"):
+        SignalSession(lost).receive(frame(join=rtc.JoinResponse()))  # the server forgot us
+
+
+def test_participant_tracks_and_their_mute_state_are_read() -> None:
+    session = joined_session()
+    track = models.TrackInfo(
+        sid="TR_v", type=models.TrackType.VIDEO, source=models.TrackSource.SCREEN_SHARE, muted=True
+    )
+    alice = info("PA_a", "alice", version=2)
+    alice.tracks.append(track)
+    [changed] = session.receive(frame(update=rtc.ParticipantUpdate(participants=[alice])))
+    assert isinstance(changed, ParticipantsChanged)
+    [tracks] = [p.tracks for p in changed.updated]
+    assert [(t.sid, t.kind, t.source, t.muted) for t in tracks] == [
+        ("TR_v", "video", "screen_share", True)
+    ]
