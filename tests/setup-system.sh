@@ -15,6 +15,8 @@ command -v svwar       >/dev/null 2>&1 || need+=(sipvicious)
 # The relay's optional native fast path (setup.py): a C compiler and the libsrtp2 headers.
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+# npm installs livekit-client, LiveKit's JavaScript SDK, for tests/browser/test_visio_livekit_client.py.
+command -v npm >/dev/null 2>&1 || need+=(npm)
 "${PYTHON:-python3}" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
@@ -25,3 +27,5 @@ fi
 # A real LiveKit server for the LiveKit / Visio interop tests (tests/interop/test_livekit_signal.py),
 # built from the Go module proxy into .cache/ only when missing; a failed build fails the setup.
 bash "$(dirname "$0")/livekit_server.sh" >/dev/null
+# livekit-client from the npm registry into .cache/ (a pinned version), only when missing.
+bash "$(dirname "$0")/livekit_client_npm.sh" >/dev/null
