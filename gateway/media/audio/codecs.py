@@ -208,15 +208,73 @@ class G722Encoder(_AvEncoder):
         super().__init__("g722", 16000)
 
 
-class OpusEncoder(_AvEncoder):
-    """libopus at 48 kHz mono, VoIP mode, with in-band FEC so receivers can recover a loss."""
+class _AvOpusEncoder(_AvEncoder):
+    """PyAV's libopus at 48 kHz mono (when libopus cannot be loaded through ctypes)."""
 
-    def __init__(self, bitrate: int = 32000) -> None:
+    def __init__(self, bitrate: int) -> None:
         super().__init__(
             "libopus",
             48000,
             {"application": "voip", "fec": "1", "packet_loss": "10", "b": str(bitrate)},
         )
+
+
+# opus_defines.h
+_OPUS_APPLICATION_VOIP = 2048
+_OPUS_SET_BITRATE = 4002
+_OPUS_SET_COMPLEXITY = 4010
+_OPUS_SET_INBAND_FEC = 4012
+_OPUS_SET_PACKET_LOSS_PERC = 4014
+_OPUS_MAX_PACKET = 1275
+
+
+class OpusEncoder:
+    """libopus in VoIP mode, mono, with in-band FEC so receivers can recover a loss.
+
+    It takes samples at `input_rate` (8/12/16/24/48 kHz): a narrowband phone's voice is encoded
+    from 8 kHz as it is, with no resampling (the RTP clock stays 48 kHz, RFC 7587). Complexity 5:
+    a phone's voice gains nothing audible from more, and the encoder costs half as much."""
+
+    def __init__(self, input_rate: int = 48000, bitrate: int = 32000, complexity: int = 5) -> None:
+        if input_rate not in _OPUS_RATES:
+            raise ValueError(f"Opus encodes from {_OPUS_RATES}, not {input_rate}")
+        self.input_rate = input_rate
+        self._out = ctypes.create_string_buffer(_OPUS_MAX_PACKET)
+        self._fallback: _AvOpusEncoder | None = None
+        self._resampler: Resampler | None = None
+        self._state: int | None = None
+        if _LIBOPUS is None:
+            self._fallback = _AvOpusEncoder(bitrate)
+            if input_rate != 48000:
+                self._resampler = Resampler(input_rate, 48000)
+            return
+        error = ctypes.c_int()
+        state = _LIBOPUS.opus_encoder_create(
+            input_rate, 1, _OPUS_APPLICATION_VOIP, ctypes.byref(error)
+        )
+        if error.value != 0 or not state:
+            raise RuntimeError(f"opus_encoder_create failed ({error.value})")
+        self._state = state
+        weakref.finalize(self, _LIBOPUS.opus_encoder_destroy, state)
+        for request, value in (
+            (_OPUS_SET_BITRATE, bitrate),
+            (_OPUS_SET_COMPLEXITY, complexity),
+            (_OPUS_SET_INBAND_FEC, 1),
+            (_OPUS_SET_PACKET_LOSS_PERC, 10),
+        ):
+            _LIBOPUS.opus_encoder_ctl(state, request, value)
+
+    def encode(self, samples: Samples) -> bytes:
+        if self._fallback is not None:
+            if self._resampler is not None:
+                samples = self._resampler.process(samples)
+            return self._fallback.encode(samples)
+        assert _LIBOPUS is not None
+        pcm = np.ascontiguousarray(samples, np.int16)
+        count = _LIBOPUS.opus_encode(
+            self._state, pcm.ctypes.data, len(pcm), self._out, _OPUS_MAX_PACKET
+        )
+        return self._out.raw[:count] if count > 0 else b""
 
 
 def _load_libopus() -> ctypes.CDLL | None:
@@ -247,6 +305,26 @@ def _load_libopus() -> ctypes.CDLL | None:
         ]
         lib.opus_decoder_destroy.restype = None
         lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+        lib.opus_encoder_create.restype = ctypes.c_void_p
+        lib.opus_encoder_create.argtypes = [
+            ctypes.c_int32,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_int),
+        ]
+        lib.opus_encode.restype = ctypes.c_int32
+        lib.opus_encode.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int32,
+        ]
+        lib.opus_encoder_ctl.restype = ctypes.c_int
+        # variadic in C; every request used here takes one opus_int32
+        lib.opus_encoder_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int32]
+        lib.opus_encoder_destroy.restype = None
+        lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
         return lib
     return None
 

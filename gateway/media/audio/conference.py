@@ -24,10 +24,9 @@ import numpy as np
 
 from ..router import CodecInfo, ExtensionIds, Router
 from ..rtp import RtpError, RtpPacket
-from .codecs import OPUS, AudioCodec, AudioDecoder, AudioEncoder, Samples
+from .codecs import OPUS, AudioCodec, AudioDecoder, AudioEncoder, OpusEncoder, Samples
 from .jitter import JitterBuffer, Lost
 from .mixer import MixMinusMixer
-from .resample import Resampler
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +172,8 @@ class PhoneLeg:
     writer: RtpWriter | None = None
     encoder: AudioEncoder | None = None
     opus_writer: RtpWriter | None = None
-    opus_encoder: AudioEncoder | None = None
-    opus_resampler: Resampler | None = None
+    opus_encoder: OpusEncoder | None = None
+    """Encodes the phone's voice for the room, from the mixing rate (8 kHz while all are G.711)."""
     """Mix rate -> 48 kHz for the Opus encoder while the conference mixes narrowband."""
     in_room: bool = False
     on_prompt_done: Callable[[], None] | None = None
@@ -308,7 +307,7 @@ class RoomConference:
         if not leg.in_room:
             leg.in_room = True
             leg.opus_writer = RtpWriter(OPUS.payload_type, OPUS.timestamp_step, with_level=True)
-            leg.opus_encoder = OPUS.encoder()
+            leg.opus_encoder = OpusEncoder(self.rate)
             self.router.add_receiver(
                 leg.track_id,
                 participant_id,
@@ -386,7 +385,6 @@ class RoomConference:
             if leg.source is not None:
                 leg.source.decoder = leg.codec.decoder(rate)
                 leg.source.frame_samples = rate // 50
-            leg.opus_resampler = None
         for source in self._tracks.values():
             source.decoder = OPUS.decoder(rate)
             source.frame_samples = rate // 50
@@ -447,10 +445,8 @@ class RoomConference:
             # the audio level (an empty payload), for active-speaker detection
             self.router.on_rtp(leg.track_id, leg.opus_writer.packet(b"", level))
             return
-        if self.rate != OPUS.sample_rate:
-            if leg.opus_resampler is None:
-                leg.opus_resampler = Resampler(self.rate, OPUS.sample_rate)
-            frame = leg.opus_resampler.process(frame)
+        if leg.opus_encoder.input_rate != self.rate:  # the mixing rate changed
+            leg.opus_encoder = OpusEncoder(self.rate)
         payload = leg.opus_encoder.encode(frame)
         if payload:
             self.router.on_rtp(leg.track_id, leg.opus_writer.packet(payload, level))

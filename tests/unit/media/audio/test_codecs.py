@@ -8,6 +8,7 @@ from gateway.media.audio.codecs import (
     PCMU,
     AudioCodec,
     OpusDecoder,
+    OpusEncoder,
     codec_by_name,
 )
 from gateway.media.audio.tone import generate_tone, tone_amplitude
@@ -97,3 +98,18 @@ def test_opus_fec_rebuilds_a_lost_frame_from_the_next_packet() -> None:
     rebuilt = decoder.conceal(next_payload=payloads[16])  # packet 15 lost, 16 arrived
     assert len(rebuilt) == 160
     assert tone_amplitude(rebuilt, 440, 8000) > 5000
+
+
+def test_a_phones_voice_is_opus_encoded_from_8khz_and_heard_at_48khz() -> None:
+    """The conference encodes a narrowband phone from 8 kHz as it is: no resampler."""
+    encoder, decoder = OpusEncoder(8000), OpusDecoder(48000)
+    tone = generate_tone(440, 500, 8000, amplitude=10000)
+    out = np.concatenate(
+        [decoder.decode(encoder.encode(tone[i * 160 : (i + 1) * 160])) for i in range(25)]
+    )
+    assert len(out) == 25 * 960  # 20 ms frames on Opus's 48 kHz clock
+    steady = out[9600:]
+    assert tone_amplitude(steady, 440, 48000) == pytest.approx(10000, rel=0.2)
+    assert tone_amplitude(steady, 1000, 48000) < 300
+    with pytest.raises(ValueError):
+        OpusEncoder(44100)
