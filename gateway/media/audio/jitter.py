@@ -55,7 +55,7 @@ class JitterBuffer:
         self,
         clock_rate: int = 8000,
         frame_ms: int = 20,
-        min_delay: float = 0.04,
+        min_delay: float = 0.02,
         max_delay: float = 0.30,
         max_conceal_frames: int = 5,
     ) -> None:
