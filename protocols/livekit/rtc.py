@@ -268,6 +268,8 @@ class LiveKitParticipant:
         self._auto_subscribe = True
         self.ended = asyncio.Event()
         """Set when the session is over for good: left, refused, or lost and not resumable."""
+        self.closed = asyncio.Event()
+        """Set by `close`."""
         self.end_reason = ""
         self.resumes = 0
         self.subscriber.pc.on("track", self._on_remote_track)
@@ -750,6 +752,7 @@ class LiveKitParticipant:
         if self._closed:
             return
         self._closed = True
+        self.closed.set()
         current = asyncio.current_task()
         tasks = [task for task in self._tasks if task is not current]
         for task in tasks:

@@ -194,6 +194,15 @@ class Joined:
     """Seconds between two pings the client should send."""
     ping_timeout: int
     """Seconds without a ping after which the server drops the client."""
+    ice_servers: tuple[IceServer, ...] = ()
+    """STUN/TURN servers the server offers (TURN over TCP/TLS where UDP is blocked)."""
+
+
+@dataclass(frozen=True)
+class IceServer:
+    urls: tuple[str, ...]
+    username: str = ""
+    credential: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -293,6 +302,10 @@ class SignalSession:
             subscriber_primary=join.subscriber_primary,
             ping_interval=join.ping_interval,
             ping_timeout=join.ping_timeout,
+            ice_servers=tuple(
+                IceServer(tuple(server.urls), server.username, server.credential)
+                for server in join.ice_servers
+            ),
         )
         return self.joined
 

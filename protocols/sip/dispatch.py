@@ -41,6 +41,18 @@ def visio_room_id(target: str) -> str:
     return VISIO_ROOM_PREFIX + target[len(VISIO_SCHEME) :]
 
 
+def is_visio_room_id(room: str) -> bool:
+    """Whether ROOM is the local room of a Visio room (``visio-UUID``), reached only by its rule;
+    other names starting with ``visio-`` are ordinary rooms."""
+    if not room.startswith(VISIO_ROOM_PREFIX):
+        return False
+    try:
+        uuid.UUID(room[len(VISIO_ROOM_PREFIX) :])
+    except ValueError:
+        return False
+    return True
+
+
 def check_rule(room: str, pin: str = "") -> str:
     """A rule's room in canonical form: "" (the PIN prompt), a room name, or ``visio:UUID``.
     ValueError with a sentence for the configuration file and the admin API."""
@@ -93,7 +105,7 @@ class Dispatcher:
         rule = rules.get(user)
         if rule is not None and (trusted or allow_anonymous):
             return self._from_rule(rule)
-        if user.startswith(VISIO_ROOM_PREFIX):
+        if is_visio_room_id(user):
             # a Visio room's local room is entered only as its rule says (PIN, Visio's lobby)
             for rule in rules.values():
                 if (trusted or allow_anonymous) and self._from_rule(rule).room_id == user:
@@ -131,7 +143,7 @@ class Dispatcher:
         found = [
             Route(room, language)
             for room in self.rooms.store.rooms_with_pin(pin)
-            if not room.startswith(VISIO_ROOM_PREFIX)  # reached only through its rule
+            if not is_visio_room_id(room)  # reached only through its rule
         ]
         for rule in self.rules().values():
             if rule.pin and rule.pin == pin and rule.room_id:

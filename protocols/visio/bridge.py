@@ -78,6 +78,8 @@ log = logging.getLogger(__name__)
 BRIDGE_NAME = "Rondpoint"
 JOIN_TIMEOUT = 10.0
 FIRST_RETRY = 0.5
+TOKEN_TTL = 600.0
+"""Join tokens live 10 minutes: LiveKit sends a refresh token for resuming later."""
 STABLE_SECONDS = 30.0
 """A session that lasted this long resets the backoff; shorter ones keep it growing."""
 
@@ -94,6 +96,12 @@ _SOURCES_OUT = {
     TrackSource.SCREEN_AUDIO: models.TrackSource.SCREEN_SHARE_AUDIO,
 }
 _FAILURES = (SignalError, TokenError, aiohttp.ClientError, OSError, TimeoutError, RoomError)
+
+
+def display_name(name: str, fallback: str) -> str:
+    """A Visio name as this room shows names: printable, 1 to 64 characters."""
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in name).split())[:64]
+    return cleaned or fallback[:64] or "Visio"
 
 
 def phone_number(participant: Participant) -> str:
@@ -194,7 +202,7 @@ class VisioLink:
             try:
                 await self._open_session()
                 connected_at = time.monotonic()
-                self._set("connected", f"{len(self._remotes)} Visio participant(s)")
+                self._set("connected", "in the Visio room")
                 assert self._broken is not None
                 reason = await self._broken
             except asyncio.CancelledError:
@@ -280,8 +288,16 @@ class VisioLink:
             self._broken.set_result(reason)
 
     async def _watch(self, lk: LiveKitParticipant, who: str) -> None:
-        await lk.ended.wait()
-        self._break(f"{who}: {lk.end_reason}")
+        """Break the session when LK's ends by itself (not when we closed it)."""
+        ended = asyncio.ensure_future(lk.ended.wait())
+        closed = asyncio.ensure_future(lk.closed.wait())
+        try:
+            await asyncio.wait((ended, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            closed.cancel()
+        if lk.ended.is_set() and not lk.closed.is_set():
+            self._break(f"{who}: {lk.end_reason}")
 
     # --- tokens -------------------------------------------------------------------------------
 
@@ -314,6 +330,7 @@ class VisioLink:
             kind=kind,
             grant=grant,
             attributes=attributes,
+            ttl=TOKEN_TTL,
         )
 
     # --- Visio -> here ------------------------------------------------------------------------
@@ -353,7 +370,7 @@ class VisioLink:
             if known is None:
                 participant = self.gateway.rooms.add_participant(
                     room,
-                    info.name or identity,
+                    display_name(info.name, identity),
                     Role.MEMBER,
                     origin="visio",
                     origin_address=identity,
@@ -364,8 +381,9 @@ class VisioLink:
             else:
                 remote = known
                 here = room.participants[remote.participant_id]
-                if info.name and here.name != info.name:
-                    self.gateway.rooms.update_name(room, remote.participant_id, info.name)
+                name = display_name(info.name, identity)
+                if here.name != name:
+                    self.gateway.rooms.update_name(room, remote.participant_id, name)
             sids = {t.sid for t in info.tracks}
             for sid in list(remote.tracks):
                 if sid not in sids:

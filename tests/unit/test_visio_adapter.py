@@ -4,7 +4,7 @@ import pytest
 
 from gateway.rooms.model import Participant
 from protocols.visio import visio_room
-from protocols.visio.bridge import phone_number
+from protocols.visio.bridge import display_name, phone_number
 
 UUID = "0b4c8f2e-5a1d-4c3e-9f00-3f6c2a1b9d77"
 
@@ -29,3 +29,10 @@ def test_phone_numbers_are_shown_in_visio_as_masked_here() -> None:
     assert phone_number(clear) == "0140506042"
     unknown = Participant("PA_3", "Phone", origin="sip", origin_address="")
     assert phone_number(unknown) == "•••"
+
+
+def test_visio_names_are_shown_printable_and_at_most_64_characters() -> None:
+    assert display_name("Alice\x00 Martin\n", "sub") == "Alice Martin"
+    assert display_name("É" * 100, "sub") == "É" * 64
+    assert display_name(" \t", "oidc-sub-1") == "oidc-sub-1"
+    assert display_name("", "") == "Visio"

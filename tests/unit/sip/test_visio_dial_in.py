@@ -196,3 +196,11 @@ async def test_visio_lobby_applies_to_the_caller(visio: tuple[FakeVisio, str]) -
 
 async def test_without_a_backend_the_lobby_cannot_apply() -> None:
     assert await admit_through_lobby("", TARGET, "Phone", lambda: 0.0) is None
+
+
+def test_only_visio_uuid_rooms_are_kept_for_their_rule() -> None:
+    d = dispatcher()
+    d.rooms.create("visio-salle")
+    route = d.route("visio-salle", trusted=False, allow_anonymous=True)
+    assert route.room_id == "visio-salle"  # an ordinary room whose name starts with visio-
+    assert d.route(LOCAL, trusted=False, allow_anonymous=True).room_id is None
