@@ -682,6 +682,25 @@ class LiveKitParticipant:
         answer = await self._answer
         await self.publisher.set_remote(RTCSessionDescription(sdp=answer.sdp, type="answer"))
 
+    async def unpublish(self, track: LocalTrack, timeout: float = 10.0) -> None:
+        """Stop publishing TRACK as LiveKit's SDKs do: its m-line goes inactive in a new publisher
+        offer, and the server unpublishes it."""
+        async with self._publish_lock:
+            transceiver = next(
+                (t for t in self.publisher.pc.getTransceivers() if t.sender._track_id == track.cid),
+                None,
+            )
+            if transceiver is None or transceiver.direction == "inactive":
+                return
+            transceiver.direction = "inactive"
+            try:
+                await asyncio.wait_for(self._negotiate_publisher(), timeout)
+            except TimeoutError:
+                raise LiveKitRtcError(
+                    f"unpublishing {track.sid}: no answer in {timeout} s"
+                ) from None
+            self.published.pop(track.cid, None)
+
     async def set_muted(self, track_sid: str, muted: bool) -> None:
         """Mute or unmute one of our published tracks (MuteTrackRequest)."""
         await self.signal.send(

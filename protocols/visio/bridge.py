@@ -121,8 +121,6 @@ class _Mirror:
     tracks: dict[str, LocalTrack] = field(default_factory=dict)
     """Our track id -> the LiveKit track carrying it."""
     muted: dict[str, bool] = field(default_factory=dict)
-    retired: list[str] = field(default_factory=list)
-    """LiveKit sids of tracks whose source left (kept muted: aiortc cannot unpublish)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -627,8 +625,7 @@ class VisioLink:
             local = mirror.tracks.pop(track_id)
             mirror.muted.pop(track_id, None)
             router.remove_downtrack(track_id, mirror.subscriber_id)
-            mirror.retired.append(local.sid)
-            await lk.set_muted(local.sid, True)
+            await lk.unpublish(local)
 
     def _mirror_token(self, mirror: _Mirror, participant: Participant) -> str:
         origin = participant.origin

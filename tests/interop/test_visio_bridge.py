@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiohttp import web
+from livekit import rtc
 from livekit.protocol import models as lkmodels
 from livekit.protocol import rtc as lkrtc
 
@@ -427,6 +428,21 @@ async def test_video_screen_share_and_active_speakers_cross_the_bridge(
                 10,
                 "Visio never sees Bruno speaking",
             )
+
+            # Bruno stops his camera for good: it is unpublished in Visio, his voice stays.
+            mine = next(p for p in participants(gateway, room) if p["name"] == "Bruno Petit")
+            camera = next(t["id"] for t in mine["tracks"] if t["kind"] == "video")
+            await host.request({"type": "unpublish", "track_id": camera})
+
+            def kinds() -> list[str]:
+                found = claire.participants().get(bruno.identity)
+                publications = found.track_publications.values() if found else []
+                return sorted(
+                    "video" if p.kind == rtc.TrackKind.KIND_VIDEO else "audio" for p in publications
+                )
+
+            await claire.wait_until(lambda: kinds() == ["audio"], 10, "the camera stays in Visio")
+            assert abs(await claire.dominant_frequency(bruno.identity, 1.0) - BROWSER_HZ) <= 10
         finally:
             await peer.close()
             await host.close()
