@@ -15,12 +15,9 @@ older client: the form we send too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 
-import aioice.ice
 import pytest
 from livekit import rtc
 from livekit.protocol import models
@@ -33,9 +30,8 @@ from protocols.livekit.data import (
     chat_packets,
     is_chat,
 )
-from protocols.livekit.rtc import LiveKitParticipant
-from protocols.livekit.tokens import VideoGrant, mint_token
 from tests.interop.livekit_fixtures import RunningLiveKit
+from tests.interop.livekit_peers import our_participant, sdk_room
 
 pytestmark = [
     pytest.mark.interop,
@@ -47,39 +43,6 @@ pytestmark = [
 SHORT = "bonjour é 👋"
 LONG = "a" * 14_998 + "👋" + "é" * 9_000 + " fin 👋"
 """Three chunks on the wire, the emoji right on the first border."""
-
-
-@pytest.fixture
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # aioice skips 127.0.0.1 when it gathers; the tests stay on loopback.
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda *_, **__: ["127.0.0.1"])
-
-
-def token(lk: RunningLiveKit, room: str, identity: str, name: str) -> str:
-    return mint_token(
-        lk.api_key, lk.api_secret, identity=identity, name=name, grant=VideoGrant.join(room)
-    )
-
-
-@contextlib.asynccontextmanager
-async def sdk_room(lk: RunningLiveKit, room: str, identity: str) -> AsyncIterator[rtc.Room]:
-    sdk = rtc.Room()
-    await sdk.connect(lk.url, token(lk, room, identity, identity.title()))
-    try:
-        yield sdk
-    finally:
-        await sdk.disconnect()
-
-
-@contextlib.asynccontextmanager
-async def our_participant(
-    lk: RunningLiveKit, room: str, identity: str
-) -> AsyncIterator[LiveKitParticipant]:
-    ours = await LiveKitParticipant.connect(lk.url, token(lk, room, identity, "Rondpoint"))
-    try:
-        yield ours
-    finally:
-        await ours.close()
 
 
 async def sdk_sees(sdk: rtc.Room, identity: str, timeout: float = 10.0) -> None:

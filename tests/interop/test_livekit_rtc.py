@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
 
-import aioice.ice
 import numpy as np
 import pytest
 from aiortc import MediaStreamTrack
@@ -23,8 +21,8 @@ from livekit.protocol import models
 from gateway.media.audio.codecs import OPUS
 from gateway.media.audio.conference import RtpWriter
 from protocols.livekit.rtc import LiveKitParticipant, RemoteTrack, parse_trickle
-from protocols.livekit.tokens import VideoGrant, mint_token
 from tests.interop.livekit_fixtures import RunningLiveKit
+from tests.interop.livekit_peers import our_participant, sdk_room, token
 from tests.webrtc_client import ToneTrack, dominant_frequency
 
 pytestmark = [
@@ -35,39 +33,6 @@ pytestmark = [
 ]
 
 RATE = 48000
-
-
-@pytest.fixture
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # aioice skips 127.0.0.1 when it gathers; the tests stay on loopback.
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda *_, **__: ["127.0.0.1"])
-
-
-def token(lk: RunningLiveKit, room: str, identity: str, name: str) -> str:
-    return mint_token(
-        lk.api_key, lk.api_secret, identity=identity, name=name, grant=VideoGrant.join(room)
-    )
-
-
-@contextlib.asynccontextmanager
-async def sdk_room(lk: RunningLiveKit, room: str, identity: str) -> AsyncIterator[rtc.Room]:
-    sdk = rtc.Room()
-    await sdk.connect(lk.url, token(lk, room, identity, identity.title()))
-    try:
-        yield sdk
-    finally:
-        await sdk.disconnect()
-
-
-@contextlib.asynccontextmanager
-async def our_participant(
-    lk: RunningLiveKit, room: str, identity: str
-) -> AsyncIterator[LiveKitParticipant]:
-    ours = await LiveKitParticipant.connect(lk.url, token(lk, room, identity, "Rondpoint"))
-    try:
-        yield ours
-    finally:
-        await ours.close()
 
 
 async def sdk_hears(stream: rtc.AudioStream, seconds: float) -> np.ndarray:

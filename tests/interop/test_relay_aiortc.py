@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aioice.ice
 import numpy as np
 import pytest
 from aiortc import (
@@ -21,12 +20,6 @@ from tests.webrtc_client import PatternTrack, ToneTrack, dominant_frequency
 pytestmark = pytest.mark.interop
 
 TONE_HZ = 660.0
-
-
-@pytest.fixture
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # aioice skips 127.0.0.1 when it gathers; the tests stay on loopback.
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda *_, **__: ["127.0.0.1"])
 
 
 def _peer() -> RTCPeerConnection:

@@ -96,6 +96,32 @@ async def accept_offers_until(
             await peer.accept_offer(await host.next_event("offer", timeout=0.5))
 
 
+@contextlib.asynccontextmanager
+async def bruno_here(
+    gateway: RunningGateway, room: str, *, video: bool = False
+) -> AsyncIterator[tuple[OrsClient, WebRtcPeer]]:
+    """Bruno Petit, a host here on an ORS WebRTC client, publishing a tone (and a camera)."""
+    host = await OrsClient.connect(gateway.base_url, room)
+    peer = WebRtcPeer(host)
+    try:
+        joined = await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
+        assert joined["type"] == "joined"
+        await peer.publish(frequency=BROWSER_HZ, video=video)
+        yield host, peer
+    finally:
+        await peer.close()
+        await host.close()
+
+
+async def linked_room(gateway: RunningGateway, room: str) -> str:
+    """ROOM made here and linked to a new Visio room, whose UUID it returns once connected."""
+    visio_room = str(uuid.uuid4())
+    gateway.create_room(room)
+    link(gateway, room, visio_room)
+    await wait_linked(gateway, room)
+    return visio_room
+
+
 def participants(gateway: RunningGateway, room: str) -> list[dict]:
     status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
     assert status == 200, body
@@ -113,12 +139,7 @@ async def test_visio_and_room_become_one_meeting(
         link(gateway, room, visio_room)
         await wait_linked(gateway, room)
 
-        host = await OrsClient.connect(gateway.base_url, room)
-        peer = WebRtcPeer(host)
-        try:
-            joined = await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
-            assert joined["type"] == "joined"
-            await peer.publish(frequency=BROWSER_HZ)
+        async with bruno_here(gateway, room) as (host, peer):
             await phone.dial(f"sip:{room}@127.0.0.1:{gateway.sip_port}")
             await phone.wait_event("CALL_ESTABLISHED", timeout=10)
 
@@ -187,9 +208,6 @@ async def test_visio_and_room_become_one_meeting(
             assert max(tone_amplitude(w, VISIO_HZ, rate) for w in windows) > 1000, (
                 "the phone never heard Visio's tone"
             )
-        finally:
-            await peer.close()
-            await host.close()
         await alice.wait_gone(bruno.identity, timeout=15)
 
 
@@ -201,11 +219,7 @@ async def test_the_link_comes_back_after_livekit_restarts_with_nobody_twice(
     with running_gateway(tmp_path, visio_config(lk)) as gateway:
         gateway.create_room(room)
         link(gateway, room, visio_room)
-        host = await OrsClient.connect(gateway.base_url, room)
-        peer = WebRtcPeer(host)
-        try:
-            await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
-            await peer.publish(frequency=BROWSER_HZ)
+        async with bruno_here(gateway, room) as (host, peer):
             await wait_linked(gateway, room)
             alice = await VisioUser.join(lk, visio_room, "alice-oidc-sub", "Alice Martin")
             try:
@@ -249,9 +263,6 @@ async def test_the_link_comes_back_after_livekit_restarts_with_nobody_twice(
                 assert sorted(listed) == ["Alice Martin", "Bruno Petit"], listed
             finally:
                 await alice.leave()
-        finally:
-            await peer.close()
-            await host.close()
 
 
 # --- bad input from the LiveKit side -------------------------------------------------------------
@@ -374,19 +385,12 @@ async def test_a_misbehaving_livekit_is_reported_retried_and_the_room_keeps_work
 async def test_video_screen_share_and_active_speakers_cross_the_bridge(
     gateway: RunningGateway, livekit_server: RunningLiveKit
 ) -> None:
-    room, visio_room = "conseil-video", str(uuid.uuid4())
-    gateway.create_room(room)
-    link(gateway, room, visio_room)
-    await wait_linked(gateway, room)
+    room = "conseil-video"
+    visio_room = await linked_room(gateway, room)
     async with visio_user(livekit_server, visio_room, "claire-sub", "Claire Dubois") as claire:
         await claire.publish_tone(VISIO_HZ)
         await claire.publish_video(source="screen_share")
-        host = await OrsClient.connect(gateway.base_url, room)
-        peer = WebRtcPeer(host)
-        try:
-            await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
-            await peer.publish(frequency=BROWSER_HZ, video=True)
-
+        async with bruno_here(gateway, room, video=True) as (host, peer):
             # Bruno's camera reaches Visio, decoded by the SDK.
             bruno = await claire.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
             assert await claire.video_frames(bruno.identity, 2.0) > 5
@@ -443,25 +447,16 @@ async def test_video_screen_share_and_active_speakers_cross_the_bridge(
 
             await claire.wait_until(lambda: kinds() == ["audio"], 10, "the camera stays in Visio")
             assert abs(await claire.dominant_frequency(bruno.identity, 1.0) - BROWSER_HZ) <= 10
-        finally:
-            await peer.close()
-            await host.close()
 
 
 async def test_a_dropped_signalling_connection_is_resumed_without_a_rejoin(
     gateway: RunningGateway, livekit_server: RunningLiveKit
 ) -> None:
-    room, visio_room = "mairie-reprise", str(uuid.uuid4())
-    gateway.create_room(room)
-    link(gateway, room, visio_room)
-    await wait_linked(gateway, room)
+    room = "mairie-reprise"
+    visio_room = await linked_room(gateway, room)
     async with visio_user(livekit_server, visio_room, "denis-sub", "Denis Roy") as denis:
         await denis.publish_tone(VISIO_HZ)
-        host = await OrsClient.connect(gateway.base_url, room)
-        peer = WebRtcPeer(host)
-        try:
-            await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
-            await peer.publish(frequency=BROWSER_HZ)
+        async with bruno_here(gateway, room) as (host, peer):
             bruno = await denis.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
             before = [p["id"] for p in participants(gateway, room)]
             # Cut every TCP connection to LiveKit's signalling port (the network drops; the
@@ -482,9 +477,6 @@ async def test_a_dropped_signalling_connection_is_resumed_without_a_rejoin(
             assert abs(await denis.dominant_frequency(bruno.identity, 1.0) - BROWSER_HZ) <= 10
             names = [p.name for p in denis.participants().values()]
             assert names.count("Bruno Petit") == 1, names
-        finally:
-            await peer.close()
-            await host.close()
 
 
 async def test_a_link_survives_a_gateway_restart(

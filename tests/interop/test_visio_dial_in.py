@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.media.audio.tone import tone_amplitude
 from tests.gateway_process import RunningGateway, running_gateway
@@ -25,7 +24,7 @@ from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import visio_user
 from tests.interop.sipp_tools import wait_until
 from tests.interop.test_visio_bridge import PHONE_HZ, PHONE_NUMBER, VISIO_HZ, participants
-from tests.unit.test_visio_lobby import FakeVisio
+from tests.unit.test_visio_lobby import FakeVisio, serve_fake_visio
 
 pytestmark = [
     pytest.mark.interop,
@@ -39,13 +38,8 @@ PIN = "24681357"
 
 @pytest.fixture
 async def backend() -> AsyncIterator[tuple[FakeVisio, str]]:
-    fake = FakeVisio()
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield fake, f"http://127.0.0.1:{server.port}/api/v1.0/"
-    finally:
-        await server.close()
+    async with serve_fake_visio() as served:
+        yield served
 
 
 @pytest.fixture
@@ -66,13 +60,19 @@ async def phone(tmp_path: Path) -> AsyncIterator[Baresip]:
         yield running
 
 
-def dispatch_to(gateway: RunningGateway, visio_room: str) -> None:
+def dispatched_visio_room(
+    gateway: RunningGateway, backend: tuple[FakeVisio, str], access_level: str
+) -> str:
+    """A new Visio room with ACCESS_LEVEL in Visio's backend, NUMBER and PIN dispatched to it."""
+    visio_room = str(uuid.uuid4())
+    backend[0].rooms[visio_room] = access_level
     status, body = gateway.admin(
         "POST",
         "/api/v1/sip/dispatch",
         {"number": NUMBER, "room": f"visio:{visio_room}", "pin": PIN},
     )
     assert status == 201, body
+    return visio_room
 
 
 async def call_with_pin(gateway: RunningGateway, phone: Baresip) -> None:
@@ -88,10 +88,7 @@ async def test_a_phone_caller_starts_a_visio_meeting_nobody_has_opened(
     phone: Baresip,
     backend: tuple[FakeVisio, str],
 ) -> None:
-    fake, _ = backend
-    visio_room = str(uuid.uuid4())
-    fake.rooms[visio_room] = "public"
-    dispatch_to(gateway, visio_room)
+    visio_room = dispatched_visio_room(gateway, backend, "public")
     await call_with_pin(gateway, phone)
     local = f"visio-{visio_room}"
     await wait_until(
@@ -125,9 +122,7 @@ async def test_the_visio_lobby_holds_a_phone_caller_until_a_host_admits_it(
     backend: tuple[FakeVisio, str],
 ) -> None:
     fake, _ = backend
-    visio_room = str(uuid.uuid4())
-    fake.rooms[visio_room] = "trusted"  # people not logged in wait; the gateway is not
-    dispatch_to(gateway, visio_room)
+    visio_room = dispatched_visio_room(gateway, backend, "trusted")  # the gateway is not logged in
     async with visio_user(
         livekit_server, visio_room, "gilles-sub", "Gilles Host", room_admin=True
     ) as host:
@@ -154,9 +149,7 @@ async def test_a_phone_caller_denied_by_the_visio_lobby_is_hung_up(
     backend: tuple[FakeVisio, str],
 ) -> None:
     fake, _ = backend
-    visio_room = str(uuid.uuid4())
-    fake.rooms[visio_room] = "restricted"
-    dispatch_to(gateway, visio_room)
+    visio_room = dispatched_visio_room(gateway, backend, "restricted")
     async with visio_user(livekit_server, visio_room, "hugo-sub", "Hugo Host") as host:
         await call_with_pin(gateway, phone)
         await wait_until(lambda: fake.waiting(visio_room), 15, "the caller never asked to enter")

@@ -14,6 +14,7 @@ unit test of our client, not an interoperability test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -184,8 +185,9 @@ class FakeVisio:
         return response
 
 
-@pytest.fixture
-async def visio() -> AsyncIterator[tuple[FakeVisio, str]]:
+@contextlib.asynccontextmanager
+async def serve_fake_visio() -> AsyncIterator[tuple[FakeVisio, str]]:
+    """A stand-in of Visio's backend on loopback, and its API URL."""
     fake = FakeVisio()
     server = TestServer(fake.app(), host="127.0.0.1")
     await server.start_server()
@@ -193,6 +195,12 @@ async def visio() -> AsyncIterator[tuple[FakeVisio, str]]:
         yield fake, f"http://127.0.0.1:{server.port}/api/v1.0/"
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def visio() -> AsyncIterator[tuple[FakeVisio, str]]:
+    async with serve_fake_visio() as served:
+        yield served
 
 
 ROOM = "0b4c8f2e-1d2a-4e3b-9c8d-7e6f5a4b3c2d"
