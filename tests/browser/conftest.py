@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.gateway_process import RunningGateway, running_gateway
+from tests.interop.livekit_fixtures import RunningLiveKit, running_livekit
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -49,6 +50,13 @@ def web_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGat
             # Keep the gateway log next to the screenshots: it is the first thing to read on a failure.
             ARTIFACTS.mkdir(exist_ok=True)
             shutil.copyfile(gateway.log_path, ARTIFACTS / "browser-gateway.log")
+
+
+@pytest.fixture(scope="module")
+def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLiveKit]:
+    """A real livekit-server on loopback playing a Visio instance (tests/interop/livekit_fixtures.py)."""
+    with running_livekit(Path(tmp_path_factory.mktemp("livekit"))) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

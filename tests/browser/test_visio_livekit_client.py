@@ -37,7 +37,7 @@ from aiohttp import web
 from spec.conformance.orsclient import OrsClient
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.gateway_process import ROOT, RunningGateway, free_port, running_gateway
-from tests.interop.livekit_fixtures import RunningLiveKit, running_livekit
+from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import visio_token
 from tests.webrtc_client import WebRtcPeer
 
@@ -187,12 +187,6 @@ def chromium_binary() -> str:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
     return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLiveKit]:
-    with running_livekit(Path(tmp_path_factory.mktemp("livekit"))) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

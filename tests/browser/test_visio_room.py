@@ -31,8 +31,9 @@ import numpy as np
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, Participant
+from tests.browser.test_web_client import wait_until
 from tests.gateway_process import RunningGateway, free_port, running_gateway, sipp_media_port
-from tests.interop.livekit_fixtures import RunningLiveKit, running_livekit
+from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import VisioUser
 from tests.interop.sipp_tools import SCENARIOS
 
@@ -53,18 +54,6 @@ PREFIX = "rondpoint-"
 SCREENSHOT = ARTIFACTS / "visio-room.png"
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Polls `check` until it returns something truthy; fails naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
-
-
 class LoopThread:
     """An asyncio event loop running in a daemon thread; `run()` waits for a coroutine on it."""
 
@@ -83,12 +72,6 @@ class LoopThread:
             self.run(asyncio.sleep(0.5), 5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLiveKit]:
-    with running_livekit(Path(tmp_path_factory.mktemp("livekit"))) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
