@@ -271,6 +271,8 @@ class LiveKitParticipant:
         self.closed = asyncio.Event()
         """Set by `close`."""
         self.end_reason = ""
+        self.left: Left | None = None
+        """The server's leave, when it ended the session (reason: PARTICIPANT_REMOVED...)."""
         self.resumes = 0
         self.subscriber.pc.on("track", self._on_remote_track)
         self.subscriber.pc.on("datachannel", self._watch_channel)
@@ -320,6 +322,7 @@ class LiveKitParticipant:
                 return
             left = self.signal.session.left
             if left is not None and left.action != "RESUME":
+                self.left = left
                 self._end(f"LiveKit ended the session ({left.reason})")
                 return
             reason = self.signal.close_reason or "connection lost"

@@ -285,8 +285,9 @@ class VisioLink:
         if self._broken is not None and not self._broken.done():
             self._broken.set_result(reason)
 
-    async def _watch(self, lk: LiveKitParticipant, who: str) -> None:
-        """Break the session when LK's ends by itself (not when we closed it)."""
+    async def _watch(self, lk: LiveKitParticipant, who: str, mirror: _Mirror | None = None) -> None:
+        """Break the session when LK's ends by itself (not when we closed it). A mirror that
+        Visio removed takes its person out of the room here too (a phone is hung up)."""
         ended = asyncio.ensure_future(lk.ended.wait())
         closed = asyncio.ensure_future(lk.closed.wait())
         try:
@@ -294,8 +295,28 @@ class VisioLink:
         finally:
             ended.cancel()
             closed.cancel()
-        if lk.ended.is_set() and not lk.closed.is_set():
-            self._break(f"{who}: {lk.end_reason}")
+        if not lk.ended.is_set() or lk.closed.is_set():
+            return
+        if mirror is not None and lk.left is not None and lk.left.reason == "PARTICIPANT_REMOVED":
+            room = self._room()
+            if room is not None and mirror.participant_id in room.participants:
+                log.info("Visio removed %s: removing them here", mirror.participant_id)
+                self.gateway.rooms.remove_participant(room, mirror.participant_id, "removed")
+            return
+        self._break(f"{who}: {lk.end_reason}")
+
+    def _on_mirror_signal(self, mirror: _Mirror, kind: str, message: lkrtc.SignalResponse) -> None:
+        """A Visio host muted (or unmuted) a track of a person from here: so it is, here too."""
+        if kind != "mute":
+            return
+        room = self._room()
+        request = message.mute
+        track_id = next((t for t, local in mirror.tracks.items() if local.sid == request.sid), None)
+        if room is None or track_id is None:
+            return
+        mirror.muted[track_id] = request.muted
+        with contextlib.suppress(RoomError):
+            self.gateway.rooms.set_muted(room, mirror.participant_id, track_id, request.muted)
 
     # --- tokens -------------------------------------------------------------------------------
 
@@ -590,7 +611,10 @@ class VisioLink:
             mirror.lk.on_publisher_rtcp = lambda packet: router.on_subscriber_rtcp(
                 subscriber_id, packet
             )
-            self._spawn(self._watch(mirror.lk, f"the mirror of {participant.name!r}"))
+            mirror.lk.on_signal = lambda kind, message: self._on_mirror_signal(
+                mirror, kind, message
+            )
+            self._spawn(self._watch(mirror.lk, f"the mirror of {participant.name!r}", mirror))
         lk = mirror.lk
         if participant.name != mirror.name:
             mirror.name = participant.name

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiohttp import web
-from livekit import rtc
+from livekit import api, rtc
 from livekit.protocol import models as lkmodels
 from livekit.protocol import rtc as lkrtc
 
@@ -499,3 +499,47 @@ async def test_a_link_survives_a_gateway_restart(
             )
             status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
             assert [link["target"] for link in body["links"]] == [f"visio:{visio_room}"]
+
+
+async def test_a_visio_host_mutes_and_removes_a_phone_caller(
+    gateway: RunningGateway, livekit_server: RunningLiveKit, phone: Baresip
+) -> None:
+    """Visio's host tools (LiveKit's RoomService, as Visio's backend calls it) act here too."""
+    room = "mairie-moderee"
+    visio_room = await linked_room(gateway, room)
+    async with visio_user(livekit_server, visio_room, "gaelle-sub", "Gaëlle Host") as host:
+        await phone.dial(f"sip:{room}@127.0.0.1:{gateway.sip_port}")
+        await phone.wait_event("CALL_ESTABLISHED", timeout=10)
+        caller = await host.wait_participant(lambda p: p.name == "Phone ••• 42", timeout=15)
+        audio = host.remote_publication(caller.identity, "audio")
+        lkapi = api.LiveKitAPI(
+            livekit_server.http_url, livekit_server.api_key, livekit_server.api_secret
+        )
+        try:
+            await lkapi.room.mute_published_track(
+                api.MuteRoomTrackRequest(
+                    room=visio_room, identity=caller.identity, track_sid=audio.sid, muted=True
+                )
+            )
+
+            def phone_muted_here() -> bool:
+                [listed] = [p for p in participants(gateway, room) if p["origin"] == "sip"]
+                return bool(listed["tracks"]) and listed["tracks"][0]["muted"]
+
+            await wait_until(phone_muted_here, 10, "the phone is not muted here")
+            await host.wait_remote_muted(caller.identity, "audio", True)
+
+            await lkapi.room.remove_participant(
+                api.RoomParticipantIdentity(room=visio_room, identity=caller.identity)
+            )
+            await phone.wait_event("CALL_CLOSED", timeout=15)
+            await wait_until(
+                lambda: not [p for p in participants(gateway, room) if p["origin"] == "sip"],
+                10,
+                "the phone stayed here",
+            )
+            assert link_state(gateway, room)["state"] == "connected"
+            await asyncio.sleep(4)  # no rejoin brings the caller's mirror back
+            assert not [p for p in host.participants().values() if p.name == "Phone ••• 42"]
+        finally:
+            await lkapi.aclose()
