@@ -54,6 +54,10 @@ class LinkStatus:
     attempts: int = 0
     """Consecutive failed attempts since the last "connected"."""
     remote_participants: int = 0
+    packets_in: int = 0
+    """RTP packets received from the foreign room so far."""
+    packets_out: int = 0
+    """RTP packets sent to the foreign room so far."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -62,6 +66,8 @@ class LinkStatus:
             "since": int(self.since * 1000),
             "attempts": self.attempts,
             "remote_participants": self.remote_participants,
+            "packets_in": self.packets_in,
+            "packets_out": self.packets_out,
         }
 
 
@@ -265,6 +271,12 @@ class LinkManager:
         if persist:
             self.gateway.store.add_link(room_id, canonical)
         return await self._ensure_live(room_id, canonical)
+
+    def statuses(self) -> list[tuple[str, LinkStatus]]:
+        """(scheme, status) of every live link, for the metrics."""
+        return [
+            (target.split(":", 1)[0], link.status()) for (_, target), link in self._live.items()
+        ]
 
     def links(self, room_id: str) -> list[tuple[str, LinkStatus]]:
         """The room's links with their live status ("stopped" when not running)."""

@@ -84,6 +84,34 @@ class GatewayCollector(Collector):
             ),
         ):
             yield CounterMetricFamily(f"rondpoint_sip_{name}", help_text, value=value)
+        links = GaugeMetricFamily(
+            "rondpoint_links", "Live room links by scheme and state", labels=["scheme", "state"]
+        )
+        packets_in = CounterMetricFamily(
+            "rondpoint_link_rtp_packets_received",
+            "RTP packets received from linked foreign rooms",
+            labels=["scheme"],
+        )
+        packets_out = CounterMetricFamily(
+            "rondpoint_link_rtp_packets_sent",
+            "RTP packets sent to linked foreign rooms",
+            labels=["scheme"],
+        )
+        states: Counter[tuple[str, str]] = Counter()
+        received: Counter[str] = Counter()
+        sent: Counter[str] = Counter()
+        for scheme, status in self.gateway.links.statuses():
+            states[(scheme, status.state)] += 1
+            received[scheme] += status.packets_in
+            sent[scheme] += status.packets_out
+        for (scheme, state), count in sorted(states.items()):
+            links.add_metric([scheme, state], count)
+        for scheme in sorted(received):
+            packets_in.add_metric([scheme], received[scheme])
+            packets_out.add_metric([scheme], sent[scheme])
+        yield links
+        yield packets_in
+        yield packets_out
 
 
 def render(gateway: Gateway) -> bytes:

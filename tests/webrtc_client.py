@@ -11,7 +11,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import VideoStreamTrack
 from av import AudioFrame, VideoFrame
 
@@ -96,8 +102,11 @@ class WebRtcPeer:
 
     def __init__(self, client: OrsClient) -> None:
         self.client = client
-        self.publish_pc = RTCPeerConnection()
-        self.subscribe_pc = RTCPeerConnection()
+        # max-bundle, as the relay offers: with aiortc's default (balanced), two new m-lines of
+        # one kind in one offer leave the second on a transport that is then discarded
+        bundled = RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self.publish_pc = RTCPeerConnection(bundled)
+        self.subscribe_pc = RTCPeerConnection(bundled)
         self.received: dict[str, ReceivedTrack] = {}
         self._mid_to_track: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []

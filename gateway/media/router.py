@@ -313,6 +313,11 @@ class Router:
     def has_receiver(self, track_id: str) -> bool:
         return track_id in self._receivers
 
+    def downtrack_count(self, track_id: str) -> int:
+        """How many subscribers take the track (0 when it is not published here)."""
+        receiver = self._receivers.get(track_id)
+        return len(receiver.downtracks) if receiver is not None else 0
+
     def receiver_info(self, track_id: str) -> ReceiverInfo | None:
         receiver = self._receivers.get(track_id)
         if receiver is None:

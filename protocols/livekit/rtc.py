@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
     RTCIceCandidate,
@@ -242,7 +243,11 @@ class LiveKitParticipant:
         """Remote participants joined, changed (name, tracks, mute) or left."""
         self.on_signal: Callable[[str, proto.SignalResponse], None] | None = None
         """Signalling messages this class does not act on (mute, speakers_changed, ...)."""
-        configuration = RTCConfiguration(iceServers=list(ice_servers or []))
+        # max-bundle, as LiveKit offers: with aiortc's default (balanced), two new m-lines of one
+        # kind in one offer leave the second on a transport that is then discarded (never sent)
+        configuration = RTCConfiguration(
+            iceServers=list(ice_servers or []), bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
         self.subscriber = _Leg("subscriber", configuration)
         self.publisher = _Leg("publisher", configuration)
         self.subscriber_tap = RtpTap(on_rtp=self._on_subscriber_rtp, on_rtcp=self._subscriber_rtcp)
@@ -542,6 +547,20 @@ class LiveKitParticipant:
                 proto.SignalRequest(
                     subscription=proto.UpdateSubscription(
                         track_sids=track_sids, subscribe=subscribe
+                    )
+                )
+            )
+
+    async def update_track_settings(
+        self, track_sids: list[str], *, disabled: bool = False, width: int = 0, height: int = 0
+    ) -> None:
+        """Pause (disabled) or resume remote video tracks, or ask for a size (UpdateTrackSettings):
+        LiveKit then stops sending them, or picks the simulcast layer that fits."""
+        if track_sids:
+            await self.signal.send(
+                proto.SignalRequest(
+                    track_setting=proto.UpdateTrackSettings(
+                        track_sids=track_sids, disabled=disabled, width=width, height=height
                     )
                 )
             )

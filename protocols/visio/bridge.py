@@ -78,6 +78,8 @@ log = logging.getLogger(__name__)
 BRIDGE_NAME = "Rondpoint"
 JOIN_TIMEOUT = 10.0
 FIRST_RETRY = 0.5
+DEMAND_INTERVAL = 0.5
+"""How often unwatched Visio video is paused, and watched video resumed."""
 TOKEN_TTL = 600.0
 """Join tokens live 10 minutes: LiveKit sends a refresh token for resuming later."""
 STABLE_SECONDS = 30.0
@@ -135,7 +137,7 @@ class _Remote:
     identity: str
     participant_id: str
     tracks: dict[str, str] = field(default_factory=dict)
-    """LiveKit track sid -> the same id here, for the tracks that have a router receiver."""
+    """LiveKit track sid (also its id here) -> kind, for the tracks that have a router receiver."""
     requested: set[str] = field(default_factory=set)
 
 
@@ -158,6 +160,8 @@ class VisioLink:
         self._broken: asyncio.Future[str] | None = None
         self._chat = TextStreamAssembler()
         self._remote_lock = asyncio.Lock()
+        self._counted = (0, 0)
+        """RTP packets received and sent by the LiveKit participants of closed sessions."""
         self._speaking: dict[str, tuple[str, int]] = {}
         """Audio track sid -> (participant id here, RFC 6464 level) of Visio people speaking."""
 
@@ -165,6 +169,13 @@ class VisioLink:
 
     def status(self) -> LinkStatus:
         self._status.remote_participants = len(self._remotes)
+        packets_in, packets_out = self._counted
+        if self._bridge is not None:
+            packets_in += self._bridge.subscriber_tap.packets_in
+        for mirror in self._mirrors.values():
+            if mirror.lk is not None:
+                packets_out += mirror.lk.publisher_tap.packets_out
+        self._status.packets_in, self._status.packets_out = packets_in, packets_out
         return self._status
 
     async def start(self) -> None:
@@ -190,8 +201,7 @@ class VisioLink:
     def _set(self, state: str, detail: str = "") -> None:
         if state != self._status.state or detail != self._status.detail:
             log.info("link %s of room %s: %s %s", self.target, self.room_id, state, detail)
-        attempts = self._status.attempts
-        self._status = LinkStatus(state, detail, time.time(), attempts)
+        self._status = LinkStatus(state, detail, time.time(), self._status.attempts)
 
     async def _run(self) -> None:
         delay = FIRST_RETRY
@@ -245,11 +255,14 @@ class VisioLink:
         bridge.on_participants = lambda _: self._spawn(self._sync_remotes(bridge))
         self._spawn(self._watch(bridge, "the bridge participant"))
         self._spawn(self._follow_room())
+        self._spawn(self._follow_demand(bridge))
         await self._sync_remotes(bridge)
         for participant in list(room.participants.values()):
             self._schedule_mirror(participant.id)
 
     async def _close_session(self, *, leave: bool) -> None:
+        status = self.status()
+        self._counted = (status.packets_in, status.packets_out)
         for task in list(self._session_tasks):
             task.cancel()
         for task in list(self._session_tasks):
@@ -272,7 +285,7 @@ class VisioLink:
                 await self._bridge.close(leave=leave)
             self._bridge = None
         for remote in self._remotes.values():
-            for track_id in list(remote.tracks.values()):
+            for track_id in list(remote.tracks):
                 self._drop_remote_track(remote, track_id)
             remote.requested.clear()
 
@@ -458,7 +471,7 @@ class VisioLink:
             track.ssrc,
             track.rtx_ssrc,
         )
-        remote.tracks[track.sid] = track.sid
+        remote.tracks[track.sid] = track.kind
         self.gateway.rooms.publish_track(
             room,
             Track(
@@ -526,6 +539,30 @@ class VisioLink:
         sid = bridge.track_for_ssrc(int.from_bytes(packet[4:8], "big"))
         if sid is not None:
             self.gateway.relay.router(self.room_id).on_publisher_rtcp(sid, packet)
+
+    async def _follow_demand(self, bridge: LiveKitParticipant) -> None:
+        """Visio video that nobody here watches is paused at LiveKit (UpdateTrackSettings), so it
+        does not cross the network for nothing; it resumes as soon as someone subscribes (the
+        subscriber's keyframe request brings the picture)."""
+        router = self.gateway.relay.router(self.room_id)
+        paused: dict[str, bool] = {}
+        while True:
+            await asyncio.sleep(DEMAND_INTERVAL)
+            pause: list[str] = []
+            resume: list[str] = []
+            for remote in list(self._remotes.values()):
+                for sid, kind in list(remote.tracks.items()):
+                    if kind != "video":
+                        continue
+                    idle = router.downtrack_count(sid) == 0
+                    if paused.get(sid, False) != idle:
+                        paused[sid] = idle
+                        (pause if idle else resume).append(sid)
+            try:
+                await bridge.update_track_settings(pause, disabled=True)
+                await bridge.update_track_settings(resume, disabled=False)
+            except SignalError as exc:
+                log.debug("track settings not sent: %s", exc)
 
     def _on_data(self, packet: models.DataPacket) -> None:
         room = self._room()

@@ -134,6 +134,8 @@ async def test_admin_link_list_show_and_delete(harness: Harness) -> None:
         "since",
         "attempts",
         "remote_participants",
+        "packets_in",
+        "packets_out",
     }
     rooms = await (await h.client.get("/api/v1/rooms", headers=h.admin)).json()
     assert rooms["rooms"][0]["links"] == [TARGET]  # the ORS room wire keeps plain strings

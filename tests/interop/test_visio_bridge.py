@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -120,6 +121,18 @@ async def linked_room(gateway: RunningGateway, room: str) -> str:
     link(gateway, room, visio_room)
     await wait_linked(gateway, room)
     return visio_room
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def packets_per_second(gateway: RunningGateway, room: str, seconds: float = 2.0) -> float:
+    """RTP packets a second that the room's link receives from LiveKit (its status counter)."""
+    before = link_state(gateway, room)["packets_in"]
+    await asyncio.sleep(seconds)
+    return (link_state(gateway, room)["packets_in"] - before) / seconds
 
 
 def participants(gateway: RunningGateway, room: str) -> list[dict]:
@@ -389,6 +402,7 @@ async def test_video_screen_share_and_active_speakers_cross_the_bridge(
     visio_room = await linked_room(gateway, room)
     async with visio_user(livekit_server, visio_room, "claire-sub", "Claire Dubois") as claire:
         await claire.publish_tone(VISIO_HZ)
+        await claire.publish_video()
         await claire.publish_video(source="screen_share")
         async with bruno_here(gateway, room, video=True) as (host, peer):
             # Bruno's camera reaches Visio, decoded by the SDK.
@@ -410,12 +424,20 @@ async def test_video_screen_share_and_active_speakers_cross_the_bridge(
                 p for p in participants(gateway, room) if p["name"] == "Claire Dubois"
             )
             screen = next(t["id"] for t in claire_here["tracks"] if t["source"] == "screen")
+            # Nobody here watches her camera and screen yet: LiveKit is asked not to send them.
+            await asyncio.sleep(1.5)
+            unwatched = await packets_per_second(gateway, room)
             await accept_offers_until(
                 host,
                 peer,
                 lambda: screen in peer.received and peer.received[screen].frames > 10,
                 "the screen share does not play here",
             )
+            watched = await packets_per_second(gateway, room)
+            assert unwatched < 60 < watched, (unwatched, watched)  # her voice is 50 packets/s
+            metrics = await asyncio.to_thread(scrape, gateway.base_url + "/metrics")
+            assert 'rondpoint_links{scheme="visio",state="connected"} 1.0' in metrics
+            assert 'rondpoint_link_rtp_packets_received_total{scheme="visio"}' in metrics
 
             # Active speakers: Claire speaks here, Bruno speaks there.
             await wait_until(

@@ -265,13 +265,15 @@ async def test_ensure_is_idempotent_and_may_skip_the_store(data_dir: Path) -> No
 
 
 def test_link_status_wire_shape() -> None:
-    status = LinkStatus("retrying", "LiveKit closed the socket", 1700000000.5, 3, 1)
+    status = LinkStatus("retrying", "LiveKit closed the socket", 1700000000.5, 3, 1, 42, 7)
     assert status.to_wire() == {
         "state": "retrying",
         "detail": "LiveKit closed the socket",
         "since": 1700000000500,
         "attempts": 3,
         "remote_participants": 1,
+        "packets_in": 42,
+        "packets_out": 7,
     }
 
 

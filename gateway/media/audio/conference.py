@@ -462,8 +462,5 @@ def _leg_stats(leg: PhoneLeg) -> ConferenceStats:
 
 def _has_subscribers(router: Router, track_id: str) -> bool:
     """Whether any downtrack takes the track (True when the router cannot say)."""
-    receivers = getattr(router, "_receivers", None)
-    if not isinstance(receivers, dict):
-        return True
-    receiver = receivers.get(track_id)
-    return receiver is None or bool(getattr(receiver, "downtracks", True))
+    count = getattr(router, "downtrack_count", None)
+    return count is None or count(track_id) > 0
