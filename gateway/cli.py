@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -43,15 +44,35 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rondpoint", description=__doc__)
-    parser.add_argument("--config", metavar="FILE", help="TOML configuration (default: embedded)")
-    parser.add_argument("--url", help="the running gateway's base URL (admin commands)")
+def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The options every command takes, before or after its name (``default`` SUPPRESS on commands,
+    so an option given after the command wins and one given before is not reset)."""
+    parser.add_argument(
+        "--config", metavar="FILE", default=default, help="TOML configuration (default: embedded)"
+    )
+    parser.add_argument(
+        "--url", default=default, help="the running gateway's base URL (admin commands)"
+    )
     parser.add_argument(
         "--admin-token",
+        default=default,
         help="admin token (default: $RONDPOINT_ADMIN_TOKEN, then DATA_DIR/admin-token)",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: it accepts the global options too (``rondpoint serve --config F``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_global_options(self, argparse.SUPPRESS)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rondpoint", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _add_global_options(parser, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
 
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--log-format", choices=["text", "json"], help="log format (default: text)")
@@ -139,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
     dispatch_delete.add_argument("number")
     dispatch_delete.set_defaults(run=_dispatch_delete)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("rondpoint")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:

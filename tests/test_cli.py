@@ -41,6 +41,43 @@ def test_an_invalid_config_stops_the_start_naming_file_and_key(tmp_path: Path) -
     assert str(config) in result.stderr and "http.port" in result.stderr
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_options_work_on_either_side_of_the_command(
+    gateway: RunningGateway, where: str
+) -> None:
+    global_options = ["--config", str(gateway.config_path), "--url", gateway.base_url]
+    command = ["room", "create", f"either-side-{where}"]
+    args = global_options + command if where == "before" else command + global_options
+    created = subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=30
+    )
+    assert created.returncode == 0, created.stderr
+    assert f"either-side-{where}" in rondpoint("room", "list", gateway=gateway).stdout
+
+
+def test_an_option_after_the_command_wins_over_the_same_option_before_it(tmp_path: Path) -> None:
+    before, dead = f"http://127.0.0.2:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    result = rondpoint("--url", before, "--admin-token", "x", "room", "list", "--url", dead)
+    assert result.returncode == 1
+    assert f"not running at {dead}" in result.stderr
+
+
+def test_serve_takes_config_after_the_command(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[http]\nport = 0\n")
+    result = rondpoint("serve", "--config", str(config))
+    assert result.returncode == 2
+    assert str(config) in result.stderr and "http.port" in result.stderr
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = rondpoint("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"rondpoint {version('rondpoint')}"
+
+
 def test_room_lifecycle_through_the_cli(gateway: RunningGateway) -> None:
     created = rondpoint(
         "room", "create", "conseil-des-ministres", "--pin", "--lobby", gateway=gateway
