@@ -1,10 +1,14 @@
-"""Validation of ORS messages against the published JSON Schemas in spec/schemas (draft 2020-12)."""
+"""Validation of ORS messages against the published JSON Schemas (draft 2020-12).
+
+The schemas are read from the package (``gateway/ors/json_schemas``, a link to ``spec/schemas`` in the
+source tree, so the published copy is the one source and the wheel carries real files).
+"""
 
 from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -12,25 +16,34 @@ from referencing import Registry, Resource
 
 from gateway.ors.problems import Problem
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "spec" / "schemas"
+SCHEMA_PACKAGE = "gateway.ors"
+SCHEMA_FOLDER = "json_schemas"
+
+
+def schema_files() -> dict[str, Any]:
+    """Every published schema file by name (index.json included), as packaged."""
+    folder = resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_FOLDER)
+    return {
+        entry.name: json.loads(entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".json")
+    }
 
 
 @cache
 def _validators() -> dict[str, dict[str, Draft202012Validator]]:
-    resources = []
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
-        if path.name == "index.json":
-            continue
-        schema = json.loads(path.read_text())
-        resources.append((schema["$id"], Resource.from_contents(schema)))
-    registry: Registry = Registry().with_resources(resources)
-    index = json.loads((SCHEMA_DIR / "index.json").read_text())
+    files = schema_files()
+    index = files.pop("index.json")
+    registry: Registry = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in files.values()
+    )
     validators: dict[str, dict[str, Draft202012Validator]] = {}
     for direction in ("client", "server"):
         validators[direction] = {}
         for message_type, filename in index[direction].items():
-            schema = json.loads((SCHEMA_DIR / filename).read_text())
-            validators[direction][message_type] = Draft202012Validator(schema, registry=registry)
+            validators[direction][message_type] = Draft202012Validator(
+                files[filename], registry=registry
+            )
     return validators
 
 
