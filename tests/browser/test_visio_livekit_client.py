@@ -9,7 +9,7 @@ and camera, and exposes to the test, through `window.lk`, the remote participant
 text streams it received, a way to send one, and the inbound-rtp stats of each remote audio track.
 
 The room here is linked to the Visio room; Bruno Petit is in it with the ORS client
-(tests/webrtc_client.py, a tone). Asserted: livekit-client lists Bruno with `rondpoint.origin`
+(spec/conformance/webrtc.py, a tone). Asserted: livekit-client lists Bruno with `rondpoint.origin`
 = ors and receives his audio with a level; our room lists Inès from Visio with her audio and
 video, which Bruno's peer receives; chat goes both ways.
 
@@ -35,11 +35,11 @@ import pytest
 from aiohttp import web
 
 from spec.conformance.orsclient import OrsClient
+from spec.conformance.webrtc import WebRtcPeer
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.gateway_process import ROOT, RunningGateway, free_port, running_gateway
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import visio_token
-from tests.webrtc_client import WebRtcPeer
 
 pytestmark = [
     pytest.mark.browser,

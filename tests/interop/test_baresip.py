@@ -1,7 +1,7 @@
 """baresip, a real softphone, against the gateway: two-way audio with a WebRTC participant, PIN by DTMF.
 
 baresip plays a 1000 Hz tone as its microphone and records what it hears; an aiortc WebRTC
-participant (tests/webrtc_client.py) publishes 660 Hz. The participant must hear 1000 Hz from
+participant (spec/conformance/webrtc.py) publishes 660 Hz. The participant must hear 1000 Hz from
 the phone, and the phone must hear 660 Hz and not its own 1000 Hz (the room's mix-minus).
 """
 
@@ -18,10 +18,10 @@ import pytest
 
 from gateway.media.audio.tone import tone_amplitude
 from spec.conformance.orsclient import OrsClient
+from spec.conformance.webrtc import SAMPLE_RATE, WebRtcPeer, dominant_frequency
 from tests.browser import conftest as browser_fixtures
 from tests.gateway_process import RunningGateway
 from tests.interop.baresip import Baresip, BaresipInThread
-from tests.webrtc_client import SAMPLE_RATE, WebRtcPeer, dominant_frequency
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 

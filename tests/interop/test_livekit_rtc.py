@@ -21,9 +21,9 @@ from livekit.protocol import models
 from gateway.media.audio.codecs import OPUS
 from gateway.media.audio.conference import RtpWriter
 from protocols.livekit.rtc import LiveKitParticipant, RemoteTrack, parse_trickle
+from spec.conformance.webrtc import ToneTrack, dominant_frequency
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_peers import our_participant, sdk_room, token
-from tests.webrtc_client import ToneTrack, dominant_frequency
 
 pytestmark = [
     pytest.mark.interop,

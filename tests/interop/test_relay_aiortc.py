@@ -15,7 +15,7 @@ from aiortc import (
 )
 
 from gateway.media import MediaRelay, PublishRequest
-from tests.webrtc_client import PatternTrack, ToneTrack, dominant_frequency
+from spec.conformance.webrtc import PatternTrack, ToneTrack, dominant_frequency
 
 pytestmark = pytest.mark.interop
 

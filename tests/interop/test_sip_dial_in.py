@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from spec.conformance.orsclient import OrsClient
+from spec.conformance.webrtc import WebRtcPeer
 from tests.gateway_process import RunningGateway, free_port, sipp_media_port
-from tests.webrtc_client import WebRtcPeer
 
 pytestmark = pytest.mark.interop
 

@@ -1,7 +1,7 @@
 """Phones in rooms, end to end: the lobby, ``*6`` self-mute, join and leave tones, early media.
 
 Real peers on both sides of the gateway: baresip (tests/interop/baresip.py) or SIPp as the phone,
-and aiortc WebRTC participants (tests/webrtc_client.py) signalled over ORS. Every check is on
+and aiortc WebRTC participants (spec/conformance/webrtc.py) signalled over ORS. Every check is on
 something a person would notice: who is in the room and in which state, what the browser hears
 from the phone, what the phone hears from the gateway (baresip's recording, read with a
 single-frequency detector).
@@ -20,12 +20,12 @@ import pytest
 
 from gateway.media.audio.tone import tone_amplitude
 from spec.conformance.orsclient import OrsClient
+from spec.conformance.webrtc import SAMPLE_RATE, ReceivedTrack, WebRtcPeer
 from tests.gateway_process import RunningGateway
 from tests.interop.baresip import Baresip
 from tests.interop.sipp_tools import phones, wait_until
 from tests.interop.test_sip_dial_in import SCENARIOS
 from tests.interop.test_sip_dial_out import callee
-from tests.webrtc_client import SAMPLE_RATE, ReceivedTrack, WebRtcPeer
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 

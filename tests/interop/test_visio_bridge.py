@@ -25,12 +25,12 @@ from livekit.protocol import rtc as lkrtc
 
 from gateway.media.audio.tone import tone_amplitude
 from spec.conformance.orsclient import OrsClient
+from spec.conformance.webrtc import SAMPLE_RATE, WebRtcPeer
 from tests.gateway_process import RunningGateway, running_gateway
 from tests.interop.baresip import Baresip
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import VisioUser, visio_user
 from tests.interop.sipp_tools import wait_until
-from tests.webrtc_client import SAMPLE_RATE, WebRtcPeer
 
 pytestmark = [
     pytest.mark.interop,

@@ -17,8 +17,8 @@ import pytest
 from gateway.ors import schemas
 from gateway.store import Store
 from spec.conformance.orsclient import OrsClient, OrsError
+from spec.conformance.webrtc import WebRtcPeer
 from tests.gateway_process import RunningGateway
-from tests.webrtc_client import WebRtcPeer
 
 pytestmark = pytest.mark.interop
 

@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from spec.conformance.webrtc import ReceivedTrack, ToneTrack
 from tests.gateway_process import RunningGateway
-from tests.webrtc_client import ReceivedTrack, ToneTrack
 
 pytestmark = pytest.mark.interop
 

@@ -1,6 +1,7 @@
-"""An aiortc test peer for the ORS signalling client: publishes a tone, receives and measures tracks.
+"""An aiortc WebRTC peer for the ORS client (orsclient.py): publishes a tone, receives and measures tracks.
 
-aiortc here plays a browser in tests only; the gateway's relay never uses its media pipeline.
+The conformance suite's media tests use it against any ORS server, and Rondpoint's own tests use it as
+a browser stand-in; the gateway's relay never uses aiortc's media pipeline.
 """
 
 from __future__ import annotations

@@ -1,0 +1,55 @@
+"""Black-box conformance of an ORS v1 server's media (spec/ors-v1.md sections 8.2, 8.3, 8.5, 10):
+join, publish a tone, subscribe and hear it, unpublish, leave. Needs aiortc (spec/conformance/webrtc.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from spec.conformance.test_conformance import check_server_messages, joined
+from spec.conformance.webrtc import WebRtcPeer
+
+pytestmark = pytest.mark.interop
+
+TONE_HZ = 587.0
+
+
+async def test_join_publish_subscribe_unpublish_and_leave(ors_url: str, ors_room: str) -> None:
+    alice = await joined(ors_url, ors_room, "Alice")
+    alice_peer = WebRtcPeer(alice)
+    bob = bob_peer = None
+    try:
+        answer = await alice_peer.publish(frequency=TONE_HZ)
+        [track] = answer["tracks"]
+        assert (track["kind"], track["source"]) == ("audio", "microphone")
+        assert track["codec"].lower() == "opus"
+
+        bob = await joined(ors_url, ors_room, "Bob")
+        bob_peer = WebRtcPeer(bob)
+        offer = await bob.next_event("offer")
+        assert offer["pc"] == "subscribe"
+        assert [t["track_id"] for t in offer["tracks"]] == [track["id"]]
+        await bob_peer.accept_offer(offer)
+        async with asyncio.timeout(20):
+            while (heard := bob_peer.received.get(track["id"])) is None or heard.frames < 60:
+                await asyncio.sleep(0.1)
+        assert abs(heard.frequency() - TONE_HZ) < 15, "Bob must hear Alice's tone"
+
+        await alice.request({"type": "unpublish", "track_id": track["id"]})
+        gone = await bob.next_event("track_unpublished")
+        assert gone["track_id"] == track["id"]
+
+        await alice.send({"type": "leave"})
+        left = await bob.next_event("participant_left")
+        assert left["reason"] == "left"
+        check_server_messages(alice)
+        check_server_messages(bob)
+    finally:
+        await alice_peer.close()
+        await alice.close()
+        if bob_peer is not None:
+            await bob_peer.close()
+        if bob is not None:
+            await bob.close()
