@@ -37,6 +37,8 @@ class HttpConfig:
     port: int = 8080
     tls_cert: str = ""
     tls_key: str = ""
+    trusted_proxies: list[str] = field(default_factory=list)
+    """Reverse proxies (addresses or CIDRs) whose X-Forwarded-For names the client's address."""
 
 
 @dataclass
@@ -313,6 +315,7 @@ def _validate(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: 'media.port_range_end' must be >= 'media.port_range_start'")
     if bool(config.http.tls_cert) != bool(config.http.tls_key):
         raise ConfigError(f"{where}: 'http.tls_cert' and 'http.tls_key' must be set together")
+    _validate_trusted_proxies(config.http.trusted_proxies, where)
     from gateway.rooms import ROOM_ID_PATTERN
     from protocols.sip.dispatch import check_rule
 
@@ -342,6 +345,24 @@ def _validate(config: Config, where: str) -> None:
             f"{where}: 'rooms.demo_room' must match {ROOM_ID_PATTERN.pattern} or be empty"
         )
     _validate_visio(config.visio, where)
+
+
+def _validate_trusted_proxies(value: object, where: str) -> None:
+    """[http] trusted_proxies: a list of IP addresses or networks (CIDR), IPv4 or IPv6."""
+    key = "http.trusted_proxies"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{where}: '{key}' must be a list of IP addresses or networks, "
+            'like ["127.0.0.1", "10.0.0.0/8", "::1"]'
+        )
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=True)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: '{key}' has {item!r}, which is not an IP address or a network "
+                "(CIDR) with its host bits zero, like 10.0.0.0/8 or fd00::/8"
+            ) from None
 
 
 _IDENTITY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,32}")

@@ -100,8 +100,12 @@ def running_gateway(
     extra_config: str = "",
     log_format: str = "json",
     rtp_ports: tuple[int, int] | None = None,
+    server_config: str = "",
+    http_config: str = "",
 ) -> Iterator[RunningGateway]:
-    """`rtp_ports`: the [sip] RTP port range (first, last); default 100 ports picked from sip_port."""
+    """`rtp_ports`: the [sip] RTP port range (first, last); default 100 ports picked from sip_port.
+    `server_config`, `http_config`: more keys of the [server] and [http] tables, which
+    `extra_config` (appended after them) cannot reopen."""
     http_port = free_port()
     media_port = free_port(socket.SOCK_DGRAM)
     sip_port = free_port(socket.SOCK_DGRAM)
@@ -111,8 +115,8 @@ def running_gateway(
     data_dir = tmp / "data"
     config_path = tmp / "rondpoint.toml"
     config_path.write_text(
-        f'[server]\nname = "test.rondpoint.local"\ndata_dir = "{data_dir}"\n'
-        f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n'
+        f'[server]\nname = "test.rondpoint.local"\ndata_dir = "{data_dir}"\n{server_config}\n'
+        f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n{http_config}\n'
         f'[media]\nhost = "127.0.0.1"\nport = {media_port}\n'
         f"port_range_start = {media_port}\nport_range_end = {media_port}\n"
         f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\n'

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.http import admin, hostlinks, ops, webclient
+from gateway.http.client_address import client_address_middleware
 from gateway.ors import routes as ors_routes
 from gateway.ors.problems import Problem
 from gateway.rooms import RoomError
@@ -51,7 +52,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 def create_app(gateway: Gateway) -> web.Application:
-    app = web.Application(middlewares=[problems_middleware], client_max_size=256 * 1024)
+    # first, so every handler and log line reads the client's address as request.remote
+    # (X-Forwarded-For when the peer is one of [http] trusted_proxies)
+    client_address = client_address_middleware(gateway.config.http.trusted_proxies)
+    app = web.Application(
+        middlewares=[client_address, problems_middleware], client_max_size=256 * 1024
+    )
     app["gateway"] = gateway
     ors_routes.add_routes(app)
     admin.add_routes(app)
