@@ -60,7 +60,7 @@ def validate(direction: str, message: Any) -> None:
         raise Problem("invalid_message", "the message has no string 'type'", field="/type")
     validator = _validators()[direction].get(message_type)
     if validator is None:
-        raise Problem("unknown_type", f"unknown message type '{message_type[:64]}'", field="/type")
+        raise Problem("unknown_type", "the message type is not part of ORS v1", field="/type")
     error = next(iter(sorted(validator.iter_errors(message), key=lambda e: list(e.path))), None)
     if error is not None:
         pointer = "".join(f"/{part}" for part in error.absolute_path)

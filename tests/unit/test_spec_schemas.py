@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,241 @@ def test_checker_reports_a_missing_required_field_at_the_field() -> None:
 
 def test_checker_ignores_unknown_fields() -> None:
     assert check_client_message({"type": "ping", "x-trace": {"any": ["thing"]}}) is None
+
+
+# the specification, the README, the schemas, the vectors and the server agree ----------------
+
+SPEC_TEXT = (SPEC / "ors-v1.md").read_text(encoding="utf-8")
+README_TEXT = (SPEC / "README.md").read_text(encoding="utf-8")
+VALIDATION_CODES = {"invalid_message", "unknown_type"}
+"""The codes of a message that breaks the envelope or its schema (6.5 steps 3 to 5): section 13.4
+forbids their detail to repeat the value received."""
+
+
+def _headings() -> dict[str, str]:
+    """Section number -> heading title, from the "## 5. Join tokens" / "### 5.1 Format" lines."""
+    found = re.findall(r"^#{2,3} (\d+(?:\.\d+)*)\.? +(.+)$", SPEC_TEXT, flags=re.M)
+    return dict(found)
+
+
+HEADINGS = _headings()
+
+
+def _section(number: str) -> str:
+    """The text of section `number` up to the next heading of its level or above."""
+    level = "##" if "." not in number else "###"
+    start = re.search(rf"^{level} {re.escape(number)}\.? .*$", SPEC_TEXT, flags=re.M)
+    assert start is not None, f"no section {number}"
+    end = re.compile(rf"^#{{2,{len(level)}}} ", flags=re.M).search(SPEC_TEXT, start.end())
+    return SPEC_TEXT[start.end() : end.start() if end else len(SPEC_TEXT)]
+
+
+def _error_table() -> dict[str, dict[str, Any]]:
+    """The rows of the table in section 12.2, keyed by code: {"status": 413, "title": ...}."""
+    lines = [line for line in _section("12.2").splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows: dict[str, dict[str, Any]] = {}
+    for line in lines[2:]:
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        code = cells["code"].strip("`")
+        assert code not in rows, f"{code} has two rows"
+        rows[code] = {"status": int(cells["status"]), "title": cells.get("title")}
+    return rows
+
+
+ERROR_TABLE = _error_table()
+
+
+def _spec_examples() -> list[Any]:
+    """Every JSON value in the ```json blocks of ors-v1.md (some blocks hold several)."""
+    values: list[Any] = []
+    decoder = json.JSONDecoder()
+    for block in re.findall(r"^```json\n(.*?)^```", SPEC_TEXT, flags=re.M | re.S):
+        position = 0
+        while (start := block.find("{", position)) != -1:
+            try:
+                value, position = decoder.raw_decode(block, start)
+            except ValueError:
+                position = start + 1
+                continue
+            values.append(value)
+    return values
+
+
+def _problems(node: Any) -> list[dict[str, Any]]:
+    """The problem details objects anywhere inside `node`."""
+    if isinstance(node, list):
+        return [p for item in node for p in _problems(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node] if str(node.get("type", "")).startswith("urn:ors:error:") else []
+    return found + [p for value in node.values() for p in _problems(value)]
+
+
+PROBLEMS = [
+    *(("server.valid.json", p) for p in _problems(SERVER_VALID)),
+    *(("ors-v1.md", p) for p in _problems(_spec_examples())),
+]
+
+
+def _member_names(node: Any) -> set[str]:
+    if isinstance(node, list):
+        return {name for item in node for name in _member_names(item)}
+    if not isinstance(node, dict):
+        return set()
+    names = set(node.get("properties", {})) | set(node.get("required", []))
+    return names | {name for value in node.values() for name in _member_names(value)}
+
+
+def _value_at(instance: Any, pointer: str) -> Any:
+    for part in pointer.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        try:
+            instance = instance[int(part) if isinstance(instance, list) else part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+    return instance
+
+
+def test_error_table_has_a_status_and_a_title_for_every_code() -> None:
+    assert "message_too_large" in ERROR_TABLE
+    for code, row in ERROR_TABLE.items():
+        assert 400 <= row["status"] <= 599, code
+        assert row["title"], f"{code} has no title in the table of section 12.2"
+
+
+def test_server_titles_are_the_titles_of_the_error_table() -> None:
+    from gateway.ors.problems import TITLES
+
+    assert {code: TITLES.get(code) for code in ERROR_TABLE} == {
+        code: row["title"] for code, row in ERROR_TABLE.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"), PROBLEMS, ids=lambda x: x if isinstance(x, str) else x["code"]
+)
+def test_every_problem_has_the_status_and_title_of_its_code(
+    source: str, problem: dict[str, Any]
+) -> None:
+    row = ERROR_TABLE[problem["code"]]
+    assert problem["type"] == "urn:ors:error:" + problem["code"]
+    assert problem["status"] == row["status"], f"{source}: section 12.2 says {row['status']}"
+    assert problem["title"] == row["title"], f"{source}: section 12.2 says {row['title']!r}"
+
+
+def test_statuses_named_in_the_text_are_those_of_the_error_table() -> None:
+    # "`400 negotiation_failed`", "`not_joined` (409)", "`message_too_large` 413"
+    named = re.findall(r"`(\d{3}) ([a-z_]+)`", SPEC_TEXT) + [
+        (status, code) for code, status in re.findall(r"`([a-z_]+)`,? \(?(\d{3})\b", SPEC_TEXT)
+    ]
+    wrong = {
+        (code, int(status))
+        for status, code in named
+        if code in ERROR_TABLE and ERROR_TABLE[code]["status"] != int(status)
+    }
+    assert named and wrong == set()
+
+
+@pytest.mark.parametrize("direction", ["client", "server"])
+def test_readme_lists_and_counts_the_message_types_of_the_index(direction: str) -> None:
+    match = re.search(
+        rf"`{direction}\.<type>\.json`: [^(]*\((\d+) types: ([^)]*)\)", README_TEXT, flags=re.S
+    )
+    assert match is not None
+    listed = re.findall(r"`([a-z_]+)`", match[2])
+    assert int(match[1]) == len(listed) == len(INDEX[direction])
+    assert sorted(listed) == sorted(INDEX[direction])
+
+
+@pytest.mark.parametrize(("direction", "number"), [("client", "8"), ("server", "9")])
+def test_spec_has_one_subsection_per_message_type_of_the_index(direction: str, number: str) -> None:
+    types = [
+        re.match(r"`([a-z_]+)`", title)
+        for n, title in HEADINGS.items()
+        if n.startswith(number + ".")
+    ]
+    assert sorted(m[1] for m in types if m) == sorted(INDEX[direction])
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading ("6.5 Processing a client message" -> "65-processing-...")."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def _section_references() -> list[tuple[str, str, str]]:
+    """(where, section number, the text after the number) for every "section N.M" / "§N.M"."""
+    texts = [("README.md", README_TEXT)]
+    for name in sorted(SCHEMA_FILES):
+        texts.append((f"schemas/{name}", json.dumps(SCHEMA_FILES[name], ensure_ascii=False)))
+    for path in sorted(VECTORS.glob("*.json")):
+        texts.append((f"vectors/{path.name}", json.dumps(_load(path), ensure_ascii=False)))
+    pattern = re.compile(r"(?:\b[Ss]ections? +|§ ?)(\d+(?:\.\d+)*)(?<!\.)(.{0,80})", flags=re.S)
+    return [
+        (where, m[1], m[2])
+        for where, text in texts
+        for m in pattern.finditer(text)
+        if not _cites_an_rfc(text, m.start())
+    ]
+
+
+def _cites_an_rfc(text: str, start: int) -> bool:
+    """In "[RFC 8445, section 2.5]" the section is the RFC's, not one of ors-v1.md."""
+    return re.search(r"RFC \d+,? *$", text[max(0, start - 12) : start]) is not None
+
+
+@pytest.mark.parametrize(
+    ("where", "number", "after"),
+    _section_references(),
+    ids=[f"{where}:{number}" for where, number, _ in _section_references()],
+)
+def test_section_references_name_the_section_they_mean(where: str, number: str, after: str) -> None:
+    """A reference outside ors-v1.md carries the heading it means, so a wrong number shows:
+    "section 5, Join tokens" / "section 5 (Join tokens)" or, in Markdown, a link to its anchor,
+    "[section 6.5](ors-v1.md#65-processing-a-client-message)"."""
+    assert number in HEADINGS, f"{where}: ors-v1.md has no section {number}"
+    heading = f"{number} {HEADINGS[number]}"
+    title = HEADINGS[number].replace("`", "")
+    assert after.startswith((f", {title}", f" ({title}", f": {title}")) or after.startswith(
+        f"](ors-v1.md#{_slug(heading)})"
+    ), f"{where}: section {number} is {title!r}, cited as {after[:60]!r}"
+
+
+def test_section_references_inside_the_spec_exist() -> None:
+    cited = [
+        m[1]
+        for m in re.finditer(r"\b[Ss]ections? +(\d+(?:\.\d+)*)(?<!\.)", SPEC_TEXT)
+        if not _cites_an_rfc(SPEC_TEXT, m.start())
+    ]
+    assert cited and sorted(set(cited) - set(HEADINGS)) == []
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [p for _, p in PROBLEMS if p["code"] in VALIDATION_CODES],
+    ids=lambda p: p["code"],
+)
+def test_validation_error_vectors_do_not_repeat_the_value_received(problem: dict[str, Any]) -> None:
+    # Section 13.4: the detail names the field and the rule, never the value. Quoted words
+    # may name a member, a message type or the field's pointer, nothing else.
+    known = {problem.get("field")} | set(INDEX["client"]) | _member_names(SCHEMA_FILES)
+    quoted = re.findall(r"'([^']*)'|\"([^\"]*)\"", problem["detail"])
+    assert [q for pair in quoted for q in pair if q and q not in known] == []
+
+
+@pytest.mark.parametrize("vector", CLIENT_INVALID, ids=_message_id)
+def test_server_answers_an_invalid_vector_as_the_spec_says(vector: dict[str, Any]) -> None:
+    """gateway.ors.schemas.validate gives the vector's code and field, the status of section 12.2,
+    and a detail without the value received (section 13.4)."""
+    from gateway.ors.problems import Problem
+    from gateway.ors.schemas import validate
+
+    with pytest.raises(Problem) as refused:
+        validate("client", vector["message"])
+    problem = refused.value
+    assert (problem.code, problem.field) == (vector["code"], vector["field"])
+    assert problem.status == ERROR_TABLE[problem.code]["status"]
+    received = _value_at(vector["message"], vector["field"]) if vector["field"] else None
+    shown = received if isinstance(received, str) else json.dumps(received)
+    if received is not None and len(shown.strip()) >= 3:
+        assert shown not in problem.detail
