@@ -102,6 +102,18 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--name", dest="display_name")
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token.add_argument("--role", choices=["host", "member", "guest"], default="host")
+    token.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="may publish audio, video and screen share (default: yes)",
+    )
+    token.add_argument(
+        "--subscribe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="receives the others' audio and video (default: yes)",
+    )
     token.set_defaults(run=_token)
 
     dial = commands.add_parser("dial", help="call a phone into a room (sip: URI, tel: or number)")
@@ -300,7 +312,13 @@ def _room_delete(args: argparse.Namespace, config: Config) -> None:
 
 
 def _token(args: argparse.Namespace, config: Config) -> None:
-    body = {"identity": args.identity, "ttl": args.ttl, "role": args.role}
+    body = {
+        "identity": args.identity,
+        "ttl": args.ttl,
+        "role": args.role,
+        "can_publish": args.publish,
+        "can_subscribe": args.subscribe,
+    }
     if args.display_name:
         body["name"] = args.display_name
     minted = _admin(args, config, "POST", f"/api/v1/rooms/{args.name}/tokens", body)

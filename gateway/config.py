@@ -145,6 +145,32 @@ class VisioConfig:
 
 
 @dataclass
+class TokenIssuerConfig:
+    """A ``[[tokens.issuers]]`` table: a backend that may sign join tokens (spec 5.1), such as a
+    Visio backend with its LiveKit API key and secret. Exactly one of ``secret``, ``secret_env``
+    and ``public_key``."""
+
+    key_id: str = ""
+    """The tokens' ``iss`` claim: for a LiveKit/Visio backend, its API key."""
+    secret: str = field(default="", repr=False)
+    """HS256 shared secret (at least 32 characters). Never logged, never shown in errors."""
+    secret_env: str = ""
+    """Name of an environment variable holding the HS256 secret, to keep it out of the file."""
+    public_key: str = ""
+    """Path of a PEM public key (Ed25519 -> EdDSA, RSA -> RS256, P-256 -> ES256)."""
+    rooms: list[str] = field(default_factory=list)
+    """Rooms this issuer may grant: names or glob patterns ("visio-*"); ["*"] for every room.
+    Required: an issuer with no rooms is refused rather than silently granted all."""
+
+
+@dataclass
+class TokensConfig:
+    """Join-token issuers registered by the operator, besides the gateway itself."""
+
+    issuers: list[TokenIssuerConfig] = field(default_factory=list)
+
+
+@dataclass
 class LogConfig:
     level: str = "info"
     format: str = "text"
@@ -159,6 +185,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     visio: VisioConfig = field(default_factory=VisioConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -345,6 +372,7 @@ def _validate(config: Config, where: str) -> None:
             f"{where}: 'rooms.demo_room' must match {ROOM_ID_PATTERN.pattern} or be empty"
         )
     _validate_visio(config.visio, where)
+    _validate_tokens(config.tokens, where)
 
 
 def _validate_trusted_proxies(value: object, where: str) -> None:
@@ -400,3 +428,61 @@ def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
     except ValueError:
         return False
     return parsed.scheme in schemes and bool(parsed.hostname)
+
+
+_KEY_ID = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")
+_ROOM_PATTERN = re.compile(r"[a-z0-9*?-]{1,64}")
+
+
+def _validate_tokens(tokens: TokensConfig, where: str) -> None:
+    """[[tokens.issuers]]; messages name the key and never show a secret."""
+    from gateway.tokens import GATEWAY_KEY_ID, issuer_from_settings
+
+    seen: set[str] = set()
+    for index, issuer in enumerate(tokens.issuers):
+        key = f"tokens.issuers[{index}]"
+        if not issuer.key_id:
+            raise ConfigError(
+                f"{where}: '{key}.key_id' is required: the tokens' iss claim (a LiveKit API key)"
+            )
+        if not _KEY_ID.fullmatch(issuer.key_id):
+            raise ConfigError(
+                f"{where}: '{key}.key_id' must be 1 to 128 letters, digits or '_.:@/+=-'"
+            )
+        if issuer.key_id == GATEWAY_KEY_ID:
+            raise ConfigError(
+                f"{where}: '{key}.key_id' {GATEWAY_KEY_ID!r} is the gateway's own key id; "
+                "choose another"
+            )
+        if issuer.key_id in seen:
+            raise ConfigError(f"{where}: '{key}.key_id' {issuer.key_id!r} is registered twice")
+        seen.add(issuer.key_id)
+        given = [k for k in ("secret", "secret_env", "public_key") if getattr(issuer, k)]
+        if len(given) != 1:
+            raise ConfigError(
+                f"{where}: '{key}' needs exactly one of 'secret', 'secret_env' (the name of an "
+                "environment variable holding the secret) or 'public_key' (a PEM file)"
+                + (f"; it has {' and '.join(repr(k) for k in given)}" if given else "")
+            )
+        if issuer.secret_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", issuer.secret_env):
+            raise ConfigError(
+                f"{where}: '{key}.secret_env' must be the name of an environment variable"
+            )
+        rooms = issuer.rooms
+        if not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms):
+            raise ConfigError(f"{where}: '{key}.rooms' must be a list of room names or patterns")
+        if not rooms:
+            raise ConfigError(
+                f"{where}: '{key}.rooms' is required: the rooms this issuer may grant, as names "
+                'or patterns like "visio-*"; ["*"] for every room'
+            )
+        for room in rooms:
+            if not _ROOM_PATTERN.fullmatch(room):
+                raise ConfigError(
+                    f"{where}: '{key}.rooms' has {room!r}: a room name or a pattern of "
+                    "lowercase letters, digits, '-', '*' and '?'"
+                )
+        try:
+            issuer_from_settings(issuer)
+        except ValueError as error:
+            raise ConfigError(f"{where}: '{key}': {error}") from None

@@ -30,7 +30,7 @@ from gateway.rooms import (
     TrackUnpublished,
 )
 from gateway.store import Store
-from gateway.tokens import TokenAuthority
+from gateway.tokens import GATEWAY_KEY_ID, TokenAuthority, issuer_from_settings
 
 if TYPE_CHECKING:
     from gateway.ors.session import OrsSession
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ADMIN_TOKEN_FILE = "admin-token"
-TOKEN_KEY_ID = "rondpoint"
+TOKEN_KEY_ID = GATEWAY_KEY_ID
 
 
 class Gateway:
@@ -57,7 +57,17 @@ class Gateway:
         keys = self.store.token_keys()
         if TOKEN_KEY_ID not in keys:
             keys[TOKEN_KEY_ID] = self.store.add_token_key(TOKEN_KEY_ID)
-        self.tokens = TokenAuthority(keys, TOKEN_KEY_ID)
+        issuers = [issuer_from_settings(issuer) for issuer in config.tokens.issuers]
+        self.tokens = TokenAuthority(keys, TOKEN_KEY_ID, issuers)
+        for issuer in issuers:
+            log.info(
+                "token issuer registered",
+                extra={
+                    "key_id": issuer.key_id,
+                    "algorithm": issuer.algorithm,
+                    "rooms": ", ".join(issuer.rooms),
+                },
+            )
         self.signing_keys = SigningKeys(self.store)
         self.relay = MediaRelay(
             host=config.media.host,

@@ -135,9 +135,17 @@ async def create_token(request: web.Request) -> web.Response:
         role = Role(body.get("role", "host"))
     except ValueError:
         raise Problem("invalid_message", "'role' is host, member or guest", field="/role") from None
-    token = gateway.tokens.mint(room.id, identity, name, role, ttl)
+    grants: dict[str, bool] = {}
+    for key in ("can_publish", "can_subscribe"):
+        allowed = body.get(key, True)
+        if not isinstance(allowed, bool):
+            raise Problem("invalid_message", f"'{key}' is true or false", field=f"/{key}")
+        grants[key] = allowed
+    token = gateway.tokens.mint(room.id, identity, name, role, ttl, **grants)
     url = f"{gateway.config.base_url}/r/{room.id}#token={token}"
-    return web.json_response({"token": token, "url": url, "room": room.id, "ttl": ttl}, status=201)
+    return web.json_response(
+        {"token": token, "url": url, "room": room.id, "ttl": ttl, **grants}, status=201
+    )
 
 
 # links to foreign rooms (gateway/links.py) --------------------------------------------------

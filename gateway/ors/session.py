@@ -234,6 +234,10 @@ class OrsSession:
             )
         if self.grant is not None and not self.grant.can_publish:
             raise Problem("forbidden", "your token does not allow publishing", 403)
+        if self.grant is not None and not all(
+            self.grant.may_publish(t["source"]) for t in message["tracks"]
+        ):
+            raise Problem("forbidden", "your token does not allow publishing this source", 403)
         requests = []
         for entry in message["tracks"]:
             track_id = self._mids.get(entry["mid"]) or new_id("TR")

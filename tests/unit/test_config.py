@@ -102,3 +102,131 @@ def test_dispatch_rules_come_as_arrays_of_tables(tmp_path: Path) -> None:
 def test_bad_dispatch_rules_are_refused(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
         load_config(write(tmp_path, text))
+
+
+# [[tokens.issuers]] ---------------------------------------------------------------------------
+ISSUER_SECRET = "issuer-secret-must-never-show-0123456789abcdef"
+
+
+def ed25519_public_pem(tmp_path: Path) -> Path:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    path = tmp_path / "portal.pub.pem"
+    path.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    return path
+
+
+def test_token_issuers_come_as_arrays_of_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VISIO_LIVEKIT_SECRET", ISSUER_SECRET)
+    pem = ed25519_public_pem(tmp_path)
+    config = load_config(
+        write(
+            tmp_path,
+            '[[tokens.issuers]]\nkey_id = "APIvisio7Kq2"\nsecret_env = "VISIO_LIVEKIT_SECRET"\n'
+            'rooms = ["visio-*", "cabinet"]\n'
+            f'[[tokens.issuers]]\nkey_id = "portal"\npublic_key = "{pem}"\nrooms = ["*"]\n'
+            f'[[tokens.issuers]]\nkey_id = "intranet"\nsecret = "{ISSUER_SECRET}"\n'
+            'rooms = ["intranet-?"]\n',
+        )
+    )
+    issuers = config.tokens.issuers
+    assert [(i.key_id, i.rooms) for i in issuers] == [
+        ("APIvisio7Kq2", ["visio-*", "cabinet"]),
+        ("portal", ["*"]),
+        ("intranet", ["intranet-?"]),
+    ]
+    assert ISSUER_SECRET not in repr(config)
+    assert load_config(None).tokens.issuers == []
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (f'secret = "{ISSUER_SECRET}"\nrooms = ["*"]\n', "'tokens.issuers[0].key_id' is required"),
+        (
+            f'key_id = "rondpoint"\nsecret = "{ISSUER_SECRET}"\nrooms = ["*"]\n',
+            "is the gateway's own key id",
+        ),
+        (
+            f'key_id = "has space"\nsecret = "{ISSUER_SECRET}"\nrooms = ["*"]\n',
+            "'tokens.issuers[0].key_id' must be 1 to 128",
+        ),
+        ('key_id = "k"\nrooms = ["*"]\n', "needs exactly one of 'secret', 'secret_env'"),
+        (
+            f'key_id = "k"\nsecret = "{ISSUER_SECRET}"\nsecret_env = "X"\nrooms = ["*"]\n',
+            "it has 'secret' and 'secret_env'",
+        ),
+        (f'key_id = "k"\nsecret = "{ISSUER_SECRET}"\n', "'tokens.issuers[0].rooms' is required"),
+        (
+            f'key_id = "k"\nsecret = "{ISSUER_SECRET}"\nrooms = "visio-*"\n',
+            "'tokens.issuers[0].rooms' must be a list",
+        ),
+        (
+            f'key_id = "k"\nsecret = "{ISSUER_SECRET}"\nrooms = ["Salle A"]\n',
+            "'tokens.issuers[0].rooms' has 'Salle A'",
+        ),
+        ('key_id = "k"\nsecret = "short-secret"\nrooms = ["*"]\n', "at least 32 characters"),
+        (
+            'key_id = "k"\nsecret_env = "RONDPOINT_TEST_UNSET_SECRET"\nrooms = ["*"]\n',
+            "RONDPOINT_TEST_UNSET_SECRET is not set",
+        ),
+        ('key_id = "k"\nsecret_env = "not a name"\nrooms = ["*"]\n', "name of an environment"),
+        (
+            'key_id = "k"\npublic_key = "/nonexistent/k.pem"\nrooms = ["*"]\n',
+            "cannot read /nonexistent/k.pem",
+        ),
+        (
+            'key_id = "k"\nsecret = 42\nrooms = ["*"]\n',
+            "'tokens.issuers[0].secret' must be a string",
+        ),
+        (
+            'key_id = "k"\nalgorithm = "none"\nrooms = ["*"]\n',
+            "unknown key 'tokens.issuers[0].algorithm'",
+        ),
+    ],
+)
+def test_bad_token_issuers_are_refused_without_showing_the_secret(
+    tmp_path: Path, table: str, expected: str
+) -> None:
+    path = write(tmp_path, "[[tokens.issuers]]\n" + table)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert expected in str(error.value)
+    assert ISSUER_SECRET not in str(error.value)
+    assert "short-secret" not in str(error.value) and "not 42" not in str(error.value)
+
+
+def test_the_same_issuer_cannot_be_registered_twice(tmp_path: Path) -> None:
+    table = f'[[tokens.issuers]]\nkey_id = "k"\nsecret = "{ISSUER_SECRET}"\nrooms = ["*"]\n'
+    with pytest.raises(ConfigError, match="registered twice") as error:
+        load_config(write(tmp_path, table + table))
+    assert ISSUER_SECRET not in str(error.value)
+
+
+def test_a_private_key_given_as_public_key_is_refused_and_not_shown(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+    )
+    key_path = tmp_path / "private.pem"
+    key_path.write_bytes(pem)
+    path = write(
+        tmp_path, f'[[tokens.issuers]]\nkey_id = "k"\npublic_key = "{key_path}"\nrooms = ["*"]\n'
+    )
+    with pytest.raises(ConfigError, match="public half only") as error:
+        load_config(path)
+    assert pem.decode().splitlines()[1] not in str(error.value)
