@@ -101,3 +101,26 @@ def test_room_lifecycle_through_the_cli(gateway: RunningGateway) -> None:
 def test_a_wrong_admin_token_is_refused(gateway: RunningGateway) -> None:
     result = rondpoint("--admin-token", "rpa_wrong", "room", "list", gateway=gateway)
     assert result.returncode == 1 and "HTTP 401" in result.stderr
+
+
+def test_token_grants_publish_and_subscribe_unless_told_not_to(gateway: RunningGateway) -> None:
+    import jwt
+
+    assert rondpoint("room", "create", "auditorium", gateway=gateway).returncode == 0
+
+    def grant(*flags: str) -> dict:
+        minted = rondpoint("token", "auditorium", "--identity", "ines", *flags, gateway=gateway)
+        assert minted.returncode == 0, minted.stderr
+        token = minted.stdout.strip().split("#token=", 1)[1]
+        return dict(jwt.decode(token, options={"verify_signature": False})["ors"])
+
+    assert (grant()["can_publish"], grant()["can_subscribe"]) == (True, True)
+    listener = grant("--no-publish", "--role", "guest")
+    assert (listener["can_publish"], listener["can_subscribe"], listener["role"]) == (
+        False,
+        True,
+        "guest",
+    )
+    assert grant("--no-subscribe")["can_subscribe"] is False
+    helped = rondpoint("token", "--help")
+    assert "--no-publish" in helped.stdout and "--no-subscribe" in helped.stdout
