@@ -155,6 +155,89 @@ def _extension_ids(extmaps: list[Extmap]) -> ExtensionIds:
     )
 
 
+def _mid_of(media: MediaDescription, index: int) -> str:
+    return media.mid if media.mid is not None else str(index)
+
+
+def _remote_transport(offer: SessionDescription) -> tuple[str, str, tuple[str, str], str]:
+    """ICE credentials, DTLS fingerprint and a=setup of an offer (its first active m-section)."""
+    usable = [m for m in offer.media if m.port != 0]
+    if not usable:
+        raise SdpError("the offer has no active m-line")
+    first = usable[0]
+    ufrag, pwd = offer.ice_credentials(first)
+    fingerprint = offer.dtls_fingerprint(first)
+    if fingerprint[0] not in ("sha-256", "sha-384", "sha-512", "sha-1"):
+        raise SdpError(f"unsupported fingerprint hash {fingerprint[0][:16]!r}")
+    setup = offer.dtls_setup(first)
+    if setup not in ("actpass", "active", "passive"):
+        raise SdpError(f"invalid a=setup {setup[:16]!r}")
+    return ufrag, pwd, fingerprint, setup
+
+
+_SOURCES_BY_KIND = {"audio": ("microphone", "screen_audio"), "video": ("camera", "screen")}
+
+
+def check_publish_offer(offer: SessionDescription, requests: list[PublishRequest]) -> None:
+    """ORS 8.2, 10.4 and 10.6: does the client's `tracks` (REQUESTS, in order) agree with its
+    offer? SdpError whose ``field`` names the offending member; nothing is changed anywhere.
+
+    In order: the offer as a whole (ICE, DTLS; field None), then each `tracks` entry (its mid
+    names a sending m-section once, its source fits the kind, its simulcast rids are the
+    m-section's a=rid send lines), then each sending m-section (it has an entry: ``/tracks``;
+    it has a usable codec: ``/tracks/N``).
+    """
+    _remote_transport(offer)
+    sections = {_mid_of(media, index): media for index, media in enumerate(offer.media)}
+    entries: dict[str, int] = {}
+    for n, request in enumerate(requests):
+        media = sections.get(request.mid)
+        if request.mid in entries:
+            raise SdpError(f"mid {request.mid[:64]!r} appears twice in tracks", f"/tracks/{n}/mid")
+        entries[request.mid] = n
+        if media is None:
+            raise SdpError(
+                f"mid {request.mid[:64]!r} in tracks has no m-section in the offer",
+                f"/tracks/{n}/mid",
+            )
+        if not media.sends:
+            raise SdpError(
+                f"the m-section of mid {request.mid[:64]!r} sends no audio or video "
+                "(rejected, recvonly, inactive or another kind)",
+                f"/tracks/{n}/mid",
+            )
+        if request.source not in _SOURCES_BY_KIND[media.kind]:
+            raise SdpError(
+                f"source {request.source[:32]!r} does not fit the {media.kind} m-section "
+                f"{request.mid[:64]!r}: {' or '.join(_SOURCES_BY_KIND[media.kind])}",
+                f"/tracks/{n}/source",
+            )
+        offered = sorted(r.id for r in media.rids if r.direction == "send")
+        listed = [layer.rid for layer in request.simulcast]
+        if sorted(listed) != offered or len(set(listed)) != len(listed):
+            raise SdpError(
+                f"the simulcast rids of mid {request.mid[:64]!r} ({', '.join(listed) or 'none'}) "
+                f"are not the m-section's a=rid send lines ({', '.join(offered) or 'none'})",
+                f"/tracks/{n}/simulcast",
+            )
+    for index, media in enumerate(offer.media):
+        if not media.sends:
+            continue
+        mid = _mid_of(media, index)
+        if mid not in entries:
+            raise SdpError(
+                f"the {media.kind} m-section of mid {mid[:64]!r} sends media but has no entry "
+                "in tracks",
+                "/tracks",
+            )
+        if _choose_codec(media) is None:
+            raise SdpError(
+                f"no usable codec in the {media.kind} m-section of mid {mid[:64]!r}: audio needs "
+                "opus/48000/2, video needs VP8 or H264 packetization-mode=1",
+                f"/tracks/{entries[mid]}",
+            )
+
+
 class WebRtcEndpoint:
     """One participant: a publish session (browser sends) and a subscribe session (relay sends)."""
 
@@ -187,21 +270,33 @@ class WebRtcEndpoint:
 
     # ------------------------------------------------------------------ publish
 
-    def accept_publish_offer(self, sdp_text: str, requests: list[PublishRequest]) -> PublishAnswer:
-        """Answer the browser's publish offer (ICE-lite, a=setup:passive, BUNDLE); raises SdpError."""
+    def accept_publish_offer(
+        self, offer_sdp: str | SessionDescription, requests: list[PublishRequest]
+    ) -> PublishAnswer:
+        """Answer the browser's publish offer (ICE-lite, a=setup:passive, BUNDLE); raises SdpError.
+
+        Everything that can make the offer fail is checked before anything changes, so a refused
+        offer leaves the publish session as it was (ORS 10.4: the whole offer fails).
+        """
         self._check_open()
-        offer = sdp.parse(sdp_text)
-        usable = [m for m in offer.media if m.port != 0]
-        if not usable:
-            raise SdpError("the offer has no active m-line")
-        first = usable[0]
-        ufrag, pwd = offer.ice_credentials(first)
-        fingerprint = offer.dtls_fingerprint(first)
-        if fingerprint[0] not in ("sha-256", "sha-384", "sha-512", "sha-1"):
-            raise SdpError(f"unsupported fingerprint hash {fingerprint[0][:16]!r}")
-        setup = offer.dtls_setup(first)
-        if setup not in ("actpass", "active", "passive"):
-            raise SdpError(f"invalid a=setup {setup[:16]!r}")
+        offer = sdp.parse(offer_sdp) if isinstance(offer_sdp, str) else offer_sdp
+        ufrag, pwd, fingerprint, setup = _remote_transport(offer)
+        codecs: list[Codec | None] = []
+        unusable: list[str] = []
+        for index, media in enumerate(offer.media):
+            codec = (
+                _choose_codec(media) if media.active and media.kind in ("audio", "video") else None
+            )
+            codecs.append(codec)
+            if codec is None and media.sends:
+                unusable.append(f"{media.kind} m-section {_mid_of(media, index)!r}")
+        if unusable or not any(codecs):
+            raise SdpError(
+                "no usable codec in the offer ("
+                + ", ".join(unusable or ["no audio/video m-section"])
+                + "): audio needs opus/48000/2, video needs VP8 or H264 packetization-mode=1"
+            )
+
         if self._publish is None:
             self._publish = WebRtcTransport(self._relay._mux, self._relay._certificate)
             self._publish.on_rtp = self._on_publish_rtp
@@ -215,22 +310,17 @@ class WebRtcEndpoint:
         self._publish_version += 1
         tracks: list[PublishedTrackInfo] = []
         bundled: list[str] = []
-        unusable: list[str] = []
-        for index, media in enumerate(offer.media):
-            mid = media.mid if media.mid is not None else str(index)
-            codec = (
-                _choose_codec(media) if media.port or ("bundle-only", None) in media.extra else None
-            )
-            if codec is None or media.kind not in ("audio", "video"):
-                if media.port != 0 and media.kind in ("audio", "video"):
-                    unusable.append(f"{media.kind} m-line {mid!r}")
+        for index, (media, chosen) in enumerate(zip(offer.media, codecs, strict=True)):
+            mid = _mid_of(media, index)
+            if chosen is None:
                 answer.media.append(self._rejected(media, mid))
                 self._unpublish_mid(mid)
                 continue
+            codec = chosen
             previous_pt = self._chosen_pt.get(mid)
             if previous_pt is not None and media.codec(previous_pt) is not None:
                 codec = media.codec(previous_pt) or codec
-            sending = (media.direction or "sendrecv") in ("sendrecv", "sendonly")
+            sending = media.sends
             answer_media = self._publish_answer_media(media, mid, codec, local_setup, sending)
             answer.media.append(answer_media)
             bundled.append(mid)
@@ -239,12 +329,6 @@ class WebRtcEndpoint:
                 continue
             info = self._publish_mid(media, mid, codec, answer_media, requests_by_mid.get(mid))
             tracks.append(info)
-        if not bundled:
-            raise SdpError(
-                "no usable codec in the offer ("
-                + ", ".join(unusable or ["no audio/video m-line"])
-                + "): audio needs opus/48000/2, video needs VP8 or H264 packetization-mode=1"
-            )
         answer.groups = [("BUNDLE", bundled)]
         return PublishAnswer(sdp=answer.serialize(), tracks=tracks)
 

@@ -24,7 +24,15 @@ _STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int | None]] = {
 
 
 class SdpError(ValueError):
-    """An offer or answer that cannot be used; the message says why (it never echoes secrets)."""
+    """An offer or answer that cannot be used; the message says why (it never echoes secrets).
+
+    ``field`` is the JSON pointer of the offending member of the ORS request when the fault is
+    one of its members rather than the SDP as a whole (``/tracks/0/mid``), else None.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -126,6 +134,20 @@ class MediaDescription:
     extra: list[tuple[str, str | None]] = field(
         default_factory=list
     )  # unknown attributes, in order
+
+    @property
+    def active(self) -> bool:
+        """Not rejected: a port other than 0, or port 0 with a=bundle-only (RFC 8843 section 6)."""
+        return self.port != 0 or ("bundle-only", None) in self.extra
+
+    @property
+    def sends(self) -> bool:
+        """An active audio or video m-section whose offerer sends media (sendrecv or sendonly)."""
+        return (
+            self.kind in ("audio", "video")
+            and self.active
+            and (self.direction or "sendrecv") in ("sendrecv", "sendonly")
+        )
 
     def codec(self, payload_type: int) -> Codec | None:
         for codec in self.codecs:

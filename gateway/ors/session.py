@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from gateway.media import PublishRequest, SdpError, SimulcastLayerInfo, WebRtcEndpoint
+from gateway.media.endpoint import check_publish_offer
+from gateway.media.sdp import parse as parse_sdp
 from gateway.ors import schemas
 from gateway.ors.problems import Problem
 from gateway.rooms import (
@@ -246,7 +248,14 @@ class OrsSession:
                 for s in entry.get("simulcast", [])
             ]
             requests.append(PublishRequest(entry["mid"], track_id, entry["source"], layers))
-        answer = self.endpoint.accept_publish_offer(message["sdp"], requests)
+        try:
+            # every check comes before anything changes: a refused offer publishes nothing and
+            # leaves the publish connection as it was (8.2, 10.4, 10.6)
+            offer = parse_sdp(message["sdp"])
+            check_publish_offer(offer, requests)
+            answer = self.endpoint.accept_publish_offer(offer, requests)
+        except SdpError as e:
+            raise Problem("negotiation_failed", str(e), field=e.field or "/sdp") from None
         sources = {r.mid: r.source for r in requests}
         tracks = []
         for info in answer.tracks:

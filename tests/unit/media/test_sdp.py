@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.media import MediaRelay, PublishRequest, SdpError, SimulcastLayerInfo, sdp
+from gateway.media.endpoint import check_publish_offer
 
 CHROMIUM_OFFER = (Path(__file__).parent / "chromium_offer.sdp").read_text()
 
@@ -210,3 +211,69 @@ async def test_a_bundle_only_line_with_port_zero_is_accepted_as_firefox_sends_it
     )
     assert [t.track_id for t in answer.tracks] == ["t-mic", "t-cam"]
     assert sdp.parse(answer.sdp).bundle_mids == ["0", "1"]
+
+
+def _without_usable_video(offer: str) -> str:
+    return offer.replace("VP8/90000", "VP9/90000").replace("H264/90000", "H265/90000")
+
+
+async def test_one_m_section_without_a_usable_codec_fails_the_whole_offer_and_changes_nothing(
+    relay: MediaRelay,
+) -> None:
+    bob = relay.create_endpoint("room-sdp", "bob")
+    alice = relay.create_endpoint("room-sdp", "alice")
+    with pytest.raises(SdpError, match="no usable codec.*video m-section '1'"):
+        alice.accept_publish_offer(_without_usable_video(CHROMIUM_OFFER), _requests())
+    assert not bob.subscribe("t-mic")  # the usable audio was not published either
+
+    first = alice.accept_publish_offer(CHROMIUM_OFFER, _requests())
+    with pytest.raises(SdpError):
+        alice.accept_publish_offer(_without_usable_video(CHROMIUM_OFFER), _requests())
+    assert bob.subscribe("t-mic") and bob.subscribe("t-cam")  # both stay published
+    again = alice.accept_publish_offer(CHROMIUM_OFFER, _requests())
+    assert [t.track_id for t in again.tracks] == [t.track_id for t in first.tracks]
+
+
+@pytest.mark.parametrize(
+    ("requests", "field"),
+    [
+        (
+            [PublishRequest("0", "m", "microphone"), PublishRequest("3", "c", "camera")],
+            "/tracks/1/mid",
+        ),
+        ([PublishRequest("0", "m", "camera"), *_requests()[1:]], "/tracks/0/source"),
+        ([_requests()[0], PublishRequest("1", "c", "screen_audio")], "/tracks/1/source"),
+        ([_requests()[0], PublishRequest("1", "c", "camera")], "/tracks/1/simulcast"),
+        (
+            [_requests()[0], PublishRequest("1", "c", "camera", _requests()[1].simulcast[:2])],
+            "/tracks/1/simulcast",
+        ),
+        ([_requests()[0]], "/tracks"),
+        ([*_requests(), PublishRequest("0", "m2", "microphone")], "/tracks/2/mid"),
+        ([], "/tracks"),
+    ],
+)
+def test_check_publish_offer_names_the_entry_that_disagrees_with_the_offer(
+    requests: list[PublishRequest], field: str
+) -> None:
+    offer = sdp.parse(CHROMIUM_OFFER)
+    check_publish_offer(offer, _requests())  # the matching entries pass
+    with pytest.raises(SdpError) as error:
+        check_publish_offer(offer, requests)
+    assert error.value.field == field
+
+
+def test_check_publish_offer_names_the_entry_of_an_m_section_without_a_usable_codec() -> None:
+    with pytest.raises(SdpError, match="no usable codec") as error:
+        check_publish_offer(sdp.parse(_without_usable_video(CHROMIUM_OFFER)), _requests())
+    assert error.value.field == "/tracks/1"
+
+
+def test_a_stopped_or_receive_only_m_section_needs_no_entry_and_cannot_have_one() -> None:
+    stopped = sdp.parse(CHROMIUM_OFFER.replace("m=video 9 ", "m=video 0 "))
+    check_publish_offer(stopped, _requests()[:1])
+    with pytest.raises(SdpError) as error:
+        check_publish_offer(stopped, _requests())
+    assert error.value.field == "/tracks/1/mid"
+    receive_only = sdp.parse(CHROMIUM_OFFER.replace("a=sendonly\n", "a=recvonly\n"))
+    check_publish_offer(receive_only, [])
