@@ -15,6 +15,11 @@ command -v svwar       >/dev/null 2>&1 || need+=(sipvicious)
 # The relay's optional native fast path (setup.py): a C compiler and the libsrtp2 headers.
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)
+# nginx (with openssl for its throwaway certificate) as the reverse proxy of docs/deploy.md, in
+# tests/browser/test_reverse_proxy.py, which starts its own nginx on loopback.
+new_nginx=0
+[ -x /usr/sbin/nginx ] || { need+=(nginx); new_nginx=1; }
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # npm installs livekit-client, LiveKit's JavaScript SDK, for tests/browser/test_visio_livekit_client.py.
 command -v npm >/dev/null 2>&1 || need+=(npm)
 "${PYTHON:-python3}" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || need+=(python3-dev)
@@ -23,6 +28,11 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+# Debian starts the nginx it installs, with its default site on port 80 of every interface:
+# the test runs its own nginx, so the service installed just now is stopped and disabled.
+if [ "$new_nginx" = 1 ] && [ -d /run/systemd/system ]; then
+    systemctl disable --now nginx || true
 fi
 # A real LiveKit server for the LiveKit / Visio interop tests (tests/interop/test_livekit_signal.py),
 # built from the Go module proxy into .cache/ only when missing; a failed build fails the setup.
