@@ -1,0 +1,178 @@
+"""What a user gets from the package, not the source tree: build the wheel, install it into a fresh
+virtual environment without extras, start ``rondpoint serve`` from an empty folder on free ports, and
+run the ORS conformance suite (spec/conformance: join, publish, subscribe, leave) against it.
+
+``make test`` runs everything else from the source tree with the test extras, where a module missing
+from the wheel or a dependency declared only for tests cannot show. Run: ``python -m tests.wheel_install``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.gateway_process import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".cache" / "wheel-install"
+READY_SECONDS = 60
+SUITE_SECONDS = 600
+
+
+def step(text: str) -> None:
+    print(f"wheel-install: {text}", flush=True)
+
+
+def run(*command: str | Path, cwd: Path = ROOT, timeout: float = 900) -> str:
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_clean_env(),
+    )
+    if result.returncode != 0:
+        sys.exit(
+            f"wheel-install: {' '.join(map(str, command))} failed ({result.returncode}):\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def _clean_env() -> dict[str, str]:
+    """No PYTHONPATH or virtual environment of ours leaks into the fresh one."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def build_and_install() -> Path:
+    shutil.rmtree(WORK, ignore_errors=True)
+    dist, venv = WORK / "dist", WORK / "venv"
+    step("building the wheel")
+    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, ROOT)
+    [wheel] = dist.glob("rondpoint-*.whl")
+    step(f"installing {wheel.name} into a fresh virtual environment, without extras")
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel)
+    return venv
+
+
+def check_installed(venv: Path, empty: Path) -> None:
+    """The command, the package's location and its schemas, as the installed copy has them."""
+    version = run(venv / "bin" / "rondpoint", "--version", cwd=empty).strip()
+    assert version.startswith("rondpoint "), version
+    probe = (
+        "import json, gateway; from gateway.ors.schemas import schema_files; "
+        "print(json.dumps({'file': gateway.__file__, 'schemas': schema_files()}))"
+    )
+    installed = json.loads(run(venv / "bin" / "python", "-c", probe, cwd=empty))
+    assert Path(installed["file"]).is_relative_to(venv), (
+        f"gateway imported from {installed['file']}"
+    )
+    published = {
+        path.name: json.loads(path.read_text())
+        for path in (ROOT / "spec" / "schemas").glob("*.json")
+    }
+    assert installed["schemas"] == published, "the packaged schemas differ from spec/schemas"
+    step(f"{version}, {len(published)} schemas identical to spec/schemas")
+
+
+def serve(venv: Path, empty: Path, config: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    http_port = free_port()
+    media_port = free_port(socket.SOCK_DGRAM)
+    sip_port = free_port(socket.SOCK_DGRAM)
+    rtp_start = 20000 + (sip_port % 100) * 100
+    config.write_text(
+        f"[http]\nport = {http_port}\n"
+        f"[media]\nport = {media_port}\nport_range_start = {media_port}\n"
+        f"port_range_end = {media_port}\n"
+        f"[sip]\nport = {sip_port}\nrtp_port_start = {rtp_start}\n"
+        f"rtp_port_end = {rtp_start + 99}\n"
+    )
+    log_path = config.with_suffix(".log")
+    step(f"starting 'rondpoint serve --config {config.name}' in an empty folder")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(venv / "bin" / "rondpoint"), "serve", "--config", str(config)],
+            cwd=empty,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_clean_env(),
+        )
+    url = f"http://127.0.0.1:{http_port}"
+    deadline = time.monotonic() + READY_SECONDS
+    while True:
+        if process.poll() is not None:
+            sys.exit(
+                f"wheel-install: the installed gateway exited:\n{log_path.read_text()[-3000:]}"
+            )
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return process, url, log_path
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            sys.exit(
+                f"wheel-install: not ready in {READY_SECONDS} s:\n{log_path.read_text()[-3000:]}"
+            )
+        time.sleep(0.2)
+
+
+def main() -> int:
+    venv = build_and_install()
+    empty = WORK / "empty"
+    empty.mkdir()
+    check_installed(venv, empty)
+    process, url, log_path = serve(venv, empty, WORK / "rondpoint.toml")
+    try:
+        step(f"running the conformance suite against {url}")
+        suite = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-rR",
+                "spec/conformance",
+                "--ors-url",
+                url,
+            ],
+            cwd=ROOT,
+            timeout=SUITE_SECONDS,
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    log = log_path.read_text(errors="replace")
+    if "Traceback" in log:
+        sys.exit(f"wheel-install: the installed gateway logged a traceback:\n{log[-4000:]}")
+    if suite.returncode != 0:
+        sys.exit(
+            f"wheel-install: the conformance suite failed against the installed gateway:\n{log[-3000:]}"
+        )
+    if not (empty / "rondpoint-data" / "admin-token").exists():
+        sys.exit("wheel-install: the gateway kept no state under ./rondpoint-data of its folder")
+    step("the installed wheel passes the conformance suite")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
