@@ -24,15 +24,23 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def sipp_media_port() -> int:
-    """An even port P with P..P+3 free (SIPp's audio and video RTP/RTCP), in 30000-32759:
-    outside the gateways' RTP ranges (20000-29999) and the kernel's ephemeral ports."""
+# Port zones, so tests that need fixed blocks of UDP ports never meet: the gateways' SIP RTP ranges
+# take 20000-29999 (running_gateway), SIPp's media 30000-32759, unit tests' RTP blocks 10000-19999;
+# all below the kernel's ephemeral ports (32768+), so no socket bound to port 0 lands in a block.
+UNIT_RTP_PORTS = (10000, 19999)
+SIPP_MEDIA_PORTS = (30000, 32759)
+
+
+def free_udp_block(count: int, zone: tuple[int, int], align: int = 2) -> int:
+    """The first port P of ``count`` consecutive UDP ports free on 127.0.0.1 now, P a multiple of
+    ``align``, picked at random in ``zone`` (first, last)."""
     rng = random.SystemRandom()
+    first, last = zone
     for _ in range(200):
-        port = rng.randrange(30000, 32760, 4)
+        port = rng.randrange(first + (-first % align), last - count + 2, align)
         sockets = []
         try:
-            for offset in range(4):
+            for offset in range(count):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sockets.append(s)
                 s.bind(("127.0.0.1", port + offset))
@@ -42,7 +50,12 @@ def sipp_media_port() -> int:
         finally:
             for s in sockets:
                 s.close()
-    raise RuntimeError("no free block of 4 UDP ports for SIPp media")
+    raise RuntimeError(f"no free block of {count} UDP ports in {first}-{last}")
+
+
+def sipp_media_port() -> int:
+    """An even port P with P..P+3 free (SIPp's audio and video RTP/RTCP)."""
+    return free_udp_block(4, SIPP_MEDIA_PORTS, align=4)
 
 
 @dataclass

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -28,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import ROOT, free_port
+from tests.gateway_process import ROOT, free_port, free_udp_block
 
 API_KEY = "devkey"
 API_SECRET = "secret"
@@ -114,22 +112,9 @@ def livekit_server_binary() -> Path:
 
 
 def _free_udp_range(count: int) -> tuple[int, int]:
-    """COUNT consecutive UDP ports free on 127.0.0.1 right now."""
-    for _ in range(200):
-        start = random.randrange(40000, 60000 - count)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(start, start + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return start, start + count - 1
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free UDP port range on 127.0.0.1")
+    """COUNT consecutive UDP ports free on 127.0.0.1 right now (LiveKit's RTC port range)."""
+    start = free_udp_block(count, (40000, 59999), align=1)
+    return start, start + count - 1
 
 
 def _spawn(command: list[str], log_path: Path, *, append: bool = False) -> subprocess.Popen[bytes]:

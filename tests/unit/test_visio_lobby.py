@@ -259,10 +259,8 @@ async def test_timeout(visio: tuple[FakeVisio, str]) -> None:
     fake.rooms[ROOM] = "restricted"
     async with VisioLobby(url) as lobby:
         ticket = await lobby.request_entry(ROOM, "Phone")
-        started = time.monotonic()
         admission = await lobby.wait_admitted(ticket, poll_interval=0.05, timeout=0.4)
-    assert admission.outcome is Outcome.TIMED_OUT
-    assert 0.35 < time.monotonic() - started < 1.5
+    assert admission.outcome is Outcome.TIMED_OUT and admission.livekit is None
 
 
 async def test_callers_sharing_a_session_are_distinct_participants(

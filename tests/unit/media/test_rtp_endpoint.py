@@ -7,6 +7,7 @@ import socket
 import struct
 
 from gateway.media.rtp_endpoint import Latch, PortAllocator, RtpEndpoint
+from tests.gateway_process import UNIT_RTP_PORTS, free_udp_block
 
 
 def rtp(ssrc: int, seq: int = 1) -> bytes:
@@ -42,8 +43,15 @@ def test_a_new_signalled_address_is_honoured() -> None:
     assert latch.target == ("192.0.2.20", 5000)
 
 
+def _allocator() -> PortAllocator:
+    """A pair of free ports of the unit tests' zone, never a fixed range another test may hold."""
+    first = free_udp_block(2, UNIT_RTP_PORTS)
+    return PortAllocator("127.0.0.1", first, first + 1)
+
+
 def test_port_pairs_are_even_and_released() -> None:
-    allocator = PortAllocator("127.0.0.1", 31001, 31010)
+    first = free_udp_block(10, UNIT_RTP_PORTS)
+    allocator = PortAllocator("127.0.0.1", first, first + 9)
     pairs = [allocator.bind() for _ in range(2)]
     ports = [rtp_sock.getsockname()[1] for rtp_sock, _ in pairs]
     assert all(port % 2 == 0 for port in ports)
@@ -55,7 +63,7 @@ def test_port_pairs_are_even_and_released() -> None:
 
 async def test_endpoint_receives_and_answers_the_latched_source() -> None:
     received: list[bytes] = []
-    endpoint = RtpEndpoint(PortAllocator("127.0.0.1", 31100, 31200), received.append)
+    endpoint = RtpEndpoint(_allocator(), received.append)
     await endpoint.start()
     phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone.bind(("127.0.0.1", 0))
@@ -82,12 +90,13 @@ async def test_sender_reports_follow_the_stream_to_the_phones_rtcp_port(monkeypa
     from gateway.media.rtcp import RtcpSdes, RtcpSenderReport, parse_rtcp
 
     monkeypatch.setattr(rtp_endpoint, "REPORT_INTERVAL", 0.2)
-    endpoint = RtpEndpoint(PortAllocator("127.0.0.1", 31300, 31400), lambda data: None)
+    endpoint = RtpEndpoint(_allocator(), lambda data: None)
     await endpoint.start()
     phone_rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     phone_rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    phone_rtp.bind(("127.0.0.1", 0))
-    phone_rtcp.bind(("127.0.0.1", phone_rtp.getsockname()[1] + 1))
+    phone_port = free_udp_block(2, UNIT_RTP_PORTS)
+    phone_rtp.bind(("127.0.0.1", phone_port))
+    phone_rtcp.bind(("127.0.0.1", phone_port + 1))
     phone_rtcp.setblocking(False)
     try:
         endpoint.set_remote(phone_rtp.getsockname())

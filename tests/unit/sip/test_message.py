@@ -280,15 +280,11 @@ def test_stream_reader_refuses_an_endless_header_section() -> None:
             reader.feed(b"X-Filler: " + b"a" * 50 + b"\r\n")
 
 
-def test_long_message_parses_in_linear_time() -> None:
-    import time
-
+def test_a_message_with_a_thousand_header_fields_parses() -> None:
+    # its parse time against size (linear) is measured in bench/sip_parse.py, not asserted here
     filler = b"".join(b"X-Filler-%d: %s\r\n" % (index, b"a" * 40) for index in range(1000))
-    data = INVITE.replace(b"Timestamp: 54\r\n", filler)
-    start = time.perf_counter()
-    for _ in range(5):
-        parse_message(data)
-    assert time.perf_counter() - start < 1.0
+    message = parse_request(INVITE.replace(b"Timestamp: 54\r\n", filler))
+    assert message.headers.get("X-Filler-999") == "a" * 40
 
 
 def test_request_uri_parses_as_sip_uri() -> None:
