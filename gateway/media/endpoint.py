@@ -697,10 +697,10 @@ class WebRtcEndpoint:
 
     # --------------------------------------------------------------------- WHEP
 
-    def accept_view_offer(self, sdp_text: str, track_ids: list[str]) -> str:
+    def accept_view_offer(self, offer_sdp: str | SessionDescription, track_ids: list[str]) -> str:
         """WHEP: answer a recvonly offer by sending the given tracks; returns the answer SDP."""
         self._check_open()
-        offer = sdp.parse(sdp_text)
+        offer = sdp.parse(offer_sdp) if isinstance(offer_sdp, str) else offer_sdp
         usable = [m for m in offer.media if m.port != 0]
         if not usable:
             raise SdpError("the offer has no active m-line")

@@ -11,6 +11,7 @@ from typing import TypeVar
 from aiohttp import web
 
 from gateway.media import PublishRequest, SdpError, WebRtcEndpoint
+from gateway.media.sdp import SessionDescription
 from gateway.media.sdp import parse as parse_sdp
 from gateway.ors.problems import Problem, json_object
 from gateway.ors.session import OrsSession
@@ -147,23 +148,41 @@ class _HttpMediaSession:
 
 
 def _bearer_grant(request: web.Request, room_id: str) -> JoinGrant:
+    """The verified join token of the Authorization header (401, or 403 token_wrong_room).
+
+    The token is checked before the room, so that a token for one room cannot tell which other
+    rooms exist (spec 11)."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise Problem("token_invalid", "send the join token as 'Authorization: Bearer'", 401)
-    grant = _gateway(request).tokens.verify(header[7:].strip(), room_id)
-    room = _gateway(request).rooms.get(room_id) if _gateway(request).rooms.exists(room_id) else None
-    if room is not None and room.policy.lobby and grant.role is not Role.HOST:
+    return _gateway(request).tokens.verify(header[7:].strip(), room_id)
+
+
+def _http_session_room(request: web.Request, room_id: str, grant: JoinGrant) -> Room:
+    """The room of a new WHIP/WHEP session: it exists (404), and has no lobby unless a host asks."""
+    room = _gateway(request).rooms.get(room_id)
+    if room.policy.lobby and grant.role is not Role.HOST:
         raise Problem("forbidden", "this room has a lobby: WHIP and WHEP need a host token", 403)
-    return grant
+    return room
 
 
-async def _read_sdp(request: web.Request) -> str:
+MAX_OFFER_BYTES = 64 * 1024
+
+
+async def _read_offer(request: web.Request) -> SessionDescription:
+    """The body as an SDP offer: 415 for another content type, 413 above 64 KiB, 400
+    negotiation_failed for a body that is empty or not SDP."""
     if request.content_type != "application/sdp":
         raise Problem("unsupported_media_type", "the body must be application/sdp", 415)
-    sdp = await request.text()
-    if len(sdp) > 64 * 1024:
+    body = await request.read()
+    if len(body) > MAX_OFFER_BYTES:
         raise Problem("message_too_large", "the offer is larger than 64 KiB", 413)
-    return sdp
+    try:
+        return parse_sdp(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Problem("negotiation_failed", "the body is not UTF-8 text") from None
+    except SdpError as e:
+        raise Problem("negotiation_failed", str(e)) from None
 
 
 def _media_sessions(request: web.Request) -> dict[str, _HttpMediaSession]:
@@ -175,16 +194,16 @@ async def whip(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     room_id = _room_id(request)
     grant = _bearer_grant(request, room_id)
+    room = _http_session_room(request, room_id, grant)
     if not grant.can_publish:
         raise Problem("forbidden", "the token does not allow publishing", 403)
-    sdp = await _read_sdp(request)
-    room = gateway.rooms.get(room_id)
+    offer = await _read_offer(request)
     requests = [
         PublishRequest(mid, new_id("TR"), "microphone" if kind == "audio" else "camera")
-        for mid, kind in _offer_mids(sdp)
+        for mid, kind in _offer_mids(offer)
     ]
     participant, endpoint, answer = _attach(
-        gateway, room, grant, lambda endpoint: endpoint.accept_publish_offer(sdp, requests)
+        gateway, room, grant, lambda endpoint: endpoint.accept_publish_offer(offer, requests)
     )
     sources = {r.mid: r.source for r in requests}
     for info in answer.tracks:
@@ -205,10 +224,10 @@ async def whep(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     room_id = _room_id(request)
     grant = _bearer_grant(request, room_id)
+    room = _http_session_room(request, room_id, grant)
     if not grant.can_subscribe:
         raise Problem("forbidden", "the token does not allow subscribing", 403)
-    sdp = await _read_sdp(request)
-    room = gateway.rooms.get(room_id)
+    offer = await _read_offer(request)
     wanted = request.query.get("participant")
     publishers = [p for p in room.joined() if p.tracks and (wanted is None or p.id == wanted)]
     publishers.sort(key=lambda p: not any(t.kind is TrackKind.VIDEO for t in p.tracks.values()))
@@ -216,7 +235,7 @@ async def whep(request: web.Request) -> web.Response:
         raise Problem("participant_not_found", "nobody in this room publishes media yet", 404)
     viewed = list(publishers[0].tracks)
     participant, endpoint, answer = _attach(
-        gateway, room, grant, lambda endpoint: endpoint.accept_view_offer(sdp, viewed)
+        gateway, room, grant, lambda endpoint: endpoint.accept_view_offer(offer, viewed)
     )
     return _created(request, "whep", room_id, participant, endpoint, answer)
 
@@ -224,15 +243,22 @@ async def whep(request: web.Request) -> web.Response:
 def _attach(
     gateway: Gateway, room: Room, grant: JoinGrant, negotiate: Callable[[WebRtcEndpoint], T]
 ) -> tuple[Participant, WebRtcEndpoint, T]:
-    """Add the HTTP client as a participant with an endpoint; undo both if negotiation fails."""
-    participant = gateway.rooms.add_participant(room, grant.name, grant.role, origin="ors")
-    endpoint = gateway.relay.create_endpoint(room.id, participant.id)
+    """Negotiate on a new endpoint, then add the HTTP client as a participant: a refused offer
+    (or a full room) closes the endpoint, and the room never sees the participant."""
+    participant_id = new_id("PA")
+    endpoint = gateway.relay.create_endpoint(room.id, participant_id)
     try:
-        return participant, endpoint, negotiate(endpoint)
+        result = negotiate(endpoint)
+        participant = gateway.rooms.add_participant(
+            room, grant.name, grant.role, origin="ors", participant_id=participant_id
+        )
     except SdpError as e:
         endpoint.close()
-        gateway.rooms.remove_participant(room, participant.id, "left")
         raise Problem("negotiation_failed", str(e)) from None
+    except BaseException:
+        endpoint.close()
+        raise
+    return participant, endpoint, result
 
 
 def _created(
@@ -273,15 +299,13 @@ async def patch_media_session(request: web.Request) -> web.Response:
     )
 
 
-def _offer_mids(sdp: str) -> list[tuple[str, str]]:
-    """(mid, kind) of each audio or video m-line of an offer, in order; the relay checks the rest."""
-    mids = [
-        (media.mid, media.kind)
-        for media in parse_sdp(sdp).media
-        if media.kind in ("audio", "video") and media.mid is not None and media.port != 0
-    ]
+def _offer_mids(offer: SessionDescription) -> list[tuple[str, str]]:
+    """(mid, kind) of each m-section of a WHIP offer that sends media, in order."""
+    mids = [(media.mid, media.kind) for media in offer.media if media.sends and media.mid]
     if not mids:
-        raise SdpError("the offer has no audio or video m-line with a mid")
+        raise Problem(
+            "negotiation_failed", "the offer has no sending audio or video m-line with a mid"
+        )
     return mids
 
 

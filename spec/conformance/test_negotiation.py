@@ -9,10 +9,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 
-from spec.conformance.orsclient import Message, OrsClient, OrsError
-from spec.conformance.test_conformance import check_server_messages, joined
+from spec.conformance.orsclient import Message, OrsClient, OrsError, anonymous_token
+from spec.conformance.test_conformance import check, check_server_messages, joined
 from spec.conformance.webrtc import PatternTrack, ToneTrack, WebRtcPeer
 
 pytestmark = pytest.mark.interop
@@ -119,3 +120,35 @@ async def test_offers_that_disagree_with_tracks_fail_whole_and_publish_nothing(
         for client in (alice, bob, late):
             if client is not None:
                 await client.close()
+
+
+async def _capabilities(ors_url: str) -> list[str]:
+    async with aiohttp.ClientSession() as http, http.get(ors_url + "/.well-known/ors") as response:
+        return list((await response.json())["capabilities"])
+
+
+@pytest.mark.parametrize("body", [b"", b"this is not an SDP offer"])
+async def test_whip_and_whep_answer_a_body_that_is_not_sdp_with_400_negotiation_failed(
+    ors_url: str, ors_room: str, body: bytes
+) -> None:
+    grant = await anonymous_token(ors_url, ors_room, "Encoder")
+    assert grant["status"] == 201, grant
+    capabilities = await _capabilities(ors_url)
+    kinds = [kind for kind in ("whip", "whep") if kind in capabilities]
+    if not kinds:
+        pytest.skip("the server offers neither WHIP nor WHEP")
+    async with aiohttp.ClientSession() as http:
+        for kind in kinds:
+            async with http.post(
+                f"{ors_url}/ors/v1/rooms/{ors_room}/{kind}",
+                data=body,
+                headers={
+                    "Authorization": f"Bearer {grant['token']}",
+                    "Content-Type": "application/sdp",
+                },
+            ) as response:
+                assert response.status == 400, kind
+                assert response.content_type == "application/problem+json"
+                problem = await response.json(content_type=None)
+            check("server.error.json", {"type": "error", "problem": problem})
+            assert problem["code"] == "negotiation_failed", (kind, problem)

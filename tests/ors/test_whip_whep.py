@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import aioice
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from spec.conformance.orsclient import OrsClient
 from spec.conformance.webrtc import ReceivedTrack, ToneTrack
 from tests.gateway_process import RunningGateway
 
 pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # aioice skips 127.0.0.1 when it gathers; the tests stay on loopback.
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda *_, **__: ["127.0.0.1"])
 
 
 async def test_whip_publisher_is_heard_by_a_whep_viewer(gateway: RunningGateway) -> None:
@@ -92,3 +100,124 @@ async def test_whip_without_a_token_is_refused(gateway: RunningGateway) -> None:
         assert response.status == 401
         assert (await response.json(content_type=None))["code"] == "token_invalid"
     assert gateway.admin("GET", "/api/v1/rooms/broadcast-2")[1]["participants"] == []
+
+
+async def _whip_publish(
+    http: aiohttp.ClientSession, gateway: RunningGateway, room: str, identity: str
+) -> tuple[RTCPeerConnection, str]:
+    """A WHIP publisher of a tone (aiortc); returns it and its resource's Location."""
+    publisher = RTCPeerConnection()
+    publisher.addTransceiver(ToneTrack(440.0), direction="sendonly")
+    await publisher.setLocalDescription(await publisher.createOffer())
+    async with http.post(
+        f"{gateway.base_url}/ors/v1/rooms/{room}/whip",
+        data=publisher.localDescription.sdp,
+        headers={
+            "Authorization": f"Bearer {gateway.token(room, identity, identity.upper())}",
+            "Content-Type": "application/sdp",
+        },
+    ) as response:
+        assert response.status == 201, await response.text()
+        await publisher.setRemoteDescription(RTCSessionDescription(await response.text(), "answer"))
+        return publisher, response.headers["Location"]
+
+
+async def _everything_before(witness: OrsClient) -> list[dict]:
+    """The witness's events up to its own chat: events go out in the order they happen (6.3)."""
+    marker = f"marker-{len(witness.received)}"
+    await witness.request({"type": "chat", "text": marker})
+    seen = []
+    while (event := await witness.next_event(timeout=10))["type"] != "chat" or event["message"][
+        "text"
+    ] != marker:
+        seen.append(event)
+    return seen
+
+
+BAD_BODIES = {
+    "empty": b"",
+    "text": b"hello, this is not an SDP offer",
+    "not_utf8": b"v=0\r\n\xff\xfe\xfd\r\n",
+    "no_m_line": b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+    "no_ice": (
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+        b"m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendrecv\r\na=rtpmap:111 opus/48000/2\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("body", list(BAD_BODIES))
+@pytest.mark.parametrize("kind", ["whip", "whep"])
+async def test_a_body_that_is_not_a_usable_offer_is_400_negotiation_failed(
+    gateway: RunningGateway, kind: str, body: str
+) -> None:
+    room = f"bad-body-{kind}-{body.replace('_', '-')}"
+    gateway.create_room(room)
+    async with aiohttp.ClientSession() as http:
+        publisher, _ = await _whip_publish(http, gateway, room, "obs")  # someone to view
+        witness = await OrsClient.connect(gateway.base_url, room)
+        try:
+            await witness.join(gateway.token(room, "witness", "Witness"))
+            await witness.next_event("offer")  # OBS's tone, offered to the witness
+            before = gateway.admin("GET", f"/api/v1/rooms/{room}")[1]["participants"]
+            async with http.post(
+                f"{gateway.base_url}/ors/v1/rooms/{room}/{kind}",
+                data=BAD_BODIES[body],
+                headers={
+                    "Authorization": f"Bearer {gateway.token(room, 'tool', 'Tool')}",
+                    "Content-Type": "application/sdp",
+                },
+            ) as response:
+                assert response.status == 400
+                assert response.content_type == "application/problem+json"
+                problem = await response.json(content_type=None)
+            assert (problem["code"], problem["status"]) == ("negotiation_failed", 400)
+            assert "Location" not in response.headers
+            # nobody joined, not even for a moment
+            assert gateway.admin("GET", f"/api/v1/rooms/{room}")[1]["participants"] == before
+            assert await _everything_before(witness) == []
+        finally:
+            await witness.close()
+            await publisher.close()
+
+
+async def test_whip_and_whep_check_token_then_room_then_body(gateway: RunningGateway) -> None:
+    """Spec 11: the token first (a token for one room cannot probe which other rooms exist),
+    then the room, the grant, the content type, the size and the SDP."""
+    gateway.create_room("order-home")
+    home_token = gateway.token("order-home", "tester", "Tester")
+    gateway.create_room("order-gone")
+    gone_token = gateway.token("order-gone", "tester", "Tester")
+    assert gateway.admin("DELETE", "/api/v1/rooms/order-gone")[0] in (200, 204)
+    offer = "v=0\r\n"
+    cases = [
+        # (room, token, content type, body) -> (status, code)
+        ("order-nowhere", home_token, "application/sdp", offer, 403, "token_wrong_room"),
+        ("order-home", gone_token, "application/sdp", offer, 403, "token_wrong_room"),
+        ("order-gone", gone_token, "application/sdp", offer, 404, "room_not_found"),
+        ("order-gone", gone_token, "text/plain", "hello", 404, "room_not_found"),
+        ("order-home", None, "text/plain", "hello", 401, "token_invalid"),
+        ("order-home", "not-a-jwt", "text/plain", "hello", 401, "token_invalid"),
+        ("order-home", home_token, "text/plain", offer, 415, "unsupported_media_type"),
+        (
+            "order-home",
+            home_token,
+            "application/sdp",
+            "v=0\r\n" + "a=x\r\n" * 14000,
+            413,
+            "message_too_large",
+        ),
+        ("order-home", home_token, "application/sdp", "", 400, "negotiation_failed"),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for kind in ("whip", "whep"):
+            for room, token, content_type, body, status, code in cases:
+                headers = {"Content-Type": content_type}
+                if token is not None:
+                    headers["Authorization"] = f"Bearer {token}"
+                url = f"{gateway.base_url}/ors/v1/rooms/{room}/{kind}"
+                async with http.post(url, data=body.encode(), headers=headers) as response:
+                    problem = await response.json(content_type=None)
+                    assert (response.status, problem["code"]) == (status, code), (kind, room, code)
+                    assert response.content_type == "application/problem+json"
+    assert gateway.admin("GET", "/api/v1/rooms/order-home")[1]["participants"] == []
