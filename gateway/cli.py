@@ -204,7 +204,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 def _admin(
     args: argparse.Namespace, config: Config, method: str, path: str, body: Any = None
 ) -> Any:
-    url = (args.url or os.environ.get("RONDPOINT_URL") or config.base_url).rstrip("/")
+    url = (args.url or os.environ.get("RONDPOINT_URL") or config.listener_url).rstrip("/")
     token = args.admin_token or os.environ.get("RONDPOINT_ADMIN_TOKEN") or _token_file(config)
     if not token:
         raise CliError(

@@ -196,8 +196,15 @@ class Config:
     def base_url(self) -> str:
         if self.server.public_url:
             return self.server.public_url.rstrip("/")
+        return self.listener_url
+
+    @property
+    def listener_url(self) -> str:
+        """The HTTP listener as reached from this machine (the admin commands' default): behind a
+        reverse proxy the public URL keeps /api/v1 closed, so admins talk to the listener itself."""
         scheme = "https" if self.http.tls_cert else "http"
-        host = self.http.host if ":" not in self.http.host else f"[{self.http.host}]"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.http.host, self.http.host)
+        host = host if ":" not in host else f"[{host}]"
         return f"{scheme}://{host}:{self.http.port}"
 
 

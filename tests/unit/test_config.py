@@ -230,3 +230,14 @@ def test_a_private_key_given_as_public_key_is_refused_and_not_shown(tmp_path: Pa
     with pytest.raises(ConfigError, match="public half only") as error:
         load_config(path)
     assert pem.decode().splitlines()[1] not in str(error.value)
+
+
+def test_admin_commands_reach_the_listener_not_the_public_url(tmp_path: Path) -> None:
+    path = tmp_path / "rondpoint.toml"
+    path.write_text(
+        '[server]\npublic_url = "https://visio-gw.example.gouv.fr"\n'
+        '[http]\nhost = "0.0.0.0"\nport = 8443\n'
+    )
+    config = load_config(path)
+    assert config.base_url == "https://visio-gw.example.gouv.fr"
+    assert config.listener_url == "http://127.0.0.1:8443"
