@@ -414,7 +414,7 @@ class OrsSession:
         if isinstance(event, ParticipantUpdated) and event.participant.id == me.id:
             if self.state is SessionState.LOBBY and me.state is ParticipantState.JOINED:
                 await self.send(self._enter_room())
-            elif self.state is SessionState.JOINED:
+            else:  # a new name, in the room or in the lobby (8.9): the sender sees it too
                 await self.send({"type": "participant_updated", "participant": me.to_wire()})
             return
         if self.state is not SessionState.JOINED:

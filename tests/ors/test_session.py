@@ -299,3 +299,36 @@ async def test_renaming_reaches_everyone_including_oneself(gateway: RunningGatew
     assert_all_valid(alice, bob)
     await alice.close()
     await bob.close()
+
+
+async def test_renaming_in_the_lobby_reaches_oneself_and_hosts_only(
+    gateway: RunningGateway,
+) -> None:
+    gateway.create_room("lobby-rename-room", lobby=True)
+    host = await joined_client(gateway, "lobby-rename-room", "host", role="host")
+    member = await OrsClient.connect(gateway.base_url, "lobby-rename-room")
+    waiting = await member.join(gateway.token("lobby-rename-room", "member", "Member"))
+    await host.request({"type": "admit", "participant_id": waiting["participant"]["id"]})
+    await member.next_event("joined")
+    guest = await OrsClient.connect(gateway.base_url, "lobby-rename-room")
+    waiting = await guest.join(gateway.token("lobby-rename-room", "guest", "Guest", role="guest"))
+    assert waiting["type"] == "lobby"
+    guest_id = waiting["participant"]["id"]
+
+    assert (await guest.request({"type": "update", "name": "Guest Durand"}))["type"] == "ok"
+    for client in (guest, host):
+        while (updated := await client.next_event("participant_updated"))["participant"][
+            "id"
+        ] != guest_id:
+            pass
+        assert (updated["participant"]["name"], updated["participant"]["state"]) == (
+            "Guest Durand",
+            "lobby",
+        )
+    # the member does not see the lobby: nothing about the guest before the host's chat
+    await host.request({"type": "chat", "text": "welcome"})
+    while (event := await member.next_event())["type"] != "chat":
+        assert guest_id not in json.dumps(event), event
+    assert_all_valid(host, member, guest)
+    for client in (host, member, guest):
+        await client.close()
