@@ -141,10 +141,20 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 # WHIP (RFC 9725) and WHEP: one HTTP offer/answer, a resource to DELETE --------------------------
 class _HttpMediaSession:
-    def __init__(self, room_id: str, participant: Participant, endpoint: WebRtcEndpoint) -> None:
+    def __init__(
+        self,
+        kind: str,
+        room_id: str,
+        participant: Participant,
+        endpoint: WebRtcEndpoint,
+        identity: str,
+    ) -> None:
+        self.kind = kind
         self.room_id = room_id
         self.participant = participant
         self.endpoint = endpoint
+        self.identity = identity
+        """The token `sub` that created the session: only it, or a host, may delete it."""
 
 
 def _bearer_grant(request: web.Request, room_id: str) -> JoinGrant:
@@ -217,7 +227,7 @@ async def whip(request: web.Request) -> web.Response:
                 codec=info.codec,
             ),
         )
-    return _created(request, "whip", room_id, participant, endpoint, answer.sdp)
+    return _created(request, "whip", room_id, grant, participant, endpoint, answer.sdp)
 
 
 async def whep(request: web.Request) -> web.Response:
@@ -237,7 +247,7 @@ async def whep(request: web.Request) -> web.Response:
     participant, endpoint, answer = _attach(
         gateway, room, grant, lambda endpoint: endpoint.accept_view_offer(offer, viewed)
     )
-    return _created(request, "whep", room_id, participant, endpoint, answer)
+    return _created(request, "whep", room_id, grant, participant, endpoint, answer)
 
 
 def _attach(
@@ -265,12 +275,15 @@ def _created(
     request: web.Request,
     kind: str,
     room_id: str,
+    grant: JoinGrant,
     participant: Participant,
     endpoint: WebRtcEndpoint,
     answer: str,
 ) -> web.Response:
     resource = secrets.token_urlsafe(12)
-    _media_sessions(request)[resource] = _HttpMediaSession(room_id, participant, endpoint)
+    _media_sessions(request)[resource] = _HttpMediaSession(
+        kind, room_id, participant, endpoint, grant.identity
+    )
     location = f"/ors/v1/rooms/{room_id}/{kind}/{resource}"
     return web.Response(
         status=201, text=answer, content_type="application/sdp", headers={"Location": location}
@@ -278,12 +291,16 @@ def _created(
 
 
 async def delete_media_session(request: web.Request) -> web.Response:
+    """End a WHIP/WHEP session: the token that created it (same `sub`) or a host's (spec 11)."""
     gateway = _gateway(request)
     room_id = _room_id(request)
+    grant = _bearer_grant(request, room_id)
+    kind = request.path.split("/")[-2]
     session = _media_sessions(request).get(request.match_info["resource"])
-    if session is None or session.room_id != room_id:
+    if session is None or session.room_id != room_id or session.kind != kind:
         raise Problem("not_found", "no such WHIP/WHEP session", 404)
-    _bearer_grant(request, room_id)
+    if grant.identity != session.identity and grant.role is not Role.HOST:
+        raise Problem("forbidden", "only the session's own token or a host's may end it", 403)
     del _media_sessions(request)[request.match_info["resource"]]
     session.endpoint.close()
     if gateway.rooms.exists(room_id):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from spec.conformance.orsclient import Message, OrsClient, OrsError, anonymous_token
 from spec.conformance.test_conformance import check, check_server_messages, joined
@@ -152,3 +153,56 @@ async def test_whip_and_whep_answer_a_body_that_is_not_sdp_with_400_negotiation_
                 problem = await response.json(content_type=None)
             check("server.error.json", {"type": "error", "problem": problem})
             assert problem["code"] == "negotiation_failed", (kind, problem)
+
+
+async def test_only_its_creator_or_a_host_may_delete_a_whip_session(
+    ors_url: str, ors_room: str
+) -> None:
+    """Spec 11: another participant's valid token gets 403 forbidden and the session stays."""
+    if "whip" not in await _capabilities(ors_url):
+        pytest.skip("the server offers no WHIP")
+    tokens = [
+        await anonymous_token(ors_url, ors_room, name) for name in ("Host", "Encoder", "Other")
+    ]
+    assert [t["status"] for t in tokens] == [201] * 3, tokens
+    encoder, other = tokens[1], tokens[2]
+    peer = WebRtcPeer(await joined(ors_url, ors_room, "Watcher"))  # a WHIP peer; its client watches
+    watcher = peer.client
+    try:
+        peer.publish_pc.addTransceiver(ToneTrack(440.0), direction="sendonly")
+        await peer.publish_pc.setLocalDescription(await peer.publish_pc.createOffer())
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{ors_url}/ors/v1/rooms/{ors_room}/whip",
+                data=peer.publish_pc.localDescription.sdp,
+                headers={
+                    "Authorization": f"Bearer {encoder['token']}",
+                    "Content-Type": "application/sdp",
+                },
+            ) as response:
+                assert response.status == 201, await response.text()
+                location = str(response.url.join(URL(response.headers["Location"])))
+            joined_event = await watcher.next_event("participant_joined")
+            encoder_id = joined_event["participant"]["id"]
+
+            async with http.delete(
+                location, headers={"Authorization": f"Bearer {other['token']}"}
+            ) as response:
+                assert response.status == 403
+                problem = await response.json(content_type=None)
+            check("server.error.json", {"type": "error", "problem": problem})
+            assert problem["code"] == "forbidden"
+            during = await events_until_chat(watcher, watcher)
+            assert [e for e in during if e["type"] == "participant_left"] == []
+
+            role = tokens[0].get("role")
+            deleter = tokens[0] if role == "host" else encoder
+            async with http.delete(
+                location, headers={"Authorization": f"Bearer {deleter['token']}"}
+            ) as response:
+                assert response.status == 200
+            left = await watcher.next_event("participant_left")
+            assert left["participant_id"] == encoder_id
+    finally:
+        await peer.close()
+        await watcher.close()

@@ -77,6 +77,18 @@ async def test_whip_publisher_is_heard_by_a_whep_viewer(gateway: RunningGateway)
 
         async with http.patch(gateway.base_url + whip_location, headers=headers) as response:
             assert response.status == 405
+        # the viewer's token is valid for the room, but the WHIP session is not its own (spec 11)
+        async with http.delete(gateway.base_url + whip_location, headers=headers) as response:
+            assert response.status == 403
+            assert (await response.json(content_type=None))["code"] == "forbidden"
+        shown = gateway.admin("GET", "/api/v1/rooms/broadcast")[1]
+        assert "OBS Studio" in [p["name"] for p in shown["participants"]]
+        heard = received.frames
+        async with asyncio.timeout(15):
+            while received.frames < heard + 25:  # the tone still flows
+                await asyncio.sleep(0.1)
+        # OBS's identity ends it, even with another token
+        headers["Authorization"] = f"Bearer {gateway.token('broadcast', 'obs', 'OBS Studio')}"
         async with http.delete(gateway.base_url + whip_location, headers=headers) as response:
             assert response.status == 200
         shown = gateway.admin("GET", "/api/v1/rooms/broadcast")[1]
@@ -221,3 +233,73 @@ async def test_whip_and_whep_check_token_then_room_then_body(gateway: RunningGat
                     assert (response.status, problem["code"]) == (status, code), (kind, room, code)
                     assert response.content_type == "application/problem+json"
     assert gateway.admin("GET", "/api/v1/rooms/order-home")[1]["participants"] == []
+
+
+async def test_only_the_creator_or_a_host_deletes_a_whip_or_whep_session(
+    gateway: RunningGateway,
+) -> None:
+    gateway.create_room("owned")
+    other_room = gateway.create_room("owned-elsewhere")["id"]
+    base = gateway.base_url
+    async with aiohttp.ClientSession() as http:
+        publisher, whip = await _whip_publish(http, gateway, "owned", "encoder")
+        viewer = RTCPeerConnection()
+        viewer.addTransceiver("audio", direction="recvonly")
+        await viewer.setLocalDescription(await viewer.createOffer())
+        async with http.post(
+            f"{base}/ors/v1/rooms/owned/whep",
+            data=viewer.localDescription.sdp,
+            headers={
+                "Authorization": f"Bearer {gateway.token('owned', 'watcher', 'Watcher')}",
+                "Content-Type": "application/sdp",
+            },
+        ) as response:
+            assert response.status == 201
+            whep = response.headers["Location"]
+        witness = await OrsClient.connect(base, "owned")
+        await witness.join(gateway.token("owned", "witness", "Witness"))
+        await witness.next_event("offer")  # the encoder's tone
+
+        def bearer(token: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {token}"}
+
+        intruder = gateway.token("owned", "intruder", "Intruder")
+        refused = [
+            (whip, bearer(intruder), 403, "forbidden"),
+            (whep, bearer(intruder), 403, "forbidden"),
+            (whip, bearer(gateway.token("owned", "watcher", "Watcher")), 403, "forbidden"),
+            (
+                whip,
+                bearer(gateway.token(other_room, "encoder", "Encoder", "host")),
+                403,
+                "token_wrong_room",
+            ),
+            (whip, {}, 401, "token_invalid"),
+            (whip.replace("/whip/", "/whep/"), bearer(intruder), 404, "not_found"),
+            (whip + "x", bearer(intruder), 404, "not_found"),
+        ]
+        try:
+            for location, headers, status, code in refused:
+                async with http.delete(base + location, headers=headers) as response:
+                    problem = await response.json(content_type=None)
+                    assert (response.status, problem["code"]) == (status, code), location
+            names = [
+                p["name"] for p in gateway.admin("GET", "/api/v1/rooms/owned")[1]["participants"]
+            ]
+            assert sorted(names) == ["ENCODER", "Watcher", "Witness"]
+            assert await _everything_before(witness) == []  # nobody left
+
+            # a host may end anyone's session
+            host = gateway.token("owned", "chair", "Chair", role="host")
+            async with http.delete(base + whep, headers=bearer(host)) as response:
+                assert response.status == 200
+            async with http.delete(base + whip, headers=bearer(host)) as response:
+                assert response.status == 200
+            names = [
+                p["name"] for p in gateway.admin("GET", "/api/v1/rooms/owned")[1]["participants"]
+            ]
+            assert names == ["Witness"]
+        finally:
+            await witness.close()
+            await viewer.close()
+            await publisher.close()
