@@ -138,6 +138,26 @@ def _choose_codec(media: MediaDescription) -> Codec | None:
     return h264[0] if h264 else None
 
 
+_NOT_MEDIA_CODECS = {"rtx", "red", "ulpfec", "flexfec-03", "cn", "telephone-event"}
+
+
+def _first_codec(media: MediaDescription) -> Codec | None:
+    """The offer's first media codec of an m-section (not rtx, red, FEC, CN or DTMF), in full:
+    rtpmap, fmtp and the feedback the relay negotiates."""
+    for codec in media.codecs:
+        if codec.name and codec.clock_rate and codec.name.lower() not in _NOT_MEDIA_CODECS:
+            feedback = [fb for fb in codec.rtcp_fb if fb in _FEEDBACK]
+            return Codec(
+                codec.payload_type,
+                codec.name,
+                codec.clock_rate,
+                codec.channels,
+                codec.fmtp,
+                feedback,
+            )
+    return None
+
+
 def _codec_name(codec: Codec) -> str:
     lower = codec.name.lower()
     return "opus" if lower == "opus" else codec.name.upper()
@@ -313,7 +333,11 @@ class WebRtcEndpoint:
         for index, (media, chosen) in enumerate(zip(offer.media, codecs, strict=True)):
             mid = _mid_of(media, index)
             if chosen is None:
-                answer.media.append(self._rejected(media, mid))
+                # nothing to receive here: inactive on the bundle if we can name a codec of it
+                unused = self._unused(media, mid, local_setup, transport)
+                answer.media.append(unused or self._rejected(media, mid, local_setup, transport))
+                if unused is not None:
+                    bundled.append(mid)
                 self._unpublish_mid(mid)
                 continue
             codec = chosen
@@ -720,12 +744,19 @@ class WebRtcEndpoint:
         self._subscribe_version += 1
         answer.msid_semantic = "WMS *"
         bundled: list[str] = []
+        sending: list[str] = []
         for index, media in enumerate(offer.media):
             mid = media.mid if media.mid is not None else str(index)
             record = next((r for r in remaining if r.kind == media.kind), None)
             codec = self._matching_codec(media, record.codec) if record is not None else None
-            if media.port == 0 or record is None or codec is None:
-                answer.media.append(self._rejected(media, mid))
+            if not media.active or record is None or codec is None:
+                # nothing to send here (an audio-only participant and a video m-section):
+                # inactive on the bundle, which aiortc under max-bundle needs (RFC 8843 7.3.3
+                # rejection is kept for what cannot be answered so: port 0 offered, no codec)
+                unused = self._unused(media, mid, local_setup, transport)
+                answer.media.append(unused or self._rejected(media, mid, local_setup, transport))
+                if unused is not None:
+                    bundled.append(mid)
                 continue
             remaining.remove(record)
             slot = _Slot(mid, media.kind, record.track_id, self._new_ssrc(), record.participant_id)
@@ -756,7 +787,8 @@ class WebRtcEndpoint:
             out.ssrcs = [(slot.ssrc, "cname", record.participant_id), (slot.ssrc, "msid", msid)]
             answer.media.append(out)
             bundled.append(mid)
-        if not bundled:
+            sending.append(mid)
+        if not sending:
             raise SdpError("none of the requested tracks matches an offered m-line and codec")
         answer.groups = [("BUNDLE", bundled)]
         self._negotiated = [slot.state() for slot in self._slots]
@@ -811,20 +843,47 @@ class WebRtcEndpoint:
             end_of_candidates=True,
         )
 
-    @staticmethod
-    def _rejected(media: MediaDescription, mid: str) -> MediaDescription:
-        fmt = media.fmt[:1] or ["0"]
-        rejected = MediaDescription(
-            kind=media.kind, port=0, proto=media.proto, fmt=fmt, connection="IN IP4 0.0.0.0"
-        )
-        rejected.mid = mid
+    def _unused(
+        self, media: MediaDescription, mid: str, setup: str, transport: WebRtcTransport
+    ) -> MediaDescription | None:
+        """An offered m-section that carries nothing, answered `a=inactive` on the bundled
+        transport like the others (ICE, DTLS, candidates) with the offer's first codec; None
+        when it cannot be (port 0 offered, not audio or video, no codec to name).
+
+        aiortc under max-bundle takes the shared transport's remote candidates from the last
+        m-section it reads and refuses one without ICE credentials: a bare `m=video 0` left its
+        ICE without candidates (WHEP of an audio-only participant never connected)."""
+        codec = _first_codec(media)
+        if not media.active or media.kind not in ("audio", "video") or codec is None:
+            return None
+        out = self._media_skeleton(media.kind, mid, setup, transport)
+        out.proto = media.proto if "SAVPF" in media.proto else _PROTO
+        out.codecs = [codec]
+        out.fmt = [str(codec.payload_type)]
+        out.rtcp_rsize = media.rtcp_rsize
+        out.direction = "inactive"
+        return out
+
+    def _rejected(
+        self, media: MediaDescription, mid: str, setup: str, transport: WebRtcTransport
+    ) -> MediaDescription:
+        """A rejected m-section (RFC 8829 5.3.1, RFC 8843 7.3.3): port 0, outside the BUNDLE
+        group, `a=mid`, `a=inactive`, the offer's first codec in full, the answer's `c=` line,
+        and the transport's ICE and DTLS attributes (aiortc refuses an m-section without
+        them), but no candidates, as Chromium writes it."""
+        rejected = self._media_skeleton(media.kind, mid, setup, transport)
+        rejected.port = 0
+        rejected.proto = media.proto
+        rejected.candidates = []
+        rejected.end_of_candidates = False
         rejected.direction = "inactive"
-        if media.kind in ("audio", "video"):
-            first = media.codec(int(fmt[0])) if fmt[0].isdigit() else None
-            if first is not None and first.name:
-                rejected.codecs = [
-                    Codec(first.payload_type, first.name, first.clock_rate, first.channels)
-                ]
+        codec = _first_codec(media) if media.kind in ("audio", "video") else None
+        if codec is not None:
+            rejected.codecs = [codec]
+            rejected.fmt = [str(codec.payload_type)]
+        else:
+            rejected.fmt = media.fmt[:1] or ["0"]
+            rejected.rtcp_mux = media.kind in ("audio", "video")
         return rejected
 
     def _check_open(self) -> None:

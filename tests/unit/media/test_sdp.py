@@ -277,3 +277,73 @@ def test_a_stopped_or_receive_only_m_section_needs_no_entry_and_cannot_have_one(
     assert error.value.field == "/tracks/1/mid"
     receive_only = sdp.parse(CHROMIUM_OFFER.replace("a=sendonly\n", "a=recvonly\n"))
     check_publish_offer(receive_only, [])
+
+
+def _as_recvonly_offer(offer: str) -> str:
+    return offer.replace("a=sendonly", "a=recvonly")
+
+
+async def test_whep_answers_an_m_section_with_nothing_to_send_inactive_on_the_bundle(
+    relay: MediaRelay,
+) -> None:
+    """An audio-only participant viewed by a player that offers audio and video: the video
+    m-section is inactive on the bundled transport (ICE, DTLS, candidates, a codec of the offer),
+    not a bare port-0 rejection that aiortc under max-bundle cannot connect with."""
+    alice = relay.create_endpoint("room-sdp", "alice")
+    alice.accept_publish_offer(CHROMIUM_OFFER.replace("m=video 9 ", "m=video 0 "), _requests()[:1])
+    answer = sdp.parse(
+        relay.create_endpoint("room-sdp", "viewer").accept_view_offer(
+            _as_recvonly_offer(CHROMIUM_OFFER), ["t-mic"]
+        )
+    )
+    audio, video = answer.media
+    assert answer.bundle_mids == ["0", "1"]
+    assert (audio.direction, video.direction) == ("sendonly", "inactive")
+    assert video.port == audio.port == relay.port
+    for attribute in ("candidates", "ice_ufrag", "ice_pwd", "fingerprint", "setup", "connection"):
+        assert getattr(video, attribute) == getattr(audio, attribute), attribute
+    assert video.mid == "1" and video.rtcp_mux
+    [codec] = video.codecs
+    assert (codec.payload_type, codec.name, codec.clock_rate) == (96, "VP8", 90000)
+    assert video.fmt == ["96"] and "nack pli" in codec.rtcp_fb
+    assert "transport-cc" not in codec.rtcp_fb
+
+
+async def test_an_m_section_offered_with_port_zero_is_rejected_outside_the_bundle(
+    relay: MediaRelay,
+) -> None:
+    alice = relay.create_endpoint("room-sdp", "alice")
+    alice.accept_publish_offer(CHROMIUM_OFFER, _requests())
+    stopped = _as_recvonly_offer(CHROMIUM_OFFER).replace("m=video 9 ", "m=video 0 ")
+    answer = sdp.parse(
+        relay.create_endpoint("room-sdp", "viewer").accept_view_offer(stopped, ["t-mic", "t-cam"])
+    )
+    audio, video = answer.media
+    assert answer.bundle_mids == ["0"]
+    assert (video.port, video.mid, video.direction) == (0, "1", "inactive")
+    assert video.connection == audio.connection
+    assert video.candidates == [] and not video.end_of_candidates
+    # aiortc refuses any m-section without ICE credentials and a DTLS role
+    assert (video.ice_ufrag, video.ice_pwd, video.setup) == (
+        audio.ice_ufrag,
+        audio.ice_pwd,
+        audio.setup,
+    )
+    [codec] = video.codecs
+    assert (codec.name, codec.payload_type) == ("VP8", 96) and video.fmt == ["96"]
+
+
+async def test_a_publish_m_section_that_sends_nothing_and_has_no_usable_codec_is_inactive(
+    relay: MediaRelay,
+) -> None:
+    """Only an m-section that sends needs a usable codec (10.4); a receive-only one carries
+    nothing and is answered inactive on the bundle, with a codec of the offer."""
+    offer = CHROMIUM_OFFER.replace("VP8/90000", "VP9/90000").replace("H264/90000", "H265/90000")
+    start = offer.index("m=video")
+    offer = offer[:start] + offer[start:].replace("a=sendonly", "a=recvonly")
+    answer = relay.create_endpoint("room-sdp", "alice").accept_publish_offer(offer, _requests()[:1])
+    parsed = sdp.parse(answer.sdp)
+    assert [t.mid for t in answer.tracks] == ["0"]
+    assert parsed.bundle_mids == ["0", "1"]
+    video = parsed.media[1]
+    assert (video.port, video.direction, video.codecs[0].name) == (relay.port, "inactive", "VP9")
