@@ -212,6 +212,14 @@ async def whip(request: web.Request) -> web.Response:
         PublishRequest(mid, new_id("TR"), "microphone" if kind == "audio" else "camera")
         for mid, kind in _offer_mids(offer)
     ]
+    for publish in requests:
+        if not grant.may_publish(publish.source):
+            raise Problem(
+                "forbidden",
+                f"the token does not allow publishing a {publish.source} track (WHIP publishes "
+                "every audio m-section as a microphone, every video one as a camera)",
+                403,
+            )
     participant, endpoint, answer = _attach(
         gateway, room, grant, lambda endpoint: endpoint.accept_publish_offer(offer, requests)
     )

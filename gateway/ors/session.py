@@ -236,10 +236,14 @@ class OrsSession:
             )
         if self.grant is not None and not self.grant.can_publish:
             raise Problem("forbidden", "your token does not allow publishing", 403)
-        if self.grant is not None and not all(
-            self.grant.may_publish(t["source"]) for t in message["tracks"]
-        ):
-            raise Problem("forbidden", "your token does not allow publishing this source", 403)
+        for n, entry in enumerate(message["tracks"]):
+            if self.grant is not None and not self.grant.may_publish(entry["source"]):
+                raise Problem(
+                    "forbidden",
+                    f"your token does not allow publishing a {entry['source']} track",
+                    403,
+                    f"/tracks/{n}/source",
+                )
         requests = []
         for entry in message["tracks"]:
             track_id = self._mids.get(entry["mid"]) or new_id("TR")

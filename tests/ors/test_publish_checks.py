@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aioice
+import jwt
 import pytest
 from aiortc import RTCSessionDescription
 
 from gateway.ors import schemas
+from gateway.store import Store
 from spec.conformance.orsclient import Message, OrsClient, OrsError
 from spec.conformance.webrtc import PatternTrack, WebRtcPeer
 from tests.gateway_process import RunningGateway
@@ -244,6 +247,59 @@ async def test_a_first_offer_that_fails_publishes_nothing_and_a_good_one_follows
         answer = await alice.request({**offer, "tracks": [{"mid": "0", "source": "screen_audio"}]})
         assert [(t["kind"], t["source"]) for t in answer["tracks"]] == [("audio", "screen_audio")]
         assert (await bob.next_event("track_published"))["track"]["source"] == "screen_audio"
+    finally:
+        await peer.close()
+        await alice.close()
+        await bob.close()
+
+
+def livekit_token(gateway: RunningGateway, room: str, identity: str, sources: list[str]) -> str:
+    """A LiveKit-shaped `video` grant (spec 5.3) limited to SOURCES by canPublishSources."""
+    secret = Store(gateway.data_dir / "rondpoint.sqlite3").token_keys()["rondpoint"]
+    claims = {
+        "iss": "rondpoint",
+        "sub": identity,
+        "name": identity.capitalize(),
+        "exp": int(time.time()) + 600,
+        "video": {"roomJoin": True, "room": room, "canPublishSources": sources},
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+async def test_a_source_the_token_may_not_publish_is_forbidden_and_publishes_nothing(
+    gateway: RunningGateway,
+) -> None:
+    """Spec 5.3 canPublishSources: a microphone-only token offering a camera too gets forbidden
+    on that entry's source; nothing is published; the microphone alone is then answered."""
+    room = "publish-checks-sources"
+    gateway.create_room(room)
+    alice = await OrsClient.connect(gateway.base_url, room)
+    await alice.join(livekit_token(gateway, room, "alice", ["microphone"]))
+    bob = await joined_client(gateway, room, "bob")
+    peer = WebRtcPeer(alice)
+    try:
+        peer.publish_pc.addTransceiver("audio", direction="sendonly")
+        peer.publish_pc.addTransceiver(PatternTrack(), direction="sendonly")
+        await peer.publish_pc.setLocalDescription(await peer.publish_pc.createOffer())
+        offer = {"type": "offer", "pc": "publish", "sdp": peer.publish_pc.localDescription.sdp}
+        with pytest.raises(OrsError) as error:
+            await alice.request({**offer, "tracks": [MIC, CAM]})
+        problem = error.value.problem
+        assert (problem["code"], problem["status"], problem.get("field")) == (
+            "forbidden",
+            403,
+            "/tracks/1/source",
+        )
+        assert room_tracks(gateway, room) == []
+        assert [e["type"] for e in await barrier(alice, bob)] == []
+
+        # the same offer with the camera turned receive-only publishes the microphone alone
+        start, end = _video_section(offer["sdp"])
+        video = offer["sdp"][start:end].replace("a=sendonly", "a=recvonly")
+        only_mic = offer["sdp"][:start] + video + offer["sdp"][end:]
+        answer = await alice.request({**offer, "sdp": only_mic, "tracks": [MIC]})
+        assert [t["source"] for t in answer["tracks"]] == ["microphone"]
+        assert (await bob.next_event("track_published"))["track"]["source"] == "microphone"
     finally:
         await peer.close()
         await alice.close()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import aioice
+import jwt
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from gateway.store import Store
 from spec.conformance.orsclient import OrsClient
-from spec.conformance.webrtc import ReceivedTrack, ToneTrack
+from spec.conformance.webrtc import PatternTrack, ReceivedTrack, ToneTrack
 from tests.gateway_process import RunningGateway
 
 pytestmark = pytest.mark.interop
@@ -305,3 +308,40 @@ async def test_only_the_creator_or_a_host_deletes_a_whip_or_whep_session(
             await witness.close()
             await viewer.close()
             await publisher.close()
+
+
+async def test_whip_refuses_a_source_the_token_may_not_publish(gateway: RunningGateway) -> None:
+    """Spec 5.3 canPublishSources with WHIP (11.1: audio is a microphone, video a camera)."""
+    gateway.create_room("whip-sources")
+    secret = Store(gateway.data_dir / "rondpoint.sqlite3").token_keys()["rondpoint"]
+    claims = {
+        "iss": "rondpoint",
+        "sub": "encoder",
+        "exp": int(time.time()) + 600,
+        "video": {"roomJoin": True, "room": "whip-sources", "canPublishSources": ["microphone"]},
+    }
+    headers = {
+        "Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}",
+        "Content-Type": "application/sdp",
+    }
+    url = f"{gateway.base_url}/ors/v1/rooms/whip-sources/whip"
+    both = RTCPeerConnection()
+    both.addTransceiver(ToneTrack(440.0), direction="sendonly")
+    both.addTransceiver(PatternTrack(), direction="sendonly")
+    mic = RTCPeerConnection()
+    mic.addTransceiver(ToneTrack(440.0), direction="sendonly")
+    try:
+        async with aiohttp.ClientSession() as http:
+            await both.setLocalDescription(await both.createOffer())
+            async with http.post(url, data=both.localDescription.sdp, headers=headers) as response:
+                assert response.status == 403
+                assert (await response.json(content_type=None))["code"] == "forbidden"
+            assert gateway.admin("GET", "/api/v1/rooms/whip-sources")[1]["participants"] == []
+            await mic.setLocalDescription(await mic.createOffer())
+            async with http.post(url, data=mic.localDescription.sdp, headers=headers) as response:
+                assert response.status == 201
+        [shown] = gateway.admin("GET", "/api/v1/rooms/whip-sources")[1]["participants"]
+        assert [t["source"] for t in shown["tracks"]] == ["microphone"]
+    finally:
+        await both.close()
+        await mic.close()
