@@ -147,7 +147,7 @@ class OrsSession:
             raise Problem("invalid_state", "you are waiting in the lobby", 409)
         handler = getattr(self, f"_on_{message_type}", None)
         if handler is None:
-            raise Problem("unknown_type", f"unknown message type '{message_type}'", field="/type")
+            raise Problem("unknown_type", "the message type is not part of ORS v1", field="/type")
         return handler  # type: ignore[no-any-return]
 
     async def send(self, message: Message) -> None:

@@ -65,10 +65,15 @@ def _third_party_imports() -> dict[str, set[str]]:
 
 def _owner(module: str, files: dict[Path, str]) -> str | None:
     """The installed distribution whose files hold ``module`` (namespace packages resolved)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        return None
-    return files.get(Path(spec.origin).resolve())
+    # a module already imported may carry __spec__ = None (find_spec then raises): use its file
+    origin = getattr(sys.modules.get(module), "__file__", None)
+    if origin is None:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        origin = spec.origin if spec is not None else None
+    return files.get(Path(origin).resolve()) if origin else None
 
 
 def test_every_runtime_import_is_a_declared_dependency() -> None:
