@@ -72,6 +72,8 @@ class LimitsConfig:
     """Largest ORS WebSocket message accepted."""
     anonymous_requests_per_minute: int = 30
     """Per source address, for token and PIN requests that need no credentials."""
+    media_consent_seconds: int = 30
+    """A WHIP/WHEP session whose client sent no ICE consent check for this long is ended (RFC 7675)."""
 
 
 @dataclass
@@ -229,6 +231,7 @@ _POSITIVE = (
     "rooms.max_participants",
     "limits.max_message_bytes",
     "limits.anonymous_requests_per_minute",
+    "limits.media_consent_seconds",
     "sip.pin_attempts",
     "sip.failures_before_ban",
     "sip.ban_seconds",

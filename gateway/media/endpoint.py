@@ -904,6 +904,11 @@ class WebRtcEndpoint:
                 transport.close()
         self._relay._endpoint_closed(self)
 
+    @property
+    def consent_checks(self) -> int:
+        """The peer's ICE consent checks over both sessions: unchanged for long means it is gone."""
+        return sum(t.consent_checks for t in (self._publish, self._subscribe) if t is not None)
+
     def _counters(self) -> tuple[int, int]:
         """(packets received, SRTP errors) over both sessions."""
         received = errors = 0

@@ -48,6 +48,8 @@ class WebRtcTransport:
         self.packets_received = 0
         self.packets_sent = 0
         self.srtp_errors = 0
+        self.consent_checks = 0
+        """Authenticated STUN binding requests answered: the peer's ICE consent (RFC 7675)."""
         mux.register(self)
 
     @property
@@ -110,6 +112,7 @@ class WebRtcTransport:
         result = self.ice.handle_request(data, message, addr)
         if result is None:
             return
+        self.consent_checks += 1
         self._mux.sendto(result.response, addr)
         if addr not in self._addresses:
             if len(self._addresses) >= _MAX_ADDRESSES:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from aiohttp import web
@@ -155,6 +157,55 @@ class _HttpMediaSession:
         self.endpoint = endpoint
         self.identity = identity
         """The token `sub` that created the session: only it, or a host, may delete it."""
+        self.consent_seen = 0
+        self.consent_at = time.monotonic()
+        """When the client's ICE consent checks last advanced (RFC 7675)."""
+
+
+def sweep_http_media_sessions(
+    gateway: Gateway, sessions: dict[str, _HttpMediaSession], now: float
+) -> None:
+    """End WHIP/WHEP sessions whose participant left the room (a host removed it, the room was
+    deleted) or whose client sent no ICE consent check for ``limits.media_consent_seconds``."""
+    timeout = gateway.config.limits.media_consent_seconds
+    for resource, session in list(sessions.items()):
+        checks = session.endpoint.consent_checks
+        if checks != session.consent_seen:
+            session.consent_seen, session.consent_at = checks, now
+        room = gateway.rooms.get(session.room_id) if gateway.rooms.exists(session.room_id) else None
+        present = room is not None and session.participant.id in room.participants
+        if present and now - session.consent_at < timeout:
+            continue
+        del sessions[resource]
+        session.endpoint.close()
+        if room is not None and present:
+            gateway.rooms.remove_participant(room, session.participant.id, "left")
+        log.info(
+            "%s session ended: %s",
+            session.kind.upper(),
+            "no ICE consent" if present else "its participant left the room",
+            extra={"room": session.room_id, "participant": session.participant.id},
+        )
+
+
+async def _sweeping_http_media_sessions(app: web.Application) -> AsyncIterator[None]:
+    """aiohttp cleanup context: sweeps the WHIP/WHEP sessions while the application runs."""
+    gateway: Gateway = app["gateway"]
+    period = max(0.5, min(5.0, gateway.config.limits.media_consent_seconds / 3))
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                sweep_http_media_sessions(gateway, app["http_media_sessions"], time.monotonic())
+            except Exception:  # one bad sweep must not end the next ones
+                log.exception("sweeping WHIP/WHEP sessions failed")
+
+    task = asyncio.create_task(sweep_forever(), name="whip-whep-sweep")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _bearer_grant(request: web.Request, room_id: str) -> JoinGrant:
@@ -336,6 +387,7 @@ def _offer_mids(offer: SessionDescription) -> list[tuple[str, str]]:
 
 def add_routes(app: web.Application) -> None:
     app["http_media_sessions"] = {}
+    app.cleanup_ctx.append(_sweeping_http_media_sessions)
     app.router.add_get("/.well-known/ors", discovery)
     app.router.add_get("/ors/v1/keys", keys)
     app.router.add_get("/ors/v1/rooms/{room}", room_info)

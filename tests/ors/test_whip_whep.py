@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import aiohttp
 import aioice
@@ -14,7 +15,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from gateway.store import Store
 from spec.conformance.orsclient import OrsClient
 from spec.conformance.webrtc import PatternTrack, ReceivedTrack, ToneTrack
-from tests.gateway_process import RunningGateway
+from tests.gateway_process import RunningGateway, running_gateway
 
 pytestmark = pytest.mark.interop
 
@@ -345,3 +346,80 @@ async def test_whip_refuses_a_source_the_token_may_not_publish(gateway: RunningG
     finally:
         await both.close()
         await mic.close()
+
+
+CONSENT_SECONDS = (
+    10  # above aioice's consent interval (4 to 6 s), so a live client keeps its session
+)
+
+
+@pytest.fixture(scope="module")
+def consent_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    with running_gateway(
+        tmp_path_factory.mktemp("consent"),
+        extra_config=f"[limits]\nmedia_consent_seconds = {CONSENT_SECONDS}\n",
+    ) as running:
+        yield running
+
+
+def _names(gateway: RunningGateway, room: str) -> list[str]:
+    return [p["name"] for p in gateway.admin("GET", f"/api/v1/rooms/{room}")[1]["participants"]]
+
+
+async def _delete_status(
+    http: aiohttp.ClientSession, gateway: RunningGateway, room: str, location: str, identity: str
+) -> int:
+    headers = {"Authorization": f"Bearer {gateway.token(room, identity, identity.upper())}"}
+    async with http.delete(gateway.base_url + location, headers=headers) as response:
+        return response.status
+
+
+async def test_a_whip_client_that_vanishes_without_delete_leaves_after_its_consent_timeout(
+    consent_gateway: RunningGateway,
+) -> None:
+    gateway = consent_gateway
+    gateway.create_room("vanishing")
+    async with aiohttp.ClientSession() as http:
+        alive, alive_location = await _whip_publish(http, gateway, "vanishing", "alive")
+        gone, gone_location = await _whip_publish(http, gateway, "vanishing", "gone")
+        assert sorted(_names(gateway, "vanishing")) == ["ALIVE", "GONE"]
+        await gone.close()  # no DELETE: its ICE consent checks stop
+        async with asyncio.timeout(CONSENT_SECONDS * 4):
+            while "GONE" in _names(gateway, "vanishing"):
+                await asyncio.sleep(0.5)
+        # the live client has outlived the timeout on its consent checks alone
+        assert _names(gateway, "vanishing") == ["ALIVE"]
+        assert await _delete_status(http, gateway, "vanishing", gone_location, "gone") == 404
+        assert await _delete_status(http, gateway, "vanishing", alive_location, "alive") == 200
+        assert _names(gateway, "vanishing") == []
+        await alive.close()
+    assert "no ICE consent" in gateway.log_text()
+
+
+async def test_a_whip_session_ends_when_a_host_removes_its_participant_or_the_room_goes(
+    consent_gateway: RunningGateway,
+) -> None:
+    gateway = consent_gateway
+    gateway.create_room("removals")
+    async with aiohttp.ClientSession() as http:
+        streamer, location = await _whip_publish(http, gateway, "removals", "streamer")
+        other, other_location = await _whip_publish(http, gateway, "removals", "other")
+        host = await OrsClient.connect(gateway.base_url, "removals")
+        joined = await host.join(gateway.token("removals", "host", "Host", role="host"))
+        [target] = [p["id"] for p in joined["participants"] if p["name"] == "STREAMER"]
+        await host.request({"type": "remove", "participant_id": target})
+        async with asyncio.timeout(CONSENT_SECONDS):
+            # a bystander's DELETE changes nothing: 403 while the session lives, 404 once it is gone
+            while await _delete_status(http, gateway, "removals", location, "bystander") != 404:
+                await asyncio.sleep(0.5)
+        assert sorted(_names(gateway, "removals")) == ["Host", "OTHER"]
+        await host.close()
+        assert gateway.admin("DELETE", "/api/v1/rooms/removals")[0] in (200, 204)
+        gateway.create_room("removals")  # a new room of the same name: the old session is gone
+        async with asyncio.timeout(CONSENT_SECONDS):
+            while (
+                await _delete_status(http, gateway, "removals", other_location, "bystander") != 404
+            ):
+                await asyncio.sleep(0.5)
+        await streamer.close()
+        await other.close()
