@@ -869,13 +869,13 @@ class WebRtcEndpoint:
     ) -> MediaDescription:
         """A rejected m-section (RFC 8829 5.3.1, RFC 8843 7.3.3): port 0, outside the BUNDLE
         group, `a=mid`, `a=inactive`, the offer's first codec in full, the answer's `c=` line,
-        and the transport's ICE and DTLS attributes (aiortc refuses an m-section without
-        them), but no candidates, as Chromium writes it."""
+        and the transport's ICE and DTLS attributes and candidate (aiortc refuses an m-section
+        without ICE credentials and, under max-bundle, takes the shared transport's candidates
+        from the last m-section it reads, rejected or not: a rejected data channel read last left
+        its ICE with nothing to check). Browsers ignore a port-0 section's candidates."""
         rejected = self._media_skeleton(media.kind, mid, setup, transport)
         rejected.port = 0
         rejected.proto = media.proto
-        rejected.candidates = []
-        rejected.end_of_candidates = False
         rejected.direction = "inactive"
         codec = _first_codec(media) if media.kind in ("audio", "video") else None
         if codec is not None:

@@ -332,3 +332,27 @@ async def test_renaming_in_the_lobby_reaches_oneself_and_hosts_only(
     assert_all_valid(host, member, guest)
     for client in (host, member, guest):
         await client.close()
+
+
+async def test_an_aiortc_publisher_with_a_data_channel_is_heard(gateway: RunningGateway) -> None:
+    # The relay rejects the data channel's m-section (port 0); aiortc under max-bundle takes the
+    # shared transport's candidates from the last m-section it reads, so the rejected one must
+    # carry them too, or its ICE never connects.
+    gateway.create_room("data-channel-room")
+    alice = await joined_client(gateway, "data-channel-room", "alice")
+    alice_peer = WebRtcPeer(alice)
+    alice_peer.publish_pc.createDataChannel("chat")
+    answer = await alice_peer.publish(frequency=523.0)
+    [track] = answer["tracks"]
+    bob = await joined_client(gateway, "data-channel-room", "bob")
+    bob_peer = WebRtcPeer(bob)
+    await bob_peer.accept_offer(await bob.next_event("offer"))
+    async with asyncio.timeout(15):
+        while (heard := bob_peer.received.get(track["id"])) is None or heard.frames < 50:
+            await asyncio.sleep(0.1)
+    assert abs(heard.frequency() - 523.0) < 15
+    for peer in (alice_peer, bob_peer):
+        await peer.close()
+    assert_all_valid(alice, bob)
+    await alice.close()
+    await bob.close()
