@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.gateway_process import free_port
+from tests.gateway_process import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".cache" / "wheel-install"
@@ -155,12 +154,7 @@ def main() -> int:
             timeout=SUITE_SECONDS,
         )
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
     log = log_path.read_text(errors="replace")
     if "Traceback" in log:
         sys.exit(f"wheel-install: the installed gateway logged a traceback:\n{log[-4000:]}")

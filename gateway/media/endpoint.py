@@ -179,19 +179,22 @@ def _mid_of(media: MediaDescription, index: int) -> str:
     return media.mid if media.mid is not None else str(index)
 
 
-def _remote_transport(offer: SessionDescription) -> tuple[str, str, tuple[str, str], str]:
-    """ICE credentials, DTLS fingerprint and a=setup of an offer (its first active m-section)."""
-    usable = [m for m in offer.media if m.port != 0]
+def _remote_transport(
+    description: SessionDescription, setups: tuple[str, ...] = ("actpass", "active", "passive")
+) -> tuple[str, str, tuple[str, str], str]:
+    """ICE credentials, DTLS fingerprint and a=setup of an offer or answer (its first active
+    m-section); ``setups`` the a=setup values allowed (an answer's are active or passive)."""
+    usable = [m for m in description.media if m.port != 0]
     if not usable:
-        raise SdpError("the offer has no active m-line")
+        raise SdpError("the SDP rejects every m-line")
     first = usable[0]
-    ufrag, pwd = offer.ice_credentials(first)
-    fingerprint = offer.dtls_fingerprint(first)
+    ufrag, pwd = description.ice_credentials(first)
+    fingerprint = description.dtls_fingerprint(first)
     if fingerprint[0] not in ("sha-256", "sha-384", "sha-512", "sha-1"):
         raise SdpError(f"unsupported fingerprint hash {fingerprint[0][:16]!r}")
-    setup = offer.dtls_setup(first)
-    if setup not in ("actpass", "active", "passive"):
-        raise SdpError(f"invalid a=setup {setup[:16]!r}")
+    setup = description.dtls_setup(first)
+    if setup not in setups:
+        raise SdpError(f"a=setup must be {' or '.join(setups)}")
     return ufrag, pwd, fingerprint, setup
 
 
@@ -653,15 +656,7 @@ class WebRtcEndpoint:
             raise SdpError("no subscribe offer is waiting for an answer")
         answer = sdp.parse(sdp_text)
         by_mid = {m.mid: m for m in answer.media if m.mid is not None}
-        usable = [m for m in answer.media if m.port != 0]
-        if not usable:
-            raise SdpError("the answer rejects every m-line")
-        first = usable[0]
-        ufrag, pwd = answer.ice_credentials(first)
-        fingerprint = answer.dtls_fingerprint(first)
-        setup = answer.dtls_setup(first)
-        if setup not in ("active", "passive"):
-            raise SdpError("a=setup in an answer must be active or passive")
+        ufrag, pwd, fingerprint, setup = _remote_transport(answer, setups=("active", "passive"))
         self._subscribe.set_remote(ufrag, pwd, fingerprint, setup)
         offered = {mid: track for mid, _, track, _ in self._offered}
         for slot in self._slots:

@@ -37,7 +37,7 @@ import pytest
 from gateway.config import load_config
 from tests.browser.conftest import ARTIFACTS, Participant
 from tests.browser.test_web_client import receiving, wait_until
-from tests.gateway_process import RunningGateway, free_port, running_gateway
+from tests.gateway_process import RunningGateway, free_port, running_gateway, stop_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -179,12 +179,7 @@ def proxy(gateway: RunningGateway, proxy_port: int) -> Iterator[Proxy]:
             wait_until(ready, 20, "nginx to proxy /healthz")
             yield Proxy(url, prefix)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
             ARTIFACTS.mkdir(exist_ok=True)
             for name in ("error.log", "access.log"):
                 if (prefix / name).exists():

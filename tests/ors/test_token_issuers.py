@@ -9,9 +9,6 @@ refused with the documented error, no secret ever appearing in an error or a log
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import subprocess
 import sys
@@ -28,6 +25,7 @@ from livekit.api import AccessToken, VideoGrants
 from spec.conformance.orsclient import OrsClient, OrsError
 from spec.conformance.webrtc import WebRtcPeer
 from tests.gateway_process import RunningGateway, running_gateway
+from tests.unit.test_tokens import hs256_with
 
 pytestmark = pytest.mark.interop
 
@@ -189,7 +187,7 @@ async def test_an_ed25519_issuer_joins_and_hs256_with_its_public_key_is_refused(
 
     # algorithm confusion: an HS256 token whose HMAC secret is the issuer's public PEM
     pem = PORTAL_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    problem = await refused(gateway, "portail", hs256(ed25519_claims("portail"), pem))
+    problem = await refused(gateway, "portail", hs256_with(ed25519_claims("portail"), pem))
     assert (problem["code"], problem["status"]) == ("token_invalid", 401)
 
 
@@ -242,18 +240,3 @@ def test_admin_token_endpoint_refuses_non_boolean_grants(gateway: RunningGateway
         "POST", "/api/v1/rooms/grants/tokens", {"identity": "x", "can_subscribe": False}
     )
     assert status == 201 and (minted["can_publish"], minted["can_subscribe"]) == (True, False)
-
-
-def hs256(claims: dict, key: bytes) -> str:
-    """An HS256 JWS signed with ``key`` by hand (PyJWT refuses a PEM key as an HMAC secret)."""
-
-    def b64(data: bytes) -> bytes:
-        return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-    signing_input = (
-        b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        + b"."
-        + b64(json.dumps(claims).encode())
-    )
-    signature = hmac.new(key, signing_input, hashlib.sha256).digest()
-    return (signing_input + b"." + b64(signature)).decode()
