@@ -90,7 +90,9 @@ async def create_room(request: web.Request) -> web.Response:
         check_room_id(room_id)
         room = gateway.rooms.create(room_id, pin=pin, lobby=lobby)
     except RoomError as e:
-        raise Problem(e.code, e.detail, e.status, "/id" if "room" in e.code else "/pin") from None
+        raise Problem(
+            e.code, e.detail, e.status, "/pin" if e.code == "invalid_field" else "/id"
+        ) from None
     log.info("room created", extra={"room": room_id, "lobby": lobby, "pin": bool(pin)})
     return web.json_response(room_detail(room, with_pin=True), status=201)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 
 from gateway.rooms.events import (
     ChatMessage,
@@ -46,10 +47,23 @@ class RoomManager:
         self.server_name = server_name
         self.max_participants = max_participants
         self._live: dict[str, Room] = {}
+        self._reserved: list[tuple[Callable[[str], bool], str]] = []
 
     # definitions -----------------------------------------------------------
-    def create(self, room_id: str, pin: str = "", lobby: bool = False) -> Room:
+    def reserve(self, is_reserved: Callable[[str], bool], purpose: str) -> None:
+        """Room names for which ``is_reserved`` holds are made by the gateway only (``internal``),
+        for ``purpose``: nobody can pre-create one and become the host of the room that, say, the
+        phone callers of a Visio meeting land in."""
+        self._reserved.append((is_reserved, purpose))
+
+    def create(
+        self, room_id: str, pin: str = "", lobby: bool = False, internal: bool = False
+    ) -> Room:
+        """A new room; ``internal`` for the gateway's own rooms, the only way to a reserved name."""
         check_room_id(room_id)
+        purpose = next((p for reserved, p in self._reserved if reserved(room_id)), None)
+        if purpose is not None and not internal:
+            raise RoomError("forbidden", f"this room name is reserved for {purpose}", 403)
         if pin and not (pin.isdigit() and 4 <= len(pin) <= 12):
             raise RoomError("invalid_field", "pin must be 4 to 12 digits")
         if self.store.get_room(room_id) is not None:

@@ -22,7 +22,7 @@ from gateway.telephony import DialError
 from protocols.sip.call import CallState, InboundCall
 from protocols.sip.dialog import DialogId, incoming_dialog_id, response_dialog_id
 from protocols.sip.digest import DigestServer
-from protocols.sip.dispatch import Dispatcher
+from protocols.sip.dispatch import Dispatcher, is_visio_room_id
 from protocols.sip.message import NameAddress, Request, Response, SipUri, make_response
 from protocols.sip.outbound import OutboundCall
 from protocols.sip.registration import Registration
@@ -49,6 +49,8 @@ class SipService:
         self.gateway = gateway
         self.config = gateway.config.sip
         self.rooms = gateway.rooms
+        # visio-UUID rooms are made when a Visio rule's first caller arrives, never by a visitor
+        self.rooms.reserve(is_visio_room_id, "phone callers of a Visio meeting")
         self.bus = gateway.bus
         self.relay = gateway.relay
         self.guard = Guard(

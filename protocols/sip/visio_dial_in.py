@@ -58,7 +58,7 @@ async def open_visio_room(
     """The local room of a Visio room, made if need be and linked live to it."""
     if not rooms.exists(room_id):
         with contextlib.suppress(RoomError):  # room_exists: another caller made it just now
-            rooms.create(room_id, lobby=True)
+            rooms.create(room_id, lobby=True, internal=True)
     room = rooms.get(room_id)
     try:
         link = await links.ensure(room_id, target, persist=False)
