@@ -381,6 +381,15 @@ class OrsSession:
     async def _on_dial(self, message: Message) -> None:
         assert self.room is not None
         self._require_host()
+        if self.grant is None or self.grant.anonymous:
+            # Anyone may create a room and host it; a call goes out through the operator's trunk
+            # to whatever number is typed, so it needs a host token the operator issued.
+            raise Problem(
+                "forbidden",
+                "a host who joined anonymously cannot dial out; an operator can "
+                "(rondpoint dial), or a host token issued by the operator",
+                403,
+            )
         sip = self.gateway.sip
         if sip is None:
             raise Problem("invalid_state", "this server has no telephony", 409)
