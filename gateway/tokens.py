@@ -11,6 +11,7 @@ only for the rooms its issuer may grant.
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import time
 from collections.abc import Iterable
@@ -233,29 +234,107 @@ class TokenAuthority:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise TokenError("token_invalid", "the token is not a well-formed JWT") from None
-        issuer = self._issuer(str(unverified.get("iss", "")))
+        key_id = unverified.get("iss", "")
+        if not isinstance(key_id, str):
+            raise TokenError("token_invalid", "the token's claim 'iss' is not a string")
+        issuer = self._issuer(key_id)
         if issuer is None:
             raise TokenError("token_invalid", "the token's issuer is not known here")
         try:
+            # the times are checked below, after their types: PyJWT reads "exp": "1e10" as a number
             claims = jwt.decode(
                 token,
                 issuer.key,
                 algorithms=[issuer.algorithm],
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "sub"]},
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_sub": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("token_expired", "the token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenError("token_invalid", "the token is not valid yet") from None
         except jwt.PyJWTError:
             raise TokenError(
                 "token_invalid", "the token's signature or claims are invalid"
             ) from None
+        _check_claim_types(claims)
+        now = time.time()
+        if "nbf" in claims and claims["nbf"] > now + LEEWAY_SECONDS:
+            raise TokenError("token_invalid", "the token is not valid yet")
+        if "iat" in claims and claims["iat"] > now + LEEWAY_SECONDS:
+            raise TokenError("token_invalid", "the token is not valid yet")
+        if claims["exp"] <= now - LEEWAY_SECONDS:
+            raise TokenError("token_expired", "the token has expired")
         grant = _grant_from_claims(claims, room)
         if not issuer.allows(room):
             raise TokenError("forbidden", "the token's issuer may not grant this room", 403)
         return grant
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_string(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_string_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _is_role(value: object) -> bool:
+    return isinstance(value, str) and value in {role.value for role in Role}
+
+
+_CLAIM_TYPES: tuple[tuple[str, Any, str], ...] = (
+    ("exp", _is_number, "a number"),
+    ("nbf", _is_number, "a number"),
+    ("iat", _is_number, "a number"),
+    ("sub", _is_string, "a string"),
+    ("iss", _is_string, "a string"),
+    ("name", _is_string, "a string"),
+)
+_ORS_TYPES: tuple[tuple[str, Any, str], ...] = (
+    ("room", _is_string, "a string"),
+    ("role", _is_role, "host, member or guest"),
+    ("can_publish", _is_bool, "a boolean"),
+    ("can_subscribe", _is_bool, "a boolean"),
+    ("anonymous", _is_bool, "a boolean"),
+)
+_VIDEO_TYPES: tuple[tuple[str, Any, str], ...] = (
+    ("room", _is_string, "a string"),
+    ("roomJoin", _is_bool, "a boolean"),
+    ("roomAdmin", _is_bool, "a boolean"),
+    ("canPublish", _is_bool, "a boolean"),
+    ("canSubscribe", _is_bool, "a boolean"),
+    ("canPublishSources", _is_string_list, "a list of strings"),
+)
+
+
+def _check_claim_types(claims: dict) -> None:
+    """Every claim this gateway reads has its type, when present (spec 5.4): a string "false" is
+    not false, "9999999999" is not a time. The error names the claim, never its value."""
+
+    def check(values: dict, rules: tuple[tuple[str, Any, str], ...], prefix: str) -> None:
+        for claim, is_valid, expected in rules:
+            if claim in values and not is_valid(values[claim]):
+                raise TokenError(
+                    "token_invalid", f"the token's claim '{prefix}{claim}' is not {expected}"
+                )
+
+    check(claims, _CLAIM_TYPES, "")
+    for grant, rules in (("ors", _ORS_TYPES), ("video", _VIDEO_TYPES)):
+        if grant in claims:  # ors first: a token with both is read as an ors token (5.3)
+            if not isinstance(claims[grant], dict):
+                raise TokenError("token_invalid", f"the token's claim '{grant}' is not an object")
+            check(claims[grant], rules, grant + ".")
+            return
 
 
 def _grant_from_claims(claims: dict, room: str) -> JoinGrant:
@@ -265,21 +344,16 @@ def _grant_from_claims(claims: dict, room: str) -> JoinGrant:
     publish_sources: frozenset[str] | None = None
     if isinstance(ors, dict):
         granted_room = ors.get("room")
-        try:
-            role = Role(ors.get("role", "member"))
-        except ValueError:
-            raise TokenError(
-                "token_invalid", "the token's role is not host, member or guest"
-            ) from None
-        can_publish = bool(ors.get("can_publish", True))
-        can_subscribe = bool(ors.get("can_subscribe", True))
+        role = Role(ors.get("role", "member"))  # types checked by _check_claim_types
+        can_publish = ors.get("can_publish", True) is True
+        can_subscribe = ors.get("can_subscribe", True) is True
     elif isinstance(video, dict):
-        if not video.get("roomJoin"):
+        if video.get("roomJoin") is not True:
             raise TokenError("forbidden", "the token does not grant roomJoin", 403)
         granted_room = video.get("room")
-        role = Role.HOST if video.get("roomAdmin") else Role.MEMBER
-        can_publish = bool(video.get("canPublish", True))
-        can_subscribe = bool(video.get("canSubscribe", True))
+        role = Role.HOST if video.get("roomAdmin") is True else Role.MEMBER
+        can_publish = video.get("canPublish", True) is True
+        can_subscribe = video.get("canSubscribe", True) is True
         publish_sources = _livekit_sources(video.get("canPublishSources"))
     else:
         raise TokenError("token_invalid", "the token carries neither an 'ors' nor a 'video' grant")

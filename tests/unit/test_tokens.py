@@ -291,3 +291,93 @@ def hs256_with(claims: dict, key: bytes) -> str:
     )
     signature = hmac.new(key, signing_input, hashlib.sha256).digest()
     return (signing_input + b"." + b64(signature)).decode()
+
+
+# claims of the wrong type (spec 5.4): refused as token_invalid, naming the claim, never its value --
+def signed(**overrides: object) -> str:
+    claims: dict = {
+        "iss": "rondpoint",
+        "sub": "alice",
+        "name": "Alice",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 60,
+        "ors": {"room": "salle", "role": "member"},
+    }
+    for key, value in overrides.items():
+        if "." in key:
+            grant, member = key.split(".")
+            claims[grant][member] = value
+        else:
+            claims[key] = value
+    return hs256_with(claims, SECRET.encode())
+
+
+def livekit_signed(**video: object) -> str:
+    claims = {
+        "iss": "visio-api-key",
+        "sub": "oidc-sub-42",
+        "exp": int(time.time()) + 60,
+        "video": {"room": "salle", "roomJoin": True, **video},
+    }
+    return hs256_with(claims, b"visio-secret-0123456789abcdef-0123")
+
+
+@pytest.mark.parametrize(
+    ("claim", "token"),
+    [
+        ("exp", lambda: signed(exp=str(int(time.time()) + 3600))),
+        ("exp", lambda: signed(exp=True)),
+        ("exp", lambda: signed(exp=float("inf"))),
+        ("nbf", lambda: signed(nbf="0")),
+        ("iat", lambda: signed(iat=[1])),
+        ("sub", lambda: signed(sub=42)),
+        ("name", lambda: signed(name={"first": "Eve"})),
+        ("iss", lambda: signed(iss=["rondpoint"])),
+        ("ors", lambda: signed(ors="salle")),
+        ("ors.room", lambda: signed(**{"ors.room": ["salle"]})),
+        ("ors.role", lambda: signed(**{"ors.role": ["host"]})),
+        ("ors.role", lambda: signed(**{"ors.role": "admin"})),
+        ("ors.can_publish", lambda: signed(**{"ors.can_publish": "false"})),
+        ("ors.can_subscribe", lambda: signed(**{"ors.can_subscribe": 0})),
+        ("video.roomAdmin", lambda: livekit_signed(roomAdmin="false")),
+        ("video.roomJoin", lambda: livekit_signed(roomJoin="true")),
+        ("video.canPublish", lambda: livekit_signed(canPublish="false")),
+        ("video.canSubscribe", lambda: livekit_signed(canSubscribe=1)),
+        ("video.canPublishSources", lambda: livekit_signed(canPublishSources="camera")),
+        ("video.canPublishSources", lambda: livekit_signed(canPublishSources=[1])),
+        ("video.room", lambda: livekit_signed(room={"name": "salle"})),
+    ],
+)
+def test_a_claim_of_the_wrong_type_is_refused_by_name(
+    authority: TokenAuthority, claim: str, token
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TokenError) as error:
+        authority.verify(token(), "salle")
+    assert (error.value.code, error.value.status) == ("token_invalid", 401)
+    assert f"'{claim}'" in error.value.detail
+
+
+def test_a_refused_claim_is_named_without_its_value(authority: TokenAuthority) -> None:
+    with pytest.raises(TokenError) as error:
+        authority.verify(signed(name={"secret": "hunter2-value"}), "salle")
+    assert "'name'" in error.value.detail and "hunter2-value" not in error.value.detail
+
+
+def test_a_livekit_string_false_room_admin_never_grants_host(authority: TokenAuthority) -> None:
+    with pytest.raises(TokenError):
+        authority.verify(livekit_signed(roomAdmin="false"), "salle")
+    assert authority.verify(livekit_signed(roomAdmin=False), "salle").role is Role.MEMBER
+
+
+def test_times_of_the_right_type_still_work(authority: TokenAuthority) -> None:
+    grant = authority.verify(signed(exp=time.time() + 60.5, nbf=time.time() - 1), "salle")
+    assert grant.identity == "alice"
+    with pytest.raises(TokenError) as error:
+        authority.verify(signed(exp=int(time.time()) - 3600), "salle")
+    assert error.value.code == "token_expired"
+    with pytest.raises(TokenError) as error:
+        authority.verify(signed(nbf=int(time.time()) + 3600), "salle")
+    assert error.value.code == "token_invalid"
+    with pytest.raises(TokenError) as error:
+        authority.verify(signed(iat=int(time.time()) + 3600), "salle")
+    assert error.value.code == "token_invalid"
