@@ -159,14 +159,34 @@ class _HttpMediaSession:
         """The token `sub` that created the session: only it, or a host, may delete it."""
         self.consent_seen = 0
         self.consent_at = time.monotonic()
-        """When the client's ICE consent checks last advanced (RFC 7675)."""
+        """When the client's ICE consent checks last advanced (RFC 7675); at first, its creation."""
+
+    def end(self, gateway: Gateway, why: str) -> None:
+        """Close the endpoint and take the participant out of the room, if it is still there."""
+        self.endpoint.close()
+        room = gateway.rooms.get(self.room_id) if gateway.rooms.exists(self.room_id) else None
+        if room is not None and self.participant.id in room.participants:
+            gateway.rooms.remove_participant(room, self.participant.id, "left")
+        log.info(
+            "%s session ended: %s",
+            self.kind.upper(),
+            why,
+            extra={"room": self.room_id, "participant": self.participant.id},
+        )
+
+
+FIRST_CHECK_SECONDS = 15
+"""A WHIP/WHEP session whose client sends no ICE check at all within this long of its creation is
+ended: a client that connects checks within a second or two, so this only removes offers that were
+never meant to connect (spec 11)."""
 
 
 def sweep_http_media_sessions(
     gateway: Gateway, sessions: dict[str, _HttpMediaSession], now: float
 ) -> None:
     """End WHIP/WHEP sessions whose participant left the room (a host removed it, the room was
-    deleted) or whose client sent no ICE consent check for ``limits.media_consent_seconds``."""
+    deleted), whose client sent no ICE check within ``FIRST_CHECK_SECONDS`` of the creation, or no
+    consent check for ``limits.media_consent_seconds`` since."""
     timeout = gateway.config.limits.media_consent_seconds
     for resource, session in list(sessions.items()):
         checks = session.endpoint.consent_checks
@@ -174,18 +194,17 @@ def sweep_http_media_sessions(
             session.consent_seen, session.consent_at = checks, now
         room = gateway.rooms.get(session.room_id) if gateway.rooms.exists(session.room_id) else None
         present = room is not None and session.participant.id in room.participants
-        if present and now - session.consent_at < timeout:
+        allowed = timeout if session.consent_seen else min(timeout, FIRST_CHECK_SECONDS)
+        if present and now - session.consent_at < allowed:
             continue
         del sessions[resource]
-        session.endpoint.close()
-        if room is not None and present:
-            gateway.rooms.remove_participant(room, session.participant.id, "left")
-        log.info(
-            "%s session ended: %s",
-            session.kind.upper(),
-            "no ICE consent" if present else "its participant left the room",
-            extra={"room": session.room_id, "participant": session.participant.id},
-        )
+        if not present:
+            why = "its participant left the room"
+        elif session.consent_seen:
+            why = "no ICE consent"
+        else:
+            why = f"no ICE consent check within {allowed} s of its creation"
+        session.end(gateway, why)
 
 
 async def _sweeping_http_media_sessions(app: web.Application) -> AsyncIterator[None]:
@@ -272,7 +291,11 @@ async def whip(request: web.Request) -> web.Response:
                 403,
             )
     participant, endpoint, answer = _attach(
-        gateway, room, grant, lambda endpoint: endpoint.accept_publish_offer(offer, requests)
+        request,
+        "whip",
+        room,
+        grant,
+        lambda endpoint: endpoint.accept_publish_offer(offer, requests),
     )
     sources = {r.mid: r.source for r in requests}
     for info in answer.tracks:
@@ -290,7 +313,6 @@ async def whip(request: web.Request) -> web.Response:
 
 
 async def whep(request: web.Request) -> web.Response:
-    gateway = _gateway(request)
     room_id = _room_id(request)
     grant = _bearer_grant(request, room_id)
     room = _http_session_room(request, room_id, grant)
@@ -304,20 +326,27 @@ async def whep(request: web.Request) -> web.Response:
         raise Problem("participant_not_found", "nobody in this room publishes media yet", 404)
     viewed = list(publishers[0].tracks)
     participant, endpoint, answer = _attach(
-        gateway, room, grant, lambda endpoint: endpoint.accept_view_offer(offer, viewed)
+        request, "whep", room, grant, lambda endpoint: endpoint.accept_view_offer(offer, viewed)
     )
     return _created(request, "whep", room_id, grant, participant, endpoint, answer)
 
 
 def _attach(
-    gateway: Gateway, room: Room, grant: JoinGrant, negotiate: Callable[[WebRtcEndpoint], T]
+    request: web.Request,
+    kind: str,
+    room: Room,
+    grant: JoinGrant,
+    negotiate: Callable[[WebRtcEndpoint], T],
 ) -> tuple[Participant, WebRtcEndpoint, T]:
-    """Negotiate on a new endpoint, then add the HTTP client as a participant: a refused offer
-    (or a full room) closes the endpoint, and the room never sees the participant."""
+    """Negotiate on a new endpoint, end the identity's older session of this kind, then add the
+    HTTP client as a participant: a refused offer (or a full room) closes the endpoint, and the
+    room never sees the participant."""
+    gateway = _gateway(request)
     participant_id = new_id("PA")
     endpoint = gateway.relay.create_endpoint(room.id, participant_id)
     try:
         result = negotiate(endpoint)
+        _replace_older_session(request, kind, room.id, grant.identity)
         participant = gateway.rooms.add_participant(
             room, grant.name, grant.role, origin="ors", participant_id=participant_id
         )
@@ -328,6 +357,16 @@ def _attach(
         endpoint.close()
         raise
     return participant, endpoint, result
+
+
+def _replace_older_session(request: web.Request, kind: str, room_id: str, identity: str) -> None:
+    """One WHIP and one WHEP session per identity (token `sub`) and room: a new one ends the older
+    (spec 11), as a WebSocket `join` replaces the identity's older session (6.4)."""
+    sessions = _media_sessions(request)
+    for resource, session in list(sessions.items()):
+        if (session.kind, session.room_id, session.identity) == (kind, room_id, identity):
+            del sessions[resource]
+            session.end(_gateway(request), "replaced by a new session of the same identity")
 
 
 def _created(
@@ -361,9 +400,7 @@ async def delete_media_session(request: web.Request) -> web.Response:
     if grant.identity != session.identity and grant.role is not Role.HOST:
         raise Problem("forbidden", "only the session's own token or a host's may end it", 403)
     del _media_sessions(request)[request.match_info["resource"]]
-    session.endpoint.close()
-    if gateway.rooms.exists(room_id):
-        gateway.rooms.remove_participant(gateway.rooms.get(room_id), session.participant.id, "left")
+    session.end(gateway, "deleted")
     return web.Response(status=200)
 
 

@@ -13,7 +13,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from gateway.store import Store
-from spec.conformance.orsclient import OrsClient
+from spec.conformance.orsclient import OrsClient, anonymous_token
 from spec.conformance.webrtc import PatternTrack, ReceivedTrack, ToneTrack
 from tests.gateway_process import RunningGateway, running_gateway
 
@@ -423,3 +423,43 @@ async def test_a_whip_session_ends_when_a_host_removes_its_participant_or_the_ro
                 await asyncio.sleep(0.5)
         await streamer.close()
         await other.close()
+
+
+async def test_one_token_holds_one_whip_session_and_one_that_never_connects_is_removed(
+    gateway: RunningGateway,
+) -> None:
+    """Issue 9: one guest token posted 100 WHIP offers that never connected, and the room (100
+    participants at most) refused its host. A new session of an identity replaces its older one
+    of the same kind (spec 11), and a session with no ICE check within 15 s is ended."""
+    gateway.create_room("phantoms")
+    guest = await anonymous_token(gateway.base_url, "phantoms", "Phantom")
+    assert (guest["status"], guest["role"]) == (201, "guest")
+    never_connected = RTCPeerConnection()
+    never_connected.addTransceiver(ToneTrack(440.0), direction="sendonly")
+    await never_connected.setLocalDescription(await never_connected.createOffer())
+    headers = {"Authorization": f"Bearer {guest['token']}", "Content-Type": "application/sdp"}
+    most = 0
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                async with http.post(
+                    f"{gateway.base_url}/ors/v1/rooms/phantoms/whip",
+                    data=never_connected.localDescription.sdp,
+                    headers=headers,
+                ) as response:
+                    assert response.status == 201, await response.text()
+                most = max(most, _names(gateway, "phantoms").count("Phantom"))
+        assert most == 1
+        host = await OrsClient.connect(gateway.base_url, "phantoms")
+        try:
+            joined = await host.join(gateway.token("phantoms", "chair", "Chair", role="host"))
+            assert joined["type"] == "joined"
+            async with asyncio.timeout(30):  # 15 s without an ICE check, plus one sweep period
+                while "Phantom" in _names(gateway, "phantoms"):
+                    await asyncio.sleep(0.5)
+            assert _names(gateway, "phantoms") == ["Chair"]
+        finally:
+            await host.close()
+    finally:
+        await never_connected.close()
+    assert "no ICE consent check within 15 s" in gateway.log_text()
