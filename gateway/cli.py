@@ -171,6 +171,18 @@ def _parser() -> argparse.ArgumentParser:
     dispatch_delete = dispatch_commands.add_parser("delete", help="delete a rule")
     dispatch_delete.add_argument("number")
     dispatch_delete.set_defaults(run=_dispatch_delete)
+
+    admin_token = commands.add_parser(
+        "admin-token", help="the admin token (on this machine's data directory)"
+    )
+    admin_token_commands = admin_token.add_subparsers(
+        dest="admin_token_command", metavar="ACTION", required=True
+    )
+    admin_token_commands.add_parser(
+        "rotate",
+        help="make a new admin token, print it and write it to DATA_DIR/admin-token; the old one "
+        "stops working at once, the running gateway included",
+    ).set_defaults(run=_admin_token_rotate)
     return parser
 
 
@@ -185,7 +197,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     import uvloop
 
     from gateway.logs import setup_logging
-    from gateway.server import serve
+    from gateway.server import StartupError, serve
 
     if args.log_format:
         config.log.format = args.log_format
@@ -194,10 +206,37 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     setup_logging(config.log.level, config.log.format)
     try:
         uvloop.run(serve(config))
+    except StartupError as e:
+        print(f"rondpoint: cannot start: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as e:
         print(f"rondpoint: cannot start: {e}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _admin_token_rotate(args: argparse.Namespace, config: Config) -> None:
+    """Local, on the data directory: works when the token file is lost and whether or not the
+    gateway runs (the admin API reads the store on each request)."""
+    from gateway.store import DATABASE_FILE, Store, StoreError, admin_token_path, new_admin_token
+
+    database = config.data_path / DATABASE_FILE
+    if not database.is_file():
+        raise CliError(f"no database at {database}: give the gateway's configuration with --config")
+    try:
+        store = Store(database)
+    except StoreError as e:
+        raise CliError(str(e)) from None
+    try:
+        token = new_admin_token(store, config.data_path, "rotated")
+    except OSError as e:
+        raise CliError(f"{e.filename or config.data_path}: {e.strerror or e}") from None
+    finally:
+        store.close()
+    print(
+        f"new admin token (the old one no longer works; also in {admin_token_path(config.data_path)}):"
+    )
+    print(token)
 
 
 # admin commands ------------------------------------------------------------------

@@ -252,6 +252,12 @@ def load_config(path: str | Path | None = None) -> Config:
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{where}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{where}: not a text file (not UTF-8 at byte {e.start}); expected TOML"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: not valid TOML: {e}") from None
     _apply(config, raw, where, prefix="")

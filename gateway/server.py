@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 import signal
 import ssl
 from pathlib import Path
@@ -29,7 +27,13 @@ from gateway.rooms import (
     TrackPublished,
     TrackUnpublished,
 )
-from gateway.store import Store
+from gateway.store import (
+    DATABASE_FILE,
+    Store,
+    StoreError,
+    admin_token_path,
+    new_admin_token,
+)
 from gateway.tokens import GATEWAY_KEY_ID, TokenAuthority, issuer_from_settings
 
 if TYPE_CHECKING:
@@ -38,8 +42,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ADMIN_TOKEN_FILE = "admin-token"
 TOKEN_KEY_ID = GATEWAY_KEY_ID
+
+
+class StartupError(Exception):
+    """The gateway cannot start; the message is one line for the operator naming the file (or
+    setting) and the problem."""
 
 
 class Gateway:
@@ -49,7 +57,7 @@ class Gateway:
         self.config = config
         data = config.data_path
         data.mkdir(parents=True, exist_ok=True)
-        self.store = Store(data / "rondpoint.sqlite3")
+        self.store = Store(data / DATABASE_FILE)
         self.bus = EventBus()
         self.rooms = RoomManager(
             self.store, self.bus, config.server.name, config.rooms.max_participants
@@ -95,13 +103,7 @@ class Gateway:
         """Create the first admin token (kept hashed, and in clear in a 0600 file for the CLI)."""
         if self.store.has_admin_tokens():
             return None
-        token = "rpa_" + secrets.token_urlsafe(32)
-        self.store.add_admin_token(token, "initial")
-        path = self.config.data_path / ADMIN_TOKEN_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        return token
+        return new_admin_token(self.store, self.config.data_path, "initial")
 
     def ensure_demo_room(self) -> str | None:
         demo = self.config.rooms.demo_room
@@ -188,11 +190,14 @@ def banner(gateway: Gateway, media_port: int) -> str:
     demo = config.rooms.demo_room
     if demo:
         lines.append(f"  demo room  {config.base_url}/r/{demo}")
+    # the token itself is never printed here: stdout often ends up in a journal or a CI log
+    token_file = admin_token_path(config.data_path)
     if gateway.new_admin_token:
-        lines.append(f"  admin token (shown once; also in {config.data_path / ADMIN_TOKEN_FILE}):")
-        lines.append(f"             {gateway.new_admin_token}")
+        lines.append(f"  admin token  created in {token_file} (readable by this user only)")
+    elif token_file.exists():
+        lines.append(f"  admin token  in {token_file}")
     else:
-        lines.append(f"  admin token: in {config.data_path / ADMIN_TOKEN_FILE}")
+        lines.append(f"  admin token  {token_file} is missing: 'rondpoint admin-token rotate'")
     return "\n".join(lines) + "\n"
 
 
@@ -205,17 +210,62 @@ def _visio_line(gateway: Gateway) -> str:
     return url
 
 
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    """The HTTPS context, or StartupError naming the setting and file that cannot be used."""
+    if not config.http.tls_cert:
+        return None
+    for key, path in (
+        ("http.tls_cert", config.http.tls_cert),
+        ("http.tls_key", config.http.tls_key),
+    ):
+        try:
+            Path(path).read_bytes()
+        except OSError as error:
+            raise StartupError(f"{key} {path}: {error.strerror or error}") from None
+    ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ssl_context.load_cert_chain(config.http.tls_cert, config.http.tls_key)
+    except ssl.SSLError as error:
+        raise StartupError(
+            f"http.tls_cert {config.http.tls_cert} and http.tls_key {config.http.tls_key}: "
+            f"not a PEM certificate chain and its private key ({error.reason or error})"
+        ) from None
+    return ssl_context
+
+
+def _open_gateway(config: Config) -> Gateway:
+    try:
+        return Gateway(config)
+    except StoreError as error:
+        raise StartupError(str(error)) from None
+    except OSError as error:
+        where = error.filename or config.data_path
+        if str(where) == str(config.data_path):
+            problem = "not a directory" if _data_is_file(config) else error.strerror or error
+            raise StartupError(f"server.data_dir {where}: {problem}") from None
+        raise StartupError(f"{where}: {error.strerror or error}") from None
+
+
+def _data_is_file(config: Config) -> bool:
+    return config.data_path.exists() and not config.data_path.is_dir()
+
+
+HTTP_REQUEST_HEAD_SECONDS = 15.0
+"""aiohttp's keep-alive timer runs from a connection's opening and from each response, and closes
+the connection if no complete request head has arrived when it fires: the deadline on a slow client's
+headers (a slowloris), and on an idle keep-alive connection. Bodies: gateway/http/app.py."""
+
+
 async def serve(config: Config) -> None:
-    gateway = Gateway(config)
+    ssl_context = _tls_context(config)
+    gateway = _open_gateway(config)
     await gateway.start()
     app = build_app(gateway)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, keepalive_timeout=HTTP_REQUEST_HEAD_SECONDS
+    )
     await runner.setup()
-    ssl_context = None
-    if config.http.tls_cert:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
-        ssl_context.load_cert_chain(config.http.tls_cert, config.http.tls_key)
     site = web.TCPSite(runner, config.http.host, config.http.port, ssl_context=ssl_context)
     await site.start()
     print(banner(gateway, gateway.relay.port), flush=True)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import RunningGateway, free_port
+from tests.gateway_process import RunningGateway, free_port, running_gateway
 
 pytestmark = pytest.mark.interop
 
@@ -124,3 +128,100 @@ def test_token_grants_publish_and_subscribe_unless_told_not_to(gateway: RunningG
     assert grant("--no-subscribe")["can_subscribe"] is False
     helped = rondpoint("token", "--help")
     assert "--no-publish" in helped.stdout and "--no-subscribe" in helped.stdout
+
+
+# the admin token: written to its file only, rotated locally ---------------------------------------
+def test_the_first_start_writes_the_admin_token_to_its_file_only(tmp_path: Path) -> None:
+    with running_gateway(tmp_path) as gateway:
+        token_file = gateway.data_dir / "admin-token"
+        token = token_file.read_text().strip()
+        assert token.startswith("rpa_")
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        output = gateway.log_text()
+        assert f"admin token  created in {token_file}" in output
+        assert token not in output
+        assert gateway.admin("GET", "/api/v1/rooms")[0] == 200
+
+
+def test_rotating_the_admin_token_takes_effect_in_the_running_gateway(tmp_path: Path) -> None:
+    with running_gateway(tmp_path) as gateway:
+        old = gateway.admin_token
+        (gateway.data_dir / "admin-token").unlink()  # the operator lost it
+        rotated = rondpoint("admin-token", "rotate", gateway=gateway)
+        assert rotated.returncode == 0, rotated.stderr
+        new = rotated.stdout.strip().splitlines()[-1]
+        assert new.startswith("rpa_") and new != old
+        token_file = gateway.data_dir / "admin-token"
+        assert token_file.read_text().strip() == new
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert dataclasses.replace(gateway, admin_token=old).admin("GET", "/api/v1/rooms")[0] == 401
+        assert dataclasses.replace(gateway, admin_token=new).admin("GET", "/api/v1/rooms")[0] == 200
+        assert rondpoint("room", "list", gateway=gateway).returncode == 0  # reads the new file
+        assert new not in gateway.log_text() and old not in gateway.log_text()
+
+
+def test_rotating_needs_the_gateways_data_directory(tmp_path: Path) -> None:
+    config = tmp_path / "rondpoint.toml"
+    config.write_text(f'[server]\ndata_dir = "{tmp_path / "nowhere"}"\n')
+    result = rondpoint("admin-token", "rotate", "--config", str(config))
+    assert result.returncode == 1
+    assert str(tmp_path / "nowhere" / "rondpoint.sqlite3") in result.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+# broken inputs stop the start with one line naming the file, never a traceback ----------------------
+def start_config(tmp_path: Path, data_dir: Path, http: str = "") -> Path:
+    config = tmp_path / "rondpoint.toml"
+    config.write_text(
+        f'[server]\ndata_dir = "{data_dir}"\n'
+        f'[http]\nhost = "127.0.0.1"\nport = {free_port()}\n{http}\n'
+        f'[media]\nhost = "127.0.0.1"\nport = {free_port(socket.SOCK_DGRAM)}\n'
+        "[sip]\nenabled = false\n"
+    )
+    return config
+
+
+def refused_start(config: Path) -> subprocess.CompletedProcess[str]:
+    result = rondpoint("serve", "--config", str(config))
+    assert result.returncode in (1, 2), result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result
+
+
+def test_a_corrupt_database_stops_the_start_naming_the_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rondpoint.sqlite3").write_bytes(os.urandom(8192))
+    result = refused_start(start_config(tmp_path, data))
+    assert str(data / "rondpoint.sqlite3") in result.stderr
+    assert "not a usable Rondpoint database" in result.stderr
+    rotate = rondpoint("admin-token", "rotate", "--config", str(tmp_path / "rondpoint.toml"))
+    assert rotate.returncode == 1 and "Traceback" not in rotate.stderr
+    assert str(data / "rondpoint.sqlite3") in rotate.stderr
+
+
+def test_a_binary_config_file_stops_the_start_naming_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "rondpoint.toml"
+    config.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(4096))
+    result = refused_start(config)
+    assert str(config) in result.stderr and "not a text file" in result.stderr
+
+
+def test_a_missing_tls_file_stops_the_start_naming_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-cert.pem"
+    config = start_config(
+        tmp_path,
+        tmp_path / "data",
+        http=f'tls_cert = "{missing}"\ntls_key = "{tmp_path / "no-such-key.pem"}"',
+    )
+    result = refused_start(config)
+    assert f"http.tls_cert {missing}" in result.stderr and "No such file" in result.stderr
+
+
+def test_a_data_directory_that_cannot_be_used_stops_the_start_naming_it(tmp_path: Path) -> None:
+    # a file where the directory should be (permission bits do not stop root, who runs CI)
+    data = tmp_path / "data"
+    data.write_text("not a directory\n")
+    result = refused_start(start_config(tmp_path, data))
+    assert f"server.data_dir {data}: not a directory" in result.stderr

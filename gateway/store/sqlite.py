@@ -74,16 +74,31 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class StoreError(Exception):
+    """The database cannot be opened or used; the message names the file and the problem, on one
+    line, for the operator (a file of another kind, a corrupt file, a directory it cannot write)."""
+
+
 class Store:
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # it holds trunk passwords and token keys: readable by the gateway's user only
-            Path(path).touch(mode=0o600, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # it holds trunk passwords and token keys: readable by the gateway's user only
+                Path(path).touch(mode=0o600, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None)
+        except OSError as error:
+            where = error.filename or path
+            raise StoreError(f"{where}: {error.strerror or error}") from None
+        except sqlite3.Error as error:
+            raise StoreError(f"{path}: cannot open the database ({error})") from None
+        try:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+        except sqlite3.Error as error:
+            self._db.close()
+            raise StoreError(f"{path}: not a usable Rondpoint database ({error})") from None
 
     def close(self) -> None:
         self._db.close()
@@ -232,6 +247,18 @@ class Store:
             "INSERT INTO admin_tokens (token_hash, label, created_at) VALUES (?,?,?)",
             (_hash_token(token), label, time.time()),
         )
+
+    def replace_admin_tokens(self, token: str, label: str) -> None:
+        """``token`` becomes the only admin token: every other one stops working at once (the
+        admin API reads this table on each request, so a running gateway needs no restart)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM admin_tokens")
+            self.add_admin_token(token, label)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def has_admin_tokens(self) -> bool:
         return self._db.execute("SELECT 1 FROM admin_tokens LIMIT 1").fetchone() is not None
