@@ -8,6 +8,7 @@ declined or unanswered calls end with that status in the room and in the admin A
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from gateway.media.audio.codecs import G722, PCMA, PCMU
 from gateway.media.rtp_endpoint import RtpEndpoint
 from gateway.media.sdp import Codec, MediaDescription, SessionDescription, serialize
-from gateway.rooms import Role, Track, TrackKind, TrackSource
+from gateway.rooms import ParticipantLeft, Role, Track, TrackKind, TrackSource
 from gateway.store import Trunk
 from gateway.telephony import DialError
 from protocols.sip.call import CallState, InboundCall, masked_name
@@ -24,6 +25,7 @@ from protocols.sip.digest import DigestError, answer_challenge, choose_challenge
 from protocols.sip.message import CSeq, Headers, NameAddress, Request, Response, SipUri
 from protocols.sip.offer_answer import SdpError, read_offer
 from protocols.sip.transaction import TransactionKey, make_cancel, new_tag
+from protocols.sip.uri import SipParseError, parse_dial_target, split_hostport
 
 if TYPE_CHECKING:
     from protocols.sip.service import SipService
@@ -43,24 +45,27 @@ FINAL_STATUS = {
 }
 
 
-def resolve(target: str, trunk: Trunk | None) -> tuple[str, tuple[str, int], str]:
-    """(request URI, where to send, number shown) for a ``sip:``/``tel:`` target or a bare number."""
-    target = target.strip()
-    if target.startswith("tel:") or target.lstrip("+").replace(" ", "").isdigit():
-        number = target.removeprefix("tel:").replace(" ", "")
-        if trunk is None or not trunk.address:
-            raise DialError("a telephone number needs a trunk with an address")
-        host, _, port = trunk.address.partition(":")
-        return f"sip:{number}@{trunk.address}", (host, int(port or 5060)), number
+def dial_target(target: str) -> SipUri:
+    """The checked target (``tel`` for a number); DialError, before any port is taken, if unusable."""
     try:
-        uri = SipUri.parse(target)
-    except ValueError:
-        raise DialError("the target is not a sip: or tel: URI, nor a number") from None
-    if uri.scheme not in ("sip", "sips"):
-        raise DialError("the target is not a sip: or tel: URI, nor a number")
+        return parse_dial_target(target)
+    except SipParseError as error:
+        raise DialError(str(error)) from None
+
+
+def resolve(uri: SipUri, trunk: Trunk | None) -> tuple[str, tuple[str, int], str]:
+    """(request URI, where to send, number shown) for a checked target (``dial_target``)."""
     if trunk is not None and trunk.address:
-        host, _, port = trunk.address.partition(":")
-        return str(uri), (host, int(port or 5060)), uri.user or ""
+        try:
+            host, port = split_hostport(trunk.address)
+        except SipParseError:
+            raise DialError(f"the trunk '{trunk.name}' has no usable address") from None
+        hop = (host.strip("[]"), port or 5060)
+        if uri.scheme == "tel":
+            return str(SipUri("sip", uri.host, None, host, port)), hop, uri.host
+        return str(uri), hop, uri.user or ""
+    if uri.scheme == "tel":
+        raise DialError("a telephone number needs a trunk with an address")
     return str(uri), (uri.host.strip("[]"), uri.port or 5060), uri.user or ""
 
 
@@ -75,16 +80,23 @@ class OutboundCall(InboundCall):
         target: str,
         trunk: Trunk | None,
     ) -> None:
-        request_uri, destination, number = resolve(target, trunk)
+        """Checks the target, then takes an RTP port pair: DialError (no port: OSError) with no
+        port left taken."""
+        request_uri, destination, number = resolve(dial_target(target), trunk)
         self.trunk = trunk
         self.target = target
         self.room_id = room_id
         self.status_text = "calling"
         self.call_ref = "CA_" + secrets.token_urlsafe(8)
         self._authenticated = False
+        self._invited = False
         self._ring_timer: asyncio.TimerHandle | None = None
         self._endpoint_for_offer = RtpEndpoint(service.ports, lambda data: None)
-        invite = self._build_invite(service, transport, request_uri, trunk)
+        try:
+            invite = self._build_invite(service, transport, request_uri, trunk)
+        except ValueError:
+            self._endpoint_for_offer.close()
+            raise DialError("the call cannot be written as a SIP request") from None
         super().__init__(service, transport, invite, TransactionKey("", "", "INVITE"), destination)
         self.endpoint = self._endpoint_for_offer
         self.endpoint.on_rtp = self._on_rtp
@@ -145,20 +157,73 @@ class OutboundCall(InboundCall):
         self.room = room
         self._events = self.service.bus.subscribe(self.room_id)
 
+    def abandon(self) -> None:
+        """The call was refused before it was placed (the room is full, ...): give its ports back."""
+        self.state = CallState.ENDED
+        self.status_text = "refused"
+        if self._events is not None:
+            self._events.close()
+        if self.endpoint is not None:
+            self.endpoint.close()
+
+    def begin(self) -> None:
+        """Place the call in a task of its own, which follows the room while the phone rings."""
+        self._task = asyncio.get_running_loop().create_task(self._place())
+
+    async def _place(self) -> None:
+        try:
+            await self.place()
+            while self.state is CallState.RINGING:
+                await self._ringing_event()
+        except asyncio.CancelledError:
+            pass
+        except Exception as error:  # a call that cannot go out ends, and gives its ports back
+            reason = str(error) if isinstance(error, DialError) else type(error).__name__
+            log.warning("dial-out failed", extra={"room": self.room_id, "reason": reason})
+            self._finish("failed")
+
     async def place(self) -> None:
         assert self.endpoint is not None
+        try:
+            ipaddress.ip_address(self.source[0])
+        except ValueError:
+            raise DialError("SIP domain names are not resolved") from None
         await self.endpoint.start()
         self._send_invite()
         self._ring_timer = asyncio.get_running_loop().call_later(RING_TIMEOUT, self._no_answer)
 
+    async def _ringing_event(self) -> None:
+        """A host hanging up the ringing phone (removing it), or the room closing, cancels it."""
+        assert self._events is not None
+        event = await self._events.queue.get()
+        me = self.participant
+        if (
+            isinstance(event, ParticipantLeft)
+            and me is not None
+            and event.participant.id == me.id
+            and self.state is CallState.RINGING
+        ):
+            self.participant = None  # already gone from the room
+            self.cancelled()
+
     def _send_invite(self) -> None:
         key = self.transport.send_request(self.invite, self.source)
+        self._invited = True
         if key is not None:
             self.key = key
 
     def _no_answer(self) -> None:
         if self.state is CallState.RINGING:
+            self._send_cancel()
+            self._finish("no answer")
+
+    def _send_cancel(self) -> None:
+        if self._invited:
             self.transport.send_request(make_cancel(self.invite), self.source)
+
+    def timed_out(self) -> None:
+        """Our INVITE got no answer at all (RFC 3261 Timer B: a 408 of our own)."""
+        if self.state is CallState.RINGING:
             self._finish("no answer")
 
     def status(self) -> dict[str, object]:
@@ -263,6 +328,8 @@ class OutboundCall(InboundCall):
         if self.room is not None and self.participant is not None:
             name = self.participant.name.removesuffix(" · ringing")
             self.service.rooms.update_name(self.room, self.participant.id, name)
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()  # the ringing watch: from now on _stay follows the room
         self._task = asyncio.get_running_loop().create_task(self._stay())
 
     def _enter(self) -> None:
@@ -292,10 +359,16 @@ class OutboundCall(InboundCall):
 
     def _finish(self, status: str) -> None:
         """The call ended before it was answered: show why for a moment, then leave the room."""
+        if self.state is CallState.ENDED:
+            return
         self.status_text = status
         if self._ring_timer is not None:
             self._ring_timer.cancel()
-        if self.room is not None and self.participant is not None:
+        if (
+            self.room is not None
+            and self.participant is not None
+            and self.participant.id in self.room.participants
+        ):
             base = self.participant.name.removesuffix(" · ringing")
             self.service.rooms.update_name(self.room, self.participant.id, f"{base} · {status}")
             room, participant = self.room, self.participant
@@ -310,7 +383,7 @@ class OutboundCall(InboundCall):
     def cancelled(self) -> None:
         """The room hung up before the answer."""
         if self.state is CallState.RINGING:
-            self.transport.send_request(make_cancel(self.invite), self.source)
+            self._send_cancel()
             self._finish("cancelled")
 
     def hang_up(self, reason: str, already_left: bool = False) -> None:

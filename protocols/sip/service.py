@@ -24,9 +24,10 @@ from protocols.sip.dialog import DialogId, incoming_dialog_id, response_dialog_i
 from protocols.sip.digest import DigestServer
 from protocols.sip.dispatch import Dispatcher, is_visio_room_id
 from protocols.sip.message import NameAddress, Request, Response, SipUri, make_response
-from protocols.sip.outbound import OutboundCall
+from protocols.sip.outbound import OutboundCall, dial_target
 from protocols.sip.registration import Registration
 from protocols.sip.transaction import (
+    TIMEOUT,
     Action,
     Deliver,
     Terminated,
@@ -136,20 +137,23 @@ class SipService:
 
     # dialling out --------------------------------------------------------------------------
     def dial(self, room_id: str, target: str, trunk_name: str | None) -> OutboundCall:
-        """Call ``target`` into the room; DialError when it cannot be dialled."""
-        trunk = (
-            self.trunk(trunk_name)
-            if trunk_name is not None or not target.startswith("sip")
-            else None
-        )
+        """Call ``target`` into the room; DialError when it cannot be dialled, RoomError when the
+        room cannot take the callee. A refused call keeps no port and no participant."""
+        uri = dial_target(target)
+        trunk = self.trunk(trunk_name) if trunk_name is not None or uri.scheme == "tel" else None
+        self.rooms.get(room_id)
         transport = self._transport_for(trunk.transport if trunk else "udp")
         try:
             call = OutboundCall(self, transport, room_id, target, trunk)
         except OSError:
             raise DialError("no free RTP port for the call") from None
+        try:
+            call.add_to_room()
+        except BaseException:
+            call.abandon()
+            raise
         self.outbound[call.call_id] = call
-        call.add_to_room()
-        asyncio.get_running_loop().create_task(call.place())
+        call.begin()
         return call
 
     def _transport_for(self, kind: str) -> SipTransport:
@@ -352,7 +356,14 @@ class SipService:
         call.start(user, trusted=trusted, srtp=trunk.srtp if trunk is not None else "optional")
 
     def terminated(self, transport: SipTransport, action: Terminated) -> None:
-        pass
+        if (
+            action.reason == TIMEOUT
+            and isinstance(action.key, TransactionKey)
+            and action.key.method == "INVITE"
+        ):
+            call = next((c for c in self.outbound.values() if c.key == action.key), None)
+            if call is not None:
+                call.timed_out()
 
     def timer_fired(self, transport: SipTransport, key: Hashable, name: str) -> list[Action]:
         call = self.calls.get(key) if isinstance(key, DialogId) else None

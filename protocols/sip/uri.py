@@ -364,3 +364,63 @@ def check_absolute_uri(value: str) -> None:
         raise SipParseError("malformed URI")
     if _URI_FORBIDDEN_RE.search(rest):
         raise SipParseError("invalid character in URI")
+
+
+# Dial targets: what a host or an operator types to call someone out of a room ----------------
+
+MAX_DIAL_TARGET = 256
+MAX_NUMBER_DIGITS = 32
+DIAL_URI_PARAMS = {"transport": ("udp", "tcp", "tls"), "user": ("phone", "ip")}
+"""The only URI parameters a dial target may carry; anything else could steer the request."""
+_NUMBER_SEPARATORS = str.maketrans("", "", " -.()")
+_NUMBER_RE = re.compile(r"\+?[0-9]+")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def parse_dial_target(text: str) -> SipUri:
+    """A target typed to call out, checked so that nothing but the URI reaches the INVITE.
+
+    ``tel:NUMBER`` or a bare number (digits, a leading ``+``, spaces, dots, dashes and brackets as
+    separators, no parameters) gives a ``tel`` SipUri holding the digits; ``sip:``/``sips:`` gives
+    the URI without headers or password, and with no parameter but ``transport`` and ``user``.
+    Raises SipParseError saying what is wrong, without echoing the target.
+    """
+    text = text.strip()
+    if not text or len(text) > MAX_DIAL_TARGET:
+        raise SipParseError(f"the target is 1 to {MAX_DIAL_TARGET} characters")
+    if _CONTROL_RE.search(text):
+        raise SipParseError("the target contains control characters (CR, LF, ...)")
+    if not text.isascii():
+        raise SipParseError("the target contains non-ASCII characters")
+    scheme, colon, rest = text.partition(":")
+    if not colon or scheme.lower() == "tel":
+        return _dial_number(rest if colon else text)
+    if scheme.lower() not in ("sip", "sips"):
+        raise SipParseError("the target is not a sip:, sips: or tel: URI, nor a number")
+    uri = SipUri.parse(text)
+    if uri.headers:
+        raise SipParseError("the target may not carry headers ('?' in the URI)")
+    if uri.password is not None:
+        raise SipParseError("the target may not carry a password")
+    if uri.user is not None and _CONTROL_RE.search(uri.user):
+        raise SipParseError("the target contains control characters (CR, LF, ...)")
+    for name, value in uri.params.items():
+        allowed = DIAL_URI_PARAMS.get(name)
+        if allowed is None:
+            raise SipParseError(
+                f"the target may carry no URI parameter but {', '.join(DIAL_URI_PARAMS)}"
+            )
+        if value is None or value.lower() not in allowed:
+            raise SipParseError(f"the target's '{name}' parameter is one of {', '.join(allowed)}")
+    return uri
+
+
+def _dial_number(text: str) -> SipUri:
+    if ";" in text:
+        raise SipParseError("a telephone number may not carry parameters (';')")
+    number = text.translate(_NUMBER_SEPARATORS)
+    if _NUMBER_RE.fullmatch(number) is None or len(number.lstrip("+")) > MAX_NUMBER_DIGITS:
+        raise SipParseError(
+            f"a telephone number is up to {MAX_NUMBER_DIGITS} digits, with an optional leading '+'"
+        )
+    return SipUri("tel", None, None, number)
