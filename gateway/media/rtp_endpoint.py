@@ -2,8 +2,10 @@
 plain or SRTP with keys from SDES (RFC 3711, RFC 4568).
 
 The phone's SDP says where to send; behind NAT that address is often wrong, so the endpoint
-sends to the address the phone's own packets come from once one has arrived ("latching"), and
-keeps following it while it comes from the same SSRC.
+sends to the address the phone's own packets come from ("latching"), with a strict source: media
+from the SDP's address always wins, another address is latched only for a stream in sequence
+while the SDP's address is silent, and only the latched stream may move (a NAT rebound), so
+packets sprayed at the port range never change where a call's audio goes nor reach the mix.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ Address = tuple[str, int]
 REPORT_INTERVAL = 5.0
 RTP_CLOCK = 8000  # the SIP codecs' RTP clock (G.711, G.722)
 _SSRC_TS = struct.Struct("!II")
+_SEQ_TS_SSRC = struct.Struct("!HII")
+_DROPS_LOGGED_AT = 10  # one line per call once strays are many: not a NAT'd phone's first packet
 
 
 class PortAllocator:
@@ -74,36 +78,95 @@ def _udp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+PROBATION = 2
+"""Packets in sequence, from one address and one SSRC, before media from an address the SDP did
+not give is latched (RFC 3550 A.1's MIN_SEQUENTIAL)."""
+MAX_SEQUENCE_JUMP = 100
+"""How far ahead a latched stream's sequence number may jump (lost packets) and still count as
+the same stream when it arrives from a new address (a NAT rebinding)."""
+MAX_CANDIDATES = 16
+"""Sources on probation at once per call; the one heard from longest ago makes room."""
+
+
 class Latch:
-    """Where to send: the SDP's address until the peer's first packet, then its source (RFC 4961)."""
+    """Where to send, and which packets to take: symmetric RTP (RFC 4961) with a strict source,
+    as rtpengine's strict-source mode.
+
+    Media from the address the SDP gave is always taken, and the latch follows it. Media from
+    another address (a phone behind NAT) is latched only while nothing has come from the SDP
+    address, and only once its sender has sent ``PROBATION`` packets of one SSRC in sequence; a
+    sender spraying packets (sequence jumping, SSRC changing) never gets there. Once latched, another
+    address is taken only if it continues the latched SSRC and sequence (the NAT rebound), never
+    for a new SSRC. Everything else is dropped and counted in ``dropped``."""
 
     def __init__(self, signalled: Address | None) -> None:
         self.signalled = signalled
         self.learned: Address | None = None
+        self.dropped = 0
         self._ssrc: int | None = None
+        self._sequence = 0
+        self._heard_signalled = False
+        self._candidates: dict[Address, tuple[int, int, int]] = {}  # SSRC, sequence, count
 
     @property
     def target(self) -> Address | None:
         return self.learned or self.signalled
 
     def observe(self, data: bytes, source: Address) -> bool:
-        """Record an RTP packet's source; False for a packet to drop (not RTP, or a stray SSRC)."""
+        """Record an RTP packet's source; False for a packet to drop (not RTP, or a stray one)."""
         if len(data) < 12 or data[0] >> 6 != 2:
+            self.dropped += 1
             return False
-        ssrc = struct.unpack_from("!I", data, 8)[0]
-        if source == self.signalled and source != self.learned:
-            # the address the phone signalled always wins over one learned from a stray packet
-            self.learned, self._ssrc = source, ssrc
-            return True
-        if self.learned is None or self._ssrc is None:
-            self.learned, self._ssrc = source, ssrc
+        sequence, _, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+        if source == self.signalled:
+            self._heard_signalled = True
+            self._latch(source, ssrc, sequence)
             return True
         if source == self.learned:
+            # the latched sender itself may start a new stream (a re-INVITE, a transfer)
+            self._ssrc, self._sequence = ssrc, sequence
             return True
-        if ssrc == self._ssrc:  # same stream from a new address: the NAT rebound
-            self.learned = source
+        if self.learned is not None and ssrc == self._ssrc and self._continues(sequence):
+            self.learned, self._sequence = source, sequence  # same stream, new address: NAT rebound
             return True
+        if (
+            self.learned is None
+            and not self._heard_signalled
+            and self._on_probation(source, ssrc, sequence)
+        ):
+            self._latch(source, ssrc, sequence)
+            return True
+        self.dropped += 1
         return False
+
+    def _continues(self, sequence: int) -> bool:
+        return 0 < (sequence - self._sequence) % 65536 <= MAX_SEQUENCE_JUMP
+
+    def _on_probation(self, source: Address, ssrc: int, sequence: int) -> bool:
+        """True once ``source`` has sent PROBATION packets of one SSRC in sequence; each source
+        is on probation on its own, so a sprayer's packets never interrupt a phone's."""
+        candidate = self._candidates.pop(source, None)
+        if (
+            candidate is not None
+            and candidate[0] == ssrc
+            and sequence == (candidate[1] + 1) % 65536
+        ):
+            count = candidate[2] + 1
+        else:
+            count = 1
+        if len(self._candidates) >= MAX_CANDIDATES:
+            del self._candidates[next(iter(self._candidates))]  # the one heard from longest ago
+        self._candidates[source] = (ssrc, sequence, count)
+        return count >= PROBATION
+
+    def _latch(self, source: Address, ssrc: int, sequence: int) -> None:
+        self.learned, self._ssrc, self._sequence = source, ssrc, sequence
+        self._candidates.clear()
+
+    def accepts_rtcp_from(self, source: Address) -> bool:
+        """RTCP is taken from the host media is latched to (or signalled, before any media)."""
+        target = self.target
+        return target is not None and source[0] == target[0]
 
     def resignal(self, signalled: Address | None) -> None:
         """A re-INVITE gave a new address: honour it and learn again."""
@@ -111,6 +174,8 @@ class Latch:
             self.signalled = signalled
             self.learned = None
             self._ssrc = None
+            self._heard_signalled = False
+            self._candidates.clear()
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -174,6 +239,8 @@ class RtpEndpoint:
         """The phone's RTCP (RFC 3550 6): noted, and where our reports go (symmetric RTCP)."""
         if len(data) < 8 or data[0] >> 6 != 2 or not 200 <= data[1] <= 206:
             return
+        if not self.latch.accepts_rtcp_from(source):
+            return  # not the phone's host: never where our reports go
         if self._srtp_in is not None:
             try:
                 self._srtp_in.unprotect_rtcp(data)
@@ -218,16 +285,14 @@ class RtpEndpoint:
     def _on_rtp_datagram(self, data: bytes, source: Address) -> None:
         if self._srtp_in is not None:
             try:
-                plain = self._srtp_in.unprotect(data)
+                data = self._srtp_in.unprotect(data)
             except pylibsrtp.Error:
                 return  # not authenticated: never latched, never heard
-            if self.latch.observe(plain, source):
-                self.packets_in += 1
-                self.on_rtp(plain)
-            return
         if self.latch.observe(data, source):
             self.packets_in += 1
             self.on_rtp(data)
+        elif self.latch.dropped == _DROPS_LOGGED_AT:
+            log.info("RTP from unexpected sources dropped", extra={"rtp_port": self.port})
 
     def send(self, packet: bytes) -> None:
         target = self.latch.target

@@ -14,20 +14,97 @@ def rtp(ssrc: int, seq: int = 1) -> bytes:
     return struct.pack("!BBHII", 0x80, 8, seq, seq * 160, ssrc) + b"\xd5" * 160
 
 
+SDP = ("192.0.2.10", 4000)
+NAT = ("198.51.100.5", 33000)
+ATTACKER = ("203.0.113.66", 1234)
+
+
 def test_latch_sends_to_the_signalled_address_until_the_phone_speaks() -> None:
-    latch = Latch(("192.0.2.10", 4000))
-    assert latch.target == ("192.0.2.10", 4000)
-    assert latch.observe(rtp(7), ("198.51.100.5", 33000))  # behind NAT: its public address
-    assert latch.target == ("198.51.100.5", 33000)
+    latch = Latch(SDP)
+    assert latch.target == SDP
+    assert not latch.observe(rtp(7, 1), NAT)  # behind NAT: its public address, on probation
+    assert latch.target == SDP
+    assert latch.observe(rtp(7, 2), NAT)  # the same stream in sequence: latched
+    assert latch.target == NAT
+
+
+def test_media_from_the_signalled_address_is_taken_at_once() -> None:
+    latch = Latch(SDP)
+    assert latch.observe(rtp(7, 1), SDP)
+    assert latch.target == SDP
+
+
+def test_a_sprayer_never_latches_while_the_signalled_address_is_silent() -> None:
+    latch = Latch(SDP)
+    for seq in range(1, 500, 50):  # one SSRC, but its sequence jumps: a spray, not a stream
+        assert not latch.observe(rtp(99, seq), ATTACKER)
+    for ssrc in range(50):  # a new SSRC every packet
+        assert not latch.observe(rtp(ssrc, 1), ATTACKER)
+    assert latch.target == SDP
+    assert latch.dropped == 60
+
+
+def test_a_natted_phone_latches_through_a_spray() -> None:
+    latch = Latch(SDP)
+    for seq in range(1, 4):
+        for burst in range(10):  # the attacker's packets between each two of the phone's
+            assert not latch.observe(rtp(99, seq * 100 + burst * 7), ATTACKER)
+        accepted = latch.observe(rtp(7, seq), NAT)
+    assert accepted
+    assert latch.target == NAT
+
+
+def test_a_stream_from_another_address_never_latches_once_the_signalled_one_spoke() -> None:
+    latch = Latch(SDP)
+    assert latch.observe(rtp(7, 1), SDP)
+    for seq in range(1, 10):  # a perfectly continuous stream, but not the call's
+        assert not latch.observe(rtp(99, seq), ATTACKER)
+    assert latch.target == SDP
+
+
+def test_the_signalled_address_takes_the_latch_back() -> None:
+    latch = Latch(SDP)
+    latch.observe(rtp(99, 1), ATTACKER)
+    latch.observe(rtp(99, 2), ATTACKER)  # won the race while the phone was silent
+    assert latch.observe(rtp(7, 1), SDP)
+    assert latch.target == SDP
+    assert not latch.observe(rtp(99, 3), ATTACKER)
+    assert latch.target == SDP
+
+
+def test_a_sprayer_interleaved_with_a_natted_phone_never_takes_its_place() -> None:
+    latch = Latch(SDP)
+    latch.observe(rtp(7, 1), NAT)
+    latch.observe(rtp(7, 2), NAT)
+    for seq in range(3, 20):
+        assert not latch.observe(rtp(99, seq), ATTACKER)  # even in sequence: a new SSRC
+        assert latch.observe(rtp(7, seq), NAT)
+    assert latch.target == NAT
 
 
 def test_latch_refuses_a_stray_stream_and_follows_a_rebound_one() -> None:
-    latch = Latch(("192.0.2.10", 4000))
-    latch.observe(rtp(7), ("198.51.100.5", 33000))
-    assert not latch.observe(rtp(99), ("203.0.113.66", 1234))  # someone else's packets
-    assert latch.target == ("198.51.100.5", 33000)
-    assert latch.observe(rtp(7, 2), ("198.51.100.5", 33002))  # same SSRC, NAT rebound
+    latch = Latch(SDP)
+    latch.observe(rtp(7, 1), NAT)
+    latch.observe(rtp(7, 2), NAT)
+    assert not latch.observe(rtp(99), ATTACKER)  # someone else's packets
+    assert latch.target == NAT
+    assert latch.observe(rtp(7, 4), ("198.51.100.5", 33002))  # same stream, NAT rebound
     assert latch.target == ("198.51.100.5", 33002)
+
+
+def test_a_rebound_must_continue_the_sequence() -> None:
+    latch = Latch(SDP)
+    assert latch.observe(rtp(7, 100), SDP)
+    assert not latch.observe(rtp(7, 100), ATTACKER)  # a replay, not a continuation
+    assert not latch.observe(rtp(7, 5000), ATTACKER)  # a guess far ahead
+    assert latch.target == SDP
+
+
+def test_rtcp_is_taken_from_the_latched_host_only() -> None:
+    latch = Latch(SDP)
+    latch.observe(rtp(7, 1), SDP)
+    assert latch.accepts_rtcp_from(("192.0.2.10", 4001))
+    assert not latch.accepts_rtcp_from(("203.0.113.66", 4001))
 
 
 def test_latch_drops_what_is_not_rtp() -> None:
@@ -70,12 +147,13 @@ async def test_endpoint_receives_and_answers_the_latched_source() -> None:
     phone.setblocking(False)
     try:
         endpoint.set_remote(("127.0.0.1", 9))  # a wrong address in the SDP
-        phone.sendto(rtp(42), ("127.0.0.1", endpoint.port))
+        phone.sendto(rtp(42, 1), ("127.0.0.1", endpoint.port))  # on probation
+        phone.sendto(rtp(42, 2), ("127.0.0.1", endpoint.port))  # in sequence: latched
         for _ in range(50):
             if received:
                 break
             await asyncio.sleep(0.01)
-        assert received == [rtp(42)]
+        assert received == [rtp(42, 2)]
         endpoint.send(rtp(5))
         loop = asyncio.get_running_loop()
         data = await asyncio.wait_for(loop.sock_recv(phone, 2048), 2)
