@@ -74,6 +74,9 @@ class LimitsConfig:
     """Per source address, for token and PIN requests that need no credentials."""
     media_consent_seconds: int = 30
     """A WHIP/WHEP session whose client sent no ICE consent check for this long is ended (RFC 7675)."""
+    chat_messages_per_second: int = 5
+    """Chat messages each participant may send per second, after a burst of ``chat_burst``."""
+    chat_burst: int = 20
 
 
 @dataclass
@@ -232,6 +235,8 @@ _POSITIVE = (
     "limits.max_message_bytes",
     "limits.anonymous_requests_per_minute",
     "limits.media_consent_seconds",
+    "limits.chat_messages_per_second",
+    "limits.chat_burst",
     "sip.pin_attempts",
     "sip.failures_before_ban",
     "sip.ban_seconds",

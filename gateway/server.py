@@ -60,7 +60,12 @@ class Gateway:
         self.store = Store(data / DATABASE_FILE)
         self.bus = EventBus()
         self.rooms = RoomManager(
-            self.store, self.bus, config.server.name, config.rooms.max_participants
+            self.store,
+            self.bus,
+            config.server.name,
+            config.rooms.max_participants,
+            chat_per_second=config.limits.chat_messages_per_second,
+            chat_burst=config.limits.chat_burst,
         )
         keys = self.store.token_keys()
         if TOKEN_KEY_ID not in keys:

@@ -136,7 +136,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise Problem("room_not_found", f"room '{room_id}' does not exist", 404)
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=30)
     await ws.prepare(request)
-    session = OrsSession(gateway, ws, room_id, request.remote or "")
+    session = OrsSession(gateway, ws, room_id, request.remote or "", transport=request.transport)
     await session.run()
     return ws
 

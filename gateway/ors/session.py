@@ -61,11 +61,28 @@ class SessionState(StrEnum):
 ALLOWED_BEFORE_JOIN = {"join", "ping", "leave"}
 ALLOWED_IN_LOBBY = {"ping", "leave", "update", "join"}
 
+EVENT_BACKLOG = 1_000
+"""Room events a session may fall behind its client by (a client that stopped reading its socket,
+once the socket's buffers are full); one more and it is closed with ``CLOSE_TOO_SLOW`` (spec 6.4)."""
+CLOSE_TOO_SLOW = 4008
+"""WebSocket close code of a session whose client did not keep up with the room's events."""
+CLOSE_GRACE_SECONDS = 5.0
+"""How long a too-slow client has to take the close frame before its connection is cut."""
+
 
 class OrsSession:
-    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, room_id: str, remote: str):
+    def __init__(
+        self,
+        gateway: Gateway,
+        ws: web.WebSocketResponse,
+        room_id: str,
+        remote: str,
+        transport: asyncio.Transport | None = None,
+    ):
         self.gateway = gateway
         self.ws = ws
+        self.transport = transport
+        """The connection under ``ws``, cut when a client that does not read cannot be closed."""
         self.room_id = room_id
         self.remote = remote
         self.state = SessionState.CONNECTED
@@ -75,6 +92,7 @@ class OrsSession:
         self.endpoint: WebRtcEndpoint | None = None
         self._events: Subscription | None = None
         self._event_task: asyncio.Task[None] | None = None
+        self._slow_close: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._visible: set[str] = set()
         self._awaiting_answer = False
@@ -173,7 +191,9 @@ class OrsSession:
         if previous is not None:
             await previous.end("replaced")
         self.grant, self.room = grant, room
-        self._events = self.gateway.bus.subscribe(room.id)
+        self._events = self.gateway.bus.subscribe(
+            room.id, limit=EVENT_BACKLOG, on_overflow=self._fell_behind
+        )
         try:
             self.participant = self.gateway.rooms.add_participant(
                 room, message.get("name") or grant.name, grant.role, origin="ors"
@@ -508,6 +528,31 @@ class OrsSession:
         return None
 
     # leaving --------------------------------------------------------------------------------
+    def _fell_behind(self) -> None:
+        """The bus's call when this session's client fell EVENT_BACKLOG events behind."""
+        if self.state is not SessionState.LEFT and self._slow_close is None:
+            self._slow_close = asyncio.create_task(self._close_too_slow())
+
+    async def _close_too_slow(self) -> None:
+        """Take the participant out (the others see `disconnected`) and close the socket with
+        CLOSE_TOO_SLOW, rather than keep a session that no longer hears the room."""
+        log.warning(
+            "ORS client fell %d room events behind; closing its session",
+            EVENT_BACKLOG,
+            extra={
+                "room": self.room_id,
+                "participant": self.participant.id if self.participant else "",
+            },
+        )
+        await self._close("disconnected")
+        if self.transport is not None:
+            # a client that never reads again would hold the connection, and the messages
+            # waiting for it, for ever: the close frame waits its turn this long, no longer
+            asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self.transport.abort)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                await self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow")
+
     async def end(self, reason: str, already_removed: bool = False) -> None:
         """Tell the client why it leaves, remove it from the room and close the socket."""
         if self.state is SessionState.LEFT:

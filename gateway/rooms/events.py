@@ -6,13 +6,10 @@ In-process by default; a Redis bus with the same interface joins nodes into a cl
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from gateway.rooms.model import Participant, Track
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,11 +78,20 @@ class RoomClosed(RoomEvent):
 
 @dataclass
 class Subscription:
-    """One subscriber's queue of events; iterate it, close it when done."""
+    """One subscriber's queue of events; iterate it, close it when done.
+
+    ``limit`` bounds how far behind the subscriber may fall: the event that would exceed it closes
+    the subscription instead and calls ``on_overflow`` (an ORS session then disconnects its client
+    as too slow). Nothing is dropped silently: a subscription without a limit (the gateway's own,
+    in-process subscribers, which must see every mute, removal and leave) keeps every event.
+    """
 
     bus: EventBus
     room_id: str | None
-    queue: asyncio.Queue[RoomEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
+    limit: int | None = None
+    on_overflow: Callable[[], None] | None = None
+    queue: asyncio.Queue[RoomEvent] = field(default_factory=asyncio.Queue)
+    overflowed: bool = False
 
     def __aiter__(self) -> AsyncIterator[RoomEvent]:
         return self._iterate()
@@ -100,6 +106,15 @@ class Subscription:
     def close(self) -> None:
         self.bus._subscriptions.discard(self)
 
+    def deliver(self, event: RoomEvent) -> None:
+        if self.limit is not None and self.queue.qsize() >= self.limit:
+            self.overflowed = True
+            self.close()
+            if self.on_overflow is not None:
+                self.on_overflow()
+            return
+        self.queue.put_nowait(event)
+
     def __hash__(self) -> int:
         return id(self)
 
@@ -113,17 +128,19 @@ class EventBus:
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
 
-    def subscribe(self, room_id: str | None = None) -> Subscription:
-        """Events of one room, or of every room when ``room_id`` is None."""
-        sub = Subscription(self, room_id)
+    def subscribe(
+        self,
+        room_id: str | None = None,
+        limit: int | None = None,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> Subscription:
+        """Events of one room, or of every room when ``room_id`` is None; ``limit`` and
+        ``on_overflow`` as in Subscription (no limit: every event is kept)."""
+        sub = Subscription(self, room_id, limit, on_overflow)
         self._subscriptions.add(sub)
         return sub
 
     def publish(self, event: RoomEvent) -> None:
         for sub in list(self._subscriptions):
             if sub.room_id is None or sub.room_id == event.room_id:
-                try:
-                    sub.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    log.warning("event subscriber is not keeping up; dropping it")
-                    sub.close()
+                sub.deliver(event)

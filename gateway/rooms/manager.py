@@ -6,6 +6,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from gateway.ratelimit import RateLimiter
 from gateway.rooms.events import (
     ChatMessage,
     EventBus,
@@ -41,11 +42,21 @@ class RoomError(Exception):
 
 
 class RoomManager:
-    def __init__(self, store: Store, bus: EventBus, server_name: str, max_participants: int = 100):
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        server_name: str,
+        max_participants: int = 100,
+        chat_per_second: float = 5.0,
+        chat_burst: int = 20,
+    ):
         self.store = store
         self.bus = bus
         self.server_name = server_name
         self.max_participants = max_participants
+        self._chat_limiter = RateLimiter(rate_per_minute=chat_per_second * 60, burst=chat_burst)
+        """Per participant, whatever its origin: one chat message reaches every session."""
         self._live: dict[str, Room] = {}
         self._reserved: list[tuple[Callable[[str], bool], str]] = []
 
@@ -189,10 +200,15 @@ class RoomManager:
         return track
 
     # chat ------------------------------------------------------------------------
-    def chat(self, room: Room, sender_id: str, text: str, to: str | None = None) -> ChatMessage:
+    def chat(
+        self, room: Room, sender_id: str, text: str, to: str | None = None, now: float | None = None
+    ) -> ChatMessage:
+        """Announce a chat message; RoomError 429 ``rate_limited`` beyond the sender's rate."""
         sender = self._participant(room, sender_id)
         if to is not None:
             self._participant(room, to)
+        if not self._chat_limiter.allow(sender_id, now):
+            raise RoomError("rate_limited", "too many chat messages; wait and retry", 429)
         message = ChatMessage(
             room.id, id=new_id("CH"), sender=sender, text=text, timestamp=time.time(), to=to
         )

@@ -5,6 +5,7 @@ import pytest
 from gateway.rooms import (
     ChatMessage,
     EventBus,
+    Participant,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantState,
@@ -109,6 +110,36 @@ def test_chat_to_an_unknown_participant_is_refused(rooms: RoomManager) -> None:
     message = rooms.chat(room, alice.id, "bonjour")
     assert drain(sub) == [message]
     assert isinstance(message, ChatMessage) and message.sender.name == "Alice"
+
+
+def test_chat_beyond_the_burst_is_refused_until_the_rate_refills(rooms: RoomManager) -> None:
+    room = rooms.create("salle")
+    alice = rooms.add_participant(room, "Alice", Role.MEMBER)
+    bob = rooms.add_participant(room, "Bob", Role.MEMBER)
+    sub = rooms.bus.subscribe("salle")
+    drain(sub)
+    for _ in range(20):
+        rooms.chat(room, alice.id, "flood", now=100.0)
+    with pytest.raises(RoomError) as error:
+        rooms.chat(room, alice.id, "flood", now=100.0)
+    assert (error.value.code, error.value.status) == ("rate_limited", 429)
+    assert len(drain(sub)) == 20, "a refused message reaches nobody"
+    rooms.chat(room, bob.id, "bonjour", now=100.0)  # per participant
+    rooms.chat(room, alice.id, "later", now=100.2)  # 5 per second
+    assert [e.text for e in drain(sub)] == ["bonjour", "later"]
+
+
+def test_a_subscriber_that_falls_behind_its_limit_is_closed_and_told() -> None:
+    bus = EventBus()
+    told = []
+    session = bus.subscribe("salle", limit=3, on_overflow=lambda: told.append(True))
+    internal = bus.subscribe()  # the gateway's own: no limit, never dropped
+    for n in range(5):
+        bus.publish(ParticipantLeft("salle", Participant(f"PA_{n}", "P")))
+    assert (told, session.overflowed, session.queue.qsize()) == ([True], True, 3)
+    bus.publish(ParticipantLeft("salle", Participant("PA_5", "P")))
+    assert told == [True] and session.queue.qsize() == 3, "a closed subscription gets nothing"
+    assert internal.queue.qsize() == 6 and not internal.overflowed
 
 
 def test_deleting_a_room_removes_everyone(rooms: RoomManager) -> None:

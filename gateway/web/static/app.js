@@ -421,10 +421,29 @@ async function connect() {
   client.on("chat", (m) => onChat(m.message));
   client.on("error", (m) => toast(m.problem?.detail || m.problem?.title || t("err_generic"), "error"));
   client.on("left", (m) => goLeft(m.reason || "left"));
-  client.on("close", () => {
-    if (app.client === client && (app.state === "room" || app.state === "lobby")) goLeft("disconnected");
+  client.on("close", (ev) => {
+    if (app.client !== client || !(app.state === "room" || app.state === "lobby")) return;
+    if (ev.code === CLOSE_TOO_SLOW) reconnect();
+    else goLeft("disconnected");
   });
   await client.connect(app.token, app.name);
+}
+
+// The server closed the session because this page fell behind the room's events (ORS 6.4, e.g. a
+// tab that was frozen in the background): join again with the same token, as a new participant.
+const CLOSE_TOO_SLOW = 4008;
+
+async function reconnect() {
+  cleanupSession();
+  toast(t("reconnecting"));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  if (app.state !== "room" && app.state !== "lobby") return; // the person left meanwhile
+  try {
+    await connect();
+  } catch (e) {
+    console.warn("rejoining failed:", e);
+    goLeft("disconnected");
+  }
 }
 
 function onLobby(m) {
