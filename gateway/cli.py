@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.rooms.names import terminal_safe
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -37,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.run(args, config) or 0)
-    except CliError as e:
-        print(f"rondpoint: {e}", file=sys.stderr)
+    except CliError as e:  # may carry what the gateway answered: printed terminal-safe
+        print(f"rondpoint: {terminal_safe(str(e))}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -302,7 +303,7 @@ def _room_list(args: argparse.Namespace, config: Config) -> None:
     print(f"{'ROOM':<32} {'PEOPLE':>6}  {'PIN':<3}  {'LOBBY':<5}  LINKS")
     for room in rooms:
         policy = room["policy"]
-        print(
+        _print_safe(
             f"{room['id']:<32} {room['participants']:>6}  {'yes' if policy['pin'] else 'no':<3}  "
             f"{'yes' if policy['lobby'] else 'no':<5}  {', '.join(room['links']) or '-'}"
         )
@@ -311,19 +312,25 @@ def _room_list(args: argparse.Namespace, config: Config) -> None:
 def _room_show(args: argparse.Namespace, config: Config) -> None:
     room = _admin(args, config, "GET", f"/api/v1/rooms/{args.name}")
     policy = room["policy"]
-    print(f"room {room['id']} on {room['server']}")
-    print(f"  PIN    {room.get('pin') or 'none'}")
+    _print_safe(f"room {room['id']} on {room['server']}")
+    _print_safe(f"  PIN    {room.get('pin') or 'none'}")
     print(f"  lobby  {'on' if policy['lobby'] else 'off'}")
     links = room["links"]
     print(f"  links  {'none' if not links else f'({len(links)})'}")
     for link in links:
-        print(f"    {_link_line(link)}")
+        _print_safe(f"    {_link_line(link)}")
     print(f"  participants ({len(room['participants'])})")
     for p in room["participants"]:
-        print(f"    {p['id']}  {p['name']}  [{p['origin']}, {p['role']}, {p['state']}]")
+        _print_safe(f"    {p['id']}  {p['name']}  [{p['origin']}, {p['role']}, {p['state']}]")
         for t in p["tracks"]:
             muted = ", muted" if t["muted"] else ""
-            print(f"      {t['id']}  {t['kind']} {t['source']} {t['codec']}{muted}")
+            _print_safe(f"      {t['id']}  {t['kind']} {t['source']} {t['codec']}{muted}")
+
+
+def _print_safe(line: str) -> None:
+    """A line carrying what others typed (names, a foreign system's link detail): whatever is not
+    printable is shown escaped, so it cannot drive the terminal (ANSI) or fail to encode."""
+    print(terminal_safe(line))
 
 
 def _link_line(link: Any) -> str:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.rooms import Role
+from gateway.rooms.names import display_name
 
 ALGORITHM = "HS256"
 LEEWAY_SECONDS = 10
@@ -339,7 +340,8 @@ def _check_claim_types(claims: dict) -> None:
 
 def _grant_from_claims(claims: dict, room: str) -> JoinGrant:
     identity = str(claims["sub"])
-    name = str(claims.get("name") or identity)[:64]
+    # a backend's names are strangers' names too (spec 7.1)
+    name = display_name(claims.get("name") or "") or display_name(identity) or "Participant"
     ors, video = claims.get("ors"), claims.get("video")
     publish_sources: frozenset[str] | None = None
     if isinstance(ors, dict):

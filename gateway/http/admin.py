@@ -15,6 +15,7 @@ from gateway.links import LinkError, LinkManager, LinkStatus
 from gateway.ors.problems import Problem, json_object
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import Role, Room, RoomError, check_room_id
+from gateway.rooms.names import display_name
 from gateway.server import Gateway
 from gateway.store import DispatchRule, Trunk
 from gateway.telephony import DialError
@@ -127,9 +128,14 @@ async def create_token(request: web.Request) -> web.Response:
     identity = body.get("identity")
     if not isinstance(identity, str) or not 1 <= len(identity) <= 128:
         raise Problem("invalid_message", "'identity' is 1 to 128 characters", field="/identity")
-    name = body.get("name") or identity
-    if not isinstance(name, str) or len(name) > 64:
+    raw_name = body.get("name") or identity
+    if not isinstance(raw_name, str) or len(raw_name) > 64:
         raise Problem("invalid_message", "'name' is at most 64 characters", field="/name")
+    name = display_name(raw_name)
+    if not name:
+        raise Problem(
+            "invalid_message", "'name' has no character that can be displayed", field="/name"
+        )
     ttl = body.get("ttl", 3600)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= MAX_TOKEN_TTL:
         raise Problem("invalid_message", f"'ttl' is 1 to {MAX_TOKEN_TTL} seconds", field="/ttl")

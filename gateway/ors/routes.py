@@ -27,6 +27,7 @@ from gateway.rooms import (
     check_room_id,
     new_id,
 )
+from gateway.rooms.names import display_name
 from gateway.server import Gateway
 from gateway.tokens import JoinGrant
 
@@ -95,9 +96,14 @@ async def create_token(request: web.Request) -> web.Response:
     room_id = _room_id(request)
     _limit(request)
     body = await json_object(request)
-    name = body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64:
+    raw_name = body.get("name")
+    if not isinstance(raw_name, str) or not 1 <= len(raw_name.strip()) <= 64:
         raise Problem("invalid_message", "'name' is 1 to 64 characters", field="/name")
+    name = display_name(raw_name)
+    if not name:
+        raise Problem(
+            "invalid_message", "'name' has no character that can be displayed", field="/name"
+        )
     pin = body.get("pin", "")
     if not isinstance(pin, str):
         raise Problem("invalid_message", "'pin' is a string of digits", field="/pin")
@@ -116,7 +122,7 @@ async def create_token(request: web.Request) -> web.Response:
             raise Problem("pin_incorrect", "the PIN is not correct", 403, "/pin")
     ttl = gateway.config.rooms.guest_token_ttl
     identity = "guest-" + secrets.token_urlsafe(8)
-    token = gateway.tokens.mint(room_id, identity, name.strip(), role, ttl, anonymous=True)
+    token = gateway.tokens.mint(room_id, identity, name, role, ttl, anonymous=True)
     return web.json_response(
         {
             "token": token,

@@ -40,6 +40,7 @@ from gateway.rooms import (
     TrackUnpublished,
     new_id,
 )
+from gateway.rooms.names import display_name
 from gateway.telephony import DialError
 from gateway.tokens import JoinGrant, TokenError
 
@@ -186,6 +187,7 @@ class OrsSession:
         if self.state is not SessionState.CONNECTED:
             raise Problem("already_joined", "this socket has already joined", 409)
         grant = self.gateway.tokens.verify(message["token"], self.room_id)
+        name = _client_name(message) if "name" in message else grant.name
         room = self.gateway.rooms.get(self.room_id)
         previous = self.gateway.sessions.get((self.room_id, grant.identity))
         if previous is not None:
@@ -196,7 +198,7 @@ class OrsSession:
         )
         try:
             self.participant = self.gateway.rooms.add_participant(
-                room, message.get("name") or grant.name, grant.role, origin="ors"
+                room, name, grant.role, origin="ors"
             )
         except RoomError:
             self._events.close()
@@ -378,7 +380,7 @@ class OrsSession:
 
     async def _on_update(self, message: Message) -> None:
         assert self.room is not None and self.participant is not None
-        self.gateway.rooms.update_name(self.room, self.participant.id, message["name"])
+        self.gateway.rooms.update_name(self.room, self.participant.id, _client_name(message))
 
     async def _on_admit(self, message: Message) -> None:
         assert self.room is not None
@@ -589,3 +591,14 @@ class OrsSession:
 
 def _default_source(kind: str) -> str:
     return "microphone" if kind == "audio" else "camera"
+
+
+def _client_name(message: Message) -> str:
+    """The ``name`` of a join or update as the room shows it (spec 7.1); refused when nothing
+    displayable remains (only controls, bidi or format characters, white space)."""
+    name = display_name(message["name"])
+    if not name:
+        raise Problem(
+            "invalid_message", "'name' has no character that can be displayed", field="/name"
+        )
+    return name

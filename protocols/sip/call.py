@@ -44,6 +44,7 @@ from gateway.rooms import (
     TrackMuted,
     TrackSource,
 )
+from gateway.rooms.names import display_name
 from protocols.sip.dialog import Dialog, SuccessRetransmission
 from protocols.sip.dispatch import Route
 from protocols.sip.message import NameAddress, Request, Response, make_response
@@ -125,7 +126,8 @@ def masked_name(number: str, mask: bool) -> str:
     digits = "".join(c for c in number if c.isdigit())
     if not digits:
         return "Phone"
-    return f"Phone ••• {digits[-2:]}" if mask else f"Phone {number}"
+    # the number is the caller's From user part: whatever the caller's phone or PBX put there
+    return f"Phone ••• {digits[-2:]}" if mask else display_name(f"Phone {number}")
 
 
 class InboundCall:

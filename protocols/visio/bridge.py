@@ -63,6 +63,7 @@ from gateway.rooms import (
 )
 from gateway.rooms.events import RoomEvent, Subscription
 from gateway.rooms.model import Participant, Room
+from gateway.rooms.names import display_name as room_display_name
 from protocols.livekit.data import TextStreamAssembler, chat_packets, is_chat
 from protocols.livekit.rtc import LiveKitParticipant, LiveKitRtcError, LocalTrack, RemoteTrack
 from protocols.livekit.signal import Participant as LkParticipant
@@ -101,9 +102,9 @@ _FAILURES = (SignalError, TokenError, aiohttp.ClientError, OSError, TimeoutError
 
 
 def display_name(name: str, fallback: str) -> str:
-    """A Visio name as this room shows names: printable, 1 to 64 characters."""
-    cleaned = " ".join("".join(c if c.isprintable() else " " for c in name).split())[:64]
-    return cleaned or fallback[:64] or "Visio"
+    """A Visio name as this room shows names (the one sanitiser, spec 7.1), else ``fallback``
+    sanitised alike, else "Visio"."""
+    return room_display_name(name) or room_display_name(fallback) or "Visio"
 
 
 def phone_number(participant: Participant) -> str:

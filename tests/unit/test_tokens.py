@@ -381,3 +381,8 @@ def test_times_of_the_right_type_still_work(authority: TokenAuthority) -> None:
     with pytest.raises(TokenError) as error:
         authority.verify(signed(iat=int(time.time()) + 3600), "salle")
     assert error.value.code == "token_invalid"
+
+
+def test_a_tokens_name_claim_is_sanitised_like_any_name(authority: TokenAuthority) -> None:
+    assert authority.verify(signed(name="\x1b[31mEve\u202e"), "salle").name == "[31mEve"
+    assert authority.verify(signed(name="\u202e", sub="eve\x07"), "salle").name == "eve"

@@ -101,6 +101,13 @@ function initials(name) {
   return s.toUpperCase();
 }
 
+/** A participant's name inside a sentence (a toast, a tooltip): a first-strong isolate, so a
+ * right-to-left name neither reorders the sentence around it nor is reordered by it. Names reach
+ * the page already without bidi controls (spec 7.1); elements showing a name alone use <bdi>. */
+function isolated(name) {
+  return `\u2068${name}\u2069`;
+}
+
 function toast(text, kind = "info") {
   const node = el("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : null, text });
   $("toasts").append(node);
@@ -640,8 +647,8 @@ function upsertParticipant(p, isNew) {
   const before = app.participants.get(p.id);
   app.participants.set(p.id, p);
   if (isNew || before?.state !== p.state) {
-    if (p.state === "lobby") toast(t("waiting_toast", p.name));
-    else if (p.state === "joined" && app.state === "room") toast(t("joined_toast", p.name));
+    if (p.state === "lobby") toast(t("waiting_toast", isolated(p.name)));
+    else if (p.state === "joined" && app.state === "room") toast(t("joined_toast", isolated(p.name)));
   }
   renderAll();
   attachRemoteTracks();
@@ -652,7 +659,7 @@ function onParticipantLeft(m) {
   if (!p) return;
   app.participants.delete(m.participant_id);
   app.speaking.delete(m.participant_id);
-  if (p.state === "joined") toast(t("left_toast", p.name));
+  if (p.state === "joined") toast(t("left_toast", isolated(p.name)));
   renderAll();
 }
 
@@ -747,7 +754,7 @@ function renderTiles() {
     tile.classList.toggle("speaking", app.speaking.has(p.id));
     tile.dataset.muted = muted ? "true" : "false";
     const label = `${p.name}${self ? ` (${t("you")})` : ""}`;
-    tile.querySelector(".tile-name").textContent = label;
+    tile.querySelector(".tile-name").replaceChildren(el("bdi", { text: p.name }), self ? ` (${t("you")})` : "");
     tile.querySelector(".avatar span").textContent = initials(p.name);
     const badge = tile.querySelector(".origin");
     badge.textContent = originLabel(p.origin);
@@ -837,7 +844,7 @@ function personRow(p, { lobby = false } = {}) {
     el(
       "span",
       { class: "person-main" },
-      el("span", { class: "person-name", text: `${p.name}${self ? ` (${t("you")})` : ""}` }),
+      el("span", { class: "person-name" }, el("bdi", { text: p.name }), self ? ` (${t("you")})` : null),
       meta,
     ),
   );
@@ -880,7 +887,7 @@ function personRow(p, { lobby = false } = {}) {
           class: "icon-btn",
           "data-testid": `remove-${p.id}`,
           "aria-label": t("remove_name", p.name),
-          title: t("remove_name", p.name),
+          title: t("remove_name", isolated(p.name)),
           onclick: () => hostAction("remove", p.id),
         }),
       );
@@ -1031,7 +1038,7 @@ function onChat(msg) {
   const node = el(
     "div",
     { class: `msg${mine ? " mine" : ""}`, "data-testid": "chat-message" },
-    el("span", { class: "msg-head" }, el("strong", { text: mine ? t("you_label") : msg.from_name || "?" }), time),
+    el("span", { class: "msg-head" }, el("strong", { dir: "auto", text: mine ? t("you_label") : msg.from_name || "?" }), time),
     el("span", { class: "msg-text", text: msg.text }),
   );
   const log = $("chat-log");
