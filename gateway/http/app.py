@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -30,6 +31,31 @@ _HTTP_CODES = {
 }
 
 
+REQUEST_BODY_SECONDS = 15.0
+"""A request body (256 KiB at most) must arrive within this long of the request head; a client
+that trickles it is disconnected without an answer. Heads: HTTP_REQUEST_HEAD_SECONDS (server.py)."""
+
+
+@web.middleware
+async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the whole body under a deadline before the handler runs (aiohttp keeps it for them)."""
+    if request.body_exists:
+        try:
+            async with asyncio.timeout(REQUEST_BODY_SECONDS):
+                await request.read()
+        except TimeoutError:
+            log.info(
+                "request body too slow: connection closed",
+                extra={"path": request.path, "source": request.remote},
+            )
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=408)
+        except (ConnectionError, web.RequestPayloadError):  # the client went away mid-body
+            return web.Response(status=400)
+    return await handler(request)
+
+
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -56,7 +82,8 @@ def create_app(gateway: Gateway) -> web.Application:
     # (X-Forwarded-For when the peer is one of [http] trusted_proxies)
     client_address = client_address_middleware(gateway.config.http.trusted_proxies)
     app = web.Application(
-        middlewares=[client_address, problems_middleware], client_max_size=256 * 1024
+        middlewares=[client_address, problems_middleware, body_deadline_middleware],
+        client_max_size=256 * 1024,
     )
     app["gateway"] = gateway
     ors_routes.add_routes(app)

@@ -16,7 +16,7 @@ from gateway.media import PublishRequest, SdpError, WebRtcEndpoint
 from gateway.media.sdp import SessionDescription
 from gateway.media.sdp import parse as parse_sdp
 from gateway.ors.problems import Problem, json_object
-from gateway.ors.session import OrsSession
+from gateway.ors.session import OrsSession, SessionState
 from gateway.rooms import (
     Participant,
     Role,
@@ -135,15 +135,35 @@ async def create_token(request: web.Request) -> web.Response:
     )
 
 
+MAX_SOCKETS_BEFORE_JOIN = 20
+"""WebSockets one source address may hold open that have not joined yet (each is closed after
+JOIN_DEADLINE_SECONDS); one more is refused 429 before the upgrade (spec 6.1)."""
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     gateway = _gateway(request)
     room_id = _room_id(request)
     if not gateway.rooms.exists(room_id):
         raise Problem("room_not_found", f"room '{room_id}' does not exist", 404)
+    address = request.remote or ""
+    everyone_waiting: dict[str, set[OrsSession]] = request.app["ws_before_join"]
+    waiting = everyone_waiting.get(address, set())
+    waiting.difference_update([s for s in waiting if s.state is not SessionState.CONNECTED])
+    if len(waiting) >= MAX_SOCKETS_BEFORE_JOIN:
+        raise Problem(
+            "rate_limited", "too many WebSockets from this address have not joined yet", 429
+        )
     ws = web.WebSocketResponse(max_msg_size=HARD_MESSAGE_LIMIT, heartbeat=30)
     await ws.prepare(request)
-    session = OrsSession(gateway, ws, room_id, request.remote or "", transport=request.transport)
-    await session.run()
+    session = OrsSession(gateway, ws, room_id, address, transport=request.transport)
+    everyone_waiting.setdefault(address, set()).add(session)
+    try:
+        await session.run()
+    finally:
+        waiting = everyone_waiting.get(address, set())
+        waiting.discard(session)
+        if not waiting:
+            everyone_waiting.pop(address, None)
     return ws
 
 
@@ -430,6 +450,7 @@ def _offer_mids(offer: SessionDescription) -> list[tuple[str, str]]:
 
 def add_routes(app: web.Application) -> None:
     app["http_media_sessions"] = {}
+    app["ws_before_join"] = {}
     app.cleanup_ctx.append(_sweeping_http_media_sessions)
     app.router.add_get("/.well-known/ors", discovery)
     app.router.add_get("/ors/v1/keys", keys)

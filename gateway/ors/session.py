@@ -62,6 +62,11 @@ class SessionState(StrEnum):
 ALLOWED_BEFORE_JOIN = {"join", "ping", "leave"}
 ALLOWED_IN_LOBBY = {"ping", "leave", "update", "join"}
 
+JOIN_DEADLINE_SECONDS = 10.0
+"""A socket that has not joined (or entered the lobby) this long after opening is closed (6.1)."""
+CLOSE_JOIN_TIMEOUT = 4408
+"""WebSocket close code of a socket closed for not joining in time (spec 6.1)."""
+
 EVENT_BACKLOG = 1_000
 """Room events a session may fall behind its client by (a client that stopped reading its socket,
 once the socket's buffers are full); one more and it is closed with ``CLOSE_TOO_SLOW`` (spec 6.4)."""
@@ -93,6 +98,7 @@ class OrsSession:
         self.endpoint: WebRtcEndpoint | None = None
         self._events: Subscription | None = None
         self._event_task: asyncio.Task[None] | None = None
+        self._join_timeout: asyncio.Task[bool] | None = None
         self._slow_close: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._visible: set[str] = set()
@@ -105,6 +111,9 @@ class OrsSession:
     # the socket ------------------------------------------------------------------
     async def run(self) -> None:
         max_bytes = self.gateway.config.limits.max_message_bytes
+        deadline = asyncio.get_running_loop().call_later(
+            JOIN_DEADLINE_SECONDS, self._join_deadline_passed
+        )
         try:
             async for frame in self.ws:
                 if frame.type == WSMsgType.TEXT:
@@ -114,7 +123,14 @@ class OrsSession:
                 if self.state is SessionState.LEFT:
                     break
         finally:
+            deadline.cancel()
             await self._close("disconnected")
+
+    def _join_deadline_passed(self) -> None:
+        if self.state is SessionState.CONNECTED and not self.ws.closed:
+            self._join_timeout = asyncio.create_task(
+                self.ws.close(code=CLOSE_JOIN_TIMEOUT, message=b"join timeout")
+            )
 
     async def _receive(self, text: str, max_bytes: int) -> None:
         if len(text.encode()) > max_bytes:
