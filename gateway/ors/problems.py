@@ -26,6 +26,7 @@ TITLES = {
     "room_exists": "Room already exists",
     "invalid_room_name": "Invalid room name",
     "room_full": "Room is full",
+    "removed": "Removed from the room",
     "participant_not_found": "Participant not found",
     "track_not_found": "Track not found",
     "invalid_state": "Invalid state",

@@ -214,7 +214,7 @@ class OrsSession:
         )
         try:
             self.participant = self.gateway.rooms.add_participant(
-                room, name, grant.role, origin="ors"
+                room, name, grant.role, origin="ors", identity=grant.identity
             )
         except RoomError:
             self._events.close()
@@ -401,6 +401,9 @@ class OrsSession:
     async def _on_admit(self, message: Message) -> None:
         assert self.room is not None
         self._require_host()
+        # the id of someone a host removed: let that person join again (8.10)
+        if self.gateway.rooms.let_back(self.room, message["participant_id"]):
+            return
         self.gateway.rooms.admit(self.room, message["participant_id"])
 
     async def _on_remove(self, message: Message) -> None:

@@ -30,6 +30,9 @@ from gateway.rooms.model import (
 )
 from gateway.store import RoomRecord, Store
 
+MAX_REMOVED = 1_000
+"""Removed identities a room remembers; beyond, the oldest removal is forgotten."""
+
 
 class RoomError(Exception):
     """A room operation refused; ``code`` is the stable ORS error code."""
@@ -129,8 +132,12 @@ class RoomManager:
         origin_address: str = "",
         participant_id: str | None = None,
         lobby: bool | None = None,
+        identity: str = "",
     ) -> Participant:
-        """LOBBY overrides the room's policy (None: hosts enter, others wait if the room has one)."""
+        """LOBBY overrides the room's policy (None: hosts enter, others wait if the room has one).
+        IDENTITY, the token's subject, is refused (``removed``) while a host's removal holds."""
+        if identity and identity in room.removed:
+            raise RoomError("removed", "a host removed you from this room", 403)
         if len(room.participants) >= self.max_participants:
             raise RoomError("room_full", "the room is full", 403)
         waits = room.policy.lobby and role is not Role.HOST if lobby is None else lobby
@@ -141,6 +148,7 @@ class RoomManager:
             origin_address=origin_address,
             role=role,
             state=ParticipantState.LOBBY if waits else ParticipantState.JOINED,
+            identity=identity,
         )
         room.participants[participant.id] = participant
         self.bus.publish(ParticipantJoined(room.id, participant))
@@ -154,6 +162,14 @@ class RoomManager:
         self.bus.publish(ParticipantUpdated(room.id, participant))
         return participant
 
+    def let_back(self, room: Room, participant_id: str) -> bool:
+        """Lift the removal of whoever had PARTICIPANT_ID when a host removed it; False if none."""
+        for identity, removed_id in room.removed.items():
+            if removed_id == participant_id:
+                del room.removed[identity]
+                return True
+        return False
+
     def update_name(self, room: Room, participant_id: str, name: str) -> Participant:
         participant = self._participant(room, participant_id)
         participant.name = name
@@ -164,6 +180,11 @@ class RoomManager:
         participant = room.participants.pop(participant_id, None)
         if participant is None:
             return
+        if reason in ("removed", "denied") and participant.identity:
+            room.removed.pop(participant.identity, None)
+            room.removed[participant.identity] = participant.id
+            while len(room.removed) > MAX_REMOVED:
+                del room.removed[next(iter(room.removed))]
         for track in list(participant.tracks.values()):
             self.bus.publish(TrackUnpublished(room.id, track))
         participant.tracks.clear()

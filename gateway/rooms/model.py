@@ -96,6 +96,9 @@ class Participant:
     state: ParticipantState = ParticipantState.JOINED
     joined_at: float = field(default_factory=time.time)
     tracks: dict[str, Track] = field(default_factory=dict)
+    identity: str = ""
+    """Who joined, as its token names it (``sub``), for ORS participants; "" for the others.
+    Never sent to clients."""
 
     @property
     def is_host(self) -> bool:
@@ -138,6 +141,9 @@ class Room:
     created_at: float = field(default_factory=time.time)
     persistent: bool = True
     participants: dict[str, Participant] = field(default_factory=dict)
+    removed: dict[str, str] = field(default_factory=dict)
+    """Identities a host removed (or denied) -> the participant id they had, oldest first: they
+    may not join again until a host lets them back (RoomManager.let_back)."""
 
     def tracks(self) -> list[Track]:
         return [t for p in self.participants.values() for t in p.tracks.values()]

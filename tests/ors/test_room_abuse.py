@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from spec.conformance.orsclient import OrsClient
+from spec.conformance.orsclient import OrsClient, OrsError
 from spec.conformance.webrtc import WebRtcPeer
 from tests.gateway_process import RunningGateway, running_gateway
 
@@ -180,4 +180,35 @@ async def test_a_hosts_mute_stops_forwarding_after_a_flood_in_another_room(
     for peer in (alice_peer, bob_peer):
         await peer.close()
     for client in [host, alice, bob, *flooders]:
+        await client.close()
+
+
+async def test_a_removed_participant_stays_out_until_a_host_lets_them_back(
+    gateway: RunningGateway,
+) -> None:
+    room = "removal"
+    gateway.create_room(room)
+    host = await joined_client(gateway, room, "host", role="host")
+    bob_token = gateway.token(room, "bob", "Bob")
+    bob = await OrsClient.connect(gateway.base_url, room)
+    bob_id = (await bob.join(bob_token))["participant"]["id"]
+
+    await host.request({"type": "remove", "participant_id": bob_id})
+    assert (await bob.next_event("left"))["reason"] == "removed"
+    await bob.close()
+
+    # the same token, at once: refused, and nobody sees Bob come back
+    again = await OrsClient.connect(gateway.base_url, room)
+    with pytest.raises(OrsError) as refused:
+        await again.join(bob_token)
+    assert (refused.value.code, refused.value.problem["status"]) == ("removed", 403)
+    assert participant_names(gateway, room) == ["Host"]
+    carol = await joined_client(gateway, room, "carol")  # another identity is not affected
+
+    # the host lets him back with the id he had; the same token then joins
+    await host.request({"type": "admit", "participant_id": bob_id})
+    joined = await again.join(bob_token)
+    assert joined["type"] == "joined"
+    assert participant_names(gateway, room) == ["Bob", "Carol", "Host"]
+    for client in (host, again, carol):
         await client.close()

@@ -21,6 +21,7 @@ from gateway.rooms import (
     TrackUnpublished,
     valid_origin,
 )
+from gateway.rooms.manager import MAX_REMOVED
 from gateway.store import Store
 
 
@@ -140,6 +141,31 @@ def test_a_subscriber_that_falls_behind_its_limit_is_closed_and_told() -> None:
     bus.publish(ParticipantLeft("salle", Participant("PA_5", "P")))
     assert told == [True] and session.queue.qsize() == 3, "a closed subscription gets nothing"
     assert internal.queue.qsize() == 6 and not internal.overflowed
+
+
+def test_a_removed_identity_is_refused_until_let_back(rooms: RoomManager) -> None:
+    room = rooms.create("salle")
+    bob = rooms.add_participant(room, "Bob", Role.MEMBER, identity="bob")
+    rooms.remove_participant(room, bob.id, "removed")
+    with pytest.raises(RoomError) as error:
+        rooms.add_participant(room, "Bob", Role.MEMBER, identity="bob")
+    assert (error.value.code, error.value.status) == ("removed", 403)
+    rooms.add_participant(room, "Bob", Role.MEMBER, identity="bob2")  # another identity
+    assert not rooms.let_back(room, "PA_unknown")
+    assert rooms.let_back(room, bob.id)
+    assert rooms.add_participant(room, "Bob", Role.MEMBER, identity="bob").identity == "bob"
+
+
+def test_leaving_is_not_a_removal_and_removals_are_bounded(rooms: RoomManager) -> None:
+    room = rooms.create("salle")
+    alice = rooms.add_participant(room, "Alice", Role.MEMBER, identity="alice")
+    rooms.remove_participant(room, alice.id, "left")
+    assert room.removed == {}
+    rooms.max_participants = 10_000
+    for n in range(MAX_REMOVED + 1):
+        p = rooms.add_participant(room, "P", Role.GUEST, identity=f"guest-{n}")
+        rooms.remove_participant(room, p.id, "denied")
+    assert len(room.removed) == MAX_REMOVED and "guest-0" not in room.removed
 
 
 def test_deleting_a_room_removes_everyone(rooms: RoomManager) -> None:

@@ -23,6 +23,7 @@ const app = {
   client: null,
   self: null,
   participants: new Map(), // id -> Participant (others, lobby ones included for hosts)
+  removed: new Map(), // hosts: id -> Participant a host removed or denied, who may be let back in
   speaking: new Set(),
   // local media
   micTrack: null,
@@ -659,6 +660,7 @@ function onParticipantLeft(m) {
   if (!p) return;
   app.participants.delete(m.participant_id);
   app.speaking.delete(m.participant_id);
+  if (isHost() && (m.reason === "removed" || m.reason === "denied")) app.removed.set(p.id, p);
   if (p.state === "joined") toast(t("left_toast", isolated(p.name)));
   renderAll();
 }
@@ -897,6 +899,36 @@ function personRow(p, { lobby = false } = {}) {
   return row;
 }
 
+// Removed stays removed (ORS 8.11) until a host lets the person back in: `admit` with its old id.
+function removedRow(p) {
+  return el(
+    "li",
+    { class: "person", "data-testid": `removed-${p.id}` },
+    el("span", { class: "person-avatar", "aria-hidden": "true", text: initials(p.name) }),
+    el("span", { class: "person-main" }, el("span", { class: "person-name" }, el("bdi", { text: p.name }))),
+    el(
+      "span",
+      { class: "person-actions" },
+      el("button", {
+        type: "button",
+        class: "btn btn-tertiary btn-sm",
+        "data-testid": `let-back-${p.id}`,
+        "aria-label": t("let_back_name", p.name),
+        text: t("let_back"),
+        onclick: async () => {
+          try {
+            await app.client.request("admit", { participant_id: p.id });
+            app.removed.delete(p.id);
+            renderPeople();
+          } catch (e) {
+            toast(problemText(e), "error");
+          }
+        },
+      }),
+    ),
+  );
+}
+
 function renderPeople() {
   if (!app.self) return;
   const joined = joinedList();
@@ -904,6 +936,8 @@ function renderPeople() {
   $("people-list").replaceChildren(...joined.map((p) => personRow(p)));
   $("lobby-list").replaceChildren(...lobby.map((p) => personRow(p, { lobby: true })));
   $("lobby-section").hidden = !(isHost() && lobby.length);
+  $("removed-list").replaceChildren(...[...app.removed.values()].map(removedRow));
+  $("removed-section").hidden = !(isHost() && app.removed.size);
   $("dial-form").hidden = !(isHost() && app.canDial);
   $("people-count").textContent = `(${joined.length})`;
   $("people-badge").textContent = String(joined.length);
@@ -1067,6 +1101,7 @@ function cleanupSession() {
   app.sentHeights.clear();
   app.remoteVideo = new Map();
   app.participants.clear();
+  app.removed.clear();
   app.speaking.clear();
   app.self = null;
   $("grid").replaceChildren();
