@@ -146,6 +146,8 @@ class InboundCall:
         self.invite = invite
         self.key = key
         self.source = source
+        self.failure_key = source[0]
+        """Whom wrong PINs count against: the address, or a trunk's caller (set by the service)."""
         self.call_id = invite.headers.get("Call-ID") or ""
         self.local_tag = new_tag()
         self.state = CallState.RINGING
@@ -387,8 +389,8 @@ class InboundCall:
         for _ in range(self.service.config.pin_attempts):
             await self._play("enter-pin")
             pin = await self._read_pin()
-            if self.service.guard.banned(self.source[0]):
-                return None  # a banned address guesses no more, on any of its calls
+            if self.service.guard.banned(self.failure_key):
+                return None  # a banned address (or trunk caller) guesses no more, on any call
             if route.room_id is not None:
                 if pin and any(secrets.compare_digest(pin, p) for p in pins):
                     return route
@@ -397,8 +399,8 @@ class InboundCall:
                 and (found := self.service.dispatcher.route_for_pin(pin, self.language)) is not None
             ):
                 return found
-            self.service.guard.failure(self.source[0], "room PIN")
-            if self.service.guard.banned(self.source[0]):
+            self.service.guard.failure(self.failure_key, "room PIN")
+            if self.service.guard.banned(self.failure_key):
                 return None
             await self._play("wrong-pin")
         return None

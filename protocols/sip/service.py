@@ -23,7 +23,14 @@ from protocols.sip.call import CallState, InboundCall
 from protocols.sip.dialog import DialogId, incoming_dialog_id, response_dialog_id
 from protocols.sip.digest import DigestServer
 from protocols.sip.dispatch import Dispatcher, is_visio_room_id
-from protocols.sip.message import NameAddress, Request, Response, SipUri, make_response
+from protocols.sip.message import (
+    NameAddress,
+    Request,
+    Response,
+    SipParseError,
+    SipUri,
+    make_response,
+)
 from protocols.sip.outbound import OutboundCall, dial_target
 from protocols.sip.registration import Registration
 from protocols.sip.transaction import (
@@ -35,7 +42,7 @@ from protocols.sip.transaction import (
     new_branch,
     top_via,
 )
-from protocols.sip.transport import Guard, SipTransport
+from protocols.sip.transport import Guard, SipTransport, trunk_caller_key
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -218,10 +225,11 @@ class SipService:
         for transport in self.transports:
             transport.close()
 
-    def _banned(self, host: str) -> None:
-        """A ban started: end that address's calls still waiting for a PIN."""
+    def _banned(self, key: str) -> None:
+        """A ban started: end that address's (or that trunk caller's) calls still waiting for a
+        PIN."""
         for call in list(self._pending.values()) + list(self.calls.values()):
-            if call.source[0] == host and call.participant is None:
+            if call.failure_key == key and call.participant is None:
                 call.hang_up("banned")
 
     @property
@@ -352,6 +360,12 @@ class SipService:
             trusted = True
             trunk = next((t for t in self.trunks if t.username == verdict.user), None)
         call = InboundCall(self, transport, request, key, source)
+        if trunk is not None:
+            # its wrong PINs count against the trunk's caller, never the trunk's address
+            call.failure_key = trunk_caller_key(trunk.name, _caller_identity(request))
+            if self.guard.banned(call.failure_key):
+                transport.send_response(key, make_response(request, 403, "Forbidden"))
+                return
         self._pending[_pending_key(request)] = call
         call.start(user, trusted=trusted, srtp=trunk.srtp if trunk is not None else "optional")
 
@@ -368,6 +382,20 @@ class SipService:
     def timer_fired(self, transport: SipTransport, key: Hashable, name: str) -> list[Action]:
         call = self.calls.get(key) if isinstance(key, DialogId) else None
         return call.timer_fired(name) if call is not None else []
+
+
+def _caller_identity(request: Request) -> str:
+    """Who calls through a trunk: the identity it asserts (RFC 3325), else the From user."""
+    for header in ("P-Asserted-Identity", "From"):
+        value = request.headers.get(header)
+        if value:
+            try:
+                user = NameAddress.parse(value).uri.user
+            except SipParseError:
+                continue
+            if user:
+                return user[:64]
+    return ""
 
 
 def _pending_key(request: Request) -> tuple[str, str]:

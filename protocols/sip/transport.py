@@ -100,8 +100,21 @@ class TransactionUser(Protocol):
     def timer_fired(self, transport: SipTransport, key: Hashable, name: str) -> list[Action]: ...
 
 
+MAX_BANS = 10_000
+"""Bans held at once (addresses and trunks' callers); the oldest make room."""
+
+
+def trunk_caller_key(trunk: str, caller: str) -> str:
+    """Whom wrong PINs are counted against for a trunk's call: the trunk and its caller, never
+    the trunk's address (it carries every caller of the trunk)."""
+    return f"trunk {trunk} caller {caller or 'anonymous'}"
+
+
 class Guard:
-    """Per-address message rate limit and temporary bans, shared by every transport."""
+    """Per-address message rate limit and temporary bans, shared by every transport.
+
+    Failures are counted per key: a source address, or for a trunk's call the trunk and its
+    caller (``trunk_caller_key``), which is banned on its own without touching the address."""
 
     def __init__(
         self, messages_per_second: int = 50, failures_before_ban: int = 10, ban_seconds: int = 600
@@ -115,34 +128,50 @@ class Guard:
         self.trusted: Callable[[str], bool] | None = None
         """Whether an address is a trunk's (set by the UA core)."""
         self.on_ban: Callable[[str], None] | None = None
-        """Called with the address when a ban starts (its calls waiting for a PIN end)."""
+        """Called with the key (an address, or a trunk's caller) when a ban starts: its calls
+        waiting for a PIN end."""
 
     def admits(self, host: str) -> bool:
-        until = self._banned.get(host)
-        if until is not None:
-            if time.monotonic() < until:
-                return False
-            del self._banned[host]
+        if self.banned(host):
+            return False
         if self.trusted is not None and self.trusted(host):
             return True  # a trunk carries many callers' messages: no per-address rate limit
         return self.limiter.allow(host)
 
-    def failure(self, host: str, what: str) -> None:
-        """A failed authentication or PIN; too many in a row bans the address for a while."""
-        log.warning("SIP %s failed from %s", what, host, extra={"source": host})
-        if self.banned(host):
+    def failure(self, key: str, what: str) -> None:
+        """A failed authentication or PIN; too many in a row bans the key for a while. The log
+        lines name an address as fail2ban expects ("from HOST") only when the key is one."""
+        where = f"on {key}" if _is_trunk_caller(key) else f"from {key}"
+        log.warning("SIP %s failed %s", what, where, extra={"source": key})
+        if self.banned(key):
             return  # a ban runs from its start: failures during it do not prolong it
-        if not self.failures.allow(host):
-            self._banned[host] = time.monotonic() + self.ban_seconds
-            log.warning(
-                "SIP address banned: %s for %d s", host, self.ban_seconds, extra={"source": host}
-            )
+        if not self.failures.allow(key):
+            now = time.monotonic()
+            self._banned.pop(key, None)
+            self._banned[key] = now + self.ban_seconds
+            while len(self._banned) > MAX_BANS:
+                del self._banned[next(iter(self._banned))]
+            if _is_trunk_caller(key):
+                log.warning("SIP %s refused for %d s", key, self.ban_seconds, extra={"source": key})
+            else:
+                log.warning(
+                    "SIP address banned: %s for %d s", key, self.ban_seconds, extra={"source": key}
+                )
             if self.on_ban is not None:
-                self.on_ban(host)
+                self.on_ban(key)
 
-    def banned(self, host: str) -> bool:
-        until = self._banned.get(host)
-        return until is not None and time.monotonic() < until
+    def banned(self, key: str) -> bool:
+        until = self._banned.get(key)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._banned[key]
+        return False
+
+
+def _is_trunk_caller(key: str) -> bool:
+    return key.startswith("trunk ")
 
 
 class SipTransport:

@@ -17,7 +17,7 @@ from spec.conformance.orsclient import OrsClient
 from spec.conformance.webrtc import WebRtcPeer
 from tests.gateway_process import free_udp_block, running_gateway
 from tests.interop.sipclient import Call, SipClient, audio_offer
-from tests.interop.sipp_tools import run_sipp
+from tests.interop.sipp_tools import phones, run_sipp, wait_until
 
 pytestmark = pytest.mark.interop
 
@@ -165,3 +165,65 @@ def _talk_and_listen(sock: socket.socket, gateway: tuple[str, int], seconds: flo
             if len(set(data[12:])) > 10:
                 heard += 1
     return heard
+
+
+TRUNK_ADDRESS = "127.0.0.31"
+
+
+async def test_wrong_pins_behind_a_trunk_refuse_that_caller_not_the_trunk(tmp_path: Path) -> None:
+    """Caller A, behind a trusted trunk, types twelve wrong PINs (four calls at once, three tries
+    each; ``failures_before_ban`` is 10): A is refused (403), and caller B of the same trunk, from
+    the same address, still gets in with the right PIN."""
+    with running_gateway(tmp_path) as gateway:
+        status, body = gateway.admin(
+            "POST",
+            "/api/v1/sip/trunks",
+            {"name": "operateur", "address": f"{TRUNK_ADDRESS}:5060", "allowed": [TRUNK_ADDRESS]},
+        )
+        assert status in (200, 201), body
+        room = "pin-trunk"
+        gateway.create_room(room, pin="2468")
+        guesses = await run_sipp(
+            gateway.sip_port,
+            "trunk_pin_wrong.xml",
+            room,
+            "-key",
+            "caller",
+            "0611111111",
+            "-l",
+            "4",
+            local_ip=TRUNK_ADDRESS,
+            calls=4,
+            timeout=60,
+        )
+        log = gateway.log_text()
+        assert log.count("SIP room PIN failed") >= 11, guesses.explain()
+        assert "SIP trunk operateur caller 0611111111 refused" in log
+        assert "SIP address banned" not in log, "the trunk's address was banned"
+
+        refused = await run_sipp(
+            gateway.sip_port,
+            "trunk_refused.xml",
+            room,
+            "-key",
+            "caller",
+            "0611111111",
+            local_ip=TRUNK_ADDRESS,
+            timeout=10,
+        )
+        refused.assert_passed()  # A's next call gets 403
+
+        other = asyncio.create_task(
+            run_sipp(
+                gateway.sip_port,
+                "trunk_pin_right.xml",
+                room,
+                "-key",
+                "caller",
+                "0622222222",
+                local_ip=TRUNK_ADDRESS,
+            )
+        )
+        joined = await wait_until(lambda: phones(gateway, room), 20, "caller B never got in")
+        assert isinstance(joined, list) and joined[0]["name"] == "Phone ••• 22"
+        (await other).assert_passed()
