@@ -117,6 +117,8 @@ class SipConfig:
     ban_seconds: int = 600
     dispatch: list[DispatchRuleConfig] = field(default_factory=list)
     """Dispatch rules from the file; rules made through the admin API win for the same number."""
+    dns_servers: list[str] = field(default_factory=list)
+    """Name servers for dialling SIP domains (RFC 3263), "IP" or "IP:PORT"; empty: the system's."""
 
 
 VISIO_SECRET_ENV = "RONDPOINT_VISIO_API_SECRET"
@@ -364,6 +366,7 @@ def _validate(config: Config, where: str) -> None:
     if bool(config.http.tls_cert) != bool(config.http.tls_key):
         raise ConfigError(f"{where}: 'http.tls_cert' and 'http.tls_key' must be set together")
     _validate_trusted_proxies(config.http.trusted_proxies, where)
+    _validate_dns_servers(config.sip.dns_servers, where)
     from gateway.rooms import ROOM_ID_PATTERN
     from protocols.sip.dispatch import check_rule
 
@@ -394,6 +397,38 @@ def _validate(config: Config, where: str) -> None:
         )
     _validate_visio(config.visio, where)
     _validate_tokens(config.tokens, where)
+
+
+def dns_server_address(text: str) -> tuple[str, int]:
+    """(IP, port) of a ``sip.dns_servers`` entry: "IP", "IPv4:PORT" or "[IPv6]:PORT"; ValueError."""
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError("not [IPv6]:PORT")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, digits = text.partition(":")
+        if not digits.isdigit():
+            raise ValueError("not IP:PORT")
+        port = int(digits)
+    ipaddress.ip_address(host)
+    if not 1 <= port <= 65535:
+        raise ValueError("port out of range")
+    return host, port
+
+
+def _validate_dns_servers(value: object, where: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: 'sip.dns_servers' must be a list of addresses")
+    for index, server in enumerate(value):
+        try:
+            dns_server_address(server)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: 'sip.dns_servers[{index}]' must be an IP address, IP:PORT or [IPv6]:PORT"
+            ) from None
 
 
 def _validate_trusted_proxies(value: object, where: str) -> None:

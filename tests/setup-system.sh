@@ -12,6 +12,9 @@ command -v sipp        >/dev/null 2>&1 || need+=(sip-tester)
 command -v baresip     >/dev/null 2>&1 || need+=(baresip)
 # SIP scanners for the attack tests (tests/interop/test_sipvicious.py).
 command -v svwar       >/dev/null 2>&1 || need+=(sipvicious)
+# A DNS server for the RFC 3263 dial-out test (tests/interop/test_sip_dial_out.py), which starts
+# its own on 127.0.0.1; dnsmasq-base is the binary alone, without Debian's service on port 53.
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 # The relay's optional native fast path (setup.py): a C compiler and the libsrtp2 headers.
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 [ -e /usr/include/srtp2/srtp.h ] || need+=(libsrtp2-dev)

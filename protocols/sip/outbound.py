@@ -8,7 +8,6 @@ declined or unanswered calls end with that status in the room and in the admin A
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import secrets
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from protocols.sip.dialog import Dialog
 from protocols.sip.digest import DigestError, answer_challenge, choose_challenge
 from protocols.sip.message import CSeq, Headers, NameAddress, Request, Response, SipUri
 from protocols.sip.offer_answer import SdpError, read_offer
+from protocols.sip.resolver import locate_with_deadline, transports_for
 from protocols.sip.transaction import TransactionKey, make_cancel, new_tag
 from protocols.sip.uri import SipParseError, parse_dial_target, split_hostport
 
@@ -53,20 +53,21 @@ def dial_target(target: str) -> SipUri:
         raise DialError(str(error)) from None
 
 
-def resolve(uri: SipUri, trunk: Trunk | None) -> tuple[str, tuple[str, int], str]:
-    """(request URI, where to send, number shown) for a checked target (``dial_target``)."""
+def resolve(uri: SipUri, trunk: Trunk | None) -> tuple[str, SipUri, str]:
+    """(request URI, the URI whose server the call goes to, number shown) for a checked target
+    (``dial_target``): the trunk's address when there is a trunk, the target's own otherwise."""
     if trunk is not None and trunk.address:
         try:
             host, port = split_hostport(trunk.address)
         except SipParseError:
             raise DialError(f"the trunk '{trunk.name}' has no usable address") from None
-        hop = (host.strip("[]"), port or 5060)
+        next_hop = SipUri("sip", None, None, host, port, {"transport": trunk.transport})
         if uri.scheme == "tel":
-            return str(SipUri("sip", uri.host, None, host, port)), hop, uri.host
-        return str(uri), hop, uri.user or ""
+            return str(SipUri("sip", uri.host, None, host, port)), next_hop, uri.host
+        return str(uri), next_hop, uri.user or ""
     if uri.scheme == "tel":
         raise DialError("a telephone number needs a trunk with an address")
-    return str(uri), (uri.host.strip("[]"), uri.port or 5060), uri.user or ""
+    return str(uri), uri, uri.user or ""
 
 
 class OutboundCall(InboundCall):
@@ -82,7 +83,7 @@ class OutboundCall(InboundCall):
     ) -> None:
         """Checks the target, then takes an RTP port pair: DialError (no port: OSError) with no
         port left taken."""
-        request_uri, destination, number = resolve(dial_target(target), trunk)
+        request_uri, self.next_hop, number = resolve(dial_target(target), trunk)
         self.trunk = trunk
         self.target = target
         self.room_id = room_id
@@ -97,6 +98,7 @@ class OutboundCall(InboundCall):
         except ValueError:
             self._endpoint_for_offer.close()
             raise DialError("the call cannot be written as a SIP request") from None
+        destination = (self.next_hop.host.strip("[]"), self.next_hop.port or 5060)
         super().__init__(service, transport, invite, TransactionKey("", "", "INVITE"), destination)
         self.endpoint = self._endpoint_for_offer
         self.endpoint.on_rtp = self._on_rtp
@@ -184,10 +186,28 @@ class OutboundCall(InboundCall):
 
     async def place(self) -> None:
         assert self.endpoint is not None
+        service = self.service
+        kinds = [t.kind for t in service.transports]
+        if not transports_for(self.next_hop, kinds):
+            raise DialError("the target needs a transport the gateway does not offer (TLS?)")
         try:
-            ipaddress.ip_address(self.source[0])
-        except ValueError:
-            raise DialError("SIP domain names are not resolved") from None
+            hops = await locate_with_deadline(self.next_hop, kinds, service.dns)
+        except LookupError as error:
+            raise DialError(str(error)) from None
+        if not hops:
+            raise DialError("no SIP server found for the target (RFC 3263)")
+        hop = hops[0]
+        if hop.transport != self.transport.kind:
+            self.transport = next(t for t in service.transports if t.kind == hop.transport)
+            headers = self.invite.headers.copy()
+            headers.set("Via", service.via(self.transport))
+            headers.set("Contact", service.contact(self.transport))
+            self.invite = Request("INVITE", self.invite.uri, headers, self.invite.body)
+        self.source = (hop.address, hop.port)
+        log.info(
+            "dialling out",
+            extra={"room": self.room_id, "hop": f"{hop.transport}:{hop.address}:{hop.port}"},
+        )
         await self.endpoint.start()
         self._send_invite()
         self._ring_timer = asyncio.get_running_loop().call_later(RING_TIMEOUT, self._no_answer)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
+from gateway.config import dns_server_address
 from gateway.media.rtp_endpoint import PortAllocator
 from gateway.store import DispatchRule, Trunk
 from gateway.telephony import DialError
@@ -33,6 +34,7 @@ from protocols.sip.message import (
 )
 from protocols.sip.outbound import OutboundCall, dial_target
 from protocols.sip.registration import Registration
+from protocols.sip.resolver import DnsLookup
 from protocols.sip.transaction import (
     TIMEOUT,
     Action,
@@ -83,6 +85,11 @@ class SipService:
         """Calls not answered yet, by (Call-ID, INVITE branch)."""
         self.outbound: dict[str, OutboundCall] = {}
         """Calls the rooms placed, by Call-ID."""
+        self.dns = DnsLookup(
+            [dns_server_address(server) for server in self.config.dns_servers],
+            ipv6=":" in self.config.host,
+        )
+        """Where dial-out finds the servers of SIP domains (RFC 3263)."""
         self.digest = DigestServer(gateway.config.server.name, self._digest_secret())
         self.trunks: list[Trunk] = []
         self.registrations: dict[str, Registration] = {}

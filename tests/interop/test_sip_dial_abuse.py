@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spec.conformance.orsclient import OrsClient, OrsError, anonymous_token
-from tests.gateway_process import RunningGateway, free_udp_block, running_gateway
+from tests.gateway_process import RunningGateway, free_port, free_udp_block, running_gateway
 from tests.interop.sipp_tools import SCENARIOS
 from tests.interop.test_sip_dial_out import callee
 
@@ -54,9 +54,10 @@ RTP_PAIRS = 4
 @pytest.fixture(scope="module")
 def small_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     first = free_udp_block(2 * RTP_PAIRS, (20000, 29999))
+    silent_dns = free_port(socket.SOCK_DGRAM)  # nobody answers there: names never resolve
     with running_gateway(
         Path(tmp_path_factory.mktemp("small")),
-        extra_config="[rooms]\nmax_participants = 2\n",
+        extra_config=f'dns_servers = ["127.0.0.1:{silent_dns}"]\n[rooms]\nmax_participants = 2\n',
         rtp_ports=(first, first + 2 * RTP_PAIRS - 1),
     ) as running:
         yield running
@@ -185,13 +186,18 @@ async def test_refused_and_failed_dials_give_back_their_ports_and_participants(
                 assert problem["code"] == "invalid_message" and problem["field"] == "/to"
                 assert reason in problem["detail"] and "Evil" not in problem["detail"]
 
-        for index in range(attempts):
+        for index in range(attempts):  # one after the other: each holds its pair until it fails
             room = f"domaine-{index}"
             gateway.create_room(room)
             status, call = gateway.admin(
                 "POST", f"/api/v1/rooms/{room}/dial", {"to": "sip:alice@nowhere.invalid"}
             )
             assert status == 202, call
+            await eventually(
+                lambda room=room: room_state(gateway, room)["calls"][0]["status"] == "failed",
+                15,
+                "the domain that does not resolve to fail the call",
+            )
 
         gateway.create_room("occupe")
         for _ in range(2):

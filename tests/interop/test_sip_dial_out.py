@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import dns.exception
+import dns.resolver
 import pytest
 
-from tests.gateway_process import RunningGateway, free_port, sipp_media_port
+from tests.gateway_process import (
+    RunningGateway,
+    free_port,
+    free_udp_block,
+    running_gateway,
+    sipp_media_port,
+    stop_process,
+)
 from tests.interop.test_sip_dial_in import SCENARIOS
 
 pytestmark = pytest.mark.interop
@@ -170,3 +185,89 @@ async def test_a_phone_is_transferred_out_of_the_room(gateway: RunningGateway) -
     output, _ = await asyncio.wait_for(phone.communicate(), 30)
     assert phone.returncode == 0, output.decode(errors="replace")[-1500:]
     await wait_for(lambda: not caller(), 10, "the transferred caller to leave the room")
+
+
+@contextlib.contextmanager
+def dns_server(*records: str) -> Iterator[int]:
+    """dnsmasq on 127.0.0.1 and a free port, answering ``records`` (dnsmasq options) and
+    NXDOMAIN for every other name under .test, asking nobody else; yields its port."""
+    assert shutil.which("dnsmasq") or Path("/usr/sbin/dnsmasq").exists(), (
+        "dnsmasq is not installed: run tests/setup-system.sh"
+    )
+    port = free_port(socket.SOCK_DGRAM)
+    process = subprocess.Popen(
+        [
+            shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            f"--port={port}",
+            "--pid-file=",
+            "--user=",
+            "--local=/test/",
+            "--log-facility=-",
+            *records,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # ready once it answers a question
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            try:
+                dns.resolver.resolve_at("127.0.0.1", "ready.test", "A", port=port, lifetime=0.5)
+            except dns.resolver.NXDOMAIN:
+                break
+            except dns.exception.DNSException:
+                assert time.monotonic() < deadline, "dnsmasq did not start"
+        yield port
+    finally:
+        stop_process(process)
+
+
+async def test_a_sip_domain_is_dialled_where_its_naptr_and_srv_records_say(
+    tmp_path: Path,
+) -> None:
+    """RFC 3263 against a real DNS server: the NAPTR of voip.test names an SRV record found only
+    through it, whose target and port are SIPp's; a domain with no records fails cleanly."""
+    phone, sip_port = await callee("-sn", "uas")
+    with (
+        dns_server(
+            "--naptr-record=voip.test,10,10,S,SIP+D2U,,_sip._udp.route.voip.test",
+            f"--srv-host=_sip._udp.route.voip.test,pbx.voip.test,{sip_port},0,0",
+            "--host-record=pbx.voip.test,127.0.0.1",
+        ) as dns_port,
+        running_gateway(tmp_path, extra_config=f'dns_servers = ["127.0.0.1:{dns_port}"]') as gw,
+    ):
+        gw.create_room("domaine")
+        status, call = gw.admin("POST", "/api/v1/rooms/domaine/dial", {"to": "sip:alice@voip.test"})
+        assert status == 202, call
+
+        def calls() -> list[dict]:
+            return gw.admin("GET", "/api/v1/rooms/domaine")[1]["calls"]
+
+        await wait_for(lambda: [c for c in calls() if c["status"] == "answered"], 15, "an answer")
+        assert gw.admin("DELETE", "/api/v1/rooms/domaine")[0] == 204
+        output, _ = await asyncio.wait_for(phone.communicate(), 20)
+        assert phone.returncode == 0, output.decode(errors="replace")[-1500:]  # INVITE, ACK, BYE
+
+        gw.create_room("sans-dns")
+        status, call = gw.admin(
+            "POST", "/api/v1/rooms/sans-dns/dial", {"to": "sip:bob@absent.test"}
+        )
+        assert status == 202, call
+
+        def room() -> dict:
+            return gw.admin("GET", "/api/v1/rooms/sans-dns")[1]
+
+        await wait_for(lambda: room()["calls"][0]["status"] == "failed", 15, "the failure")
+        await wait_for(lambda: not room()["participants"], 15, "the callee to leave")
+        text = gw.config_path.read_text()
+        first = int(text.split("rtp_port_start = ")[1].split()[0])
+        last = int(text.split("rtp_port_end = ")[1].split()[0])
+        assert free_udp_block(last - first + 1, (first, last)) == first  # every RTP port free
+        assert "Traceback" not in gw.log_text()
