@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from gateway.media.sdp import SessionDescription
 from gateway.media.sdp import parse as parse_sdp
 from gateway.ors.problems import Problem, json_object
 from gateway.ors.session import OrsSession, SessionState
+from gateway.ratelimit import FailureBackoff
 from gateway.rooms import (
     Participant,
     Role,
@@ -90,6 +92,46 @@ def _limit(request: web.Request) -> None:
         raise Problem("rate_limited", "too many requests from this address; wait a minute", 429)
 
 
+PIN_FREE_FAILURES = 5
+"""Wrong PINs a room takes from all addresses together before each further attempt must wait."""
+PIN_FIRST_DELAY_SECONDS = 1.0
+PIN_MAX_DELAY_SECONDS = 60.0
+"""The wait after each further wrong PIN doubles from the first delay up to this."""
+PIN_FORGET_SECONDS = 15 * 60.0
+"""A room with no wrong PIN for this long starts afresh."""
+PIN_ALERT_EVERY = 100
+"""After the first alert, one more every this many wrong PINs."""
+
+
+def _check_pin(request: web.Request, room: Room, pin: str) -> web.Response | None:
+    """The room's PIN, guessed from any address: the first PIN_FREE_FAILURES wrong ones are
+    checked at once, then one attempt per growing delay; the others get 429 with Retry-After
+    without being checked, the right PIN included (spec 4.3). None: the PIN is right."""
+    if not pin:
+        raise Problem("pin_required", "this room needs its PIN", 403, "/pin")
+    guard: FailureBackoff = request.app["pin_failures"]
+    wait = guard.wait(room.id)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        problem = Problem(
+            "rate_limited", f"too many wrong PINs for this room; retry in {seconds} s", 429
+        )
+        return problem.response(headers={"Retry-After": str(seconds)})
+    if secrets.compare_digest(pin.encode(), room.policy.pin.encode()):
+        return None
+    log.warning("wrong room PIN", extra={"room": room.id, "source": request.remote})
+    failures = guard.failed(room.id)
+    if failures == PIN_FREE_FAILURES or failures % PIN_ALERT_EVERY == 0:
+        log.warning(
+            "PIN attacks on room %s: %d wrong PINs; each further attempt waits, up to %d s",
+            room.id,
+            failures,
+            PIN_MAX_DELAY_SECONDS,
+            extra={"room": room.id},
+        )
+    raise Problem("pin_incorrect", "the PIN is not correct", 403, "/pin")
+
+
 async def create_token(request: web.Request) -> web.Response:
     """Anonymous join: a guest (or, for a room it creates, host) token; PIN checked here."""
     gateway = _gateway(request)
@@ -115,11 +157,9 @@ async def create_token(request: web.Request) -> web.Response:
         role = Role.HOST
     room = gateway.rooms.get(room_id)
     if room.policy.pin and role is not Role.HOST:
-        if not pin:
-            raise Problem("pin_required", "this room needs its PIN", 403, "/pin")
-        if not secrets.compare_digest(pin.encode(), room.policy.pin.encode()):
-            log.warning("wrong room PIN", extra={"room": room_id, "source": request.remote})
-            raise Problem("pin_incorrect", "the PIN is not correct", 403, "/pin")
+        delayed = _check_pin(request, room, pin)
+        if delayed is not None:
+            return delayed
     ttl = gateway.config.rooms.guest_token_ttl
     identity = "guest-" + secrets.token_urlsafe(8)
     token = gateway.tokens.mint(room_id, identity, name, role, ttl, anonymous=True)
@@ -451,6 +491,9 @@ def _offer_mids(offer: SessionDescription) -> list[tuple[str, str]]:
 def add_routes(app: web.Application) -> None:
     app["http_media_sessions"] = {}
     app["ws_before_join"] = {}
+    app["pin_failures"] = FailureBackoff(
+        PIN_FREE_FAILURES, PIN_FIRST_DELAY_SECONDS, PIN_MAX_DELAY_SECONDS, PIN_FORGET_SECONDS
+    )
     app.cleanup_ctx.append(_sweeping_http_media_sessions)
     app.router.add_get("/.well-known/ors", discovery)
     app.router.add_get("/ors/v1/keys", keys)
