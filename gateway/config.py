@@ -64,6 +64,9 @@ class RoomsConfig:
     """Whether the web page may create a room for an anonymous visitor."""
     guest_token_ttl: int = 6 * 3600
     max_participants: int = 100
+    """Joined participants per room, hosts included; the lobby does not count."""
+    max_lobby: int = 50
+    """Participants waiting in one room's lobby."""
 
 
 @dataclass
@@ -234,6 +237,7 @@ _POSITIVE = (
     "media.max_publish_bitrate",
     "rooms.guest_token_ttl",
     "rooms.max_participants",
+    "rooms.max_lobby",
     "limits.max_message_bytes",
     "limits.anonymous_requests_per_minute",
     "limits.media_consent_seconds",

@@ -64,6 +64,7 @@ class Gateway:
             self.bus,
             config.server.name,
             config.rooms.max_participants,
+            max_lobby=config.rooms.max_lobby,
             chat_per_second=config.limits.chat_messages_per_second,
             chat_burst=config.limits.chat_burst,
         )

@@ -51,6 +51,7 @@ class RoomManager:
         bus: EventBus,
         server_name: str,
         max_participants: int = 100,
+        max_lobby: int = 50,
         chat_per_second: float = 5.0,
         chat_burst: int = 20,
     ):
@@ -58,6 +59,9 @@ class RoomManager:
         self.bus = bus
         self.server_name = server_name
         self.max_participants = max_participants
+        """Joined participants per room, hosts included; the lobby does not count."""
+        self.max_lobby = max_lobby
+        """Participants waiting in a room's lobby: strangers who fill it never keep a host out."""
         self._chat_limiter = RateLimiter(rate_per_minute=chat_per_second * 60, burst=chat_burst)
         """Per participant, whatever its origin: one chat message reaches every session."""
         self._live: dict[str, Room] = {}
@@ -138,9 +142,12 @@ class RoomManager:
         IDENTITY, the token's subject, is refused (``removed``) while a host's removal holds."""
         if identity and identity in room.removed:
             raise RoomError("removed", "a host removed you from this room", 403)
-        if len(room.participants) >= self.max_participants:
-            raise RoomError("room_full", "the room is full", 403)
         waits = room.policy.lobby and role is not Role.HOST if lobby is None else lobby
+        if waits:
+            if len(room.waiting()) >= self.max_lobby:
+                raise RoomError("room_full", "the room's lobby is full", 403)
+        else:
+            self._check_room_for_one_more(room)
         participant = Participant(
             id=participant_id or new_id("PA"),
             name=name,
@@ -158,6 +165,7 @@ class RoomManager:
         participant = self._participant(room, participant_id)
         if participant.state is ParticipantState.JOINED:
             raise RoomError("invalid_state", "participant is not waiting in the lobby", 409)
+        self._check_room_for_one_more(room)
         participant.state = ParticipantState.JOINED
         self.bus.publish(ParticipantUpdated(room.id, participant))
         return participant
@@ -189,6 +197,10 @@ class RoomManager:
             self.bus.publish(TrackUnpublished(room.id, track))
         participant.tracks.clear()
         self.bus.publish(ParticipantLeft(room.id, participant, reason))
+
+    def _check_room_for_one_more(self, room: Room) -> None:
+        if len(room.joined()) >= self.max_participants:
+            raise RoomError("room_full", "the room is full", 403)
 
     def _participant(self, room: Room, participant_id: str) -> Participant:
         participant = room.participants.get(participant_id)

@@ -151,6 +151,9 @@ class Room:
     def joined(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.state is ParticipantState.JOINED]
 
+    def waiting(self) -> list[Participant]:
+        return [p for p in self.participants.values() if p.state is ParticipantState.LOBBY]
+
     def to_wire(self) -> dict[str, Any]:
         return {
             "id": self.id,

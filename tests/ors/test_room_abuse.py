@@ -212,3 +212,41 @@ async def test_a_removed_participant_stays_out_until_a_host_lets_them_back(
     assert participant_names(gateway, room) == ["Bob", "Carol", "Host"]
     for client in (host, again, carol):
         await client.close()
+
+
+async def test_strangers_who_fill_the_lobby_never_keep_the_host_out(tmp_path: Path) -> None:
+    limits = "[rooms]\nmax_participants = 4\nmax_lobby = 6\n"
+    with running_gateway(tmp_path, extra_config=limits) as gateway:
+        room = "guarded"
+        gateway.create_room(room, lobby=True)
+        strangers = []
+        for n in range(6):
+            stranger = await OrsClient.connect(gateway.base_url, room)
+            reply = await stranger.join(gateway.token(room, f"stranger{n}", role="guest"))
+            assert reply["type"] == "lobby"
+            strangers.append(stranger)
+
+        # the lobby is full; the host still enters the room
+        host = await OrsClient.connect(gateway.base_url, room)
+        joined = await host.join(gateway.token(room, "host", "Host", role="host"))
+        assert joined["type"] == "joined"
+        assert len(joined["participants"]) == 6  # a host sees the lobby
+
+        # the lobby's own bound refuses the next stranger
+        late = await OrsClient.connect(gateway.base_url, room)
+        with pytest.raises(OrsError) as refused:
+            await late.join(gateway.token(room, "stranger6", role="guest"))
+        assert refused.value.code == "room_full"
+
+        # the room's bound counts joined participants: the host admits three, not a fourth
+        waiting = [p["id"] for p in joined["participants"]]
+        for participant_id in waiting[:3]:
+            await host.request({"type": "admit", "participant_id": participant_id})
+        with pytest.raises(OrsError) as full:
+            await host.request({"type": "admit", "participant_id": waiting[3]})
+        assert full.value.code == "room_full"
+        status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
+        states = sorted(p["state"] for p in body["participants"])
+        assert states == ["joined"] * 4 + ["lobby"] * 3
+        for client in [host, late, *strangers]:
+            await client.close()

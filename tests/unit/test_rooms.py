@@ -89,6 +89,24 @@ def test_a_full_room_refuses_another_participant(rooms: RoomManager) -> None:
     assert len(room.participants) == 3
 
 
+def test_the_lobby_has_its_own_bound_and_never_keeps_a_host_out() -> None:
+    rooms = RoomManager(Store(":memory:"), EventBus(), "gw", max_participants=2, max_lobby=3)
+    room = rooms.create("salle", lobby=True)
+    waiting = [rooms.add_participant(room, f"S{i}", Role.GUEST) for i in range(3)]
+    with pytest.raises(RoomError) as error:
+        rooms.add_participant(room, "S4", Role.GUEST)
+    assert error.value.code == "room_full"
+    host = rooms.add_participant(room, "Host", Role.HOST)
+    assert host.state is ParticipantState.JOINED
+    rooms.admit(room, waiting[0].id)
+    with pytest.raises(RoomError) as error:  # two joined: the room itself is full
+        rooms.admit(room, waiting[1].id)
+    assert error.value.code == "room_full"
+    assert waiting[1].state is ParticipantState.LOBBY
+    with pytest.raises(RoomError):
+        rooms.add_participant(room, "Host 2", Role.HOST)
+
+
 def test_tracks_publish_mute_and_leave_with_their_owner(rooms: RoomManager) -> None:
     room = rooms.create("salle")
     alice = rooms.add_participant(room, "Alice", Role.MEMBER)
