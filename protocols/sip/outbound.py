@@ -23,7 +23,7 @@ from protocols.sip.dialog import Dialog
 from protocols.sip.digest import DigestError, answer_challenge, choose_challenge
 from protocols.sip.message import CSeq, Headers, NameAddress, Request, Response, SipUri
 from protocols.sip.offer_answer import SdpError, read_offer
-from protocols.sip.resolver import locate_with_deadline, transports_for
+from protocols.sip.resolver import Hop, locate_with_deadline, transports_for
 from protocols.sip.transaction import TransactionKey, make_cancel, new_tag
 from protocols.sip.uri import SipParseError, parse_dial_target, split_hostport
 
@@ -91,6 +91,8 @@ class OutboundCall(InboundCall):
         self.call_ref = "CA_" + secrets.token_urlsafe(8)
         self._authenticated = False
         self._invited = False
+        self._hops: list[Hop] = []
+        """The servers to try next (RFC 3263 4.3), best first."""
         self._ring_timer: asyncio.TimerHandle | None = None
         self._endpoint_for_offer = RtpEndpoint(service.ports, lambda data: None)
         try:
@@ -196,18 +198,9 @@ class OutboundCall(InboundCall):
             raise DialError(str(error)) from None
         if not hops:
             raise DialError("no SIP server found for the target (RFC 3263)")
-        hop = hops[0]
-        if hop.transport != self.transport.kind:
-            self.transport = next(t for t in service.transports if t.kind == hop.transport)
-            headers = self.invite.headers.copy()
-            headers.set("Via", service.via(self.transport))
-            headers.set("Contact", service.contact(self.transport))
-            self.invite = Request("INVITE", self.invite.uri, headers, self.invite.body)
-        self.source = (hop.address, hop.port)
-        log.info(
-            "dialling out",
-            extra={"room": self.room_id, "hop": f"{hop.transport}:{hop.address}:{hop.port}"},
-        )
+        self._hops = hops[1:]
+        self._go_to(hops[0])
+        self._rewrite_invite({})
         await self.endpoint.start()
         self._send_invite()
         self._ring_timer = asyncio.get_running_loop().call_later(RING_TIMEOUT, self._no_answer)
@@ -226,6 +219,40 @@ class OutboundCall(InboundCall):
             self.participant = None  # already gone from the room
             self.cancelled()
 
+    def _go_to(self, hop: Hop) -> None:
+        self.transport = next(t for t in self.service.transports if t.kind == hop.transport)
+        self.source = (hop.address, hop.port)
+        log.info(
+            "dialling out",
+            extra={"room": self.room_id, "hop": f"{hop.transport}:{hop.address}:{hop.port}"},
+        )
+
+    def _rewrite_invite(
+        self, headers: dict[str, str], next_cseq: bool = False, without: tuple[str, ...] = ()
+    ) -> None:
+        """The INVITE again for the transport in use: a new Via branch, our Contact, ``headers``."""
+        copy = self.invite.headers.copy()
+        for name in without:
+            copy.remove(name)
+        copy.set("Via", self.service.via(self.transport))
+        copy.set("Contact", self.service.contact(self.transport))
+        if next_cseq:
+            number = CSeq.parse(copy.get("CSeq") or "1 INVITE").number
+            copy.set("CSeq", str(CSeq(number + 1, "INVITE")))
+        for name, value in headers.items():
+            copy.set(name, value)
+        self.invite = Request("INVITE", self.invite.uri, copy, self.invite.body)
+
+    def _fail_over(self) -> bool:
+        """RFC 3263 4.3: a server that timed out or answered 503 before ringing: the next one."""
+        if not self._hops or self.status_text != "calling" or self.state is not CallState.RINGING:
+            return False
+        self._go_to(self._hops.pop(0))
+        self._authenticated = False  # credentials answered the other server's challenge
+        self._rewrite_invite({}, next_cseq=True, without=("Authorization", "Proxy-Authorization"))
+        self._send_invite()
+        return True
+
     def _send_invite(self) -> None:
         key = self.transport.send_request(self.invite, self.source)
         self._invited = True
@@ -243,7 +270,7 @@ class OutboundCall(InboundCall):
 
     def timed_out(self) -> None:
         """Our INVITE got no answer at all (RFC 3261 Timer B: a 408 of our own)."""
-        if self.state is CallState.RINGING:
+        if self.state is CallState.RINGING and not self._fail_over():
             self._finish("no answer")
 
     def status(self) -> dict[str, object]:
@@ -272,7 +299,7 @@ class OutboundCall(InboundCall):
             and self._retry_with_credentials(response)
         ):
             return
-        elif status >= 300:
+        elif status >= 300 and not (status == 503 and self._fail_over()):
             self._finish(FINAL_STATUS.get(status, f"failed ({status})"))
 
     def _retry_with_credentials(self, response: Response) -> bool:
@@ -288,13 +315,8 @@ class OutboundCall(InboundCall):
         except DigestError:
             return False
         self._authenticated = True
-        headers = self.invite.headers.copy()
-        headers.set("Via", self.service.via(self.transport))
-        headers.set("CSeq", str(CSeq(2, "INVITE")))
-        headers.set(
-            "Authorization" if response.status == 401 else "Proxy-Authorization", credentials
-        )
-        self.invite = Request("INVITE", self.invite.uri, headers, self.invite.body)
+        header = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        self._rewrite_invite({header: credentials}, next_cseq=True)
         self._send_invite()
         return True
 

@@ -271,3 +271,33 @@ async def test_a_sip_domain_is_dialled_where_its_naptr_and_srv_records_say(
         last = int(text.split("rtp_port_end = ")[1].split()[0])
         assert free_udp_block(last - first + 1, (first, last)) == first  # every RTP port free
         assert "Traceback" not in gw.log_text()
+
+
+async def test_a_server_out_of_service_is_passed_over_for_the_next_srv_target(
+    tmp_path: Path,
+) -> None:
+    """RFC 3263 4.3: the first SRV target answers 503, the call goes to the next one."""
+    down, down_port = await callee("-sf", str(SCENARIOS / "callee_unavailable.xml"))
+    phone, phone_port = await callee("-sn", "uas")
+    with (
+        dns_server(
+            f"--srv-host=_sip._udp.voip.test,pbx1.voip.test,{down_port},0,0",
+            f"--srv-host=_sip._udp.voip.test,pbx2.voip.test,{phone_port},10,0",
+            "--host-record=pbx1.voip.test,127.0.0.1",
+            "--host-record=pbx2.voip.test,127.0.0.1",
+        ) as dns_port,
+        running_gateway(tmp_path, extra_config=f'dns_servers = ["127.0.0.1:{dns_port}"]') as gw,
+    ):
+        gw.create_room("repli")
+        status, call = gw.admin("POST", "/api/v1/rooms/repli/dial", {"to": "sip:alice@voip.test"})
+        assert status == 202, call
+        output, _ = await asyncio.wait_for(down.communicate(), 20)
+        assert down.returncode == 0, output.decode(errors="replace")[-1500:]  # INVITE, 503, ACK
+
+        def calls() -> list[dict]:
+            return gw.admin("GET", "/api/v1/rooms/repli")[1]["calls"]
+
+        await wait_for(lambda: [c for c in calls() if c["status"] == "answered"], 15, "an answer")
+        assert gw.admin("DELETE", "/api/v1/rooms/repli")[0] == 204
+        output, _ = await asyncio.wait_for(phone.communicate(), 20)
+        assert phone.returncode == 0, output.decode(errors="replace")[-1500:]
