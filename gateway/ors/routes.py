@@ -414,7 +414,12 @@ def _attach(
         result = negotiate(endpoint)
         _replace_older_session(request, kind, room.id, grant.identity)
         participant = gateway.rooms.add_participant(
-            room, grant.name, grant.role, origin="ors", participant_id=participant_id
+            room,
+            grant.name,
+            grant.role,
+            origin="ors",
+            participant_id=participant_id,
+            identity=grant.identity,
         )
     except SdpError as e:
         endpoint.close()

@@ -9,10 +9,12 @@ import json
 from pathlib import Path
 
 import aiohttp
+import aioice
 import pytest
+from aiortc import RTCPeerConnection
 
 from spec.conformance.orsclient import OrsClient, OrsError
-from spec.conformance.webrtc import WebRtcPeer
+from spec.conformance.webrtc import ToneTrack, WebRtcPeer
 from tests.gateway_process import RunningGateway, running_gateway
 
 pytestmark = pytest.mark.interop
@@ -212,6 +214,45 @@ async def test_a_removed_participant_stays_out_until_a_host_lets_them_back(
     assert participant_names(gateway, room) == ["Bob", "Carol", "Host"]
     for client in (host, again, carol):
         await client.close()
+
+
+async def test_a_removed_whip_publisher_can_neither_publish_again_nor_join(
+    gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aioice skips 127.0.0.1 when it gathers; the test stays on loopback.
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda *_, **__: ["127.0.0.1"])
+    room = "removed-whip"
+    gateway.create_room(room)
+    token = gateway.token(room, "streamer", "Streamer")
+
+    async def whip(http: aiohttp.ClientSession) -> tuple[int, dict]:
+        publisher = RTCPeerConnection()
+        publisher.addTransceiver(ToneTrack(440.0), direction="sendonly")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        async with http.post(
+            f"{gateway.base_url}/ors/v1/rooms/{room}/whip",
+            data=publisher.localDescription.sdp,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"},
+        ) as response:
+            body = await response.json(content_type=None) if response.status >= 400 else {}
+            status = response.status
+        await publisher.close()
+        return status, body
+
+    async with aiohttp.ClientSession() as http:
+        assert (await whip(http))[0] == 201
+        host = await joined_client(gateway, room, "host", role="host")
+        [streamer] = [p["id"] for p in host.received[0]["participants"]]
+        await host.request({"type": "remove", "participant_id": streamer})
+        status, problem = await whip(http)
+        assert (status, problem.get("code")) == (403, "removed")
+    client = await OrsClient.connect(gateway.base_url, room)
+    with pytest.raises(OrsError) as refused:
+        await client.join(token)
+    assert refused.value.code == "removed"
+    assert participant_names(gateway, room) == ["Host"]
+    for c in (client, host):
+        await c.close()
 
 
 async def test_strangers_who_fill_the_lobby_never_keep_the_host_out(tmp_path: Path) -> None:
