@@ -229,6 +229,8 @@ def extension_bounds(packet: Buffer) -> tuple[int, int, int]:
     offset = RTP_HEADER_SIZE + 4 * (packet[0] & 0x0F)
     if not packet[0] & 0x10:
         return 0, offset, offset
+    if offset + 4 > len(packet):
+        raise RtpError("RTP extension header truncated")
     profile, words = _EXT_HEADER.unpack_from(packet, offset)
     start = offset + 4
     end = start + 4 * words

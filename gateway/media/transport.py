@@ -12,6 +12,8 @@ from typing import Any
 from . import stun
 from .dtls import DtlsCertificate, DtlsSession, DtlsState
 from .ice import IceLiteAgent, local_ufrag_of
+from .rtcp import RtcpError
+from .rtp import RtpError
 from .srtp import SrtpContext, SrtpError
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ Address = tuple[str, int]
 _MAX_DATAGRAM = 4096  # WebRTC datagrams stay under the path MTU; asyncio's default reads 256 KiB
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _MAX_ADDRESSES = 8  # validated source addresses kept per session
+_RTCP_HEADER_SIZE = 8  # RFC 3550 section 6.4.1: the shortest RTP or RTCP packet there can be
 
 
 class WebRtcTransport:
@@ -48,6 +51,7 @@ class WebRtcTransport:
         self.packets_received = 0
         self.packets_sent = 0
         self.srtp_errors = 0
+        self.packets_malformed = 0
         self.consent_checks = 0
         """Authenticated STUN binding requests answered: the peer's ICE consent (RFC 7675)."""
         mux.register(self)
@@ -135,6 +139,9 @@ class WebRtcTransport:
         if srtp is None:
             return
         self.packets_received += 1
+        if len(data) < _RTCP_HEADER_SIZE:  # shorter than any RTP (12) or RTCP (8) header: noise
+            self.srtp_errors += 1
+            return
         try:
             if 191 < data[1] < 224:  # RTCP packet types 192-223 (RFC 5761 section 4)
                 self.on_rtcp(srtp.unprotect_rtcp(data))
@@ -147,6 +154,8 @@ class WebRtcTransport:
                 self.on_rtp(srtp.unprotect_rtp(data))
         except SrtpError:
             self.srtp_errors += 1
+        except (RtpError, RtcpError):  # authentic, but malformed inside: dropped like noise
+            self.packets_malformed += 1
 
     # Outgoing.
 

@@ -79,7 +79,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a problem saying why not."""
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise Problem("invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise Problem("invalid_message", "the body is a JSON object", field="")

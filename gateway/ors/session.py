@@ -140,7 +140,7 @@ class OrsSession:
             return
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             await self._send_error(Problem("invalid_json", "the message is not valid JSON"))
             return
         request_id = message.get("id") if isinstance(message, dict) else None

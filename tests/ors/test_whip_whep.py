@@ -463,3 +463,31 @@ async def test_one_token_holds_one_whip_session_and_one_that_never_connects_is_r
     finally:
         await never_connected.close()
     assert "no ICE consent check within 15 s" in gateway.log_text()
+
+
+async def test_short_datagrams_from_a_connected_whip_client_are_dropped_without_a_traceback(
+    gateway: RunningGateway,
+) -> None:
+    """Issue 9: a 1-byte datagram from a connected peer raised IndexError, a traceback each."""
+    gateway.create_room("noisy")
+    async with aiohttp.ClientSession() as http:
+        publisher, _ = await _whip_publish(http, gateway, "noisy", "noisy")
+        try:
+            async with asyncio.timeout(15):
+                while publisher.connectionState != "connected":
+                    await asyncio.sleep(0.1)
+            sender = publisher.getTransceivers()[0].sender
+            ice = sender.transport.transport._connection  # aioice: the pair ICE nominated
+            pair = ice._nominated[1]
+            for length in range(1, 12):
+                for first in (0x80, 0x90, 0xBF):
+                    datagram = bytes([first]) + bytes(length - 1)
+                    pair.protocol.transport.sendto(datagram, pair.remote_addr)
+            await asyncio.sleep(1)
+            assert publisher.connectionState == "connected"
+            assert _names(gateway, "noisy") == ["NOISY"]
+        finally:
+            await publisher.close()
+    log = gateway.log_text()
+    assert "Traceback" not in log
+    assert '"level": "error"' not in log
