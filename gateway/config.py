@@ -118,6 +118,14 @@ class SipConfig:
     """Whether calls from addresses that are no trunk's may dial rooms by name (sip:ROOM@host)."""
     failures_before_ban: int = 10
     ban_seconds: int = 600
+    tcp_idle_seconds: int = 60
+    """A SIP connection (TCP, TLS) silent this long with no call on it is closed."""
+    tcp_message_seconds: int = 10
+    """A message on a SIP connection must arrive whole within this from its first byte."""
+    tcp_connections_per_address: int = 10
+    """SIP connections one address may hold at once (trunks' addresses: no cap of their own)."""
+    tcp_max_connections: int = 1000
+    """SIP connections held at once per listener."""
     dispatch: list[DispatchRuleConfig] = field(default_factory=list)
     """Dispatch rules from the file; rules made through the admin API win for the same number."""
     dns_servers: list[str] = field(default_factory=list)
@@ -246,6 +254,10 @@ _POSITIVE = (
     "sip.pin_attempts",
     "sip.failures_before_ban",
     "sip.ban_seconds",
+    "sip.tcp_idle_seconds",
+    "sip.tcp_message_seconds",
+    "sip.tcp_connections_per_address",
+    "sip.tcp_max_connections",
     "visio.reconnect_max_seconds",
 )
 _ADDRESSES = ("http.host", "media.host", "sip.host")

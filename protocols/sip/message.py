@@ -783,6 +783,15 @@ class StreamReader:
         self._max_head_size = max_head_size
         self._max_body_size = max_body_size
 
+    @property
+    def in_message(self) -> bool:
+        """Whether part of a message has arrived (CRLF keep-alives are no message)."""
+        return self._pending is not None or bool(self._buffer.strip(b"\r\n"))
+
+    def buffered(self) -> bytes:
+        """The bytes not framed yet, up to a head's worth (to answer a refused message)."""
+        return bytes(self._buffer[: self._max_head_size + 4])
+
     def feed(self, data: bytes) -> list[Request | Response]:
         """Add received bytes; return the messages they complete. Raises SipParseError on garbage."""
         buffer = self._buffer

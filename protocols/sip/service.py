@@ -44,7 +44,7 @@ from protocols.sip.transaction import (
     new_branch,
     top_via,
 )
-from protocols.sip.transport import Guard, SipTransport, trunk_caller_key
+from protocols.sip.transport import Guard, SipTransport, StreamLimits, trunk_caller_key
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -207,7 +207,19 @@ class SipService:
             kinds.append(("tls", self.config.tls_port, self._server_ssl()))
         for kind, port, context in kinds:
             transport = SipTransport(
-                kind, self.config.host, port, self, self.guard, advertised, context
+                kind,
+                self.config.host,
+                port,
+                self,
+                self.guard,
+                advertised,
+                context,
+                limits=StreamLimits(
+                    idle_seconds=self.config.tcp_idle_seconds,
+                    message_seconds=self.config.tcp_message_seconds,
+                    connections_per_address=self.config.tcp_connections_per_address,
+                    max_connections=self.config.tcp_max_connections,
+                ),
             )
             await transport.start()
             self.transports.append(transport)
@@ -385,6 +397,15 @@ class SipService:
             call = next((c for c in self.outbound.values() if c.key == action.key), None)
             if call is not None:
                 call.timed_out()
+
+    def connection_in_use(self, transport: SipTransport, peer: tuple[str, int]) -> bool:
+        calls = [*self.calls.values(), *self._pending.values()]
+        return any(
+            call.transport is transport
+            and call.source == peer
+            and call.state is not CallState.ENDED
+            for call in calls
+        )
 
     def timer_fired(self, transport: SipTransport, key: Hashable, name: str) -> list[Action]:
         call = self.calls.get(key) if isinstance(key, DialogId) else None

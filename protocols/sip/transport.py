@@ -14,7 +14,9 @@ import re
 import secrets
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.ratelimit import RateLimiter
@@ -37,7 +39,27 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 
 MAX_DATAGRAM = 65_535
-MAX_STREAM_BUFFER = 256 * 1024
+MAX_STREAM_BODY = 65_536
+"""The largest body taken on a connection, as in a datagram; a larger Content-Length gets 413
+and the connection is closed, so no connection buffers more than a head and this."""
+READ_SIZE = 65_536
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Deadlines and caps of SIP connections (TCP, TLS), from ``[sip]`` in the configuration."""
+
+    idle_seconds: float = 60.0
+    """A connection that sends nothing (CRLF keep-alives count) for this long, with no call on
+    it, is closed."""
+    message_seconds: float = 10.0
+    """A message's head and body must arrive within this from its first byte (and a TLS
+    handshake within this from the connection)."""
+    connections_per_address: int = 10
+    """Connections one address may hold at once (a trunk's address: no cap of its own)."""
+    max_connections: int = 1000
+    """Connections held at once in all, per listener."""
+
 
 _FOLD = re.compile(rb"\r?\n[ \t]+")
 _HEADER = re.compile(rb"([!%'*+\-.0-9A-Z_`a-z~]+)[ \t]*:[ \t]*(.*)")
@@ -98,6 +120,10 @@ class TransactionUser(Protocol):
     def terminated(self, transport: SipTransport, action: Terminated) -> None: ...
 
     def timer_fired(self, transport: SipTransport, key: Hashable, name: str) -> list[Action]: ...
+
+    def connection_in_use(self, transport: SipTransport, peer: Address) -> bool:
+        """Whether a call goes through this connection (it is then kept open when idle)."""
+        ...
 
 
 MAX_BANS = 10_000
@@ -187,6 +213,7 @@ class SipTransport:
         advertised_host: str = "",
         ssl_context: ssl.SSLContext | None = None,
         timers: TimerSettings | None = None,
+        limits: StreamLimits | None = None,
     ) -> None:
         self.kind = kind
         self.host = host
@@ -200,6 +227,8 @@ class SipTransport:
         self._datagrams: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
         self._connections: dict[Address, asyncio.StreamWriter] = {}
+        self._connections_by_host: Counter[str] = Counter()
+        self.limits = limits or StreamLimits()
         self.messages_in = 0
         self.dropped = 0
 
@@ -223,7 +252,11 @@ class SipTransport:
             self.port = self._datagrams.get_extra_info("sockname")[1]
         else:
             self._server = await asyncio.start_server(
-                self._serve_connection, self.host, self.port, ssl=self.ssl_context
+                self._serve_connection,
+                self.host,
+                self.port,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.limits.message_seconds if self.ssl_context else None,
             )
             self.port = self._server.sockets[0].getsockname()[1]
 
@@ -267,24 +300,76 @@ class SipTransport:
     ) -> None:
         peer = writer.get_extra_info("peername")
         source: Address = (peer[0], peer[1])
-        if not self.guard.admits(source[0]):
+        if not self._admits_connection(source[0]):
+            self.dropped += 1
             writer.close()
             return
         self._connections[source] = writer
-        await self._read_stream(reader, source)
-        self._connections.pop(source, None)
-        writer.close()
-
-    async def _read_stream(self, reader: asyncio.StreamReader, source: Address) -> None:
-        framer = StreamReader()
+        self._connections_by_host[source[0]] += 1
         try:
-            while data := await reader.read(65536):
-                if not self.guard.admits(source[0]):
+            await self._read_stream(reader, source, writer)
+        finally:
+            self._connections.pop(source, None)
+            self._connections_by_host[source[0]] -= 1
+            if self._connections_by_host[source[0]] <= 0:
+                del self._connections_by_host[source[0]]
+            writer.close()
+
+    def _admits_connection(self, host: str) -> bool:
+        if len(self._connections) >= self.limits.max_connections:
+            return False
+        if not self.guard.admits(host):
+            return False
+        trunk = self.guard.trusted is not None and self.guard.trusted(host)
+        return trunk or self._connections_by_host[host] < self.limits.connections_per_address
+
+    async def _read_stream(
+        self, reader: asyncio.StreamReader, source: Address, writer: asyncio.StreamWriter
+    ) -> None:
+        """Messages off a connection until it ends or breaks a rule: each message counts against
+        its address's rate limit like a datagram; a silent connection with no call on it is
+        closed after ``idle_seconds``, one whose message does not complete in
+        ``message_seconds`` at once."""
+        framer = StreamReader(max_body_size=MAX_STREAM_BODY)
+        loop = asyncio.get_running_loop()
+        message_started: float | None = None
+        try:
+            while True:
+                if message_started is not None:
+                    deadline = message_started + self.limits.message_seconds - loop.time()
+                else:
+                    deadline = self.limits.idle_seconds
+                try:
+                    async with asyncio.timeout(max(deadline, 0.0)):
+                        data = await reader.read(READ_SIZE)
+                except TimeoutError:
+                    if message_started is None and self.user.connection_in_use(self, source):
+                        continue
+                    self.dropped += 1
+                    log.debug(
+                        "SIP connection closed: %s",
+                        "idle" if message_started is None else "message too slow",
+                        extra={"source": source[0]},
+                    )
                     return
-                for message in framer.feed(data):
+                if not data:
+                    return
+                messages = framer.feed(data)
+                for message in messages:
+                    if not self.guard.admits(source[0]):
+                        self.dropped += 1  # a flood on one connection: silence, then closed
+                        return
                     self.message_received(message, source)
-        except SipParseError:
-            self.dropped += 1  # a stream that loses framing cannot be resynchronised: close it
+                if messages or not framer.in_message:
+                    message_started = None
+                if framer.in_message and message_started is None:
+                    message_started = loop.time()
+        except SipParseError as error:
+            # a stream that loses framing cannot be resynchronised: answer if we can, close it
+            self.dropped += 1
+            answer = error_response(framer.buffered(), error.status, error.reason)
+            if answer is not None:
+                writer.write(answer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
 
@@ -350,7 +435,7 @@ class SipTransport:
         self._connections[destination] = writer
         writer.write(data)
         with contextlib.suppress(Exception):
-            await self._read_stream(reader, destination)
+            await self._read_stream(reader, destination, writer)
         self._connections.pop(destination, None)
         writer.close()
 

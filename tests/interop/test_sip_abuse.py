@@ -4,10 +4,13 @@ RTP sprayed at the port range, wrong PINs behind a trunk, hostile TCP connection
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ import pytest
 
 from spec.conformance.orsclient import OrsClient
 from spec.conformance.webrtc import WebRtcPeer
-from tests.gateway_process import free_udp_block, running_gateway
+from tests.gateway_process import RunningGateway, free_udp_block, running_gateway
 from tests.interop.sipclient import Call, SipClient, audio_offer
 from tests.interop.sipp_tools import phones, run_sipp, wait_until
 
@@ -227,3 +230,178 @@ async def test_wrong_pins_behind_a_trunk_refuse_that_caller_not_the_trunk(tmp_pa
         joined = await wait_until(lambda: phones(gateway, room), 20, "caller B never got in")
         assert isinstance(joined, list) and joined[0]["name"] == "Phone ••• 22"
         (await other).assert_passed()
+
+
+# SIP over TCP: every connection has deadlines and caps ----------------------------------------
+
+IDLE_SECONDS = 2
+MESSAGE_SECONDS = 1
+PER_ADDRESS = 10
+
+
+@pytest.fixture(scope="module")
+def tcp_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    config = (
+        f"tcp_idle_seconds = {IDLE_SECONDS}\ntcp_message_seconds = {MESSAGE_SECONDS}\n"
+        f"tcp_connections_per_address = {PER_ADDRESS}\n"
+    )
+    with running_gateway(Path(tmp_path_factory.mktemp("tcp")), extra_config=config) as gateway:
+        yield gateway
+
+
+def register(number: int, port: int, content_length: int = 0) -> bytes:
+    return (
+        f"REGISTER sip:127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP 127.0.0.1:{port};branch=z9hG4bK{number:08d}r\r\n"
+        f"From: <sip:u{number}@127.0.0.1>;tag={number}\r\nTo: <sip:u{number}@127.0.0.1>\r\n"
+        f"Call-ID: reg-{number}@127.0.0.1\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n"
+        f"Content-Length: {content_length}\r\n\r\n"
+    ).encode()
+
+
+def connect(gateway: RunningGateway, source: str) -> socket.socket:
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", gateway.sip_port))
+    return sock
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
+    """What the gateway sends within ``timeout`` seconds, and whether it then closed."""
+    sock.settimeout(0.1)
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def is_open(sock: socket.socket) -> bool:
+    """Whether the gateway still holds this connection (no EOF waiting), without waiting."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def open_fds(gateway: RunningGateway) -> int:
+    return len(os.listdir(f"/proc/{gateway.process.pid}/fd"))
+
+
+def rss_kib(gateway: RunningGateway) -> int:
+    status = Path(f"/proc/{gateway.process.pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+
+
+def test_a_flood_pipelined_on_one_tcp_connection_is_rate_limited(
+    tcp_gateway: RunningGateway,
+) -> None:
+    """5,000 REGISTERs written at once on one connection: each message counts against the
+    address's rate limit (as a datagram would), so most are never answered."""
+    with contextlib.closing(connect(tcp_gateway, "127.0.0.40")) as sock:
+        with contextlib.suppress(OSError):  # the gateway may close while we still write
+            sock.sendall(b"".join(register(n, tcp_gateway.sip_port) for n in range(5000)))
+        data, _ = read_until_closed(sock, 5)
+    answered = data.count(b"SIP/2.0 403")
+    assert 0 < answered < 500, f"{answered} of 5,000 REGISTERs answered"
+
+
+def test_an_idle_tcp_connection_is_closed(tcp_gateway: RunningGateway) -> None:
+    with contextlib.closing(connect(tcp_gateway, "127.0.0.41")) as sock:
+        _, closed = read_until_closed(sock, IDLE_SECONDS + 5)
+    assert closed
+
+
+def test_crlf_keepalives_keep_a_tcp_connection_open(tcp_gateway: RunningGateway) -> None:
+    """RFC 5626 keep-alives are activity: a client that sends them is not idle."""
+    with contextlib.closing(connect(tcp_gateway, "127.0.0.42")) as sock:
+        for _ in range(4 * IDLE_SECONDS):
+            sock.sendall(b"\r\n\r\n")
+            _, closed = read_until_closed(sock, 0.5)
+            assert not closed
+        sock.sendall(register(1, tcp_gateway.sip_port))
+        data, _ = read_until_closed(sock, 2)
+    assert data.startswith(b"SIP/2.0 403")
+
+
+def test_a_message_that_does_not_complete_in_time_closes_its_connection(
+    tcp_gateway: RunningGateway,
+) -> None:
+    """A head dripped a byte at a time, and a body that never comes, are both cut off after
+    the message deadline however steadily bytes keep arriving."""
+    with contextlib.closing(connect(tcp_gateway, "127.0.0.43")) as slow_body:
+        slow_body.sendall(register(2, tcp_gateway.sip_port, content_length=4000) + b"v=0\r\n")
+        _, closed = read_until_closed(slow_body, MESSAGE_SECONDS + 5)
+        assert closed
+    with contextlib.closing(connect(tcp_gateway, "127.0.0.43")) as drip:
+        head = register(3, tcp_gateway.sip_port)
+        closed = False
+        for byte in range(len(head) - 4):
+            try:
+                drip.sendall(head[byte : byte + 1])
+            except OSError:
+                closed = True
+                break
+            _, closed = read_until_closed(drip, 0.2)
+            if closed:
+                break
+        assert closed, "a dripped head was never cut off"
+
+
+def test_a_body_above_the_limit_is_refused_with_413(tcp_gateway: RunningGateway) -> None:
+    with contextlib.closing(connect(tcp_gateway, "127.0.0.44")) as sock:
+        sock.sendall(register(4, tcp_gateway.sip_port, content_length=1 << 20) + b"x" * 1000)
+        data, closed = read_until_closed(sock, 5)
+    assert data.startswith(b"SIP/2.0 413")
+    assert closed
+
+
+def test_connections_beyond_the_per_address_cap_are_refused(tcp_gateway: RunningGateway) -> None:
+    sockets = [connect(tcp_gateway, "127.0.0.45") for _ in range(PER_ADDRESS + 60)]
+    try:
+        time.sleep(0.5)  # refused ones are closed at once; the idle deadline is further off
+        assert sum(is_open(sock) for sock in sockets) == PER_ADDRESS
+        with contextlib.closing(connect(tcp_gateway, "127.0.0.46")) as other:
+            other.sendall(register(5, tcp_gateway.sip_port))
+            data, _ = read_until_closed(other, 2)
+        assert data.startswith(b"SIP/2.0 403"), "another address was refused too"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_hostile_connections_are_shed_and_leave_no_memory_or_descriptors(
+    tcp_gateway: RunningGateway,
+) -> None:
+    """60 connections, one from each of 60 addresses, half silent and half with a pending
+    1 MiB body: the bodies are refused at once, the silent ones closed at the idle deadline,
+    and the gateway holds no more descriptors than before."""
+    time.sleep(IDLE_SECONDS + 1)  # earlier tests' connections are gone
+    fds_before, rss_before = open_fds(tcp_gateway), rss_kib(tcp_gateway)
+    sockets = []
+    for n in range(60):
+        sock = connect(tcp_gateway, f"127.0.0.{100 + n}")
+        if n % 2:
+            with contextlib.suppress(OSError):
+                sock.sendall(register(n, tcp_gateway.sip_port, 1 << 20) + b"x" * ((1 << 20) - 1))
+        sockets.append(sock)
+    try:
+        deadline = time.monotonic() + IDLE_SECONDS + 10
+        while open_fds(tcp_gateway) > fds_before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert open_fds(tcp_gateway) <= fds_before
+        assert rss_kib(tcp_gateway) - rss_before < 16 * 1024
+    finally:
+        for sock in sockets:
+            sock.close()
