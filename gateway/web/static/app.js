@@ -473,10 +473,12 @@ async function onJoined(m) {
   renderAll();
   refreshLinks();
   $("main").focus(); // announce the new screen; keep Enter away from the leave button
+  const client = app.client;
   if (!app.pubPc) {
     try {
       await publish(useSimulcast());
     } catch (e) {
+      if (app.client !== client) return; // this session ended meanwhile (a reconnection): not ours
       console.warn("publish with simulcast failed, retrying without:", e);
       closePub();
       try {
