@@ -323,6 +323,16 @@ def test_an_idle_tcp_connection_is_closed(tcp_gateway: RunningGateway) -> None:
     assert closed
 
 
+async def test_a_call_over_tcp_outlives_the_idle_deadline(tcp_gateway: RunningGateway) -> None:
+    """A phone's connection carries nothing between its INVITE and its BYE (8 s, four idle
+    deadlines here): it is kept open while the call goes through it."""
+    tcp_gateway.create_room("salle-tcp")
+    call = await run_sipp(
+        tcp_gateway.sip_port, "dial_in_g711.xml", "salle-tcp", transport="t1", timeout=30
+    )
+    call.assert_passed()
+
+
 def test_crlf_keepalives_keep_a_tcp_connection_open(tcp_gateway: RunningGateway) -> None:
     """RFC 5626 keep-alives are activity: a client that sends them is not idle."""
     with contextlib.closing(connect(tcp_gateway, "127.0.0.42")) as sock:
