@@ -17,6 +17,7 @@ from gateway.media.endpoint import check_publish_offer
 from gateway.media.sdp import parse as parse_sdp
 from gateway.ors import schemas
 from gateway.ors.problems import Problem
+from gateway.ratelimit import RateLimiter
 from gateway.rooms import (
     ActiveSpeakers,
     Caption,
@@ -74,6 +75,10 @@ CLOSE_TOO_SLOW = 4008
 """WebSocket close code of a session whose client did not keep up with the room's events."""
 CLOSE_GRACE_SECONDS = 5.0
 """How long a too-slow client has to take the close frame before its connection is cut."""
+RENAMES_PER_SECOND = 1
+RENAME_BURST = 10
+"""A session's renames (`update`, 8.9), each announced to everyone who sees the participant, as a
+chat message is (chat has its own limit, [limits] chat_messages_per_second, in RoomManager)."""
 
 
 class OrsSession:
@@ -100,6 +105,7 @@ class OrsSession:
         self._event_task: asyncio.Task[None] | None = None
         self._join_timeout: asyncio.Task[bool] | None = None
         self._slow_close: asyncio.Task[None] | None = None
+        self._renames = RateLimiter(rate_per_minute=RENAMES_PER_SECOND * 60, burst=RENAME_BURST)
         self._send_lock = asyncio.Lock()
         self._visible: set[str] = set()
         self._awaiting_answer = False
@@ -396,7 +402,10 @@ class OrsSession:
 
     async def _on_update(self, message: Message) -> None:
         assert self.room is not None and self.participant is not None
-        self.gateway.rooms.update_name(self.room, self.participant.id, _client_name(message))
+        name = _client_name(message)
+        if not self._renames.allow(self.participant.id):
+            raise Problem("rate_limited", "too many renames; wait and retry", 429)
+        self.gateway.rooms.update_name(self.room, self.participant.id, name)
 
     async def _on_admit(self, message: Message) -> None:
         assert self.room is not None

@@ -291,3 +291,32 @@ async def test_strangers_who_fill_the_lobby_never_keep_the_host_out(tmp_path: Pa
         assert states == ["joined"] * 4 + ["lobby"] * 3
         for client in [host, late, *strangers]:
             await client.close()
+
+
+async def test_a_rename_flood_is_rate_limited(gateway: RunningGateway) -> None:
+    room = "rename-flood"
+    gateway.create_room(room)
+    witness = await joined_client(gateway, room, "witness")
+    renamer = await joined_client(gateway, room, "renamer")
+    renamer_id = renamer.received[0]["participant"]["id"]
+    for n in range(200):
+        await renamer.send({"type": "update", "name": f"Name {n}"})
+
+    def refused() -> int:
+        return sum(
+            1
+            for m in renamer.received
+            if m["type"] == "error" and m["problem"]["code"] == "rate_limited"
+        )
+
+    def announced() -> int:
+        return sum(
+            1
+            for m in witness.received
+            if m["type"] == "participant_updated" and m["participant"]["id"] == renamer_id
+        )
+
+    await wait_for(lambda: refused() + announced() == 200)
+    assert refused() > 150 and announced() >= 10
+    for client in (witness, renamer):
+        await client.close()
