@@ -293,6 +293,25 @@ def test_each_subscriber_gets_the_simulcast_layer_that_fits_its_tile(
     assert height(large) >= 360
 
 
+def test_a_host_who_made_the_room_anonymously_is_not_offered_dialling(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    # the gateway refuses dial-out to anonymous hosts (403), so the page does not offer it
+    room = new_room("anonyme")
+    host = open_participant(room, "Anonyme")  # no token: the page asks one, and makes the room
+    host.wait_state("room")
+    assert next(p for p in host.participants() if p["self"])["role"] == "host"
+    host.page.get_by_test_id("participants-toggle").click()
+    host.page.locator("#people-list").wait_for(state="visible", timeout=10000)
+    assert host.page.get_by_test_id("dial-input").is_hidden()
+    issued = open_participant(
+        room, "Hôte", token=web_gateway.token(room, "host-issued", "Hôte", role="host")
+    )
+    issued.wait_state("room")
+    issued.page.get_by_test_id("participants-toggle").click()
+    issued.page.get_by_test_id("dial-input").wait_for(state="visible", timeout=10000)
+
+
 def test_a_host_calls_a_phone_from_the_page_and_its_tile_appears(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:

@@ -825,6 +825,17 @@ function sendSubscriptions() {
   }
 }
 
+// A host who made the room anonymously (its token says ors.anonymous) may not dial or link:
+// the gateway refuses it (403), so the page does not offer it.
+function operatorIssued() {
+  try {
+    const part = (app.token || "").split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part)).ors?.anonymous !== true;
+  } catch {
+    return false;
+  }
+}
+
 function isHost() {
   return app.self?.role === "host";
 }
@@ -940,7 +951,7 @@ function renderPeople() {
   $("lobby-section").hidden = !(isHost() && lobby.length);
   $("removed-list").replaceChildren(...[...app.removed.values()].map(removedRow));
   $("removed-section").hidden = !(isHost() && app.removed.size);
-  $("dial-form").hidden = !(isHost() && app.canDial);
+  $("dial-form").hidden = !(isHost() && app.canDial && operatorIssued());
   $("people-count").textContent = `(${joined.length})`;
   $("people-badge").textContent = String(joined.length);
   const lb = $("lobby-badge");
@@ -1018,7 +1029,7 @@ function renderLinks() {
   const show = app.state === "room" && isHost() && (app.linkSchemes.length > 0 || app.links.length > 0);
   $("links-section").hidden = !show;
   if (!show) return;
-  $("link-form").hidden = app.linkSchemes.length === 0;
+  $("link-form").hidden = app.linkSchemes.length === 0 || !operatorIssued();
   $("links-empty").hidden = app.links.length > 0;
   $("links-list").replaceChildren(...app.links.map(linkRow));
 }
