@@ -473,9 +473,18 @@ class InboundCall:
         self._events = self.service.bus.subscribe(room_id)
         name = masked_name(self.caller_number, self.service.config.mask_numbers)
         address = name if self.service.config.mask_numbers else self.caller_number
-        participant = rooms.add_participant(
-            room, name, Role.GUEST, origin="sip", origin_address=address, lobby=lobby
-        )
+        try:
+            participant = rooms.add_participant(
+                room, name, Role.GUEST, origin="sip", origin_address=address, lobby=lobby
+            )
+        except RoomError as refused:  # a full room or lobby: the caller hears goodbye
+            log.info(
+                "phone refused by the room",
+                extra={"call_id": self.call_id, "room": room_id, "reason": refused.code},
+            )
+            await self._play("goodbye")
+            self.hang_up(refused.code)
+            return
         self.room, self.participant = room, participant
         if participant.state is ParticipantState.LOBBY:
             await self._wait_in_lobby(participant)

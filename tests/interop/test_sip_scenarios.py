@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway_process import RunningGateway
+from spec.conformance.orsclient import OrsClient
+from tests.gateway_process import RunningGateway, running_gateway
 from tests.interop.sipp_tools import (
     PCAPS,
     SippRun,
@@ -109,3 +111,27 @@ async def test_cancel_before_answer(gateway: RunningGateway) -> None:
     assert "SIP/2.0 200" not in run.messages.split("CANCEL sip:")[0]
     await asyncio.sleep(0.5)  # after the 0.3 s answer delay: still nobody
     assert participants(gateway, "salle-annulee") == []
+
+
+@pytest.fixture(scope="module")
+def small_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    with running_gateway(
+        tmp_path_factory.mktemp("small"), extra_config="[rooms]\nmax_participants = 1\n"
+    ) as running:
+        yield running
+
+
+async def test_a_phone_calling_a_full_room_hears_goodbye_and_gets_bye(
+    small_gateway: RunningGateway,
+) -> None:
+    small_gateway.create_room("complet")
+    member = await OrsClient.connect(small_gateway.base_url, "complet")
+    await member.join(small_gateway.token("complet", "seul", "Seul"))
+    try:
+        (await run_sipp(small_gateway.sip_port, "room_full.xml", "complet")).assert_passed()
+    finally:
+        await member.close()
+    assert phones(small_gateway, "complet") == []
+    log = small_gateway.log_text()
+    assert "phone refused by the room" in log
+    assert "Traceback" not in log and '"level": "error"' not in log
