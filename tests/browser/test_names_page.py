@@ -4,29 +4,17 @@ dir="auto"), as text, and already without the controls the gateway removes where
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from tests.browser.conftest import Participant
+from tests.browser.test_web_client import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.interop, pytest.mark.timeout(90)]
 
 Opener = Callable[..., Participant]
 SARAH = "שרה כהן"
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
 
 
 def test_names_are_isolated_on_the_page_and_arrive_clean(open_participant: Opener) -> None:

@@ -16,20 +16,13 @@ from aiortc import RTCPeerConnection
 from spec.conformance.orsclient import OrsClient, OrsError
 from spec.conformance.webrtc import ToneTrack, WebRtcPeer
 from tests.gateway_process import RunningGateway, running_gateway
+from tests.ors.test_session import joined_client
 
 pytestmark = pytest.mark.interop
 
 FLOODERS = 8
 FLOOD = 2_000
 """Messages per flooder: 16,000 in all, more than a subscriber's queue held before issue 9."""
-
-
-async def joined_client(
-    gateway: RunningGateway, room: str, identity: str, role: str = "member"
-) -> OrsClient:
-    client = await OrsClient.connect(gateway.base_url, room)
-    await client.join(gateway.token(room, identity, identity.capitalize(), role))
-    return client
 
 
 def participant_names(gateway: RunningGateway, room: str) -> list[str]:
