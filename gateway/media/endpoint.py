@@ -720,13 +720,7 @@ class WebRtcEndpoint:
         """WHEP: answer a recvonly offer by sending the given tracks; returns the answer SDP."""
         self._check_open()
         offer = sdp.parse(offer_sdp) if isinstance(offer_sdp, str) else offer_sdp
-        usable = [m for m in offer.media if m.port != 0]
-        if not usable:
-            raise SdpError("the offer has no active m-line")
-        first = usable[0]
-        ufrag, pwd = offer.ice_credentials(first)
-        fingerprint = offer.dtls_fingerprint(first)
-        setup = offer.dtls_setup(first)
+        ufrag, pwd, fingerprint, setup = _remote_transport(offer)
         if self._subscribe is None:
             self._subscribe = WebRtcTransport(self._relay._mux, self._relay._certificate)
             self._subscribe.on_rtcp = partial(self._router.on_subscriber_rtcp, self.participant_id)
@@ -741,7 +735,7 @@ class WebRtcEndpoint:
         bundled: list[str] = []
         sending: list[str] = []
         for index, media in enumerate(offer.media):
-            mid = media.mid if media.mid is not None else str(index)
+            mid = _mid_of(media, index)
             record = next((r for r in remaining if r.kind == media.kind), None)
             codec = self._matching_codec(media, record.codec) if record is not None else None
             if not media.active or record is None or codec is None:
