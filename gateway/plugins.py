@@ -1,0 +1,173 @@
+"""Protocol plugins: the one seam through which a foreign system joins the hub.
+
+SIP, Visio, and tomorrow Matrix, partner gateways or another country's platform are plugins. A
+plugin is an installed distribution that names a ``ProtocolPlugin`` object in the entry point
+group ``rondpoint.protocols`` (pyproject.toml)::
+
+    [project.entry-points."rondpoint.protocols"]
+    sip = "protocols.sip.plugin:plugin"
+
+The hub imports nothing from ``protocols/``: ``installed()`` finds what is installed, and the
+process asks each plugin, through this module's types only, for
+
+- its configuration section ``[name]`` (a dataclass with defaults, read by gateway/config.py like
+  the hub's own sections, with an optional ``validate(where)`` and ``apply_env()``);
+- its store migrations (its own tables, versioned apart from the hub's: gateway/store);
+- an aiohttp sub-application for its admin routes, mounted at ``/api/v1/{name}/`` behind the admin
+  token (``gateway.http.admin.authorize``);
+- CLI subcommands (``rondpoint {command}``), which talk to the admin API as the hub's do;
+- once the gateway runs and its section turns it on: link adapters for the schemes it can link
+  (``visio:``), diallers for the schemes it can call (``sip:``, ``tel:``), a banner line, metrics.
+
+Spokes never import each other: a phone dialling a Visio room goes through gateway/links.py.
+docs/architecture.md ("Writing a protocol plugin") walks through the test plugin in
+tests/plugin_example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from prometheus_client.metrics_core import Metric
+
+    from gateway.links import LinkAdapter
+    from gateway.server import Gateway
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "rondpoint.protocols"
+
+PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]{1,31}")
+"""A plugin's name: its config section, its admin path and its store key."""
+
+HUB_SECTIONS = frozenset({"server", "http", "media", "rooms", "limits", "tokens", "log"})
+"""Names a plugin may not take: the hub's own configuration sections."""
+
+Migration = str | Callable[[sqlite3.Connection], None]
+"""One step of a plugin's schema: an SQL script, or a function given the connection (for a step
+that must look before it changes, such as adopting tables an older release made)."""
+
+
+class PluginError(Exception):
+    """An installed plugin cannot be used (it fails to load, or clashes with another); the message
+    names the entry point and the problem, on one line, for the operator."""
+
+
+class DialError(ValueError):
+    """The target cannot be dialled (a bad address, no route for a number, no free port); the
+    message is safe to show to whoever asked."""
+
+
+class DialledCall(Protocol):
+    """A call a dialler placed, as the admin API and ORS ``dial`` report it."""
+
+    call_ref: str
+
+    def status(self) -> dict[str, object]: ...
+
+
+class Dialler(Protocol):
+    """Calls a target of one of ``schemes`` into a room (a phone rung through a trunk, say).
+
+    A target without a scheme (``0612345678``, ``+33612345678``) is a ``tel:`` number."""
+
+    schemes: Sequence[str]
+
+    def dial(self, room_id: str, target: str, route: str | None) -> DialledCall:
+        """Start calling; DialError when ``target`` (or ``route``, e.g. a trunk name) cannot be
+        used. Returns at once: the call rings in the background."""
+        ...
+
+    def calls_of(self, room_id: str) -> list[dict[str, object]]:
+        """The room's calls in progress this dialler placed or answered (for ``room show``)."""
+        ...
+
+    def owns(self, participant_id: str) -> bool:
+        """Whether the participant is one of this dialler's calls (it can be transferred)."""
+        ...
+
+    def transfer(self, participant_id: str, target: str) -> None:
+        """Send an owned participant's call elsewhere (SIP REFER); DialError when refused."""
+        ...
+
+
+@dataclass
+class Running:
+    """What a started plugin contributes while the gateway runs."""
+
+    stop: Callable[[], Awaitable[None]]
+    """Called once at shutdown, before the relay and the store close."""
+    banner: Callable[[], str] = lambda: "on"
+    """The plugin's line in the start banner, e.g. "udp/tcp 127.0.0.1:5060"."""
+    link_adapters: Sequence[LinkAdapter] = ()
+    diallers: Sequence[Dialler] = ()
+    metrics: Callable[[], Iterable[Metric]] | None = None
+    """Prometheus metric families collected on each scrape of /metrics."""
+
+
+@dataclass(frozen=True)
+class ProtocolPlugin:
+    """The registration object a protocol package exposes (``protocols/sip/plugin.py``)."""
+
+    name: str
+    """Config section ``[name]``, admin path ``/api/v1/{name}/``, store key; see PLUGIN_NAME."""
+    summary: str
+    """One line for ``rondpoint --help`` and the docs."""
+    config: type[Any] | None = None
+    """A dataclass whose fields all have defaults: the ``[name]`` section. It may define
+    ``validate(self, where: str) -> None`` (raising gateway.config.ConfigError) and
+    ``apply_env(self) -> None`` (secrets taken from the environment)."""
+    migrations: Sequence[Migration] = ()
+    """Its tables, in order; released steps are never edited (gateway/store/migrations.py)."""
+    link_schemes: Mapping[str, str] = field(default_factory=dict)
+    """Schemes this plugin can link or dial when it runs, each with the sentence that tells an
+    operator what to configure when it does not (``visio``: "[visio] url ... must be set")."""
+    admin: Callable[[Gateway], web.Application] | None = None
+    """Its admin routes, mounted at ``/api/v1/{name}/`` whether or not it runs; handlers call
+    ``gateway.http.admin.authorize(request)`` first."""
+    cli: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] | None = None
+    """Adds its ``rondpoint`` subcommands; each sets ``run=function(args, config)``."""
+    start: Callable[[Gateway], Awaitable[Running | None]] | None = None
+    """Starts it on a gateway whose store and relay are open; None when its section turns it off.
+    An exception is logged and the gateway runs without it (its banner line says so)."""
+
+
+@cache
+def installed() -> tuple[ProtocolPlugin, ...]:
+    """Every plugin installed in this Python environment, sorted by name; PluginError when one
+    cannot be loaded or two claim the same name (the gateway must not start half-configured)."""
+    found: dict[str, ProtocolPlugin] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        where = f"entry point {point.name!r} ({point.value}) in group {ENTRY_POINT_GROUP}"
+        try:
+            plugin = point.load()
+        except Exception as error:
+            raise PluginError(
+                f"{where}: cannot be loaded ({type(error).__name__}: {error})"
+            ) from error
+        check(plugin, where)
+        if plugin.name in found:
+            raise PluginError(f"{where}: another installed plugin is named {plugin.name!r}")
+        found[plugin.name] = plugin
+    return tuple(found[name] for name in sorted(found))
+
+
+def check(plugin: object, where: str) -> None:
+    """PluginError unless ``plugin`` is a ProtocolPlugin with a usable name."""
+    if not isinstance(plugin, ProtocolPlugin):
+        raise PluginError(f"{where}: is {type(plugin).__name__}, not a ProtocolPlugin")
+    if not PLUGIN_NAME.fullmatch(plugin.name) or plugin.name in HUB_SECTIONS:
+        raise PluginError(
+            f"{where}: name {plugin.name!r} must be 2 to 32 lowercase letters, digits or '_', "
+            f"and not one of the hub's sections ({', '.join(sorted(HUB_SECTIONS))})"
+        )
