@@ -132,6 +132,10 @@ class ProtocolPlugin:
     link_schemes: Mapping[str, str] = field(default_factory=dict)
     """Schemes this plugin can link or dial when it runs, each with the sentence that tells an
     operator what to configure when it does not (``visio``: "[visio] url ... must be set")."""
+    normalize_target: Callable[[str], str] | None = None
+    """The canonical form of a target of its ``link_schemes`` ("visio:UUID"), or ValueError with a
+    sentence: checks targets written in configuration files before the plugin runs, and its link
+    adapter's ``normalize`` uses it too."""
     admin: Callable[[Gateway], web.Application] | None = None
     """Its admin routes, mounted at ``/api/v1/{name}/`` whether or not it runs; handlers call
     ``gateway.http.admin.authorize(request)`` first."""
