@@ -1,4 +1,4 @@
-"""SIP load: concurrent G.711 calls with audio into mixing rooms, and the call-setup rate (issue 3, "Performance").
+"""SIP load: concurrent G.711 calls with audio into mixing rooms, and the call-setup rate.
 
 Part 1 (legs): for each step of the room count, a fresh gateway process (`tests/gateway_process.py`)
 gets open rooms made through the admin API, and one SIPp process per room places 10 calls

@@ -1,4 +1,4 @@
-"""The Visio bridge (issue 4, "Performance"): CPU per bridged participant and added one-way latency.
+"""The Visio bridge: CPU per bridged participant and added one-way latency.
 
 Everything runs on loopback: a real livekit-server (tests/interop/livekit_fixtures.py, `--dev`),
 the gateway as its own process (tests/gateway_process.py) with a `[visio]` section, a room here

@@ -1,4 +1,4 @@
-"""The web page under issue 9's room abuses: it rejoins after a "too slow" close (spec 6.4), and a
+"""The web page under room abuses: it rejoins after a "too slow" close (spec 6.4), and a
 host lets a removed participant back in from the people panel (spec 8.10, 8.11)."""
 
 from __future__ import annotations

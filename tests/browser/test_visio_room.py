@@ -1,4 +1,4 @@
-"""Our web page in a room linked to a Visio room (issue 4), in headless Chromium.
+"""Our web page in a room linked to a Visio room, in headless Chromium.
 
 A real livekit-server plays the Visio instance; LiveKit's official SDK plays Claire Dubois, a Visio
 user who publishes a 440 Hz tone and a video; a SIPp phone (G.711 A-law, a pcap) dials the room; the

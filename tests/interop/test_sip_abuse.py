@@ -1,5 +1,5 @@
 """Attacks on phones' calls and on the SIP listeners, through real sockets and real peers (SIPp):
-RTP sprayed at the port range, wrong PINs behind a trunk, hostile TCP connections (issue 9)."""
+RTP sprayed at the port range, wrong PINs behind a trunk, hostile TCP connections."""
 
 from __future__ import annotations
 

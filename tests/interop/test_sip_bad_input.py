@@ -1,4 +1,4 @@
-"""Bad input and attacks at the gateway level (issue 3): every RFC 4475 invalid message during a
+"""Bad input and attacks at the gateway level: every RFC 4475 invalid message during a
 call, refused offers (488), a BYE for an unknown dialog (481), a missing ACK, an INVITE flood.
 
 Each checks the RFC's answer on the wire and that the rest keeps working: /healthz, the call in

@@ -1,5 +1,5 @@
 """Dialling out cannot be abused: only operator-issued hosts dial, and a refused or failed call
-gives back its RTP ports and its participant (issue 9)."""
+gives back its RTP ports and its participant."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SIPp scenarios of issue 3 against a real gateway: PIN by RFC 4733 DTMF, hold, session timers, CANCEL.
+"""SIPp scenarios against a real gateway: PIN by RFC 4733 DTMF, hold, session timers, CANCEL.
 
 Each test checks what SIPp saw (exit code 0: every expected message came, with the checked
 headers and SDP) and what the room became (the admin API's participant list).

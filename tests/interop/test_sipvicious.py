@@ -1,4 +1,4 @@
-"""SIP attack tests (issue 3, "Bad input and attacks"): sipvicious svwar and svcrack against the
+"""SIP attack tests: sipvicious svwar and svcrack against the
 real gateway, known and unknown targets answered alike and as fast, and the per-address guard
 (message rate limit, ban after repeated wrong PINs, logged in a line fail2ban matches).
 

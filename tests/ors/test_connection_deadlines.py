@@ -1,4 +1,4 @@
-"""Every connection has deadlines (issue 9): WebSockets that never join, slow HTTP heads and bodies."""
+"""Every connection has deadlines: WebSockets that never join, slow HTTP heads and bodies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attacker input is refused as such, never with a 500 or an ERROR traceback (issue 9)."""
+"""Attacker input is refused as such, never with a 500 or an ERROR traceback."""
 
 from __future__ import annotations
 

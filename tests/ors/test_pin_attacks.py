@@ -1,4 +1,4 @@
-"""A room's PIN under attack from many addresses (issue 9): few guesses are checked, the log says so."""
+"""A room's PIN under attack from many addresses: few guesses are checked, the log says so."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Rooms under abuse, over the ORS WebSocket of a real gateway: chat floods, clients that stop
-reading, removed participants who come back, strangers who fill the lobby (issue 9).
+reading, removed participants who come back, strangers who fill the lobby.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.interop
 
 FLOODERS = 8
 FLOOD = 2_000
-"""Messages per flooder: 16,000 in all, more than a subscriber's queue held before issue 9."""
+"""Messages per flooder: 16,000 in all, more than a subscriber's queue held before it was bounded."""
 
 
 def participant_names(gateway: RunningGateway, room: str) -> list[str]:

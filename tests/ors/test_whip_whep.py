@@ -428,7 +428,7 @@ async def test_a_whip_session_ends_when_a_host_removes_its_participant_or_the_ro
 async def test_one_token_holds_one_whip_session_and_one_that_never_connects_is_removed(
     gateway: RunningGateway,
 ) -> None:
-    """Issue 9: one guest token posted 100 WHIP offers that never connected, and the room (100
+    """One guest token posted 100 WHIP offers that never connected, and the room (100
     participants at most) refused its host. A new session of an identity replaces its older one
     of the same kind (spec 11), and a session with no ICE check within 15 s is ended."""
     gateway.create_room("phantoms")
@@ -468,7 +468,7 @@ async def test_one_token_holds_one_whip_session_and_one_that_never_connects_is_r
 async def test_short_datagrams_from_a_connected_whip_client_are_dropped_without_a_traceback(
     gateway: RunningGateway,
 ) -> None:
-    """Issue 9: a 1-byte datagram from a connected peer raised IndexError, a traceback each."""
+    """A 1-byte datagram from a connected peer raised IndexError, a traceback each."""
     gateway.create_room("noisy")
     async with aiohttp.ClientSession() as http:
         publisher, _ = await _whip_publish(http, gateway, "noisy", "noisy")

@@ -1,4 +1,4 @@
-"""Short and truncated packets from a connected peer are dropped, never raised (issue 9)."""
+"""Short and truncated packets from a connected peer are dropped, never raised."""
 
 from __future__ import annotations
 
