@@ -1,6 +1,6 @@
 """Keyframe detection on payload vectors laid out as in RFC 7741 (VP8) and RFC 6184 (H.264); Opus TOC."""
 
-from gateway.media.codecs import (
+from gateway.media.payload import (
     h264_is_keyframe,
     h264_nal_types,
     keyframe_detector,
