@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.media import native
-from gateway.media.payload import KeyframeDetector, keyframe_detector, needs_keyframe
 from gateway.media.forwarder import REORDER_WINDOW, Forwarder
 from gateway.media.nack import ReceiveStream, SendHistory
+from gateway.media.payload import KeyframeDetector, keyframe_detector, needs_keyframe
 from gateway.media.rtcp import (
     RtcpError,
     RtcpFir,
