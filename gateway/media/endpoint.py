@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import secrets
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
 
 from . import sdp
-from .router import CodecInfo, ExtensionIds
+from .dtls import DtlsCertificate
+from .router import CodecInfo, ExtensionIds, Router
 from .rtp import find_extension
 from .sdp import Codec, Extmap, MediaDescription, Rid, SdpError, SessionDescription, Simulcast
-from .transport import WebRtcTransport
-
-if TYPE_CHECKING:
-    from .relay import MediaRelay, _Room
+from .transport import UdpMux, WebRtcTransport
 
 _SSRC = struct.Struct("!I")
 _PROTO = "UDP/TLS/RTP/SAVPF"
@@ -85,6 +83,25 @@ class TrackRecord:
     participant_id: str
     kind: str
     codec: Codec  # the publisher's negotiated codec (name, clock rate, channels, fmtp)
+
+
+@dataclass(frozen=True)
+class EndpointContext:
+    """What an endpoint uses of the relay and of its room, given by the relay when it makes one."""
+
+    room_id: str
+    mux: UdpMux
+    """The relay's shared UDP socket, which the endpoint's transports send and receive on."""
+    certificate: DtlsCertificate
+    candidate_ip: str
+    """The address written in the endpoint's host candidates and SDP origin."""
+    router: Router
+    tracks: Mapping[str, TrackRecord]
+    """The room's published tracks by id, as the relay keeps them."""
+    on_track_published: Callable[[TrackRecord], None]
+    on_track_removed: Callable[[str], None]
+    """One of the endpoint's tracks left the room: the relay tells every subscriber."""
+    on_closed: Callable[[WebRtcEndpoint], None]
 
 
 @dataclass
@@ -264,12 +281,11 @@ def check_publish_offer(offer: SessionDescription, requests: list[PublishRequest
 class WebRtcEndpoint:
     """One participant: a publish session (browser sends) and a subscribe session (relay sends)."""
 
-    def __init__(self, relay: MediaRelay, room: _Room, participant_id: str) -> None:
+    def __init__(self, context: EndpointContext, participant_id: str) -> None:
         self.participant_id = participant_id
-        self.room_id = room.room_id
-        self._relay = relay
-        self._room = room
-        self._router = room.router
+        self.room_id = context.room_id
+        self._context = context
+        self._router = context.router
         self._closed = False
         self._session_id = secrets.randbelow(2**62)
         # Publish side.
@@ -321,7 +337,7 @@ class WebRtcEndpoint:
             )
 
         if self._publish is None:
-            self._publish = WebRtcTransport(self._relay._mux, self._relay._certificate)
+            self._publish = WebRtcTransport(self._context.mux, self._context.certificate)
             self._publish.on_rtp = self._on_publish_rtp
             self._publish.on_rtcp = self._on_publish_rtcp
         transport = self._publish
@@ -434,11 +450,15 @@ class WebRtcEndpoint:
             )
             self._published[mid] = _Published(mid, track_id, media.kind, codec.payload_type)
             self._chosen_pt[mid] = codec.payload_type
-            self._room.tracks[track_id] = TrackRecord(
-                track_id,
-                self.participant_id,
-                media.kind,
-                Codec(codec.payload_type, codec.name, codec.clock_rate, codec.channels, codec.fmtp),
+            self._context.on_track_published(
+                TrackRecord(
+                    track_id,
+                    self.participant_id,
+                    media.kind,
+                    Codec(
+                        codec.payload_type, codec.name, codec.clock_rate, codec.channels, codec.fmtp
+                    ),
+                )
             )
             self._mid_to_track[mid.encode()] = track_id
             if extensions.mid:
@@ -471,7 +491,7 @@ class WebRtcEndpoint:
             return request.track_id
         if media.msid and len(media.msid.split()) > 1:
             candidate = media.msid.split()[1]
-            if candidate not in self._room.tracks:
+            if candidate not in self._context.tracks:
                 return candidate
         return f"{self.participant_id}-{mid}"
 
@@ -491,7 +511,7 @@ class WebRtcEndpoint:
         for table in (self._ssrc_to_track, self._pt_to_track):
             for key in [k for k, v in table.items() if v == track_id]:
                 del table[key]
-        self._relay._track_removed(self._room, track_id)
+        self._context.on_track_removed(track_id)
 
     def _on_publish_rtp(self, packet: bytes) -> None:
         track_id = self._ssrc_to_track.get(_SSRC.unpack_from(packet, 8)[0])
@@ -530,7 +550,7 @@ class WebRtcEndpoint:
     def subscribe(self, track_id: str) -> bool:
         """Ask for a track of the room; False when the room has no such track."""
         self._check_open()
-        record = self._room.tracks.get(track_id)
+        record = self._context.tracks.get(track_id)
         if record is None or record.participant_id == self.participant_id:
             return False
         if track_id not in self._wanted:
@@ -538,6 +558,8 @@ class WebRtcEndpoint:
         return True
 
     def unsubscribe(self, track_id: str) -> None:
+        """Stop taking a track (the relay calls it too when the track leaves the room): its
+        m-line here turns inactive at the next offer."""
         if track_id in self._wanted:
             self._wanted.remove(track_id)
         for slot in self._slots:
@@ -558,7 +580,7 @@ class WebRtcEndpoint:
         for track_id in self._wanted:
             if track_id in placed:
                 continue
-            record = self._room.tracks.get(track_id)
+            record = self._context.tracks.get(track_id)
             if record is None:
                 continue
             self._place(record)
@@ -566,7 +588,7 @@ class WebRtcEndpoint:
         if state == self._negotiated:
             return None
         if self._subscribe is None:
-            self._subscribe = WebRtcTransport(self._relay._mux, self._relay._certificate)
+            self._subscribe = WebRtcTransport(self._context.mux, self._context.certificate)
             self._subscribe.on_rtcp = partial(self._router.on_subscriber_rtcp, self.participant_id)
             self._subscribe.on_connected = self._attach_pending
         transport = self._subscribe
@@ -690,7 +712,7 @@ class WebRtcEndpoint:
         for slot in self._slots:
             if slot.track_id is None or slot.attached or not slot.payload_type:
                 continue
-            if slot.track_id not in self._room.tracks:
+            if slot.track_id not in self._context.tracks:
                 continue
             if not self._router.has_receiver(slot.track_id):
                 continue
@@ -710,10 +732,6 @@ class WebRtcEndpoint:
             self._router.remove_downtrack(slot.track_id, self.participant_id)
         slot.payload_type = 0
 
-    def _track_removed(self, track_id: str) -> None:
-        """A publisher's track left the room: its m-line here turns inactive at the next offer."""
-        self.unsubscribe(track_id)
-
     # --------------------------------------------------------------------- WHEP
 
     def accept_view_offer(self, offer_sdp: str | SessionDescription, track_ids: list[str]) -> str:
@@ -722,13 +740,13 @@ class WebRtcEndpoint:
         offer = sdp.parse(offer_sdp) if isinstance(offer_sdp, str) else offer_sdp
         ufrag, pwd, fingerprint, setup = _remote_transport(offer)
         if self._subscribe is None:
-            self._subscribe = WebRtcTransport(self._relay._mux, self._relay._certificate)
+            self._subscribe = WebRtcTransport(self._context.mux, self._context.certificate)
             self._subscribe.on_rtcp = partial(self._router.on_subscriber_rtcp, self.participant_id)
             self._subscribe.on_connected = self._attach_pending
         transport = self._subscribe
         transport.set_remote(ufrag, pwd, fingerprint, setup)
         local_setup = "active" if setup == "passive" else "passive"
-        remaining = [self._room.tracks[t] for t in track_ids if t in self._room.tracks]
+        remaining = [self._context.tracks[t] for t in track_ids if t in self._context.tracks]
         answer = self._session_skeleton(self._subscribe_version)
         self._subscribe_version += 1
         answer.msid_semantic = "WMS *"
@@ -805,7 +823,7 @@ class WebRtcEndpoint:
 
     def _session_skeleton(self, version: int) -> SessionDescription:
         return SessionDescription(
-            origin=f"rondpoint {self._session_id} {version} IN IP4 {self._relay.candidate_ip}",
+            origin=f"rondpoint {self._session_id} {version} IN IP4 {self._context.candidate_ip}",
             name="-",
             timing="0 0",
             ice_lite=True,
@@ -814,8 +832,8 @@ class WebRtcEndpoint:
     def _media_skeleton(
         self, kind: str, mid: str, setup: str, transport: WebRtcTransport
     ) -> MediaDescription:
-        ip = self._relay.candidate_ip
-        port = self._relay.port
+        ip = self._context.candidate_ip
+        port = self._context.mux.port
         return MediaDescription(
             kind=kind,
             port=port,
@@ -825,7 +843,7 @@ class WebRtcEndpoint:
             mid=mid,
             ice_ufrag=transport.local_ufrag,
             ice_pwd=transport.local_pwd,
-            fingerprint=self._relay._certificate.fingerprint,
+            fingerprint=self._context.certificate.fingerprint,
             setup=setup,
             rtcp_mux=True,
             candidates=[f"1 1 udp 2130706431 {ip} {port} typ host"],
@@ -891,18 +909,9 @@ class WebRtcEndpoint:
         for transport in (self._publish, self._subscribe):
             if transport is not None:
                 transport.close()
-        self._relay._endpoint_closed(self)
+        self._context.on_closed(self)
 
     @property
     def consent_checks(self) -> int:
         """The peer's ICE consent checks over both sessions: unchanged for long means it is gone."""
         return sum(t.consent_checks for t in (self._publish, self._subscribe) if t is not None)
-
-    def _counters(self) -> tuple[int, int]:
-        """(packets received, SRTP errors) over both sessions."""
-        received = errors = 0
-        for transport in (self._publish, self._subscribe):
-            if transport is not None:
-                received += transport.packets_received
-                errors += transport.srtp_errors
-        return received, errors

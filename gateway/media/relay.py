@@ -7,10 +7,11 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from .audio.conference import ConferenceStats, RoomConference
 from .dtls import DtlsCertificate
-from .endpoint import TrackRecord, WebRtcEndpoint
+from .endpoint import EndpointContext, TrackRecord, WebRtcEndpoint
 from .router import CodecInfo, ExtensionIds, Router, RtpSink
 from .sdp import Codec
 from .transport import UdpMux
@@ -28,13 +29,13 @@ ActiveSpeakersCallback = Callable[[str, list[tuple[str, float]]], None]
 class RelayStats:
     """Plain counters, read at scrape time."""
 
-    packets_forwarded: int
-    bytes_forwarded: int
-    packets_lost: int
-    nacks: int
-    keyframe_requests: int
-    endpoints: int
-    routers: int
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    packets_lost: int = 0
+    nacks: int = 0
+    keyframe_requests: int = 0
+    endpoints: int = 0
+    routers: int = 0
 
 
 @dataclass
@@ -106,7 +107,18 @@ class MediaRelay:
         previous = room.endpoints.get(participant_id)
         if previous is not None:
             previous.close()
-        endpoint = WebRtcEndpoint(self, room, participant_id)
+        context = EndpointContext(
+            room_id=room.room_id,
+            mux=self._mux,
+            certificate=self._certificate,
+            candidate_ip=self.candidate_ip,
+            router=room.router,
+            tracks=room.tracks,
+            on_track_published=partial(self._track_published, room),
+            on_track_removed=partial(self._track_removed, room),
+            on_closed=self._endpoint_closed,
+        )
+        endpoint = WebRtcEndpoint(context, participant_id)
         room.endpoints[participant_id] = endpoint
         return endpoint
 
@@ -151,7 +163,7 @@ class MediaRelay:
         )
         if ssrc is not None:
             room.router.set_layer_ssrc(record.track_id, "", ssrc, rtx_ssrc)
-        room.tracks[record.track_id] = record
+        self._track_published(room, record)
 
     def remove_foreign_track(self, room_id: str, track_id: str) -> None:
         room = self._rooms.get(room_id)
@@ -161,7 +173,7 @@ class MediaRelay:
     def _local_track(self, room: _Room, track_id: str, participant_id: str) -> None:
         """A track the relay itself encodes (a phone's voice): subscribers may ask for it."""
         opus = Codec(OPUS_PAYLOAD_TYPE, "opus", 48000, 2, "minptime=10;useinbandfec=1")
-        room.tracks[track_id] = TrackRecord(track_id, participant_id, "audio", opus)
+        self._track_published(room, TrackRecord(track_id, participant_id, "audio", opus))
 
     def room_conference(self, room_id: str) -> RoomConference | None:
         """The room's conference if it has one (no phone ever joined: None)."""
@@ -187,32 +199,20 @@ class MediaRelay:
             room.conference.stop()
             self._closed_conferences += room.conference.stats()
         self._rooms.pop(room_id, None)
-        close = getattr(room.router, "close", None)
-        if close is not None:
-            close()
+        room.router.close()
 
     def stats(self) -> RelayStats:
-        totals = dict.fromkeys(
-            ("packets_forwarded", "bytes_forwarded", "packets_lost", "nacks", "keyframe_requests"),
-            0,
-        )
-        endpoints = 0
+        total = RelayStats(routers=len(self._rooms))
         for room in self._rooms.values():
-            endpoints += len(room.endpoints)
-            sync = getattr(room.router, "sync_routes", None)
-            if sync is not None:
-                sync()  # count what the native fast path forwarded
-            router_stats = room.router.stats
-            if callable(router_stats):
-                router_stats = router_stats()
-            for key in totals:
-                value = (
-                    router_stats.get(key, 0)
-                    if isinstance(router_stats, dict)
-                    else getattr(router_stats, key, 0)
-                )
-                totals[key] += int(value)
-        return RelayStats(endpoints=endpoints, routers=len(self._rooms), **totals)
+            total.endpoints += len(room.endpoints)
+            room.router.sync_routes()  # count what the native fast path forwarded
+            counters = room.router.stats
+            total.packets_forwarded += counters.packets_forwarded
+            total.bytes_forwarded += counters.bytes_forwarded
+            total.packets_lost += counters.packets_lost
+            total.nacks += counters.nacks
+            total.keyframe_requests += counters.keyframe_requests
+        return total
 
     def _schedule_tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -228,8 +228,6 @@ class MediaRelay:
         if self._started:
             self._schedule_tick()
 
-    # Internal, used by WebRtcEndpoint.
-
     def _room(self, room_id: str) -> _Room:
         room = self._rooms.get(room_id)
         if room is None:
@@ -244,9 +242,12 @@ class MediaRelay:
         if callback is not None:
             callback(room_id, speakers)
 
+    def _track_published(self, room: _Room, record: TrackRecord) -> None:
+        room.tracks[record.track_id] = record
+
     def _track_removed(self, room: _Room, track_id: str) -> None:
         for endpoint in room.endpoints.values():
-            endpoint._track_removed(track_id)
+            endpoint.unsubscribe(track_id)
         if room.tracks.pop(track_id, None) is not None:
             room.router.remove_receiver(track_id)
 

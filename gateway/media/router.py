@@ -7,6 +7,8 @@ The transport side owns sockets, SRTP and clocks. It calls:
   SSRC, RTX included), `on_publisher_rtcp` / `on_subscriber_rtcp` for decrypted RTCP;
 - `tick(now)` about once a second: RTCP receiver reports (+ NACK retries) to publishers, sender
   reports to subscribers, layer fallback, pending keyframe requests, speaker updates.
+- `sync_routes()` before reading `stats` (it folds in what the native fast path forwarded), and
+  `close()` when the room closes.
 
 The router answers through `RtpSink`s: `send_rtp` on a subscriber's sink, `send_rtcp` on a
 publisher's sink (PLI, NACK, RR) or a subscriber's (SR). Every entry point takes an optional
