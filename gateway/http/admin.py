@@ -6,20 +6,23 @@ import ipaddress
 import logging
 import re
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from gateway.config import DISPATCH_NUMBER
+from gateway.http.keys import ADMIN_FAILURES, GATEWAY
 from gateway.links import LinkError, LinkManager, LinkStatus
 from gateway.ors.problems import Problem, json_object
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import Role, Room, RoomError, check_room_id
 from gateway.rooms.names import display_name
-from gateway.server import Gateway
 from gateway.store import DispatchRule, Trunk
 from gateway.telephony import DialError
 from protocols.sip.dispatch import VISIO_SCHEME, check_rule
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +30,8 @@ MAX_TOKEN_TTL = 30 * 24 * 3600
 
 
 def _authorize(request: web.Request) -> Gateway:
-    gateway: Gateway = request.app["gateway"]
-    limiter: RateLimiter = request.app["admin_failures"]
+    gateway: Gateway = request.config_dict[GATEWAY]
+    limiter: RateLimiter = request.config_dict[ADMIN_FAILURES]
     header = request.headers.get("Authorization", "")
     token = header[7:].strip() if header.startswith("Bearer ") else ""
     if token and gateway.store.check_admin_token(token):
@@ -403,7 +406,7 @@ async def transfer(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app["admin_failures"] = RateLimiter(rate_per_minute=20, burst=10)
+    app[ADMIN_FAILURES] = RateLimiter(rate_per_minute=20, burst=10)
     app.router.add_get("/api/v1/rooms", list_rooms)
     app.router.add_post("/api/v1/rooms", create_room)
     app.router.add_get("/api/v1/rooms/{room}", show_room)

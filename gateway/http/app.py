@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.http import admin, hostlinks, ops, webclient
 from gateway.http.client_address import client_address_middleware
+from gateway.http.keys import GATEWAY
 from gateway.ors import routes as ors_routes
 from gateway.ors.problems import Problem
 from gateway.rooms import RoomError
@@ -85,7 +86,7 @@ def create_app(gateway: Gateway) -> web.Application:
         middlewares=[client_address, problems_middleware, body_deadline_middleware],
         client_max_size=256 * 1024,
     )
-    app["gateway"] = gateway
+    app[GATEWAY] = gateway
     ors_routes.add_routes(app)
     admin.add_routes(app)
     hostlinks.add_routes(app)

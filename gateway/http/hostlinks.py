@@ -7,17 +7,22 @@ WHIP and WHEP clients authenticate: the token must be valid for the room and car
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from gateway.http.admin import create_link, link_list, link_target
+from gateway.http.keys import GATEWAY
 from gateway.ors.problems import Problem, json_object
 from gateway.rooms import Role, check_room_id
-from gateway.server import Gateway
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
 
 
 def _host(request: web.Request, *, linking: bool = False) -> tuple[Gateway, str]:
     """The gateway and room of a request carrying a valid host token for that room."""
-    gateway: Gateway = request.app["gateway"]
+    gateway = request.config_dict[GATEWAY]
     room_id = request.match_info["room"]
     check_room_id(room_id)
     header = request.headers.get("Authorization", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import metrics
+from gateway.http.keys import GATEWAY
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -12,14 +13,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    gateway = request.app["gateway"]
+    gateway = request.config_dict[GATEWAY]
     if not gateway.ready:
         return web.json_response({"status": "starting"}, status=503)
     return web.json_response({"status": "ready", "media_port": gateway.relay.port})
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    body = metrics.render(request.app["gateway"])
+    body = metrics.render(request.config_dict[GATEWAY])
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 

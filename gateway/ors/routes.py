@@ -9,10 +9,11 @@ import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
+from gateway.http.keys import GATEWAY, HTTP_MEDIA_SESSIONS, PIN_FAILURES, WS_BEFORE_JOIN
 from gateway.media import PublishRequest, SdpError, WebRtcEndpoint
 from gateway.media.sdp import SessionDescription
 from gateway.media.sdp import parse as parse_sdp
@@ -30,8 +31,10 @@ from gateway.rooms import (
     new_id,
 )
 from gateway.rooms.names import display_name
-from gateway.server import Gateway
 from gateway.tokens import JoinGrant
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,7 @@ HARD_MESSAGE_LIMIT = 1024 * 1024
 
 
 def _gateway(request: web.Request) -> Gateway:
-    gateway: Gateway = request.app["gateway"]
-    return gateway
+    return request.config_dict[GATEWAY]
 
 
 def _room_id(request: web.Request) -> str:
@@ -64,7 +66,7 @@ async def discovery(request: web.Request) -> web.Response:
             "api_base": f"{base}/ors/v1",
             "keys_url": f"{base}/ors/v1/keys",
             "websocket_url_template": f"{ws_base}/ors/v1/rooms/{{room}}/ws",
-            "capabilities": CAPABILITIES + (["dial-out"] if gateway.sip is not None else []),
+            "capabilities": CAPABILITIES + (["dial-out"] if gateway.diallers.schemes() else []),
         }
     )
 
@@ -109,7 +111,7 @@ def _check_pin(request: web.Request, room: Room, pin: str) -> web.Response | Non
     without being checked, the right PIN included (spec 4.3). None: the PIN is right."""
     if not pin:
         raise Problem("pin_required", "this room needs its PIN", 403, "/pin")
-    guard: FailureBackoff = request.app["pin_failures"]
+    guard = request.config_dict[PIN_FAILURES]
     wait = guard.wait(room.id)
     if wait > 0:
         seconds = math.ceil(wait)
@@ -186,7 +188,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if not gateway.rooms.exists(room_id):
         raise Problem("room_not_found", f"room '{room_id}' does not exist", 404)
     address = request.remote or ""
-    everyone_waiting: dict[str, set[OrsSession]] = request.app["ws_before_join"]
+    everyone_waiting = request.config_dict[WS_BEFORE_JOIN]
     waiting = everyone_waiting.get(address, set())
     waiting.difference_update([s for s in waiting if s.state is not SessionState.CONNECTED])
     if len(waiting) >= MAX_SOCKETS_BEFORE_JOIN:
@@ -208,7 +210,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 # WHIP (RFC 9725) and WHEP: one HTTP offer/answer, a resource to DELETE --------------------------
-class _HttpMediaSession:
+class HttpMediaSession:
+    """A WHIP publisher's or WHEP viewer's participant and endpoint, until DELETE or a sweep."""
+
     def __init__(
         self,
         kind: str,
@@ -248,7 +252,7 @@ never meant to connect (spec 11)."""
 
 
 def sweep_http_media_sessions(
-    gateway: Gateway, sessions: dict[str, _HttpMediaSession], now: float
+    gateway: Gateway, sessions: dict[str, HttpMediaSession], now: float
 ) -> None:
     """End WHIP/WHEP sessions whose participant left the room (a host removed it, the room was
     deleted), whose client sent no ICE check within ``FIRST_CHECK_SECONDS`` of the creation, or no
@@ -275,14 +279,14 @@ def sweep_http_media_sessions(
 
 async def _sweeping_http_media_sessions(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: sweeps the WHIP/WHEP sessions while the application runs."""
-    gateway: Gateway = app["gateway"]
+    gateway = app[GATEWAY]
     period = max(0.5, min(5.0, gateway.config.limits.media_consent_seconds / 3))
 
     async def sweep_forever() -> None:
         while True:
             await asyncio.sleep(period)
             try:
-                sweep_http_media_sessions(gateway, app["http_media_sessions"], time.monotonic())
+                sweep_http_media_sessions(gateway, app[HTTP_MEDIA_SESSIONS], time.monotonic())
             except Exception:  # one bad sweep must not end the next ones
                 log.exception("sweeping WHIP/WHEP sessions failed")
 
@@ -331,9 +335,8 @@ async def _read_offer(request: web.Request) -> SessionDescription:
         raise Problem("negotiation_failed", str(e)) from None
 
 
-def _media_sessions(request: web.Request) -> dict[str, _HttpMediaSession]:
-    sessions: dict[str, _HttpMediaSession] = request.app["http_media_sessions"]
-    return sessions
+def _media_sessions(request: web.Request) -> dict[str, HttpMediaSession]:
+    return request.config_dict[HTTP_MEDIA_SESSIONS]
 
 
 async def whip(request: web.Request) -> web.Response:
@@ -450,7 +453,7 @@ def _created(
     answer: str,
 ) -> web.Response:
     resource = secrets.token_urlsafe(12)
-    _media_sessions(request)[resource] = _HttpMediaSession(
+    _media_sessions(request)[resource] = HttpMediaSession(
         kind, room_id, participant, endpoint, grant.identity
     )
     location = f"/ors/v1/rooms/{room_id}/{kind}/{resource}"
@@ -494,9 +497,9 @@ def _offer_mids(offer: SessionDescription) -> list[tuple[str, str]]:
 
 
 def add_routes(app: web.Application) -> None:
-    app["http_media_sessions"] = {}
-    app["ws_before_join"] = {}
-    app["pin_failures"] = FailureBackoff(
+    app[HTTP_MEDIA_SESSIONS] = {}
+    app[WS_BEFORE_JOIN] = {}
+    app[PIN_FAILURES] = FailureBackoff(
         PIN_FREE_FAILURES, PIN_FIRST_DELAY_SECONDS, PIN_MAX_DELAY_SECONDS, PIN_FORGET_SECONDS
     )
     app.cleanup_ctx.append(_sweeping_http_media_sessions)
