@@ -15,7 +15,7 @@ import statistics
 import time
 
 from bench.measure import loadavg, machine
-from protocols.sip import parse_message
+from protocols.sip.message import parse_message
 
 HEAD = (
     b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"

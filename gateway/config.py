@@ -1,21 +1,23 @@
 """Configuration: embedded defaults, overridden by an optional TOML file, validated at start.
 
-Every key is documented in docs/configuration.md. An invalid file stops the start with a
-message naming the file, the key and what is allowed (``ConfigError``).
+The hub's sections are here; each installed protocol plugin (gateway/plugins.py) brings its own
+section ``[name]``, read by the same loader and validated by the plugin. Every key is documented in
+docs/configuration.md. An invalid file stops the start with a message naming the file, the key and
+what is allowed (``ConfigError``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import tomllib
-import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
-DISPATCH_NUMBER = re.compile(r"\*|\+?[0-9A-Za-z.\-_]{1,64}")
+if TYPE_CHECKING:
+    from gateway.plugins import ProtocolPlugin
 
 
 class ConfigError(Exception):
@@ -83,86 +85,6 @@ class LimitsConfig:
 
 
 @dataclass
-class DispatchRuleConfig:
-    """A ``[[sip.dispatch]]`` table: a dialled number or SIP user -> a room, or the PIN prompt."""
-
-    number: str = ""
-    room: str = ""
-    """Empty: the caller is asked for a PIN. ``visio:UUID``: that Visio room (issue 4)."""
-    language: str = ""
-    pin: str = ""
-    """Optional: typed before entering; typed at any PIN prompt it reaches this rule's room."""
-
-
-@dataclass
-class SipConfig:
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    """Address the SIP UDP and TCP listeners bind to."""
-    port: int = 5060
-    tls_port: int = 0
-    """SIP over TLS (RFC 5630 sips: and transport=tls) on this port; 0 turns it off."""
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_min_version: str = "1.2"
-    public_ip: str = ""
-    """Address written in Via, Contact and SDP for peers behind NAT; empty means sip.host."""
-    rtp_port_start: int = 20000
-    rtp_port_end: int = 20999
-    language: str = "fr"
-    """Prompts for callers when a dispatch rule names none: fr or en."""
-    mask_numbers: bool = True
-    """Show callers as "Phone ••• 42" rather than their full number."""
-    pin_attempts: int = 3
-    allow_anonymous: bool = True
-    """Whether calls from addresses that are no trunk's may dial rooms by name (sip:ROOM@host)."""
-    failures_before_ban: int = 10
-    ban_seconds: int = 600
-    tcp_idle_seconds: int = 60
-    """A SIP connection (TCP, TLS) silent this long with no call on it is closed."""
-    tcp_message_seconds: int = 10
-    """A message on a SIP connection must arrive whole within this from its first byte."""
-    tcp_connections_per_address: int = 10
-    """SIP connections one address may hold at once (trunks' addresses: no cap of their own)."""
-    tcp_max_connections: int = 1000
-    """SIP connections held at once per listener."""
-    dispatch: list[DispatchRuleConfig] = field(default_factory=list)
-    """Dispatch rules from the file; rules made through the admin API win for the same number."""
-    dns_servers: list[str] = field(default_factory=list)
-    """Name servers for dialling SIP domains (RFC 3263), "IP" or "IP:PORT"; empty: the system's."""
-
-
-VISIO_SECRET_ENV = "RONDPOINT_VISIO_API_SECRET"
-
-
-@dataclass
-class VisioConfig:
-    """The Visio (LiveKit) instance that ``visio:`` room links join (protocols/visio)."""
-
-    url: str = ""
-    """LiveKit URL of the Visio instance, ws:// or wss:// (http(s) accepted). Empty: bridge off."""
-    api_key: str = ""
-    """LiveKit API key (what Visio's own SIP service is given)."""
-    api_secret: str = field(default="", repr=False)
-    """LiveKit API secret; $RONDPOINT_VISIO_API_SECRET wins over the file. Never logged."""
-    backend_url: str = ""
-    """Optional: the Visio backend API (https://visio.example/api/v1.0/), for the lobby."""
-    identity_prefix: str = "rondpoint-"
-    """LiveKit identities of the participants mirrored from here start with it."""
-    reconnect_max_seconds: int = 30
-    """Ceiling of the reconnection backoff."""
-
-    @property
-    def livekit_url(self) -> str:
-        """``url`` with http(s) mapped to ws(s), as LiveKit's signalling wants it."""
-        if self.url.startswith("https://"):
-            return "wss://" + self.url[len("https://") :]
-        if self.url.startswith("http://"):
-            return "ws://" + self.url[len("http://") :]
-        return self.url
-
-
-@dataclass
 class TokenIssuerConfig:
     """A ``[[tokens.issuers]]`` table: a backend that may sign join tokens (spec 5.1), such as a
     Visio backend with its LiveKit API key and secret. Exactly one of ``secret``, ``secret_env``
@@ -201,10 +123,17 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
-    sip: SipConfig = field(default_factory=SipConfig)
-    visio: VisioConfig = field(default_factory=VisioConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    sections: dict[str, Any] = field(default_factory=lambda: plugin_sections(None))
+    """The installed plugins' sections by name, reached as ``config.sip``, ``config.visio``."""
+
+    def __getattr__(self, name: str) -> Any:
+        """A plugin's section (only called when ``name`` is none of the hub's attributes)."""
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"no configuration section {name!r} (is its plugin installed?)")
 
     @property
     def data_path(self) -> Path:
@@ -229,17 +158,12 @@ class Config:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": ("debug", "info", "warning", "error"),
     "log.format": ("text", "json"),
-    "sip.language": ("fr", "en"),
-    "sip.tls_min_version": ("1.2", "1.3"),
 }
 _PORTS = (
     "http.port",
     "media.port",
     "media.port_range_start",
     "media.port_range_end",
-    "sip.port",
-    "sip.rtp_port_start",
-    "sip.rtp_port_end",
 )
 _POSITIVE = (
     "media.max_publish_bitrate",
@@ -251,21 +175,25 @@ _POSITIVE = (
     "limits.media_consent_seconds",
     "limits.chat_messages_per_second",
     "limits.chat_burst",
-    "sip.pin_attempts",
-    "sip.failures_before_ban",
-    "sip.ban_seconds",
-    "sip.tcp_idle_seconds",
-    "sip.tcp_message_seconds",
-    "sip.tcp_connections_per_address",
-    "sip.tcp_max_connections",
-    "visio.reconnect_max_seconds",
 )
-_ADDRESSES = ("http.host", "media.host", "sip.host")
+_ADDRESSES = ("http.host", "media.host")
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Return the embedded defaults, overridden by the TOML file at ``path`` if given."""
-    config = Config()
+def plugin_sections(plugins: Sequence[ProtocolPlugin] | None) -> dict[str, Any]:
+    """Each plugin's section with its defaults, by name (``None``: the installed plugins)."""
+    if plugins is None:
+        from gateway.plugins import installed
+
+        plugins = installed()
+    return {plugin.name: plugin.config() for plugin in plugins if plugin.config is not None}
+
+
+def load_config(
+    path: str | Path | None = None, plugins: Sequence[ProtocolPlugin] | None = None
+) -> Config:
+    """Return the embedded defaults, overridden by the TOML file at ``path`` if given; ``plugins``
+    (default: the installed ones) bring their sections, checked even for a plugin turned off."""
+    config = Config(sections=plugin_sections(plugins))
     if path is None:
         _apply_env(config)
         return config
@@ -283,17 +211,35 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{where}: cannot read ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: not valid TOML: {e}") from None
-    _apply(config, raw, where, prefix="")
+    _apply_sections(config, raw, where)
     _apply_env(config)
     _validate(config, where)
+    for section in config.sections.values():
+        validate = getattr(section, "validate", None)
+        if validate is not None:
+            validate(where)
     return config
 
 
 def _apply_env(config: Config) -> None:
-    """Secrets that may come from the environment rather than the file."""
-    secret = os.environ.get(VISIO_SECRET_ENV, "")
-    if secret:
-        config.visio.api_secret = secret
+    """Secrets that may come from the environment rather than the file (plugins' ``apply_env``)."""
+    for section in config.sections.values():
+        apply_env = getattr(section, "apply_env", None)
+        if apply_env is not None:
+            apply_env()
+
+
+def _apply_sections(config: Config, raw: dict[str, Any], where: str) -> None:
+    """The file's top-level tables: the hub's sections and the plugins'."""
+    hub = {f.name for f in fields(config)} - {"sections"}
+    known = hub | set(config.sections)
+    for key, value in raw.items():
+        if key not in known:
+            allowed = ", ".join(sorted(known))
+            raise ConfigError(f"{where}: unknown key '{key}' (allowed here: {allowed})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' must be a table ([{key}])")
+        _apply(getattr(config, key), value, where, prefix=f"{key}.")
 
 
 def _apply(target: Any, raw: dict[str, Any], where: str, prefix: str) -> None:
@@ -365,86 +311,24 @@ def _validate(config: Config, where: str) -> None:
             ipaddress.ip_address(_get(config, key))
         except ValueError:
             raise ConfigError(f"{where}: '{key}' must be an IP address") from None
-    for key in ("media.public_ip", "sip.public_ip"):
-        if _get(config, key):
-            try:
-                ipaddress.ip_address(_get(config, key))
-            except ValueError:
-                raise ConfigError(f"{where}: '{key}' must be an IP address") from None
-    if not 0 <= config.sip.tls_port <= 65535:
-        raise ConfigError(f"{where}: 'sip.tls_port' must be a port between 1 and 65535, or 0")
-    if config.sip.tls_port and not (config.sip.tls_cert and config.sip.tls_key):
-        raise ConfigError(f"{where}: 'sip.tls_port' needs 'sip.tls_cert' and 'sip.tls_key'")
-    if config.sip.rtp_port_end <= config.sip.rtp_port_start:
-        raise ConfigError(f"{where}: 'sip.rtp_port_end' must be above 'sip.rtp_port_start'")
+    if config.media.public_ip:
+        try:
+            ipaddress.ip_address(config.media.public_ip)
+        except ValueError:
+            raise ConfigError(f"{where}: 'media.public_ip' must be an IP address") from None
     if config.media.port_range_end < config.media.port_range_start:
         raise ConfigError(f"{where}: 'media.port_range_end' must be >= 'media.port_range_start'")
     if bool(config.http.tls_cert) != bool(config.http.tls_key):
         raise ConfigError(f"{where}: 'http.tls_cert' and 'http.tls_key' must be set together")
     _validate_trusted_proxies(config.http.trusted_proxies, where)
-    _validate_dns_servers(config.sip.dns_servers, where)
     from gateway.rooms import ROOM_ID_PATTERN
-    from protocols.sip.dispatch import check_rule
-
-    for index, rule in enumerate(config.sip.dispatch):
-        key = f"sip.dispatch[{index}]"
-        if not DISPATCH_NUMBER.fullmatch(rule.number):
-            raise ConfigError(
-                f"{where}: '{key}.number' must be a dialled number, a SIP user or '*'"
-            )
-        try:
-            rule.room = check_rule(rule.room)
-        except ValueError:
-            raise ConfigError(
-                f"{where}: '{key}.room' must match {ROOM_ID_PATTERN.pattern}, "
-                "be visio:VISIO_ROOM_UUID, or be empty"
-            ) from None
-        try:
-            check_rule(rule.room, rule.pin)
-        except ValueError as error:
-            raise ConfigError(f"{where}: '{key}.pin': {error}") from None
-        if rule.language not in ("", "fr", "en"):
-            raise ConfigError(f"{where}: '{key}.language' is {rule.language!r}; allowed: fr, en")
 
     demo = config.rooms.demo_room
     if demo and not ROOM_ID_PATTERN.fullmatch(demo):
         raise ConfigError(
             f"{where}: 'rooms.demo_room' must match {ROOM_ID_PATTERN.pattern} or be empty"
         )
-    _validate_visio(config.visio, where)
     _validate_tokens(config.tokens, where)
-
-
-def dns_server_address(text: str) -> tuple[str, int]:
-    """(IP, port) of a ``sip.dns_servers`` entry: "IP", "IPv4:PORT" or "[IPv6]:PORT"; ValueError."""
-    host, port = text, 53
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                raise ValueError("not [IPv6]:PORT")
-            port = int(rest[1:])
-    elif text.count(":") == 1:
-        host, _, digits = text.partition(":")
-        if not digits.isdigit():
-            raise ValueError("not IP:PORT")
-        port = int(digits)
-    ipaddress.ip_address(host)
-    if not 1 <= port <= 65535:
-        raise ValueError("port out of range")
-    return host, port
-
-
-def _validate_dns_servers(value: object, where: str) -> None:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: 'sip.dns_servers' must be a list of addresses")
-    for index, server in enumerate(value):
-        try:
-            dns_server_address(server)
-        except ValueError:
-            raise ConfigError(
-                f"{where}: 'sip.dns_servers[{index}]' must be an IP address, IP:PORT or [IPv6]:PORT"
-            ) from None
 
 
 def _validate_trusted_proxies(value: object, where: str) -> None:
@@ -463,43 +347,6 @@ def _validate_trusted_proxies(value: object, where: str) -> None:
                 f"{where}: '{key}' has {item!r}, which is not an IP address or a network "
                 "(CIDR) with its host bits zero, like 10.0.0.0/8 or fd00::/8"
             ) from None
-
-
-_IDENTITY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,32}")
-
-
-def _validate_visio(visio: VisioConfig, where: str) -> None:
-    """The [visio] section; messages name the key and never show the secret."""
-    if visio.url and not _is_url(visio.url, ("ws", "wss", "http", "https")):
-        raise ConfigError(
-            f"{where}: 'visio.url' must be the Visio LiveKit URL, ws://, wss://, http:// or "
-            "https:// with a host (or empty to turn the Visio bridge off)"
-        )
-    if visio.url and not visio.api_key:
-        raise ConfigError(f"{where}: 'visio.api_key' is required when 'visio.url' is set")
-    if visio.url and not visio.api_secret:
-        raise ConfigError(
-            f"{where}: 'visio.api_secret' is required when 'visio.url' is set "
-            f"(in the file, or in ${VISIO_SECRET_ENV})"
-        )
-    if visio.backend_url and not _is_url(visio.backend_url, ("http", "https")):
-        raise ConfigError(
-            f"{where}: 'visio.backend_url' must be an http:// or https:// URL with a host, or empty"
-        )
-    if not _IDENTITY_PREFIX.fullmatch(visio.identity_prefix):
-        raise ConfigError(
-            f"{where}: 'visio.identity_prefix' must be 1 to 32 letters, digits or '_.:-'"
-        )
-    if visio.reconnect_max_seconds > 3600:
-        raise ConfigError(f"{where}: 'visio.reconnect_max_seconds' must be at most 3600")
-
-
-def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
-    try:
-        parsed = urllib.parse.urlsplit(value)
-    except ValueError:
-        return False
-    return parsed.scheme in schemes and bool(parsed.hostname)
 
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,128}")

@@ -1,4 +1,5 @@
-"""The gateway process: wires the store, rooms, tokens, media relay and HTTP server together."""
+"""The gateway process: wires the store, rooms, tokens, media relay, protocol plugins and HTTP
+server together."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import contextlib
 import logging
 import signal
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.dialling import Diallers
 from gateway.federation import SigningKeys
 from gateway.links import LinkManager
 from gateway.media import MediaRelay
+from gateway.plugins import ProtocolPlugin, Running, installed
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import (
     ActiveSpeakers,
@@ -29,16 +33,15 @@ from gateway.rooms import (
 )
 from gateway.store import (
     DATABASE_FILE,
-    Store,
     StoreError,
     admin_token_path,
     new_admin_token,
+    open_store,
 )
 from gateway.tokens import GATEWAY_KEY_ID, TokenAuthority, issuer_from_settings
 
 if TYPE_CHECKING:
     from gateway.ors.session import OrsSession
-    from protocols.sip.service import SipService
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +56,15 @@ class StartupError(Exception):
 class Gateway:
     """Everything one gateway process owns; the HTTP handlers reach it through ``app["gateway"]``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, plugins: Sequence[ProtocolPlugin] | None = None) -> None:
         self.config = config
+        self.plugins: tuple[ProtocolPlugin, ...] = tuple(
+            installed() if plugins is None else plugins
+        )
+        """The protocol plugins (gateway/plugins.py), started by ``start`` when their section says."""
         data = config.data_path
         data.mkdir(parents=True, exist_ok=True)
-        self.store = Store(data / DATABASE_FILE)
+        self.store = open_store(data / DATABASE_FILE, self.plugins)
         self.bus = EventBus()
         self.rooms = RoomManager(
             self.store,
@@ -94,10 +101,20 @@ class Gateway:
         per_minute = config.limits.anonymous_requests_per_minute
         self.anonymous_limit = RateLimiter(per_minute, burst=per_minute)
         self.sessions: dict[tuple[str, str], OrsSession] = {}
-        self.sip: SipService | None = None
-        """The telephony adapter (protocols/sip) when SIP is enabled."""
         self.links = LinkManager(self)
-        """Rooms' links to foreign rooms (``visio:`` when [visio] url is set)."""
+        """Rooms' links to foreign rooms, through the running plugins' link adapters."""
+        self.links.set_hints(
+            {
+                scheme: hint
+                for plugin in self.plugins
+                for scheme, hint in plugin.link_schemes.items()
+            }
+        )
+        self.diallers = Diallers()
+        """The running plugins' diallers (dial-out, transfer)."""
+        self.running: dict[str, Running | None] = {}
+        """Each plugin's contribution once started: None when its section turns it off, absent
+        when it failed to start (see the log)."""
         self.new_admin_token: str | None = None
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -121,33 +138,38 @@ class Gateway:
 
     async def start(self) -> None:
         await self.relay.start()
-        if self.config.sip.enabled:
-            from protocols.sip.service import SipService
-
-            service = SipService(self)
-            await service.start()
-            self.sip = service
-        self._register_visio()
+        for plugin in self.plugins:
+            await self._start_plugin(plugin)
         await self.links.start()
         self.new_admin_token = self.ensure_admin_token()
         self.ensure_demo_room()
         self._tasks.append(asyncio.create_task(self._apply_room_events()))
         self.ready = True
 
-    def _register_visio(self) -> None:
-        """The Visio bridge (protocols/visio) when [visio] url is set; the gateway runs without it."""
-        if not self.config.visio.url:
+    async def _start_plugin(self, plugin: ProtocolPlugin) -> None:
+        """Start one plugin and take its link adapters and diallers; the gateway runs without a
+        plugin that fails to start (its banner line says so)."""
+        if plugin.start is None:
             return
+        running: Running | None = None
         try:
-            from protocols.visio import VisioAdapter
-
-            self.links.register(VisioAdapter(self))
+            running = await plugin.start(self)
+            if running is not None:
+                for adapter in running.link_adapters:
+                    self.links.register(adapter)
+                for dialler in running.diallers:
+                    self.diallers.register(dialler)
         except Exception as error:
             log.error(
-                "the Visio bridge cannot start (%s: %s); visio: links are unavailable",
+                "the %s plugin cannot start (%s: %s); it is unavailable",
+                plugin.name,
                 type(error).__name__,
                 error,
             )
+            if running is not None:
+                await self._stop_plugin(plugin.name, running)
+            return
+        self.running[plugin.name] = running
 
     async def stop(self) -> None:
         self.ready = False
@@ -156,10 +178,17 @@ class Gateway:
             await session.end("room_closed")
         for task in self._tasks:
             task.cancel()
-        if self.sip is not None:
-            await self.sip.stop()
+        for name, running in self.running.items():
+            if running is not None:
+                await self._stop_plugin(name, running)
         await self.relay.stop()
         self.store.close()
+
+    async def _stop_plugin(self, name: str, running: Running) -> None:
+        try:
+            await running.stop()
+        except Exception:
+            log.exception("the %s plugin failed to stop cleanly", name)
 
     async def _apply_room_events(self) -> None:
         """Room-model changes that the relay must follow, whoever made them (ORS, SIP, a host)."""
@@ -188,9 +217,7 @@ def banner(gateway: Gateway, media_port: int) -> str:
         "  Rondpoint gateway is running",
         f"  web        {config.base_url}/",
         f"  media      udp {config.media.public_ip or config.media.host}:{media_port}",
-        "  sip        "
-        + (f"udp/tcp {config.sip.host}:{gateway.sip.port}" if gateway.sip else "off"),
-        "  visio      " + _visio_line(gateway),
+        *(f"  {plugin.name:<10} {plugin_line(gateway, plugin.name)}" for plugin in gateway.plugins),
         f"  data       {Path(config.server.data_dir).resolve()}",
     ]
     demo = config.rooms.demo_room
@@ -207,13 +234,14 @@ def banner(gateway: Gateway, media_port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _visio_line(gateway: Gateway) -> str:
-    url = gateway.config.visio.url
-    if not url:
-        return "off"
-    if "visio" not in gateway.links.schemes():
-        return f"{url} (unavailable: see the log)"
-    return url
+def plugin_line(gateway: Gateway, name: str) -> str:
+    """A plugin's line in the banner: its own words while it runs, "off" when its section turns
+    it off (or it has nothing to start)."""
+    if name not in gateway.running:
+        plugin = next(p for p in gateway.plugins if p.name == name)
+        return "off" if plugin.start is None else "unavailable: see the log"
+    running = gateway.running[name]
+    return "off" if running is None else running.banner()
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:

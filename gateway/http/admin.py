@@ -1,25 +1,25 @@
-"""The admin API (/api/v1), bearer admin token on every request; the CLI's only way in."""
+"""The admin API (/api/v1), bearer admin token on every request; the CLI's only way in.
+
+Rooms, tokens, links and dialling are the hub's; each plugin's own routes are an aiohttp
+sub-application mounted at ``/api/v1/{name}/`` (``ProtocolPlugin.admin``), whose handlers call
+``authorize`` first.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.config import DISPATCH_NUMBER
 from gateway.http.keys import ADMIN_FAILURES, GATEWAY
 from gateway.links import LinkError, LinkManager, LinkStatus
 from gateway.ors.problems import Problem, json_object
+from gateway.plugins import DialError
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import Role, Room, RoomError, check_room_id
 from gateway.rooms.names import display_name
-from gateway.store import DispatchRule, Trunk
-from gateway.telephony import DialError
-from protocols.sip.dispatch import VISIO_SCHEME, check_rule
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 MAX_TOKEN_TTL = 30 * 24 * 3600
 
 
-def _authorize(request: web.Request) -> Gateway:
+def authorize(request: web.Request) -> Gateway:
+    """The gateway, when the request carries a valid admin token; else a 401 problem (429 after
+    too many failures from its address). Every admin handler, a plugin's too, calls it first."""
     gateway: Gateway = request.config_dict[GATEWAY]
     limiter: RateLimiter = request.config_dict[ADMIN_FAILURES]
     header = request.headers.get("Authorization", "")
@@ -57,11 +59,11 @@ def room_detail(room: Room, with_pin: bool) -> dict[str, Any]:
 
 
 def room_calls(gateway: Gateway, room_id: str) -> list[dict[str, Any]]:
-    return gateway.sip.calls_of(room_id) if gateway.sip is not None else []
+    return gateway.diallers.calls_of(room_id)
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     return web.json_response(
         {
             "rooms": [
@@ -73,7 +75,7 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 
 async def create_room(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     body = await json_object(request)
     room_id = body.get("id")
     if not isinstance(room_id, str):
@@ -102,7 +104,7 @@ async def create_room(request: web.Request) -> web.Response:
 
 
 async def show_room(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     return web.json_response(
         {
@@ -114,7 +116,7 @@ async def show_room(request: web.Request) -> web.Response:
 
 
 async def delete_room(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     room_id = request.match_info["room"]
     gateway.rooms.get(room_id)
     await gateway.links.close_room(room_id)
@@ -125,7 +127,7 @@ async def delete_room(request: web.Request) -> web.Response:
 
 
 async def create_token(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     body = await json_object(request)
     identity = body.get("identity")
@@ -186,7 +188,7 @@ async def create_link(links: LinkManager, room_id: str, target: object) -> tuple
 
 
 async def list_links(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     return web.json_response(
         {"links": link_list(gateway.links, room.id), "schemes": gateway.links.schemes()}
@@ -194,7 +196,7 @@ async def list_links(request: web.Request) -> web.Response:
 
 
 async def add_link(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     body = await json_object(request)
     target, status = await create_link(gateway.links, room.id, link_target(body))
@@ -203,14 +205,15 @@ async def add_link(request: web.Request) -> web.Response:
 
 
 async def delete_link(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     await gateway.links.unlink(room.id, request.match_info["target"])
     return web.Response(status=204)
 
 
-# SIP: trunks, dispatch rules, dialling out ------------------------------------------------
-_TRUNK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,31}")
+# dialling out, through the running plugins' diallers (gateway/dialling.py) --------------------
+NO_DIALLER = "SIP is turned off on this gateway"
+"""Said when no running plugin can dial out (SIP being the one that can, when it runs)."""
 
 
 def _string(body: dict[str, Any], key: str, default: str = "", limit: int = 256) -> str:
@@ -222,164 +225,18 @@ def _string(body: dict[str, Any], key: str, default: str = "", limit: int = 256)
     return value
 
 
-async def list_trunks(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
-    trunks = []
-    for trunk in gateway.store.trunks():
-        shown = trunk.public()
-        if gateway.sip is not None and trunk.register:
-            shown["registration"] = gateway.sip.registration_status(trunk.name)
-        trunks.append(shown)
-    return web.json_response({"trunks": trunks})
-
-
-async def save_trunk(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
-    body = await json_object(request)
-    name = _string(body, "name", limit=32)
-    if not _TRUNK_NAME.fullmatch(name):
-        raise Problem(
-            "invalid_message", "'name' is 2 to 32 lowercase letters, digits or '-'", field="/name"
-        )
-    transport = _string(body, "transport", "udp")
-    if transport not in ("udp", "tcp", "tls"):
-        raise Problem("invalid_message", "'transport' is udp, tcp or tls", field="/transport")
-    allowed = body.get("allowed", [])
-    if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
-        raise Problem(
-            "invalid_message", "'allowed' is a list of addresses or networks", field="/allowed"
-        )
-    for index, network in enumerate(allowed):
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise Problem(
-                "invalid_message", "not an address or network (CIDR)", field=f"/allowed/{index}"
-            ) from None
-    register = body.get("register", False)
-    if not isinstance(register, bool):
-        raise Problem("invalid_message", "'register' is true or false", field="/register")
-    srtp = _string(body, "srtp", "optional")
-    if srtp not in ("off", "optional", "required"):
-        raise Problem("invalid_message", "'srtp' is off, optional or required", field="/srtp")
-    trunk = Trunk(
-        name=name,
-        address=_string(body, "address"),
-        transport=transport,
-        username=_string(body, "username", limit=128),
-        password=_string(body, "password", limit=128),
-        allowed=allowed,
-        register=register,
-        caller_id=_string(body, "caller_id", limit=64),
-        srtp=srtp,
-    )
-    if register and not (trunk.address and trunk.username and trunk.password):
-        raise Problem(
-            "invalid_message",
-            "registering needs 'address', 'username' and 'password'",
-            field="/register",
-        )
-    gateway.store.save_trunk(trunk)
-    if gateway.sip is not None:
-        gateway.sip.trunks_changed()
-    log.info("SIP trunk saved", extra={"trunk": name})
-    return web.json_response(trunk.public(), status=201)
-
-
-async def delete_trunk(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
-    if not gateway.store.delete_trunk(request.match_info["name"]):
-        raise Problem("not_found", "no such trunk", 404)
-    if gateway.sip is not None:
-        gateway.sip.trunks_changed()
-    return web.Response(status=204)
-
-
-async def list_dispatch(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
-    stored = {r.number for r in gateway.store.dispatch_rules()}
-    rules = [
-        {
-            "number": r.number,
-            "room": r.room or None,
-            "language": r.language or None,
-            "pin": bool(r.pin),
-            "source": "config",
-        }
-        for r in gateway.config.sip.dispatch
-        if r.number not in stored
-    ] + [
-        {
-            "number": r.number,
-            "room": r.room_id or None,
-            "language": r.language or None,
-            "pin": bool(r.pin),
-            "source": "api",
-        }
-        for r in gateway.store.dispatch_rules()
-    ]
-    return web.json_response({"rules": rules})
-
-
-async def save_dispatch(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
-    body = await json_object(request)
-    number = _string(body, "number", limit=64)
-    if not DISPATCH_NUMBER.fullmatch(number):
-        raise Problem(
-            "invalid_message", "'number' is a dialled number, a SIP user, or '*'", field="/number"
-        )
-    room = body.get("room") or ""
-    if not isinstance(room, str) or len(room) > 128:
-        raise Problem(
-            "invalid_message",
-            "'room' is a room name, visio:VISIO_ROOM_UUID, or null for the PIN prompt",
-            field="/room",
-        )
-    pin = body.get("pin") or ""
-    if not isinstance(pin, str):
-        raise Problem("invalid_message", "'pin' is a string of digits", field="/pin")
-    try:
-        room = check_rule(room)
-    except ValueError as error:
-        raise Problem("invalid_message", str(error), field="/room") from None
-    try:
-        check_rule(room, pin)
-    except ValueError as error:
-        raise Problem("invalid_message", str(error), field="/pin") from None
-    if room.startswith(VISIO_SCHEME):
-        gateway.links.normalize(room)  # LinkError 400 when this gateway has no Visio bridge
-    elif room:
-        gateway.rooms.get(room)
-    language = body.get("language") or ""
-    if language not in ("", "fr", "en"):
-        raise Problem("invalid_message", "'language' is fr or en", field="/language")
-    gateway.store.save_dispatch_rule(DispatchRule(number, room, language, pin))
-    return web.json_response(
-        {"number": number, "room": room or None, "language": language or None, "pin": bool(pin)},
-        status=201,
-    )
-
-
-async def delete_dispatch(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
-    if not gateway.store.delete_dispatch_rule(request.match_info["number"]):
-        raise Problem("not_found", "no such dispatch rule", 404)
-    return web.Response(status=204)
-
-
 async def dial(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     body = await json_object(request)
     target = _string(body, "to", limit=256)
     trunk = body.get("trunk")
     if trunk is not None and not isinstance(trunk, str):
         raise Problem("invalid_message", "'trunk' is a trunk name", field="/trunk")
-    if gateway.sip is None:
-        raise Problem("invalid_state", "SIP is turned off on this gateway", 409)
+    if not gateway.diallers.schemes():
+        raise Problem("invalid_state", NO_DIALLER, 409)
     try:
-        call = gateway.sip.dial(room.id, target, trunk)
+        call = gateway.diallers.dial(room.id, target, trunk)
     except DialError as error:
         raise Problem("invalid_message", str(error), field="/to") from None
     log.info("dialling out", extra={"room": room.id, "call": call.call_ref})
@@ -387,17 +244,17 @@ async def dial(request: web.Request) -> web.Response:
 
 
 async def transfer(request: web.Request) -> web.Response:
-    gateway = _authorize(request)
+    gateway = authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     participant_id = request.match_info["participant"]
     if participant_id not in room.participants:
         raise Problem("participant_not_found", "no such participant in this room", 404)
     body = await json_object(request)
     target = _string(body, "to", limit=256)
-    if gateway.sip is None:
-        raise Problem("invalid_state", "SIP is turned off on this gateway", 409)
+    if not gateway.diallers.schemes():
+        raise Problem("invalid_state", NO_DIALLER, 409)
     try:
-        gateway.sip.transfer(participant_id, target)
+        gateway.diallers.transfer(participant_id, target)
     except DialError as error:
         raise Problem("invalid_message", str(error), field="/to") from None
     return web.json_response(
@@ -417,9 +274,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/api/v1/rooms/{room}/links/{target}", delete_link)
     app.router.add_post("/api/v1/rooms/{room}/dial", dial)
     app.router.add_post("/api/v1/rooms/{room}/participants/{participant}/transfer", transfer)
-    app.router.add_get("/api/v1/sip/trunks", list_trunks)
-    app.router.add_post("/api/v1/sip/trunks", save_trunk)
-    app.router.add_delete("/api/v1/sip/trunks/{name}", delete_trunk)
-    app.router.add_get("/api/v1/sip/dispatch", list_dispatch)
-    app.router.add_post("/api/v1/sip/dispatch", save_dispatch)
-    app.router.add_delete("/api/v1/sip/dispatch/{number}", delete_dispatch)
+    gateway = app[GATEWAY]
+    for plugin in gateway.plugins:
+        if plugin.admin is not None:
+            app.add_subapp(f"/api/v1/{plugin.name}/", plugin.admin(gateway))

@@ -17,6 +17,7 @@ from gateway.media.endpoint import check_publish_offer
 from gateway.media.sdp import parse as parse_sdp
 from gateway.ors import schemas
 from gateway.ors.problems import Problem
+from gateway.plugins import DialError
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import (
     ActiveSpeakers,
@@ -42,7 +43,6 @@ from gateway.rooms import (
     new_id,
 )
 from gateway.rooms.names import display_name
-from gateway.telephony import DialError
 from gateway.tokens import JoinGrant, TokenError
 
 if TYPE_CHECKING:
@@ -440,11 +440,11 @@ class OrsSession:
                 "(rondpoint dial), or a host token issued by the operator",
                 403,
             )
-        sip = self.gateway.sip
-        if sip is None:
+        diallers = self.gateway.diallers
+        if not diallers.schemes():
             raise Problem("invalid_state", "this server has no telephony", 409)
         try:
-            sip.dial(self.room.id, message["to"], message.get("trunk"))
+            diallers.dial(self.room.id, message["to"], message.get("trunk"))
         except DialError as error:
             raise Problem("invalid_message", str(error), field="/to") from None
 

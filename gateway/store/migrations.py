@@ -1,4 +1,8 @@
-"""Schema migrations for the SQLite store, applied in order at open; never edit a released one."""
+"""Schema migrations of the hub's SQLite tables, applied in order at open; never edit a released one.
+
+A plugin's tables are its own (``ProtocolPlugin.migrations``), versioned apart in ``plugin_schema``
+and applied by ``Store.migrate_plugin``.
+"""
 
 MIGRATIONS: list[str] = [
     # 1: rooms, their links, settings, admin tokens, token signing keys.
@@ -31,33 +35,21 @@ MIGRATIONS: list[str] = [
         created_at  REAL NOT NULL
     );
     """,
-    # 2: SIP dispatch rules (a dialled number or user -> a room, or the PIN prompt).
+    # 2: rooms found by their PIN. Released with the SIP dispatch_rules table, which is the SIP
+    # plugin's now (protocols/sip/store.py): a database made then keeps it, and the plugin's first
+    # migration adopts it; a new database gets it from the plugin.
     """
-    CREATE TABLE dispatch_rules (
-        number      TEXT PRIMARY KEY,
-        room_id     TEXT NOT NULL DEFAULT '',
-        language    TEXT NOT NULL DEFAULT '',
-        created_at  REAL NOT NULL
-    );
     CREATE INDEX rooms_by_pin ON rooms(pin) WHERE pin != '';
     """,
-    # 3: SIP trunks: where calls go out, who may call in, credentials both ways.
+    # 3: released as the SIP trunks table, the SIP plugin's now (see 2): nothing for the hub.
+    "",
+    # 4: released as dispatch_rules' pin column, the SIP plugin's now (see 2): nothing for the hub.
+    "",
+    # 5: each plugin's schema version (Store.migrate_plugin).
     """
-    CREATE TABLE trunks (
-        name        TEXT PRIMARY KEY,
-        address     TEXT NOT NULL DEFAULT '',
-        transport   TEXT NOT NULL DEFAULT 'udp',
-        username    TEXT NOT NULL DEFAULT '',
-        password    TEXT NOT NULL DEFAULT '',
-        allowed     TEXT NOT NULL DEFAULT '[]',
-        register    INTEGER NOT NULL DEFAULT 0,
-        caller_id   TEXT NOT NULL DEFAULT '',
-        srtp        TEXT NOT NULL DEFAULT 'off',
-        created_at  REAL NOT NULL
+    CREATE TABLE plugin_schema (
+        plugin      TEXT PRIMARY KEY,
+        version     INTEGER NOT NULL
     );
-    """,
-    # 4: a dispatch rule may carry a PIN (its room is reached by typing it at a PIN prompt).
-    """
-    ALTER TABLE dispatch_rules ADD COLUMN pin TEXT NOT NULL DEFAULT '';
     """,
 ]

@@ -8,56 +8,12 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.plugins import Migration, ProtocolPlugin
 from gateway.store.migrations import MIGRATIONS
-
-
-@dataclass
-class DispatchRule:
-    """A dialled number or SIP user -> a room ("" for the PIN prompt), with the prompts' language.
-
-    ``room_id`` may also be a link target, ``visio:UUID`` (the local room ``visio-UUID``, made on
-    demand). ``pin``: the caller must type it first, and typed at any PIN prompt it reaches this
-    rule's room."""
-
-    number: str
-    room_id: str = ""
-    language: str = ""
-    pin: str = ""
-
-
-@dataclass
-class Trunk:
-    """A SIP trunk: an operator's SBC or a PBX that calls come from and go out through."""
-
-    name: str
-    address: str = ""
-    """host[:port] where calls and REGISTERs go; empty for an inbound-only trunk."""
-    transport: str = "udp"
-    username: str = ""
-    password: str = ""
-    """Digest credentials: what the trunk must send us, and what we answer its challenges with."""
-    allowed: list[str] = field(default_factory=list)
-    """Addresses or networks (CIDR) whose calls are this trunk's without authentication."""
-    register: bool = False
-    caller_id: str = ""
-    srtp: str = "off"
-
-    def public(self) -> dict[str, object]:
-        """The trunk as the admin API shows it: never the password."""
-        return {
-            "name": self.name,
-            "address": self.address,
-            "transport": self.transport,
-            "username": self.username,
-            "password_set": bool(self.password),
-            "allowed": list(self.allowed),
-            "register": self.register,
-            "caller_id": self.caller_id,
-            "srtp": self.srtp,
-        }
 
 
 @dataclass
@@ -104,6 +60,11 @@ class Store:
         self._db.close()
 
     @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for a plugin's own tables (autocommit; ``BEGIN`` for a transaction)."""
+        return self._db
+
+    @property
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
@@ -111,6 +72,40 @@ class Store:
         version = self.schema_version
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+    def plugin_schema_version(self, plugin: str) -> int:
+        """How many of ``plugin``'s migrations this database has (0 for none)."""
+        row = self._db.execute(
+            "SELECT version FROM plugin_schema WHERE plugin = ?", (plugin,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate_plugin(self, plugin: str, migrations: Sequence[Migration]) -> None:
+        """Apply the plugin's migrations this database lacks, each with its version in one
+        transaction (a function step must use ``execute``: ``executescript`` commits); StoreError
+        naming the plugin and the step when one fails."""
+        version = self.plugin_schema_version(plugin)
+        for number, step in enumerate(migrations[version:], start=version + 1):
+            name = plugin.replace("'", "''")
+            record = (
+                f"INSERT INTO plugin_schema (plugin, version) VALUES ('{name}', {number}) "
+                "ON CONFLICT(plugin) DO UPDATE SET version = excluded.version"
+            )
+            try:
+                if isinstance(step, str):
+                    self._db.executescript(f"BEGIN; {step}; {record}; COMMIT;")
+                else:
+                    self._db.execute("BEGIN")
+                    step(self._db)
+                    self._db.execute(record)
+                    self._db.execute("COMMIT")
+            except Exception as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(
+                    f"the {plugin} plugin's store migration {number} failed "
+                    f"({type(error).__name__}: {error})"
+                ) from None
 
     # rooms ---------------------------------------------------------------
     def save_room(self, room: RoomRecord) -> None:
@@ -175,60 +170,6 @@ class Store:
         rows = self._db.execute("SELECT id FROM rooms WHERE pin = ? AND pin != ''", (pin,))
         return [row[0] for row in rows]
 
-    # SIP dispatch rules ------------------------------------------------------
-    def save_dispatch_rule(self, rule: DispatchRule) -> None:
-        self._db.execute(
-            "INSERT INTO dispatch_rules (number, room_id, language, pin, created_at) "
-            "VALUES (?,?,?,?,?) ON CONFLICT(number) DO UPDATE SET room_id=excluded.room_id, "
-            "language=excluded.language, pin=excluded.pin",
-            (rule.number, rule.room_id, rule.language, rule.pin, time.time()),
-        )
-
-    def dispatch_rules(self) -> list[DispatchRule]:
-        rows = self._db.execute(
-            "SELECT number, room_id, language, pin FROM dispatch_rules ORDER BY number"
-        )
-        return [DispatchRule(*row) for row in rows]
-
-    def delete_dispatch_rule(self, number: str) -> bool:
-        cursor = self._db.execute("DELETE FROM dispatch_rules WHERE number = ?", (number,))
-        return cursor.rowcount > 0
-
-    # SIP trunks --------------------------------------------------------------
-    def save_trunk(self, trunk: Trunk) -> None:
-        self._db.execute(
-            "INSERT INTO trunks (name, address, transport, username, password, allowed, register, "
-            "caller_id, srtp, created_at) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE "
-            "SET address=excluded.address, transport=excluded.transport, username=excluded.username, "
-            "password=excluded.password, allowed=excluded.allowed, register=excluded.register, "
-            "caller_id=excluded.caller_id, srtp=excluded.srtp",
-            (
-                trunk.name,
-                trunk.address,
-                trunk.transport,
-                trunk.username,
-                trunk.password,
-                json.dumps(trunk.allowed),
-                int(trunk.register),
-                trunk.caller_id,
-                trunk.srtp,
-                time.time(),
-            ),
-        )
-
-    def trunks(self) -> list[Trunk]:
-        rows = self._db.execute(
-            "SELECT name, address, transport, username, password, allowed, register, caller_id, "
-            "srtp FROM trunks ORDER BY name"
-        )
-        return [
-            Trunk(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), r[7], r[8])
-            for r in rows
-        ]
-
-    def delete_trunk(self, name: str) -> bool:
-        return self._db.execute("DELETE FROM trunks WHERE name = ?", (name,)).rowcount > 0
-
     # settings ------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
@@ -280,3 +221,16 @@ class Store:
             (key_id, secret, time.time()),
         )
         return secret
+
+
+def open_store(path: Path | str, plugins: Sequence[ProtocolPlugin]) -> Store:
+    """The store with the hub's tables and every plugin's, a plugin turned off included (its data
+    stays readable by its admin routes and commands); StoreError as ``Store``."""
+    store = Store(path)
+    try:
+        for plugin in plugins:
+            store.migrate_plugin(plugin.name, plugin.migrations)
+    except StoreError:
+        store.close()
+        raise
+    return store

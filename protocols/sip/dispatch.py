@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from gateway.rooms import ROOM_ID_PATTERN, RoomManager
-from gateway.store import DispatchRule
+from protocols.sip.store import DispatchRule, SipStore
 
 CATCH_ALL = "*"
 VISIO_SCHEME = "visio:"
@@ -96,7 +96,7 @@ class Dispatcher:
 
     def rules(self) -> dict[str, DispatchRule]:
         rules = {rule.number: rule for rule in self.configured}
-        rules.update({rule.number: rule for rule in self.rooms.store.dispatch_rules()})
+        rules.update({rule.number: rule for rule in SipStore(self.rooms.store).dispatch_rules()})
         return rules
 
     def route(self, user: str, trusted: bool, allow_anonymous: bool) -> Route:

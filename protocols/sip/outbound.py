@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 from gateway.media.audio.codecs import G722, PCMA, PCMU
 from gateway.media.rtp_endpoint import RtpEndpoint
 from gateway.media.sdp import Codec, MediaDescription, SessionDescription, serialize
+from gateway.plugins import DialError
 from gateway.rooms import ParticipantLeft, Role, Track, TrackKind, TrackSource
-from gateway.store import Trunk
-from gateway.telephony import DialError
 from protocols.sip.call import CallState, InboundCall, masked_name
 from protocols.sip.dialog import Dialog
 from protocols.sip.digest import DigestError, answer_challenge, choose_challenge
 from protocols.sip.message import CSeq, Headers, NameAddress, Request, Response, SipUri
 from protocols.sip.offer_answer import SdpError, read_offer
 from protocols.sip.resolver import Hop, locate_with_deadline, transports_for
+from protocols.sip.store import Trunk
 from protocols.sip.transaction import TransactionKey, make_cancel, new_tag
 from protocols.sip.uri import SipParseError, parse_dial_target, split_hostport
 

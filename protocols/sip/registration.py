@@ -11,9 +11,9 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from gateway.store import Trunk
 from protocols.sip.digest import DigestError, answer_challenge, choose_challenge
 from protocols.sip.message import CSeq, Headers, Request, Response
+from protocols.sip.store import Trunk
 from protocols.sip.transaction import new_tag
 
 if TYPE_CHECKING:

@@ -13,17 +13,18 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
-from gateway.config import dns_server_address
+from gateway.links import LinkTargets
 from gateway.media.rtp_endpoint import PortAllocator
-from gateway.store import DispatchRule, Trunk
-from gateway.telephony import DialError
+from gateway.plugins import DialError
 from protocols.sip.call import CallState, InboundCall
+from protocols.sip.clock import SYSTEM_CLOCK, Clock
+from protocols.sip.config import dns_server_address
 from protocols.sip.dialog import DialogId, incoming_dialog_id, response_dialog_id
 from protocols.sip.digest import DigestServer
-from protocols.sip.dispatch import Dispatcher, is_visio_room_id
+from protocols.sip.dispatch import Dispatcher
 from protocols.sip.message import (
     NameAddress,
     Request,
@@ -35,6 +36,7 @@ from protocols.sip.message import (
 from protocols.sip.outbound import OutboundCall, dial_target
 from protocols.sip.registration import Registration
 from protocols.sip.resolver import DnsLookup
+from protocols.sip.store import DispatchRule, SipStore, Trunk
 from protocols.sip.transaction import (
     TIMEOUT,
     Action,
@@ -53,14 +55,22 @@ log = logging.getLogger(__name__)
 
 
 class SipService:
-    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER"
+    """The SIP plugin while it runs; also the gateway's dialler of ``sip:``, ``sips:`` and ``tel:``
+    targets (gateway/dialling.py)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER"
+    schemes: Sequence[str] = ("sip", "sips", "tel")
+
+    def __init__(self, gateway: Gateway, clock: Clock = SYSTEM_CLOCK) -> None:
         self.gateway = gateway
+        self.clock = clock
+        """What calls read the time from (a manual clock in tests)."""
         self.config = gateway.config.sip
+        self.store = SipStore(gateway.store)
         self.rooms = gateway.rooms
-        # visio-UUID rooms are made when a Visio rule's first caller arrives, never by a visitor
-        self.rooms.reserve(is_visio_room_id, "phone callers of a Visio meeting")
+        # a link target's local room (visio-UUID) is made when its rule's first caller arrives,
+        # never by a visitor
+        self.rooms.reserve(LinkTargets.installed().is_room_id, "phone callers of a linked meeting")
         self.bus = gateway.bus
         self.relay = gateway.relay
         self.guard = Guard(
@@ -105,7 +115,7 @@ class SipService:
         return bytes.fromhex(secret)
 
     def trunks_changed(self) -> None:
-        self.trunks = self.gateway.store.trunks()
+        self.trunks = self.store.trunks()
         if self.transports:
             self._update_registrations()
 
@@ -158,7 +168,7 @@ class SipService:
         self.rooms.get(room_id)
         transport = self._transport_for(trunk.transport if trunk else "udp")
         try:
-            call = OutboundCall(self, transport, room_id, target, trunk)
+            call = OutboundCall(self, transport, room_id, target, trunk, self.clock)
         except OSError:
             raise DialError("no free RTP port for the call") from None
         try:
@@ -173,13 +183,12 @@ class SipService:
     def _transport_for(self, kind: str) -> SipTransport:
         return next((t for t in self.transports if t.kind == kind), self.transports[0])
 
-    def transfer(self, participant_id: str, target: str) -> None:
-        """Blind-transfer a phone participant out of its room (REFER); DialError if impossible."""
-        try:
-            SipUri.parse(target)
-        except ValueError:
-            raise DialError("the transfer target is not a sip: or tel: URI") from None
-        call = next(
+    def owns(self, participant_id: str) -> bool:
+        """Whether the participant is a phone on one of this service's calls."""
+        return self._call_of(participant_id) is not None
+
+    def _call_of(self, participant_id: str) -> InboundCall | None:
+        return next(
             (
                 c
                 for c in self.calls.values()
@@ -187,6 +196,14 @@ class SipService:
             ),
             None,
         )
+
+    def transfer(self, participant_id: str, target: str) -> None:
+        """Blind-transfer a phone participant out of its room (REFER); DialError if impossible."""
+        try:
+            SipUri.parse(target)
+        except ValueError:
+            raise DialError("the transfer target is not a sip: or tel: URI") from None
+        call = self._call_of(participant_id)
         if call is None:
             raise DialError("that participant is not on a phone call here")
         try:
@@ -378,7 +395,7 @@ class SipService:
                 return
             trusted = True
             trunk = next((t for t in self.trunks if t.username == verdict.user), None)
-        call = InboundCall(self, transport, request, key, source)
+        call = InboundCall(self, transport, request, key, source, self.clock)
         if trunk is not None:
             # its wrong PINs count against the trunk's caller, never the trunk's address
             call.failure_key = trunk_caller_key(trunk.name, _caller_identity(request))

@@ -71,8 +71,8 @@ from protocols.livekit.signal import SignalError
 from protocols.livekit.tokens import TokenError, VideoGrant, mint_token
 
 if TYPE_CHECKING:
-    from gateway.config import VisioConfig
     from gateway.server import Gateway
+    from protocols.visio.config import VisioConfig
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import pytest
 
 from gateway.rooms.model import Participant
-from protocols.visio import visio_room
+from protocols.visio.adapter import visio_room
 from protocols.visio.bridge import display_name, phone_number
 
 UUID = "0b4c8f2e-5a1d-4c3e-9f00-3f6c2a1b9d77"

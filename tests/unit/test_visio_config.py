@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import VISIO_SECRET_ENV, ConfigError, load_config
+from gateway.config import ConfigError, load_config
+from protocols.visio.config import VISIO_SECRET_ENV
 
 SECRET = "s3cr3t-visio-api-secret-value"
 

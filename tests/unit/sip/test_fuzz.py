@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.media import sdp
-from protocols.sip import (
+from protocols.sip.message import (
     Headers,
     NameAddress,
     Request,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.sip import (
+from protocols.sip.message import (
     CSeq,
     Headers,
     NameAddress,

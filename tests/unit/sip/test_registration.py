@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.store import Trunk
 from protocols.sip.message import Request, make_response
 from protocols.sip.registration import BACKOFF_MAX, BACKOFF_START, Registration, refresh_delay
+from protocols.sip.store import Trunk
 
 
 class FakeTransport:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, dns_server_address, load_config
+from gateway.config import ConfigError, load_config
+from protocols.sip.config import dns_server_address
 from protocols.sip.resolver import Hop, Naptr, Srv, locate, naptr_services, srv_order
 from protocols.sip.uri import SipUri
 

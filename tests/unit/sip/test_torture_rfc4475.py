@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols.sip import (
+from protocols.sip.message import (
     CSeq,
     NameAddress,
     Request,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.media import sdp
-from protocols.sip import NameAddress, Request, SipParseError, SipUri, Via, parse_message
+from protocols.sip.message import NameAddress, Request, SipParseError, SipUri, Via, parse_message
 
 TORTURE = Path(__file__).parent / "torture" / "rfc5118"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.sip import SipParseError, SipUri
+from protocols.sip.uri import SipParseError, SipUri
 
 
 def test_full_sip_uri_parts() -> None:

@@ -12,8 +12,9 @@ import pytest
 
 from gateway.config import ConfigError, load_config
 from gateway.rooms import EventBus, ParticipantState, Role, RoomManager
-from gateway.store import DispatchRule, Store
+from gateway.store import Store
 from protocols.sip.dispatch import Dispatcher, check_rule, visio_room_id
+from protocols.sip.store import DispatchRule, SipStore
 from protocols.sip.visio_dial_in import (
     VisioDialInError,
     admit_through_lobby,
@@ -75,7 +76,7 @@ def test_a_rule_pin_reaches_its_visio_room_from_any_pin_prompt() -> None:
     dialled = d.route("salle", trusted=False, allow_anonymous=True)
     assert (dialled.room_id, dialled.pin) == (LOCAL, "0123456789")  # the number asks the PIN
     # the API's rules win, and an ambiguous PIN finds nothing
-    d.rooms.store.save_dispatch_rule(DispatchRule("autre", "conseil", pin="0123456789"))
+    SipStore(d.rooms.store).save_dispatch_rule(DispatchRule("autre", "conseil", pin="0123456789"))
     assert d.route_for_pin("0123456789") is None
 
 

@@ -1,0 +1,72 @@
+"""The SIP plugin: how the hub finds SIP (entry point ``sip`` in pyproject.toml, gateway/plugins.py).
+
+Light to import: the SIP stack and the media it needs are imported when the gateway starts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import weakref
+from typing import TYPE_CHECKING
+
+from gateway.plugins import ProtocolPlugin, Running
+from protocols.sip.config import SipConfig
+from protocols.sip.store import MIGRATIONS
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.server import Gateway
+    from protocols.sip.service import SipService
+
+_services: weakref.WeakKeyDictionary[Gateway, SipService] = weakref.WeakKeyDictionary()
+"""The running SIP service of each gateway, for the admin routes (none when SIP is off)."""
+
+
+def running_service(gateway: Gateway) -> SipService | None:
+    """The gateway's SIP service, None when [sip] turned it off or it could not start."""
+    return _services.get(gateway)
+
+
+async def _start(gateway: Gateway) -> Running | None:
+    config: SipConfig = gateway.config.sip
+    if not config.enabled:
+        return None
+    from protocols.sip.service import SipService
+
+    service = SipService(gateway)
+    await service.start()
+    _services[gateway] = service
+
+    async def stop() -> None:
+        _services.pop(gateway, None)
+        await service.stop()
+
+    return Running(
+        stop=stop,
+        banner=lambda: f"udp/tcp {config.host}:{service.port}",
+        diallers=[service],
+    )
+
+
+def _admin(gateway: Gateway) -> web.Application:
+    from protocols.sip.admin import admin_app
+
+    return admin_app(gateway)
+
+
+def _cli(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from protocols.sip.cli import add_commands
+
+    add_commands(commands)
+
+
+plugin = ProtocolPlugin(
+    name="sip",
+    summary="SIP phones and trunks: calls into rooms, dial-out, transfer (RFC 3261)",
+    config=SipConfig,
+    migrations=MIGRATIONS,
+    admin=_admin,
+    cli=_cli,
+    start=_start,
+)
