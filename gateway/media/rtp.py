@@ -93,12 +93,15 @@ class RtpPacket:
 
     def serialize(self) -> bytes:
         b0 = RTP_VERSION << 6 | len(self.csrc)
-        if self.padding_size:
-            b0 |= 0x20
-        ext = b""
+        extension = b""
         if self.extensions or self.extension_data:
             b0 |= 0x10
-            ext = self._serialize_extensions()
+            extension = self._serialize_extensions()
+        padding = b""
+        if self.padding_size:
+            b0 |= 0x20
+            padding = bytes(self.padding_size - 1) + bytes((self.padding_size,))
+        csrc = b"".join([_U32.pack(c) for c in self.csrc]) if self.csrc else b""
         head = _HEADER.pack(
             b0,
             (0x80 if self.marker else 0) | self.payload_type,
@@ -106,32 +109,29 @@ class RtpPacket:
             self.timestamp,
             self.ssrc,
         )
-        parts = [head, *(_U32.pack(c) for c in self.csrc), ext, self.payload]
-        if self.padding_size:
-            parts.append(bytes(self.padding_size - 1) + bytes((self.padding_size,)))
-        return b"".join(parts)
+        return head + csrc + extension + self.payload + padding
 
     def _serialize_extensions(self) -> bytes:
         profile = self.extension_profile
+        body = bytearray()
         if (
             self.extension_data
             and profile not in (0, ONE_BYTE_PROFILE)
             and (profile & _TWO_BYTE_MASK != TWO_BYTE_PROFILE)
         ):
-            body = self.extension_data
+            body += self.extension_data
         else:
             if profile == 0:
                 one_byte = all(
                     1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in self.extensions.items()
                 )
                 profile = ONE_BYTE_PROFILE if one_byte else TWO_BYTE_PROFILE
-            chunks = []
             for ext_id, value in sorted(self.extensions.items()):
                 if profile == ONE_BYTE_PROFILE:
-                    chunks.append(bytes((ext_id << 4 | (len(value) - 1),)) + value)
+                    body.append(ext_id << 4 | (len(value) - 1))
                 else:
-                    chunks.append(bytes((ext_id, len(value))) + value)
-            body = b"".join(chunks)
+                    body += bytes((ext_id, len(value)))
+                body += value
         body += bytes(-len(body) % 4)
         return _EXT_HEADER.pack(profile, len(body) // 4) + body
 

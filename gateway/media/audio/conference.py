@@ -15,7 +15,6 @@ import contextlib
 import logging
 import math
 import secrets
-import struct
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..router import CodecInfo, ExtensionIds, Router
-from ..rtp import RtpError, RtpPacket
+from ..rtp import ONE_BYTE_PROFILE, RtpError, RtpPacket
 from .codecs import OPUS, AudioCodec, AudioDecoder, AudioEncoder, OpusEncoder, Samples
 from .jitter import JitterBuffer, Lost
 from .mixer import MixMinusMixer
@@ -37,7 +36,6 @@ FRAME_SECONDS = 0.02
 FRAME_SAMPLES = MIXER_RATE // 50
 MIXER_SUBSCRIBER = "audio-conference"
 AUDIO_LEVEL_ID = 1
-_HEADER = struct.Struct("!BBHII")
 
 
 class _NullSink:
@@ -63,34 +61,41 @@ def audio_level(samples: Samples) -> int:
 
 
 class RtpWriter:
-    """Numbers the RTP packets of one outgoing stream (RFC 3550): SSRC, sequence, timestamp."""
+    """Numbers the RTP packets of one outgoing stream (RFC 3550): SSRC, sequence, timestamp; with
+    `with_level`, each packet carries its RFC 6464 audio level (one-byte extension id 1)."""
 
     def __init__(self, payload_type: int, timestamp_step: int, with_level: bool = False) -> None:
         self.payload_type = payload_type
         self.timestamp_step = timestamp_step
         self.with_level = with_level
         self.ssrc = secrets.randbits(32)
-        self._sequence = secrets.randbits(16)
-        self._timestamp = secrets.randbits(32)
-        self._marker = True
+        self._next = RtpPacket(
+            payload_type,
+            sequence_number=secrets.randbits(16),
+            timestamp=secrets.randbits(32),
+            marker=True,
+            extension_profile=ONE_BYTE_PROFILE if with_level else 0,
+        )
 
     def packet(self, payload: bytes, level: int = 127, advance: int = 1) -> bytes:
-        first = 0x90 if self.with_level else 0x80
-        second = self.payload_type | (0x80 if self._marker else 0)
-        self._marker = False
-        header = _HEADER.pack(first, second, self._sequence, self._timestamp, self.ssrc)
-        self._sequence = (self._sequence + 1) & 0xFFFF
-        self._timestamp = (self._timestamp + self.timestamp_step * advance) & 0xFFFFFFFF
+        packet = self._next
+        packet.payload_type = self.payload_type
+        packet.ssrc = self.ssrc
+        packet.payload = payload
         if self.with_level:
-            # one-byte header extension (RFC 8285): id 1, length 1, voice activity bit
-            vad = 0x80 if level < 60 else 0
-            header += b"\xbe\xde\x00\x01" + bytes([AUDIO_LEVEL_ID << 4, vad | level, 0, 0])
-        return header + payload
+            voice_activity = 0x80 if level < 60 else 0
+            packet.extensions[AUDIO_LEVEL_ID] = bytes((voice_activity | level,))
+        data = packet.serialize()
+        packet.marker = False
+        packet.sequence_number = (packet.sequence_number + 1) & 0xFFFF
+        packet.timestamp = (packet.timestamp + self.timestamp_step * advance) & 0xFFFFFFFF
+        return data
 
     def skip(self) -> None:
         """A frame not sent (silence): time moves on, the next packet starts a talkspurt."""
-        self._timestamp = (self._timestamp + self.timestamp_step) & 0xFFFFFFFF
-        self._marker = True
+        packet = self._next
+        packet.timestamp = (packet.timestamp + self.timestamp_step) & 0xFFFFFFFF
+        packet.marker = True
 
 
 @dataclass
