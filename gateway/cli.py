@@ -1,4 +1,8 @@
-"""The ``rondpoint`` command: serve the gateway, and administer a running one through its admin API."""
+"""The ``rondpoint`` command: serve the gateway, and administer a running one through its admin API.
+
+Installed protocol plugins add their own commands (``ProtocolPlugin.cli``), which call the admin
+API with ``admin_request`` and print what others typed with ``print_safe``.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +16,30 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.plugins import PluginError, installed
 from gateway.rooms.names import terminal_safe
 
+DESCRIPTION = (
+    "The ``rondpoint`` command: serve the gateway, and administer a running one through its "
+    "admin API."
+)
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
 class CliError(Exception):
-    pass
+    """A command failed; the message is printed (terminal-safe) and the exit status is 1."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    try:
+        parser = _parser()
+    except PluginError as e:
+        print(f"rondpoint: {e}", file=sys.stderr)
+        return EXIT_FAILED
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -70,7 +83,7 @@ class _CommandParser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rondpoint", description=__doc__)
+    parser = argparse.ArgumentParser(prog="rondpoint", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _add_global_options(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
@@ -134,44 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     unlink.add_argument("target", help="the linked target, as 'rondpoint room show' prints it")
     unlink.set_defaults(run=_unlink)
 
-    trunk = commands.add_parser("trunk", help="SIP trunks")
-    trunk_commands = trunk.add_subparsers(dest="trunk_command", metavar="ACTION", required=True)
-    trunk_add = trunk_commands.add_parser("add", help="add or replace a trunk")
-    trunk_add.add_argument("trunk_name")
-    trunk_add.add_argument("--address", default="", help="host[:port] calls and REGISTERs go to")
-    trunk_add.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
-    trunk_add.add_argument("--username", default="")
-    trunk_add.add_argument("--password", default="", help="or $RONDPOINT_TRUNK_PASSWORD")
-    trunk_add.add_argument("--allow", action="append", default=[], help="address or CIDR (repeat)")
-    trunk_add.add_argument("--register", action="store_true", help="register to the trunk")
-    trunk_add.add_argument("--caller-id", default="")
-    trunk_add.add_argument(
-        "--srtp", choices=["off", "optional", "required"], default="optional", help="SDES-SRTP"
-    )
-    trunk_add.set_defaults(run=_trunk_add)
-    trunk_commands.add_parser("list", help="list trunks").set_defaults(run=_trunk_list)
-    trunk_delete = trunk_commands.add_parser("delete", help="delete a trunk")
-    trunk_delete.add_argument("trunk_name")
-    trunk_delete.set_defaults(run=_trunk_delete)
-
-    dispatch = commands.add_parser("dispatch", help="which room a dialled number reaches")
-    dispatch_commands = dispatch.add_subparsers(
-        dest="dispatch_command", metavar="ACTION", required=True
-    )
-    dispatch_add = dispatch_commands.add_parser("add", help="add or replace a rule")
-    dispatch_add.add_argument("number", help="a dialled number or SIP user, or * for every other")
-    dispatch_add.add_argument(
-        "--room", help="the room, or visio:UUID (default: ask the caller for a room PIN)"
-    )
-    dispatch_add.add_argument(
-        "--pin", help="digits the caller must type first (e.g. for --room visio:UUID)"
-    )
-    dispatch_add.add_argument("--language", choices=["fr", "en"])
-    dispatch_add.set_defaults(run=_dispatch_add)
-    dispatch_commands.add_parser("list", help="list rules").set_defaults(run=_dispatch_list)
-    dispatch_delete = dispatch_commands.add_parser("delete", help="delete a rule")
-    dispatch_delete.add_argument("number")
-    dispatch_delete.set_defaults(run=_dispatch_delete)
+    for plugin in installed():
+        if plugin.cli is not None:
+            # a plugin's subcommands are _CommandParser too: they take the global options
+            plugin.cli(cast("argparse._SubParsersAction[argparse.ArgumentParser]", commands))
 
     admin_token = commands.add_parser(
         "admin-token", help="the admin token (on this machine's data directory)"
@@ -198,7 +177,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     import uvloop
 
     from gateway.logs import setup_logging
-    from gateway.server import StartupError, serve
+    from gateway.process import StartupError, serve
 
     if args.log_format:
         config.log.format = args.log_format
@@ -219,13 +198,19 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 def _admin_token_rotate(args: argparse.Namespace, config: Config) -> None:
     """Local, on the data directory: works when the token file is lost and whether or not the
     gateway runs (the admin API reads the store on each request)."""
-    from gateway.store import DATABASE_FILE, Store, StoreError, admin_token_path, new_admin_token
+    from gateway.store import (
+        DATABASE_FILE,
+        StoreError,
+        admin_token_path,
+        new_admin_token,
+        open_store,
+    )
 
     database = config.data_path / DATABASE_FILE
     if not database.is_file():
         raise CliError(f"no database at {database}: give the gateway's configuration with --config")
     try:
-        store = Store(database)
+        store = open_store(database, installed())
     except StoreError as e:
         raise CliError(str(e)) from None
     try:
@@ -241,9 +226,11 @@ def _admin_token_rotate(args: argparse.Namespace, config: Config) -> None:
 
 
 # admin commands ------------------------------------------------------------------
-def _admin(
+def admin_request(
     args: argparse.Namespace, config: Config, method: str, path: str, body: Any = None
 ) -> Any:
+    """Call the running gateway's admin API (``--url``, ``--admin-token`` or their defaults) and
+    return the decoded JSON answer; CliError with the gateway's sentence when it refuses."""
     url = (args.url or os.environ.get("RONDPOINT_URL") or config.listener_url).rstrip("/")
     token = args.admin_token or os.environ.get("RONDPOINT_ADMIN_TOKEN") or _token_file(config)
     if not token:
@@ -288,7 +275,7 @@ def _room_create(args: argparse.Namespace, config: Config) -> None:
     body: dict[str, Any] = {"id": args.name, "lobby": args.lobby}
     if args.pin is not None:
         body["pin"] = args.pin
-    room = _admin(args, config, "POST", "/api/v1/rooms", body)
+    room = admin_request(args, config, "POST", "/api/v1/rooms", body)
     print(f"room {room['id']} created")
     if room.get("pin"):
         print(f"  PIN    {room['pin']}")
@@ -296,38 +283,38 @@ def _room_create(args: argparse.Namespace, config: Config) -> None:
 
 
 def _room_list(args: argparse.Namespace, config: Config) -> None:
-    rooms = _admin(args, config, "GET", "/api/v1/rooms")["rooms"]
+    rooms = admin_request(args, config, "GET", "/api/v1/rooms")["rooms"]
     if not rooms:
         print("no rooms")
         return
     print(f"{'ROOM':<32} {'PEOPLE':>6}  {'PIN':<3}  {'LOBBY':<5}  LINKS")
     for room in rooms:
         policy = room["policy"]
-        _print_safe(
+        print_safe(
             f"{room['id']:<32} {room['participants']:>6}  {'yes' if policy['pin'] else 'no':<3}  "
             f"{'yes' if policy['lobby'] else 'no':<5}  {', '.join(room['links']) or '-'}"
         )
 
 
 def _room_show(args: argparse.Namespace, config: Config) -> None:
-    room = _admin(args, config, "GET", f"/api/v1/rooms/{args.name}")
+    room = admin_request(args, config, "GET", f"/api/v1/rooms/{args.name}")
     policy = room["policy"]
-    _print_safe(f"room {room['id']} on {room['server']}")
-    _print_safe(f"  PIN    {room.get('pin') or 'none'}")
+    print_safe(f"room {room['id']} on {room['server']}")
+    print_safe(f"  PIN    {room.get('pin') or 'none'}")
     print(f"  lobby  {'on' if policy['lobby'] else 'off'}")
     links = room["links"]
     print(f"  links  {'none' if not links else f'({len(links)})'}")
     for link in links:
-        _print_safe(f"    {_link_line(link)}")
+        print_safe(f"    {_link_line(link)}")
     print(f"  participants ({len(room['participants'])})")
     for p in room["participants"]:
-        _print_safe(f"    {p['id']}  {p['name']}  [{p['origin']}, {p['role']}, {p['state']}]")
+        print_safe(f"    {p['id']}  {p['name']}  [{p['origin']}, {p['role']}, {p['state']}]")
         for t in p["tracks"]:
             muted = ", muted" if t["muted"] else ""
-            _print_safe(f"      {t['id']}  {t['kind']} {t['source']} {t['codec']}{muted}")
+            print_safe(f"      {t['id']}  {t['kind']} {t['source']} {t['codec']}{muted}")
 
 
-def _print_safe(line: str) -> None:
+def print_safe(line: str) -> None:
     """A line carrying what others typed (names, a foreign system's link detail): whatever is not
     printable is shown escaped, so it cannot drive the terminal (ANSI) or fail to encode."""
     print(terminal_safe(line))
@@ -353,7 +340,7 @@ def _link_line(link: Any) -> str:
 
 
 def _room_delete(args: argparse.Namespace, config: Config) -> None:
-    _admin(args, config, "DELETE", f"/api/v1/rooms/{args.name}")
+    admin_request(args, config, "DELETE", f"/api/v1/rooms/{args.name}")
     print(f"room {args.name} deleted")
 
 
@@ -367,7 +354,7 @@ def _token(args: argparse.Namespace, config: Config) -> None:
     }
     if args.display_name:
         body["name"] = args.display_name
-    minted = _admin(args, config, "POST", f"/api/v1/rooms/{args.name}/tokens", body)
+    minted = admin_request(args, config, "POST", f"/api/v1/rooms/{args.name}/tokens", body)
     print(minted["url"])
 
 
@@ -375,13 +362,15 @@ def _dial(args: argparse.Namespace, config: Config) -> None:
     body: dict[str, Any] = {"to": args.target}
     if args.trunk:
         body["trunk"] = args.trunk
-    call = _admin(args, config, "POST", f"/api/v1/rooms/{args.name}/dial", body)
+    call = admin_request(args, config, "POST", f"/api/v1/rooms/{args.name}/dial", body)
     print(f"calling {call['to']} into {call['room']} (call {call['id']}: {call['status']})")
 
 
 def _link(args: argparse.Namespace, config: Config) -> None:
     room = urllib.parse.quote(args.name, safe="")
-    linked = _admin(args, config, "POST", f"/api/v1/rooms/{room}/links", {"target": args.target})
+    linked = admin_request(
+        args, config, "POST", f"/api/v1/rooms/{room}/links", {"target": args.target}
+    )
     print(f"room {args.name} linked to {linked['target']}  [{linked['status']['state']}]")
     if linked["status"].get("detail"):
         print(f"  {linked['status']['detail']}")
@@ -390,65 +379,8 @@ def _link(args: argparse.Namespace, config: Config) -> None:
 def _unlink(args: argparse.Namespace, config: Config) -> None:
     room = urllib.parse.quote(args.name, safe="")
     target = urllib.parse.quote(args.target, safe="")
-    _admin(args, config, "DELETE", f"/api/v1/rooms/{room}/links/{target}")
+    admin_request(args, config, "DELETE", f"/api/v1/rooms/{room}/links/{target}")
     print(f"room {args.name} unlinked from {args.target}")
-
-
-def _trunk_add(args: argparse.Namespace, config: Config) -> None:
-    body = {
-        "name": args.trunk_name,
-        "address": args.address,
-        "transport": args.transport,
-        "username": args.username,
-        "password": args.password or os.environ.get("RONDPOINT_TRUNK_PASSWORD", ""),
-        "allowed": args.allow,
-        "register": args.register,
-        "caller_id": args.caller_id,
-        "srtp": args.srtp,
-    }
-    trunk = _admin(args, config, "POST", "/api/v1/sip/trunks", body)
-    print(f"trunk {trunk['name']} saved")
-
-
-def _trunk_list(args: argparse.Namespace, config: Config) -> None:
-    trunks = _admin(args, config, "GET", "/api/v1/sip/trunks")["trunks"]
-    if not trunks:
-        print("no trunks")
-    for t in trunks:
-        allowed = ", ".join(t["allowed"]) or "-"
-        register = "registers" if t["register"] else "no register"
-        print(
-            f"{t['name']:<20} {t['transport']} {t['address'] or '-':<28} allow {allowed}  {register}"
-        )
-
-
-def _trunk_delete(args: argparse.Namespace, config: Config) -> None:
-    _admin(args, config, "DELETE", f"/api/v1/sip/trunks/{args.trunk_name}")
-    print(f"trunk {args.trunk_name} deleted")
-
-
-def _dispatch_add(args: argparse.Namespace, config: Config) -> None:
-    body = {"number": args.number, "room": args.room, "language": args.language}
-    if args.pin:
-        body["pin"] = args.pin
-    _admin(args, config, "POST", "/api/v1/sip/dispatch", body)
-    print(f"{args.number} -> {args.room or 'PIN prompt'}{' (with its PIN)' if args.pin else ''}")
-
-
-def _dispatch_list(args: argparse.Namespace, config: Config) -> None:
-    rules = _admin(args, config, "GET", "/api/v1/sip/dispatch")["rules"]
-    if not rules:
-        print("no dispatch rules")
-    for r in rules:
-        pin = "  PIN ••••" if r.get("pin") else ""
-        print(f"{r['number']:<24} -> {r['room'] or 'PIN prompt'}  {r['language'] or ''}{pin}")
-
-
-def _dispatch_delete(args: argparse.Namespace, config: Config) -> None:
-    _admin(
-        args, config, "DELETE", f"/api/v1/sip/dispatch/{urllib.parse.quote(args.number, safe='')}"
-    )
-    print(f"rule {args.number} deleted")
 
 
 if __name__ == "__main__":

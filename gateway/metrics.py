@@ -1,4 +1,5 @@
-"""Prometheus metrics, collected at scrape time from the room model and the relay's plain counters."""
+"""Prometheus metrics, collected at scrape time from the room model, the relay's plain counters and
+the running plugins' own metrics (``Running.metrics``)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,9 @@ class GatewayCollector(Collector):
         yield links
         yield packets_in
         yield packets_out
+        for running in self.gateway.running.values():
+            if running is not None and running.metrics is not None:
+                yield from running.metrics()
 
 
 def render(gateway: Gateway) -> bytes:
