@@ -5,6 +5,12 @@ into a live ``Link``; the ``LinkManager`` validates targets, keeps them in the s
 ``Room.links``, opens every stored link when the gateway starts, stops a room's links when the room is
 deleted, and reports each link's ``LinkStatus`` for the admin API, the CLI and the hosts' web page.
 A link that fails to open or start is shown as ``failed`` with a sentence; it never stops the gateway.
+
+Callers of one spoke reach another spoke's rooms through here only: a dispatch rule whose room is a
+link target (``visio:UUID``) sends a phone to the target's local room (``link_room_id``: made on
+demand, linked live, ``LinkManager.enter``), past the foreign room's own lobby when its adapter is
+an ``AdmittingAdapter``; ``LinkManager.release`` stops that link when its last caller leaves.
+``LinkTargets`` checks such targets before any plugin runs (configuration files, dispatch rules).
 """
 
 from __future__ import annotations
@@ -14,27 +20,34 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from gateway.rooms import RoomClosed, RoomError
+from gateway.plugins import ProtocolPlugin, installed
+from gateway.rooms import ROOM_ID_PATTERN, RoomClosed, RoomError
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
 log = logging.getLogger(__name__)
 
-LINK_STATES = ("connecting", "connected", "retrying", "stopped", "failed")
+
+class LinkState(StrEnum):
+    """Where a link stands; the value is what the admin API, the CLI and the hosts' page show."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RETRYING = "retrying"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
 MAX_TARGET_LENGTH = 512
 START_TIMEOUT = 10.0
 """Seconds a link's ``start()`` may take (it should return at once and connect in the background)."""
 STOP_TIMEOUT = 10.0
-
-KNOWN_SCHEMES: dict[str, str] = {
-    "visio": "visio: links need the Visio bridge: [visio] url (with api_key and api_secret) "
-    "must be configured on this gateway",
-}
-"""Schemes this project knows, with what an operator must do when no adapter is registered."""
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,31}")
 _SCHEME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31}):")
@@ -45,8 +58,8 @@ _CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 class LinkStatus:
     """Where one link stands, as shown by ``rondpoint room show`` and the hosts' page."""
 
-    state: str
-    """"connecting" | "connected" | "retrying" | "stopped" | "failed"."""
+    state: LinkState
+    """A plain string of the same value is accepted and turned into the LinkState."""
     detail: str = ""
     """A human sentence; never a secret (no token, no API secret)."""
     since: float = 0.0
@@ -59,9 +72,12 @@ class LinkStatus:
     packets_out: int = 0
     """RTP packets sent to the foreign room so far."""
 
+    def __post_init__(self) -> None:
+        self.state = LinkState(self.state)
+
     def to_wire(self) -> dict[str, Any]:
         return {
-            "state": self.state,
+            "state": self.state.value,
             "detail": self.detail,
             "since": int(self.since * 1000),
             "attempts": self.attempts,
@@ -87,7 +103,10 @@ class Link(Protocol):
 
 
 class LinkAdapter(Protocol):
-    """Turns targets of one scheme into links (protocols/visio for ``visio:``)."""
+    """Turns targets of one scheme into links (protocols/visio for ``visio:``).
+
+    Participants a link brings here from the foreign room carry ``origin`` equal to the scheme,
+    unless the adapter is an ``AdmittingAdapter``, which names their origin itself."""
 
     scheme: str
 
@@ -98,6 +117,50 @@ class LinkAdapter(Protocol):
     def open(self, room_id: str, target: str) -> Link: ...
 
 
+class AdmissionOutcome(StrEnum):
+    """What the foreign room's lobby decided about a caller (the value is logged)."""
+
+    ACCEPTED = "accepted"
+    DENIED = "denied"
+    TIMED_OUT = "timed_out"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A foreign room's answer to a caller who asked to enter it."""
+
+    outcome: AdmissionOutcome
+    detail: str = ""
+    """A sentence safe to log (never a token or a cookie)."""
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is AdmissionOutcome.ACCEPTED
+
+
+ADMITTED = Admission(AdmissionOutcome.ACCEPTED)
+"""The answer when the foreign room has no lobby for the caller."""
+
+
+@runtime_checkable
+class AdmittingAdapter(LinkAdapter, Protocol):
+    """A LinkAdapter whose foreign rooms decide themselves who enters (Visio's lobby): callers the
+    hub sends there (``LinkManager.enter``) ask first. An adapter without these hooks lets every
+    caller in, and its mirrored participants' origin is its scheme."""
+
+    origin: str
+    """Origin of the participants its links mirror here (they keep no on-demand link alive)."""
+
+    async def admit(
+        self, target: str, display_name: str, play_waiting: Callable[[], float]
+    ) -> Admission:
+        """Ask the foreign room to let ``display_name`` in; ``ADMITTED`` when no lobby applies.
+        ``play_waiting`` starts the waiting prompt and returns its length in seconds; call it
+        again while the caller keeps waiting. LinkError when the foreign room cannot be asked
+        (the caller is then not let in: a lobby is never bypassed on failure)."""
+        ...
+
+
 class LinkError(RoomError):
     """A link operation refused; ``code`` is one of the codes below, ``status`` its HTTP status."""
 
@@ -106,10 +169,114 @@ class LinkError(RoomError):
         "link_scheme_unavailable": 400,
         "link_exists": 409,
         "link_not_found": 404,
+        "link_failed": 502,
+        "link_unavailable": 503,
+        "admission_refused": 403,
     }
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(code, detail, self.STATUSES.get(code, 400))
+
+
+class AdmissionRefused(LinkError):
+    """The foreign room's lobby did not let the caller in (``admission.outcome`` says why)."""
+
+    def __init__(self, admission: Admission) -> None:
+        super().__init__(
+            "admission_refused",
+            admission.detail or f"the foreign room's lobby answered {admission.outcome.value}",
+        )
+        self.admission = admission
+
+
+def link_room_id(target: str) -> str:
+    """The local room a canonical target's callers join: ``SCHEME-REST`` (``visio:UUID`` gives
+    ``visio-UUID``); ValueError when that is not a room name (such a target cannot be dialled)."""
+    scheme, _, rest = target.partition(":")
+    room_id = f"{scheme}-{rest}"
+    if not ROOM_ID_PATTERN.fullmatch(room_id):
+        raise ValueError(
+            f"{target[:80]!r} has no local room for callers: {scheme}-ROOM must be a room name "
+            f"({ROOM_ID_PATTERN.pattern})"
+        )
+    return room_id
+
+
+class LinkTargets:
+    """Link targets as the installed plugins define them, whether or not the plugins run: the
+    canonical form of a target written in a configuration file or a dispatch rule, and which room
+    names are the local rooms of such targets (made by the gateway only)."""
+
+    def __init__(self, normalizers: Mapping[str, Callable[[str], str] | None]) -> None:
+        """``normalizers``: scheme to its canonical form (None: the target as written)."""
+        self._normalizers = {scheme.lower(): check for scheme, check in normalizers.items()}
+
+    @classmethod
+    def of(cls, plugins: Iterable[ProtocolPlugin]) -> LinkTargets:
+        """The targets of the plugins' ``link_schemes``, checked by their ``normalize_target``."""
+        return cls(
+            {
+                scheme: plugin.normalize_target
+                for plugin in plugins
+                for scheme in plugin.link_schemes
+            }
+        )
+
+    @classmethod
+    def installed(cls) -> LinkTargets:
+        """The targets of every plugin installed in this Python environment."""
+        return cls.of(installed())
+
+    def schemes(self) -> list[str]:
+        return sorted(self._normalizers)
+
+    def canonical(self, target: str) -> str:
+        """The canonical form of ``target``; ValueError with a sentence for the operator."""
+        target = target.strip()
+        match = _SCHEME_PREFIX.match(target)
+        if (
+            match is None
+            or len(target) == match.end()
+            or len(target) > MAX_TARGET_LENGTH
+            or _CONTROL_OR_SPACE.search(target)
+        ):
+            raise ValueError(
+                f"a link target is SCHEME:ROOM, e.g. visio:VISIO_ROOM_UUID; "
+                f"known schemes: {', '.join(self.schemes()) or 'none'}"
+            )
+        scheme = match.group(1).lower()
+        if scheme not in self._normalizers:
+            raise ValueError(
+                f"'{scheme}:' is not a link scheme of an installed plugin; "
+                f"known schemes: {', '.join(self.schemes()) or 'none'}"
+            )
+        normalize = self._normalizers[scheme]
+        written = scheme + target[match.end() - 1 :]
+        return normalize(written) if normalize is not None else written
+
+    def room_id(self, target: str) -> str:
+        """The local room of ``target`` (canonical or not); ValueError when it is no target."""
+        return link_room_id(self.canonical(target))
+
+    def is_room_id(self, room_id: str) -> bool:
+        """Whether ``room_id`` is the local room of a target (``visio-UUID``), reached only
+        through the target; other names, even ``visio-salle``, are ordinary rooms."""
+        for scheme in self._normalizers:
+            if room_id.startswith(scheme + "-"):
+                target = f"{scheme}:{room_id[len(scheme) + 1 :]}"
+                with contextlib.suppress(ValueError):
+                    if link_room_id(self.canonical(target)) == room_id:
+                        return True
+        return False
+
+
+def check_target(target: str, plugins: Iterable[ProtocolPlugin]) -> str:
+    """The canonical form of a link target that callers are sent to, as written in a configuration
+    file (checked before any plugin runs) by the installed ``plugins``; ValueError with a sentence
+    when it is no such target or has no local room."""
+    canonical = LinkTargets.of(plugins).canonical(target)
+    link_room_id(canonical)
+    return canonical
 
 
 class _BrokenLink:
@@ -117,7 +284,7 @@ class _BrokenLink:
 
     def __init__(self, target: str, detail: str, attempts: int = 1) -> None:
         self.target = target
-        self._status = LinkStatus("failed", detail, time.time(), attempts)
+        self._status = LinkStatus(LinkState.FAILED, detail, time.time(), attempts)
 
     def status(self) -> LinkStatus:
         return self._status
@@ -142,6 +309,8 @@ class LinkManager:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._adapters: dict[str, LinkAdapter] = {}
+        self._hints: dict[str, str] = {}
+        """Schemes installed plugins link, with what to configure when they do not run."""
         self._live: dict[tuple[str, str], Link] = {}
         self._watcher: asyncio.Task[None] | None = None
 
@@ -152,6 +321,11 @@ class LinkManager:
         if not _SCHEME.fullmatch(scheme):
             raise ValueError(f"not a valid link scheme: {adapter.scheme!r}")
         self._adapters[scheme] = adapter
+
+    def set_hints(self, hints: Mapping[str, str]) -> None:
+        """Schemes installed plugins could link, each with what an operator must configure for
+        ``scheme:`` targets to work when no adapter of that scheme is registered."""
+        self._hints = {scheme.lower(): hint for scheme, hint in hints.items()}
 
     def schemes(self) -> list[str]:
         """The schemes that can be linked on this gateway now."""
@@ -170,7 +344,7 @@ class LinkManager:
             )
         if _CONTROL_OR_SPACE.search(target):
             raise LinkError("invalid_link", "a link target has no spaces or control characters")
-        known = sorted(set(KNOWN_SCHEMES) | set(self._adapters))
+        known = sorted(set(self._hints) | set(self._adapters))
         match = _SCHEME_PREFIX.match(target)
         if match is None or len(target) == match.end():
             raise LinkError(
@@ -181,8 +355,8 @@ class LinkManager:
         scheme = match.group(1).lower()
         adapter = self._adapters.get(scheme)
         if adapter is None:
-            if scheme in KNOWN_SCHEMES:
-                raise LinkError("link_scheme_unavailable", KNOWN_SCHEMES[scheme])
+            if scheme in self._hints:
+                raise LinkError("link_scheme_unavailable", self._hints[scheme])
             raise LinkError(
                 "invalid_link",
                 f"'{scheme}:' is not a link scheme this gateway knows; "
@@ -272,6 +446,58 @@ class LinkManager:
             self.gateway.store.add_link(room_id, canonical)
         return await self._ensure_live(room_id, canonical)
 
+    async def enter(self, target: str, display_name: str, play_waiting: Callable[[], float]) -> str:
+        """Take a caller to a foreign room: its local room (``link_room_id``), made on demand
+        (with a lobby of its own: web visitors who find it by name wait for a host here instead
+        of slipping into the foreign meeting) and linked live with ``persist=False`` (the first
+        caller opens the foreign meeting; no stored link keeps it open after a restart), then
+        past the foreign room's lobby (``AdmittingAdapter.admit``). Returns the local room's id.
+
+        LinkError when the target cannot be linked or its link failed; AdmissionRefused (a
+        LinkError) when the foreign room's lobby keeps the caller out."""
+        canonical = self.normalize(target)
+        adapter = self._adapters[canonical.split(":", 1)[0]]
+        try:
+            room_id = link_room_id(canonical)
+        except ValueError as error:
+            raise LinkError("invalid_link", str(error)) from None
+        rooms = self.gateway.rooms
+        if not rooms.exists(room_id):
+            with contextlib.suppress(RoomError):  # room_exists: another caller made it just now
+                rooms.create(room_id, lobby=True, internal=True)
+        link = await self.ensure(room_id, canonical, persist=False)
+        status = link.status()
+        if status.state is LinkState.FAILED:
+            raise LinkError("link_failed", f"the link of {room_id} failed: {status.detail}")
+        if isinstance(adapter, AdmittingAdapter):
+            admission = await adapter.admit(canonical, display_name, play_waiting)
+            if not admission.accepted:
+                raise AdmissionRefused(admission)
+        return room_id
+
+    async def release(self, room_id: str, target: str, callers_pending: int) -> bool:
+        """Stop the on-demand link of a local room (``enter``) when no one from this side is in
+        the room any more and no other caller is on the way (``callers_pending``); a link a host
+        stored is left alone. True when the link was stopped."""
+        rooms = self.gateway.rooms
+        if callers_pending or not rooms.exists(room_id):
+            return False
+        scheme = target.split(":", 1)[0].lower()
+        adapter = self._adapters.get(scheme)
+        origin = adapter.origin if isinstance(adapter, AdmittingAdapter) else scheme
+        room = rooms.get(room_id)
+        if any(p.origin != origin for p in room.participants.values()):
+            return False
+        record = self.gateway.store.get_room(room_id)
+        if record is not None and target in record.links:
+            return False  # linked on purpose (rondpoint link): not ours to stop
+        try:
+            await self.unlink(room_id, target)
+        except RoomError:
+            return False
+        log.info("linked room released by its last caller", extra={"room": room_id})
+        return True
+
     def statuses(self) -> list[tuple[str, LinkStatus]]:
         """(scheme, status) of every live link, for the metrics."""
         return [
@@ -285,13 +511,13 @@ class LinkManager:
         for target in room.links:
             link = self._live.get((room_id, target))
             if link is None:
-                shown.append((target, LinkStatus("stopped", "the link is not running")))
+                shown.append((target, LinkStatus(LinkState.STOPPED, "the link is not running")))
                 continue
             try:
                 shown.append((target, link.status()))
             except Exception as error:
                 log.exception("a link failed to report its status", extra={"room": room_id})
-                shown.append((target, LinkStatus("failed", _reason(error), time.time())))
+                shown.append((target, LinkStatus(LinkState.FAILED, _reason(error), time.time())))
         return shown
 
     def live(self, room_id: str, target: str) -> Link | None:
@@ -317,9 +543,7 @@ class LinkManager:
         scheme = target.split(":", 1)[0].lower()
         adapter = self._adapters.get(scheme)
         if adapter is None:
-            detail = KNOWN_SCHEMES.get(
-                scheme, f"'{scheme}:' links are not available on this gateway"
-            )
+            detail = self._hints.get(scheme, f"'{scheme}:' links are not available on this gateway")
             broken = _BrokenLink(target, detail)
             self._live[key] = broken
             log.warning("a stored link cannot start", extra={"room": room_id, "target": target})

@@ -3,8 +3,9 @@
 The call answers, plays the PIN prompt when the room needs one (RFC 4733 DTMF or SIP INFO,
 ``#`` ends the PIN), waits in the lobby when the room has one, joins the room as a participant
 with origin ``sip``, and leaves it on BYE, on removal by a host, or when the room is deleted.
-A call to a Visio room (a ``visio:UUID`` dispatch rule) goes through protocols/sip/visio_dial_in.py
-first: the local room is made and linked on demand, and Visio's own lobby is respected.
+A call whose dispatch rule names a link target (``visio:UUID``) enters the target's local room
+through the hub (gateway/links.py): the room is made and linked on demand, and the foreign room's
+own lobby is respected.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gateway.links import AdmissionRefused
 from gateway.media.audio.codecs import Samples
 from gateway.media.audio.conference import PhoneLeg, RoomConference
 from gateway.media.audio.resample import Resampler
@@ -52,14 +54,6 @@ from protocols.sip.offer_answer import AudioOffer, SdpError, make_answer, read_o
 from protocols.sip.sdes import Crypto
 from protocols.sip.session_timer import Expire, IntervalTooSmall, Refresh, SessionTimer
 from protocols.sip.transaction import Action, Send, TransactionKey, new_tag
-from protocols.sip.visio_dial_in import (
-    VisioDialInError,
-    admit_through_lobby,
-    admitted,
-    open_visio_room,
-    release_visio_room,
-)
-from protocols.visio.lobby import VisioLobbyError
 
 if TYPE_CHECKING:
     from protocols.sip.service import SipService
@@ -116,7 +110,7 @@ def _frames(samples: Samples, rate: int) -> tuple[Samples, ...]:
 
 
 _RELEASES: set[asyncio.Task[None]] = set()
-"""Visio rooms being released after their caller left (strong references until done)."""
+"""Linked rooms being released after their caller left (strong references until done)."""
 
 JOIN_TONE = (660.0, 880.0)
 LEAVE_TONE = (880.0, 660.0)
@@ -176,8 +170,8 @@ class InboundCall:
         self.transfer_target: str | None = None
         self.transfer_status = ""
         self._timer_headers: list[tuple[str, str]] = []
-        self.visio: Route | None = None
-        """The Visio route this call took (a visio:UUID rule), until the call ends."""
+        self.linked: Route | None = None
+        """The route to a link target's local room this call took, until the call ends."""
         self.ivr_room = f"ivr-{secrets.token_hex(6)}"
         """A room of its own on the relay for the prompts, until the call joins a real room."""
         caller = NameAddress.parse(invite.headers.get("From") or "<sip:anonymous@invalid>")
@@ -364,8 +358,8 @@ class InboundCall:
                 await self._play("goodbye")
                 self.hang_up("no PIN")
                 return
-            if found.visio:
-                if not await self._enter_visio(found):
+            if found.link:
+                if not await self._enter_linked_room(found):
                     return
                 await self._join(found.room_id, lobby=False)
                 return
@@ -417,55 +411,50 @@ class InboundCall:
             if digit.isdigit() and len(pin) < 16:
                 pin += digit
 
-    async def _enter_visio(self, route: Route) -> bool:
-        """Make and link the Visio room's local room, then pass Visio's lobby; False when the
+    async def _enter_linked_room(self, route: Route) -> bool:
+        """Enter a link target's local room through the hub (made and linked on demand, past the
+        foreign room's lobby, the lobby prompt playing while the caller waits); False when the
         call was ended (goodbye prompt) because the caller cannot enter."""
         assert route.room_id is not None
-        gateway = self.service.gateway
-        self.visio = route
+        self.linked = route
+        scheme = route.link.split(":", 1)[0]
         name = masked_name(self.caller_number, self.service.config.mask_numbers)
         try:
-            await open_visio_room(self.service.rooms, gateway.links, route.room_id, route.visio)
-            admission = await admit_through_lobby(
-                gateway.config.visio.backend_url,
-                route.visio,
-                name,
-                lambda: self._start_prompt("lobby"),
+            await self.service.gateway.links.enter(
+                route.link, name, lambda: self._start_prompt("lobby")
             )
-        except (VisioDialInError, VisioLobbyError) as error:
-            log.warning(
-                "phone cannot enter a Visio room: %s", error, extra={"call_id": self.call_id}
-            )
-            await self._play("goodbye")
-            self.hang_up("visio unavailable")
-            return False
-        if not admitted(admission):
-            assert admission is not None
+        except AdmissionRefused as refused:
+            outcome = refused.admission.outcome.value
             log.info(
-                "phone not admitted by Visio's lobby",
-                extra={"call_id": self.call_id, "outcome": admission.outcome.value},
+                "phone not admitted by the linked room's lobby",
+                extra={"call_id": self.call_id, "outcome": outcome},
             )
             await self._play("goodbye")
-            self.hang_up(f"visio lobby: {admission.outcome.value}")
+            self.hang_up(f"{scheme} lobby: {outcome}")
+            return False
+        except RoomError as error:  # LinkError: the scheme is not linked here, the link failed
+            log.warning(
+                "phone cannot enter a linked room: %s", error, extra={"call_id": self.call_id}
+            )
+            await self._play("goodbye")
+            self.hang_up(f"{scheme} unavailable")
             return False
         return self.state is CallState.ANSWERED
 
-    async def _release_visio(self, route: Route) -> None:
+    async def _release_linked_room(self, route: Route) -> None:
         assert route.room_id is not None
         pending = sum(
             1
             for call in [*self.service.calls.values(), *self.service._pending.values()]
             if isinstance(call, InboundCall)
             and call is not self
-            and call.visio == route
+            and call.linked == route
             and call.state is not CallState.ENDED
         )
         try:
-            await release_visio_room(
-                self.service.rooms, self.service.gateway.links, route.room_id, route.visio, pending
-            )
+            await self.service.gateway.links.release(route.room_id, route.link, pending)
         except Exception:
-            log.exception("a Visio room could not be released", extra={"room": route.room_id})
+            log.exception("a linked room could not be released", extra={"room": route.room_id})
 
     async def _join(self, room_id: str, lobby: bool | None = None) -> None:
         rooms = self.service.rooms
@@ -774,9 +763,11 @@ class InboundCall:
         if self.room is not None and self.participant is not None and not already_left:
             self.service.rooms.remove_participant(self.room, self.participant.id, reason)
         self.service.forget(self)
-        if self.visio is not None:
+        if self.linked is not None:
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to release
-                task = asyncio.get_running_loop().create_task(self._release_visio(self.visio))
+                task = asyncio.get_running_loop().create_task(
+                    self._release_linked_room(self.linked)
+                )
                 _RELEASES.add(task)
                 task.add_done_callback(_RELEASES.discard)
         log.info("phone call ended", extra={"reason": reason})

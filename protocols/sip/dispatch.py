@@ -4,71 +4,58 @@ Order: a dispatch rule for the exact number; then a room named like the SIP user
 (``sip:ROOM@gateway``); then the catch-all rule ``*``; else the PIN prompt. An unknown target
 gets the same answer as a known one (the PIN prompt), so scanning for rooms learns nothing.
 
-A rule's room may be a Visio room, ``visio:UUID`` (issue 4): the caller joins the local room
-``visio-UUID``, made on demand and linked to the Visio room (gateway/links.py), so a phone can
-start a Visio meeting nobody has opened yet. A rule may carry a PIN: the caller types it before
-entering, and typed at any PIN prompt (the ``*`` rule's, an unknown number's) it reaches the
-rule's room, as Visio's own telephony maps one PIN to one room (livekit/sip Direct rules).
+A rule's room may be a link target ``SCHEME:ROOM`` of an installed plugin (``visio:UUID``): the
+caller joins the target's local room (``visio-UUID``), which the hub makes on demand and links to
+the foreign room (gateway/links.py), so a phone can start a meeting nobody has opened yet. Here
+such a target is only checked for its shape; the hub gives its canonical form. A rule may carry a
+PIN: the caller types it before entering, and typed at any PIN prompt (the ``*`` rule's, an
+unknown number's) it reaches the rule's room, as some platforms' own telephony maps one PIN to one
+room (livekit/sip Direct rules).
 """
 
 from __future__ import annotations
 
-import uuid
+import re
 from dataclasses import dataclass
 
+from gateway.links import LinkTargets, link_room_id
 from gateway.rooms import ROOM_ID_PATTERN, RoomManager
 from protocols.sip.store import DispatchRule, SipStore
 
 CATCH_ALL = "*"
-VISIO_SCHEME = "visio:"
-VISIO_ROOM_PREFIX = "visio-"
 RULE_PIN_LENGTHS = (4, 16)
 """Digits in a rule's PIN: a phone's PIN reader takes up to 16 (Visio's PINs have 10)."""
+LINK_TARGET = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}:[^\s\x00-\x1f\x7f]+")
+"""The shape of a link target, ``SCHEME:ROOM``; its plugin says which are valid."""
 
 
-def visio_target(room: str) -> str | None:
-    """The canonical ``visio:UUID`` when ``room`` names a Visio room, else None."""
-    if not room.lower().startswith(VISIO_SCHEME):
-        return None
-    try:
-        return VISIO_SCHEME + str(uuid.UUID(room[len(VISIO_SCHEME) :].strip()))
-    except ValueError:
-        raise ValueError("a Visio room is visio: followed by the Visio room's UUID") from None
-
-
-def visio_room_id(target: str) -> str:
-    """The local room a ``visio:UUID`` rule's callers join: ``visio-UUID``."""
-    return VISIO_ROOM_PREFIX + target[len(VISIO_SCHEME) :]
-
-
-def is_visio_room_id(room: str) -> bool:
-    """Whether ROOM is the local room of a Visio room (``visio-UUID``), reached only by its rule;
-    other names starting with ``visio-`` are ordinary rooms."""
-    if not room.startswith(VISIO_ROOM_PREFIX):
-        return False
-    try:
-        uuid.UUID(room[len(VISIO_ROOM_PREFIX) :])
-    except ValueError:
-        return False
-    return True
+def is_link_target(room: str) -> bool:
+    """Whether a rule's ``room`` is written as a link target rather than a room name."""
+    return ":" in room
 
 
 def check_rule(room: str, pin: str = "") -> str:
-    """A rule's room in canonical form: "" (the PIN prompt), a room name, or ``visio:UUID``.
-    ValueError with a sentence for the configuration file and the admin API."""
+    """A rule's room, stripped: "" (the PIN prompt), a room name, or a link target ``SCHEME:ROOM``
+    (its canonical form is the hub's: gateway.links). ValueError with a sentence for the
+    configuration file and the admin API."""
     room = room.strip()
-    target = visio_target(room)
-    if target is None and room and not ROOM_ID_PATTERN.fullmatch(room):
+    if is_link_target(room):
+        if not LINK_TARGET.fullmatch(room):
+            raise ValueError(
+                "a rule's link target is SCHEME:ROOM (e.g. visio:VISIO_ROOM_UUID), "
+                "without spaces or control characters"
+            )
+    elif room and not ROOM_ID_PATTERN.fullmatch(room):
         raise ValueError(
             f"a rule's room is a room name ({ROOM_ID_PATTERN.pattern}), "
-            "visio:VISIO_ROOM_UUID, or empty for the PIN prompt"
+            "a link target such as visio:VISIO_ROOM_UUID, or empty for the PIN prompt"
         )
     low, high = RULE_PIN_LENGTHS
     if pin and not (pin.isdigit() and low <= len(pin) <= high):
         raise ValueError(f"a rule's PIN is {low} to {high} digits")
     if pin and not room:
         raise ValueError("a rule with a PIN names the room it opens")
-    return target or room
+    return room
 
 
 @dataclass(frozen=True)
@@ -78,8 +65,8 @@ class Route:
     language: str
     pin: str = ""
     """The rule's PIN, asked before entering ``room_id`` (besides the room's own PIN)."""
-    visio: str = ""
-    """``visio:UUID`` when ``room_id`` is that Visio room's local room (made on demand)."""
+    link: str = ""
+    """The link target (``visio:UUID``) when ``room_id`` is its local room (made on demand)."""
 
 
 class Dispatcher:
@@ -88,15 +75,20 @@ class Dispatcher:
         rooms: RoomManager,
         default_language: str,
         configured: list[DispatchRule] | None = None,
+        targets: LinkTargets | None = None,
     ) -> None:
         self.rooms = rooms
+        self.store = SipStore(rooms.store)
+        """The rules made through the admin API."""
         self.default_language = default_language
         self.configured = list(configured or [])
         """Rules from the configuration file; the admin API's rules win for the same number."""
+        self.targets = targets if targets is not None else LinkTargets.installed()
+        """The link targets a rule may name (by default, those of the installed plugins)."""
 
     def rules(self) -> dict[str, DispatchRule]:
         rules = {rule.number: rule for rule in self.configured}
-        rules.update({rule.number: rule for rule in SipStore(self.rooms.store).dispatch_rules()})
+        rules.update({rule.number: rule for rule in self.store.dispatch_rules()})
         return rules
 
     def route(self, user: str, trusted: bool, allow_anonymous: bool) -> Route:
@@ -105,8 +97,8 @@ class Dispatcher:
         rule = rules.get(user)
         if rule is not None and (trusted or allow_anonymous):
             return self._from_rule(rule)
-        if is_visio_room_id(user):
-            # a Visio room's local room is entered only as its rule says (PIN, Visio's lobby)
+        if self.targets.is_room_id(user):
+            # a link target's local room is entered only as its rule says (PIN, the foreign lobby)
             for rule in rules.values():
                 if (trusted or allow_anonymous) and self._from_rule(rule).room_id == user:
                     return self._from_rule(rule)
@@ -123,12 +115,13 @@ class Dispatcher:
 
     def _from_rule(self, rule: DispatchRule) -> Route:
         language = rule.language or self.default_language
-        try:
-            target = visio_target(rule.room_id)
-        except ValueError:
-            return Route(None, language)
-        if target is not None:
-            return Route(visio_room_id(target), language, rule.pin, target)
+        if is_link_target(rule.room_id):
+            try:
+                target = self.targets.canonical(rule.room_id)
+                room_id = link_room_id(target)
+            except ValueError:
+                return Route(None, language)
+            return Route(room_id, language, rule.pin, target)
         room = rule.room_id if rule.room_id and self.rooms.exists(rule.room_id) else None
         return Route(room, language, rule.pin if room else "")
 
@@ -138,17 +131,17 @@ class Dispatcher:
         return route.room_id if route is not None else None
 
     def route_for_pin(self, pin: str, language: str | None = None) -> Route | None:
-        """The one room, or Visio room of a rule, whose PIN this is; None when none or several."""
+        """The one room, or link target of a rule, whose PIN this is; None when none or several."""
         language = language or self.default_language
         found = [
             Route(room, language)
             for room in self.rooms.store.rooms_with_pin(pin)
-            if not is_visio_room_id(room)  # reached only through its rule
+            if not self.targets.is_room_id(room)  # reached only through its rule
         ]
         for rule in self.rules().values():
             if rule.pin and rule.pin == pin and rule.room_id:
                 route = self._from_rule(rule)
                 if route.room_id is not None:
-                    found.append(Route(route.room_id, language, "", route.visio))
+                    found.append(Route(route.room_id, language, "", route.link))
         rooms = {route.room_id for route in found}
         return found[0] if len(rooms) == 1 else None

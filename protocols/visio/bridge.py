@@ -43,7 +43,7 @@ import aiohttp
 from livekit.protocol import models
 from livekit.protocol import rtc as lkrtc
 
-from gateway.links import LinkStatus
+from gateway.links import LinkState, LinkStatus
 from gateway.media.endpoint import TrackRecord
 from gateway.media.sdp import Codec
 from gateway.rooms import (
@@ -76,6 +76,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+VISIO_ORIGIN = "visio"
+"""Origin of the participants the bridge brings here from Visio."""
 BRIDGE_NAME = "Rondpoint"
 JOIN_TIMEOUT = 10.0
 FIRST_RETRY = 0.5
@@ -151,7 +153,7 @@ class VisioLink:
         self.room_id = room_id
         self.visio_room = visio_room
         self.target = f"visio:{visio_room}"
-        self._status = LinkStatus("connecting", "starting", time.time())
+        self._status = LinkStatus(LinkState.CONNECTING, "starting", time.time())
         self._task: asyncio.Task[None] | None = None
         self._bridge: LiveKitParticipant | None = None
         self._remotes: dict[str, _Remote] = {}
@@ -195,11 +197,11 @@ class VisioLink:
             for remote in list(self._remotes.values()):
                 self._remove_remote(room, remote)
         self._remotes.clear()
-        self._set("stopped", "unlinked")
+        self._set(LinkState.STOPPED, "unlinked")
 
     # --- supervision --------------------------------------------------------------------------
 
-    def _set(self, state: str, detail: str = "") -> None:
+    def _set(self, state: LinkState, detail: str = "") -> None:
         if state != self._status.state or detail != self._status.detail:
             log.info("link %s of room %s: %s %s", self.target, self.room_id, state, detail)
         self._status = LinkStatus(state, detail, time.time(), self._status.attempts)
@@ -211,7 +213,7 @@ class VisioLink:
             try:
                 await self._open_session()
                 connected_at = time.monotonic()
-                self._set("connected", "in the Visio room")
+                self._set(LinkState.CONNECTED, "in the Visio room")
                 assert self._broken is not None
                 reason = await self._broken
             except asyncio.CancelledError:
@@ -227,7 +229,7 @@ class VisioLink:
                 self._status.attempts = 0
                 delay = FIRST_RETRY
             self._status.attempts += 1
-            self._set("retrying", f"{reason}; next attempt in {delay:g} s")
+            self._set(LinkState.RETRYING, f"{reason}; next attempt in {delay:g} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, float(self.config.reconnect_max_seconds))
 
@@ -405,7 +407,7 @@ class VisioLink:
                     room,
                     display_name(info.name, identity),
                     Role.MEMBER,
-                    origin="visio",
+                    origin=VISIO_ORIGIN,
                     origin_address=identity,
                     lobby=False,
                 )

@@ -1,16 +1,32 @@
-"""LinkManager (gateway/links.py) with a fake adapter: validation, persistence, restart, stop, failures."""
+"""LinkManager (gateway/links.py) with a fake adapter: validation, persistence, restart, stop, failures,
+and callers sent to a linked foreign room (the local room made and linked on demand, the foreign
+lobby asked, the link released by the last caller)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.config import Config
-from gateway.links import LinkError, LinkManager, LinkStatus
+from gateway.links import (
+    ADMITTED,
+    Admission,
+    AdmissionOutcome,
+    AdmissionRefused,
+    LinkError,
+    LinkManager,
+    LinkStatus,
+    LinkTargets,
+    check_target,
+    link_room_id,
+)
+from gateway.plugins import ProtocolPlugin
+from gateway.rooms import ParticipantState, Role
 from gateway.server import Gateway
 
 ROOM_UUID = "0b4c8f2e-5d1a-4c3b-9e7f-1a2b3c4d5e6f"
@@ -285,3 +301,128 @@ def test_register_refuses_a_bad_scheme(data_dir: Path) -> None:
         gateway.links.register(adapter)
     assert isinstance(gateway.links, LinkManager) and gateway.links.schemes() == []
     gateway.store.close()
+
+
+LOCAL = f"visio-{ROOM_UUID}"
+TARGET = f"visio:{ROOM_UUID}"
+
+
+async def test_the_first_caller_makes_and_links_the_room_and_the_last_releases_it(
+    data_dir: Path,
+) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    gateway.links.register(adapter)
+    await gateway.links.start()
+    try:
+        room = gateway.rooms.get(await gateway.links.enter(TARGET, "Phone ••• 42", lambda: 0.0))
+        assert room.id == LOCAL and room.policy.lobby  # web visitors wait for a host here
+        assert adapter.started == [(LOCAL, TARGET)]
+        assert room.links == [TARGET]
+        assert gateway.store.get_room(LOCAL).links == []  # not stored: no bridge after restart
+        again = gateway.rooms.get(await gateway.links.enter(TARGET, "Phone ••• 07", lambda: 0.0))
+        assert again is room and len(adapter.opened) == 1  # idempotent
+
+        caller = gateway.rooms.add_participant(room, "Phone ••• 42", Role.GUEST, "sip", lobby=False)
+        assert caller.state is ParticipantState.JOINED
+        gateway.rooms.add_participant(room, "Visio user", Role.GUEST, "visio", lobby=False)
+        assert not await gateway.links.release(LOCAL, TARGET, 0)
+        gateway.rooms.remove_participant(room, caller.id)
+        assert not await gateway.links.release(LOCAL, TARGET, 1)
+        assert await gateway.links.release(LOCAL, TARGET, 0)
+        assert adapter.stopped == [(LOCAL, TARGET)] and room.links == []
+
+        await gateway.links.link(LOCAL, TARGET)  # a host links it on purpose: left alone
+        assert not await gateway.links.release(LOCAL, TARGET, 0)
+    finally:
+        await gateway.links.stop()
+        gateway.store.close()
+
+
+async def test_no_visio_bridge_is_a_clear_error(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    try:
+        with pytest.raises(LinkError, match="Visio bridge"):
+            await gateway.links.enter(TARGET, "Phone", lambda: 0.0)
+    finally:
+        gateway.store.close()
+
+
+async def test_a_failed_link_keeps_the_caller_out(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeAdapter()
+    adapter.fail_start = True
+    gateway.links.register(adapter)
+    try:
+        with pytest.raises(LinkError, match="refused the token") as refused:
+            await gateway.links.enter(TARGET, "Phone", lambda: 0.0)
+        assert refused.value.code == "link_failed"
+    finally:
+        gateway.store.close()
+
+
+class FakeLobbyAdapter(FakeAdapter):
+    """A foreign system whose rooms have a lobby (as Visio's do), deciding ``outcome``."""
+
+    origin = "visio"
+
+    def __init__(self, outcome: AdmissionOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+        self.asked: list[tuple[str, str, float]] = []
+
+    async def admit(
+        self, target: str, display_name: str, play_waiting: Callable[[], float]
+    ) -> Admission:
+        self.asked.append((target, display_name, play_waiting()))
+        if self.outcome is AdmissionOutcome.ACCEPTED:
+            return ADMITTED
+        return Admission(self.outcome, "a host said no")
+
+
+async def test_the_foreign_lobby_admits_or_refuses_the_caller(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    lobby = FakeLobbyAdapter(AdmissionOutcome.ACCEPTED)
+    gateway.links.register(lobby)
+    try:
+        assert (
+            await gateway.links.enter(f"VISIO:{ROOM_UUID.upper()}", "Phone", lambda: 1.5) == LOCAL
+        )
+        assert lobby.asked == [(TARGET, "Phone", 1.5)]  # the waiting prompt was started
+        lobby.outcome = AdmissionOutcome.DENIED
+        with pytest.raises(AdmissionRefused) as refused:
+            await gateway.links.enter(TARGET, "Phone", lambda: 1.5)
+        assert refused.value.admission.outcome.value == "denied"
+        assert isinstance(refused.value, LinkError) and "said no" in refused.value.detail
+    finally:
+        await gateway.links.stop()
+        gateway.store.close()
+
+
+def visio_targets() -> LinkTargets:
+    return LinkTargets({"visio": FakeAdapter().normalize})
+
+
+def test_local_rooms_of_link_targets() -> None:
+    targets = visio_targets()
+    assert link_room_id(TARGET) == LOCAL
+    assert targets.room_id(f"VISIO:{ROOM_UUID.upper()}") == LOCAL
+    assert targets.is_room_id(LOCAL)
+    assert not targets.is_room_id("visio-salle")  # an ordinary room whose name starts with visio-
+    assert not targets.is_room_id(f"matrix-{ROOM_UUID}")
+    with pytest.raises(ValueError, match="room name"):
+        link_room_id("echo:!room:example.org")
+
+
+def test_configuration_files_check_targets_with_the_installed_plugins() -> None:
+    visio = ProtocolPlugin(
+        "visio", "Visio", link_schemes={"visio": "..."}, normalize_target=FakeAdapter().normalize
+    )
+    assert check_target(f" VISIO:{ROOM_UUID.upper()}", [visio]) == TARGET
+    for target, words in [
+        ("visio:salle", "UUID"),
+        ("visio:", "SCHEME:ROOM"),
+        (f"matrix:{ROOM_UUID}", "known schemes: visio"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            check_target(target, [visio])
