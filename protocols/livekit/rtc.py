@@ -59,6 +59,7 @@ from google.protobuf.message import DecodeError
 from livekit.protocol import models
 from livekit.protocol import rtc as proto
 
+from gateway.media import sdp
 from gateway.media.router import CodecInfo, ExtensionIds
 from protocols.livekit.media import RtpTap, codec_info, extension_ids, passive
 from protocols.livekit.signal import (
@@ -152,27 +153,18 @@ def parse_trickle(candidate_init: str) -> RTCIceCandidate | None:
     return candidate
 
 
-def media_stream_ids(sdp: str) -> dict[str, str]:
-    """mid -> msid stream id of each m-line of SDP (LiveKit's is `PA_sid|TR_sid`)."""
-    result: dict[str, str] = {}
-    mid: str | None = None
-    stream: str | None = None
-
-    def flush() -> None:
-        if mid is not None and stream is not None:
-            result[mid] = stream
-
-    for raw in sdp.splitlines():
-        line = raw.strip()
-        if line.startswith("m="):
-            flush()
-            mid, stream = None, None
-        elif line.startswith("a=mid:"):
-            mid = line[len("a=mid:") :]
-        elif line.startswith("a=msid:"):
-            stream = line[len("a=msid:") :].split()[0]
-    flush()
-    return result
+def media_stream_ids(offer: str) -> dict[str, str]:
+    """mid -> msid stream id of each m-line of an SDP offer (LiveKit's is `PA_sid|TR_sid`); empty
+    when the SDP cannot be read (aiortc then refuses it)."""
+    try:
+        description = sdp.parse(offer)
+    except sdp.SdpError:
+        return {}
+    return {
+        media.mid: media.msid.split()[0]
+        for media in description.media
+        if media.mid is not None and media.msid and media.msid.split()
+    }
 
 
 def _fmtp(parameters: RTCRtpParameters) -> str:
