@@ -34,7 +34,7 @@ _HTTP_CODES = {
 
 REQUEST_BODY_SECONDS = 15.0
 """A request body (256 KiB at most) must arrive within this long of the request head; a client
-that trickles it is disconnected without an answer. Heads: HTTP_REQUEST_HEAD_SECONDS (server.py)."""
+that trickles it is disconnected without an answer. Heads: HTTP_REQUEST_HEAD_SECONDS (process.py)."""
 
 
 @web.middleware

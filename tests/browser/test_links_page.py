@@ -20,9 +20,10 @@ import pytest
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.http.app import create_app
 from gateway.links import LinkStatus
 from gateway.rooms import Role
-from gateway.server import Gateway, build_app
+from gateway.server import Gateway
 from tests.browser.conftest import ARTIFACTS
 from tests.gateway_process import free_port
 
@@ -95,7 +96,7 @@ def linked_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProce
         gateway = Gateway(config)
         gateway.links.register(adapter)
         await gateway.start()
-        runner = web.AppRunner(build_app(gateway), access_log=None)
+        runner = web.AppRunner(create_app(gateway), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", config.http.port).start()
         return gateway, runner

@@ -18,9 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import cli
 from gateway.config import Config
+from gateway.http.app import create_app
 from gateway.links import LinkStatus
 from gateway.rooms import Role
-from gateway.server import Gateway, build_app
+from gateway.server import Gateway
 from tests.gateway_process import free_port
 
 ROOM_UUID = "6f1c2a9e-3b7d-4e55-9a0c-2d8f4b1e7a63"
@@ -97,7 +98,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     gateway.links.register(adapter)
     await gateway.start()
     assert gateway.new_admin_token
-    client = TestClient(TestServer(build_app(gateway), host="127.0.0.1"))
+    client = TestClient(TestServer(create_app(gateway), host="127.0.0.1"))
     await client.start_server()
     try:
         yield Harness(gateway, client, adapter, gateway.new_admin_token)

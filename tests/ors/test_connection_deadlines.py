@@ -16,7 +16,7 @@ pytestmark = pytest.mark.interop
 
 CLOSE_JOIN_TIMEOUT = 4408  # spec 6.1
 JOIN_DEADLINE = 10  # seconds, spec 6.1 (Rondpoint)
-HTTP_DEADLINE = 15  # seconds for a request head, and for its body (gateway/server.py, http/app.py)
+HTTP_DEADLINE = 15  # seconds for a request head, and for its body (gateway/process.py, http/app.py)
 CLIENTS = 50
 
 
