@@ -1,5 +1,5 @@
-"""The gateway process: wires the store, rooms, tokens, media relay, protocol plugins and HTTP
-server together."""
+"""The gateway: wires the store, rooms, tokens, media relay and protocol plugins together (the
+process that serves it over HTTP: gateway/process.py)."""
 
 from __future__ import annotations
 
