@@ -12,26 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import secrets
-import time
-import wave
-from collections.abc import Callable
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from gateway.links import AdmissionRefused
-from gateway.media.audio.codecs import Samples
-from gateway.media.audio.conference import PhoneLeg, RoomConference
-from gateway.media.audio.resample import Resampler
-from gateway.media.audio.telephone_event import DtmfDetector
-from gateway.media.audio.tone import generate_tone
-from gateway.media.rtp import RtpPacket
-from gateway.media.rtp_endpoint import RtpEndpoint
+from gateway.media.audio.conference import RoomConference
 from gateway.rooms import (
     Participant,
     ParticipantJoined,
@@ -47,11 +34,15 @@ from gateway.rooms import (
     TrackSource,
 )
 from gateway.rooms.names import display_name
+from protocols.sip.clock import SYSTEM_CLOCK, Clock, Timer, sleep
 from protocols.sip.dialog import Dialog, SuccessRetransmission
 from protocols.sip.dispatch import Route
+from protocols.sip.lobby_wait import wait_in_lobby
+from protocols.sip.media_leg import MediaLeg
 from protocols.sip.message import NameAddress, Request, Response, make_response
-from protocols.sip.offer_answer import AudioOffer, SdpError, make_answer, read_offer
-from protocols.sip.sdes import Crypto
+from protocols.sip.offer_answer import SdpError
+from protocols.sip.pin_entry import PinEntry
+from protocols.sip.prompt_player import JOIN_TONE, LEAVE_TONE, PromptPlayer
 from protocols.sip.session_timer import Expire, IntervalTooSmall, Refresh, SessionTimer
 from protocols.sip.transaction import Action, Send, TransactionKey, new_tag
 
@@ -62,19 +53,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-PROMPTS = Path(__file__).resolve().parent / "prompts"
-PIN_TIMEOUT = 20.0
-LOBBY_REPEAT = 20.0
-"""Seconds of silence in the lobby before the waiting prompt plays again."""
 MUTE_TOGGLE = "*6"
 CALLS_PER_UNTRUSTED_ADDRESS = 20
 """Calls at once from one address that is no trunk's: an INVITE flood from one source cannot take
 every RTP port (each call holds one until its BYE, or 64*T1 when the flood never ACKs)."""
-DTMF_SILENCE = 1.0
-"""Seconds without telephone-events after which a new detector starts: an RFC 4733 event's
-timestamp then names a new key press even if it repeats an old one (a replayed capture, a phone
-that restarts its RTP clock), while the end-packet retransmissions of one press, tens of ms
-apart, are still reported once."""
 
 
 class CallState(StrEnum):
@@ -83,37 +65,8 @@ class CallState(StrEnum):
     ENDED = "ended"
 
 
-@functools.cache
-def load_prompt(language: str, name: str, rate: int) -> tuple[Samples, ...]:
-    """A prompt as 20 ms frames at ``rate`` (the WAVs are 8 kHz mono 16-bit)."""
-    with wave.open(str(PROMPTS / language / f"{name}.wav"), "rb") as f:
-        samples = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.int16)
-    if rate != 8000:
-        samples = Resampler(8000, rate).process(samples)
-    return _frames(samples, rate)
-
-
-@functools.cache
-def tone_frames(
-    frequencies: tuple[float, ...], rate: int, each_ms: int = 120
-) -> tuple[Samples, ...]:
-    samples = np.concatenate([generate_tone(f, each_ms, rate, amplitude=6000) for f in frequencies])
-    return _frames(samples, rate)
-
-
-def _frames(samples: Samples, rate: int) -> tuple[Samples, ...]:
-    """20 ms frames, read-only: cached prompts and tones are shared by every call."""
-    size = rate // 50
-    padded = np.concatenate([samples, np.zeros(-len(samples) % size, np.int16)])
-    padded.flags.writeable = False
-    return tuple(padded[i : i + size] for i in range(0, len(padded), size))
-
-
 _RELEASES: set[asyncio.Task[None]] = set()
 """Linked rooms being released after their caller left (strong references until done)."""
-
-JOIN_TONE = (660.0, 880.0)
-LEAVE_TONE = (880.0, 660.0)
 
 
 def masked_name(number: str, mask: bool) -> str:
@@ -125,7 +78,9 @@ def masked_name(number: str, mask: bool) -> str:
 
 
 class InboundCall:
-    """A call from a phone, from INVITE to BYE."""
+    """A call from a phone, from INVITE to BYE: the SIP dialog, and the call's way through the
+    PIN prompt and the lobby into a room. Its audio is ``media`` (protocols/sip/media_leg.py),
+    what it hears ``prompts``, the PIN ``pin_entry``; all read time from ``clock``."""
 
     def __init__(
         self,
@@ -134,39 +89,31 @@ class InboundCall:
         invite: Request,
         key: TransactionKey,
         source: Address,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.service = service
         self.transport = transport
         self.invite = invite
         self.key = key
         self.source = source
+        self.clock = clock
         self.failure_key = source[0]
         """Whom wrong PINs count against: the address, or a trunk's caller (set by the service)."""
         self.call_id = invite.headers.get("Call-ID") or ""
         self.local_tag = new_tag()
         self.state = CallState.RINGING
         self.dialog: Dialog | None = None
-        self.offer: AudioOffer | None = None
-        self.endpoint: RtpEndpoint | None = None
-        self.conference: RoomConference | None = None
-        self.leg: PhoneLeg | None = None
+        self.media = MediaLeg(clock, service.ports, self._key_pressed)
+        self.prompts = PromptPlayer(self.media, service.config.language, self.call_id)
+        self.pin_entry = PinEntry(clock)
         self.room: Room | None = None
         self.participant: Participant | None = None
-        self.language = service.config.language
-        self.digits: asyncio.Queue[str] = asyncio.Queue()
-        self.detector = DtmfDetector()
-        self._last_dtmf_packet = 0.0
         self.timer = SessionTimer()
         self.retransmission: SuccessRetransmission | None = None
-        self.session_id = secrets.randbelow(10**9)
-        self.sdp_version = 1
-        self.on_hold = False
         self._task: asyncio.Task[None] | None = None
         self._events: Subscription | None = None
-        self._refresh_handle: asyncio.TimerHandle | None = None
+        self._refresh_timer: Timer | None = None
         self._recent_digits = ""
-        self.srtp = "optional"
-        self.local_crypto: Crypto | None = None
         self.transfer_target: str | None = None
         self.transfer_status = ""
         self._timer_headers: list[tuple[str, str]] = []
@@ -178,24 +125,15 @@ class InboundCall:
         self.caller_number = caller.uri.user or ""
 
     # answering -----------------------------------------------------------------------------
-    def _read_offer(self, body: bytes) -> AudioOffer:
-        """The phone's offer; SdpError also when its address family is not the one we send from."""
-        offer = read_offer(body.decode("utf-8", "replace"), self.srtp)
-        if offer.address is not None and (":" in offer.address[0]) != (
-            ":" in self.service.ports.host
-        ):
-            raise SdpError("the offer's address family is not the gateway's (IP4/IP6)")
-        return offer
-
     def start(self, user: str, trusted: bool, srtp: str = "optional") -> None:
-        self.srtp = srtp
+        self.media.srtp = srtp
         if not trusted and self._calls_from_source() > CALLS_PER_UNTRUSTED_ADDRESS:
             response = self._response(503, "Service Unavailable")
             response.headers.add("Retry-After", "30")
             self._finish_with(response)
             return
         try:
-            self.offer = self._read_offer(self.invite.body)
+            self.media.offer = self.media.read_offer(self.invite.body)
         except SdpError as error:
             response = self._response(488, "Not Acceptable Here")
             response.headers.add("Warning", f'304 rondpoint "{error}"')
@@ -209,17 +147,15 @@ class InboundCall:
             self._finish_with(response)
             return
         try:
-            self.endpoint = RtpEndpoint(self.service.ports, self._on_rtp)
+            self.media.open()
         except OSError:
             response = self._response(503, "Service Unavailable")
             response.headers.add("Retry-After", "30")
             self._finish_with(response)
             return
-        self.endpoint.set_remote(self.offer.address)
-        self._key_srtp()
         self._timer_headers = timer_answer
         route = self.service.dispatcher.route(user, trusted, self.service.config.allow_anonymous)
-        self.language = route.language
+        self.prompts.language = route.language
         self.transport.send_response(self.key, self._response(180, "Ringing"))
         self._task = asyncio.get_running_loop().create_task(self._run(route))
 
@@ -245,15 +181,15 @@ class InboundCall:
         self.service.forget(self)
 
     async def _answer(self) -> None:
-        assert self.endpoint is not None and self.offer is not None
-        await self.endpoint.start()
+        assert self.media.endpoint is not None and self.media.offer is not None
+        await self.media.endpoint.start()
         response = self._response(200, "OK")
         response.headers.add("Contact", self.service.contact(self.transport))
         response.headers.add("Allow", self.service.ALLOW)
         for name, value in self._timer_headers:
             response.headers.add(name, value)
         response.headers.add("Content-Type", "application/sdp")
-        response.body = self._answer_sdp().encode()
+        response.body = self.media.answer_sdp(self.service.media_ip).encode()
         self.dialog = Dialog.as_uas(self.invite, response)
         self.state = CallState.ANSWERED
         self.service.register_dialog(self)
@@ -263,93 +199,38 @@ class InboundCall:
         )
         # the transaction already sent the 2xx once: keep only the retransmission timers
         self.transport.execute([a for a in self.retransmission.start() if not isinstance(a, Send)])
-        self.timer.response_sent(time.monotonic())
+        self.timer.response_sent(self.clock.monotonic())
         self._schedule_session_timer()
         self._attach_conference(self.service.relay.conference(self.ivr_room))
 
-    def _answer_sdp(self) -> str:
-        assert self.offer is not None and self.endpoint is not None
-        return make_answer(
-            self.offer,
-            self.service.media_ip,
-            self.endpoint.port,
-            self.session_id,
-            self.sdp_version,
-            local_crypto=self.local_crypto,
-        )
-
-    def _key_srtp(self) -> None:
-        """SRTP keys from the offer's a=crypto and our answer's (RFC 4568); plain RTP otherwise."""
-        assert self.offer is not None and self.endpoint is not None
-        remote = self.offer.crypto
-        if remote is None:
-            self.local_crypto = None
-            self.endpoint.clear_srtp()
-            return
-        if self.local_crypto is None or self.local_crypto.suite != remote.suite:
-            self.local_crypto = remote.answer()
-        self.local_crypto = Crypto(remote.tag, self.local_crypto.suite, self.local_crypto.key)
-        self.endpoint.set_srtp(remote.profile, remote.key, self.local_crypto.key)
-
-    # media -------------------------------------------------------------------------------
+    # media, keys and prompts -----------------------------------------------------------------
     def _attach_conference(self, conference: RoomConference) -> None:
-        assert self.offer is not None and self.endpoint is not None
-        if self.conference is not None and self.leg is not None:
-            self.conference.remove_leg(self.leg.leg_id)
-        self.conference = conference
-        leg_id = self.participant.id if self.participant is not None else self.ivr_room
-        self.leg = conference.add_leg(
-            leg_id, self.offer.codec, self.endpoint.send, self.offer.telephone_event_pt
-        )
-        self.leg.on_dtmf_packet = self._on_dtmf_packet
-        self.leg.hearing = not self.on_hold
+        self.media.attach(conference, self._leg_id())
 
-    def _on_rtp(self, data: bytes) -> None:
-        if self.leg is not None:
-            self.leg.receive(data)
+    def _leg_id(self) -> str:
+        """The call's leg in a conference: its participant's id, the IVR room's before it has one."""
+        return self.participant.id if self.participant is not None else self.ivr_room
 
-    def _on_dtmf_packet(self, packet: RtpPacket) -> None:
-        now = time.monotonic()
-        if now - self._last_dtmf_packet > DTMF_SILENCE:
-            self.detector = DtmfDetector()
-        self._last_dtmf_packet = now
-        for digit in self.detector.feed(packet):
-            self._digit(digit.digit)
-
-    def _digit(self, digit: str) -> None:
-        self.digits.put_nowait(digit)
-        self._recent_digits = (self._recent_digits + digit)[-2:]
+    def _key_pressed(self, key: str) -> None:
+        """A key from the phone (telephone-event or INFO): towards the PIN; ``*6`` toggles mute."""
+        self.pin_entry.press(key)
+        self._recent_digits = (self._recent_digits + key)[-2:]
         if self._recent_digits == MUTE_TOGGLE and self.participant is not None:
             self._recent_digits = ""
             self._toggle_mute()
 
     async def _play(self, name: str) -> None:
         """Play a prompt and return when it has been sent."""
-        if self.leg is None or self.offer is None:
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.prompts.play(name)
 
-        def finished() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        seconds = self._start_prompt(name, finished)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(done, seconds + 2)
-
-    def _start_prompt(self, name: str, on_done: Callable[[], None] | None = None) -> float:
+    def _start_prompt(self, name: str) -> float:
         """Start a prompt without waiting for it; its length in seconds."""
-        if self.leg is None or self.offer is None:
-            return 0.0
-        frames = load_prompt(self.language, name, self.offer.codec.sample_rate)
-        log.info("phone prompt", extra={"call_id": self.call_id, "prompt": name})
-        self.leg.play(frames, on_done)
-        return len(frames) * 0.02
+        return self.prompts.start(name)
 
     # the call's life ---------------------------------------------------------------------------
     async def _run(self, route: Route) -> None:
         try:
-            await asyncio.sleep(self.service.answer_delay)
+            await sleep(self.clock, self.service.answer_delay)
             if self.state is not CallState.RINGING:
                 return
             await self._answer()
@@ -382,7 +263,7 @@ class InboundCall:
                 return route
         for _ in range(self.service.config.pin_attempts):
             await self._play("enter-pin")
-            pin = await self._read_pin()
+            pin = await self.pin_entry.read()
             if self.service.guard.banned(self.failure_key):
                 return None  # a banned address (or trunk caller) guesses no more, on any call
             if route.room_id is not None:
@@ -390,7 +271,8 @@ class InboundCall:
                     return route
             elif (
                 pin
-                and (found := self.service.dispatcher.route_for_pin(pin, self.language)) is not None
+                and (found := self.service.dispatcher.route_for_pin(pin, self.prompts.language))
+                is not None
             ):
                 return found
             self.service.guard.failure(self.failure_key, "room PIN")
@@ -398,18 +280,6 @@ class InboundCall:
                 return None
             await self._play("wrong-pin")
         return None
-
-    async def _read_pin(self) -> str:
-        pin = ""
-        while True:
-            try:
-                digit = await asyncio.wait_for(self.digits.get(), PIN_TIMEOUT)
-            except TimeoutError:
-                return pin
-            if digit == "#":
-                return pin
-            if digit.isdigit() and len(pin) < 16:
-                pin += digit
 
     async def _enter_linked_room(self, route: Route) -> bool:
         """Enter a link target's local room through the hub (made and linked on demand, past the
@@ -476,7 +346,13 @@ class InboundCall:
             return
         self.room, self.participant = room, participant
         if participant.state is ParticipantState.LOBBY:
-            await self._wait_in_lobby(participant)
+            await wait_in_lobby(
+                self.clock,
+                participant,
+                lambda: self.state is CallState.ANSWERED,
+                lambda: self._start_prompt("lobby"),
+                self._next_event,
+            )
             if self.state is not CallState.ANSWERED:
                 return
         conference = self.service.relay.conference(room_id)
@@ -485,44 +361,22 @@ class InboundCall:
         for track in room.tracks():
             if track.kind is TrackKind.AUDIO:
                 conference.add_track(track.id)
-        assert self.leg is not None
-        track_id = conference.enter_room(self.leg, participant.id)
+        assert self.media.leg is not None
+        track_id = conference.enter_room(self.media.leg, participant.id)
         rooms.publish_track(
             room,
             Track(track_id, participant.id, TrackKind.AUDIO, TrackSource.MICROPHONE, "opus"),
         )
         log.info("phone joined a room", extra={"room": room_id, "participant": participant.id})
-        self.leg.play(
-            load_prompt(
-                self.language, "joined", self.offer.codec.sample_rate if self.offer else 8000
-            )
-        )
+        self.prompts.notice("joined")
         while self.state is CallState.ANSWERED:
-            await self._next_event(timeout=None)
+            await self._next_event()
 
-    async def _wait_in_lobby(self, participant: Participant) -> None:
-        """The waiting prompt, again after each LOBBY_REPEAT seconds of silence, until a host
-        admits the phone: the admission cuts the prompt short (the phone leaves the prompt's
-        conference at once), other room events do not restart it."""
-        loop = asyncio.get_running_loop()
-        while participant.state is ParticipantState.LOBBY and self.state is CallState.ANSWERED:
-            deadline = loop.time() + self._start_prompt("lobby") + LOBBY_REPEAT
-            while (
-                participant.state is ParticipantState.LOBBY
-                and self.state is CallState.ANSWERED
-                and (left := deadline - loop.time()) > 0
-            ):
-                await self._next_event(timeout=left)
-
-    async def _next_event(self, timeout: float | None) -> None:
+    async def _next_event(self) -> None:
+        """The room's next event, as it concerns the phone: its own removal, its track muted by a
+        host, tones for others joining and leaving."""
         assert self._events is not None
-        if timeout is None:
-            event = await self._events.queue.get()  # no wait_for: this runs for every room event
-        else:
-            try:
-                event = await asyncio.wait_for(self._events.queue.get(), timeout)
-            except TimeoutError:
-                return
+        event = await self._events.queue.get()
         me = self.participant
         if me is None:
             return
@@ -531,37 +385,27 @@ class InboundCall:
                 if self.state is CallState.ANSWERED:
                     self.hang_up(event.reason, already_left=True)
             elif me.state is ParticipantState.JOINED:
-                self._tone_to_all(LEAVE_TONE)
-        elif isinstance(event, TrackMuted) and event.track.owner == me.id and self.leg is not None:
-            self.leg.muted = event.track.muted
+                self.prompts.tone(LEAVE_TONE)
+        elif (
+            isinstance(event, TrackMuted)
+            and event.track.owner == me.id
+            and self.media.leg is not None
+        ):
+            self.media.leg.muted = event.track.muted
         elif (
             isinstance(event, ParticipantJoined)
             and event.participant.id != me.id
             and event.participant.state is ParticipantState.JOINED
             and me.state is ParticipantState.JOINED
         ):
-            self._tone_to_all(JOIN_TONE)
-
-    def _tone_to_all(self, frequencies: tuple[float, ...]) -> None:
-        if self.leg is not None and self.offer is not None and not self.leg.prompt:
-            self.leg.play(tone_frames(frequencies, self.offer.codec.sample_rate))
+            self.prompts.tone(JOIN_TONE)
 
     def _toggle_mute(self) -> None:
-        if self.room is None or self.participant is None or self.leg is None:
+        if self.room is None or self.participant is None:
             return
-        track = next(iter(self.participant.tracks.values()), None)
-        if track is None:
-            return
-        muted = not track.muted
-        with contextlib.suppress(RoomError):
-            self.service.rooms.set_muted(self.room, self.participant.id, track.id, muted)
-        self.leg.muted = muted
-        if self.offer is not None:
-            self.leg.play(
-                load_prompt(
-                    self.language, "muted" if muted else "unmuted", self.offer.codec.sample_rate
-                )
-            )
+        muted = self.media.toggle_mute(self.service.rooms, self.room, self.participant)
+        if muted is not None:
+            self.prompts.notice("muted" if muted else "unmuted")
 
     # requests from the phone ---------------------------------------------------------------------
     def cancelled(self) -> None:
@@ -605,41 +449,29 @@ class InboundCall:
 
     def _reoffer(self, request: Request, key: TransactionKey) -> None:
         """re-INVITE or UPDATE: hold, resume, a new address or codec; no body: a session refresh."""
-        assert self.endpoint is not None
+        assert self.media.endpoint is not None
         if request.body:
             try:
-                offer = self._read_offer(request.body)
+                offer = self.media.read_offer(request.body)
             except SdpError as error:
                 response = make_response(request, 488, "Not Acceptable Here")
                 response.headers.add("Warning", f'304 rondpoint "{error}"')
                 self.transport.send_response(key, response)
                 return
-            codec_changed = self.offer is not None and offer.codec != self.offer.codec
-            rekey = self.offer is None or offer.crypto != self.offer.crypto
-            self.offer = offer
-            self.endpoint.set_remote(offer.address)
-            if rekey:
-                self._key_srtp()
-            self.on_hold = offer.direction in ("sendonly", "inactive") or offer.address is None
-            if codec_changed and self.conference is not None:
-                self._attach_conference(self.conference)
-                if self.participant is not None and self.leg is not None:
-                    self.conference.enter_room(self.leg, self.participant.id)
-            if self.leg is not None:
-                self.leg.hearing = not self.on_hold
-            self.sdp_version += 1
+            participant_id = self.participant.id if self.participant is not None else None
+            self.media.reoffer(offer, self._leg_id(), participant_id)
         response = make_response(request, 200)
         response.headers.add("Contact", self.service.contact(self.transport))
         timer_answer = self.timer.answer_request(request)
         if not isinstance(timer_answer, IntervalTooSmall):
             for name, value in timer_answer:
                 response.headers.add(name, value)
-        if request.body and self.offer is not None:
+        if request.body and self.media.offer is not None:
             response.headers.add("Content-Type", "application/sdp")
-            response.body = self._answer_sdp().encode()
+            response.body = self.media.answer_sdp(self.service.media_ip).encode()
         self.transport.send_response(key, response)
         if not isinstance(timer_answer, IntervalTooSmall):
-            self.timer.response_sent(time.monotonic())
+            self.timer.response_sent(self.clock.monotonic())
             self._schedule_session_timer()
 
     def _info(self, request: Request, key: TransactionKey) -> None:
@@ -656,20 +488,20 @@ class InboundCall:
         elif "dtmf" in content_type:
             digit = body[:1]
         if digit and digit in "0123456789*#ABCD":
-            self._digit(digit)
+            self._key_pressed(digit)
 
     # session timers ----------------------------------------------------------------------------
     def _schedule_session_timer(self) -> None:
-        if self._refresh_handle is not None:
-            self._refresh_handle.cancel()
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
         deadline = self.timer.next_deadline()
         if deadline is None:
             return
-        delay = max(0.0, deadline - time.monotonic())
-        self._refresh_handle = asyncio.get_running_loop().call_later(delay, self._session_timer)
+        delay = max(0.0, deadline - self.clock.monotonic())
+        self._refresh_timer = self.clock.call_later(delay, self._session_timer)
 
     def _session_timer(self) -> None:
-        due = self.timer.due(time.monotonic())
+        due = self.timer.due(self.clock.monotonic())
         if isinstance(due, Expire):
             self.hang_up("session expired")
             return
@@ -724,7 +556,7 @@ class InboundCall:
         if self.dialog is not None:
             self.dialog.receive_response(response)
         if 200 <= response.status < 300 and response.headers.get("Session-Expires"):
-            self.timer.on_2xx(response, time.monotonic())
+            self.timer.on_2xx(response, self.clock.monotonic())
             self._schedule_session_timer()
 
     # ending ----------------------------------------------------------------------------------
@@ -749,17 +581,15 @@ class InboundCall:
         if self.state is CallState.ENDED:
             return
         self.state = CallState.ENDED
-        if self._refresh_handle is not None:
-            self._refresh_handle.cancel()
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
         if self._events is not None:
             self._events.close()
-        if self.conference is not None and self.leg is not None:
-            self.conference.remove_leg(self.leg.leg_id)
+        self.media.detach()
         self.service.relay.close_room(self.ivr_room)
-        if self.endpoint is not None:
-            self.endpoint.close()
+        self.media.close()
         if self.room is not None and self.participant is not None and not already_left:
             self.service.rooms.remove_participant(self.room, self.participant.id, reason)
         self.service.forget(self)

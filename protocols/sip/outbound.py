@@ -18,6 +18,7 @@ from gateway.media.sdp import Codec, MediaDescription, SessionDescription, seria
 from gateway.plugins import DialError
 from gateway.rooms import ParticipantLeft, Role, Track, TrackKind, TrackSource
 from protocols.sip.call import CallState, InboundCall, masked_name
+from protocols.sip.clock import SYSTEM_CLOCK, Clock, Timer
 from protocols.sip.dialog import Dialog
 from protocols.sip.digest import DigestError, answer_challenge, choose_challenge
 from protocols.sip.message import CSeq, Headers, NameAddress, Request, Response, SipUri
@@ -80,6 +81,7 @@ class OutboundCall(InboundCall):
         room_id: str,
         target: str,
         trunk: Trunk | None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """Checks the target, then takes an RTP port pair: DialError (no port: OSError) with no
         port left taken."""
@@ -93,7 +95,7 @@ class OutboundCall(InboundCall):
         self._invited = False
         self._hops: list[Hop] = []
         """The servers to try next (RFC 3263 4.3), best first."""
-        self._ring_timer: asyncio.TimerHandle | None = None
+        self._ring_timer: Timer | None = None
         self._endpoint_for_offer = RtpEndpoint(service.ports, lambda data: None)
         try:
             invite = self._build_invite(service, transport, request_uri, trunk)
@@ -101,9 +103,10 @@ class OutboundCall(InboundCall):
             self._endpoint_for_offer.close()
             raise DialError("the call cannot be written as a SIP request") from None
         destination = (self.next_hop.host.strip("[]"), self.next_hop.port or 5060)
-        super().__init__(service, transport, invite, TransactionKey("", "", "INVITE"), destination)
-        self.endpoint = self._endpoint_for_offer
-        self.endpoint.on_rtp = self._on_rtp
+        super().__init__(
+            service, transport, invite, TransactionKey("", "", "INVITE"), destination, clock
+        )
+        self.media.adopt(self._endpoint_for_offer)
         self.local_tag = NameAddress.parse(invite.headers.get("From") or "").tag or new_tag()
         self.caller_number = number
 
@@ -167,8 +170,7 @@ class OutboundCall(InboundCall):
         self.status_text = "refused"
         if self._events is not None:
             self._events.close()
-        if self.endpoint is not None:
-            self.endpoint.close()
+        self.media.close()
 
     def begin(self) -> None:
         """Place the call in a task of its own, which follows the room while the phone rings."""
@@ -187,7 +189,7 @@ class OutboundCall(InboundCall):
             self._finish("failed")
 
     async def place(self) -> None:
-        assert self.endpoint is not None
+        assert self.media.endpoint is not None
         service = self.service
         kinds = [t.kind for t in service.transports]
         if not transports_for(self.next_hop, kinds):
@@ -201,9 +203,9 @@ class OutboundCall(InboundCall):
         self._hops = hops[1:]
         self._go_to(hops[0])
         self._rewrite_invite({})
-        await self.endpoint.start()
+        await self.media.endpoint.start()
         self._send_invite()
-        self._ring_timer = asyncio.get_running_loop().call_later(RING_TIMEOUT, self._no_answer)
+        self._ring_timer = self.clock.call_later(RING_TIMEOUT, self._no_answer)
 
     async def _ringing_event(self) -> None:
         """A host hanging up the ringing phone (removing it), or the room closing, cancels it."""
@@ -321,19 +323,19 @@ class OutboundCall(InboundCall):
         return True
 
     def _early_media(self, response: Response) -> None:
+        media = self.media
         try:
-            self.offer = read_offer(response.body.decode("utf-8", "replace"))
+            media.offer = read_offer(response.body.decode("utf-8", "replace"))
         except SdpError:
             return
-        assert self.endpoint is not None
-        self.endpoint.set_remote(self.offer.address)
-        if self.leg is None:
+        assert media.endpoint is not None
+        media.endpoint.set_remote(media.offer.address)
+        if media.leg is None:
             self._attach_conference(self.service.relay.conference(self.room_id))
             self._enter()
-        assert self.leg is not None
-        self.leg.hearing = (
-            False  # early media flows one way: the room is not sent before the answer
-        )
+        assert media.leg is not None
+        # early media flows one way: the room is not sent before the answer
+        media.leg.hearing = False
 
     def _answered(self, response: Response) -> None:
         if self.dialog is not None:  # a retransmitted 2xx: acknowledge it again
@@ -343,8 +345,9 @@ class OutboundCall(InboundCall):
             return
         if self._ring_timer is not None:
             self._ring_timer.cancel()
+        media = self.media
         try:
-            self.offer = read_offer(response.body.decode("utf-8", "replace"))
+            media.offer = read_offer(response.body.decode("utf-8", "replace"))
         except SdpError:
             self.dialog = Dialog.as_uac(self.invite, response)
             self.transport.send_request(
@@ -359,13 +362,13 @@ class OutboundCall(InboundCall):
         )
         self.state = CallState.ANSWERED
         self.service.register_dialog(self)
-        assert self.endpoint is not None
-        self.endpoint.set_remote(self.offer.address)
-        if self.leg is None or self.leg.codec != self.offer.codec:
+        assert media.endpoint is not None
+        media.endpoint.set_remote(media.offer.address)
+        if media.leg is None or media.leg.codec != media.offer.codec:
             self._attach_conference(self.service.relay.conference(self.room_id))
             self._enter()
-        if self.leg is not None:
-            self.leg.hearing = not self.on_hold
+        if media.leg is not None:
+            media.leg.hearing = not media.on_hold
         self._set_status("answered")
         if self.room is not None and self.participant is not None:
             name = self.participant.name.removesuffix(" · ringing")
@@ -375,9 +378,10 @@ class OutboundCall(InboundCall):
         self._task = asyncio.get_running_loop().create_task(self._stay())
 
     def _enter(self) -> None:
-        assert self.leg is not None and self.conference is not None and self.participant is not None
+        conference, leg = self.media.conference, self.media.leg
+        assert leg is not None and conference is not None and self.participant is not None
         assert self.room is not None
-        track_id = self.conference.enter_room(self.leg, self.participant.id)
+        track_id = conference.enter_room(leg, self.participant.id)
         if track_id not in self.participant.tracks:
             self.service.rooms.publish_track(
                 self.room,
@@ -387,12 +391,12 @@ class OutboundCall(InboundCall):
             )
         for track in self.room.tracks():
             if track.kind is TrackKind.AUDIO:
-                self.conference.add_track(track.id)
+                conference.add_track(track.id)
 
     async def _stay(self) -> None:
         try:
             while self.state is CallState.ANSWERED:
-                await self._next_event(timeout=None)
+                await self._next_event()
         except asyncio.CancelledError:
             pass
 
@@ -414,7 +418,7 @@ class OutboundCall(InboundCall):
             base = self.participant.name.removesuffix(" · ringing")
             self.service.rooms.update_name(self.room, self.participant.id, f"{base} · {status}")
             room, participant = self.room, self.participant
-            asyncio.get_running_loop().call_later(
+            self.clock.call_later(
                 ENDED_STATUS_SECONDS,
                 lambda: self.service.rooms.remove_participant(room, participant.id, "left"),
             )

@@ -3,22 +3,21 @@ sends the UPDATE at half the interval, adopts the interval of its 2xx, and sends
 refresh goes unanswered until the expiry (interval - min(32, interval/3)).
 
 SIPp checks the headers on the wire (tests/interop/test_sip_scenarios.py); waiting the 45 s of
-the shortest interval RFC 4028 allows would be too slow there, so the clock is driven here.
+the shortest interval RFC 4028 allows would be too slow there, so the call is given a clock that
+the tests move.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
 
-from protocols.sip import call as call_module
 from protocols.sip.call import CallState, InboundCall
 from protocols.sip.dialog import Dialog
 from protocols.sip.message import Request, Response, make_response, parse_message
+from tests.unit.sip.fake_clock import FakeClock
 
 
 def _invite(session_expires: str) -> Request:
@@ -50,6 +49,7 @@ class FakeService:
     )
     calls: dict = field(default_factory=dict)
     _pending: dict = field(default_factory=dict)
+    ports: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(host="127.0.0.1"))
 
     def via(self, transport: object) -> str:
         return f"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKgw{len(self.sent)};rport"
@@ -61,24 +61,21 @@ class FakeService:
         pass
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(call_module.time, "monotonic", fake)
-    return fake
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-def _answered_call(service: FakeService, session_expires: str) -> InboundCall:
+def _answered_call(service: FakeService, session_expires: str, clock: FakeClock) -> InboundCall:
     invite = _invite(session_expires)
-    call = InboundCall(service, SimpleNamespace(kind="udp"), invite, None, ("127.0.0.1", 5070))  # type: ignore[arg-type]
+    call = InboundCall(
+        service,  # type: ignore[arg-type]
+        SimpleNamespace(kind="udp"),  # type: ignore[arg-type]
+        invite,
+        None,  # type: ignore[arg-type]
+        ("127.0.0.1", 5070),
+        clock,
+    )
     headers = call.timer.answer_request(invite)
     assert isinstance(headers, list)
     response = call._response(200, "OK")
@@ -87,59 +84,56 @@ def _answered_call(service: FakeService, session_expires: str) -> InboundCall:
         response.headers.add(name, value)
     call.dialog = Dialog.as_uas(invite, response)
     call.state = CallState.ANSWERED
-    call.timer.response_sent(time.monotonic())
+    call.timer.response_sent(clock.monotonic())
     call._schedule_session_timer()
     return call
 
 
-def _delay(call: InboundCall) -> float:
-    handle = call._refresh_handle
-    assert handle is not None
-    return handle.when() - asyncio.get_running_loop().time()
+def _delay(clock: FakeClock) -> float:
+    """When the call's session timer wakes up next, from now."""
+    [delay] = clock.pending()
+    return delay
 
 
-async def test_gateway_as_refresher_sends_update_at_half_the_interval(clock: Clock) -> None:
+async def test_gateway_as_refresher_sends_update_at_half_the_interval(clock: FakeClock) -> None:
     service = FakeService()
-    call = _answered_call(service, "90;refresher=uas")
+    call = _answered_call(service, "90;refresher=uas", clock)
     assert call.timer.local_refresher and call.timer.interval == 90
-    assert _delay(call) == pytest.approx(45, abs=0.5)
+    assert _delay(clock) == pytest.approx(45, abs=0.5)
 
-    clock.now += 45
-    call._session_timer()
+    clock.advance(45)
     [update] = service.sent
     assert update.method == "UPDATE"
     assert update.headers.get("Call-ID") == "timer-1@127.0.0.1"
     assert update.headers.get("Session-Expires") == "90;refresher=uac"  # we send it: uac
     assert "timer" in (update.headers.get("Supported") or "")
     # next: the expiry, interval - min(32, interval / 3) = 60 s after the last refresh
-    assert _delay(call) == pytest.approx(15, abs=0.5)
+    assert _delay(clock) == pytest.approx(15, abs=0.5)
 
     clock.now += 0.1
     ok: Response = make_response(update, 200)
     ok.headers.add("Session-Expires", "90;refresher=uac")
     call.response_received(ok)
     assert call.timer.refreshed_at == clock.now
-    assert _delay(call) == pytest.approx(45, abs=0.5)  # the next refresh, not a BYE
+    assert _delay(clock) == pytest.approx(45, abs=0.5)  # the next refresh, not a BYE
     assert call.state is CallState.ANSWERED
     call._end()
 
 
-async def test_an_unanswered_refresh_ends_the_call_with_bye(clock: Clock) -> None:
+async def test_an_unanswered_refresh_ends_the_call_with_bye(clock: FakeClock) -> None:
     service = FakeService()
-    call = _answered_call(service, "90;refresher=uas")
-    clock.now += 45
-    call._session_timer()
-    clock.now += 15  # 60 s: the session expired without a 2xx to our refresh
-    call._session_timer()
+    call = _answered_call(service, "90;refresher=uas", clock)
+    clock.advance(45)
+    clock.advance(15)  # 60 s: the session expired without a 2xx to our refresh
     assert [r.method for r in service.sent] == ["UPDATE", "BYE"]
     assert call.state is CallState.ENDED
 
 
-async def test_phone_as_refresher_the_gateway_only_waits_for_the_expiry(clock: Clock) -> None:
+async def test_phone_as_refresher_the_gateway_only_waits_for_the_expiry(clock: FakeClock) -> None:
     service = FakeService()
-    call = _answered_call(service, "90;refresher=uac")
+    call = _answered_call(service, "90;refresher=uac", clock)
     assert not call.timer.local_refresher
-    assert _delay(call) == pytest.approx(60, abs=0.5)
+    assert _delay(clock) == pytest.approx(60, abs=0.5)
     clock.now += 30
     call._session_timer()  # early wake-up: nothing to do
     assert service.sent == []
