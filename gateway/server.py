@@ -14,7 +14,7 @@ from gateway.config import Config
 from gateway.dialling import Diallers
 from gateway.federation import SigningKeys
 from gateway.links import LinkManager
-from gateway.media import MediaRelay
+from gateway.media.relay import MediaRelay
 from gateway.plugins import ProtocolPlugin, Running, installed
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import (

@@ -1,24 +1,6 @@
-"""The media relay: ICE-lite + DTLS-SRTP endpoints on one UDP port, RTP forwarding, RTCP, simulcast (DESIGN.md)."""
+"""The packet plane: ICE-lite + DTLS-SRTP endpoints on one UDP port, RTP forwarding, RTCP, simulcast.
 
-from .endpoint import (
-    PublishAnswer,
-    PublishedTrackInfo,
-    PublishRequest,
-    SimulcastLayerInfo,
-    SubscribeOffer,
-    WebRtcEndpoint,
-)
-from .relay import MediaRelay, RelayStats
-from .sdp import SdpError
-
-__all__ = [
-    "MediaRelay",
-    "PublishAnswer",
-    "PublishRequest",
-    "PublishedTrackInfo",
-    "RelayStats",
-    "SdpError",
-    "SimulcastLayerInfo",
-    "SubscribeOffer",
-    "WebRtcEndpoint",
-]
+Import from the modules themselves (`relay.MediaRelay`, `endpoint.WebRtcEndpoint`, `sdp`, `rtp`,
+`router`): this file imports nothing, so reading an SDP or an RTP header does not load the DTLS,
+SRTP and audio stacks.
+"""

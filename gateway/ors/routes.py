@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 from aiohttp import web
 
 from gateway.http.keys import GATEWAY, HTTP_MEDIA_SESSIONS, PIN_FAILURES, WS_BEFORE_JOIN
-from gateway.media import PublishRequest, SdpError, WebRtcEndpoint
-from gateway.media.sdp import SessionDescription
+from gateway.media.endpoint import PublishRequest, WebRtcEndpoint
+from gateway.media.sdp import SdpError, SessionDescription
 from gateway.media.sdp import parse as parse_sdp
 from gateway.ors.problems import Problem, json_object
 from gateway.ors.session import OrsSession, SessionState

@@ -12,8 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from gateway.media import PublishRequest, SdpError, SimulcastLayerInfo, WebRtcEndpoint
-from gateway.media.endpoint import check_publish_offer
+from gateway.media.endpoint import (
+    PublishRequest,
+    SimulcastLayerInfo,
+    WebRtcEndpoint,
+    check_publish_offer,
+)
+from gateway.media.sdp import SdpError
 from gateway.media.sdp import parse as parse_sdp
 from gateway.ors import schemas
 from gateway.ors.problems import Problem

@@ -14,7 +14,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from gateway.media import MediaRelay, PublishRequest
+from gateway.media.endpoint import PublishRequest
+from gateway.media.relay import MediaRelay
 from spec.conformance.webrtc import PatternTrack, ToneTrack, dominant_frequency
 
 pytestmark = pytest.mark.interop

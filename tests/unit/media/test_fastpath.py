@@ -12,7 +12,9 @@ import pytest
 
 import bench.srtp_client
 from bench.srtp_client import LeanPeer, parse_frame_payload, rtp_frames
-from gateway.media import MediaRelay, PublishRequest, native
+from gateway.media import native
+from gateway.media.endpoint import PublishRequest
+from gateway.media.relay import MediaRelay
 from gateway.media.rtcp import RtcpGenericNack
 from gateway.media.rtp import RtpPacket
 

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.media import MediaRelay, PublishRequest, SdpError, SimulcastLayerInfo, sdp
-from gateway.media.endpoint import check_publish_offer
+from gateway.media import sdp
+from gateway.media.endpoint import PublishRequest, SimulcastLayerInfo, check_publish_offer
+from gateway.media.relay import MediaRelay
+from gateway.media.sdp import SdpError
 
 CHROMIUM_OFFER = (Path(__file__).parent / "chromium_offer.sdp").read_text()
 
