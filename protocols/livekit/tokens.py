@@ -1,4 +1,4 @@
-"""LiveKit access tokens: HS256 JWTs in LiveKit's claim shape, minted and checked with PyJWT.
+"""LiveKit access tokens: HS256 JWTs in LiveKit's claim shape, minted with PyJWT.
 
 Follows the claim set of LiveKit's `protocol/auth` package (`ClaimGrants`, `VideoGrant`), which
 livekit-server checks and which livekit-api's `AccessToken` produces: `iss` is the API key, `sub`
@@ -6,14 +6,14 @@ the participant identity, `nbf` / `exp` in seconds, `name`, `kind` (`standard`, 
 ...), `metadata`, `attributes` (string to string) and a `video` grant whose keys are lower camel
 case (`room`, `roomJoin`, `canPublish`, ...). Empty values are left out, as LiveKit does, so a
 token stays small. Visio (suitenumerique/meet, `core/utils.py::generate_token`) mints the same
-shape.
+shape. The one verifier of such tokens is the gateway's (gateway/tokens.py reads the `video` grant).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -22,8 +22,6 @@ from livekit.protocol import models
 ALGORITHM = "HS256"
 DEFAULT_TTL = 6 * 3600.0
 """livekit-api's default lifetime (six hours)."""
-DEFAULT_LEEWAY = 60.0
-"""Clock skew tolerated when checking nbf / exp, as livekit-api's TokenVerifier."""
 
 KINDS = frozenset(name.lower() for name, _ in models.ParticipantInfo.Kind.items())
 """Participant kinds as LiveKit writes them in the `kind` claim: ParticipantInfo.Kind, lower case."""
@@ -45,8 +43,8 @@ _GRANT_KEYS = {
 }
 
 
-class TokenError(ValueError):
-    """A token that cannot be minted or does not verify."""
+class MintError(ValueError):
+    """The arguments cannot make a token (no key or secret, no room to join, an unknown kind...)."""
 
 
 @dataclass(frozen=True)
@@ -105,21 +103,6 @@ class VideoGrant:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class TokenClaims:
-    """What a verified token says."""
-
-    api_key: str
-    identity: str
-    name: str = ""
-    kind: str = ""
-    metadata: str = ""
-    attributes: dict[str, str] = field(default_factory=dict)
-    video: VideoGrant | None = None
-    not_before: int = 0
-    expires: int = 0
-
-
 def mint_token(
     api_key: str,
     api_secret: str,
@@ -135,17 +118,17 @@ def mint_token(
 ) -> str:
     """An HS256 access token for IDENTITY, valid from NOW for TTL seconds."""
     if not api_key or not api_secret:
-        raise TokenError("api key and secret must be set")
+        raise MintError("api key and secret must be set")
     if grant.room_join and (not identity or not grant.room):
-        raise TokenError("identity and room must be set when joining a room")
+        raise MintError("identity and room must be set when joining a room")
     if kind and kind not in KINDS:
-        raise TokenError(f"unknown participant kind {kind!r}")
+        raise MintError(f"unknown participant kind {kind!r}")
     if ttl <= 0:
-        raise TokenError("ttl must be positive")
+        raise MintError("ttl must be positive")
     if attributes is not None and not all(
         isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
     ):
-        raise TokenError("attributes must map strings to strings")
+        raise MintError("attributes must map strings to strings")
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "iss": api_key,
@@ -163,49 +146,3 @@ def mint_token(
     if attributes:
         claims["attributes"] = dict(attributes)
     return jwt.encode(claims, api_secret, algorithm=ALGORITHM)
-
-
-def verify_token(
-    token: str,
-    api_key: str,
-    api_secret: str,
-    *,
-    leeway: float = DEFAULT_LEEWAY,
-    now: float | None = None,
-) -> TokenClaims:
-    """Check TOKEN's signature, issuer and lifetime (as livekit-server does) and return its claims."""
-    # PyJWT reads the clock itself; to check at another time (tests), the time checks are done here.
-    check_times = now is None
-    try:
-        claims = jwt.decode(
-            token,
-            api_secret,
-            algorithms=[ALGORITHM],
-            issuer=api_key,
-            leeway=leeway,
-            options={
-                "require": ["exp", "iss"],
-                "verify_exp": check_times,
-                "verify_nbf": check_times,
-            },
-        )
-    except jwt.PyJWTError as exc:
-        raise TokenError(f"invalid token: {exc}") from exc
-    if now is not None:
-        if int(claims["exp"]) + leeway < now:
-            raise TokenError("invalid token: Signature has expired")
-        if "nbf" in claims and int(claims["nbf"]) - leeway > now:
-            raise TokenError("invalid token: The token is not yet valid (nbf)")
-    video = claims.get("video")
-    attributes = claims.get("attributes") or {}
-    return TokenClaims(
-        api_key=str(claims["iss"]),
-        identity=str(claims.get("sub", "")),
-        name=str(claims.get("name", "")),
-        kind=str(claims.get("kind", "")),
-        metadata=str(claims.get("metadata", "")),
-        attributes={str(k): str(v) for k, v in attributes.items()},
-        video=VideoGrant.from_claim(video) if isinstance(video, Mapping) else None,
-        not_before=int(claims.get("nbf", 0)),
-        expires=int(claims["exp"]),
-    )

@@ -68,7 +68,7 @@ from protocols.livekit.data import TextStreamAssembler, chat_packets, is_chat
 from protocols.livekit.rtc import LiveKitParticipant, LiveKitRtcError, LocalTrack, RemoteTrack
 from protocols.livekit.signal import Participant as LkParticipant
 from protocols.livekit.signal import SignalError
-from protocols.livekit.tokens import TokenError, VideoGrant, mint_token
+from protocols.livekit.tokens import MintError, VideoGrant, mint_token
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -100,7 +100,7 @@ _SOURCES_OUT = {
     TrackSource.SCREEN: models.TrackSource.SCREEN_SHARE,
     TrackSource.SCREEN_AUDIO: models.TrackSource.SCREEN_SHARE_AUDIO,
 }
-_FAILURES = (SignalError, TokenError, aiohttp.ClientError, OSError, TimeoutError, RoomError)
+_FAILURES = (SignalError, MintError, aiohttp.ClientError, OSError, TimeoutError, RoomError)
 
 
 def display_name(name: str, fallback: str) -> str:
