@@ -16,8 +16,12 @@ $(VENV)/.installed: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(NATIVE) | $(BIN)/python
+# The example protocol plugin (tests/test_plugin_example.py), installed for the tests only.
+PLUGIN_EXAMPLE := tests/plugin_example/pyproject.toml $(wildcard tests/plugin_example/rondpoint_echo/*.py)
+
+$(VENV)/.installed-test: pyproject.toml $(NATIVE) $(PLUGIN_EXAMPLE) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e tests/plugin_example
 	touch $@ $(VENV)/.installed
 
 ## Install into .venv and start the gateway on its embedded defaults (the relay's native fast path
