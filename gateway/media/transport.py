@@ -112,6 +112,10 @@ class WebRtcTransport:
 
     # Incoming, called by the mux.
 
+    def address_taken(self, addr: Address) -> None:
+        """Another session latched ADDR (the peer moved to a new session): forget it here."""
+        self._addresses = [a for a in self._addresses if a != addr]
+
     def handle_stun(self, data: bytes, message: stun.StunMessage, addr: Address) -> None:
         result = self.ice.handle_request(data, message, addr)
         if result is None:
@@ -296,7 +300,7 @@ class UdpMux(asyncio.DatagramProtocol):
     def latch(self, addr: Address, session: WebRtcTransport) -> None:
         previous = self._by_address.get(addr)
         if previous is not None and previous is not session:
-            previous._addresses = [a for a in previous._addresses if a != addr]
+            previous.address_taken(addr)
         self._by_address[addr] = session
 
     def forget(self, addr: Address, session: WebRtcTransport) -> None:
