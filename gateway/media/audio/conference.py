@@ -445,7 +445,7 @@ class RoomConference:
     def _publish(self, leg: PhoneLeg, frame: Samples) -> None:
         assert leg.opus_writer is not None and leg.opus_encoder is not None
         level = audio_level(frame)
-        if not _has_subscribers(self.router, leg.track_id):
+        if not self.router.downtrack_count(leg.track_id):
             # nobody listens to this phone's track: no Opus encode, but the router still gets
             # the audio level (an empty payload), for active-speaker detection
             self.router.on_rtp(leg.track_id, leg.opus_writer.packet(b"", level))
@@ -463,9 +463,3 @@ def _leg_stats(leg: PhoneLeg) -> ConferenceStats:
         stats.frames_concealed = leg.source.buffer.stats.lost
         stats.frames_late = leg.source.buffer.stats.late
     return stats
-
-
-def _has_subscribers(router: Router, track_id: str) -> bool:
-    """Whether any downtrack takes the track (True when the router cannot say)."""
-    count = getattr(router, "downtrack_count", None)
-    return count is None or count(track_id) > 0
