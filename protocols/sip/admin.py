@@ -13,7 +13,7 @@ from gateway.http.admin import authorize
 from gateway.ors.problems import Problem, json_object
 from protocols.sip.config import DISPATCH_NUMBER
 from protocols.sip.dispatch import check_rule
-from protocols.sip.plugin import running_service
+from protocols.sip.running import running_service
 from protocols.sip.store import DispatchRule, SipStore, Trunk
 
 if TYPE_CHECKING:

@@ -6,26 +6,17 @@ Light to import: the SIP stack and the media it needs are imported when the gate
 from __future__ import annotations
 
 import argparse
-import weakref
 from typing import TYPE_CHECKING
 
 from gateway.plugins import ProtocolPlugin, Running
 from protocols.sip.config import SipConfig
+from protocols.sip.running import set_running_service
 from protocols.sip.store import MIGRATIONS
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from gateway.server import Gateway
-    from protocols.sip.service import SipService
-
-_services: weakref.WeakKeyDictionary[Gateway, SipService] = weakref.WeakKeyDictionary()
-"""The running SIP service of each gateway, for the admin routes (none when SIP is off)."""
-
-
-def running_service(gateway: Gateway) -> SipService | None:
-    """The gateway's SIP service, None when [sip] turned it off or it could not start."""
-    return _services.get(gateway)
 
 
 async def _start(gateway: Gateway) -> Running | None:
@@ -36,10 +27,10 @@ async def _start(gateway: Gateway) -> Running | None:
 
     service = SipService(gateway)
     await service.start()
-    _services[gateway] = service
+    set_running_service(gateway, service)
 
     async def stop() -> None:
-        _services.pop(gateway, None)
+        set_running_service(gateway, None)
         await service.stop()
 
     return Running(
