@@ -28,6 +28,7 @@ from gateway.links import (
 from gateway.plugins import ProtocolPlugin
 from gateway.rooms import ParticipantState, Role
 from gateway.server import Gateway
+from protocols.visio.plugin import plugin as visio_plugin
 
 ROOM_UUID = "0b4c8f2e-5d1a-4c3b-9e7f-1a2b3c4d5e6f"
 
@@ -83,11 +84,14 @@ class FakeAdapter:
 
 
 def make_gateway(data_dir: Path) -> Gateway:
+    """A gateway that knows only Visio's link scheme (other plugins may be installed for tests)."""
     config = Config()
     config.server.data_dir = str(data_dir)
     config.sip.enabled = False
     config.rooms.demo_room = ""
-    return Gateway(config)
+    gateway = Gateway(config)
+    gateway.links.set_hints(visio_plugin.link_schemes)
+    return gateway
 
 
 @pytest.fixture
