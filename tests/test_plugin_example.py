@@ -195,3 +195,14 @@ def test_an_empty_greeting_stops_the_start_naming_the_key(tmp_path: Path) -> Non
     )
     assert result.returncode == 2
     assert str(config) in result.stderr and "echo.greeting" in result.stderr
+
+
+def test_echo_turned_off_says_how_to_turn_it_on(tmp_path: Path) -> None:
+    with running_gateway(tmp_path, extra_config="[echo]\nenabled = false\n") as gateway:
+        gateway.create_room("room-off")
+        status, problem = gateway.admin(
+            "POST", "/api/v1/rooms/room-off/links", {"target": "echo:alice"}
+        )
+        assert status == 400 and problem["code"] == "link_scheme_unavailable", problem
+        assert "[echo] enabled = true" in problem["detail"]
+        assert "  echo       off" in gateway.log_text().splitlines()
