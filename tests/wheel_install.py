@@ -1,6 +1,8 @@
 """What a user gets from the package, not the source tree: build the wheel, install it into a fresh
 virtual environment without extras, start ``rondpoint serve`` from an empty folder on free ports, and
-run the ORS conformance suite (spec/conformance: join, publish, subscribe, leave) against it.
+run the ORS conformance suite (spec/conformance: join, publish, subscribe, leave) against it. The
+example protocol plugin (tests/plugin_example) is installed beside it, as a partner's package would
+be, and an ``echo:`` link and dial are checked against the same gateway.
 
 ``make test`` runs everything else from the source tree with the test extras, where a module missing
 from the wheel or a dependency declared only for tests cannot show. Run: ``python -m tests.wheel_install``.
@@ -21,6 +23,7 @@ from pathlib import Path
 from tests.gateway_process import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_EXAMPLE = ROOT / "tests" / "plugin_example"
 WORK = ROOT / ".cache" / "wheel-install"
 READY_SECONDS = 60
 SUITE_SECONDS = 600
@@ -63,6 +66,8 @@ def build_and_install() -> Path:
     step(f"installing {wheel.name} into a fresh virtual environment, without extras")
     run(sys.executable, "-m", "venv", venv)
     run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel)
+    step("installing the example plugin tests/plugin_example beside it")
+    run(venv / "bin" / "python", "-m", "pip", "install", "-q", PLUGIN_EXAMPLE)
     return venv
 
 
@@ -84,6 +89,43 @@ def check_installed(venv: Path, empty: Path) -> None:
     }
     assert installed["schemas"] == published, "the packaged schemas differ from spec/schemas"
     step(f"{version}, {len(published)} schemas identical to spec/schemas")
+    plugins = (
+        "import json; from gateway.plugins import installed; import rondpoint_echo; "
+        "print(json.dumps({'file': rondpoint_echo.__file__, "
+        "'names': [plugin.name for plugin in installed()]}))"
+    )
+    found = json.loads(run(venv / "bin" / "python", "-c", plugins, cwd=empty))
+    assert Path(found["file"]).is_relative_to(venv), f"rondpoint_echo from {found['file']}"
+    assert "echo" in found["names"], f"installed plugins: {found['names']}"
+    step(f"plugins found through their entry points: {', '.join(found['names'])}")
+
+
+def admin(url: str, token: str, method: str, path: str, body: object | None = None) -> dict:
+    request = urllib.request.Request(
+        url + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+        return json.loads(raw) if raw else {}
+
+
+def check_echo_plugin(url: str, token: str) -> None:
+    """The installed plugin links and dials through the installed gateway's admin API."""
+    admin(url, token, "POST", "/api/v1/rooms", {"id": "wheel-echo"})
+    linked = admin(url, token, "POST", "/api/v1/rooms/wheel-echo/links", {"target": "echo:alice"})
+    assert linked["status"]["state"] == "connected", linked
+    admin(url, token, "POST", "/api/v1/rooms/wheel-echo/dial", {"to": "echo:bob"})
+    names: list[str] = []
+    deadline = time.monotonic() + 10
+    while "bob" not in names and time.monotonic() < deadline:
+        time.sleep(0.1)
+        room = admin(url, token, "GET", "/api/v1/rooms/wheel-echo")
+        names = [participant["name"] for participant in room["participants"]]
+    assert {"Echo alice", "bob"} <= set(names), f"participants of wheel-echo: {names}"
+    step("an echo: link connects and an echo: dial adds its participant")
 
 
 def serve(venv: Path, empty: Path, config: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -136,6 +178,9 @@ def main() -> int:
     check_installed(venv, empty)
     process, url, log_path = serve(venv, empty, WORK / "rondpoint.toml")
     try:
+        token_file = empty / "rondpoint-data" / "admin-token"
+        if token_file.exists():  # checked below with the gateway's other state
+            check_echo_plugin(url, token_file.read_text().strip())
         step(f"running the conformance suite against {url}")
         suite = subprocess.run(
             [
