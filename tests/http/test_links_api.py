@@ -20,6 +20,7 @@ from gateway import cli
 from gateway.config import Config
 from gateway.http.app import create_app
 from gateway.links import LinkStatus
+from gateway.plugins import installed
 from gateway.rooms import Role
 from gateway.server import Gateway
 from tests.gateway_process import free_port
@@ -93,7 +94,8 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     config.rooms.demo_room = ""
     media_port = free_port(socket.SOCK_DGRAM)
     config.media.port = config.media.port_range_start = config.media.port_range_end = media_port
-    gateway = Gateway(config)
+    # the plugins this project ships (the test environment may install others, like the echo example)
+    gateway = Gateway(config, [p for p in installed() if p.name in ("sip", "visio")])
     adapter = FakeAdapter()
     gateway.links.register(adapter)
     await gateway.start()
