@@ -27,6 +27,7 @@ from gateway.rooms.model import (
     RoomPolicy,
     Track,
     new_id,
+    valid_origin,
 )
 from gateway.store import RoomRecord, Store
 
@@ -140,6 +141,8 @@ class RoomManager:
     ) -> Participant:
         """LOBBY overrides the room's policy (None: hosts enter, others wait if the room has one).
         IDENTITY, the token's subject, is refused (``removed``) while a host's removal holds."""
+        if not valid_origin(origin):
+            raise ValueError(f"not a participant origin: {origin!r}")
         if identity and identity in room.removed:
             raise RoomError("removed", "a host removed you from this room", 403)
         waits = room.policy.lobby and role is not Role.HOST if lobby is None else lobby

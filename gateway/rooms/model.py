@@ -35,12 +35,13 @@ class TrackSource(StrEnum):
     SCREEN_AUDIO = "screen_audio"
 
 
-ORIGINS = ("ors", "sip", "visio", "matrix")
-"""Origins besides ``federation:<server>``."""
+ORIGIN = re.compile(r"[a-z][a-z0-9_]{1,31}|federation:\S+")
+"""A participant's origin (spec 2.3): ``ors``, a protocol plugin's name (``sip``, ``visio``), or
+``federation:<server>``."""
 
 
 def valid_origin(origin: str) -> bool:
-    return origin in ORIGINS or (origin.startswith("federation:") and len(origin) > 11)
+    return ORIGIN.fullmatch(origin) is not None
 
 
 def new_id(prefix: str) -> str:

@@ -198,4 +198,13 @@ def test_deleting_a_room_removes_everyone(rooms: RoomManager) -> None:
 
 def test_origins() -> None:
     assert all(valid_origin(o) for o in ("ors", "sip", "visio", "matrix", "federation:de.example"))
-    assert not valid_origin("federation:") and not valid_origin("skype")
+    assert all(valid_origin(o) for o in ("echo", "opentalk", "jitsi_meet"))  # plugins' names
+    assert not any(valid_origin(o) for o in ("federation:", "", "x", "Skype", "sip:alice", "a b"))
+
+
+def test_a_participant_needs_a_valid_origin() -> None:
+    rooms = RoomManager(Store(":memory:"), EventBus(), "local", 10)
+    room = rooms.create("salle")
+    with pytest.raises(ValueError, match="origin"):
+        rooms.add_participant(room, "Alice", Role.MEMBER, origin="Sip!")
+    assert not room.participants
