@@ -26,8 +26,8 @@ log = logging.getLogger("gateway.server")
 
 HTTP_REQUEST_HEAD_SECONDS = 15.0
 """aiohttp's keep-alive timer runs from a connection's opening and from each response, and closes
-the connection if no complete request head has arrived when it fires: the deadline on a slow client's
-headers (a slowloris), and on an idle keep-alive connection. Bodies: gateway/http/app.py."""
+the connection if no complete request head has arrived when it fires: the deadline on a slow
+client's headers (a slowloris), and on an idle keep-alive connection. Bodies: gateway/http/app.py."""
 
 
 class StartupError(Exception):

@@ -34,7 +34,8 @@ _HTTP_CODES = {
 
 REQUEST_BODY_SECONDS = 15.0
 """A request body (256 KiB at most) must arrive within this long of the request head; a client
-that trickles it is disconnected without an answer. Heads: HTTP_REQUEST_HEAD_SECONDS (process.py)."""
+that trickles it is disconnected without an answer. Heads: HTTP_REQUEST_HEAD_SECONDS
+(gateway/process.py)."""
 
 
 @web.middleware
@@ -79,6 +80,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 def create_app(gateway: Gateway) -> web.Application:
+    """The application serving ``gateway``: its state under gateway/http/keys.py, every route."""
     # first, so every handler and log line reads the client's address as request.remote
     # (X-Forwarded-For when the peer is one of [http] trusted_proxies)
     client_address = client_address_middleware(gateway.config.http.trusted_proxies)

@@ -24,7 +24,8 @@ DEFAULT_TTL = 6 * 3600.0
 """livekit-api's default lifetime (six hours)."""
 
 KINDS = frozenset(name.lower() for name, _ in models.ParticipantInfo.Kind.items())
-"""Participant kinds as LiveKit writes them in the `kind` claim: ParticipantInfo.Kind, lower case."""
+"""Participant kinds as LiveKit writes them in the `kind` claim: ParticipantInfo.Kind, lower
+case."""
 
 _GRANT_KEYS = {
     "room": "room",
