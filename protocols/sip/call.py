@@ -45,6 +45,7 @@ from protocols.sip.pin_entry import PinEntry
 from protocols.sip.prompt_player import JOIN_TONE, LEAVE_TONE, PromptPlayer
 from protocols.sip.session_timer import Expire, IntervalTooSmall, Refresh, SessionTimer
 from protocols.sip.transaction import Action, Send, TransactionKey, new_tag
+from protocols.sip.transfer import BlindTransfer
 
 if TYPE_CHECKING:
     from protocols.sip.service import SipService
@@ -114,8 +115,8 @@ class InboundCall:
         self._events: Subscription | None = None
         self._refresh_timer: Timer | None = None
         self._recent_digits = ""
-        self.transfer_target: str | None = None
-        self.transfer_status = ""
+        self.transferring: BlindTransfer | None = None
+        """The last transfer asked of the phone (RFC 3515 REFER)."""
         self._timer_headers: list[tuple[str, str]] = []
         self.linked: Route | None = None
         """The route to a link target's local room this call took, until the call ends."""
@@ -219,14 +220,6 @@ class InboundCall:
             self._recent_digits = ""
             self._toggle_mute()
 
-    async def _play(self, name: str) -> None:
-        """Play a prompt and return when it has been sent."""
-        await self.prompts.play(name)
-
-    def _start_prompt(self, name: str) -> float:
-        """Start a prompt without waiting for it; its length in seconds."""
-        return self.prompts.start(name)
-
     # the call's life ---------------------------------------------------------------------------
     async def _run(self, route: Route) -> None:
         try:
@@ -236,7 +229,7 @@ class InboundCall:
             await self._answer()
             found = await self._find_route(route)
             if found is None or found.room_id is None:
-                await self._play("goodbye")
+                await self.prompts.play("goodbye")
                 self.hang_up("no PIN")
                 return
             if found.link:
@@ -262,7 +255,7 @@ class InboundCall:
             if not pins:
                 return route
         for _ in range(self.service.config.pin_attempts):
-            await self._play("enter-pin")
+            await self.prompts.play("enter-pin")
             pin = await self.pin_entry.read()
             if self.service.guard.banned(self.failure_key):
                 return None  # a banned address (or trunk caller) guesses no more, on any call
@@ -278,7 +271,7 @@ class InboundCall:
             self.service.guard.failure(self.failure_key, "room PIN")
             if self.service.guard.banned(self.failure_key):
                 return None
-            await self._play("wrong-pin")
+            await self.prompts.play("wrong-pin")
         return None
 
     async def _enter_linked_room(self, route: Route) -> bool:
@@ -291,7 +284,7 @@ class InboundCall:
         name = masked_name(self.caller_number, self.service.config.mask_numbers)
         try:
             await self.service.gateway.links.enter(
-                route.link, name, lambda: self._start_prompt("lobby")
+                route.link, name, lambda: self.prompts.start("lobby")
             )
         except AdmissionRefused as refused:
             outcome = refused.admission.outcome.value
@@ -299,14 +292,14 @@ class InboundCall:
                 "phone not admitted by the linked room's lobby",
                 extra={"call_id": self.call_id, "outcome": outcome},
             )
-            await self._play("goodbye")
+            await self.prompts.play("goodbye")
             self.hang_up(f"{scheme} lobby: {outcome}")
             return False
         except RoomError as error:  # LinkError: the scheme is not linked here, the link failed
             log.warning(
                 "phone cannot enter a linked room: %s", error, extra={"call_id": self.call_id}
             )
-            await self._play("goodbye")
+            await self.prompts.play("goodbye")
             self.hang_up(f"{scheme} unavailable")
             return False
         return self.state is CallState.ANSWERED
@@ -341,7 +334,7 @@ class InboundCall:
                 "phone refused by the room",
                 extra={"call_id": self.call_id, "room": room_id, "reason": refused.code},
             )
-            await self._play("goodbye")
+            await self.prompts.play("goodbye")
             self.hang_up(refused.code)
             return
         self.room, self.participant = room, participant
@@ -350,7 +343,7 @@ class InboundCall:
                 self.clock,
                 participant,
                 lambda: self.state is CallState.ANSWERED,
-                lambda: self._start_prompt("lobby"),
+                lambda: self.prompts.start("lobby"),
                 self._next_event,
             )
             if self.state is not CallState.ANSWERED:
@@ -439,9 +432,11 @@ class InboundCall:
             self._info(request, key)
         elif method == "OPTIONS":
             self.transport.send_response(key, self.service.options_response(request))
-        elif method == "NOTIFY" and self.transfer_target is not None:
+        elif method == "NOTIFY" and self.transferring is not None and self.transferring.active:
             self.transport.send_response(key, make_response(request, 200))
-            self._transfer_progress(request)
+            if self.transferring.notified(request.body):
+                log.info("phone transferred out of the room", extra={"call_id": self.call_id})
+                self.hang_up("transferred")
         elif method == "REFER":
             self.transport.send_response(key, make_response(request, 603, "Decline"))
         else:
@@ -519,40 +514,22 @@ class InboundCall:
         """Ask the phone to call ``target`` instead (REFER); the call ends once that succeeds."""
         if self.state is not CallState.ANSWERED or self.dialog is None:
             raise ValueError("the call is not answered")
-        self.transfer_target = target
-        self.transfer_status = "requested"
+        self.transferring = BlindTransfer(target)
         refer = self.dialog.create_request(
             "REFER",
             via=self.service.via(self.transport),
-            extra_headers=[
-                ("Refer-To", f"<{target}>"),
-                ("Referred-By", self.service.contact(self.transport)),
-            ],
+            extra_headers=self.transferring.refer_headers(self.service.contact(self.transport)),
         )
         self.service.send_in_dialog(self, refer)
 
-    def _transfer_progress(self, notify: Request) -> None:
-        """A NOTIFY carrying the transferee's progress as a message/sipfrag (RFC 3515 2.4.5)."""
-        line = notify.body.decode("utf-8", "replace").strip().split("\r\n")[0].split("\n")[0]
-        parts = line.split(" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
-            return
-        status = int(parts[1])
-        if 200 <= status < 300:
-            self.transfer_status = "transferred"
-            log.info("phone transferred out of the room", extra={"call_id": self.call_id})
-            self.hang_up("transferred")
-        elif status >= 300:
-            self.transfer_status = f"failed ({status})"
-            self.transfer_target = None
-
     def response_received(self, response: Response) -> None:
         """A response to a request we sent in the dialog (BYE, UPDATE refresh, REFER)."""
-        if (response.headers.get("CSeq") or "").upper().endswith(
-            "REFER"
-        ) and response.status >= 300:
-            self.transfer_status = f"refused ({response.status})"
-            self.transfer_target = None
+        if (
+            (response.headers.get("CSeq") or "").upper().endswith("REFER")
+            and response.status >= 300
+            and self.transferring is not None
+        ):
+            self.transferring.refused(response.status)
         if self.dialog is not None:
             self.dialog.receive_response(response)
         if 200 <= response.status < 300 and response.headers.get("Session-Expires"):
