@@ -10,23 +10,17 @@ from typing import TYPE_CHECKING
 
 from gateway.plugins import ProtocolPlugin, Running
 from protocols.visio.config import VisioConfig
+from protocols.visio.targets import SCHEME, normalize_target
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
 log = logging.getLogger(__name__)
 
-SCHEME = "visio"
 UNAVAILABLE = (
     "visio: links need the Visio bridge: [visio] url (with api_key and api_secret) "
     "must be configured on this gateway"
 )
-
-
-def _normalize(target: str) -> str:
-    from protocols.visio.adapter import visio_room
-
-    return f"{SCHEME}:{visio_room(target)}"
 
 
 async def _nothing_to_stop() -> None:
@@ -59,6 +53,6 @@ plugin = ProtocolPlugin(
     summary="Visio (LiveKit) rooms linked to rooms here: visio:VISIO_ROOM_UUID",
     config=VisioConfig,
     link_schemes={SCHEME: UNAVAILABLE},
-    normalize_target=_normalize,
+    normalize_target=normalize_target,
     start=_start,
 )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
@@ -65,6 +67,18 @@ def test_the_plugins_come_sorted_by_name(entry_points: list[EntryPoint]) -> None
         point("sip", "protocols.sip.plugin:plugin"),
     ]
     assert [plugin.name for plugin in installed()] == ["sip", "visio"]
+
+
+def test_the_plugin_modules_are_light_to_import() -> None:
+    """Discovery imports every plugin, in every command: no media stack until one starts."""
+    code = (
+        "import sys, protocols.sip.plugin, protocols.visio.plugin\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiortc', 'av', 'livekit'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
 
 
 @pytest.mark.parametrize(
