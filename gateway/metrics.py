@@ -39,7 +39,9 @@ class GatewayCollector(Collector):
         participants = GaugeMetricFamily(
             "rondpoint_participants", "Participants by origin and state", labels=["origin", "state"]
         )
-        for origin in ("ors", "sip", "visio", "matrix", "federation"):
+        # every origin is listed, at 0 when absent: the gateway's own, and each plugin's
+        plugins = (plugin.name for plugin in self.gateway.plugins)
+        for origin in {"ors", "matrix", "federation", *plugins}:
             for state in ("joined", "lobby"):
                 by_origin[(origin, state)] += 0
         for (origin, state), count in sorted(by_origin.items()):
@@ -67,20 +69,24 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "rondpoint_relay_endpoints", "WebRTC endpoints", value=stats.endpoints
         )
-        sip = self.gateway.relay.conference_stats()
+        phones = self.gateway.relay.conference_stats()
         for name, value, help_text in (
-            ("rtp_packets_received", sip.packets_received, "RTP packets received from phones"),
-            ("rtp_packets_sent", sip.packets_sent, "RTP packets sent to phones"),
+            ("rtp_packets_received", phones.packets_received, "RTP packets received from phones"),
+            ("rtp_packets_sent", phones.packets_sent, "RTP packets sent to phones"),
             (
                 "rtp_frames_concealed",
-                sip.frames_concealed,
+                phones.frames_concealed,
                 "Playout ticks concealed for want of a phone's packet",
             ),
-            ("rtp_frames_late", sip.frames_late, "Phones' packets dropped for arriving too late"),
-            ("conference_ticks", sip.ticks, "20 ms audio conference ticks"),
+            (
+                "rtp_frames_late",
+                phones.frames_late,
+                "Phones' packets dropped for arriving too late",
+            ),
+            ("conference_ticks", phones.ticks, "20 ms audio conference ticks"),
             (
                 "conference_tick_overruns",
-                sip.overruns,
+                phones.overruns,
                 "Audio conference ticks more than 200 ms behind (clock resynchronised)",
             ),
         ):
