@@ -14,10 +14,14 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import plugins as plugins_module
 from gateway.config import Config, ConfigError, load_config
 from gateway.dialling import Diallers
+from gateway.http.admin import authorize
+from gateway.http.app import create_app
 from gateway.plugins import (
     ENTRY_POINT_GROUP,
     DialError,
@@ -385,3 +389,36 @@ async def test_a_plugin_that_fails_to_start_leaves_the_gateway_running_without_i
     finally:
         await gateway.stop()
     assert stopped == ["echo"]
+
+
+async def test_a_plugins_admin_routes_are_mounted_behind_the_admin_token(tmp_path: Path) -> None:
+    async def calls(request: web.Request) -> web.Response:
+        gateway = authorize(request)
+        return web.json_response({"calls": gateway.diallers.calls_of("conseil")})
+
+    def admin(gateway: Gateway) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/calls", calls)
+        return app
+
+    plugins = [ProtocolPlugin(name="echo", summary="admin routes only", admin=admin)]
+    gateway = Gateway(gateway_config(tmp_path / "data", plugins), plugins)
+    await gateway.start()
+    client = TestClient(TestServer(create_app(gateway), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        token = {"Authorization": f"Bearer {gateway.new_admin_token}"}
+        refused = await client.get("/api/v1/echo/calls")
+        assert (refused.status, (await refused.json())["code"]) == (401, "unauthorized")
+        listed = await client.get("/api/v1/echo/calls", headers=token)
+        assert (listed.status, await listed.json()) == (200, {"calls": []})
+        gateway.rooms.create("conseil")
+        dialled = await client.post(
+            "/api/v1/rooms/conseil/dial", json={"to": "echo:bob"}, headers=token
+        )
+        assert (dialled.status, (await dialled.json())["code"]) == (409, "invalid_state")
+        discovery = await (await client.get("/.well-known/ors")).json()
+        assert "dial-out" not in discovery["capabilities"]
+    finally:
+        await client.close()
+        await gateway.stop()
