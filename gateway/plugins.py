@@ -113,6 +113,8 @@ class Running:
     diallers: Sequence[Dialler] = ()
     metrics: Callable[[], Iterable[Metric]] | None = None
     """Prometheus metric families collected on each scrape of /metrics."""
+    service: Any = None
+    """The plugin's own running object, for its admin routes: ``gateway.running[name].service``."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ class ProtocolPlugin:
     """Adds its ``rondpoint`` subcommands; each sets ``run=function(args, config)``."""
     start: Callable[[Gateway], Awaitable[Running | None]] | None = None
     """Starts it on a gateway whose store and relay are open; None when its section turns it off.
-    An exception is logged and the gateway runs without it (its banner line says so)."""
+    An exception stops the gateway's start (a taken port, an unreadable certificate): a plugin
+    that can run degraded catches its own errors and says so in its banner line."""
 
 
 @cache

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.config import Config
 from gateway.http.app import create_app
+from gateway.plugins import PluginError
 from gateway.server import Gateway, banner
 from gateway.store import StoreError
 
@@ -79,7 +80,10 @@ def _data_is_file(config: Config) -> bool:
 async def serve(config: Config) -> None:
     ssl_context = _tls_context(config)
     gateway = _open_gateway(config)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except PluginError as error:
+        raise StartupError(str(error)) from None
     app = create_app(gateway)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, keepalive_timeout=HTTP_REQUEST_HEAD_SECONDS

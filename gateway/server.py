@@ -15,7 +15,7 @@ from gateway.dialling import Diallers
 from gateway.federation import SigningKeys
 from gateway.links import LinkManager
 from gateway.media.relay import MediaRelay
-from gateway.plugins import ProtocolPlugin, Running, installed
+from gateway.plugins import PluginError, ProtocolPlugin, Running, installed
 from gateway.ratelimit import RateLimiter
 from gateway.rooms import (
     ActiveSpeakers,
@@ -129,8 +129,12 @@ class Gateway:
 
     async def start(self) -> None:
         await self.relay.start()
-        for plugin in self.plugins:
-            await self._start_plugin(plugin)
+        try:
+            for plugin in self.plugins:
+                await self._start_plugin(plugin)
+        except PluginError:
+            await self.stop()
+            raise
         await self.links.start()
         self.new_admin_token = self.ensure_admin_token()
         self.ensure_demo_room()
@@ -138,29 +142,21 @@ class Gateway:
         self.ready = True
 
     async def _start_plugin(self, plugin: ProtocolPlugin) -> None:
-        """Start one plugin and take its link adapters and diallers; the gateway runs without a
-        plugin that fails to start (its banner line says so)."""
+        """Start one plugin and take its link adapters and diallers. A plugin its section turns on
+        must come up: its failure stops the start (PluginError naming it), as a taken port would;
+        a plugin that can run degraded (Visio when its server is unreachable) says so itself."""
         if plugin.start is None:
             return
-        running: Running | None = None
         try:
             running = await plugin.start(self)
-            if running is not None:
-                for adapter in running.link_adapters:
-                    self.links.register(adapter)
-                for dialler in running.diallers:
-                    self.diallers.register(dialler)
         except Exception as error:
-            log.error(
-                "the %s plugin cannot start (%s: %s); it is unavailable",
-                plugin.name,
-                type(error).__name__,
-                error,
-            )
-            if running is not None:
-                await self._stop_plugin(plugin.name, running)
-            return
+            raise PluginError(f"{plugin.name}: {error or type(error).__name__}") from error
         self.running[plugin.name] = running
+        if running is not None:
+            for adapter in running.link_adapters:
+                self.links.register(adapter)
+            for dialler in running.diallers:
+                self.diallers.register(dialler)
 
     async def stop(self) -> None:
         self.ready = False
@@ -222,8 +218,5 @@ def banner(gateway: Gateway, media_port: int) -> str:
 def plugin_line(gateway: Gateway, name: str) -> str:
     """A plugin's line in the banner: its own words while it runs, "off" when its section turns
     it off (or it has nothing to start)."""
-    if name not in gateway.running:
-        plugin = next(p for p in gateway.plugins if p.name == name)
-        return "off" if plugin.start is None else "unavailable: see the log"
-    running = gateway.running[name]
+    running = gateway.running.get(name)
     return "off" if running is None else running.banner()

@@ -225,3 +225,17 @@ def test_a_data_directory_that_cannot_be_used_stops_the_start_naming_it(tmp_path
     data.write_text("not a directory\n")
     result = refused_start(start_config(tmp_path, data))
     assert f"server.data_dir {data}: not a directory" in result.stderr
+
+
+def test_a_sip_port_already_taken_stops_the_start_naming_the_plugin(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config = start_config(tmp_path, tmp_path / "data")
+        text = config.read_text().replace(
+            "[sip]\nenabled = false\n", f'[sip]\nhost = "127.0.0.1"\nport = {port}\n'
+        )
+        config.write_text(text)
+        result = refused_start(config)
+    assert result.stderr.startswith("rondpoint: cannot start: sip: "), result.stderr
+    assert str(port) in result.stderr

@@ -212,7 +212,7 @@ async def delete_link(request: web.Request) -> web.Response:
 
 
 # dialling out, through the running plugins' diallers (gateway/dialling.py) --------------------
-NO_DIALLER = "SIP is turned off on this gateway"
+NO_DIALLER = "nothing on this gateway dials out (telephony, such as [sip], is turned off)"
 """Said when no running plugin can dial out (SIP being the one that can, when it runs)."""
 
 

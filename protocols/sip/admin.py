@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
@@ -13,11 +13,11 @@ from gateway.http.admin import authorize
 from gateway.ors.problems import Problem, json_object
 from protocols.sip.config import DISPATCH_NUMBER
 from protocols.sip.dispatch import check_rule
-from protocols.sip.running import running_service
 from protocols.sip.store import DispatchRule, SipStore, Trunk
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
+    from protocols.sip.service import SipService
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +33,21 @@ def _string(body: dict[str, Any], key: str, default: str = "", limit: int = 256)
     return value
 
 
+def _service(gateway: Gateway) -> SipService | None:
+    """The gateway's running SIP service; None when [sip] turns it off."""
+    running = gateway.running.get("sip")
+    return None if running is None else cast("SipService", running.service)
+
+
 def _trunks_changed(gateway: Gateway) -> None:
-    service = running_service(gateway)
+    service = _service(gateway)
     if service is not None:
         service.trunks_changed()
 
 
 async def list_trunks(request: web.Request) -> web.Response:
     gateway = authorize(request)
-    service = running_service(gateway)
+    service = _service(gateway)
     trunks = []
     for trunk in SipStore(gateway.store).trunks():
         shown = trunk.public()

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from gateway.plugins import ProtocolPlugin, Running
 from protocols.sip.config import SipConfig
-from protocols.sip.running import set_running_service
 from protocols.sip.store import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -27,16 +26,11 @@ async def _start(gateway: Gateway) -> Running | None:
 
     service = SipService(gateway)
     await service.start()
-    set_running_service(gateway, service)
-
-    async def stop() -> None:
-        set_running_service(gateway, None)
-        await service.stop()
-
     return Running(
-        stop=stop,
+        stop=service.stop,
         banner=lambda: f"udp/tcp {config.host}:{service.port}",
         diallers=[service],
+        service=service,
     )
 
 
