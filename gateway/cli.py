@@ -83,7 +83,12 @@ class _CommandParser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rondpoint", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog="rondpoint",
+        description=DESCRIPTION,
+        epilog="installed protocols: "
+        + ("; ".join(f"{p.name} ({p.summary})" for p in installed()) or "none"),
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _add_global_options(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)

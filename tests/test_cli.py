@@ -239,3 +239,11 @@ def test_a_sip_port_already_taken_stops_the_start_naming_the_plugin(tmp_path: Pa
         result = refused_start(config)
     assert result.stderr.startswith("rondpoint: cannot start: sip: "), result.stderr
     assert str(port) in result.stderr
+
+
+def test_help_lists_the_installed_protocols() -> None:
+    result = rondpoint("--help")
+    assert result.returncode == 0
+    assert "installed protocols:" in result.stdout
+    assert "sip (SIP phones and trunks" in " ".join(result.stdout.split())
+    assert "visio (Visio (LiveKit) rooms" in " ".join(result.stdout.split())
