@@ -16,7 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from gateway.config import Config, ConfigError, load_config
 from gateway.plugins import PluginError, installed
@@ -155,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     for plugin in installed():
         if plugin.cli is not None:
             # a plugin's subcommands are _CommandParser too: they take the global options
-            plugin.cli(cast("argparse._SubParsersAction[argparse.ArgumentParser]", commands))
+            plugin.cli(commands)
 
     admin_token = commands.add_parser(
         "admin-token", help="the admin token (on this machine's data directory)"

@@ -101,6 +101,12 @@ class Dialler(Protocol):
         ...
 
 
+class Commands(Protocol):
+    """Where a plugin adds its ``rondpoint`` subcommands (argparse's subparsers)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
 @dataclass
 class Running:
     """What a started plugin contributes while the gateway runs."""
@@ -141,7 +147,7 @@ class ProtocolPlugin:
     admin: Callable[[Gateway], web.Application] | None = None
     """Its admin routes, mounted at ``/api/v1/{name}/`` whether or not it runs; handlers call
     ``gateway.http.admin.authorize(request)`` first."""
-    cli: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None] | None = None
+    cli: Callable[[Commands], None] | None = None
     """Adds its ``rondpoint`` subcommands; each sets ``run=function(args, config)``."""
     start: Callable[[Gateway], Awaitable[Running | None]] | None = None
     """Starts it on a gateway whose store and relay are open; None when its section turns it off.

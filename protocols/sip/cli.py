@@ -8,9 +8,10 @@ import urllib.parse
 
 from gateway.cli import admin_request
 from gateway.config import Config
+from gateway.plugins import Commands
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     trunk = commands.add_parser("trunk", help="SIP trunks")
     trunk_commands = trunk.add_subparsers(dest="trunk_command", metavar="ACTION", required=True)
     trunk_add = trunk_commands.add_parser("add", help="add or replace a trunk")

@@ -5,10 +5,9 @@ Light to import: the SIP stack and the media it needs are imported when the gate
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING
 
-from gateway.plugins import ProtocolPlugin, Running
+from gateway.plugins import Commands, ProtocolPlugin, Running
 from protocols.sip.config import SipConfig
 from protocols.sip.store import MIGRATIONS
 
@@ -40,7 +39,7 @@ def _admin(gateway: Gateway) -> web.Application:
     return admin_app(gateway)
 
 
-def _cli(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _cli(commands: Commands) -> None:
     from protocols.sip.cli import add_commands
 
     add_commands(commands)

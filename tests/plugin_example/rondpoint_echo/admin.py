@@ -14,6 +14,7 @@ from gateway.http.admin import authorize
 from rondpoint_echo.calls import CallLog
 
 if TYPE_CHECKING:
+    from gateway.plugins import Commands
     from gateway.server import Gateway
 
 
@@ -30,7 +31,7 @@ def admin_app(gateway: Gateway) -> web.Application:
     return app
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     """``rondpoint echo-calls``."""
     command = commands.add_parser("echo-calls", help="list the latest echo: calls")
     command.set_defaults(run=_echo_calls)
