@@ -216,7 +216,9 @@ NO_DIALLER = "nothing on this gateway dials out (telephony, such as [sip], is tu
 """Said when no running plugin can dial out (SIP being the one that can, when it runs)."""
 
 
-def _string(body: dict[str, Any], key: str, default: str = "", limit: int = 256) -> str:
+def string_field(body: dict[str, Any], key: str, default: str = "", limit: int = 256) -> str:
+    """``body[key]`` (or ``default``): a string of at most ``limit`` characters, or a problem
+    pointing at the field (plugins' admin routes use it too)."""
     value = body.get(key, default)
     if not isinstance(value, str) or len(value) > limit:
         raise Problem(
@@ -229,7 +231,7 @@ async def dial(request: web.Request) -> web.Response:
     gateway = authorize(request)
     room = gateway.rooms.get(request.match_info["room"])
     body = await json_object(request)
-    target = _string(body, "to", limit=256)
+    target = string_field(body, "to", limit=256)
     trunk = body.get("trunk")
     if trunk is not None and not isinstance(trunk, str):
         raise Problem("invalid_message", "'trunk' is a trunk name", field="/trunk")
@@ -250,7 +252,7 @@ async def transfer(request: web.Request) -> web.Response:
     if participant_id not in room.participants:
         raise Problem("participant_not_found", "no such participant in this room", 404)
     body = await json_object(request)
-    target = _string(body, "to", limit=256)
+    target = string_field(body, "to", limit=256)
     if not gateway.diallers.schemes():
         raise Problem("invalid_state", NO_DIALLER, 409)
     try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 
-from gateway.http.admin import authorize
+from gateway.http.admin import authorize, string_field
 from gateway.ors.problems import Problem, json_object
 from protocols.sip.config import DISPATCH_NUMBER
 from protocols.sip.dispatch import check_rule
@@ -22,15 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _TRUNK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,31}")
-
-
-def _string(body: dict[str, Any], key: str, default: str = "", limit: int = 256) -> str:
-    value = body.get(key, default)
-    if not isinstance(value, str) or len(value) > limit:
-        raise Problem(
-            "invalid_message", f"'{key}' is a string of at most {limit} characters", field=f"/{key}"
-        )
-    return value
 
 
 def _service(gateway: Gateway) -> SipService | None:
@@ -60,12 +51,12 @@ async def list_trunks(request: web.Request) -> web.Response:
 async def save_trunk(request: web.Request) -> web.Response:
     gateway = authorize(request)
     body = await json_object(request)
-    name = _string(body, "name", limit=32)
+    name = string_field(body, "name", limit=32)
     if not _TRUNK_NAME.fullmatch(name):
         raise Problem(
             "invalid_message", "'name' is 2 to 32 lowercase letters, digits or '-'", field="/name"
         )
-    transport = _string(body, "transport", "udp")
+    transport = string_field(body, "transport", "udp")
     if transport not in ("udp", "tcp", "tls"):
         raise Problem("invalid_message", "'transport' is udp, tcp or tls", field="/transport")
     allowed = body.get("allowed", [])
@@ -83,18 +74,18 @@ async def save_trunk(request: web.Request) -> web.Response:
     register = body.get("register", False)
     if not isinstance(register, bool):
         raise Problem("invalid_message", "'register' is true or false", field="/register")
-    srtp = _string(body, "srtp", "optional")
+    srtp = string_field(body, "srtp", "optional")
     if srtp not in ("off", "optional", "required"):
         raise Problem("invalid_message", "'srtp' is off, optional or required", field="/srtp")
     trunk = Trunk(
         name=name,
-        address=_string(body, "address"),
+        address=string_field(body, "address"),
         transport=transport,
-        username=_string(body, "username", limit=128),
-        password=_string(body, "password", limit=128),
+        username=string_field(body, "username", limit=128),
+        password=string_field(body, "password", limit=128),
         allowed=allowed,
         register=register,
-        caller_id=_string(body, "caller_id", limit=64),
+        caller_id=string_field(body, "caller_id", limit=64),
         srtp=srtp,
     )
     if register and not (trunk.address and trunk.username and trunk.password):
@@ -147,7 +138,7 @@ async def list_dispatch(request: web.Request) -> web.Response:
 async def save_dispatch(request: web.Request) -> web.Response:
     gateway = authorize(request)
     body = await json_object(request)
-    number = _string(body, "number", limit=64)
+    number = string_field(body, "number", limit=64)
     if not DISPATCH_NUMBER.fullmatch(number):
         raise Problem(
             "invalid_message", "'number' is a dialled number, a SIP user, or '*'", field="/number"
