@@ -16,12 +16,17 @@ $(VENV)/.installed: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-# The example protocol plugin (tests/test_plugin_example.py), installed for the tests only.
+# The example protocol plugin (tests/test_plugin_example.py), installed for the tests only: into
+# its own folder, which tests/conftest.py puts on the path of pytest and of the gateways it starts,
+# so that `make run` never serves the example's echo: scheme.
 PLUGIN_EXAMPLE := tests/plugin_example/pyproject.toml $(wildcard tests/plugin_example/rondpoint_echo/*.py)
+TEST_PLUGINS   := .cache/test-plugins
 
 $(VENV)/.installed-test: pyproject.toml $(NATIVE) $(PLUGIN_EXAMPLE) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
-	$(BIN)/pip install -q -e tests/plugin_example
+	$(BIN)/pip uninstall -q -y rondpoint-echo 2>/dev/null || true  # an older make put it in .venv
+	rm -rf $(TEST_PLUGINS)
+	$(BIN)/pip install -q --no-deps --target $(TEST_PLUGINS) tests/plugin_example
 	touch $@ $(VENV)/.installed
 
 ## Install into .venv and start the gateway on its embedded defaults (the relay's native fast path
