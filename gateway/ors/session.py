@@ -465,6 +465,8 @@ class OrsSession:
         try:
             async for event in self._events:
                 await self._on_event(event)
+                if self.state is SessionState.LEFT:
+                    return  # the event ended this session (a host removed it): nothing to deliver
                 if self._offer_wanted and self._events.queue.empty():
                     await self._send_offer()
         except asyncio.CancelledError:
