@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
@@ -155,30 +155,6 @@ class Config:
         return f"{scheme}://{host}:{self.http.port}"
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "log.level": ("debug", "info", "warning", "error"),
-    "log.format": ("text", "json"),
-}
-_PORTS = (
-    "http.port",
-    "media.port",
-    "media.port_range_start",
-    "media.port_range_end",
-)
-_POSITIVE = (
-    "media.max_publish_bitrate",
-    "rooms.guest_token_ttl",
-    "rooms.max_participants",
-    "rooms.max_lobby",
-    "limits.max_message_bytes",
-    "limits.anonymous_requests_per_minute",
-    "limits.media_consent_seconds",
-    "limits.chat_messages_per_second",
-    "limits.chat_burst",
-)
-_ADDRESSES = ("http.host", "media.host")
-
-
 def plugin_sections(plugins: Sequence[ProtocolPlugin] | None) -> dict[str, Any]:
     """Each plugin's section with its defaults, by name (``None``: the installed plugins)."""
     if plugins is None:
@@ -289,33 +265,74 @@ def _list_item_dataclass(hint: Any) -> Any:
     return None
 
 
-def _get(config: Config, dotted: str) -> Any:
-    section, key = dotted.split(".")
-    return getattr(getattr(config, section), key)
+def check_choices(
+    section: object, name: str, where: str, choices: Mapping[str, Sequence[str]]
+) -> None:
+    """ConfigError unless each key of ``choices`` holds one of its values (plugins use it too)."""
+    for key, allowed in choices.items():
+        value = getattr(section, key)
+        if value not in allowed:
+            raise ConfigError(
+                f"{where}: '{name}.{key}' is {value!r}; allowed: {', '.join(allowed)}"
+            )
+
+
+def check_ports(section: object, name: str, where: str, keys: Sequence[str]) -> None:
+    """ConfigError unless each key holds a port, 1 to 65535."""
+    for key in keys:
+        if not 1 <= getattr(section, key) <= 65535:
+            raise ConfigError(f"{where}: '{name}.{key}' must be a port between 1 and 65535")
+
+
+def check_positive(section: object, name: str, where: str, keys: Sequence[str]) -> None:
+    """ConfigError unless each key holds a positive integer."""
+    for key in keys:
+        if getattr(section, key) <= 0:
+            raise ConfigError(f"{where}: '{name}.{key}' must be a positive integer")
+
+
+def check_addresses(
+    section: object, name: str, where: str, keys: Sequence[str], optional: bool = False
+) -> None:
+    """ConfigError unless each key holds an IP address (``optional``: or is empty)."""
+    for key in keys:
+        value = getattr(section, key)
+        if optional and not value:
+            continue
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ConfigError(f"{where}: '{name}.{key}' must be an IP address") from None
 
 
 def _validate(config: Config, where: str) -> None:
-    for key, choices in _CHOICES.items():
-        if _get(config, key) not in choices:
-            raise ConfigError(
-                f"{where}: '{key}' is {_get(config, key)!r}; allowed: {', '.join(choices)}"
-            )
-    for key in _PORTS:
-        if not 1 <= _get(config, key) <= 65535:
-            raise ConfigError(f"{where}: '{key}' must be a port between 1 and 65535")
-    for key in _POSITIVE:
-        if _get(config, key) <= 0:
-            raise ConfigError(f"{where}: '{key}' must be a positive integer")
-    for key in _ADDRESSES:
-        try:
-            ipaddress.ip_address(_get(config, key))
-        except ValueError:
-            raise ConfigError(f"{where}: '{key}' must be an IP address") from None
-    if config.media.public_ip:
-        try:
-            ipaddress.ip_address(config.media.public_ip)
-        except ValueError:
-            raise ConfigError(f"{where}: 'media.public_ip' must be an IP address") from None
+    check_choices(
+        config.log,
+        "log",
+        where,
+        {"level": ("debug", "info", "warning", "error"), "format": ("text", "json")},
+    )
+    check_ports(config.http, "http", where, ("port",))
+    check_ports(config.media, "media", where, ("port", "port_range_start", "port_range_end"))
+    check_positive(config.media, "media", where, ("max_publish_bitrate",))
+    check_positive(
+        config.rooms, "rooms", where, ("guest_token_ttl", "max_participants", "max_lobby")
+    )
+    check_positive(
+        config.limits,
+        "limits",
+        where,
+        (
+            "max_message_bytes",
+            "anonymous_requests_per_minute",
+            "media_consent_seconds",
+            "chat_messages_per_second",
+            "chat_burst",
+        ),
+    )
+    check_addresses(config.http, "http", where, ("host",))
+    check_addresses(config.media, "media", where, ("host",))
+    check_addresses(config.media, "media", where, ("public_ip",), optional=True)
     if config.media.port_range_end < config.media.port_range_start:
         raise ConfigError(f"{where}: 'media.port_range_end' must be >= 'media.port_range_start'")
     if bool(config.http.tls_cert) != bool(config.http.tls_key):

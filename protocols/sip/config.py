@@ -6,7 +6,13 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from gateway.config import ConfigError
+from gateway.config import (
+    ConfigError,
+    check_addresses,
+    check_choices,
+    check_ports,
+    check_positive,
+)
 
 DISPATCH_NUMBER = re.compile(r"\*|\+?[0-9A-Za-z.\-_]{1,64}")
 LANGUAGES = ("fr", "en")
@@ -63,33 +69,26 @@ class SipConfig:
 
     def validate(self, where: str) -> None:
         """ConfigError naming the file and the key of the first value that cannot be used."""
-        for key, choices in (("language", LANGUAGES), ("tls_min_version", ("1.2", "1.3"))):
-            value = getattr(self, key)
-            if value not in choices:
-                raise ConfigError(
-                    f"{where}: 'sip.{key}' is {value!r}; allowed: {', '.join(choices)}"
-                )
-        for key in ("port", "rtp_port_start", "rtp_port_end"):
-            if not 1 <= getattr(self, key) <= 65535:
-                raise ConfigError(f"{where}: 'sip.{key}' must be a port between 1 and 65535")
-        for key in (
-            "pin_attempts",
-            "failures_before_ban",
-            "ban_seconds",
-            "tcp_idle_seconds",
-            "tcp_message_seconds",
-            "tcp_connections_per_address",
-            "tcp_max_connections",
-        ):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{where}: 'sip.{key}' must be a positive integer")
-        for key, required in (("host", True), ("public_ip", False)):
-            value = getattr(self, key)
-            if required or value:
-                try:
-                    ipaddress.ip_address(value)
-                except ValueError:
-                    raise ConfigError(f"{where}: 'sip.{key}' must be an IP address") from None
+        check_choices(
+            self, "sip", where, {"language": LANGUAGES, "tls_min_version": ("1.2", "1.3")}
+        )
+        check_ports(self, "sip", where, ("port", "rtp_port_start", "rtp_port_end"))
+        check_positive(
+            self,
+            "sip",
+            where,
+            (
+                "pin_attempts",
+                "failures_before_ban",
+                "ban_seconds",
+                "tcp_idle_seconds",
+                "tcp_message_seconds",
+                "tcp_connections_per_address",
+                "tcp_max_connections",
+            ),
+        )
+        check_addresses(self, "sip", where, ("host",))
+        check_addresses(self, "sip", where, ("public_ip",), optional=True)
         if not 0 <= self.tls_port <= 65535:
             raise ConfigError(f"{where}: 'sip.tls_port' must be a port between 1 and 65535, or 0")
         if self.tls_port and not (self.tls_cert and self.tls_key):
