@@ -189,6 +189,22 @@ class AdmissionRefused(LinkError):
         self.admission = admission
 
 
+def split_target(target: str, known: str) -> tuple[str, str]:
+    """The lowercase scheme of a stripped link target and the target written with it, or
+    ValueError saying what is wrong with its shape (``known``: the schemes to suggest)."""
+    if len(target) > MAX_TARGET_LENGTH:
+        raise ValueError(f"a link target has at most {MAX_TARGET_LENGTH} characters")
+    if _CONTROL_OR_SPACE.search(target):
+        raise ValueError("a link target has no spaces or control characters")
+    match = _SCHEME_PREFIX.match(target)
+    if match is None or len(target) == match.end():
+        raise ValueError(
+            f"a link target is SCHEME:ROOM, e.g. visio:VISIO_ROOM_UUID; known schemes: {known}"
+        )
+    scheme = match.group(1).lower()
+    return scheme, scheme + target[match.end() - 1 :]
+
+
 def link_room_id(target: str) -> str:
     """The local room a canonical target's callers join: ``SCHEME-REST`` (``visio:UUID`` gives
     ``visio-UUID``); ValueError when that is not a room name (such a target cannot be dialled)."""
@@ -232,26 +248,13 @@ class LinkTargets:
 
     def canonical(self, target: str) -> str:
         """The canonical form of ``target``; ValueError with a sentence for the operator."""
-        target = target.strip()
-        match = _SCHEME_PREFIX.match(target)
-        if (
-            match is None
-            or len(target) == match.end()
-            or len(target) > MAX_TARGET_LENGTH
-            or _CONTROL_OR_SPACE.search(target)
-        ):
-            raise ValueError(
-                f"a link target is SCHEME:ROOM, e.g. visio:VISIO_ROOM_UUID; "
-                f"known schemes: {', '.join(self.schemes()) or 'none'}"
-            )
-        scheme = match.group(1).lower()
+        scheme, written = split_target(target.strip(), ", ".join(self.schemes()) or "none")
         if scheme not in self._normalizers:
             raise ValueError(
                 f"'{scheme}:' is not a link scheme of an installed plugin; "
                 f"known schemes: {', '.join(self.schemes()) or 'none'}"
             )
         normalize = self._normalizers[scheme]
-        written = scheme + target[match.end() - 1 :]
         return normalize(written) if normalize is not None else written
 
     def room_id(self, target: str) -> str:
@@ -337,22 +340,11 @@ class LinkManager:
             raise LinkError(
                 "invalid_link", "the link target is a string like visio:VISIO_ROOM_UUID"
             )
-        target = target.strip()
-        if len(target) > MAX_TARGET_LENGTH:
-            raise LinkError(
-                "invalid_link", f"a link target has at most {MAX_TARGET_LENGTH} characters"
-            )
-        if _CONTROL_OR_SPACE.search(target):
-            raise LinkError("invalid_link", "a link target has no spaces or control characters")
         known = sorted(set(self._hints) | set(self._adapters))
-        match = _SCHEME_PREFIX.match(target)
-        if match is None or len(target) == match.end():
-            raise LinkError(
-                "invalid_link",
-                f"a link target is SCHEME:ROOM, e.g. visio:VISIO_ROOM_UUID; "
-                f"known schemes: {', '.join(known)}",
-            )
-        scheme = match.group(1).lower()
+        try:
+            scheme, written = split_target(target.strip(), ", ".join(known))
+        except ValueError as error:
+            raise LinkError("invalid_link", str(error)) from None
         adapter = self._adapters.get(scheme)
         if adapter is None:
             if scheme in self._hints:
@@ -363,7 +355,7 @@ class LinkManager:
                 f"known schemes: {', '.join(known)}",
             )
         try:
-            canonical = adapter.normalize(scheme + target[match.end() - 1 :])
+            canonical = adapter.normalize(written)
         except ValueError as error:
             raise LinkError("invalid_link", str(error) or f"not a valid {scheme}: target") from None
         return canonical
