@@ -758,7 +758,13 @@ function renderTiles() {
     tile.classList.toggle("speaking", app.speaking.has(p.id));
     tile.dataset.muted = muted ? "true" : "false";
     const label = `${p.name}${self ? ` (${t("you")})` : ""}`;
-    tile.querySelector(".tile-name").replaceChildren(el("bdi", { text: p.name }), self ? ` (${t("you")})` : "");
+    // rebuilt only when it changes: a render per room event must not detach the name a screen
+    // reader (or a test) is reading
+    const nameLabel = tile.querySelector(".tile-name");
+    const you = self ? ` (${t("you")})` : "";
+    if (nameLabel.querySelector("bdi")?.textContent !== p.name || nameLabel.textContent !== p.name + you) {
+      nameLabel.replaceChildren(el("bdi", { text: p.name }), you);
+    }
     tile.querySelector(".avatar span").textContent = initials(p.name);
     const badge = tile.querySelector(".origin");
     badge.textContent = originLabel(p.origin);
