@@ -40,6 +40,8 @@ class LinkState(StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RETRYING = "retrying"
+    REFUSED = "refused"
+    """The foreign side refused the link (a partner gateway that has not allow-listed us)."""
     STOPPED = "stopped"
     FAILED = "failed"
 

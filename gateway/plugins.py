@@ -15,6 +15,8 @@ process asks each plugin, through this module's types only, for
 - its store migrations (its own tables, versioned apart from the hub's: gateway/store);
 - an aiohttp sub-application for its admin routes, mounted at ``/api/v1/{name}/`` behind the admin
   token (``gateway.http.admin.authorize``);
+- an aiohttp sub-application for its public routes, which foreign servers call (a partner
+  gateway's signed requests, a homeserver's transactions), mounted at ``public_path``;
 - CLI subcommands (``rondpoint {command}``), which talk to the admin API as the hub's do;
 - once the gateway runs and its section turns it on: link adapters for the schemes it can link
   (``visio:``), diallers for the schemes it can call (``sip:``, ``tel:``), a banner line, metrics.
@@ -52,6 +54,10 @@ PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]{1,31}")
 
 HUB_SECTIONS = frozenset({"server", "http", "media", "rooms", "limits", "tokens", "log"})
 """Names a plugin may not take: the hub's own configuration sections."""
+
+_PUBLIC_PATH = re.compile(r"/(?:[a-z0-9][a-z0-9_.-]{0,31}/){1,4}")
+RESERVED_PUBLIC_PATHS = ("/api/", "/metrics/", "/ors/v1/rooms/", "/.well-known/", "/static/")
+"""Public paths a plugin may not take: the hub's own."""
 
 Migration = str | Callable[[sqlite3.Connection], None]
 """One step of a plugin's schema: an SQL script, or a function given the connection (for a step
@@ -119,6 +125,8 @@ class Running:
     diallers: Sequence[Dialler] = ()
     metrics: Callable[[], Iterable[Metric]] | None = None
     """Prometheus metric families collected on each scrape of /metrics."""
+    capabilities: Sequence[str] = ()
+    """Added to the ``capabilities`` of the discovery document (spec 3.1), e.g. "federation"."""
     service: Any = None
     """The plugin's own running object, for its admin routes: ``gateway.running[name].service``."""
 
@@ -147,6 +155,13 @@ class ProtocolPlugin:
     admin: Callable[[Gateway], web.Application] | None = None
     """Its admin routes, mounted at ``/api/v1/{name}/`` whether or not it runs; handlers call
     ``gateway.http.admin.authorize(request)`` first."""
+    public: Callable[[Gateway], web.Application] | None = None
+    """Its public routes, called by foreign servers rather than operators, mounted at
+    ``public_path`` whether or not it runs; each handler authenticates its caller itself (a
+    signature, a shared token) and answers RFC 9457 problems."""
+    public_path: str = ""
+    """Where ``public`` is mounted: ``/{name}/`` when empty; otherwise a path such as
+    ``/ors/v1/federation/`` (starting and ending with "/")."""
     cli: Callable[[Commands], None] | None = None
     """Adds its ``rondpoint`` subcommands; each sets ``run=function(args, config)``."""
     start: Callable[[Gateway], Awaitable[Running | None]] | None = None
@@ -176,7 +191,7 @@ def installed() -> tuple[ProtocolPlugin, ...]:
 
 
 def check(plugin: object, where: str) -> None:
-    """PluginError unless ``plugin`` is a ProtocolPlugin with a usable name."""
+    """PluginError unless ``plugin`` is a ProtocolPlugin with a usable name and public path."""
     if not isinstance(plugin, ProtocolPlugin):
         raise PluginError(f"{where}: is {type(plugin).__name__}, not a ProtocolPlugin")
     if not PLUGIN_NAME.fullmatch(plugin.name) or plugin.name in HUB_SECTIONS:
@@ -184,3 +199,14 @@ def check(plugin: object, where: str) -> None:
             f"{where}: name {plugin.name!r} must be 2 to 32 lowercase letters, digits or '_', "
             f"and not one of the hub's sections ({', '.join(sorted(HUB_SECTIONS))})"
         )
+    path = plugin.public_path
+    if path and not (_PUBLIC_PATH.fullmatch(path) and not path.startswith(RESERVED_PUBLIC_PATHS)):
+        raise PluginError(
+            f"{where}: public_path {path!r} must be a path such as /name/ (lowercase segments, "
+            f"starting and ending with '/') outside {', '.join(RESERVED_PUBLIC_PATHS)}"
+        )
+
+
+def public_path(plugin: ProtocolPlugin) -> str:
+    """Where the plugin's public routes are mounted."""
+    return plugin.public_path or f"/{plugin.name}/"

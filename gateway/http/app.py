@@ -14,6 +14,7 @@ from gateway.http.client_address import client_address_middleware
 from gateway.http.keys import GATEWAY
 from gateway.ors import routes as ors_routes
 from gateway.ors.problems import Problem
+from gateway.plugins import public_path
 from gateway.rooms import RoomError
 from gateway.tokens import TokenError
 
@@ -94,4 +95,7 @@ def create_app(gateway: Gateway) -> web.Application:
     hostlinks.add_routes(app)
     ops.add_routes(app)
     webclient.add_routes(app)
+    for plugin in gateway.plugins:
+        if plugin.public is not None:
+            app.add_subapp(public_path(plugin), plugin.public(gateway))
     return app

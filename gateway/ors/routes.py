@@ -55,6 +55,16 @@ def _room_id(request: web.Request) -> str:
     return room_id
 
 
+def capabilities(gateway: Gateway) -> list[str]:
+    """What discovery announces: the hub's own, dial-out when a dialler runs, and what the
+    running plugins add (``Running.capabilities``)."""
+    found = CAPABILITIES + (["dial-out"] if gateway.diallers.schemes() else [])
+    for running in gateway.running.values():
+        if running is not None:
+            found += [name for name in running.capabilities if name not in found]
+    return found
+
+
 async def discovery(request: web.Request) -> web.Response:
     gateway = _gateway(request)
     base = gateway.config.base_url
@@ -66,7 +76,7 @@ async def discovery(request: web.Request) -> web.Response:
             "api_base": f"{base}/ors/v1",
             "keys_url": f"{base}/ors/v1/keys",
             "websocket_url_template": f"{ws_base}/ors/v1/rooms/{{room}}/ws",
-            "capabilities": CAPABILITIES + (["dial-out"] if gateway.diallers.schemes() else []),
+            "capabilities": capabilities(gateway),
         }
     )
 
