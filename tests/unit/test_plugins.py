@@ -58,6 +58,8 @@ def point(name: str, value: str) -> EntryPoint:
 NAMED_HTTP = ProtocolPlugin(name="http", summary="takes a hub section's name")
 NAMED_BADLY = ProtocolPlugin(name="Echo Plugin", summary="not a name")
 NOT_A_PLUGIN = {"name": "echo"}
+TAKES_THE_API = ProtocolPlugin(name="echo", summary="public routes", public_path="/api/v1/")
+PATH_WITHOUT_SLASH = ProtocolPlugin(name="echo", summary="public routes", public_path="/echo")
 
 
 def test_sip_and_visio_are_found_through_their_entry_points() -> None:
@@ -101,6 +103,8 @@ def test_the_plugin_modules_are_light_to_import() -> None:
         ([("http", "tests.unit.test_plugins:NAMED_HTTP")], "name 'http' must be"),
         ([("echo", "tests.unit.test_plugins:NAMED_BADLY")], "name 'Echo Plugin' must be"),
         ([("echo", "tests.unit.test_plugins:NOT_A_PLUGIN")], "is dict, not a ProtocolPlugin"),
+        ([("echo", "tests.unit.test_plugins:TAKES_THE_API")], "public_path '/api/v1/' must be"),
+        ([("echo", "tests.unit.test_plugins:PATH_WITHOUT_SLASH")], "public_path '/echo' must be"),
     ],
 )
 def test_a_plugin_that_cannot_be_used_stops_discovery_with_a_clear_sentence(
@@ -436,6 +440,38 @@ async def test_a_plugins_admin_routes_are_mounted_behind_the_admin_token(tmp_pat
         assert (dialled.status, (await dialled.json())["code"]) == (409, "invalid_state")
         discovery = await (await client.get("/.well-known/ors")).json()
         assert "dial-out" not in discovery["capabilities"]
+    finally:
+        await client.close()
+        await gateway.stop()
+
+
+async def test_a_plugins_public_routes_and_capabilities_are_served(tmp_path: Path) -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"hello": request.match_info["who"]})
+
+    def public(gateway: Gateway) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/hello/{who}", hello)
+        return app
+
+    async def start(gateway: Gateway) -> Running | None:
+        return Running(stop=nothing, capabilities=["echo", "chat"])
+
+    plugins = [
+        ProtocolPlugin(name="echo", summary="public", public=public, start=start),
+        ProtocolPlugin(name="far", summary="elsewhere", public=public, public_path="/ors/v1/far/"),
+    ]
+    gateway = Gateway(gateway_config(tmp_path / "data", plugins), plugins)
+    await gateway.start()
+    client = TestClient(TestServer(create_app(gateway), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        for path in ("/echo/hello/bob", "/ors/v1/far/hello/bob"):
+            answered = await client.get(path)
+            assert (answered.status, await answered.json()) == (200, {"hello": "bob"})
+        discovery = await (await client.get("/.well-known/ors")).json()
+        assert discovery["capabilities"].count("chat") == 1
+        assert discovery["capabilities"][-1] == "echo"
     finally:
         await client.close()
         await gateway.stop()
