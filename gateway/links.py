@@ -103,6 +103,10 @@ class Link(Protocol):
     async def stop(self) -> None:
         """Leave the foreign room and remove its mirrored participants here."""
 
+    async def forget(self) -> None:
+        """The operator unlinked it or deleted the room: tell the foreign side (a partner gateway
+        drops its end of the link); ``stop()`` follows. Not called at shutdown."""
+
 
 class LinkAdapter(Protocol):
     """Turns targets of one scheme into links (protocols/visio for ``visio:``).
@@ -300,6 +304,9 @@ class _BrokenLink:
     async def stop(self) -> None:
         return None
 
+    async def forget(self) -> None:
+        return None
+
 
 def _reason(error: BaseException) -> str:
     """A short sentence for an adapter's exception (the adapter must keep secrets out of it)."""
@@ -386,6 +393,7 @@ class LinkManager:
         """Stop and forget the links of a room that is being deleted (idempotent)."""
         keys = [key for key in self._live if key[0] == room_id]
         links = [self._live.pop(key) for key in keys]
+        await asyncio.gather(*(self._forget_link(room_id, link) for link in links))
         await asyncio.gather(*(self._stop_link(room_id, link) for link in links))
 
     async def _watch_rooms(self) -> None:
@@ -418,6 +426,7 @@ class LinkManager:
             raise LinkError("link_not_found", f"room '{room_id}' has no link to {target}")
         link = self._live.pop((room_id, found), None)
         if link is not None:
+            await self._forget_link(room_id, link)
             await self._stop_link(room_id, link)
         self.gateway.store.remove_link(room_id, found)
         with contextlib.suppress(ValueError):
@@ -569,6 +578,18 @@ class LinkManager:
                 self._live[key] = broken
             return broken
         return link
+
+    async def _forget_link(self, room_id: str, link: Link) -> None:
+        forget = getattr(link, "forget", None)  # links written before forget() have nothing to say
+        if forget is None:
+            return
+        try:
+            await asyncio.wait_for(forget(), STOP_TIMEOUT)
+        except Exception:
+            log.exception(
+                "a link failed to tell its foreign side",
+                extra={"room": room_id, "target": link.target},
+            )
 
     async def _stop_link(self, room_id: str, link: Link) -> None:
         try:

@@ -199,6 +199,9 @@ class VisioLink:
         self._remotes.clear()
         self._set(LinkState.STOPPED, "unlinked")
 
+    async def forget(self) -> None:
+        """Nothing to tell Visio: the room there lives on; ``stop()`` leaves it."""
+
     # --- supervision --------------------------------------------------------------------------
 
     def _set(self, state: LinkState, detail: str = "") -> None:

@@ -65,6 +65,9 @@ class EchoLink:
             room = self.gateway.rooms.get(self.room_id)
             self.gateway.rooms.remove_participant(room, participant_id)
 
+    async def forget(self) -> None:
+        """The echo room has nobody to tell."""
+
 
 class EchoAdapter:
     """Opens ``EchoLink``s; registered by the plugin's ``start`` (gateway/links.py LinkAdapter)."""
