@@ -25,7 +25,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 # Port zones, so tests that need fixed blocks of UDP ports never meet: the gateways' SIP RTP ranges
-# take 20000-29999 (running_gateway), SIPp's media 30000-32759, unit tests' RTP blocks 10000-19999;
+# take 20000-29999 (running_gateway), SIPp's media 30000-32759, unit tests' RTP blocks 10000-19999,
+# the federation harness's partner gateways 5000-9999 (tests/federation/harness.py);
 # all below the kernel's ephemeral ports (32768+), so no socket bound to port 0 lands in a block.
 UNIT_RTP_PORTS = (10000, 19999)
 SIPP_MEDIA_PORTS = (30000, 32759)
