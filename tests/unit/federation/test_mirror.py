@@ -1,0 +1,238 @@
+"""Mirror: a partner's participants in a room here (reconciled, never duplicated, fresh ids), and
+the room's home participants as events for the partner (never a federation: one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.federation.mirror import Mirror, check_events
+from gateway.ors.problems import Problem
+from gateway.rooms import (
+    EventBus,
+    Role,
+    RoomEvent,
+    RoomManager,
+    Subscription,
+    Track,
+    TrackKind,
+    TrackSource,
+)
+from gateway.store import Store
+
+
+@pytest.fixture
+def rooms() -> RoomManager:
+    manager = RoomManager(Store(":memory:"), EventBus(), "fr.test", max_participants=10)
+    manager.create("salon")
+    return manager
+
+
+@pytest.fixture
+def events(rooms: RoomManager) -> Subscription:
+    return rooms.bus.subscribe("salon")
+
+
+def drain(sub: Subscription) -> list[RoomEvent]:
+    found = []
+    while not sub.queue.empty():
+        found.append(sub.get_nowait())
+    return found
+
+
+def person(pid: str, name: str = "Anna", tracks: list[dict[str, Any]] | None = None) -> dict:
+    return {
+        "id": pid,
+        "name": name,
+        "origin": "sip",
+        "origin_address": "Phone •••12",
+        "role": "host",
+        "state": "joined",
+        "joined_at": 0,
+        "tracks": tracks or [],
+    }
+
+
+def track(tid: str, muted: bool = False, kind: str = "audio") -> dict[str, Any]:
+    source = "microphone" if kind == "audio" else "camera"
+    return {"id": tid, "participant_id": "x", "kind": kind, "source": source, "muted": muted}
+
+
+def mirror_of(rooms: RoomManager, **kwargs: Any) -> Mirror:
+    return Mirror(rooms, "salon", "de.test", max_participants=kwargs.pop("max_participants", 10))
+
+
+def federated(rooms: RoomManager) -> list:
+    return [p for p in rooms.get("salon").participants.values() if p.origin == "federation:de.test"]
+
+
+def test_state_twice_brings_each_person_once_with_fresh_ids(rooms: RoomManager) -> None:
+    mirror = mirror_of(rooms)
+    state = {"type": "state", "participants": [person("PA_1", tracks=[track("TR_1")])]}
+    mirror.apply(check_events([state]))
+    mirror.apply(check_events([state]))
+    (anna,) = federated(rooms)
+    assert anna.name == "Anna"
+    assert anna.origin_address == "sip"
+    assert anna.role is Role.GUEST
+    assert anna.id != "PA_1"
+    (local_track,) = anna.tracks.values()
+    assert local_track.id != "TR_1"
+    assert mirror.remote_track_id(local_track.id) == "TR_1"
+
+
+def test_state_drops_the_absent_and_upserts_the_present(rooms: RoomManager) -> None:
+    mirror = mirror_of(rooms)
+    mirror.apply([{"type": "state", "participants": [person("PA_1"), person("PA_2", "Ben")]}])
+    mirror.apply([{"type": "state", "participants": [person("PA_2", "Benoît")]}])
+    assert [p.name for p in federated(rooms)] == ["Benoît"]
+    mirror.apply([{"type": "participant_left", "participant_id": "PA_2", "reason": "left"}])
+    assert federated(rooms) == []
+
+
+def test_names_are_sanitised_by_the_room(rooms: RoomManager) -> None:
+    mirror = mirror_of(rooms)
+    mirror.apply([{"type": "participant", "participant": person("PA_1", "\u202eEve\x1b[31m ")}])
+    mirror.apply([{"type": "participant", "participant": person("PA_2", "\u200b")}])
+    assert sorted(p.name for p in federated(rooms)) == ["Eve[31m", "Guest"]
+
+
+def test_tracks_follow_the_partner_and_are_bounded(rooms: RoomManager) -> None:
+    mirror = mirror_of(rooms)
+    many = [track(f"TR_{i}") for i in range(16)]
+    mirror.apply(
+        check_events([{"type": "participant", "participant": person("PA_1", tracks=many)}])
+    )
+    assert len(federated(rooms)[0].tracks) == 16
+    with pytest.raises(Problem) as refused:
+        check_events(
+            [{"type": "participant", "participant": person("PA_1", tracks=[*many, track("x")])}]
+        )
+    assert refused.value.field == "/events/0/tracks"
+    mirror.apply([{"type": "participant", "participant": person("PA_1", tracks=[track("TR_3")])}])
+    (only,) = federated(rooms)[0].tracks.values()
+    assert mirror.remote_track_id(only.id) == "TR_3"
+
+
+def test_a_link_brings_at_most_max_participants(rooms: RoomManager) -> None:
+    mirror = Mirror(rooms, "salon", "de.test", max_participants=2)
+    mirror.apply([{"type": "state", "participants": [person(f"PA_{i}") for i in range(5)]}])
+    assert len(federated(rooms)) == 2
+
+
+def test_one_bad_event_refuses_the_whole_transaction(rooms: RoomManager) -> None:
+    good = {"type": "participant", "participant": person("PA_1")}
+    bad = {"type": "participant", "participant": {**person("PA_2"), "tracks": [{"id": "t"}]}}
+    with pytest.raises(Problem) as refused:
+        check_events([good, good, good, bad])
+    assert refused.value.code == "invalid_message"
+    assert refused.value.field == "/events/3/tracks/0/kind"
+    assert federated(rooms) == []
+    for body in ("x", [{"type": "nope"}], [{}], [good] * 101):
+        with pytest.raises(Problem):
+            check_events(body)
+
+
+def test_chat_is_deduplicated_by_message_id(rooms: RoomManager, events: Subscription) -> None:
+    mirror = mirror_of(rooms)
+    mirror.apply([{"type": "participant", "participant": person("PA_1")}])
+    chat = {"type": "chat", "message": {"id": "CH_1", "from": "PA_1", "text": "hallo", "ts": 1}}
+    drain(events)
+    mirror.apply([chat, chat])
+    mirror.apply([chat])
+    said = [e for e in drain(events) if type(e).__name__ == "ChatMessage"]
+    assert [e.text for e in said] == ["hallo"]  # type: ignore[attr-defined]
+    assert said[0].sender.origin == "federation:de.test"  # type: ignore[attr-defined]
+
+
+def test_partner_chat_goes_through_the_room_rate_limit(rooms: RoomManager) -> None:
+    mirror = mirror_of(rooms)
+    mirror.apply([{"type": "participant", "participant": person("PA_1")}])
+    sub = rooms.bus.subscribe("salon")
+    flood = [
+        {"type": "chat", "message": {"id": f"CH_{i}", "from": "PA_1", "text": "spam", "ts": 1}}
+        for i in range(100)
+    ]
+    mirror.apply(flood)
+    assert len([e for e in drain(sub) if type(e).__name__ == "ChatMessage"]) < 100
+
+
+def test_only_home_participants_leave_in_events(rooms: RoomManager, events: Subscription) -> None:
+    """Triangle: de's participant, here as federation:de.test, is never told to anyone."""
+    room = rooms.get("salon")
+    mirror = mirror_of(rooms)
+    mirror.apply([{"type": "participant", "participant": person("PA_DE")}])
+    other = Mirror(rooms, "salon", "be.test", max_participants=10)
+    home = rooms.add_participant(room, "Marie", Role.HOST, origin="ors")
+    rooms.publish_track(
+        room, Track("TR_M", home.id, TrackKind.AUDIO, TrackSource.MICROPHONE, "opus")
+    )
+    rooms.chat(room, federated(rooms)[0].id, "from de")
+    rooms.chat(room, home.id, "from fr")
+    sent = [e for event in drain(events) for e in other.outbound(event)]
+    state = other.state_event()
+    assert [p["name"] for p in state["participants"]] == ["Marie"]
+    everyone = str(sent)
+    assert "federation:" not in everyone and "from de" not in everyone
+    assert "from fr" in everyone and "TR_M" in everyone
+
+
+def test_a_host_removal_here_is_sent_and_the_person_ignored(
+    rooms: RoomManager, events: Subscription
+) -> None:
+    room = rooms.get("salon")
+    mirror = mirror_of(rooms)
+    mirror.apply([{"type": "participant", "participant": person("PA_1", tracks=[track("T")])}])
+    drain(events)
+    rooms.remove_participant(room, federated(rooms)[0].id, "removed")
+    sent = [e for event in drain(events) for e in mirror.outbound(event)]
+    assert sent == [{"type": "removed", "participant_id": "PA_1"}]
+    mirror.apply([{"type": "state", "participants": [person("PA_1")]}])
+    mirror.apply([{"type": "participant", "participant": person("PA_1")}])
+    assert federated(rooms) == []
+
+
+def test_a_host_mute_here_is_sent_once(rooms: RoomManager, events: Subscription) -> None:
+    room = rooms.get("salon")
+    mirror = mirror_of(rooms)
+    mirror.apply([{"type": "participant", "participant": person("PA_1", tracks=[track("T1")])}])
+    (ours,) = federated(rooms)[0].tracks.values()
+    drain(events)
+    rooms.set_muted(room, ours.owner, ours.id, True)
+    sent = [e for event in drain(events) for e in mirror.outbound(event)]
+    assert sent == [{"type": "mute", "participant_id": "PA_1", "track_id": "T1"}]
+    # the partner's own upsert saying so, and its later unmute, send nothing back
+    muted = person("PA_1", tracks=[track("T1", muted=True)])
+    mirror.apply([{"type": "participant", "participant": muted}])
+    mirror.apply([{"type": "participant", "participant": person("PA_1", tracks=[track("T1")])}])
+    mirror.apply([{"type": "participant", "participant": muted}])
+    assert [e for event in drain(events) for e in mirror.outbound(event)] == []
+    assert ours.muted is True
+
+
+def test_a_partner_mute_mutes_our_home_track_only(rooms: RoomManager) -> None:
+    room = rooms.get("salon")
+    mirror = mirror_of(rooms)
+    home = rooms.add_participant(room, "Marie", Role.MEMBER)
+    mic = Track("TR_M", home.id, TrackKind.AUDIO, TrackSource.MICROPHONE, "opus")
+    rooms.publish_track(room, mic)
+    mirror.apply([{"type": "participant", "participant": person("PA_1", tracks=[track("T1")])}])
+    (theirs,) = federated(rooms)[0].tracks.values()
+    mirror.apply(
+        [
+            {"type": "mute", "participant_id": home.id, "track_id": "TR_M"},
+            {"type": "mute", "participant_id": theirs.owner, "track_id": theirs.id},
+            {"type": "removed", "participant_id": home.id},
+        ]
+    )
+    assert mic.muted is True
+    assert theirs.muted is False
+    assert home.id in room.participants
+
+
+def test_clear_removes_everyone_the_link_brought(rooms: RoomManager) -> None:
+    mirror = mirror_of(rooms)
+    mirror.apply([{"type": "state", "participants": [person("PA_1"), person("PA_2")]}])
+    mirror.clear()
+    assert federated(rooms) == [] and len(mirror) == 0
