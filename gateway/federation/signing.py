@@ -1,0 +1,199 @@
+"""Signed server-to-server requests (spec section 14.3): a short-lived EdDSA JWT (RFC 7519,
+RFC 8037) per request binding sender, receiver, method, path, body hash and a unique jti; the
+receiver's checks in the spec's order, each refusal an RFC 9457 problem."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from aiohttp import web
+
+from gateway.federation.keys import SigningKeys, b64url
+from gateway.federation.store import Peer
+from gateway.ors.problems import Problem
+
+if TYPE_CHECKING:
+    from gateway.federation.directory import PeerDirectory
+
+ALGORITHM = "EdDSA"
+TOKEN_TYPE = "ors-federation+jwt"
+LIFETIME = 60
+"""Seconds a signed request is valid for (the longest ``exp - iat`` a receiver accepts)."""
+FUTURE_SKEW = 30
+"""Seconds an ``iat`` may be ahead of the receiver's clock."""
+REPLAY_MARGIN = 30
+"""Seconds a seen jti is kept after its token expired."""
+MAX_SEEN = 100_000
+"""Bound of the seen-jti cache; when it is full of live entries, requests wait (429)."""
+JTI = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+FederationProblem = Problem
+"""Refusals of federation requests are the API's problems (code, detail, status, field)."""
+
+
+@dataclass
+class RateLimited(Problem):
+    """429 ``rate_limited`` with ``Retry-After`` (seconds)."""
+
+    retry_after: int = 1
+
+    def response(self, headers: dict[str, str] | None = None) -> web.Response:
+        return super().response({"Retry-After": str(self.retry_after), **(headers or {})})
+
+
+def rate_limited(detail: str, retry_after: float) -> RateLimited:
+    return RateLimited("rate_limited", detail, 429, retry_after=max(1, round(retry_after + 0.5)))
+
+
+def body_hash(body: bytes) -> str:
+    """``body_sha256``: base64url, unpadded, of SHA-256 of the exact body bytes."""
+    return b64url(hashlib.sha256(body).digest())
+
+
+def sign_request(
+    keys: SigningKeys,
+    iss: str,
+    aud: str,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    now: float | None = None,
+) -> str:
+    """The JWT for ``Authorization: Bearer``: ``path`` is the request target as sent (path plus
+    ``?query``), ``body`` the exact bytes sent (b"" for none)."""
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": iss,
+        "aud": aud,
+        "method": method.upper(),
+        "path": path,
+        "body_sha256": body_hash(body),
+        "iat": issued,
+        "exp": issued + LIFETIME,
+        "jti": secrets.token_urlsafe(18),
+    }
+    key = keys.current
+    return jwt.encode(
+        claims, key.private_key, algorithm=ALGORITHM, headers={"typ": TOKEN_TYPE, "kid": key.kid}
+    )
+
+
+def _invalid(detail: str) -> Problem:
+    return Problem("signature_invalid", detail, 401)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_STRING_CLAIMS = ("iss", "aud", "method", "path", "body_sha256")
+
+
+def _parse(header_value: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(token, header, claims) of a well-formed federation token, unverified; else check 1."""
+    if not header_value.startswith("Bearer "):
+        raise _invalid("a signed request carries Authorization: Bearer <JWT>")
+    token = header_value[7:].strip()
+    try:
+        parts = jwt.PyJWS().decode_complete(token, options={"verify_signature": False})
+        claims = json.loads(parts["payload"])
+    except (jwt.InvalidTokenError, ValueError, RecursionError):
+        raise _invalid("the Authorization token is not a JWT") from None
+    header = parts["header"]
+    if header.get("alg") != ALGORITHM or header.get("typ") != TOKEN_TYPE:
+        raise _invalid(f"the token must have alg {ALGORITHM} and typ {TOKEN_TYPE}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not 0 < len(kid) <= 128:
+        raise _invalid("the token's header has no kid")
+    if not isinstance(claims, dict):
+        raise _invalid("the token's claims are not a JSON object")
+    for name in _STRING_CLAIMS:
+        if not isinstance(claims.get(name), str):
+            raise _invalid(f"the token's {name!r} claim is missing or not a string")
+    if not (_is_number(claims.get("iat")) and _is_number(claims.get("exp"))):
+        raise _invalid("the token's 'iat' and 'exp' claims must be numbers")
+    if not isinstance(claims.get("jti"), str) or not JTI.fullmatch(claims["jti"]):
+        raise _invalid("the token's 'jti' claim must be 16 to 64 characters [A-Za-z0-9_-]")
+    return token, header, claims
+
+
+class RequestVerifier:
+    """Checks a partner's signed request in the order of spec 14.3 and returns the peer that sent
+    it. Whether that peer may use the room it asks about is the endpoint's check
+    (``Peer.allows`` or the room's ``policy.federation_peers``)."""
+
+    def __init__(
+        self,
+        server_name: str,
+        directory: PeerDirectory,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_seen: int = MAX_SEEN,
+    ) -> None:
+        self.server_name = server_name
+        self._directory = directory
+        self._clock = clock
+        self._max_seen = max_seen
+        self._seen: dict[tuple[str, str], float] = {}
+        self._expiries: list[tuple[float, tuple[str, str]]] = []
+
+    async def verify(self, request: web.Request) -> Peer:
+        token, header, claims = _parse(request.headers.get("Authorization", ""))
+        iss: str = claims["iss"]
+        peer = self._directory.store.peer(iss)
+        if peer is None:
+            raise Problem("peer_not_allowed", f"{iss} is not a peer of this server", 403)
+        key = await self._directory.public_key(peer, header["kid"])
+        if key is None:
+            raise Problem("key_unknown", f"no key {header['kid']} is known for {iss}", 401)
+        try:
+            jwt.PyJWS().decode_complete(token, key=key, algorithms=[ALGORITHM])
+        except jwt.InvalidTokenError:
+            raise _invalid("the signature does not verify") from None
+        if claims["aud"] != self.server_name:
+            raise Problem(
+                "wrong_audience", f"the token is for {claims['aud']}, not this server", 401
+            )
+        now = self._clock()
+        iat, exp = claims["iat"], claims["exp"]
+        if exp <= now or iat > now + FUTURE_SKEW or exp - iat > LIFETIME:
+            raise Problem(
+                "signature_expired",
+                f"the token is expired or not yet valid (it may live {LIFETIME} s; "
+                "check both servers' clocks)",
+                401,
+            )
+        body = await request.read()
+        if (
+            claims["method"] != request.method
+            or claims["path"] != request.raw_path
+            or claims["body_sha256"] != body_hash(body)
+        ):
+            raise _invalid("the token was signed for another method, path or body")
+        self._remember(iss, claims["jti"], exp + REPLAY_MARGIN, now)
+        return peer
+
+    def _remember(self, iss: str, jti: str, until: float, now: float) -> None:
+        """Refuse a jti seen before; keep it until ``until``."""
+        while self._expiries and self._expiries[0][0] <= now:
+            _, old = heapq.heappop(self._expiries)
+            self._seen.pop(old, None)
+        seen = (iss, jti)
+        if seen in self._seen:
+            raise Problem("replayed_request", "this request was already received", 401)
+        if len(self._seen) >= self._max_seen:
+            raise rate_limited(
+                "too many signed requests in flight; retry later", self._expiries[0][0] - now
+            )
+        self._seen[seen] = until
+        heapq.heappush(self._expiries, (until, seen))
