@@ -39,6 +39,14 @@ TITLES = {
     "method_not_allowed": "Method not allowed",
     "unsupported_media_type": "Unsupported media type",
     "internal": "Internal error",
+    "signature_invalid": "Invalid signature",
+    "peer_not_allowed": "Peer not allowed",
+    "key_unknown": "Unknown signing key",
+    "wrong_audience": "Wrong audience",
+    "signature_expired": "Signature expired",
+    "replayed_request": "Replayed request",
+    "link_not_found": "Link not found",
+    "too_many_links": "Too many links",
 }
 
 
