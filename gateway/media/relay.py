@@ -70,6 +70,7 @@ class MediaRelay:
         self._closed_conferences = ConferenceStats()
         self._started = False
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._tickers: list[Callable[[], None]] = []
         self.on_active_speakers: ActiveSpeakersCallback | None = None
 
     async def start(self) -> None:
@@ -92,6 +93,23 @@ class MediaRelay:
     @property
     def port(self) -> int:
         return self._mux.port
+
+    @property
+    def mux(self) -> UdpMux:
+        """The shared UDP socket (relay links' ICE-lite sessions live on it too)."""
+        return self._mux
+
+    @property
+    def certificate(self) -> DtlsCertificate:
+        return self._certificate
+
+    def add_ticker(self, callback: Callable[[], None]) -> None:
+        """Call CALLBACK on every relay tick (about once a second), after the routers'."""
+        self._tickers.append(callback)
+
+    def remove_ticker(self, callback: Callable[[], None]) -> None:
+        if callback in self._tickers:
+            self._tickers.remove(callback)
 
     @property
     def candidate_ip(self) -> str:
@@ -154,12 +172,20 @@ class MediaRelay:
         publisher: RtpSink,
         ssrc: int | None = None,
         rtx_ssrc: int | None = None,
+        layers: list[tuple[str, int | None]] | None = None,
     ) -> None:
-        """A track published in a foreign system (a LiveKit room) whose RTP an adapter feeds to
-        the router with `router(room_id).on_rtp`; RTCP for it goes back on PUBLISHER."""
+        """A track published in a foreign system (a LiveKit room, a partner gateway) whose RTP
+        an adapter feeds to the router with `router(room_id).on_rtp`; RTCP for it goes back on
+        PUBLISHER. LAYERS: [(rid, height)] of a simulcast track, as Router.add_receiver takes."""
         room = self._room(room_id)
         room.router.add_receiver(
-            record.track_id, record.participant_id, record.kind, codec, extensions, publisher
+            record.track_id,
+            record.participant_id,
+            record.kind,
+            codec,
+            extensions,
+            publisher,
+            layers=layers,
         )
         if ssrc is not None:
             room.router.set_layer_ssrc(record.track_id, "", ssrc, rtx_ssrc)
@@ -225,6 +251,11 @@ class MediaRelay:
                 room.router.tick()
             except Exception:  # one broken room must not stop the others' RTCP
                 logger.exception("router tick failed in room %s", room.room_id)
+        for ticker in list(self._tickers):
+            try:
+                ticker()
+            except Exception:
+                logger.exception("relay ticker failed")
         if self._started:
             self._schedule_tick()
 

@@ -244,6 +244,8 @@ class ReceiverInfo:
     kind: str
     codec: CodecInfo
     rids: list[str]
+    heights: tuple[int | None, ...] = ()
+    """The layers' heights, in the order of `rids` (None where unknown)."""
 
 
 def _extension_map(publisher: ExtensionIds, subscriber: ExtensionIds) -> bytes:
@@ -330,7 +332,15 @@ class Router:
             receiver.kind,
             receiver.codec,
             [layer.rid for layer in receiver.layers],
+            tuple(layer.height for layer in receiver.layers),
         )
+
+    def subscriber_heights(self, track_id: str) -> dict[str, int | None]:
+        """The max_height each subscriber of a track asked for (None: no limit), by subscriber."""
+        receiver = self._receivers.get(track_id)
+        if receiver is None:
+            return {}
+        return {sid: downtrack.max_height for sid, downtrack in receiver.downtracks.items()}
 
     def set_layer_ssrc(
         self, track_id: str, rid: str, ssrc: int, rtx_ssrc: int | None = None

@@ -1,4 +1,5 @@
-"""One shared UDP socket for every WebRTC session: demultiplexing by ICE ufrag then source address (RFC 7983, RFC 8445)."""
+"""One shared UDP socket for every WebRTC session: demultiplexing by ICE ufrag then source address
+(RFC 7983, RFC 8445); the ICE-lite session, and its controlling variant for relay links (RFC 7675)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from . import stun
 from .dtls import DtlsCertificate, DtlsSession, DtlsState
-from .ice import IceLiteAgent, local_ufrag_of
+from .ice import IceControllingAgent, IceLiteAgent, local_ufrag_of
 from .rtcp import RtcpError
 from .rtp import RtpError
 from .srtp import SrtpContext, SrtpError
@@ -29,10 +32,19 @@ _RTCP_HEADER_SIZE = 8  # RFC 3550 section 6.4.1: the shortest RTP or RTCP packet
 class WebRtcTransport:
     """One ICE-lite + DTLS + SRTP session (a browser peer connection) living on the shared socket."""
 
-    def __init__(self, mux: UdpMux, certificate: DtlsCertificate) -> None:
+    def __init__(
+        self,
+        mux: UdpMux,
+        certificate: DtlsCertificate,
+        *,
+        ice: IceLiteAgent | None = None,
+        native_egress: bool = True,
+    ) -> None:
         self._mux = mux
         self._certificate = certificate
-        self.ice = IceLiteAgent()
+        self.ice = ice or IceLiteAgent()
+        self._native_egress = native_egress
+        """False: everything sent goes through send_rtp (counted in bytes_sent), none natively."""
         self.dtls = DtlsSession(certificate, is_server=True)
         self.srtp: SrtpContext | None = None
         # Native fast path (gateway/media/native.py), set when SRTP starts: the router installs
@@ -50,6 +62,11 @@ class WebRtcTransport:
         self.on_connected: Callable[[], None] = _nothing
         self.packets_received = 0
         self.packets_sent = 0
+        self.bytes_received = 0
+        """SRTP and SRTCP bytes received (the native ingress's included)."""
+        self.bytes_sent = 0
+        """SRTP and SRTCP bytes sent by the Python path."""
+        self.rtcp_sent = 0
         self.srtp_errors = 0
         self.packets_malformed = 0
         self.consent_checks = 0
@@ -143,6 +160,7 @@ class WebRtcTransport:
         if srtp is None:
             return
         self.packets_received += 1
+        self.bytes_received += len(data)
         if len(data) < _RTCP_HEADER_SIZE:  # shorter than any RTP (12) or RTCP (8) header: noise
             self.srtp_errors += 1
             return
@@ -174,6 +192,7 @@ class WebRtcTransport:
             self.srtp_errors += 1
             return
         self.packets_sent += 1
+        self.bytes_sent += len(data)
         self._mux.sendto(data, addr)
 
     @property
@@ -192,6 +211,8 @@ class WebRtcTransport:
         except SrtpError:
             self.srtp_errors += 1
             return
+        self.rtcp_sent += 1
+        self.bytes_sent += len(data)
         self._mux.sendto(data, addr)
 
     # DTLS plumbing.
@@ -204,7 +225,7 @@ class WebRtcTransport:
         if self.srtp is None and self.dtls.state is DtlsState.CONNECTED and self.dtls.keys:
             self.srtp = SrtpContext(self.dtls.keys)
             self.ingress = self.srtp.ingress()
-            self.egress = self.srtp.egress()
+            self.egress = self.srtp.egress() if self._native_egress else None
             if self.egress is not None:
                 self._mux.point_egress(self.egress, self._remote_address)
             if self._timer is not None:
@@ -231,6 +252,81 @@ class WebRtcTransport:
             self._after_dtls(self.dtls.handle_timeout())
 
 
+class ControllingTransport(WebRtcTransport):
+    """A session whose ICE agent is the controlling full agent (a relay link's initiator):
+    it sends the checks (aggressive nomination), then starts DTLS as client on the selected
+    address, and keeps checking consent (RFC 8445 section 8.1.1, RFC 7675). Binding responses
+    reach it through the mux by transaction id."""
+
+    def __init__(self, mux: UdpMux, certificate: DtlsCertificate) -> None:
+        self.agent = IceControllingAgent()
+        super().__init__(mux, certificate, ice=self.agent, native_egress=False)
+        self._check_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.srtp is not None and not self.agent.consent_lost
+
+    @property
+    def failed(self) -> bool:
+        """No check succeeded in time, or the consent was lost: the link must be offered again."""
+        return self.agent.failed or self.agent.consent_lost
+
+    def start_checks(self, candidates: list[Address]) -> None:
+        """Check these remote candidates (after set_remote) until one answers."""
+        self.agent.start(candidates, time.monotonic())
+        self._run_checks()
+
+    def handle_stun_response(self, data: bytes, message: stun.StunMessage, addr: Address) -> None:
+        if self._closed:
+            return
+        if self.agent.handle_response(data, message, addr, time.monotonic()):
+            self._addresses.append(addr)
+            self._mux.latch(addr, self)
+            self.remote_address = addr
+            if self.dtls.state is DtlsState.NEW:
+                self._after_dtls(self.dtls.start())
+        self._forget_expired()
+
+    def send_rtp(self, packet: bytes) -> None:
+        if not self.agent.consent_lost:  # RFC 7675 section 5.1: stop sending without consent
+            super().send_rtp(packet)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        if not self.agent.consent_lost:
+            super().send_rtcp(packet)
+
+    def close(self) -> None:
+        if self._check_timer is not None:
+            self._check_timer.cancel()
+            self._check_timer = None
+        self.agent.stop()
+        self._forget_expired()
+        super().close()
+
+    def _run_checks(self) -> None:
+        self._check_timer = None
+        if self._closed:
+            return
+        now = time.monotonic()
+        for transaction_id, request, address in self.agent.due(now):
+            self._mux.expect_response(transaction_id, self)
+            self._mux.sendto(request, address)
+        self._forget_expired()
+        if self.agent.consent_lost:
+            logger.info("session %s: ICE consent lost", self.local_ufrag)
+        elif self.agent.failed:
+            logger.info("session %s: no ICE connectivity check succeeded", self.local_ufrag)
+        delay = self.agent.next_delay(now)
+        if delay is not None:
+            loop = asyncio.get_running_loop()
+            self._check_timer = loop.call_later(max(delay, 0.001), self._run_checks)
+
+    def _forget_expired(self) -> None:
+        for transaction_id in self.agent.take_expired():
+            self._mux.forget_response(transaction_id)
+
+
 def _ignore(_packet: bytes) -> None:
     return None
 
@@ -245,7 +341,9 @@ class UdpMux(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self._by_ufrag: dict[str, WebRtcTransport] = {}
         self._by_address: dict[Address, WebRtcTransport] = {}
+        self._by_transaction: dict[bytes, ControllingTransport] = {}
         self._transport: asyncio.DatagramTransport | None = None
+        self._opening: asyncio.Task[Any] | None = None
         self.port = 0
         self.datagrams_received = 0
         self.bytes_received = 0
@@ -278,7 +376,38 @@ class UdpMux(asyncio.DatagramProtocol):
             last_error
         )
 
+    def open(self, host: str) -> int:
+        """Bind an ephemeral port of `host` now (the socket starts reading on the next loop
+        iteration); for a socket of one session rather than the relay's shared one."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, 0))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._opening = loop.create_task(
+            loop.create_datagram_endpoint(lambda: self, sock=sock), name="udp-open"
+        )
+        self._opening.add_done_callback(partial(self._opened, sock))
+        return self.port
+
+    def _opened(self, sock: socket.socket, task: asyncio.Task[Any]) -> None:
+        self._opening = None
+        if task.cancelled() or task.exception() is not None:
+            sock.close()
+            return
+        transport, _ = task.result()
+        if hasattr(transport, "max_size"):
+            transport.max_size = _MAX_DATAGRAM
+
     def close(self) -> None:
+        if self._opening is not None:
+            self._opening.cancel()
+            self._opening = None
+        self._by_transaction.clear()
         for session in self._by_ufrag.values():
             if session.egress is not None:
                 session.egress.set_peer(-1, "", 0)  # the socket's fd is about to go
@@ -306,6 +435,13 @@ class UdpMux(asyncio.DatagramProtocol):
     def forget(self, addr: Address, session: WebRtcTransport) -> None:
         if self._by_address.get(addr) is session:
             del self._by_address[addr]
+
+    def expect_response(self, transaction_id: bytes, session: ControllingTransport) -> None:
+        """A check SESSION sent: the Binding response with this transaction id goes to it."""
+        self._by_transaction[transaction_id] = session
+
+    def forget_response(self, transaction_id: bytes) -> None:
+        self._by_transaction.pop(transaction_id, None)
 
     def sendto(self, data: bytes, addr: Address) -> None:
         if self._transport is not None:
@@ -355,8 +491,15 @@ class UdpMux(asyncio.DatagramProtocol):
         except stun.StunError:
             self.datagrams_dropped += 1
             return
+        if message.message_type in (stun.BINDING_SUCCESS, stun.BINDING_ERROR):
+            checker = self._by_transaction.get(message.transaction_id)
+            if checker is None:
+                self.datagrams_dropped += 1
+            else:
+                checker.handle_stun_response(data, message, addr)
+            return
         if message.message_type != stun.BINDING_REQUEST:
-            return  # indications and responses need no answer from a lite agent
+            return  # indications need no answer
         ufrag = local_ufrag_of(message)
         session = self._by_ufrag.get(ufrag) if ufrag else None
         if session is None:
