@@ -11,8 +11,10 @@ Processes are stopped however a test ends (``partner_gateways`` is a context man
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
+import http.client
 import ipaddress
 import json
 import os
@@ -23,7 +25,6 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -32,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from spec.conformance.orsclient import OrsClient
+from spec.conformance.webrtc import SAMPLE_RATE, WebRtcPeer, dominant_frequency
 from tests.gateway_process import ROOT, stop_process
 
 SITES: dict[str, tuple[str, str]] = {
@@ -52,6 +55,10 @@ FEDERATION_PORTS = (5000, 9999)
 gateway (HTTPS, media, SIP, SIP RTP), below the kernel's ephemeral ports."""
 PORTS_PER_GATEWAY = 24
 """HTTPS and media on the block's first port (TCP and UDP), SIP on the second, SIP RTP after."""
+
+CLIENT_ADDRESS = "127.0.0.10"
+"""Where the tests' own requests and ORS clients come from, so a firewall rule cutting the
+gateways apart (test_e2e_faults.py) can leave them through."""
 
 READY_SECONDS = 20.0
 
@@ -180,7 +187,8 @@ class PartnerGateway:
     host: str
     workdir: Path
     ca: TestCa
-    extra_config: str = ""
+    federation_config: str = ""
+    """More keys of the ``[federation]`` table (``heartbeat_seconds = 2``...)."""
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     admin_token: str = ""
@@ -239,7 +247,7 @@ class PartnerGateway:
             f'[rooms]\ndemo_room = ""\n'
             f"[limits]\nanonymous_requests_per_minute = 10000\n"
             f'[federation]\nca_file = "{self.ca.cert_path}"\n'
-            f"{self.extra_config}\n"
+            f"{self.federation_config}\n"
         )
 
     # process ------------------------------------------------------------------------------------
@@ -299,25 +307,32 @@ class PartnerGateway:
 
     # admin API ----------------------------------------------------------------------------------
     def admin(self, method: str, path: str, body: object | None = None) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            self.base_url + path,
-            data=json.dumps(body).encode() if body is not None else None,
-            method=method,
-            headers={
-                "Authorization": f"Bearer {self.admin_token}",
-                "Content-Type": "application/json",
-            },
+        """The admin API, from ``CLIENT_ADDRESS``: (status, decoded JSON body)."""
+        connection = http.client.HTTPSConnection(
+            self.host,
+            self.port,
+            timeout=10,
+            context=self.ssl_context,
+            source_address=(CLIENT_ADDRESS, 0),
         )
         try:
-            with urllib.request.urlopen(request, timeout=10, context=self.ssl_context) as r:
-                raw = r.read()
-                return r.status, json.loads(raw) if raw else {}
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw) if raw else {}
-            except ValueError:
-                return e.code, {"raw": raw.decode(errors="replace")}
+            connection.request(
+                method,
+                path,
+                body=json.dumps(body).encode() if body is not None else None,
+                headers={
+                    "Authorization": f"Bearer {self.admin_token}",
+                    "Content-Type": "application/json",
+                },
+            )
+            response = connection.getresponse()
+            raw = response.read()
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(raw) if raw else {}
+        except ValueError:
+            return response.status, {"raw": raw.decode(errors="replace")}
 
     def expect(self, method: str, path: str, body: object | None = None, status: int = 200) -> Any:
         got, answer = self.admin(method, path, body)
@@ -374,14 +389,15 @@ class PartnerGateway:
     # ORS ----------------------------------------------------------------------------------------
     async def ors_client(self, room: str) -> OrsClient:
         """An ORS WebSocket session on ``room`` over TLS (not joined yet)."""
-        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.ssl_context))
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context, local_addr=(CLIENT_ADDRESS, 0))
+        session = aiohttp.ClientSession(connector=connector)
         url = self.base_url.replace("https", "wss", 1) + f"/ors/v1/rooms/{quote(room)}/ws"
         try:
-            ws = await http.ws_connect(url, max_msg_size=4 * 1024 * 1024)
+            ws = await session.ws_connect(url, max_msg_size=4 * 1024 * 1024)
         except BaseException:
-            await http.close()
+            await session.close()
             raise
-        return OrsClient(http, ws)
+        return OrsClient(session, ws)
 
     async def join(self, room: str, name: str, role: str = "member") -> OrsClient:
         """An ORS client joined to ``room`` as ``name``."""
@@ -394,6 +410,97 @@ class PartnerGateway:
             await client.close()
             raise
         return client
+
+
+class Person:
+    """Someone in a room through an ORS client with WebRTC (aiortc): publishes a tone (and a
+    camera if asked), answers every subscribe offer in the background, and tells what it hears
+    from whom. Use ``await Person.join(...)`` and ``await person.leave()``."""
+
+    def __init__(self, client: OrsClient, name: str, participant_id: str) -> None:
+        self.client = client
+        self.name = name
+        self.id = participant_id
+        self.peer = WebRtcPeer(client)
+        self.tracks_of: dict[str, list[str]] = {}
+        """participant id -> its track ids, as the subscribe offers told."""
+        self._answering = asyncio.create_task(self._answer_offers())
+
+    @classmethod
+    async def join(
+        cls,
+        gateway: PartnerGateway,
+        room: str,
+        name: str,
+        frequency: float,
+        video: bool = False,
+        role: str = "member",
+    ) -> Person:
+        client = await gateway.ors_client(room)
+        try:
+            identity = name.lower().replace(" ", "-")
+            joined = await client.join(gateway.token(room, identity, name, role=role))
+            assert joined["type"] == "joined", joined
+            person = cls(client, name, joined["participant"]["id"])
+        except BaseException:
+            await client.close()
+            raise
+        await person.peer.publish(frequency=frequency, video=video)
+        return person
+
+    async def _answer_offers(self) -> None:
+        while True:
+            offer = await self.client.next_event("offer", timeout=3600)
+            for entry in offer.get("tracks", []):
+                tracks = self.tracks_of.setdefault(entry["participant_id"], [])
+                if entry["track_id"] not in tracks:
+                    tracks.append(entry["track_id"])
+            await self.peer.accept_offer(offer)
+
+    def frames_from(self, participant_id: str) -> int:
+        """Audio frames received so far from ``participant_id``'s tracks."""
+        return sum(
+            track.frames
+            for track_id in self.tracks_of.get(participant_id, [])
+            if (track := self.peer.received.get(track_id)) is not None and track.kind == "audio"
+        )
+
+    async def heard_from(self, participant_id: str, seconds: float = 1.0) -> float:
+        """The dominant frequency of what ``participant_id`` sent in the next ``seconds`` (0 if
+        fewer than half the frames arrived)."""
+        before = self.frames_from(participant_id)
+        await asyncio.sleep(seconds)
+        new = self.frames_from(participant_id) - before
+        if new < seconds * 25:  # 20 ms frames: half of them
+            return 0.0
+        for track_id in self.tracks_of.get(participant_id, []):
+            track = self.peer.received.get(track_id)
+            if track is not None and track.kind == "audio" and track.samples:
+                recent = track.samples[-min(new, len(track.samples)) :]
+                return dominant_frequency(np.concatenate(recent), SAMPLE_RATE)
+        return 0.0
+
+    async def wait_hearing(
+        self, participant_id: str, frequency: float, timeout: float = 20
+    ) -> None:
+        """Waits until this person hears ``frequency`` (within 15 Hz) from ``participant_id``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        heard = 0.0
+        while asyncio.get_running_loop().time() < deadline:
+            heard = await self.heard_from(participant_id)
+            if abs(heard - frequency) <= 15:
+                return
+        raise AssertionError(
+            f"{self.name} does not hear {frequency:.0f} Hz from {participant_id} "
+            f"(heard {heard:.0f} Hz; tracks {self.tracks_of.get(participant_id)})"
+        )
+
+    async def leave(self) -> None:
+        self._answering.cancel()
+        with contextlib.suppress(BaseException):
+            await self.peer.close()
+        with contextlib.suppress(BaseException):
+            await self.client.close()
 
 
 def quote(segment: str) -> str:
@@ -460,6 +567,14 @@ class Partners:
             )
         )
 
+    def link_connected(
+        self, a: PartnerGateway, room: str, b: PartnerGateway, b_room: str, timeout: float = 20
+    ) -> None:
+        """``a`` links ``room`` to ``b_room@b``; both sides then show the link connected."""
+        self.link(a, room, b, b_room)
+        self.wait_link_state(a, room, b, b_room, "connected", timeout)
+        self.wait_link_state(b, b_room, a, room, "connected", timeout)
+
     def stop(self) -> None:
         for gateway in self.gateways.values():
             gateway.stop()
@@ -487,7 +602,7 @@ def wait_until(
 
 @contextlib.contextmanager
 def partner_gateways(
-    workdir: Path, shorts: tuple[str, ...] = ("fr", "de", "be"), extra_config: str = ""
+    workdir: Path, shorts: tuple[str, ...] = ("fr", "de", "be"), federation_config: str = ""
 ) -> Iterator[Partners]:
     """Starts the named gateways (in parallel) and stops them however the block ends; the logs
     stay in ``workdir/SHORT/gateway.log``."""
@@ -496,7 +611,7 @@ def partner_gateways(
     try:
         for short in shorts:
             name, host = SITES[short]
-            gateway = PartnerGateway(short, name, host, workdir / short, ca, extra_config)
+            gateway = PartnerGateway(short, name, host, workdir / short, ca, federation_config)
             partners.gateways[short] = gateway
             gateway.start()
         for gateway in partners.gateways.values():
