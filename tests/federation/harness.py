@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import http.client
-import ipaddress
 import json
 import os
 import random
@@ -34,13 +32,10 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from spec.conformance.orsclient import OrsClient
 from spec.conformance.webrtc import SAMPLE_RATE, WebRtcPeer, dominant_frequency
+from tests.federation.certs import CaKey, issue_cert, make_ca
 from tests.gateway_process import ROOT, stop_process
 
 SITES: dict[str, tuple[str, str]] = {
@@ -86,94 +81,6 @@ def free_block_on(host: str, count: int, zone: tuple[int, int] = FEDERATION_PORT
     raise RuntimeError(f"no free block of {count} ports on {host} in {first}-{last}")
 
 
-@dataclass
-class TestCa:
-    """A throwaway certificate authority (ECDSA P-256) for one test session."""
-
-    cert_path: Path
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-
-    @classmethod
-    def create(cls, directory: Path) -> TestCa:
-        directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Rondpoint federation test CA")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .sign(key, hashes.SHA256())
-        )
-        cert_path = directory / "ca.pem"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return cls(cert_path, key, cert)
-
-    def issue(self, directory: Path, dns_name: str, ip: str) -> tuple[Path, Path]:
-        """A server certificate for ``dns_name`` and ``ip`` (both in its SAN): (cert, key) paths."""
-        directory.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName(dns_name), x509.IPAddress(ipaddress.ip_address(ip))]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_path.chmod(0o600)
-        return cert_path, key_path
-
-
 class AdminError(AssertionError):
     """The admin API answered something other than what the helper expected."""
 
@@ -186,7 +93,8 @@ class PartnerGateway:
     name: str
     host: str
     workdir: Path
-    ca: TestCa
+    ca: CaKey
+    ca_file: Path
     federation_config: str = ""
     """More keys of the ``[federation]`` table (``heartbeat_seconds = 2``...)."""
     port: int = 0
@@ -198,10 +106,10 @@ class PartnerGateway:
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_block_on(self.host, PORTS_PER_GATEWAY)
-        self.cert_path, self.key_path = self.ca.issue(
-            self.workdir / "tls", dns_name=self.name, ip=self.host
+        self.cert_path, self.key_path = issue_cert(
+            self.ca, self.workdir / "tls", dns_name=self.name, ip=self.host
         )
-        self.ssl_context = ssl.create_default_context(cafile=str(self.ca.cert_path))
+        self.ssl_context = ssl.create_default_context(cafile=str(self.ca_file))
         self.write_config()
 
     # addresses ----------------------------------------------------------------------------------
@@ -246,7 +154,7 @@ class PartnerGateway:
             f"rtp_port_start = {rtp_first}\nrtp_port_end = {rtp_last}\n"
             f'[rooms]\ndemo_room = ""\n'
             f"[limits]\nanonymous_requests_per_minute = 10000\n"
-            f'[federation]\nca_file = "{self.ca.cert_path}"\n'
+            f'[federation]\nca_file = "{self.ca_file}"\n'
             f"{self.federation_config}\n"
         )
 
@@ -383,7 +291,7 @@ class PartnerGateway:
             text=True,
             timeout=30,
             cwd=ROOT,
-            env={**os.environ, "SSL_CERT_FILE": str(self.ca.cert_path)},
+            env={**os.environ, "SSL_CERT_FILE": str(self.ca_file)},
         )
 
     # ORS ----------------------------------------------------------------------------------------
@@ -517,7 +425,6 @@ class Partners:
     """The running gateways by short name, and the operations between them."""
 
     gateways: dict[str, PartnerGateway]
-    ca: TestCa
 
     def __getitem__(self, short: str) -> PartnerGateway:
         return self.gateways[short]
@@ -606,12 +513,14 @@ def partner_gateways(
 ) -> Iterator[Partners]:
     """Starts the named gateways (in parallel) and stops them however the block ends; the logs
     stay in ``workdir/SHORT/gateway.log``."""
-    ca = TestCa.create(workdir / "ca")
-    partners = Partners({}, ca)
+    ca_file, ca = make_ca(workdir / "ca", "Rondpoint federation test CA")
+    partners = Partners({})
     try:
         for short in shorts:
             name, host = SITES[short]
-            gateway = PartnerGateway(short, name, host, workdir / short, ca, federation_config)
+            gateway = PartnerGateway(
+                short, name, host, workdir / short, ca, ca_file, federation_config
+            )
             partners.gateways[short] = gateway
             gateway.start()
         for gateway in partners.gateways.values():
