@@ -31,6 +31,10 @@ CLIENT_INVALID = _load(VECTORS / "client.invalid.json")
 SERVER_VALID = _load(VECTORS / "server.valid.json")
 HTTP_VALID = _load(VECTORS / "http.valid.json")
 HTTP_INVALID = _load(VECTORS / "http.invalid.json")
+FEDERATION_VALID = _load(VECTORS / "federation.valid.json")
+FEDERATION_INVALID = _load(VECTORS / "federation.invalid.json")
+FEDERATION_SHARED = {"federation.common.json", "federation.event.json"}
+"""Federation schema files that are not one body or one event (Appendix B)."""
 
 
 def _validator(file_name: str) -> Draft202012Validator:
@@ -118,18 +122,33 @@ def test_common_defines_the_shared_objects() -> None:
 
 
 def test_index_lists_exactly_the_message_schema_files() -> None:
-    assert set(INDEX) == {"client", "server"}
-    listed = {f for direction in INDEX.values() for f in direction.values()}
+    assert set(INDEX) == {"client", "server", "federation"}
+    listed = {f for direction in ("client", "server") for f in INDEX[direction].values()}
     on_disk = {f for f in SCHEMA_FILES if f.startswith(("client.", "server."))}
     assert listed == on_disk
-    for direction, types in INDEX.items():
-        for message_type, file_name in types.items():
+    for direction in ("client", "server"):
+        for message_type, file_name in INDEX[direction].items():
             assert file_name == f"{direction}.{message_type}.json"
+
+
+def test_index_lists_exactly_the_federation_body_and_event_schema_files() -> None:
+    federation = INDEX["federation"]
+    assert set(federation) == {"bodies", "events"}
+    listed = {*federation["bodies"].values(), *federation["events"].values()}
+    on_disk = {f for f in SCHEMA_FILES if f.startswith("federation.")} - FEDERATION_SHARED
+    assert listed == on_disk
+    for name, file_name in federation["bodies"].items():
+        assert file_name == f"federation.{name}.json"
+    for event_type, file_name in federation["events"].items():
+        assert file_name == f"federation.event.{event_type}.json"
+        schema = SCHEMA_FILES[file_name]
+        assert schema["properties"]["type"] == {"const": event_type}
+        assert "type" in schema["required"] and schema["additionalProperties"] is True
 
 
 @pytest.mark.parametrize(
     ("direction", "message_type"),
-    [(d, t) for d, types in INDEX.items() for t in types],
+    [(d, t) for d in ("client", "server") for t in INDEX[d]],
 )
 def test_message_schema_follows_the_envelope_rules(direction: str, message_type: str) -> None:
     schema = SCHEMA_FILES[INDEX[direction][message_type]]
@@ -218,6 +237,69 @@ def test_invalid_http_vector_fails_only_at_its_field(
     assert _fields(file_name, vector["message"]) == {vector["field"]}
 
 
+# the federation vectors ----------------------------------------------------------------------
+
+
+def test_every_federation_body_and_event_has_a_valid_vector() -> None:
+    federation = INDEX["federation"]
+    expected = {*federation["bodies"].values(), *federation["events"].values()}
+    assert expected | {"federation.event.json"} == set(FEDERATION_VALID)
+    in_transactions = {
+        event["type"]
+        for transaction in FEDERATION_VALID["federation.transaction.json"]
+        for event in transaction["events"]
+    }
+    assert set(federation["events"]) <= in_transactions
+
+
+def test_every_federation_request_body_and_event_has_an_invalid_vector() -> None:
+    assert {
+        "federation.link-request.json",
+        "federation.transaction.json",
+        "federation.media-offer.json",
+        "federation.request-claims.json",
+    } <= set(FEDERATION_INVALID)
+    refused_types = {
+        _value_at(vector["message"], "/events/" + vector["field"].split("/")[2] + "/type")
+        for vector in FEDERATION_INVALID["federation.transaction.json"]
+        if vector["field"].startswith("/events/")
+    }
+    assert set(INDEX["federation"]["events"]) <= refused_types
+
+
+@pytest.mark.parametrize(
+    ("file_name", "instance"),
+    [(f, i) for f, instances in FEDERATION_VALID.items() for i in instances],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+def test_valid_federation_vector_passes(file_name: str, instance: Any) -> None:
+    assert _fields(file_name, instance) == set()
+
+
+@pytest.mark.parametrize(
+    ("file_name", "vector"),
+    [(f, v) for f, vectors in FEDERATION_INVALID.items() for v in vectors],
+    ids=lambda x: x if isinstance(x, str) else x["field"],
+)
+def test_invalid_federation_vector_fails_only_at_its_field(
+    file_name: str, vector: dict[str, Any]
+) -> None:
+    assert vector["code"] == "invalid_message"
+    assert _fields(file_name, vector["message"]) == {vector["field"]}
+
+
+def test_an_event_of_a_later_version_is_accepted_and_a_known_one_checked() -> None:
+    assert _fields("federation.event.json", {"type": "x-later", "participants": 3}) == set()
+    assert _fields("federation.event.json", {"type": "state", "participants": 3}) == {
+        "/participants"
+    }
+
+
+def test_client_track_schema_has_no_federation_members() -> None:
+    """Clients see a partner's people as ordinary participants: `streams` is the relay link's."""
+    assert "streams" not in SCHEMA_FILES["common.json"]["$defs"]["Track"]["properties"]
+
+
 # the checker can fail ---------------------------------------------------------------------------
 
 
@@ -248,6 +330,10 @@ def _headings() -> dict[str, str]:
 
 
 HEADINGS = _headings()
+
+
+def _section_14_transactions() -> list[dict[str, Any]]:
+    return [v for v in _spec_examples() if isinstance(v, dict) and {"link_id", "events"} <= set(v)]
 
 
 def _section(number: str) -> str:
@@ -468,3 +554,40 @@ def test_server_answers_an_invalid_vector_as_the_spec_says(vector: dict[str, Any
     shown = received if isinstance(received, str) else json.dumps(received)
     if received is not None and len(shown.strip()) >= 3:
         assert shown not in problem.detail
+
+
+def test_the_federation_examples_of_the_spec_are_valid() -> None:
+    examples = _spec_examples()
+    transactions = _section_14_transactions()
+    assert transactions
+    for transaction in transactions:
+        assert _fields("federation.transaction.json", transaction) == set()
+    decoder = json.JSONDecoder()
+    links = [
+        decoder.raw_decode(SPEC_TEXT, m.start())[0]
+        for m in re.finditer(r'^\{"link_id"', SPEC_TEXT, flags=re.M)
+    ]
+    links = [v for v in links if "peer_room" in v]
+    claims = [v for v in examples if isinstance(v, dict) and "body_sha256" in v]
+    assert links and claims
+    for link in links:
+        assert _fields("federation.link-request.json", link) == set()
+    for claim in claims:
+        assert _fields("federation.request-claims.json", claim) == set()
+
+
+def test_section_14_names_every_federation_event_and_code() -> None:
+    text = _section("14")
+    for event_type in INDEX["federation"]["events"]:
+        assert f"| `{event_type}` |" in text, event_type
+    federation_codes = {code for code, row in ERROR_TABLE.items() if code in text}
+    assert {
+        "signature_invalid",
+        "peer_not_allowed",
+        "key_unknown",
+        "wrong_audience",
+        "signature_expired",
+        "replayed_request",
+        "link_not_found",
+        "too_many_links",
+    } <= federation_codes
