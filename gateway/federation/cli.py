@@ -17,10 +17,14 @@ def add_commands(commands: Commands) -> None:
     peer = commands.add_parser("peer", help="partner servers allowed to link rooms (federation)")
     peer_commands = peer.add_subparsers(dest="peer_command", metavar="ACTION", required=True)
     add = peer_commands.add_parser(
-        "add", help="allow a partner server, pinning its keys (fetched over HTTPS, or --key)"
+        "add",
+        help="allow a partner server, pinning its keys (fetched over HTTPS, or --key)",
+        conflict_handler="resolve",  # its --url is the partner's, not the global admin --url
     )
     add.add_argument("peer_name", metavar="NAME", help="its server name, e.g. partner.example")
-    add.add_argument("--url", default="", help="https://HOST[:PORT] (default: https://NAME)")
+    add.add_argument(
+        "--url", dest="peer_url", default="", help="https://HOST[:PORT] (default: https://NAME)"
+    )
     add.add_argument(
         "--room",
         action="append",
@@ -68,8 +72,8 @@ def _key_lines(keys: list[dict[str, Any]]) -> None:
 
 def _peer_add(args: argparse.Namespace, config: Config) -> None:
     body: dict[str, Any] = {"name": args.peer_name}
-    if args.url:
-        body["url"] = args.url
+    if args.peer_url:
+        body["url"] = args.peer_url
     if args.room:
         body["rooms"] = args.room
     keys = _key_arguments(args.key)
