@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 REFETCH_SECONDS = 30.0
 """A peer's keys are refetched for an unknown kid at most this often."""
+KEYS_MAX_AGE = 3600.0
+"""A peer's keys (not strict) are refetched when a request comes this long after the last fetch,
+so a key the peer retired stops verifying within this time even if it never rotates again."""
 DISCOVERY_SECONDS = 3600.0
 """How long a peer's discovery document is reused to find its federation API."""
 DISCOVERY_TIMEOUT = 10.0
@@ -110,8 +113,10 @@ def keys_of_jwks(jwks: object, where: str) -> dict[str, str]:
 class PeerDirectory:
     """Discovery and keys of the peers in ``store``, over one HTTPS client verifying with
     ``ssl_context``. A peer's pinned keys change only by ``peer add`` or, for a peer that is not
-    strict, by the refetch rule: a request signed with an unknown kid refetches the JWKS (at most
-    once per REFETCH_SECONDS per peer); the keys found are pinned, the ones gone are retired."""
+    strict, by the refetch rule: a request signed with an unknown kid, or the first request
+    KEYS_MAX_AGE after the last fetch, refetches the JWKS (at most once per REFETCH_SECONDS per
+    peer); the keys found are pinned, the ones gone are retired. A failed refetch keeps the pinned
+    keys."""
 
     def __init__(
         self,
@@ -204,7 +209,7 @@ class PeerDirectory:
 
     async def public_key(self, peer: Peer, kid: str) -> Ed25519PublicKey | None:
         """The peer's key ``kid``, pinned or (not strict) found by a refetch; None when unknown."""
-        if kid not in peer.keys and not peer.strict:
+        if not peer.strict and (kid not in peer.keys or self._keys_are_old(peer)):
             await self._refetch(peer)
         x = peer.keys.get(kid)
         if x is None:
@@ -213,6 +218,13 @@ class PeerDirectory:
             return public_key_of(x)
         except ValueError:
             return None
+
+    def _keys_are_old(self, peer: Peer) -> bool:
+        last = self._refetched.get(peer.name)
+        if last is None:  # pinned by peer add, or fetched before this process started
+            self._refetched[peer.name] = self._clock()
+            return False
+        return self._clock() - last >= KEYS_MAX_AGE
 
     async def _refetch(self, peer: Peer) -> None:
         lock = self._locks.setdefault(peer.name, asyncio.Lock())
