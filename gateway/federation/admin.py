@@ -70,7 +70,10 @@ def check_peer_url(url: str) -> str:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        check_peer_name(host)
+        try:
+            check_peer_name(host)
+        except ValueError:
+            raise ValueError(sentence) from None
     return url.rstrip("/")
 
 
