@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from spec.conformance.orsclient import OrsClient
-from tests.federation.harness import Partners, target, wait_until
+from tests.federation.harness import PartnerGateway, Partners, Person, target, wait_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -29,17 +29,21 @@ def linked_pair(partners: Partners) -> str:
     room = fresh_room("salon")
     fr.create_room(room)
     de.create_room(room)
-    for a, b in ((fr, de), (de, fr)):
-        if a.admin("GET", "/api/v1/federation/peers")[1].get("peers", []) == [] or not any(
-            p.get("name") == b.name
-            for p in a.admin("GET", "/api/v1/federation/peers")[1].get("peers", [])
-        ):
-            partners.peer_add(a, b)
+    peer_once(partners, fr, de)
+    peer_once(partners, de, fr)
     shown = fr.cli("link", room, target(de, room))
     assert shown.returncode == 0, shown.stderr
     partners.wait_link_state(fr, room, de, room, "connected")
     partners.wait_link_state(de, room, fr, room, "connected")
     return room
+
+
+def peer_once(partners: Partners, a: PartnerGateway, b: PartnerGateway) -> None:
+    """``a`` allow-lists ``b`` server-wide, unless it already has."""
+    listed = a.expect("GET", "/api/v1/federation/peers")
+    peers = listed.get("peers", listed) if isinstance(listed, dict) else listed
+    if not any(p.get("name") == b.name for p in peers):
+        partners.peer_add(a, b)
 
 
 def people(gateway: Any, room: str) -> list[tuple[str, str, str]]:
@@ -164,3 +168,54 @@ def test_a_restart_of_de_brings_nobody_twice(partners: Partners) -> None:
             await hans.close()
 
     asyncio.run(scenario())
+
+
+def test_a_host_mute_on_fr_shows_on_both_sides(partners: Partners, loopback_ice: None) -> None:
+    fr, de = partners["fr"], partners["de"]
+    room = linked_pair(partners)
+
+    def hans_mic(gateway: Any) -> dict[str, Any]:
+        for participant in gateway.participants(room):
+            if participant["name"] == "Hans" and participant["tracks"]:
+                return dict(participant["tracks"][0])
+        return {}
+
+    async def scenario() -> None:
+        marie = await fr.join(room, "Marie", role="host")
+        hans = await Person.join(de, room, "Hans", frequency=440)
+        try:
+            mic = await asyncio.to_thread(wait_until, lambda: hans_mic(fr), 20, "Hans's mic on fr")
+            assert mic["muted"] is False
+            await marie.request({"type": "mute", "track_id": mic["id"], "muted": True})
+            await asyncio.to_thread(
+                wait_until, lambda: hans_mic(de).get("muted"), 20, "Hans muted on de"
+            )
+            await asyncio.to_thread(
+                wait_until, lambda: hans_mic(fr).get("muted"), 20, "Hans muted on fr"
+            )
+        finally:
+            await marie.close()
+            await hans.leave()
+
+    asyncio.run(scenario())
+
+
+def test_a_link_de_did_not_consent_to_is_refused_and_changes_nothing_there(
+    partners: Partners,
+) -> None:
+    fr, de = partners["fr"], partners["de"]
+    room, elsewhere = fresh_room("cabinet"), fresh_room("autre")
+    fr.create_room(room)
+    de.create_room(room)
+    de.create_room(elsewhere)
+    peer_once(partners, fr, de)
+    de.admin("DELETE", f"/api/v1/federation/peers/{fr.name}")
+    partners.peer_add(de, fr, rooms=[elsewhere])
+    try:
+        partners.link(fr, room, de, room)
+        refused = partners.wait_link_state(fr, room, de, room, "refused")
+        assert "not allowed" in refused["detail"], refused
+        assert de.room_show(room)["links"] == [] and de.participants(room) == []
+    finally:
+        de.admin("DELETE", f"/api/v1/federation/peers/{fr.name}")
+        partners.peer_add(de, fr)
