@@ -340,10 +340,11 @@ class Person:
         gateway: PartnerGateway,
         room: str,
         name: str,
-        frequency: float,
+        frequency: float | None,
         video: bool = False,
         role: str = "member",
     ) -> Person:
+        """``frequency`` None: a listener who publishes nothing."""
         client = await gateway.ors_client(room)
         try:
             identity = name.lower().replace(" ", "-")
@@ -353,7 +354,8 @@ class Person:
         except BaseException:
             await client.close()
             raise
-        await person.peer.publish(frequency=frequency, video=video)
+        if frequency is not None:
+            await person.peer.publish(frequency=frequency, video=video)
         return person
 
     async def _answer_offers(self) -> None:
