@@ -151,6 +151,7 @@ class FederationLink:
         self._seen_txns: OrderedDict[str, None] = OrderedDict()
         self._last_contact = clock()
         self._stopped = False
+        self._failed = False
         self.partner_forgot = False
         """The partner unlinked it (DELETE): ``forget()`` does not tell it again."""
         self.forget_hook: Callable[[FederationLink], Awaitable[None]] | None = None
@@ -166,7 +167,7 @@ class FederationLink:
         return self._status
 
     async def start(self) -> None:
-        if self._task is None and not self._stopped:
+        if self._task is None and not self._stopped and not self._failed:
             self._events = self.rooms.bus.subscribe(self.room_id)
             self._follow = asyncio.create_task(self._follow_room(self._events))
             self._task = asyncio.create_task(self._run(), name=f"federation-link-{self.link_id}")
@@ -203,6 +204,7 @@ class FederationLink:
 
     def fail(self, detail: str) -> None:
         """Stop talking to the partner for good (it is no peer any more): ``failed``."""
+        self._failed = True
         if self._task is not None:
             self._task.cancel()
         self.mirror.clear()
