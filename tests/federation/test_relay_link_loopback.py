@@ -10,12 +10,15 @@ from dataclasses import dataclass
 
 import pytest
 
+from gateway.media import native
+from gateway.media.dtls import DtlsCertificate
 from gateway.media.endpoint import TrackRecord
 from gateway.media.relay import MediaRelay
 from gateway.media.relay_link import RelayLink
 from gateway.media.router import CodecInfo, ExtensionIds, Router
 from gateway.media.rtcp import RtcpGenericNack, RtcpPli, parse_rtcp
 from gateway.media.sdp import Codec
+from gateway.media.transport import ControllingTransport, UdpMux, WebRtcTransport
 
 OPUS = Codec(111, "opus", 48000, 2)
 VP8 = Codec(96, "VP8", 90000)
@@ -252,3 +255,65 @@ async def test_a_pli_from_des_subscriber_reaches_frs_publisher(pair: Pair) -> No
     publisher.rtcp.clear()
     pair.de_router.on_subscriber_rtcp("bob", RtcpPli(1, 888).serialize())
     await wait_for(lambda: any(pli.media_ssrc == 77 for pli in publisher.plis()))
+
+
+async def test_a_new_offer_replaces_the_transport_and_media_flows_again(pair: Pair) -> None:
+    publish(pair, "mic", "audio", OPUS, {"": 1234})
+    pair.announce("mic", "audio", OPUS)
+    bob = Sink()
+    pair.de_router.add_downtrack(PREFIX + "mic", "bob", bob, 4242, 111, ExtensionIds())
+    pair.send_demand()
+    await send_audio(pair, 1, 5)
+    await wait_for(lambda: len(bob.rtp) == 5)
+    before = pair.fr_link.stats()["bytes_out"]
+
+    offer = pair.fr_link.create_offer()
+    assert not pair.fr_link.connected
+    pair.fr_link.accept_answer(pair.de_link.accept_offer(offer))
+    await wait_for(lambda: pair.fr_link.connected and pair.de_link.connected)
+    await send_audio(pair, 6, 5)
+    await wait_for(lambda: len(bob.rtp) == 10)
+    assert bob.payloads()[-1] == b"\xfcvoice-10"
+    assert pair.fr_link.stats()["bytes_out"] > before  # the counters span both transports
+    assert len(pair.de.mux._by_ufrag) == 1  # the old session is gone
+
+
+@pytest.mark.skipif(not native.enabled, reason="the native fast path is not built")
+async def test_de_fans_out_on_the_native_fast_path_to_real_subscribers(pair: Pair) -> None:
+    """de's subscribers are real DTLS-SRTP sessions (a controlling transport as the client):
+    the router installs its fast route in the relay link's ingress."""
+    publish(pair, "mic", "audio", OPUS, {"": 1234})
+    pair.announce("mic", "audio", OPUS)
+    sessions: list[tuple[WebRtcTransport, ControllingTransport, UdpMux, list[bytes]]] = []
+    for _ in range(2):
+        server = WebRtcTransport(pair.de.mux, pair.de.certificate)
+        client_mux = UdpMux()
+        client_mux.open("127.0.0.12")
+        certificate = DtlsCertificate()
+        client = ControllingTransport(client_mux, certificate)
+        server.set_remote(client.local_ufrag, client.local_pwd, certificate.fingerprint, "actpass")
+        client.set_remote(
+            server.local_ufrag, server.local_pwd, pair.de.certificate.fingerprint, "passive"
+        )
+        client.start_checks([("127.0.0.12", pair.de.port)])
+        received: list[bytes] = []
+        client.on_rtp = received.append
+        sessions.append((server, client, client_mux, received))
+    try:
+        await wait_for(lambda: all(s.connected and c.connected for s, c, _, _ in sessions))
+        for index, (server, _, _, _) in enumerate(sessions):
+            pair.de_router.add_downtrack(
+                PREFIX + "mic", f"sub{index}", server, 500 + index, 111, ExtensionIds()
+            )
+        pair.send_demand()
+        await send_audio(pair, 1, 60)
+        await wait_for(lambda: all(len(r) == 60 for _, _, _, r in sessions))
+        for index, (server, _, _, received) in enumerate(sessions):
+            assert [p[12:] for p in received] == [b"\xfcvoice-%d" % s for s in range(1, 61)]
+            assert {struct.unpack_from("!I", p, 8)[0] for p in received} == {500 + index}
+            assert server.egress is not None and server.egress.sent > 0  # natively sent
+    finally:
+        for server, client, client_mux, _ in sessions:
+            client.close()
+            server.close()
+            client_mux.close()
