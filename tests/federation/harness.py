@@ -325,11 +325,17 @@ class Person:
     camera if asked), answers every subscribe offer in the background, and tells what it hears
     from whom. Use ``await Person.join(...)`` and ``await person.leave()``."""
 
-    def __init__(self, client: OrsClient, name: str, participant_id: str) -> None:
+    def __init__(
+        self,
+        client: OrsClient,
+        name: str,
+        participant_id: str,
+        peer: Callable[[OrsClient], WebRtcPeer] = WebRtcPeer,
+    ) -> None:
         self.client = client
         self.name = name
         self.id = participant_id
-        self.peer = WebRtcPeer(client)
+        self.peer = peer(client)
         self.tracks_of: dict[str, list[str]] = {}
         """participant id -> its track ids, as the subscribe offers told."""
         self._answering = asyncio.create_task(self._answer_offers())
@@ -343,14 +349,16 @@ class Person:
         frequency: float | None,
         video: bool = False,
         role: str = "member",
+        peer: Callable[[OrsClient], WebRtcPeer] = WebRtcPeer,
     ) -> Person:
-        """``frequency`` None: a listener who publishes nothing."""
+        """``frequency`` None: a listener who publishes nothing. ``peer`` makes its WebRTC peer
+        (a subclass that times what it receives, for a bench)."""
         client = await gateway.ors_client(room)
         try:
             identity = name.lower().replace(" ", "-")
             joined = await client.join(gateway.token(room, identity, name, role=role))
             assert joined["type"] == "joined", joined
-            person = cls(client, name, joined["participant"]["id"])
+            person = cls(client, name, joined["participant"]["id"], peer)
         except BaseException:
             await client.close()
             raise
