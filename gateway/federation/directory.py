@@ -29,8 +29,9 @@ REFETCH_SECONDS = 30.0
 KEYS_MAX_AGE = 3600.0
 """A peer's keys (not strict) are refetched when a request comes this long after the last fetch,
 so a key the peer retired stops verifying within this time even if it never rotates again."""
-DISCOVERY_SECONDS = 3600.0
-"""How long a peer's discovery document is reused to find its federation API."""
+DISCOVERY_SECONDS = 300.0
+"""How long a peer's discovery document is reused to find its federation API (it is read again
+sooner after a request to the peer fails at the transport level)."""
 DISCOVERY_TIMEOUT = 10.0
 MAX_DOCUMENT = 64 * 1024
 """Largest discovery document or JWKS read."""
@@ -207,6 +208,10 @@ class PeerDirectory:
             return cached[1].federation_url
         return (await self.discover(peer.name, peer.url)).federation_url
 
+    def forget_discovery(self, peer: Peer) -> None:
+        """Read the peer's discovery document again next time (a request to it failed)."""
+        self._discovered.pop((peer.name, peer.url), None)
+
     async def public_key(self, peer: Peer, kid: str) -> Ed25519PublicKey | None:
         """The peer's key ``kid``, pinned or (not strict) found by a refetch; None when unknown."""
         if not peer.strict and (kid not in peer.keys or self._keys_are_old(peer)):
@@ -308,12 +313,15 @@ class FederationClient:
                 raw = await _read_at_most(response, MAX_ANSWER)
                 status = response.status
         except aiohttp.ClientConnectorCertificateError as error:
+            self._directory.forget_discovery(known)
             raise PeerUnreachable(
                 f"{peer}: its TLS certificate is not trusted ({_one_line(error.certificate_error)})"
             ) from None
         except (aiohttp.ClientError, OSError) as error:
+            self._directory.forget_discovery(known)
             raise PeerUnreachable(f"{peer}: {_one_line(error)}") from None
         except TimeoutError:
+            self._directory.forget_discovery(known)
             raise PeerUnreachable(f"{peer}: no answer in {timeout:g} s") from None
         if len(raw) > MAX_ANSWER:
             raise PeerUnreachable(f"{peer}: the answer is larger than {MAX_ANSWER} bytes")

@@ -92,15 +92,12 @@ def _invalid(detail: str) -> Problem:
     return Problem("signature_invalid", detail, 401)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+_STRING_CLAIMS = ("aud", "method", "path", "body_sha256")
 
 
-_STRING_CLAIMS = ("iss", "aud", "method", "path", "body_sha256")
-
-
-def _parse(header_value: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """(token, header, claims) of a well-formed federation token, unverified; else check 1."""
+def _parse(header_value: str) -> tuple[str, str, dict[str, Any]]:
+    """(token, kid, unverified claims) of a JWS whose header is a federation token's and whose
+    payload names its issuer; else step 1's refusal."""
     if not header_value.startswith("Bearer "):
         raise _invalid("a signed request carries Authorization: Bearer <JWT>")
     token = header_value[7:].strip()
@@ -112,19 +109,23 @@ def _parse(header_value: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     header = parts["header"]
     if header.get("alg") != ALGORITHM or header.get("typ") != TOKEN_TYPE:
         raise _invalid(f"the token must have alg {ALGORITHM} and typ {TOKEN_TYPE}")
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not 0 < len(kid) <= 128:
+    if not isinstance(header.get("kid"), str):
         raise _invalid("the token's header has no kid")
-    if not isinstance(claims, dict):
-        raise _invalid("the token's claims are not a JSON object")
+    if not isinstance(claims, dict) or not isinstance(claims.get("iss"), str):
+        raise _invalid("the token's claims are not a JSON object with an iss")
+    return token, header["kid"], claims
+
+
+def _check_claims(claims: dict[str, Any]) -> None:
+    """Step 4's second half: every claim present with its type."""
     for name in _STRING_CLAIMS:
         if not isinstance(claims.get(name), str):
             raise _invalid(f"the token's {name!r} claim is missing or not a string")
-    if not (_is_number(claims.get("iat")) and _is_number(claims.get("exp"))):
-        raise _invalid("the token's 'iat' and 'exp' claims must be numbers")
+    for name in ("iat", "exp"):
+        if not isinstance(claims.get(name), int) or isinstance(claims[name], bool):
+            raise _invalid(f"the token's {name!r} claim is missing or not an integer")
     if not isinstance(claims.get("jti"), str) or not JTI.fullmatch(claims["jti"]):
         raise _invalid("the token's 'jti' claim must be 16 to 64 characters [A-Za-z0-9_-]")
-    return token, header, claims
 
 
 class RequestVerifier:
@@ -148,22 +149,23 @@ class RequestVerifier:
         self._expiries: list[tuple[float, tuple[str, str]]] = []
 
     async def verify(self, request: web.Request) -> Peer:
-        token, header, claims = _parse(request.headers.get("Authorization", ""))
+        """The peer that signed ``request``; a problem naming the first check that fails (its
+        detail never repeats the token or a part of it)."""
+        token, kid, claims = _parse(request.headers.get("Authorization", ""))
         iss: str = claims["iss"]
         peer = self._directory.store.peer(iss)
         if peer is None:
-            raise Problem("peer_not_allowed", f"{iss} is not a peer of this server", 403)
-        key = await self._directory.public_key(peer, header["kid"])
+            raise Problem("peer_not_allowed", "the issuer is not a peer of this server", 403)
+        key = await self._directory.public_key(peer, kid)
         if key is None:
-            raise Problem("key_unknown", f"no key {header['kid']} is known for {iss}", 401)
+            raise Problem("key_unknown", "the signing key is not one the issuer publishes", 401)
         try:
             jwt.PyJWS().decode_complete(token, key=key, algorithms=[ALGORITHM])
         except jwt.InvalidTokenError:
             raise _invalid("the signature does not verify") from None
+        _check_claims(claims)
         if claims["aud"] != self.server_name:
-            raise Problem(
-                "wrong_audience", f"the token is for {claims['aud']}, not this server", 401
-            )
+            raise Problem("wrong_audience", f"the token is not for {self.server_name}", 401)
         now = self._clock()
         iat, exp = claims["iat"], claims["exp"]
         if exp <= now or iat > now + FUTURE_SKEW or exp - iat > LIFETIME:

@@ -338,6 +338,7 @@ async def test_a_signed_request_reaches_the_partner_verified(
     }
     status, answer = await client.request("de.test", "DELETE", "/links/l_0123456789abcdef")
     assert (status, answer["peer"], answer["body"]) == (202, "fr.test", "")
+    assert partner.hits["discovery"] == 0  # read once when pinned, then reused
 
 
 async def test_a_partner_refusing_answers_its_problem(start_partner, directory, trusting) -> None:
@@ -363,3 +364,23 @@ async def test_a_request_to_a_stopped_partner_is_unreachable(start_partner, dire
     client = FederationClient("fr.test", SigningKeys(new_store()), directory)
     with pytest.raises(PeerUnreachable):
         await client.request("de.test", "POST", "/links", {})
+
+
+async def test_discovery_is_read_again_after_a_request_fails(
+    start_partner, directory, trusting, directories
+) -> None:
+    partner = await start_partner()
+    good_api = partner.document["api_base"]
+    partner.document["api_base"] = f"https://{HOST}:{free_port()}/ors/v1"
+    await pinned(directory, partner)  # the discovery read now names a closed port
+    our_keys = SigningKeys(new_store())
+    partner.peers.put_peer(Peer("fr.test", keys={our_keys.current.kid: our_keys.current.x}))
+    partner_directory = PeerDirectory(partner.peers, trusting)
+    directories.append(partner_directory)
+    partner.verifier = RequestVerifier("de.test", partner_directory)
+    client = FederationClient("fr.test", our_keys, directory)
+    with pytest.raises(PeerUnreachable, match="de.test: "):
+        await client.request("de.test", "POST", "/links", {})
+    partner.document["api_base"] = good_api
+    status, answer = await client.request("de.test", "POST", "/links", {})
+    assert (status, answer["peer"]) == (202, "fr.test")

@@ -338,3 +338,33 @@ async def test_the_request_is_checked_before_the_replay(client, sender_keys, clo
     token = sign(sender_keys, clock)
     assert (await send(client, token))[0] == 200
     assert refused(await send(client, token, method="PUT")) == (401, "signature_invalid")
+
+
+async def test_a_non_integer_time_is_refused(client, sender_keys, clock) -> None:
+    token = forge(sender_keys, clock, iat=clock.now + 0.5)
+    assert refused(await send(client, token)) == (401, "signature_invalid")
+
+
+async def test_the_issuer_is_checked_before_the_other_claims(client, sender_keys, clock) -> None:
+    token = forge(sender_keys, clock, iss="xx.test", jti=None, aud=None)
+    assert refused(await send(client, token)) == (403, "peer_not_allowed")
+
+
+async def test_the_key_is_checked_before_the_other_claims(client, clock) -> None:
+    token = forge(SigningKeys(new_store()), clock, jti="short")
+    assert refused(await send(client, token)) == (401, "key_unknown")
+
+
+async def test_a_refusal_repeats_no_part_of_the_token(client, sender_keys, clock) -> None:
+    unknown_issuer = sign(sender_keys, clock, iss="evil-issuer.test")
+    other = SigningKeys(new_store())
+    unknown_key = sign(other, clock)
+    wrong_audience = sign(sender_keys, clock, aud="evil-audience.test")
+    for token, part in [
+        (unknown_issuer, "evil-issuer"),
+        (unknown_key, other.current.kid),
+        (wrong_audience, "evil-audience"),
+    ]:
+        status, body, _ = await send(client, token)
+        assert status in (401, 403)
+        assert part not in json.dumps(body)
