@@ -155,7 +155,11 @@ class RequestVerifier:
         iss: str = claims["iss"]
         peer = self._directory.store.peer(iss)
         if peer is None:
-            raise Problem("peer_not_allowed", "the issuer is not a peer of this server", 403)
+            raise Problem(
+                "peer_not_allowed",
+                "the sender is not a peer of this server (its operator has not added it)",
+                403,
+            )
         key = await self._directory.public_key(peer, kid)
         if key is None:
             raise Problem("key_unknown", "the signing key is not one the issuer publishes", 401)

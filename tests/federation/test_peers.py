@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import http.server
 import json
+import secrets
 import ssl
 import threading
 from collections.abc import Iterator
@@ -211,3 +212,23 @@ def test_keys_rotate_and_retire_change_what_a_running_gateway_publishes(partners
     assert [key["kid"] for key in published_keys(de)] == [current["kid"]]
     unknown = de.cli("keys", "retire", old["kid"])
     assert unknown.returncode != 0 and "no published signing key" in unknown.stderr
+
+
+def test_a_partner_signing_with_a_rotated_key_is_verified_after_a_refetch(partners) -> None:
+    fr, de = partners["fr"], partners["de"]
+    partners.peer_both(fr, de)
+    try:
+        old = published_keys(de)[0]["kid"]
+        assert de.cli("keys", "rotate").returncode == 0
+        new = published_keys(de)[0]["kid"]
+        assert [key["kid"] for key in peers_of(fr)["de.test"]["keys"]] == [old]
+        room = f"rotation-{secrets.token_hex(3)}"
+        fr.create_room(room)
+        de.create_room(room)
+        # de asks fr to link, signing with its new key: fr refetches de's keys and pins both
+        partners.link_connected(de, room, fr, room)
+        assert {key["kid"] for key in peers_of(fr)["de.test"]["keys"]} == {old, new}
+        partners.unlink(de, room, fr, room)
+    finally:
+        for a, b in ((fr, de), (de, fr)):
+            a.admin("DELETE", f"/api/v1/federation/peers/{b.name}")
