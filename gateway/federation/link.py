@@ -135,7 +135,6 @@ class FederationLink:
         )
         if media is not None:
             media.on_wanted_change = self._demand_changed
-            media.on_new_transport = self.resend_state
         self.on_refused = on_refused
         self.on_transaction = on_transaction
         self.clock = clock
@@ -145,6 +144,8 @@ class FederationLink:
         self._wake = asyncio.Event()
         self._relink = False
         """The partner forgot the link: ask again (POST /links)."""
+        self._offer_due = False
+        """The initiator owes the partner a media offer (after each (re)connection)."""
         self._task: asyncio.Task[None] | None = None
         self._follow: asyncio.Task[None] | None = None
         self._events: Subscription | None = None
@@ -228,11 +229,13 @@ class FederationLink:
         self._last_contact = self.clock()
         self.link_id = link_id
         self.resend_state()
-        if self.initiator and self.media is not None:
-            self.media.reoffer()
+        self._offer_due = self.initiator and self.media is not None
 
     def resend_state(self) -> None:
+        """Our full state (and our demand) go first: the partner may have lost them."""
         self._queue(self.mirror.state_event(), replace_state=True)
+        if self.media is not None:
+            self._demand_changed()
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -252,8 +255,7 @@ class FederationLink:
                 delay = FIRST_RETRY
                 self._set(LinkState.CONNECTED, f"linked with {self.peer_room} on {self.peer}")
                 self.resend_state()
-                if self.initiator and self.media is not None:
-                    self.media.reoffer()
+                self._offer_due = self.initiator and self.media is not None
                 attempt = await self._send_until_broken()
             self._status.attempts += 1
             if attempt.state in (LinkState.REFUSED, LinkState.FAILED):
@@ -306,6 +308,8 @@ class FederationLink:
         txn: tuple[str, list[dict[str, Any]]] | None = None
         while True:
             if txn is None:
+                if not self._pending and self._offer_due:
+                    await self._offer_media()
                 if not self._pending:
                     await self._wait_for_events()
                 events, self._pending = self._pending[:MAX_EVENTS], self._pending[MAX_EVENTS:]
@@ -329,12 +333,47 @@ class FederationLink:
             await self._sleep_watching(delay)
             delay = min(delay * 2, MAX_RETRY)
 
+    async def _offer_media(self) -> None:
+        """The initiator's offer (``POST /links/{id}/media``); its answer starts the transport.
+        A network error leaves it due (tried again after the next transaction)."""
+        assert self.media is not None
+        try:
+            offer = self.media.create_offer()
+        except ValueError as error:
+            log.warning("federation link %s: no media offer: %s", self.target, error)
+            self._offer_due = False
+            return
+        try:
+            status, answer = await self.client.request(
+                self.peer, "POST", f"/links/{self.link_id}/media", {"sdp": offer}
+            )
+        except self.unreachable as error:
+            log.info("federation link %s: media offer not sent: %s", self.target, error)
+            return
+        self._last_contact = self.clock()
+        if 200 <= status < 300 and isinstance(answer.get("sdp"), str):
+            self._offer_due = False
+            try:
+                self.media.accept_answer(answer["sdp"])
+            except ValueError as error:
+                log.warning("federation link %s: unusable media answer: %s", self.target, error)
+        elif status != 429 and status < 500:
+            self._offer_due = False
+            log.warning(
+                "federation link %s: %s refused the media offer: %s",
+                self.target,
+                self.peer,
+                str(answer.get("detail", status))[:300],
+            )
+
     async def _wait_for_events(self) -> None:
         """Until events are queued, or a heartbeat is due (then an empty transaction goes)."""
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), self.heartbeat)
         self.check_contact()
+        if self.media is not None and self.media.lost():
+            self._offer_due = True
 
     def _requeue(self, events: list[dict[str, Any]]) -> None:
         """Events of an unsent transaction go back, before the newer ones; a full state is sent

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from gateway.federation.adapter import FederationAdapter
 from gateway.federation.directory import FederationClient, PeerDirectory, PeerUnreachable
 from gateway.federation.link import FederationLink, new_link_id
+from gateway.federation.media import MediaGlue
 from gateway.federation.signing import RequestVerifier
 from gateway.federation.store import FederationStore, LinkRecord, Peer
 from gateway.federation.targets import split_target, target_of
@@ -68,7 +69,7 @@ class FederationService:
         if record is None:
             record = LinkRecord(new_link_id(), room_id, peer, peer_room, initiator=True)
             self.store.put_link(record)
-        media = None
+        media = MediaGlue(self.gateway.relay, room_id, record.link_id, controlling=record.initiator)
         link = FederationLink(
             rooms=self.gateway.rooms,
             client=self.client,

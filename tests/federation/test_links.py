@@ -219,3 +219,34 @@ def test_a_link_de_did_not_consent_to_is_refused_and_changes_nothing_there(
     finally:
         de.admin("DELETE", f"/api/v1/federation/peers/{fr.name}")
         partners.peer_add(de, fr)
+
+
+def test_each_side_hears_the_other(partners: Partners, loopback_ice: None) -> None:
+    fr, de = partners["fr"], partners["de"]
+    room = linked_pair(partners)
+
+    def remote_id(gateway: Any, name: str) -> str:
+        for participant in gateway.participants(room):
+            if participant["name"] == name and participant["tracks"]:
+                return str(participant["id"])
+        return ""
+
+    async def scenario() -> None:
+        marie = await Person.join(fr, room, "Marie", frequency=440)
+        hans = await Person.join(de, room, "Hans", frequency=660)
+        try:
+            hans_on_fr = await asyncio.to_thread(
+                wait_until, lambda: remote_id(fr, "Hans"), 20, "Hans's mic on fr"
+            )
+            marie_on_de = await asyncio.to_thread(
+                wait_until, lambda: remote_id(de, "Marie"), 20, "Marie's mic on de"
+            )
+            await marie.wait_hearing(hans_on_fr, 660)
+            await hans.wait_hearing(marie_on_de, 440)
+            status = fr.link_status(room, target(de, room))
+            assert status["packets_in"] > 0 and status["packets_out"] > 0, status
+        finally:
+            await marie.leave()
+            await hans.leave()
+
+    asyncio.run(scenario())
