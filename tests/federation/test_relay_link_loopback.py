@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from gateway.media import native
+from gateway.media import ice, native
 from gateway.media.dtls import DtlsCertificate
 from gateway.media.endpoint import TrackRecord
 from gateway.media.relay import MediaRelay
@@ -317,3 +317,42 @@ async def test_de_fans_out_on_the_native_fast_path_to_real_subscribers(pair: Pai
             client.close()
             server.close()
             client_mux.close()
+
+
+async def test_consent_lost_when_the_partner_stops_answering(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ice, "CONSENT_INTERVAL", 0.05)
+    monkeypatch.setattr(ice, "CONSENT_TIMEOUT", 0.4)
+    pair.fr_link.accept_answer(pair.de_link.accept_offer(pair.fr_link.create_offer()))
+    await wait_for(lambda: pair.fr_link.connected and pair.de_link.connected)
+    await asyncio.sleep(0.5)
+    assert pair.fr_link.connected  # consent checks answered: still connected
+    pair.de_link.close()  # the partner's session is gone: checks go unanswered
+    await wait_for(lambda: not pair.fr_link.connected)
+    sent = pair.fr_link.stats()["packets_out"]
+    pair.fr_link.send_rtp(rtp(1, 5, b"x"))
+    assert pair.fr_link.stats()["packets_out"] == sent  # nothing sent without consent
+
+
+async def test_a_partner_whose_certificate_is_not_its_fingerprint_gets_no_media() -> None:
+    fr = MediaRelay("127.0.0.11", 0, (1, 0))
+    de = MediaRelay("127.0.0.12", 0, (1, 0))
+    await fr.start()
+    await de.start()
+    fr_link = RelayLink(fr, "room", "de.test", controlling=True)
+    de_link = RelayLink(de, "room", "fr.test", controlling=False)
+    try:
+        answer = de_link.accept_offer(fr_link.create_offer())
+        digest = de.certificate.fingerprint[1]
+        forged = ":".join(["00"] * 32)
+        fr_link.accept_answer(answer.replace(digest, forged))
+        await asyncio.sleep(0.5)
+        assert not fr_link.connected  # the DTLS client refuses de's certificate: no SRTP keys
+        fr_link.send_rtp(rtp(1, 5, b"x"))
+        assert fr_link.stats()["bytes_out"] == 0
+    finally:
+        fr_link.close()
+        de_link.close()
+        await fr.stop()
+        await de.stop()
