@@ -4,6 +4,7 @@ a fake."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections import Counter
@@ -217,6 +218,67 @@ async def test_an_unreachable_message_is_one_line(directory) -> None:
     with pytest.raises(PeerUnreachable) as error:
         await directory.discover("de.test", f"https://{HOST}:{free_port()}")
     assert "\n" not in str(error.value)
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[..., Any]]:
+    """Starts a TCP server on 127.0.0.1 answering each connection with ``answer`` (bytes, sent
+    as soon as a request arrives; None: never answer); returns its https:// URL."""
+    servers: list[asyncio.Server] = []
+
+    async def start(answer: bytes | None) -> str:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1024)
+            if answer is None:
+                await asyncio.sleep(30)
+            else:
+                writer.write(answer)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, HOST, 0)
+        servers.append(server)
+        return f"https://{HOST}:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+async def test_discovery_gives_up_on_a_server_that_never_answers(
+    raw_server, trusting, directories
+) -> None:
+    url = await raw_server(None)
+    directory = PeerDirectory(FederationStore(new_store()), trusting, timeout=0.3)
+    directories.append(directory)
+    with pytest.raises(PeerUnreachable, match="no answer in 0.3 s"):
+        await directory.discover("de.test", url)
+
+
+async def test_discovery_refuses_a_server_without_tls(raw_server, directory) -> None:
+    url = await raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    with pytest.raises(PeerUnreachable, match="TLS failed"):
+        await directory.discover("de.test", url)
+
+
+async def test_discovery_does_not_follow_redirects(start_partner, directory) -> None:
+    partner = await start_partner()
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        raise web.HTTPFound("https://127.0.0.1:1/.well-known/ors")
+
+    partner._discovery = elsewhere  # type: ignore[method-assign]
+    await partner.stop()
+    await partner.start()
+    with pytest.raises(PeerUnreachable, match="answered HTTP 302"):
+        await directory.discover("de.test", partner.url)
+
+
+async def test_discovery_refuses_an_oversized_document(start_partner, directory) -> None:
+    partner = await start_partner()
+    partner.document["padding"] = "x" * 70_000
+    with pytest.raises(PeerUnreachable, match="larger than 65536 bytes"):
+        await directory.discover("de.test", partner.url)
 
 
 # pinned keys, refetch and rotation -------------------------------------------------------------
