@@ -374,3 +374,14 @@ async def test_close_gives_back_the_transport_and_its_registration(relay: MediaR
     offerer.close()
     assert relay.mux._by_ufrag == {}
     assert not link.connected
+
+
+async def test_the_rooms_phone_conference_wants_a_remote_audio_track(relay: MediaRelay) -> None:
+    link = RelayLink(relay, "room", "de.test", controlling=False)
+    link.add_remote_track(TrackRecord("de-a", "de-p", "audio", OPUS), [RemoteLayer("", 1111)])
+    conference = relay.conference("room")
+    conference.add_track("de-a")  # as the gateway does for every audio track once phones are in
+    assert link.wanted() == {"de-a": [""]}
+    conference.remove_track("de-a")
+    assert link.wanted() == {}
+    link.close()
