@@ -221,6 +221,9 @@ class RelayLink:
         if existing is not None:
             if existing == _RemoteTrack(record, layers):
                 return
+            if existing.record == record and _shape(existing.layers) == _shape(layers):
+                self._rebind(existing, layers)  # new SSRCs only: local subscribers stay
+                return
             self.remove_remote_track(record.track_id)
         elif len(self._remote) >= MAX_REMOTE_TRACKS:
             raise ValueError(f"a relay link carries at most {MAX_REMOTE_TRACKS} remote tracks")
@@ -241,6 +244,18 @@ class RelayLink:
             self._router.set_layer_ssrc(record.track_id, layer.rid, layer.ssrc)
             self._inbound[layer.ssrc] = record.track_id
         self._remote[record.track_id] = _RemoteTrack(record, layers)
+
+    def _rebind(self, existing: _RemoteTrack, layers: tuple[RemoteLayer, ...]) -> None:
+        track_id = existing.record.track_id
+        others = {ssrc for ssrc, owner in self._inbound.items() if owner != track_id}
+        if any(layer.ssrc in others for layer in layers):
+            raise ValueError("an SSRC of this track is already another track's")
+        for layer in existing.layers:
+            self._inbound.pop(layer.ssrc, None)
+        for layer in layers:
+            self._router.set_layer_ssrc(track_id, layer.rid, layer.ssrc)
+            self._inbound[layer.ssrc] = track_id
+        self._remote[track_id] = _RemoteTrack(existing.record, layers)
 
     def remove_remote_track(self, track_id: str) -> None:
         remote = self._remote.pop(track_id, None)
@@ -483,6 +498,10 @@ def _layer_for(layers: Sequence[RemoteLayer], max_height: int | None) -> RemoteL
         return layers[-1]
     fitting = [layer for layer in layers if layer.height is not None and layer.height <= max_height]
     return fitting[-1] if fitting else layers[0]
+
+
+def _shape(layers: Sequence[RemoteLayer]) -> list[tuple[str, int | None]]:
+    return [(layer.rid, layer.height) for layer in layers]
 
 
 def _check_layers(layers: Sequence[RemoteLayer]) -> None:

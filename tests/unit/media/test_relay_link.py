@@ -385,3 +385,24 @@ async def test_the_rooms_phone_conference_wants_a_remote_audio_track(relay: Medi
     conference.remove_track("de-a")
     assert link.wanted() == {}
     link.close()
+
+
+async def test_a_track_announced_again_with_new_ssrcs_keeps_its_subscribers(
+    relay: MediaRelay,
+) -> None:
+    link = RelayLink(relay, "room", "de.test", controlling=False)
+    record = TrackRecord("de-a", "de-p", "audio", OPUS)
+    link.add_remote_track(record, [RemoteLayer("", 1111)])
+    link.add_remote_track(TrackRecord("de-b", "de-q", "audio", OPUS), [RemoteLayer("", 2222)])
+    router = relay.router("room")
+    bob = Sink()
+    router.add_downtrack("de-a", "bob", bob, 7, 111, ExtensionIds())
+    with pytest.raises(ValueError, match="another track"):
+        link.add_remote_track(record, [RemoteLayer("", 2222)])
+    link.add_remote_track(record, [RemoteLayer("", 5555)])  # the partner restarted
+    assert router.downtrack_count("de-a") == 1
+    link._on_rtp(rtp(1, 1111))
+    link._on_rtp(rtp(1, 5555, payload=b"\xfcnew"))
+    assert [p[12:] for p in bob.rtp] == [b"\xfcnew"]
+    assert link.stats()["packets_unknown_ssrc"] == 1
+    link.close()
