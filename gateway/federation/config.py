@@ -26,6 +26,10 @@ class FederationConfig:
 
     def validate(self, where: str) -> None:
         check_positive(self, "federation", where, ["max_links_per_room", "request_burst"])
+        for key in ("requests_per_second", "heartbeat_seconds", "grace_seconds"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{where}: 'federation.{key}' must be a number, not {value!r}")
         for key in ("requests_per_second", "heartbeat_seconds"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{where}: 'federation.{key}' must be a positive number")

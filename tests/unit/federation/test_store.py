@@ -158,6 +158,10 @@ def test_the_default_section_is_valid() -> None:
     FederationConfig().validate("rondpoint.toml")
 
 
+def test_whole_seconds_are_numbers_too() -> None:
+    FederationConfig(heartbeat_seconds=2, requests_per_second=5, grace_seconds=0).validate("f")
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
@@ -166,6 +170,8 @@ def test_the_default_section_is_valid() -> None:
         ("requests_per_second", 0.0, "'federation.requests_per_second' must be a positive"),
         ("heartbeat_seconds", -1.0, "'federation.heartbeat_seconds' must be a positive"),
         ("grace_seconds", -1.0, "'federation.grace_seconds' must be 0 or more"),
+        ("heartbeat_seconds", "15", "'federation.heartbeat_seconds' must be a number, not '15'"),
+        ("requests_per_second", True, "'federation.requests_per_second' must be a number"),
         ("ca_file", "/nonexistent/ca.pem", "'federation.ca_file' '/nonexistent/ca.pem' is not"),
     ],
 )
