@@ -17,10 +17,12 @@ from aiohttp import web
 
 from gateway.federation.directory import (
     KEYS_MAX_AGE,
+    MAX_KEYS,
     REFETCH_SECONDS,
     FederationClient,
     PeerDirectory,
     PeerUnreachable,
+    keys_of_jwks,
 )
 from gateway.federation.keys import SigningKeys
 from gateway.federation.signing import RequestVerifier
@@ -446,3 +448,42 @@ async def test_discovery_is_read_again_after_a_request_fails(
     partner.document["api_base"] = good_api
     status, answer = await client.request("de.test", "POST", "/links", {})
     assert (status, answer["peer"]) == (202, "fr.test")
+
+
+# JWKS reading ------------------------------------------------------------------------------------
+
+GOOD_X = SigningKeys(new_store()).current.x
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"},
+        {"kty": "OKP", "crv": "X25519", "kid": "k", "x": GOOD_X},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": GOOD_X, "alg": "ES256"},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": GOOD_X, "use": "enc"},
+        {"kty": "OKP", "crv": "Ed25519", "x": GOOD_X},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "", "x": GOOD_X},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": GOOD_X[:-2]},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": GOOD_X + "="},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": 12},
+        "not a key",
+    ],
+)
+def test_a_jwks_entry_that_is_not_an_ed25519_signing_key_is_skipped(entry: object) -> None:
+    good = {"kty": "OKP", "crv": "Ed25519", "kid": "good", "x": GOOD_X}
+    assert keys_of_jwks({"keys": [entry, good]}, "here") == {"good": GOOD_X}
+
+
+@pytest.mark.parametrize("jwks", [[], {}, {"keys": {}}, {"keys": []}, "keys"])
+def test_a_document_without_usable_keys_is_refused(jwks: object) -> None:
+    with pytest.raises(PeerUnreachable, match="^here: "):
+        keys_of_jwks(jwks, "here")
+
+
+def test_a_jwks_with_too_many_keys_is_refused() -> None:
+    entries = [
+        {"kty": "OKP", "crv": "Ed25519", "kid": f"k{n}", "x": GOOD_X} for n in range(MAX_KEYS + 1)
+    ]
+    with pytest.raises(PeerUnreachable, match="more than 16 keys"):
+        keys_of_jwks({"keys": entries}, "here")
