@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.federation.mirror import MAX_EVENTS, Mirror
+from gateway.federation.mirror import Mirror
 from gateway.links import LinkState, LinkStatus
 from gateway.rooms import RoomEvent, Subscription
 
@@ -47,6 +47,8 @@ SLOW_RETRY = 60.0
 MISSED_HEARTBEATS = 3
 FORGET_TIMEOUT = 5.0
 SEEN_TRANSACTIONS = 1_000
+MAX_EVENTS = 100
+"""Events in one transaction, at most."""
 MAX_PENDING = 1_000
 """Events waiting for the partner; beyond, the oldest after the first are dropped."""
 COVERED_BY_STATE = ("state", "participant", "participant_left")

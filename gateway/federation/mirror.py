@@ -1,7 +1,7 @@
 """A partner's participants in a room here, and this room's people as events for the partner.
 
-One ``Mirror`` per federation link. Inbound, it checks a transaction's events as a whole
-(``check_events``) and applies them to the room through the RoomManager: the partner's
+One ``Mirror`` per federation link. Inbound, it applies a transaction's events, checked as a
+whole beforehand (gateway/federation/schemas.py), to the room through the RoomManager: the partner's
 participants appear with fresh local ids (a partner's ids never enter our room), origin
 ``federation:PEER``, ``origin_address`` = their origin there, role guest, names sanitised by the
 room; ``state`` reconciles (absent ones leave, present ones are upserted), so replaying it never
@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.ors.problems import Problem
 from gateway.rooms import (
     ChatMessage,
     Participant,
@@ -50,147 +48,18 @@ from gateway.rooms.names import display_name
 log = logging.getLogger(__name__)
 
 FEDERATION_ORIGIN_PREFIX = "federation:"
-MAX_EVENTS = 100
 MAX_TRACKS_PER_PARTICIPANT = 16
-MAX_CHAT_TEXT = 4000
 MAX_NAME_INPUT = 1024
 """Characters of a partner's display name we look at (the room keeps 64)."""
 SEEN_CHAT_IDS = 1_000
 FALLBACK_NAME = "Guest"
-
-_OBJECT_ID = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
-_RID = re.compile(r"[A-Za-z0-9]{0,16}")
-_ORIGIN = re.compile(r"[a-z][a-z0-9_]{1,31}")
-EVENT_TYPES = ("state", "participant", "participant_left", "chat", "demand", "mute", "removed")
+_LINK_CODEC_NAMES = {"opus": "opus", "vp8": "VP8", "h264": "H264"}
+"""Codec names as the federation events spell them."""
 
 
 def is_home(participant: Participant) -> bool:
     """Whether the participant is one of this gateway's own (not brought by a federation link)."""
     return not participant.origin.startswith(FEDERATION_ORIGIN_PREFIX)
-
-
-# --- checking a transaction's events as a whole -----------------------------------------------
-
-
-def _fail(pointer: str, detail: str) -> Problem:
-    return Problem("invalid_message", detail, 400, pointer)
-
-
-def _string(value: object, pointer: str, pattern: re.Pattern[str] | None = None) -> str:
-    if not isinstance(value, str):
-        raise _fail(pointer, f"field '{pointer}' must be of type string")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise _fail(pointer, f"field '{pointer}' must match {pattern.pattern}")
-    return value
-
-
-def _object(value: object, pointer: str, required: Sequence[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(pointer, f"field '{pointer or '/'}' must be of type object")
-    for name in required:
-        if name not in value:
-            raise _fail(f"{pointer}/{name}", f"field '{pointer}/{name}' is required")
-    return value
-
-
-def _list(value: object, pointer: str, most: int) -> list[Any]:
-    if not isinstance(value, list):
-        raise _fail(pointer, f"field '{pointer}' must be of type array")
-    if len(value) > most:
-        raise _fail(pointer, f"field '{pointer}' has more than {most} items")
-    return value
-
-
-def _check_track(value: object, pointer: str) -> None:
-    track = _object(value, pointer, ("id", "kind", "source", "muted"))
-    _string(track["id"], f"{pointer}/id", _OBJECT_ID)
-    if track["kind"] not in ("audio", "video"):
-        raise _fail(f"{pointer}/kind", f"field '{pointer}/kind' must be one of audio, video")
-    if track["source"] not in [source.value for source in TrackSource]:
-        raise _fail(f"{pointer}/source", f"field '{pointer}/source' is not a track source")
-    if not isinstance(track["muted"], bool):
-        raise _fail(f"{pointer}/muted", f"field '{pointer}/muted' must be of type boolean")
-    if "codec" in track and (not isinstance(track["codec"], str) or len(track["codec"]) > 32):
-        raise _fail(f"{pointer}/codec", f"field '{pointer}/codec' must be a short string")
-    for index, layer in enumerate(_list(track.get("simulcast", []), f"{pointer}/simulcast", 4)):
-        where = f"{pointer}/simulcast/{index}"
-        _string(_object(layer, where, ("rid",))["rid"], f"{where}/rid", _RID)
-        for size in ("width", "height"):
-            if size in layer and not _small_int(layer[size], 1, 16384):
-                raise _fail(f"{where}/{size}", f"field '{where}/{size}' must be 1 to 16384")
-    for index, stream in enumerate(_list(track.get("streams", []), f"{pointer}/streams", 4)):
-        where = f"{pointer}/streams/{index}"
-        _string(_object(stream, where, ("rid", "ssrc"))["rid"], f"{where}/rid", _RID)
-        if not _small_int(stream["ssrc"], 1, 2**32 - 1):
-            raise _fail(f"{where}/ssrc", f"field '{where}/ssrc' must be 1 to 4294967295")
-
-
-def _small_int(value: object, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _check_participant(value: object, pointer: str) -> None:
-    participant = _object(value, pointer, ("id", "name", "origin", "tracks"))
-    _string(participant["id"], f"{pointer}/id", _OBJECT_ID)
-    name = _string(participant["name"], f"{pointer}/name")
-    if len(name) > MAX_NAME_INPUT:
-        raise _fail(f"{pointer}/name", f"field '{pointer}/name' is too long")
-    _string(participant["origin"], f"{pointer}/origin", _ORIGIN)
-    if "origin_address" in participant:
-        address = _string(participant["origin_address"], f"{pointer}/origin_address")
-        if len(address) > 256:
-            raise _fail(f"{pointer}/origin_address", f"field '{pointer}/origin_address' too long")
-    tracks = _list(participant["tracks"], f"{pointer}/tracks", MAX_TRACKS_PER_PARTICIPANT)
-    for index, track in enumerate(tracks):
-        _check_track(track, f"{pointer}/tracks/{index}")
-
-
-def _check_event(value: object, pointer: str) -> None:
-    event = _object(value, pointer, ("type",))
-    kind = event["type"]
-    if kind not in EVENT_TYPES:
-        raise _fail(f"{pointer}/type", f"field '{pointer}/type' must be one of {EVENT_TYPES}")
-    if kind == "state":
-        people = _list(
-            _object(event, pointer, ("participants",))["participants"],
-            f"{pointer}/participants",
-            10_000,
-        )
-        for index, participant in enumerate(people):
-            _check_participant(participant, f"{pointer}/participants/{index}")
-    elif kind == "participant":
-        _check_participant(_object(event, pointer, ("participant",))["participant"], pointer)
-    elif kind in ("participant_left", "removed"):
-        pid = _object(event, pointer, ("participant_id",))["participant_id"]
-        _string(pid, f"{pointer}/participant_id", _OBJECT_ID)
-    elif kind == "mute":
-        _object(event, pointer, ("participant_id", "track_id"))
-        _string(event["participant_id"], f"{pointer}/participant_id", _OBJECT_ID)
-        _string(event["track_id"], f"{pointer}/track_id", _OBJECT_ID)
-    elif kind == "chat":
-        where = f"{pointer}/message"
-        message = _object(_object(event, pointer, ("message",))["message"], where, ("id", "from"))
-        _string(message["id"], f"{where}/id", _OBJECT_ID)
-        _string(message["from"], f"{where}/from", _OBJECT_ID)
-        text = _string(message.get("text"), f"{where}/text")
-        if not 1 <= len(text) <= MAX_CHAT_TEXT:
-            raise _fail(f"{where}/text", f"field '{where}/text' must be 1 to 4000 characters")
-    elif kind == "demand":
-        tracks = _list(_object(event, pointer, ("tracks",))["tracks"], f"{pointer}/tracks", 1024)
-        for index, wanted in enumerate(tracks):
-            where = f"{pointer}/tracks/{index}"
-            _string(_object(wanted, where, ("track_id", "rids"))["track_id"], f"{where}/track_id")
-            for n, rid in enumerate(_list(wanted["rids"], f"{where}/rids", 4)):
-                _string(rid, f"{where}/rids/{n}", _RID)
-
-
-def check_events(events: object) -> list[dict[str, Any]]:
-    """The events of a transaction body, checked as a whole; Problem ``invalid_message`` with the
-    JSON pointer (``/events/3/...``) of the first bad field. Nothing is applied before this."""
-    checked = _list(events, "/events", MAX_EVENTS)
-    for index, event in enumerate(checked):
-        _check_event(event, f"/events/{index}")
-    return checked
 
 
 # --- media, as the link's relay link sees it ---------------------------------------------------
@@ -278,7 +147,7 @@ class Mirror:
     # --- partner -> here ------------------------------------------------------------------
 
     def apply(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Apply checked events (``check_events``) in order."""
+        """Apply checked events in order (a type not known here is ignored, spec 3.2)."""
         room = self._room()
         if room is None:
             return
@@ -457,8 +326,13 @@ class Mirror:
         """A home participant as the partner is told (tracks with their SSRC streams)."""
         wire = participant.to_wire()
         if self.media is not None:
+            announced = []
             for track in wire["tracks"]:
-                track["streams"] = self.media.local_streams(track["id"])
+                streams = self.media.local_streams(track["id"])
+                if streams:  # a track the relay link cannot carry is not announced
+                    codec = _LINK_CODEC_NAMES.get(track["codec"].lower(), track["codec"])
+                    announced.append({**track, "codec": codec, "streams": streams})
+            wire["tracks"] = announced
         return wire
 
     def _crosses(self, participant: Participant) -> bool:

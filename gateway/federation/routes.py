@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.federation.mirror import check_events
+from gateway.federation import schemas
 from gateway.federation.signing import rate_limited
 from gateway.federation.store import Peer
 from gateway.http.keys import GATEWAY
@@ -52,7 +52,9 @@ async def _caller(request: web.Request, service: FederationService) -> Peer:
 async def create_link(request: web.Request) -> web.Response:
     service = _service(request)
     peer = await _caller(request, service)
-    answer = await service.accept(peer, await json_object(request))
+    body = await json_object(request)
+    schemas.check("link-request", body)
+    answer = await service.accept(peer, body)
     return web.json_response(answer)
 
 
@@ -70,9 +72,9 @@ async def put_transaction(request: web.Request) -> web.Response:
     if not TXN_ID.fullmatch(txn_id):
         raise Problem("invalid_message", "a txn_id is 8 to 64 letters, digits, '-' or '_'", 400)
     body = await json_object(request)
-    link = service.link_of(peer, body.get("link_id"))
-    events = check_events(body.get("events"))
-    link.receive(txn_id, events)
+    schemas.check("transaction", body)
+    link = service.link_of(peer, body["link_id"])
+    link.receive(txn_id, body["events"])
     return web.json_response({})
 
 
@@ -81,9 +83,10 @@ async def post_media(request: web.Request) -> web.Response:
     peer = await _caller(request, service)
     link = service.link_of(peer, request.match_info["link_id"])
     body = await json_object(request)
-    sdp = body.get("sdp")
-    if not isinstance(sdp, str) or not 0 < len(sdp) <= MAX_SDP:
-        raise Problem("invalid_message", "sdp is the offer, a string", 400, "/sdp")
+    schemas.check("media-offer", body)
+    sdp = body["sdp"]
+    if len(sdp) > MAX_SDP:
+        raise Problem("message_too_large", "the offer is too long", 413, "/sdp")
     if link.media is None:
         raise Problem("negotiation_failed", "this server relays no media on links", 400)
     try:

@@ -117,7 +117,16 @@ async def linked(fr: Fr) -> None:
 
 
 def hans(pid: str = "PA_h") -> dict[str, Any]:
-    return {"id": pid, "name": "Hans", "origin": "ors", "origin_address": "", "tracks": []}
+    return {
+        "id": pid,
+        "name": "Hans",
+        "origin": "ors",
+        "origin_address": "",
+        "role": "host",
+        "state": "joined",
+        "joined_at": 1767226700000,
+        "tracks": [],
+    }
 
 
 def names(fr: Fr) -> list[str]:
@@ -237,7 +246,11 @@ async def test_a_bad_body_is_refused_whole(fr: Fr) -> None:
     bad = {"type": "participant", "participant": {**hans("PA_x"), "tracks": "none"}}
     txn = {"link_id": LINK_ID, "events": [good, good, good, bad]}
     status, answer, _ = await fr.send("PUT", "/transactions/t_000000005", txn)
-    assert (status, answer["code"], answer["field"]) == (400, "invalid_message", "/events/3/tracks")
+    assert (status, answer["code"], answer["field"]) == (
+        400,
+        "invalid_message",
+        "/events/3/participant/tracks",
+    )
     assert names(fr) == []
     status, answer, _ = await fr.send("PUT", "/transactions/t_000000006", raw=b"{not json")
     assert status == 400

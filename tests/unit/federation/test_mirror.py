@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from gateway.federation.mirror import Mirror, check_events
+from gateway.federation import schemas
+from gateway.federation.mirror import Mirror
 from gateway.ors.problems import Problem
 from gateway.rooms import (
     EventBus,
@@ -56,7 +57,21 @@ def person(pid: str, name: str = "Anna", tracks: list[dict[str, Any]] | None = N
 
 def track(tid: str, muted: bool = False, kind: str = "audio") -> dict[str, Any]:
     source = "microphone" if kind == "audio" else "camera"
-    return {"id": tid, "participant_id": "x", "kind": kind, "source": source, "muted": muted}
+    return {
+        "id": tid,
+        "participant_id": "x",
+        "kind": kind,
+        "source": source,
+        "codec": "opus" if kind == "audio" else "VP8",
+        "muted": muted,
+        "streams": [{"rid": "", "ssrc": 1000 + len(tid)}],
+    }
+
+
+def check_events(events: Any) -> list[dict[str, Any]]:
+    """The events of a transaction, checked as the routes check them."""
+    schemas.check("transaction", {"link_id": "l_0123456789abcdef", "events": events})
+    return list(events)
 
 
 def mirror_of(rooms: RoomManager, **kwargs: Any) -> Mirror:
@@ -109,7 +124,7 @@ def test_tracks_follow_the_partner_and_are_bounded(rooms: RoomManager) -> None:
         check_events(
             [{"type": "participant", "participant": person("PA_1", tracks=[*many, track("x")])}]
         )
-    assert refused.value.field == "/events/0/tracks"
+    assert refused.value.field == "/events/0/participant/tracks"
     mirror.apply([{"type": "participant", "participant": person("PA_1", tracks=[track("TR_3")])}])
     (only,) = federated(rooms)[0].tracks.values()
     assert mirror.remote_track_id(only.id) == "TR_3"
@@ -127,9 +142,9 @@ def test_one_bad_event_refuses_the_whole_transaction(rooms: RoomManager) -> None
     with pytest.raises(Problem) as refused:
         check_events([good, good, good, bad])
     assert refused.value.code == "invalid_message"
-    assert refused.value.field == "/events/3/tracks/0/kind"
+    assert (refused.value.field or "").startswith("/events/3/participant/tracks/0/")
     assert federated(rooms) == []
-    for body in ("x", [{"type": "nope"}], [{}], [good] * 101):
+    for body in ("x", [{"type": "state"}], [{}], [good] * 101):
         with pytest.raises(Problem):
             check_events(body)
 
@@ -236,3 +251,79 @@ def test_clear_removes_everyone_the_link_brought(rooms: RoomManager) -> None:
     mirror.apply([{"type": "state", "participants": [person("PA_1"), person("PA_2")]}])
     mirror.clear()
     assert federated(rooms) == [] and len(mirror) == 0
+
+
+class FakeMedia:
+    """Streams for opus tracks only (the relay link carries no VP9), as RelayLink says."""
+
+    def __init__(self, rooms: RoomManager) -> None:
+        self.rooms = rooms
+        self.demand: dict[str, list[str]] = {}
+
+    def add_remote_track(self, track: Track, streams: Any) -> None:
+        return None
+
+    def remove_remote_track(self, track_id: str) -> None:
+        return None
+
+    def local_streams(self, track_id: str) -> list[dict[str, Any]]:
+        track = next(t for t in self.rooms.get("salon").tracks() if t.id == track_id)
+        return [{"rid": "", "ssrc": 4242}] if track.codec.lower() == "opus" else []
+
+    def set_demand(self, demand: Any) -> None:
+        self.demand = dict(demand)
+
+
+def test_what_leaves_conforms_to_the_published_schemas(
+    rooms: RoomManager, events: Subscription
+) -> None:
+    room = rooms.get("salon")
+    media = FakeMedia(rooms)
+    mirror = Mirror(rooms, "salon", "de.test", max_participants=10, media=media)
+    mirror.apply(
+        check_events([{"type": "participant", "participant": person("PA_1", tracks=[track("T1")])}])
+    )
+    marie = rooms.add_participant(room, "Marie", Role.HOST)
+    rooms.publish_track(
+        room, Track("TR_A", marie.id, TrackKind.AUDIO, TrackSource.MICROPHONE, "OPUS")
+    )
+    rooms.publish_track(room, Track("TR_V", marie.id, TrackKind.VIDEO, TrackSource.CAMERA, "VP9"))
+    sent = [e for event in drain(events) for e in mirror.outbound(event)]
+    rooms.chat(room, marie.id, "bonjour")
+    (theirs,) = federated(rooms)[0].tracks.values()
+    rooms.set_muted(room, theirs.owner, theirs.id, True)
+    sent += [e for event in drain(events) for e in mirror.outbound(event)]
+    sent += [mirror.state_event()]
+    rooms.remove_participant(room, theirs.owner, "removed")
+    rooms.remove_participant(room, marie.id)
+    sent += [e for event in drain(events) for e in mirror.outbound(event)]
+    sent += [mirror.demand_event({})]
+    assert {e["type"] for e in sent} == {
+        "participant",
+        "chat",
+        "mute",
+        "removed",
+        "participant_left",
+        "state",
+        "demand",
+    }
+    announced = [e for e in sent if e["type"] == "participant"][-1]["participant"]
+    assert [(t["id"], t["codec"]) for t in announced["tracks"]] == [("TR_A", "opus")]
+    check_events(sent)
+
+
+def test_a_partner_demand_reaches_our_home_tracks_only(rooms: RoomManager) -> None:
+    room = rooms.get("salon")
+    media = FakeMedia(rooms)
+    mirror = Mirror(rooms, "salon", "de.test", max_participants=10, media=media)
+    mirror.apply([{"type": "participant", "participant": person("PA_1", tracks=[track("T1")])}])
+    marie = rooms.add_participant(room, "Marie", Role.HOST)
+    rooms.publish_track(
+        room, Track("TR_A", marie.id, TrackKind.AUDIO, TrackSource.MICROPHONE, "opus")
+    )
+    (theirs,) = federated(rooms)[0].tracks.values()
+    demand = [{"track_id": "TR_A", "rids": [""]}, {"track_id": theirs.id, "rids": [""]}]
+    mirror.apply(check_events([{"type": "demand", "tracks": demand}]))
+    assert media.demand == {"TR_A": [""]}
+    asked = mirror.demand_event({theirs.id: ["h"]})
+    assert asked == {"type": "demand", "tracks": [{"track_id": "T1", "rids": ["h"]}]}
