@@ -250,3 +250,23 @@ def test_each_side_hears_the_other(partners: Partners, loopback_ice: None) -> No
             await hans.leave()
 
     asyncio.run(scenario())
+
+
+def test_deleting_the_room_on_fr_removes_the_link_on_de(partners: Partners) -> None:
+    fr, de = partners["fr"], partners["de"]
+    room = linked_pair(partners)
+    fr.expect("DELETE", f"/api/v1/rooms/{room}", status=204)
+    wait_until(lambda: de.links(room) == [], 20, "de forgets the link", last=lambda: de.links(room))
+
+
+def test_a_removed_peer_s_links_fail(partners: Partners) -> None:
+    fr, de = partners["fr"], partners["de"]
+    room = linked_pair(partners)
+    fr.expect("DELETE", f"/api/v1/federation/peers/{de.name}", status=204)
+    try:
+        failed = partners.wait_link_state(fr, room, de, room, "failed")
+        assert failed["detail"] == "not a federation peer any more"
+        refused = fr.admin("POST", f"/api/v1/rooms/{room}/links", {"target": target(de, room)})
+        assert refused[0] == 400 and "rondpoint peer add de.test" in refused[1]["detail"]
+    finally:
+        peer_once(partners, fr, de)

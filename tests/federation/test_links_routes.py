@@ -287,3 +287,28 @@ async def test_a_flood_is_limited_and_the_room_keeps_working(fr: Fr) -> None:
     assert status == 200, answer
     fr.gateway.rooms.add_participant(fr.gateway.rooms.get("salon"), "Marie", Role.HOST)
     assert names(fr) == ["Marie"]
+
+
+async def test_a_room_takes_at_most_max_links_per_room(fr: Fr) -> None:
+    fr.gateway.config.federation.max_links_per_room = 2
+    for n in range(2):
+        body = {"link_id": f"l_abcdefghijklmno{n:04d}", "room": "salon", "peer_room": f"salle-{n}"}
+        status, answer, _ = await fr.send("POST", "/links", body)
+        assert status == 200, answer
+    body = {"link_id": "l_abcdefghijklmnop9999", "room": "salon", "peer_room": "salle-9"}
+    status, answer, _ = await fr.send("POST", "/links", body)
+    assert (status, answer["code"]) == (409, "too_many_links")
+    assert len(fr.peers().links()) == 2
+
+
+async def test_metrics_count_links_transactions_and_refusals(fr: Fr) -> None:
+    await linked(fr)
+    await fr.send("PUT", "/transactions/t_000000010", {"link_id": LINK_ID, "events": []})
+    await fr.send("POST", "/links", {"link_id": LINK_ID, "room": "nowhere", "peer_room": "x-y"})
+    text = await (await fr.client.get("/metrics")).text()
+    assert 'rondpoint_federation_transactions_total{direction="in"} 1.0' in text
+    assert 'rondpoint_federation_refused_total{code="room_not_found"} 1.0' in text
+    lines = [line for line in text.splitlines() if line.startswith("rondpoint_federation_links{")]
+    assert len(lines) == 6 and sum(float(line.split()[-1]) for line in lines) == 1
+    running = fr.gateway.running["federation"]
+    assert running is not None and running.banner() == "federation: 2 peers, 1 links"
