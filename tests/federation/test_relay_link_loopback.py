@@ -79,7 +79,7 @@ class Pair:
         self.fr_link.set_demand({key.removeprefix(PREFIX): rids for key, rids in wanted.items()})
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     for _ in range(int(timeout / 0.02)):
         if condition():
             return
@@ -356,3 +356,39 @@ async def test_a_partner_whose_certificate_is_not_its_fingerprint_gets_no_media(
         de_link.close()
         await fr.stop()
         await de.stop()
+
+
+async def test_two_rooms_linked_between_the_same_relays_keep_their_media_apart(pair: Pair) -> None:
+    """Each initiator's relay link has a socket of its own: the responder's shared port tells
+    the two links apart by their source address."""
+    second_fr = RelayLink(pair.fr, "hall", "de.test", controlling=True)
+    second_de = RelayLink(pair.de, "hall", "fr.test", controlling=False)
+    try:
+        second_fr.accept_answer(second_de.accept_offer(second_fr.create_offer()))
+        await wait_for(lambda: second_fr.connected and second_de.connected)
+        assert pair.fr_link.connected and pair.de_link.connected
+        listeners = []
+        for room, fr_link, de_link in (
+            ("room", pair.fr_link, pair.de_link),
+            ("hall", second_fr, second_de),
+        ):
+            pair.fr.add_foreign_track(
+                room, TrackRecord("mic", "alice", "audio", OPUS), CodecInfo("opus", 111, 48000),
+                ExtensionIds(), Sink(), ssrc=1234,
+            )  # fmt: skip
+            record = TrackRecord("fr-mic", "fr-alice", "audio", OPUS)
+            de_link.add_remote_track(record, fr_link.local_streams("mic"))
+            listener = Sink()
+            pair.de.router(room).add_downtrack("fr-mic", "bob", listener, 9, 111, ExtensionIds())
+            fr_link.set_demand({"mic": [""]})
+            listeners.append(listener)
+        for seq in range(1, 6):
+            pair.fr.router("room").on_rtp("mic", rtp(seq, 1234, b"\xfcroom"))
+            pair.fr.router("hall").on_rtp("mic", rtp(seq, 1234, b"\xfchall"))
+            await asyncio.sleep(0.005)
+        await wait_for(lambda: all(len(listener.rtp) == 5 for listener in listeners))
+        assert set(listeners[0].payloads()) == {b"\xfcroom"}
+        assert set(listeners[1].payloads()) == {b"\xfchall"}
+    finally:
+        second_fr.close()
+        second_de.close()
