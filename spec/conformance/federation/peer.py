@@ -80,6 +80,11 @@ def schema_errors(schema_file: str, instance: Any) -> list[str]:
 # identity -----------------------------------------------------------------------------------------
 
 
+def key_id(public_raw: bytes) -> str:
+    """A key's ``kid``: derived from the key, so that a kid never names another key (14.2)."""
+    return "conf-" + b64url(hashlib.sha256(public_raw).digest()[:9])
+
+
 def _pem_key(key: Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -160,7 +165,16 @@ class Identity:
         return {"keys": [{**k.jwk(), "use": "sig", "alg": "EdDSA"} for k in self.keys]}
 
     def new_key(self) -> SigningKey:
-        return SigningKey(random_id("conf-", 12), Ed25519PrivateKey.generate())
+        private = Ed25519PrivateKey.generate()
+        raw = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return SigningKey(key_id(raw), private)
+
+    def keep_signing_key(self) -> None:
+        """Keeps the key that signs now in ``home``: after a rotation the next run signs with
+        it, never again with a key the target has retired."""
+        (self.home / "signing-key.pem").write_bytes(_pem_key(self.signing.private))
 
     @classmethod
     def load(
@@ -185,7 +199,7 @@ class Identity:
         public_raw = private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        kid = "conf-" + b64url(hashlib.sha256(public_raw).digest()[:9])
+        kid = key_id(public_raw)
         ca_path: Path | None = None
         if cert_path is None or key_path is None:
             ca_path, cert_path, key_path = cls._tls_files(home, name, host)

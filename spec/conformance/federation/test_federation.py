@@ -498,6 +498,7 @@ async def test_a_rotated_key_is_fetched_and_a_retired_one_refused(
     # a receiver fetches keys again at most every 30 s, so the new key may wait that long
     await wait_for(accepted_with_new_key, 40, "a request signed with the new key to be accepted")
     identity.keys.remove(old)  # retire the old key
+    identity.keep_signing_key()
 
     def refused_with_old_key() -> bool:
         transaction(target, partner, link["link_id"], [], key=identity.new_key())  # refetch
