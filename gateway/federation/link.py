@@ -357,6 +357,7 @@ class FederationLink:
             self._offer_due = False
             try:
                 self.media.accept_answer(answer["sdp"])
+                log.info("federation link %s: media offered and answered", self.target)
             except ValueError as error:
                 log.warning("federation link %s: unusable media answer: %s", self.target, error)
         elif status != 429 and status < 500:
