@@ -158,6 +158,8 @@ class FederationLink:
         self.partner_forgot = False
         """The partner unlinked it (DELETE): ``forget()`` does not tell it again."""
         self.forget_hook: Callable[[FederationLink], Awaitable[None]] | None = None
+        self.asked_by_partner = False
+        """Opened because the partner asked to link just now: no need to ask it back."""
 
     # --- gateway.links.Link ---------------------------------------------------------------
 
@@ -251,7 +253,11 @@ class FederationLink:
     async def _run(self) -> None:
         delay = FIRST_RETRY
         while True:
-            attempt = await self._ask()
+            if self.asked_by_partner:  # the partner's POST /links opened it: linked already
+                self.asked_by_partner = False
+                attempt = Attempt(LinkState.CONNECTED, "")
+            else:
+                attempt = await self._ask()
             if attempt.state is LinkState.CONNECTED:
                 self._status.attempts = 0
                 delay = FIRST_RETRY

@@ -50,6 +50,8 @@ class FederationService:
         self.limiter = RateLimiter(
             config.requests_per_second * 60, burst=config.request_burst, max_keys=10_000
         )
+        self._asking: set[tuple[str, str, str]] = set()
+        """(room, peer, peer room) of links a partner is asking for right now (``accept``)."""
         self.transactions: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
 
@@ -84,6 +86,7 @@ class FederationService:
             on_transaction=lambda direction: self.transactions.update([direction]),
         )
         link.forget_hook = self._forgotten
+        link.asked_by_partner = (room_id, peer, peer_room) in self._asking
         if self.store.peer(peer) is None:
             link.fail(NOT_A_PEER)
         return link
@@ -166,10 +169,13 @@ class FederationService:
         if live is not None:
             live.partner_linked(link_id)
         else:
+            self._asking.add((room_id, peer.name, peer_room))
             try:
                 await self.gateway.links.ensure(room_id, target_of(peer_room, peer.name))
             except (LinkError, RoomError) as error:
                 log.warning("a partner's link cannot run here: %s", error)
+            finally:
+                self._asking.discard((room_id, peer.name, peer_room))
         return {"link_id": link_id, "room": room_id, "peer_room": peer_room, "state": "connected"}
 
     async def unlinked(self, peer: Peer, link_id: str) -> None:
