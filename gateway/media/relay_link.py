@@ -59,7 +59,9 @@ _H264_FMTP = "packetization-mode=1;profile-level-id=42e01f"
 
 
 @dataclass(frozen=True)
-class _LinkCodec:
+class LinkCodec:
+    """A codec the link carries, with its fixed payload type, fmtp and feedback."""
+
     kind: str
     payload_type: int
     name: str
@@ -70,9 +72,9 @@ class _LinkCodec:
 
 
 LINK_CODECS = {
-    "opus": _LinkCodec("audio", 111, "opus", 48000, 2, "minptime=10;useinbandfec=1", ()),
-    "VP8": _LinkCodec("video", 96, "VP8", 90000, None, "", tuple(_VIDEO_FEEDBACK)),
-    "H264": _LinkCodec("video", 102, "H264", 90000, None, _H264_FMTP, tuple(_VIDEO_FEEDBACK)),
+    "opus": LinkCodec("audio", 111, "opus", 48000, 2, "minptime=10;useinbandfec=1", ()),
+    "VP8": LinkCodec("video", 96, "VP8", 90000, None, "", tuple(_VIDEO_FEEDBACK)),
+    "H264": LinkCodec("video", 102, "H264", 90000, None, _H264_FMTP, tuple(_VIDEO_FEEDBACK)),
 }
 """The link's codecs by name; their payload types are fixed by the federation spec."""
 
@@ -103,7 +105,7 @@ class _RemoteTransport:
     candidates: list[Address]
 
 
-def link_codec(codec: Codec) -> _LinkCodec | None:
+def link_codec(codec: Codec) -> LinkCodec | None:
     """The link codec carrying a track of this codec, or None when the link cannot carry it."""
     name = "opus" if codec.name.lower() == "opus" else codec.name.upper()
     return LINK_CODECS.get(name)
