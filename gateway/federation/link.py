@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.federation.mirror import Mirror
+from gateway.federation.targets import target_of
 from gateway.links import LinkState, LinkStatus
 from gateway.rooms import RoomEvent, Subscription
 
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEME = "ors"
 FIRST_RETRY = 0.5
 MAX_RETRY = 30.0
 SLOW_RETRY = 60.0
@@ -61,10 +61,6 @@ class Client(Protocol):
     async def request(
         self, peer: str, method: str, path: str, body: object | None = None, *, timeout: float = 10
     ) -> tuple[int, dict[str, Any]]: ...
-
-
-class Unreachable(Exception):
-    """Raised by the client when the partner cannot be reached (its PeerUnreachable)."""
 
 
 @dataclass
@@ -115,7 +111,6 @@ class FederationLink:
         grace_seconds: float,
         max_participants: int,
         media: MediaGlue | None = None,
-        on_refused: Callable[[str], None] = lambda code: None,
         on_transaction: Callable[[str], None] = lambda direction: None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -126,18 +121,15 @@ class FederationLink:
         self.room_id = room_id
         self.peer = peer
         self.peer_room = peer_room
-        self.target = f"{SCHEME}:{peer_room}@{peer}"
+        self.target = target_of(peer_room, peer)
         self.link_id = link_id
         self.initiator = initiator
         self.heartbeat = heartbeat_seconds
         self.grace = grace_seconds
         self.media = media
-        self.mirror = Mirror(
-            rooms, room_id, peer, max_participants=max_participants, media=media, clock=clock
-        )
+        self.mirror = Mirror(rooms, room_id, peer, max_participants=max_participants, media=media)
         if media is not None:
             media.on_wanted_change = self._demand_changed
-        self.on_refused = on_refused
         self.on_transaction = on_transaction
         self.clock = clock
         self.sleep = sleep
@@ -298,8 +290,6 @@ class FederationLink:
             return Attempt(LinkState.RETRYING, f"{what}: {error}")
         self._last_contact = self.clock()
         attempt = judge(status, answer, what)
-        if attempt.state is LinkState.REFUSED:
-            self.on_refused(str(answer.get("code", "")))
         if status == 404 and answer.get("code") == "link_not_found":
             attempt = Attempt(LinkState.RETRYING, f"{self.peer} forgot the link: asking again")
             self._relink = True

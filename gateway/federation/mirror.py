@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -104,7 +103,6 @@ class Mirror:
         *,
         max_participants: int,
         media: MediaSide | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rooms = rooms
         self.room_id = room_id
@@ -112,7 +110,6 @@ class Mirror:
         self.origin = f"{FEDERATION_ORIGIN_PREFIX}{peer}"
         self.max_participants = max_participants
         self.media = media
-        self.clock = clock
         self._remotes: dict[str, _Remote] = {}
         self._by_local: dict[str, str] = {}
         """Our participant id -> the partner's."""
