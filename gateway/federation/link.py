@@ -33,6 +33,7 @@ from gateway.federation.mirror import Mirror
 from gateway.federation.targets import target_of
 from gateway.links import LinkState, LinkStatus
 from gateway.rooms import RoomEvent, Subscription
+from gateway.rooms.names import display_name
 
 if TYPE_CHECKING:
     from gateway.federation.media import MediaGlue
@@ -75,7 +76,9 @@ def judge(status: int, body: dict[str, Any], what: str) -> Attempt:
     """The link state an answer to ``what`` leads to (see the module docstring)."""
     if 200 <= status < 300:
         return Attempt(LinkState.CONNECTED, "")
-    detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")[:300]
+    # the partner's words, shown to operators and hosts: one line, no control characters
+    detail = display_name(str(body.get("detail") or body.get("title") or ""), 300)
+    detail = detail or f"HTTP {status}"
     code = str(body.get("code", ""))
     said = f"{what}: {detail}"
     if status == 403 and code == "peer_not_allowed":

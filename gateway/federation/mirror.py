@@ -52,6 +52,8 @@ MAX_NAME_INPUT = 1024
 """Characters of a partner's display name we look at (the room keeps 64)."""
 SEEN_CHAT_IDS = 1_000
 FALLBACK_NAME = "Guest"
+LEFT_REASONS = ("left", "removed", "disconnected", "room_closed")
+"""Why a participant left, as federation events say it (another reason here is "left")."""
 _LINK_CODEC_NAMES = {"opus": "opus", "vp8": "VP8", "h264": "H264"}
 """Codec names as the federation events spell them."""
 
@@ -389,9 +391,8 @@ class Mirror:
             return [{"type": "removed", "participant_id": remote_id}]
         if not is_home(participant):
             return []
-        return [
-            {"type": "participant_left", "participant_id": participant.id, "reason": event.reason}
-        ]
+        reason = event.reason if event.reason in LEFT_REASONS else "left"
+        return [{"type": "participant_left", "participant_id": participant.id, "reason": reason}]
 
     def _local_mute(self, track: Track) -> list[dict[str, Any]]:
         """A mirrored track muted here: by a host (send ``mute``) or by the partner's upsert."""

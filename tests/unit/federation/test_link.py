@@ -125,7 +125,8 @@ async def test_a_refusal_shows_the_partners_detail_and_is_retried_slowly(
 ) -> None:
     partner, clock = Partner(), Clock()
     detail = f"the partner says {code}"
-    partner.answer("POST /links", status, {"code": code, "detail": detail})
+    written = f"\u202e{detail}\x07\n"
+    partner.answer("POST /links", status, {"code": code, "detail": written})
     link = make_link(rooms, partner, clock)
     await link.start()
     try:

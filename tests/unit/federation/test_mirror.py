@@ -327,3 +327,18 @@ def test_a_partner_demand_reaches_our_home_tracks_only(rooms: RoomManager) -> No
     assert media.demand == {"TR_A": [""]}
     asked = mirror.demand_event({theirs.id: ["h"]})
     assert asked == {"type": "demand", "tracks": [{"track_id": "T1", "rids": ["h"]}]}
+
+
+def test_reasons_outside_the_federation_ones_leave_as_left(
+    rooms: RoomManager, events: Subscription
+) -> None:
+    room = rooms.get("salon")
+    mirror = mirror_of(rooms)
+    ann = rooms.add_participant(room, "Ann", Role.MEMBER)
+    bob = rooms.add_participant(room, "Bob", Role.MEMBER)
+    rooms.remove_participant(room, ann.id, "denied")
+    rooms.remove_participant(room, bob.id, "disconnected")
+    sent = [e for event in drain(events) for e in mirror.outbound(event)]
+    left = [(e["participant_id"], e["reason"]) for e in sent if e["type"] == "participant_left"]
+    assert left == [(ann.id, "left"), (bob.id, "disconnected")]
+    check_events(sent)
