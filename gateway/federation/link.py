@@ -324,8 +324,19 @@ class FederationLink:
                 if self._status.state is not LinkState.CONNECTED:
                     self._set(LinkState.CONNECTED, f"linked with {self.peer_room} on {self.peer}")
                 continue
-            if self._relink or attempt.state in (LinkState.REFUSED, LinkState.FAILED):
+            if self._relink:
                 self._requeue(events)
+                return attempt
+            if attempt.state in (LinkState.REFUSED, LinkState.FAILED):
+                # the partner will not take these events: they go (a full state follows later)
+                log.warning(
+                    "federation link %s: %s refused %d events: %s",
+                    self.target,
+                    self.peer,
+                    len(events),
+                    attempt.detail,
+                )
+                self._requeue([])
                 return attempt
             silent = self.clock() - self._last_contact
             if silent >= MISSED_HEARTBEATS * self.heartbeat:

@@ -227,3 +227,24 @@ async def test_failing_stops_the_link_and_removes_the_partners_people(
     await link.start()
     await asyncio.sleep(0)
     assert partner.requests == []
+
+
+async def test_events_the_partner_refuses_are_not_sent_again(rooms: RoomManager) -> None:
+    partner, clock = Partner(), Clock()
+    link = make_link(rooms, partner, clock)
+    await link.start()
+    try:
+        await until(lambda: partner.sent("PUT"))
+        partner.answer("PUT /transactions/", 400, {"code": "invalid_message", "detail": "bad"})
+        room = rooms.get("salon")
+        marie = rooms.add_participant(room, "Marie", Role.HOST)
+        rooms.chat(room, marie.id, "refused once")
+        await until(lambda: link.status().state is LinkState.FAILED)
+        assert link.status().detail == "bad"
+        partner.answers.clear()
+        await until(lambda: link.status().state is LinkState.CONNECTED)
+        await until(lambda: len(partner.sent("PUT")) > 4)
+        chats = [e for body in partner.sent("PUT") for e in body["events"] if e["type"] == "chat"]
+        assert len(chats) == 1  # sent in the refused transaction only
+    finally:
+        await link.stop()
