@@ -70,7 +70,9 @@ async def put_transaction(request: web.Request) -> web.Response:
     peer = await _caller(request, service)
     txn_id = request.match_info["txn_id"]
     if not TXN_ID.fullmatch(txn_id):
-        raise Problem("invalid_message", "a txn_id is 8 to 64 letters, digits, '-' or '_'", 400)
+        raise Problem(
+            "invalid_message", "a txn_id is 8 to 64 letters, digits, '-' or '_'", 400, field=""
+        )
     body = await json_object(request)
     schemas.check("transaction", body)
     link = service.link_of(peer, body["link_id"])

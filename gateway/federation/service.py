@@ -143,12 +143,12 @@ class FederationService:
     async def accept(self, peer: Peer, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /links`` with a checked body: store the link (idempotent), run it, answer."""
         link_id, room_id, peer_room = body["link_id"], body["room"], body["peer_room"]
-        if not self.gateway.rooms.exists(room_id):
-            raise Problem("room_not_found", f"room '{room_id}' does not exist here", 404)
-        if not self.allowed(peer, room_id):
+        if not self.allowed(peer, room_id):  # first: a peer learns nothing of other rooms
             raise Problem(
                 "peer_not_allowed", f"{peer.name} is not allowed to link room '{room_id}'", 403
             )
+        if not self.gateway.rooms.exists(room_id):
+            raise Problem("room_not_found", f"room '{room_id}' does not exist here", 404)
         existing = self.store.find_link(room_id, peer.name, peer_room)
         if existing is None:
             linked = [r for r in self.store.links() if r.room_id == room_id]
