@@ -409,6 +409,23 @@ async def test_the_target_announces_its_own_people_and_echoes_none_of_ours(
             return False
 
         await wait_for(announced, 20, "the target to announce its participant")
+        theirs = next(
+            p["id"]
+            for event in partner.events()
+            for p in event.get("participants", []) + [event.get("participant") or {}]
+            if p.get("name") == "Conformance Home"
+        )
+        # the suite's host removes the target's participant from the suite's room (14.7): it
+        # stays in its home room; events naming what the target does not know are ignored
+        events = [
+            {"type": "removed", "participant_id": theirs},
+            {"type": "mute", "participant_id": "p_nobody_here", "track_id": "t_nothing"},
+            {"type": "demand", "tracks": [{"track_id": "t_nothing", "rids": [""]}]},
+        ]
+        sent = await asyncio.to_thread(transaction, target, partner, link["link_id"], events)
+        assert (sent.status, sent.json) == (200, {}), sent
+        assert (await client.request({"type": "ping"}))["type"] == "pong"
+        assert [m for m in client.received if m["type"] == "left"] == []
     finally:
         await client.close()
     for event in partner.events():
