@@ -83,9 +83,9 @@ async def put_transaction(request: web.Request) -> web.Response:
 async def post_media(request: web.Request) -> web.Response:
     service = _service(request)
     peer = await _caller(request, service)
-    link = service.link_of(peer, request.match_info["link_id"])
     body = await json_object(request)
     schemas.check("media-offer", body)
+    link = service.link_of(peer, request.match_info["link_id"])
     sdp = body["sdp"]
     if len(sdp) > MAX_SDP:
         raise Problem("message_too_large", "the offer is too long", 413, "/sdp")
