@@ -284,7 +284,7 @@ class FederationLink:
         silent = self.clock() - self._last_contact
         if len(self.mirror) and silent > MISSED_HEARTBEATS * self.heartbeat + self.grace:
             log.info("no contact with %s: its participants leave", self.peer)
-            self.mirror.clear()
+            self.mirror.clear("disconnected")
 
     async def _call(self, method: str, path: str, body: object, what: str) -> Attempt:
         try:
