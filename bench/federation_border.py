@@ -16,6 +16,10 @@ publishing nothing) subscribe to it. Over a window of W seconds:
   second, i.e. what the second hop costs for the one track that crosses, beside forwarding it
   to the same listeners inside one gateway.
 
+Order: the direct windows first (nobody on de: the link idle), then the link windows with
+listeners added on de up to each count and kept, so the publisher's track is demanded across the
+border once. R windows back to back per count.
+
 **Added latency per hop**: the publisher on fr then sends 200 ms tone bursts once a second; one
 listener on fr and one on de note when each burst starts (the first loud frame after silence, at
 ``time.monotonic()`` when aiortc hands it over, both after the same jitter buffer code). Added by
@@ -108,32 +112,30 @@ def link_packets(fr: PartnerGateway, de: PartnerGateway, room: str) -> int:
     return int(fr.link_status(room, target(de, room)).get("packets_out", 0))
 
 
-async def measure(
-    partners: Partners, room: str, publisher: Person, n: int, where: str, seconds: float
-) -> Window:
+async def hearing(gateway: PartnerGateway, room: str, listeners: list[Person]) -> None:
+    """Waits until every listener receives the publisher's tone."""
+    publisher_id = await asyncio.to_thread(wait_publisher, gateway, room)
+    deadline = time.monotonic() + 30
+    while any(p.frames_from(publisher_id) < 50 for p in listeners):
+        assert time.monotonic() < deadline, f"listeners on {gateway.name} hear nothing"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1)
+
+
+async def measure(partners: Partners, room: str, n: int, where: str, seconds: float) -> Window:
+    """One window with ``n`` listeners already hearing the publisher, on de ("link") or on fr
+    ("direct")."""
     fr, de = partners["fr"], partners["de"]
-    home = de if where == "link" else fr
-    publisher_id = {p["name"]: p["id"] for p in home.participants(room)}.get("Publisher", "")
-    listeners = [
-        await Person.join(home, room, f"Listener {i}", None) for i in range(n)
-    ]  # fmt: skip
-    try:
-        if not publisher_id:
-            publisher_id = await asyncio.to_thread(wait_publisher, home, room)
-        deadline = time.monotonic() + 30
-        while any(p.frames_from(publisher_id) < 50 for p in listeners):
-            assert time.monotonic() < deadline, f"the {where} listeners hear nothing"
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(1)
+    assert fr.process is not None and de.process is not None
+
+    def read() -> tuple[tuple[int, int], int, float, float, float]:
         assert fr.process is not None and de.process is not None
-        start = (counted_bytes(), link_packets(fr, de, room), cpu_seconds(fr.process.pid),
-                 cpu_seconds(de.process.pid), time.monotonic())  # fmt: skip
-        await asyncio.sleep(seconds)
-        end = (counted_bytes(), link_packets(fr, de, room), cpu_seconds(fr.process.pid),
-               cpu_seconds(de.process.pid), time.monotonic())  # fmt: skip
-    finally:
-        for person in listeners:
-            await person.leave()
+        return (counted_bytes(), link_packets(fr, de, room), cpu_seconds(fr.process.pid),
+                cpu_seconds(de.process.pid), time.monotonic())  # fmt: skip
+
+    start = read()
+    await asyncio.sleep(seconds)
+    end = read()
     elapsed = end[4] - start[4]
     crossed = end[0][0] - start[0][0] if where == "link" else end[0][1] - start[0][1]
     return Window(
@@ -271,16 +273,35 @@ async def run(
         partners.peer_add(de, fr)
         partners.link_connected(fr, room, de, room)
         publisher = await Person.join(fr, room, "Publisher", TONE_HZ)
+        listeners: list[Person] = []
         try:
             with counters(fr, de):
-                for _ in range(repetitions):
-                    for n in listener_counts:
-                        for where in ("link", "direct"):
-                            window = await measure(partners, room, publisher, n, where, seconds)
-                            print(window, file=sys.stderr)
-                            windows.append(window)
+                # One leg per listener: each count's listeners join fr directly, then leave.
+                for n in listener_counts:
+                    direct = [await Person.join(fr, room, f"Direct {i}", None) for i in range(n)]
+                    try:
+                        await hearing(fr, room, direct)
+                        for _ in range(repetitions):
+                            windows.append(await measure(partners, room, n, "direct", seconds))
+                            print(windows[-1], file=sys.stderr)
+                    finally:
+                        for person in direct:
+                            await person.leave()
+                # The relay link: listeners on de are added up to each count and stay (the
+                # publisher's track is demanded once for the whole phase).
+                for n in listener_counts:
+                    while len(listeners) < n:
+                        listeners.append(
+                            await Person.join(de, room, f"Listener {len(listeners)}", None)
+                        )
+                    await hearing(de, room, listeners)
+                    for _ in range(repetitions):
+                        windows.append(await measure(partners, room, n, "link", seconds))
+                        print(windows[-1], file=sys.stderr)
         finally:
             await publisher.leave()
+            for person in listeners:
+                await person.leave()
         latency = await hop_latency(partners, room, bursts) if bursts else None
     return windows, latency
 
