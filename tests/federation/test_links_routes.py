@@ -213,6 +213,9 @@ async def test_a_peer_not_allowed_for_the_room_is_refused(fr: Fr) -> None:
     assert (status, answer["code"]) == (403, "peer_not_allowed")
     assert "not allowed" in answer["detail"]
     assert fr.peers().links() == []
+    missing = {"link_id": LINK_ID, "room": "nowhere", "peer_room": "kabinett"}
+    status, answer, _ = await fr.send("POST", "/links", missing)
+    assert (status, answer["code"]) == (403, "peer_not_allowed")  # no hint that it is missing
     # the room's own policy may allow it
     fr.gateway.rooms.get("salon").policy.federation_peers.append("de.test")
     status, answer, _ = await fr.send("POST", "/links", body)
@@ -255,7 +258,7 @@ async def test_a_bad_body_is_refused_whole(fr: Fr) -> None:
     status, answer, _ = await fr.send("PUT", "/transactions/t_000000006", raw=b"{not json")
     assert status == 400
     status, answer, _ = await fr.send("PUT", "/transactions/x", {"link_id": LINK_ID, "events": []})
-    assert (status, answer["code"]) == (400, "invalid_message")
+    assert (status, answer["code"], answer["field"]) == (400, "invalid_message", "")
 
 
 async def test_a_body_too_large_is_refused(fr: Fr) -> None:
