@@ -367,6 +367,8 @@ class Received:
     path: str
     body: Any
     fault: str | None
+    status: int = 200
+    """What the suite answered (a failure it made on purpose: 503)."""
     at: float = field(default_factory=time.monotonic)
 
 
@@ -381,6 +383,8 @@ class PartnerServer:
         self.links: dict[str, dict[str, Any]] = {}
         """link_id -> link body, for links the target asked for (POST /links to the suite)."""
         self.answer_links = True
+        self.fail_transactions = 0
+        """How many of the next transactions to answer 503, to see them retried (14.5)."""
         self._seen_jti: set[str] = set()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -427,7 +431,10 @@ class PartnerServer:
             ]
 
     def transactions(self) -> list[Received]:
-        return [r for r in self.requests("PUT", "/transactions/") if r.fault is None]
+        """The transactions the suite accepted (200)."""
+        return [
+            r for r in self.requests("PUT", "/transactions/") if r.fault is None and r.status == 200
+        ]
 
     def events(self) -> list[dict[str, Any]]:
         return [e for t in self.transactions() for e in t.body.get("events", [])]
@@ -450,8 +457,8 @@ class PartnerServer:
     async def _keys(self, request: web.Request) -> web.Response:
         return web.json_response(self.identity.jwks())
 
-    async def _checked(self, request: web.Request, schema_file: str | None) -> Any:
-        """The body once the request's signature (14.3) and schema are checked; records it."""
+    async def _checked(self, request: web.Request, schema_file: str | None) -> Received:
+        """The request, recorded, once its signature (14.3) and body's schema are checked."""
         data = await request.read()
         fault = await asyncio.to_thread(self._signature_fault, request, data)
         body: Any = None
@@ -464,8 +471,9 @@ class PartnerServer:
             errors = schema_errors(schema_file, body)
             if errors:
                 fault = f"{schema_file}: invalid at {errors[0]}"
+        record = Received(request.method, request.raw_path, body, fault)
         with self._lock:
-            self.received.append(Received(request.method, request.raw_path, body, fault))
+            self.received.append(record)
         if fault is not None:
             raise web.HTTPUnauthorized(
                 text=json.dumps(
@@ -479,7 +487,7 @@ class PartnerServer:
                 ),
                 content_type="application/problem+json",
             )
-        return body
+        return record
 
     def _signature_fault(self, request: web.Request, data: bytes) -> str | None:
         target = self.target
@@ -542,7 +550,7 @@ class PartnerServer:
         self.target_keys = keys
 
     async def _link(self, request: web.Request) -> web.Response:
-        body = await self._checked(request, "federation.link-request.json")
+        body = (await self._checked(request, "federation.link-request.json")).body
         if not self.answer_links:
             raise web.HTTPServiceUnavailable()
         link = {**body, "state": "connected"}
@@ -555,7 +563,12 @@ class PartnerServer:
         return web.Response(status=204)
 
     async def _transaction(self, request: web.Request) -> web.Response:
-        await self._checked(request, "federation.transaction.json")
+        record = await self._checked(request, "federation.transaction.json")
+        with self._lock:
+            if self.fail_transactions > 0:
+                self.fail_transactions -= 1
+                record.status = 503
+                raise web.HTTPServiceUnavailable(text="the conformance suite fails this on purpose")
         return web.json_response({})
 
     async def _media(self, request: web.Request) -> web.Response:

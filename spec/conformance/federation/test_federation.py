@@ -433,6 +433,27 @@ async def test_the_target_announces_its_own_people_and_echoes_none_of_ours(
         assert all(p.get("name") != PARTNER_NAME for p in people), "the target echoed our people"
 
 
+async def test_a_failed_transaction_is_retried_with_the_same_id_and_body(
+    target: Target, partner: PartnerServer, setup: Setup, link: dict[str, Any]
+) -> None:
+    partner.fail_transactions = 1
+    client, _ = await watcher(target, setup, "Conformance Retry")  # makes the target send
+    try:
+
+        def retried() -> Any:
+            failed = [r for r in partner.requests("PUT", "/transactions/") if r.status == 503]
+            if not failed:
+                return None
+            return [r for r in partner.transactions() if r.path == failed[0].path] and failed[0]
+
+        failed = await wait_for(retried, 20, "a transaction answered 503 to be sent again")
+        again = next(r for r in partner.transactions() if r.path == failed.path)
+        assert again.body == failed.body
+    finally:
+        partner.fail_transactions = 0
+        await client.close()
+
+
 async def test_heartbeats_arrive(partner: PartnerServer, link: dict[str, Any]) -> None:
     def heartbeat() -> bool:
         return any(t.body["events"] == [] for t in partner.transactions())
