@@ -52,6 +52,7 @@ MAX_EVENTS = 100
 """Events in one transaction, at most."""
 MAX_PENDING = 1_000
 """Events waiting for the partner; beyond, the oldest after the first are dropped."""
+NOT_A_PEER = "not a federation peer any more"
 COVERED_BY_STATE = ("state", "participant", "participant_left")
 """Events a full ``state`` makes useless: dropped when one is queued."""
 
@@ -117,6 +118,7 @@ class FederationLink:
         on_transaction: Callable[[str], None] = lambda direction: None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        is_peer: Callable[[str], bool] = lambda name: True,
     ) -> None:
         self.rooms = rooms
         self.client = client
@@ -136,6 +138,7 @@ class FederationLink:
         self.on_transaction = on_transaction
         self.clock = clock
         self.sleep = sleep
+        self.is_peer = is_peer
         self._status = LinkStatus(LinkState.CONNECTING, "asking the partner", time.time())
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
@@ -149,7 +152,6 @@ class FederationLink:
         self._seen_txns: OrderedDict[str, None] = OrderedDict()
         self._last_contact = clock()
         self._stopped = False
-        self._failed = False
         self.partner_forgot = False
         """The partner unlinked it (DELETE): ``forget()`` does not tell it again."""
         self.forget_hook: Callable[[FederationLink], Awaitable[None]] | None = None
@@ -167,7 +169,7 @@ class FederationLink:
         return self._status
 
     async def start(self) -> None:
-        if self._task is None and not self._stopped and not self._failed:
+        if self._task is None and not self._stopped:
             self._events = self.rooms.bus.subscribe(self.room_id)
             self._follow = asyncio.create_task(self._follow_room(self._events))
             self._task = asyncio.create_task(self._run(), name=f"federation-link-{self.link_id}")
@@ -202,13 +204,14 @@ class FederationLink:
                 FORGET_TIMEOUT + 1,
             )
 
-    def fail(self, detail: str) -> None:
-        """Stop talking to the partner for good (it is no peer any more): ``failed``."""
-        self._failed = True
-        if self._task is not None:
-            self._task.cancel()
+    def peer_removed(self) -> None:
+        """The operator removed the peer: its people leave, and the link shows ``failed`` until
+        the peer is added again (checked every SLOW_RETRY seconds)."""
         self.mirror.clear()
-        self._set(LinkState.FAILED, detail)
+        if self._task is not None and not self._stopped:
+            self._task.cancel()
+            self._task = asyncio.create_task(self._run(), name=f"federation-link-{self.link_id}")
+        self._set(LinkState.FAILED, NOT_A_PEER)
 
     # --- what the partner sends (routes.py) -------------------------------------------------
 
@@ -248,7 +251,9 @@ class FederationLink:
     async def _run(self) -> None:
         delay = FIRST_RETRY
         while True:
-            if self.asked_by_partner:  # the partner's POST /links opened it: linked already
+            if not self.is_peer(self.peer):
+                attempt = Attempt(LinkState.FAILED, NOT_A_PEER)
+            elif self.asked_by_partner:  # the partner's POST /links opened it: linked already
                 self.asked_by_partner = False
                 attempt = Attempt(LinkState.CONNECTED, "")
             else:

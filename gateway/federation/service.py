@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NOT_A_PEER = "not a federation peer any more"
-
 
 class FederationService:
     """See the module docstring; ``gateway.running["federation"].service``."""
@@ -84,11 +82,10 @@ class FederationService:
             max_participants=self.gateway.config.rooms.max_participants,
             media=media,
             on_transaction=lambda direction: self.transactions.update([direction]),
+            is_peer=lambda name: self.store.peer(name) is not None,
         )
         link.forget_hook = self._forgotten
         link.asked_by_partner = (room_id, peer, peer_room) in self._asking
-        if self.store.peer(peer) is None:
-            link.fail(NOT_A_PEER)
         return link
 
     async def _forgotten(self, link: FederationLink) -> None:
@@ -102,12 +99,12 @@ class FederationService:
         return link if isinstance(link, FederationLink) else None
 
     def on_peer_removed(self, name: str) -> None:
-        """An operator removed the peer: its links stop and show ``failed``."""
+        """An operator removed the peer: its links show ``failed`` until it is added again."""
         for record in self.store.links():
             if record.peer == name:
                 link = self.live(record)
                 if link is not None:
-                    link.fail(NOT_A_PEER)
+                    link.peer_removed()
 
     # --- what partners ask (routes.py) --------------------------------------------------------
 

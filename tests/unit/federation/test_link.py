@@ -86,6 +86,7 @@ def make_link(rooms: RoomManager, partner: Partner, clock: Clock, **kwargs: Any)
         max_participants=10,
         clock=clock,
         sleep=clock.sleep,
+        is_peer=kwargs.pop("is_peer", lambda name: True),
     )
 
 
@@ -207,26 +208,28 @@ async def test_forget_tells_the_partner_unless_it_unlinked_first(rooms: RoomMana
     await link.forget()  # best effort: an unreachable partner raises nothing
 
 
-async def test_failing_stops_the_link_and_removes_the_partners_people(
-    rooms: RoomManager,
-) -> None:
+async def test_a_removed_peer_shows_failed_until_it_is_added_again(rooms: RoomManager) -> None:
     partner, clock = Partner(), Clock()
-    link = make_link(rooms, partner, clock)
-    link.receive(
-        "t_00000001",
-        [
-            {
-                "type": "participant",
-                "participant": {"id": "x", "name": "H", "origin": "ors", "tracks": []},
-            }
-        ],
-    )
-    link.fail("not a federation peer any more")
-    status = link.status()
-    assert status.state is LinkState.FAILED and status.remote_participants == 0
+    peers = {"de.test"}
+    link = make_link(rooms, partner, clock, is_peer=lambda name: name in peers)
     await link.start()
-    await asyncio.sleep(0)
-    assert partner.requests == []
+    try:
+        await until(lambda: partner.sent("PUT"))
+        hans = {"id": "x", "name": "H", "origin": "ors", "tracks": []}
+        link.receive("t_00000001", [{"type": "participant", "participant": hans}])
+        peers.clear()
+        link.peer_removed()
+        status = link.status()
+        assert status.state is LinkState.FAILED and status.remote_participants == 0
+        assert status.detail == "not a federation peer any more"
+        asked = len(partner.sent("POST"))
+        await until(lambda: sum(clock.slept) > 120)
+        assert link.status().state is LinkState.FAILED
+        assert len(partner.sent("POST")) == asked  # nothing is asked of a server not trusted
+        peers.add("de.test")
+        await until(lambda: link.status().state is LinkState.CONNECTED)
+    finally:
+        await link.stop()
 
 
 async def test_events_the_partner_refuses_are_not_sent_again(rooms: RoomManager) -> None:
