@@ -144,6 +144,8 @@ class FederationLink:
         self._wake = asyncio.Event()
         self._relink = False
         """The partner forgot the link: ask again (POST /links)."""
+        self._partner_back = False
+        """The partner asked to link while we were waiting to ask again: ask now."""
         self._offer_due = False
         """The initiator owes the partner a media offer (after each (re)connection)."""
         self._task: asyncio.Task[None] | None = None
@@ -230,6 +232,7 @@ class FederationLink:
         """The partner asked to link again (it restarted): it gets our full state again."""
         self._last_contact = self.clock()
         self.link_id = link_id
+        self._partner_back = self._status.state is not LinkState.CONNECTED
         self.resend_state()
         self._offer_due = self.initiator and self.media is not None
 
@@ -275,12 +278,14 @@ class FederationLink:
             delay = min(delay * 2, MAX_RETRY)
 
     async def _sleep_watching(self, seconds: float) -> None:
-        """Wait, removing the partner's participants if the grace runs out meanwhile."""
+        """Wait, removing the partner's participants if the grace runs out meanwhile; the
+        partner asking to link again (``partner_linked``) ends the wait: it is back."""
         end = self.clock() + seconds
         while True:
             self.check_contact()
             left = end - self.clock()
-            if left <= 0:
+            if left <= 0 or self._partner_back:
+                self._partner_back = False
                 return
             await self.sleep(min(left, max(self.heartbeat / 2, 0.05)))
 

@@ -251,3 +251,20 @@ async def test_events_the_partner_refuses_are_not_sent_again(rooms: RoomManager)
         assert len(chats) == 1  # sent in the refused transaction only
     finally:
         await link.stop()
+
+
+async def test_a_partner_back_ends_the_backoff(rooms: RoomManager) -> None:
+    partner, clock = Partner(), Clock()
+    asked_at: list[float] = []
+    partner.answers.insert(0, ("POST /links", lambda: (asked_at.append(clock.now), (503, {}))[1]))
+    link = make_link(rooms, partner, clock, heartbeat=2)
+    await link.start()
+    try:
+        await until(lambda: len(asked_at) >= 9)  # 30 s between attempts now
+        assert asked_at[-1] - asked_at[-2] == 30
+        link.partner_linked(link.link_id)
+        count, nudged_at = len(asked_at), clock.now
+        await until(lambda: len(asked_at) > count)
+        assert asked_at[count] - nudged_at <= 1  # asked again within one heartbeat/2
+    finally:
+        await link.stop()
