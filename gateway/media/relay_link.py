@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from . import sdp
 from .endpoint import TrackRecord
 from .relay import MediaRelay
-from .router import CodecInfo, ExtensionIds
+from .router import CodecInfo, ExtensionIds, StreamPosition
 from .rtcp import (
     RtcpError,
     RtcpFir,
@@ -134,6 +134,8 @@ class RelayLink:
         self._remote: dict[str, _RemoteTrack] = {}
         self._inbound: dict[int, str] = {}  # SSRC on the link -> remote track id
         self._local: dict[tuple[str, str], int] = {}  # (our track id, rid) -> SSRC on the link
+        # where an undemanded layer's stream stopped, to continue it on the same SSRC
+        self._stopped: dict[tuple[str, str], StreamPosition] = {}
         self._outbound: dict[int, str] = {}  # SSRC on the link -> downtrack subscriber id
         self._demand: dict[str, list[str]] = {}
         self._wanted: dict[str, list[str]] = {}
@@ -344,6 +346,7 @@ class RelayLink:
             for rid in rids:
                 self._drop_downtrack(track_id, rid)
         self._demand = {}
+        self._stopped.clear()
         for track_id in list(self._remote):
             self.remove_remote_track(track_id)
         self._replace_transport(None, None)
@@ -451,6 +454,7 @@ class RelayLink:
                     ssrc,
                     codec.payload_type,
                     ExtensionIds(audio_level=AUDIO_LEVEL_ID if audio else 0),
+                    resume=self._stopped.pop((track_id, rid), None),
                 )
                 self._outbound[ssrc] = subscriber_id
                 if len(info.rids) > 1:
@@ -458,7 +462,10 @@ class RelayLink:
                     self._router.set_max_height(track_id, subscriber_id, height)
 
     def _drop_downtrack(self, track_id: str, rid: str) -> None:
-        self._router.remove_downtrack(track_id, self._subscriber(rid))
+        position = self._router.remove_downtrack(track_id, self._subscriber(rid))
+        if position is not None:
+            # the same SSRC continues where it stopped if the partner demands it again
+            self._stopped[(track_id, rid)] = position
         ssrc = self._local.get((track_id, rid))
         if ssrc is not None:
             self._outbound.pop(ssrc, None)
@@ -471,6 +478,8 @@ class RelayLink:
             self._consent_checks = transport.consent_checks
             self._consent_time = time.monotonic()
         self._apply_demand()
+        for key in [key for key in self._stopped if not self._router.has_receiver(key[0])]:
+            del self._stopped[key]
         wanted = self.wanted()
         if wanted != self._wanted:
             self._wanted = wanted

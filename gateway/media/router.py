@@ -262,6 +262,18 @@ def _extension_map(publisher: ExtensionIds, subscriber: ExtensionIds) -> bytes:
     return bytes(mapping)
 
 
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a downtrack's outgoing stream stood when it was removed."""
+
+    sequence_number: int
+    """The next sequence number to send."""
+    timestamp: int
+    """The RTP timestamp at ``time``."""
+    time: float
+    """time.monotonic() of the removal."""
+
+
 class Router:
     """One per room. See the module docstring for the calling convention."""
 
@@ -503,20 +515,31 @@ class Router:
         payload_type: int,
         extensions: ExtensionIds,
         now: float | None = None,
+        resume: StreamPosition | None = None,
     ) -> None:
-        """Subscribe `subscriber_id` to a track; its packets go out on `sink` as SSRC `ssrc`."""
+        """Subscribe `subscriber_id` to a track; its packets go out on `sink` as SSRC `ssrc`.
+        `resume` continues the stream a removed downtrack sent on the same SSRC (what
+        `remove_downtrack` returned): a receiver's SRTP replay check would drop a stream whose
+        sequence numbers jumped back."""
         receiver = self._receivers.get(track_id)
         if receiver is None:
             raise KeyError(f"no track {track_id!r} in room {self.room_id!r}")
         now = time.monotonic() if now is None else now
         self.remove_downtrack(track_id, subscriber_id)
         self._drop_route(receiver)
+        sequence_number = timestamp = None
+        if resume is not None:
+            sequence_number = resume.sequence_number
+            elapsed = max(0.0, now - resume.time) * receiver.codec.clock_rate
+            timestamp = (resume.timestamp + int(elapsed)) & 0xFFFFFFFF
         forwarder = Forwarder(
             ssrc,
             payload_type,
             receiver.codec.clock_rate,
             receiver.wait_for_keyframe,
             target_layer=self._select_layer(receiver, None, now),
+            sequence_number=sequence_number,
+            timestamp=timestamp,
         )
         downtrack = _DownTrack(
             track_id,
@@ -532,14 +555,24 @@ class Router:
         self._downtracks_by_ssrc[(subscriber_id, ssrc)] = downtrack
         self._request_waiting_keyframes(receiver, now)
 
-    def remove_downtrack(self, track_id: str, subscriber_id: str) -> None:
+    def remove_downtrack(
+        self, track_id: str, subscriber_id: str, now: float | None = None
+    ) -> StreamPosition | None:
+        """Unsubscribe; where its outgoing stream stood, for a later ``add_downtrack(resume=)``
+        on the same SSRC (None if there was no such downtrack)."""
         receiver = self._receivers.get(track_id)
         if receiver is None:
-            return
+            return None
         self._drop_route(receiver)
         downtrack = receiver.downtracks.pop(subscriber_id, None)
-        if downtrack is not None:
-            self._downtracks_by_ssrc.pop((subscriber_id, downtrack.ssrc), None)
+        if downtrack is None:
+            return None
+        self._downtracks_by_ssrc.pop((subscriber_id, downtrack.ssrc), None)
+        now = time.monotonic() if now is None else now
+        forwarder = downtrack.forwarder
+        return StreamPosition(
+            (forwarder.last_seq + 1) & 0xFFFF, forwarder.rtp_timestamp_at(now), now
+        )
 
     def set_max_height(
         self, track_id: str, subscriber_id: str, max_height: int | None, now: float | None = None

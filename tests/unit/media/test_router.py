@@ -441,3 +441,24 @@ def test_rtx_before_its_layer_is_known_is_dropped() -> None:
     rtx = rtp(5, 0, 901, b"\x00\x01" + VP8_KEY, pt=97, extensions={11: b"f"})
     router.on_rtp("cam", rtx, now=0.0)
     assert subscriber.rtp == []
+
+
+def test_a_downtrack_readded_on_its_ssrc_continues_its_stream() -> None:
+    # A receiver's SRTP replay check drops packets whose index jumps back, so a stream stopped
+    # and started again on the same SSRC (a partner gateway's demand coming and going) must
+    # go on from where it stopped: the next sequence number, a later timestamp.
+    router, _, subscriber = audio_room()
+    for i in range(3):
+        router.on_rtp("mic", rtp(100 + i, 960 * i, 42), now=0.02 * i)
+    position = router.remove_downtrack("mic", "bob", now=0.1)
+    assert position is not None
+    assert router.remove_downtrack("mic", "bob") is None
+    router.on_rtp("mic", rtp(103, 960 * 3, 42), now=0.06)  # nobody subscribed: not sent
+    router.add_downtrack("mic", "bob", subscriber, 5000, 109, SUB_EXT, now=5.0, resume=position)
+    for i in range(4, 7):
+        router.on_rtp("mic", rtp(100 + i, 960 * i, 42), now=5.0 + 0.02 * i)
+    packets = subscriber.parsed()
+    assert len(packets) == 6
+    assert_continuous(packets)
+    gap = (packets[3].timestamp - packets[2].timestamp) & 0xFFFFFFFF
+    assert gap >= int(4.9 * 48000)  # the pause shows as elapsed time, not as a jump back
