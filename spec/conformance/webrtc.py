@@ -110,6 +110,7 @@ class WebRtcPeer:
         self.subscribe_pc = RTCPeerConnection(bundled)
         self.received: dict[str, ReceivedTrack] = {}
         self._mid_to_track: dict[str, str] = {}
+        self._by_mid: dict[str, ReceivedTrack] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribe_pc.on("track", self._on_track)
 
@@ -135,7 +136,18 @@ class WebRtcPeer:
 
     async def accept_offer(self, offer: Message) -> None:
         for entry in offer["tracks"]:
-            self._mid_to_track[entry["mid"]] = entry["track_id"]
+            mid, track_id = entry["mid"], entry["track_id"]
+            if self._mid_to_track.get(mid) == track_id:
+                continue
+            self._mid_to_track[mid] = track_id
+            reused = self._by_mid.get(mid)
+            if reused is not None:
+                # the server gave a freed m-line to another track (JSEP 5.2.2): the receiver
+                # and its aiortc track stay, what arrives on them is the new track's
+                reused.track_id = track_id
+                reused.frames = 0
+                reused.samples.clear()
+                self.received[track_id] = reused
         await self.subscribe_pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         await self.subscribe_pc.setLocalDescription(await self.subscribe_pc.createAnswer())
         await self.client.request(
@@ -149,6 +161,8 @@ class WebRtcPeer:
         track_id = self._mid_to_track.get(mid or "", mid or "?")
         received = ReceivedTrack(track_id, track.kind)
         self.received[track_id] = received
+        if mid is not None:
+            self._by_mid[mid] = received
         self._tasks.append(asyncio.create_task(self._consume(track, received)))
 
     async def _consume(self, track: MediaStreamTrack, received: ReceivedTrack) -> None:
