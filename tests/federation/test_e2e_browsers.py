@@ -268,3 +268,45 @@ def test_browsers_and_a_phone_on_two_gateways_meet(
                 with contextlib.suppress(Exception):
                     page.page.screenshot(path=str(ARTIFACTS / f"{slug}.png"))
                 page.context.close()
+
+
+def test_a_host_links_a_partner_room_from_the_page_and_sees_each_state(
+    partners: Partners, playwright: Any, tmp_path: Path
+) -> None:
+    """The host's page links `ors:ROOM@de.test`: refused while de has not added fr (with de's
+    reason); unlinked and linked again once de has, connected, with the partner's people
+    counted."""
+    fr, de = partners["fr"], partners["de"]
+    room = f"page-{secrets.token_hex(3)}"
+    fr.create_room(room)
+    de.create_room(room)
+    partners.peer_add(fr, de)
+    target = f"ors:{room}@{de.name}"
+    with chromium_with_tone(playwright, tmp_path, FELIX_HZ) as browser:
+        host = open_page(browser, fr, room, "Félix", role="host")
+        try:
+            host.page.click("#toggle-people")
+            host.page.get_by_test_id("links-section").wait_for(state="visible", timeout=10000)
+            host.page.get_by_test_id("link-input").fill(target)
+            host.page.get_by_test_id("link-send").click()
+            row = host.page.locator(f'[data-testid="link-row"][data-target="{target}"]')
+            state = row.get_by_test_id("link-state")
+            state.filter(has_text="Refused by the partner").wait_for(timeout=20000)
+            assert state.get_attribute("data-state") == "refused"
+            assert "not a peer of this server" in row.inner_text()
+            host.page.screenshot(path=str(ARTIFACTS / "federation-link-refused.png"))
+
+            # de consents; the host links again rather than wait for fr's next try (60 s)
+            partners.peer_add(de, fr)
+            row.get_by_test_id("unlink").click()
+            row.wait_for(state="detached", timeout=10000)
+            host.page.get_by_test_id("link-input").fill(target)
+            host.page.get_by_test_id("link-send").click()
+            dora = open_page(browser, de, room, "Dora")
+            try:
+                state.filter(has_text="Connected").wait_for(timeout=90000)
+                state.filter(has_text="1 on the other side").wait_for(timeout=20000)
+            finally:
+                dora.context.close()
+        finally:
+            host.context.close()
