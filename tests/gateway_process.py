@@ -32,26 +32,35 @@ UNIT_RTP_PORTS = (10000, 19999)
 SIPP_MEDIA_PORTS = (30000, 32759)
 
 
-def free_udp_block(count: int, zone: tuple[int, int], align: int = 2) -> int:
-    """The first port P of ``count`` consecutive UDP ports free on 127.0.0.1 now, P a multiple of
-    ``align``, picked at random in ``zone`` (first, last)."""
+def free_udp_block(
+    count: int,
+    zone: tuple[int, int],
+    align: int = 2,
+    *,
+    host: str = "127.0.0.1",
+    tcp: bool = False,
+) -> int:
+    """The first port P of ``count`` consecutive UDP ports (and TCP ones too if ``tcp``) free on
+    ``host`` now, P a multiple of ``align``, picked at random in ``zone`` (first, last)."""
     rng = random.SystemRandom()
     first, last = zone
+    kinds = (socket.SOCK_DGRAM, socket.SOCK_STREAM) if tcp else (socket.SOCK_DGRAM,)
     for _ in range(200):
         port = rng.randrange(first + (-first % align), last - count + 2, align)
-        sockets = []
+        sockets: list[socket.socket] = []
         try:
             for offset in range(count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port + offset))
+                for kind in kinds:
+                    s = socket.socket(socket.AF_INET, kind)
+                    sockets.append(s)
+                    s.bind((host, port + offset))
             return port
         except OSError:
             continue
         finally:
             for s in sockets:
                 s.close()
-    raise RuntimeError(f"no free block of {count} UDP ports in {first}-{last}")
+    raise RuntimeError(f"no free block of {count} ports on {host} in {first}-{last}")
 
 
 def sipp_media_port() -> int:

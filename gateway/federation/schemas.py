@@ -14,8 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from gateway.ors.problems import Problem
-from gateway.ors.schemas import _rule, schema_files
+from gateway.ors.schemas import first_problem, schema_files
 
 
 @cache
@@ -34,16 +33,8 @@ def _validators() -> dict[str, Draft202012Validator]:
 def check(body: str, message: Any) -> None:
     """Problem ``invalid_message`` naming the first bad field of ``message``, a ``body`` of
     index.json's federation bodies ("transaction", "link-request", "media-offer"...)."""
-    validator = _validators()[body]
-    errors = sorted(validator.iter_errors(message), key=lambda e: [str(p) for p in e.path])
-    if not errors:
-        return
-    error = errors[0]
-    pointer = "".join(f"/{part}" for part in error.absolute_path)
-    if error.validator == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else ""
-        pointer = f"{pointer}/{missing}"
-        detail = f"the field '{pointer}' is required"
-    else:
-        detail = f"field '{pointer or '/'}' {_rule(error.validator, error.validator_value)}"
-    raise Problem("invalid_message", detail, 400, pointer)
+    problem = first_problem(
+        _validators()[body], message, lambda pointer, name: f"the field '{pointer}' is required"
+    )
+    if problem is not None:
+        raise problem

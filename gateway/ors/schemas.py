@@ -7,6 +7,7 @@ source tree, so the published copy is the one source and the wheel carries real 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -61,16 +62,34 @@ def validate(direction: str, message: Any) -> None:
     validator = _validators()[direction].get(message_type)
     if validator is None:
         raise Problem("unknown_type", "the message type is not part of ORS v1", field="/type")
+    problem = first_problem(
+        validator,
+        message,
+        lambda pointer, name: f"'{message_type}' is missing the required field '{name}'",
+    )
+    if problem is not None:
+        raise problem
+
+
+def first_problem(
+    validator: Draft202012Validator, message: Any, missing: Callable[[str, str], str]
+) -> Problem | None:
+    """The ``invalid_message`` problem naming the first bad field of ``message`` (the lowest JSON
+    pointer, as ``field``), or None when it is valid. ``missing(pointer, name)`` words an absent
+    required member; other broken rules are described without echoing the value."""
+    # Paths compare element by element, and two paths first differ inside one container, whose
+    # keys are all strings or all indexes: sorting them as lists never compares a str to an int.
     error = next(iter(sorted(validator.iter_errors(message), key=lambda e: list(e.path))), None)
-    if error is not None:
-        pointer = "".join(f"/{part}" for part in error.absolute_path)
-        if error.validator == "required":
-            missing = error.message.split("'")[1] if "'" in error.message else ""
-            pointer = f"{pointer}/{missing}"
-            detail = f"'{message_type}' is missing the required field '{missing}'"
-        else:
-            detail = f"field '{pointer or '/'}' {_rule(error.validator, error.validator_value)}"
-        raise Problem("invalid_message", detail, field=pointer)
+    if error is None:
+        return None
+    pointer = "".join(f"/{part}" for part in error.absolute_path)
+    if error.validator == "required":
+        name = error.message.split("'")[1] if "'" in error.message else ""
+        pointer = f"{pointer}/{name}"
+        detail = missing(pointer, name)
+    else:
+        detail = f"field '{pointer or '/'}' {_rule(error.validator, error.validator_value)}"
+    return Problem("invalid_message", detail, field=pointer)
 
 
 def _rule(validator: Any, value: Any) -> str:

@@ -16,9 +16,7 @@ import contextlib
 import http.client
 import json
 import os
-import random
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,7 +34,7 @@ import numpy as np
 from spec.conformance.orsclient import OrsClient
 from spec.conformance.webrtc import SAMPLE_RATE, WebRtcPeer, dominant_frequency
 from tests.federation.certs import CaKey, issue_cert, make_ca
-from tests.gateway_process import ROOT, stop_process
+from tests.gateway_process import ROOT, free_udp_block, stop_process
 
 SITES: dict[str, tuple[str, str]] = {
     "fr": ("fr.test", "127.0.0.11"),
@@ -61,24 +59,7 @@ READY_SECONDS = 20.0
 def free_block_on(host: str, count: int, zone: tuple[int, int] = FEDERATION_PORTS) -> int:
     """The first port P of ``count`` consecutive ports free for both UDP and TCP on ``host`` now,
     P even, picked at random in ``zone`` (first, last)."""
-    rng = random.SystemRandom()
-    first, last = zone
-    for _ in range(200):
-        port = rng.randrange(first + (first % 2), last - count + 2, 2)
-        sockets: list[socket.socket] = []
-        try:
-            for offset in range(count):
-                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                    s = socket.socket(socket.AF_INET, kind)
-                    sockets.append(s)
-                    s.bind((host, port + offset))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no free block of {count} ports on {host} in {first}-{last}")
+    return free_udp_block(count, zone, host=host, tcp=True)
 
 
 class AdminError(AssertionError):

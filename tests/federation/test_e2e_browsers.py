@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from gateway.media.audio.tone import tone_amplitude
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.federation.conftest import ARTIFACTS
 from tests.federation.harness import PartnerGateway, Partners, wait_until
 from tests.interop.baresip import BaresipInThread, write_tone
@@ -27,20 +28,6 @@ from tests.interop.baresip import BaresipInThread, write_tone
 pytestmark = [pytest.mark.interop, pytest.mark.browser, pytest.mark.timeout(150)]
 
 GATEWAYS = ("fr", "de")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 FELIX_HZ = 440.0
 DORA_HZ = 660.0
 PHONE_HZ = 1000.0
