@@ -23,6 +23,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 new_nginx=0
 [ -x /usr/sbin/nginx ] || { need+=(nginx); new_nginx=1; }
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# iptables cuts the network between two partner gateways in tests/federation/test_e2e_faults.py.
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 # npm installs livekit-client, LiveKit's JavaScript SDK, for tests/browser/test_visio_livekit_client.py.
 command -v npm >/dev/null 2>&1 || need+=(npm)
 "${PYTHON:-python3}" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || need+=(python3-dev)

@@ -105,6 +105,7 @@ def network_cut(a: PartnerGateway, b: PartnerGateway) -> Iterator[None]:
     """Every packet between ``a`` and ``b`` dropped: their media (bound to their addresses) and
     their HTTPS requests to each other (from whatever source address, except the tests' own
     ``CLIENT_ADDRESS``). The rules go, with their chain, however the block ends."""
+    remove_chain()  # one a killed run left behind
     iptables("-N", CHAIN)
     try:
         iptables("-I", "OUTPUT", "-j", CHAIN)
@@ -116,10 +117,13 @@ def network_cut(a: PartnerGateway, b: PartnerGateway) -> Iterator[None]:
             )  # fmt: skip
         yield
     finally:
+        remove_chain()
+
+
+def remove_chain() -> None:
+    for rule in (("-D", "OUTPUT", "-j", CHAIN), ("-F", CHAIN), ("-X", CHAIN)):
         with contextlib.suppress(subprocess.CalledProcessError):
-            iptables("-D", "OUTPUT", "-j", CHAIN)
-        iptables("-F", CHAIN)
-        iptables("-X", CHAIN)
+            iptables(*rule)
 
 
 async def test_a_cut_network_shows_retrying_drops_the_partners_people_and_heals(
