@@ -42,8 +42,14 @@ def _service(request: web.Request) -> FederationService:
 
 
 async def _caller(request: web.Request, service: FederationService) -> Peer:
-    """The signing peer, within its rate."""
-    peer = await service.verifier.verify(request)
+    """The signing peer, within its rate. An address whose requests keep failing verification
+    (anyone can reach these routes) gets 429 instead of a verdict after its burst."""
+    try:
+        peer = await service.verifier.verify(request)
+    except Problem:
+        if not service.unverified.allow(request.remote or "?"):
+            raise rate_limited("too many refused requests from this address", 60.0) from None
+        raise
     if not service.check_rate(peer):
         raise rate_limited(f"too many requests from {peer.name}; slow down", 1.0)
     return peer

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+UNVERIFIED_PER_MINUTE = 30
+UNVERIFIED_BURST = 30
+
 
 class FederationService:
     """See the module docstring; ``gateway.running["federation"].service``."""
@@ -48,6 +51,8 @@ class FederationService:
         self.limiter = RateLimiter(
             config.requests_per_second * 60, burst=config.request_burst, max_keys=10_000
         )
+        self.unverified = RateLimiter(UNVERIFIED_PER_MINUTE, burst=UNVERIFIED_BURST)
+        """Requests that fail verification, per source address."""
         self._asking: set[tuple[str, str, str]] = set()
         """(room, peer, peer room) of links a partner is asking for right now (``accept``)."""
         self.transactions: Counter[str] = Counter()

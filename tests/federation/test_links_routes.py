@@ -292,6 +292,25 @@ async def test_a_flood_is_limited_and_the_room_keeps_working(fr: Fr) -> None:
     assert names(fr) == ["Marie"]
 
 
+async def test_an_address_sending_unverifiable_requests_is_slowed_down(fr: Fr) -> None:
+    statuses = []
+    for n in range(40):
+        response = await fr.client.put(
+            f"/ors/v1/federation/transactions/t_junk{n:04d}",
+            json={"link_id": LINK_ID, "events": []},
+            headers={"Authorization": "Bearer not.a.token"},
+        )
+        statuses.append((response.status, (await response.json())["code"]))
+    assert statuses[0] == (401, "signature_invalid")
+    assert statuses[-1] == (429, "rate_limited")
+    # the partners it may be pretending to be are not slowed down by it
+    await linked(fr)
+    status, answer, _ = await fr.send(
+        "PUT", "/transactions/t_after0001", {"link_id": LINK_ID, "events": []}
+    )
+    assert status == 200, answer
+
+
 async def test_a_room_takes_at_most_max_links_per_room(fr: Fr) -> None:
     fr.gateway.config.federation.max_links_per_room = 2
     for n in range(2):
