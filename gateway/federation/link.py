@@ -51,7 +51,8 @@ SEEN_TRANSACTIONS = 1_000
 MAX_EVENTS = 100
 """Events in one transaction, at most."""
 MAX_PENDING = 1_000
-"""Events waiting for the partner; beyond, the oldest after the first are dropped."""
+"""Events waiting for the partner; beyond, a full state replaces the participant events, and if
+that is not enough the oldest others (chat) are dropped."""
 NOT_A_PEER = "not a federation peer any more"
 COVERED_BY_STATE = ("state", "participant", "participant_left")
 """Events a full ``state`` makes useless: dropped when one is queued."""
@@ -412,7 +413,11 @@ class FederationLink:
         else:
             self._pending.append(event)
         if len(self._pending) > MAX_PENDING:
+            # a full state replaces the participant events; the oldest of the rest (chat) go
             log.warning("federation link %s: the partner is too slow, events dropped", self.target)
+            if not replace_state:
+                self._queue(self.mirror.state_event(), replace_state=True)
+                return
             del self._pending[1 : len(self._pending) - MAX_PENDING + 1]
         self._wake.set()
 

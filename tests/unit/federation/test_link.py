@@ -268,3 +268,44 @@ async def test_a_partner_back_ends_the_backoff(rooms: RoomManager) -> None:
         assert asked_at[count] - nudged_at <= 1  # asked again within one heartbeat/2
     finally:
         await link.stop()
+
+
+async def test_a_partner_too_slow_for_the_events_gets_one_full_state_instead(
+    rooms: RoomManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.federation.link.MAX_PENDING", 20)
+    room = rooms.get("salon")
+    marie = rooms.add_participant(room, "Marie", Role.HOST)
+    partner, clock = Partner(), Clock()
+    link = make_link(rooms, partner, clock)
+    await link.start()
+    try:
+        await until(lambda: partner.sent("PUT"))
+        gate = asyncio.Event()
+        answer = partner.request
+
+        async def slow(*args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+            await gate.wait()  # the partner answers, but only later
+            return await answer(*args, **kwargs)
+
+        partner.request = slow  # type: ignore[method-assign]
+        rooms.update_name(room, marie.id, "Marie Curie")
+        rooms.add_participant(room, "Ana", Role.MEMBER)  # must not be lost in the flood
+        for n in range(50):
+            rooms.update_name(room, marie.id, f"Marie {n}")
+        await asyncio.sleep(0.05)
+        gate.set()
+
+        def known() -> set[str]:
+            names = set()
+            for body in partner.sent("PUT"):
+                for event in body["events"]:
+                    if event["type"] == "state":
+                        names = {p["name"] for p in event["participants"]}
+                    elif event["type"] == "participant":
+                        names.add(event["participant"]["name"])
+            return names
+
+        await until(lambda: {"Ana", "Marie 49"} <= known())
+    finally:
+        await link.stop()
