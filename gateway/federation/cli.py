@@ -36,7 +36,8 @@ def add_commands(commands: Commands) -> None:
         action="append",
         default=[],
         metavar="KID:X",
-        help="pin this key, given out of band, instead of fetching its keys (repeat)",
+        help="pin this key, given out of band, instead of fetching its keys (repeat; "
+        "write --key=KID:X when KID starts with '-')",
     )
     add.set_defaults(run=_peer_add)
     peer_commands.add_parser("list", help="list partner servers").set_defaults(run=_peer_list)

@@ -64,7 +64,8 @@ class SigningKey:
         raw = loaded.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        return cls(b64url(hashlib.sha256(raw).digest()[:12]), loaded, raw)
+        # "k" first: a base64url id may start with "-", which a command line takes for an option
+        return cls("k" + b64url(hashlib.sha256(raw).digest()[:12]), loaded, raw)
 
     def pem(self) -> str:
         return self.private_key.private_bytes(

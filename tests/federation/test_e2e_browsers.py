@@ -101,6 +101,16 @@ class Page:
             f"{self.name} to show {name} {'muted' if muted else 'unmuted'}",
         )
 
+    def wait_speaking(self, name: str, timeout: float = 15) -> None:
+        """``name``'s tile is marked speaking (the room's active speakers, from the RFC 6464
+        levels that crossed the relay link)."""
+        tile = self.page.get_by_test_id(f"tile-{self.id_of(name)}")
+        wait_until(
+            lambda: "speaking" in (tile.get_attribute("class") or "").split(),
+            timeout,
+            f"{self.name} to show {name} speaking",
+        )
+
     def send_chat(self, text: str) -> None:
         if not self.page.get_by_test_id("chat-input").is_visible():
             self.page.get_by_test_id("chat-toggle").click()
@@ -209,6 +219,10 @@ def test_browsers_and_a_phone_on_two_gateways_meet(
             dora.wait_hearing(PHONE_NAME, PHONE_HZ)
             felix.wait_video("Dora")
             dora.wait_video("Félix")
+            # Speaking state crosses too: each side computes it from the levels of the tracks.
+            felix.wait_speaking("Dora")
+            felix.wait_speaking(PHONE_NAME)
+            dora.wait_speaking("Félix")
 
             # Chat both ways.
             felix.send_chat("Bonjour de Paris")
@@ -268,6 +282,7 @@ def test_a_host_links_a_partner_room_from_the_page_and_sees_each_state(
     fr.create_room(room)
     de.create_room(room)
     partners.peer_add(fr, de)
+    de.admin("DELETE", f"/api/v1/federation/peers/{fr.name}")  # an earlier test may have added it
     target = f"ors:{room}@{de.name}"
     with chromium_with_tone(playwright, tmp_path, FELIX_HZ) as browser:
         host = open_page(browser, fr, room, "Félix", role="host")

@@ -257,3 +257,13 @@ def test_a_peer_address_is_https_host_and_port(url: str, canonical: str) -> None
 def test_other_addresses_are_refused(url: str) -> None:
     with pytest.raises(ValueError, match="not a server's address"):
         check_peer_url(url)
+
+
+def test_our_key_ids_never_read_as_a_command_line_option() -> None:
+    # base64url ids start with "-" one time in 32: `rondpoint keys retire -AbC...` would fail
+    keys = SigningKeys(Store(":memory:"))
+    kids = {keys.current.kid}
+    for _ in range(100):
+        kids.add(keys.rotate().kid)
+    assert all(kid.startswith("k") for kid in kids)
+    assert len(kids) == 101
