@@ -16,37 +16,15 @@ from gateway.media.endpoint import TrackRecord
 from gateway.media.relay import MediaRelay
 from gateway.media.relay_link import RelayLink
 from gateway.media.router import CodecInfo, ExtensionIds, Router
-from gateway.media.rtcp import RtcpGenericNack, RtcpPli, parse_rtcp
+from gateway.media.rtcp import RtcpGenericNack, RtcpPli
 from gateway.media.sdp import Codec
 from gateway.media.transport import ControllingTransport, UdpMux, WebRtcTransport
+from tests.unit.media.sinks import RecordingSink
 
 OPUS = Codec(111, "opus", 48000, 2)
 VP8 = Codec(96, "VP8", 90000)
 VP8_KEY = bytes.fromhex("90e0923405a010") + b"\x02\x00\x9d\x01\x2a"
 PREFIX = "fr-"  # de names the tracks fr announces fr-<fr's id>
-
-
-class Sink:
-    """A publisher or subscriber double: what the router sends it."""
-
-    def __init__(self) -> None:
-        self.rtp: list[bytes] = []
-        self.rtcp: list[bytes] = []
-
-    def send_rtp(self, packet: bytes) -> None:
-        self.rtp.append(packet)
-
-    def send_rtcp(self, packet: bytes) -> None:
-        self.rtcp.append(packet)
-
-    def plis(self) -> list[RtcpPli]:
-        return [p for data in self.rtcp for p in parse_rtcp(data) if isinstance(p, RtcpPli)]
-
-    def nacks(self) -> list[RtcpGenericNack]:
-        return [p for data in self.rtcp for p in parse_rtcp(data) if isinstance(p, RtcpGenericNack)]
-
-    def payloads(self) -> list[bytes]:
-        return [packet[12:] for packet in self.rtp]
 
 
 def rtp(seq: int, ssrc: int, payload: bytes, pt: int = 111, step: int = 960) -> bytes:
@@ -107,9 +85,11 @@ async def pair() -> AsyncIterator[Pair]:
         await de.stop()
 
 
-def publish(pair: Pair, track_id: str, kind: str, codec: Codec, layers: dict[str, int]) -> Sink:
+def publish(
+    pair: Pair, track_id: str, kind: str, codec: Codec, layers: dict[str, int]
+) -> RecordingSink:
     """A track published on fr (its publisher a double) with these rid -> SSRC layers."""
-    publisher = Sink()
+    publisher = RecordingSink()
     heights = {"q": 180, "h": 360, "f": 720}
     pair.fr.add_foreign_track(
         "room",
@@ -141,7 +121,7 @@ async def test_audio_crosses_only_when_demanded_with_des_ssrc_and_the_same_paylo
     assert pair.fr_link.stats()["bytes_out"] == 0  # nobody on de listens: nothing crosses
     assert pair.de_link.stats()["bytes_in"] == 0
 
-    bob = Sink()
+    bob = RecordingSink()
     pair.de_router.add_downtrack(PREFIX + "mic", "bob", bob, 4242, 111, ExtensionIds())
     await wait_for(lambda: pair.fr_router.downtrack_count("mic") == 1)  # de's relay tick
     await send_audio(pair, 11, 10)
@@ -157,7 +137,7 @@ async def test_audio_crosses_only_when_demanded_with_des_ssrc_and_the_same_paylo
 async def test_the_bytes_crossing_do_not_grow_with_des_subscribers(pair: Pair) -> None:
     publish(pair, "mic", "audio", OPUS, {"": 1234})
     pair.announce("mic", "audio", OPUS)
-    listeners = [Sink() for _ in range(5)]
+    listeners = [RecordingSink() for _ in range(5)]
     pair.de_router.add_downtrack(PREFIX + "mic", "l0", listeners[0], 100, 111, ExtensionIds())
     pair.send_demand()
 
@@ -183,7 +163,7 @@ async def test_the_bytes_crossing_do_not_grow_with_des_subscribers(pair: Pair) -
 async def test_only_the_demanded_simulcast_layer_crosses(pair: Pair) -> None:
     publish(pair, "cam", "video", VP8, {"q": 10, "h": 20, "f": 30})
     pair.announce("cam", "video", VP8)
-    bob = Sink()
+    bob = RecordingSink()
     pair.de_router.add_downtrack(PREFIX + "cam", "bob", bob, 555, 96, ExtensionIds())
     pair.de_router.set_max_height(PREFIX + "cam", "bob", 400)
     assert pair.de_link.wanted() == {PREFIX + "cam": ["h"]}
@@ -204,7 +184,7 @@ async def test_only_the_demanded_simulcast_layer_crosses(pair: Pair) -> None:
 async def test_nacks_are_answered_at_each_hop_from_its_own_history(pair: Pair) -> None:
     publisher = publish(pair, "mic", "audio", OPUS, {"": 1234})
     pair.announce("mic", "audio", OPUS)
-    bob = Sink()
+    bob = RecordingSink()
     pair.de_router.add_downtrack(PREFIX + "mic", "bob", bob, 4242, 111, ExtensionIds())
     pair.send_demand()
     await send_audio(pair, 1, 10)
@@ -244,7 +224,7 @@ async def test_nacks_are_answered_at_each_hop_from_its_own_history(pair: Pair) -
 async def test_a_pli_from_des_subscriber_reaches_frs_publisher(pair: Pair) -> None:
     publisher = publish(pair, "cam", "video", VP8, {"": 77})
     pair.announce("cam", "video", VP8)
-    bob = Sink()
+    bob = RecordingSink()
     pair.de_router.add_downtrack(PREFIX + "cam", "bob", bob, 888, 96, ExtensionIds())
     pair.send_demand()
     for seq in range(1, 6):
@@ -260,7 +240,7 @@ async def test_a_pli_from_des_subscriber_reaches_frs_publisher(pair: Pair) -> No
 async def test_a_new_offer_replaces_the_transport_and_media_flows_again(pair: Pair) -> None:
     publish(pair, "mic", "audio", OPUS, {"": 1234})
     pair.announce("mic", "audio", OPUS)
-    bob = Sink()
+    bob = RecordingSink()
     pair.de_router.add_downtrack(PREFIX + "mic", "bob", bob, 4242, 111, ExtensionIds())
     pair.send_demand()
     await send_audio(pair, 1, 5)
@@ -374,11 +354,11 @@ async def test_two_rooms_linked_between_the_same_relays_keep_their_media_apart(p
         ):
             pair.fr.add_foreign_track(
                 room, TrackRecord("mic", "alice", "audio", OPUS), CodecInfo("opus", 111, 48000),
-                ExtensionIds(), Sink(), ssrc=1234,
+                ExtensionIds(), RecordingSink(), ssrc=1234,
             )  # fmt: skip
             record = TrackRecord("fr-mic", "fr-alice", "audio", OPUS)
             de_link.add_remote_track(record, fr_link.local_streams("mic"))
-            listener = Sink()
+            listener = RecordingSink()
             pair.de.router(room).add_downtrack("fr-mic", "bob", listener, 9, 111, ExtensionIds())
             fr_link.set_demand({"mic": [""]})
             listeners.append(listener)

@@ -21,21 +21,10 @@ from gateway.media.relay_link import (
 from gateway.media.router import CodecInfo, ExtensionIds
 from gateway.media.sdp import Codec, SdpError
 from gateway.media.transport import ControllingTransport, UdpMux, WebRtcTransport
+from tests.unit.media.sinks import RecordingSink
 
 OPUS = Codec(111, "opus", 48000, 2)
 VP8 = Codec(96, "VP8", 90000)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.rtp: list[bytes] = []
-        self.rtcp: list[bytes] = []
-
-    def send_rtp(self, packet: bytes) -> None:
-        self.rtp.append(packet)
-
-    def send_rtcp(self, packet: bytes) -> None:
-        self.rtcp.append(packet)
 
 
 def rtp(seq: int, ssrc: int, pt: int = 111, payload: bytes = b"\xfcopus") -> bytes:
@@ -261,7 +250,7 @@ async def test_inbound_packets_are_demuxed_by_the_announced_ssrcs(relay: MediaRe
     link.add_remote_track(TrackRecord("de-a", "de-p", "audio", OPUS), [RemoteLayer("", 1111)])
     link.add_remote_track(TrackRecord("de-b", "de-q", "audio", OPUS), [RemoteLayer("", 2222)])
     router = relay.router("room")
-    first, second = Sink(), Sink()
+    first, second = RecordingSink(), RecordingSink()
     router.add_downtrack("de-a", "bob", first, 7, 111, ExtensionIds())
     router.add_downtrack("de-b", "bob", second, 8, 111, ExtensionIds())
     link._on_rtp(rtp(1, 1111, payload=b"\xfcA"))
@@ -279,7 +268,7 @@ async def test_remote_tracks_that_cannot_be_carried_are_refused(relay: MediaRela
     link = RelayLink(relay, "room", "de.test", controlling=False)
     relay.add_foreign_track(
         "room", TrackRecord("mine", "p", "audio", OPUS), CodecInfo("opus", 111, 48000),
-        ExtensionIds(), Sink(),
+        ExtensionIds(), RecordingSink(),
     )  # fmt: skip
     cases = [
         (TrackRecord("t", "p", "audio", Codec(0, "PCMU", 8000)), [RemoteLayer("", 1)], "codec"),
@@ -315,7 +304,7 @@ async def test_at_most_256_remote_tracks(relay: MediaRelay) -> None:
     assert not relay.router("room").has_receiver("t0")
 
 
-def _simulcast_track(relay: MediaRelay, publisher: Sink) -> None:
+def _simulcast_track(relay: MediaRelay, publisher: RecordingSink) -> None:
     relay.add_foreign_track(
         "room", TrackRecord("cam", "alice", "video", VP8), CodecInfo("VP8", 96, 90000),
         ExtensionIds(), publisher, layers=[("q", 180), ("h", 360), ("f", 720)],
@@ -325,7 +314,7 @@ def _simulcast_track(relay: MediaRelay, publisher: Sink) -> None:
 
 
 async def test_demand_adds_and_removes_exactly_the_demanded_downtracks(relay: MediaRelay) -> None:
-    _simulcast_track(relay, Sink())
+    _simulcast_track(relay, RecordingSink())
     link = RelayLink(relay, "room", "de.test", controlling=True)
     streams = link.local_streams("cam")
     assert [(s.rid, s.height) for s in streams] == [("q", 180), ("h", 360), ("f", 720)]
@@ -352,12 +341,14 @@ async def test_wanted_follows_local_subscribers_heights(relay: MediaRelay) -> No
     link.add_remote_track(TrackRecord("cam", "alice", "video", VP8), layers)
     assert link.wanted() == {}
     router = relay.router("room")
-    router.add_downtrack("cam", "bob", Sink(), 5, 96, ExtensionIds())
+    router.add_downtrack("cam", "bob", RecordingSink(), 5, 96, ExtensionIds())
     router.set_max_height("cam", "bob", 400)
     assert link.wanted() == {"cam": ["h"]}
-    router.add_downtrack("cam", "carol", Sink(), 6, 96, ExtensionIds())
+    router.add_downtrack("cam", "carol", RecordingSink(), 6, 96, ExtensionIds())
     router.set_max_height("cam", "carol", 100)  # nothing fits: the lowest
-    router.add_downtrack("cam", "dave", Sink(), 7, 96, ExtensionIds())  # no limit: the highest
+    router.add_downtrack(
+        "cam", "dave", RecordingSink(), 7, 96, ExtensionIds()
+    )  # no limit: the highest
     assert link.wanted() == {"cam": ["q", "h", "f"]}
     link._tick()
     link._tick()
@@ -395,7 +386,7 @@ async def test_a_track_announced_again_with_new_ssrcs_keeps_its_subscribers(
     link.add_remote_track(record, [RemoteLayer("", 1111)])
     link.add_remote_track(TrackRecord("de-b", "de-q", "audio", OPUS), [RemoteLayer("", 2222)])
     router = relay.router("room")
-    bob = Sink()
+    bob = RecordingSink()
     router.add_downtrack("de-a", "bob", bob, 7, 111, ExtensionIds())
     with pytest.raises(ValueError, match="another track"):
         link.add_remote_track(record, [RemoteLayer("", 2222)])

@@ -14,6 +14,7 @@ from gateway.media.rtcp import (
     parse_rtcp,
 )
 from gateway.media.rtp import RtpPacket
+from tests.unit.media.sinks import RecordingSink
 
 OPUS = CodecInfo("opus", 111, 48000)
 VP8 = CodecInfo("VP8", 96, 90000, rtx_payload_type=97)
@@ -27,27 +28,6 @@ H264_NON_IDR = bytes([0x41, 0x9A, 0x00])
 
 PUB_EXT = ExtensionIds(audio_level=1, mid=4, rid=10, repaired_rid=11, abs_send_time=3)
 SUB_EXT = ExtensionIds(audio_level=5, abs_send_time=3)
-
-
-class FakeSink:
-    def __init__(self) -> None:
-        self.rtp: list[bytes] = []
-        self.rtcp: list[bytes] = []
-
-    def send_rtp(self, packet: bytes) -> None:
-        self.rtp.append(packet)
-
-    def send_rtcp(self, packet: bytes) -> None:
-        self.rtcp.append(packet)
-
-    def parsed(self) -> list[RtpPacket]:
-        return [RtpPacket.parse(p) for p in self.rtp]
-
-    def plis(self) -> list[RtcpPli]:
-        return [p for data in self.rtcp for p in parse_rtcp(data) if isinstance(p, RtcpPli)]
-
-    def nacks(self) -> list[RtcpGenericNack]:
-        return [p for data in self.rtcp for p in parse_rtcp(data) if isinstance(p, RtcpGenericNack)]
 
 
 def rtp(
@@ -68,17 +48,17 @@ def rtp(
     ).serialize()
 
 
-def audio_room() -> tuple[Router, FakeSink, FakeSink]:
+def audio_room() -> tuple[Router, RecordingSink, RecordingSink]:
     router = Router("room", None)
-    publisher, subscriber = FakeSink(), FakeSink()
+    publisher, subscriber = RecordingSink(), RecordingSink()
     router.add_receiver("mic", "alice", "audio", OPUS, PUB_EXT, publisher)
     router.add_downtrack("mic", "bob", subscriber, 5000, 109, SUB_EXT, now=0.0)
     return router, publisher, subscriber
 
 
-def simulcast_room(codec: CodecInfo = VP8) -> tuple[Router, FakeSink, FakeSink]:
+def simulcast_room(codec: CodecInfo = VP8) -> tuple[Router, RecordingSink, RecordingSink]:
     router = Router("room", None, rtcp_ssrc=1)
-    publisher, subscriber = FakeSink(), FakeSink()
+    publisher, subscriber = RecordingSink(), RecordingSink()
     router.add_receiver(
         "cam",
         "alice",
@@ -135,7 +115,7 @@ def test_extensions_renumbered_to_subscriber_ids_and_others_stripped() -> None:
 
 def test_every_subscriber_gets_its_own_ssrc() -> None:
     router, _, first = audio_room()
-    second = FakeSink()
+    second = RecordingSink()
     router.add_downtrack("mic", "carol", second, 6000, 111, ExtensionIds(), now=0.0)
     router.on_rtp("mic", rtp(1, 0, 42, extensions={1: b"\x9e"}), now=0.0)
     assert first.parsed()[0].ssrc == 5000
@@ -159,7 +139,7 @@ def test_muted_track_not_forwarded() -> None:
 
 def test_paused_downtrack_not_forwarded_but_others_are() -> None:
     router, _, bob = audio_room()
-    carol = FakeSink()
+    carol = RecordingSink()
     router.add_downtrack("mic", "carol", carol, 6000, 111, ExtensionIds(), now=0.0)
     router.set_paused("mic", "bob", True)
     router.on_rtp("mic", rtp(1, 0, 42), now=0.0)
@@ -256,7 +236,7 @@ def test_layer_that_stops_falls_back_to_the_next_available() -> None:
 
 def test_simulcast_ssrc_learned_from_rid_extension() -> None:
     router = Router("room", None)
-    publisher, subscriber = FakeSink(), FakeSink()
+    publisher, subscriber = RecordingSink(), RecordingSink()
     router.add_receiver("cam", "alice", "video", VP8, PUB_EXT, publisher, rids=["q", "f"])
     router.add_downtrack("cam", "bob", subscriber, 7000, 96, SUB_EXT, now=0.0)
     router.on_rtp("cam", rtp(1, 0, 100, VP8_KEY, pt=96, extensions={10: b"q"}), now=0.0)
@@ -420,7 +400,7 @@ def test_active_speakers_ordered_by_level_and_reported_on_change_only() -> None:
     calls: list[tuple[str, list[tuple[str, float]]]] = []
     router = Router("room", lambda room, speakers: calls.append((room, speakers)))
     for participant, track in (("alice", "a"), ("carol", "c")):
-        router.add_receiver(track, participant, "audio", OPUS, PUB_EXT, FakeSink())
+        router.add_receiver(track, participant, "audio", OPUS, PUB_EXT, RecordingSink())
     for i in range(60):  # 1.2 s, alice at -20 dBov, carol at -35 dBov
         now = 0.02 * i
         router.on_rtp("a", rtp(i, 960 * i, 1, extensions={1: bytes([0x80 | 20])}), now=now)
@@ -435,7 +415,7 @@ def test_active_speakers_ordered_by_level_and_reported_on_change_only() -> None:
 
 def test_rtx_before_its_layer_is_known_is_dropped() -> None:
     router = Router("room", None)
-    publisher, subscriber = FakeSink(), FakeSink()
+    publisher, subscriber = RecordingSink(), RecordingSink()
     router.add_receiver("cam", "alice", "video", VP8, PUB_EXT, publisher, rids=["q", "f"])
     router.add_downtrack("cam", "bob", subscriber, 7000, 96, SUB_EXT, now=0.0)
     rtx = rtp(5, 0, 901, b"\x00\x01" + VP8_KEY, pt=97, extensions={11: b"f"})
