@@ -42,14 +42,18 @@ def _service(request: web.Request) -> FederationService:
 
 
 async def _caller(request: web.Request, service: FederationService) -> Peer:
-    """The signing peer, within its rate. An address whose requests keep failing verification
-    (anyone can reach these routes) gets 429 instead of a verdict after its burst."""
+    """The signing peer, within its rate. Anyone can reach these routes: an address that keeps
+    sending requests that name no peer of ours (malformed, or from a stranger) gets 429 instead
+    of a verdict after its burst. A request naming a peer is checked whatever its address (a
+    partner rotating its keys may send a few with an unknown key); it costs one signature check,
+    and a fetch of that peer's keys at most every 30 s."""
     try:
-        peer = await service.verifier.verify(request)
+        claimed = service.verifier.identify(request)
     except Problem:
         if not service.unverified.allow(request.remote or "?"):
             raise rate_limited("too many refused requests from this address", 60.0) from None
         raise
+    peer = await service.verifier.check(request, claimed)
     if not service.check_rate(peer):
         raise rate_limited(f"too many requests from {peer.name}; slow down", 1.0)
     return peer

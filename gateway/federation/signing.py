@@ -128,6 +128,16 @@ def _check_claims(claims: dict[str, Any]) -> None:
         raise _invalid("the token's 'jti' claim must be 16 to 64 characters [A-Za-z0-9_-]")
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A request's token, parsed, and the peer it claims to come from (not verified yet)."""
+
+    token: str
+    kid: str
+    claims: dict[str, Any]
+    peer: Peer
+
+
 class RequestVerifier:
     """Checks a partner's signed request in the order of spec 14.3 and returns the peer that sent
     it. Whether that peer may use the room it asks about is the endpoint's check
@@ -151,15 +161,24 @@ class RequestVerifier:
     async def verify(self, request: web.Request) -> Peer:
         """The peer that signed ``request``; a problem naming the first check that fails (its
         detail never repeats the token or a part of it)."""
+        return await self.check(request, self.identify(request))
+
+    def identify(self, request: web.Request) -> Claimed:
+        """Steps 1 and 2: a well-formed token naming a peer of this server (no key used yet)."""
         token, kid, claims = _parse(request.headers.get("Authorization", ""))
-        iss: str = claims["iss"]
-        peer = self._directory.store.peer(iss)
+        peer = self._directory.store.peer(claims["iss"])
         if peer is None:
             raise Problem(
                 "peer_not_allowed",
                 "the sender is not a peer of this server (its operator has not added it)",
                 403,
             )
+        return Claimed(token, kid, claims, peer)
+
+    async def check(self, request: web.Request, claimed: Claimed) -> Peer:
+        """Steps 3 to 8, for a request ``identify`` accepted."""
+        token, kid, claims, peer = claimed.token, claimed.kid, claimed.claims, claimed.peer
+        iss: str = claims["iss"]
         key = await self._directory.public_key(peer, kid)
         if key is None:
             raise Problem("key_unknown", "the signing key is not one the issuer publishes", 401)

@@ -303,6 +303,12 @@ async def test_an_address_sending_unverifiable_requests_is_slowed_down(fr: Fr) -
         statuses.append((response.status, (await response.json())["code"]))
     assert statuses[0] == (401, "signature_invalid")
     assert statuses[-1] == (429, "rate_limited")
+    # a request naming a peer is still judged: a partner rotating its keys gets the verdict
+    for n in range(3):
+        status, answer, _ = await fr.send(
+            "PUT", f"/transactions/t_rotating{n:04d}", {"link_id": LINK_ID}, keys=other_keys()
+        )
+        assert (status, answer["code"]) == (401, "key_unknown")
     # the partners it may be pretending to be are not slowed down by it
     await linked(fr)
     status, answer, _ = await fr.send(
