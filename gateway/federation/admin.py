@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -16,6 +15,7 @@ from gateway.federation.config import FederationConfig
 from gateway.federation.directory import MAX_KEYS, PeerDirectory, PeerUnreachable
 from gateway.federation.keys import SigningKey, fingerprint, public_key_of
 from gateway.federation.store import FederationStore, Peer
+from gateway.federation.targets import is_server_name
 from gateway.http.admin import authorize, string_field
 from gateway.ors.problems import Problem, json_object
 from gateway.rooms import RoomError, check_room_id
@@ -27,17 +27,11 @@ log = logging.getLogger(__name__)
 
 PLUGIN = "federation"
 MAX_PEER_ROOMS = 1000
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def check_peer_name(name: str) -> None:
     """ValueError with a sentence unless ``name`` is a server name: a lowercase DNS host name."""
-    labels = name.split(".")
-    if (
-        not 0 < len(name) <= 253
-        or not all(_LABEL.fullmatch(label) for label in labels)
-        or labels[-1].isdigit()
-    ):
+    if not is_server_name(name):
         raise ValueError(
             f"{name!r} is not a server name: a DNS name such as partner.example (lowercase "
             "letters, digits, '-' and '.')"

@@ -7,10 +7,20 @@ import re
 from gateway.rooms.model import ROOM_ID_PATTERN
 
 SCHEME = "ors"
-HOSTNAME = re.compile(
-    r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-)
-"""A server's name: a DNS host name, lowercase."""
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def is_server_name(name: str) -> bool:
+    """Whether ``name`` is a server's name: a lowercase DNS host name (not an IP address: its
+    last label is not all digits)."""
+    labels = name.split(".")
+    return (
+        0 < len(name) <= 253
+        and all(_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
 _SHAPE = "an ors: target is ors:ROOM@SERVER, e.g. ors:cabinet@de.example"
 
 
@@ -26,15 +36,14 @@ def split_target(target: str) -> tuple[str, str]:
             f"{_SHAPE}; ROOM is the room's name on the partner "
             "(3 to 64 lowercase letters, digits or '-')"
         )
-    if not HOSTNAME.fullmatch(server):
+    if not is_server_name(server):
         raise ValueError(f"{_SHAPE}; SERVER is the partner's DNS name, such as de.example")
     return room, server
 
 
 def normalize_target(target: str) -> str:
     """The canonical ``ors:room@server`` (server lowercase); ValueError with a sentence."""
-    room, server = split_target(target)
-    return f"{SCHEME}:{room}@{server}"
+    return target_of(*split_target(target))
 
 
 def target_of(peer_room: str, peer: str) -> str:

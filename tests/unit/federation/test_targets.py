@@ -36,6 +36,7 @@ def test_canonical_targets(written: str, canonical: str) -> None:
         "ors:cabinet@de_example",
         "ors:cabinet@-de.example",
         "ors:cabinet@de..example",
+        "ors:cabinet@127.0.0.12",  # a peer is a name (peer add refuses addresses too)
         "ors:cabinet@" + "a" * 254,
         "visio:cabinet@de.example",
         "ors:cabinet@user@de.example",
