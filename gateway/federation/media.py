@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.media.endpoint import TrackRecord
 from gateway.media.relay import MediaRelay
-from gateway.media.relay_link import LINK_CODECS, RelayLink, RemoteLayer
+from gateway.media.relay_link import RelayLink, RemoteLayer, link_codec_named
 from gateway.media.sdp import Codec
 from gateway.rooms import Track
 
@@ -31,8 +31,7 @@ REOFFER_SECONDS = 10.0
 
 def link_codec_of(name: str) -> Codec:
     """The relay link's codec for a track's codec name; ValueError if the link cannot carry it."""
-    key = "opus" if name.lower() == "opus" else name.upper()
-    codec = LINK_CODECS.get(key)
+    codec = link_codec_named(name)
     if codec is None:
         raise ValueError(f"a relay link does not carry {name or 'unknown'} tracks")
     return Codec(codec.payload_type, codec.name, codec.clock_rate, codec.channels, codec.fmtp)
@@ -56,7 +55,6 @@ class MediaGlue:
         self.relay_link = RelayLink(
             relay, room_id, name, controlling=controlling, on_wanted_change=self._wanted_changed
         )
-        self._was_connected = False
         self._offered_at = 0.0
 
     def _wanted_changed(self) -> None:
@@ -66,7 +64,6 @@ class MediaGlue:
 
     def create_offer(self) -> str:
         self._offered_at = self.clock()
-        self._was_connected = False
         return self.relay_link.create_offer()
 
     def accept_answer(self, sdp: str) -> None:
@@ -82,7 +79,6 @@ class MediaGlue:
         if not self.controlling or not self._offered_at:
             return False
         if self.relay_link.connected:
-            self._was_connected = True
             return False
         return self.clock() - self._offered_at >= REOFFER_SECONDS
 

@@ -107,8 +107,12 @@ class _RemoteTransport:
 
 def link_codec(codec: Codec) -> LinkCodec | None:
     """The link codec carrying a track of this codec, or None when the link cannot carry it."""
-    name = "opus" if codec.name.lower() == "opus" else codec.name.upper()
-    return LINK_CODECS.get(name)
+    return link_codec_named(codec.name)
+
+
+def link_codec_named(name: str) -> LinkCodec | None:
+    """The link codec for a codec name as SDP or a Track writes it (any case)."""
+    return LINK_CODECS.get("opus" if name.lower() == "opus" else name.upper())
 
 
 class RelayLink:
