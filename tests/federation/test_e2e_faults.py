@@ -61,6 +61,16 @@ async def wait_state(
     )
 
 
+async def meet(
+    fr: PartnerGateway, de: PartnerGateway, room: str, anna: Person, dirk: Person
+) -> None:
+    """Anna (on fr) and Dirk (on de) are listed once on both gateways and hear each other."""
+    await wait_names(fr, room, ["Anna", "Dirk"], 20)
+    await wait_names(de, room, ["Anna", "Dirk"], 20)
+    await anna.wait_hearing(ids(fr, room)["Dirk"], DIRK_HZ)
+    await dirk.wait_hearing(ids(de, room)["Anna"], ANNA_HZ)
+
+
 def ids(gateway: PartnerGateway, room: str) -> dict[str, str]:
     return {p["name"]: p["id"] for p in gateway.participants(room)}
 
@@ -85,10 +95,7 @@ async def test_a_crashed_partner_comes_back_without_duplicates_and_media_flows_a
         await wait_names(de, room, ["Anna"], 30)
 
         dirk = await Person.join(de, room, "Dirk", DIRK_HZ)
-        await wait_names(fr, room, ["Anna", "Dirk"], 20)
-        await wait_names(de, room, ["Anna", "Dirk"], 20)
-        await anna.wait_hearing(ids(fr, room)["Dirk"], DIRK_HZ)
-        await dirk.wait_hearing(ids(de, room)["Anna"], ANNA_HZ)
+        await meet(fr, de, room, anna, dirk)
     finally:
         await anna.leave()
         await dirk.leave()
@@ -150,10 +157,7 @@ async def test_a_cut_network_shows_retrying_drops_the_partners_people_and_heals(
 
         await wait_state(partners, "fr", room, "de", "connected", 45)
         await wait_state(partners, "de", room, "fr", "connected", 30)
-        await wait_names(fr, room, ["Anna", "Dirk"], 20)
-        await wait_names(de, room, ["Anna", "Dirk"], 20)
-        await anna.wait_hearing(ids(fr, room)["Dirk"], DIRK_HZ)
-        await dirk.wait_hearing(ids(de, room)["Anna"], ANNA_HZ)
+        await meet(fr, de, room, anna, dirk)
     finally:
         await anna.leave()
         await dirk.leave()
