@@ -65,14 +65,21 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None
     assert condition()
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[Pair]:
+async def unconnected_pair() -> tuple[MediaRelay, MediaRelay, RelayLink, RelayLink]:
+    """fr's and de's relays started on their addresses, and the room's link on each (no offer
+    made yet)."""
     fr = MediaRelay("127.0.0.11", 0, (1, 0))
     de = MediaRelay("127.0.0.12", 0, (1, 0))
     await fr.start()
     await de.start()
     fr_link = RelayLink(fr, "room", "de.test", controlling=True)
     de_link = RelayLink(de, "room", "fr.test", controlling=False)
+    return fr, de, fr_link, de_link
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[Pair]:
+    fr, de, fr_link, de_link = await unconnected_pair()
     fr_link.accept_answer(de_link.accept_offer(fr_link.create_offer()))
     pair = Pair(fr, de, fr_link, de_link)
     try:
@@ -316,12 +323,7 @@ async def test_consent_lost_when_the_partner_stops_answering(
 
 
 async def test_a_partner_whose_certificate_is_not_its_fingerprint_gets_no_media() -> None:
-    fr = MediaRelay("127.0.0.11", 0, (1, 0))
-    de = MediaRelay("127.0.0.12", 0, (1, 0))
-    await fr.start()
-    await de.start()
-    fr_link = RelayLink(fr, "room", "de.test", controlling=True)
-    de_link = RelayLink(de, "room", "fr.test", controlling=False)
+    fr, de, fr_link, de_link = await unconnected_pair()
     try:
         answer = de_link.accept_offer(fr_link.create_offer())
         digest = de.certificate.fingerprint[1]
