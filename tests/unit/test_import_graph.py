@@ -26,6 +26,8 @@ ALLOWED_SPOKE_IMPORTS = frozenset(
         # protocols/livekit is a library, not a plugin: the LiveKit participant client that
         # Visio's bridge speaks (Visio is a LiveKit deployment).
         ("protocols.visio", "protocols.livekit"),
+        # Element Call runs on LiveKit too: the Matrix bridge uses the same client.
+        ("protocols.matrix", "protocols.livekit"),
     }
 )
 """(importing plugin, imported package) pairs allowed across protocols/."""
