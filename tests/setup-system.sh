@@ -44,3 +44,5 @@ fi
 bash "$(dirname "$0")/livekit_server.sh" >/dev/null
 # livekit-client from the npm registry into .cache/ (a pinned version), only when missing.
 bash "$(dirname "$0")/livekit_client_npm.sh" >/dev/null
+# Synapse (the Matrix homeserver) from PyPI into its own venv under .cache/, for tests/matrix/.
+bash "$(dirname "$0")/synapse.sh" >/dev/null

@@ -1,0 +1,232 @@
+"""Fixtures of the Matrix bridge's tests: a real Synapse, a real livekit-server, our gateway.
+
+- `synapse_python` (session): the interpreter of Synapse's own venv (tests/synapse.sh).
+- `livekit` (module): tests/interop/livekit_fixtures' shared livekit-server, playing the focus.
+- `synapse` (module): a Synapse with no application service, for tests of the harness itself.
+- `matrix_stack` (module): ports chosen first, then our gateway with a `[matrix]` section (the
+  homeserver, fresh AS/HS tokens, the livekit fixture as the focus's LiveKit), then the
+  registration YAML from `rondpoint matrix registration` on that gateway's configuration file,
+  then Synapse started with it (the application service must listen before Synapse starts, or
+  Synapse backs off). `matrix_stack_restartable` (function): the same with a Synapse and a
+  livekit-server of the test's own, which it may kill and restart.
+
+On a failed test, the Synapse, gateway and livekit-server logs go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_process import ROOT, RunningGateway, free_port, running_gateway
+from tests.interop.livekit_fixtures import (
+    RunningLiveKit,
+    livekit_server,
+    livekit_server_restartable,
+    running_livekit,
+)
+from tests.matrix.synapse import (
+    SERVER_NAME,
+    MatrixUser,
+    RunningSynapse,
+    install_synapse,
+    running_synapse,
+    wait_for,
+)
+
+__all__ = ["livekit_server", "livekit_server_restartable"]
+
+ARTIFACTS = ROOT / "test-artifacts"
+BOT_LOCALPART = "rondpoint"
+USER_PREFIX = "rondpoint_"
+
+
+@dataclass
+class MatrixStack:
+    gateway: RunningGateway
+    synapse: RunningSynapse
+    livekit: RunningLiveKit
+    as_token: str
+    hs_token: str
+    registration_path: Path
+
+    @property
+    def server_name(self) -> str:
+        return self.synapse.server_name
+
+    @property
+    def bot_user_id(self) -> str:
+        return f"@{BOT_LOCALPART}:{self.server_name}"
+
+    def ghost_prefix(self) -> str:
+        """Ghost user ids start with this (`@rondpoint_`)."""
+        return f"@{USER_PREFIX}"
+
+    def link(self, room_here: str, matrix_room: str) -> None:
+        """Links our room ROOM_HERE (created when missing) to MATRIX_ROOM (`!id:hs.test`)."""
+        status, _ = self.gateway.admin("GET", f"/api/v1/rooms/{room_here}")
+        if status == 404:
+            self.gateway.create_room(room_here)
+        status, body = self.gateway.admin(
+            "POST", f"/api/v1/rooms/{room_here}/links", {"target": f"matrix:{matrix_room}"}
+        )
+        assert status == 201, body
+
+    def link_state(self, room_here: str) -> dict[str, object]:
+        """The status of ROOM_HERE's first link ({state, detail...}), {} when it has none."""
+        status, body = self.gateway.admin("GET", f"/api/v1/rooms/{room_here}/links")
+        assert status == 200, body
+        items = body["links"] if isinstance(body, dict) else body
+        return dict(items[0]["status"]) if items else {}
+
+    async def linked_room(
+        self,
+        owner: MatrixUser,
+        room_here: str | None = None,
+        *,
+        name: str = "",
+        encrypted: bool = False,
+        state: str = "connected",
+        timeout: float = 20.0,
+    ) -> tuple[str, str]:
+        """OWNER creates a Matrix room inviting the bot, our room (ROOM_HERE or a fresh id) is
+        linked to it; returns (room_here, matrix_room_id) once the link's state is STATE."""
+        room_here = room_here or f"mx-{secrets.token_hex(4)}"
+        matrix_room = await owner.create_room(
+            name or room_here, encrypted=encrypted, invite=[self.bot_user_id]
+        )
+        self.link(room_here, matrix_room)
+
+        async def reached() -> bool:
+            return self.link_state(room_here).get("state") == state
+
+        await wait_for(reached, f"the link of {room_here} to be {state}", timeout)
+        return room_here, matrix_room
+
+
+def matrix_config(synapse_port: int, livekit: RunningLiveKit, as_token: str, hs_token: str) -> str:
+    """The gateway's `[matrix]` section for a Synapse on SYNAPSE_PORT and LIVEKIT as the focus."""
+    return (
+        "[matrix]\n"
+        f'homeserver_url = "http://127.0.0.1:{synapse_port}"\n'
+        f'server_name = "{SERVER_NAME}"\n'
+        f'as_token = "{as_token}"\n'
+        f'hs_token = "{hs_token}"\n'
+        f'sender_localpart = "{BOT_LOCALPART}"\n'
+        f'user_prefix = "{USER_PREFIX}"\n'
+        f'livekit_url = "{livekit.url}"\n'
+        f'livekit_api_key = "{livekit.api_key}"\n'
+        f'livekit_api_secret = "{livekit.api_secret}"\n'
+        "reconnect_max_seconds = 2\n"
+    )
+
+
+def write_registration(gateway: RunningGateway, path: Path) -> Path:
+    """The registration YAML printed by `rondpoint matrix registration` for GATEWAY's config."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "--config", str(gateway.config_path)]
+        + ["matrix", "registration"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"rondpoint matrix registration failed:\n{result.stderr[-4000:]}")
+    path.write_text(result.stdout)
+    return path
+
+
+def keep_artifacts(prefix: str, logs: dict[str, Path]) -> None:
+    """Copies LOGS (name -> path) to test-artifacts/PREFIX-NAME."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, path in logs.items():
+        with contextlib.suppress(OSError):
+            shutil.copyfile(path, ARTIFACTS / f"{prefix}-{name}")
+
+
+@contextlib.contextmanager
+def running_stack(
+    tmp: Path, python: Path, livekit: RunningLiveKit, request: pytest.FixtureRequest
+) -> Iterator[MatrixStack]:
+    synapse_port = free_port()
+    as_token = secrets.token_urlsafe(24)
+    hs_token = secrets.token_urlsafe(24)
+    failed_before = request.session.testsfailed
+    extra = matrix_config(synapse_port, livekit, as_token, hs_token)
+    (tmp / "gateway").mkdir(parents=True, exist_ok=True)
+    with running_gateway(tmp / "gateway", extra_config=extra, log_format="text") as gateway:
+        registration = write_registration(gateway, tmp / "registration.yaml")
+        logs = {"gateway.log": gateway.log_path, "livekit.log": livekit.log_path}
+        try:
+            with running_synapse(
+                tmp, python, app_service_files=[registration], port=synapse_port
+            ) as synapse:
+                logs["synapse.log"] = synapse.log_path
+                yield MatrixStack(gateway, synapse, livekit, as_token, hs_token, registration)
+        finally:
+            if request.session.testsfailed > failed_before:
+                name = getattr(request.node, "name", "matrix").replace("/", "_")
+                keep_artifacts(f"matrix-{Path(name).stem}", logs)
+
+
+@pytest.fixture(scope="session")
+def synapse_python() -> Path:
+    """Synapse's venv interpreter (installed by tests/synapse.sh when missing; fails, never skips)."""
+    return install_synapse()
+
+
+@pytest.fixture(scope="module")
+def livekit(livekit_server: RunningLiveKit) -> RunningLiveKit:
+    """The module's livekit-server (tests/interop/livekit_fixtures.py), the focus's SFU."""
+    return livekit_server
+
+
+@pytest.fixture(scope="module")
+def synapse(
+    synapse_python: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningSynapse]:
+    """A Synapse with no application service."""
+    failed_before = request.session.testsfailed
+    with running_synapse(Path(tmp_path_factory.mktemp("synapse")), synapse_python) as running:
+        try:
+            yield running
+        finally:
+            if request.session.testsfailed > failed_before:
+                keep_artifacts(
+                    f"matrix-{Path(request.node.name).stem}", {"synapse.log": running.log_path}
+                )
+
+
+@pytest.fixture(scope="module")
+def matrix_stack(
+    synapse_python: Path,
+    livekit: RunningLiveKit,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[MatrixStack]:
+    """Our gateway as the application service of a real Synapse, the livekit fixture as the focus."""
+    tmp = Path(tmp_path_factory.mktemp("matrix-stack"))
+    with running_stack(tmp, synapse_python, livekit, request) as stack:
+        yield stack
+
+
+@pytest.fixture
+def matrix_stack_restartable(
+    synapse_python: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[MatrixStack]:
+    """A stack of this test's own: it may kill/restart its Synapse (stack.synapse) and its
+    livekit-server (stack.livekit)."""
+    with (
+        running_livekit(tmp_path) as livekit,
+        running_stack(tmp_path, synapse_python, livekit, request) as stack,
+    ):
+        yield stack
