@@ -1,106 +1,34 @@
 """The Visio bridge: one room here and one Visio (LiveKit) room become one meeting.
 
-A `VisioLink` joins the Visio room's LiveKit room (its name is the Visio room's UUID) as:
+A `VisioLink` is a protocols/livekit/bridge.py `LiveKitBridge` joining the Visio room's LiveKit
+room (its name is the Visio room's UUID), with the Visio policy:
 
-- one hidden participant, the *bridge*, that subscribes to every Visio participant's tracks and
-  brings each Visio participant here as a participant of origin `visio` (name, audio, video,
-  screen share, mute state; active speakers come from the RFC 6464 levels LiveKit forwards), and
-  reads the room's chat (`lk.chat` text streams, protocols/livekit/data.py);
-- one LiveKit participant per person on this side (a *mirror*: identity `<prefix><participant
-  id>`, the person's name, attributes `rondpoint.origin` and, for phones, `sip.phoneNumber` as
-  masked here, LiveKit kind `sip` for phones), publishing that person's tracks and sending their
-  chat messages.
-
-Media stays encoded (protocols/livekit/media.py): LiveKit's RTP goes to the room's router as a
-foreign track, and the router's downtracks send our tracks to the mirrors' publisher connections;
-RTCP feedback goes both ways (NACK, PLI, receiver reports). Phones hear Visio through the room's
-audio conference like any other track.
-
-Loops are cut by origin: participants this link brought here are never mirrored to Visio, and
-identities starting with the configured prefix (ours) are never brought here.
-
-Both directions are reconciled, not replayed: each change (a LiveKit update, a room event) runs a
-sync of the affected participant against the current state. That makes reconnection simple:
-a lost signalling connection is resumed by each LiveKit participant (protocols/livekit/rtc.py);
-when that fails (livekit-server restarted, network down too long), the link closes its LiveKit
-side and joins again with the same identities, with exponential backoff, and the sync brings
-both sides back in line: Visio participants still present keep their participant here, others
-leave, nobody is duplicated.
+- every Visio participant not ours comes here with origin `visio`, their Visio name (sanitised
+  as this room shows names, else their identity) and their LiveKit identity as origin address;
+- every person on this side is mirrored to Visio as identity `<prefix><participant id>`, the
+  person's name, attributes `rondpoint.origin` and `rondpoint.participant` and, for phones,
+  `sip.phoneNumber` as masked here, LiveKit kind `sip` for phones;
+- identities starting with the configured prefix (the bridge `<prefix>bridge-<room>` and the
+  mirrors) are ours, never brought here;
+- chat crosses as Visio's `lk.chat` text streams.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import math
-import time
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
-from livekit.protocol import models
-from livekit.protocol import rtc as lkrtc
-
-from gateway.links import LinkState, LinkStatus
-from gateway.media.endpoint import TrackRecord
-from gateway.media.sdp import Codec
-from gateway.rooms import (
-    ChatMessage,
-    ParticipantJoined,
-    ParticipantLeft,
-    ParticipantState,
-    ParticipantUpdated,
-    Role,
-    RoomError,
-    Track,
-    TrackKind,
-    TrackMuted,
-    TrackPublished,
-    TrackSource,
-    TrackUnpublished,
-)
-from gateway.rooms.events import RoomEvent, Subscription
-from gateway.rooms.model import Participant, Room
+from gateway.rooms.model import Participant
 from gateway.rooms.names import display_name as room_display_name
-from protocols.livekit.data import TextStreamAssembler, chat_packets, is_chat
-from protocols.livekit.rtc import LiveKitParticipant, LiveKitRtcError, LocalTrack, RemoteTrack
+from protocols.livekit.bridge import BridgeSettings, LiveKitBridge, MirrorGrant
 from protocols.livekit.signal import Participant as LkParticipant
-from protocols.livekit.signal import SignalError
-from protocols.livekit.tokens import MintError, VideoGrant, mint_token
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
     from protocols.visio.config import VisioConfig
 
-log = logging.getLogger(__name__)
-
 VISIO_ORIGIN = "visio"
 """Origin of the participants the bridge brings here from Visio."""
-BRIDGE_NAME = "Rondpoint"
-JOIN_TIMEOUT = 10.0
-FIRST_RETRY = 0.5
-DEMAND_INTERVAL = 0.5
-"""How often unwatched Visio video is paused, and watched video resumed."""
-TOKEN_TTL = 600.0
-"""Join tokens live 10 minutes: LiveKit sends a refresh token for resuming later."""
-STABLE_SECONDS = 30.0
-"""A session that lasted this long resets the backoff; shorter ones keep it growing."""
-
-_SOURCES_IN = {
-    "microphone": TrackSource.MICROPHONE,
-    "camera": TrackSource.CAMERA,
-    "screen_share": TrackSource.SCREEN,
-    "screen_share_audio": TrackSource.SCREEN_AUDIO,
-}
-_SOURCES_OUT = {
-    TrackSource.MICROPHONE: models.TrackSource.MICROPHONE,
-    TrackSource.CAMERA: models.TrackSource.CAMERA,
-    TrackSource.SCREEN: models.TrackSource.SCREEN_SHARE,
-    TrackSource.SCREEN_AUDIO: models.TrackSource.SCREEN_SHARE_AUDIO,
-}
-_FAILURES = (SignalError, MintError, aiohttp.ClientError, OSError, TimeoutError, RoomError)
 
 
 def display_name(name: str, fallback: str) -> str:
@@ -115,597 +43,54 @@ def phone_number(participant: Participant) -> str:
     return address.removeprefix("Phone ").strip() or "•••"
 
 
-@dataclass
-class _Mirror:
-    """A person from here, present in the LiveKit room as their own participant."""
+@dataclass(frozen=True)
+class VisioPolicy:
+    """Visio's names and identities (a protocols/livekit/bridge.py ``BridgePolicy``)."""
 
-    participant_id: str
-    identity: str
-    lk: LiveKitParticipant | None = None
-    name: str = ""
-    tracks: dict[str, LocalTrack] = field(default_factory=dict)
-    """Our track id -> the LiveKit track carrying it."""
-    muted: dict[str, bool] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    identity_prefix: str
+    origin: str = VISIO_ORIGIN
 
-    @property
-    def subscriber_id(self) -> str:
-        return f"visio-mirror:{self.participant_id}"
+    def is_ours(self, identity: str) -> bool:
+        return identity.startswith(self.identity_prefix)
+
+    def mirror_identity(self, participant: Participant) -> str:
+        return f"{self.identity_prefix}{participant.id}"
+
+    def mirror_grant(self, participant: Participant) -> MirrorGrant:
+        attributes = {
+            "rondpoint.origin": participant.origin,
+            "rondpoint.participant": participant.id,
+        }
+        if participant.origin == "sip":
+            attributes["sip.phoneNumber"] = phone_number(participant)
+            return MirrorGrant(participant.name, "sip", attributes)
+        return MirrorGrant(participant.name, attributes=attributes)
+
+    def remote_name(self, info: LkParticipant) -> str:
+        return display_name(info.name, info.identity)
+
+    def remote_address(self, info: LkParticipant) -> str:
+        return info.identity
+
+    def wants_mirror(self, participant: Participant) -> bool:
+        return True
 
 
-@dataclass
-class _Remote:
-    """A Visio participant, present here as a participant of origin visio."""
-
-    identity: str
-    participant_id: str
-    tracks: dict[str, str] = field(default_factory=dict)
-    """LiveKit track sid (also its id here) -> kind, for the tracks that have a router receiver."""
-    requested: set[str] = field(default_factory=set)
-
-
-class VisioLink:
+class VisioLink(LiveKitBridge):
     """The link of one room here to one Visio room; see the module docstring."""
 
+    connected_detail = "in the Visio room"
+
     def __init__(self, gateway: Gateway, config: VisioConfig, room_id: str, visio_room: str):
-        self.gateway = gateway
+        settings = BridgeSettings(
+            url=config.livekit_url,
+            api_key=config.api_key,
+            api_secret=config.api_secret,
+            livekit_room=visio_room,
+            bridge_identity=f"{config.identity_prefix}bridge-{room_id}",
+            target=f"visio:{visio_room}",
+            reconnect_max_seconds=config.reconnect_max_seconds,
+        )
+        super().__init__(gateway, room_id, settings, VisioPolicy(config.identity_prefix))
         self.config = config
-        self.room_id = room_id
         self.visio_room = visio_room
-        self.target = f"visio:{visio_room}"
-        self._status = LinkStatus(LinkState.CONNECTING, "starting", time.time())
-        self._task: asyncio.Task[None] | None = None
-        self._bridge: LiveKitParticipant | None = None
-        self._remotes: dict[str, _Remote] = {}
-        self._mirrors: dict[str, _Mirror] = {}
-        self._events: Subscription | None = None
-        self._session_tasks: set[asyncio.Task[None]] = set()
-        self._broken: asyncio.Future[str] | None = None
-        self._chat = TextStreamAssembler()
-        self._remote_lock = asyncio.Lock()
-        self._counted = (0, 0)
-        """RTP packets received and sent by the LiveKit participants of closed sessions."""
-        self._speaking: dict[str, tuple[str, int]] = {}
-        """Audio track sid -> (participant id here, RFC 6464 level) of Visio people speaking."""
-
-    # --- the Link protocol --------------------------------------------------------------------
-
-    def status(self) -> LinkStatus:
-        self._status.remote_participants = len(self._remotes)
-        packets_in, packets_out = self._counted
-        if self._bridge is not None:
-            packets_in += self._bridge.subscriber_tap.packets_in
-        for mirror in self._mirrors.values():
-            if mirror.lk is not None:
-                packets_out += mirror.lk.publisher_tap.packets_out
-        self._status.packets_in, self._status.packets_out = packets_in, packets_out
-        return self._status
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"visio-link-{self.room_id}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._close_session(leave=True)
-        room = self._room()
-        if room is not None:
-            for remote in list(self._remotes.values()):
-                self._remove_remote(room, remote)
-        self._remotes.clear()
-        self._set(LinkState.STOPPED, "unlinked")
-
-    async def forget(self) -> None:
-        """Nothing to tell Visio: the room there lives on; ``stop()`` leaves it."""
-
-    # --- supervision --------------------------------------------------------------------------
-
-    def _set(self, state: LinkState, detail: str = "") -> None:
-        if state != self._status.state or detail != self._status.detail:
-            log.info("link %s of room %s: %s %s", self.target, self.room_id, state, detail)
-        self._status = LinkStatus(state, detail, time.time(), self._status.attempts)
-
-    async def _run(self) -> None:
-        delay = FIRST_RETRY
-        while True:
-            connected_at = None
-            try:
-                await self._open_session()
-                connected_at = time.monotonic()
-                self._set(LinkState.CONNECTED, "in the Visio room")
-                assert self._broken is not None
-                reason = await self._broken
-            except asyncio.CancelledError:
-                raise
-            except _FAILURES as exc:
-                reason = str(exc) or exc.__class__.__name__
-            except Exception as exc:  # a bug must not end the link: report it and retry
-                log.exception("Visio link %s failed", self.target)
-                reason = f"internal error ({exc.__class__.__name__})"
-            await self._close_session(leave=False)
-            if connected_at is not None and time.monotonic() - connected_at >= STABLE_SECONDS:
-                # It had worked for a while: start the backoff again from the beginning.
-                self._status.attempts = 0
-                delay = FIRST_RETRY
-            self._status.attempts += 1
-            self._set(LinkState.RETRYING, f"{reason}; next attempt in {delay:g} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, float(self.config.reconnect_max_seconds))
-
-    async def _open_session(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._broken = loop.create_future()
-        self._chat = TextStreamAssembler()
-        room = self._room()
-        if room is None:
-            raise RoomError("room_not_found", f"room '{self.room_id}' does not exist", 404)
-        self._events = self.gateway.bus.subscribe(self.room_id)
-        bridge = await LiveKitParticipant.connect(
-            self.config.livekit_url,
-            self._token(self._bridge_identity(), BRIDGE_NAME, hidden=True),
-            encoded=True,
-            auto_subscribe=False,
-            timeout=JOIN_TIMEOUT,
-        )
-        self._bridge = bridge
-        bridge.on_remote_track = self._on_remote_track
-        bridge.on_remote_track_ended = self._on_remote_track_ended
-        bridge.on_rtp = self._on_remote_rtp
-        bridge.on_subscriber_rtcp = self._on_remote_rtcp
-        bridge.on_data = self._on_data
-        bridge.on_signal = self._on_signal
-        bridge.on_participants = lambda _: self._spawn(self._sync_remotes(bridge))
-        self._spawn(self._watch(bridge, "the bridge participant"))
-        self._spawn(self._follow_room())
-        self._spawn(self._follow_demand(bridge))
-        await self._sync_remotes(bridge)
-        for participant in list(room.participants.values()):
-            self._schedule_mirror(participant.id)
-
-    async def _close_session(self, *, leave: bool) -> None:
-        status = self.status()
-        self._counted = (status.packets_in, status.packets_out)
-        for task in list(self._session_tasks):
-            task.cancel()
-        for task in list(self._session_tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._session_tasks.clear()
-        if self._events is not None:
-            self._events.close()
-            self._events = None
-        router = self.gateway.relay.router(self.room_id)
-        for mirror in list(self._mirrors.values()):
-            for track_id in mirror.tracks:
-                router.remove_downtrack(track_id, mirror.subscriber_id)
-            if mirror.lk is not None:
-                with contextlib.suppress(Exception):
-                    await mirror.lk.close(leave=leave)
-        self._mirrors.clear()
-        if self._bridge is not None:
-            with contextlib.suppress(Exception):
-                await self._bridge.close(leave=leave)
-            self._bridge = None
-        for remote in self._remotes.values():
-            for track_id in list(remote.tracks):
-                self._drop_remote_track(remote, track_id)
-            remote.requested.clear()
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._session_tasks.add(task)
-        task.add_done_callback(self._session_tasks.discard)
-
-    def _break(self, reason: str) -> None:
-        if self._broken is not None and not self._broken.done():
-            self._broken.set_result(reason)
-
-    async def _watch(self, lk: LiveKitParticipant, who: str, mirror: _Mirror | None = None) -> None:
-        """Break the session when LK's ends by itself (not when we closed it). A mirror that
-        Visio removed takes its person out of the room here too (a phone is hung up)."""
-        ended = asyncio.ensure_future(lk.ended.wait())
-        closed = asyncio.ensure_future(lk.closed.wait())
-        try:
-            await asyncio.wait((ended, closed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ended.cancel()
-            closed.cancel()
-        if not lk.ended.is_set() or lk.closed.is_set():
-            return
-        if mirror is not None and lk.left is not None and lk.left.reason == "PARTICIPANT_REMOVED":
-            room = self._room()
-            if room is not None and mirror.participant_id in room.participants:
-                log.info("Visio removed %s: removing them here", mirror.participant_id)
-                self.gateway.rooms.remove_participant(room, mirror.participant_id, "removed")
-            return
-        self._break(f"{who}: {lk.end_reason}")
-
-    def _on_mirror_signal(self, mirror: _Mirror, kind: str, message: lkrtc.SignalResponse) -> None:
-        """A Visio host muted (or unmuted) a track of a person from here: so it is, here too."""
-        if kind != "mute":
-            return
-        room = self._room()
-        request = message.mute
-        track_id = next((t for t, local in mirror.tracks.items() if local.sid == request.sid), None)
-        if room is None or track_id is None:
-            return
-        mirror.muted[track_id] = request.muted
-        with contextlib.suppress(RoomError):
-            self.gateway.rooms.set_muted(room, mirror.participant_id, track_id, request.muted)
-
-    # --- tokens -------------------------------------------------------------------------------
-
-    def _bridge_identity(self) -> str:
-        return f"{self.config.identity_prefix}bridge-{self.room_id}"
-
-    def _token(
-        self,
-        identity: str,
-        name: str,
-        *,
-        hidden: bool = False,
-        kind: str = "standard",
-        attributes: dict[str, str] | None = None,
-    ) -> str:
-        grant = VideoGrant(
-            room=self.visio_room,
-            room_join=True,
-            can_subscribe=hidden,
-            can_publish=not hidden,
-            can_publish_data=True,
-            can_update_own_metadata=True,
-            hidden=hidden or None,
-        )
-        return mint_token(
-            self.config.api_key,
-            self.config.api_secret,
-            identity=identity,
-            name=name,
-            kind=kind,
-            grant=grant,
-            attributes=attributes,
-            ttl=TOKEN_TTL,
-        )
-
-    # --- Visio -> here ------------------------------------------------------------------------
-
-    def _room(self) -> Room | None:
-        try:
-            return self.gateway.rooms.get(self.room_id)
-        except RoomError:
-            return None
-
-    def _ours(self, identity: str) -> bool:
-        return identity.startswith(self.config.identity_prefix)
-
-    async def _sync_remotes(self, bridge: LiveKitParticipant) -> None:
-        """Make this room's visio participants match the LiveKit room's people."""
-        async with self._remote_lock:
-            try:
-                await self._sync_remotes_locked(bridge)
-            except _FAILURES as exc:
-                self._break(f"following the Visio room: {exc}")
-
-    async def _sync_remotes_locked(self, bridge: LiveKitParticipant) -> None:
-        room = self._room()
-        if room is None:
-            return
-        present = {
-            p.identity: p
-            for p in bridge.signal.session.participants.values()
-            if not self._ours(p.identity) and p.state != "DISCONNECTED"
-        }
-        for identity, remote in list(self._remotes.items()):
-            if identity not in present or remote.participant_id not in room.participants:
-                self._remove_remote(room, remote)
-        wanted: list[str] = []
-        for identity, info in present.items():
-            known = self._remotes.get(identity)
-            if known is None:
-                participant = self.gateway.rooms.add_participant(
-                    room,
-                    display_name(info.name, identity),
-                    Role.MEMBER,
-                    origin=VISIO_ORIGIN,
-                    origin_address=identity,
-                    lobby=False,
-                )
-                remote = _Remote(identity, participant.id)
-                self._remotes[identity] = remote
-            else:
-                remote = known
-                here = room.participants[remote.participant_id]
-                name = display_name(info.name, identity)
-                if here.name != name:
-                    self.gateway.rooms.update_name(room, remote.participant_id, name)
-            sids = {t.sid for t in info.tracks}
-            for sid in list(remote.tracks):
-                if sid not in sids:
-                    self._drop_remote_track(remote, sid)
-            for track in info.tracks:
-                if track.sid in remote.tracks:
-                    with contextlib.suppress(RoomError):
-                        self.gateway.rooms.set_muted(
-                            room, remote.participant_id, track.sid, track.muted
-                        )
-                elif track.sid not in remote.requested:
-                    remote.requested.add(track.sid)
-                    wanted.append(track.sid)
-        await bridge.subscribe(wanted)
-
-    def _remote_for(self, participant_sid: str) -> tuple[_Remote, LkParticipant] | None:
-        bridge = self._bridge
-        if bridge is None:
-            return None
-        info = bridge.signal.session.participants.get(participant_sid)
-        if info is None:
-            return None
-        remote = self._remotes.get(info.identity)
-        return (remote, info) if remote is not None else None
-
-    def _on_remote_track(self, track: RemoteTrack) -> None:
-        found = self._remote_for(track.participant_sid)
-        room = self._room()
-        if found is None or room is None:
-            return
-        remote, info = found
-        if track.sid in remote.tracks:
-            return
-        described = next((t for t in info.tracks if t.sid == track.sid), None)
-        source = _SOURCES_IN.get(described.source if described else "")
-        if source is None:
-            source = TrackSource.MICROPHONE if track.kind == "audio" else TrackSource.CAMERA
-        codec = track.codec
-        assert self._bridge is not None
-        sdp_codec = Codec(
-            codec.payload_type,
-            codec.name,
-            codec.clock_rate,
-            2 if track.kind == "audio" and codec.name.lower() == "opus" else None,
-            track.fmtp,
-        )
-        self.gateway.relay.add_foreign_track(
-            self.room_id,
-            TrackRecord(track.sid, remote.participant_id, track.kind, sdp_codec),
-            codec,
-            track.extensions,
-            self._bridge.subscriber_tap,
-            track.ssrc,
-            track.rtx_ssrc,
-        )
-        remote.tracks[track.sid] = track.kind
-        self.gateway.rooms.publish_track(
-            room,
-            Track(
-                id=track.sid,
-                owner=remote.participant_id,
-                kind=TrackKind(track.kind),
-                source=source,
-                codec=codec.name,
-                muted=bool(described and described.muted),
-            ),
-        )
-
-    def _on_remote_track_ended(self, sid: str) -> None:
-        for remote in self._remotes.values():
-            if sid in remote.tracks:
-                self._drop_remote_track(remote, sid)
-                remote.requested.discard(sid)
-
-    def _drop_remote_track(self, remote: _Remote, sid: str) -> None:
-        remote.tracks.pop(sid, None)
-        self.gateway.relay.remove_foreign_track(self.room_id, sid)
-        room = self._room()
-        if room is not None:
-            with contextlib.suppress(RoomError):
-                self.gateway.rooms.unpublish_track(room, remote.participant_id, sid)
-
-    def _remove_remote(self, room: Room, remote: _Remote) -> None:
-        for sid in list(remote.tracks):
-            self._drop_remote_track(remote, sid)
-        self._remotes.pop(remote.identity, None)
-        self.gateway.rooms.remove_participant(room, remote.participant_id)
-
-    def _on_remote_rtp(self, track_sid: str, packet: bytes) -> None:
-        router = self.gateway.relay.router(self.room_id)
-        speaking = self._speaking.get(track_sid)
-        if speaking is not None:
-            # LiveKit sends no RFC 6464 levels to subscribers, it names the speakers instead
-            # (speakers_changed): their packets count as that loud for our speaker detection.
-            router.speakers.on_audio_level(*speaking)
-        router.on_rtp(track_sid, packet)
-
-    def _on_signal(self, kind: str, message: lkrtc.SignalResponse) -> None:
-        if kind != "speakers_changed" or self._bridge is None:
-            return
-        session = self._bridge.signal.session
-        for speaker in message.speakers_changed.speakers:
-            info = session.participants.get(speaker.sid)
-            remote = self._remotes.get(info.identity) if info is not None else None
-            if info is None or remote is None:
-                continue
-            audio = [t.sid for t in info.tracks if t.kind == "audio"]
-            for sid in audio:
-                if speaker.active:
-                    # LiveKit's level is linear, 10^(-dBov/20) (a -12 dBov tone reads 0.25).
-                    level = 127 if speaker.level <= 0 else round(-20 * math.log10(speaker.level))
-                    level = max(0, min(127, level))
-                    self._speaking[sid] = (remote.participant_id, level)
-                else:
-                    self._speaking.pop(sid, None)
-
-    def _on_remote_rtcp(self, packet: bytes) -> None:
-        bridge = self._bridge
-        if bridge is None or len(packet) < 8:
-            return
-        sid = bridge.track_for_ssrc(int.from_bytes(packet[4:8], "big"))
-        if sid is not None:
-            self.gateway.relay.router(self.room_id).on_publisher_rtcp(sid, packet)
-
-    async def _follow_demand(self, bridge: LiveKitParticipant) -> None:
-        """Visio video that nobody here watches is paused at LiveKit (UpdateTrackSettings), so it
-        does not cross the network for nothing; it resumes as soon as someone subscribes (the
-        subscriber's keyframe request brings the picture)."""
-        router = self.gateway.relay.router(self.room_id)
-        paused: dict[str, bool] = {}
-        while True:
-            await asyncio.sleep(DEMAND_INTERVAL)
-            pause: list[str] = []
-            resume: list[str] = []
-            for remote in list(self._remotes.values()):
-                for sid, kind in list(remote.tracks.items()):
-                    if kind != "video":
-                        continue
-                    idle = router.downtrack_count(sid) == 0
-                    if paused.get(sid, False) != idle:
-                        paused[sid] = idle
-                        (pause if idle else resume).append(sid)
-            try:
-                await bridge.update_track_settings(pause, disabled=True)
-                await bridge.update_track_settings(resume, disabled=False)
-            except SignalError as exc:
-                log.debug("track settings not sent: %s", exc)
-
-    def _on_data(self, packet: models.DataPacket) -> None:
-        room = self._room()
-        if room is None:
-            return
-        for received in self._chat.feed(packet, time.monotonic()):
-            if not is_chat(received) or self._ours(received.sender_identity):
-                continue
-            remote = self._remotes.get(received.sender_identity)
-            if remote is None or not received.text.strip():
-                continue
-            with contextlib.suppress(RoomError):
-                self.gateway.rooms.chat(room, remote.participant_id, received.text)
-
-    # --- here -> Visio ------------------------------------------------------------------------
-
-    async def _follow_room(self) -> None:
-        assert self._events is not None
-        async for event in self._events:
-            self._on_room_event(event)
-
-    def _on_room_event(self, event: RoomEvent) -> None:
-        if isinstance(event, ParticipantJoined | ParticipantUpdated | ParticipantLeft):
-            self._schedule_mirror(event.participant.id)
-        elif isinstance(event, TrackPublished | TrackUnpublished | TrackMuted):
-            self._schedule_mirror(event.track.owner)
-        elif isinstance(event, ChatMessage) and event.to is None:
-            mirror = self._mirrors.get(event.sender.id)
-            if mirror is not None and mirror.lk is not None:
-                self._spawn(self._send_chat(mirror.lk, event.text))
-
-    def _mirrored(self, participant: Participant | None) -> bool:
-        return (
-            participant is not None
-            and participant.state is ParticipantState.JOINED
-            and participant.id not in {r.participant_id for r in self._remotes.values()}
-        )
-
-    def _schedule_mirror(self, participant_id: str) -> None:
-        if self._bridge is None:
-            return
-        room = self._room()
-        participant = room.participants.get(participant_id) if room is not None else None
-        if not self._mirrored(participant) and participant_id not in self._mirrors:
-            return
-        mirror = self._mirrors.get(participant_id)
-        if mirror is None:
-            mirror = _Mirror(participant_id, f"{self.config.identity_prefix}{participant_id}")
-            self._mirrors[participant_id] = mirror
-        self._spawn(self._sync_mirror(mirror))
-
-    async def _sync_mirror(self, mirror: _Mirror) -> None:
-        """Bring one mirror in line with its person here: joined, name, tracks, mute states."""
-        async with mirror.lock:
-            try:
-                await self._sync_mirror_locked(mirror)
-            except _FAILURES + (LiveKitRtcError,) as exc:
-                self._break(f"mirror of {mirror.participant_id}: {exc}")
-
-    async def _sync_mirror_locked(self, mirror: _Mirror) -> None:
-        room = self._room()
-        participant = room.participants.get(mirror.participant_id) if room is not None else None
-        router = self.gateway.relay.router(self.room_id)
-        if participant is None or not self._mirrored(participant):
-            if self._mirrors.get(mirror.participant_id) is mirror:
-                del self._mirrors[mirror.participant_id]
-            for track_id in mirror.tracks:
-                router.remove_downtrack(track_id, mirror.subscriber_id)
-            if mirror.lk is not None:
-                await mirror.lk.close()
-                mirror.lk = None
-            return
-        if mirror.lk is None:
-            mirror.name = participant.name
-            mirror.lk = await LiveKitParticipant.connect(
-                self.config.livekit_url,
-                self._mirror_token(mirror, participant),
-                encoded=True,
-                auto_subscribe=False,
-                timeout=JOIN_TIMEOUT,
-            )
-            subscriber_id = mirror.subscriber_id
-            mirror.lk.on_publisher_rtcp = lambda packet: router.on_subscriber_rtcp(
-                subscriber_id, packet
-            )
-            mirror.lk.on_signal = lambda kind, message: self._on_mirror_signal(
-                mirror, kind, message
-            )
-            self._spawn(self._watch(mirror.lk, f"the mirror of {participant.name!r}", mirror))
-        lk = mirror.lk
-        if participant.name != mirror.name:
-            mirror.name = participant.name
-            await lk.update_metadata(name=participant.name)
-        for track in list(participant.tracks.values()):
-            local = mirror.tracks.get(track.id)
-            if local is None:
-                info = router.receiver_info(track.id)
-                if info is None:
-                    continue  # not in the router yet: its TrackPublished event comes again
-                local = await lk.publish_encoded(
-                    info.kind,
-                    info.codec.name,
-                    name=track.source.value,
-                    source=_SOURCES_OUT.get(track.source, models.TrackSource.UNKNOWN),
-                    muted=track.muted,
-                )
-                mirror.tracks[track.id] = local
-                mirror.muted[track.id] = track.muted
-                router.add_downtrack(
-                    track.id,
-                    mirror.subscriber_id,
-                    local.sink,
-                    local.ssrc,
-                    local.payload_type,
-                    local.extensions,
-                )
-            elif mirror.muted.get(track.id) != track.muted:
-                mirror.muted[track.id] = track.muted
-                await lk.set_muted(local.sid, track.muted)
-        for track_id in [t for t in mirror.tracks if t not in participant.tracks]:
-            local = mirror.tracks.pop(track_id)
-            mirror.muted.pop(track_id, None)
-            router.remove_downtrack(track_id, mirror.subscriber_id)
-            await lk.unpublish(local)
-
-    def _mirror_token(self, mirror: _Mirror, participant: Participant) -> str:
-        origin = participant.origin
-        attributes = {"rondpoint.origin": origin, "rondpoint.participant": participant.id}
-        kind = "standard"
-        if origin == "sip":
-            attributes["sip.phoneNumber"] = phone_number(participant)
-            kind = "sip"
-        return self._token(mirror.identity, participant.name, kind=kind, attributes=attributes)
-
-    async def _send_chat(self, lk: LiveKitParticipant, text: str) -> None:
-        try:
-            for packet in chat_packets(text, sender_identity=lk.identity):
-                await lk.send_data(packet)
-        except (SignalError, ConnectionError) as exc:
-            log.warning("chat to Visio not sent: %s", exc)

@@ -1,0 +1,781 @@
+"""A LiveKit bridge: one room here and one LiveKit room become one meeting.
+
+What a deployment of LiveKit calls a meeting (a Visio room, an Element Call session) differs in
+names and identities only; a `BridgePolicy` says those (protocols/visio, protocols/matrix), and a
+`LiveKitBridge` (a gateway.links Link) joins the LiveKit room as:
+
+- one hidden participant, the *bridge*, that subscribes to every participant's tracks there and
+  brings each one here as a participant of the policy's origin (name and origin address as the
+  policy says, audio, video, screen share, mute state; active speakers come from the levels
+  LiveKit names in ``speakers_changed``), and, when ``BridgeSettings.chat`` is on, reads the room's
+  chat (`lk.chat` text streams, protocols/livekit/data.py);
+- one LiveKit participant per person on this side that the policy wants there (a *mirror*: the
+  identity, name, LiveKit kind and attributes the policy's `MirrorGrant` says), publishing that
+  person's tracks and, with chat on, sending their chat messages.
+
+Media stays encoded (protocols/livekit/media.py): LiveKit's RTP goes to the room's router as a
+foreign track, and the router's downtracks send our tracks to the mirrors' publisher connections;
+RTCP feedback goes both ways (NACK, PLI, receiver reports). Phones hear LiveKit people through the
+room's audio conference like any other track. Video nobody here watches is paused at LiveKit.
+
+Loops are cut by origin: participants this bridge brought here are never mirrored, and identities
+the policy calls ours are never brought here.
+
+Both directions are reconciled, not replayed: each change (a LiveKit update, a room event,
+``resync()``) runs a sync of the affected participants against the current state. That makes
+reconnection simple: a lost signalling connection is resumed by each LiveKit participant
+(protocols/livekit/rtc.py); when that fails (livekit-server restarted, network down too long), the
+bridge closes its LiveKit side and joins again with the same identities, with exponential backoff,
+and the sync brings both sides back in line: people still present keep their participant here,
+others leave, nobody is duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+from livekit.protocol import models
+from livekit.protocol import rtc as lkrtc
+
+from gateway.links import LinkState, LinkStatus
+from gateway.media.endpoint import TrackRecord
+from gateway.media.sdp import Codec
+from gateway.rooms import (
+    ChatMessage,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantState,
+    ParticipantUpdated,
+    Role,
+    RoomError,
+    Track,
+    TrackKind,
+    TrackMuted,
+    TrackPublished,
+    TrackSource,
+    TrackUnpublished,
+)
+from gateway.rooms.events import RoomEvent, Subscription
+from gateway.rooms.model import Participant, Room
+from protocols.livekit.data import TextStreamAssembler, chat_packets, is_chat
+from protocols.livekit.rtc import LiveKitParticipant, LiveKitRtcError, LocalTrack, RemoteTrack
+from protocols.livekit.signal import Participant as LkParticipant
+from protocols.livekit.signal import SignalError
+from protocols.livekit.tokens import MintError, VideoGrant, mint_token
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+
+__all__ = ["BridgePolicy", "BridgeSettings", "LiveKitBridge", "MirrorGrant"]
+
+log = logging.getLogger(__name__)
+
+BRIDGE_NAME = "Rondpoint"
+JOIN_TIMEOUT = 10.0
+FIRST_RETRY = 0.5
+DEMAND_INTERVAL = 0.5
+"""How often unwatched LiveKit video is paused, and watched video resumed."""
+TOKEN_TTL = 600.0
+"""Join tokens live 10 minutes: LiveKit sends a refresh token for resuming later."""
+STABLE_SECONDS = 30.0
+"""A session that lasted this long resets the backoff; shorter ones keep it growing."""
+
+_SOURCES_IN = {
+    "microphone": TrackSource.MICROPHONE,
+    "camera": TrackSource.CAMERA,
+    "screen_share": TrackSource.SCREEN,
+    "screen_share_audio": TrackSource.SCREEN_AUDIO,
+}
+_SOURCES_OUT = {
+    TrackSource.MICROPHONE: models.TrackSource.MICROPHONE,
+    TrackSource.CAMERA: models.TrackSource.CAMERA,
+    TrackSource.SCREEN: models.TrackSource.SCREEN_SHARE,
+    TrackSource.SCREEN_AUDIO: models.TrackSource.SCREEN_SHARE_AUDIO,
+}
+_FAILURES = (SignalError, MintError, aiohttp.ClientError, OSError, TimeoutError, RoomError)
+
+
+@dataclass(frozen=True)
+class MirrorGrant:
+    """What a mirror's LiveKit token says of the person it carries."""
+
+    name: str
+    kind: str = "standard"
+    """LiveKit participant kind ("sip" for phones)."""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+class BridgePolicy(Protocol):
+    """What differs between the LiveKit deployments a room here is bridged to."""
+
+    @property
+    def origin(self) -> str:
+        """Origin here of the people brought from LiveKit (``visio``, ``matrix``)."""
+        ...
+
+    def is_ours(self, identity: str) -> bool:
+        """A LiveKit identity we publish (the bridge, mirrors): never brought here."""
+        ...
+
+    def mirror_identity(self, participant: Participant) -> str:
+        """The LiveKit identity of the mirror of a person here."""
+        ...
+
+    def mirror_grant(self, participant: Participant) -> MirrorGrant:
+        """What the mirror's token says of the person (name, kind, attributes)."""
+        ...
+
+    def remote_name(self, info: LkParticipant) -> str:
+        """The display name here of a LiveKit participant, already sanitised."""
+        ...
+
+    def remote_address(self, info: LkParticipant) -> str:
+        """The origin_address here of a LiveKit participant."""
+        ...
+
+    def wants_mirror(self, participant: Participant) -> bool:
+        """Whether a person here (joined, not brought from LiveKit) is mirrored there."""
+        ...
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """Where and as whom a bridge joins LiveKit."""
+
+    url: str
+    """LiveKit signalling URL, ws:// or wss://."""
+    api_key: str
+    api_secret: str = field(repr=False)
+    livekit_room: str
+    bridge_identity: str
+    """LiveKit identity of the hidden bridge participant (the policy calls it ours)."""
+    target: str
+    """The link's target, for logs and status (``visio:UUID``)."""
+    reconnect_max_seconds: int
+    chat: bool = True
+    """Carry `lk.chat` both ways (off when chat crosses another way, as Matrix room messages)."""
+
+
+@dataclass
+class _Mirror:
+    """A person from here, present in the LiveKit room as their own participant."""
+
+    participant_id: str
+    identity: str
+    subscriber_id: str
+    """The mirror's name among the router's downtracks."""
+    lk: LiveKitParticipant | None = None
+    name: str = ""
+    tracks: dict[str, LocalTrack] = field(default_factory=dict)
+    """Our track id -> the LiveKit track carrying it."""
+    muted: dict[str, bool] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class _Remote:
+    """A LiveKit participant, present here as a participant of the policy's origin."""
+
+    identity: str
+    participant_id: str
+    tracks: dict[str, str] = field(default_factory=dict)
+    """LiveKit track sid (also its id here) -> kind, for the tracks that have a router receiver."""
+    requested: set[str] = field(default_factory=set)
+
+
+class LiveKitBridge:
+    """The link of one room here to one LiveKit room; see the module docstring."""
+
+    connected_detail = "in the LiveKit room"
+    """The link's status detail while connected."""
+
+    def __init__(
+        self, gateway: Gateway, room_id: str, settings: BridgeSettings, policy: BridgePolicy
+    ) -> None:
+        self.gateway = gateway
+        self.room_id = room_id
+        self.settings = settings
+        self.policy = policy
+        self.target = settings.target
+        self._status = LinkStatus(LinkState.CONNECTING, "starting", time.time())
+        self._task: asyncio.Task[None] | None = None
+        self._bridge: LiveKitParticipant | None = None
+        self._remotes: dict[str, _Remote] = {}
+        self._mirrors: dict[str, _Mirror] = {}
+        self._events: Subscription | None = None
+        self._session_tasks: set[asyncio.Task[None]] = set()
+        self._broken: asyncio.Future[str] | None = None
+        self._chat = TextStreamAssembler()
+        self._remote_lock = asyncio.Lock()
+        self._counted = (0, 0)
+        """RTP packets received and sent by the LiveKit participants of closed sessions."""
+        self._speaking: dict[str, tuple[str, int]] = {}
+        """Audio track sid -> (participant id here, RFC 6464 level) of LiveKit people speaking."""
+
+    # --- what others may ask ----------------------------------------------------------------------
+
+    def identities(self) -> dict[str, str]:
+        """LiveKit identity -> participant id here, of the people this bridge brought here."""
+        return {identity: remote.participant_id for identity, remote in self._remotes.items()}
+
+    def participant_for(self, identity: str) -> str | None:
+        """The participant id here of the LiveKit identity brought here, if it is."""
+        remote = self._remotes.get(identity)
+        return remote.participant_id if remote is not None else None
+
+    def resync(self) -> None:
+        """Reconcile both sides again (a name changed on the foreign side, or what the policy
+        wants mirrored); nothing when not connected."""
+        bridge = self._bridge
+        room = self._room()
+        if bridge is None or room is None:
+            return
+        self._spawn(self._sync_remotes(bridge))
+        for participant_id in set(room.participants) | set(self._mirrors):
+            self._schedule_mirror(participant_id)
+
+    # --- the Link protocol ------------------------------------------------------------------------
+
+    def status(self) -> LinkStatus:
+        self._status.remote_participants = len(self._remotes)
+        packets_in, packets_out = self._counted
+        if self._bridge is not None:
+            packets_in += self._bridge.subscriber_tap.packets_in
+        for mirror in self._mirrors.values():
+            if mirror.lk is not None:
+                packets_out += mirror.lk.publisher_tap.packets_out
+        self._status.packets_in, self._status.packets_out = packets_in, packets_out
+        return self._status
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self._run(), name=f"{self.policy.origin}-link-{self.room_id}"
+            )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close_session(leave=True)
+        room = self._room()
+        if room is not None:
+            for remote in list(self._remotes.values()):
+                self._remove_remote(room, remote)
+        self._remotes.clear()
+        self._set(LinkState.STOPPED, "unlinked")
+
+    async def forget(self) -> None:
+        """Nothing to tell LiveKit: the room there lives on; ``stop()`` leaves it."""
+
+    # --- supervision ------------------------------------------------------------------------------
+
+    def _set(self, state: LinkState, detail: str = "") -> None:
+        if state != self._status.state or detail != self._status.detail:
+            log.info("link %s of room %s: %s %s", self.target, self.room_id, state, detail)
+        self._status = LinkStatus(state, detail, time.time(), self._status.attempts)
+
+    async def _run(self) -> None:
+        delay = FIRST_RETRY
+        while True:
+            connected_at = None
+            try:
+                await self._open_session()
+                connected_at = time.monotonic()
+                self._set(LinkState.CONNECTED, self.connected_detail)
+                assert self._broken is not None
+                reason = await self._broken
+            except asyncio.CancelledError:
+                raise
+            except _FAILURES as exc:
+                reason = str(exc) or exc.__class__.__name__
+            except Exception as exc:  # a bug must not end the link: report it and retry
+                log.exception("link %s failed", self.target)
+                reason = f"internal error ({exc.__class__.__name__})"
+            await self._close_session(leave=False)
+            if connected_at is not None and time.monotonic() - connected_at >= STABLE_SECONDS:
+                # It had worked for a while: start the backoff again from the beginning.
+                self._status.attempts = 0
+                delay = FIRST_RETRY
+            self._status.attempts += 1
+            self._set(LinkState.RETRYING, f"{reason}; next attempt in {delay:g} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, float(self.settings.reconnect_max_seconds))
+
+    async def _open_session(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._broken = loop.create_future()
+        self._chat = TextStreamAssembler()
+        room = self._room()
+        if room is None:
+            raise RoomError("room_not_found", f"room '{self.room_id}' does not exist", 404)
+        self._events = self.gateway.bus.subscribe(self.room_id)
+        bridge = await LiveKitParticipant.connect(
+            self.settings.url,
+            self._token(self.settings.bridge_identity, BRIDGE_NAME, hidden=True),
+            encoded=True,
+            auto_subscribe=False,
+            timeout=JOIN_TIMEOUT,
+        )
+        self._bridge = bridge
+        bridge.on_remote_track = self._on_remote_track
+        bridge.on_remote_track_ended = self._on_remote_track_ended
+        bridge.on_rtp = self._on_remote_rtp
+        bridge.on_subscriber_rtcp = self._on_remote_rtcp
+        if self.settings.chat:
+            bridge.on_data = self._on_data
+        bridge.on_signal = self._on_signal
+        bridge.on_participants = lambda _: self._spawn(self._sync_remotes(bridge))
+        self._spawn(self._watch(bridge, "the bridge participant"))
+        self._spawn(self._follow_room())
+        self._spawn(self._follow_demand(bridge))
+        await self._sync_remotes(bridge)
+        for participant in list(room.participants.values()):
+            self._schedule_mirror(participant.id)
+
+    async def _close_session(self, *, leave: bool) -> None:
+        status = self.status()
+        self._counted = (status.packets_in, status.packets_out)
+        for task in list(self._session_tasks):
+            task.cancel()
+        for task in list(self._session_tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._session_tasks.clear()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        router = self.gateway.relay.router(self.room_id)
+        for mirror in list(self._mirrors.values()):
+            for track_id in mirror.tracks:
+                router.remove_downtrack(track_id, mirror.subscriber_id)
+            if mirror.lk is not None:
+                with contextlib.suppress(Exception):
+                    await mirror.lk.close(leave=leave)
+        self._mirrors.clear()
+        if self._bridge is not None:
+            with contextlib.suppress(Exception):
+                await self._bridge.close(leave=leave)
+            self._bridge = None
+        for remote in self._remotes.values():
+            for track_id in list(remote.tracks):
+                self._drop_remote_track(remote, track_id)
+            remote.requested.clear()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._session_tasks.add(task)
+        task.add_done_callback(self._session_tasks.discard)
+
+    def _break(self, reason: str) -> None:
+        if self._broken is not None and not self._broken.done():
+            self._broken.set_result(reason)
+
+    async def _watch(self, lk: LiveKitParticipant, who: str, mirror: _Mirror | None = None) -> None:
+        """Break the session when LK's ends by itself (not when we closed it). A mirror that
+        LiveKit removed takes its person out of the room here too (a phone is hung up)."""
+        ended = asyncio.ensure_future(lk.ended.wait())
+        closed = asyncio.ensure_future(lk.closed.wait())
+        try:
+            await asyncio.wait((ended, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            closed.cancel()
+        if not lk.ended.is_set() or lk.closed.is_set():
+            return
+        if mirror is not None and lk.left is not None and lk.left.reason == "PARTICIPANT_REMOVED":
+            room = self._room()
+            if room is not None and mirror.participant_id in room.participants:
+                log.info("%s removed %s: removing them here", self.target, mirror.participant_id)
+                self.gateway.rooms.remove_participant(room, mirror.participant_id, "removed")
+            return
+        self._break(f"{who}: {lk.end_reason}")
+
+    def _on_mirror_signal(self, mirror: _Mirror, kind: str, message: lkrtc.SignalResponse) -> None:
+        """A host there muted (or unmuted) a track of a person from here: so it is, here too."""
+        if kind != "mute":
+            return
+        room = self._room()
+        request = message.mute
+        track_id = next((t for t, local in mirror.tracks.items() if local.sid == request.sid), None)
+        if room is None or track_id is None:
+            return
+        mirror.muted[track_id] = request.muted
+        with contextlib.suppress(RoomError):
+            self.gateway.rooms.set_muted(room, mirror.participant_id, track_id, request.muted)
+
+    # --- tokens -----------------------------------------------------------------------------------
+
+    def _token(
+        self,
+        identity: str,
+        name: str,
+        *,
+        hidden: bool = False,
+        kind: str = "standard",
+        attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        grant = VideoGrant(
+            room=self.settings.livekit_room,
+            room_join=True,
+            can_subscribe=hidden,
+            can_publish=not hidden,
+            can_publish_data=True,
+            can_update_own_metadata=True,
+            hidden=hidden or None,
+        )
+        return mint_token(
+            self.settings.api_key,
+            self.settings.api_secret,
+            identity=identity,
+            name=name,
+            kind=kind,
+            grant=grant,
+            attributes=dict(attributes) if attributes is not None else None,
+            ttl=TOKEN_TTL,
+        )
+
+    # --- LiveKit -> here --------------------------------------------------------------------------
+
+    def _room(self) -> Room | None:
+        try:
+            return self.gateway.rooms.get(self.room_id)
+        except RoomError:
+            return None
+
+    async def _sync_remotes(self, bridge: LiveKitParticipant) -> None:
+        """Make the participants brought here match the LiveKit room's people."""
+        async with self._remote_lock:
+            try:
+                await self._sync_remotes_locked(bridge)
+            except _FAILURES as exc:
+                self._break(f"following the LiveKit room: {exc}")
+
+    async def _sync_remotes_locked(self, bridge: LiveKitParticipant) -> None:
+        room = self._room()
+        if room is None:
+            return
+        present = {
+            p.identity: p
+            for p in bridge.signal.session.participants.values()
+            if not self.policy.is_ours(p.identity) and p.state != "DISCONNECTED"
+        }
+        for identity, remote in list(self._remotes.items()):
+            if identity not in present or remote.participant_id not in room.participants:
+                self._remove_remote(room, remote)
+        wanted: list[str] = []
+        for identity, info in present.items():
+            known = self._remotes.get(identity)
+            if known is None:
+                participant = self.gateway.rooms.add_participant(
+                    room,
+                    self.policy.remote_name(info),
+                    Role.MEMBER,
+                    origin=self.policy.origin,
+                    origin_address=self.policy.remote_address(info),
+                    lobby=False,
+                )
+                remote = _Remote(identity, participant.id)
+                self._remotes[identity] = remote
+            else:
+                remote = known
+                here = room.participants[remote.participant_id]
+                name = self.policy.remote_name(info)
+                if here.name != name:
+                    self.gateway.rooms.update_name(room, remote.participant_id, name)
+            sids = {t.sid for t in info.tracks}
+            for sid in list(remote.tracks):
+                if sid not in sids:
+                    self._drop_remote_track(remote, sid)
+            for track in info.tracks:
+                if track.sid in remote.tracks:
+                    with contextlib.suppress(RoomError):
+                        self.gateway.rooms.set_muted(
+                            room, remote.participant_id, track.sid, track.muted
+                        )
+                elif track.sid not in remote.requested:
+                    remote.requested.add(track.sid)
+                    wanted.append(track.sid)
+        await bridge.subscribe(wanted)
+
+    def _remote_for(self, participant_sid: str) -> tuple[_Remote, LkParticipant] | None:
+        bridge = self._bridge
+        if bridge is None:
+            return None
+        info = bridge.signal.session.participants.get(participant_sid)
+        if info is None:
+            return None
+        remote = self._remotes.get(info.identity)
+        return (remote, info) if remote is not None else None
+
+    def _on_remote_track(self, track: RemoteTrack) -> None:
+        found = self._remote_for(track.participant_sid)
+        room = self._room()
+        if found is None or room is None:
+            return
+        remote, info = found
+        if track.sid in remote.tracks:
+            return
+        described = next((t for t in info.tracks if t.sid == track.sid), None)
+        source = _SOURCES_IN.get(described.source if described else "")
+        if source is None:
+            source = TrackSource.MICROPHONE if track.kind == "audio" else TrackSource.CAMERA
+        codec = track.codec
+        assert self._bridge is not None
+        sdp_codec = Codec(
+            codec.payload_type,
+            codec.name,
+            codec.clock_rate,
+            2 if track.kind == "audio" and codec.name.lower() == "opus" else None,
+            track.fmtp,
+        )
+        self.gateway.relay.add_foreign_track(
+            self.room_id,
+            TrackRecord(track.sid, remote.participant_id, track.kind, sdp_codec),
+            codec,
+            track.extensions,
+            self._bridge.subscriber_tap,
+            track.ssrc,
+            track.rtx_ssrc,
+        )
+        remote.tracks[track.sid] = track.kind
+        self.gateway.rooms.publish_track(
+            room,
+            Track(
+                id=track.sid,
+                owner=remote.participant_id,
+                kind=TrackKind(track.kind),
+                source=source,
+                codec=codec.name,
+                muted=bool(described and described.muted),
+            ),
+        )
+
+    def _on_remote_track_ended(self, sid: str) -> None:
+        for remote in self._remotes.values():
+            if sid in remote.tracks:
+                self._drop_remote_track(remote, sid)
+                remote.requested.discard(sid)
+
+    def _drop_remote_track(self, remote: _Remote, sid: str) -> None:
+        remote.tracks.pop(sid, None)
+        self.gateway.relay.remove_foreign_track(self.room_id, sid)
+        room = self._room()
+        if room is not None:
+            with contextlib.suppress(RoomError):
+                self.gateway.rooms.unpublish_track(room, remote.participant_id, sid)
+
+    def _remove_remote(self, room: Room, remote: _Remote) -> None:
+        for sid in list(remote.tracks):
+            self._drop_remote_track(remote, sid)
+        self._remotes.pop(remote.identity, None)
+        self.gateway.rooms.remove_participant(room, remote.participant_id)
+
+    def _on_remote_rtp(self, track_sid: str, packet: bytes) -> None:
+        router = self.gateway.relay.router(self.room_id)
+        speaking = self._speaking.get(track_sid)
+        if speaking is not None:
+            # LiveKit sends no RFC 6464 levels to subscribers, it names the speakers instead
+            # (speakers_changed): their packets count as that loud for our speaker detection.
+            router.speakers.on_audio_level(*speaking)
+        router.on_rtp(track_sid, packet)
+
+    def _on_signal(self, kind: str, message: lkrtc.SignalResponse) -> None:
+        if kind != "speakers_changed" or self._bridge is None:
+            return
+        session = self._bridge.signal.session
+        for speaker in message.speakers_changed.speakers:
+            info = session.participants.get(speaker.sid)
+            remote = self._remotes.get(info.identity) if info is not None else None
+            if info is None or remote is None:
+                continue
+            audio = [t.sid for t in info.tracks if t.kind == "audio"]
+            for sid in audio:
+                if speaker.active:
+                    # LiveKit's level is linear, 10^(-dBov/20) (a -12 dBov tone reads 0.25).
+                    level = 127 if speaker.level <= 0 else round(-20 * math.log10(speaker.level))
+                    level = max(0, min(127, level))
+                    self._speaking[sid] = (remote.participant_id, level)
+                else:
+                    self._speaking.pop(sid, None)
+
+    def _on_remote_rtcp(self, packet: bytes) -> None:
+        bridge = self._bridge
+        if bridge is None or len(packet) < 8:
+            return
+        sid = bridge.track_for_ssrc(int.from_bytes(packet[4:8], "big"))
+        if sid is not None:
+            self.gateway.relay.router(self.room_id).on_publisher_rtcp(sid, packet)
+
+    async def _follow_demand(self, bridge: LiveKitParticipant) -> None:
+        """LiveKit video that nobody here watches is paused at LiveKit (UpdateTrackSettings), so it
+        does not cross the network for nothing; it resumes as soon as someone subscribes (the
+        subscriber's keyframe request brings the picture)."""
+        router = self.gateway.relay.router(self.room_id)
+        paused: dict[str, bool] = {}
+        while True:
+            await asyncio.sleep(DEMAND_INTERVAL)
+            pause: list[str] = []
+            resume: list[str] = []
+            for remote in list(self._remotes.values()):
+                for sid, kind in list(remote.tracks.items()):
+                    if kind != "video":
+                        continue
+                    idle = router.downtrack_count(sid) == 0
+                    if paused.get(sid, False) != idle:
+                        paused[sid] = idle
+                        (pause if idle else resume).append(sid)
+            try:
+                await bridge.update_track_settings(pause, disabled=True)
+                await bridge.update_track_settings(resume, disabled=False)
+            except SignalError as exc:
+                log.debug("track settings not sent: %s", exc)
+
+    def _on_data(self, packet: models.DataPacket) -> None:
+        room = self._room()
+        if room is None:
+            return
+        for received in self._chat.feed(packet, time.monotonic()):
+            if not is_chat(received) or self.policy.is_ours(received.sender_identity):
+                continue
+            remote = self._remotes.get(received.sender_identity)
+            if remote is None or not received.text.strip():
+                continue
+            with contextlib.suppress(RoomError):
+                self.gateway.rooms.chat(room, remote.participant_id, received.text)
+
+    # --- here -> LiveKit --------------------------------------------------------------------------
+
+    async def _follow_room(self) -> None:
+        assert self._events is not None
+        async for event in self._events:
+            self._on_room_event(event)
+
+    def _on_room_event(self, event: RoomEvent) -> None:
+        if isinstance(event, ParticipantJoined | ParticipantUpdated | ParticipantLeft):
+            self._schedule_mirror(event.participant.id)
+        elif isinstance(event, TrackPublished | TrackUnpublished | TrackMuted):
+            self._schedule_mirror(event.track.owner)
+        elif isinstance(event, ChatMessage) and event.to is None and self.settings.chat:
+            mirror = self._mirrors.get(event.sender.id)
+            if mirror is not None and mirror.lk is not None:
+                self._spawn(self._send_chat(mirror.lk, event.text))
+
+    def _mirrored(self, participant: Participant | None) -> bool:
+        return (
+            participant is not None
+            and participant.state is ParticipantState.JOINED
+            and participant.id not in {r.participant_id for r in self._remotes.values()}
+            and self.policy.wants_mirror(participant)
+        )
+
+    def _schedule_mirror(self, participant_id: str) -> None:
+        if self._bridge is None:
+            return
+        room = self._room()
+        participant = room.participants.get(participant_id) if room is not None else None
+        mirror = self._mirrors.get(participant_id)
+        if mirror is None:
+            if participant is None or not self._mirrored(participant):
+                return
+            mirror = _Mirror(
+                participant_id,
+                self.policy.mirror_identity(participant),
+                f"{self.policy.origin}-mirror:{participant_id}",
+            )
+            self._mirrors[participant_id] = mirror
+        self._spawn(self._sync_mirror(mirror))
+
+    async def _sync_mirror(self, mirror: _Mirror) -> None:
+        """Bring one mirror in line with its person here: joined, name, tracks, mute states."""
+        async with mirror.lock:
+            try:
+                await self._sync_mirror_locked(mirror)
+            except _FAILURES + (LiveKitRtcError,) as exc:
+                self._break(f"mirror of {mirror.participant_id}: {exc}")
+
+    async def _sync_mirror_locked(self, mirror: _Mirror) -> None:
+        room = self._room()
+        participant = room.participants.get(mirror.participant_id) if room is not None else None
+        router = self.gateway.relay.router(self.room_id)
+        if participant is None or not self._mirrored(participant):
+            if self._mirrors.get(mirror.participant_id) is mirror:
+                del self._mirrors[mirror.participant_id]
+            for track_id in mirror.tracks:
+                router.remove_downtrack(track_id, mirror.subscriber_id)
+            if mirror.lk is not None:
+                await mirror.lk.close()
+                mirror.lk = None
+            return
+        grant = self.policy.mirror_grant(participant)
+        if mirror.lk is None:
+            mirror.name = grant.name
+            mirror.lk = await LiveKitParticipant.connect(
+                self.settings.url,
+                self._token(
+                    mirror.identity, grant.name, kind=grant.kind, attributes=grant.attributes
+                ),
+                encoded=True,
+                auto_subscribe=False,
+                timeout=JOIN_TIMEOUT,
+            )
+            subscriber_id = mirror.subscriber_id
+            mirror.lk.on_publisher_rtcp = lambda packet: router.on_subscriber_rtcp(
+                subscriber_id, packet
+            )
+            mirror.lk.on_signal = lambda kind, message: self._on_mirror_signal(
+                mirror, kind, message
+            )
+            self._spawn(self._watch(mirror.lk, f"the mirror of {grant.name!r}", mirror))
+        lk = mirror.lk
+        if grant.name != mirror.name:
+            mirror.name = grant.name
+            await lk.update_metadata(name=grant.name)
+        for track in list(participant.tracks.values()):
+            local = mirror.tracks.get(track.id)
+            if local is None:
+                info = router.receiver_info(track.id)
+                if info is None:
+                    continue  # not in the router yet: its TrackPublished event comes again
+                local = await lk.publish_encoded(
+                    info.kind,
+                    info.codec.name,
+                    name=track.source.value,
+                    source=_SOURCES_OUT.get(track.source, models.TrackSource.UNKNOWN),
+                    muted=track.muted,
+                )
+                mirror.tracks[track.id] = local
+                mirror.muted[track.id] = track.muted
+                router.add_downtrack(
+                    track.id,
+                    mirror.subscriber_id,
+                    local.sink,
+                    local.ssrc,
+                    local.payload_type,
+                    local.extensions,
+                )
+            elif mirror.muted.get(track.id) != track.muted:
+                mirror.muted[track.id] = track.muted
+                await lk.set_muted(local.sid, track.muted)
+        for track_id in [t for t in mirror.tracks if t not in participant.tracks]:
+            local = mirror.tracks.pop(track_id)
+            mirror.muted.pop(track_id, None)
+            router.remove_downtrack(track_id, mirror.subscriber_id)
+            await lk.unpublish(local)
+
+    async def _send_chat(self, lk: LiveKitParticipant, text: str) -> None:
+        try:
+            for packet in chat_packets(text, sender_identity=lk.identity):
+                await lk.send_data(packet)
+        except (SignalError, ConnectionError) as exc:
+            log.warning("chat to %s not sent: %s", self.target, exc)
