@@ -1,0 +1,670 @@
+"""The Matrix bridge: one room here and one Matrix room's call (Element Call) become one meeting.
+
+A `MatrixLink` has two halves:
+
+- the LiveKit half, protocols/livekit/bridge.py's `LiveKitBridge` in the focus's LiveKit room,
+  whose name is the Matrix room id: every Element Call member (LiveKit identity
+  ``{user}:{device}``) becomes a participant here of origin ``matrix`` named by their display name
+  in the Matrix room; every person here is published as their ghost's device
+  (``{ghost}:RONDPOINT``) once that ghost holds its call membership;
+- the Matrix half, here: the bot joins the Matrix room (it must be invited), reads its state
+  (power levels, encryption), and for each person here a ghost user joins the room and holds a
+  MatrixRTC call membership (protocols/matrix/membership.py); ghosts leave with their person, take
+  their name, ring the room when their join starts the call, and carry the room's chat both ways.
+
+When the room cannot be bridged the link says why (state ``refused``) and, when the bot is in the
+Matrix room, so does an ``m.notice`` there: never silence. Redactions are not followed (the chat
+here has no deletion); an edit arrives as its fallback text ("* new text").
+
+Both halves are reconciled, not replayed: a change (a room event here, a Matrix event, a LiveKit
+update) syncs the person it is about against the current state, so a homeserver or LiveKit restart
+ends with everyone once, on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway.links import LinkState, LinkStatus
+from gateway.rooms import (
+    ChatMessage,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantState,
+    ParticipantUpdated,
+    RoomError,
+)
+from gateway.rooms.events import RoomEvent, Subscription
+from gateway.rooms.model import Participant, Room
+from gateway.rooms.names import display_name
+from protocols.livekit.bridge import BridgeSettings, LiveKitBridge, MirrorGrant
+from protocols.livekit.signal import Participant as LkParticipant
+from protocols.matrix import ids
+from protocols.matrix.client import MatrixError, MatrixUnavailable
+from protocols.matrix.membership import (
+    CALL_MEMBER,
+    RTC_NOTIFICATION,
+    MembershipKeeper,
+    end_leftovers,
+    is_active,
+    member_of,
+    ring_content,
+)
+
+if TYPE_CHECKING:
+    from gateway.server import Gateway
+    from protocols.matrix.service import MatrixService
+
+log = logging.getLogger(__name__)
+
+MATRIX_ORIGIN = "matrix"
+"""Origin of the participants the bridge brings here from the Matrix room's call."""
+FIRST_RETRY = 0.5
+REFUSED_RECHECK = 60.0
+"""A refused link looks again this often (and at once when the bot is invited or the room's
+power levels change)."""
+STOP_SECONDS = 8.0
+"""How long stopping waits for the ghosts to leave (the delayed leaves end the rest)."""
+GHOST_RETRY_MAX = 30.0
+MAX_CHAT_CHARS = 4000
+FORBIDDEN_CALL = "this room does not allow Rondpoint's participants to join its call"
+ENCRYPTED = (
+    "this room's call is end-to-end encrypted, and this gateway cannot decrypt it yet; "
+    "Rondpoint's participants cannot join"
+)
+
+
+def not_invited(bot_user_id: str) -> str:
+    return f"invite {bot_user_id} to the room"
+
+
+class _Refused(Exception):
+    """The Matrix room cannot be bridged now; ``notice``: the bot is in the room to say so."""
+
+    def __init__(self, reason: str, *, notice: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.notice = notice
+
+
+def power_problem(power_levels: Mapping[str, Any] | None, bot_user_id: str) -> str:
+    """Why the room's power levels keep ghosts out of its call ("" when they do not): ghosts
+    (at the users' default level) must send call memberships, and the bot must invite them."""
+    if power_levels is None:
+        return ""  # no power levels: everyone may do everything (spec, m.room.power_levels)
+
+    def level(value: Any, default: int) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    users = power_levels.get("users")
+    users = users if isinstance(users, dict) else {}
+    events = power_levels.get("events")
+    events = events if isinstance(events, dict) else {}
+    users_default = level(power_levels.get("users_default"), 0)
+    needed = level(events.get(CALL_MEMBER), level(power_levels.get("state_default"), 50))
+    bot = level(users.get(bot_user_id), users_default)
+    if users_default < needed or bot < level(power_levels.get("invite"), 0):
+        return FORBIDDEN_CALL
+    return ""
+
+
+def chat_text(content: Mapping[str, Any]) -> str:
+    """What a Matrix message says in our chat: text and notices as they are, an emote as
+    "* body", an edit as its fallback body; "" for anything else (images, files)."""
+    body = content.get("body")
+    if not isinstance(body, str):
+        return ""
+    msgtype = content.get("msgtype")
+    if msgtype == "m.emote":
+        body = f"* {body}"
+    elif msgtype not in ("m.text", "m.notice"):
+        return ""
+    return body.strip()[:MAX_CHAT_CHARS]
+
+
+@dataclass
+class _Ghost:
+    """A person from here, present in the Matrix room as a ghost user holding a membership."""
+
+    participant_id: str
+    user_id: str
+    name: str = ""
+    joined: bool = False
+    keeper: MembershipKeeper | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    retry: float = 0.0
+    retrying: bool = False
+
+
+class _Policy:
+    """What the LiveKit bridge needs to know of Matrix (a protocols.livekit ``BridgePolicy``)."""
+
+    origin = MATRIX_ORIGIN
+
+    def __init__(self, link: MatrixLink) -> None:
+        self.link = link
+
+    def is_ours(self, identity: str) -> bool:
+        split = ids.split_identity(identity)
+        return self.link.is_ours(split[0] if split else identity)
+
+    def mirror_identity(self, participant: Participant) -> str:
+        return ids.livekit_identity(self.link.ghost_user_id(participant.id), ids.GHOST_DEVICE)
+
+    def mirror_grant(self, participant: Participant) -> MirrorGrant:
+        attributes = {"rondpoint.origin": participant.origin}
+        if participant.origin == "sip":
+            return MirrorGrant(participant.name, "sip", attributes)
+        return MirrorGrant(participant.name, "standard", attributes)
+
+    def remote_name(self, info: LkParticipant) -> str:
+        return self.link.matrix_name(info.identity, info.name)
+
+    def remote_address(self, info: LkParticipant) -> str:
+        split = ids.split_identity(info.identity)
+        return split[0] if split else info.identity
+
+    def wants_mirror(self, participant: Participant) -> bool:
+        ghost = self.link.ghosts.get(participant.id)
+        return ghost is not None and ghost.joined and ghost.keeper is not None and ghost.keeper.held
+
+
+class MatrixLink:
+    """The link of one room here to one Matrix room; see the module docstring."""
+
+    def __init__(
+        self, gateway: Gateway, service: MatrixService, room_id: str, matrix_room: str
+    ) -> None:
+        self.gateway = gateway
+        self.service = service
+        self.config = service.config
+        self.room_id = room_id
+        self.matrix_room = matrix_room
+        """The room as the target names it: an id, or an alias until resolved."""
+        self.matrix_room_id = "" if matrix_room.startswith("#") else matrix_room
+        self.target = f"matrix:{matrix_room}"
+        self.bot_user_id = ids.bot_user_id(self.config.sender_localpart, self.config.server_name)
+        self.focus_url = service.focus_url
+        self.ghosts: dict[str, _Ghost] = {}
+        """Participant id here -> its ghost."""
+        self._status = LinkStatus(LinkState.CONNECTING, "starting", time.time())
+        self._bridge: LiveKitBridge | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._events: Subscription | None = None
+        self._unlisten: Any = None
+        self._entered = False
+        self._trouble: asyncio.Future[str] | None = None
+        self._changed = asyncio.Event()
+        self._names: dict[str, str] = {}
+        """Matrix user id -> display name in the room (joined members)."""
+        self._power_levels: dict[str, Any] | None = None
+        self._encrypted = False
+        self._members: dict[str, str] = {}
+        """State key -> user id of the room's active call memberships."""
+        self._ringing = False
+        self._noticed = ""
+        self._leftovers_ended = False
+
+    # --- the Link protocol --------------------------------------------------------------------
+
+    def status(self) -> LinkStatus:
+        if self._entered and self._bridge is not None:
+            bridge = self._bridge.status()
+            if bridge.state is LinkState.CONNECTED:
+                return dataclasses.replace(bridge, detail="in the Matrix room's call")
+            return dataclasses.replace(bridge, detail=f"LiveKit: {bridge.detail}")
+        return self._status
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._unlisten = self.service.listen(self._on_matrix_event)
+            self._task = asyncio.create_task(self._run(), name=f"matrix-link-{self.room_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        await self._leave_call()
+        self._set(LinkState.STOPPED, "unlinked")
+
+    async def forget(self) -> None:
+        """The room was unlinked here: the bot leaves the Matrix room (``stop()`` follows)."""
+        if not self.matrix_room_id:
+            return
+        with contextlib.suppress(MatrixError, TimeoutError):
+            await asyncio.wait_for(
+                self.service.client.leave(self.matrix_room_id, as_user=self.bot_user_id),
+                STOP_SECONDS,
+            )
+
+    # --- identities ---------------------------------------------------------------------------
+
+    def is_ours(self, user_id: str) -> bool:
+        return ids.is_ours(
+            user_id,
+            sender_localpart=self.config.sender_localpart,
+            user_prefix=self.config.user_prefix,
+            server_name=self.config.server_name,
+        )
+
+    def ghost_user_id(self, participant_id: str) -> str:
+        return ids.ghost_user_id(self.config.user_prefix, participant_id, self.config.server_name)
+
+    def matrix_name(self, identity: str, livekit_name: str = "") -> str:
+        """A Matrix member's name as this room shows names: their display name in the Matrix
+        room, else their LiveKit name, else their user id's localpart."""
+        split = ids.split_identity(identity)
+        user_id = split[0] if split else identity
+        parts = ids.split_user_id(user_id)
+        localpart = parts[0] if parts else identity
+        for name in (self._names.get(user_id, ""), livekit_name, localpart):
+            shown = display_name(name)
+            if shown:
+                return shown
+        return "Matrix"
+
+    # --- supervision --------------------------------------------------------------------------
+
+    def _set(self, state: LinkState, detail: str = "") -> None:
+        if state != self._status.state or detail != self._status.detail:
+            log.info("link %s of room %s: %s %s", self.target, self.room_id, state, detail)
+        self._status = LinkStatus(state, detail, time.time(), self._status.attempts)
+
+    def _room(self) -> Room | None:
+        try:
+            return self.gateway.rooms.get(self.room_id)
+        except RoomError:
+            return None
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _break(self, reason: str) -> None:
+        if self._trouble is not None and not self._trouble.done():
+            self._trouble.set_result(reason)
+
+    async def _run(self) -> None:
+        delay = FIRST_RETRY
+        while True:
+            try:
+                await self._enter()
+            except asyncio.CancelledError:
+                raise
+            except _Refused as refusal:
+                self._status.attempts += 1
+                self._set(LinkState.REFUSED, refusal.reason)
+                if refusal.notice:
+                    await self._notice(refusal.reason)
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), REFUSED_RECHECK)
+                continue
+            except MatrixError as error:
+                self._status.attempts += 1
+                self._set(LinkState.RETRYING, f"{error}; next attempt in {delay:g} s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, float(self.config.reconnect_max_seconds))
+                continue
+            delay = FIRST_RETRY
+            self._status.attempts = 0
+            self._noticed = ""
+            self._set(LinkState.CONNECTED, "in the Matrix room")
+            reason = await self._in_room()
+            log.info("link %s of room %s: %s", self.target, self.room_id, reason)
+            await self._leave_call()
+
+    async def _enter(self) -> None:
+        """The bot in the Matrix room, its state read, bridging allowed; else _Refused."""
+        client = self.service.client
+        room = self.matrix_room
+        if room.startswith("#"):
+            try:
+                room = await client.resolve_alias(room)
+            except MatrixUnavailable:
+                raise
+            except MatrixError:
+                raise _Refused(f"no Matrix room has the alias {room}", notice=False) from None
+            self.matrix_room_id = room
+        try:
+            self.matrix_room_id = await client.join(room, as_user=self.bot_user_id)
+        except MatrixUnavailable:
+            raise
+        except MatrixError as error:
+            log.info("the bot cannot join %s: %s", room, error)
+            raise _Refused(not_invited(self.bot_user_id), notice=False) from None
+        self._read_state(await client.room_state(self.matrix_room_id, as_user=self.bot_user_id))
+        if not self._leftovers_ended:
+            await end_leftovers(client, self.service.store, matrix_room_id=self.matrix_room_id)
+            self._leftovers_ended = True
+        problem = self._problem()
+        if problem:
+            raise _Refused(problem, notice=True)
+
+    def _problem(self) -> str:
+        if self._encrypted:
+            return ENCRYPTED
+        return power_problem(self._power_levels, self.bot_user_id)
+
+    async def _notice(self, text: str) -> None:
+        """Say it once in the Matrix room (again only when the reason changes)."""
+        if text == self._noticed or not self.matrix_room_id:
+            return
+        try:
+            await self.service.client.send(
+                self.matrix_room_id,
+                "m.room.message",
+                {"msgtype": "m.notice", "body": f"Rondpoint: {text}."},
+                as_user=self.bot_user_id,
+            )
+            self._noticed = text
+        except MatrixError as error:
+            log.warning("notice not sent to %s: %s", self.matrix_room_id, error)
+
+    async def _in_room(self) -> str:
+        """Bridge until something makes it stop (the bot left, the room now forbids it)."""
+        self._trouble = asyncio.get_running_loop().create_future()
+        self._entered = True
+        self._events = self.gateway.bus.subscribe(self.room_id)
+        self._spawn(self._follow_room())
+        if self._bridge is None:
+            self._bridge = LiveKitBridge(
+                self.gateway, self.room_id, self._settings(), _Policy(self)
+            )
+            await self._bridge.start()
+        room = self._room()
+        for participant in list(room.participants.values()) if room is not None else []:
+            self._schedule_ghost(participant.id)
+        return await self._trouble
+
+    def _settings(self) -> BridgeSettings:
+        return BridgeSettings(
+            url=self.config.livekit_ws_url,
+            api_key=self.config.livekit_api_key,
+            api_secret=self.config.livekit_api_secret,
+            livekit_room=self.matrix_room_id,
+            bridge_identity=ids.livekit_identity(self.bot_user_id, f"bridge-{self.room_id}"),
+            target=self.target,
+            reconnect_max_seconds=self.config.reconnect_max_seconds,
+            chat=False,
+        )
+
+    async def _leave_call(self) -> None:
+        """Everything the link took, given back: tasks, ghosts (their memberships ended, the
+        Matrix room left), the LiveKit half (its participants here removed)."""
+        self._entered = False
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+        ghosts, self.ghosts = list(self.ghosts.values()), {}
+        if ghosts:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(self._end_ghost(g) for g in ghosts), return_exceptions=True),
+                    STOP_SECONDS,
+                )
+        if self._bridge is not None:
+            bridge, self._bridge = self._bridge, None
+            with contextlib.suppress(Exception):
+                await bridge.stop()
+
+    # --- people here -> ghosts in the Matrix room ---------------------------------------------
+
+    async def _follow_room(self) -> None:
+        assert self._events is not None
+        async for event in self._events:
+            self._on_room_event(event)
+
+    def _on_room_event(self, event: RoomEvent) -> None:
+        if isinstance(event, ParticipantJoined | ParticipantUpdated | ParticipantLeft):
+            self._schedule_ghost(event.participant.id)
+        elif isinstance(event, ChatMessage) and event.to is None:
+            ghost = self.ghosts.get(event.sender.id)
+            if ghost is not None and ghost.joined:
+                self._spawn(self._send_chat(ghost, event.text))
+
+    def _from_matrix(self) -> set[str]:
+        """Participant ids here that this link brought from the Matrix room."""
+        return set(self._bridge.identities().values()) if self._bridge is not None else set()
+
+    def _wanted(self, participant: Participant | None) -> bool:
+        return (
+            self._entered
+            and participant is not None
+            and participant.state is ParticipantState.JOINED
+            and participant.id not in self._from_matrix()
+        )
+
+    def _schedule_ghost(self, participant_id: str) -> None:
+        if not self._entered:
+            return
+        room = self._room()
+        participant = room.participants.get(participant_id) if room is not None else None
+        ghost = self.ghosts.get(participant_id)
+        if ghost is None:
+            if not self._wanted(participant):
+                return
+            if len(self.ghosts) >= self.gateway.rooms.max_participants:
+                log.warning("link %s: no ghost for %s (room capacity)", self.target, participant_id)
+                return
+            ghost = _Ghost(participant_id, self.ghost_user_id(participant_id))
+            self.ghosts[participant_id] = ghost
+        self._spawn(self._sync_ghost(ghost))
+
+    async def _sync_ghost(self, ghost: _Ghost) -> None:
+        async with ghost.lock:
+            try:
+                await self._sync_ghost_locked(ghost)
+                ghost.retry = 0.0
+            except MatrixError as error:
+                ghost.retry = min(max(ghost.retry * 2, 1.0), GHOST_RETRY_MAX)
+                log.warning(
+                    "ghost of %s: %s; again in %g s", ghost.participant_id, error, ghost.retry
+                )
+                if not ghost.retrying:
+                    ghost.retrying = True
+                    self._spawn(self._retry_ghost(ghost))
+
+    async def _retry_ghost(self, ghost: _Ghost) -> None:
+        try:
+            await asyncio.sleep(ghost.retry)
+        finally:
+            ghost.retrying = False
+        if self.ghosts.get(ghost.participant_id) is ghost:
+            self._schedule_ghost(ghost.participant_id)
+
+    async def _sync_ghost_locked(self, ghost: _Ghost) -> None:
+        room = self._room()
+        participant = room.participants.get(ghost.participant_id) if room is not None else None
+        if participant is None or not self._wanted(participant):
+            if self.ghosts.get(ghost.participant_id) is ghost:
+                del self.ghosts[ghost.participant_id]
+            if self._bridge is not None:
+                self._bridge.resync()
+            await self._end_ghost(ghost)
+            return
+        ghosts = self.service.ghosts
+        if ghost.name != participant.name:
+            await ghosts.ensure(ghost.user_id, participant.name)
+            ghost.name = participant.name
+        if not ghost.joined:
+            await ghosts.join(self.matrix_room_id, ghost.user_id)
+            ghost.joined = True
+        if ghost.keeper is None:
+            ghost.keeper = MembershipKeeper(
+                self.service.client,
+                self.service.store,
+                self.matrix_room_id,
+                ghost.user_id,
+                ids.GHOST_DEVICE,
+                self.focus_url,
+                intent="audio" if participant.origin == "sip" else "video",
+                on_held=lambda event_id: self._on_held(ghost, event_id),
+            )
+            ghost.keeper.start()
+
+    async def _end_ghost(self, ghost: _Ghost) -> None:
+        """The ghost's membership ended and the ghost out of the Matrix room."""
+        async with ghost.lock:
+            keeper, ghost.keeper = ghost.keeper, None
+            if keeper is not None:
+                await keeper.leave()
+            if ghost.joined:
+                ghost.joined = False
+                try:
+                    await self.service.ghosts.leave(self.matrix_room_id, ghost.user_id)
+                except MatrixError as error:
+                    log.info("ghost %s stays in the Matrix room: %s", ghost.user_id, error)
+
+    def _on_held(self, ghost: _Ghost, event_id: str) -> None:
+        """A ghost's membership is in place: its LiveKit participant may come; it rings the room
+        when it starts the call."""
+        if self._bridge is not None:
+            self._bridge.resync()
+        assert ghost.keeper is not None
+        others = [key for key in self._members if key != ghost.keeper.state_key]
+        self._members[ghost.keeper.state_key] = ghost.user_id
+        if not others and not self._ringing:
+            self._ringing = True
+            self._spawn(self._ring(ghost, event_id))
+
+    async def _ring(self, ghost: _Ghost, event_id: str) -> None:
+        content = ring_content(event_id, now_ms=int(time.time() * 1000))
+        try:
+            await self.service.client.send(
+                self.matrix_room_id, RTC_NOTIFICATION, content, as_user=ghost.user_id
+            )
+        except MatrixError as error:
+            log.info("ring of %s not sent: %s", self.matrix_room_id, error)
+
+    async def _send_chat(self, ghost: _Ghost, text: str) -> None:
+        try:
+            await self.service.client.send(
+                self.matrix_room_id,
+                "m.room.message",
+                {"msgtype": "m.text", "body": text},
+                as_user=ghost.user_id,
+            )
+        except MatrixError as error:
+            log.warning("chat to %s not sent: %s", self.matrix_room_id, error)
+
+    # --- the Matrix room -> here --------------------------------------------------------------
+
+    def _read_state(self, state: list[dict[str, Any]]) -> None:
+        self._names.clear()
+        self._members.clear()
+        self._power_levels = None
+        self._encrypted = False
+        for event in state:
+            self._apply_state(event)
+
+    def _apply_state(self, event: Mapping[str, Any]) -> None:
+        kind, key = event.get("type"), event.get("state_key")
+        content = event.get("content")
+        content = content if isinstance(content, dict) else {}
+        if kind == "m.room.member" and isinstance(key, str):
+            if content.get("membership") == "join":
+                name = content.get("displayname")
+                self._names[key] = name if isinstance(name, str) and name.strip() else ""
+            else:
+                self._names.pop(key, None)
+        elif kind == "m.room.power_levels" and key == "":
+            self._power_levels = content
+        elif kind == "m.room.encryption" and key == "":
+            self._encrypted = bool(content.get("algorithm"))
+        elif kind == CALL_MEMBER and isinstance(key, str):
+            member = member_of(event)
+            if member is not None and is_active(content):
+                self._members[key] = member[0]
+            else:
+                self._members.pop(key, None)
+                if not self._members:
+                    self._ringing = False
+
+    async def _on_matrix_event(self, event: dict[str, Any]) -> None:
+        """One room event from the homeserver (the service's transactions, in order)."""
+        room_id = event.get("room_id")
+        kind = event.get("type")
+        if room_id != self.matrix_room_id:
+            if (
+                kind == "m.room.member"
+                and event.get("state_key") == self.bot_user_id
+                and self._status.state is LinkState.REFUSED
+                and (room_id == self.matrix_room or not self.matrix_room_id)
+            ):
+                self._changed.set()  # invited: try again now
+            return
+        if "state_key" in event:
+            self._on_matrix_state(event)
+        elif kind == "m.room.message":
+            self._on_matrix_message(event)
+
+    def _on_matrix_state(self, event: dict[str, Any]) -> None:
+        kind, key = event.get("type"), event.get("state_key")
+        self._apply_state(event)
+        if kind == "m.room.member":
+            membership = (event.get("content") or {}).get("membership")
+            if key == self.bot_user_id:
+                if membership == "invite":
+                    self._changed.set()
+                elif membership in ("leave", "ban"):
+                    self._break(f"the bot is out of the Matrix room ({membership})")
+            elif isinstance(key, str) and self.is_ours(key):
+                ghost = next((g for g in self.ghosts.values() if g.user_id == key), None)
+                if ghost is not None and membership in ("leave", "ban") and ghost.joined:
+                    ghost.joined = False  # kicked: joins again (the sync invites it back)
+                    self._schedule_ghost(ghost.participant_id)
+            elif self._bridge is not None:
+                self._bridge.resync()  # a Matrix member's name may have changed
+        elif kind in ("m.room.power_levels", "m.room.encryption"):
+            if self._status.state is LinkState.REFUSED:
+                self._changed.set()
+            elif self._entered and self._problem():
+                self._break(self._problem())  # entering again refuses, with the notice
+        elif kind == CALL_MEMBER and isinstance(key, str):
+            ghost = next(
+                (
+                    g
+                    for g in self.ghosts.values()
+                    if g.keeper is not None and g.keeper.state_key == key
+                ),
+                None,
+            )
+            if ghost is not None and ghost.keeper is not None and key not in self._members:
+                ghost.keeper.vanished()
+
+    def _on_matrix_message(self, event: dict[str, Any]) -> None:
+        sender = event.get("sender")
+        content = event.get("content")
+        if not isinstance(sender, str) or not isinstance(content, dict) or self.is_ours(sender):
+            return
+        text = chat_text(content)
+        room = self._room()
+        if not text or room is None or self._bridge is None:
+            return
+        for identity, participant_id in self._bridge.identities().items():
+            split = ids.split_identity(identity)
+            if split is not None and split[0] == sender:
+                with contextlib.suppress(RoomError):
+                    self.gateway.rooms.chat(room, participant_id, text)
+                return
