@@ -1,0 +1,229 @@
+"""A fake homeserver client for unit tests of the Matrix link and memberships: room state, MSC4140
+delayed events, invites and joins, sent events, and an outage switch. It answers what a
+`protocols.matrix.client.MatrixClient` answers (same method names, same errors)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocols.matrix.client import MatrixError, MatrixUnavailable
+
+
+@dataclass
+class Delayed:
+    room_id: str
+    event_type: str
+    state_key: str
+    content: dict[str, Any]
+    sender: str
+
+
+@dataclass
+class FakeRoom:
+    room_id: str
+    state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    senders: dict[tuple[str, str], str] = field(default_factory=dict)
+    joined: set[str] = field(default_factory=set)
+    invited: set[str] = field(default_factory=set)
+    public: bool = False
+
+
+class FakeHomeserver:
+    """Rooms, delayed events and a log of calls ("put_state", room, type, key, user)..."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, FakeRoom] = {}
+        self.aliases: dict[str, str] = {}
+        self.delayed: dict[str, Delayed] = {}
+        self.sent: list[tuple[str, str, dict[str, Any], str | None]] = []
+        self.calls: list[tuple[str, ...]] = []
+        self.names: dict[str, str] = {}
+        self.down = False
+        self._ids = itertools.count(1)
+
+    # --- test controls --------------------------------------------------------------------
+
+    def room(
+        self, room_id: str, *, invited: tuple[str, ...] = (), public: bool = False
+    ) -> FakeRoom:
+        room = FakeRoom(room_id, invited=set(invited), public=public)
+        self.rooms[room_id] = room
+        return room
+
+    def fire(self, delay_id: str) -> None:
+        """The delayed event fires (its delay passed while nobody restarted it)."""
+        delayed = self.delayed.pop(delay_id)
+        self._set_state(
+            delayed.room_id, delayed.event_type, delayed.state_key, delayed.content, delayed.sender
+        )
+
+    def content(self, room_id: str, event_type: str, state_key: str) -> dict[str, Any] | None:
+        return self.rooms[room_id].state.get((event_type, state_key))
+
+    # --- the client's API -----------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self.down:
+            raise MatrixUnavailable(502, "M_UNAVAILABLE", "the homeserver is down")
+
+    def _event_id(self) -> str:
+        return f"$e{next(self._ids)}"
+
+    def _set_state(
+        self, room_id: str, event_type: str, key: str, content: dict[str, Any], sender: str
+    ) -> str:
+        room = self.rooms[room_id]
+        room.state[(event_type, key)] = dict(content)
+        room.senders[(event_type, key)] = sender
+        return self._event_id()
+
+    def _room(self, room_id: str) -> FakeRoom:
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise MatrixError(404, "M_NOT_FOUND", "no such room")
+        return room
+
+    def _member(self, room_id: str, user: str) -> FakeRoom:
+        room = self._room(room_id)
+        if user not in room.joined:
+            raise MatrixError(403, "M_FORBIDDEN", f"{user} is not in the room")
+        return room
+
+    async def resolve_alias(self, alias: str) -> str:
+        self._check()
+        if alias not in self.aliases:
+            raise MatrixError(404, "M_NOT_FOUND", "no such alias")
+        return self.aliases[alias]
+
+    async def join(self, room: str, *, as_user: str | None = None) -> str:
+        self._check()
+        user = as_user or "@rondpoint:hs.test"
+        room_id = self.aliases.get(room, room)
+        found = self._room(room_id)
+        if not found.public and user not in found.invited and user not in found.joined:
+            raise MatrixError(403, "M_FORBIDDEN", "You are not invited to this room.")
+        found.joined.add(user)
+        found.invited.discard(user)
+        self._set_state(room_id, "m.room.member", user, {"membership": "join"}, user)
+        self.calls.append(("join", room_id, user))
+        return room_id
+
+    async def invite(self, room_id: str, user_id: str, *, as_user: str | None = None) -> None:
+        self._check()
+        self._member(room_id, as_user or "@rondpoint:hs.test").invited.add(user_id)
+
+    async def leave(self, room_id: str, *, as_user: str) -> None:
+        self._check()
+        room = self._room(room_id)
+        room.joined.discard(as_user)
+        self._set_state(room_id, "m.room.member", as_user, {"membership": "leave"}, as_user)
+        self.calls.append(("leave", room_id, as_user))
+
+    async def room_state(self, room_id: str, *, as_user: str | None = None) -> list[dict[str, Any]]:
+        self._check()
+        room = self._member(room_id, as_user or "@rondpoint:hs.test")
+        return [
+            {
+                "type": t,
+                "state_key": k,
+                "content": c,
+                "sender": room.senders[(t, k)],
+                "room_id": room_id,
+            }
+            for (t, k), c in room.state.items()
+        ]
+
+    async def put_state(
+        self,
+        room_id: str,
+        event_type: str,
+        state_key: str,
+        content: dict[str, Any],
+        *,
+        as_user: str | None = None,
+    ) -> str:
+        self._check()
+        user = as_user or "@rondpoint:hs.test"
+        self._member(room_id, user)
+        self.calls.append(
+            (
+                "put_state",
+                room_id,
+                event_type,
+                state_key,
+                user,
+                "{}" if not content else "membership",
+            )
+        )
+        return self._set_state(room_id, event_type, state_key, content, user)
+
+    async def put_delayed_state(
+        self,
+        room_id: str,
+        event_type: str,
+        state_key: str,
+        content: dict[str, Any],
+        delay_ms: int,
+        *,
+        as_user: str,
+    ) -> str:
+        self._check()
+        self._member(room_id, as_user)
+        delay_id = f"d{next(self._ids)}"
+        self.delayed[delay_id] = Delayed(room_id, event_type, state_key, dict(content), as_user)
+        self.calls.append(("put_delayed_state", room_id, event_type, state_key, as_user))
+        return delay_id
+
+    async def update_delayed(self, delay_id: str, action: str, *, as_user: str) -> None:
+        self._check()
+        if delay_id not in self.delayed:
+            raise MatrixError(404, "M_NOT_FOUND", "no such delayed event")
+        self.calls.append(("update_delayed", delay_id, action))
+        if action == "cancel":
+            del self.delayed[delay_id]
+        elif action == "send":
+            self.fire(delay_id)
+
+    async def send(
+        self,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        *,
+        as_user: str | None = None,
+        txn_id: str | None = None,
+    ) -> str:
+        self._check()
+        self._member(room_id, as_user or "@rondpoint:hs.test")
+        self.sent.append((event_type, room_id, content, as_user))
+        return self._event_id()
+
+    async def register(self, localpart: str) -> None:
+        self._check()
+
+    async def set_display_name(self, user_id: str, name: str) -> None:
+        self._check()
+        self.names[user_id] = name
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        as_user: str | None = None,
+        device_id: str | None = None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Only GET /rooms/{room}/state/{type}/{key} (what memberships look at)."""
+        self._check()
+        from urllib.parse import unquote
+
+        parts = path.split("/")
+        room_id, event_type, key = unquote(parts[5]), unquote(parts[7]), unquote(parts[8])
+        content = self._room(room_id).state.get((event_type, key))
+        if content is None:
+            raise MatrixError(404, "M_NOT_FOUND", "no such state")
+        return dict(content)
