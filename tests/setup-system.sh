@@ -46,3 +46,5 @@ bash "$(dirname "$0")/livekit_server.sh" >/dev/null
 bash "$(dirname "$0")/livekit_client_npm.sh" >/dev/null
 # Synapse (the Matrix homeserver) from PyPI into its own venv under .cache/, for tests/matrix/.
 bash "$(dirname "$0")/synapse.sh" >/dev/null
+# matrix-js-sdk from the npm registry into .cache/ (a pinned version), for tests/matrix/js/.
+bash "$(dirname "$0")/matrix_js.sh" >/dev/null

@@ -40,6 +40,7 @@ from tests.gateway_process import ROOT, free_port
 
 INSTALL_SCRIPT = ROOT / "tests" / "synapse.sh"
 SERVER_NAME = "hs.test"
+CALL_MEMBER = "org.matrix.msc3401.call.member"
 T = TypeVar("T")
 
 
@@ -299,8 +300,16 @@ class MatrixUser:
         invite: list[str] | None = None,
         power_levels_override: dict[str, Any] | None = None,
         preset: str = "private_chat",
+        calls: bool = True,
     ) -> str:
+        """A new room; CALLS: members may join its MatrixRTC call (power level 0 for
+        `org.matrix.msc3401.call.member`, as Element Web sets when it creates a room), merged
+        under POWER_LEVELS_OVERRIDE's own `events`."""
         body: dict[str, Any] = {"preset": preset, "invite": invite or []}
+        if calls:
+            override = dict(power_levels_override or {})
+            override["events"] = {CALL_MEMBER: 0, **override.get("events", {})}
+            power_levels_override = override
         if name:
             body["name"] = name
         if encrypted:
@@ -395,7 +404,7 @@ class MatrixUser:
         return {
             str(e["state_key"]): dict(e["content"])
             for e in await self.state(room_id)
-            if e.get("type") == "org.matrix.msc3401.call.member" and e.get("content")
+            if e.get("type") == CALL_MEMBER and e.get("content")
         }
 
     async def set_display_name(self, name: str) -> None:

@@ -4,8 +4,12 @@ heard at its tone's frequency by a LiveKit subscriber. Few and fast: the harness
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from tests.matrix.jsclient import js_client
 from tests.matrix.synapse import RunningSynapse, wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
@@ -28,3 +32,49 @@ async def test_two_users_meet_in_a_room(synapse: RunningSynapse) -> None:
     assert members == {"@anna:hs.test": "Anna Schmidt", "@bert:hs.test": "bert"}
     token = await bert.openid_token()
     assert token["matrix_server_name"] == "hs.test"
+
+
+async def test_matrix_js_sdk_joins_a_call_as_element_call_does(
+    synapse: RunningSynapse, tmp_path: Path
+) -> None:
+    carla = await synapse.register_user("carla", "carla-password")
+    dora = await synapse.register_user("dora", "dora-password")
+    room = await dora.create_room("Call", invite=[carla.user_id])
+    focus_url = "http://127.0.0.1:9/matrix"
+    async with js_client(tmp_path / "carla-js.log") as js:
+        login = await js.command(
+            "login",
+            homeserver_url=synapse.url,
+            user_id=carla.user_id,
+            password="carla-password",
+            device_id="CARLAJS",
+        )
+        assert login == {"user_id": carla.user_id, "device_id": "CARLAJS"}
+        assert (await js.command("join", room=room))["room_id"] == room
+        joined = await js.command("rtc_join", room=room, focus_url=focus_url)
+        assert joined["membership"]["rtc_backend_identity"] == f"{carla.user_id}:CARLAJS"
+
+        async def seen_by_dora() -> dict[str, Any] | None:
+            return (await dora.call_memberships(room)).get(f"_{carla.user_id}_CARLAJS_m.call")
+
+        content = await wait_for(seen_by_dora, "Carla's call membership in Dora's room state")
+        assert content["application"] == "m.call"
+        assert content["call_id"] == ""
+        assert content["scope"] == "m.room"
+        assert content["device_id"] == "CARLAJS"
+        assert content["membershipID"] == f"{carla.user_id}:CARLAJS"
+        assert content["m.call.intent"] == "video"
+        assert content["focus_active"] == {"type": "livekit", "focus_selection": "multi_sfu"}
+        assert content["foci_preferred"][0] == {
+            "type": "livekit",
+            "livekit_service_url": focus_url,
+            "livekit_alias": room,
+        }
+        await dora.send_text(room, "bonjour Carla")
+        await js.wait_event("message", lambda e: e["content"].get("body") == "bonjour Carla")
+        await js.command("rtc_leave", room=room)
+
+        async def gone() -> bool:
+            return f"_{carla.user_id}_CARLAJS_m.call" not in await dora.call_memberships(room)
+
+        await wait_for(gone, "Carla's membership to end")
