@@ -15,7 +15,7 @@ from gateway.config import Config, _list_item_dataclass
 from gateway.plugins import installed
 
 DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
-SHIPPED_PLUGINS = ("federation", "sip", "visio")
+SHIPPED_PLUGINS = ("federation", "matrix", "sip", "visio")
 """Plugins of this distribution (others a test environment installs document themselves)."""
 
 

@@ -1,0 +1,1 @@
+"""Matrix: rooms here linked to Matrix rooms, their Element Call (MatrixRTC on LiveKit) calls and chat."""
