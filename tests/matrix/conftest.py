@@ -3,6 +3,7 @@
 - `synapse_python` (session): the interpreter of Synapse's own venv (tests/synapse.sh).
 - `livekit` (module): tests/interop/livekit_fixtures' shared livekit-server, playing the focus.
 - `synapse` (module): a Synapse with no application service, for tests of the harness itself.
+- `livekit_pages` (function): Chromium with livekit-client pages (tests/matrix/page.py).
 - `matrix_stack` (module): ports chosen first, then our gateway with a `[matrix]` section (the
   homeserver, fresh AS/HS tokens, the livekit fixture as the focus's LiveKit), then the
   registration YAML from `rondpoint matrix registration` on that gateway's configuration file,
@@ -20,7 +21,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from tests.interop.livekit_fixtures import (
     livekit_server_restartable,
     running_livekit,
 )
+from tests.matrix.page import LiveKitBrowser, livekit_browser
 from tests.matrix.synapse import (
     SERVER_NAME,
     MatrixUser,
@@ -230,3 +232,11 @@ def matrix_stack_restartable(
         running_stack(tmp_path, synapse_python, livekit, request) as stack,
     ):
         yield stack
+
+
+@pytest.fixture
+async def livekit_pages(request: pytest.FixtureRequest) -> AsyncIterator[LiveKitBrowser]:
+    """Chromium for this test: `await livekit_pages.open(name)` gives a livekit-client page
+    (tests/matrix/page.py); screenshots and consoles go to test-artifacts/ on a failure."""
+    async with livekit_browser(request) as browser:
+        yield browser

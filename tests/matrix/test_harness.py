@@ -9,10 +9,21 @@ from typing import Any
 
 import pytest
 
+from protocols.livekit.tokens import VideoGrant, mint_token
+from tests.interop.livekit_fixtures import RunningLiveKit
+from tests.interop.livekit_sdk import visio_user
 from tests.matrix.jsclient import js_client
+from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import RunningSynapse, wait_for
 
-pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+]
+
+PAGE_HZ = 440.0
+LISTENER_HZ = 660.0
 
 
 async def test_two_users_meet_in_a_room(synapse: RunningSynapse) -> None:
@@ -78,3 +89,23 @@ async def test_matrix_js_sdk_joins_a_call_as_element_call_does(
             return f"_{carla.user_id}_CARLAJS_m.call" not in await dora.call_memberships(room)
 
         await wait_for(gone, "Carla's membership to end")
+
+
+async def test_a_page_tone_is_heard_at_its_frequency(
+    livekit: RunningLiveKit, livekit_pages: LiveKitBrowser
+) -> None:
+    room = "!harness-tone"
+    identity = "@erik:hs.test:ERIKPAGE"
+    grant = VideoGrant.join(room)
+    jwt = mint_token(
+        livekit.api_key, livekit.api_secret, identity=identity, grant=grant, name="Erik"
+    )
+    page = await livekit_pages.open("erik")
+    await page.connect(livekit.url, jwt)
+    await page.publish(frequency=PAGE_HZ, video=True)
+    async with visio_user(livekit, room, "listener", "Listener") as listener:
+        await listener.wait_participant(identity)
+        assert abs(await listener.dominant_frequency(identity, 1.0) - PAGE_HZ) <= 10
+        assert await listener.video_frames(identity, 1.0) > 0
+        await listener.publish_tone(LISTENER_HZ)
+        assert abs(await page.dominant_frequency("listener") - LISTENER_HZ) <= 10
