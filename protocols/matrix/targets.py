@@ -12,6 +12,8 @@ import re
 SCHEME = "matrix"
 _SERVER = r"(?:[A-Za-z0-9.-]{1,255}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
 _ROOM_ID = re.compile(r"![\x21-\x39\x3b-\x7e]{1,255}:" + _SERVER)
+_ROOM_ID_V12 = re.compile(r"![A-Za-z0-9_-]{43}")
+"""Room version 12 ids name no server: the create event's reference hash, unpadded base64url."""
 _ALIAS = re.compile(r"#[^\s:]{1,255}:" + _SERVER)
 EXAMPLE = "matrix:!AbCdEf:example.org or matrix:#room:example.org"
 
@@ -22,9 +24,10 @@ def matrix_room(target: str) -> str:
     if scheme.lower() != SCHEME:
         raise ValueError(f"a Matrix link looks like {EXAMPLE}, not {target[:80]!r}")
     room = rest.strip()
-    if len(room) > 255 or not (_ROOM_ID.fullmatch(room) or _ALIAS.fullmatch(room)):
+    if len(room) > 255 or not any(p.fullmatch(room) for p in (_ROOM_ID, _ROOM_ID_V12, _ALIAS)):
         raise ValueError(
-            "a Matrix room is named by its id (!id:server, in the room's advanced settings) or an "
+            "a Matrix room is named by its id (!id:server, or !id alone since room version 12: in "
+            "the room's advanced settings) or an "
             f"alias (#name:server), e.g. {EXAMPLE}"
         )
     return room

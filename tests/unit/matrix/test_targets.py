@@ -13,6 +13,10 @@ from protocols.matrix.targets import is_alias, matrix_room, normalize_target
         ("matrix:!AbCdEf:example.org", "matrix:!AbCdEf:example.org"),
         (" MATRIX:!AbCdEf:hs.test:8448 ", "matrix:!AbCdEf:hs.test:8448"),
         ("matrix:#team-room:example.org", "matrix:#team-room:example.org"),
+        (
+            "matrix:!tjd0kJhuP2rBj4T9wTm4yKWY8yXGgXqNTtI3Ag6Sm3k",
+            "matrix:!tjd0kJhuP2rBj4T9wTm4yKWY8yXGgXqNTtI3Ag6Sm3k",
+        ),
     ],
 )
 def test_a_room_id_or_an_alias_is_a_target(target: str, canonical: str) -> None:
