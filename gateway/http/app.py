@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.http import admin, hostlinks, ops, webclient
 from gateway.http.client_address import client_address_middleware
-from gateway.http.keys import GATEWAY
+from gateway.http.keys import BODY_LIMIT, GATEWAY
 from gateway.ors import routes as ors_routes
 from gateway.ors.problems import Problem
 from gateway.plugins import public_path
@@ -41,7 +41,11 @@ that trickles it is disconnected without an answer. Heads: HTTP_REQUEST_HEAD_SEC
 
 @web.middleware
 async def body_deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Read the whole body under a deadline before the handler runs (aiohttp keeps it for them)."""
+    """Read the whole body under a deadline before the handler runs (aiohttp keeps it for them),
+    within the bound of the sub-application that serves it (BODY_LIMIT) when it sets one."""
+    limits = [app[BODY_LIMIT] for app in request.match_info.apps if BODY_LIMIT in app]
+    if limits:  # the innermost application's (apps go from the main one inwards)
+        request = request.clone(client_max_size=limits[-1])
     if request.body_exists:
         try:
             async with asyncio.timeout(REQUEST_BODY_SECONDS):

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 """The gateway the application serves: rooms, tokens, relay, links, configuration."""
 
+BODY_LIMIT: web.AppKey[int] = web.AppKey("body_limit")
+"""Set on a plugin's public sub-application whose callers send larger bodies than the gateway's
+256 KiB (a homeserver's transactions): the bound of its routes' bodies."""
+
 ADMIN_FAILURES: web.AppKey[RateLimiter] = web.AppKey("admin_failures")
 """Wrong admin tokens by client address (gateway/http/admin.py)."""
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.http.keys import GATEWAY
+from gateway.http.keys import BODY_LIMIT, GATEWAY
 from gateway.ratelimit import RateLimiter
 from protocols.matrix.ids import is_ours, split_user_id
 
@@ -186,6 +186,7 @@ async def post_ping(request: web.Request) -> web.Response:
 def appservice_app() -> web.Application:
     """The application service's routes, on the application the plugin mounts at /matrix/."""
     app = web.Application(middlewares=[refusals])
+    app[BODY_LIMIT] = MAX_TRANSACTION_BYTES
     app[_REFUSED] = RateLimiter(REFUSED_PER_MINUTE, burst=REFUSED_PER_MINUTE)
     for prefix in ("/_matrix/app/v1", ""):
         app.router.add_put(prefix + "/transactions/{txn_id}", put_transaction)

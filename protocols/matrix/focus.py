@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.http.keys import BODY_LIMIT
 from gateway.ratelimit import RateLimiter
 from protocols.livekit.tokens import VideoGrant, mint_token
 from protocols.matrix.appservice import Refusal, read_json_object, running_service
@@ -104,8 +105,12 @@ async def sfu_preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=CORS)
 
 
-def add_focus_routes(app: web.Application) -> None:
-    """``/sfu/get`` (and its CORS preflight) on the plugin's public application."""
+def focus_app() -> web.Application:
+    """``/get`` (and its CORS preflight), mounted at ``/matrix/sfu/``; its bodies are bounded
+    before they are read (BODY_LIMIT)."""
+    app = web.Application()
+    app[BODY_LIMIT] = MAX_BODY
     app[_LIMITER] = RateLimiter(REQUESTS_PER_MINUTE, burst=BURST)
-    app.router.add_post("/sfu/get", sfu_get)
-    app.router.add_route("OPTIONS", "/sfu/get", sfu_preflight)
+    app.router.add_post("/get", sfu_get)
+    app.router.add_route("OPTIONS", "/get", sfu_preflight)
+    return app

@@ -30,10 +30,10 @@ UNAVAILABLE = (
 def _public_app(gateway: Gateway) -> web.Application:
     """What is mounted at /matrix/: the application service's routes and the focus token
     service."""
-    from protocols.matrix.focus import add_focus_routes
+    from protocols.matrix.focus import focus_app
 
     app = appservice_app()
-    add_focus_routes(app)
+    app.add_subapp("/sfu/", focus_app())
     return app
 
 

@@ -1,0 +1,173 @@
+"""The focus token service (POST /matrix/sfu/get): a LiveKit token for a user of our homeserver
+whose OpenID token the homeserver vouches for; refusals for everything else, and no token ever
+in a log line or an answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from protocols.matrix.focus import BURST
+from tests.unit.matrix.recording_homeserver import RecordingHomeserver
+from tests.unit.matrix.served_gateway import LIVEKIT_SECRET, SERVER_NAME, Served, served
+
+GET = "/matrix/sfu/get"
+OPENID = "openid-token-of-anna-0123456789"
+FORGED = "forged-openid-token-9876543210"
+
+
+@pytest.fixture
+async def homeserver() -> AsyncIterator[RecordingHomeserver]:
+    stub = await RecordingHomeserver(openid_users={OPENID: "@anna:hs.test"}).start()
+    yield stub
+    await stub.close()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, homeserver: RecordingHomeserver) -> AsyncIterator[Served]:
+    async with served(tmp_path, homeserver) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.records:
+        text = record.getMessage()
+        assert OPENID not in text and FORGED not in text and LIVEKIT_SECRET not in text, text
+
+
+def body(token: str = OPENID, **changes: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "room": "!call:hs.test",
+        "openid_token": {
+            "access_token": token,
+            "token_type": "Bearer",
+            "matrix_server_name": SERVER_NAME,
+            "expires_in": 3600,
+        },
+        "device_id": "ABCDEF",
+    }
+    request.update(changes)
+    return request
+
+
+async def post(gateway: Served, payload: Any) -> tuple[int, dict[str, Any], str]:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    response = await gateway.client.post(
+        GET, data=data, headers={"Content-Type": "application/json"}
+    )
+    text = await response.text()
+    assert FORGED not in text and OPENID not in text and LIVEKIT_SECRET not in text
+    return (
+        response.status,
+        json.loads(text) if text else {},
+        response.headers.get("Access-Control-Allow-Origin", ""),
+    )
+
+
+async def test_a_user_of_our_homeserver_gets_a_token_for_the_rooms_call(gateway: Served) -> None:
+    status, answer, cors = await post(gateway, body())
+    assert (status, cors) == (200, "*")
+    assert answer["url"] == "ws://127.0.0.1:7880"
+    claims = jwt.decode(answer["jwt"], LIVEKIT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "@anna:hs.test:ABCDEF"
+    assert claims["name"] == "@anna:hs.test"
+    assert claims["iss"] == "APIunit"
+    assert claims["exp"] - claims["nbf"] == 3600
+    assert claims["video"] == {
+        "room": "!call:hs.test",
+        "roomJoin": True,
+        "canPublish": True,
+        "canSubscribe": True,
+        "canPublishData": True,
+    }
+    checked = [r for r in gateway.homeserver.requests if r.path.endswith("/openid/userinfo")]
+    assert [r.query["access_token"] for r in checked] == [OPENID]
+    assert "Authorization" not in checked[0].headers  # our AS token is not given away
+
+
+async def test_a_forged_token_is_401(gateway: Served) -> None:
+    status, answer, cors = await post(gateway, body(FORGED))
+    assert (status, answer["errcode"], cors) == (401, "M_UNAUTHORIZED", "*")
+
+
+async def test_another_servers_user_is_403_without_asking_our_homeserver(gateway: Served) -> None:
+    request = body()
+    request["openid_token"]["matrix_server_name"] = "elsewhere.test"
+    status, answer, _ = await post(gateway, request)
+    assert (status, answer["errcode"]) == (403, "M_FORBIDDEN")
+    assert "hs.test" in answer["error"]
+    assert gateway.homeserver.requests == []
+
+
+async def test_a_token_vouched_for_another_servers_user_is_403(gateway: Served) -> None:
+    gateway.homeserver.openid_users[OPENID] = "@eve:elsewhere.test"
+    status, answer, _ = await post(gateway, body())
+    assert (status, answer["errcode"]) == (403, "M_FORBIDDEN")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"{not json",
+        b"[]",
+        body(room="#alias:hs.test"),
+        body(room=None),
+        body(device_id=""),
+        body(device_id="has space"),
+        body(openid_token="text"),
+        body(openid_token={"matrix_server_name": SERVER_NAME}),
+        body(openid_token={"access_token": OPENID}),
+    ],
+)
+async def test_a_malformed_request_is_400(gateway: Served, payload: Any) -> None:
+    status, answer, _ = await post(gateway, payload)
+    assert status == 400 and answer["errcode"] in ("M_BAD_JSON", "M_NOT_JSON")
+    assert gateway.homeserver.requests == []
+
+
+async def test_an_oversized_request_is_413(gateway: Served) -> None:
+    status, _, _ = await post(gateway, body(padding="x" * 20_000))
+    assert status == 413
+    assert gateway.homeserver.requests == []
+
+
+async def test_an_address_asking_too_often_gets_429(gateway: Served) -> None:
+    statuses = [(await post(gateway, body(FORGED)))[0] for _ in range(BURST + 1)]
+    assert statuses[:-1] == [401] * BURST
+    assert statuses[-1] == 429
+
+
+async def test_the_cors_preflight_is_answered(gateway: Served) -> None:
+    response = await gateway.client.options(
+        GET,
+        headers={
+            "Origin": "https://call.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert response.status == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
+
+
+async def test_a_homeserver_that_cannot_answer_is_502(gateway: Served) -> None:
+    await gateway.homeserver.close()
+    status, answer, _ = await post(gateway, body())
+    assert (status, answer["errcode"]) == (502, "M_UNKNOWN")
+
+
+async def test_without_the_focus_service_it_is_404(gateway: Served) -> None:
+    gateway.service.config.focus_service = False
+    status, answer, _ = await post(gateway, body())
+    assert (status, answer["errcode"]) == (404, "M_NOT_FOUND")
