@@ -28,7 +28,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from gateway.rooms import (
 from gateway.rooms.events import RoomEvent, Subscription
 from gateway.rooms.model import Participant, Room
 from gateway.rooms.names import display_name
-from protocols.livekit.bridge import BridgeSettings, LiveKitBridge, MirrorGrant
+from protocols.livekit.bridge import BridgePolicy, BridgeSettings, LiveKitBridge, MirrorGrant
 from protocols.livekit.signal import Participant as LkParticipant
 from protocols.matrix import ids
 from protocols.matrix.client import MatrixError, MatrixUnavailable
@@ -83,6 +83,10 @@ ENCRYPTED = (
 
 def not_invited(bot_user_id: str) -> str:
     return f"invite {bot_user_id} to the room"
+
+
+BridgeFactory = Callable[["Gateway", str, BridgeSettings, BridgePolicy], LiveKitBridge]
+"""Makes the LiveKit half (tests give a fake)."""
 
 
 class _Refused(Exception):
@@ -180,9 +184,16 @@ class MatrixLink:
     """The link of one room here to one Matrix room; see the module docstring."""
 
     def __init__(
-        self, gateway: Gateway, service: MatrixService, room_id: str, matrix_room: str
+        self,
+        gateway: Gateway,
+        service: MatrixService,
+        room_id: str,
+        matrix_room: str,
+        *,
+        bridge_factory: BridgeFactory = LiveKitBridge,
     ) -> None:
         self.gateway = gateway
+        self.bridge_factory = bridge_factory
         self.service = service
         self.config = service.config
         self.room_id = room_id
@@ -382,7 +393,7 @@ class MatrixLink:
         self._events = self.gateway.bus.subscribe(self.room_id)
         self._spawn(self._follow_room())
         if self._bridge is None:
-            self._bridge = LiveKitBridge(
+            self._bridge = self.bridge_factory(
                 self.gateway, self.room_id, self._settings(), _Policy(self)
             )
             await self._bridge.start()
@@ -501,7 +512,7 @@ class MatrixLink:
                 del self.ghosts[ghost.participant_id]
             if self._bridge is not None:
                 self._bridge.resync()
-            await self._end_ghost(ghost)
+            await self._end_ghost_locked(ghost)
             return
         ghosts = self.service.ghosts
         if ghost.name != participant.name:
@@ -526,15 +537,18 @@ class MatrixLink:
     async def _end_ghost(self, ghost: _Ghost) -> None:
         """The ghost's membership ended and the ghost out of the Matrix room."""
         async with ghost.lock:
-            keeper, ghost.keeper = ghost.keeper, None
-            if keeper is not None:
-                await keeper.leave()
-            if ghost.joined:
-                ghost.joined = False
-                try:
-                    await self.service.ghosts.leave(self.matrix_room_id, ghost.user_id)
-                except MatrixError as error:
-                    log.info("ghost %s stays in the Matrix room: %s", ghost.user_id, error)
+            await self._end_ghost_locked(ghost)
+
+    async def _end_ghost_locked(self, ghost: _Ghost) -> None:
+        keeper, ghost.keeper = ghost.keeper, None
+        if keeper is not None:
+            await keeper.leave()
+        if ghost.joined:
+            ghost.joined = False
+            try:
+                await self.service.ghosts.leave(self.matrix_room_id, ghost.user_id)
+            except MatrixError as error:
+                log.info("ghost %s stays in the Matrix room: %s", ghost.user_id, error)
 
     def _on_held(self, ghost: _Ghost, event_id: str) -> None:
         """A ghost's membership is in place: its LiveKit participant may come; it rings the room

@@ -5,6 +5,7 @@ delayed events, invites and joins, sent events, and an outage switch. It answers
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ class FakeHomeserver:
         self.calls: list[tuple[str, ...]] = []
         self.names: dict[str, str] = {}
         self.down = False
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        """Gets every event, as the homeserver's transactions would carry it."""
         self._ids = itertools.count(1)
 
     # --- test controls --------------------------------------------------------------------
@@ -77,7 +80,22 @@ class FakeHomeserver:
         room = self.rooms[room_id]
         room.state[(event_type, key)] = dict(content)
         room.senders[(event_type, key)] = sender
-        return self._event_id()
+        event_id = self._event_id()
+        self.emit(
+            {
+                "type": event_type,
+                "state_key": key,
+                "content": dict(content),
+                "sender": sender,
+                "room_id": room_id,
+                "event_id": event_id,
+            }
+        )
+        return event_id
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
 
     def _room(self, room_id: str) -> FakeRoom:
         room = self.rooms.get(room_id)
@@ -198,7 +216,17 @@ class FakeHomeserver:
         self._check()
         self._member(room_id, as_user or "@rondpoint:hs.test")
         self.sent.append((event_type, room_id, content, as_user))
-        return self._event_id()
+        event_id = self._event_id()
+        self.emit(
+            {
+                "type": event_type,
+                "content": dict(content),
+                "sender": as_user or "@rondpoint:hs.test",
+                "room_id": room_id,
+                "event_id": event_id,
+            }
+        )
+        return event_id
 
     async def register(self, localpart: str) -> None:
         self._check()

@@ -1,0 +1,505 @@
+"""The Matrix half of a `MatrixLink` (protocols/matrix/link.py) against a fake homeserver and a
+fake LiveKit half: refusals with their reasons and notices, a ghost with a call membership per
+person here, names, ringing, chat both ways, and everything given back when it stops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config import Config
+from gateway.links import LinkState, LinkStatus
+from gateway.rooms import ChatMessage, Participant, Role
+from gateway.server import Gateway
+from protocols.livekit.bridge import BridgePolicy, BridgeSettings
+from protocols.livekit.signal import Participant as LkParticipant
+from protocols.matrix.config import MatrixConfig
+from protocols.matrix.ghosts import Ghosts
+from protocols.matrix.link import (
+    ENCRYPTED,
+    FORBIDDEN_CALL,
+    MatrixLink,
+    chat_text,
+    power_problem,
+)
+from protocols.matrix.membership import CALL_MEMBER, RTC_NOTIFICATION, is_active
+from protocols.matrix.store import MIGRATIONS, MatrixStore
+from tests.unit.matrix.fake_homeserver import FakeHomeserver
+
+ROOM = "!call:hs.test"
+BOT = "@rondpoint:hs.test"
+ANNA = "@anna:hs.test"
+OPEN_CALLS = {"users_default": 0, "events": {CALL_MEMBER: 0}, "state_default": 50}
+
+
+class FakeService:
+    """What a MatrixLink uses of protocols.matrix.service.MatrixService."""
+
+    def __init__(self, homeserver: FakeHomeserver, store: MatrixStore) -> None:
+        self.config = MatrixConfig(homeserver_url="http://127.0.0.1:1", server_name="hs.test")
+        self.client = homeserver
+        self.store = store
+        self.ghosts = Ghosts(homeserver, store)  # type: ignore[arg-type]
+        self.focus_url = "http://127.0.0.1:8080/matrix"
+        self.listeners: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        homeserver.on_event = self.queue.put_nowait
+        self.consumer = asyncio.get_running_loop().create_task(self._consume())
+
+    def listen(self, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[[], None]:
+        self.listeners.append(handler)
+        return lambda: self.listeners.remove(handler)
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self.queue.get()
+            for handler in list(self.listeners):
+                await handler(event)
+
+
+class FakeBridge:
+    """The LiveKit half: who it brought here, and what it was asked."""
+
+    made: list[FakeBridge] = []
+
+    def __init__(
+        self, gateway: Gateway, room_id: str, settings: BridgeSettings, policy: BridgePolicy
+    ) -> None:
+        self.gateway, self.room_id, self.settings, self.policy = gateway, room_id, settings, policy
+        self.remotes: dict[str, str] = {}
+        self.resyncs = 0
+        self.started = self.stopped = False
+        FakeBridge.made.append(self)
+
+    def identities(self) -> dict[str, str]:
+        return dict(self.remotes)
+
+    def resync(self) -> None:
+        self.resyncs += 1
+
+    def status(self) -> LinkStatus:
+        return LinkStatus(LinkState.CONNECTED, "in the LiveKit room")
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    def bring(self, identity: str, name: str) -> Participant:
+        """A LiveKit participant brought here, as the real bridge does."""
+        room = self.gateway.rooms.get(self.room_id)
+        participant = self.gateway.rooms.add_participant(
+            room, name, Role.MEMBER, origin="matrix", origin_address=identity, lobby=False
+        )
+        self.remotes[identity] = participant.id
+        return participant
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    config = Config()
+    config.server.data_dir = str(tmp_path / "data")
+    config.sip.enabled = False
+    config.rooms.demo_room = ""
+    gateway = Gateway(config, plugins=[])
+    gateway.store.migrate_plugin("matrix", MIGRATIONS)
+    gateway.rooms.create("here")
+    FakeBridge.made.clear()
+    yield gateway
+
+
+@pytest.fixture
+def homeserver() -> FakeHomeserver:
+    homeserver = FakeHomeserver()
+    room = homeserver.room(ROOM, invited=(BOT,))
+    room.joined.add(ANNA)
+    homeserver._set_state(ROOM, "m.room.power_levels", "", dict(OPEN_CALLS), ANNA)
+    homeserver._set_state(
+        ROOM, "m.room.member", ANNA, {"membership": "join", "displayname": "Anna"}, ANNA
+    )
+    return homeserver
+
+
+@pytest.fixture
+async def service(gateway: Gateway, homeserver: FakeHomeserver) -> FakeService:
+    return FakeService(homeserver, MatrixStore(gateway.store))
+
+
+@pytest.fixture
+async def link(gateway: Gateway, service: FakeService) -> Any:
+    link = MatrixLink(
+        gateway,
+        service,  # type: ignore[arg-type]
+        "here",
+        ROOM,
+        bridge_factory=FakeBridge,  # type: ignore[arg-type]
+    )
+    yield link
+    await link.stop()
+    service.consumer.cancel()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met")
+
+
+def ghost_of(participant: Participant) -> str:
+    from protocols.matrix.ids import ghost_user_id
+
+    return ghost_user_id("rondpoint_", participant.id, "hs.test")
+
+
+def key_of(user: str) -> str:
+    return f"_{user}_RONDPOINT_m.call"
+
+
+def join_here(gateway: Gateway, name: str, origin: str = "ors") -> Participant:
+    room = gateway.rooms.get("here")
+    return gateway.rooms.add_participant(room, name, Role.MEMBER, origin=origin, lobby=False)
+
+
+def notices(homeserver: FakeHomeserver) -> list[str]:
+    return [
+        content["body"]
+        for kind, _, content, sender in homeserver.sent
+        if kind == "m.room.message" and content.get("msgtype") == "m.notice" and sender == BOT
+    ]
+
+
+# --- pure parts -------------------------------------------------------------------------------
+
+
+def test_power_levels_that_let_members_hold_call_memberships_are_fine() -> None:
+    assert power_problem(OPEN_CALLS, BOT) == ""
+    assert power_problem(None, BOT) == ""
+
+
+def test_power_levels_keeping_call_memberships_to_moderators_forbid_ghosts() -> None:
+    assert power_problem({"users_default": 0, "state_default": 50}, BOT) == FORBIDDEN_CALL
+    restricted = {"users_default": 0, "events": {CALL_MEMBER: 50}}
+    assert power_problem(restricted, BOT) == FORBIDDEN_CALL
+
+
+def test_power_levels_forbidding_the_bot_to_invite_forbid_ghosts() -> None:
+    assert power_problem({**OPEN_CALLS, "invite": 50}, BOT) == FORBIDDEN_CALL
+    assert power_problem({**OPEN_CALLS, "invite": 50, "users": {BOT: 50}}, BOT) == ""
+
+
+def test_chat_text_of_text_notice_emote_and_edit() -> None:
+    assert chat_text({"msgtype": "m.text", "body": "hello"}) == "hello"
+    assert chat_text({"msgtype": "m.notice", "body": "note"}) == "note"
+    assert chat_text({"msgtype": "m.emote", "body": "waves"}) == "* waves"
+    edit = {"msgtype": "m.text", "body": "* fixed", "m.relates_to": {"rel_type": "m.replace"}}
+    assert chat_text(edit) == "* fixed"
+    assert chat_text({"msgtype": "m.image", "body": "cat.png"}) == ""
+    assert chat_text({"msgtype": "m.text", "body": 3}) == ""
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+async def test_a_room_the_bot_is_not_invited_to_is_refused_with_the_reason(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    homeserver.rooms[ROOM].invited.clear()
+    join_here(gateway, "Bea")
+    await link.start()
+    await until(lambda: link.status().state is LinkState.REFUSED)
+    assert link.status().detail == f"invite {BOT} to the room"
+    assert FakeBridge.made == []
+    assert homeserver.sent == []
+    assert BOT not in homeserver.rooms[ROOM].joined
+
+
+async def test_a_refused_link_connects_once_the_bot_is_invited(
+    link: MatrixLink, homeserver: FakeHomeserver
+) -> None:
+    homeserver.rooms[ROOM].invited.clear()
+    await link.start()
+    await until(lambda: link.status().state is LinkState.REFUSED)
+    homeserver.rooms[ROOM].invited.add(BOT)
+    homeserver._set_state(ROOM, "m.room.member", BOT, {"membership": "invite"}, ANNA)
+    await until(lambda: link.status().state is LinkState.CONNECTED)
+
+
+async def test_an_unknown_alias_is_refused(
+    gateway: Gateway, service: FakeService, homeserver: FakeHomeserver
+) -> None:
+    link = MatrixLink(gateway, service, "here", "#nowhere:hs.test", bridge_factory=FakeBridge)  # type: ignore[arg-type]
+    await link.start()
+    await until(lambda: link.status().state is LinkState.REFUSED)
+    assert "#nowhere:hs.test" in link.status().detail
+    await link.stop()
+
+
+async def test_power_levels_forbidding_call_memberships_give_a_notice_in_the_room(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    homeserver._set_state(ROOM, "m.room.power_levels", "", {"users_default": 0}, ANNA)
+    join_here(gateway, "Bea")
+    await link.start()
+    await until(lambda: link.status().state is LinkState.REFUSED)
+    assert link.status().detail == FORBIDDEN_CALL
+    await until(lambda: bool(notices(homeserver)))
+    assert FORBIDDEN_CALL in notices(homeserver)[0]
+    assert FakeBridge.made == []
+    assert [u for u in homeserver.rooms[ROOM].joined if u.startswith("@rondpoint_")] == []
+
+
+async def test_the_notice_is_said_once_while_the_reason_stays(
+    link: MatrixLink, homeserver: FakeHomeserver
+) -> None:
+    homeserver._set_state(ROOM, "m.room.power_levels", "", {"users_default": 0}, ANNA)
+    await link.start()
+    await until(lambda: bool(notices(homeserver)))
+    homeserver._set_state(ROOM, "m.room.power_levels", "", {"users_default": 0, "ban": 60}, ANNA)
+    await asyncio.sleep(0.1)
+    assert len(notices(homeserver)) == 1
+
+
+async def test_power_levels_opened_later_let_the_link_connect(
+    link: MatrixLink, homeserver: FakeHomeserver
+) -> None:
+    homeserver._set_state(ROOM, "m.room.power_levels", "", {"users_default": 0}, ANNA)
+    await link.start()
+    await until(lambda: link.status().state is LinkState.REFUSED)
+    homeserver._set_state(ROOM, "m.room.power_levels", "", dict(OPEN_CALLS), ANNA)
+    await until(lambda: link.status().state is LinkState.CONNECTED)
+
+
+async def test_an_encrypted_room_is_refused_with_a_notice(
+    link: MatrixLink, homeserver: FakeHomeserver
+) -> None:
+    homeserver._set_state(
+        ROOM, "m.room.encryption", "", {"algorithm": "m.megolm.v1.aes-sha2"}, ANNA
+    )
+    await link.start()
+    await until(lambda: link.status().state is LinkState.REFUSED)
+    assert link.status().detail == ENCRYPTED
+    await until(lambda: bool(notices(homeserver)))
+
+
+async def test_power_levels_closed_mid_call_end_the_ghosts_and_say_why(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    await until(
+        lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost_of(bea))) or {})
+    )
+    homeserver._set_state(ROOM, "m.room.power_levels", "", {"users_default": 0}, ANNA)
+    await until(lambda: link.status().state is LinkState.REFUSED)
+    await until(lambda: bool(notices(homeserver)))
+    assert homeserver.content(ROOM, CALL_MEMBER, key_of(ghost_of(bea))) == {}
+    assert FakeBridge.made[0].stopped
+
+
+# --- ghosts -----------------------------------------------------------------------------------
+
+
+async def test_a_person_here_becomes_a_named_ghost_holding_a_call_membership(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    await link.start()
+    await until(lambda: link.status().state is LinkState.CONNECTED)
+    bea = join_here(gateway, "Bea")
+    ghost = ghost_of(bea)
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    assert homeserver.names[ghost] == "Bea"
+    assert ghost in homeserver.rooms[ROOM].joined
+    bridge = FakeBridge.made[0]
+    assert bridge.policy.wants_mirror(bea)
+    assert bridge.policy.mirror_identity(bea) == f"{ghost}:RONDPOINT"
+    assert bridge.resyncs >= 1
+    assert bridge.settings.livekit_room == ROOM
+    assert not bridge.settings.chat
+
+
+async def test_the_first_ghost_in_an_empty_call_rings_the_room(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    await until(lambda: any(kind == RTC_NOTIFICATION for kind, *_ in homeserver.sent))
+    (ring,) = [(c, s) for kind, _, c, s in homeserver.sent if kind == RTC_NOTIFICATION]
+    assert ring[1] == ghost_of(bea)
+    assert ring[0]["notification_type"] == "ring"
+    assert ring[0]["m.relates_to"]["rel_type"] == "m.reference"
+
+
+async def test_a_ghost_joining_a_running_call_does_not_ring(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    homeserver._set_state(
+        ROOM,
+        CALL_MEMBER,
+        "_@anna:hs.test_ANNA_m.call",
+        {"application": "m.call", "device_id": "ANNA", "call_id": ""},
+        ANNA,
+    )
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    await until(
+        lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost_of(bea))) or {})
+    )
+    await asyncio.sleep(0.05)
+    assert not any(kind == RTC_NOTIFICATION for kind, *_ in homeserver.sent)
+
+
+async def test_a_person_leaving_ends_their_membership_and_their_ghost_leaves(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    ghost = ghost_of(bea)
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    gateway.rooms.remove_participant(gateway.rooms.get("here"), bea.id)
+    await until(lambda: ghost not in homeserver.rooms[ROOM].joined)
+    assert homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) == {}
+    assert homeserver.delayed == {}
+    assert MatrixStore(gateway.store).memberships() == []
+    assert not FakeBridge.made[0].policy.wants_mirror(bea)
+
+
+async def test_a_rename_here_renames_the_ghost(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    ghost = ghost_of(bea)
+    await until(lambda: homeserver.names.get(ghost) == "Bea")
+    gateway.rooms.update_name(gateway.rooms.get("here"), bea.id, "Beatrice")
+    await until(lambda: homeserver.names.get(ghost) == "Beatrice")
+
+
+async def test_people_brought_from_matrix_get_no_ghost(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    bridge = FakeBridge.made[0]
+    anna = bridge.bring(f"{ANNA}:ANNA", "Anna")
+    bea = join_here(gateway, "Bea")
+    await until(lambda: ghost_of(bea) in homeserver.names)
+    await asyncio.sleep(0.05)
+    assert ghost_of(anna) not in homeserver.names
+    assert set(link.ghosts) == {bea.id}
+
+
+async def test_a_vanished_membership_of_a_person_still_here_comes_back(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    key = key_of(ghost_of(bea))
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key) or {}))
+    (delay_id,) = homeserver.delayed
+    homeserver.fire(delay_id)  # the delayed leave fired (e.g. the homeserver was down)
+    assert homeserver.content(ROOM, CALL_MEMBER, key) == {}
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key) or {}))
+
+
+async def test_ghosts_are_bounded_by_the_room_capacity(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    gateway.rooms.max_participants = 2
+    join_here(gateway, "Bea")
+    join_here(gateway, "Carl")
+    await link.start()
+    await until(lambda: len(link.ghosts) == 2)
+    assert len(link.ghosts) <= gateway.rooms.max_participants
+
+
+async def test_stop_gives_back_every_membership_ghost_and_the_livekit_half(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    ghost = ghost_of(bea)
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    await link.stop()
+    assert link.status().state is LinkState.STOPPED
+    assert homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) == {}
+    assert ghost not in homeserver.rooms[ROOM].joined
+    assert homeserver.delayed == {}
+    assert FakeBridge.made[0].stopped
+    assert link.ghosts == {}
+
+
+# --- names and chat ---------------------------------------------------------------------------
+
+
+async def test_a_matrix_member_is_named_by_their_display_name_in_the_room(
+    link: MatrixLink, homeserver: FakeHomeserver
+) -> None:
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    policy = FakeBridge.made[0].policy
+    info = LkParticipant(
+        sid="PA_1", identity=f"{ANNA}:ANNA", name="", kind="standard", state="ACTIVE"
+    )
+    assert policy.remote_name(info) == "Anna"
+    assert policy.remote_address(info) == ANNA
+    assert policy.is_ours(f"{BOT}:bridge-here")
+    assert policy.is_ours("@rondpoint_p__x:hs.test:RONDPOINT")
+    assert not policy.is_ours(f"{ANNA}:ANNA")
+    homeserver._set_state(
+        ROOM, "m.room.member", ANNA, {"membership": "join", "displayname": "Anna K"}, ANNA
+    )
+    await until(lambda: policy.remote_name(info) == "Anna K")
+
+
+async def test_matrix_messages_of_members_in_the_call_become_chat_here(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    events = gateway.bus.subscribe("here")
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    anna = FakeBridge.made[0].bring(f"{ANNA}:ANNA", "Anna")
+    for sender, body in (
+        ("@carl:hs.test", "not in the call"),
+        ("@rondpoint_x:hs.test", "ghost"),
+        (ANNA, "hello from Matrix"),
+    ):
+        homeserver.emit(
+            {
+                "type": "m.room.message",
+                "room_id": ROOM,
+                "sender": sender,
+                "content": {"msgtype": "m.text", "body": body},
+                "event_id": "$m",
+            }
+        )
+    chats: list[ChatMessage] = []
+    async with asyncio.timeout(5):
+        async for event in events:
+            if isinstance(event, ChatMessage):
+                chats.append(event)
+                break
+    assert (chats[0].sender.id, chats[0].text) == (anna.id, "hello from Matrix")
+    events.close()
+
+
+async def test_chat_here_goes_to_the_matrix_room_as_the_ghost(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    await until(lambda: bea.id in link.ghosts and link.ghosts[bea.id].joined)
+    gateway.rooms.chat(gateway.rooms.get("here"), bea.id, "hello from here")
+    await until(
+        lambda: any(
+            c.get("body") == "hello from here" and s == ghost_of(bea)
+            for kind, _, c, s in homeserver.sent
+            if kind == "m.room.message"
+        )
+    )
