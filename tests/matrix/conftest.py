@@ -4,6 +4,8 @@
 - `livekit` (module): tests/interop/livekit_fixtures' shared livekit-server, playing the focus.
 - `synapse` (module): a Synapse with no application service, for tests of the harness itself.
 - `livekit_pages` (function): Chromium with livekit-client pages (tests/matrix/page.py).
+- `matrix_js` (function): `await matrix_js("anna")` starts a matrix-js-sdk driver
+  (tests/matrix/jsclient.py, tests/matrix/js/rtc_member.mjs), closed after the test.
 - `matrix_stack` (module): ports chosen first, then our gateway with a `[matrix]` section (the
   homeserver, fresh AS/HS tokens, the livekit fixture as the focus's LiveKit), then the
   registration YAML from `rondpoint matrix registration` on that gateway's configuration file,
@@ -21,7 +23,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from tests.interop.livekit_fixtures import (
     livekit_server_restartable,
     running_livekit,
 )
+from tests.matrix.jsclient import JsClient, start_js_client
 from tests.matrix.page import LiveKitBrowser, livekit_browser
 from tests.matrix.synapse import (
     SERVER_NAME,
@@ -98,12 +101,16 @@ class MatrixStack:
         encrypted: bool = False,
         state: str = "connected",
         timeout: float = 20.0,
+        room_version: str | None = None,
     ) -> tuple[str, str]:
         """OWNER creates a Matrix room inviting the bot, our room (ROOM_HERE or a fresh id) is
         linked to it; returns (room_here, matrix_room_id) once the link's state is STATE."""
         room_here = room_here or f"mx-{secrets.token_hex(4)}"
         matrix_room = await owner.create_room(
-            name or room_here, encrypted=encrypted, invite=[self.bot_user_id]
+            name or room_here,
+            encrypted=encrypted,
+            invite=[self.bot_user_id],
+            room_version=room_version,
         )
         self.link(room_here, matrix_room)
 
@@ -240,3 +247,29 @@ async def livekit_pages(request: pytest.FixtureRequest) -> AsyncIterator[LiveKit
     (tests/matrix/page.py); screenshots and consoles go to test-artifacts/ on a failure."""
     async with livekit_browser(request) as browser:
         yield browser
+
+
+@pytest.fixture
+async def matrix_js(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Awaitable[JsClient]]]:
+    """`await matrix_js(name, driver="rtc_member.mjs")`: a matrix-js-sdk driver of this test's
+    own; all are closed after the test, and their logs go to test-artifacts/ on a failure."""
+    failed_before = request.session.testsfailed
+    clients: dict[str, JsClient] = {}
+
+    async def start(name: str, driver: str = "rtc_member.mjs") -> JsClient:
+        client = await start_js_client(tmp_path / f"{name}-js.log", driver)
+        clients[name] = client
+        return client
+
+    try:
+        yield start
+    finally:
+        for client in clients.values():
+            await client.close()
+        if request.session.testsfailed > failed_before:
+            keep_artifacts(
+                f"matrix-{request.node.name}",
+                {f"{name}-js.log": c.log_path for name, c in clients.items()},
+            )

@@ -4,7 +4,7 @@ heard at its tone's frequency by a LiveKit subscriber. Few and fast: the harness
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
@@ -14,7 +14,7 @@ from protocols.livekit.tokens import VideoGrant, mint_token
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import visio_user
 from tests.matrix.conftest import MatrixStack
-from tests.matrix.jsclient import js_client
+from tests.matrix.jsclient import JsClient
 from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import MatrixApiError, MatrixUser, RunningSynapse, wait_for
 
@@ -48,49 +48,49 @@ async def test_two_users_meet_in_a_room(synapse: RunningSynapse) -> None:
 
 
 async def test_matrix_js_sdk_joins_a_call_as_element_call_does(
-    synapse: RunningSynapse, tmp_path: Path
+    synapse: RunningSynapse, matrix_js: Callable[..., Awaitable[JsClient]]
 ) -> None:
     carla = await synapse.register_user("carla", "carla-password")
     dora = await synapse.register_user("dora", "dora-password")
     room = await dora.create_room("Call", invite=[carla.user_id])
     focus_url = "http://127.0.0.1:9/matrix"
-    async with js_client(tmp_path / "carla-js.log") as js:
-        login = await js.command(
-            "login",
-            homeserver_url=synapse.url,
-            user_id=carla.user_id,
-            password="carla-password",
-            device_id="CARLAJS",
-        )
-        assert login == {"user_id": carla.user_id, "device_id": "CARLAJS"}
-        assert (await js.command("join", room=room))["room_id"] == room
-        joined = await js.command("rtc_join", room=room, focus_url=focus_url)
-        assert joined["membership"]["rtc_backend_identity"] == f"{carla.user_id}:CARLAJS"
+    js = await matrix_js("carla")
+    login = await js.command(
+        "login",
+        homeserver_url=synapse.url,
+        user_id=carla.user_id,
+        password="carla-password",
+        device_id="CARLAJS",
+    )
+    assert login == {"user_id": carla.user_id, "device_id": "CARLAJS"}
+    assert (await js.command("join", room=room))["room_id"] == room
+    joined = await js.command("rtc_join", room=room, focus_url=focus_url)
+    assert joined["membership"]["rtc_backend_identity"] == f"{carla.user_id}:CARLAJS"
 
-        async def seen_by_dora() -> dict[str, Any] | None:
-            return (await dora.call_memberships(room)).get(f"_{carla.user_id}_CARLAJS_m.call")
+    async def seen_by_dora() -> dict[str, Any] | None:
+        return (await dora.call_memberships(room)).get(f"_{carla.user_id}_CARLAJS_m.call")
 
-        content = await wait_for(seen_by_dora, "Carla's call membership in Dora's room state")
-        assert content["application"] == "m.call"
-        assert content["call_id"] == ""
-        assert content["scope"] == "m.room"
-        assert content["device_id"] == "CARLAJS"
-        assert content["membershipID"] == f"{carla.user_id}:CARLAJS"
-        assert content["m.call.intent"] == "video"
-        assert content["focus_active"] == {"type": "livekit", "focus_selection": "multi_sfu"}
-        assert content["foci_preferred"][0] == {
-            "type": "livekit",
-            "livekit_service_url": focus_url,
-            "livekit_alias": room,
-        }
-        await dora.send_text(room, "bonjour Carla")
-        await js.wait_event("message", lambda e: e["content"].get("body") == "bonjour Carla")
-        await js.command("rtc_leave", room=room)
+    content = await wait_for(seen_by_dora, "Carla's call membership in Dora's room state")
+    assert content["application"] == "m.call"
+    assert content["call_id"] == ""
+    assert content["scope"] == "m.room"
+    assert content["device_id"] == "CARLAJS"
+    assert content["membershipID"] == f"{carla.user_id}:CARLAJS"
+    assert content["m.call.intent"] == "video"
+    assert content["focus_active"] == {"type": "livekit", "focus_selection": "multi_sfu"}
+    assert content["foci_preferred"][0] == {
+        "type": "livekit",
+        "livekit_service_url": focus_url,
+        "livekit_alias": room,
+    }
+    await dora.send_text(room, "bonjour Carla")
+    await js.wait_event("message", lambda e: e["content"].get("body") == "bonjour Carla")
+    await js.command("rtc_leave", room=room)
 
-        async def gone() -> bool:
-            return f"_{carla.user_id}_CARLAJS_m.call" not in await dora.call_memberships(room)
+    async def gone() -> bool:
+        return f"_{carla.user_id}_CARLAJS_m.call" not in await dora.call_memberships(room)
 
-        await wait_for(gone, "Carla's membership to end")
+    await wait_for(gone, "Carla's membership to end")
 
 
 async def test_a_page_tone_is_heard_at_its_frequency(
@@ -113,9 +113,7 @@ async def test_a_page_tone_is_heard_at_its_frequency(
         assert abs(await page.dominant_frequency("listener") - LISTENER_HZ) <= 10
 
 
-async def test_the_gateway_is_synapses_application_service(
-    matrix_stack: MatrixStack, tmp_path: Path
-) -> None:
+async def test_the_gateway_is_synapses_application_service(matrix_stack: MatrixStack) -> None:
     synapse = matrix_stack.synapse
     bot = MatrixUser(synapse.url, matrix_stack.bot_user_id, matrix_stack.as_token, "")
     # Synapse accepted our registration YAML and reaches our routes with the hs_token.
@@ -134,23 +132,40 @@ async def test_the_gateway_is_synapses_application_service(
     strict=False,
 )
 async def test_element_calls_token_request_gets_a_livekit_token_from_our_focus(
-    matrix_stack: MatrixStack, tmp_path: Path
+    matrix_stack: MatrixStack, matrix_js: Callable[..., Awaitable[JsClient]]
 ) -> None:
     synapse = matrix_stack.synapse
     fiona = await synapse.register_user("fiona", "fiona-password")
     room = await fiona.create_room("Focus")
     focus_url = f"{matrix_stack.gateway.base_url}/matrix"
-    async with js_client(tmp_path / "fiona-js.log") as js:
-        await js.command(
-            "login",
-            homeserver_url=synapse.url,
-            user_id=fiona.user_id,
-            password="fiona-password",
-            device_id="FIONAJS",
-        )
-        answer = await js.command("sfu_get", room=room, focus_url=focus_url)
+    js = await matrix_js("fiona")
+    await js.command(
+        "login",
+        homeserver_url=synapse.url,
+        user_id=fiona.user_id,
+        password="fiona-password",
+        device_id="FIONAJS",
+    )
+    answer = await js.command("sfu_get", room=room, focus_url=focus_url)
     assert answer["status"] == 200, answer
     assert answer["body"]["url"] == matrix_stack.livekit.url
     claims = jwt.decode(answer["body"]["jwt"], options={"verify_signature": False})
     assert claims["sub"] == f"{fiona.user_id}:FIONAJS"
     assert claims["video"]["room"] == room
+
+
+async def test_a_restarted_synapse_keeps_its_users_and_its_appservice(
+    matrix_stack_restartable: MatrixStack,
+) -> None:
+    stack = matrix_stack_restartable
+    gina = await stack.synapse.register_user("gina", "gina-password")
+    room = await gina.create_room("Before")
+    port = stack.synapse.port
+    stack.synapse.kill()
+    await stack.synapse.arestart()
+    assert stack.synapse.port == port and stack.synapse.restarts == 1
+    assert (await gina.members(room)) == {gina.user_id: "gina"}
+    bot = MatrixUser(stack.synapse.url, stack.bot_user_id, stack.as_token, "")
+    await bot.request(
+        "POST", "/_matrix/client/v1/appservice/rondpoint/ping", {"transaction_id": "after"}
+    )
