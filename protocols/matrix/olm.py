@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import vodozemac
 
+from protocols.matrix.client import MatrixError
+
 OLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2"
 MEGOLM_ALGORITHM = "m.megolm.v1.aes-sha2"
 SIGNED_CURVE25519 = "signed_curve25519"
@@ -127,6 +129,28 @@ def parse_device_keys(user_id: str, device_id: str, keys: Any) -> PeerDevice | N
     if not verify_signature(keys, user_id, f"ed25519:{device_id}", ed):
         return None
     return PeerDevice(user_id, device_id, curve, ed)
+
+
+async def ensure_device(client: MatrixRequests, user_id: str, device_id: str) -> None:
+    """Make sure the homeserver knows `user_id`'s device `device_id` (masquerading needs it):
+    when missing, an application-service login (`m.login.application_service`) creates it."""
+    path = f"/_matrix/client/v3/devices/{urllib.parse.quote(device_id, safe='')}"
+    try:
+        await client.request("GET", path, as_user=user_id)
+        return
+    except MatrixError as error:
+        if error.status != 404:
+            raise
+    await client.request(
+        "POST",
+        "/_matrix/client/v3/login",
+        {
+            "type": "m.login.application_service",
+            "identifier": {"type": "m.id.user", "user": user_id},
+            "device_id": device_id,
+            "initial_device_display_name": "Rondpoint",
+        },
+    )
 
 
 @dataclass
@@ -436,17 +460,26 @@ class OlmDevice:
         )
 
     async def sender_device(self, client: MatrixRequests, event: DecryptedEvent) -> PeerDevice:
-        """The sender's device, its keys checked against the message's: the sender key that the
-        Olm session proves, and the ed25519 key the payload claims. OlmError when they differ."""
-        if event.sender_device is None:
-            raise OlmError("the sender's device is not named")
-        key = (event.sender, event.sender_device)
-        device = self._peers.get(key)
-        if device is None or device.curve25519 != event.sender_key:
-            await self.query_devices(client, [event.sender])
-            device = self._peers.get(key)
+        """The sender's device: the one of the sender's devices whose curve25519 key is the one
+        the Olm session proves (and named `sender_device`, when the payload names one), its
+        ed25519 key the one the payload claims. OlmError when there is none."""
+
+        def find() -> PeerDevice | None:
+            for (user_id, device_id), device in self._peers.items():
+                if (
+                    user_id == event.sender
+                    and device.curve25519 == event.sender_key
+                    and event.sender_device in (None, device_id)
+                ):
+                    return device
+            return None
+
+        device = find()
         if device is None:
-            raise OlmError(f"unknown device {event.sender_device} of {event.sender}")
-        if device.curve25519 != event.sender_key or device.ed25519 != event.sender_ed25519:
-            raise OlmError(f"the keys of {event.sender} {event.sender_device} do not match")
+            await self.query_devices(client, [event.sender])
+            device = find()
+        if device is None:
+            raise OlmError(f"no device of {event.sender} has this message's sender key")
+        if device.ed25519 != event.sender_ed25519:
+            raise OlmError(f"the keys of {event.sender} {device.device_id} do not match")
         return device
