@@ -1,0 +1,228 @@
+"""A room here and a Matrix room's call become one meeting, with real peers on both sides: Synapse,
+livekit-server as the focus, matrix-js-sdk 43 joining the call as Element Call does (its LiveKit
+token from our focus's /sfu/get) with a Chromium livekit-client page publishing its tone and
+video; here an ORS WebRTC client and a baresip phone, each with a tone of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gateway.media.audio.tone import tone_amplitude
+from spec.conformance.orsclient import OrsClient
+from spec.conformance.webrtc import SAMPLE_RATE, WebRtcPeer
+from tests.gateway_process import RunningGateway
+from tests.interop.baresip import Baresip
+from tests.interop.sipp_tools import wait_until
+from tests.matrix.conftest import MatrixStack
+from tests.matrix.jsclient import JsClient
+from tests.matrix.page import LiveKitBrowser, LiveKitPage
+from tests.matrix.synapse import MatrixUser, wait_for
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.browser,
+    pytest.mark.timeout(180),
+    pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+]
+
+ANNA_HZ = 660.0
+ORS_HZ = 440.0
+PHONE_HZ = 1000.0
+PHONE_NUMBER = "0140506042"
+PHONE_NAME = "Phone ••• 42"
+CALL_MEMBER = "org.matrix.msc3401.call.member"
+
+
+def participants(gateway: RunningGateway, room: str) -> list[dict[str, Any]]:
+    status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
+    assert status == 200, body
+    return list(body["participants"])
+
+
+def listed(gateway: RunningGateway, room: str, name: str) -> list[dict[str, Any]]:
+    return [p for p in participants(gateway, room) if p["name"] == name]
+
+
+@pytest.fixture
+async def phone(tmp_path: Path) -> AsyncIterator[Baresip]:
+    async with Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def bruno_here(
+    gateway: RunningGateway, room: str
+) -> AsyncIterator[tuple[OrsClient, WebRtcPeer]]:
+    """Bruno Petit on an ORS WebRTC client here, publishing a tone."""
+    host = await OrsClient.connect(gateway.base_url, room)
+    peer = WebRtcPeer(host)
+    try:
+        joined = await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
+        assert joined["type"] == "joined"
+        await peer.publish(frequency=ORS_HZ)
+        yield host, peer
+    finally:
+        await peer.close()
+        await host.close()
+
+
+async def element_call_user(
+    stack: MatrixStack,
+    matrix_js: Callable[..., Awaitable[JsClient]],
+    pages: LiveKitBrowser,
+    user: MatrixUser,
+    password: str,
+    room: str,
+    device_id: str,
+    frequency: float,
+) -> tuple[JsClient, LiveKitPage]:
+    """USER in ROOM's call as Element Call joins it: its membership through matrix-js-sdk, its
+    LiveKit token from the focus's /sfu/get, its media from a livekit-client page."""
+    focus_url = f"{stack.gateway.base_url}/matrix"
+    js = await matrix_js(device_id.lower())
+    await js.command(
+        "login",
+        homeserver_url=stack.synapse.url,
+        user_id=user.user_id,
+        password=password,
+        device_id=device_id,
+    )
+    await js.command("join", room=room)
+    await js.command("rtc_join", room=room, focus_url=focus_url)
+    answer = await js.command("sfu_get", room=room, focus_url=focus_url)
+    assert answer["status"] == 200, answer
+    page = await pages.open(device_id.lower())
+    await page.connect(answer["body"]["url"], answer["body"]["jwt"])
+    await page.publish(frequency=frequency, video=True)
+    return js, page
+
+
+async def ghost_memberships(js: JsClient, room: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """The call's memberships of our ghosts as matrix-js-sdk sees them, by user id."""
+    memberships = (await js.command("memberships", room=room))["memberships"]
+    return {m["user_id"]: m for m in memberships if m["user_id"].startswith(prefix)}
+
+
+async def accept_offers_until(
+    host: OrsClient, peer: WebRtcPeer, done: Callable[[], bool], message: str, timeout: float = 20
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, message
+        with contextlib.suppress(TimeoutError):
+            await peer.accept_offer(await host.next_event("offer", timeout=0.5))
+
+
+async def test_element_call_and_a_room_here_become_one_meeting(
+    matrix_stack: MatrixStack,
+    matrix_js: Callable[..., Awaitable[JsClient]],
+    livekit_pages: LiveKitBrowser,
+    phone: Baresip,
+) -> None:
+    stack, gateway = matrix_stack, matrix_stack.gateway
+    olga = await stack.synapse.register_user("olga", "olga-password")
+    anna = await stack.synapse.register_user("anna", "anna-password")
+    await anna.set_display_name("Anna Schmidt")
+    room, matrix_room = await stack.linked_room(olga, "rathaus-bonn", room_version="11")
+    await olga.invite(matrix_room, anna.user_id)
+    js, page = await element_call_user(
+        stack, matrix_js, livekit_pages, anna, "anna-password", matrix_room, "ANNAJS", ANNA_HZ
+    )
+
+    # Anna here: her Matrix name, origin matrix, audio and video.
+    async def anna_here() -> dict[str, Any] | None:
+        found = listed(gateway, room, "Anna Schmidt")
+        if found and sorted(t["kind"] for t in found[0]["tracks"]) == ["audio", "video"]:
+            return found[0]
+        return None
+
+    anna_listed = await wait_for(anna_here, "Anna listed here with audio and video", 30)
+    assert anna_listed["origin"] == "matrix"
+    assert anna_listed["origin_address"] == anna.user_id
+
+    async with bruno_here(gateway, room) as (host, peer):
+        await phone.dial(f"sip:{room}@127.0.0.1:{gateway.sip_port}")
+        await phone.wait_event("CALL_ESTABLISHED", timeout=10)
+        prefix = stack.ghost_prefix()
+
+        # Anna's page: two LiveKit participants that are our ghosts' devices, each heard.
+        bruno = await page.wait_participant(lambda p: p["name"] == "Bruno Petit", timeout=30)
+        caller = await page.wait_participant(lambda p: p["name"] == PHONE_NAME, timeout=30)
+        for lk in (bruno, caller):
+            assert lk["identity"].startswith(prefix) and lk["identity"].endswith(":RONDPOINT")
+        assert abs(await page.dominant_frequency(bruno["identity"], 1.0) - ORS_HZ) <= 10
+        assert abs(await page.dominant_frequency(caller["identity"], 1.0) - PHONE_HZ) <= 10
+
+        # matrix-js-sdk: one call membership per person from here, named as here.
+        async def two_ghosts() -> dict[str, dict[str, Any]] | None:
+            found = await ghost_memberships(js, matrix_room, prefix)
+            return found if len(found) == 2 else None
+
+        ghosts = await wait_for(two_ghosts, "two ghost memberships in the session", 30)
+        identities = {m["rtc_backend_identity"] for m in ghosts.values()}
+        assert identities == {bruno["identity"], caller["identity"]}
+        names = await olga.members(matrix_room)
+        assert sorted(names[user] for user in ghosts) == sorted(["Bruno Petit", PHONE_NAME])
+        bruno_ghost = bruno["identity"].rsplit(":", 1)[0]
+
+        # The ORS client hears Anna's tone.
+        tracks = {t["kind"]: t["id"] for t in anna_listed["tracks"]}
+        await accept_offers_until(
+            host,
+            peer,
+            lambda: (
+                tracks["audio"] in peer.received and peer.received[tracks["audio"]].frames > 100
+            ),
+            "the ORS client did not get Anna's audio",
+        )
+        heard = np.concatenate(peer.received[tracks["audio"]].samples[-25:])
+        assert tone_amplitude(heard, ANNA_HZ, SAMPLE_RATE) > 2000
+
+        # Chat both ways, with the sender's name.
+        await js.command("send_text", room=matrix_room, text="Hallo aus Matrix")
+        chat = (await host.next_event("chat", timeout=15))["message"]
+        assert (chat["text"], chat["from_name"]) == ("Hallo aus Matrix", "Anna Schmidt")
+        await host.request({"type": "chat", "text": "Salut depuis Rondpoint"})
+        message = await js.wait_event(
+            "message", lambda e: e["content"].get("body") == "Salut depuis Rondpoint", timeout=15
+        )
+        assert message["sender"] == bruno_ghost
+
+        # The phone heard Anna meanwhile; hanging up ends its ghost's membership there.
+        await asyncio.sleep(1.5)
+        await phone.hangup()
+        await phone.wait_event("CALL_CLOSED", timeout=10)
+        samples, rate = phone.recording("dec")
+        windows = [
+            samples[i : i + rate // 2] for i in range(0, len(samples) - rate // 2, rate // 4)
+        ]
+        assert max(tone_amplitude(w, ANNA_HZ, rate) for w in windows) > 1000, (
+            "the phone never heard Anna's tone"
+        )
+        await page.wait_gone(caller["identity"], timeout=20)
+
+    # Bruno left: his ghost's membership is {} and his LiveKit participant gone.
+    await page.wait_gone(bruno["identity"], timeout=20)
+
+    async def bruno_membership_ended() -> bool:
+        content = await olga.state_event(
+            matrix_room, CALL_MEMBER, f"_{bruno_ghost}_RONDPOINT_m.call"
+        )
+        return content == {}
+
+    await wait_for(bruno_membership_ended, "Bruno's ghost membership to be {}", 20)
+    assert await ghost_memberships(js, matrix_room, prefix) == {}
+
+    # Anna leaving the call removes her here.
+    await js.command("rtc_leave", room=matrix_room)
+    await page.leave()
+    await wait_until(
+        lambda: not listed(gateway, room, "Anna Schmidt"), 20, "Anna is still listed here"
+    )
