@@ -10,7 +10,7 @@
   homeserver, fresh AS/HS tokens, the livekit fixture as the focus's LiveKit), then the
   registration YAML from `rondpoint matrix registration` on that gateway's configuration file,
   then Synapse started with it (the application service must listen before Synapse starts, or
-  Synapse backs off). `matrix_stack_restartable` (function): the same with a Synapse and a
+  Synapse backs off), advertising our focus (/matrix) as its MatrixRTC transport. `matrix_stack_restartable` (function): the same with a Synapse and a
   livekit-server of the test's own, which it may kill and restart.
 
 On a failed test, the Synapse, gateway and livekit-server logs go to test-artifacts/.
@@ -66,6 +66,11 @@ class MatrixStack:
     @property
     def server_name(self) -> str:
         return self.synapse.server_name
+
+    @property
+    def focus_url(self) -> str:
+        """Our focus's livekit_service_url, which Synapse advertises as its MatrixRTC transport."""
+        return focus_url(self.gateway)
 
     @property
     def bot_user_id(self) -> str:
@@ -138,6 +143,11 @@ def matrix_config(synapse_port: int, livekit: RunningLiveKit, as_token: str, hs_
     )
 
 
+def focus_url(gateway: RunningGateway) -> str:
+    """Our focus's livekit_service_url (the `[matrix]` default: the appservice URL)."""
+    return f"{gateway.base_url}/matrix"
+
+
 def write_registration(gateway: RunningGateway, path: Path) -> Path:
     """The registration YAML printed by `rondpoint matrix registration` for GATEWAY's config."""
     result = subprocess.run(
@@ -177,7 +187,11 @@ def running_stack(
         logs = {"gateway.log": gateway.log_path, "livekit.log": livekit.log_path}
         try:
             with running_synapse(
-                tmp, python, app_service_files=[registration], port=synapse_port
+                tmp,
+                python,
+                app_service_files=[registration],
+                port=synapse_port,
+                rtc_transports=[{"type": "livekit", "livekit_service_url": focus_url(gateway)}],
             ) as synapse:
                 logs["synapse.log"] = synapse.log_path
                 yield MatrixStack(gateway, synapse, livekit, as_token, hs_token, registration)

@@ -64,8 +64,10 @@ def homeserver_yaml(
     data_dir: Path,
     registration_secret: str,
     app_service_files: list[Path],
+    rtc_transports: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Synapse's configuration for a test homeserver (JSON is YAML)."""
+    """Synapse's configuration for a test homeserver (JSON is YAML). RTC_TRANSPORTS: the MatrixRTC
+    foci it advertises to clients (MSC4143 `GET .../org.matrix.msc4143/rtc/transports`)."""
     generous = {"per_second": 1000, "burst_count": 1000}
     config: dict[str, Any] = {
         "server_name": server_name,
@@ -93,6 +95,7 @@ def homeserver_yaml(
         "federation_domain_whitelist": [],
         "app_service_config_files": [str(path) for path in app_service_files],
         "max_event_delay_duration": "24h",
+        "matrix_rtc": {"transports": rtc_transports or []},
         "experimental_features": {
             "msc4143_enabled": True,  # MatrixRTC transports
             "msc4222_enabled": True,  # state_after in /sync
@@ -509,10 +512,12 @@ def running_synapse(
     app_service_files: list[Path] | None = None,
     port: int | None = None,
     server_name: str = SERVER_NAME,
+    rtc_transports: list[dict[str, Any]] | None = None,
 ) -> Iterator[RunningSynapse]:
     """Synapse on 127.0.0.1:PORT (free when not given) with data under TMP. The application
     services of APP_SERVICE_FILES should be listening already (Synapse backs off when they are
-    not). PYTHON: the venv's interpreter from `install_synapse()`."""
+    not). PYTHON: the venv's interpreter from `install_synapse()`. RTC_TRANSPORTS: see
+    homeserver_yaml()."""
     port = port or free_port()
     data_dir = tmp / "synapse"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -525,6 +530,7 @@ def running_synapse(
             data_dir=data_dir,
             registration_secret=registration_secret,
             app_service_files=app_service_files or [],
+            rtc_transports=rtc_transports,
         )
     )
     (data_dir / "log.config").write_text(LOG_CONFIG)

@@ -137,7 +137,6 @@ async def test_element_calls_token_request_gets_a_livekit_token_from_our_focus(
     synapse = matrix_stack.synapse
     fiona = await synapse.register_user("fiona", "fiona-password")
     room = await fiona.create_room("Focus")
-    focus_url = f"{matrix_stack.gateway.base_url}/matrix"
     js = await matrix_js("fiona")
     await js.command(
         "login",
@@ -146,7 +145,9 @@ async def test_element_calls_token_request_gets_a_livekit_token_from_our_focus(
         password="fiona-password",
         device_id="FIONAJS",
     )
-    answer = await js.command("sfu_get", room=room, focus_url=focus_url)
+    transports = (await js.command("rtc_transports"))["transports"]
+    assert transports == [{"type": "livekit", "livekit_service_url": matrix_stack.focus_url}]
+    answer = await js.command("sfu_get", room=room)
     assert answer["status"] == 200, answer
     assert answer["body"]["url"] == matrix_stack.livekit.url
     claims = jwt.decode(answer["body"]["jwt"], options={"verify_signature": False})

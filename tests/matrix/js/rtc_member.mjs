@@ -11,8 +11,8 @@
 //             rtc_backend_identity (the LiveKit identity), created_ts, focus_active, foci_preferred, content}]}
 //           "message" {room, event_id, sender, type, content}
 //           "membership_status" {room, status}
-// Commands: login, join, rtc_join, rtc_leave, memberships, send_text, send, messages, state,
-//   openid, sfu_get, close. Everything the SDK logs goes to stderr.
+// Commands: login, join, rtc_transports, rtc_join, rtc_leave, memberships, send_text, send,
+//   messages, state, openid, sfu_get, close. Everything the SDK logs goes to stderr.
 // Run from the folder of tests/matrix_js.sh (NODE_PATH is not enough for ES modules): the Python
 // wrapper passes the module's path in MATRIX_JS_SDK.
 
@@ -103,6 +103,22 @@ function sessionOf(roomId) {
   return session;
 }
 
+// The homeserver's MatrixRTC transports (MSC4143), as Element Call discovers its focus.
+async function rtcTransports() {
+  const path = "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports";
+  const reply = await needClient().http.authedRequest("GET", path, undefined, undefined, {
+    prefix: "",
+  });
+  return reply.rtc_transports ?? [];
+}
+
+async function focusUrl(given) {
+  if (given) return given;
+  const livekit = (await rtcTransports()).find((t) => t.type === "livekit" && t.livekit_service_url);
+  if (!livekit) throw new Error("no focus_url given and the homeserver advertises no livekit transport");
+  return livekit.livekit_service_url;
+}
+
 async function openidToken() {
   return await needClient().getOpenIdToken();
 }
@@ -159,11 +175,12 @@ const commands = {
     return { room_id: joined.roomId };
   },
 
-  // {room, focus_url, intent="video", multi_sfu=true, notification=null ("ring"|"notification")}:
-  // joins the room's call; resolves when our membership is in the session -> {membership}
+  // {room, focus_url?, intent="video", multi_sfu=true, notification=null ("ring"|"notification")}:
+  // joins the room's call (focus_url: default the homeserver's first livekit transport); resolves when our membership is in the session -> {membership}
   async rtc_join({ room, focus_url, intent = "video", multi_sfu = true, notification = null }) {
     const session = sessionOf(room);
-    const transport = { type: "livekit", livekit_service_url: focus_url, livekit_alias: room };
+    const service = await focusUrl(focus_url);
+    const transport = { type: "livekit", livekit_service_url: service, livekit_alias: room };
     const me = { userId: client.getUserId(), deviceId: client.getDeviceId() };
     me.memberId = `${me.userId}:${me.deviceId}`;
     const config = { callIntent: intent };
@@ -223,16 +240,22 @@ const commands = {
     return { content: event ? event.getContent() : null };
   },
 
+  // {} -> {transports}: the homeserver's MatrixRTC transports
+  async rtc_transports() {
+    return { transports: await rtcTransports() };
+  },
+
   // {} -> the OpenID token {access_token, token_type, matrix_server_name, expires_in}
   async openid() {
     return await openidToken();
   },
 
-  // {room, focus_url, openid_token?}: POST {focus_url}/sfu/get as Element Call does ->
+  // {room, focus_url?, openid_token?}: POST {focus_url}/sfu/get as Element Call does ->
   // {status, body} (body: {url, jwt} on success; errors are returned, not thrown)
   async sfu_get({ room, focus_url, openid_token }) {
     const token = openid_token ?? (await openidToken());
-    const response = await fetch(`${focus_url.replace(/\/$/, "")}/sfu/get`, {
+    const service = await focusUrl(focus_url);
+    const response = await fetch(`${service.replace(/\/$/, "")}/sfu/get`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ room, openid_token: token, device_id: client.getDeviceId() }),
