@@ -22,6 +22,7 @@ from gateway.ratelimit import RateLimiter
 from protocols.livekit.tokens import VideoGrant, mint_token
 from protocols.matrix.appservice import Refusal, read_json_object, running_service
 from protocols.matrix.ids import livekit_identity, split_user_id
+from protocols.matrix.targets import is_room_id
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ MAX_BODY = 16 * 1024
 TOKEN_TTL = 3600.0
 REQUESTS_PER_MINUTE = 60
 BURST = 20
-_ROOM_ID = re.compile(r"![\x21-\x39\x3b-\x7e]{1,255}:[A-Za-z0-9.:\[\]-]{1,255}")
 _DEVICE_ID = re.compile(r"[\x21-\x7e]{1,255}")
 _LIMITER = web.AppKey("focus_limiter", RateLimiter)
 CORS = {
@@ -64,7 +64,9 @@ async def _sfu_get(request: web.Request) -> web.Response:
     if not request.app[_LIMITER].allow(request.remote or "?"):
         raise Refusal(429, "M_LIMIT_EXCEEDED", "too many token requests from this address")
     body = await read_json_object(request, MAX_BODY)
-    room = _string(body, "room", _ROOM_ID, "a Matrix room id (!id:server)")
+    room = body.get("room")
+    if not isinstance(room, str) or not is_room_id(room):
+        raise Refusal(400, "M_BAD_JSON", "'room' must be a Matrix room id (!id)")
     device_id = _string(body, "device_id", _DEVICE_ID, "the device id of the caller")
     openid = body.get("openid_token")
     if not isinstance(openid, dict):

@@ -33,6 +33,11 @@ def matrix_room(target: str) -> str:
     return room
 
 
+def is_room_id(text: str) -> bool:
+    """Whether ``text`` is a room id: ``!id:server``, or ``!HASH`` from room version 12 on."""
+    return len(text) <= 255 and any(p.fullmatch(text) for p in (_ROOM_ID, _ROOM_ID_V12))
+
+
 def is_alias(room: str) -> bool:
     return room.startswith("#")
 

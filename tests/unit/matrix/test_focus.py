@@ -171,3 +171,11 @@ async def test_without_the_focus_service_it_is_404(gateway: Served) -> None:
     gateway.service.config.focus_service = False
     status, answer, _ = await post(gateway, body())
     assert (status, answer["errcode"]) == (404, "M_NOT_FOUND")
+
+
+async def test_a_room_version_12_id_names_the_call_too(gateway: Served) -> None:
+    room = "!" + "A1b2_C3d4-" * 4 + "xyz"  # 43 characters of unpadded base64url
+    status, answer, _ = await post(gateway, body(room=room))
+    assert status == 200
+    claims = jwt.decode(answer["jwt"], LIVEKIT_SECRET, algorithms=["HS256"])
+    assert claims["video"]["room"] == room
