@@ -6,6 +6,8 @@
 - `livekit_pages` (function): Chromium with livekit-client pages (tests/matrix/page.py).
 - `matrix_js` (function): `await matrix_js("anna")` starts a matrix-js-sdk driver
   (tests/matrix/jsclient.py, tests/matrix/js/rtc_member.mjs), closed after the test.
+- `element_call_user(user, room, matrix_js=, livekit_pages=, device_id=, frequency=)`: a Matrix
+  user in the room's call as Element Call would be (membership + focus token + livekit-client).
 - `matrix_stack` (module): ports chosen first, then our gateway with a `[matrix]` section (the
   homeserver, fresh AS/HS tokens, the livekit fixture as the focus's LiveKit), then the
   registration YAML from `rondpoint matrix registration` on that gateway's configuration file,
@@ -37,7 +39,7 @@ from tests.interop.livekit_fixtures import (
     running_livekit,
 )
 from tests.matrix.jsclient import JsClient, start_js_client
-from tests.matrix.page import LiveKitBrowser, livekit_browser
+from tests.matrix.page import LiveKitBrowser, LiveKitPage, livekit_browser
 from tests.matrix.synapse import (
     SERVER_NAME,
     MatrixUser,
@@ -124,6 +126,58 @@ class MatrixStack:
 
         await wait_for(reached, f"the link of {room_here} to be {state}", timeout)
         return room_here, matrix_room
+
+
+@dataclass
+class ElementCallUser:
+    """A Matrix user in a room's call as Element Call would be: `js` holds the MatrixRTC
+    membership (matrix-js-sdk), `page` the media (livekit-client in Chromium, connected with the
+    JWT our focus's /sfu/get gave), `identity` its LiveKit identity `{user_id}:{device_id}`."""
+
+    js: JsClient
+    page: LiveKitPage
+    identity: str
+    room_id: str
+
+    async def leave(self) -> None:
+        """Hangs up: the membership ends ({}), then the page leaves the LiveKit room."""
+        await self.js.command("rtc_leave", room=self.room_id)
+        await self.page.leave()
+
+
+async def element_call_user(
+    user: MatrixUser,
+    room_id: str,
+    *,
+    matrix_js: Callable[..., Awaitable[JsClient]],
+    livekit_pages: LiveKitBrowser,
+    device_id: str,
+    frequency: float | None = None,
+    video: bool = False,
+    notification: str | None = None,
+) -> ElementCallUser:
+    """USER (who must already be in ROOM_ID) joins its call as Element Call does: membership
+    through matrix-js-sdk (focus from the homeserver's rtc/transports), LiveKit token from that
+    focus's /sfu/get with an OpenID token, then a page publishing a tone at FREQUENCY (and a
+    moving pattern if VIDEO). NOTIFICATION: "ring" to ring the room as the call's starter."""
+    name = device_id.lower()
+    js = await matrix_js(name)
+    await js.command(
+        "login",
+        homeserver_url=user.homeserver_url,
+        user_id=user.user_id,
+        password=user.password,
+        device_id=device_id,
+    )
+    await js.command("join", room=room_id)
+    await js.command("rtc_join", room=room_id, notification=notification)
+    answer = await js.command("sfu_get", room=room_id)
+    assert answer["status"] == 200, f"our focus refused {user.user_id}: {answer}"
+    page = await livekit_pages.open(name)
+    await page.connect(answer["body"]["url"], answer["body"]["jwt"])
+    if frequency or video:
+        await page.publish(frequency=frequency, video=video)
+    return ElementCallUser(js, page, f"{user.user_id}:{device_id}", room_id)
 
 
 def matrix_config(synapse_port: int, livekit: RunningLiveKit, as_token: str, hs_token: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from protocols.livekit.tokens import VideoGrant, mint_token
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import visio_user
-from tests.matrix.conftest import MatrixStack
+from tests.matrix.conftest import MatrixStack, element_call_user
 from tests.matrix.jsclient import JsClient
 from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import MatrixApiError, MatrixUser, RunningSynapse, wait_for
@@ -26,6 +26,7 @@ pytestmark = [
 
 PAGE_HZ = 440.0
 LISTENER_HZ = 660.0
+RTC_NOTIFICATION = "org.matrix.msc4075.rtc.notification"
 
 
 async def test_two_users_meet_in_a_room(synapse: RunningSynapse) -> None:
@@ -126,17 +127,15 @@ async def test_the_gateway_is_synapses_application_service(matrix_stack: MatrixS
     assert refused.value.errcode == "M_EXCLUSIVE"
 
 
-@pytest.mark.xfail(
-    reason="the focus refuses room ids of room version 12 ('!' + hash, no ':server'), "
-    "Synapse 1.163's default",
-    strict=False,
-)
-async def test_element_calls_token_request_gets_a_livekit_token_from_our_focus(
-    matrix_stack: MatrixStack, matrix_js: Callable[..., Awaitable[JsClient]]
+async def test_an_element_call_user_gets_its_token_from_our_focus_and_is_heard(
+    matrix_stack: MatrixStack,
+    matrix_js: Callable[..., Awaitable[JsClient]],
+    livekit_pages: LiveKitBrowser,
 ) -> None:
     synapse = matrix_stack.synapse
     fiona = await synapse.register_user("fiona", "fiona-password")
-    room = await fiona.create_room("Focus")
+    room = await fiona.create_room("Focus")  # room version 12: its id has no ':server'
+    assert ":" not in room
     js = await matrix_js("fiona")
     await js.command(
         "login",
@@ -153,6 +152,24 @@ async def test_element_calls_token_request_gets_a_livekit_token_from_our_focus(
     claims = jwt.decode(answer["body"]["jwt"], options={"verify_signature": False})
     assert claims["sub"] == f"{fiona.user_id}:FIONAJS"
     assert claims["video"]["room"] == room
+
+    # The whole Element Call stand-in: membership, focus token, livekit-client page.
+    ec = await element_call_user(
+        fiona,
+        room,
+        matrix_js=matrix_js,
+        livekit_pages=livekit_pages,
+        device_id="FIONAEC",
+        frequency=PAGE_HZ,
+        notification="ring",
+    )
+    assert ec.identity == f"{fiona.user_id}:FIONAEC"
+    async with visio_user(matrix_stack.livekit, room, "listener", "Listener") as listener:
+        await listener.wait_participant(ec.identity)
+        assert abs(await listener.dominant_frequency(ec.identity, 1.0) - PAGE_HZ) <= 10
+    ring = [e for e in await fiona.messages(room) if e["type"] == RTC_NOTIFICATION]
+    assert ring and ring[-1]["content"]["notification_type"] == "ring"
+    await ec.leave()
 
 
 async def test_a_restarted_synapse_keeps_its_users_and_its_appservice(
