@@ -222,7 +222,6 @@ class MatrixLink:
         """State key -> user id of the room's active call memberships."""
         self._ringing = False
         self._noticed = ""
-        self._leftovers_ended = False
 
     # --- the Link protocol --------------------------------------------------------------------
 
@@ -359,9 +358,13 @@ class MatrixLink:
             log.info("the bot cannot join %s: %s", room, error)
             raise _Refused(not_invited(self.bot_user_id), notice=False) from None
         self._read_state(await client.room_state(self.matrix_room_id, as_user=self.bot_user_id))
-        if not self._leftovers_ended:
-            await end_leftovers(client, self.service.store, matrix_room_id=self.matrix_room_id)
-            self._leftovers_ended = True
+        # Memberships held before (a restart, or ghosts whose person left while the homeserver
+        # was down) end now; the people here get theirs again below.
+        for ended in await end_leftovers(
+            client, self.service.store, matrix_room_id=self.matrix_room_id
+        ):
+            with contextlib.suppress(MatrixError):
+                await self.service.ghosts.leave(self.matrix_room_id, ended.user_id)
         problem = self._problem()
         if problem:
             raise _Refused(problem, notice=True)

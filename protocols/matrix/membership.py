@@ -276,9 +276,9 @@ def _quote(text: str) -> str:
 
 async def end_leftovers(
     client: MatrixClient, store: MatrixStore, *, matrix_room_id: str | None = None
-) -> int:
-    """End the memberships a previous run left behind (all, or one room's); how many ended."""
-    ended = 0
+) -> list[Membership]:
+    """End the memberships a previous run left behind (all, or one room's); those ended."""
+    ended: list[Membership] = []
     for held in store.memberships(matrix_room_id):
         user = held.user_id
         try:
@@ -298,5 +298,5 @@ async def end_leftovers(
         except MatrixError as error:
             log.info("leftover membership of %s: %s", user, error)
         store.remove_membership(held.matrix_room_id, user, held.device_id)
-        ended += 1
+        ended.append(held)
     return ended

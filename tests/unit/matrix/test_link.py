@@ -503,3 +503,19 @@ async def test_chat_here_goes_to_the_matrix_room_as_the_ghost(
             if kind == "m.room.message"
         )
     )
+
+
+async def test_memberships_left_behind_end_when_the_link_enters(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    from protocols.matrix.store import Membership
+
+    gone = "@rondpoint_gone:hs.test"
+    homeserver.rooms[ROOM].joined.add(gone)
+    homeserver._set_state(ROOM, CALL_MEMBER, key_of(gone), {"application": "m.call"}, gone)
+    MatrixStore(gateway.store).put_membership(Membership(ROOM, gone, "RONDPOINT", "d-old"))
+    await link.start()
+    await until(lambda: link.status().state is LinkState.CONNECTED)
+    assert homeserver.content(ROOM, CALL_MEMBER, key_of(gone)) == {}
+    assert gone not in homeserver.rooms[ROOM].joined
+    assert MatrixStore(gateway.store).memberships() == []
