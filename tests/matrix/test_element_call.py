@@ -226,3 +226,28 @@ async def test_element_call_and_a_room_here_become_one_meeting(
     await wait_until(
         lambda: not listed(gateway, room, "Anna Schmidt"), 20, "Anna is still listed here"
     )
+
+
+async def test_a_person_here_starting_the_call_rings_the_matrix_room(
+    matrix_stack: MatrixStack,
+) -> None:
+    stack, gateway = matrix_stack, matrix_stack.gateway
+    rosa = await stack.synapse.register_user("rosa", "rosa-password")
+    room, matrix_room = await stack.linked_room(rosa, room_version="11")
+    async with bruno_here(gateway, room):
+
+        async def ring() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in await rosa.messages(matrix_room)
+                if e["type"] == "org.matrix.msc4075.rtc.notification"
+            ]
+
+        (event,) = await wait_for(ring, "a ring in the Matrix room", 30)
+        assert event["sender"].startswith(stack.ghost_prefix())
+        assert event["content"]["notification_type"] == "ring"
+        assert event["content"]["m.mentions"]["room"] is True
+        membership_id = event["content"]["m.relates_to"]["event_id"]
+        state = {e["event_id"]: e for e in await rosa.state(matrix_room)}
+        assert state[membership_id]["type"] == CALL_MEMBER
+        assert state[membership_id]["sender"] == event["sender"]
