@@ -43,11 +43,19 @@ async def _start(gateway: Gateway) -> Running | None:
     if not config.enabled:
         return None
     from protocols.matrix.adapter import MatrixAdapter
+    from protocols.matrix.legacy_call import LegacyCalls
     from protocols.matrix.service import MatrixService
 
     service = MatrixService(config, gateway.store, base_url=gateway.config.base_url)
+    legacy_calls = LegacyCalls(gateway, service)
+    legacy_calls.start()
+
+    async def stop() -> None:
+        await legacy_calls.close()
+        await service.close()
+
     return Running(
-        stop=service.close,
+        stop=stop,
         banner=lambda: f"{config.homeserver_url} as {config.bot_user_id}",
         link_adapters=[MatrixAdapter(gateway, service)],
         service=service,
