@@ -66,15 +66,22 @@ class MatrixStore:
 
     def add_transaction(self, txn_id: str, now: float | None = None) -> None:
         """Remember ``txn_id`` (keeping the latest KEPT_TRANSACTIONS)."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO matrix_transactions (txn_id, received_at) VALUES (?, ?)",
-            (txn_id, time.time() if now is None else now),
-        )
-        self._db.execute(
-            "DELETE FROM matrix_transactions WHERE txn_id NOT IN (SELECT txn_id FROM "
-            "matrix_transactions ORDER BY received_at DESC, rowid DESC LIMIT ?)",
-            (KEPT_TRANSACTIONS,),
-        )
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO matrix_transactions (txn_id, received_at) VALUES (?, ?)",
+                (txn_id, time.time() if now is None else now),
+            )
+            self._db.execute(
+                # rowids grow with each insert (the oldest are the ones deleted)
+                "DELETE FROM matrix_transactions "
+                "WHERE rowid <= (SELECT MAX(rowid) FROM matrix_transactions) - ?",
+                (KEPT_TRANSACTIONS,),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # ghosts ---------------------------------------------------------------
     def ghost_name(self, user_id: str) -> str | None:

@@ -22,8 +22,8 @@ def test_a_transaction_is_remembered(tmp_path: Path) -> None:
     assert matrix.seen_transaction("t1")
 
 
-def test_only_the_latest_transactions_are_kept(tmp_path: Path) -> None:
-    matrix = store(tmp_path)
+def test_only_the_latest_transactions_are_kept() -> None:
+    matrix = MatrixStore(open_store(":memory:", [plugin]))
     for number in range(KEPT_TRANSACTIONS + 5):
         matrix.add_transaction(f"t{number}", now=float(number))
     assert not matrix.seen_transaction("t4")
