@@ -7,13 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.config import load_config
+from gateway.http.app import create_app
+from gateway.server import Gateway
 from protocols.matrix.appservice import REFUSED_PER_MINUTE
+from protocols.matrix.plugin import plugin
+from tests.gateway_process import free_port
 from tests.unit.matrix.recording_homeserver import RecordingHomeserver
 from tests.unit.matrix.served_gateway import AS_TOKEN, HS_TOKEN, Served, served
 
@@ -307,3 +314,24 @@ async def test_an_event_without_a_room_or_sender_is_ignored(gateway: Served) -> 
     assert await put(gateway, "t1", {"events": [roomless, message(2)]}) == (200, {})
     await gateway.service.drained()
     assert seen == ["$e2"]
+
+
+async def test_with_matrix_off_the_routes_answer_404(tmp_path: Path) -> None:
+    config = load_config(None, plugins=[plugin])
+    config.server.data_dir = str(tmp_path / "data")
+    config.rooms.demo_room = ""
+    config.media.port = free_port(socket.SOCK_DGRAM)
+    gateway = Gateway(config, [plugin])
+    await gateway.start()
+    client = TestClient(TestServer(create_app(gateway), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        response = await client.put(
+            TXN + "t1", json={"events": []}, headers={"Authorization": "Bearer anything"}
+        )
+        assert (response.status, (await response.json())["errcode"]) == (404, "M_NOT_FOUND")
+        focus = await client.post("/matrix/sfu/get", json={})
+        assert focus.status == 404
+    finally:
+        await client.close()
+        await gateway.stop()
