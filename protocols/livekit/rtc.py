@@ -588,8 +588,10 @@ class LiveKitParticipant:
         width: int = 0,
         height: int = 0,
         timeout: float = 10.0,
+        encryption: models.Encryption.Type = models.Encryption.NONE,
     ) -> LocalTrack:
-        """Publish a track whose RTP we send ourselves, already encoded in CODEC_NAME."""
+        """Publish a track whose RTP we send ourselves, already encoded in CODEC_NAME;
+        ENCRYPTION `models.Encryption.GCM` announces LiveKit's frame encryption (E2EE)."""
         async with self._publish_lock:
             pc = self.publisher.pc
             transceiver = pc.addTransceiver(kind, direction="sendonly")
@@ -612,7 +614,16 @@ class LiveKitParticipant:
             track_type = models.TrackType.VIDEO if kind == "video" else models.TrackType.AUDIO
             try:
                 published = await self._publish_transceiver(
-                    transceiver, cid, name, track_type, source, muted, timeout, width, height
+                    transceiver,
+                    cid,
+                    name,
+                    track_type,
+                    source,
+                    muted,
+                    timeout,
+                    width,
+                    height,
+                    encryption,
                 )
                 negotiated = await asyncio.wait_for(parameters, timeout)
             except TimeoutError:
@@ -646,6 +657,7 @@ class LiveKitParticipant:
         timeout: float,
         width: int = 0,
         height: int = 0,
+        encryption: models.Encryption.Type = models.Encryption.NONE,
     ) -> PublishedTrack:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[PublishedTrack] = loop.create_future()
@@ -661,6 +673,7 @@ class LiveKitParticipant:
                         muted=muted,
                         width=width,
                         height=height,
+                        encryption=encryption,
                     )
                 )
             )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import secrets
 import subprocess
 import time
@@ -30,12 +29,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from livekit.protocol import models
 
-from gateway.media.rtp import payload_end, payload_offset
-from protocols.livekit.rtc import LiveKitParticipant, RemoteTrack
+from gateway.media.rtp import RtpPacket, payload_end, payload_offset
+from protocols.livekit.rtc import LiveKitParticipant, LocalTrack, RemoteTrack
 from protocols.livekit.tokens import VideoGrant, mint_token
 from protocols.matrix.call_keys import CallKey, CallKeyRings
-from protocols.matrix.frame_crypto import OpusCryptor, Vp8Cryptor
+from protocols.matrix.frame_crypto import FrameCryptor, KeyRing, OpusCryptor, Vp8Cryptor
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.gateway_process import free_port
 from tests.interop.livekit_fixtures import RunningLiveKit
@@ -70,17 +70,45 @@ PAGE = """<!doctype html>
     }
   }
   const state = { status: "new", error: "", errors: [] };
+  const keyProvider = new MatrixKeyProvider();
+  const raw = (keyBase64) => Uint8Array.from(atob(keyBase64), (c) => c.charCodeAt(0));
   let room = null;
   window.lk = {
     state,
+    async setKey(identity, keyBase64, index) {
+      await keyProvider.setRawKey(raw(keyBase64), identity, index);
+    },
+    /* kind -> inbound-rtp counters of IDENTITY's tracks (audio is played: Chromium decodes
+       remote audio only then) */
+    async inbound(identity) {
+      const p = room && [...room.remoteParticipants.values()].find((p) => p.identity === identity);
+      if (!p) return null;
+      const out = { encrypted: p.isEncrypted };
+      for (const pub of p.trackPublications.values()) {
+        if (!pub.track) continue;
+        if (pub.kind === "audio" && pub.track.attachedElements.length === 0) {
+          document.body.appendChild(pub.track.attach());
+        }
+        const report = await pub.track.getRTCStatsReport();
+        if (!report) continue;
+        report.forEach((s) => {
+          if (s.type !== "inbound-rtp") return;
+          out[s.kind] = {
+            packetsReceived: s.packetsReceived || 0,
+            framesDecoded: s.framesDecoded || 0,
+            keyFramesDecoded: s.keyFramesDecoded || 0,
+            totalAudioEnergy: s.totalAudioEnergy || 0,
+          };
+        });
+      }
+      return out;
+    },
     async connect(url, token, identity, keyBase64, index) {
       try {
-        const keyProvider = new MatrixKeyProvider();
         const worker = new Worker("/e2ee.worker.mjs", { type: "module" });
         room = new LK.Room({ e2ee: { keyProvider, worker } });
         room.on(LK.RoomEvent.EncryptionError, (e) => state.errors.push(String(e)));
-        const raw = Uint8Array.from(atob(keyBase64), (c) => c.charCodeAt(0));
-        await keyProvider.setRawKey(raw, identity, index);
+        await keyProvider.setRawKey(raw(keyBase64), identity, index);
         await room.setE2EEEnabled(true);
         await room.connect(url, token);
         await room.localParticipant.setMicrophoneEnabled(true);
@@ -187,11 +215,56 @@ def decode_vp8(packets: list[bytes]) -> int:
     return pictures
 
 
+def _token(livekit: RunningLiveKit, room: str, identity: str, *, publish: bool) -> str:
+    grant = VideoGrant.join(room, can_publish=publish)
+    return mint_token(livekit.api_key, livekit.api_secret, identity=identity, grant=grant)
+
+
+@contextlib.asynccontextmanager
+async def anna_in_chromium(
+    livekit: RunningLiveKit, room: str, key: bytes, artifact: str
+) -> AsyncIterator[Any]:
+    """Anna's Element Call-like page in Chromium, in ROOM with E2EE and her KEY, publishing her
+    microphone and camera; on a failure, its console goes to test-artifacts/ARTIFACT."""
+    from playwright.async_api import async_playwright
+
+    console: list[str] = []
+    async with served_page() as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context()
+            await context.grant_permissions(["camera", "microphone"], origin=url.rstrip("/"))
+            page = await context.new_page()
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            await page.goto(url)
+            token = _token(livekit, room, ANNA, publish=True)
+            status = await asyncio.wait_for(
+                page.evaluate(
+                    "(a) => window.lk.connect(...a)",
+                    [livekit.url, token, ANNA, base64.b64encode(key).decode(), 0],
+                ),
+                30,
+            )
+            assert status == "connected", await page.evaluate("window.lk.state")
+            yield page
+            await page.evaluate("window.lk.leave()")
+        except BaseException:
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / artifact).write_text("\n".join(console))
+            raise
+        finally:
+            await browser.close()
+
+
+async def wait_until(check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not await check():
+        await asyncio.sleep(0.25)
+
+
 async def test_element_call_media_from_chromium_decrypts_from_rtp(
     livekit: RunningLiveKit, loopback_only: None
 ) -> None:
-    from playwright.async_api import async_playwright
-
     room = str(uuid.uuid4())
     key = secrets.token_bytes(16)
     rings = CallKeyRings()
@@ -200,72 +273,166 @@ async def test_element_call_media_from_chromium_decrypts_from_rtp(
     stranger = Decrypting(CallKeyRings())
     stranger.rings.add(CallKey(ANNA_USER, ANNA_DEVICE, ANNA, "!room:hs.test", 0, bytes(16)))
 
-    def observer_token(identity: str) -> str:
-        return mint_token(
-            livekit.api_key,
-            livekit.api_secret,
-            identity=identity,
-            grant=VideoGrant.join(room, can_publish=False),
-        )
-
-    ours = await LiveKitParticipant.connect(livekit.url, observer_token("gateway"), encoded=True)
+    ours = await LiveKitParticipant.connect(
+        livekit.url, _token(livekit, room, "gateway", publish=False), encoded=True
+    )
     ours.on_remote_track = decrypting.on_remote_track
     ours.on_rtp = decrypting.on_rtp
-    theirs = await LiveKitParticipant.connect(livekit.url, observer_token("other"), encoded=True)
+    theirs = await LiveKitParticipant.connect(
+        livekit.url, _token(livekit, room, "other", publish=False), encoded=True
+    )
     theirs.on_remote_track = stranger.on_remote_track
     theirs.on_rtp = stranger.on_rtp
-    console: list[str] = []
     try:
-        async with served_page() as url, async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = await browser.new_context()
-                await context.grant_permissions(["camera", "microphone"], origin=url.rstrip("/"))
-                page = await context.new_page()
-                page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-                await page.goto(url)
-                token = mint_token(
-                    livekit.api_key,
-                    livekit.api_secret,
-                    identity=ANNA,
-                    name="Anna",
-                    grant=VideoGrant.join(room),
-                )
-                status = await asyncio.wait_for(
-                    page.evaluate(
-                        "(a) => window.lk.connect(...a)",
-                        [livekit.url, token, ANNA, base64.b64encode(key).decode(), 0],
-                    ),
-                    30,
-                )
-                assert status == "connected", await page.evaluate("window.lk.state")
+        async with anna_in_chromium(livekit, room, key, "matrix-e2ee-media-in.console.txt"):
 
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
-                    stats = decrypting.stats()
-                    if stats.get("OpusCryptor", (0, 0))[0] >= 100 and (
-                        stats.get("Vp8Cryptor", (0, 0))[0] >= 30
-                    ):
-                        break
-                    await asyncio.sleep(0.25)
+            async def enough() -> bool:
                 stats = decrypting.stats()
-                assert stats["OpusCryptor"][0] >= 100, stats
-                assert stats["Vp8Cryptor"][0] >= 30, stats
-                # nothing fails once under way (the first frames may start mid-frame)
-                assert stats["OpusCryptor"][1] <= 2 and stats["Vp8Cryptor"][1] <= 3, stats
-                assert decode_vp8(decrypting.vp8_packets) >= 20
-                other = stranger.stats()
-                assert other["OpusCryptor"][0] == 0 and other["OpusCryptor"][1] >= 50, other
-                assert other["Vp8Cryptor"][0] == 0, other
-                await page.evaluate("window.lk.leave()")
-            except BaseException:
-                ARTIFACTS.mkdir(exist_ok=True)
-                (ARTIFACTS / "matrix-e2ee-media.console.txt").write_text(
-                    "\n".join(console) + "\n" + json.dumps(decrypting.stats())
+                return stats.get("OpusCryptor", (0, 0))[0] >= 100 and (
+                    stats.get("Vp8Cryptor", (0, 0))[0] >= 30
                 )
-                raise
-            finally:
-                await browser.close()
+
+            await wait_until(enough)
+            stats = decrypting.stats()
+            assert stats["OpusCryptor"][0] >= 100, stats
+            assert stats["Vp8Cryptor"][0] >= 30, stats
+            # nothing fails once under way (the first frames may start mid-frame)
+            assert stats["OpusCryptor"][1] <= 2 and stats["Vp8Cryptor"][1] <= 3, stats
+            assert decode_vp8(decrypting.vp8_packets) >= 20
+            other = stranger.stats()
+            assert other["OpusCryptor"][0] == 0 and other["OpusCryptor"][1] >= 50, other
+            assert other["Vp8Cryptor"][0] == 0, other
     finally:
         await ours.close()
         await theirs.close()
+
+
+GHOST = "@rondpoint_p__abc:hs.test:RONDPOINT"
+
+
+def _pli(media_ssrc: int) -> bytes:
+    """An RTCP picture loss indication (RFC 4585 §6.3.1) for MEDIA_SSRC."""
+    return bytes([0x81, 206, 0, 2]) + (1).to_bytes(4, "big") + media_ssrc.to_bytes(4, "big")
+
+
+def _asks_keyframe(compound: bytes) -> bool:
+    """True when an RTCP compound packet holds a PLI or a FIR (RFC 4585, RFC 5104)."""
+    i = 0
+    while i + 4 <= len(compound):
+        fmt, kind = compound[i] & 0x1F, compound[i + 1]
+        if kind == 206 and fmt in (1, 4):
+            return True
+        i += 4 * (int.from_bytes(compound[i + 2 : i + 4], "big") + 1)
+    return False
+
+
+async def test_relayed_media_encrypted_with_a_ghost_key_plays_in_chromium(
+    livekit: RunningLiveKit, loopback_only: None
+) -> None:
+    """The bridge's media path both ways: Anna's frames decrypted from RTP with her key,
+    encrypted again with the ghost's key, published as the ghost (tracks announced as GCM);
+    Anna's page, given the ghost's key as a call key event would give it, decodes them."""
+    room = str(uuid.uuid4())
+    anna_key, ghost_key = secrets.token_bytes(16), secrets.token_bytes(16)
+    rings = CallKeyRings()
+    rings.add(CallKey(ANNA_USER, ANNA_DEVICE, ANNA, "!room:hs.test", 0, anna_key))
+    ghost_cryptor = FrameCryptor(KeyRing())
+    ghost_cryptor.keys.set_key(ghost_key, 0)
+
+    observer = await LiveKitParticipant.connect(
+        livekit.url, _token(livekit, room, "gateway", publish=False), encoded=True
+    )
+    ghost = await LiveKitParticipant.connect(
+        livekit.url, _token(livekit, room, GHOST, publish=True), encoded=True
+    )
+    decrypting = Decrypting(rings)
+    relays: dict[str, tuple[LocalTrack, OpusCryptor | Vp8Cryptor]] = {}
+    sources: dict[str, RemoteTrack] = {}
+    published: dict[str, int] = {"opus": 0, "vp8": 0}
+
+    async def publish(remote: RemoteTrack) -> None:
+        decrypting.on_remote_track(remote)
+        codec = remote.codec.name.lower()
+        local = await ghost.publish_encoded(
+            remote.kind,
+            remote.codec.name,
+            name=codec,
+            source=(
+                models.TrackSource.MICROPHONE if codec == "opus" else models.TrackSource.CAMERA
+            ),
+            width=640 if codec == "vp8" else 0,
+            height=480 if codec == "vp8" else 0,
+            encryption=models.Encryption.GCM,
+        )
+        cryptor = (
+            OpusCryptor(ghost_cryptor, encrypt=True)
+            if codec == "opus"
+            else Vp8Cryptor(ghost_cryptor, encrypt=True)
+        )
+        relays[remote.sid] = (local, cryptor)
+        sources[codec] = remote
+
+    def relay(sid: str, packet: bytes) -> None:
+        found = decrypting.tracks.get(sid)
+        target = relays.get(sid)
+        if found is None or target is None:
+            return
+        remote, opener = found
+        if int.from_bytes(packet[8:12], "big") != remote.ssrc:
+            return
+        local, sealer = target
+        opened = opener.process(packet)
+        plain = [opened] if isinstance(opened, bytes) else opened or []
+        for one in plain:
+            parsed = RtpPacket.parse(one)
+            ours = RtpPacket(
+                payload_type=local.payload_type,
+                sequence_number=parsed.sequence_number,
+                timestamp=parsed.timestamp,
+                ssrc=local.ssrc,
+                marker=parsed.marker,
+                payload=parsed.payload,
+            ).serialize()
+            sealed = sealer.process(ours)
+            for out in [sealed] if isinstance(sealed, bytes) else sealed or []:
+                local.sink.send_rtp(out)
+                published[remote.codec.name.lower()] += 1
+
+    def keyframe_wanted(compound: bytes) -> None:
+        video = sources.get("vp8")
+        if video is not None and video.ssrc is not None and _asks_keyframe(compound):
+            observer.subscriber_tap.send_rtcp(_pli(video.ssrc))
+
+    tasks: list[asyncio.Task[None]] = []
+    observer.on_remote_track = lambda remote: tasks.append(asyncio.create_task(publish(remote)))
+    observer.on_rtp = relay
+    ghost.on_publisher_rtcp = keyframe_wanted
+    try:
+        async with anna_in_chromium(
+            livekit, room, anna_key, "matrix-e2ee-media-out.console.txt"
+        ) as page:
+            await page.evaluate(
+                "(a) => window.lk.setKey(...a)", [GHOST, base64.b64encode(ghost_key).decode(), 0]
+            )
+
+            async def played() -> bool:
+                seen = await page.evaluate("(g) => window.lk.inbound(g)", GHOST)
+                return bool(
+                    seen
+                    and seen.get("video", {}).get("framesDecoded", 0) >= 20
+                    and seen.get("audio", {}).get("totalAudioEnergy", 0) > 0
+                )
+
+            await wait_until(played, 40)
+            seen = await page.evaluate("(g) => window.lk.inbound(g)", GHOST)
+            state = await page.evaluate("window.lk.state")
+            assert seen and seen["encrypted"] is True, (seen, published)
+            assert seen["video"]["framesDecoded"] >= 20, (seen, published, decrypting.stats())
+            assert seen["video"]["keyFramesDecoded"] >= 1, seen
+            assert seen["audio"]["totalAudioEnergy"] > 0, (seen, published)
+            assert not [e for e in state["errors"] if GHOST in e], state["errors"]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await observer.close()
+        await ghost.close()
