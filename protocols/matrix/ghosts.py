@@ -1,18 +1,23 @@
 """Ghost Matrix users: registered in our namespace, named, and brought into rooms by the bot.
 
 What each ghost was last named is kept in the store (``matrix_ghosts``), so a restarted gateway
-neither registers nor renames a ghost again without need.
+neither registers nor renames a ghost again without need. A homeserver that forgot a ghost (its
+database replaced) says so, and the ghost is registered again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from protocols.matrix.client import MatrixClient, MatrixError
 from protocols.matrix.ids import split_user_id
 from protocols.matrix.store import MatrixStore
 
 log = logging.getLogger(__name__)
+
+UNREGISTERED = "has not registered this user"
+"""What Synapse answers (403) when the application service acts as a user it does not know."""
 
 
 class Ghosts:
@@ -36,13 +41,15 @@ class Ghosts:
         """The ghost registered, with ``display_name`` set if it changed."""
         await self.register(user_id)
         if display_name and self.store.ghost_name(user_id) != display_name:
-            await self.client.set_display_name(user_id, display_name)
+            await self._as_registered(
+                user_id, lambda: self.client.set_display_name(user_id, display_name)
+            )
             self.store.put_ghost(user_id, display_name)
 
     async def join(self, room_id: str, user_id: str) -> None:
         """The ghost joins ``room_id``; when the room wants an invite, the bot invites it first."""
         try:
-            await self.client.join(room_id, as_user=user_id)
+            await self._as_registered(user_id, lambda: self.client.join(room_id, as_user=user_id))
             return
         except MatrixError as error:
             if error.status != 403:
@@ -55,6 +62,23 @@ class Ghosts:
             if error.status != 403 or "already" not in str(error):
                 raise
         await self.client.join(room_id, as_user=user_id)
+
+    async def _as_registered(self, user_id: str, call: Callable[[], Awaitable[object]]) -> None:
+        """``call`` as the ghost; registered again and called once more when the homeserver
+        no longer knows it."""
+        try:
+            await call()
+            return
+        except MatrixError as error:
+            if error.status != 403 or UNREGISTERED not in str(error):
+                raise
+        log.info("the homeserver forgot the ghost %s: registering it again", user_id)
+        parts = split_user_id(user_id)
+        if parts is None:
+            raise ValueError(f"not a Matrix user id: {user_id[:80]!r}")
+        await self.client.register(parts[0])
+        self.store.put_ghost(user_id, "")
+        await call()
 
     async def leave(self, room_id: str, user_id: str) -> None:
         """The ghost leaves ``room_id`` (a ghost not there is fine)."""

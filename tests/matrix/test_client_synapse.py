@@ -128,3 +128,15 @@ async def test_room_state_and_aliases(matrix_stack: MatrixStack, client: MatrixC
     assert await client.resolve_alias(f"#dora:{matrix_stack.server_name}") == room
     types = {event["type"] for event in await client.room_state(room)}
     assert {"m.room.create", "m.room.power_levels", "m.room.member"} <= types
+
+
+async def test_a_ghost_the_homeserver_forgot_is_registered_again(
+    matrix_stack: MatrixStack, client: MatrixClient, ghosts: Ghosts
+) -> None:
+    erin = await matrix_stack.synapse.register_user("erin", "erin-password")
+    room = await room_with_the_bot(matrix_stack, erin, client)
+    ghost = ghost_user_id(USER_PREFIX, "p_Forgotten", matrix_stack.server_name)
+    ghosts.store.put_ghost(ghost, "")  # our store remembers a ghost the homeserver never had
+    await ghosts.ensure(ghost, "Back Again")
+    await ghosts.join(room, ghost)
+    assert (await erin.members(room))[ghost] == "Back Again"
