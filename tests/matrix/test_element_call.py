@@ -20,10 +20,10 @@ from spec.conformance.webrtc import SAMPLE_RATE, WebRtcPeer
 from tests.gateway_process import RunningGateway
 from tests.interop.baresip import Baresip
 from tests.interop.sipp_tools import wait_until
-from tests.matrix.conftest import MatrixStack
+from tests.matrix.conftest import MatrixStack, element_call_user
 from tests.matrix.jsclient import JsClient
-from tests.matrix.page import LiveKitBrowser, LiveKitPage
-from tests.matrix.synapse import MatrixUser, wait_for
+from tests.matrix.page import LiveKitBrowser
+from tests.matrix.synapse import wait_for
 
 pytestmark = [
     pytest.mark.interop,
@@ -73,37 +73,6 @@ async def bruno_here(
         await host.close()
 
 
-async def element_call_user(
-    stack: MatrixStack,
-    matrix_js: Callable[..., Awaitable[JsClient]],
-    pages: LiveKitBrowser,
-    user: MatrixUser,
-    password: str,
-    room: str,
-    device_id: str,
-    frequency: float,
-) -> tuple[JsClient, LiveKitPage]:
-    """USER in ROOM's call as Element Call joins it: its membership through matrix-js-sdk, its
-    LiveKit token from the focus's /sfu/get, its media from a livekit-client page."""
-    focus_url = f"{stack.gateway.base_url}/matrix"
-    js = await matrix_js(device_id.lower())
-    await js.command(
-        "login",
-        homeserver_url=stack.synapse.url,
-        user_id=user.user_id,
-        password=password,
-        device_id=device_id,
-    )
-    await js.command("join", room=room)
-    await js.command("rtc_join", room=room, focus_url=focus_url)
-    answer = await js.command("sfu_get", room=room, focus_url=focus_url)
-    assert answer["status"] == 200, answer
-    page = await pages.open(device_id.lower())
-    await page.connect(answer["body"]["url"], answer["body"]["jwt"])
-    await page.publish(frequency=frequency, video=True)
-    return js, page
-
-
 async def ghost_memberships(js: JsClient, room: str, prefix: str) -> dict[str, dict[str, Any]]:
     """The call's memberships of our ghosts as matrix-js-sdk sees them, by user id."""
     memberships = (await js.command("memberships", room=room))["memberships"]
@@ -130,11 +99,18 @@ async def test_element_call_and_a_room_here_become_one_meeting(
     olga = await stack.synapse.register_user("olga", "olga-password")
     anna = await stack.synapse.register_user("anna", "anna-password")
     await anna.set_display_name("Anna Schmidt")
-    room, matrix_room = await stack.linked_room(olga, "rathaus-bonn", room_version="11")
+    room, matrix_room = await stack.linked_room(olga, "rathaus-bonn")
     await olga.invite(matrix_room, anna.user_id)
-    js, page = await element_call_user(
-        stack, matrix_js, livekit_pages, anna, "anna-password", matrix_room, "ANNAJS", ANNA_HZ
+    anna_call = await element_call_user(
+        anna,
+        matrix_room,
+        matrix_js=matrix_js,
+        livekit_pages=livekit_pages,
+        device_id="ANNAJS",
+        frequency=ANNA_HZ,
+        video=True,
     )
+    js, page = anna_call.js, anna_call.page
 
     # Anna here: her Matrix name, origin matrix, audio and video.
     async def anna_here() -> dict[str, Any] | None:
@@ -221,8 +197,7 @@ async def test_element_call_and_a_room_here_become_one_meeting(
     assert await ghost_memberships(js, matrix_room, prefix) == {}
 
     # Anna leaving the call removes her here.
-    await js.command("rtc_leave", room=matrix_room)
-    await page.leave()
+    await anna_call.leave()
     await wait_until(
         lambda: not listed(gateway, room, "Anna Schmidt"), 20, "Anna is still listed here"
     )
@@ -233,7 +208,7 @@ async def test_a_person_here_starting_the_call_rings_the_matrix_room(
 ) -> None:
     stack, gateway = matrix_stack, matrix_stack.gateway
     rosa = await stack.synapse.register_user("rosa", "rosa-password")
-    room, matrix_room = await stack.linked_room(rosa, room_version="11")
+    room, matrix_room = await stack.linked_room(rosa)
     async with bruno_here(gateway, room):
 
         async def ring() -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ async def test_a_room_the_bot_is_not_invited_to_is_refused_and_nothing_changes(
 ) -> None:
     stack, gateway = matrix_stack, matrix_stack.gateway
     owner = await stack.synapse.register_user("petra", "petra-password")
-    matrix_room = await owner.create_room("Private", room_version="11")
+    matrix_room = await owner.create_room("Private")
     room = f"mx-{secrets.token_hex(4)}"
     gateway.create_room(room)
     client = await OrsClient.connect(gateway.base_url, room)
@@ -60,7 +60,6 @@ async def test_a_room_forbidding_call_memberships_gets_the_notice(
         invite=[stack.bot_user_id],
         calls=False,
         power_levels_override={"events": {CALL_MEMBER: 50}},
-        room_version="11",
     )
     room = f"mx-{secrets.token_hex(4)}"
     gateway.create_room(room)

@@ -16,11 +16,11 @@ from spec.conformance.orsclient import OrsClient
 from spec.conformance.webrtc import WebRtcPeer
 from tests.gateway_process import RunningGateway
 from tests.interop.sipp_tools import wait_until
-from tests.matrix.conftest import MatrixStack
+from tests.matrix.conftest import MatrixStack, element_call_user, focus_url
 from tests.matrix.jsclient import JsClient
 from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import wait_for
-from tests.matrix.test_element_call import ANNA_HZ, CALL_MEMBER, element_call_user, participants
+from tests.matrix.test_element_call import ANNA_HZ, CALL_MEMBER, participants
 
 pytestmark = [
     pytest.mark.interop,
@@ -62,11 +62,18 @@ async def test_the_bridge_recovers_from_synapse_and_livekit_restarts(
     olga = await stack.synapse.register_user("olga", "olga-password")
     anna = await stack.synapse.register_user("anna", "anna-password")
     await anna.set_display_name("Anna Schmidt")
-    room, matrix_room = await stack.linked_room(olga, "kreishaus", room_version="11")
+    room, matrix_room = await stack.linked_room(olga, "kreishaus")
     await olga.invite(matrix_room, anna.user_id)
-    js, page = await element_call_user(
-        stack, matrix_js, livekit_pages, anna, "anna-password", matrix_room, "ANNAJS", ANNA_HZ
+    anna_call = await element_call_user(
+        anna,
+        matrix_room,
+        matrix_js=matrix_js,
+        livekit_pages=livekit_pages,
+        device_id="ANNAJS",
+        frequency=ANNA_HZ,
+        video=True,
     )
+    js, page = anna_call.js, anna_call.page
     prefix = stack.ghost_prefix()
 
     async def ghost_contents() -> dict[str, dict[str, Any] | None]:
@@ -143,9 +150,7 @@ async def test_the_bridge_recovers_from_synapse_and_livekit_restarts(
             "the link did not notice livekit-server's death",
         )
         await stack.livekit.arestart()
-        answer = await js.command(
-            "sfu_get", room=matrix_room, focus_url=f"{gateway.base_url}/matrix"
-        )
+        answer = await js.command("sfu_get", room=matrix_room, focus_url=focus_url(gateway))
         page = await livekit_pages.open("anna-again")
         await page.connect(answer["body"]["url"], answer["body"]["jwt"])
         await page.publish(frequency=ANNA_HZ, video=True)
