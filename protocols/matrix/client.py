@@ -17,12 +17,15 @@ is a client of one logged-in user and has none of them:
 - MSC4140 delayed events: ``?org.matrix.msc4140.delay=`` on a state event, and
   ``delayed_events/{delay_id}/{restart|cancel|send}``;
 - the OpenID ``userinfo`` check of the focus token service, made without our token.
+
+Events the homeserver pushes (service.py) stay JSON objects: nio's event classes parse what a
+syncing client needs and turn MatrixRTC's state and to-device events into ``UnknownEvent`` with
+the same object inside, so they would add a step and no checking.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import ssl
 import urllib.parse
 import uuid
@@ -30,8 +33,6 @@ from typing import Any
 
 import aiohttp
 from nio import Api
-
-log = logging.getLogger(__name__)
 
 DELAYED_EVENTS = "/_matrix/client/unstable/org.matrix.msc4140/delayed_events"
 DELAY_PARAMETER = "org.matrix.msc4140.delay"
