@@ -222,10 +222,16 @@ def _token(livekit: RunningLiveKit, room: str, identity: str, *, publish: bool) 
 
 @contextlib.asynccontextmanager
 async def anna_in_chromium(
-    livekit: RunningLiveKit, room: str, key: bytes, artifact: str
+    livekit: RunningLiveKit,
+    room: str,
+    key: bytes,
+    artifact: str,
+    others: tuple[tuple[str, bytes], ...] = (),
 ) -> AsyncIterator[Any]:
-    """Anna's Element Call-like page in Chromium, in ROOM with E2EE and her KEY, publishing her
-    microphone and camera; on a failure, its console goes to test-artifacts/ARTIFACT."""
+    """Anna's Element Call-like page in Chromium, in ROOM with E2EE and her KEY (and the keys of
+    OTHERS, (identity, key) at index 0, as call key events would have brought them before),
+    publishing her microphone and camera; on a failure, its console goes to
+    test-artifacts/ARTIFACT."""
     from playwright.async_api import async_playwright
 
     console: list[str] = []
@@ -237,6 +243,12 @@ async def anna_in_chromium(
             page = await context.new_page()
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             await page.goto(url)
+            await page.wait_for_function("() => window.lk !== undefined", timeout=10_000)
+            for identity, other_key in others:
+                await page.evaluate(
+                    "(a) => window.lk.setKey(...a)",
+                    [identity, base64.b64encode(other_key).decode(), 0],
+                )
             token = _token(livekit, room, ANNA, publish=True)
             status = await asyncio.wait_for(
                 page.evaluate(
@@ -409,11 +421,8 @@ async def test_relayed_media_encrypted_with_a_ghost_key_plays_in_chromium(
     ghost.on_publisher_rtcp = keyframe_wanted
     try:
         async with anna_in_chromium(
-            livekit, room, anna_key, "matrix-e2ee-media-out.console.txt"
+            livekit, room, anna_key, "matrix-e2ee-media-out.console.txt", ((GHOST, ghost_key),)
         ) as page:
-            await page.evaluate(
-                "(a) => window.lk.setKey(...a)", [GHOST, base64.b64encode(ghost_key).decode(), 0]
-            )
 
             async def played() -> bool:
                 seen = await page.evaluate("(g) => window.lk.inbound(g)", GHOST)
