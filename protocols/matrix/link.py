@@ -70,7 +70,7 @@ FIRST_RETRY = 0.5
 REFUSED_RECHECK = 60.0
 """A refused link looks again this often (and at once when the bot is invited or the room's
 power levels change)."""
-STOP_SECONDS = 8.0
+STOP_SECONDS = 5.0
 """How long stopping waits for the ghosts to leave (the delayed leaves end the rest)."""
 GHOST_RETRY_MAX = 30.0
 MAX_CHAT_CHARS = 4000
@@ -430,13 +430,14 @@ class MatrixLink:
         if self._events is not None:
             self._events.close()
             self._events = None
-        ghosts, self.ghosts = list(self.ghosts.values()), {}
+        ghosts = list(self.ghosts.values())
         if ghosts:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     asyncio.gather(*(self._end_ghost(g) for g in ghosts), return_exceptions=True),
                     STOP_SECONDS,
                 )
+        self.ghosts.clear()  # only now: a stop cancelling this ends the same ghosts again
         if self._bridge is not None:
             bridge, self._bridge = self._bridge, None
             with contextlib.suppress(Exception):

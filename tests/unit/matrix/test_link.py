@@ -519,3 +519,19 @@ async def test_memberships_left_behind_end_when_the_link_enters(
     assert homeserver.content(ROOM, CALL_MEMBER, key_of(gone)) == {}
     assert gone not in homeserver.rooms[ROOM].joined
     assert MatrixStore(gateway.store).memberships() == []
+
+
+async def test_the_bot_kicked_mid_call_ends_the_ghosts_and_asks_for_an_invite(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    ghost = ghost_of(bea)
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    homeserver.rooms[ROOM].joined.discard(BOT)
+    homeserver._set_state(ROOM, "m.room.member", BOT, {"membership": "leave"}, ANNA)
+    await until(lambda: link.status().state is LinkState.REFUSED)
+    assert link.status().detail == f"invite {BOT} to the room"
+    assert homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) == {}
+    assert ghost not in homeserver.rooms[ROOM].joined
+    assert FakeBridge.made[0].stopped
