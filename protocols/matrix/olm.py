@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import logging
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +30,8 @@ from typing import Any, Protocol
 import vodozemac
 
 from protocols.matrix.client import MatrixError
+
+log = logging.getLogger(__name__)
 
 OLM_ALGORITHM = "m.olm.v1.curve25519-aes-sha2"
 MEGOLM_ALGORITHM = "m.megolm.v1.aes-sha2"
@@ -54,6 +58,20 @@ class MatrixRequests(Protocol):
         device_id: str | None = None,
         query: dict[str, str] | None = None,
     ) -> dict[str, Any]: ...
+
+
+class DevicePickles(Protocol):
+    """Where device pickles are kept (protocols.matrix.store.MatrixStore, `matrix_devices`)."""
+
+    def device_pickle(self, user_id: str, device_id: str) -> str | None: ...
+
+    def put_device_pickle(self, user_id: str, device_id: str, pickle: str) -> None: ...
+
+
+def pickle_key(secret: str) -> bytes:
+    """The 32-byte key device pickles are encrypted with, from a secret of the configuration
+    (the application service token): the store alone does not give the Olm keys away."""
+    return hashlib.sha256(b"rondpoint matrix olm pickle\x00" + secret.encode()).digest()
 
 
 def canonical_json(value: Any) -> bytes:
@@ -151,6 +169,25 @@ async def ensure_device(client: MatrixRequests, user_id: str, device_id: str) ->
             "initial_device_display_name": "Rondpoint",
         },
     )
+
+
+def load_device(store: DevicePickles, user_id: str, device_id: str, key: bytes) -> OlmDevice:
+    """The stored device, or a new one when none is stored or the pickle cannot be read (its
+    keys then differ from those the homeserver has: logged)."""
+    text = store.device_pickle(user_id, device_id)
+    if text is not None:
+        try:
+            return OlmDevice.from_pickle(user_id, device_id, text, key)
+        except OlmError:
+            log.warning(
+                "the Olm device %s of %s cannot be read; a new one is made", device_id, user_id
+            )
+    return OlmDevice(user_id, device_id)
+
+
+def save_device(store: DevicePickles, device: OlmDevice, key: bytes) -> None:
+    """Keep the device (after anything that changes it: uploads, sessions, decryption)."""
+    store.put_device_pickle(device.user_id, device.device_id, device.pickle(key))
 
 
 @dataclass
@@ -458,6 +495,14 @@ class OlmDevice:
             event_type,
             content,
         )
+
+    async def start_anew(self, client: MatrixRequests, device: PeerDevice, txn_id: str) -> bool:
+        """After a message no session decrypts: open a new session with `device` and send it an
+        `m.dummy` event, so that it answers on the new one (the spec's recovery from wedged Olm
+        sessions). True when the event went out."""
+        self.sessions.pop(device.curve25519, None)
+        left_out = await self.send_encrypted(client, "m.dummy", {device: {}}, txn_id)
+        return not left_out
 
     async def sender_device(self, client: MatrixRequests, event: DecryptedEvent) -> PeerDevice:
         """The sender's device: the one of the sender's devices whose curve25519 key is the one

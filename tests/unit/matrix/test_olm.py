@@ -18,7 +18,10 @@ from protocols.matrix.olm import (
     OlmError,
     PeerDevice,
     canonical_json,
+    load_device,
     parse_device_keys,
+    pickle_key,
+    save_device,
 )
 
 PICKLE_KEY = b"p" * 32
@@ -300,5 +303,46 @@ def test_ciphertext_body_is_unpadded_base64() -> None:
         await ghost.send_encrypted(server, "x.test", {anna_device: {"k": "v" * 7}}, "t")
         body = server.inbox[0]["content"]["ciphertext"][anna.curve25519]["body"]
         assert "=" not in body and base64.b64decode(body + "=" * (-len(body) % 4))
+
+    run(scenario())
+
+
+def test_devices_are_kept_in_the_store_and_a_lost_pickle_makes_a_new_one() -> None:
+    from gateway.store import open_store
+    from protocols.matrix.plugin import plugin
+    from protocols.matrix.store import MatrixStore
+
+    store = MatrixStore(open_store(":memory:", [plugin]))
+    key = pickle_key("as-token")
+    assert key == pickle_key("as-token") != pickle_key("other-token") and len(key) == 32
+    first = load_device(store, "@rondpoint_p:hs.test", "RONDPOINT", key)
+    save_device(store, first, key)
+    text = store.device_pickle("@rondpoint_p:hs.test", "RONDPOINT")
+    assert text is not None and first.curve25519 not in text  # the account is encrypted
+    again = load_device(store, "@rondpoint_p:hs.test", "RONDPOINT", key)
+    assert again.curve25519 == first.curve25519
+    other = load_device(store, "@rondpoint_p:hs.test", "RONDPOINT", pickle_key("other-token"))
+    assert other.curve25519 != first.curve25519
+
+
+def test_a_wedged_session_is_started_anew_with_a_dummy_event() -> None:
+    async def scenario() -> None:
+        server = FakeKeyServer()
+        ghost, anna, anna_device, ghost_device = await _two_devices(server)
+        await anna.send_encrypted(server, "x.test", {ghost_device: {"n": 1}}, "t1")
+        ghost.decrypt(server.inbox.pop())
+        await ghost.send_encrypted(server, "x.test", {anna_device: {"n": 2}}, "t2")
+        anna.decrypt(server.inbox.pop())
+        ghost.sessions.clear()  # the ghost lost its sessions (an old pickle)
+        await anna.send_encrypted(server, "x.test", {ghost_device: {"n": 3}}, "t3")
+        with pytest.raises(OlmError, match="start anew"):
+            ghost.decrypt(server.inbox.pop())
+        assert await ghost.start_anew(server, anna_device, "t4")
+        dummy = server.inbox.pop()
+        assert dummy["content"]["ciphertext"][anna.curve25519]["type"] == 0
+        assert anna.decrypt(dummy).type == "m.dummy"
+        # Anna's newest session is the new one: her next message opens for the ghost
+        await anna.send_encrypted(server, "x.test", {ghost_device: {"n": 4}}, "t5")
+        assert ghost.decrypt(server.inbox.pop()).content == {"n": 4}
 
     run(scenario())
