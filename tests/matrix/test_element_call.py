@@ -161,10 +161,25 @@ async def test_element_call_and_a_room_here_become_one_meeting(
         heard = np.concatenate(peer.received[tracks["audio"]].samples[-25:])
         assert tone_amplitude(heard, ANNA_HZ, SAMPLE_RATE) > 2000
 
+        # Names follow both ways: Anna renamed in Matrix, Bruno renamed here.
+        await anna.set_display_name("Anna K. Schmidt")
+        await wait_until(
+            lambda: bool(listed(gateway, room, "Anna K. Schmidt")), 20, "Anna not renamed here"
+        )
+        await host.request({"type": "update", "name": "Bruno P."})
+
+        async def bruno_renamed() -> bool:
+            return (await olga.members(matrix_room)).get(bruno_ghost) == "Bruno P."
+
+        await wait_for(bruno_renamed, "Bruno's ghost renamed in the Matrix room", 20)
+        await page.wait_participant(
+            lambda p: p["identity"] == bruno["identity"] and p["name"] == "Bruno P.", timeout=20
+        )
+
         # Chat both ways, with the sender's name.
         await js.command("send_text", room=matrix_room, text="Hallo aus Matrix")
         chat = (await host.next_event("chat", timeout=15))["message"]
-        assert (chat["text"], chat["from_name"]) == ("Hallo aus Matrix", "Anna Schmidt")
+        assert (chat["text"], chat["from_name"]) == ("Hallo aus Matrix", "Anna K. Schmidt")
         await host.request({"type": "chat", "text": "Salut depuis Rondpoint"})
         message = await js.wait_event(
             "message", lambda e: e["content"].get("body") == "Salut depuis Rondpoint", timeout=15
@@ -199,7 +214,7 @@ async def test_element_call_and_a_room_here_become_one_meeting(
     # Anna leaving the call removes her here.
     await anna_call.leave()
     await wait_until(
-        lambda: not listed(gateway, room, "Anna Schmidt"), 20, "Anna is still listed here"
+        lambda: not listed(gateway, room, "Anna K. Schmidt"), 20, "Anna is still listed here"
     )
 
 
