@@ -4,7 +4,8 @@ m.call.invite holding the offer); a browser-like ORS participant (spec/conforman
 here. Asserted: the ghost joins the DM, the call is answered, each side hears the other's tone at
 its own frequency, the caller is listed here with origin `matrix`, a hangup from Matrix removes
 them; a room with a PIN, a room that does not exist (or no longer does) are refused with a notice
-and a hangup, leaving nobody here."""
+and a hangup, leaving nobody here. A call to a phone ghost dials SIPp through a trunk, is answered
+when it answers (a hangup from Matrix sends it BYE), and a busy phone is `user_busy`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse
 from spec.conformance.orsclient import OrsClient
 from spec.conformance.webrtc import ReceivedTrack, ToneTrack, WebRtcPeer
 from tests.gateway_process import RunningGateway
+from tests.interop.test_sip_dial_in import SCENARIOS
+from tests.interop.test_sip_dial_out import callee
 from tests.matrix.conftest import USER_PREFIX, MatrixStack
 from tests.matrix.synapse import MatrixUser, wait_for
 
@@ -266,3 +269,69 @@ async def test_a_ghost_of_a_room_that_does_not_exist_declines_and_a_deleted_one_
         await wait_for(left, "the ghost to leave the DM of a deleted room", 20)
         status, _ = gateway.admin("GET", f"/api/v1/rooms/{room}")
         assert status == 404
+
+
+@contextlib.contextmanager
+def trunk_to(gateway: RunningGateway, port: int) -> Iterator[None]:
+    status, body = gateway.admin(
+        "POST", "/api/v1/sip/trunks", {"name": "matrix-legacy", "address": f"127.0.0.1:{port}"}
+    )
+    assert status == 201, body
+    try:
+        yield
+    finally:
+        gateway.admin("DELETE", "/api/v1/sip/trunks/matrix-legacy")
+
+
+def private_rooms(gateway: RunningGateway) -> list[str]:
+    status, body = gateway.admin("GET", "/api/v1/rooms")
+    assert status == 200, body
+    rooms = body["rooms"] if isinstance(body, dict) else body
+    return [r["id"] for r in rooms if r["id"].startswith("matrix-call-")]
+
+
+async def no_private_room_left(gateway: RunningGateway) -> None:
+    async def cleaned() -> bool:
+        return not await asyncio.to_thread(private_rooms, gateway)
+
+    await wait_for(cleaned, "the call's private room to be deleted", 10)
+
+
+@contextlib.asynccontextmanager
+async def phone_dm(
+    stack: MatrixStack, name: str, number: str, *sipp: str
+) -> AsyncIterator[tuple[NioCaller, str, asyncio.subprocess.Process]]:
+    """NAME's DM with the ghost of NUMBER, the trunk of tel: numbers leading to SIPp run with
+    SIPP: (caller, dm, SIPp)."""
+    phone, port = await callee(*sipp)
+    try:
+        with trunk_to(stack.gateway, port):
+            async with nio_caller(stack, name) as caller:
+                ghost = f"@{USER_PREFIX}tel_{number}:{stack.server_name}"
+                yield caller, await dm_with(caller, ghost), phone
+    finally:
+        if phone.returncode is None:
+            phone.kill()
+
+
+async def test_a_call_to_a_phone_ghost_dials_the_phone_and_hangs_it_up(
+    matrix_stack: MatrixStack,
+) -> None:
+    gateway = matrix_stack.gateway
+    async with phone_dm(matrix_stack, "dora", "+33612345601", "-sn", "uas") as (caller, dm, phone):
+        answer = await place_call(caller, dm, "call-phone")
+        assert answer["type"] == "m.call.answer", answer
+        assert len(private_rooms(gateway)) == 1
+        await caller.hang_up(dm, "call-phone")
+        output, _ = await asyncio.wait_for(phone.communicate(), 20)
+        assert phone.returncode == 0, output.decode(errors="replace")[-1500:]
+        await no_private_room_left(gateway)
+
+
+async def test_a_busy_phone_is_user_busy(matrix_stack: MatrixStack) -> None:
+    busy = ("-sf", str(SCENARIOS / "callee_busy.xml"))
+    async with phone_dm(matrix_stack, "emil", "+33612345602", *busy) as (caller, dm, _):
+        hangup = await place_call(caller, dm, "call-busy")
+        assert hangup["type"] == "m.call.hangup", hangup
+        assert hangup["content"]["reason"] == "user_busy"
+        await no_private_room_left(matrix_stack.gateway)
