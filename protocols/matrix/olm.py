@@ -199,6 +199,9 @@ class OlmDevice:
     account: vodozemac.Account = field(default_factory=vodozemac.Account)
     sessions: dict[str, list[vodozemac.Session]] = field(default_factory=dict)  # by curve key
     device_keys_published: bool = False
+    one_time_keys_used: int = 0
+    """One-time keys consumed by incoming sessions since this object was made: top them up
+    (`upload_keys`) when it grows."""
     _peers: dict[tuple[str, str], PeerDevice] = field(default_factory=dict, repr=False)
 
     # persistence ------------------------------------------------------------------------
@@ -464,6 +467,7 @@ class OlmDevice:
             session, plaintext = self.account.create_inbound_session(identity, pre_key)
         except ValueError as error:
             raise OlmError("the pre-key message does not open a session") from error
+        self.one_time_keys_used += 1
         self._keep(sender_key, session)
         return plaintext
 

@@ -194,6 +194,11 @@ async def test_call_keys_both_ways_with_matrix_js_sdk(synapse_python: Path, tmp_
             )
             rings = CallKeyRings()
             assert rings.add(key) == f"{anna.user_id}:{anna.device_id}"
+            # Anna's session used one of the ghost's one-time keys: topped up again
+            assert ghost.one_time_keys_used == 1
+            assert await ghost.upload_keys(client) == 25
+            # and the session outlives a restart of ours
+            ghost = OlmDevice.from_pickle(GHOST, DEVICE, ghost.pickle(PICKLE_KEY), PICKLE_KEY)
 
             # ghost -> Anna (on her session) and Bruno (a session we open).
             own = OwnCallKey(room, DEVICE, f"{GHOST}:{DEVICE}")

@@ -158,7 +158,10 @@ def test_to_device_events_both_ways_pre_key_then_normal_messages() -> None:
         first = server.inbox.pop()
         assert first["type"] == "m.room.encrypted"
         assert first["content"]["ciphertext"][ghost.curve25519]["type"] == 0
+        assert ghost.one_time_keys_used == 0
         got = ghost.decrypt(first)
+        assert ghost.one_time_keys_used == 1
+        assert await ghost.upload_keys(server) == 25  # topped up again
         assert (got.type, got.content, got.sender, got.sender_device) == (
             "io.element.call.encryption_keys",
             {"n": 1},
