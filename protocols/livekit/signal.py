@@ -196,6 +196,9 @@ class Joined:
     """Seconds without a ping after which the server drops the client."""
     ice_servers: tuple[IceServer, ...] = ()
     """STUN/TURN servers the server offers (TURN over TCP/TLS where UDP is blocked)."""
+    sif_trailer: bytes = b""
+    """Ends the frames the server injects itself into end-to-end encrypted tracks (frame
+    decryption passes them on in clear)."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ class SignalSession:
                 IceServer(tuple(server.urls), server.username, server.credential)
                 for server in join.ice_servers
             ),
+            sif_trailer=bytes(join.sif_trailer),
         )
         return self.joined
 

@@ -290,6 +290,9 @@ async def test_element_call_media_from_chromium_decrypts_from_rtp(
     )
     ours.on_remote_track = decrypting.on_remote_track
     ours.on_rtp = decrypting.on_rtp
+    joined = ours.signal.session.joined
+    assert joined is not None and joined.sif_trailer  # the room's, for frames it injects
+    rings.set_sif_trailer(joined.sif_trailer)
     theirs = await LiveKitParticipant.connect(
         livekit.url, _token(livekit, room, "other", publish=False), encoded=True
     )
