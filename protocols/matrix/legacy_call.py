@@ -74,6 +74,8 @@ MAX_RING_MS = 120_000
 """The longest an invite may ring (a larger ``lifetime`` is cut to it)."""
 CONSENT_TIMEOUT = 30.0
 """Seconds without the caller's ICE consent checks after which the call is ``ice_failed``."""
+MAX_REMEMBERED_ROOMS = 10_000
+"""Matrix rooms whose legacy ghost is remembered; the oldest is forgotten beyond."""
 PHONE_POLL = 0.2
 """How often a ringing phone's dialled call is looked at."""
 PRIVATE_ROOM_PREFIX = "matrix-call-"
@@ -225,7 +227,7 @@ class LegacyCalls:
         if target is None:
             return
         if membership == "join":
-            self._ghost_rooms[room_id] = ghost
+            self._remember(room_id, ghost)
             return
         if membership != "invite" or self._ours(event.get("sender", "")):
             if membership in ("leave", "ban") and self._ghost_rooms.get(room_id) == ghost:
@@ -238,7 +240,7 @@ class LegacyCalls:
                 return
             await self.service.ghosts.ensure(ghost, _ghost_name(target))
             await self.service.client.join(room_id, as_user=ghost)
-            self._ghost_rooms[room_id] = ghost
+            self._remember(room_id, ghost)
         except MatrixError as error:
             log.warning("legacy-call ghost cannot answer a room invite: %s", error)
 
@@ -538,6 +540,12 @@ class LegacyCalls:
         await self.service.client.send(call.matrix_room, event_type, body, as_user=call.ghost)
 
     # --- helpers --------------------------------------------------------------------------------
+
+    def _remember(self, room_id: str, ghost: str) -> None:
+        self._ghost_rooms.pop(room_id, None)
+        self._ghost_rooms[room_id] = ghost
+        while len(self._ghost_rooms) > MAX_REMEMBERED_ROOMS:
+            del self._ghost_rooms[next(iter(self._ghost_rooms))]
 
     def _target(self, user_id: str) -> LegacyTarget | None:
         return legacy_target(

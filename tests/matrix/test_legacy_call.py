@@ -5,7 +5,8 @@ here. Asserted: the ghost joins the DM, the call is answered, each side hears th
 its own frequency, the caller is listed here with origin `matrix`, a hangup from Matrix removes
 them; a room with a PIN, a room that does not exist (or no longer does) are refused with a notice
 and a hangup, leaving nobody here. A call to a phone ghost dials SIPp through a trunk, is answered
-when it answers (a hangup from Matrix sends it BYE), and a busy phone is `user_busy`."""
+when it answers (a hangup from Matrix sends it BYE), and a busy phone is `user_busy`; baresip
+answering hears the caller's tone and is heard, and its hangup ends the Matrix call."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +25,9 @@ from aiortc.mediastreams import MediaStreamTrack
 from nio import AsyncClient, RoomCreateResponse, RoomSendResponse, SyncResponse
 
 from spec.conformance.orsclient import OrsClient
-from spec.conformance.webrtc import ReceivedTrack, ToneTrack, WebRtcPeer
+from spec.conformance.webrtc import ReceivedTrack, ToneTrack, WebRtcPeer, dominant_frequency
 from tests.gateway_process import RunningGateway
+from tests.interop.baresip import Baresip
 from tests.interop.test_sip_dial_in import SCENARIOS
 from tests.interop.test_sip_dial_out import callee
 from tests.matrix.conftest import USER_PREFIX, MatrixStack
@@ -34,6 +37,9 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(150)]
 
 CALLER_HZ = 660.0
 ROOM_HZ = 440.0
+PHONE_HZ = 1000.0
+PHONE_NUMBER = "+33612345603"
+"""baresip's account: it answers calls to this user only."""
 
 
 @dataclass
@@ -335,3 +341,35 @@ async def test_a_busy_phone_is_user_busy(matrix_stack: MatrixStack) -> None:
         assert hangup["type"] == "m.call.hangup", hangup
         assert hangup["content"]["reason"] == "user_busy"
         await no_private_room_left(matrix_stack.gateway)
+
+
+async def test_a_phone_answering_a_phone_ghost_hears_the_caller_and_its_hangup_ends_the_call(
+    matrix_stack: MatrixStack, tmp_path: Path
+) -> None:
+    stack, gateway = matrix_stack, matrix_stack.gateway
+    async with (
+        Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as phone,
+        nio_caller(stack, "fritz") as caller,
+    ):
+        with trunk_to(gateway, phone.sip_port):
+            dm = await dm_with(caller, f"@{USER_PREFIX}tel_{PHONE_NUMBER}:{stack.server_name}")
+            answer = await place_call(caller, dm, "call-baresip")
+            assert answer["type"] == "m.call.answer", answer
+            assert caller.pc is not None
+            await caller.pc.setRemoteDescription(
+                RTCSessionDescription(answer["content"]["answer"]["sdp"], "answer")
+            )
+
+            async def caller_hears() -> bool:
+                return caller.heard.frames > 100
+
+            await wait_for(caller_hears, "the caller to receive the phone's audio", 20)
+            assert abs(caller.heard.frequency() - PHONE_HZ) < 15
+            await asyncio.sleep(1)  # the phone records the caller meanwhile
+            await phone.hangup()
+            await phone.wait_event("CALL_CLOSED", timeout=10)
+            hangup = await caller.next_event(dm, "m.call.hangup")
+            assert hangup["content"]["reason"] == "user_hangup", hangup
+            samples, rate = phone.recording("dec")
+            assert abs(dominant_frequency(samples[-rate:], rate) - CALLER_HZ) < 15
+            await no_private_room_left(gateway)
