@@ -1,6 +1,7 @@
 """MatrixRTC media keys: the `io.element.call.encryption_keys` to-device events Element Call's
 members send each other (Olm-encrypted), as matrix-js-sdk 43 builds and checks them
-(src/matrixrtc/ToDeviceKeyTransport.ts, RTCEncryptionManager.ts), and the key rings they feed.
+(src/matrixrtc/ToDeviceKeyTransport.ts, RTCEncryptionManager.ts), the key rings they feed, and
+`CallEncryption`, which runs it all for the ghosts of one room's call.
 
 Content: `{"keys": {"index": 0..255, "key": base64}, "room_id", "member": {"id": membershipID,
 "claimed_device_id"}, "session": {"call_id": "", "application": "m.call", "scope": "m.room"},
@@ -12,14 +13,28 @@ leaves (or joins after the key is 10 s old) and starts using the new key 1 s aft
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import logging
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocols.matrix.client import MatrixError
 from protocols.matrix.frame_crypto import KEY_RING_SIZE, FrameCryptor, KeyRing
+from protocols.matrix.olm import (
+    DevicePickles,
+    MatrixRequests,
+    OlmDevice,
+    OlmError,
+    ensure_device,
+    load_device,
+    save_device,
+)
+
+log = logging.getLogger(__name__)
 
 CALL_KEYS_EVENT = "io.element.call.encryption_keys"
 KEY_BYTES = 16
@@ -167,3 +182,176 @@ class OwnCallKey:
         return build_content(
             self.room_id, self.device_id, self.member_id, self.key, self.index, now_ms
         )
+
+
+@dataclass
+class _Ghost:
+    device: OlmDevice
+    own: OwnCallKey
+    cryptor: FrameCryptor
+    created: float
+    shared_with: set[tuple[str, str]] = field(default_factory=set)
+
+
+class CallEncryption:
+    """The end-to-end encryption of one Matrix room's call, for the ghosts in it.
+
+    - `add_ghost`: the ghost's Olm device (created at the homeserver when missing, loaded from
+      or saved to the store, keys uploaded) and its media key; returns the FrameCryptor that
+      encrypts the ghost's frames.
+    - `on_to_device`: a to-device event for one of our ghosts' devices: decrypted, the sender's
+      device checked, a call key for this room taken into `rings` (the members' keys, by
+      LiveKit identity, that decrypt their frames).
+    - `members_changed`: the call's other members (user, device) as they are now; as
+      matrix-js-sdk's RTCEncryptionManager does, a ghost sends its key to new members (or, when
+      its key is older than `rotation_grace` seconds, makes a new one for everyone), makes a new
+      key for everyone when a member left, and encrypts with a new key `use_key_delay` seconds
+      after sending it.
+    Failures (homeserver, Olm, malformed keys) are logged, never raised.
+    """
+
+    def __init__(
+        self,
+        client: MatrixRequests,
+        store: DevicePickles,
+        pickle_key: bytes,
+        room_id: str,
+        *,
+        device_id: str = "RONDPOINT",
+        use_key_delay: float = 1.0,
+        rotation_grace: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.pickle_key = pickle_key
+        self.room_id = room_id
+        self.device_id = device_id
+        self.use_key_delay = use_key_delay
+        self.rotation_grace = rotation_grace
+        self.rings = CallKeyRings()
+        self.members: set[tuple[str, str]] = set()
+        self._ghosts: dict[str, _Ghost] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def add_ghost(self, user_id: str) -> FrameCryptor:
+        ghost = self._ghosts.get(user_id)
+        if ghost is not None:
+            return ghost.cryptor
+        await ensure_device(self.client, user_id, self.device_id)
+        device = load_device(self.store, user_id, self.device_id, self.pickle_key)
+        try:
+            await device.upload_keys(self.client)
+        finally:
+            save_device(self.store, device, self.pickle_key)
+        own = OwnCallKey(self.room_id, self.device_id, f"{user_id}:{self.device_id}")
+        cryptor = FrameCryptor(KeyRing())
+        cryptor.keys.set_key(own.key, own.index)
+        ghost = _Ghost(device, own, cryptor, time.monotonic())
+        self._ghosts[user_id] = ghost
+        await self._share(ghost, self.members)
+        return cryptor
+
+    def remove_ghost(self, user_id: str) -> None:
+        self._ghosts.pop(user_id, None)
+
+    def cryptor(self, user_id: str) -> FrameCryptor | None:
+        """The FrameCryptor of a ghost's own frames."""
+        ghost = self._ghosts.get(user_id)
+        return ghost.cryptor if ghost else None
+
+    async def on_to_device(self, event: dict[str, Any]) -> CallKey | None:
+        """Takes in a to-device event of the application service's transactions; the call key
+        it brought for this room, if any."""
+        ghost = self._ghosts.get(str(event.get("to_user_id")))
+        if ghost is None or event.get("to_device_id") != self.device_id:
+            return None
+        if event.get("type") != "m.room.encrypted":
+            if event.get("type") == CALL_KEYS_EVENT:
+                log.info("ignored a call key sent in clear by %s", event.get("sender"))
+            return None
+        device = ghost.device
+        try:
+            decrypted = device.decrypt(event)
+        except OlmError as error:
+            log.info("to-device event from %s not decrypted: %s", event.get("sender"), error)
+            return None
+        finally:
+            save_device(self.store, device, self.pickle_key)
+        if decrypted.type != CALL_KEYS_EVENT:
+            return None
+        try:
+            sender = await device.sender_device(self.client, decrypted)
+            key = parse_content(decrypted.sender, decrypted.content, self.room_id)
+            if device.one_time_keys_used:
+                device.one_time_keys_used = 0
+                await device.upload_keys(self.client)
+                save_device(self.store, device, self.pickle_key)
+        except (OlmError, CallKeyError, MatrixError) as error:
+            log.info("call key from %s refused: %s", decrypted.sender, error)
+            return None
+        if key.device_id != sender.device_id:
+            log.info("call key from %s names another device than its own", decrypted.sender)
+            return None
+        self.rings.add(key)
+        return key
+
+    async def members_changed(self, members: set[tuple[str, str]]) -> None:
+        """The call's other members (user id, device id) now; shares and rotates our keys."""
+        members = {m for m in members if m[0] not in self._ghosts}
+        self.members = members
+        for ghost in list(self._ghosts.values()):
+            left = ghost.shared_with - members
+            joined = members - ghost.shared_with
+            ghost.shared_with &= members
+            if left or (joined and time.monotonic() - ghost.created >= self.rotation_grace):
+                self._rotate(ghost)
+                await self._share(ghost, members)
+            elif joined:
+                await self._share(ghost, joined)
+
+    def _rotate(self, ghost: _Ghost) -> None:
+        ghost.own.rotate()
+        ghost.created = time.monotonic()
+        ghost.shared_with = set()
+        ghost.cryptor.keys.set_key(ghost.own.key, ghost.own.index, make_current=False)
+        index = ghost.own.index
+
+        async def use_later() -> None:
+            await asyncio.sleep(self.use_key_delay)
+            if ghost.own.index == index:
+                ghost.cryptor.keys.current_index = index
+
+        task = asyncio.get_running_loop().create_task(use_later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _share(self, ghost: _Ghost, targets: set[tuple[str, str]]) -> None:
+        if not targets:
+            return
+        device = ghost.device
+        try:
+            known = await device.query_devices(self.client, sorted({u for u, _ in targets}))
+            peers = {}
+            for user_id, device_id in targets:
+                peer = known.get(user_id, {}).get(device_id)
+                if peer is None:
+                    log.info("no keys for device %s of %s: our key not sent", device_id, user_id)
+                    continue
+                peers[peer] = ghost.own.content()
+            left_out = await device.send_encrypted(
+                self.client, CALL_KEYS_EVENT, peers, secrets.token_hex(12)
+            )
+        except MatrixError as error:
+            log.warning("sending call keys of %s failed: %s", device.user_id, error)
+            return
+        finally:
+            save_device(self.store, device, self.pickle_key)
+        sent = {(p.user_id, p.device_id) for p in peers if p not in left_out}
+        ghost.shared_with |= sent
+        for peer in left_out:
+            log.info("no Olm session with %s %s: our key not sent", peer.user_id, peer.device_id)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self._tasks.clear()

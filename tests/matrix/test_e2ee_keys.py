@@ -28,12 +28,22 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from protocols.matrix.call_keys import CALL_KEYS_EVENT, CallKeyRings, OwnCallKey, parse_content
+from gateway.store import open_store
+from protocols.matrix.call_keys import (
+    CALL_KEYS_EVENT,
+    CallEncryption,
+    CallKeyRings,
+    OwnCallKey,
+    parse_content,
+)
 from protocols.matrix.client import MatrixClient
+from protocols.matrix.frame_crypto import FrameCryptor, KeyRing
 from protocols.matrix.olm import OlmDevice, ensure_device
+from protocols.matrix.plugin import plugin
+from protocols.matrix.store import MatrixStore
 from tests.gateway_process import free_port
 from tests.matrix.jsclient import JsClient, js_client
-from tests.matrix.synapse import SERVER_NAME, running_synapse
+from tests.matrix.synapse import SERVER_NAME, RunningSynapse, running_synapse
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
@@ -126,7 +136,11 @@ async def js_user(js: JsClient, user: Any, room_id: str) -> dict[str, Any]:
     return keys
 
 
-async def test_call_keys_both_ways_with_matrix_js_sdk(synapse_python: Path, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def homeserver(
+    tmp_path: Path, synapse_python: Path
+) -> AsyncIterator[tuple[RunningSynapse, MatrixClient, ToDeviceInbox]]:
+    """Synapse with our test application service registered, its client, its to-device inbox."""
     as_token, hs_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     port = free_port()
     inbox = ToDeviceInbox(hs_token)
@@ -137,7 +151,11 @@ async def test_call_keys_both_ways_with_matrix_js_sdk(synapse_python: Path, tmp_
         )
         client = MatrixClient(synapse.url, as_token, f"@e2eebot:{SERVER_NAME}")
         stack.push_async_callback(client.close)
+        yield synapse, client, inbox
 
+
+async def test_call_keys_both_ways_with_matrix_js_sdk(synapse_python: Path, tmp_path: Path) -> None:
+    async with homeserver(tmp_path, synapse_python) as (synapse, client, inbox):
         # The ghost, its device (an application-service login creates it) and its keys.
         await client.register(GHOST_LOCALPART)
         await ensure_device(client, GHOST, DEVICE)
@@ -233,3 +251,64 @@ async def test_call_keys_both_ways_with_matrix_js_sdk(synapse_python: Path, tmp_
             )
             got = await anna_js.wait_event("key", lambda e: e["index"] == 1, timeout=30)
             assert got["key"] == base64.b64encode(own.key).decode()
+
+
+async def test_call_encryption_with_matrix_js_sdk(synapse_python: Path, tmp_path: Path) -> None:
+    """CallEncryption (what the link is to run) against the same peers: the ghost's key reaches
+    Anna when she is in the call, hers reaches the ring that decrypts her frames, Bruno joining
+    soon after gets the same key, and Anna leaving makes a new one (index 1) for Bruno."""
+    async with homeserver(tmp_path, synapse_python) as (synapse, client, inbox):
+        await client.register(GHOST_LOCALPART)
+        store = MatrixStore(open_store(":memory:", [plugin]))
+        encryption = CallEncryption(client, store, PICKLE_KEY, "", use_key_delay=0)
+        anna = await synapse.register_user("anna", "anna-password")
+        bruno = await synapse.register_user("bruno", "bruno-password")
+        room = await anna.create_room("E2EE call", encrypted=True, invite=[GHOST, bruno.user_id])
+        encryption.room_id = room
+        await client.join(room, as_user=GHOST)
+        ghost_cryptor = await encryption.add_ghost(GHOST)
+
+        async with (
+            js_client(tmp_path / "anna-js.log", "e2ee_keys.mjs") as anna_js,
+            js_client(tmp_path / "bruno-js.log", "e2ee_keys.mjs") as bruno_js,
+        ):
+            await js_user(anna_js, anna, room)
+            await js_user(bruno_js, bruno, room)
+            anna_member = (anna.user_id, anna.device_id)
+            bruno_member = (bruno.user_id, bruno.device_id)
+            await encryption.members_changed({anna_member})
+            got = await anna_js.wait_event("key", timeout=30)
+            first = base64.b64decode(got["key"])
+            assert (got["user_id"], got["device_id"], got["index"]) == (GHOST, DEVICE, 0)
+            opener = FrameCryptor(KeyRing())
+            opener.keys.set_key(first, 0)
+            sealed = ghost_cryptor.encrypt_frame(b"\xf8ghost", "opus", False, 1, 960)
+            assert opener.decrypt_frame(sealed, "opus", False) == b"\xf8ghost"
+
+            anna_key = secrets.token_bytes(16)
+            await anna_js.command(
+                "send_key",
+                timeout=60,
+                room_id=room,
+                member_id=f"{anna.user_id}:{anna.device_id}",
+                key=base64.b64encode(anna_key).decode(),
+                index=0,
+                targets=[{"user_id": GHOST, "device_id": DEVICE}],
+            )
+            key = await encryption.on_to_device(await inbox.wait("m.room.encrypted"))
+            assert key is not None and key.key == anna_key
+            anna_frames = FrameCryptor(KeyRing())
+            anna_frames.keys.set_key(anna_key, 0)
+            ring = encryption.rings.cryptor(f"{anna.user_id}:{anna.device_id}")
+            assert ring is not None
+            frame = anna_frames.encrypt_frame(b"\xf8anna", "opus", False, 2, 960)
+            assert ring.decrypt_frame(frame, "opus", False) == b"\xf8anna"
+
+            await encryption.members_changed({anna_member, bruno_member})
+            got = await bruno_js.wait_event("key", timeout=30)
+            assert base64.b64decode(got["key"]) == first and got["index"] == 0
+            await encryption.members_changed({bruno_member})
+            got = await bruno_js.wait_event("key", lambda e: e["index"] == 1, timeout=30)
+            assert base64.b64decode(got["key"]) != first
+            assert store.device_pickle(GHOST, DEVICE) is not None
+            await encryption.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from protocols.matrix.client import MatrixError
 from protocols.matrix.olm import (
     OLM_ALGORITHM,
     OlmDevice,
@@ -36,6 +37,7 @@ class FakeKeyServer:
         self.fallback: dict[tuple[str, str], dict[str, Any]] = {}
         self.inbox: list[dict[str, Any]] = []
         self.calls: list[tuple[str, str | None, str | None]] = []
+        self.devices: set[tuple[str, str]] = set()
 
     async def request(
         self,
@@ -47,9 +49,16 @@ class FakeKeyServer:
         device_id: str | None = None,
         query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        body = json.loads(json.dumps(body or {}))
+        if path.endswith("/login"):
+            self.devices.add((body["identifier"]["user"], body["device_id"]))
+            return {"device_id": body["device_id"]}
+        if "/devices/" in path:
+            if (as_user, path.rsplit("/", 1)[1]) not in self.devices:
+                raise MatrixError(404, "M_NOT_FOUND", "no such device")
+            return {}
         assert as_user is not None and device_id is not None
         self.calls.append((path, as_user, device_id))
-        body = json.loads(json.dumps(body or {}))
         me = (as_user, device_id)
         if path.endswith("/keys/upload"):
             if "device_keys" in body:
