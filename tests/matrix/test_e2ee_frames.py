@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -102,10 +103,7 @@ def run_livekit_client(job: dict[str, Any]) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=600,
-        env={
-            "LIVEKIT_CLIENT_VERSION": LIVEKIT_CLIENT_VERSION,
-            "PATH": "/usr/bin:/bin:/usr/local/bin",
-        },
+        env={**os.environ, "LIVEKIT_CLIENT_VERSION": LIVEKIT_CLIENT_VERSION},
     ).stdout.strip()
     worker = Path(bundle).parent / "livekit-client.e2ee.worker.mjs"
     done = subprocess.run(
