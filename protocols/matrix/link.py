@@ -324,9 +324,12 @@ class MatrixLink:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), REFUSED_RECHECK)
                 continue
-            except MatrixError as error:
+            except Exception as error:  # the homeserver failed, or a bug: report and retry
+                if not isinstance(error, MatrixError):
+                    log.exception("Matrix link %s failed", self.target)
+                reason = str(error) if isinstance(error, MatrixError) else "internal error"
                 self._status.attempts += 1
-                self._set(LinkState.RETRYING, f"{error}; next attempt in {delay:g} s")
+                self._set(LinkState.RETRYING, f"{reason}; next attempt in {delay:g} s")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, float(self.config.reconnect_max_seconds))
                 continue
@@ -334,7 +337,13 @@ class MatrixLink:
             self._status.attempts = 0
             self._noticed = ""
             self._set(LinkState.CONNECTED, "in the Matrix room")
-            reason = await self._in_room()
+            try:
+                reason = await self._in_room()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not end the link: report it, leave, enter again
+                log.exception("Matrix link %s failed", self.target)
+                reason = "internal error"
             log.info("link %s of room %s: %s", self.target, self.room_id, reason)
             await self._leave_call()
 
