@@ -346,6 +346,8 @@ class MatrixLink:
                 reason = "internal error"
             log.info("link %s of room %s: %s", self.target, self.room_id, reason)
             await self._leave_call()
+            if reason == "internal error":
+                await asyncio.sleep(float(self.config.reconnect_max_seconds))
 
     async def _enter(self) -> None:
         """The bot in the Matrix room, its state read, bridging allowed; else _Refused."""
