@@ -268,8 +268,8 @@ class OpusCryptor:
         self.encrypt = encrypt
         self.stats = CryptorStats()
 
-    def process(self, packet: bytes) -> bytes | None:
-        """The packet with its payload transformed, or None when it must be dropped."""
+    def process(self, packet: bytes) -> list[bytes]:
+        """The packet with its payload transformed; none when it must be dropped."""
         try:
             header, payload = _split_rtp(packet)
             if self.encrypt:
@@ -279,9 +279,9 @@ class OpusCryptor:
                 out = self.cryptor.decrypt_frame(payload, "opus", False)
         except (FrameCryptoError, RtpError, IndexError, struct.error):
             self.stats.dropped += 1
-            return None
+            return []
         self.stats.frames += 1
-        return header + out
+        return [header + out]
 
 
 @dataclass(slots=True)
@@ -328,6 +328,7 @@ class Vp8Cryptor:
         self._collecting = False
 
     def process(self, packet: bytes) -> list[bytes]:
+        """The packets of the frame this one completes, transformed; none before its end."""
         try:
             return self._process(packet)
         except (RtpError, ValueError, IndexError, struct.error):
@@ -400,3 +401,17 @@ class Vp8Cryptor:
             packets.append(part.header + out[offset : offset + size])
             offset += size
         return packets
+
+
+PacketCryptor = OpusCryptor | Vp8Cryptor
+
+
+def packet_cryptor(codec: str, cryptor: FrameCryptor, *, encrypt: bool) -> PacketCryptor | None:
+    """The packet cryptor of one track in CODEC (an a=rtpmap name), None when frame encryption
+    of that codec is not done here (only Opus and VP8 are)."""
+    name = codec.lower()
+    if name == "opus":
+        return OpusCryptor(cryptor, encrypt=encrypt)
+    if name == "vp8":
+        return Vp8Cryptor(cryptor, encrypt=encrypt)
+    return None

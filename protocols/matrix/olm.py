@@ -290,14 +290,16 @@ class OlmDevice:
         if one_time:
             body["one_time_keys"] = one_time
         # (fallback keys are missing from vodozemac's type stubs)
-        if not self.device_keys_published and not self.account.fallback_key:  # type: ignore[attr-defined]
+        fallback = self.account.fallback_key  # type: ignore[attr-defined]
+        if not self.device_keys_published and not fallback:
             self.account.generate_fallback_key()  # type: ignore[attr-defined]
-        if self.account.fallback_key:  # type: ignore[attr-defined]
+            fallback = self.account.fallback_key  # type: ignore[attr-defined]
+        if fallback:
             body["fallback_keys"] = {
                 f"{SIGNED_CURVE25519}:{key_id}": self.sign(
                     {"key": key.to_base64(), "fallback": True}
                 )
-                for key_id, key in self.account.fallback_key.items()  # type: ignore[attr-defined]
+                for key_id, key in fallback.items()
             }
         if not body:
             return server_count

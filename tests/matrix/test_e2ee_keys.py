@@ -4,8 +4,8 @@ real Synapse.
 Synapse (tests/synapse.sh) runs with an application service whose transactions this test
 receives itself (to-device events of MSC2409 included), since the gateway does not yet route them
 to an OlmDevice. The ghost is registered as the application service, its device RONDPOINT is
-created by an `m.login.application_service` login (olm.ensure_device), and its keys are uploaded with MSC3202 device
-masquerading (protocols/matrix/olm.py through protocols/matrix/client.MatrixClient).
+created by an `m.login.application_service` login (olm.ensure_device), and its keys are uploaded
+with MSC3202 device masquerading (protocols/matrix/olm.py through matrix/client.MatrixClient).
 
 Anna runs matrix-js-sdk 43 with its Rust crypto in Node (tests/matrix/js/e2ee_keys.mjs): her
 `ToDeviceKeyTransport` (the key transport of js-sdk's RTCEncryptionManager) sends her call key

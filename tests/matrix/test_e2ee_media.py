@@ -5,8 +5,9 @@ The page (livekit-client 2.23 from npm, its E2EE worker) sets its own key the wa
 MatrixKeyProvider does (raw bytes imported as HKDF material, ratchet window 10, key ring 256,
 the key of its own LiveKit identity `{user}:{device}`), enables E2EE and publishes Chromium's fake
 microphone (Opus) and camera (VP8, simulcast as by default). Our encoded LiveKit participant
-(protocols/livekit/rtc.py) subscribes; its RTP goes through `OpusCryptor` / `Vp8Cryptor` with a
-key ring fed by the same key as a call key event would feed it (call_keys.CallKeyRings).
+(protocols/livekit/rtc.py) subscribes; its RTP goes through the packet cryptors
+(`packet_cryptor`) with a key ring fed by the same key as a call key event would feed it
+(call_keys.CallKeyRings).
 
 Asserted: audio and video frames open (AES-GCM authenticates every one, so an opened frame is
 exactly the frame Chromium encrypted, reassembled right from its packets); the VP8 frames our
@@ -35,7 +36,13 @@ from gateway.media.rtp import RtpPacket, payload_end, payload_offset
 from protocols.livekit.rtc import LiveKitParticipant, LocalTrack, RemoteTrack
 from protocols.livekit.tokens import VideoGrant, mint_token
 from protocols.matrix.call_keys import CallKey, CallKeyRings
-from protocols.matrix.frame_crypto import FrameCryptor, KeyRing, OpusCryptor, Vp8Cryptor
+from protocols.matrix.frame_crypto import (
+    FrameCryptor,
+    KeyRing,
+    PacketCryptor,
+    Vp8Cryptor,
+    packet_cryptor,
+)
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.gateway_process import free_port
 from tests.interop.livekit_fixtures import RunningLiveKit
@@ -167,18 +174,16 @@ class Decrypting:
 
     def __init__(self, rings: CallKeyRings) -> None:
         self.rings = rings
-        self.tracks: dict[str, tuple[RemoteTrack, OpusCryptor | Vp8Cryptor]] = {}
+        self.tracks: dict[str, tuple[RemoteTrack, PacketCryptor]] = {}
         self.vp8_packets: list[bytes] = []
 
     def on_remote_track(self, remote: RemoteTrack) -> None:
         cryptor = self.rings.cryptor(remote.participant_identity)
         if cryptor is None:
             return
-        codec = remote.codec.name.lower()
-        if codec == "opus":
-            self.tracks[remote.sid] = (remote, OpusCryptor(cryptor, encrypt=False))
-        elif codec == "vp8":
-            self.tracks[remote.sid] = (remote, Vp8Cryptor(cryptor, encrypt=False))
+        opener = packet_cryptor(remote.codec.name, cryptor, encrypt=False)
+        if opener is not None:
+            self.tracks[remote.sid] = (remote, opener)
 
     def on_rtp(self, sid: str, packet: bytes) -> None:
         found = self.tracks.get(sid)
@@ -187,10 +192,9 @@ class Decrypting:
         remote, cryptor = found
         if int.from_bytes(packet[8:12], "big") != remote.ssrc:
             return  # RFC 4588 retransmissions: the media SSRC only
-        if isinstance(cryptor, OpusCryptor):
-            cryptor.process(packet)
-        else:
-            self.vp8_packets.extend(cryptor.process(packet))
+        opened = cryptor.process(packet)
+        if isinstance(cryptor, Vp8Cryptor):
+            self.vp8_packets.extend(opened)
 
     def stats(self) -> dict[str, tuple[int, int]]:
         return {
@@ -361,7 +365,7 @@ async def test_relayed_media_encrypted_with_a_ghost_key_plays_in_chromium(
         livekit.url, _token(livekit, room, GHOST, publish=True), encoded=True
     )
     decrypting = Decrypting(rings)
-    relays: dict[str, tuple[LocalTrack, OpusCryptor | Vp8Cryptor]] = {}
+    relays: dict[str, tuple[LocalTrack, PacketCryptor]] = {}
     sources: dict[str, RemoteTrack] = {}
     published: dict[str, int] = {"opus": 0, "vp8": 0}
 
@@ -379,12 +383,9 @@ async def test_relayed_media_encrypted_with_a_ghost_key_plays_in_chromium(
             height=480 if codec == "vp8" else 0,
             encryption=models.Encryption.GCM,
         )
-        cryptor = (
-            OpusCryptor(ghost_cryptor, encrypt=True)
-            if codec == "opus"
-            else Vp8Cryptor(ghost_cryptor, encrypt=True)
-        )
-        relays[remote.sid] = (local, cryptor)
+        sealer = packet_cryptor(remote.codec.name, ghost_cryptor, encrypt=True)
+        assert sealer is not None
+        relays[remote.sid] = (local, sealer)
         sources[codec] = remote
 
     def relay(sid: str, packet: bytes) -> None:
@@ -396,9 +397,7 @@ async def test_relayed_media_encrypted_with_a_ghost_key_plays_in_chromium(
         if int.from_bytes(packet[8:12], "big") != remote.ssrc:
             return
         local, sealer = target
-        opened = opener.process(packet)
-        plain = [opened] if isinstance(opened, bytes) else opened or []
-        for one in plain:
+        for one in opener.process(packet):
             parsed = RtpPacket.parse(one)
             ours = RtpPacket(
                 payload_type=local.payload_type,
@@ -408,8 +407,7 @@ async def test_relayed_media_encrypted_with_a_ghost_key_plays_in_chromium(
                 marker=parsed.marker,
                 payload=parsed.payload,
             ).serialize()
-            sealed = sealer.process(ours)
-            for out in [sealed] if isinstance(sealed, bytes) else sealed or []:
+            for out in sealer.process(ours):
                 local.sink.send_rtp(out)
                 published[remote.codec.name.lower()] += 1
 

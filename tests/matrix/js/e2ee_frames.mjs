@@ -8,7 +8,8 @@
 // RTCEncodedVideoFrame (`type` "key"/"delta", VP8 mime type).
 //
 // Usage: node e2ee_frames.mjs WORKER_MJS < job.json > result.json
-// job: {sif_trailer?: b64, participants: [{identity, keys: [{index, key: b64}], ratchets: [index]}],
+// job: {sif_trailer?: b64,
+//       participants: [{identity, keys: [{index, key: b64}], ratchets: [index]}],
 //       encode: [{identity, codec, frames: [{data: b64, keyframe, ssrc, timestamp}]}],
 //       decode: [{identity, codec, frames: [{data: b64, keyframe}]}]}
 // result: {encode: [[b64]], decode: [[b64 | null]], ratchets: [{identity, index, chain_key}],

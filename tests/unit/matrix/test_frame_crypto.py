@@ -21,6 +21,7 @@ from protocols.matrix.frame_crypto import (
     KeyRing,
     OpusCryptor,
     Vp8Cryptor,
+    packet_cryptor,
     ratchet,
 )
 
@@ -198,12 +199,12 @@ def test_opus_packets_both_ways_and_garbage_dropped() -> None:
     sender, receiver = _pair()
     encrypt, decrypt = OpusCryptor(sender, encrypt=True), OpusCryptor(receiver, encrypt=False)
     packet = _rtp(b"\xf8" + bytes(range(60)), 10, 960, pt=111)
-    sealed = encrypt.process(packet)
-    assert sealed is not None and len(sealed) == len(packet) + OVERHEAD
+    (sealed,) = encrypt.process(packet)
+    assert len(sealed) == len(packet) + OVERHEAD
     assert sealed[: len(packet) - 61] == packet[: len(packet) - 61]  # header and extension kept
-    assert decrypt.process(sealed) == packet
+    assert decrypt.process(sealed) == [packet]
     for garbage in (b"", b"\x80", b"\x00" * 12, bytes(sealed[:-5]), b"\x90" + bytes(13)):
-        assert decrypt.process(garbage) is None
+        assert decrypt.process(garbage) == []
     assert decrypt.stats.frames == 1 and decrypt.stats.dropped == 5
 
 
@@ -287,3 +288,10 @@ def test_vp8_garbage_bounds_and_padding_never_raise() -> None:
     unencrypted = _vp8_packets(bytes([0x10]) + bytes(50), [51], 20, 3)
     assert decrypt.process(unencrypted[0]) == []
     assert decrypt.stats.frames == 0
+
+
+def test_packet_cryptors_by_codec_name() -> None:
+    cryptor = FrameCryptor(KeyRing())
+    assert isinstance(packet_cryptor("opus", cryptor, encrypt=True), OpusCryptor)
+    assert isinstance(packet_cryptor("VP8", cryptor, encrypt=False), Vp8Cryptor)
+    assert packet_cryptor("H264", cryptor, encrypt=False) is None
