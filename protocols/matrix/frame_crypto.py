@@ -143,13 +143,18 @@ class KeyRing:
         self._keys[index] = _key(ratchet(key.material))
         return self._keys[index].material
 
-    def _current(self) -> tuple[int, _Key]:
-        key = self._keys.get(self.current_index)
+    def sealing_key(self, index: int | None = None) -> tuple[int, AESGCM]:
+        """(index, AES-GCM key) to encrypt with: the key at `index`, default the current one."""
+        index = self.current_index if index is None else index % self.size
+        key = self._keys.get(index)
         if key is None:
-            raise FrameCryptoError(f"no key at index {self.current_index}")
-        return self.current_index, key
+            raise FrameCryptoError(f"no key at index {index}")
+        return index, key.aead
 
-    def _open(self, index: int, iv: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    def open(self, index: int, iv: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        """AES-GCM decryption with the key at `index`, ratcheting it forward (up to the window)
+        when it fails; FrameCryptoError when no step opens it."""
+        index %= self.size
         key = self._keys.get(index)
         if key is None:
             raise FrameCryptoError(f"no key at index {index}")
@@ -196,14 +201,7 @@ class FrameCryptor:
         if not frame:
             return frame  # livekit-client leaves empty (DTX) frames alone
         clear = unencrypted_bytes(codec, keyframe)
-        if key_index is None:
-            key_index, key = self.keys._current()
-        else:
-            key_index %= self.keys.size
-            found = self.keys._keys.get(key_index)
-            if found is None:
-                raise FrameCryptoError(f"no key at index {key_index}")
-            key = found
+        key_index, aead = self.keys.sealing_key(key_index)
         ssrc &= 0xFFFFFFFF
         timestamp &= 0xFFFFFFFF
         count = self.send_counts.get(ssrc)
@@ -214,7 +212,7 @@ class FrameCryptor:
             _U32.pack(ssrc) + _U32.pack(timestamp) + _U32.pack((timestamp - count % 0xFFFF) % 2**32)
         )
         header = frame[:clear]
-        sealed = key.aead.encrypt(iv, frame[clear:], header)
+        sealed = aead.encrypt(iv, frame[clear:], header)
         return b"".join((header, sealed, iv, bytes((IV_LENGTH, key_index))))
 
     def decrypt_frame(self, frame: bytes, codec: str, keyframe: bool) -> bytes:
@@ -232,11 +230,11 @@ class FrameCryptor:
             raise FrameCryptoError("frame too short")
         iv_length, key_index = frame[-2], frame[-1]
         ciphertext_end = len(frame) - TRAILER_LENGTH - iv_length
-        if iv_length < 8 or ciphertext_end - clear < TAG_LENGTH:
+        if not 8 <= iv_length <= 128 or ciphertext_end - clear < TAG_LENGTH:  # AES-GCM's range
             raise FrameCryptoError("malformed frame trailer")
         header = frame[:clear]
         iv = frame[ciphertext_end : len(frame) - TRAILER_LENGTH]
-        plain = self.keys._open(key_index % self.keys.size, iv, frame[clear:ciphertext_end], header)
+        plain = self.keys.open(key_index, iv, frame[clear:ciphertext_end], header)
         return header + plain
 
 

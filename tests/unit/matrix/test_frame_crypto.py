@@ -140,6 +140,7 @@ def test_wrong_key_missing_key_malformed_and_unsupported_codec_are_refused() -> 
         b"\xf8\x0c\x00",
         bytes(20) + b"\x0c\x00",
         b"\xf8" + bytes(40) + b"\xff\x00",
+        b"\xf8" + bytes(300) + b"\xc8\x00",  # IV of 200 bytes: beyond AES-GCM's
     ):
         with pytest.raises(FrameCryptoError):
             stranger.decrypt_frame(garbage, "opus", False)
@@ -203,9 +204,10 @@ def test_opus_packets_both_ways_and_garbage_dropped() -> None:
     assert len(sealed) == len(packet) + OVERHEAD
     assert sealed[: len(packet) - 61] == packet[: len(packet) - 61]  # header and extension kept
     assert decrypt.process(sealed) == [packet]
-    for garbage in (b"", b"\x80", b"\x00" * 12, bytes(sealed[:-5]), b"\x90" + bytes(13)):
+    long_iv = packet[:-2] + bytes([200, 0])  # an IV length AES-GCM refuses
+    for garbage in (b"", b"\x80", b"\x00" * 12, sealed[:-5], b"\x90" + bytes(13), long_iv):
         assert decrypt.process(garbage) == []
-    assert decrypt.stats.frames == 1 and decrypt.stats.dropped == 5
+    assert decrypt.stats.frames == 1 and decrypt.stats.dropped == 6
 
 
 def _vp8_packets(frame: bytes, sizes: list[int], seq: int, ts: int) -> list[bytes]:
