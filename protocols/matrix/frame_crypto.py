@@ -275,7 +275,7 @@ class OpusCryptor:
                 out = self.cryptor.encrypt_frame(payload, "opus", False, ssrc, timestamp)
             else:
                 out = self.cryptor.decrypt_frame(payload, "opus", False)
-        except (FrameCryptoError, RtpError, IndexError, struct.error):
+        except (ValueError, IndexError, struct.error):  # FrameCryptoError, RtpError too
             self.stats.dropped += 1
             return []
         self.stats.frames += 1

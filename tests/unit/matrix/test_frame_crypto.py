@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import struct
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,29 @@ def test_packet_cryptors_by_codec_name() -> None:
     assert isinstance(packet_cryptor("opus", cryptor, encrypt=True), OpusCryptor)
     assert isinstance(packet_cryptor("VP8", cryptor, encrypt=False), Vp8Cryptor)
     assert packet_cryptor("H264", cryptor, encrypt=False) is None
+
+
+def test_random_and_mangled_packets_never_raise() -> None:
+    rng = random.Random(7)
+    sender, receiver = _pair()
+    good = [
+        p
+        for q in _vp8_packets(bytes([0x10]) + bytes(2500), [1000, 1000, 501], 1, 9)
+        for p in Vp8Cryptor(sender, encrypt=True).process(q)
+    ] + OpusCryptor(sender, encrypt=True).process(_rtp(b"\xf8" + bytes(50), 1, 960, pt=111))
+    cryptors = [
+        OpusCryptor(receiver, encrypt=False),
+        Vp8Cryptor(receiver, encrypt=False),
+        OpusCryptor(sender, encrypt=True),
+        Vp8Cryptor(sender, encrypt=True),
+    ]
+    for _ in range(3000):
+        if rng.random() < 0.5:
+            packet = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 80)))
+        else:
+            mangled = bytearray(rng.choice(good))
+            for _ in range(rng.randrange(1, 4)):
+                mangled[rng.randrange(len(mangled))] = rng.getrandbits(8)
+            packet = bytes(mangled[: rng.randrange(1, len(mangled) + 1)])
+        for cryptor in cryptors:
+            assert isinstance(cryptor.process(packet), list)
