@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from typing import Any
 
@@ -356,5 +357,33 @@ def test_a_wedged_session_is_started_anew_with_a_dummy_event() -> None:
         # Anna's newest session is the new one: her next message opens for the ghost
         await anna.send_encrypted(server, "x.test", {ghost_device: {"n": 4}}, "t5")
         assert ghost.decrypt(server.inbox.pop()).content == {"n": 4}
+
+    run(scenario())
+
+
+def test_mangled_ciphertexts_only_ever_raise_olm_error() -> None:
+    import random
+
+    async def scenario() -> None:
+        server = FakeKeyServer()
+        ghost, anna, anna_device, ghost_device = await _two_devices(server)
+        events = []
+        for n in range(3):
+            await anna.send_encrypted(server, "x.test", {ghost_device: {"n": n}}, f"t{n}")
+            events.append(server.inbox.pop())
+        rng = random.Random(3)
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        for _ in range(300):
+            event = json.loads(json.dumps(rng.choice(events)))
+            mine = event["content"]["ciphertext"][ghost.curve25519]
+            body = list(mine["body"])
+            for _ in range(rng.randrange(1, 4)):
+                body[rng.randrange(len(body))] = rng.choice(alphabet)
+            mine["body"] = "".join(body[: rng.randrange(1, len(body) + 1)])
+            mine["type"] = rng.choice([0, 1, mine["type"]])
+            with contextlib.suppress(OlmError):
+                ghost.decrypt(event)
+        # the genuine messages still open afterwards
+        assert [ghost.decrypt(e).content for e in events] == [{"n": 0}, {"n": 1}, {"n": 2}]
 
     run(scenario())
