@@ -142,15 +142,21 @@ class CallKeyRings:
 
     def add(self, key: CallKey) -> str:
         """Takes `key` in; returns the LiveKit identity it is for."""
-        cryptor = self._cryptors.get(key.identity)
-        if cryptor is None:
-            cryptor = FrameCryptor(KeyRing(), sif_trailer=self.sif_trailer)
-            self._cryptors[key.identity] = cryptor
-        cryptor.keys.set_key(key.key, key.index)
+        self.cryptor_for(key.identity).keys.set_key(key.key, key.index)
         return key.identity
 
     def cryptor(self, identity: str) -> FrameCryptor | None:
+        """The identity's FrameCryptor once a key of it came in."""
         return self._cryptors.get(identity)
+
+    def cryptor_for(self, identity: str) -> FrameCryptor:
+        """The identity's FrameCryptor, made (keyless: its frames are dropped until its key
+        comes in) when there is none yet; for a track that arrives before its member's key."""
+        cryptor = self._cryptors.get(identity)
+        if cryptor is None:
+            cryptor = FrameCryptor(KeyRing(), sif_trailer=self.sif_trailer)
+            self._cryptors[identity] = cryptor
+        return cryptor
 
     def identities(self) -> list[str]:
         return list(self._cryptors)
