@@ -60,7 +60,10 @@ class MatrixConfig:
     """The ``livekit_service_url`` our ghosts advertise; empty: the appservice URL (our own
     token service at ``/matrix/sfu/get``)."""
     focus_service: bool = True
-    """Serve the focus token service (``POST /matrix/sfu/get``)."""
+    """Serve the focus token service (``POST /matrix/get_token`` and ``/matrix/sfu/get``)."""
+    livekit_room_names: str = "hashed"
+    """How a Matrix call's LiveKit room is named (protocols/matrix/rooms.py): ``"hashed"`` as
+    lk-jwt-service 0.4.3+ and our token service do, ``"room_id"`` as lk-jwt-service up to 0.3."""
     reconnect_max_seconds: int = 30
     """Ceiling of the reconnection backoff."""
 
@@ -114,6 +117,8 @@ class MatrixConfig:
                 f"{where}: 'matrix.sender_localpart' must not start with 'matrix.user_prefix' "
                 "(the bot is not a ghost)"
             )
+        if self.livekit_room_names not in ("hashed", "room_id"):
+            raise ConfigError(f"{where}: 'matrix.livekit_room_names' must be 'hashed' or 'room_id'")
         if self.reconnect_max_seconds <= 0 or self.reconnect_max_seconds > 3600:
             raise ConfigError(f"{where}: 'matrix.reconnect_max_seconds' must be 1 to 3600")
         for key in ("appservice_url", "focus_url"):

@@ -3,8 +3,8 @@
 A `MatrixLink` has two halves:
 
 - the LiveKit half, protocols/livekit/bridge.py's `LiveKitBridge` in the focus's LiveKit room,
-  whose name is the Matrix room id: every Element Call member (LiveKit identity
-  ``{user}:{device}``) becomes a participant here of origin ``matrix`` named by their display name
+  named as the focus's token service names it (protocols/matrix/rooms.py): every Element Call
+  member (``{user}:{device}``) becomes a participant here of origin ``matrix`` named by their name
   in the Matrix room; every person here is published as their ghost's device
   (``{ghost}:RONDPOINT``) once that ghost holds its call membership;
 - the Matrix half, here: the bot joins the Matrix room (it must be invited), reads its state
@@ -57,6 +57,7 @@ from protocols.matrix.membership import (
     member_of,
     ring_content,
 )
+from protocols.matrix.rooms import livekit_room_name
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -421,7 +422,7 @@ class MatrixLink:
             url=self.config.livekit_ws_url,
             api_key=self.config.livekit_api_key,
             api_secret=self.config.livekit_api_secret,
-            livekit_room=self.matrix_room_id,
+            livekit_room=livekit_room_name(self.config, self.matrix_room_id),
             bridge_identity=ids.livekit_identity(self.bot_user_id, f"bridge-{self.room_id}"),
             target=self.target,
             reconnect_max_seconds=self.config.reconnect_max_seconds,

@@ -30,10 +30,10 @@ UNAVAILABLE = (
 def _public_app(gateway: Gateway) -> web.Application:
     """What is mounted at /matrix/: the application service's routes and the focus token
     service."""
-    from protocols.matrix.focus import focus_app
+    from protocols.matrix.focus import mount_focus
 
     app = appservice_app()
-    app.add_subapp("/sfu/", focus_app())
+    mount_focus(app)
     return app
 
 

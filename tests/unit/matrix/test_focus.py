@@ -1,4 +1,4 @@
-"""The focus token service (POST /matrix/sfu/get): a LiveKit token for a user of our homeserver
+"""The legacy focus token service (POST /matrix/sfu/get): a LiveKit token for a user of our homeserver
 whose OpenID token the homeserver vouches for; refusals for everything else, and no token ever
 in a log line or an answer."""
 
@@ -14,6 +14,7 @@ import jwt
 import pytest
 
 from protocols.matrix.focus import BURST
+from protocols.matrix.rooms import hashed_room_name
 from tests.unit.matrix.recording_homeserver import RecordingHomeserver
 from tests.unit.matrix.served_gateway import LIVEKIT_SECRET, SERVER_NAME, Served, served
 
@@ -83,11 +84,12 @@ async def test_a_user_of_our_homeserver_gets_a_token_for_the_rooms_call(gateway:
     assert claims["iss"] == "APIunit"
     assert claims["exp"] - claims["nbf"] == 3600
     assert claims["video"] == {
-        "room": "!call:hs.test",
+        "room": hashed_room_name("!call:hs.test"),  # as lk-jwt-service names it
         "roomJoin": True,
         "canPublish": True,
         "canSubscribe": True,
         "canPublishData": True,
+        "canUpdateOwnMetadata": True,
     }
     checked = [r for r in gateway.homeserver.requests if r.path.endswith("/openid/userinfo")]
     assert [r.query["access_token"] for r in checked] == [OPENID]
@@ -178,4 +180,12 @@ async def test_a_room_version_12_id_names_the_call_too(gateway: Served) -> None:
     status, answer, _ = await post(gateway, body(room=room))
     assert status == 200
     claims = jwt.decode(answer["jwt"], LIVEKIT_SECRET, algorithms=["HS256"])
-    assert claims["video"]["room"] == room
+    assert claims["video"]["room"] == hashed_room_name(room)
+
+
+async def test_room_id_naming_names_the_livekit_room_by_the_matrix_room_id(gateway: Served) -> None:
+    gateway.service.config.livekit_room_names = "room_id"
+    status, answer, _ = await post(gateway, body())
+    assert status == 200
+    claims = jwt.decode(answer["jwt"], LIVEKIT_SECRET, algorithms=["HS256"])
+    assert claims["video"]["room"] == "!call:hs.test"

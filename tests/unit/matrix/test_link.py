@@ -27,6 +27,7 @@ from protocols.matrix.link import (
     power_problem,
 )
 from protocols.matrix.membership import CALL_MEMBER, RTC_NOTIFICATION, is_active
+from protocols.matrix.rooms import hashed_room_name
 from protocols.matrix.store import MIGRATIONS, MatrixStore
 from tests.unit.matrix.fake_homeserver import FakeHomeserver
 
@@ -320,7 +321,7 @@ async def test_a_person_here_becomes_a_named_ghost_holding_a_call_membership(
     assert bridge.policy.wants_mirror(bea)
     assert bridge.policy.mirror_identity(bea) == f"{ghost}:RONDPOINT"
     assert bridge.resyncs >= 1
-    assert bridge.settings.livekit_room == ROOM
+    assert bridge.settings.livekit_room == hashed_room_name(ROOM)  # as lk-jwt-service
     assert not bridge.settings.chat
 
 
