@@ -236,7 +236,11 @@ class MembershipKeeper:
             raise
         except MatrixError:
             return False
-        return is_active(content)
+        # Ours, not something another member wrote at our state key (rooms without MSC3757
+        # let anyone allowed to send call memberships write any "_@user..." key).
+        return (
+            is_active(content) and content.get("membershipID") == f"{self.user_id}:{self.device_id}"
+        )
 
     async def _keep(self) -> None:
         delay = 0.5

@@ -254,3 +254,19 @@ async def test_end_leftovers_keeps_rows_while_the_homeserver_is_down(
     homeserver.down = True
     assert await end_leftovers(homeserver, store) == []  # type: ignore[arg-type]
     assert len(store.memberships()) == 1
+
+
+async def test_a_membership_overwritten_by_someone_else_is_sent_again(
+    homeserver: FakeHomeserver, store: MatrixStore
+) -> None:
+    held: list[str] = []
+    keeper = keeper_for(homeserver, store, restart_seconds=30.0, on_held=held.append)
+    keeper.start()
+    await until(lambda: len(held) == 1)
+    forged = {"application": "m.call", "device_id": "RONDPOINT", "membershipID": "@mallory:x:Y"}
+    homeserver._set_state(ROOM, CALL_MEMBER, KEY, forged, "@mallory:hs.test")
+    keeper.vanished()
+    await until(lambda: len(held) == 2)
+    content = homeserver.content(ROOM, CALL_MEMBER, KEY) or {}
+    assert content["membershipID"] == f"{GHOST}:RONDPOINT"
+    await keeper.leave()
