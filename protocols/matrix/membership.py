@@ -43,6 +43,7 @@ LEAVE_DELAY_MS = 8_000
 RESTART_SECONDS = 5.0
 RING_LIFETIME_MS = 30_000
 RETRY_MAX_SECONDS = 5.0
+REJOIN_SECONDS = 1.0
 
 
 def state_key(user_id: str, device_id: str) -> str:
@@ -256,6 +257,8 @@ class MembershipKeeper:
                     if not await self._still_held():
                         log.info("membership of %s vanished: joining again", self.user_id)
                         self.held = False
+                        # at most one rejoin a second, whoever keeps ending it
+                        await asyncio.sleep(REJOIN_SECONDS)
                         continue
                 await self.client.update_delayed(self._delay_id, "restart", as_user=self.user_id)
             except asyncio.CancelledError:
