@@ -12,7 +12,7 @@
 //           "message" {room, event_id, sender, type, content}
 //           "membership_status" {room, status}
 // Commands: login, join, rtc_transports, rtc_join, rtc_leave, memberships, send_text, send,
-//   messages, state, openid, sfu_get, close. Everything the SDK logs goes to stderr.
+//   messages, state, openid, sfu_get, get_token, close. Everything the SDK logs goes to stderr.
 // Run from the folder of tests/matrix_js.sh (NODE_PATH is not enough for ES modules): the Python
 // wrapper passes the module's path in MATRIX_JS_SDK.
 
@@ -41,6 +41,9 @@ const { MatrixRTCSessionEvent } = await import(
   pathToFileURL(`${sdkPath}/lib/matrixrtc/index.js`).href
 );
 const { logger } = await import(pathToFileURL(`${sdkPath}/lib/logger.js`).href);
+const { computeRtcIdentityRaw } = await import(
+  pathToFileURL(`${sdkPath}/lib/matrixrtc/membershipData/rtc.js`).href
+);
 logger.setLevel(process.env.MATRIX_JS_LOG_LEVEL || "info");
 
 const MEMBER_EVENT = "org.matrix.msc3401.call.member";
@@ -268,6 +271,40 @@ const commands = {
       body = { raw: text };
     }
     return { status: response.status, body };
+  },
+
+  // {room, focus_url?, openid_token?, member_id?}: POST {focus_url}/get_token (MSC4195) with the
+  // body Element Call sends (src/livekit/openIDSFU.ts getLiveKitJWTWithDelayDelegation); member_id:
+  // default our membership's memberId in the room's session, else {user}:{device} ->
+  // {status, body, member_id, rtc_backend_identity (the SDK's hash of user, device, member id)}
+  async get_token({ room, focus_url, openid_token, member_id }) {
+    const token = openid_token ?? (await openidToken());
+    const service = await focusUrl(focus_url);
+    const userId = client.getUserId();
+    const deviceId = client.getDeviceId();
+    const mine = sessions
+      .get(room)
+      ?.memberships.find((m) => m.userId === userId && m.deviceId === deviceId);
+    const memberId = member_id ?? mine?.memberId ?? `${userId}:${deviceId}`;
+    const response = await fetch(`${service.replace(/\/$/, "")}/get_token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        room_id: room,
+        slot_id: "m.call#ROOM",
+        openid_token: token,
+        member: { id: memberId, claimed_user_id: userId, claimed_device_id: deviceId },
+      }),
+    });
+    const text = await response.text();
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = { raw: text };
+    }
+    const identity = await computeRtcIdentityRaw(userId, deviceId, memberId);
+    return { status: response.status, body, member_id: memberId, rtc_backend_identity: identity };
   },
 
   // {}: leaves every call, stops the client; the process exits after the reply
