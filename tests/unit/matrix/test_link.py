@@ -536,3 +536,40 @@ async def test_the_bot_kicked_mid_call_ends_the_ghosts_and_asks_for_an_invite(
     assert homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) == {}
     assert ghost not in homeserver.rooms[ROOM].joined
     assert FakeBridge.made[0].stopped
+
+
+async def test_malformed_matrix_events_change_nothing(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    key = key_of(ghost_of(bea))
+    await until(lambda: any(kind == RTC_NOTIFICATION for kind, *_ in homeserver.sent))
+    sent_before = len(homeserver.sent)
+    junk: list[dict[str, Any]] = [
+        {"type": "m.room.member", "room_id": ROOM, "sender": ANNA, "state_key": 7, "content": []},
+        {"type": "m.room.member", "room_id": ROOM, "sender": ANNA, "state_key": ANNA},
+        {
+            "type": "m.room.power_levels",
+            "room_id": ROOM,
+            "sender": ANNA,
+            "state_key": "",
+            "content": {"users_default": "zero", "events": [], "users": "all", "state_default": 0},
+        },
+        {"type": CALL_MEMBER, "room_id": ROOM, "sender": ANNA, "state_key": None, "content": {}},
+        {"type": "m.room.message", "room_id": ROOM, "sender": ANNA, "content": "hello"},
+        {"type": "m.room.message", "room_id": ROOM, "sender": None, "content": {"body": "x"}},
+        {
+            "type": "m.room.message",
+            "room_id": ROOM,
+            "sender": ANNA,
+            "content": {"msgtype": "m.text", "body": "x" * 100_000},
+        },
+    ]
+    for event in junk:
+        homeserver.emit(event)
+    await asyncio.sleep(0.1)
+    assert link.status().state is LinkState.CONNECTED
+    assert is_active(homeserver.content(ROOM, CALL_MEMBER, key) or {})
+    assert len(homeserver.sent) == sent_before
+    assert [p.name for p in gateway.rooms.get("here").participants.values()] == ["Bea"]
