@@ -252,14 +252,8 @@ class MatrixLink:
         self._set(LinkState.STOPPED, "unlinked")
 
     async def forget(self) -> None:
-        """The room was unlinked here: the bot leaves the Matrix room (``stop()`` follows)."""
-        if not self.matrix_room_id:
-            return
-        with contextlib.suppress(MatrixError, TimeoutError):
-            await asyncio.wait_for(
-                self.service.client.leave(self.matrix_room_id, as_user=self.bot_user_id),
-                STOP_SECONDS,
-            )
+        """Nothing to tell Matrix: ``stop()`` ends the ghosts; the bot stays in the room, so that
+        linking it again needs no new invite (and another room here may link it too)."""
 
     # --- identities ---------------------------------------------------------------------------
 
