@@ -19,7 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 CALL_SLOT = "m.call#ROOM"
 """The slot of an ``m.call`` application's room-wide call: the one the bridge joins."""
@@ -66,3 +67,16 @@ def livekit_room_name(config: _RoomNaming, matrix_room_id: str, slot_id: str = C
 def hashed_identity(user_id: str, device_id: str, member_id: str) -> str:
     """The LiveKit identity ``/get_token`` gives a MatrixRTC member (its rtcBackendIdentity)."""
     return _digest([user_id, device_id, member_id])
+
+
+def hashed_identity_of_membership(sender: str, content: Mapping[str, Any]) -> str | None:
+    """The identity ``/get_token`` gives the member of a call.member state event (SENDER's
+    CONTENT) when its client asks with matrix-js-sdk's member id for it (``membershipID``, else
+    ``{sender}:{device_id}``); None for an ended or malformed membership."""
+    device_id = content.get("device_id")
+    if not isinstance(device_id, str) or not device_id:
+        return None
+    member_id = content.get("membershipID")
+    if not isinstance(member_id, str) or not member_id:
+        member_id = f"{sender}:{device_id}"
+    return hashed_identity(sender, device_id, member_id)

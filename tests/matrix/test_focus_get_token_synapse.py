@@ -14,7 +14,11 @@ import aiohttp
 import jwt
 import pytest
 
-from protocols.matrix.rooms import hashed_identity, hashed_room_name
+from protocols.matrix.rooms import (
+    hashed_identity,
+    hashed_identity_of_membership,
+    hashed_room_name,
+)
 from tests.interop.livekit_sdk import visio_user
 from tests.matrix.conftest import MatrixStack
 from tests.matrix.jsclient import JsClient
@@ -44,7 +48,7 @@ async def test_a_call_member_gets_a_get_token_jwt_livekit_accepts(
         password="hanna-password",
         device_id="HANNAJS",
     )
-    await js.command("rtc_join", room=room)  # focus: the one Synapse advertises, ours
+    joined = await js.command("rtc_join", room=room)  # focus: the one Synapse advertises, ours
     answer = await js.command("get_token", room=room)
     assert answer["status"] == 200, answer
     assert set(answer["body"]) == {"url", "jwt"}
@@ -52,6 +56,9 @@ async def test_a_call_member_gets_a_get_token_jwt_livekit_accepts(
     claims = claims_of(matrix_stack, answer["body"]["jwt"])
     identity = hashed_identity(hanna.user_id, "HANNAJS", answer["member_id"])
     assert claims["sub"] == identity == answer["rtc_backend_identity"]  # matrix-js-sdk's hash
+    # what the bridge can compute from the call.member state event alone
+    content = joined["membership"]["content"]
+    assert hashed_identity_of_membership(hanna.user_id, content) == identity
     livekit_room = hashed_room_name(room)
     assert claims["video"]["room"] == livekit_room
     # /sfu/get (Element Call's legacy path, which the bridge's room follows) names the same room

@@ -20,6 +20,7 @@ from protocols.matrix.focus import BURST
 from protocols.matrix.rooms import (
     go_json_strings,
     hashed_identity,
+    hashed_identity_of_membership,
     hashed_room_name,
     livekit_room_name,
 )
@@ -263,3 +264,13 @@ async def test_without_the_focus_service_it_is_404(gateway: Served) -> None:
 def test_an_unknown_room_naming_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError, match="'matrix.livekit_room_names'"):
         MatrixConfig(livekit_room_names="room").validate("rondpoint.toml")
+
+
+def test_a_call_memberships_get_token_identity_uses_matrix_js_sdks_member_id() -> None:
+    content = {"device_id": "ABCDEF", "membershipID": MEMBER, "application": "m.call"}
+    assert hashed_identity_of_membership(ANNA, content) == hashed_identity(ANNA, "ABCDEF", MEMBER)
+    del content["membershipID"]
+    assert hashed_identity_of_membership(ANNA, content) == (
+        hashed_identity(ANNA, "ABCDEF", f"{ANNA}:ABCDEF")
+    )
+    assert hashed_identity_of_membership(ANNA, {}) is None
