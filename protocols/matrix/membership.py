@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from protocols.matrix.client import MatrixError, MatrixUnavailable
+from protocols.matrix.rooms import CALL_SLOT
 from protocols.matrix.store import Membership
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 CALL_MEMBER = "org.matrix.msc3401.call.member"
 RTC_NOTIFICATION = "org.matrix.msc4075.rtc.notification"
 APPLICATION = "m.call"
-SLOT_ID = "m.call#"
-"""The room's call as a MatrixRTC slot id (application ``m.call``, id "")."""
 MEMBERSHIP_EXPIRES_MS = 14_400_000
 LEAVE_DELAY_MS = 8_000
 RESTART_SECONDS = 5.0
@@ -107,13 +106,13 @@ def member_of(event: Mapping[str, Any]) -> tuple[str, str] | None:
 def ring_content(membership_event_id: str, *, intent: str = "video", now_ms: int) -> dict[str, Any]:
     """The ring a member sends when its join starts the call."""
     return {
-        "slot_id": SLOT_ID,
+        "slot_id": CALL_SLOT,
         "m.mentions": {"room": True, "user_ids": []},
         "notification_type": "ring",
         "m.relates_to": {"rel_type": "m.reference", "event_id": membership_event_id},
         "sender_ts": now_ms,
         "lifetime": RING_LIFETIME_MS,
-        "msc4354_sticky_key": SLOT_ID,
+        "msc4354_sticky_key": CALL_SLOT,
         "m.call.intent": intent,
     }
 

@@ -115,7 +115,7 @@ def test_ring_refers_to_the_membership_and_mentions_the_room() -> None:
     assert content["m.mentions"] == {"room": True, "user_ids": []}
     assert content["sender_ts"] == 1000
     assert 0 < content["lifetime"] <= 90_000
-    assert content["slot_id"] == content["msc4354_sticky_key"] == "m.call#"
+    assert content["slot_id"] == content["msc4354_sticky_key"] == "m.call#ROOM"
 
 
 async def test_join_schedules_the_delayed_leave_before_the_membership(
