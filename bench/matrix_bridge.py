@@ -11,7 +11,7 @@ The method is bench/visio_bridge.py's, whose measuring code this reuses (CPU win
 /proc/PID/stat, the phone and probe helper processes, burst onsets); only the rooms differ:
 
 - Matrix -> here: N Element Call participants (LiveKit's SDK with identities `@ecI:hs.test:DEV`
-  in the LiveKit room named by the Matrix room id, `auto_subscribe=False`) publish a tone, then a
+  in the Matrix call's LiveKit room, protocols/matrix/rooms.py, `auto_subscribe=False`) publish a tone, then a
   tone and video; one phone here listens. Per participant = (window N - window 0) / N.
 - here -> Matrix: K phones here, measured unlinked then linked to a Matrix room (each phone a
   ghost with its membership, and its LiveKit participant `{ghost}:RONDPOINT`); an SDK listener
@@ -43,6 +43,7 @@ from typing import Any
 
 from bench import visio_bridge as vb
 from bench.measure import loadavg, machine
+from protocols.matrix.rooms import hashed_room_name
 
 GHOST_PREFIX = "@rondpoint_"
 SERVER_NAME = "hs.test"
@@ -94,6 +95,15 @@ def matrix_count(setup: MatrixSetup, room: str, kinds: set[str], n: int) -> Call
     return lambda: matrix_here(setup, room, kinds) == n
 
 
+def focus_room(matrix_room: str) -> str:
+    """The LiveKit room of the Matrix room's call, as the focus and the bridge name it (the
+    gateway runs with the default [matrix] livekit_room_names)."""
+    from protocols.matrix.config import MatrixConfig
+    from protocols.matrix.rooms import livekit_room_name
+
+    return livekit_room_name(MatrixConfig(), matrix_room)
+
+
 def element_call_identity(name: str) -> str:
     return f"@{name}:{SERVER_NAME}:{name.upper()}DEV"
 
@@ -118,7 +128,7 @@ async def matrix_to_here(
             users = [
                 await VisioUser.join(
                     setup.livekit,
-                    matrix_room,
+                    hashed_room_name(matrix_room),
                     element_call_identity(f"ec{rep}x{n}x{i}"),
                     f"Element {i}",
                     auto_subscribe=False,
@@ -191,7 +201,10 @@ async def here_to_matrix(
         matrix_room = await setup.matrix_room()
         setup.gateway.create_room(room)
         listener = await VisioUser.join(
-            setup.livekit, matrix_room, element_call_identity(f"listener{rep}x{k}"), "Listener"
+            setup.livekit,
+            hashed_room_name(matrix_room),
+            element_call_identity(f"listener{rep}x{k}"),
+            "Listener",
         )
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -238,13 +251,14 @@ async def latency(setup: MatrixSetup, bursts: int, period: float) -> list[dict[s
     room = "bench-mlatency"
     matrix_room = await setup.matrix_room()
     setup.gateway.create_room(room)
-    token = vb.probe_token(setup.livekit, matrix_room, element_call_identity("probe"))
+    lk_room = hashed_room_name(matrix_room)
+    token = vb.probe_token(setup.livekit, lk_room, element_call_identity("probe"))
     speaker_identity = element_call_identity("speaker")
     speaker_user = await VisioUser.join(
-        setup.livekit, matrix_room, speaker_identity, "Speaker", auto_subscribe=False
+        setup.livekit, lk_room, speaker_identity, "Speaker", auto_subscribe=False
     )
     listener = await VisioUser.join(
-        setup.livekit, matrix_room, element_call_identity("listener"), "Listener"
+        setup.livekit, lk_room, element_call_identity("listener"), "Listener"
     )
     speaker = vb.BurstSpeaker(speaker_user)
     recorders: list[asyncio.Task[None]] = []
