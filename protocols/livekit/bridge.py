@@ -18,6 +18,13 @@ foreign track, and the router's downtracks send our tracks to the mirrors' publi
 RTCP feedback goes both ways (NACK, PLI, receiver reports). Phones hear LiveKit people through the
 room's audio conference like any other track. Video nobody here watches is paused at LiveKit.
 
+When the LiveKit room's media is end-to-end encrypted (LiveKit's frame encryption),
+``BridgeSettings.media`` gives per-track packet transforms: each remote track's media packets
+(its SSRC only: RTX repeats them in clear form) go through its incoming transform before the
+router, and each mirror's packets through its outgoing transform on the way out (a Python sink,
+so the native fast path never bypasses it; a retransmission resends what was sent, never
+transforms again). A track without a transform is not bridged.
+
 Loops are cut by origin: participants this bridge brought here are never mirrored, and identities
 the policy calls ours are never brought here.
 
@@ -37,7 +44,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,6 +54,7 @@ from livekit.protocol import rtc as lkrtc
 
 from gateway.links import LinkState, LinkStatus
 from gateway.media.endpoint import TrackRecord
+from gateway.media.router import RtpSink
 from gateway.media.sdp import Codec
 from gateway.rooms import (
     ChatMessage,
@@ -74,7 +82,14 @@ from protocols.livekit.tokens import MintError, VideoGrant, mint_token
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
-__all__ = ["BridgePolicy", "BridgeSettings", "LiveKitBridge", "MirrorGrant"]
+__all__ = [
+    "BridgePolicy",
+    "BridgeSettings",
+    "LiveKitBridge",
+    "MediaTransforms",
+    "MirrorGrant",
+    "PacketTransform",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +116,11 @@ _SOURCES_OUT = {
     TrackSource.SCREEN_AUDIO: models.TrackSource.SCREEN_SHARE_AUDIO,
 }
 _FAILURES = (SignalError, MintError, aiohttp.ClientError, OSError, TimeoutError, RoomError)
+RESEND_HISTORY = 1024
+"""Packets a transformed sink keeps for retransmissions (a power of two)."""
+
+PacketTransform = Callable[[bytes], list[bytes]]
+"""One RTP packet in, the packets to pass on out (none: dropped); keeps state per track."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +166,62 @@ class BridgePolicy(Protocol):
         ...
 
 
+class MediaTransforms(Protocol):
+    """Per-track packet transforms of a LiveKit room whose media is end-to-end encrypted."""
+
+    @property
+    def encryption(self) -> models.Encryption.Type:
+        """What the mirrors' published tracks announce (``models.Encryption.GCM``)."""
+        ...
+
+    def incoming(self, identity: str, codec: str) -> PacketTransform | None:
+        """The transform of a remote track's media packets (CODEC: its a=rtpmap name); None:
+        the track cannot be bridged and is not brought here."""
+        ...
+
+    def outgoing(self, identity: str, codec: str) -> PacketTransform | None:
+        """The transform of a mirror's packets of one track; None: not published (yet)."""
+        ...
+
+    def set_sif_trailer(self, trailer: bytes) -> None:
+        """The trailer LiveKit ends the frames its server injects with (from its join
+        response), each time the bridge joins."""
+        ...
+
+
+class TransformedSink:
+    """A mirror's RtpSink whose packets go out through a transform: only SSRC ``ssrc``'s (no
+    other stream may leave untransformed), each sequence number transformed once (a
+    retransmission resends the packet sent for it). No ``egress``: the router's native fast
+    path never takes it over."""
+
+    def __init__(self, sink: RtpSink, ssrc: int, transform: PacketTransform) -> None:
+        self.sink = sink
+        self.ssrc = ssrc
+        self.transform = transform
+        self._highest = -1
+        self._sent: list[tuple[int, bytes] | None] = [None] * RESEND_HISTORY
+
+    def send_rtp(self, packet: bytes) -> None:
+        if len(packet) < 12 or int.from_bytes(packet[8:12], "big") != self.ssrc:
+            return
+        sequence = packet[2] << 8 | packet[3]
+        ahead = (sequence - self._highest) & 0xFFFF
+        if self._highest >= 0 and not 0 < ahead < 0x8000:
+            stored = self._sent[sequence % RESEND_HISTORY]
+            if stored is not None and stored[0] == sequence:
+                self.sink.send_rtp(stored[1])
+            return  # not newer than what went out: a retransmission
+        self._highest = sequence
+        for out in self.transform(packet):
+            out_sequence = out[2] << 8 | out[3]
+            self._sent[out_sequence % RESEND_HISTORY] = (out_sequence, out)
+            self.sink.send_rtp(out)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self.sink.send_rtcp(packet)
+
+
 @dataclass(frozen=True)
 class BridgeSettings:
     """Where and as whom a bridge joins LiveKit."""
@@ -162,6 +238,8 @@ class BridgeSettings:
     reconnect_max_seconds: int
     chat: bool = True
     """Carry `lk.chat` both ways (off when chat crosses another way, as Matrix room messages)."""
+    media: MediaTransforms | None = field(default=None, repr=False, compare=False)
+    """Packet transforms of end-to-end encrypted media; None: media crosses as it is."""
 
 
 @dataclass
@@ -219,6 +297,8 @@ class LiveKitBridge:
         """RTP packets received and sent by the LiveKit participants of closed sessions."""
         self._speaking: dict[str, tuple[str, int]] = {}
         """Audio track sid -> (participant id here, RFC 6464 level) of LiveKit people speaking."""
+        self._incoming: dict[str, tuple[int, PacketTransform]] = {}
+        """Remote track sid -> (media SSRC, transform) when ``settings.media`` is set."""
 
     # --- what others may ask ----------------------------------------------------------------------
 
@@ -328,6 +408,8 @@ class LiveKitBridge:
             timeout=JOIN_TIMEOUT,
         )
         self._bridge = bridge
+        if self.settings.media is not None and bridge.signal.session.joined is not None:
+            self.settings.media.set_sif_trailer(bridge.signal.session.joined.sif_trailer)
         bridge.on_remote_track = self._on_remote_track
         bridge.on_remote_track_ended = self._on_remote_track_ended
         bridge.on_rtp = self._on_remote_rtp
@@ -532,6 +614,13 @@ class LiveKitBridge:
             source = TrackSource.MICROPHONE if track.kind == "audio" else TrackSource.CAMERA
         codec = track.codec
         assert self._bridge is not None
+        media = self.settings.media
+        if media is not None:
+            transform = media.incoming(remote.identity, codec.name)
+            if transform is None or track.ssrc is None:
+                log.info("%s: track %s (%s) not bridged", self.target, track.sid, codec.name)
+                return
+            self._incoming[track.sid] = (track.ssrc, transform)
         sdp_codec = Codec(
             codec.payload_type,
             codec.name,
@@ -569,6 +658,7 @@ class LiveKitBridge:
 
     def _drop_remote_track(self, remote: _Remote, sid: str) -> None:
         remote.tracks.pop(sid, None)
+        self._incoming.pop(sid, None)
         self.gateway.relay.remove_foreign_track(self.room_id, sid)
         room = self._room()
         if room is not None:
@@ -588,7 +678,16 @@ class LiveKitBridge:
             # LiveKit sends no RFC 6464 levels to subscribers, it names the speakers instead
             # (speakers_changed): their packets count as that loud for our speaker detection.
             router.speakers.on_audio_level(*speaking)
-        router.on_rtp(track_sid, packet)
+        incoming = self._incoming.get(track_sid)
+        if incoming is None:
+            if self.settings.media is None:
+                router.on_rtp(track_sid, packet)
+            return
+        ssrc, transform = incoming
+        if len(packet) < 12 or int.from_bytes(packet[8:12], "big") != ssrc:
+            return  # RTX and probes on other SSRCs: not frames the transform can take
+        for out in transform(packet):
+            router.on_rtp(track_sid, out)
 
     def _on_signal(self, kind: str, message: lkrtc.SignalResponse) -> None:
         if kind != "speakers_changed" or self._bridge is None:
@@ -747,19 +846,29 @@ class LiveKitBridge:
                 info = router.receiver_info(track.id)
                 if info is None:
                     continue  # not in the router yet: its TrackPublished event comes again
+                media = self.settings.media
+                transform = None
+                if media is not None:
+                    transform = media.outgoing(mirror.identity, info.codec.name)
+                    if transform is None:
+                        continue  # cannot be encrypted (yet): not published
                 local = await lk.publish_encoded(
                     info.kind,
                     info.codec.name,
                     name=track.source.value,
                     source=_SOURCES_OUT.get(track.source, models.TrackSource.UNKNOWN),
                     muted=track.muted,
+                    encryption=media.encryption if media is not None else models.Encryption.NONE,
                 )
                 mirror.tracks[track.id] = local
                 mirror.muted[track.id] = track.muted
+                sink: RtpSink = local.sink
+                if transform is not None:
+                    sink = TransformedSink(local.sink, local.ssrc, transform)
                 router.add_downtrack(
                     track.id,
                     mirror.subscriber_id,
-                    local.sink,
+                    sink,
                     local.ssrc,
                     local.payload_type,
                     local.extensions,

@@ -12,6 +12,11 @@ A `MatrixLink` has two halves:
   MatrixRTC call membership (protocols/matrix/membership.py); ghosts leave with their person, take
   their name, ring the room when their join starts the call, and carry the room's chat both ways.
 
+In an end-to-end encrypted Matrix room (m.room.encryption) the bridge is a declared participant of
+the call (the bot says so in the room, once per call): protocols/matrix/e2ee.py gives each ghost
+an Olm device and a media key, takes the members' keys in, and decrypts and re-encrypts the media
+(LiveKit's frame encryption) as the LiveKit half carries it.
+
 When the room cannot be bridged the link says why (state ``refused``) and, when the bot is in the
 Matrix room, so does an ``m.notice`` there: never silence. Redactions are not followed (the chat
 here has no deletion); an edit arrives as its fallback text ("* new text").
@@ -47,7 +52,9 @@ from gateway.rooms.names import display_name
 from protocols.livekit.bridge import BridgePolicy, BridgeSettings, LiveKitBridge, MirrorGrant
 from protocols.livekit.signal import Participant as LkParticipant
 from protocols.matrix import ids
+from protocols.matrix.call_keys import CallEncryption
 from protocols.matrix.client import MatrixError, MatrixUnavailable
+from protocols.matrix.e2ee import CallMedia, announcement
 from protocols.matrix.membership import (
     CALL_MEMBER,
     RTC_NOTIFICATION,
@@ -57,6 +64,7 @@ from protocols.matrix.membership import (
     member_of,
     ring_content,
 )
+from protocols.matrix.olm import pickle_key
 from protocols.matrix.rooms import livekit_room_name
 
 if TYPE_CHECKING:
@@ -76,10 +84,6 @@ STOP_SECONDS = 5.0
 GHOST_RETRY_MAX = 30.0
 MAX_CHAT_CHARS = 4000
 FORBIDDEN_CALL = "this room does not allow Rondpoint's participants to join its call"
-ENCRYPTED = (
-    "this room's call is end-to-end encrypted, and this gateway cannot decrypt it yet; "
-    "Rondpoint's participants cannot join"
-)
 
 
 def not_invited(bot_user_id: str) -> str:
@@ -178,7 +182,14 @@ class _Policy:
 
     def wants_mirror(self, participant: Participant) -> bool:
         ghost = self.link.ghosts.get(participant.id)
-        return ghost is not None and ghost.joined and ghost.keeper is not None and ghost.keeper.held
+        media = self.link.media
+        return (
+            ghost is not None
+            and ghost.joined
+            and ghost.keeper is not None
+            and ghost.keeper.held
+            and (media is None or media.ready(ghost.user_id))
+        )
 
 
 class MatrixLink:
@@ -223,6 +234,10 @@ class MatrixLink:
         """State key -> user id of the room's active call memberships."""
         self._ringing = False
         self._noticed = ""
+        self.media: CallMedia | None = None
+        """The call's end-to-end encryption, in an encrypted room."""
+        self._announced = False
+        self._unlisten_to_device: Any = None
 
     # --- the Link protocol --------------------------------------------------------------------
 
@@ -237,6 +252,7 @@ class MatrixLink:
     async def start(self) -> None:
         if self._task is None:
             self._unlisten = self.service.listen(self._on_matrix_event)
+            self._unlisten_to_device = self.service.listen_to_device(self._on_to_device)
             self._task = asyncio.create_task(self._run(), name=f"matrix-link-{self.room_id}")
 
     async def stop(self) -> None:
@@ -248,6 +264,9 @@ class MatrixLink:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+        if self._unlisten_to_device is not None:
+            self._unlisten_to_device()
+            self._unlisten_to_device = None
         await self._leave_call()
         self._set(LinkState.STOPPED, "unlinked")
 
@@ -376,8 +395,6 @@ class MatrixLink:
             raise _Refused(problem, notice=True)
 
     def _problem(self) -> str:
-        if self._encrypted:
-            return ENCRYPTED
         return power_problem(self._power_levels, self.bot_user_id)
 
     async def _notice(self, text: str) -> None:
@@ -401,6 +418,15 @@ class MatrixLink:
         self._entered = True
         self._events = self.gateway.bus.subscribe(self.room_id)
         self._spawn(self._follow_room())
+        if self._encrypted and self.media is None:
+            keys = CallEncryption(
+                self.service.client,
+                self.service.store,
+                pickle_key(self.config.as_token),
+                self.matrix_room_id,
+            )
+            self.media = CallMedia(keys, lambda text: self._spawn(self._notice(text)))
+            self._sync_call_keys()
         if self._bridge is None:
             self._bridge = self.bridge_factory(
                 self.gateway, self.room_id, self._settings(), _Policy(self)
@@ -421,6 +447,7 @@ class MatrixLink:
             target=self.target,
             reconnect_max_seconds=self.config.reconnect_max_seconds,
             chat=False,
+            media=self.media,
         )
 
     async def _leave_call(self) -> None:
@@ -448,6 +475,10 @@ class MatrixLink:
             bridge, self._bridge = self._bridge, None
             with contextlib.suppress(Exception):
                 await bridge.stop()
+        if self.media is not None:
+            media, self.media = self.media, None
+            await media.close()
+        self._announced = False
 
     # --- people here -> ghosts in the Matrix room ---------------------------------------------
 
@@ -532,6 +563,8 @@ class MatrixLink:
             await ghosts.join(self.matrix_room_id, ghost.user_id)
             ghost.joined = True
         if ghost.keeper is None:
+            if self.media is not None:
+                await self.media.add_ghost(ghost.user_id)  # its device and key come first
             ghost.keeper = MembershipKeeper(
                 self.service.client,
                 self.service.store,
@@ -553,6 +586,8 @@ class MatrixLink:
         keeper, ghost.keeper = ghost.keeper, None
         if keeper is not None:
             await keeper.leave()
+        if self.media is not None:
+            self.media.remove_ghost(ghost.user_id)
         if ghost.joined:
             ghost.joined = False
             try:
@@ -571,6 +606,10 @@ class MatrixLink:
         if not others and not self._ringing:
             self._ringing = True
             self._spawn(self._ring(ghost, event_id))
+        if self.media is not None and not self._announced:
+            self._announced = True
+            people = sum(1 for g in self.ghosts.values() if g.keeper is not None)
+            self._spawn(self._notice(announcement(people, self.room_id)))
 
     async def _ring(self, ghost: _Ghost, event_id: str) -> None:
         content = ring_content(event_id, now_ms=int(time.time() * 1000))
@@ -624,6 +663,7 @@ class MatrixLink:
                 self._members.pop(key, None)
                 if not self._members:
                     self._ringing = False
+                    self._announced = False  # the call ended: the next one is announced again
 
     async def _on_matrix_event(self, event: dict[str, Any]) -> None:
         """One room event from the homeserver (the service's transactions, in order)."""
@@ -665,7 +705,10 @@ class MatrixLink:
                 self._changed.set()
             elif self._entered and self._problem():
                 self._break(self._problem())  # entering again refuses, with the notice
+            elif self._entered and self._encrypted and self.media is None:
+                self._break("the room is now encrypted")  # entering again sets up E2EE
         elif kind == CALL_MEMBER and isinstance(key, str):
+            self._sync_call_keys()
             ghost = next(
                 (
                     g
@@ -676,6 +719,19 @@ class MatrixLink:
             )
             if ghost is not None and ghost.keeper is not None and key not in self._members:
                 ghost.keeper.vanished()
+
+    def _sync_call_keys(self) -> None:
+        """The call's other members to the media keys (ours shared with joiners, rotated)."""
+        if self.media is not None:
+            others = {k: u for k, u in self._members.items() if not self.is_ours(u)}
+            self._spawn(self.media.members_changed(others))
+
+    async def _on_to_device(self, event: dict[str, Any]) -> None:
+        """A to-device event (the service's transactions): to one of this link's ghosts, it may
+        bring a member's media key."""
+        to_user = event.get("to_user_id")
+        if self.media is not None and any(g.user_id == to_user for g in self.ghosts.values()):
+            await self.media.on_to_device(event)
 
     def _on_matrix_message(self, event: dict[str, Any]) -> None:
         sender = event.get("sender")

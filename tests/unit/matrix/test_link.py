@@ -20,7 +20,6 @@ from protocols.livekit.signal import Participant as LkParticipant
 from protocols.matrix.config import MatrixConfig
 from protocols.matrix.ghosts import Ghosts
 from protocols.matrix.link import (
-    ENCRYPTED,
     FORBIDDEN_CALL,
     MatrixLink,
     chat_text,
@@ -47,6 +46,7 @@ class FakeService:
         self.ghosts = Ghosts(homeserver, store)  # type: ignore[arg-type]
         self.focus_url = "http://127.0.0.1:8080/matrix"
         self.listeners: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
+        self.to_device_listeners: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         homeserver.on_event = self.queue.put_nowait
         self.consumer = asyncio.get_running_loop().create_task(self._consume())
@@ -54,6 +54,12 @@ class FakeService:
     def listen(self, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[[], None]:
         self.listeners.append(handler)
         return lambda: self.listeners.remove(handler)
+
+    def listen_to_device(
+        self, handler: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> Callable[[], None]:
+        self.to_device_listeners.append(handler)
+        return lambda: self.to_device_listeners.remove(handler)
 
     async def _consume(self) -> None:
         while True:
@@ -277,16 +283,16 @@ async def test_power_levels_opened_later_let_the_link_connect(
     await until(lambda: link.status().state is LinkState.CONNECTED)
 
 
-async def test_an_encrypted_room_is_refused_with_a_notice(
+async def test_an_encrypted_room_is_bridged_with_end_to_end_encryption(
     link: MatrixLink, homeserver: FakeHomeserver
 ) -> None:
     homeserver._set_state(
         ROOM, "m.room.encryption", "", {"algorithm": "m.megolm.v1.aes-sha2"}, ANNA
     )
     await link.start()
-    await until(lambda: link.status().state is LinkState.REFUSED)
-    assert link.status().detail == ENCRYPTED
-    await until(lambda: bool(notices(homeserver)))
+    await until(lambda: link.status().state is LinkState.CONNECTED)
+    assert link.media is not None  # tests/unit/matrix/test_e2ee_link.py: what it does
+    assert FakeBridge.made[-1].settings.media is link.media
 
 
 async def test_power_levels_closed_mid_call_end_the_ghosts_and_say_why(
