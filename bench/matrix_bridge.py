@@ -43,7 +43,6 @@ from typing import Any
 
 from bench import visio_bridge as vb
 from bench.measure import loadavg, machine
-from protocols.matrix.rooms import hashed_room_name
 
 GHOST_PREFIX = "@rondpoint_"
 SERVER_NAME = "hs.test"
@@ -128,7 +127,7 @@ async def matrix_to_here(
             users = [
                 await VisioUser.join(
                     setup.livekit,
-                    hashed_room_name(matrix_room),
+                    focus_room(matrix_room),
                     element_call_identity(f"ec{rep}x{n}x{i}"),
                     f"Element {i}",
                     auto_subscribe=False,
@@ -202,7 +201,7 @@ async def here_to_matrix(
         setup.gateway.create_room(room)
         listener = await VisioUser.join(
             setup.livekit,
-            hashed_room_name(matrix_room),
+            focus_room(matrix_room),
             element_call_identity(f"listener{rep}x{k}"),
             "Listener",
         )
@@ -251,7 +250,7 @@ async def latency(setup: MatrixSetup, bursts: int, period: float) -> list[dict[s
     room = "bench-mlatency"
     matrix_room = await setup.matrix_room()
     setup.gateway.create_room(room)
-    lk_room = hashed_room_name(matrix_room)
+    lk_room = focus_room(matrix_room)
     token = vb.probe_token(setup.livekit, lk_room, element_call_identity("probe"))
     speaker_identity = element_call_identity("speaker")
     speaker_user = await VisioUser.join(
