@@ -86,6 +86,12 @@ MAX_CHAT_CHARS = 4000
 FORBIDDEN_CALL = "this room does not allow Rondpoint's participants to join its call"
 
 
+def notice_body(text: str) -> str:
+    """A notice as the room reads it: a sentence that names Rondpoint."""
+    body = text if text.startswith("Rondpoint") else f"Rondpoint: {text}"
+    return body if body.endswith((".", "!", "?")) else f"{body}."
+
+
 def not_invited(bot_user_id: str) -> str:
     return f"invite {bot_user_id} to the room"
 
@@ -405,7 +411,7 @@ class MatrixLink:
             await self.service.client.send(
                 self.matrix_room_id,
                 "m.room.message",
-                {"msgtype": "m.notice", "body": f"Rondpoint: {text}."},
+                {"msgtype": "m.notice", "body": notice_body(text)},
                 as_user=self.bot_user_id,
             )
             self._noticed = text

@@ -579,3 +579,10 @@ async def test_malformed_matrix_events_change_nothing(
     assert is_active(homeserver.content(ROOM, CALL_MEMBER, key) or {})
     assert len(homeserver.sent) == sent_before
     assert [p.name for p in gateway.rooms.get("here").participants.values()] == ["Bea"]
+
+
+def test_a_notice_names_rondpoint_once_and_ends_its_sentence() -> None:
+    from protocols.matrix.link import notice_body
+
+    assert notice_body(FORBIDDEN_CALL) == f"Rondpoint: {FORBIDDEN_CALL}."
+    assert notice_body("Rondpoint bridges this call") == "Rondpoint bridges this call."
