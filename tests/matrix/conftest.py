@@ -20,6 +20,7 @@ On a failed test, the Synapse, gateway and livekit-server logs go to test-artifa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import shutil
@@ -138,11 +139,27 @@ class ElementCallUser:
     page: LiveKitPage
     identity: str
     room_id: str
+    keys: asyncio.Task[None] | None = None
+    """Encrypted: the media keys matrix-js-sdk manages, given to the page as they come."""
 
     async def leave(self) -> None:
         """Hangs up: the membership ends ({}), then the page leaves the LiveKit room."""
         await self.js.command("rtc_leave", room=self.room_id)
         await self.page.leave()
+        if self.keys is not None:
+            self.keys.cancel()
+
+
+async def give_media_keys(js: JsClient, page: LiveKitPage, room_id: str) -> None:
+    """Every "media_key" event of JS's session in ROOM_ID, set in PAGE's key provider."""
+    seen = 0
+    while True:
+        events = js.events[seen:]
+        seen += len(events)
+        for event in events:
+            if event["event"] == "media_key" and event["room"] == room_id:
+                await page.set_key(event["identity"], event["key"], event["index"])
+        await asyncio.sleep(0.05)
 
 
 async def element_call_user(
@@ -155,11 +172,14 @@ async def element_call_user(
     frequency: float | None = None,
     video: bool = False,
     notification: str | None = None,
+    encrypted: bool = False,
 ) -> ElementCallUser:
     """USER (who must already be in ROOM_ID) joins its call as Element Call does: membership
     through matrix-js-sdk (focus from the homeserver's rtc/transports), LiveKit token from that
     focus's /sfu/get with an OpenID token, then a page publishing a tone at FREQUENCY (and a
-    moving pattern if VIDEO). NOTIFICATION: "ring" to ring the room as the call's starter."""
+    moving pattern if VIDEO). NOTIFICATION: "ring" to ring the room as the call's starter.
+    ENCRYPTED: end-to-end encrypted media as Element Call's (matrix-js-sdk's Rust crypto and
+    MatrixRTC media keys over Olm, livekit-client E2EE in the page)."""
     name = device_id.lower()
     js = await matrix_js(name)
     await js.command(
@@ -168,16 +188,25 @@ async def element_call_user(
         user_id=user.user_id,
         password=user.password,
         device_id=device_id,
+        crypto=encrypted,
     )
     await js.command("join", room=room_id)
-    await js.command("rtc_join", room=room_id, notification=notification)
+    await js.command(
+        "rtc_join", room=room_id, notification=notification, manage_media_keys=encrypted
+    )
     answer = await js.command("sfu_get", room=room_id)
     assert answer["status"] == 200, f"our focus refused {user.user_id}: {answer}"
-    page = await livekit_pages.open(name)
+    page = await livekit_pages.open(name, encrypted=encrypted)
+    identity = f"{user.user_id}:{device_id}"
+    keys = None
+    if encrypted:
+        own = await js.wait_event("media_key", lambda e: e["identity"] == identity, timeout=15)
+        await page.set_key(identity, own["key"], own["index"])  # before anything is published
+        keys = asyncio.create_task(give_media_keys(js, page, room_id))
     await page.connect(answer["body"]["url"], answer["body"]["jwt"])
     if frequency or video:
         await page.publish(frequency=frequency, video=video)
-    return ElementCallUser(js, page, f"{user.user_id}:{device_id}", room_id)
+    return ElementCallUser(js, page, identity, room_id, keys)
 
 
 def matrix_config(synapse_port: int, livekit: RunningLiveKit, as_token: str, hs_token: str) -> str:

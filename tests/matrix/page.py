@@ -15,6 +15,10 @@ tests/browser/test_visio_livekit_client.py, tests/browser/conftest.py).
         await page.wait_participant("@bert:hs.test:BERTDEV")
         assert abs(await page.dominant_frequency("@bert:hs.test:BERTDEV") - 523) < 10
 
+A page opened with ``encrypted=True`` encrypts its media as Element Call does (livekit-client's
+E2EE worker, Element Call's key provider settings: per-participant raw keys as HKDF material,
+ratchet window 10, key ring 256); `set_key` gives it a participant's key (its own included).
+
 On a failed test, each page's screenshot, console and state go to test-artifacts/.
 """
 
@@ -43,8 +47,20 @@ PAGE = """<!doctype html>
 "use strict";
 (() => {
   const LK = window.LivekitClient;
-  const state = { status: "new", error: "", events: [], chat: [] };
-  const room = new LK.Room();
+  const state = { status: "new", error: "", events: [], chat: [], keys: 0, errors: [] };
+  // Element Call's MatrixKeyProvider: per-participant keys, raw bytes as HKDF material.
+  class MatrixKeyProvider extends LK.BaseKeyProvider {
+    constructor() { super({ ratchetWindowSize: 10, keyringSize: 256 }); }
+    async setRawKey(bytes, identity, index) {
+      const material = await LK.createKeyMaterialFromBuffer(bytes);
+      this.onSetEncryptionKey(material, identity, index);
+    }
+  }
+  const keyProvider = location.search.includes("e2ee") ? new MatrixKeyProvider() : null;
+  const room = new LK.Room(keyProvider ? {
+    e2ee: { keyProvider, worker: new Worker("/e2ee.worker.mjs", { type: "module" }) },
+  } : {});
+  room.on(LK.RoomEvent.EncryptionError, (e) => state.errors.push(String(e)));
   const audio = new AudioContext({ sampleRate: 48000 });
   const analysers = new Map(); // identity -> AnalyserNode of its (last) remote audio track
   let pattern = null;
@@ -101,6 +117,7 @@ PAGE = """<!doctype html>
       state.status = "connecting";
       try {
         await audio.resume();
+        if (keyProvider) await room.setE2EEEnabled(true);
         await room.connect(url, jwt);
         state.status = "connected";
       } catch (e) {
@@ -110,6 +127,11 @@ PAGE = """<!doctype html>
       return state.status;
     },
     localIdentity() { return room.localParticipant.identity; },
+    async setKey(identity, keyBase64, index) {
+      const bytes = Uint8Array.from(atob(keyBase64), (c) => c.charCodeAt(0));
+      await keyProvider.setRawKey(bytes, identity, index);
+      state.keys += 1;
+    },
     async publish(frequency, video) {
       if (frequency) {
         const oscillator = audio.createOscillator();
@@ -196,6 +218,12 @@ class LiveKitPage:
     async def identity(self) -> str:
         return str(await self.page.evaluate("window.lk.localIdentity()"))
 
+    async def set_key(self, identity: str, key_base64: str, index: int) -> None:
+        """IDENTITY's media key at INDEX (an encrypted page)."""
+        await self.page.evaluate(
+            "([i, k, n]) => window.lk.setKey(i, k, n)", [identity, key_base64, index]
+        )
+
     async def publish(self, frequency: float | None = None, video: bool = False) -> None:
         """Publishes a tone at FREQUENCY Hz (microphone) and/or a moving pattern (camera)."""
         await self.page.evaluate("([f, v]) => window.lk.publish(f, v)", [frequency or 0, video])
@@ -266,14 +294,14 @@ class LiveKitBrowser:
         self.url = url
         self.pages: list[LiveKitPage] = []
 
-    async def open(self, name: str) -> LiveKitPage:
+    async def open(self, name: str, *, encrypted: bool = False) -> LiveKitPage:
         context = await self.browser.new_context()
         await context.grant_permissions(["camera", "microphone"], origin=self.url.rstrip("/"))
         opened = await context.new_page()
         console: list[str] = []
         opened.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         opened.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-        await opened.goto(self.url)
+        await opened.goto(self.url + ("?e2ee" if encrypted else ""))
         await opened.wait_for_function("() => window.lk !== undefined", timeout=10_000)
         page = LiveKitPage(name, opened, console)
         self.pages.append(page)
@@ -305,9 +333,16 @@ async def _serve_page(bundle: Path) -> tuple[web.AppRunner, str]:
     async def script(_: web.Request) -> web.FileResponse:
         return web.FileResponse(bundle, headers={"Content-Type": "text/javascript"})
 
+    async def worker(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(
+            bundle.parent / "livekit-client.e2ee.worker.mjs",
+            headers={"Content-Type": "text/javascript"},
+        )
+
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/livekit-client.umd.js", script)
+    app.router.add_get("/e2ee.worker.mjs", worker)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

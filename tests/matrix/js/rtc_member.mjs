@@ -11,6 +11,8 @@
 //             rtc_backend_identity (the LiveKit identity), created_ts, focus_active, foci_preferred, content}]}
 //           "message" {room, event_id, sender, type, content}
 //           "membership_status" {room, status}
+//           "media_key" {room, identity (LiveKit), user_id, device_id, key (base64), index}: a
+//             media key the session manages (rtc_join manage_media_keys), ours included
 // Commands: login, join, rtc_transports, rtc_join, rtc_leave, memberships, send_text, send,
 //   messages, state, openid, sfu_get, get_token, close. Everything the SDK logs goes to stderr.
 // Run from the folder of tests/matrix_js.sh (NODE_PATH is not enough for ES modules): the Python
@@ -101,6 +103,12 @@ function sessionOf(roomId) {
     session.on("status_changed", (_old, status) =>
       emit({ event: "membership_status", room: roomId, status }),
     );
+    session.on(MatrixRTCSessionEvent.EncryptionKeyChanged, (key, index, member, identity) =>
+      emit({
+        event: "media_key", room: roomId, identity, user_id: member.userId,
+        device_id: member.deviceId, key: Buffer.from(key).toString("base64"), index,
+      }),
+    );
     sessions.set(roomId, session);
   }
   return session;
@@ -128,8 +136,9 @@ async function openidToken() {
 
 const commands = {
   // {homeserver_url, user_id, password, device_id?} or {homeserver_url, user_id, access_token,
-  // device_id}: logs in (a new device unless device_id), syncs; -> {user_id, device_id}
-  async login({ homeserver_url, user_id, password, access_token, device_id }) {
+  // device_id}, crypto=false (matrix-js-sdk's Rust crypto, in memory): logs in (a new device
+  // unless device_id), syncs; -> {user_id, device_id}
+  async login({ homeserver_url, user_id, password, access_token, device_id, crypto = false }) {
     let credentials = { accessToken: access_token, userId: user_id, deviceId: device_id };
     if (!access_token) {
       const anonymous = sdk.createClient({ baseUrl: homeserver_url });
@@ -143,6 +152,7 @@ const commands = {
       credentials = { accessToken: reply.access_token, userId: reply.user_id, deviceId: reply.device_id };
     }
     client = sdk.createClient({ baseUrl: homeserver_url, ...credentials });
+    if (crypto) await client.initRustCrypto({ useIndexedDB: false });
     client.on(sdk.RoomEvent.Timeline, (event, room, toStartOfTimeline) => {
       if (toStartOfTimeline || !room) return;
       const type = event.getType();
@@ -178,15 +188,20 @@ const commands = {
     return { room_id: joined.roomId };
   },
 
-  // {room, focus_url?, intent="video", multi_sfu=true, notification=null ("ring"|"notification")}:
+  // {room, focus_url?, intent="video", multi_sfu=true, notification=null ("ring"|"notification"),
+  // manage_media_keys=false (E2EE as Element Call: media keys over Olm to-device, "media_key" events)}:
   // joins the room's call (focus_url: default the homeserver's first livekit transport); resolves when our membership is in the session -> {membership}
-  async rtc_join({ room, focus_url, intent = "video", multi_sfu = true, notification = null }) {
+  async rtc_join({
+    room, focus_url, intent = "video", multi_sfu = true, notification = null,
+    manage_media_keys = false,
+  }) {
     const session = sessionOf(room);
     const service = await focusUrl(focus_url);
     const transport = { type: "livekit", livekit_service_url: service, livekit_alias: room };
     const me = { userId: client.getUserId(), deviceId: client.getDeviceId() };
     me.memberId = `${me.userId}:${me.deviceId}`;
     const config = { callIntent: intent };
+    if (manage_media_keys) config.manageMediaKeys = true; // matrix-js-sdk's default otherwise
     if (notification) config.notificationType = notification;
     // Element Call: its own focus as the multi-SFU transport; older clients: preferred foci only.
     if (multi_sfu) session.joinRTCSession(me, [], transport, config);
