@@ -2,10 +2,11 @@
 Synapse, livekit-server as the focus, matrix-js-sdk 43 with its Rust crypto joining the call as
 Element Call does (its MatrixRTC encryption manager sends Anna's media key over Olm to our
 ghosts' devices and takes theirs in) and a Chromium livekit-client page encrypting Anna's tone
-with livekit-client's E2EE worker under Element Call's key provider settings; here an ORS WebRTC
-client and a baresip phone, each with a tone of its own.
+and camera (VP8) with livekit-client's E2EE worker under Element Call's key provider settings;
+here an ORS WebRTC client and a baresip phone, each with a tone of its own.
 
-Asserted: the ORS client and the phone hear Anna's tone (we decrypted it), Anna's page hears both
+Asserted: the ORS client and the phone hear Anna's tone and the ORS client decodes her video (we
+decrypted them; AES-GCM lets no wrongly decrypted frame through), Anna's page hears both
 tones from our ghosts (we encrypted them with the ghosts' keys, livekit-client decrypted them),
 and the bot declared the bridge in the room."""
 
@@ -66,17 +67,18 @@ async def test_an_encrypted_element_call_and_a_room_here_become_one_meeting(
         livekit_pages=livekit_pages,
         device_id="ANNAE2EE",
         frequency=ANNA_HZ,
+        video=True,
         encrypted=True,
     )
     page = anna_call.page
 
     async def anna_here() -> dict[str, Any] | None:
         found = listed(gateway, room, "Anna Krypto")
-        if found and [t["kind"] for t in found[0]["tracks"]] == ["audio"]:
+        if found and sorted(t["kind"] for t in found[0]["tracks"]) == ["audio", "video"]:
             return found[0]
         return None
 
-    anna_listed = await wait_for(anna_here, "Anna listed here with her audio", 30)
+    anna_listed = await wait_for(anna_here, "Anna listed here with audio and video", 30)
     assert anna_listed["origin"] == "matrix"
 
     async with bruno_here(gateway, room) as (host, peer):
@@ -95,13 +97,17 @@ async def test_an_encrypted_element_call_and_a_room_here_become_one_meeting(
         state = await page.state()
         assert state["keys"] >= 3, state  # her own and our two ghosts'
 
-        # The ORS client hears Anna's tone, decrypted by us.
-        (audio,) = [t["id"] for t in anna_listed["tracks"]]
+        # The ORS client hears Anna's tone and sees her video, decrypted by us.
+        tracks = {t["kind"]: t["id"] for t in anna_listed["tracks"]}
+        audio, video = tracks["audio"], tracks["video"]
         await accept_offers_until(
             host,
             peer,
-            lambda: audio in peer.received and peer.received[audio].frames > 100,
-            "the ORS client did not get Anna's audio",
+            lambda: all(
+                t in peer.received and peer.received[t].frames > n
+                for t, n in ((audio, 100), (video, 10))
+            ),
+            "the ORS client did not get Anna's audio and video",
             timeout=30,
         )
         heard = np.concatenate(peer.received[audio].samples[-25:])
