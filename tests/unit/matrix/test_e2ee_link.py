@@ -7,18 +7,37 @@ from __future__ import annotations
 import asyncio
 import base64
 import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from gateway.config import Config
+from gateway.server import Gateway
 from gateway.store import open_store
 from protocols.livekit.bridge import BridgeSettings, LiveKitBridge, TransformedSink
 from protocols.matrix.call_keys import CALL_KEYS_EVENT, CallEncryption, build_content
 from protocols.matrix.e2ee import UNAVAILABLE, CallMedia, announcement, call_members
 from protocols.matrix.frame_crypto import FrameCryptor, KeyRing
+from protocols.matrix.link import MatrixLink
+from protocols.matrix.membership import CALL_MEMBER, is_active
 from protocols.matrix.olm import OlmDevice, pickle_key
 from protocols.matrix.plugin import plugin
-from protocols.matrix.store import MatrixStore
+from protocols.matrix.store import MIGRATIONS, MatrixStore
+from tests.unit.matrix.fake_homeserver import FakeHomeserver
+from tests.unit.matrix.test_link import (
+    BOT,
+    OPEN_CALLS,
+    FakeBridge,
+    FakeService,
+    ghost_of,
+    join_here,
+    key_of,
+    notices,
+    until,
+)
 from tests.unit.matrix.test_olm import FakeKeyServer
 
 ROOM = "!call:hs.test"
@@ -186,35 +205,23 @@ def test_call_media_decrypts_members_and_encrypts_ghosts_frames() -> None:
 # --- the link in an encrypted room --------------------------------------------------------------
 
 
-async def test_an_encrypted_rooms_link_gives_ghosts_keys_takes_members_in_and_announces(
-    tmp_path: Path,
-) -> None:
-    from gateway.config import Config
-    from gateway.server import Gateway
-    from protocols.matrix.link import MatrixLink
-    from protocols.matrix.membership import CALL_MEMBER, is_active
-    from protocols.matrix.store import MIGRATIONS
-    from tests.unit.matrix.fake_homeserver import FakeHomeserver
-    from tests.unit.matrix.test_link import (
-        BOT,
-        OPEN_CALLS,
-        FakeBridge,
-        FakeService,
-        ghost_of,
-        join_here,
-        key_of,
-        notices,
-        until,
-    )
+class _Homeserver(FakeHomeserver):
+    """The fake homeserver, its key endpoints those of a FakeKeyServer."""
 
-    keys = FakeKeyServer()
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys = FakeKeyServer()
 
-    class Homeserver(FakeHomeserver):
-        async def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-            if "/rooms/" in path:
-                return await super().request(method, path, body, **kw)
-            return await keys.request(method, path, body, **kw)
+    async def request(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        if "/rooms/" in path:
+            return await super().request(method, path, body, **kw)
+        return await self.keys.request(method, path, body, **kw)
 
+
+@pytest.fixture
+async def linked(tmp_path: Path) -> AsyncIterator[tuple[MatrixLink, _Homeserver, FakeService]]:
+    """A link to ROOM (Anna in it, calls open to everyone, not encrypted yet) with a fake
+    LiveKit half, not started."""
     config = Config()
     config.server.data_dir = str(tmp_path / "data")
     config.sip.enabled = False
@@ -222,11 +229,11 @@ async def test_an_encrypted_rooms_link_gives_ghosts_keys_takes_members_in_and_an
     gateway = Gateway(config, plugins=[])
     gateway.store.migrate_plugin("matrix", MIGRATIONS)
     gateway.rooms.create("here")
-    homeserver = Homeserver()
+    FakeBridge.made.clear()
+    homeserver = _Homeserver()
     room = homeserver.room(ROOM, invited=(BOT,))
     room.joined.add(ANNA)
     homeserver._set_state(ROOM, "m.room.power_levels", "", dict(OPEN_CALLS), ANNA)
-    homeserver._set_state(ROOM, "m.room.encryption", "", {"algorithm": "m.megolm"}, ANNA)
     service = FakeService(homeserver, MatrixStore(gateway.store))
     link = MatrixLink(
         gateway,
@@ -235,34 +242,67 @@ async def test_an_encrypted_rooms_link_gives_ghosts_keys_takes_members_in_and_an
         ROOM,
         bridge_factory=FakeBridge,  # type: ignore[arg-type]
     )
-    anna = OlmDevice(ANNA, ANNA_DEVICE)
-    await anna.upload_keys(keys)
     try:
-        await link.start()
-        bea = join_here(gateway, "Bea")
-        ghost = ghost_of(bea)
-        await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
-        assert (ghost, "RONDPOINT") in keys.device_keys  # its device came before its membership
-        assert link.media is not None and link.media.ready(ghost)
-        participant = gateway.rooms.get("here").participants[bea.id]
-        assert FakeBridge.made[-1].policy.wants_mirror(participant)
-        await until(lambda: any("decrypts media" in n for n in notices(homeserver)))
-
-        # Anna joins the call: the ghost sends her its key; hers, sent to the ghost, comes in.
-        homeserver._set_state(
-            ROOM, CALL_MEMBER, f"_{ANNA}_{ANNA_DEVICE}_m.call", {"application": "m.call",
-            "call_id": "", "scope": "m.room", "device_id": ANNA_DEVICE, "expires": 14400000,
-            "focus_active": {"type": "livekit"}, "foci_preferred": []}, ANNA,
-        )  # fmt: skip
-        await until(lambda: any(e["to_user_id"] == ANNA for e in keys.inbox))
-        peer = (await anna.query_devices(keys, [ghost]))[ghost]["RONDPOINT"]
-        content = build_content(ROOM, ANNA_DEVICE, ANNA_IDENTITY, bytes(16), 0)
-        await anna.send_encrypted(keys, CALL_KEYS_EVENT, {peer: content}, "t1")
-        (event,) = [e for e in keys.inbox if e["to_user_id"] == ghost]
-        for handler in service.to_device_listeners:
-            await handler(event)
-        assert link.media.keys.rings.cryptor(ANNA_IDENTITY) is not None
-        assert sum("decrypts media" in n for n in notices(homeserver)) == 1
+        yield link, homeserver, service
     finally:
         await link.stop()
         service.consumer.cancel()
+
+
+def encrypt_room(homeserver: FakeHomeserver) -> None:
+    homeserver._set_state(ROOM, "m.room.encryption", "", {"algorithm": "m.megolm"}, ANNA)
+
+
+async def test_an_encrypted_rooms_link_gives_ghosts_keys_takes_members_in_and_announces(
+    linked: tuple[MatrixLink, _Homeserver, FakeService],
+) -> None:
+    link, homeserver, service = linked
+    keys = homeserver.keys
+    encrypt_room(homeserver)
+    anna = OlmDevice(ANNA, ANNA_DEVICE)
+    await anna.upload_keys(keys)
+    await link.start()
+    bea = join_here(link.gateway, "Bea")
+    ghost = ghost_of(bea)
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    assert (ghost, "RONDPOINT") in keys.device_keys  # its device came before its membership
+    assert link.media is not None and link.media.ready(ghost)
+    participant = link.gateway.rooms.get("here").participants[bea.id]
+    assert FakeBridge.made[-1].policy.wants_mirror(participant)
+    assert FakeBridge.made[-1].settings.media is link.media
+    await until(lambda: any("decrypts media" in n for n in notices(homeserver)))
+
+    # Anna joins the call: the ghost sends her its key; hers, sent to the ghost, comes in.
+    homeserver._set_state(
+        ROOM, CALL_MEMBER, f"_{ANNA}_{ANNA_DEVICE}_m.call", {"application": "m.call",
+        "call_id": "", "scope": "m.room", "device_id": ANNA_DEVICE, "expires": 14400000,
+        "focus_active": {"type": "livekit"}, "foci_preferred": []}, ANNA,
+    )  # fmt: skip
+    await until(lambda: any(e["to_user_id"] == ANNA for e in keys.inbox))
+    peer = (await anna.query_devices(keys, [ghost]))[ghost]["RONDPOINT"]
+    content = build_content(ROOM, ANNA_DEVICE, ANNA_IDENTITY, bytes(16), 0)
+    await anna.send_encrypted(keys, CALL_KEYS_EVENT, {peer: content}, "t1")
+    (event,) = [e for e in keys.inbox if e["to_user_id"] == ghost]
+    for handler in service.to_device_listeners:
+        await handler({**event, "to_user_id": "@someone_else:hs.test"})  # not this link's
+    assert link.media.keys.rings.cryptor(ANNA_IDENTITY) is None
+    for handler in service.to_device_listeners:
+        await handler(event)
+    assert link.media.keys.rings.cryptor(ANNA_IDENTITY) is not None
+    assert sum("decrypts media" in n for n in notices(homeserver)) == 1
+
+
+async def test_a_room_encrypted_mid_call_is_entered_again_with_encryption(
+    linked: tuple[MatrixLink, _Homeserver, FakeService],
+) -> None:
+    link, homeserver, _ = linked
+    await link.start()
+    bea = join_here(link.gateway, "Bea")
+    ghost = ghost_of(bea)
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    assert link.media is None and FakeBridge.made[-1].settings.media is None
+    encrypt_room(homeserver)
+    await until(lambda: link.media is not None and link.media.ready(ghost))
+    assert FakeBridge.made[-1].settings.media is link.media
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    assert (ghost, "RONDPOINT") in homeserver.keys.device_keys
