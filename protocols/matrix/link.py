@@ -65,7 +65,7 @@ from protocols.matrix.membership import (
     ring_content,
 )
 from protocols.matrix.olm import pickle_key
-from protocols.matrix.rooms import livekit_room_name
+from protocols.matrix.rooms import hashed_identity_of_membership, livekit_room_name
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -167,8 +167,11 @@ class _Policy:
         self.link = link
 
     def is_ours(self, identity: str) -> bool:
-        split = ids.split_identity(identity)
-        return self.link.is_ours(split[0] if split else identity)
+        """Ours (the bridge, ghosts), or not a member of the Matrix call: a hashed identity
+        (``/get_token``) no call membership of the room names is not brought here until one
+        does."""
+        user_id = self.link.user_of(identity)
+        return user_id is None or self.link.is_ours(user_id)
 
     def mirror_identity(self, participant: Participant) -> str:
         return ids.livekit_identity(self.link.ghost_user_id(participant.id), ids.GHOST_DEVICE)
@@ -183,8 +186,7 @@ class _Policy:
         return self.link.matrix_name(info.identity, info.name)
 
     def remote_address(self, info: LkParticipant) -> str:
-        split = ids.split_identity(info.identity)
-        return split[0] if split else info.identity
+        return self.link.user_of(info.identity) or info.identity
 
     def wants_mirror(self, participant: Participant) -> bool:
         ghost = self.link.ghosts.get(participant.id)
@@ -238,6 +240,8 @@ class MatrixLink:
         self._encrypted = False
         self._members: dict[str, str] = {}
         """State key -> user id of the room's active call memberships."""
+        self._hashed: dict[str, tuple[str, str]] = {}
+        """State key -> (``/get_token`` LiveKit identity, user id) of the active memberships."""
         self._ringing = False
         self._noticed = ""
         self.media: CallMedia | None = None
@@ -293,11 +297,18 @@ class MatrixLink:
     def ghost_user_id(self, participant_id: str) -> str:
         return ids.ghost_user_id(self.config.user_prefix, participant_id, self.config.server_name)
 
+    def user_of(self, identity: str) -> str | None:
+        """The Matrix user id of a LiveKit identity: ``{user}:{device}`` (``/sfu/get``), or the
+        hashed identity (``/get_token``) of one of the room's active call memberships."""
+        split = ids.split_identity(identity)
+        if split is not None:
+            return split[0]
+        return next((user for hashed, user in self._hashed.values() if hashed == identity), None)
+
     def matrix_name(self, identity: str, livekit_name: str = "") -> str:
         """A Matrix member's name as this room shows names: their display name in the Matrix
         room, else their LiveKit name, else their user id's localpart."""
-        split = ids.split_identity(identity)
-        user_id = split[0] if split else identity
+        user_id = self.user_of(identity) or identity
         parts = ids.split_user_id(user_id)
         localpart = parts[0] if parts else identity
         for name in (self._names.get(user_id, ""), livekit_name, localpart):
@@ -642,6 +653,7 @@ class MatrixLink:
     def _read_state(self, state: list[dict[str, Any]]) -> None:
         self._names.clear()
         self._members.clear()
+        self._hashed.clear()
         self._power_levels = None
         self._encrypted = False
         for event in state:
@@ -663,8 +675,12 @@ class MatrixLink:
             self._encrypted = bool(content.get("algorithm"))
         elif kind == CALL_MEMBER and isinstance(key, str):
             member = member_of(event)
+            self._hashed.pop(key, None)
             if member is not None and is_active(content):
                 self._members[key] = member[0]
+                hashed = hashed_identity_of_membership(member[0], content)
+                if hashed is not None:
+                    self._hashed[key] = (hashed, member[0])
             else:
                 self._members.pop(key, None)
                 if not self._members:
@@ -715,6 +731,8 @@ class MatrixLink:
                 self._break("the room is now encrypted")  # entering again sets up E2EE
         elif kind == CALL_MEMBER and isinstance(key, str):
             self._sync_call_keys()
+            if self._bridge is not None:
+                self._bridge.resync()  # a member with a hashed identity may come or go
             ghost = next(
                 (
                     g
@@ -749,8 +767,7 @@ class MatrixLink:
         if not text or room is None or self._bridge is None:
             return
         for identity, participant_id in self._bridge.identities().items():
-            split = ids.split_identity(identity)
-            if split is not None and split[0] == sender:
+            if self.user_of(identity) == sender:
                 with contextlib.suppress(RoomError):
                     self.gateway.rooms.chat(room, participant_id, text)
                 return

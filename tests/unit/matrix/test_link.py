@@ -26,7 +26,7 @@ from protocols.matrix.link import (
     power_problem,
 )
 from protocols.matrix.membership import CALL_MEMBER, RTC_NOTIFICATION, is_active
-from protocols.matrix.rooms import hashed_room_name
+from protocols.matrix.rooms import hashed_identity, hashed_room_name
 from protocols.matrix.store import MIGRATIONS, MatrixStore
 from tests.unit.matrix.fake_homeserver import FakeHomeserver
 
@@ -586,3 +586,86 @@ def test_a_notice_names_rondpoint_once_and_ends_its_sentence() -> None:
 
     assert notice_body(FORBIDDEN_CALL) == f"Rondpoint: {FORBIDDEN_CALL}."
     assert notice_body("Rondpoint bridges this call") == "Rondpoint bridges this call."
+
+
+# --- members whose LiveKit identity is hashed (their token from /get_token) --------------------
+
+
+def anna_membership(member_id: str) -> dict[str, Any]:
+    return {
+        "application": "m.call",
+        "call_id": "",
+        "scope": "m.room",
+        "device_id": "ANNAJS",
+        "membershipID": member_id,
+    }
+
+
+async def test_a_member_with_a_hashed_identity_is_known_by_their_call_membership(
+    link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
+) -> None:
+    anna_key = f"_{ANNA}_ANNAJS_m.call"
+    homeserver._set_state(ROOM, CALL_MEMBER, anna_key, anna_membership("before"), ANNA)
+    events = gateway.bus.subscribe("here")
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    bridge = FakeBridge.made[0]
+    policy = bridge.policy
+    known_from_state = LkParticipant(
+        sid="PA_1",
+        identity=hashed_identity(ANNA, "ANNAJS", "before"),
+        name="",
+        kind="standard",
+        state="ACTIVE",
+    )
+    assert not policy.is_ours(known_from_state.identity)
+    assert policy.remote_address(known_from_state) == ANNA
+    assert policy.remote_name(known_from_state) == "Anna"
+
+    # She joins again with a new member id: the new hash is hers, the old one no one's.
+    resyncs = bridge.resyncs
+    homeserver._set_state(ROOM, CALL_MEMBER, anna_key, anna_membership("again"), ANNA)
+    hashed = hashed_identity(ANNA, "ANNAJS", "again")
+    await until(lambda: link.user_of(hashed) == ANNA)
+    assert bridge.resyncs > resyncs  # the LiveKit half brings her now
+    assert link.user_of(known_from_state.identity) is None
+    assert policy.is_ours(known_from_state.identity)  # not brought here: no membership names it
+
+    # Her chat arrives from her.
+    anna = bridge.bring(hashed, "Anna")
+    homeserver.emit(
+        {
+            "type": "m.room.message",
+            "room_id": ROOM,
+            "sender": ANNA,
+            "content": {"msgtype": "m.text", "body": "hallo"},
+            "event_id": "$m",
+        }
+    )
+    async with asyncio.timeout(5):
+        async for event in events:
+            if isinstance(event, ChatMessage):
+                assert (event.sender.id, event.text) == (anna.id, "hallo")
+                break
+    events.close()
+
+    # Her membership ends: the identity is no one's, so the LiveKit half lets her go.
+    homeserver._set_state(ROOM, CALL_MEMBER, anna_key, {}, ANNA)
+    await until(lambda: link.user_of(hashed) is None)
+    assert policy.is_ours(hashed)
+
+
+async def test_a_membership_at_another_users_key_names_no_hashed_identity(
+    link: MatrixLink, homeserver: FakeHomeserver
+) -> None:
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    carl = "@carl:hs.test"
+    homeserver._set_state(
+        ROOM, CALL_MEMBER, f"_{ANNA}_ANNAJS_m.call", anna_membership("forged"), carl
+    )
+    homeserver._set_state(ROOM, CALL_MEMBER, f"_{carl}_C_m.call", anna_membership("x"), carl)
+    await until(lambda: link.user_of(hashed_identity(carl, "ANNAJS", "x")) == carl)
+    assert link.user_of(hashed_identity(ANNA, "ANNAJS", "forged")) is None
+    assert link.user_of(hashed_identity(carl, "ANNAJS", "forged")) is None
+    assert FakeBridge.made[0].policy.is_ours("an-unknown-hash")
