@@ -4,8 +4,9 @@
 media keys, the members' keys by LiveKit identity; frame_crypto: LiveKit's frame format) to the
 LiveKit half (protocols/livekit/bridge.py's ``MediaTransforms``):
 
-- a remote member's track is decrypted with the key ring of its LiveKit identity
-  (``{user}:{device}``; frames are dropped until the member's key arrives);
+- a remote member's track is decrypted with the key ring of its member, ``{user}:{device}``
+  (its LiveKit identity, or what ``member_identity`` says a hashed identity stands for; frames
+  are dropped until the member's key arrives);
 - a ghost's track is encrypted with the ghost's own key (``{ghost}:RONDPOINT``), which the
   ghost sends every member of the call over Olm (and rotates as matrix-js-sdk does);
 - a codec other than Opus or VP8 cannot be encrypted or decrypted here: its track is not
@@ -61,16 +62,23 @@ class CallMedia:
 
     encryption = models.Encryption.GCM
 
-    def __init__(self, keys: CallEncryption, on_unavailable: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        keys: CallEncryption,
+        on_unavailable: Callable[[str], None],
+        member_identity: Callable[[str], str] = lambda identity: identity,
+    ) -> None:
         self.keys = keys
         self.on_unavailable = on_unavailable
+        self.member_identity = member_identity
         self._told: set[str] = set()
         self._members_lock = asyncio.Lock()
 
     # --- MediaTransforms ----------------------------------------------------------------------
 
     def incoming(self, identity: str, codec: str) -> PacketTransform | None:
-        cryptor = packet_cryptor(codec, self.keys.rings.cryptor_for(identity), encrypt=False)
+        ring = self.keys.rings.cryptor_for(self.member_identity(identity))
+        cryptor = packet_cryptor(codec, ring, encrypt=False)
         if cryptor is None:
             self._unavailable(codec)
             return None

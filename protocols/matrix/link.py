@@ -305,6 +305,15 @@ class MatrixLink:
             return split[0]
         return next((user for hashed, user in self._hashed.values() if hashed == identity), None)
 
+    def member_identity(self, identity: str) -> str:
+        """The ``{user}:{device}`` a LiveKit identity stands for (a hashed one: of the active
+        call membership it is the identity of); its member's media keys are filed by it."""
+        for key, (hashed, user) in self._hashed.items():
+            member = member_of({"type": CALL_MEMBER, "state_key": key, "sender": user})
+            if hashed == identity and member is not None:
+                return ids.livekit_identity(*member)
+        return identity
+
     def matrix_name(self, identity: str, livekit_name: str = "") -> str:
         """A Matrix member's name as this room shows names: their display name in the Matrix
         room, else their LiveKit name, else their user id's localpart."""
@@ -442,7 +451,9 @@ class MatrixLink:
                 pickle_key(self.config.as_token),
                 self.matrix_room_id,
             )
-            self.media = CallMedia(keys, lambda text: self._spawn(self._notice(text)))
+            self.media = CallMedia(
+                keys, lambda text: self._spawn(self._notice(text)), self.member_identity
+            )
             self._sync_call_keys()
         if self._bridge is None:
             self._bridge = self.bridge_factory(

@@ -25,6 +25,7 @@ from protocols.matrix.link import MatrixLink
 from protocols.matrix.membership import CALL_MEMBER, is_active
 from protocols.matrix.olm import OlmDevice, pickle_key
 from protocols.matrix.plugin import plugin
+from protocols.matrix.rooms import hashed_identity
 from protocols.matrix.store import MIGRATIONS, MatrixStore
 from tests.unit.matrix.fake_homeserver import FakeHomeserver
 from tests.unit.matrix.test_link import (
@@ -276,7 +277,8 @@ async def test_an_encrypted_rooms_link_gives_ghosts_keys_takes_members_in_and_an
     homeserver._set_state(
         ROOM, CALL_MEMBER, f"_{ANNA}_{ANNA_DEVICE}_m.call", {"application": "m.call",
         "call_id": "", "scope": "m.room", "device_id": ANNA_DEVICE, "expires": 14400000,
-        "focus_active": {"type": "livekit"}, "foci_preferred": []}, ANNA,
+        "membershipID": "anna-member", "focus_active": {"type": "livekit"},
+        "foci_preferred": []}, ANNA,
     )  # fmt: skip
     await until(lambda: any(e["to_user_id"] == ANNA for e in keys.inbox))
     peer = (await anna.query_devices(keys, [ghost]))[ghost]["RONDPOINT"]
@@ -289,6 +291,15 @@ async def test_an_encrypted_rooms_link_gives_ghosts_keys_takes_members_in_and_an
     for handler in service.to_device_listeners:
         await handler(event)
     assert link.media.keys.rings.cryptor(ANNA_IDENTITY) is not None
+    # her track, under the hashed identity /get_token gives her, opens with her key
+    hashed = hashed_identity(ANNA, ANNA_DEVICE, "anna-member")
+    assert link.member_identity(hashed) == ANNA_IDENTITY
+    decrypt = link.media.incoming(hashed, "opus")
+    assert decrypt is not None
+    frames = FrameCryptor(KeyRing())
+    frames.keys.set_key(bytes(16), 0)
+    sealed = frames.encrypt_frame(b"\xf8hi", "opus", False, SSRC, 960)
+    assert decrypt(rtp(5, sealed)) == [rtp(5, b"\xf8hi")]
     assert sum("decrypts media" in n for n in notices(homeserver)) == 1
 
 
