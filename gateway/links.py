@@ -1,4 +1,4 @@
-"""Links of rooms here to rooms in foreign systems (a Visio room now; Matrix and partner rooms later).
+"""Links of rooms here to rooms in foreign systems (Visio, Matrix, partner gateways' rooms).
 
 Protocol-neutral machinery: a ``LinkAdapter`` per target scheme (``visio:``) turns a stored target
 into a live ``Link``; the ``LinkManager`` validates targets, keeps them in the store and in
@@ -7,9 +7,10 @@ deleted, and reports each link's ``LinkStatus`` for the admin API, the CLI and t
 A link that fails to open or start is shown as ``failed`` with a sentence; it never stops the gateway.
 
 Callers of one spoke reach another spoke's rooms through here only: a dispatch rule whose room is a
-link target (``visio:UUID``) sends a phone to the target's local room (``link_room_id``: made on
-demand, linked live, ``LinkManager.enter``), past the foreign room's own lobby when its adapter is
-an ``AdmittingAdapter``; ``LinkManager.release`` stops that link when its last caller leaves.
+link target (``visio:UUID``, ``matrix:!id:server``) sends a phone to the target's local room
+(``link_room_id``: made on demand, linked live, ``LinkManager.enter``), past the foreign room's own
+lobby when its adapter is an ``AdmittingAdapter``; ``LinkManager.release`` stops that link when its
+last caller leaves.
 ``LinkTargets`` checks such targets before any plugin runs (configuration files, dispatch rules).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import time
@@ -211,17 +213,30 @@ def split_target(target: str, known: str) -> tuple[str, str]:
     return scheme, scheme + target[match.end() - 1 :]
 
 
+LOCAL_ROOM_DIGEST_LENGTH = 16
+"""Lowercase hex characters of the SHA-256 digest naming a target's local room when the target's
+own text is no room name (``matrix:!id:server`` gives ``matrix-`` and 16 of them)."""
+_NOT_IN_ROOM_NAME = re.compile(r"[^a-z0-9-]")
+_DIGEST = re.compile(f"[0-9a-f]{{{LOCAL_ROOM_DIGEST_LENGTH}}}")
+
+
+def _room_scheme(scheme: str) -> str:
+    """A scheme as the start of a room name (``+`` and ``.`` are not in room names)."""
+    return _NOT_IN_ROOM_NAME.sub("-", scheme.lower())
+
+
 def link_room_id(target: str) -> str:
-    """The local room a canonical target's callers join: ``SCHEME-REST`` (``visio:UUID`` gives
-    ``visio-UUID``); ValueError when that is not a room name (such a target cannot be dialled)."""
+    """The local room a canonical target's callers join, for every target: ``SCHEME-REST`` when
+    that is a room name (``visio:UUID`` gives ``visio-UUID``), else ``SCHEME-`` and the first 16
+    lowercase hex characters of the SHA-256 digest of the canonical target (``matrix:!id:server``
+    gives ``matrix-`` and a digest: Matrix room ids and aliases are no room names). Stable over
+    restarts and gateways; ``+`` and ``.`` of a scheme become ``-``."""
     scheme, _, rest = target.partition(":")
     room_id = f"{scheme}-{rest}"
-    if not ROOM_ID_PATTERN.fullmatch(room_id):
-        raise ValueError(
-            f"{target[:80]!r} has no local room for callers: {scheme}-ROOM must be a room name "
-            f"({ROOM_ID_PATTERN.pattern})"
-        )
-    return room_id
+    if ROOM_ID_PATTERN.fullmatch(room_id):
+        return room_id
+    digest = hashlib.sha256(target.encode()).hexdigest()[:LOCAL_ROOM_DIGEST_LENGTH]
+    return f"{_room_scheme(scheme)}-{digest}"
 
 
 class LinkTargets:
@@ -268,9 +283,15 @@ class LinkTargets:
         return link_room_id(self.canonical(target))
 
     def is_room_id(self, room_id: str) -> bool:
-        """Whether ``room_id`` is the local room of a target (``visio-UUID``), reached only
-        through the target; other names, even ``visio-salle``, are ordinary rooms."""
+        """Whether ``room_id`` is the local room of a target, reached only through the target:
+        ``visio-UUID`` (a target's own text), or ``SCHEME-`` and 16 lowercase hex characters (the
+        digest naming the local room of a target whose text is no room name, such as
+        ``matrix:!id:server``; every such name is kept for the gateway, whatever it digests).
+        Other names, even ``visio-salle`` or ``matrix-salle``, are ordinary rooms."""
         for scheme in self._normalizers:
+            prefix = _room_scheme(scheme) + "-"
+            if room_id.startswith(prefix) and _DIGEST.fullmatch(room_id[len(prefix) :]):
+                return True
             if room_id.startswith(scheme + "-"):
                 target = f"{scheme}:{room_id[len(scheme) + 1 :]}"
                 with contextlib.suppress(ValueError):
@@ -282,10 +303,8 @@ class LinkTargets:
 def check_target(target: str, plugins: Iterable[ProtocolPlugin]) -> str:
     """The canonical form of a link target that callers are sent to, as written in a configuration
     file (checked before any plugin runs) by the installed ``plugins``; ValueError with a sentence
-    when it is no such target or has no local room."""
-    canonical = LinkTargets.of(plugins).canonical(target)
-    link_room_id(canonical)
-    return canonical
+    when it is no such target."""
+    return LinkTargets.of(plugins).canonical(target)
 
 
 class _BrokenLink:
@@ -460,10 +479,7 @@ class LinkManager:
         LinkError) when the foreign room's lobby keeps the caller out."""
         canonical = self.normalize(target)
         adapter = self._adapters[canonical.split(":", 1)[0]]
-        try:
-            room_id = link_room_id(canonical)
-        except ValueError as error:
-            raise LinkError("invalid_link", str(error)) from None
+        room_id = link_room_id(canonical)
         rooms = self.gateway.rooms
         if not rooms.exists(room_id):
             with contextlib.suppress(RoomError):  # room_exists: another caller made it just now

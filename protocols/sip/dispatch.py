@@ -4,8 +4,9 @@ Order: a dispatch rule for the exact number; then a room named like the SIP user
 (``sip:ROOM@gateway``); then the catch-all rule ``*``; else the PIN prompt. An unknown target
 gets the same answer as a known one (the PIN prompt), so scanning for rooms learns nothing.
 
-A rule's room may be a link target ``SCHEME:ROOM`` of an installed plugin (``visio:UUID``): the
-caller joins the target's local room (``visio-UUID``), which the hub makes on demand and links to
+A rule's room may be a link target ``SCHEME:ROOM`` of an installed plugin (``visio:UUID``,
+``matrix:!id:server``): the caller joins the target's local room (``visio-UUID``, or ``matrix-`` and
+a digest: gateway.links.link_room_id), which the hub makes on demand and links to
 the foreign room (gateway/links.py), so a phone can start a meeting nobody has opened yet. Here
 such a target is only checked for its shape; the hub gives its canonical form. A rule may carry a
 PIN: the caller types it before entering, and typed at any PIN prompt (the ``*`` rule's, an

@@ -1,10 +1,12 @@
 """LinkManager (gateway/links.py) with a fake adapter: validation, persistence, restart, stop, failures,
-and callers sent to a linked foreign room (the local room made and linked on demand, the foreign
-lobby asked, the link released by the last caller)."""
+and callers sent to a linked foreign room (the local room made and linked on demand, named after
+the target or its digest and kept for the gateway, the foreign lobby asked, the link released by
+the last caller)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -26,8 +28,9 @@ from gateway.links import (
     link_room_id,
 )
 from gateway.plugins import ProtocolPlugin
-from gateway.rooms import ParticipantState, Role
+from gateway.rooms import ROOM_ID_PATTERN, ParticipantState, Role, RoomError
 from gateway.server import Gateway
+from protocols.matrix.targets import normalize_target as normalize_matrix_target
 from protocols.visio.plugin import plugin as visio_plugin
 
 ROOM_UUID = "0b4c8f2e-5d1a-4c3b-9e7f-1a2b3c4d5e6f"
@@ -414,8 +417,83 @@ def test_local_rooms_of_link_targets() -> None:
     assert targets.is_room_id(LOCAL)
     assert not targets.is_room_id("visio-salle")  # an ordinary room whose name starts with visio-
     assert not targets.is_room_id(f"matrix-{ROOM_UUID}")
-    with pytest.raises(ValueError, match="room name"):
-        link_room_id("echo:!room:example.org")
+
+
+MATRIX_TARGET = "matrix:!AbCdEf:hs.test"
+
+
+def digest_room(target: str, scheme: str) -> str:
+    return f"{scheme}-{hashlib.sha256(target.encode()).hexdigest()[:16]}"
+
+
+def test_a_target_whose_text_is_no_room_name_has_a_digested_local_room() -> None:
+    local = link_room_id(MATRIX_TARGET)
+    assert local == digest_room(MATRIX_TARGET, "matrix") == link_room_id(MATRIX_TARGET)
+    assert link_room_id("matrix:!abcdef:hs.test") != local  # Matrix room ids are case-sensitive
+    assert link_room_id("matrix:#salle:hs.test") == digest_room("matrix:#salle:hs.test", "matrix")
+    assert link_room_id("ors:salle@partner.test") == digest_room("ors:salle@partner.test", "ors")
+    assert link_room_id("a+b.c:!x") == digest_room("a+b.c:!x", "a-b-c")  # + and . are no room name
+    long_target = "matrix:!" + "x" * 240 + ":hs.test"
+    for target in [MATRIX_TARGET, long_target, "echo:!room:example.org", "x:Y", "x:"]:
+        assert ROOM_ID_PATTERN.fullmatch(link_room_id(target)), target
+
+
+def test_digested_local_rooms_are_the_gateways_only() -> None:
+    targets = LinkTargets({"matrix": normalize_matrix_target, "visio": FakeAdapter().normalize})
+    local = link_room_id(MATRIX_TARGET)
+    assert targets.room_id(f" MATRIX:{MATRIX_TARGET[7:]}") == local
+    assert targets.is_room_id(local)
+    assert targets.is_room_id(link_room_id("matrix:#salle:hs.test"))
+    assert targets.is_room_id(LOCAL)
+    assert targets.is_room_id("visio-0123456789abcdef")  # every SCHEME-16 hex name is kept
+    for ordinary in ["matrix-salle", "matrix-0123456789abcde", "matrix-0123456789abcdeff", "salle"]:
+        assert not targets.is_room_id(ordinary), ordinary
+
+
+async def test_a_user_cannot_make_a_digested_local_room(data_dir: Path) -> None:
+    gateway = make_gateway(data_dir)
+    targets = LinkTargets({"matrix": normalize_matrix_target})
+    gateway.rooms.reserve(targets.is_room_id, "phone callers of a linked meeting")
+    local = link_room_id(MATRIX_TARGET)
+    try:
+        with pytest.raises(RoomError) as refused:
+            gateway.rooms.create(local)
+        assert refused.value.status == 403 and not gateway.rooms.exists(local)
+        gateway.rooms.create("matrix-salle")  # an ordinary name stays free
+    finally:
+        gateway.store.close()
+
+
+class FakeMatrixAdapter(FakeAdapter):
+    """A scheme whose targets are no room names and whose foreign room has no lobby."""
+
+    scheme = "matrix"
+
+    def normalize(self, target: str) -> str:
+        return normalize_matrix_target(target)
+
+
+async def test_callers_of_a_matrix_target_enter_its_digested_room_and_the_last_releases_it(
+    data_dir: Path,
+) -> None:
+    gateway = make_gateway(data_dir)
+    adapter = FakeMatrixAdapter()
+    gateway.links.register(adapter)
+    await gateway.links.start()
+    local = link_room_id(MATRIX_TARGET)
+    try:
+        room = gateway.rooms.get(await gateway.links.enter(MATRIX_TARGET, "Phone", lambda: 0.0))
+        assert room.id == local and room.links == [MATRIX_TARGET] and room.policy.lobby
+        assert adapter.started == [(local, MATRIX_TARGET)]
+        caller = gateway.rooms.add_participant(room, "Phone ••• 42", Role.GUEST, "sip", lobby=False)
+        gateway.rooms.add_participant(room, "Anna", Role.GUEST, "matrix", lobby=False)
+        assert not await gateway.links.release(local, MATRIX_TARGET, 0)
+        gateway.rooms.remove_participant(room, caller.id)
+        assert await gateway.links.release(local, MATRIX_TARGET, 0)  # Matrix people keep no link
+        assert adapter.stopped == [(local, MATRIX_TARGET)] and room.links == []
+    finally:
+        await gateway.links.stop()
+        gateway.store.close()
 
 
 def test_configuration_files_check_targets_with_the_installed_plugins() -> None:
