@@ -155,6 +155,8 @@ class MembershipKeeper:
         self.event_id = ""
         self._delay_id = ""
         self._created_ts: int | None = None
+        self._sending = False
+        """A membership was sent with no answer yet (cancelled, timed out): it may still land."""
         self._check = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -175,13 +177,17 @@ class MembershipKeeper:
                 await self._task
             self._task = None
         was_held, self.held = self.held, False
+        interrupted, self._sending = self._sending, False
         if not was_held and not self._delay_id:
             return
         try:
             await self.client.put_state(
                 self.matrix_room_id, CALL_MEMBER, self.state_key, {}, as_user=self.user_id
             )
-            await self._cancel_delayed()
+            # A membership interrupted on its way may still land after this {}: the delayed
+            # leave, kept, ends it then.
+            if not interrupted:
+                await self._cancel_delayed()
         except MatrixError as error:
             log.warning("membership of %s not ended now (%s)", self.user_id, error)
             return
@@ -217,9 +223,11 @@ class MembershipKeeper:
             intent=self.intent,
             created_ts=self._created_ts,
         )
+        self._sending = True
         self.event_id = await self.client.put_state(
             self.matrix_room_id, CALL_MEMBER, self.state_key, content, as_user=self.user_id
         )
+        self._sending = False
         self.held = True
         if self.on_held is not None:
             self.on_held(self.event_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,6 +155,34 @@ async def test_leave_ends_the_membership_and_cancels_the_delayed_leave(
     assert homeserver.content(ROOM, CALL_MEMBER, KEY) == {}
     assert homeserver.delayed == {}
     assert store.memberships() == []
+
+
+async def test_a_leave_interrupting_the_membership_on_its_way_keeps_the_delayed_leave(
+    homeserver: FakeHomeserver, store: MatrixStore
+) -> None:
+    """The membership's request, abandoned by the leave, lands after the leave's {} (the
+    homeserver had it already): the delayed leave, still scheduled, ends it."""
+    late: list[dict[str, object]] = []
+    put_state = homeserver.put_state
+    sent = asyncio.Event()
+
+    async def slow_membership(*args: Any, **kwargs: Any) -> str:
+        if args[3]:  # the membership, not a leave
+            late.append(args[3])
+            sent.set()
+            await asyncio.Event().wait()  # no answer: the leave cancels the wait
+        return await put_state(*args, **kwargs)
+
+    homeserver.put_state = slow_membership  # type: ignore[method-assign]
+    keeper = keeper_for(homeserver, store)
+    keeper.start()
+    await sent.wait()
+    await keeper.leave()
+    assert homeserver.content(ROOM, CALL_MEMBER, KEY) == {}
+    homeserver._set_state(ROOM, CALL_MEMBER, KEY, dict(late[0]), GHOST)  # lands late
+    (delay_id,) = homeserver.delayed
+    homeserver.fire(delay_id)
+    assert homeserver.content(ROOM, CALL_MEMBER, KEY) == {}
 
 
 async def test_a_vanished_membership_is_sent_again_under_the_same_key(
