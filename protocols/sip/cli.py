@@ -39,7 +39,9 @@ def add_commands(commands: Commands) -> None:
     dispatch_add = dispatch_commands.add_parser("add", help="add or replace a rule")
     dispatch_add.add_argument("number", help="a dialled number or SIP user, or * for every other")
     dispatch_add.add_argument(
-        "--room", help="the room, or visio:UUID (default: ask the caller for a room PIN)"
+        "--room",
+        help="the room, or a link target such as visio:UUID or matrix:!id:server "
+        "(default: ask the caller for a room PIN)",
     )
     dispatch_add.add_argument(
         "--pin", help="digits the caller must type first (e.g. for --room visio:UUID)"

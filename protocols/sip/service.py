@@ -68,8 +68,8 @@ class SipService:
         self.config = gateway.config.sip
         self.store = SipStore(gateway.store)
         self.rooms = gateway.rooms
-        # a link target's local room (visio-UUID) is made when its rule's first caller arrives,
-        # never by a visitor
+        # a link target's local room (visio-UUID, matrix-DIGEST) is made when its rule's first
+        # caller arrives, never by a visitor
         self.rooms.reserve(LinkTargets.installed().is_room_id, "phone callers of a linked meeting")
         self.bus = gateway.bus
         self.relay = gateway.relay

@@ -22,9 +22,10 @@ PLUGIN = "sip"
 class DispatchRule:
     """A dialled number or SIP user -> a room ("" for the PIN prompt), with the prompts' language.
 
-    ``room_id`` may also be a link target, ``visio:UUID`` (the local room ``visio-UUID``, made on
-    demand). ``pin``: the caller must type it first, and typed at any PIN prompt it reaches this
-    rule's room."""
+    ``room_id`` may also be a link target, ``visio:UUID`` or ``matrix:!id:server`` (its local room,
+    ``visio-UUID`` or ``matrix-`` and a digest, made on demand: gateway.links.link_room_id).
+    ``pin``: the caller must type it first, and typed at any PIN prompt it reaches this rule's
+    room."""
 
     number: str
     room_id: str = ""

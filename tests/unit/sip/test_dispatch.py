@@ -11,6 +11,7 @@ from gateway.config import ConfigError, load_config
 from gateway.links import LinkTargets, link_room_id
 from gateway.rooms import EventBus, RoomManager
 from gateway.store import Store
+from protocols.matrix.targets import normalize_target as normalize_matrix_target
 from protocols.sip.dispatch import Dispatcher, check_rule, is_link_target
 from protocols.sip.store import DispatchRule, SipStore
 from protocols.visio.targets import normalize_target
@@ -148,3 +149,26 @@ def test_only_link_target_rooms_are_kept_for_their_rule() -> None:
     route = d.route("visio-salle", trusted=False, allow_anonymous=True)
     assert route.room_id == "visio-salle"  # an ordinary room whose name starts with visio-
     assert d.route(LOCAL, trusted=False, allow_anonymous=True).room_id is None
+
+
+MATRIX_TARGET = "matrix:!AbCdEf:hs.test"
+
+
+def test_a_rule_to_a_matrix_room_routes_to_its_digested_local_room(tmp_path: Path) -> None:
+    targets = LinkTargets({"matrix": normalize_matrix_target})
+    rooms = RoomManager(Store(":memory:"), EventBus(), "gw.test")
+    d = Dispatcher(rooms, "fr", [DispatchRule("0388001122", MATRIX_TARGET)], targets)
+    local = link_room_id(MATRIX_TARGET)
+    route = d.route("0388001122", trusted=False, allow_anonymous=True)
+    assert (route.room_id, route.link) == (local, MATRIX_TARGET) and local.startswith("matrix-")
+    rooms.create(local, internal=True)
+    assert d.route(local, trusted=False, allow_anonymous=True).link == MATRIX_TARGET
+    orphan = Dispatcher(rooms, "fr", [], targets)
+    assert orphan.route(local, trusted=True, allow_anonymous=True).room_id is None
+
+    path = tmp_path / "c.toml"
+    path.write_text('[[sip.dispatch]]\nnumber = "1"\nroom = "MATRIX:#salle:hs.test"\n')
+    assert load_config(path).sip.dispatch[0].room == "matrix:#salle:hs.test"
+    path.write_text('[[sip.dispatch]]\nnumber = "1"\nroom = "matrix:salle"\n')
+    with pytest.raises(ConfigError, match=r"'sip.dispatch\[0\].room'"):
+        load_config(path)
