@@ -6,7 +6,8 @@ member who joins and the phone hear each other, and the on-demand link stops aft
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,12 +26,10 @@ from tests.matrix.test_element_call import (
     CALL_MEMBER,
     PHONE_HZ,
     PHONE_NAME,
+    PHONE_NUMBER,
     ghost_memberships,
     participants,
-    phone,
 )
-
-__all__ = ["phone"]
 
 pytestmark = [
     pytest.mark.interop,
@@ -41,6 +40,13 @@ pytestmark = [
 
 NUMBER = "0388001122"
 RING = "org.matrix.msc4075.rtc.notification"
+
+
+@pytest.fixture
+async def phone(tmp_path: Path) -> AsyncIterator[Baresip]:
+    """A baresip phone calling from PHONE_NUMBER (shown as PHONE_NAME), sending PHONE_HZ."""
+    async with Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as running:
+        yield running
 
 
 async def test_a_dispatch_rule_rings_a_matrix_room_whose_call_the_phone_then_joins(
