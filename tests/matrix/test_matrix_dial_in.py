@@ -1,7 +1,8 @@
 """A phone dials a Matrix room: a SIP dispatch rule sends a number to `matrix:!id`, with real peers
 on both sides (Synapse, livekit-server as the focus, matrix-js-sdk 43 and a Chromium livekit-client
 page as Element Call, a baresip phone). The caller's ghost rings the Matrix room, an Element Call
-member who joins and the phone hear each other, and the on-demand link stops after the caller."""
+member who joins and the phone hear each other, and the on-demand link stops after the caller; a
+rule may name the room by its alias too."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from gateway.links import link_room_id
 from gateway.media.audio.tone import tone_amplitude
 from gateway.rooms import ROOM_ID_PATTERN
+from tests.gateway_process import RunningGateway
 from tests.interop.baresip import Baresip
 from tests.interop.sipp_tools import wait_until
 from tests.matrix.conftest import MatrixStack, element_call_user
@@ -40,6 +43,13 @@ pytestmark = [
 
 NUMBER = "0388001122"
 RING = "org.matrix.msc4075.rtc.notification"
+
+
+def not_linked(gateway: RunningGateway, room: str) -> bool:
+    """Whether ROOM here has no link (the on-demand one was released)."""
+    status, body = gateway.admin("GET", f"/api/v1/rooms/{room}/links")
+    links = body["links"] if isinstance(body, dict) else body
+    return status == 200 and links == []
 
 
 @pytest.fixture
@@ -132,10 +142,42 @@ async def test_a_dispatch_rule_rings_a_matrix_room_whose_call_the_phone_then_joi
 
     await wait_for(membership_ended, "the phone's ghost membership to be {}", 20)
 
-    def released() -> bool:
-        status, body = gateway.admin("GET", f"/api/v1/rooms/{local}/links")
-        links = body["links"] if isinstance(body, dict) else body
-        return status == 200 and links == []
-
-    await wait_until(released, 20, "the on-demand link outlived its last caller")
+    await wait_until(
+        lambda: not_linked(gateway, local), 20, "the on-demand link outlived its last caller"
+    )
     await anna_call.leave()
+
+
+async def test_a_dispatch_rule_to_a_matrix_alias_rings_the_room_it_names(
+    matrix_stack: MatrixStack, phone: Baresip
+) -> None:
+    stack, gateway = matrix_stack, matrix_stack.gateway
+    mila = await stack.synapse.register_user("mila", "mila-password")
+    matrix_room = await mila.create_room("Mairie", invite=[stack.bot_user_id])
+    alias = f"#mairie:{stack.server_name}"
+    await mila.request(
+        "PUT",
+        f"/_matrix/client/v3/directory/room/{quote(alias, safe='')}",
+        {"room_id": matrix_room},
+    )
+    target = f"matrix:{alias}"
+    local = link_room_id(target)
+    status, body = gateway.admin("POST", "/api/v1/sip/dispatch", {"number": "1", "room": target})
+    assert status == 201, body
+
+    await phone.dial(f"sip:1@127.0.0.1:{gateway.sip_port}")
+    await phone.wait_event("CALL_ESTABLISHED", timeout=10)
+
+    async def ring() -> list[dict[str, Any]]:
+        return [e for e in await mila.messages(matrix_room) if e["type"] == RING]
+
+    (event,) = await wait_for(ring, "a ring in the room the alias names", 30)
+    assert (await mila.members(matrix_room))[event["sender"]] == PHONE_NAME
+    assert any(p["origin"] == "sip" for p in participants(gateway, local))
+
+    await phone.hangup()
+    await phone.wait_event("CALL_CLOSED", timeout=10)
+
+    await wait_until(
+        lambda: not_linked(gateway, local), 20, "the on-demand link outlived its last caller"
+    )
