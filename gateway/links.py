@@ -49,6 +49,10 @@ class LinkState(StrEnum):
 
 
 MAX_TARGET_LENGTH = 512
+ENTER_SETTLE = 5.0
+"""Seconds ``enter`` waits for a link it just opened to leave ``connecting`` (connected, or
+refused by the foreign side) before letting the caller in; a link still trying after that lets
+the caller wait in the local room while it retries."""
 START_TIMEOUT = 10.0
 """Seconds a link's ``start()`` may take (it should return at once and connect in the background)."""
 STOP_TIMEOUT = 10.0
@@ -223,6 +227,16 @@ _DIGEST = re.compile(f"[0-9a-f]{{{LOCAL_ROOM_DIGEST_LENGTH}}}")
 def _room_scheme(scheme: str) -> str:
     """A scheme as the start of a room name (``+`` and ``.`` are not in room names)."""
     return _NOT_IN_ROOM_NAME.sub("-", scheme.lower())
+
+
+async def _settled(link: Link, timeout: float = ENTER_SETTLE) -> LinkStatus:
+    """The link's status once it has left ``connecting``, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    status = link.status()
+    while status.state is LinkState.CONNECTING and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        status = link.status()
+    return status
 
 
 def link_room_id(target: str) -> str:
@@ -485,9 +499,10 @@ class LinkManager:
             with contextlib.suppress(RoomError):  # room_exists: another caller made it just now
                 rooms.create(room_id, lobby=True, internal=True)
         link = await self.ensure(room_id, canonical, persist=False)
-        status = link.status()
-        if status.state is LinkState.FAILED:
-            raise LinkError("link_failed", f"the link of {room_id} failed: {status.detail}")
+        status = await _settled(link)
+        if status.state in (LinkState.FAILED, LinkState.REFUSED):
+            # A refused link (a Matrix room that has not invited us) would leave the caller alone.
+            raise LinkError("link_failed", f"the link of {room_id} {status.state}: {status.detail}")
         if isinstance(adapter, AdmittingAdapter):
             admission = await adapter.admit(canonical, display_name, play_waiting)
             if not admission.accepted:

@@ -181,3 +181,27 @@ async def test_a_dispatch_rule_to_a_matrix_alias_rings_the_room_it_names(
     await wait_until(
         lambda: not_linked(gateway, local), 20, "the on-demand link outlived its last caller"
     )
+
+
+async def test_a_phone_dialling_a_matrix_room_that_has_not_invited_us_is_told_goodbye(
+    matrix_stack: MatrixStack, phone: Baresip
+) -> None:
+    """The link is refused (no invite): the caller hears the goodbye prompt and is hung up,
+    instead of waiting alone in a local room; nothing joins the Matrix room, no link is left."""
+    stack, gateway = matrix_stack, matrix_stack.gateway
+    nora = await stack.synapse.register_user("nora", "nora-password")
+    matrix_room = await nora.create_room("Privé")  # the bot is not invited
+    target = f"matrix:{matrix_room}"
+    local = link_room_id(target)
+    status, body = gateway.admin("POST", "/api/v1/sip/dispatch", {"number": "2", "room": target})
+    assert status == 201, body
+
+    await phone.dial(f"sip:2@127.0.0.1:{gateway.sip_port}")
+    await phone.wait_event("CALL_CLOSED", timeout=30)
+
+    assert gateway.admin("GET", f"/api/v1/rooms/{local}")[0] == 404 or not participants(
+        gateway, local
+    )
+    await wait_until(lambda: not_linked(gateway, local), 20, "the refused link was left running")
+    assert list(await nora.members(matrix_room)) == [nora.user_id]
+    assert "cannot enter a linked room" in gateway.log_text()

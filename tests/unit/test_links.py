@@ -53,7 +53,7 @@ class FakeLink:
             raise RuntimeError("the LiveKit server refused the token")
         if self.adapter.hang_start:
             await asyncio.sleep(3600)
-        self.state = "connected"
+        self.state = self.adapter.start_state
 
     async def stop(self) -> None:
         self.adapter.stopped.append((self.room_id, self.target))
@@ -70,6 +70,8 @@ class FakeAdapter:
         self.fail_start = False
         self.fail_open = False
         self.hang_start = False
+        self.start_state = "connected"
+        """What a started link reports ("refused": the foreign room turned us away)."""
 
     def normalize(self, target: str) -> str:
         rest = target.split(":", 1)[1]
@@ -491,6 +493,28 @@ async def test_callers_of_a_matrix_target_enter_its_digested_room_and_the_last_r
         gateway.rooms.remove_participant(room, caller.id)
         assert await gateway.links.release(local, MATRIX_TARGET, 0)  # Matrix people keep no link
         assert adapter.stopped == [(local, MATRIX_TARGET)] and room.links == []
+    finally:
+        await gateway.links.stop()
+        gateway.store.close()
+
+
+async def test_a_caller_is_turned_away_when_the_foreign_room_refuses_the_link(
+    data_dir: Path,
+) -> None:
+    """Not left alone in a local room whose link the Matrix room refused (no invite)."""
+    gateway = make_gateway(data_dir)
+    adapter = FakeMatrixAdapter()
+    adapter.start_state = "refused"
+    gateway.links.register(adapter)
+    await gateway.links.start()
+    local = link_room_id(MATRIX_TARGET)
+    try:
+        with pytest.raises(LinkError) as refused:
+            await gateway.links.enter(MATRIX_TARGET, "Phone", lambda: 0.0)
+        assert refused.value.code == "link_failed" and "refused" in str(refused.value)
+        assert gateway.rooms.get(local).participants == {}
+        assert await gateway.links.release(local, MATRIX_TARGET, 0)  # the caller's hang-up
+        assert gateway.rooms.get(local).links == []
     finally:
         await gateway.links.stop()
         gateway.store.close()
