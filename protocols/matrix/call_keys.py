@@ -19,12 +19,14 @@ import binascii
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from protocols.matrix.client import MatrixError
 from protocols.matrix.frame_crypto import KEY_RING_SIZE, FrameCryptor, KeyRing
 from protocols.matrix.olm import (
+    DecryptedEvent,
     DevicePickles,
     MatrixRequests,
     OlmDevice,
@@ -238,6 +240,8 @@ class CallEncryption:
         self.members: set[tuple[str, str]] = set()
         self._ghosts: dict[str, _Ghost] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_decrypted: Callable[[OlmDevice, DecryptedEvent], Awaitable[None]] | None = None
+        """Gets the other Olm-decrypted to-device events of our ghosts' devices (room keys)."""
 
     async def add_ghost(self, user_id: str) -> FrameCryptor:
         ghost = self._ghosts.get(user_id)
@@ -259,6 +263,11 @@ class CallEncryption:
 
     def remove_ghost(self, user_id: str) -> None:
         self._ghosts.pop(user_id, None)
+
+    def device(self, user_id: str) -> OlmDevice | None:
+        """A ghost's Olm device, once added."""
+        ghost = self._ghosts.get(user_id)
+        return ghost.device if ghost else None
 
     def cryptor(self, user_id: str) -> FrameCryptor | None:
         """The FrameCryptor of a ghost's own frames."""
@@ -284,14 +293,17 @@ class CallEncryption:
         finally:
             save_device(self.store, device, self.pickle_key)
         if decrypted.type != CALL_KEYS_EVENT:
+            if self.on_decrypted is not None:
+                await self.on_decrypted(device, decrypted)
+            try:
+                await self._top_up(device)
+            except MatrixError as error:
+                log.info("one-time keys of %s not topped up: %s", device.user_id, error)
             return None
         try:
             sender = await device.sender_device(self.client, decrypted)
             key = parse_content(decrypted.sender, decrypted.content, self.room_id)
-            if device.one_time_keys_used:
-                device.one_time_keys_used = 0
-                await device.upload_keys(self.client)
-                save_device(self.store, device, self.pickle_key)
+            await self._top_up(device)
         except (OlmError, CallKeyError, MatrixError) as error:
             log.info("call key from %s refused: %s", decrypted.sender, error)
             return None
@@ -300,6 +312,12 @@ class CallEncryption:
             return None
         self.rings.add(key)
         return key
+
+    async def _top_up(self, device: OlmDevice) -> None:
+        if device.one_time_keys_used:
+            device.one_time_keys_used = 0
+            await device.upload_keys(self.client)
+            save_device(self.store, device, self.pickle_key)
 
     async def members_changed(self, members: set[tuple[str, str]]) -> None:
         """The call's other members (user id, device id) now; shares and rotates our keys."""

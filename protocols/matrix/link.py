@@ -15,7 +15,9 @@ A `MatrixLink` has two halves:
 In an end-to-end encrypted Matrix room (m.room.encryption) the bridge is a declared participant of
 the call (the bot says so in the room, once per call): protocols/matrix/e2ee.py gives each ghost
 an Olm device and a media key, takes the members' keys in, and decrypts and re-encrypts the media
-(LiveKit's frame encryption) as the LiveKit half carries it.
+(LiveKit's frame encryption) as the LiveKit half carries it; protocols/matrix/megolm.py decrypts
+the members' chat with the room keys they send the ghosts' devices and encrypts each ghost's chat
+with a session of its own.
 
 When the room cannot be bridged the link says why (state ``refused``) and, when the bot is in the
 Matrix room, so does an ``m.notice`` there: never silence. Redactions are not followed (the chat
@@ -55,6 +57,7 @@ from protocols.matrix import ids
 from protocols.matrix.call_keys import CallEncryption
 from protocols.matrix.client import MatrixError, MatrixUnavailable
 from protocols.matrix.e2ee import CallMedia, announcement
+from protocols.matrix.megolm import MegolmError, RoomChatEncryption
 from protocols.matrix.membership import (
     CALL_MEMBER,
     RTC_NOTIFICATION,
@@ -64,7 +67,7 @@ from protocols.matrix.membership import (
     member_of,
     ring_content,
 )
-from protocols.matrix.olm import pickle_key
+from protocols.matrix.olm import DecryptedEvent, OlmDevice, OlmError, pickle_key
 from protocols.matrix.rooms import hashed_identity_of_membership, livekit_room_name
 
 if TYPE_CHECKING:
@@ -246,6 +249,8 @@ class MatrixLink:
         self._noticed = ""
         self.media: CallMedia | None = None
         """The call's end-to-end encryption, in an encrypted room."""
+        self.chat_crypto: RoomChatEncryption | None = None
+        """The chat's end-to-end encryption (Megolm), in an encrypted room."""
         self._announced = False
         self._unlisten_to_device: Any = None
 
@@ -454,6 +459,8 @@ class MatrixLink:
             self.media = CallMedia(
                 keys, lambda text: self._spawn(self._notice(text)), self.member_identity
             )
+            self.chat_crypto = RoomChatEncryption(self.service.client, self.matrix_room_id)
+            keys.on_decrypted = self._on_olm_event
             self._sync_call_keys()
         if self._bridge is None:
             self._bridge = self.bridge_factory(
@@ -506,6 +513,7 @@ class MatrixLink:
         if self.media is not None:
             media, self.media = self.media, None
             await media.close()
+        self.chat_crypto = None
         self._announced = False
 
     # --- people here -> ghosts in the Matrix room ---------------------------------------------
@@ -616,6 +624,8 @@ class MatrixLink:
             await keeper.leave()
         if self.media is not None:
             self.media.remove_ghost(ghost.user_id)
+        if self.chat_crypto is not None:
+            self.chat_crypto.forget_ghost(ghost.user_id)
         if ghost.joined:
             ghost.joined = False
             try:
@@ -649,12 +659,18 @@ class MatrixLink:
             log.info("ring of %s not sent: %s", self.matrix_room_id, error)
 
     async def _send_chat(self, ghost: _Ghost, text: str) -> None:
+        kind, content = "m.room.message", {"msgtype": "m.text", "body": text}
         try:
+            if self.chat_crypto is not None:  # an encrypted room: as Megolm from the ghost
+                device = self.media.keys.device(ghost.user_id) if self.media else None
+                if device is None:
+                    log.warning("chat to %s not sent: no device for its ghost", self.target)
+                    return
+                members = [user for user in self._names if not self.is_ours(user)]
+                content = await self.chat_crypto.encrypt(device, members, kind, content)
+                kind = "m.room.encrypted"
             await self.service.client.send(
-                self.matrix_room_id,
-                "m.room.message",
-                {"msgtype": "m.text", "body": text},
-                as_user=ghost.user_id,
+                self.matrix_room_id, kind, content, as_user=ghost.user_id
             )
         except MatrixError as error:
             log.warning("chat to %s not sent: %s", self.matrix_room_id, error)
@@ -715,6 +731,8 @@ class MatrixLink:
             self._on_matrix_state(event)
         elif kind == "m.room.message":
             self._on_matrix_message(event)
+        elif kind == "m.room.encrypted":
+            self._on_encrypted(event)
 
     def _on_matrix_state(self, event: dict[str, Any]) -> None:
         kind, key = event.get("type"), event.get("state_key")
@@ -767,6 +785,32 @@ class MatrixLink:
         to_user = event.get("to_user_id")
         if self.media is not None and any(g.user_id == to_user for g in self.ghosts.values()):
             await self.media.on_to_device(event)
+
+    async def _on_olm_event(self, device: OlmDevice, event: DecryptedEvent) -> None:
+        """An Olm-decrypted to-device event of a ghost's device: a member's room key lets the
+        chat events waiting for it through."""
+        if self.chat_crypto is None:
+            return
+        try:
+            released = await self.chat_crypto.take_room_key(device, event)
+        except (MegolmError, OlmError, MatrixError) as error:
+            log.info("room key from %s refused: %s", event.sender, error)
+            return
+        for inner in released:
+            if inner.get("type") == "m.room.message":
+                self._on_matrix_message(inner)
+
+    def _on_encrypted(self, event: dict[str, Any]) -> None:
+        """An encrypted room event: its chat, once decrypted (later when its key comes)."""
+        if self.chat_crypto is None or self.is_ours(str(event.get("sender"))):
+            return
+        try:
+            inner = self.chat_crypto.decrypt(event)
+        except MegolmError as error:
+            log.info("encrypted event from %s not decrypted: %s", event.get("sender"), error)
+            return
+        if inner is not None and inner.get("type") == "m.room.message":
+            self._on_matrix_message(inner)
 
     def _on_matrix_message(self, event: dict[str, Any]) -> None:
         sender = event.get("sender")

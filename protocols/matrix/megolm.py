@@ -26,6 +26,7 @@ gateway starting again receives new keys; outbound sessions are made anew as wel
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -92,6 +93,7 @@ class RoomChatEncryption:
         self._seen: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._pending: deque[_Pending] = deque()
         self._outbound: dict[str, _Outbound] = {}
+        self._sharing = asyncio.Lock()
 
     # members' keys and messages -----------------------------------------------------------
 
@@ -226,6 +228,17 @@ class RoomChatEncryption:
         """The `m.room.encrypted` content of the ghost's (`device`'s) event, its session key sent
         first to the devices of `members` (the room's joined users, ours left out) that lack it.
         MatrixError when the homeserver fails."""
+        async with self._sharing:  # one session per ghost, its key shared before it is used
+            return await self._encrypt(device, members, event_type, content, now)
+
+    async def _encrypt(
+        self,
+        device: OlmDevice,
+        members: list[str],
+        event_type: str,
+        content: dict[str, Any],
+        now: float | None,
+    ) -> dict[str, Any]:
         now = time.monotonic() if now is None else now
         devices = await self._devices(device, members)
         outbound = self._outbound.get(device.user_id)

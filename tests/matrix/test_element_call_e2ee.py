@@ -8,7 +8,8 @@ here an ORS WebRTC client and a baresip phone, each with a tone of its own.
 Asserted: the ORS client and the phone hear Anna's tone and the ORS client decodes her video (we
 decrypted them; AES-GCM lets no wrongly decrypted frame through), Anna's page hears both
 tones from our ghosts (we encrypted them with the ghosts' keys, livekit-client decrypted them),
-and the bot declared the bridge in the room."""
+the chat goes both ways (Megolm: Anna's message read here with her name, Bruno's decrypted by
+her Rust crypto), and the bot declared the bridge in the room."""
 
 from __future__ import annotations
 
@@ -123,6 +124,30 @@ async def test_an_encrypted_element_call_and_a_room_here_become_one_meeting(
         assert max(tone_amplitude(w, ANNA_HZ, rate) for w in windows) > 1000, (
             "the phone never heard Anna's tone"
         )
+
+        # Chat both ways in the encrypted room: Anna's Megolm message decrypted here, with her
+        # name; Bruno's encrypted by his ghost, decrypted by her Rust crypto.
+        js = anna_call.js
+        sent = await js.command("send_text", room=matrix_room, text="Geheim aus Matrix")
+        chat = (await host.next_event("chat", timeout=20))["message"]
+        assert (chat["text"], chat["from_name"]) == ("Geheim aus Matrix", "Anna Krypto")
+        await host.request({"type": "chat", "text": "Secret depuis Rondpoint"})
+        message = await js.wait_event(
+            "message",
+            lambda e: (
+                e["type"] == "m.room.message"
+                and e["content"].get("body") == "Secret depuis Rondpoint"
+            ),
+            timeout=20,
+        )
+        assert message["sender"] == bruno["identity"].rsplit(":", 1)[0]
+        on_the_wire = {
+            e["event_id"]: e["type"]
+            for e in await olga.messages(matrix_room)
+            if e["event_id"] in (sent["event_id"], message["event_id"])
+        }
+        assert set(on_the_wire.values()) == {"m.room.encrypted"}, on_the_wire
+        assert len(on_the_wire) == 2, on_the_wire
 
     # The bridge declared itself in the room, once for this call.
     notices = [

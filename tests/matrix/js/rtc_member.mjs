@@ -9,7 +9,7 @@
 //           and events {"event": NAME, ...} at any time:
 //           "memberships" {room, memberships: [{user_id, device_id, event_id, membership_id,
 //             rtc_backend_identity (the LiveKit identity), created_ts, focus_active, foci_preferred, content}]}
-//           "message" {room, event_id, sender, type, content}
+//           "message" {room, event_id, sender, type, content} (an encrypted one again once decrypted)
 //           "membership_status" {room, status}
 //           "media_key" {room, identity (LiveKit), user_id, device_id, key (base64), index}: a
 //             media key the session manages (rtc_join manage_media_keys), ours included
@@ -153,19 +153,26 @@ const commands = {
     }
     client = sdk.createClient({ baseUrl: homeserver_url, ...credentials });
     if (crypto) await client.initRustCrypto({ useIndexedDB: false });
-    client.on(sdk.RoomEvent.Timeline, (event, room, toStartOfTimeline) => {
-      if (toStartOfTimeline || !room) return;
+    const report = (event, roomId) => {
       const type = event.getType();
       if (type === MEMBER_EVENT) return; // reported as memberships
       emit({
         event: "message",
-        room: room.roomId,
+        room: roomId,
         event_id: event.getId(),
         sender: event.getSender(),
         type,
         state_key: event.getStateKey() ?? null,
         content: event.getContent(),
       });
+    };
+    client.on(sdk.RoomEvent.Timeline, (event, room, toStartOfTimeline) => {
+      if (toStartOfTimeline || !room) return;
+      report(event, room.roomId);
+    });
+    // an encrypted event again once decrypted (its clear type and content)
+    client.on(sdk.MatrixEventEvent.Decrypted, (event) => {
+      if (!event.isDecryptionFailure() && event.getRoomId()) report(event, event.getRoomId());
     });
     const prepared = new Promise((resolve, reject) => {
       client.on(sdk.ClientEvent.Sync, (state, _previous, data) => {
