@@ -6,8 +6,8 @@ m.megolm.v1.aes-sha2), with vodozemac doing the cryptography, on the ghosts' Olm
 
 - members' room keys: an Olm-decrypted `m.room_key` to-device event (`take_room_key`) becomes an
   inbound group session of this room once the Olm sender key is proven to be one of the sender's
-  devices (`OlmDevice.sender_device`); a key for another room, or for a session another device
-  already gave, is refused;
+  devices (`OlmDevice.sender_device`); a key for another room is left alone, one for a session
+  another device already gave is refused;
 - members' messages: `decrypt` turns an `m.room.encrypted` room event into its inner event when
   the session is known, its sender is the one who shared the session, its room is this room and
   its message index was not seen in another event (replays refused). An event whose session is
