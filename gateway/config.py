@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -303,6 +304,15 @@ def check_addresses(
             ipaddress.ip_address(value)
         except ValueError:
             raise ConfigError(f"{where}: '{name}.{key}' must be an IP address") from None
+
+
+def is_url(value: str, schemes: Sequence[str]) -> bool:
+    """Whether VALUE is a URL with one of SCHEMES and a host."""
+    try:
+        parsed = urllib.parse.urlsplit(value)
+    except ValueError:
+        return False
+    return parsed.scheme in schemes and bool(parsed.hostname)
 
 
 def _validate(config: Config, where: str) -> None:

@@ -13,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, is_url
 
 AS_TOKEN_ENV = "RONDPOINT_MATRIX_AS_TOKEN"
 HS_TOKEN_ENV = "RONDPOINT_MATRIX_HS_TOKEN"
@@ -123,7 +123,7 @@ class MatrixConfig:
             raise ConfigError(f"{where}: 'matrix.reconnect_max_seconds' must be 1 to 3600")
         for key in ("appservice_url", "focus_url"):
             value = getattr(self, key)
-            if value and not _is_url(value, ("http", "https")):
+            if value and not is_url(value, ("http", "https")):
                 raise ConfigError(
                     f"{where}: 'matrix.{key}' must be an http:// or https:// URL with a host, "
                     "or empty"
@@ -132,7 +132,7 @@ class MatrixConfig:
             _check_ca_file(self.ca_file, where)
         if not self.homeserver_url:
             return
-        if not _is_url(self.homeserver_url, ("https", "http")):
+        if not is_url(self.homeserver_url, ("https", "http")):
             raise ConfigError(
                 f"{where}: 'matrix.homeserver_url' must be an https:// URL with a host "
                 "(or empty to turn Matrix off)"
@@ -157,7 +157,7 @@ class MatrixConfig:
         if self.as_token == self.hs_token:
             raise ConfigError(f"{where}: 'matrix.as_token' and 'matrix.hs_token' must differ")
         if self.livekit_url:
-            if not _is_url(self.livekit_url, ("ws", "wss", "http", "https")):
+            if not is_url(self.livekit_url, ("ws", "wss", "http", "https")):
                 raise ConfigError(
                     f"{where}: 'matrix.livekit_url' must be the focus's LiveKit URL, ws://, "
                     "wss://, http:// or https:// with a host"
@@ -190,14 +190,6 @@ def _check_ca_file(ca_file: str, where: str) -> None:
         raise ConfigError(
             f"{where}: 'matrix.ca_file' {ca_file!r} holds no usable PEM certificate ({error})"
         ) from None
-
-
-def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
-    try:
-        parsed = urllib.parse.urlsplit(value)
-    except ValueError:
-        return False
-    return parsed.scheme in schemes and bool(parsed.hostname)
 
 
 def _is_loopback(url: str) -> bool:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from dataclasses import dataclass, field
 
-from gateway.config import ConfigError
+from gateway.config import ConfigError, is_url
 
 VISIO_SECRET_ENV = "RONDPOINT_VISIO_API_SECRET"
 _IDENTITY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,32}")
@@ -47,7 +46,7 @@ class VisioConfig:
 
     def validate(self, where: str) -> None:
         """ConfigError naming the key; never shows the secret."""
-        if self.url and not _is_url(self.url, ("ws", "wss", "http", "https")):
+        if self.url and not is_url(self.url, ("ws", "wss", "http", "https")):
             raise ConfigError(
                 f"{where}: 'visio.url' must be the Visio LiveKit URL, ws://, wss://, http:// or "
                 "https:// with a host (or empty to turn the Visio bridge off)"
@@ -59,7 +58,7 @@ class VisioConfig:
                 f"{where}: 'visio.api_secret' is required when 'visio.url' is set "
                 f"(in the file, or in ${VISIO_SECRET_ENV})"
             )
-        if self.backend_url and not _is_url(self.backend_url, ("http", "https")):
+        if self.backend_url and not is_url(self.backend_url, ("http", "https")):
             raise ConfigError(
                 f"{where}: 'visio.backend_url' must be an http:// or https:// URL with a host, "
                 "or empty"
@@ -72,11 +71,3 @@ class VisioConfig:
             raise ConfigError(f"{where}: 'visio.reconnect_max_seconds' must be a positive integer")
         if self.reconnect_max_seconds > 3600:
             raise ConfigError(f"{where}: 'visio.reconnect_max_seconds' must be at most 3600")
-
-
-def _is_url(value: str, schemes: tuple[str, ...]) -> bool:
-    try:
-        parsed = urllib.parse.urlsplit(value)
-    except ValueError:
-        return False
-    return parsed.scheme in schemes and bool(parsed.hostname)
