@@ -73,6 +73,7 @@ from gateway.rooms import (
 )
 from gateway.rooms.events import RoomEvent, Subscription
 from gateway.rooms.model import Participant, Room
+from gateway.tasks import TaskSet
 from protocols.livekit.data import TextStreamAssembler, chat_packets, is_chat
 from protocols.livekit.rtc import LiveKitParticipant, LiveKitRtcError, LocalTrack, RemoteTrack
 from protocols.livekit.signal import Participant as LkParticipant
@@ -289,7 +290,7 @@ class LiveKitBridge:
         self._remotes: dict[str, _Remote] = {}
         self._mirrors: dict[str, _Mirror] = {}
         self._events: Subscription | None = None
-        self._session_tasks: set[asyncio.Task[None]] = set()
+        self._session_tasks = TaskSet()
         self._broken: asyncio.Future[str] | None = None
         self._chat = TextStreamAssembler()
         self._remote_lock = asyncio.Lock()
@@ -428,12 +429,7 @@ class LiveKitBridge:
     async def _close_session(self, *, leave: bool) -> None:
         status = self.status()
         self._counted = (status.packets_in, status.packets_out)
-        for task in list(self._session_tasks):
-            task.cancel()
-        for task in list(self._session_tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._session_tasks.clear()
+        await self._session_tasks.cancel()
         if self._events is not None:
             self._events.close()
             self._events = None
@@ -455,9 +451,7 @@ class LiveKitBridge:
             remote.requested.clear()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._session_tasks.add(task)
-        task.add_done_callback(self._session_tasks.discard)
+        self._session_tasks.spawn(coroutine)
 
     def _break(self, reason: str) -> None:
         if self._broken is not None and not self._broken.done():

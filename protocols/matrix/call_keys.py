@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.tasks import TaskSet
 from protocols.matrix.client import MatrixError
 from protocols.matrix.frame_crypto import KEY_RING_SIZE, FrameCryptor, KeyRing
 from protocols.matrix.olm import (
@@ -239,7 +240,7 @@ class CallEncryption:
         self.rings = CallKeyRings()
         self.members: set[tuple[str, str]] = set()
         self._ghosts: dict[str, _Ghost] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self.on_decrypted: Callable[[OlmDevice, DecryptedEvent], Awaitable[None]] | None = None
         """Gets the other Olm-decrypted to-device events of our ghosts' devices (room keys)."""
 
@@ -345,9 +346,7 @@ class CallEncryption:
             if ghost.own.index == index:
                 ghost.cryptor.keys.current_index = index
 
-        task = asyncio.get_running_loop().create_task(use_later())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(use_later())
 
     async def _share(self, ghost: _Ghost, targets: set[tuple[str, str]]) -> None:
         if not targets:
@@ -376,6 +375,4 @@ class CallEncryption:
             log.info("no Olm session with %s %s: our key not sent", peer.user_id, peer.device_id)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        self._tasks.clear()
+        await self._tasks.cancel()

@@ -38,7 +38,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ from gateway.rooms import (
 from gateway.rooms.events import Subscription
 from gateway.rooms.model import Participant, Room
 from gateway.rooms.names import display_name
+from gateway.tasks import TaskSet
 from protocols.matrix.client import MatrixError
 from protocols.matrix.ids import GHOST_DEVICE, ROOM_PREFIX, TEL_PREFIX, is_ours, split_user_id
 
@@ -167,7 +168,7 @@ class LegacyCalls:
         self.config = service.config
         self.calls: dict[tuple[str, str], _Call] = {}
         self._unsubscribe: Callable[[], None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._ghost_rooms: dict[str, str] = {}
         """Matrix room -> the legacy ghost joined in it (seen since the start)."""
 
@@ -560,10 +561,8 @@ class LegacyCalls:
             server_name=self.config.server_name,
         )
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self._tasks.spawn(coroutine)
 
 
 async def _left(events: Subscription, watched: set[str]) -> str:

@@ -51,6 +51,7 @@ from gateway.rooms import (
 from gateway.rooms.events import RoomEvent, Subscription
 from gateway.rooms.model import Participant, Room
 from gateway.rooms.names import display_name
+from gateway.tasks import TaskSet
 from protocols.livekit.bridge import BridgePolicy, BridgeSettings, LiveKitBridge, MirrorGrant
 from protocols.livekit.signal import Participant as LkParticipant
 from protocols.matrix import ids
@@ -231,7 +232,7 @@ class MatrixLink:
         self._status = LinkStatus(LinkState.CONNECTING, "starting", time.time())
         self._bridge: LiveKitBridge | None = None
         self._task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._events: Subscription | None = None
         self._unlisten: Any = None
         self._entered = False
@@ -345,9 +346,7 @@ class MatrixLink:
             return None
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coroutine)
 
     def _break(self, reason: str) -> None:
         if self._trouble is not None and not self._trouble.done():
@@ -489,12 +488,7 @@ class MatrixLink:
         """Everything the link took, given back: tasks, ghosts (their memberships ended, the
         Matrix room left), the LiveKit half (its participants here removed)."""
         self._entered = False
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self._tasks.cancel()
         if self._events is not None:
             self._events.close()
             self._events = None
