@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,8 @@ from tests.unit.matrix.served_gateway import AS_TOKEN, HS_TOKEN, Served, served
 
 TXN = "/matrix/_matrix/app/v1/transactions/"
 
+pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
+
 
 def message(number: int, kind: str = "m.room.message") -> dict[str, Any]:
     return {
@@ -35,19 +35,6 @@ def message(number: int, kind: str = "m.room.message") -> dict[str, Any]:
         "event_id": f"$e{number}",
         "content": {"msgtype": "m.text", "body": f"hello {number}"},
     }
-
-
-@pytest.fixture
-async def homeserver() -> AsyncIterator[RecordingHomeserver]:
-    stub = await RecordingHomeserver().start()
-    yield stub
-    await stub.close()
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, homeserver: RecordingHomeserver) -> AsyncIterator[Served]:
-    async with served(tmp_path, homeserver) as running:
-        yield running
 
 
 def listen(running: Served) -> list[str]:
@@ -68,15 +55,6 @@ async def put(running: Served, txn_id: str, body: Any, **headers: str) -> tuple[
         headers={"Content-Type": "application/json", **running.auth(), **headers},
     )
     return response.status, await response.json(content_type=None)
-
-
-@pytest.fixture(autouse=True)
-def no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
-    caplog.set_level(logging.DEBUG)
-    yield
-    for record in caplog.records:
-        text = record.getMessage()
-        assert HS_TOKEN not in text and AS_TOKEN not in text, text
 
 
 async def test_a_transaction_is_applied_in_order(gateway: Served) -> None:

@@ -22,13 +22,6 @@ GHOST = "@rondpoint_p__a:hs.test"
 
 
 @pytest.fixture
-async def homeserver() -> AsyncIterator[RecordingHomeserver]:
-    stub = await RecordingHomeserver().start()
-    yield stub
-    await stub.close()
-
-
-@pytest.fixture
 async def client(homeserver: RecordingHomeserver) -> AsyncIterator[MatrixClient]:
     matrix = MatrixClient(homeserver.url, AS_TOKEN, BOT, timeout=5.0)
     yield matrix

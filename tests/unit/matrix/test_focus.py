@@ -5,9 +5,6 @@ in a log line or an answer."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -15,34 +12,11 @@ import pytest
 
 from protocols.matrix.focus import BURST
 from protocols.matrix.rooms import hashed_room_name
-from tests.unit.matrix.recording_homeserver import RecordingHomeserver
-from tests.unit.matrix.served_gateway import LIVEKIT_SECRET, SERVER_NAME, Served, served
+from tests.unit.matrix.conftest import FORGED, OPENID
+from tests.unit.matrix.served_gateway import LIVEKIT_SECRET, SERVER_NAME, Served
 
 GET = "/matrix/sfu/get"
-OPENID = "openid-token-of-anna-0123456789"
-FORGED = "forged-openid-token-9876543210"
-
-
-@pytest.fixture
-async def homeserver() -> AsyncIterator[RecordingHomeserver]:
-    stub = await RecordingHomeserver(openid_users={OPENID: "@anna:hs.test"}).start()
-    yield stub
-    await stub.close()
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, homeserver: RecordingHomeserver) -> AsyncIterator[Served]:
-    async with served(tmp_path, homeserver) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
-    caplog.set_level(logging.DEBUG)
-    yield
-    for record in caplog.records:
-        text = record.getMessage()
-        assert OPENID not in text and FORGED not in text and LIVEKIT_SECRET not in text, text
+pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
 
 def body(token: str = OPENID, **changes: Any) -> dict[str, Any]:

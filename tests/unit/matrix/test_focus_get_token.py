@@ -6,9 +6,6 @@ echoed. Also the room and identity hashes against MSC4195's test vectors."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -24,38 +21,15 @@ from protocols.matrix.rooms import (
     hashed_room_name,
     livekit_room_name,
 )
-from tests.unit.matrix.recording_homeserver import RecordingHomeserver
-from tests.unit.matrix.served_gateway import LIVEKIT_SECRET, SERVER_NAME, Served, served
+from tests.unit.matrix.conftest import ANNA, FORGED, OPENID
+from tests.unit.matrix.served_gateway import LIVEKIT_SECRET, SERVER_NAME, Served
 
 GET_TOKEN = "/matrix/get_token"
 SFU_GET = "/matrix/sfu/get"
-OPENID = "openid-token-of-anna-0123456789"
-FORGED = "forged-openid-token-9876543210"
-ANNA = "@anna:hs.test"
 ROOM = "!call:hs.test"
 MEMBER = "2b7a1c4e-5d3f-4e6a-9b8c-0d1e2f3a4b5c"
 
-
-@pytest.fixture
-async def homeserver() -> AsyncIterator[RecordingHomeserver]:
-    stub = await RecordingHomeserver(openid_users={OPENID: ANNA}).start()
-    yield stub
-    await stub.close()
-
-
-@pytest.fixture
-async def gateway(tmp_path: Path, homeserver: RecordingHomeserver) -> AsyncIterator[Served]:
-    async with served(tmp_path, homeserver) as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def no_token_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
-    caplog.set_level(logging.DEBUG)
-    yield
-    for record in caplog.records:
-        text = record.getMessage()
-        assert OPENID not in text and FORGED not in text and LIVEKIT_SECRET not in text, text
+pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
 
 def body(token: str = OPENID, **changes: Any) -> dict[str, Any]:

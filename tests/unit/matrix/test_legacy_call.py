@@ -72,13 +72,6 @@ def test_a_missing_or_absurd_lifetime_rings_the_default_and_never_beyond_the_cap
 
 
 @pytest.fixture
-async def homeserver() -> AsyncIterator[RecordingHomeserver]:
-    stub = await RecordingHomeserver().start()
-    yield stub
-    await stub.close()
-
-
-@pytest.fixture
 async def running(
     tmp_path: Path, homeserver: RecordingHomeserver
 ) -> AsyncIterator[tuple[Served, LegacyCalls]]:
