@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +24,13 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_process import ROOT, free_port, free_udp_block
+from tests.processes import (
+    kill_process,
+    respawn_until_ready,
+    spawn_logged,
+    stop_process,
+    wait_http_ready,
+)
 
 API_KEY = "devkey"
 API_SECRET = "secret"
@@ -58,9 +62,7 @@ class RunningLiveKit:
 
     def kill(self) -> None:
         """SIGKILL the server (no graceful leave for anyone) and reap it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        kill_process(self.process)
 
     def restart(self, timeout: float = 20.0) -> None:
         """Start the server again on the same ports and config (killing it first if it still
@@ -68,17 +70,14 @@ class RunningLiveKit:
         if not self.command:
             raise RuntimeError("this RunningLiveKit has no command to restart with")
         self.kill()
-        deadline = time.monotonic() + timeout
-        while True:
-            # The ports were just freed by the kill; a bind can still fail for a moment.
-            self.process = _spawn(self.command, self.log_path, append=True)
-            try:
-                _wait_ready(self.http_url, self.process, self.log_path, timeout=timeout)
-                break
-            except RuntimeError:
-                if self.process.poll() is None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        self.process = respawn_until_ready(
+            self.command,
+            self.log_path,
+            self.http_url + "/",
+            name="livekit-server",
+            timeout=timeout,
+            pause=0.2,
+        )
         self.restarts += 1
 
     async def arestart(self, timeout: float = 20.0) -> None:
@@ -87,13 +86,7 @@ class RunningLiveKit:
 
     def stop(self) -> None:
         """Terminate gracefully (SIGTERM, then SIGKILL after 10 s)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def livekit_server_binary() -> Path:
@@ -115,39 +108,6 @@ def _free_udp_range(count: int) -> tuple[int, int]:
     """COUNT consecutive UDP ports free on 127.0.0.1 right now (LiveKit's RTC port range)."""
     start = free_udp_block(count, (40000, 59999), align=1)
     return start, start + count - 1
-
-
-def _spawn(command: list[str], log_path: Path, *, append: bool = False) -> subprocess.Popen[bytes]:
-    with log_path.open("ab" if append else "wb") as log:
-        if append:
-            log.write(b"\n----- livekit-server restarted -----\n")
-            log.flush()
-        return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-
-
-def _wait_ready(
-    http_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 20.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"livekit-server exited with {process.returncode}:\n"
-                + log_path.read_text(errors="replace")[-4000:]
-            )
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(http_url + "/", timeout=1) as response,
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"livekit-server did not answer within {timeout:g} s:\n"
-        + log_path.read_text(errors="replace")[-4000:]
-    )
 
 
 @contextlib.contextmanager
@@ -187,12 +147,14 @@ def running_livekit(tmp: Path, binary: Path | None = None) -> Iterator[RunningLi
         udp_ports=(udp_start, udp_end),
         api_key=API_KEY,
         api_secret=API_SECRET,
-        process=_spawn(command, log_path),
+        process=spawn_logged(command, log_path, name="livekit-server"),
         log_path=log_path,
         command=command,
     )
     try:
-        _wait_ready(http_url, running.process, log_path)
+        wait_http_ready(
+            http_url + "/", running.process, log_path, name="livekit-server", timeout=20.0
+        )
         yield running
     finally:
         running.stop()  # the current process: a test may have restarted it

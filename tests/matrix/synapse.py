@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -37,6 +36,13 @@ import aiohttp
 import pytest
 
 from tests.gateway_process import ROOT, free_port
+from tests.processes import (
+    kill_process,
+    respawn_until_ready,
+    spawn_logged,
+    stop_process,
+    wait_http_ready,
+)
 
 INSTALL_SCRIPT = ROOT / "tests" / "synapse.sh"
 SERVER_NAME = "hs.test"
@@ -146,6 +152,10 @@ disable_existing_loggers: false
 """
 
 
+READY_PATH = "/_matrix/client/versions"
+"""What Synapse answers once it serves clients."""
+
+
 @dataclass
 class RunningSynapse:
     url: str
@@ -167,24 +177,21 @@ class RunningSynapse:
 
     def kill(self) -> None:
         """SIGKILL Synapse (pending delayed events stay in its database) and reap it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        kill_process(self.process)
 
     def restart(self, timeout: float = 60.0) -> None:
         """Start Synapse again on the same port and database (killing it first if it still runs);
         returns once it answers. Blocking: from async code use `arestart()`."""
         self.kill()
-        deadline = time.monotonic() + timeout
-        while True:
-            self.process = _spawn(self.command, self.log_path, append=True)
-            try:
-                _wait_ready(self.url, self.process, self.log_path, timeout=timeout)
-                break
-            except RuntimeError:
-                if self.process.poll() is None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)  # the port may still be held for a moment
+        self.process = respawn_until_ready(
+            self.command,
+            self.log_path,
+            self.url + READY_PATH,
+            name="synapse",
+            timeout=timeout,
+            pause=0.3,
+            cwd=self.log_path.parent,
+        )
         self.restarts += 1
 
     async def arestart(self, timeout: float = 60.0) -> None:
@@ -193,13 +200,7 @@ class RunningSynapse:
 
     def stop(self) -> None:
         """Terminate gracefully (SIGTERM, then SIGKILL after 10 s)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
@@ -467,43 +468,6 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
-def _spawn(command: list[str], log_path: Path, *, append: bool = False) -> subprocess.Popen[bytes]:
-    with log_path.open("ab" if append else "wb") as log:
-        if append:
-            log.write(b"\n----- synapse restarted -----\n")
-            log.flush()
-        return subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=log_path.parent,
-        )
-
-
-def _wait_ready(
-    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"synapse exited with {process.returncode}:\n"
-                + log_path.read_text(errors="replace")[-4000:]
-            )
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(url + "/_matrix/client/versions", timeout=1) as response,
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"synapse did not answer within {timeout:g} s:\n"
-        + log_path.read_text(errors="replace")[-4000:]
-    )
-
-
 @contextlib.contextmanager
 def running_synapse(
     tmp: Path,
@@ -555,11 +519,11 @@ def running_synapse(
         config_path=config_path,
         log_path=log_path,
         registration_secret=registration_secret,
-        process=_spawn(base, log_path),
+        process=spawn_logged(base, log_path, name="synapse", cwd=data_dir),
         command=base,
     )
     try:
-        _wait_ready(url, running.process, log_path)
+        wait_http_ready(url + READY_PATH, running.process, log_path, name="synapse", timeout=60.0)
         yield running
     finally:
         running.stop()
