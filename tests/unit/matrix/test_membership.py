@@ -66,6 +66,17 @@ async def until(condition: Callable[[], bool], seconds: float = 3.0) -> None:
     raise AssertionError("condition not met")
 
 
+async def started_keeper(
+    homeserver: FakeHomeserver, store: MatrixStore, **kw: object
+) -> tuple[MembershipKeeper, list[str]]:
+    """A keeper started and holding its membership, with the list its on_held callback fills."""
+    held: list[str] = []
+    keeper = keeper_for(homeserver, store, on_held=held.append, **kw)
+    keeper.start()
+    await until(lambda: len(held) == 1)
+    return keeper, held
+
+
 def test_state_key_is_user_device_and_application() -> None:
     assert state_key(GHOST, "RONDPOINT") == KEY
 
@@ -122,10 +133,7 @@ def test_ring_refers_to_the_membership_and_mentions_the_room() -> None:
 async def test_join_schedules_the_delayed_leave_before_the_membership(
     homeserver: FakeHomeserver, store: MatrixStore
 ) -> None:
-    held: list[str] = []
-    keeper = keeper_for(homeserver, store, on_held=held.append)
-    keeper.start()
-    await until(lambda: bool(held))
+    keeper, _ = await started_keeper(homeserver, store)
     kinds = [call[0] for call in homeserver.calls]
     assert kinds.index("put_delayed_state") < kinds.index("put_state")
     assert is_active(homeserver.content(ROOM, CALL_MEMBER, KEY) or {})
@@ -188,10 +196,7 @@ async def test_a_leave_interrupting_the_membership_on_its_way_keeps_the_delayed_
 async def test_a_vanished_membership_is_sent_again_under_the_same_key(
     homeserver: FakeHomeserver, store: MatrixStore
 ) -> None:
-    held: list[str] = []
-    keeper = keeper_for(homeserver, store, restart_seconds=30.0, on_held=held.append)
-    keeper.start()
-    await until(lambda: len(held) == 1)
+    keeper, held = await started_keeper(homeserver, store, restart_seconds=30.0)
     (delay_id,) = homeserver.delayed
     homeserver.fire(delay_id)  # the homeserver ended it while we could not restart it
     keeper.vanished()
@@ -205,10 +210,7 @@ async def test_a_vanished_membership_is_sent_again_under_the_same_key(
 async def test_a_membership_still_held_is_not_sent_again(
     homeserver: FakeHomeserver, store: MatrixStore
 ) -> None:
-    held: list[str] = []
-    keeper = keeper_for(homeserver, store, restart_seconds=30.0, on_held=held.append)
-    keeper.start()
-    await until(lambda: len(held) == 1)
+    keeper, held = await started_keeper(homeserver, store, restart_seconds=30.0)
     keeper.vanished()  # an old leave event seen late: the membership is still there
     await until(lambda: any(c[0] == "update_delayed" for c in homeserver.calls))
     assert len(held) == 1
@@ -218,10 +220,7 @@ async def test_a_membership_still_held_is_not_sent_again(
 async def test_a_forgotten_delayed_leave_makes_it_join_again(
     homeserver: FakeHomeserver, store: MatrixStore
 ) -> None:
-    held: list[str] = []
-    keeper = keeper_for(homeserver, store, on_held=held.append)
-    keeper.start()
-    await until(lambda: len(held) == 1)
+    keeper, held = await started_keeper(homeserver, store)
     (delay_id,) = homeserver.delayed
     homeserver.fire(delay_id)  # e.g. the homeserver restarted past the delay
     await until(lambda: len(held) == 2)
@@ -233,10 +232,7 @@ async def test_a_forgotten_delayed_leave_makes_it_join_again(
 async def test_an_outage_keeps_the_membership_and_it_carries_on_after(
     homeserver: FakeHomeserver, store: MatrixStore
 ) -> None:
-    held: list[str] = []
-    keeper = keeper_for(homeserver, store, on_held=held.append)
-    keeper.start()
-    await until(lambda: len(held) == 1)
+    keeper, held = await started_keeper(homeserver, store)
     homeserver.down = True
     await asyncio.sleep(0.05)
     homeserver.down = False
@@ -288,10 +284,7 @@ async def test_end_leftovers_keeps_rows_while_the_homeserver_is_down(
 async def test_a_membership_overwritten_by_someone_else_is_sent_again(
     homeserver: FakeHomeserver, store: MatrixStore
 ) -> None:
-    held: list[str] = []
-    keeper = keeper_for(homeserver, store, restart_seconds=30.0, on_held=held.append)
-    keeper.start()
-    await until(lambda: len(held) == 1)
+    keeper, held = await started_keeper(homeserver, store, restart_seconds=30.0)
     forged = {"application": "m.call", "device_id": "RONDPOINT", "membershipID": "@mallory:x:Y"}
     homeserver._set_state(ROOM, CALL_MEMBER, KEY, forged, "@mallory:hs.test")
     keeper.vanished()
