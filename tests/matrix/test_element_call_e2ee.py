@@ -25,9 +25,9 @@ from spec.conformance.webrtc import SAMPLE_RATE
 from tests.interop.baresip import Baresip
 from tests.matrix.conftest import MatrixStack, element_call_user
 from tests.matrix.jsclient import JsClient
+from tests.matrix.meeting import accept_offers_until, bruno_here, listed
 from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import wait_for
-from tests.matrix.test_element_call import accept_offers_until, bruno_here, listed
 
 pytestmark = [
     pytest.mark.interop,

@@ -14,9 +14,9 @@ import pytest
 
 from protocols.matrix.rooms import hashed_identity_of_membership
 from spec.conformance.orsclient import OrsClient
-from tests.gateway_process import RunningGateway
 from tests.matrix.conftest import MatrixStack
 from tests.matrix.jsclient import JsClient
+from tests.matrix.meeting import listed
 from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import wait_for
 
@@ -26,12 +26,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
 ]
-
-
-def listed(gateway: RunningGateway, room: str, name: str) -> list[dict[str, Any]]:
-    status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
-    assert status == 200, body
-    return [p for p in body["participants"] if p["name"] == name]
 
 
 async def test_a_member_with_a_get_token_identity_is_here_by_their_matrix_name_and_chats(

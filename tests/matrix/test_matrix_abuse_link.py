@@ -10,8 +10,8 @@ import pytest
 
 from spec.conformance.orsclient import OrsClient
 from tests.matrix.conftest import MatrixStack
+from tests.matrix.meeting import CALL_MEMBER, participants
 from tests.matrix.synapse import wait_for
-from tests.matrix.test_element_call import CALL_MEMBER, participants
 
 pytestmark = [
     pytest.mark.interop,

@@ -22,9 +22,7 @@ from tests.interop.baresip import Baresip
 from tests.interop.sipp_tools import wait_until
 from tests.matrix.conftest import MatrixStack, element_call_user
 from tests.matrix.jsclient import JsClient
-from tests.matrix.page import LiveKitBrowser
-from tests.matrix.synapse import wait_for
-from tests.matrix.test_element_call import (
+from tests.matrix.meeting import (
     ANNA_HZ,
     CALL_MEMBER,
     PHONE_HZ,
@@ -33,6 +31,8 @@ from tests.matrix.test_element_call import (
     ghost_memberships,
     participants,
 )
+from tests.matrix.page import LiveKitBrowser
+from tests.matrix.synapse import wait_for
 
 pytestmark = [
     pytest.mark.interop,

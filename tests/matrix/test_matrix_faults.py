@@ -18,9 +18,9 @@ from tests.gateway_process import RunningGateway
 from tests.interop.sipp_tools import wait_until
 from tests.matrix.conftest import MatrixStack, element_call_user, focus_url
 from tests.matrix.jsclient import JsClient
+from tests.matrix.meeting import ANNA_HZ, CALL_MEMBER, participants
 from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import wait_for
-from tests.matrix.test_element_call import ANNA_HZ, CALL_MEMBER, participants
 
 pytestmark = [
     pytest.mark.interop,
