@@ -1,10 +1,12 @@
 """The legacy focus token service (POST /matrix/sfu/get): a LiveKit token for a user of our homeserver
 whose OpenID token the homeserver vouches for; refusals for everything else, and no token ever
-in a log line or an answer."""
+in a log line or an answer. The refusals it shares with /matrix/get_token are tested here for
+both endpoints."""
 
 from __future__ import annotations
 
-import json
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -13,39 +15,13 @@ import pytest
 from protocols.matrix.focus import BURST
 from protocols.matrix.rooms import hashed_room_name
 from tests.unit.matrix.conftest import FORGED, OPENID
+from tests.unit.matrix.focus_requests import GET_TOKEN, SFU_GET, get_token_body, post_json, sfu_body
 from tests.unit.matrix.served_gateway import LIVEKIT_SECRET, SERVER_NAME, Served
 
-GET = "/matrix/sfu/get"
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
-
-def body(token: str = OPENID, **changes: Any) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "room": "!call:hs.test",
-        "openid_token": {
-            "access_token": token,
-            "token_type": "Bearer",
-            "matrix_server_name": SERVER_NAME,
-            "expires_in": 3600,
-        },
-        "device_id": "ABCDEF",
-    }
-    request.update(changes)
-    return request
-
-
-async def post(gateway: Served, payload: Any) -> tuple[int, dict[str, Any], str]:
-    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    response = await gateway.client.post(
-        GET, data=data, headers={"Content-Type": "application/json"}
-    )
-    text = await response.text()
-    assert FORGED not in text and OPENID not in text and LIVEKIT_SECRET not in text
-    return (
-        response.status,
-        json.loads(text) if text else {},
-        response.headers.get("Access-Control-Allow-Origin", ""),
-    )
+body = sfu_body
+post = functools.partial(post_json, path=SFU_GET)
 
 
 async def test_a_user_of_our_homeserver_gets_a_token_for_the_rooms_call(gateway: Served) -> None:
@@ -110,21 +86,35 @@ async def test_a_malformed_request_is_400(gateway: Served, payload: Any) -> None
     assert gateway.homeserver.requests == []
 
 
-async def test_an_oversized_request_is_413(gateway: Served) -> None:
-    status, _, _ = await post(gateway, body(padding="x" * 20_000))
-    assert status == 413
-    assert gateway.homeserver.requests == []
-
-
 async def test_an_address_asking_too_often_gets_429(gateway: Served) -> None:
     statuses = [(await post(gateway, body(FORGED)))[0] for _ in range(BURST + 1)]
     assert statuses[:-1] == [401] * BURST
     assert statuses[-1] == 429
 
 
-async def test_the_cors_preflight_is_answered(gateway: Served) -> None:
+ENDPOINTS = pytest.mark.parametrize(
+    ("path", "make_body"),
+    [(SFU_GET, sfu_body), (GET_TOKEN, get_token_body)],
+    ids=["sfu_get", "get_token"],
+)
+"""The refusals both endpoints share."""
+
+
+@ENDPOINTS
+async def test_an_oversized_request_is_413(
+    gateway: Served, path: str, make_body: Callable[..., dict[str, Any]]
+) -> None:
+    status, _, _ = await post_json(gateway, make_body(padding="x" * 20_000), path)
+    assert status == 413
+    assert gateway.homeserver.requests == []
+
+
+@ENDPOINTS
+async def test_the_cors_preflight_is_answered(
+    gateway: Served, path: str, make_body: Callable[..., dict[str, Any]]
+) -> None:
     response = await gateway.client.options(
-        GET,
+        path,
         headers={
             "Origin": "https://call.example",
             "Access-Control-Request-Method": "POST",
@@ -137,16 +127,22 @@ async def test_the_cors_preflight_is_answered(gateway: Served) -> None:
     assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
 
 
-async def test_a_homeserver_that_cannot_answer_is_502(gateway: Served) -> None:
+@ENDPOINTS
+async def test_a_homeserver_that_cannot_answer_is_502(
+    gateway: Served, path: str, make_body: Callable[..., dict[str, Any]]
+) -> None:
     await gateway.homeserver.close()
-    status, answer, _ = await post(gateway, body())
+    status, answer, _ = await post_json(gateway, make_body(), path)
     assert (status, answer["errcode"]) == (502, "M_UNKNOWN")
 
 
-async def test_without_the_focus_service_it_is_404(gateway: Served) -> None:
+@ENDPOINTS
+async def test_without_the_focus_service_it_is_404(
+    gateway: Served, path: str, make_body: Callable[..., dict[str, Any]]
+) -> None:
     gateway.service.config.focus_service = False
-    status, answer, _ = await post(gateway, body())
-    assert (status, answer["errcode"]) == (404, "M_NOT_FOUND")
+    status, answer, cors = await post_json(gateway, make_body(), path)
+    assert (status, answer["errcode"], cors) == (404, "M_NOT_FOUND", "*")
 
 
 async def test_a_room_version_12_id_names_the_call_too(gateway: Served) -> None:

@@ -5,7 +5,7 @@ echoed. Also the room and identity hashes against MSC4195's test vectors."""
 
 from __future__ import annotations
 
-import json
+import functools
 from typing import Any
 
 import jwt
@@ -22,53 +22,26 @@ from protocols.matrix.rooms import (
     livekit_room_name,
 )
 from tests.unit.matrix.conftest import ANNA, FORGED, OPENID
+from tests.unit.matrix.focus_requests import (
+    GET_TOKEN,
+    MEMBER,
+    ROOM,
+    SFU_GET,
+    get_token_body,
+    post_json,
+)
 from tests.unit.matrix.served_gateway import LIVEKIT_SECRET, SERVER_NAME, Served
-
-GET_TOKEN = "/matrix/get_token"
-SFU_GET = "/matrix/sfu/get"
-ROOM = "!call:hs.test"
-MEMBER = "2b7a1c4e-5d3f-4e6a-9b8c-0d1e2f3a4b5c"
 
 pytestmark = pytest.mark.usefixtures("no_secret_in_logs")
 
-
-def body(token: str = OPENID, **changes: Any) -> dict[str, Any]:
-    """What Element Call posts (src/livekit/openIDSFU.ts getLiveKitJWTWithDelayDelegation)."""
-    request: dict[str, Any] = {
-        "room_id": ROOM,
-        "slot_id": "m.call#ROOM",
-        "openid_token": {
-            "access_token": token,
-            "token_type": "Bearer",
-            "matrix_server_name": SERVER_NAME,
-            "expires_in": 3600,
-        },
-        "member": {"id": MEMBER, "claimed_user_id": ANNA, "claimed_device_id": "ABCDEF"},
-    }
-    request.update(changes)
-    return request
+body = get_token_body
+post = functools.partial(post_json, path=GET_TOKEN)
 
 
 def with_member(**changes: Any) -> dict[str, Any]:
     request = body()
     request["member"].update(changes)
     return request
-
-
-async def post(
-    gateway: Served, payload: Any, path: str = GET_TOKEN
-) -> tuple[int, dict[str, Any], str]:
-    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    response = await gateway.client.post(
-        path, data=data, headers={"Content-Type": "application/json"}
-    )
-    text = await response.text()
-    assert FORGED not in text and OPENID not in text and LIVEKIT_SECRET not in text
-    return (
-        response.status,
-        json.loads(text) if text else {},
-        response.headers.get("Access-Control-Allow-Origin", ""),
-    )
 
 
 def test_the_hashes_are_msc4195s_test_vectors() -> None:
@@ -114,7 +87,7 @@ async def test_a_member_gets_a_token_for_lk_jwt_services_room_and_identity(
 async def test_both_endpoints_name_the_same_livekit_room_the_bridge_joins(gateway: Served) -> None:
     _, new, _ = await post(gateway, body())
     legacy = {"room": ROOM, "openid_token": body()["openid_token"], "device_id": "ABCDEF"}
-    _, old, _ = await post(gateway, legacy, SFU_GET)
+    _, old, _ = await post(gateway, legacy, path=SFU_GET)
     rooms = {
         jwt.decode(answer["jwt"], LIVEKIT_SECRET, algorithms=["HS256"])["video"]["room"]
         for answer in (new, old)
@@ -195,44 +168,12 @@ async def test_a_malformed_request_is_400_without_asking_our_homeserver(
     assert gateway.homeserver.requests == []
 
 
-async def test_an_oversized_request_is_413(gateway: Served) -> None:
-    status, _, _ = await post(gateway, body(padding="x" * 20_000))
-    assert status == 413
-    assert gateway.homeserver.requests == []
-
-
 async def test_one_rate_limit_covers_both_endpoints(gateway: Served) -> None:
     legacy = {"room": ROOM, "openid_token": body(FORGED)["openid_token"], "device_id": "ABCDEF"}
-    statuses = [(await post(gateway, legacy, SFU_GET))[0] for _ in range(BURST)]
+    statuses = [(await post(gateway, legacy, path=SFU_GET))[0] for _ in range(BURST)]
     assert statuses == [401] * BURST
     status, answer, cors = await post(gateway, body(FORGED))
     assert (status, answer["errcode"], cors) == (429, "M_LIMIT_EXCEEDED", "*")
-
-
-async def test_the_cors_preflight_is_answered(gateway: Served) -> None:
-    response = await gateway.client.options(
-        GET_TOKEN,
-        headers={
-            "Origin": "https://call.example",
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type",
-        },
-    )
-    assert response.status == 204
-    assert response.headers["Access-Control-Allow-Origin"] == "*"
-    assert "POST" in response.headers["Access-Control-Allow-Methods"]
-
-
-async def test_a_homeserver_that_cannot_answer_is_502(gateway: Served) -> None:
-    await gateway.homeserver.close()
-    status, answer, _ = await post(gateway, body())
-    assert (status, answer["errcode"]) == (502, "M_UNKNOWN")
-
-
-async def test_without_the_focus_service_it_is_404(gateway: Served) -> None:
-    gateway.service.config.focus_service = False
-    status, answer, cors = await post(gateway, body())
-    assert (status, answer["errcode"], cors) == (404, "M_NOT_FOUND", "*")
 
 
 def test_an_unknown_room_naming_is_a_config_error_naming_the_key() -> None:
