@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-from gateway.config import Config
-from gateway.server import Gateway
 from gateway.store import open_store
 from protocols.livekit.bridge import BridgeSettings, LiveKitBridge, TransformedSink
 from protocols.matrix.call_keys import CALL_KEYS_EVENT, CallEncryption, build_content
@@ -26,13 +24,14 @@ from protocols.matrix.membership import CALL_MEMBER, is_active
 from protocols.matrix.olm import OlmDevice, pickle_key
 from protocols.matrix.plugin import plugin
 from protocols.matrix.rooms import hashed_identity
-from protocols.matrix.store import MIGRATIONS, MatrixStore
+from protocols.matrix.store import MatrixStore
 from tests.unit.matrix.fake_homeserver import FakeHomeserver
-from tests.unit.matrix.test_link import (
+from tests.unit.matrix.link_fakes import (
     BOT,
     OPEN_CALLS,
     FakeBridge,
     FakeService,
+    gateway_here,
     ghost_of,
     join_here,
     key_of,
@@ -223,14 +222,7 @@ class _Homeserver(FakeHomeserver):
 async def linked(tmp_path: Path) -> AsyncIterator[tuple[MatrixLink, _Homeserver, FakeService]]:
     """A link to ROOM (Anna in it, calls open to everyone, not encrypted yet) with a fake
     LiveKit half, not started."""
-    config = Config()
-    config.server.data_dir = str(tmp_path / "data")
-    config.sip.enabled = False
-    config.rooms.demo_room = ""
-    gateway = Gateway(config, plugins=[])
-    gateway.store.migrate_plugin("matrix", MIGRATIONS)
-    gateway.rooms.create("here")
-    FakeBridge.made.clear()
+    gateway = gateway_here(tmp_path)
     homeserver = _Homeserver()
     room = homeserver.room(ROOM, invited=(BOT,))
     room.joined.add(ANNA)

@@ -5,20 +5,15 @@ person here, names, ringing, chat both ways, and everything given back when it s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.config import Config
-from gateway.links import LinkState, LinkStatus
-from gateway.rooms import ChatMessage, Participant, Role
+from gateway.links import LinkState
+from gateway.rooms import ChatMessage
 from gateway.server import Gateway
-from protocols.livekit.bridge import BridgePolicy, BridgeSettings
 from protocols.livekit.signal import Participant as LkParticipant
-from protocols.matrix.config import MatrixConfig
-from protocols.matrix.ghosts import Ghosts
 from protocols.matrix.link import (
     FORBIDDEN_CALL,
     MatrixLink,
@@ -27,97 +22,28 @@ from protocols.matrix.link import (
 )
 from protocols.matrix.membership import CALL_MEMBER, RTC_NOTIFICATION, is_active
 from protocols.matrix.rooms import hashed_identity, hashed_room_name
-from protocols.matrix.store import MIGRATIONS, MatrixStore
+from protocols.matrix.store import MatrixStore
 from tests.unit.matrix.fake_homeserver import FakeHomeserver
-
-ROOM = "!call:hs.test"
-BOT = "@rondpoint:hs.test"
-ANNA = "@anna:hs.test"
-OPEN_CALLS = {"users_default": 0, "events": {CALL_MEMBER: 0}, "state_default": 50}
-
-
-class FakeService:
-    """What a MatrixLink uses of protocols.matrix.service.MatrixService."""
-
-    def __init__(self, homeserver: FakeHomeserver, store: MatrixStore) -> None:
-        self.config = MatrixConfig(homeserver_url="http://127.0.0.1:1", server_name="hs.test")
-        self.client = homeserver
-        self.store = store
-        self.ghosts = Ghosts(homeserver, store)  # type: ignore[arg-type]
-        self.focus_url = "http://127.0.0.1:8080/matrix"
-        self.listeners: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
-        self.to_device_listeners: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        homeserver.on_event = self.queue.put_nowait
-        self.consumer = asyncio.get_running_loop().create_task(self._consume())
-
-    def listen(self, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[[], None]:
-        self.listeners.append(handler)
-        return lambda: self.listeners.remove(handler)
-
-    def listen_to_device(
-        self, handler: Callable[[dict[str, Any]], Awaitable[None]]
-    ) -> Callable[[], None]:
-        self.to_device_listeners.append(handler)
-        return lambda: self.to_device_listeners.remove(handler)
-
-    async def _consume(self) -> None:
-        while True:
-            event = await self.queue.get()
-            for handler in list(self.listeners):
-                await handler(event)
-
-
-class FakeBridge:
-    """The LiveKit half: who it brought here, and what it was asked."""
-
-    made: list[FakeBridge] = []
-
-    def __init__(
-        self, gateway: Gateway, room_id: str, settings: BridgeSettings, policy: BridgePolicy
-    ) -> None:
-        self.gateway, self.room_id, self.settings, self.policy = gateway, room_id, settings, policy
-        self.remotes: dict[str, str] = {}
-        self.resyncs = 0
-        self.started = self.stopped = False
-        FakeBridge.made.append(self)
-
-    def identities(self) -> dict[str, str]:
-        return dict(self.remotes)
-
-    def resync(self) -> None:
-        self.resyncs += 1
-
-    def status(self) -> LinkStatus:
-        return LinkStatus(LinkState.CONNECTED, "in the LiveKit room")
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    def bring(self, identity: str, name: str) -> Participant:
-        """A LiveKit participant brought here, as the real bridge does."""
-        room = self.gateway.rooms.get(self.room_id)
-        participant = self.gateway.rooms.add_participant(
-            room, name, Role.MEMBER, origin="matrix", origin_address=identity, lobby=False
-        )
-        self.remotes[identity] = participant.id
-        return participant
+from tests.unit.matrix.link_fakes import (
+    ANNA,
+    BOT,
+    OPEN_CALLS,
+    ROOM,
+    FakeBridge,
+    FakeService,
+    first_chat,
+    gateway_here,
+    ghost_of,
+    join_here,
+    key_of,
+    notices,
+    until,
+)
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    config = Config()
-    config.server.data_dir = str(tmp_path / "data")
-    config.sip.enabled = False
-    config.rooms.demo_room = ""
-    gateway = Gateway(config, plugins=[])
-    gateway.store.migrate_plugin("matrix", MIGRATIONS)
-    gateway.rooms.create("here")
-    FakeBridge.made.clear()
-    yield gateway
+def gateway(tmp_path: Path) -> Gateway:
+    return gateway_here(tmp_path)
 
 
 @pytest.fixture
@@ -149,37 +75,6 @@ async def link(gateway: Gateway, service: FakeService) -> Any:
     yield link
     await link.stop()
     service.consumer.cancel()
-
-
-async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met")
-
-
-def ghost_of(participant: Participant) -> str:
-    from protocols.matrix.ids import ghost_user_id
-
-    return ghost_user_id("rondpoint_", participant.id, "hs.test")
-
-
-def key_of(user: str) -> str:
-    return f"_{user}_RONDPOINT_m.call"
-
-
-def join_here(gateway: Gateway, name: str, origin: str = "ors") -> Participant:
-    room = gateway.rooms.get("here")
-    return gateway.rooms.add_participant(room, name, Role.MEMBER, origin=origin, lobby=False)
-
-
-def notices(homeserver: FakeHomeserver) -> list[str]:
-    return [
-        content["body"]
-        for kind, _, content, sender in homeserver.sent
-        if kind == "m.room.message" and content.get("msgtype") == "m.notice" and sender == BOT
-    ]
 
 
 # --- pure parts -------------------------------------------------------------------------------
@@ -486,13 +381,8 @@ async def test_matrix_messages_of_members_in_the_call_become_chat_here(
                 "event_id": "$m",
             }
         )
-    chats: list[ChatMessage] = []
-    async with asyncio.timeout(5):
-        async for event in events:
-            if isinstance(event, ChatMessage):
-                chats.append(event)
-                break
-    assert (chats[0].sender.id, chats[0].text) == (anna.id, "hello from Matrix")
+    chat = await first_chat(events)
+    assert (chat.sender.id, chat.text) == (anna.id, "hello from Matrix")
     events.close()
 
 

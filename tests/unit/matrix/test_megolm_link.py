@@ -5,17 +5,24 @@ logged and changes nothing; on the fakes of test_e2ee_link (real vodozemac devic
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import pytest
 
-from gateway.rooms import ChatMessage
 from protocols.matrix.link import MatrixLink
 from protocols.matrix.megolm import RoomChatEncryption
 from protocols.matrix.membership import CALL_MEMBER, is_active
 from protocols.matrix.olm import OlmDevice
+from tests.unit.matrix.link_fakes import (
+    FakeBridge,
+    FakeService,
+    first_chat,
+    ghost_of,
+    join_here,
+    key_of,
+    until,
+)
 from tests.unit.matrix.test_e2ee_link import (
     ANNA,
     ANNA_DEVICE,
@@ -24,7 +31,6 @@ from tests.unit.matrix.test_e2ee_link import (
     encrypt_room,
     linked,
 )
-from tests.unit.matrix.test_link import FakeBridge, FakeService, ghost_of, join_here, key_of, until
 
 __all__ = ["linked"]  # the fixture
 
@@ -66,13 +72,8 @@ async def test_encrypted_chat_both_ways(
     keys.inbox.remove(room_key)
     for handler in list(service.to_device_listeners):
         await handler(room_key)
-    chats: list[ChatMessage] = []
-    async with asyncio.timeout(5):
-        async for event in events:
-            if isinstance(event, ChatMessage):
-                chats.append(event)
-                break
-    assert (chats[0].sender.id, chats[0].text) == (anna_here.id, "geheim")
+    chat = await first_chat(events)
+    assert (chat.sender.id, chat.text) == (anna_here.id, "geheim")
     events.close()
 
     # the chat here leaves encrypted by the ghost; its key reaches Anna's device first
