@@ -25,9 +25,6 @@ class TaskSet:
     def __iter__(self) -> Iterator[asyncio.Task[None]]:
         return iter(list(self._running))
 
-    def __len__(self) -> int:
-        return len(self._running)
-
     async def cancel(self) -> None:
         """Cancel every task and wait until each has ended (how it ended is not asked)."""
         tasks = list(self._running)
