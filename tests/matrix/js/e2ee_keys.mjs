@@ -16,27 +16,13 @@
 // Run from the folder of tests/matrix_js.sh; MATRIX_JS_SDK is the module's path.
 
 import { createInterface } from "node:readline";
-import { pathToFileURL } from "node:url";
 
-for (const level of ["log", "info", "debug", "warn", "trace"]) console[level] = console.error;
-if (typeof Promise.withResolvers !== "function") {
-  Promise.withResolvers = function withResolvers() {
-    let resolve, reject;
-    const promise = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
+import { loadSdk } from "./sdk.mjs";
 
-const sdkPath = process.env.MATRIX_JS_SDK;
-if (!sdkPath) throw new Error("MATRIX_JS_SDK (the path of node_modules/matrix-js-sdk) is not set");
-const load = (path) => import(pathToFileURL(`${sdkPath}/lib/${path}`).href);
-const sdk = await load("index.js");
-const { ToDeviceKeyTransport } = await load("matrixrtc/ToDeviceKeyTransport.js");
-const { KeyTransportEvents } = await load("matrixrtc/IKeyTransport.js");
-const { logger } = await load("logger.js");
+const sdk = await loadSdk("index.js");
+const { ToDeviceKeyTransport } = await loadSdk("matrixrtc/ToDeviceKeyTransport.js");
+const { KeyTransportEvents } = await loadSdk("matrixrtc/IKeyTransport.js");
+const { logger } = await loadSdk("logger.js");
 logger.setLevel(process.env.MATRIX_JS_LOG_LEVEL || "info");
 
 let client = null;

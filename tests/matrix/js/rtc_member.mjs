@@ -19,33 +19,14 @@
 // wrapper passes the module's path in MATRIX_JS_SDK.
 
 import { createInterface } from "node:readline";
-import { pathToFileURL } from "node:url";
 
-// The SDK's logging (console.*) must never reach stdout, which carries the protocol.
-for (const level of ["log", "info", "debug", "warn", "trace"]) console[level] = console.error;
+// First: the SDK's logging off stdout, Node 20 shims, the SDK's folder (tests/matrix/js/sdk.mjs).
+import { loadSdk } from "./sdk.mjs";
 
-// Built-ins of Node >= 22 that matrix-js-sdk 43 may use, on Node 20.
-if (typeof Promise.withResolvers !== "function") {
-  Promise.withResolvers = function withResolvers() {
-    let resolve, reject;
-    const promise = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
-
-const sdkPath = process.env.MATRIX_JS_SDK;
-if (!sdkPath) throw new Error("MATRIX_JS_SDK (the path of node_modules/matrix-js-sdk) is not set");
-const sdk = await import(pathToFileURL(`${sdkPath}/lib/index.js`).href);
-const { MatrixRTCSessionEvent } = await import(
-  pathToFileURL(`${sdkPath}/lib/matrixrtc/index.js`).href
-);
-const { logger } = await import(pathToFileURL(`${sdkPath}/lib/logger.js`).href);
-const { computeRtcIdentityRaw } = await import(
-  pathToFileURL(`${sdkPath}/lib/matrixrtc/membershipData/rtc.js`).href
-);
+const sdk = await loadSdk("index.js");
+const { MatrixRTCSessionEvent } = await loadSdk("matrixrtc/index.js");
+const { logger } = await loadSdk("logger.js");
+const { computeRtcIdentityRaw } = await loadSdk("matrixrtc/membershipData/rtc.js");
 logger.setLevel(process.env.MATRIX_JS_LOG_LEVEL || "info");
 
 const MEMBER_EVENT = "org.matrix.msc3401.call.member";
