@@ -1,15 +1,20 @@
 """Server processes the interop tests run (Synapse, livekit-server): each writes one log file,
 is waited for until it answers HTTP, can be killed and started again on the same command, and
-is stopped gracefully."""
+is stopped gracefully. Also the install scripts (tests/*.sh) that fetch what the tests run."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
+
+from tests.gateway_process import ROOT
 
 LOG_TAIL = 4000
 """How much of the log's end a failure shows."""
@@ -89,6 +94,21 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+def installed(script: Path, *, timeout: float, env: dict[str, str] | None = None) -> Path:
+    """Run the install script SCRIPT (it installs what is missing, then prints where it is, last)
+    and return that path; fails the test loudly, never skips, when the script fails."""
+    result = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env} if env else None,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{script.relative_to(ROOT)} failed:\n{result.stderr[-LOG_TAIL:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def _log_tail(log_path: Path) -> str:

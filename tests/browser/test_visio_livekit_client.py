@@ -23,7 +23,6 @@ import contextlib
 import json
 import secrets
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -40,6 +39,7 @@ from tests.browser.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.gateway_process import ROOT, RunningGateway, free_port, running_gateway
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import visio_token
+from tests.processes import installed
 
 pytestmark = [
     pytest.mark.browser,
@@ -166,12 +166,7 @@ async def poll(check: Callable[[], Awaitable[T | None]], timeout: float, what: s
 
 def livekit_client_bundle() -> Path:
     """livekit-client's UMD bundle, installed from npm first when missing (fails loudly)."""
-    result = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=300
-    )
-    if result.returncode != 0:
-        pytest.fail(f"tests/livekit_client_npm.sh failed:\n{result.stderr[-4000:]}")
-    path = Path(result.stdout.strip().splitlines()[-1])
+    path = installed(INSTALL_SCRIPT, timeout=300)
     if not path.is_file():
         pytest.fail(f"tests/livekit_client_npm.sh printed {path}, which is not a file")
     return path

@@ -25,6 +25,7 @@ import pytest
 
 from tests.gateway_process import ROOT, free_port, free_udp_block
 from tests.processes import (
+    installed,
     kill_process,
     respawn_until_ready,
     spawn_logged,
@@ -91,14 +92,7 @@ class RunningLiveKit:
 
 def livekit_server_binary() -> Path:
     """The cached livekit-server, built first when missing; fails loudly when it cannot be had."""
-    result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            f"livekit-server could not be built (tests/livekit_server.sh):\n{result.stderr[-4000:]}"
-        )
-    path = Path(result.stdout.strip().splitlines()[-1])
+    path = installed(BUILD_SCRIPT, timeout=1800)
     if not os.access(path, os.X_OK):
         pytest.fail(f"tests/livekit_server.sh printed {path}, which is not an executable")
     return path

@@ -19,7 +19,6 @@ import contextlib
 import itertools
 import json
 import os
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.gateway_process import ROOT
+from tests.processes import installed
 
 INSTALL_SCRIPT = ROOT / "tests" / "matrix_js.sh"
 DRIVERS = ROOT / "tests" / "matrix" / "js"
@@ -35,12 +35,7 @@ DRIVERS = ROOT / "tests" / "matrix" / "js"
 
 def matrix_js_sdk() -> Path:
     """The folder holding node_modules/matrix-js-sdk, installed first when missing (fails loudly)."""
-    result = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=600
-    )
-    if result.returncode != 0:
-        pytest.fail(f"tests/matrix_js.sh failed:\n{result.stderr[-4000:]}")
-    path = Path(result.stdout.strip().splitlines()[-1])
+    path = installed(INSTALL_SCRIPT, timeout=600)
     if not (path / "node_modules" / "matrix-js-sdk" / "package.json").is_file():
         pytest.fail(f"tests/matrix_js.sh printed {path}, which holds no matrix-js-sdk")
     return path

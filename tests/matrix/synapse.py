@@ -37,6 +37,7 @@ import pytest
 
 from tests.gateway_process import ROOT, free_port
 from tests.processes import (
+    installed,
     kill_process,
     respawn_until_ready,
     spawn_logged,
@@ -52,12 +53,7 @@ T = TypeVar("T")
 
 def install_synapse() -> Path:
     """The Python of Synapse's own venv, installed first when missing (fails loudly, never skips)."""
-    result = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=900
-    )
-    if result.returncode != 0:
-        pytest.fail(f"Synapse could not be installed (tests/synapse.sh):\n{result.stderr[-4000:]}")
-    path = Path(result.stdout.strip().splitlines()[-1])
+    path = installed(INSTALL_SCRIPT, timeout=900)
     if not path.exists():
         pytest.fail(f"tests/synapse.sh printed {path}, which does not exist")
     return path

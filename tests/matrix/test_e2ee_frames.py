@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from protocols.matrix.frame_crypto import FrameCryptor, KeyRing
 from tests.gateway_process import ROOT
+from tests.processes import installed
 
 INSTALL_SCRIPT = ROOT / "tests" / "livekit_client_npm.sh"
 DRIVER = ROOT / "tests" / "matrix" / "js" / "e2ee_frames.mjs"
@@ -97,15 +96,10 @@ def _group(identity: str, codec: str, frames: list[dict[str, Any]], field: str) 
 
 def run_livekit_client(job: dict[str, Any]) -> dict[str, Any]:
     """The driver's result for `job`, with livekit-client installed first when missing."""
-    bundle = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "LIVEKIT_CLIENT_VERSION": LIVEKIT_CLIENT_VERSION},
-    ).stdout.strip()
-    worker = Path(bundle).parent / "livekit-client.e2ee.worker.mjs"
+    bundle = installed(
+        INSTALL_SCRIPT, timeout=600, env={"LIVEKIT_CLIENT_VERSION": LIVEKIT_CLIENT_VERSION}
+    )
+    worker = bundle.parent / "livekit-client.e2ee.worker.mjs"
     done = subprocess.run(
         ["node", str(DRIVER), str(worker)],
         input=json.dumps(job),

@@ -21,7 +21,6 @@ import asyncio
 import base64
 import contextlib
 import secrets
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -48,6 +47,7 @@ from tests.gateway_process import free_port
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_peers import loopback_only
 from tests.matrix.test_e2ee_frames import INSTALL_SCRIPT
+from tests.processes import installed
 
 __all__ = ["loopback_only"]
 
@@ -136,10 +136,7 @@ PAGE = """<!doctype html>
 
 def livekit_client_dist() -> Path:
     """livekit-client's dist/ folder (installed from npm first when missing)."""
-    bundle = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)], check=True, capture_output=True, text=True, timeout=600
-    ).stdout.strip()
-    return Path(bundle.splitlines()[-1]).parent
+    return installed(INSTALL_SCRIPT, timeout=600).parent
 
 
 @contextlib.asynccontextmanager
