@@ -136,6 +136,22 @@ async def js_user(js: JsClient, user: Any, room_id: str) -> dict[str, Any]:
     return keys
 
 
+async def send_key_to_ghost(js: JsClient, user: Any, room_id: str) -> bytes:
+    """USER sends a fresh media key (index 0) to the ghost's device through matrix-js-sdk's
+    MatrixRTC key transport; the key."""
+    key = secrets.token_bytes(16)
+    await js.command(
+        "send_key",
+        timeout=60,
+        room_id=room_id,
+        member_id=f"{user.user_id}:{user.device_id}",
+        key=base64.b64encode(key).decode(),
+        index=0,
+        targets=[{"user_id": GHOST, "device_id": DEVICE}],
+    )
+    return key
+
+
 @contextlib.asynccontextmanager
 async def homeserver(
     tmp_path: Path, synapse_python: Path
@@ -185,16 +201,7 @@ async def test_call_keys_both_ways_with_matrix_js_sdk(synapse_python: Path, tmp_
             ]
 
             # Anna -> ghost, through matrix-js-sdk's MatrixRTC key transport.
-            anna_key = secrets.token_bytes(16)
-            await anna_js.command(
-                "send_key",
-                timeout=60,
-                room_id=room,
-                member_id=f"{anna.user_id}:{anna.device_id}",
-                key=base64.b64encode(anna_key).decode(),
-                index=0,
-                targets=[{"user_id": GHOST, "device_id": DEVICE}],
-            )
+            anna_key = await send_key_to_ghost(anna_js, anna, room)
             event = await inbox.wait("m.room.encrypted")
             assert event["sender"] == anna.user_id
             decrypted = ghost.decrypt(event)
@@ -285,16 +292,7 @@ async def test_call_encryption_with_matrix_js_sdk(synapse_python: Path, tmp_path
             sealed = ghost_cryptor.encrypt_frame(b"\xf8ghost", "opus", False, 1, 960)
             assert opener.decrypt_frame(sealed, "opus", False) == b"\xf8ghost"
 
-            anna_key = secrets.token_bytes(16)
-            await anna_js.command(
-                "send_key",
-                timeout=60,
-                room_id=room,
-                member_id=f"{anna.user_id}:{anna.device_id}",
-                key=base64.b64encode(anna_key).decode(),
-                index=0,
-                targets=[{"user_id": GHOST, "device_id": DEVICE}],
-            )
+            anna_key = await send_key_to_ghost(anna_js, anna, room)
             key = await encryption.on_to_device(await inbox.wait("m.room.encrypted"))
             assert key is not None and key.key == anna_key
             anna_frames = FrameCryptor(KeyRing())
