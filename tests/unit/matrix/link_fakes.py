@@ -17,7 +17,7 @@ from gateway.server import Gateway
 from protocols.livekit.bridge import BridgePolicy, BridgeSettings
 from protocols.matrix.config import MatrixConfig
 from protocols.matrix.ghosts import Ghosts
-from protocols.matrix.membership import CALL_MEMBER
+from protocols.matrix.membership import CALL_MEMBER, is_active
 from protocols.matrix.store import MIGRATIONS, MatrixStore
 from tests.unit.matrix.fake_homeserver import FakeHomeserver
 
@@ -149,3 +149,15 @@ async def first_chat(events: Subscription) -> ChatMessage:
             if isinstance(event, ChatMessage):
                 return event
     raise AssertionError("the room's events ended without a chat message")
+
+
+async def bea_in_the_call(
+    link: Any, homeserver: FakeHomeserver, gateway: Gateway
+) -> tuple[Participant, str]:
+    """Bea joins the room here and LINK starts; once her ghost's call membership is active: Bea
+    and her ghost's user id."""
+    bea = join_here(gateway, "Bea")
+    await link.start()
+    ghost = ghost_of(bea)
+    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    return bea, ghost

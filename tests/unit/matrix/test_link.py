@@ -31,6 +31,7 @@ from tests.unit.matrix.link_fakes import (
     ROOM,
     FakeBridge,
     FakeService,
+    bea_in_the_call,
     first_chat,
     gateway_here,
     ghost_of,
@@ -260,10 +261,7 @@ async def test_a_ghost_joining_a_running_call_does_not_ring(
 async def test_a_person_leaving_ends_their_membership_and_their_ghost_leaves(
     link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
 ) -> None:
-    bea = join_here(gateway, "Bea")
-    await link.start()
-    ghost = ghost_of(bea)
-    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    bea, ghost = await bea_in_the_call(link, homeserver, gateway)
     gateway.rooms.remove_participant(gateway.rooms.get("here"), bea.id)
     await until(lambda: ghost not in homeserver.rooms[ROOM].joined)
     assert homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) == {}
@@ -324,10 +322,7 @@ async def test_ghosts_are_bounded_by_the_room_capacity(
 async def test_stop_gives_back_every_membership_ghost_and_the_livekit_half(
     link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
 ) -> None:
-    bea = join_here(gateway, "Bea")
-    await link.start()
-    ghost = ghost_of(bea)
-    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    bea, ghost = await bea_in_the_call(link, homeserver, gateway)
     await link.stop()
     assert link.status().state is LinkState.STOPPED
     assert homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) == {}
@@ -421,10 +416,7 @@ async def test_memberships_left_behind_end_when_the_link_enters(
 async def test_the_bot_kicked_mid_call_ends_the_ghosts_and_asks_for_an_invite(
     link: MatrixLink, homeserver: FakeHomeserver, gateway: Gateway
 ) -> None:
-    bea = join_here(gateway, "Bea")
-    await link.start()
-    ghost = ghost_of(bea)
-    await until(lambda: is_active(homeserver.content(ROOM, CALL_MEMBER, key_of(ghost)) or {}))
+    bea, ghost = await bea_in_the_call(link, homeserver, gateway)
     homeserver.rooms[ROOM].joined.discard(BOT)
     homeserver._set_state(ROOM, "m.room.member", BOT, {"membership": "leave"}, ANNA)
     await until(lambda: link.status().state is LinkState.REFUSED)
