@@ -4,6 +4,7 @@ is stopped gracefully. Also the install scripts (tests/*.sh) that fetch what the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -76,6 +78,60 @@ def respawn_until_ready(
                 stop_process(process)
                 raise
             time.sleep(pause)
+
+
+class LoggedServer:
+    """What a running server's record (a dataclass with `process`, `log_path`, `command` and
+    `restarts`) can do: read its log, kill it, start it again, stop it."""
+
+    name: ClassVar[str]
+    """How the log and errors call it."""
+    restart_pause: ClassVar[float]
+    """How long to wait before starting it again when it exits at once (its ports still held)."""
+    restart_timeout: ClassVar[float]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    command: list[str]
+    restarts: int
+
+    def ready_url(self) -> str:
+        """What answers 200 once the server serves."""
+        raise NotImplementedError
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server (nothing graceful: no one is told) and reap it."""
+        kill_process(self.process)
+
+    def restart(self, timeout: float | None = None) -> None:
+        """Start the server again on the same command (killing it first if it still runs) and
+        return once it answers. Blocking: from async code use `arestart()`."""
+        if not self.command:
+            raise RuntimeError(f"this {self.name} has no command to restart with")
+        self.kill()
+        self.process = respawn_until_ready(
+            self.command,
+            self.log_path,
+            self.ready_url(),
+            name=self.name,
+            timeout=timeout or self.restart_timeout,
+            pause=self.restart_pause,
+            cwd=self.log_path.parent,
+        )
+        self.restarts += 1
+
+    async def arestart(self, timeout: float | None = None) -> None:
+        """restart() in a worker thread, so the event loop (and the clients on it) keep running."""
+        await asyncio.to_thread(self.restart, timeout)
+
+    def stop(self) -> None:
+        """Terminate gracefully (SIGTERM, then SIGKILL after 10 s)."""
+        stop_process(self.process)
 
 
 def kill_process(process: subprocess.Popen[bytes]) -> None:

@@ -13,25 +13,18 @@ A test can kill the server mid-call and bring it back on the same ports and conf
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from tests.gateway_process import ROOT, free_port, free_udp_block
-from tests.processes import (
-    installed,
-    kill_process,
-    respawn_until_ready,
-    spawn_logged,
-    stop_process,
-    wait_http_ready,
-)
+from tests.processes import LoggedServer, installed, spawn_logged, wait_http_ready
 
 API_KEY = "devkey"
 API_SECRET = "secret"
@@ -40,7 +33,12 @@ UDP_RANGE = 20
 
 
 @dataclass
-class RunningLiveKit:
+class RunningLiveKit(LoggedServer):
+    """A livekit-server a test runs; a restart serves the same ports and config again."""
+
+    name: ClassVar[str] = "livekit-server"
+    restart_pause: ClassVar[float] = 0.2
+    restart_timeout: ClassVar[float] = 20.0
     url: str
     """ws://127.0.0.1:PORT, what clients connect to."""
     http_url: str
@@ -55,39 +53,8 @@ class RunningLiveKit:
     """The argv the server was started with; restart() runs it again (same ports, same config)."""
     restarts: int = 0
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the server (no graceful leave for anyone) and reap it."""
-        kill_process(self.process)
-
-    def restart(self, timeout: float = 20.0) -> None:
-        """Start the server again on the same ports and config (killing it first if it still
-        runs) and return once it answers HTTP. Blocking: from async code use `arestart()`."""
-        if not self.command:
-            raise RuntimeError("this RunningLiveKit has no command to restart with")
-        self.kill()
-        self.process = respawn_until_ready(
-            self.command,
-            self.log_path,
-            self.http_url + "/",
-            name="livekit-server",
-            timeout=timeout,
-            pause=0.2,
-        )
-        self.restarts += 1
-
-    async def arestart(self, timeout: float = 20.0) -> None:
-        """restart() in a worker thread, so the event loop (and the SDK's rooms) keep running."""
-        await asyncio.to_thread(self.restart, timeout)
-
-    def stop(self) -> None:
-        """Terminate gracefully (SIGTERM, then SIGKILL after 10 s)."""
-        stop_process(self.process)
+    def ready_url(self) -> str:
+        return self.http_url + "/"
 
 
 def livekit_server_binary() -> Path:
@@ -141,7 +108,7 @@ def running_livekit(tmp: Path, binary: Path | None = None) -> Iterator[RunningLi
         udp_ports=(udp_start, udp_end),
         api_key=API_KEY,
         api_secret=API_SECRET,
-        process=spawn_logged(command, log_path, name="livekit-server"),
+        process=spawn_logged(command, log_path, name="livekit-server", cwd=tmp),
         log_path=log_path,
         command=command,
     )

@@ -30,20 +30,13 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 import pytest
 
 from tests.gateway_process import ROOT, free_port
-from tests.processes import (
-    installed,
-    kill_process,
-    respawn_until_ready,
-    spawn_logged,
-    stop_process,
-    wait_http_ready,
-)
+from tests.processes import LoggedServer, installed, spawn_logged, wait_http_ready
 
 INSTALL_SCRIPT = ROOT / "tests" / "synapse.sh"
 SERVER_NAME = "hs.test"
@@ -153,7 +146,13 @@ READY_PATH = "/_matrix/client/versions"
 
 
 @dataclass
-class RunningSynapse:
+class RunningSynapse(LoggedServer):
+    """A Synapse a test runs; killing it keeps its database (pending delayed events too), and a
+    restart serves the same port and database again."""
+
+    name: ClassVar[str] = "synapse"
+    restart_pause: ClassVar[float] = 0.3
+    restart_timeout: ClassVar[float] = 60.0
     url: str
     """http://127.0.0.1:PORT, the client-server API's base."""
     server_name: str
@@ -165,38 +164,8 @@ class RunningSynapse:
     command: list[str] = field(default_factory=list)
     restarts: int = 0
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL Synapse (pending delayed events stay in its database) and reap it."""
-        kill_process(self.process)
-
-    def restart(self, timeout: float = 60.0) -> None:
-        """Start Synapse again on the same port and database (killing it first if it still runs);
-        returns once it answers. Blocking: from async code use `arestart()`."""
-        self.kill()
-        self.process = respawn_until_ready(
-            self.command,
-            self.log_path,
-            self.url + READY_PATH,
-            name="synapse",
-            timeout=timeout,
-            pause=0.3,
-            cwd=self.log_path.parent,
-        )
-        self.restarts += 1
-
-    async def arestart(self, timeout: float = 60.0) -> None:
-        """restart() in a worker thread, so the test's event loop keeps running."""
-        await asyncio.to_thread(self.restart, timeout)
-
-    def stop(self) -> None:
-        """Terminate gracefully (SIGTERM, then SIGKILL after 10 s)."""
-        stop_process(self.process)
+    def ready_url(self) -> str:
+        return self.url + READY_PATH
 
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
