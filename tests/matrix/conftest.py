@@ -4,6 +4,7 @@
 - `livekit` (module): tests/interop/livekit_fixtures' shared livekit-server, playing the focus.
 - `synapse` (module): a Synapse with no application service, for tests of the harness itself.
 - `livekit_pages` (function): Chromium with livekit-client pages (tests/matrix/page.py).
+- `phone` (function): a baresip phone (tests/matrix/meeting.py's PHONE_NUMBER, PHONE_HZ).
 - `matrix_js` (function): `await matrix_js("anna")` starts a matrix-js-sdk driver
   (tests/matrix/jsclient.py, tests/matrix/js/rtc_member.mjs), closed after the test.
 - `element_call_user(user, room, matrix_js=, livekit_pages=, device_id=, frequency=)`: a Matrix
@@ -33,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_process import ROOT, RunningGateway, free_port, running_gateway
+from tests.interop.baresip import Baresip
 from tests.interop.livekit_fixtures import (
     RunningLiveKit,
     livekit_server,
@@ -40,6 +42,7 @@ from tests.interop.livekit_fixtures import (
     running_livekit,
 )
 from tests.matrix.jsclient import JsClient, start_js_client
+from tests.matrix.meeting import PHONE_HZ, PHONE_NUMBER
 from tests.matrix.page import LiveKitBrowser, LiveKitPage, livekit_browser
 from tests.matrix.synapse import (
     SERVER_NAME,
@@ -336,6 +339,13 @@ def matrix_stack_restartable(
         running_stack(tmp_path, synapse_python, livekit, request) as stack,
     ):
         yield stack
+
+
+@pytest.fixture
+async def phone(tmp_path: Path) -> AsyncIterator[Baresip]:
+    """A baresip phone calling from PHONE_NUMBER (shown as PHONE_NAME), sending PHONE_HZ."""
+    async with Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as running:
+        yield running
 
 
 @pytest.fixture

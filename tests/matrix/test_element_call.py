@@ -6,8 +6,7 @@ video; here an ORS WebRTC client and a baresip phone, each with a tone of its ow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ from tests.matrix.meeting import (
     ORS_HZ,
     PHONE_HZ,
     PHONE_NAME,
-    PHONE_NUMBER,
     accept_offers_until,
     bruno_here,
     ghost_memberships,
@@ -40,12 +38,6 @@ pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
 ]
-
-
-@pytest.fixture
-async def phone(tmp_path: Path) -> AsyncIterator[Baresip]:
-    async with Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as running:
-        yield running
 
 
 async def test_element_call_and_a_room_here_become_one_meeting(

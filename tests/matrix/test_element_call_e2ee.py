@@ -13,8 +13,7 @@ her Rust crypto), and the bot declared the bridge in the room."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,15 @@ from spec.conformance.webrtc import SAMPLE_RATE
 from tests.interop.baresip import Baresip
 from tests.matrix.conftest import MatrixStack, element_call_user
 from tests.matrix.jsclient import JsClient
-from tests.matrix.meeting import accept_offers_until, bruno_here, listed
+from tests.matrix.meeting import (
+    ANNA_HZ,
+    ORS_HZ,
+    PHONE_HZ,
+    PHONE_NAME,
+    accept_offers_until,
+    bruno_here,
+    listed,
+)
 from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import wait_for
 
@@ -35,18 +42,6 @@ pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
 ]
-
-ANNA_HZ = 660.0
-ORS_HZ = 440.0
-PHONE_HZ = 1000.0
-PHONE_NUMBER = "0140506043"
-PHONE_NAME = "Phone ••• 43"
-
-
-@pytest.fixture
-async def phone(tmp_path: Path) -> AsyncIterator[Baresip]:
-    async with Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as running:
-        yield running
 
 
 async def test_an_encrypted_element_call_and_a_room_here_become_one_meeting(

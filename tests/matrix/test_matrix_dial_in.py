@@ -7,8 +7,7 @@ rule may name the room by its alias too."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +26,6 @@ from tests.matrix.meeting import (
     CALL_MEMBER,
     PHONE_HZ,
     PHONE_NAME,
-    PHONE_NUMBER,
     ghost_memberships,
     participants,
 )
@@ -50,13 +48,6 @@ def not_linked(gateway: RunningGateway, room: str) -> bool:
     status, body = gateway.admin("GET", f"/api/v1/rooms/{room}/links")
     links = body["links"] if isinstance(body, dict) else body
     return status == 200 and links == []
-
-
-@pytest.fixture
-async def phone(tmp_path: Path) -> AsyncIterator[Baresip]:
-    """A baresip phone calling from PHONE_NUMBER (shown as PHONE_NAME), sending PHONE_HZ."""
-    async with Baresip(tmp_path, tone_hz=PHONE_HZ, user=PHONE_NUMBER) as running:
-        yield running
 
 
 async def test_a_dispatch_rule_rings_a_matrix_room_whose_call_the_phone_then_joins(
