@@ -52,9 +52,9 @@ test: system-deps $(VENV)/.installed-test lint test-wheel
 test-wheel: $(VENV)/.installed-test
 	$(BIN)/python -m tests.wheel_install
 
-## Unit and in-process protocol tests only (under a minute).
+## Unit and in-process protocol tests only (under a minute: two workers, one per core).
 test-fast: $(VENV)/.installed-test
-	$(PYTEST) -q -p no:cacheprovider -m "not interop and not browser"
+	$(PYTEST) -q -p no:cacheprovider -n 2 -m "not interop and not browser"
 
 test-interop: system-deps $(VENV)/.installed-test
 	$(PYTEST) -q -p no:cacheprovider -m "interop or browser"
