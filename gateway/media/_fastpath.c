@@ -8,9 +8,16 @@
  * Ingress: one publish transport's receive side: its inbound Session and its installed routes.
  *
  * Ingress.handle(datagram) unprotects an SRTP packet. When it belongs to an installed route and is
- * the next in-order packet before the route's deadline, it is rewritten, protected and sent to every
- * subscriber with one sendmmsg, and None is returned; otherwise the plain packet is returned for the
- * Python router (which handles everything else: loss, NACK, RTX, layer switches, timers).
+ * newer than the route's last packet (by at most MAX_GAP) before the route's deadline, it is
+ * rewritten, protected and sent to every output of the route with one sendmmsg. Then either:
+ *   - None is returned: the packet is fully handled (accounted in the route's counters);
+ *   - the plain packet is returned and the route's `teed` is True (a tee): the outputs have it, and
+ *     the Python router does the rest (receive stream, NACKs for a gap, the downtracks that are not
+ *     the route's outputs, e.g. one waiting for a keyframe of this layer). A route tees every packet
+ *     while its `tee` is set, and any packet that follows a gap;
+ *   - the plain packet is returned and `teed` is False: the Python router does everything (late or
+ *     repaired packets, past the deadline, unknown SSRC, anything unusual).
+ * Python makes every decision (which downtracks are outputs, offsets, switches); C only executes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,7 +33,17 @@
 
 #define BUF_SIZE 2048
 #define MAX_OUTPUTS 64
-#define MAX_ROUTES 32
+#define MAX_ROUTES 64 /* layer SSRCs per publish transport (3 layers x tracks) */
+#define MAX_GAP 256 /* a newer packet past a gap up to this is forwarded (and teed for NACKs) */
+
+static double fixed_clock = -1.0; /* set_clock(): a fixed time for deterministic tests */
+
+static double monotonic_now(void) {
+    if (fixed_clock >= 0.0) return fixed_clock;
+    struct timespec tsp;
+    clock_gettime(CLOCK_MONOTONIC, &tsp);
+    return (double)tsp.tv_sec + (double)tsp.tv_nsec * 1e-9;
+}
 
 static PyObject *SrtpError = NULL; /* set by configure(): pylibsrtp.Error, so callers catch one type */
 
@@ -233,7 +250,10 @@ typedef struct {
 typedef struct {
     PyObject_HEAD uint32_t ssrc;
     uint8_t payload_type; /* of the publisher's media packets on this SSRC */
-    uint16_t last_seq;
+    int tee;              /* hand every forwarded packet to Python too */
+    int teed;             /* the packet just handed back was forwarded to the outputs */
+    uint16_t prev_seq;    /* the newest packet forwarded (teed ones included) */
+    uint16_t last_seq;    /* the newest packet accounted here (not teed: Python accounts those) */
     double deadline; /* monotonic seconds: the Python router takes over from then on */
     double clock_rate;
     int level_id; /* RFC 6464 extension id, 0 = none */
@@ -262,15 +282,16 @@ static void Route_dealloc(Route *self) {
 }
 
 /* Route(ssrc, payload_type, last_seq, last_ts, deadline, clock_rate, level_id, active_level,
- *       transit, jitter, outputs=[(egress, ssrc, pt, seq_offset, ts_offset, extmap, hist_packets, hist_seqs)]) */
+ *       transit, jitter, outputs=[(egress, ssrc, pt, seq_offset, ts_offset, extmap, hist_packets, hist_seqs)],
+ *       tee=False) */
 static int Route_init(Route *self, PyObject *args, PyObject *kwds) {
     unsigned long ssrc, last_ts;
-    int pt, last_seq, level_id, active_level;
+    int pt, last_seq, level_id, active_level, tee = 0;
     double deadline, clock_rate, transit, jitter;
     PyObject *outputs;
-    if (!PyArg_ParseTuple(args, "kiikddiiddO!", &ssrc, &pt, &last_seq, &last_ts, &deadline,
+    if (!PyArg_ParseTuple(args, "kiikddiiddO!|p", &ssrc, &pt, &last_seq, &last_ts, &deadline,
                           &clock_rate, &level_id, &active_level, &transit, &jitter, &PyList_Type,
-                          &outputs))
+                          &outputs, &tee))
         return -1;
     Route_clear_outputs(self);
     Py_ssize_t n = PyList_GET_SIZE(outputs);
@@ -280,7 +301,9 @@ static int Route_init(Route *self, PyObject *args, PyObject *kwds) {
     }
     self->ssrc = (uint32_t)ssrc;
     self->payload_type = (uint8_t)pt;
-    self->last_seq = (uint16_t)last_seq;
+    self->tee = tee;
+    self->teed = 0;
+    self->prev_seq = self->last_seq = (uint16_t)last_seq;
     self->last_ts = (uint32_t)last_ts;
     self->deadline = deadline;
     self->clock_rate = clock_rate;
@@ -344,10 +367,30 @@ static int Route_set_deadline(Route *self, PyObject *v, void *c) {
     return 0;
 }
 static PyObject *Route_get_ssrc(Route *self, void *c) { return PyLong_FromUnsignedLong(self->ssrc); }
+static PyObject *Route_get_tee(Route *self, void *c) { return PyBool_FromLong(self->tee); }
+static PyObject *Route_get_teed(Route *self, void *c) { return PyBool_FromLong(self->teed); }
+static PyObject *Route_get_outputs(Route *self, void *c) { return PyLong_FromLong(self->n_outputs); }
+
+/* transit / jitter: after Python accounted a teed packet, the receive stream's state goes back here */
+static int route_set_double(PyObject *v, double *field) {
+    double d = PyFloat_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) return -1;
+    *field = d;
+    return 0;
+}
+static PyObject *Route_get_transit(Route *self, void *c) { return PyFloat_FromDouble(self->transit); }
+static int Route_set_transit(Route *self, PyObject *v, void *c) { return route_set_double(v, &self->transit); }
+static PyObject *Route_get_jitter(Route *self, void *c) { return PyFloat_FromDouble(self->jitter); }
+static int Route_set_jitter(Route *self, PyObject *v, void *c) { return route_set_double(v, &self->jitter); }
 
 static PyGetSetDef Route_getset[] = {
     {"deadline", (getter)Route_get_deadline, (setter)Route_set_deadline, NULL, NULL},
     {"ssrc", (getter)Route_get_ssrc, NULL, NULL, NULL},
+    {"tee", (getter)Route_get_tee, NULL, NULL, NULL},
+    {"teed", (getter)Route_get_teed, NULL, NULL, NULL},
+    {"outputs", (getter)Route_get_outputs, NULL, NULL, NULL},
+    {"transit", (getter)Route_get_transit, (setter)Route_set_transit, NULL, NULL},
+    {"jitter", (getter)Route_get_jitter, (setter)Route_set_jitter, NULL, NULL},
     {NULL}};
 static PyMethodDef Route_methods[] = {{"take", (PyCFunction)Route_take, METH_NOARGS, NULL}, {NULL}};
 
@@ -488,16 +531,17 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         }
     }
     if (route == NULL) goto slow;
+    route->teed = 0;
     unsigned char b0 = in[0], b1 = in[1];
     uint16_t seq = (uint16_t)(in[2] << 8 | in[3]);
     uint32_t ts = (uint32_t)in[4] << 24 | (uint32_t)in[5] << 16 | (uint32_t)in[6] << 8 | in[7];
-    if ((b0 >> 6) != 2 || (b0 & 0x20) || (b1 & 0x7F) != route->payload_type ||
-        seq != (uint16_t)(route->last_seq + 1) || len > BUF_SIZE)
-        goto slow;
-    struct timespec tsp;
-    clock_gettime(CLOCK_MONOTONIC, &tsp);
-    double now = (double)tsp.tv_sec + (double)tsp.tv_nsec * 1e-9;
+    uint16_t delta = (uint16_t)(seq - route->prev_seq);
+    if ((b0 >> 6) != 2 || (b0 & 0x20) || (b1 & 0x7F) != route->payload_type || delta == 0 ||
+        delta > MAX_GAP || len > BUF_SIZE)
+        goto slow; /* late, repeated, too far ahead, padded or another payload type */
+    double now = monotonic_now();
     if (now >= route->deadline) goto slow;
+    int tee = route->tee || delta != 1;
     int ext_start = 0, ext_end = 0, level = -1;
     if (b0 & 0x10) {
         int offset = 12 + 4 * (b0 & 0x0F);
@@ -507,7 +551,7 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         ext_start = offset + 4;
         ext_end = ext_start + 4 * words;
         if (profile != 0xBEDE || ext_end > len) goto slow;
-        if (route->level_id) {
+        if (route->level_id && !tee) {
             int i = ext_start;
             while (i < ext_end) {
                 unsigned char b = in[i];
@@ -526,24 +570,26 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
             }
         }
     }
-    /* accepted: account the packet (ReceiveStream.on_packet for the next in-order packet) */
-    if (seq < route->last_seq) route->wraps++;
-    route->last_seq = seq;
-    route->last_ts = ts;
-    route->last_time = now;
-    route->packets++;
-    route->octets += len - 12;
-    double transit = now * route->clock_rate - (double)ts;
-    double d = fabs(transit - route->transit);
-    route->transit = transit;
-    route->jitter += (d - route->jitter) / 16.0;
-    if (level >= 0) {
-        route->samples++;
-        if (level <= route->active_level) {
-            route->active_samples++;
-            route->active_sum += pow(10.0, -level / 20.0);
+    if (!tee) { /* account the packet (ReceiveStream.on_packet for the next in-order packet) */
+        if (seq < route->prev_seq) route->wraps++;
+        route->last_seq = seq;
+        route->last_ts = ts;
+        route->last_time = now;
+        route->packets++;
+        route->octets += len - 12;
+        double transit = now * route->clock_rate - (double)ts;
+        double d = fabs(transit - route->transit);
+        route->transit = transit;
+        route->jitter += (d - route->jitter) / 16.0;
+        if (level >= 0) {
+            route->samples++;
+            if (level <= route->active_level) {
+                route->active_samples++;
+                route->active_sum += pow(10.0, -level / 20.0);
+            }
         }
     }
+    route->prev_seq = seq;
     struct mmsghdr msgs[MAX_OUTPUTS];
     struct iovec iov[MAX_OUTPUTS];
     int count = 0, fd = -1;
@@ -600,7 +646,8 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         }
         sent += r;
     }
-    Py_RETURN_NONE;
+    if (!tee) Py_RETURN_NONE;
+    route->teed = 1;
 slow:
     return PyBytes_FromStringAndSize((char *)in, len);
 }
@@ -661,7 +708,19 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyMethodDef module_methods[] = {{"configure", configure, METH_VARARGS, NULL}, {NULL}};
+/* set_clock(seconds): the fast path's clock reads this fixed time from now on (tests that compare
+ * the native and Python paths packet for packet); set_clock(-1) goes back to CLOCK_MONOTONIC. */
+static PyObject *set_clock(PyObject *self, PyObject *arg) {
+    double t = PyFloat_AsDouble(arg);
+    if (t == -1.0 && PyErr_Occurred()) return NULL;
+    fixed_clock = t < 0.0 ? -1.0 : t;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", configure, METH_VARARGS, NULL},
+    {"set_clock", set_clock, METH_O, NULL},
+    {NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_fastpath", NULL, -1, module_methods};
 
@@ -677,5 +736,7 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         if (PyModule_AddObject(m, names[i], (PyObject *)types[i]) < 0) return NULL;
     }
     PyModule_AddIntConstant(m, "MAX_OUTPUTS", MAX_OUTPUTS);
+    PyModule_AddIntConstant(m, "MAX_ROUTES", MAX_ROUTES);
+    PyModule_AddIntConstant(m, "MAX_GAP", MAX_GAP);
     return m;
 }

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,6 +119,8 @@ class _Layer:
         "last_keyframe_request",
         "keyframe_request_pending",
         "lost_counted",
+        "route",
+        "route_downtracks",
     )
 
     def __init__(self, index: int, rid: str, height: int | None) -> None:
@@ -132,6 +134,10 @@ class _Layer:
         self.last_keyframe_request = -1e9
         self.keyframe_request_pending = False
         self.lost_counted = 0
+        # Native fast path (gateway/media/_fastpath.c): this layer's route in the publisher
+        # transport's Ingress, and the downtracks that are its outputs.
+        self.route: Any = None
+        self.route_downtracks: list[_DownTrack] = []
 
 
 class _DownTrack:
@@ -148,6 +154,7 @@ class _DownTrack:
         "max_height",
         "lost_reported",
         "fraction_lost",
+        "route",
     )
 
     def __init__(
@@ -173,6 +180,7 @@ class _DownTrack:
         self.max_height: int | None = None
         self.lost_reported = 0
         self.fraction_lost = 0
+        self.route: Any = None  # the native route this downtrack is an output of
 
 
 class _Receiver:
@@ -193,10 +201,7 @@ class _Receiver:
         "detect_keyframe",
         "first_time",
         "next_layer_check",
-        "route",
-        "route_ingress",
-        "route_layer",
-        "route_downtracks",
+        "routes",
     )
 
     def __init__(
@@ -227,12 +232,7 @@ class _Receiver:
         self.detect_keyframe: KeyframeDetector = keyframe_detector(codec.name)
         self.first_time = -1.0
         self.next_layer_check = 0.0
-        # Native fast path (gateway/media/_fastpath.c): the steady-state route installed in the
-        # publisher transport's Ingress, the layer it serves and the downtracks it feeds.
-        self.route: Any = None
-        self.route_ingress: Any = None
-        self.route_layer: _Layer | None = None
-        self.route_downtracks: list[_DownTrack] = []
+        self.routes = 0  # layers with a native route installed (_Layer.route)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +322,7 @@ class Router:
         receiver = self._receivers.pop(track_id, None)
         if receiver is None:
             return
-        self._drop_route(receiver)
+        self._drop_routes(receiver)
         for downtrack in receiver.downtracks.values():
             self._downtracks_by_ssrc.pop((downtrack.subscriber_id, downtrack.ssrc), None)
 
@@ -377,7 +377,7 @@ class Router:
         receiver = self._receivers.get(track_id)
         if receiver is None or receiver.muted == muted:
             return
-        self._drop_route(receiver)
+        self._drop_routes(receiver)
         receiver.muted = muted
         if not muted:
             now = time.monotonic() if now is None else now
@@ -390,8 +390,6 @@ class Router:
         receiver = self._receivers.get(track_id)
         if receiver is None or len(packet) < RTP_HEADER_SIZE:
             return
-        if receiver.route is not None:
-            self._drop_route(receiver)  # this packet left the fast path: Python takes over
         if now is None:
             now = time.monotonic()
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(packet, 0)
@@ -404,6 +402,17 @@ class Router:
         stream = layer.stream
         if stream is None:
             return  # RTX seen before its layer's own SSRC
+        served: set[_DownTrack] | None = None  # the outputs a native route already sent it to
+        teed = None
+        if receiver.routes:
+            route = layer.route
+            if route is not None and route.teed and ssrc == layer.ssrc:
+                teed = route
+                served = set(layer.route_downtracks)
+            self._sync_routes(receiver)  # the streams and forwarders below are current
+            newer = 0 < (seq - stream.max_seq) & 0xFFFF < 0x8000
+            if teed is None and route is not None and ssrc == layer.ssrc and newer:
+                self._drop_layer_route(receiver, layer)  # a newer packet left the fast path
         if ssrc != layer.ssrc:  # RTX (RFC 4588 §4): unwrap to the original packet
             start = payload_offset(packet)
             if payload_end(packet) - start < 2:
@@ -418,6 +427,9 @@ class Router:
             packet = bytes(unwrapped)
         accepted, missing = stream.on_packet(seq, ts, now)
         layer.last_time = now
+        if layer.route is not None:  # back to the route: the next packets are accounted there
+            layer.route.transit = stream.transit
+            layer.route.jitter = stream.jitter
         if receiver.first_time < 0:
             receiver.first_time = now
         if missing:
@@ -441,23 +453,28 @@ class Router:
         if now >= receiver.next_layer_check:
             self._check_layers(receiver, now)
 
-        if not receiver.downtracks:
-            return
         index = layer.index
         rests: dict[bytes, bytes] = {}
         plain_rest = b"" if b0 & 0x10 else packet[RTP_HEADER_SIZE:]
         marker = b1 & 0x80
         forwarded = octets = 0
-        steady = True
+        downtracks: Iterable[_DownTrack] = receiver.downtracks.values()
+        if served is not None:
+            downtracks = [d for d in downtracks if d not in served]
+            size = len(packet) - RTP_HEADER_SIZE
+            for downtrack in served:  # sent by the native route: keep the forwarder in step
+                forwarder = downtrack.forwarder
+                if forwarder.forward(index, ssrc, seq, ts, keyframe, now) >= 0:
+                    forwarder.packets_sent += 1
+                    forwarder.octets_sent += size
+                    forwarded += 1
+                    octets += size
         pack = _HEADER.pack
-        for downtrack in receiver.downtracks.values():
+        for downtrack in downtracks:
             forwarder = downtrack.forwarder
             out_seq = forwarder.forward(index, ssrc, seq, ts, keyframe, now)
             if out_seq < 0:
-                steady = False
                 continue
-            if forwarder.last_seq != out_seq or forwarder.target_layer != index:
-                steady = False
             if plain_rest:
                 rest = plain_rest
             else:
@@ -485,8 +502,10 @@ class Router:
             stats = self.stats
             stats.packets_forwarded += forwarded
             stats.bytes_forwarded += octets + forwarded * RTP_HEADER_SIZE
-            if steady and native.enabled and not rtx and seq == stream.max_seq:
-                self._install_route(receiver, layer)
+        if receiver.routes and self._switched_here(receiver, layer, ssrc, seq):
+            self._drop_routes(receiver)  # a downtrack changed source: its outputs move
+        if layer.route is None and native.enabled and not rtx and seq == stream.max_seq:
+            self._install_route(receiver, layer)
 
     def on_publisher_rtcp(self, track_id: str, packet: bytes, now: float | None = None) -> None:
         """RTCP from a publisher: sender reports feed our RRs (LSR/DLSR) and our SRs' lip sync."""
@@ -526,7 +545,7 @@ class Router:
             raise KeyError(f"no track {track_id!r} in room {self.room_id!r}")
         now = time.monotonic() if now is None else now
         self.remove_downtrack(track_id, subscriber_id)
-        self._drop_route(receiver)
+        self._drop_routes(receiver)
         sequence_number = timestamp = None
         if resume is not None:
             sequence_number = resume.sequence_number
@@ -563,7 +582,7 @@ class Router:
         receiver = self._receivers.get(track_id)
         if receiver is None:
             return None
-        self._drop_route(receiver)
+        self._drop_routes(receiver)
         downtrack = receiver.downtracks.pop(subscriber_id, None)
         if downtrack is None:
             return None
@@ -585,7 +604,7 @@ class Router:
         downtrack.max_height = max_height
         now = time.monotonic() if now is None else now
         receiver = self._receivers[track_id]
-        self._drop_route(receiver)
+        self._drop_routes(receiver)
         self._retarget(receiver, downtrack, now)
 
     def set_paused(
@@ -595,7 +614,7 @@ class Router:
         downtrack = self._downtrack(track_id, subscriber_id)
         if downtrack is None or downtrack.forwarder.paused == paused:
             return
-        self._drop_route(self._receivers[track_id])
+        self._drop_routes(self._receivers[track_id])
         if paused:
             downtrack.forwarder.pause()
             return
@@ -650,8 +669,8 @@ class Router:
         now = time.monotonic() if now is None else now
         wall = time.time() if wall_time is None else wall_time
         for receiver in list(self._receivers.values()):
-            if receiver.route is not None:
-                self._sync_route(receiver)  # the reports below count the fast path's packets too
+            if receiver.routes:
+                self._sync_routes(receiver)  # the reports below count the fast path's packets too
             reports: list[RtcpReceptionReport] = []
             for layer in receiver.layers:
                 stream = layer.stream
@@ -686,34 +705,55 @@ class Router:
     def close(self) -> None:
         """Forget every receiver and downtrack (the room closed)."""
         for receiver in self._receivers.values():
-            self._drop_route(receiver)
+            self._drop_routes(receiver)
         self._receivers.clear()
         self._downtracks_by_ssrc.clear()
 
     def sync_routes(self) -> None:
         """Fold what the native fast path forwarded into the counters (e.g. before a scrape)."""
         for receiver in self._receivers.values():
-            if receiver.route is not None:
-                self._sync_route(receiver)
+            if receiver.routes:
+                self._sync_routes(receiver)
 
     # --- internals -----------------------------------------------------------------------
 
-    # The native fast path (gateway/media/_fastpath.c) forwards the next in-order packets of a
-    # single-layer track whose downtracks are all in steady state, until the route's deadline
-    # (the next layer check or speaker update). Any other packet, and any change of the track or
-    # its downtracks, first folds the route's counters back here (_sync_route) and uninstalls it.
+    # The native fast path (gateway/media/_fastpath.c): each layer SSRC of a published track can
+    # have a route in the publisher transport's Ingress. Its outputs are the downtracks steadily
+    # forwarding that layer (same source, not paused, not resyncing); C forwards the layer's newer
+    # packets to them until the route's deadline (the next layer check or speaker update) and
+    # accounts them. The route tees (hands the packet to on_rtp as well) after a gap, so NACKs go
+    # out here, and for every packet while a downtrack is served here: one waiting for this
+    # layer's keyframe (a switch or resync), or one whose transport has no native Egress. The
+    # switch itself happens here, in the Forwarder; then every route of the track is dropped
+    # (counters folded back by _sync_route) and re-installed on the layers' next packets.
 
     def _install_route(self, receiver: _Receiver, layer: _Layer) -> None:
         ingress = getattr(receiver.publisher, "ingress", None)
         stream = layer.stream
-        if ingress is None or stream is None or receiver.muted or len(receiver.layers) != 1:
-            return  # simulcast stays on the Python path (layer switches happen per packet)
+        fast = native.MODULE
+        if ingress is None or fast is None or stream is None or receiver.muted:
+            return
+        index = layer.index
         outputs = []
+        downtracks = []
+        tee = False
         for downtrack in receiver.downtracks.values():
-            egress = getattr(downtrack.sink, "egress", None)
             forwarder = downtrack.forwarder
-            if egress is None or not egress.ready or forwarder.paused or forwarder.resync:
-                return
+            if forwarder.paused:
+                continue
+            elsewhere = (
+                forwarder.resync
+                or forwarder.current_layer != index
+                or forwarder.source_ssrc != layer.ssrc
+            )
+            if elsewhere:
+                if forwarder.target_layer == index:
+                    tee = True  # waits for this layer's keyframe: the switch is decided here
+                continue
+            egress = getattr(downtrack.sink, "egress", None)
+            if egress is None or not egress.ready:
+                tee = True  # forwarded here
+                continue
             history = downtrack.history
             outputs.append(
                 (
@@ -727,11 +767,12 @@ class Router:
                     history.sequence_numbers,
                 )
             )
-        fast = native.MODULE
-        if fast is None or not outputs or len(outputs) > fast.MAX_OUTPUTS:
+            downtracks.append(downtrack)
+        if len(outputs) > fast.MAX_OUTPUTS:
             return
-        # A single-layer track's layer check only matters for keyframe requests (video).
-        deadline = receiver.next_layer_check if receiver.wait_for_keyframe else float("inf")
+        # the layer check: keyframe retries, layer availability
+        checks = receiver.wait_for_keyframe or len(receiver.layers) > 1
+        deadline = receiver.next_layer_check if checks else float("inf")
         level_id = 0
         if receiver.is_audio:
             deadline = min(deadline, self.speakers.next_update)
@@ -748,23 +789,58 @@ class Router:
             stream.transit,
             stream.jitter,
             outputs,
+            tee,
         )
-        if ingress.install(route):
-            receiver.route = route
-            receiver.route_ingress = ingress
-            receiver.route_layer = layer
-            receiver.route_downtracks = list(receiver.downtracks.values())
+        if not ingress.install(route):
+            return  # the Ingress's table is full: this layer stays on the Python path
+        layer.route = route
+        layer.route_downtracks = downtracks
+        for downtrack in downtracks:
+            downtrack.route = route
+        receiver.routes += 1
 
-    def _drop_route(self, receiver: _Receiver) -> None:
-        route = receiver.route
-        if route is None:
-            return
-        self._sync_route(receiver)
-        receiver.route_ingress.remove(route)
-        receiver.route = receiver.route_ingress = receiver.route_layer = None
-        receiver.route_downtracks = []
+    @staticmethod
+    def _switched_here(receiver: _Receiver, layer: _Layer, ssrc: int, seq: int) -> bool:
+        """Whether a downtrack switched to this layer at this packet (Forwarder._switch): it is
+        still an output of its previous layer's route, or not an output of this one yet."""
+        index = layer.index
+        route = layer.route
+        for downtrack in receiver.downtracks.values():
+            forwarder = downtrack.forwarder
+            if (
+                forwarder.switch_seq == seq
+                and forwarder.current_layer == index
+                and forwarder.source_ssrc == ssrc
+                and (route is None or downtrack.route is not route)
+            ):
+                return True
+        return False
 
-    def _sync_route(self, receiver: _Receiver) -> None:
+    def _drop_routes(self, receiver: _Receiver) -> None:
+        if receiver.routes:
+            for layer in receiver.layers:
+                if layer.route is not None:
+                    self._drop_layer_route(receiver, layer)
+
+    def _drop_layer_route(self, receiver: _Receiver, layer: _Layer) -> None:
+        route = layer.route
+        self._sync_route(receiver, layer)
+        ingress = getattr(receiver.publisher, "ingress", None)
+        if ingress is not None:
+            ingress.remove(route)
+        for downtrack in layer.route_downtracks:
+            if downtrack.route is route:
+                downtrack.route = None
+        layer.route = None
+        layer.route_downtracks = []
+        receiver.routes -= 1
+
+    def _sync_routes(self, receiver: _Receiver) -> None:
+        for layer in receiver.layers:
+            if layer.route is not None:
+                self._sync_route(receiver, layer)
+
+    def _sync_route(self, receiver: _Receiver, layer: _Layer) -> None:
         (
             packets,
             octets,
@@ -777,22 +853,22 @@ class Router:
             samples,
             active_samples,
             active_sum,
-        ) = receiver.route.take()
+        ) = layer.route.take()
         if samples:
             self.speakers.on_audio_levels(
                 receiver.participant_id, samples, active_samples, active_sum
             )
-        layer = receiver.route_layer
-        if not packets or layer is None or layer.stream is None:
+        stream = layer.stream
+        if not packets or stream is None:
             return
-        stream = layer.stream  # ReceiveStream.on_packet, for `packets` in-order packets
+        # ReceiveStream.on_packet, for `packets` in-order packets
         stream.received += packets
         stream.cycles += wraps * 0x10000
         stream.max_seq = last_seq
         stream.transit = transit
         stream.jitter = jitter
         layer.last_time = last_time
-        downtracks = receiver.route_downtracks
+        downtracks = layer.route_downtracks
         for downtrack in downtracks:  # Forwarder.forward, for the same packets
             forwarder = downtrack.forwarder
             forwarder.last_seq = (last_seq + forwarder.seq_offset) & 0xFFFF
@@ -872,7 +948,7 @@ class Router:
     def _bind_ssrc(self, receiver: _Receiver, layer: _Layer, ssrc: int) -> None:
         if layer.ssrc == ssrc:
             return
-        self._drop_route(receiver)
+        self._drop_routes(receiver)
         if layer.ssrc >= 0:
             receiver.by_ssrc.pop(layer.ssrc, None)  # the publisher restarted this encoding
         layer.ssrc = ssrc
@@ -912,6 +988,7 @@ class Router:
         target = self._select_layer(receiver, downtrack.max_height, now)
         if target != forwarder.target_layer:
             forwarder.target_layer = target
+            self._drop_routes(receiver)  # the layers' outputs and tees change
             if forwarder.waiting:
                 self._request_keyframe(receiver, receiver.layers[target], now)
 
@@ -967,7 +1044,9 @@ class Router:
         speakers = self.speakers.update(now)
         next_update = self.speakers.next_update
         for receiver in self._receivers.values():
-            if receiver.route is not None and receiver.is_audio:
-                receiver.route.deadline = next_update
+            if receiver.routes and receiver.is_audio:
+                for layer in receiver.layers:
+                    if layer.route is not None:
+                        layer.route.deadline = next_update
         if speakers is not None and self.on_active_speakers is not None:
             self.on_active_speakers(self.room_id, speakers)
