@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from gateway.media import native
 from gateway.media.forwarder import REORDER_WINDOW, Forwarder
-from gateway.media.nack import ReceiveStream, SendHistory
+from gateway.media.nack import MAX_PADDING, ReceiveStream, SendHistory, padding_packet, rtx_packet
 from gateway.media.payload import KeyframeDetector, keyframe_detector, needs_keyframe
 from gateway.media.rtcp import (
     RtcpError,
@@ -58,6 +58,7 @@ KEYFRAME_RETRY = 1.0  # ask again when a downtrack still waits for its keyframe
 LAYER_TIMEOUT = 1.0  # a layer without packets for this long is not available
 LAYER_CHECK_INTERVAL = 0.25
 HISTORY_SIZE = 1024
+MAX_PADDING_PACKETS = 64  # padding-only packets one send_padding call sends at most
 RTCP_CNAME = b"rondpoint"
 
 _HEADER = struct.Struct("!BBHII")
@@ -148,6 +149,9 @@ class _DownTrack:
         "max_height",
         "lost_reported",
         "fraction_lost",
+        "rtx_ssrc",
+        "rtx_payload_type",
+        "rtx_seq",
     )
 
     def __init__(
@@ -173,6 +177,10 @@ class _DownTrack:
         self.max_height: int | None = None
         self.lost_reported = 0
         self.fraction_lost = 0
+        # RFC 4588 retransmission stream (0 = not negotiated: resend the packet as it was)
+        self.rtx_ssrc = 0
+        self.rtx_payload_type = 0
+        self.rtx_seq = random.getrandbits(15)
 
 
 class _Receiver:
@@ -516,11 +524,14 @@ class Router:
         extensions: ExtensionIds,
         now: float | None = None,
         resume: StreamPosition | None = None,
+        rtx_ssrc: int = 0,
+        rtx_payload_type: int = 0,
     ) -> None:
         """Subscribe `subscriber_id` to a track; its packets go out on `sink` as SSRC `ssrc`.
         `resume` continues the stream a removed downtrack sent on the same SSRC (what
         `remove_downtrack` returned): a receiver's SRTP replay check would drop a stream whose
-        sequence numbers jumped back."""
+        sequence numbers jumped back. With `rtx_ssrc` and `rtx_payload_type` (RFC 4588,
+        negotiated with the subscriber), NACKed packets are resent as RTX packets."""
         receiver = self._receivers.get(track_id)
         if receiver is None:
             raise KeyError(f"no track {track_id!r} in room {self.room_id!r}")
@@ -551,6 +562,9 @@ class Router:
             _extension_map(receiver.extensions, extensions),
             forwarder,
         )
+        if rtx_ssrc and rtx_payload_type:
+            downtrack.rtx_ssrc = rtx_ssrc
+            downtrack.rtx_payload_type = rtx_payload_type
         receiver.downtracks[subscriber_id] = downtrack
         self._downtracks_by_ssrc[(subscriber_id, ssrc)] = downtrack
         self._request_waiting_keyframes(receiver, now)
@@ -620,11 +634,7 @@ class Router:
                 if downtrack is None:
                     continue
                 self.stats.nacks += len(rtcp.lost)
-                for seq in rtcp.lost:
-                    stored = downtrack.history.get(seq)
-                    if stored is not None:
-                        downtrack.sink.send_rtp(stored)
-                        self.stats.retransmissions += 1
+                self._retransmit(downtrack, rtcp.lost, now)
             elif isinstance(rtcp, RtcpPli):
                 self._on_keyframe_request(lookup((subscriber_id, rtcp.media_ssrc)), now)
             elif isinstance(rtcp, RtcpFir):
@@ -640,6 +650,41 @@ class Router:
                         self.stats.packets_lost += delta
                     downtrack.lost_reported = report.packets_lost
                     downtrack.fraction_lost = report.fraction_lost
+
+    def send_padding(self, subscriber_id: str, octets: int) -> int:
+        """Padding-only RTX packets (RFC 4588, RFC 3550 §5.1) of up to 255 padding bytes each,
+        about `octets` in all (at most MAX_PADDING_PACKETS), on the RTX stream of one of the
+        subscriber's video downtracks: bandwidth probes. Returns the bytes sent (whole RTP
+        packets), 0 when the subscriber has no downtrack with RTX."""
+        chosen: _DownTrack | None = None
+        for receiver in self._receivers.values():
+            downtrack = receiver.downtracks.get(subscriber_id)
+            if downtrack is None or not downtrack.rtx_ssrc or receiver.is_audio:
+                continue
+            if chosen is None or (
+                downtrack.forwarder.packets_sent and not chosen.forwarder.packets_sent
+            ):
+                chosen = downtrack
+        if chosen is None or octets <= 0:
+            return 0
+        timestamp = chosen.forwarder.last_ts
+        transport_cc_id = chosen.extensions.transport_cc
+        sent = 0
+        for _ in range(MAX_PADDING_PACKETS):
+            if sent >= octets:
+                break
+            packet = padding_packet(
+                chosen.rtx_ssrc,
+                chosen.rtx_payload_type,
+                chosen.rtx_seq,
+                timestamp,
+                MAX_PADDING,
+                transport_cc_id,
+            )
+            chosen.rtx_seq = (chosen.rtx_seq + 1) & 0xFFFF
+            chosen.sink.send_rtp(packet)
+            sent += len(packet)
+        return sent
 
     # --- timers --------------------------------------------------------------------------
 
@@ -805,6 +850,23 @@ class Router:
         stats = self.stats
         stats.packets_forwarded += packets * len(downtracks)
         stats.bytes_forwarded += (octets + packets * RTP_HEADER_SIZE) * len(downtracks)
+
+    def _retransmit(self, downtrack: _DownTrack, lost: list[int], now: float) -> None:
+        """Answer a subscriber's NACK from the downtrack's send history: as RTX packets when
+        negotiated, else the packets again; each packet at most once per RESEND_INTERVAL."""
+        history = downtrack.history
+        sink = downtrack.sink
+        for seq in lost:
+            stored = history.resend(seq, now)
+            if stored is None:
+                continue
+            if downtrack.rtx_ssrc:
+                stored = rtx_packet(
+                    stored, downtrack.rtx_ssrc, downtrack.rtx_payload_type, downtrack.rtx_seq
+                )
+                downtrack.rtx_seq = (downtrack.rtx_seq + 1) & 0xFFFF
+            sink.send_rtp(stored)
+            self.stats.retransmissions += 1
 
     def _downtrack(self, track_id: str, subscriber_id: str) -> _DownTrack | None:
         receiver = self._receivers.get(track_id)

@@ -1,0 +1,198 @@
+"""RTX towards subscribers (RFC 4588): packet format, NACK answers, resend pacing, padding probes."""
+
+from __future__ import annotations
+
+from gateway.media.nack import MAX_PADDING, SendHistory, padding_packet, rtx_packet
+from gateway.media.router import MAX_PADDING_PACKETS, CodecInfo, ExtensionIds, Router
+from gateway.media.rtcp import RtcpGenericNack
+from gateway.media.rtp import RtpPacket
+from tests.unit.media.sinks import RecordingSink
+
+VP8 = CodecInfo("VP8", 96, 90000, rtx_payload_type=97)
+OPUS = CodecInfo("opus", 111, 48000)
+VP8_KEY = bytes.fromhex("90e0923405a010") + b"\x02\x00\x9d\x01\x2a"
+VP8_DELTA = bytes.fromhex("90e0923505a011") + b"\x00\x00"
+PUB_EXT = ExtensionIds(abs_send_time=3)
+SUB_EXT = ExtensionIds(abs_send_time=3, transport_cc=5)
+MEDIA_SSRC = 7000
+RTX_SSRC = 7001
+RTX_PT = 120
+
+
+def rtp(seq: int, ts: int, ssrc: int, payload: bytes, pt: int = 96) -> bytes:
+    return RtpPacket(
+        payload_type=pt, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload
+    ).serialize()
+
+
+def video_room(rtx: bool = True) -> tuple[Router, RecordingSink, RecordingSink, RecordingSink]:
+    """alice publishes a VP8 camera; bob (with RTX if `rtx`) and carol subscribe."""
+    router = Router("room", None, rtcp_ssrc=1)
+    publisher, bob, carol = RecordingSink(), RecordingSink(), RecordingSink()
+    router.add_receiver("cam", "alice", "video", VP8, PUB_EXT, publisher)
+    router.set_layer_ssrc("cam", "", 300)
+    rtx_args = {"rtx_ssrc": RTX_SSRC, "rtx_payload_type": RTX_PT} if rtx else {}
+    router.add_downtrack("cam", "bob", bob, MEDIA_SSRC, 96, SUB_EXT, now=0.0, **rtx_args)
+    router.add_downtrack("cam", "carol", carol, 8000, 96, SUB_EXT, now=0.0)
+    router.on_rtp("cam", rtp(10, 0, 300, VP8_KEY), now=0.0)
+    for i in range(1, 10):
+        router.on_rtp("cam", rtp(10 + i, 3000 * i, 300, VP8_DELTA + bytes([i])), now=0.03 * i)
+    return router, publisher, bob, carol
+
+
+def nack(seqs: list[int], media_ssrc: int = MEDIA_SSRC) -> bytes:
+    return RtcpGenericNack(0xB0B, media_ssrc, seqs).serialize()
+
+
+# --- packet format ---------------------------------------------------------------------------
+
+
+def test_rtx_packet_is_byte_exact_rfc4588_section_4() -> None:
+    # V=2 X=1 CC=1, M=1 PT=96, seq 0x1234, ts 0x01020304, SSRC 0x0A0B0C0D, one CSRC, a one-byte
+    # extension (id 3, 3 bytes), payload "abc"
+    original = bytes.fromhex("91 e0 1234 01020304 0a0b0c0d 11223344 bede0001 32aabbcc 616263")
+    packet = rtx_packet(original, 0xCAFEBABE, 97, 0x0102)
+    # the RTX header: PT 97 (M kept), seq 0x0102, same timestamp, RTX SSRC, same CSRC and
+    # extension; then the OSN 0x1234 and the original payload
+    assert packet == bytes.fromhex(
+        "91 e1 0102 01020304 cafebabe 11223344 bede0001 32aabbcc 1234 616263"
+    )
+    parsed = RtpPacket.parse(packet)
+    assert (parsed.payload_type, parsed.marker, parsed.sequence_number) == (97, True, 0x0102)
+    assert parsed.csrc == [0x11223344] and parsed.extensions == {3: b"\xaa\xbb\xcc"}
+    assert parsed.payload == b"\x12\x34abc"
+
+
+def test_padding_packet_is_well_formed() -> None:
+    packet = padding_packet(0xCAFEBABE, 97, 0xFFFF, 1234)
+    assert len(packet) == 12 + MAX_PADDING
+    assert packet[:12] == bytes.fromhex("a061ffff000004d2cafebabe")
+    assert packet[-1] == MAX_PADDING and not any(packet[12:-1])
+    parsed = RtpPacket.parse(packet)
+    assert parsed.payload == b"" and parsed.padding_size == MAX_PADDING
+    with_slot = padding_packet(1, 97, 2, 3, padding=10, transport_cc_id=5)
+    parsed = RtpPacket.parse(with_slot)
+    assert parsed.extensions == {5: b"\x00\x00"} and parsed.payload == b""
+    assert parsed.padding_size == 10 and len(with_slot) == 12 + 8 + 10
+
+
+def test_history_resend_is_paced_per_packet() -> None:
+    history = SendHistory(16)
+    history.put(5, b"five")
+    assert history.resend(5, 1.0) == b"five"
+    assert history.resend(5, 1.05) is None
+    assert history.resend(5, 1.11) == b"five"
+    assert history.resend(6, 1.2) is None
+    history.put(21, b"twenty-one")  # same slot, newer packet
+    assert history.resend(5, 5.0) is None
+    assert history.resend(21, 5.0) == b"twenty-one"
+
+
+# --- NACK answers ----------------------------------------------------------------------------
+
+
+def test_nack_answered_with_rtx_packets_of_their_own_sequence() -> None:
+    router, _, bob, _ = video_room()
+    sent = bob.parsed()
+    wanted = [sent[3], sent[7]]
+    bob.rtp.clear()
+    router.on_subscriber_rtcp("bob", nack([p.sequence_number for p in wanted]), now=0.5)
+    again = bob.parsed()
+    assert [p.ssrc for p in again] == [RTX_SSRC, RTX_SSRC]
+    assert [p.payload_type for p in again] == [RTX_PT, RTX_PT]
+    assert (again[1].sequence_number - again[0].sequence_number) & 0xFFFF == 1
+    for original, rtx in zip(wanted, again, strict=True):
+        assert rtx.payload[:2] == original.sequence_number.to_bytes(2, "big")
+        assert rtx.payload[2:] == original.payload
+        assert (rtx.timestamp, rtx.marker) == (original.timestamp, original.marker)
+    assert router.stats.retransmissions == 2
+    # the history keeps the plain packet: a later NACK gets an RTX packet of the media packet
+    router.on_subscriber_rtcp("bob", nack([wanted[0].sequence_number]), now=1.0)
+    third = RtpPacket.parse(bob.rtp[-1])
+    assert third.payload[:2] == wanted[0].sequence_number.to_bytes(2, "big")
+    assert third.sequence_number == (again[1].sequence_number + 1) & 0xFFFF
+
+
+def test_without_rtx_the_packet_is_resent_as_it_was() -> None:
+    router, _, _, carol = video_room()
+    original = carol.rtp[4]
+    carol.rtp.clear()
+    router.on_subscriber_rtcp("carol", nack([RtpPacket.parse(original).sequence_number], 8000))
+    assert carol.rtp == [original]
+
+
+def test_repeated_nacks_within_100_ms_resend_once() -> None:
+    router, _, bob, _ = video_room()
+    seq = bob.parsed()[5].sequence_number
+    bob.rtp.clear()
+    for i in range(10):
+        router.on_subscriber_rtcp("bob", nack([seq, seq]), now=1.0 + 0.005 * i)
+    assert len(bob.rtp) == 1
+    router.on_subscriber_rtcp("bob", nack([seq]), now=1.2)
+    assert len(bob.rtp) == 2
+    assert router.stats.nacks == 11 and router.stats.retransmissions == 2
+
+
+def test_nack_for_a_packet_not_in_history_is_ignored() -> None:
+    router, _, bob, _ = video_room()
+    newest = bob.parsed()[-1].sequence_number
+    bob.rtp.clear()
+    router.on_subscriber_rtcp("bob", nack([(newest + 1) & 0xFFFF, (newest - 2000) & 0xFFFF]))
+    assert bob.rtp == [] and router.stats.retransmissions == 0
+
+
+def test_nack_for_another_subscribers_ssrc_sends_nothing() -> None:
+    router, _, bob, carol = video_room()
+    carol_seq = carol.parsed()[2].sequence_number
+    bob_seq = bob.parsed()[2].sequence_number
+    bob.rtp.clear()
+    carol.rtp.clear()
+    # bob names carol's SSRC, and his own RTX SSRC: neither is a downtrack of his
+    router.on_subscriber_rtcp("bob", nack([carol_seq], 8000), now=1.0)
+    router.on_subscriber_rtcp("bob", nack([bob_seq], RTX_SSRC), now=1.0)
+    router.on_subscriber_rtcp("mallory", nack([bob_seq]), now=1.0)
+    assert bob.rtp == [] and carol.rtp == []
+    assert router.stats.retransmissions == 0
+
+
+# --- padding ---------------------------------------------------------------------------------
+
+
+def test_padding_goes_out_on_the_rtx_stream_bounded() -> None:
+    router, _, bob, _ = video_room()
+    last = bob.parsed()[-1]
+    bob.rtp.clear()
+    sent = router.send_padding("bob", 2000)
+    packets = bob.parsed()
+    assert sent == sum(len(p) for p in bob.rtp) and sent >= 2000
+    assert len(packets) == 8
+    for packet in packets:
+        assert (packet.ssrc, packet.payload_type) == (RTX_SSRC, RTX_PT)
+        assert packet.payload == b"" and packet.padding_size == MAX_PADDING
+        assert packet.timestamp == last.timestamp
+        assert packet.extensions == {5: b"\x00\x00"}
+    seqs = [p.sequence_number for p in packets]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    bob.rtp.clear()
+    router.send_padding("bob", 10**9)
+    assert len(bob.rtp) == MAX_PADDING_PACKETS
+    # RTX retransmissions continue the same RTX sequence space
+    router.on_subscriber_rtcp("bob", nack([last.sequence_number]), now=2.0)
+    assert (
+        RtpPacket.parse(bob.rtp[-1]).sequence_number
+        == (RtpPacket.parse(bob.rtp[-2]).sequence_number + 1) & 0xFFFF
+    )
+
+
+def test_padding_needs_an_rtx_video_downtrack() -> None:
+    router, _, _, carol = video_room()
+    carol.rtp.clear()
+    assert router.send_padding("carol", 1000) == 0
+    assert router.send_padding("nobody", 1000) == 0
+    assert router.send_padding("bob", 0) == 0
+    assert carol.rtp == []
+    audio = Router("room", None)
+    sink = RecordingSink()
+    audio.add_receiver("mic", "alice", "audio", OPUS, PUB_EXT, RecordingSink())
+    audio.add_downtrack("mic", "bob", sink, 1, 111, SUB_EXT, rtx_ssrc=2, rtx_payload_type=3)
+    assert audio.send_padding("bob", 1000) == 0 and sink.rtp == []
