@@ -17,6 +17,10 @@ from .transport import UdpMux, WebRtcTransport
 
 _SSRC = struct.Struct("!I")
 _PROTO = "UDP/TLS/RTP/SAVPF"
+# RFC 8445 section 5.1.2.1 priority of the passive TCP host candidate (RFC 6544 section 4.2):
+# type preference 90, below UDP host's 126 so that UDP wins wherever it passes (Chromium ranks its
+# own TCP host candidates so), local preference 0x7F1E, component 1.
+_TCP_PASSIVE_PRIORITY = (90 << 24) + (0x7F1E << 8) + (256 - 1)
 # transport-cc is not accepted from publishers: the relay sends no transport-wide feedback yet,
 # and a sender that negotiated it would wait for that feedback and stay at its lowest bitrate.
 # Publishers get REMB instead (Router.publisher_remb_bitrate).
@@ -834,6 +838,12 @@ class WebRtcEndpoint:
     ) -> MediaDescription:
         ip = self._context.candidate_ip
         port = self._context.mux.port
+        candidates = [f"1 1 udp 2130706431 {ip} {port} typ host"]
+        tcp_port = self._context.mux.tcp_port
+        if tcp_port:
+            candidates.append(
+                f"2 1 tcp {_TCP_PASSIVE_PRIORITY} {ip} {tcp_port} typ host tcptype passive"
+            )
         return MediaDescription(
             kind=kind,
             port=port,
@@ -846,7 +856,7 @@ class WebRtcEndpoint:
             fingerprint=self._context.certificate.fingerprint,
             setup=setup,
             rtcp_mux=True,
-            candidates=[f"1 1 udp 2130706431 {ip} {port} typ host"],
+            candidates=candidates,
             end_of_candidates=True,
         )
 
