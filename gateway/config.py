@@ -55,6 +55,9 @@ class MediaConfig:
     """Fallback ports, tried in order when the shared port cannot be bound."""
     public_ip: str = ""
     """Address announced in ICE candidates; empty means media.host."""
+    tcp_port: int = 40000
+    """ICE-TCP passive candidates (RFC 6544) on this TCP port, for networks that block UDP (a busy
+    port falls back to the port range); 0 turns them off."""
     max_publish_bitrate: int = 2_500_000
     """Bits per second each publisher may send, granted by REMB (no bandwidth estimation yet)."""
 
@@ -325,6 +328,8 @@ def _validate(config: Config, where: str) -> None:
     check_ports(config.http, "http", where, ("port",))
     check_ports(config.media, "media", where, ("port", "port_range_start", "port_range_end"))
     check_positive(config.media, "media", where, ("max_publish_bitrate",))
+    if config.media.tcp_port and not 1 <= config.media.tcp_port <= 65535:
+        raise ConfigError(f"{where}: 'media.tcp_port' must be a port between 1 and 65535, or 0")
     check_positive(
         config.rooms, "rooms", where, ("guest_token_ttl", "max_participants", "max_lobby")
     )

@@ -87,6 +87,7 @@ class Gateway:
             port_range=(config.media.port_range_start, config.media.port_range_end),
             public_ip=config.media.public_ip,
             publish_bitrate=config.media.max_publish_bitrate,
+            tcp_port=config.media.tcp_port,
         )
         self.relay.on_active_speakers = self._on_active_speakers
         per_minute = config.limits.anonymous_requests_per_minute
@@ -197,7 +198,8 @@ def banner(gateway: Gateway, media_port: int) -> str:
         "",
         "  Rondpoint gateway is running",
         f"  web        {config.base_url}/",
-        f"  media      udp {config.media.public_ip or config.media.host}:{media_port}",
+        f"  media      udp {config.media.public_ip or config.media.host}:{media_port}"
+        + (f", tcp {gateway.relay.tcp_port}" if gateway.relay.tcp_port else ""),
         *(f"  {plugin.name:<10} {plugin_line(gateway, plugin.name)}" for plugin in gateway.plugins),
         f"  data       {Path(config.server.data_dir).resolve()}",
     ]

@@ -14,6 +14,7 @@ from .dtls import DtlsCertificate
 from .endpoint import EndpointContext, TrackRecord, WebRtcEndpoint
 from .router import CodecInfo, ExtensionIds, Router, RtpSink
 from .sdp import Codec
+from .tcp import TcpListener
 from .transport import UdpMux
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class MediaRelay:
         port_range: tuple[int, int] = (40001, 40100),
         public_ip: str = "",
         publish_bitrate: int = 2_500_000,
+        tcp_port: int = 0,
     ) -> None:
         self.host = host
         self.publish_bitrate = publish_bitrate
@@ -65,6 +67,9 @@ class MediaRelay:
         self._requested_port = port
         self._port_range = port_range
         self._mux = UdpMux()
+        self._requested_tcp_port = tcp_port
+        self._tcp: TcpListener | None = None
+        """ICE-TCP passive listener (RFC 6544) when tcp_port is not 0."""
         self._certificate = DtlsCertificate()
         self._rooms: dict[str, _Room] = {}
         self._closed_conferences = ConferenceStats()
@@ -74,10 +79,19 @@ class MediaRelay:
         self.on_active_speakers: ActiveSpeakersCallback | None = None
 
     async def start(self) -> None:
-        """Bind the one shared UDP socket (port, or the first free port of port_range)."""
+        """Bind the one shared UDP socket (port, or the first free port of port_range), and the
+        ICE-TCP listener (tcp_port, or likewise) unless tcp_port is 0."""
         if self._started:
             return
         await self._mux.bind(self.host, self._requested_port, self._port_range)
+        if self._requested_tcp_port:
+            listener = TcpListener(self._mux)
+            try:
+                await listener.bind(self.host, self._requested_tcp_port, self._port_range)
+            except OSError:
+                self._mux.close()
+                raise
+            self._tcp = listener
         self._started = True
         self._schedule_tick()
 
@@ -87,12 +101,24 @@ class MediaRelay:
             self._tick_handle = None
         for room_id in list(self._rooms):
             self.close_room(room_id)
+        if self._tcp is not None:
+            await self._tcp.close()
+            self._tcp = None
         self._mux.close()
         self._started = False
 
     @property
     def port(self) -> int:
         return self._mux.port
+
+    @property
+    def tcp_port(self) -> int:
+        """The ICE-TCP listener's port; 0 when it is off."""
+        return self._mux.tcp_port
+
+    @property
+    def tcp(self) -> TcpListener | None:
+        return self._tcp
 
     @property
     def mux(self) -> UdpMux:
