@@ -12,7 +12,16 @@ from . import sdp
 from .dtls import DtlsCertificate
 from .router import CodecInfo, ExtensionIds, Router
 from .rtp import find_extension
-from .sdp import Codec, Extmap, MediaDescription, Rid, SdpError, SessionDescription, Simulcast
+from .sdp import (
+    Codec,
+    Extmap,
+    MediaDescription,
+    Rid,
+    SdpError,
+    SessionDescription,
+    Simulcast,
+    SsrcGroup,
+)
 from .transport import UdpMux, WebRtcTransport
 
 _SSRC = struct.Struct("!I")
@@ -129,6 +138,8 @@ class _Slot:
     attached: bool = False  # add_downtrack done
     payload_type: int = 0
     extensions: ExtensionIds = field(default_factory=ExtensionIds)
+    rtx_ssrc: int = 0  # RFC 4588 retransmission SSRC offered for a video slot
+    rtx_payload_type: int = 0  # the RTX payload type, once the answer kept it
 
     def state(self) -> tuple[str, str, str | None, int]:
         return (self.mid, self.kind, self.track_id, self.ssrc)
@@ -177,6 +188,19 @@ def _first_codec(media: MediaDescription) -> Codec | None:
                 feedback,
             )
     return None
+
+
+def _rtx_codec(payload_type: int, rtx_payload_type: int = 0) -> Codec:
+    """The RFC 4588 retransmission codec for a video payload type (a=rtpmap rtx/90000,
+    a=fmtp apt=); `rtx_payload_type` 0 when only its key for `_payload_type_for` is wanted."""
+    return Codec(rtx_payload_type, "rtx", 90000, None, f"apt={payload_type}")
+
+
+def _ssrc_lines(slot: _Slot, cname: str, msid: str) -> list[tuple[int, str, str]]:
+    """a=ssrc cname and msid lines of a sending slot: its media SSRC, and its RTX SSRC when the
+    slot has one (RFC 4588 section 8.3 with a=ssrc-group:FID)."""
+    ssrcs = [slot.ssrc, slot.rtx_ssrc] if slot.rtx_ssrc else [slot.ssrc]
+    return [line for ssrc in ssrcs for line in ((ssrc, "cname", cname), (ssrc, "msid", msid))]
 
 
 def _codec_name(codec: Codec) -> str:
@@ -616,6 +640,10 @@ class WebRtcEndpoint:
                 )
             ]
             media.fmt = [str(pt)]
+            if slot.rtx_ssrc:
+                rtx_pt = self._payload_type_for(_rtx_codec(pt))
+                media.codecs.append(_rtx_codec(pt, rtx_pt))
+                media.fmt.append(str(rtx_pt))
             media.extmaps = [Extmap(e.id, e.uri) for e in _SUBSCRIBE_EXTENSIONS[slot.kind]]
             media.rtcp_rsize = True
             if slot.track_id is None:
@@ -624,10 +652,9 @@ class WebRtcEndpoint:
                 media.direction = "sendonly"
                 msid = f"{slot.publisher_id} {slot.track_id}"
                 media.msid = msid
-                media.ssrcs = [
-                    (slot.ssrc, "cname", slot.publisher_id),
-                    (slot.ssrc, "msid", msid),
-                ]
+                media.ssrcs = _ssrc_lines(slot, slot.publisher_id, msid)
+                if slot.rtx_ssrc:
+                    media.ssrc_groups = [SsrcGroup("FID", [slot.ssrc, slot.rtx_ssrc])]
                 active.append((slot.mid, slot.track_id))
             offer.media.append(media)
         self._offered = state
@@ -649,12 +676,13 @@ class WebRtcEndpoint:
             self._slots.append(slot)
         slot.track_id = record.track_id
         slot.ssrc = self._new_ssrc()
+        slot.rtx_ssrc = self._new_ssrc() if record.kind == "video" else 0
         slot.publisher_id = record.participant_id
         slot.codec = record.codec
         slot.attached = False
 
     def _new_ssrc(self) -> int:
-        used = {slot.ssrc for slot in self._slots}
+        used = {slot.ssrc for slot in self._slots} | {slot.rtx_ssrc for slot in self._slots}
         while True:
             ssrc = secrets.randbits(32)
             if ssrc and ssrc not in used:
@@ -662,7 +690,7 @@ class WebRtcEndpoint:
 
     def _payload_type_for(self, codec: Codec) -> int:
         name = _codec_name(codec)
-        key = (name, codec.clock_rate, codec.fmtp if name == "H264" else "")
+        key = (name, codec.clock_rate, codec.fmtp if name in ("H264", "RTX") else "")
         pt = self._codec_pt.get(key)
         if pt is None:
             used = set(self._codec_pt.values())
@@ -698,6 +726,11 @@ class WebRtcEndpoint:
             if codec is None:
                 continue
             slot.payload_type = pt
+            slot.rtx_payload_type = 0
+            if slot.rtx_ssrc:
+                rtx_pt = self._payload_type_for(_rtx_codec(pt))
+                if media.rtx_payload_type(pt) == rtx_pt:
+                    slot.rtx_payload_type = rtx_pt
             allowed = {e.uri for e in _SUBSCRIBE_EXTENSIONS[slot.kind]}
             slot.extensions = (
                 _extension_ids([e for e in media.extmaps if e.uri in allowed])
@@ -727,6 +760,8 @@ class WebRtcEndpoint:
                 slot.ssrc,
                 slot.payload_type,
                 slot.extensions,
+                rtx_ssrc=slot.rtx_ssrc if slot.rtx_payload_type else 0,
+                rtx_payload_type=slot.rtx_payload_type,
             )
             slot.attached = True
 
@@ -735,6 +770,7 @@ class WebRtcEndpoint:
             slot.attached = False
             self._router.remove_downtrack(slot.track_id, self.participant_id)
         slot.payload_type = 0
+        slot.rtx_payload_type = 0
 
     # --------------------------------------------------------------------- WHEP
 
@@ -773,6 +809,10 @@ class WebRtcEndpoint:
             slot = _Slot(mid, media.kind, record.track_id, self._new_ssrc(), record.participant_id)
             slot.codec = record.codec
             slot.payload_type = codec.payload_type
+            offered_rtx = media.rtx_payload_type(codec.payload_type)
+            if media.kind == "video" and offered_rtx is not None:
+                slot.rtx_ssrc = self._new_ssrc()
+                slot.rtx_payload_type = offered_rtx
             allowed = {e.uri for e in _SUBSCRIBE_EXTENSIONS[media.kind]}
             extmaps = [Extmap(e.id, e.uri) for e in media.extmaps if e.uri in allowed]
             slot.extensions = _extension_ids(extmaps)
@@ -790,12 +830,16 @@ class WebRtcEndpoint:
                 )
             ]
             out.fmt = [str(codec.payload_type)]
+            if slot.rtx_payload_type:
+                out.codecs.append(_rtx_codec(codec.payload_type, slot.rtx_payload_type))
+                out.fmt.append(str(slot.rtx_payload_type))
+                out.ssrc_groups = [SsrcGroup("FID", [slot.ssrc, slot.rtx_ssrc])]
             out.extmaps = extmaps
             out.rtcp_rsize = media.rtcp_rsize
             out.direction = "sendonly"
             msid = f"{record.participant_id} {record.track_id}"
             out.msid = msid
-            out.ssrcs = [(slot.ssrc, "cname", record.participant_id), (slot.ssrc, "msid", msid)]
+            out.ssrcs = _ssrc_lines(slot, record.participant_id, msid)
             answer.media.append(out)
             bundled.append(mid)
             sending.append(mid)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.media import sdp
+from gateway.media.endpoint import PublishRequest, WebRtcEndpoint
 from gateway.media.nack import MAX_PADDING, SendHistory, padding_packet, rtx_packet
+from gateway.media.relay import MediaRelay
 from gateway.media.router import MAX_PADDING_PACKETS, CodecInfo, ExtensionIds, Router
 from gateway.media.rtcp import RtcpGenericNack
 from gateway.media.rtp import RtpPacket
@@ -196,3 +204,107 @@ def test_padding_needs_an_rtx_video_downtrack() -> None:
     audio.add_receiver("mic", "alice", "audio", OPUS, PUB_EXT, RecordingSink())
     audio.add_downtrack("mic", "bob", sink, 1, 111, SUB_EXT, rtx_ssrc=2, rtx_payload_type=3)
     assert audio.send_padding("bob", 1000) == 0 and sink.rtp == []
+
+
+# --- SDP: the subscribe offer and the WHEP answer ----------------------------------------------
+
+CHROMIUM_OFFER = (Path(__file__).parent / "chromium_offer.sdp").read_text()
+TRACKS = [PublishRequest("0", "t-mic", "microphone"), PublishRequest("1", "t-cam", "camera")]
+SINGLE_LAYER_OFFER = "\n".join(
+    line for line in CHROMIUM_OFFER.splitlines() if not line.startswith(("a=rid:", "a=simulcast:"))
+)
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[MediaRelay]:
+    media_relay = MediaRelay(host="127.0.0.1", port=0, port_range=(1, 0))
+    await media_relay.start()
+    yield media_relay
+    await media_relay.stop()
+
+
+def _answer_to(offer_sdp: str, keep_rtx: bool) -> str:
+    """A browser's answer to a subscribe offer: recvonly, active, its own ICE credentials; with
+    or without the RTX payload type."""
+    parsed = sdp.parse(offer_sdp)
+    parsed.ice_lite = False
+    for media in parsed.media:
+        media.setup = "active"
+        media.direction = "recvonly" if media.direction == "sendonly" else media.direction
+        media.ice_ufrag, media.ice_pwd = "bobU", "bobpassword0123456789012"
+        media.ssrcs, media.ssrc_groups, media.msid = [], [], None
+        if not keep_rtx:
+            media.codecs = [c for c in media.codecs if c.name != "rtx"]
+            media.fmt = [str(c.payload_type) for c in media.codecs]
+    return parsed.serialize()
+
+
+def _attached(endpoint: WebRtcEndpoint, track_id: str) -> tuple[int, int, int, int]:
+    slot = next(s for s in endpoint._slots if s.track_id == track_id)
+    return slot.ssrc, slot.rtx_ssrc, slot.payload_type, slot.rtx_payload_type
+
+
+async def test_subscribe_offer_carries_rtx_for_video_only(relay: MediaRelay) -> None:
+    relay.create_endpoint("room-rtx", "alice").accept_publish_offer(SINGLE_LAYER_OFFER, TRACKS)
+    bob = relay.create_endpoint("room-rtx", "bob")
+    assert bob.subscribe("t-mic") and bob.subscribe("t-cam")
+    offer = bob.create_subscribe_offer()
+    assert offer is not None
+    audio, video = sdp.parse(offer.sdp).media
+    assert [c.name for c in audio.codecs] == ["opus"] and audio.ssrc_groups == []
+    vp8, rtx = video.codecs
+    assert (vp8.name, rtx.name, rtx.clock_rate) == ("VP8", "rtx", 90000)
+    assert rtx.fmtp == f"apt={vp8.payload_type}" and rtx.payload_type != vp8.payload_type
+    assert video.fmt == [str(vp8.payload_type), str(rtx.payload_type)]
+    assert video.rtx_payload_type(vp8.payload_type) == rtx.payload_type
+    [group] = video.ssrc_groups
+    media_ssrc, rtx_ssrc = group.ssrcs
+    assert group.semantics == "FID" and media_ssrc != rtx_ssrc
+    assert audio.ssrc_values()[0] not in (media_ssrc, rtx_ssrc)
+    assert sorted(video.ssrcs) == sorted(
+        [
+            (media_ssrc, "cname", "alice"),
+            (media_ssrc, "msid", "alice t-cam"),
+            (rtx_ssrc, "cname", "alice"),
+            (rtx_ssrc, "msid", "alice t-cam"),
+        ]
+    )
+    text = offer.sdp
+    assert f"a=rtpmap:{rtx.payload_type} rtx/90000\r\n" in text
+    assert f"a=fmtp:{rtx.payload_type} apt={vp8.payload_type}\r\n" in text
+    assert f"a=ssrc-group:FID {media_ssrc} {rtx_ssrc}\r\n" in text
+
+    bob.accept_subscribe_answer(_answer_to(offer.sdp, keep_rtx=True))
+    assert _attached(bob, "t-cam") == (media_ssrc, rtx_ssrc, vp8.payload_type, rtx.payload_type)
+
+
+async def test_an_answer_without_rtx_leaves_retransmission_plain(relay: MediaRelay) -> None:
+    relay.create_endpoint("room-rtx", "alice").accept_publish_offer(SINGLE_LAYER_OFFER, TRACKS)
+    bob = relay.create_endpoint("room-rtx", "bob")
+    assert bob.subscribe("t-cam")
+    offer = bob.create_subscribe_offer()
+    assert offer is not None
+    bob.accept_subscribe_answer(_answer_to(offer.sdp, keep_rtx=False))
+    assert _attached(bob, "t-cam")[3] == 0
+
+
+async def test_whep_answer_has_rtx_when_the_offer_has_it(relay: MediaRelay) -> None:
+    relay.create_endpoint("room-rtx", "alice").accept_publish_offer(SINGLE_LAYER_OFFER, TRACKS)
+    recvonly = CHROMIUM_OFFER.replace("a=sendonly", "a=recvonly")
+    viewer = relay.create_endpoint("room-rtx", "viewer")
+    _, video = sdp.parse(viewer.accept_view_offer(recvonly, ["t-mic", "t-cam"])).media
+    assert [(c.payload_type, c.name, c.fmtp) for c in video.codecs][1] == (97, "rtx", "apt=96")
+    assert video.fmt == ["96", "97"]
+    [group] = video.ssrc_groups
+    assert group.semantics == "FID" and len(set(group.ssrcs)) == 2
+    assert {ssrc for ssrc, _, _ in video.ssrcs} == set(group.ssrcs)
+    assert _attached(viewer, "t-cam")[1:] == (group.ssrcs[1], 96, 97)
+
+    without_rtx = "\n".join(
+        line
+        for line in recvonly.splitlines()
+        if not line.startswith(("a=rtpmap:97 ", "a=fmtp:97 "))
+    ).replace(" 96 97 102", " 96 102")
+    other = relay.create_endpoint("room-rtx", "viewer2")
+    _, video = sdp.parse(other.accept_view_offer(without_rtx, ["t-mic", "t-cam"])).media
+    assert [c.name for c in video.codecs] == ["VP8"] and video.ssrc_groups == []
