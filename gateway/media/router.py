@@ -57,6 +57,7 @@ KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per layer of a track per 500 
 KEYFRAME_RETRY = 1.0  # ask again when a downtrack still waits for its keyframe
 LAYER_TIMEOUT = 1.0  # a layer without packets for this long is not available
 LAYER_CHECK_INTERVAL = 0.25
+BITRATE_INTERVAL = 0.5  # layer bitrates roll at the tick (about 1 s), never over less than this
 HISTORY_SIZE = 1024
 MAX_PADDING_PACKETS = 64  # padding-only packets one send_padding call sends at most
 RTCP_CNAME = b"rondpoint"
@@ -120,6 +121,8 @@ class _Layer:
         "last_keyframe_request",
         "keyframe_request_pending",
         "lost_counted",
+        "octets",
+        "bitrate",
     )
 
     def __init__(self, index: int, rid: str, height: int | None) -> None:
@@ -133,6 +136,8 @@ class _Layer:
         self.last_keyframe_request = -1e9
         self.keyframe_request_pending = False
         self.lost_counted = 0
+        self.octets = 0  # received since the last roll (layer_bitrates)
+        self.bitrate = 0  # bits/s over the last rolled interval
 
 
 class _DownTrack:
@@ -149,6 +154,9 @@ class _DownTrack:
         "max_height",
         "lost_reported",
         "fraction_lost",
+        "max_layer",
+        "subscriber_paused",
+        "congestion_paused",
         "rtx_ssrc",
         "rtx_payload_type",
         "rtx_seq",
@@ -177,6 +185,10 @@ class _DownTrack:
         self.max_height: int | None = None
         self.lost_reported = 0
         self.fraction_lost = 0
+        # The congestion controller's ceiling (set_allocation): a layer index; None = no ceiling.
+        self.max_layer: int | None = None
+        self.subscriber_paused = False  # set_paused
+        self.congestion_paused = False  # set_allocation(..., None)
         # RFC 4588 retransmission stream (0 = not negotiated: resend the packet as it was)
         self.rtx_ssrc = 0
         self.rtx_payload_type = 0
@@ -205,6 +217,7 @@ class _Receiver:
         "route_ingress",
         "route_layer",
         "route_downtracks",
+        "source",
     )
 
     def __init__(
@@ -241,6 +254,7 @@ class _Receiver:
         self.route_ingress: Any = None
         self.route_layer: _Layer | None = None
         self.route_downtracks: list[_DownTrack] = []
+        self.source = ""  # "screen" for a screen share (allocated first under congestion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +268,27 @@ class ReceiverInfo:
     rids: list[str]
     heights: tuple[int | None, ...] = ()
     """The layers' heights, in the order of `rids` (None where unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DowntrackInfo:
+    """One subscription as the congestion controller sees it (Router.subscriber_downtracks)."""
+
+    track_id: str
+    kind: str
+    source: str
+    current_layer: int
+    """The layer being forwarded (-1: nothing yet)."""
+    target_layer: int
+    height_layer: int
+    """The layer the subscriber's max_height alone would choose (the highest it wants)."""
+    max_height: int | None
+    max_layer: int | None
+    """The congestion ceiling now set (None: none)."""
+    paused: bool
+    """Paused by the subscriber, or the track is muted: nothing to allocate."""
+    congestion_paused: bool
+    layer_bitrates: tuple[int, ...]
 
 
 def _extension_map(publisher: ExtensionIds, subscriber: ExtensionIds) -> bytes:
@@ -302,6 +337,7 @@ class Router:
         self.speakers = ActiveSpeakerDetector(interval=speaker_interval)
         self._receivers: dict[str, _Receiver] = {}
         self._downtracks_by_ssrc: dict[tuple[str, int], _DownTrack] = {}
+        self._bitrate_time = -1.0  # when layer bitrates were last rolled
 
     # --- publishers ----------------------------------------------------------------------
 
@@ -315,16 +351,20 @@ class Router:
         publisher: RtpSink,
         rids: list[str] | None = None,
         layers: list[tuple[str, int | None]] | None = None,
+        source: str = "",
     ) -> None:
         """A published track. `layers` = [(rid, height or None)] for simulcast; without heights
-        the rids are taken as ordered from lowest to highest quality. Re-adding replaces."""
+        the rids are taken as ordered from lowest to highest quality; `source` as ORS names it
+        ("camera", "screen", ...). Re-adding replaces."""
         if track_id in self._receivers:
             self.remove_receiver(track_id)
         if layers is None:
             layers = [(rid, None) for rid in rids] if rids else [("", None)]
-        self._receivers[track_id] = _Receiver(
+        receiver = _Receiver(
             track_id, participant_id, kind, codec, extensions, publisher, list(layers)
         )
+        receiver.source = source
+        self._receivers[track_id] = receiver
 
     def remove_receiver(self, track_id: str) -> None:
         receiver = self._receivers.pop(track_id, None)
@@ -426,6 +466,7 @@ class Router:
             packet = bytes(unwrapped)
         accepted, missing = stream.on_packet(seq, ts, now)
         layer.last_time = now
+        layer.octets += len(packet)
         if receiver.first_time < 0:
             receiver.first_time = now
         if missing:
@@ -607,15 +648,87 @@ class Router:
     ) -> None:
         """A paused downtrack gets nothing; on resume it restarts on a keyframe, seamlessly."""
         downtrack = self._downtrack(track_id, subscriber_id)
-        if downtrack is None or downtrack.forwarder.paused == paused:
+        if downtrack is None:
             return
-        self._drop_route(self._receivers[track_id])
+        downtrack.subscriber_paused = paused
+        self._apply_pause(self._receivers[track_id], downtrack, now)
+
+    def _apply_pause(
+        self, receiver: _Receiver, downtrack: _DownTrack, now: float | None = None
+    ) -> None:
+        """Paused by the subscriber or by congestion; resumes (on a keyframe) when neither."""
+        paused = downtrack.subscriber_paused or downtrack.congestion_paused
+        if downtrack.forwarder.paused == paused:
+            return
+        self._drop_route(receiver)
         if paused:
             downtrack.forwarder.pause()
             return
         downtrack.forwarder.resume()
         now = time.monotonic() if now is None else now
-        self._request_waiting_keyframes(self._receivers[track_id], now)
+        self._request_waiting_keyframes(receiver, now)
+
+    # --- congestion control (gateway/media/congestion.py reads and sets these) ---------------
+
+    def layer_bitrates(self, track_id: str) -> list[int]:
+        """Measured bits/s of each layer of a published track (index 0 = lowest), over the last
+        rolled second (0 for a layer without packets then); [] for an unknown track."""
+        receiver = self._receivers.get(track_id)
+        return [] if receiver is None else [layer.bitrate for layer in receiver.layers]
+
+    def set_allocation(
+        self,
+        track_id: str,
+        subscriber_id: str,
+        max_layer: int | None,
+        now: float | None = None,
+    ) -> None:
+        """The congestion controller's ceiling for one downtrack: a layer index, or None to pause
+        it (distinct from the subscriber's own set_paused, which this never overrides). The
+        forwarder targets the lower of the height-based choice and this ceiling."""
+        downtrack = self._downtrack(track_id, subscriber_id)
+        if downtrack is None:
+            return
+        receiver = self._receivers[track_id]
+        now = time.monotonic() if now is None else now
+        paused = max_layer is None
+        if paused != downtrack.congestion_paused:
+            downtrack.congestion_paused = paused
+            self._apply_pause(receiver, downtrack, now)
+        if paused or max_layer == downtrack.max_layer:
+            return
+        downtrack.max_layer = max_layer
+        if len(receiver.layers) > 1:
+            self._drop_route(receiver)
+            self._retarget(receiver, downtrack, now)
+
+    def subscriber_downtracks(
+        self, subscriber_id: str, now: float | None = None
+    ) -> list[DowntrackInfo]:
+        """What the congestion controller allocates among: the subscriber's downtracks."""
+        now = time.monotonic() if now is None else now
+        infos = []
+        for receiver in self._receivers.values():
+            downtrack = receiver.downtracks.get(subscriber_id)
+            if downtrack is None:
+                continue
+            forwarder = downtrack.forwarder
+            infos.append(
+                DowntrackInfo(
+                    track_id=receiver.track_id,
+                    kind=receiver.kind,
+                    source=receiver.source,
+                    current_layer=forwarder.current_layer,
+                    target_layer=forwarder.target_layer,
+                    height_layer=self._select_layer(receiver, downtrack.max_height, now),
+                    max_height=downtrack.max_height,
+                    max_layer=downtrack.max_layer,
+                    paused=downtrack.subscriber_paused or receiver.muted,
+                    congestion_paused=downtrack.congestion_paused,
+                    layer_bitrates=tuple(layer.bitrate for layer in receiver.layers),
+                )
+            )
+        return infos
 
     def on_subscriber_rtcp(
         self, subscriber_id: str, packet: bytes, now: float | None = None
@@ -694,9 +807,17 @@ class Router:
         updates active speakers. `wall_time` (Unix seconds) stamps SRs with no publisher SR."""
         now = time.monotonic() if now is None else now
         wall = time.time() if wall_time is None else wall_time
+        elapsed = now - self._bitrate_time
+        roll = elapsed >= BITRATE_INTERVAL
+        if roll or self._bitrate_time < 0:
+            self._bitrate_time = now
         for receiver in list(self._receivers.values()):
             if receiver.route is not None:
                 self._sync_route(receiver)  # the reports below count the fast path's packets too
+            if roll:
+                for layer in receiver.layers:
+                    layer.bitrate = int(layer.octets * 8 / elapsed)
+                    layer.octets = 0
             reports: list[RtcpReceptionReport] = []
             for layer in receiver.layers:
                 stream = layer.stream
@@ -837,6 +958,7 @@ class Router:
         stream.transit = transit
         stream.jitter = jitter
         layer.last_time = last_time
+        layer.octets += octets + packets * RTP_HEADER_SIZE
         downtracks = receiver.route_downtracks
         for downtrack in downtracks:  # Forwarder.forward, for the same packets
             forwarder = downtrack.forwarder
@@ -953,7 +1075,15 @@ class Router:
         # not seen yet: give every layer the first second of the track to show up
         return receiver.first_time < 0 or now - receiver.first_time < LAYER_TIMEOUT
 
-    def _select_layer(self, receiver: _Receiver, max_height: int | None, now: float) -> int:
+    def _select_layer(
+        self,
+        receiver: _Receiver,
+        max_height: int | None,
+        now: float,
+        max_layer: int | None = None,
+    ) -> int:
+        """The highest available layer within the height limit and the congestion ceiling
+        (`max_layer`); the lowest available one when none is."""
         layers = receiver.layers
         if len(layers) == 1:
             return 0
@@ -963,7 +1093,8 @@ class Router:
         fitting = [
             layer
             for layer in available
-            if max_height is None or layer.height is None or layer.height <= max_height
+            if (max_height is None or layer.height is None or layer.height <= max_height)
+            and (max_layer is None or layer.index <= max_layer)
         ]
         if fitting:
             return fitting[-1].index
@@ -971,7 +1102,7 @@ class Router:
 
     def _retarget(self, receiver: _Receiver, downtrack: _DownTrack, now: float) -> None:
         forwarder = downtrack.forwarder
-        target = self._select_layer(receiver, downtrack.max_height, now)
+        target = self._select_layer(receiver, downtrack.max_height, now, downtrack.max_layer)
         if target != forwarder.target_layer:
             forwarder.target_layer = target
             if forwarder.waiting:
