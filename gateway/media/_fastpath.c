@@ -5,7 +5,8 @@
  * Route:   a steady-state route installed by the Python router for one publisher SSRC: the
  *          per-subscriber header rewrite (SSRC, PT, sequence and timestamp offsets, extension ids)
  *          and counters that the router folds back into its own state (Route.take).
- * Ingress: one publish transport's receive side: its inbound Session and its installed routes.
+ * Ingress: one publish transport's receive side: its inbound Session, its installed routes and, when
+ *          set_twcc() names the transport-cc extension, a bounded ring of packet arrivals.
  *
  * Ingress.handle(datagram) unprotects an SRTP packet. When it belongs to an installed route and is
  * the next in-order packet before the route's deadline, it is rewritten, protected and sent to every
@@ -364,10 +365,18 @@ static PyTypeObject RouteType = {
 
 /* ------------------------------------------------------------------------------------ Ingress */
 
+#define TWCC_RING 4096 /* arrivals kept between two take_arrivals(); the oldest go first */
+
 typedef struct {
     PyObject_HEAD Session *rx;
     int n_routes;
     Route *routes[MAX_ROUTES];
+    /* transport-cc (draft-holmer-rmcat-transport-wide-cc-extensions-01): arrivals of every
+     * unprotected RTP packet, forwarded or handed back, for the Python side's feedback */
+    int twcc_id; /* the transport-wide sequence number's RFC 8285 element id; 0 = off */
+    int arrivals_start, arrivals_count;
+    uint16_t arrival_seqs[TWCC_RING];
+    double arrival_times[TWCC_RING];
 } Ingress;
 
 static void Ingress_clear(Ingress *self) {
@@ -430,6 +439,86 @@ static PyObject *Ingress_clear_routes(Ingress *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* set_twcc(ext_id): record transport-wide sequence numbers carried in element ext_id (0 = off) */
+static PyObject *Ingress_set_twcc(Ingress *self, PyObject *arg) {
+    long ext_id = PyLong_AsLong(arg);
+    if (ext_id == -1 && PyErr_Occurred()) return NULL;
+    if (ext_id < 0 || ext_id > 255) {
+        PyErr_SetString(PyExc_ValueError, "extension id must be 0-255");
+        return NULL;
+    }
+    if (ext_id != self->twcc_id) self->arrivals_start = self->arrivals_count = 0;
+    self->twcc_id = (int)ext_id;
+    Py_RETURN_NONE;
+}
+
+/* take_arrivals() -> [(transport seq, CLOCK_MONOTONIC seconds)], oldest first; empties the ring */
+static PyObject *Ingress_take_arrivals(Ingress *self, PyObject *unused) {
+    PyObject *list = PyList_New(self->arrivals_count);
+    if (list == NULL) return NULL;
+    for (int k = 0; k < self->arrivals_count; k++) {
+        int slot = (self->arrivals_start + k) % TWCC_RING;
+        PyObject *item = Py_BuildValue("(id)", (int)self->arrival_seqs[slot], self->arrival_times[slot]);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, k, item);
+    }
+    self->arrivals_start = self->arrivals_count = 0;
+    return list;
+}
+
+/* The transport-wide sequence number of a plain RTP packet (RFC 8285 one-byte or two-byte header
+ * extension, element id), or -1; every read stays inside the extension and the packet. */
+static int transport_seq(const unsigned char *p, int len, int id) {
+    if (len < 12 || !(p[0] & 0x10)) return -1;
+    int offset = 12 + 4 * (p[0] & 0x0F);
+    if (offset + 4 > len) return -1;
+    int profile = p[offset] << 8 | p[offset + 1];
+    int i = offset + 4;
+    int end = i + 4 * (p[offset + 2] << 8 | p[offset + 3]);
+    if (end > len) return -1;
+    if (profile == 0xBEDE) {
+        while (i < end) {
+            unsigned char b = p[i];
+            if (b == 0) {
+                i++;
+                continue;
+            }
+            int element = b >> 4, length = (b & 0x0F) + 1;
+            if (element == 15) return -1;
+            if (element == id) return length >= 2 && i + 3 <= end ? p[i + 1] << 8 | p[i + 2] : -1;
+            i += 1 + length;
+        }
+    } else if ((profile & 0xFFF0) == 0x1000) {
+        while (i + 1 < end) {
+            int element = p[i];
+            if (element == 0) {
+                i++;
+                continue;
+            }
+            int length = p[i + 1];
+            if (element == id) return length >= 2 && i + 4 <= end ? p[i + 2] << 8 | p[i + 3] : -1;
+            i += 2 + length;
+        }
+    }
+    return -1;
+}
+
+static void record_arrival(Ingress *self, const unsigned char *p, int len, double now) {
+    int seq = transport_seq(p, len, self->twcc_id);
+    if (seq < 0) return;
+    if (self->arrivals_count == TWCC_RING) { /* full: drop the oldest */
+        self->arrivals_start = (self->arrivals_start + 1) % TWCC_RING;
+        self->arrivals_count--;
+    }
+    int slot = (self->arrivals_start + self->arrivals_count) % TWCC_RING;
+    self->arrival_seqs[slot] = (uint16_t)seq;
+    self->arrival_times[slot] = now;
+    self->arrivals_count++;
+}
+
 static unsigned char out_bufs[MAX_OUTPUTS][BUF_SIZE + SRTP_MAX_TRAILER_LEN];
 
 /* Rewrite RFC 8285 one-byte extension ids in place (mirrors rtp.rewrite_extension_ids). */
@@ -478,6 +567,13 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         PyErr_Format(error_type(), "srtp_unprotect failed (%d)", (int)status);
         return NULL;
     }
+    struct timespec tsp;
+    double now = 0.0;
+    if (self->twcc_id) {
+        clock_gettime(CLOCK_MONOTONIC, &tsp);
+        now = (double)tsp.tv_sec + (double)tsp.tv_nsec * 1e-9;
+        record_arrival(self, in, len, now);
+    }
     if (len < 12 || self->n_routes == 0) goto slow;
     uint32_t ssrc = (uint32_t)in[8] << 24 | (uint32_t)in[9] << 16 | (uint32_t)in[10] << 8 | in[11];
     Route *route = NULL;
@@ -494,9 +590,10 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
     if ((b0 >> 6) != 2 || (b0 & 0x20) || (b1 & 0x7F) != route->payload_type ||
         seq != (uint16_t)(route->last_seq + 1) || len > BUF_SIZE)
         goto slow;
-    struct timespec tsp;
-    clock_gettime(CLOCK_MONOTONIC, &tsp);
-    double now = (double)tsp.tv_sec + (double)tsp.tv_nsec * 1e-9;
+    if (now == 0.0) {
+        clock_gettime(CLOCK_MONOTONIC, &tsp);
+        now = (double)tsp.tv_sec + (double)tsp.tv_nsec * 1e-9;
+    }
     if (now >= route->deadline) goto slow;
     int ext_start = 0, ext_end = 0, level = -1;
     if (b0 & 0x10) {
@@ -613,6 +710,8 @@ static PyMethodDef Ingress_methods[] = {
     {"install", (PyCFunction)Ingress_install, METH_O, NULL},
     {"remove", (PyCFunction)Ingress_remove, METH_O, NULL},
     {"clear", (PyCFunction)Ingress_clear_routes, METH_NOARGS, NULL},
+    {"set_twcc", (PyCFunction)Ingress_set_twcc, METH_O, NULL},
+    {"take_arrivals", (PyCFunction)Ingress_take_arrivals, METH_NOARGS, NULL},
     {NULL}};
 
 static PyTypeObject IngressType = {

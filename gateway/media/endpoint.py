@@ -23,6 +23,7 @@ from .sdp import (
     SsrcGroup,
 )
 from .transport import UdpMux, WebRtcTransport
+from .twcc import EXT_ID_NONE
 
 _SSRC = struct.Struct("!I")
 _PROTO = "UDP/TLS/RTP/SAVPF"
@@ -30,13 +31,20 @@ _PROTO = "UDP/TLS/RTP/SAVPF"
 # type preference 90, below UDP host's 126 so that UDP wins wherever it passes (Chromium ranks its
 # own TCP host candidates so), local preference 0x7F1E, component 1.
 _TCP_PASSIVE_PRIORITY = (90 << 24) + (0x7F1E << 8) + (256 - 1)
-# transport-cc is not accepted from publishers: the relay sends no transport-wide feedback yet,
-# and a sender that negotiated it would wait for that feedback and stay at its lowest bitrate.
-# Publishers get REMB instead (Router.publisher_remb_bitrate).
 _FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb")
+# Publishers also get transport-wide feedback (transport-cc, sent every 50 ms by fast_tick) for
+# their own congestion controller; REMB with the receiver reports stays as the ceiling
+# (Router.publisher_remb_bitrate).
+_PUBLISH_FEEDBACK = (*_FEEDBACK, "transport-cc")
 _PUBLISH_EXTENSIONS = {
-    "audio": (sdp.EXT_AUDIO_LEVEL, sdp.EXT_MID, sdp.EXT_ABS_SEND_TIME),
-    "video": (sdp.EXT_MID, sdp.EXT_RID, sdp.EXT_REPAIRED_RID, sdp.EXT_ABS_SEND_TIME),
+    "audio": (sdp.EXT_AUDIO_LEVEL, sdp.EXT_MID, sdp.EXT_ABS_SEND_TIME, sdp.EXT_TRANSPORT_CC),
+    "video": (
+        sdp.EXT_MID,
+        sdp.EXT_RID,
+        sdp.EXT_REPAIRED_RID,
+        sdp.EXT_ABS_SEND_TIME,
+        sdp.EXT_TRANSPORT_CC,
+    ),
 }
 # Ids the relay offers to subscribers; they match what Chromium offers, so the forwarder rarely rewrites.
 _SUBSCRIBE_EXTENSIONS = {
@@ -401,6 +409,19 @@ class WebRtcEndpoint:
             info = self._publish_mid(media, mid, codec, answer_media, requests_by_mid.get(mid))
             tracks.append(info)
         answer.groups = [("BUNDLE", bundled)]
+        # one transport, one transport-wide sequence: BUNDLE gives the extension one id
+        transport.set_transport_cc(
+            next(
+                (
+                    e.id
+                    for m in answer.media
+                    if m.direction == "recvonly"
+                    for e in m.extmaps
+                    if e.uri == sdp.EXT_TRANSPORT_CC
+                ),
+                EXT_ID_NONE,
+            )
+        )
         return PublishAnswer(sdp=answer.serialize(), tracks=tracks)
 
     def _publish_answer_media(
@@ -414,7 +435,7 @@ class WebRtcEndpoint:
             codec.clock_rate,
             codec.channels,
             codec.fmtp,
-            [fb for fb in codec.rtcp_fb if fb in _FEEDBACK],
+            [fb for fb in codec.rtcp_fb if fb in _PUBLISH_FEEDBACK],
         )
         codecs = [chosen]
         rtx_pt = media.rtx_payload_type(codec.payload_type)
@@ -572,6 +593,13 @@ class WebRtcEndpoint:
                 if track_id is not None:
                     self._router.on_publisher_rtcp(track_id, packet[offset : offset + length])
             offset += length
+
+    def fast_tick(self, now: float) -> None:
+        """The relay's fast timer (every 50 ms, time.monotonic() NOW): transport-wide feedback to
+        the publisher for what arrived since the last tick (none when nothing did)."""
+        publish = self._publish
+        if publish is not None and publish.arrivals is not None:
+            publish.send_transport_feedback(next(iter(self._ssrc_to_track), 0))
 
     # ---------------------------------------------------------------- subscribe
 

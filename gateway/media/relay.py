@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 OPUS_PAYLOAD_TYPE = 111
 
 _TICK_INTERVAL = 1.0
+_FAST_TICK_INTERVAL = 0.05  # transport-wide feedback to publishers (WebRtcEndpoint.fast_tick)
 
 ActiveSpeakersCallback = Callable[[str, list[tuple[str, float]]], None]
 
@@ -75,6 +77,7 @@ class MediaRelay:
         self._closed_conferences = ConferenceStats()
         self._started = False
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._fast_tick_handle: asyncio.TimerHandle | None = None
         self._tickers: list[Callable[[], None]] = []
         self.on_active_speakers: ActiveSpeakersCallback | None = None
 
@@ -94,11 +97,15 @@ class MediaRelay:
             self._tcp = listener
         self._started = True
         self._schedule_tick()
+        self._schedule_fast_tick()
 
     async def stop(self) -> None:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
+        if self._fast_tick_handle is not None:
+            self._fast_tick_handle.cancel()
+            self._fast_tick_handle = None
         for room_id in list(self._rooms):
             self.close_room(room_id)
         if self._tcp is not None:
@@ -284,6 +291,22 @@ class MediaRelay:
                 logger.exception("relay ticker failed")
         if self._started:
             self._schedule_tick()
+
+    def _schedule_fast_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._fast_tick_handle = loop.call_later(_FAST_TICK_INTERVAL, self._fast_tick)
+
+    def _fast_tick(self) -> None:
+        # One timer for all rooms: each endpoint's transport-wide feedback (fast_tick).
+        now = time.monotonic()
+        for room in list(self._rooms.values()):
+            try:
+                for endpoint in list(room.endpoints.values()):
+                    endpoint.fast_tick(now)
+            except Exception:  # one broken room must not stop the others' feedback
+                logger.exception("fast tick failed in room %s", room.room_id)
+        if self._started:
+            self._schedule_fast_tick()
 
     def _room(self, room_id: str) -> _Room:
         room = self._rooms.get(room_id)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import stun
 from .dtls import DtlsCertificate, DtlsSession, DtlsState
@@ -19,6 +20,10 @@ from .ice import IceControllingAgent, IceLiteAgent, local_ufrag_of
 from .rtcp import RtcpError
 from .rtp import RtpError
 from .srtp import SrtpContext, SrtpError
+from .twcc import EXT_ID_NONE, ArrivalRecorder, read_transport_seq
+
+if TYPE_CHECKING:
+    from .congestion import SubscriberCongestion
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +71,11 @@ class WebRtcTransport:
         # steady-state routes in `ingress`, and sends through other transports' `egress`.
         self.ingress: Any = None
         self.egress: Any = None
+        self.congestion: SubscriberCongestion | None = None
+        """A subscribe session's congestion control (set_congestion): stamps what it sends."""
+        self._transport_cc_id = EXT_ID_NONE
+        self.arrivals: ArrivalRecorder | None = None
+        """Transport-cc arrivals of the RTP received (set_transport_cc), for feedback to the peer."""
         self._remote_address: Address | None = None
         self._nominated = False
         self._addresses: list[Address] = []
@@ -183,24 +193,64 @@ class WebRtcTransport:
             if 191 < data[1] < 224:  # RTCP packet types 192-223 (RFC 5761 section 4)
                 self.on_rtcp(srtp.unprotect_rtcp(data))
             elif self.ingress is not None:
-                # Native: forwarded there along an installed route (None), or handed back plain.
+                # Native: forwarded there along an installed route (None), or handed back plain;
+                # the Ingress records transport-cc arrivals of both (take_arrivals).
                 packet = self.ingress.handle(data)
                 if packet is not None:
                     self.on_rtp(packet)
             else:
-                self.on_rtp(srtp.unprotect_rtp(data))
+                plain = srtp.unprotect_rtp(data)
+                arrivals = self.arrivals
+                if arrivals is not None:
+                    sequence = read_transport_seq(plain, self._transport_cc_id)
+                    if sequence is not None:
+                        arrivals.on_arrival(sequence, time.monotonic())
+                self.on_rtp(plain)
         except SrtpError:
             self.srtp_errors += 1
         except (RtpError, RtcpError):  # authentic, but malformed inside: dropped like noise
             self.packets_malformed += 1
 
+    def set_transport_cc(self, ext_id: int) -> None:
+        """Record the transport-wide sequence numbers (RFC 8285 element EXT_ID) of the RTP this
+        session receives, for send_transport_feedback; EXT_ID_NONE stops it."""
+        if ext_id == self._transport_cc_id:
+            return
+        self._transport_cc_id = ext_id
+        self.arrivals = ArrivalRecorder(secrets.randbits(32) | 1) if ext_id else None
+        if self.ingress is not None:
+            self.ingress.set_twcc(ext_id)
+
+    def send_transport_feedback(self, media_ssrc: int) -> int:
+        """Send transport-cc feedback (SRTCP) for the packets that arrived since the last call,
+        nothing when none did; returns the number of RTCP packets sent."""
+        arrivals = self.arrivals
+        if arrivals is None or self.srtp is None:
+            return 0
+        if self.ingress is not None:
+            for sequence, at in self.ingress.take_arrivals():
+                arrivals.on_arrival(sequence, at)
+        packets = arrivals.feedback(media_ssrc)
+        for packet in packets:
+            self.send_rtcp(packet)
+        return len(packets)
+
     # Outgoing.
+
+    def set_congestion(self, congestion: SubscriberCongestion | None) -> None:
+        """Stamp transport-wide sequence numbers on what this session sends, for CONGESTION."""
+        self.congestion = congestion
+        if congestion is not None and self.egress is not None:
+            congestion.bind_egress(self.egress)
 
     def send_rtp(self, packet: bytes) -> None:
         srtp = self.srtp
         addr = self._remote_address
         if srtp is None or addr is None:
             return
+        congestion = self.congestion
+        if congestion is not None:
+            packet = congestion.stamp(packet, time.monotonic())
         try:
             data = srtp.protect_rtp(packet)
         except SrtpError:
@@ -240,9 +290,13 @@ class WebRtcTransport:
         if self.srtp is None and self.dtls.state is DtlsState.CONNECTED and self.dtls.keys:
             self.srtp = SrtpContext(self.dtls.keys)
             self.ingress = self.srtp.ingress()
+            if self.ingress is not None and self._transport_cc_id:
+                self.ingress.set_twcc(self._transport_cc_id)
             self.egress = self.srtp.egress() if self._native_egress else None
             if self.egress is not None:
                 self._mux.point_egress(self.egress, self._remote_address)
+                if self.congestion is not None:
+                    self.congestion.bind_egress(self.egress)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

@@ -1,15 +1,25 @@
 """Transport-cc feedback: the section 3.1 wire format against another implementation's bytes, the
 sequence number extension, and the receive side's arrival recorder."""
 
+import asyncio
 import contextlib
 import random
 import struct
+import time
 
+import pylibsrtp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.srtp_client import LeanPeer, rtp_frames
+from gateway.media import native, sdp
+from gateway.media.endpoint import PublishRequest
+from gateway.media.relay import MediaRelay
 from gateway.media.rtcp import RtcpError, RtcpTransportCc, parse_rtcp
+from gateway.media.rtp import RtpPacket
+from gateway.media.sdp import Extmap
+from gateway.media.transport import Address
 from gateway.media.twcc import (
     ArrivalRecorder,
     PacketResult,
@@ -368,3 +378,193 @@ def test_recorder_memory_is_bounded_under_random_sequence_numbers():
     assert len(recorder._sequences) == 256 and len(recorder._ticks) == 256
     total = sum(len(parse_feedback(p).results) for p in recorder.feedback(1))
     assert total <= 256
+
+
+# --- on the relay, both packet paths -----------------------------------------------------------
+
+TWCC_ID = 3  # Chromium's id
+
+
+class _FeedbackPeer(LeanPeer):
+    """A lean publisher that keeps the transport-cc feedback the relay sends it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feedbacks: list[TransportCcFeedback] = []
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        if len(data) > 1 and 127 < data[0] < 192 and 191 < data[1] < 224 and self.srtp:
+            compound = self.srtp.unprotect_rtcp(data)
+            offset = 0
+            while offset + 4 <= len(compound):  # each packet of the compound, padding included
+                end = offset + 4 + 4 * struct.unpack_from("!H", compound, offset + 2)[0]
+                if compound[offset + 1] == 205 and compound[offset] & 0x1F == 15:
+                    self.feedbacks.append(parse_feedback(compound[offset:end]))
+                offset = end
+        super().datagram_received(data, addr)
+
+    def feedback(self) -> list[TransportCcFeedback]:
+        return list(self.feedbacks)
+
+
+@pytest.fixture(params=["native", "python"])
+def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "native" and not native.available():
+        pytest.skip("the native extension is not built (pip install -e . with libsrtp2-dev)")
+    monkeypatch.setattr(native, "enabled", request.param == "native")
+    return str(request.param)
+
+
+def _with_transport_cc(offer: str) -> str:
+    description = sdp.parse(offer)
+    for media in description.media:
+        media.extmaps.append(Extmap(TWCC_ID, sdp.EXT_TRANSPORT_CC))
+    return description.serialize()
+
+
+def _stamped(packets: list[bytes], first_seq: int) -> list[bytes]:
+    stamped = []
+    for index, data in enumerate(packets):
+        packet = RtpPacket.parse(data)
+        packet.extensions[TWCC_ID] = struct.pack("!H", (first_seq + index) & 0xFFFF)
+        stamped.append(packet.serialize())
+    return stamped
+
+
+async def _until(predicate, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_relay_sends_feedback_for_every_arrival_once_on_both_paths(packet_path: str) -> None:
+    relay = MediaRelay("127.0.0.1", 0, (0, -1))
+    await relay.start()
+    peers: list[LeanPeer] = []
+    try:
+        alice = relay.create_endpoint("room", "alice")
+        publisher = _FeedbackPeer()
+        peers.append(publisher)
+        await publisher.open()
+        answer = alice.accept_publish_offer(
+            _with_transport_cc(publisher.publish_offer(["0"])),
+            [PublishRequest("0", "", "microphone")],
+        )
+        assert f"a=extmap:{TWCC_ID} {sdp.EXT_TRANSPORT_CC}" in answer.sdp
+        assert "a=rtcp-fb:111 transport-cc" in answer.sdp
+        publisher.apply_remote(answer.sdp)
+        await publisher.connect()
+        track_id = answer.tracks[0].track_id
+        for name in ("bob", "carol"):  # subscribers, so that the native path forwards
+            endpoint = relay.create_endpoint("room", name)
+            assert endpoint.subscribe(track_id)
+            offer = endpoint.create_subscribe_offer()
+            assert offer is not None
+            peer = LeanPeer()
+            peers.append(peer)
+            await peer.open()
+            peer.apply_remote(offer.sdp)
+            endpoint.accept_subscribe_answer(peer.subscribe_answer(offer.sdp))
+            await peer.connect()
+
+        transport = alice._publish
+        assert transport is not None and transport.arrivals is not None
+        recorded: list[int] = []
+        record = transport.arrivals.on_arrival
+        transport.arrivals.on_arrival = lambda seq, at: (recorded.append(seq), record(seq, at))  # type: ignore[method-assign]
+
+        count, lost, first_seq = 80, 30, 65500  # the transport-wide sequence wraps on the way
+        plain = _stamped(rtp_frames(0, count, 0x1234ABCD, mid="0"), first_seq)
+        protected = publisher.protect(plain)
+        order = [i for i in range(count) if i != lost]
+        a, b = order.index(44), order.index(45)
+        order[a], order[b] = 45, 44  # reordered: 45 arrives before 44
+        for i in order:
+            publisher.send(protected[i])
+            await asyncio.sleep(0.004)
+        sent = [(first_seq + i) & 0xFFFF for i in order]
+        await _until(lambda: len(recorded) >= len(sent))
+        await _until(
+            lambda: (
+                {
+                    r.sequence_number
+                    for f in publisher.feedback()
+                    for r in f.results
+                    if r.arrival is not None
+                }
+                >= set(sent)
+            )
+        )
+
+        assert sorted(recorded) == sorted(sent)  # each arrival recorded once, on either path
+        feedbacks = publisher.feedback()
+        received = [
+            r.sequence_number for f in feedbacks for r in f.results if r.arrival is not None
+        ]
+        assert sorted(received) == sorted(sent)  # and reported once
+        missing = {r.sequence_number for f in feedbacks for r in f.results if r.arrival is None}
+        assert (first_seq + lost) & 0xFFFF in missing
+        assert all(f.sender_ssrc == transport.arrivals.sender_ssrc for f in feedbacks)
+        assert [f.feedback_count for f in feedbacks] == list(range(len(feedbacks)))
+        if packet_path == "native":
+            assert transport.ingress is not None
+            egress = relay._rooms["room"].endpoints["bob"]._subscribe.egress  # type: ignore[union-attr]
+            assert egress is not None and egress.sent > count // 2  # most were forwarded in C
+        else:
+            assert transport.ingress is None
+
+        # nothing arrives: no more feedback
+        before = len(feedbacks)
+        await asyncio.sleep(0.3)
+        assert len(publisher.feedback()) == before
+    finally:
+        for peer in peers:
+            peer.close()
+        await relay.stop()
+
+
+def test_native_ingress_records_both_header_forms_bounded_and_never_reads_past_the_packet() -> None:
+    module = native.MODULE
+    if module is None:
+        pytest.skip("the native extension is not built")
+    key, profile = bytes(range(30)), 1  # AES_CM_128_HMAC_SHA1_80
+    sender = module.Session(key, profile, False, 1024, True)
+    ingress = module.Ingress(module.Session(key, profile, True, 1024, False))
+
+    def arrive(extension: bytes, seq: int, profile: int = 0xBEDE) -> None:
+        plain = bytearray(_rtp(extension, profile))
+        plain[2:4] = struct.pack("!H", seq)  # the RTP sequence number: libsrtp's replay check
+        assert ingress.handle(sender.protect(bytes(plain))) is not None  # no route: handed back
+
+    arrive(bytes([0x31, 0x00, 0x07]), 1)  # before set_twcc: not recorded
+    ingress.set_twcc(3)
+    arrive(bytes([0x10, 0xAA, 0x31, 0x12, 0x34]), 2)
+    arrive(bytes([1, 1, 0xAA, 0, 3, 2, 0xBE, 0xEF]), 3, profile=0x1000)
+    arrive(bytes([0x30, 0x12]), 4)  # one byte long: not a sequence number
+    arrive(bytes([0x00, 0x00, 0x00, 0x31]), 5)  # cut by the extension's end
+    arrive(bytes([0xF0, 0x31, 0x12, 0x34]), 6)  # after the id-15 stop
+    arrivals = ingress.take_arrivals()
+    assert [seq for seq, _ in arrivals] == [0x1234, 0xBEEF]
+    assert all(abs(at - time.monotonic()) < 5 for _, at in arrivals)  # CLOCK_MONOTONIC seconds
+    assert ingress.take_arrivals() == []
+    for i in range(5000):  # more than the ring holds: the oldest go
+        arrive(bytes([0x31]) + struct.pack("!H", i & 0xFFFF), 100 + i)
+    arrivals = ingress.take_arrivals()
+    assert len(arrivals) == 4096 and arrivals[-1][0] == 4999 and arrivals[0][0] == 5000 - 4096
+    ingress.set_twcc(0)
+    arrive(bytes([0x31, 0x00, 0x07]), 6000)
+    assert ingress.take_arrivals() == []
+    with pytest.raises(ValueError):
+        ingress.set_twcc(256)
+    ingress.set_twcc(5)
+    rng = random.Random(3)
+    for i in range(3000):  # authentic packets with garbage header extensions
+        body = rng.randbytes(rng.randrange(0, 24))
+        plain = bytearray(_rtp(body, rng.choice((0xBEDE, 0x1000, 0x1234))))
+        plain[2:4] = struct.pack("!H", (7000 + i) & 0xFFFF)
+        if rng.random() < 0.3:  # the length lies (libsrtp refuses most of these itself)
+            plain[14:16] = struct.pack("!H", rng.randrange(8))
+        with contextlib.suppress(pylibsrtp.Error):
+            ingress.handle(sender.protect(bytes(plain)))
+    assert all(0 <= seq <= 0xFFFF for seq, _ in ingress.take_arrivals())
