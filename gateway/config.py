@@ -64,7 +64,9 @@ class MediaConfig:
     """ICE-TCP passive candidates (RFC 6544) on this TCP port, for networks that block UDP (a busy
     port falls back to the port range); 0 turns them off."""
     max_publish_bitrate: int = 2_500_000
-    """Bits per second each publisher may send, granted by REMB (no bandwidth estimation yet)."""
+    """Ceiling in bits per second on what each publisher sends, told by REMB with the receiver
+    reports; below it the browser's own congestion controller follows the relay's transport-cc
+    feedback."""
 
 
 @dataclass
