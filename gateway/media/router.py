@@ -27,7 +27,14 @@ from typing import Any, Protocol
 from gateway.media import native
 from gateway.media.forwarder import REORDER_WINDOW, Forwarder
 from gateway.media.nack import MAX_PADDING, ReceiveStream, SendHistory, padding_packet, rtx_packet
-from gateway.media.payload import KeyframeDetector, keyframe_detector, needs_keyframe
+from gateway.media.payload import (
+    KeyframeDetector,
+    Vp8Fields,
+    keyframe_detector,
+    needs_keyframe,
+    vp8_fields,
+    vp8_write_fields,
+)
 from gateway.media.rtcp import (
     RtcpError,
     RtcpFir,
@@ -209,6 +216,7 @@ class _Receiver:
         "downtracks",
         "muted",
         "is_audio",
+        "is_vp8",
         "wait_for_keyframe",
         "detect_keyframe",
         "first_time",
@@ -244,6 +252,7 @@ class _Receiver:
         self.downtracks: dict[str, _DownTrack] = {}
         self.muted = False
         self.is_audio = kind == "audio"
+        self.is_vp8 = not self.is_audio and codec.name.upper() == "VP8"
         self.wait_for_keyframe = not self.is_audio and needs_keyframe(codec.name)
         self.detect_keyframe: KeyframeDetector = keyframe_detector(codec.name)
         self.first_time = -1.0
@@ -289,6 +298,26 @@ class DowntrackInfo:
     """Paused by the subscriber, or the track is muted: nothing to allocate."""
     congestion_paused: bool
     layer_bitrates: tuple[int, ...]
+
+
+def _munge_vp8(downtrack: _DownTrack, out: bytes, out_seq: int, fields: Vp8Fields | None) -> bytes:
+    """`out` (a VP8 packet of the downtrack, `fields` its descriptor) with the PictureID,
+    TL0PICIDX and KEYIDX continuing what the downtrack sent before its last switch. At the
+    first packet after a switch the offsets are set from the packet sent just before it, read
+    back from the send history."""
+    forwarder = downtrack.forwarder
+    if forwarder.vp8_rebase:
+        previous = downtrack.history.get((out_seq - 1) & 0xFFFF)
+        last = None
+        if previous is not None:
+            last = vp8_fields(previous, payload_offset(previous), payload_end(previous))
+        forwarder.rebase_vp8(last, fields)
+    if fields is None or not forwarder.vp8_rewrite:
+        return out
+    munged = bytearray(out)
+    picture_id, tl0, key_idx = forwarder.vp8_outgoing(fields)
+    vp8_write_fields(munged, fields, picture_id, tl0, key_idx)
+    return bytes(munged)
 
 
 def _extension_map(publisher: ExtensionIds, subscriber: ExtensionIds) -> bytes:
@@ -496,6 +525,8 @@ class Router:
         rests: dict[bytes, bytes] = {}
         plain_rest = b"" if b0 & 0x10 else packet[RTP_HEADER_SIZE:]
         marker = b1 & 0x80
+        is_vp8 = receiver.is_vp8
+        vp8: Vp8Fields | None = None  # the descriptor's numbering, read when a downtrack needs it
         forwarded = octets = 0
         steady = True
         pack = _HEADER.pack
@@ -521,6 +552,10 @@ class Router:
                 pack(b0, marker | downtrack.payload_type, out_seq, forwarder.out_ts, downtrack.ssrc)
                 + rest
             )
+            if is_vp8 and (forwarder.vp8_rebase or forwarder.vp8_rewrite):
+                if vp8 is None:
+                    vp8 = vp8_fields(packet, payload_offset(packet), payload_end(packet))
+                out = _munge_vp8(downtrack, out, out_seq, vp8)
             history = downtrack.history  # SendHistory.put, inlined: this loop is the hot path
             slot = out_seq & history.mask
             history.packets[slot] = out
@@ -592,6 +627,7 @@ class Router:
             target_layer=self._select_layer(receiver, None, now),
             sequence_number=sequence_number,
             timestamp=timestamp,
+            vp8=receiver.is_vp8,
         )
         downtrack = _DownTrack(
             track_id,
@@ -879,6 +915,8 @@ class Router:
             egress = getattr(downtrack.sink, "egress", None)
             forwarder = downtrack.forwarder
             if egress is None or not egress.ready or forwarder.paused or forwarder.resync:
+                return
+            if forwarder.vp8_rewrite:  # the native path does not rewrite VP8 picture ids
                 return
             history = downtrack.history
             outputs.append(
