@@ -27,6 +27,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # which start their own turnserver on a test address; Debian's service is not left running.
 new_coturn=0
 command -v turnserver >/dev/null 2>&1 || { need+=(coturn); new_coturn=1; }
+# certutil, to make the NetLab Chromium trust the test TURN server's certificate as a CA.
+command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 # iptables cuts the network between two partner gateways in tests/federation/test_e2e_faults.py.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 # npm installs livekit-client, LiveKit's JavaScript SDK, for tests/browser/test_visio_livekit_client.py.

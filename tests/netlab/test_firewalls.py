@@ -7,18 +7,22 @@ b. TURN/TLS: with TCP to the media port dropped too, it joins through a real cot
    (`turns:` from ORS `joined.ice_servers`, credentials from [turn]); its selected local
    candidates are relay candidates over TLS, and audio and video flow both ways.
 
-The TURN server's certificate is a throwaway one: Chromium checks a TURN server's TLS certificate,
-so the namespace's Chromium runs with --ignore-certificate-errors (an operator needs a certificate
-a browser trusts, docs/deploy.md). Each test saves both participants' final getStats figures
-under test-artifacts/netlab/.
+Chromium checks a TURN server's TLS certificate: with the throwaway one untrusted, TURN/TLS fails
+and the page never connects (tried; --ignore-certificate-errors would let it through). So the
+namespace's Chromium gets a HOME whose NSS database trusts the test certificate (certutil, from
+libnss3-tools), as an operator's users trust a real certificate (docs/deploy.md): verification
+stays on. Each test saves both participants' final getStats figures under test-artifacts/netlab/.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import secrets
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +39,10 @@ from tests.netlab.netns import NetLab
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.browser,
-    pytest.mark.skipif(not coturn.available(), reason="coturn: run tests/setup-system.sh"),
+    pytest.mark.skipif(
+        not coturn.available() or shutil.which("certutil") is None,
+        reason="coturn and certutil (libnss3-tools): run tests/setup-system.sh",
+    ),
 ]
 
 FRAMES = 60
@@ -139,12 +146,37 @@ class Browsers:
     namespace: Any
 
 
+def trusting_home(directory: Path, certificate: Path) -> Path:
+    """A HOME whose NSS database (~/.pki/nssdb, what Chromium on Linux reads) trusts CERTIFICATE
+    as a certificate authority, as an operator's machines trust a real one."""
+    nssdb = directory / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    database = f"sql:{nssdb}"
+    subprocess.run(
+        ["certutil", "-N", "-d", database, "--empty-password"], check=True, capture_output=True
+    )
+    subprocess.run(
+        ["certutil", "-A", "-d", database, "-t", "C,,", "-n", "rondpoint test TURN", "-i",
+         str(certificate)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return directory
+
+
 @pytest.fixture(scope="module")
-def browsers(lab: NetLab, gateway: Gateway) -> Iterator[Browsers]:
+def browsers(
+    tmp_path_factory: pytest.TempPathFactory,
+    lab: NetLab,
+    gateway: Gateway,
+    turn: coturn.RunningTurn,
+) -> Iterator[Browsers]:
+    """One Chromium on the host; one in the namespace, trusting the TURN server's certificate."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
     from playwright import sync_api
 
+    home = trusting_home(Path(tmp_path_factory.mktemp("chromium-home")), turn.certificate)
     args = [
         *CHROMIUM_ARGS,
         f"--unsafely-treat-insecure-origin-as-secure={gateway.running.base_url}",
@@ -154,7 +186,8 @@ def browsers(lab: NetLab, gateway: Gateway) -> Iterator[Browsers]:
         try:
             namespace = pw.chromium.launch(
                 executable_path=str(lab.chromium_launcher()),
-                args=[*args, "--ignore-certificate-errors"],
+                args=args,
+                env={**os.environ, "HOME": str(home)},
             )
             try:
                 yield Browsers(host, namespace)
