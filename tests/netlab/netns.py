@@ -15,6 +15,7 @@ namespaces of a killed run are removed by the next one (:func:`remove_stale`). R
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import itertools
@@ -103,6 +104,15 @@ def remove_stale() -> list[str]:
             _run(["iptables", "-t", "raw", "-X", match.group(2)], check=False)
             removed.append(match.group(2))
     return removed
+
+
+@atexit.register
+def _remove_own() -> None:
+    """At interpreter exit: the namespaces of this process a NetLab could not close."""
+    with contextlib.suppress(Exception):
+        for name in namespaces():
+            if name.startswith(f"{PREFIX}-{os.getpid()}-"):
+                _run(["ip", "netns", "delete", name], check=False)
 
 
 def _addresses_in_use() -> set[str]:

@@ -3,6 +3,7 @@ Chromium launcher), two NetLabs never collide, and nothing is left behind after 
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from tests.gateway_process import free_port
 from tests.netlab import probe
-from tests.netlab.netns import NetLab, NetLabError, leftovers, namespaces
+from tests.netlab.netns import NetLab, NetLabError, leftovers, namespaces, remove_stale
 
 pytestmark = pytest.mark.interop
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,3 +173,26 @@ def test_bad_arguments_are_refused(netlab: NetLab) -> None:
         netlab.cap(300, direction="sideways")  # type: ignore[arg-type]
     with pytest.raises(NetLabError):
         netlab._ns(["false"])
+
+
+def test_a_killed_runs_leftovers_are_removed_but_a_live_ones_are_not() -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale_ns, stale_link, stale_chain = f"rpnl-{dead.pid}-0", "rpnl99999h", "RPNL99999UL"
+    live_ns = f"rpnl-{os.getppid()}-999"  # pytest's parent: alive
+    jump = ["PREROUTING", "-i", stale_link, "-j", stale_chain]
+    try:
+        for name in (stale_ns, live_ns):
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["iptables", "-t", "raw", "-N", stale_chain], check=True)
+        subprocess.run(["iptables", "-t", "raw", "-A", *jump], check=True)
+        removed = remove_stale()
+        assert stale_ns in removed and stale_chain in removed
+        assert stale_ns not in namespaces() and live_ns in namespaces()
+        rules = subprocess.run(["iptables", "-t", "raw", "-S"], capture_output=True, text=True)
+        assert stale_chain not in rules.stdout
+    finally:
+        for name in (stale_ns, live_ns):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        subprocess.run(["iptables", "-t", "raw", "-D", *jump], capture_output=True)
+        subprocess.run(["iptables", "-t", "raw", "-X", stale_chain], capture_output=True)
