@@ -60,7 +60,9 @@ from gateway.media.rtp import (
 )
 from gateway.media.speaker import ActiveSpeakerDetector
 
-KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per layer of a track per 500 ms
+KEYFRAME_WAIT = 1.0  # after a keyframe request, no other for the layer until its keyframe or this
+KEYFRAME_REQUESTS_PER_SECOND = 6  # per publisher, across its tracks and layers
+FIR_AFTER_UNANSWERED = 2  # requests the publisher ignored before FIR replaces PLI (if negotiated)
 KEYFRAME_RETRY = 1.0  # ask again when a downtrack still waits for its keyframe
 LAYER_TIMEOUT = 1.0  # a layer without packets for this long is not available
 LAYER_CHECK_INTERVAL = 0.25
@@ -101,6 +103,7 @@ class CodecInfo:
     payload_type: int
     clock_rate: int
     rtx_payload_type: int | None = None  # RFC 4588 retransmission payload type, if negotiated
+    fir: bool = False  # the publisher negotiated a=rtcp-fb ccm fir (RFC 5104)
 
 
 @dataclass(slots=True)
@@ -127,6 +130,9 @@ class _Layer:
         "last_time",
         "last_keyframe_request",
         "keyframe_request_pending",
+        "keyframe_expected_until",
+        "unanswered_requests",
+        "fir_sequence",
         "lost_counted",
         "octets",
         "bitrate",
@@ -142,6 +148,9 @@ class _Layer:
         self.last_time = -1.0
         self.last_keyframe_request = -1e9
         self.keyframe_request_pending = False
+        self.keyframe_expected_until = 0.0  # a request is out until then (0: none)
+        self.unanswered_requests = 0  # requests in a row whose wait ended without a keyframe
+        self.fir_sequence = 0  # RFC 5104 §4.3.1.1 command sequence number
         self.lost_counted = 0
         self.octets = 0  # received since the last roll (layer_bitrates)
         self.bitrate = 0  # bits/s over the last rolled interval
@@ -221,6 +230,7 @@ class _Receiver:
         "detect_keyframe",
         "first_time",
         "next_layer_check",
+        "keyframe_budget",
         "route",
         "route_ingress",
         "route_layer",
@@ -257,6 +267,8 @@ class _Receiver:
         self.detect_keyframe: KeyframeDetector = keyframe_detector(codec.name)
         self.first_time = -1.0
         self.next_layer_check = 0.0
+        # [window start, requests in it]: shared by the tracks of one publisher
+        self.keyframe_budget: list[float] = [0.0, 0.0]
         # Native fast path (gateway/media/_fastpath.c): the steady-state route installed in the
         # publisher transport's Ingress, the layer it serves and the downtracks it feeds.
         self.route: Any = None
@@ -392,6 +404,10 @@ class Router:
         receiver = _Receiver(
             track_id, participant_id, kind, codec, extensions, publisher, list(layers)
         )
+        for other in self._receivers.values():
+            if other.participant_id == participant_id:
+                receiver.keyframe_budget = other.keyframe_budget
+                break
         receiver.source = source
         self._receivers[track_id] = receiver
 
@@ -516,6 +532,9 @@ class Router:
             keyframe = not receiver.wait_for_keyframe or receiver.detect_keyframe(
                 packet, payload_offset(packet), payload_end(packet)
             )
+            if keyframe and layer.keyframe_expected_until:  # the request was answered
+                layer.keyframe_expected_until = 0.0
+                layer.unanswered_requests = 0
         if now >= receiver.next_layer_check:
             self._check_layers(receiver, now)
 
@@ -1181,15 +1200,33 @@ class Router:
             self._request_keyframe(receiver, receiver.layers[index], now)
 
     def _request_keyframe(self, receiver: _Receiver, layer: _Layer, now: float) -> None:
-        """PLI to the publisher for one layer, at most one per KEYFRAME_REQUEST_INTERVAL;
-        a request inside the interval (or before the layer's SSRC is known) is deferred."""
-        if layer.ssrc < 0 or now - layer.last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        """Ask the publisher for a keyframe of one layer (RFC 4585 PLI, or RFC 5104 FIR once
+        FIR_AFTER_UNANSWERED requests went unanswered and FIR was negotiated). None while one
+        is expected (since the last request, until a keyframe came or KEYFRAME_WAIT passed);
+        beyond KEYFRAME_REQUESTS_PER_SECOND per publisher, or before the layer's SSRC is known,
+        the request is deferred to the next layer check."""
+        if now < layer.keyframe_expected_until:
+            return  # the keyframe on its way answers this request too
+        budget = receiver.keyframe_budget
+        if now - budget[0] >= 1.0:
+            budget[0] = now
+            budget[1] = 0
+        if layer.ssrc < 0 or budget[1] >= KEYFRAME_REQUESTS_PER_SECOND:
             layer.keyframe_request_pending = True
             return
+        budget[1] += 1
+        if layer.keyframe_expected_until:  # the previous request's wait ended unanswered
+            layer.unanswered_requests += 1
         layer.keyframe_request_pending = False
         layer.last_keyframe_request = now
+        layer.keyframe_expected_until = now + KEYFRAME_WAIT
         self.stats.keyframe_requests += 1
-        receiver.publisher.send_rtcp(RtcpPli(self.rtcp_ssrc, layer.ssrc).serialize())
+        if receiver.codec.fir and layer.unanswered_requests >= FIR_AFTER_UNANSWERED:
+            layer.fir_sequence = (layer.fir_sequence + 1) & 0xFF
+            request = RtcpFir(self.rtcp_ssrc, 0, [(layer.ssrc, layer.fir_sequence)]).serialize()
+        else:
+            request = RtcpPli(self.rtcp_ssrc, layer.ssrc).serialize()
+        receiver.publisher.send_rtcp(request)
 
     def _update_speakers(self, now: float) -> None:
         if now < self.speakers.next_update:

@@ -289,7 +289,7 @@ def test_pli_forwarded_to_publisher_and_rate_limited() -> None:
     router.on_subscriber_rtcp("bob", pli, now=1.4)
     plis = publisher.plis()
     assert [(p.sender_ssrc, p.media_ssrc) for p in plis] == [(1, 300)]
-    router.on_subscriber_rtcp("bob", pli, now=1.6)
+    router.on_subscriber_rtcp("bob", pli, now=2.1)  # no keyframe came within a second
     assert len(publisher.plis()) == 2
     assert router.stats.keyframe_requests == requests_before + 2
 

@@ -11,8 +11,14 @@ from gateway.media import sdp
 from gateway.media.endpoint import PublishRequest, WebRtcEndpoint
 from gateway.media.nack import MAX_PADDING, SendHistory, padding_packet, rtx_packet
 from gateway.media.relay import MediaRelay
-from gateway.media.router import MAX_PADDING_PACKETS, CodecInfo, ExtensionIds, Router
-from gateway.media.rtcp import RtcpGenericNack
+from gateway.media.router import (
+    KEYFRAME_REQUESTS_PER_SECOND,
+    MAX_PADDING_PACKETS,
+    CodecInfo,
+    ExtensionIds,
+    Router,
+)
+from gateway.media.rtcp import RtcpFir, RtcpGenericNack, RtcpPli, parse_rtcp
 from gateway.media.rtp import RtpPacket
 from tests.unit.media.sinks import RecordingSink
 
@@ -308,3 +314,124 @@ async def test_whep_answer_has_rtx_when_the_offer_has_it(relay: MediaRelay) -> N
     other = relay.create_endpoint("room-rtx", "viewer2")
     _, video = sdp.parse(other.accept_view_offer(without_rtx, ["t-mic", "t-cam"])).media
     assert [c.name for c in video.codecs] == ["VP8"] and video.ssrc_groups == []
+
+
+# --- keyframe requests -----------------------------------------------------------------------
+
+VP8_FIR = CodecInfo("VP8", 96, 90000, rtx_payload_type=97, fir=True)
+
+
+def simulcast_room(codec: CodecInfo = VP8_FIR) -> tuple[Router, RecordingSink, RecordingSink]:
+    """alice publishes three layers (SSRCs 100, 200, 300); bob takes the highest."""
+    router = Router("room", None, rtcp_ssrc=1)
+    publisher, bob = RecordingSink(), RecordingSink()
+    router.add_receiver(
+        "cam",
+        "alice",
+        "video",
+        codec,
+        PUB_EXT,
+        publisher,
+        layers=[("q", 180), ("h", 360), ("f", 720)],
+    )
+    for rid, ssrc in (("q", 100), ("h", 200), ("f", 300)):
+        router.set_layer_ssrc("cam", rid, ssrc)
+    router.add_downtrack("cam", "bob", bob, MEDIA_SSRC, 96, SUB_EXT, now=0.0)
+    router.on_rtp("cam", rtp(1, 0, 300, VP8_KEY), now=0.0)
+    publisher.rtcp.clear()
+    return router, publisher, bob
+
+
+def requests(publisher: RecordingSink) -> list[tuple[str, int, int]]:
+    """("pli", media SSRC, 0) / ("fir", media SSRC, sequence number) the publisher was sent."""
+    found = []
+    for data in publisher.rtcp:
+        for packet in parse_rtcp(data):
+            if isinstance(packet, RtcpPli):
+                found.append(("pli", packet.media_ssrc, 0))
+            elif isinstance(packet, RtcpFir):
+                found.extend(("fir", ssrc, seq) for ssrc, seq in packet.entries)
+    return found
+
+
+def test_no_new_pli_while_the_keyframe_is_expected() -> None:
+    router, publisher, _ = simulcast_room()
+    before = router.stats.keyframe_requests
+    pli = RtcpPli(0xB0B, MEDIA_SSRC).serialize()
+    router.on_subscriber_rtcp("bob", pli, now=1.0)
+    router.on_subscriber_rtcp("bob", pli, now=1.2)
+    assert requests(publisher) == [("pli", 300, 0)]
+    router.on_rtp("cam", rtp(2, 3000, 300, VP8_DELTA), now=1.3)
+    router.on_subscriber_rtcp("bob", pli, now=1.4)
+    assert len(requests(publisher)) == 1  # a delta frame does not answer it
+    router.on_rtp("cam", rtp(3, 6000, 300, VP8_KEY), now=1.5)
+    router.on_subscriber_rtcp("bob", pli, now=1.55)  # the keyframe came: a new request may go
+    router.on_subscriber_rtcp("bob", pli, now=2.5)
+    router.on_subscriber_rtcp("bob", pli, now=2.56)  # unanswered for a second: ask again
+    assert requests(publisher) == [("pli", 300, 0)] * 3
+    assert router.stats.keyframe_requests == before + 3
+
+
+def test_fir_replaces_pli_after_two_ignored_plis_when_negotiated() -> None:
+    for codec, expected in (
+        (VP8_FIR, ["pli", "pli", "fir", "fir"]),
+        (VP8, ["pli", "pli", "pli", "pli"]),
+    ):
+        router, publisher, _ = simulcast_room(codec)
+        pli = RtcpPli(0xB0B, MEDIA_SSRC).serialize()
+        for i in range(4):
+            router.on_subscriber_rtcp("bob", pli, now=1.0 + 1.1 * i)
+        sent = requests(publisher)
+        assert [kind for kind, _, _ in sent] == expected
+        if codec.fir:
+            assert [seq for _, _, seq in sent[2:]] == [1, 2]  # RFC 5104: a new number each time
+            assert {ssrc for _, ssrc, _ in sent} == {300}
+        router.on_rtp("cam", rtp(9, 9000, 300, VP8_KEY), now=6.0)  # answered: PLI again
+        router.on_subscriber_rtcp("bob", pli, now=6.1)
+        assert requests(publisher)[-1][0] == "pli"
+
+
+def test_a_pli_flood_gives_the_publisher_at_most_the_paced_number() -> None:
+    """1000 PLIs from a subscriber in one second, each answered at once by a keyframe: the
+    publisher gets at most KEYFRAME_REQUESTS_PER_SECOND requests."""
+    router, publisher, _ = simulcast_room()
+    before = router.stats.keyframe_requests
+    pli = RtcpPli(0xB0B, MEDIA_SSRC).serialize()
+    for i in range(1000):
+        now = 1.0 + i / 1000
+        router.on_subscriber_rtcp("bob", pli, now=now)
+        router.on_rtp("cam", rtp(10 + i, 90 * i, 300, VP8_KEY), now=now)
+    assert 1 <= len(requests(publisher)) <= KEYFRAME_REQUESTS_PER_SECOND
+    assert router.stats.keyframe_requests - before == len(requests(publisher))
+
+
+def test_requests_across_layers_and_tracks_share_the_publishers_budget() -> None:
+    router, publisher, _ = simulcast_room()
+    screen = RecordingSink()
+    router.add_receiver("screen", "alice", "video", VP8, PUB_EXT, publisher)
+    router.set_layer_ssrc("screen", "", 400)
+    router.add_downtrack("screen", "bob", screen, 9000, 96, SUB_EXT, now=0.0)
+    publisher.rtcp.clear()
+    heights = [100, 400, None] * 10  # q, h, f in turn
+    for i, height in enumerate(heights):
+        router.set_max_height("cam", "bob", height, now=1.0 + i * 0.01)
+        router.on_subscriber_rtcp("bob", RtcpPli(0xB0B, 9000).serialize(), now=1.0 + i * 0.01)
+        router.on_rtp("screen", rtp(i + 1, 90 * i, 400, VP8_KEY), now=1.0 + i * 0.01)
+    sent = requests(publisher)
+    assert len(sent) == KEYFRAME_REQUESTS_PER_SECOND
+    assert {ssrc for _, ssrc, _ in sent} >= {100, 200, 400}
+    router.tick(now=2.5)  # deferred requests go out in the next second
+    assert len(requests(publisher)) > KEYFRAME_REQUESTS_PER_SECOND
+
+
+async def test_ccm_fir_in_the_publish_offer_enables_fir(relay: MediaRelay) -> None:
+    alice = relay.create_endpoint("room-rtx", "alice")
+    alice.accept_publish_offer(SINGLE_LAYER_OFFER, TRACKS)
+    assert alice._router.receiver_info("t-cam").codec.fir  # type: ignore[union-attr]
+    assert not alice._router.receiver_info("t-mic").codec.fir  # type: ignore[union-attr]
+    bob = relay.create_endpoint("room-rtx", "bob")
+    bob.accept_publish_offer(
+        SINGLE_LAYER_OFFER.replace("a=rtcp-fb:96 ccm fir\n", ""),
+        [PublishRequest("0", "b-mic", "microphone"), PublishRequest("1", "b-cam", "camera")],
+    )
+    assert not bob._router.receiver_info("b-cam").codec.fir  # type: ignore[union-attr]
