@@ -9,6 +9,7 @@ what is allowed (``ConfigError``).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 import urllib.parse
@@ -19,6 +20,10 @@ from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 if TYPE_CHECKING:
     from gateway.plugins import ProtocolPlugin
+
+
+TURN_SECRET_ENV = "RONDPOINT_TURN_SECRET"
+"""The environment variable that gives ``[turn] secret`` when the file does not."""
 
 
 class ConfigError(Exception):
@@ -55,8 +60,25 @@ class MediaConfig:
     """Fallback ports, tried in order when the shared port cannot be bound."""
     public_ip: str = ""
     """Address announced in ICE candidates; empty means media.host."""
+    tcp_port: int = 40000
+    """ICE-TCP passive candidates (RFC 6544) on this TCP port, for networks that block UDP (a busy
+    port falls back to the port range); 0 turns them off."""
     max_publish_bitrate: int = 2_500_000
-    """Bits per second each publisher may send, granted by REMB (no bandwidth estimation yet)."""
+    """Ceiling in bits per second on what each publisher sends, told by REMB with the receiver
+    reports; below it the browser's own congestion controller follows the relay's transport-cc
+    feedback."""
+
+
+@dataclass
+class TurnConfig:
+    """TURN servers handed to participants with short-lived credentials (gateway/turn.py)."""
+
+    servers: list[str] = field(default_factory=list)
+    """turn: / turns: URIs (RFC 7065), e.g. "turns:turn.example.org:5349?transport=tcp"."""
+    secret: str = field(default="", repr=False)
+    """The TURN server's static-auth-secret (coturn use-auth-secret); also $RONDPOINT_TURN_SECRET."""
+    ttl: int = 86400
+    """Seconds a participant's credentials stay valid."""
 
 
 @dataclass
@@ -122,6 +144,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
     rooms: RoomsConfig = field(default_factory=RoomsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
@@ -200,6 +223,8 @@ def load_config(
 
 def _apply_env(config: Config) -> None:
     """Secrets that may come from the environment rather than the file (plugins' ``apply_env``)."""
+    if not config.turn.secret:
+        config.turn.secret = os.environ.get(TURN_SECRET_ENV, "")
     for section in config.sections.values():
         apply_env = getattr(section, "apply_env", None)
         if apply_env is not None:
@@ -325,6 +350,8 @@ def _validate(config: Config, where: str) -> None:
     check_ports(config.http, "http", where, ("port",))
     check_ports(config.media, "media", where, ("port", "port_range_start", "port_range_end"))
     check_positive(config.media, "media", where, ("max_publish_bitrate",))
+    if config.media.tcp_port and not 1 <= config.media.tcp_port <= 65535:
+        raise ConfigError(f"{where}: 'media.tcp_port' must be a port between 1 and 65535, or 0")
     check_positive(
         config.rooms, "rooms", where, ("guest_token_ttl", "max_participants", "max_lobby")
     )
@@ -356,6 +383,42 @@ def _validate(config: Config, where: str) -> None:
             f"{where}: 'rooms.demo_room' must match {ROOM_ID_PATTERN.pattern} or be empty"
         )
     _validate_tokens(config.tokens, where)
+    _validate_turn(config.turn, where)
+
+
+_MIN_TURN_SECRET = 16
+_MAX_TURN_TTL = 7 * 86400
+
+
+def _validate_turn(turn: TurnConfig, where: str) -> None:
+    """[turn]: URIs a browser accepts, and a secret whenever there are servers (never shown)."""
+    from gateway.turn import is_turn_uri
+
+    servers = turn.servers
+    if not isinstance(servers, list) or not all(isinstance(s, str) for s in servers):
+        raise ConfigError(
+            f"{where}: 'turn.servers' must be a list of TURN URIs, "
+            'like ["turns:turn.example.org:5349?transport=tcp"]'
+        )
+    for server in servers:
+        if not is_turn_uri(server):
+            raise ConfigError(
+                f"{where}: 'turn.servers' has {server!r}, which is not a TURN URI "
+                "(turn:HOST[:PORT][?transport=udp|tcp] or turns:..., RFC 7065)"
+            )
+    if servers and not turn.secret:
+        raise ConfigError(
+            f"{where}: 'turn.servers' needs the TURN server's shared secret (its "
+            f"static-auth-secret): 'turn.secret' or the environment variable {TURN_SECRET_ENV}"
+        )
+    if turn.secret and len(turn.secret) < _MIN_TURN_SECRET:
+        raise ConfigError(
+            f"{where}: 'turn.secret' must be at least {_MIN_TURN_SECRET} characters long"
+        )
+    if not 60 <= turn.ttl <= _MAX_TURN_TTL:
+        raise ConfigError(
+            f"{where}: 'turn.ttl' must be between 60 and {_MAX_TURN_TTL} seconds (7 days)"
+        )
 
 
 def _validate_trusted_proxies(value: object, where: str) -> None:

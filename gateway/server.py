@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import Config
 from gateway.dialling import Diallers
@@ -34,6 +35,7 @@ from gateway.store import (
     open_store,
 )
 from gateway.tokens import GATEWAY_KEY_ID, TokenAuthority, issuer_from_settings
+from gateway.turn import TurnCredentials
 
 if TYPE_CHECKING:
     from gateway.ors.session import OrsSession
@@ -87,8 +89,11 @@ class Gateway:
             port_range=(config.media.port_range_start, config.media.port_range_end),
             public_ip=config.media.public_ip,
             publish_bitrate=config.media.max_publish_bitrate,
+            tcp_port=config.media.tcp_port,
         )
         self.relay.on_active_speakers = self._on_active_speakers
+        self.turn = TurnCredentials(tuple(config.turn.servers), config.turn.secret, config.turn.ttl)
+        """TURN servers and their shared secret ([turn]), for ``ice_servers``."""
         per_minute = config.limits.anonymous_requests_per_minute
         self.anonymous_limit = RateLimiter(per_minute, burst=per_minute)
         self.sessions: dict[tuple[str, str], OrsSession] = {}
@@ -109,6 +114,12 @@ class Gateway:
         self.new_admin_token: str | None = None
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
+
+    def ice_servers(self, identity: str) -> list[dict[str, Any]]:
+        """STUN/TURN servers for a peer connection of IDENTITY (RTCIceServer dictionaries), with
+        TURN credentials that expire after ``[turn] ttl``: the one way to get them (ORS joined,
+        the LiveKit legs). Only for a participant who joined with a valid token."""
+        return self.turn.ice_servers(identity, time.time())
 
     def _on_active_speakers(self, room_id: str, speakers: list[tuple[str, float]]) -> None:
         self.bus.publish(ActiveSpeakers(room_id, tuple(speakers)))
@@ -197,7 +208,8 @@ def banner(gateway: Gateway, media_port: int) -> str:
         "",
         "  Rondpoint gateway is running",
         f"  web        {config.base_url}/",
-        f"  media      udp {config.media.public_ip or config.media.host}:{media_port}",
+        f"  media      udp {config.media.public_ip or config.media.host}:{media_port}"
+        + (f", tcp {gateway.relay.tcp_port}" if gateway.relay.tcp_port else ""),
         *(f"  {plugin.name:<10} {plugin_line(gateway, plugin.name)}" for plugin in gateway.plugins),
         f"  data       {Path(config.server.data_dir).resolve()}",
     ]

@@ -125,10 +125,14 @@ def running_gateway(
     rtp_ports: tuple[int, int] | None = None,
     server_config: str = "",
     http_config: str = "",
+    media_config: str = "",
+    host: str = "127.0.0.1",
 ) -> Iterator[RunningGateway]:
     """`rtp_ports`: the [sip] RTP port range (first, last); default 100 ports picked from sip_port.
+    `media_config`: more keys of the [media] table, as `server_config` and `http_config` below.
     `server_config`, `http_config`: more keys of the [server] and [http] tables, which
-    `extra_config` (appended after them) cannot reopen."""
+    `extra_config` (appended after them) cannot reopen. `host`: the address [http] and [media]
+    bind (a NetLab's host side, tests/netlab/netns.py), loopback by default."""
     http_port = free_port()
     media_port = free_port(socket.SOCK_DGRAM)
     sip_port = free_port(socket.SOCK_DGRAM)
@@ -139,9 +143,9 @@ def running_gateway(
     config_path = tmp / "rondpoint.toml"
     config_path.write_text(
         f'[server]\nname = "test.rondpoint.local"\ndata_dir = "{data_dir}"\n{server_config}\n'
-        f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n{http_config}\n'
-        f'[media]\nhost = "127.0.0.1"\nport = {media_port}\n'
-        f"port_range_start = {media_port}\nport_range_end = {media_port}\n"
+        f'[http]\nhost = "{host}"\nport = {http_port}\n{http_config}\n'
+        f'[media]\nhost = "{host}"\nport = {media_port}\n'
+        f"port_range_start = {media_port}\nport_range_end = {media_port}\n{media_config}\n"
         f'[sip]\nhost = "127.0.0.1"\nport = {sip_port}\n'
         f"rtp_port_start = {rtp_start}\nrtp_port_end = {rtp_end}\n"
         f"{extra_config}\n"
@@ -165,7 +169,7 @@ def running_gateway(
             cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-    base_url = f"http://127.0.0.1:{http_port}"
+    base_url = f"http://{host}:{http_port}"
     try:
         deadline = time.monotonic() + 20
         while True:

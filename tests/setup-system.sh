@@ -23,6 +23,12 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 new_nginx=0
 [ -x /usr/sbin/nginx ] || { need+=(nginx); new_nginx=1; }
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# coturn (a real TURN server) for tests/interop/test_turn_coturn.py and tests/netlab/test_firewalls.py,
+# which start their own turnserver on a test address; Debian's service is not left running.
+new_coturn=0
+command -v turnserver >/dev/null 2>&1 || { need+=(coturn); new_coturn=1; }
+# certutil, to make the NetLab Chromium trust the test TURN server's certificate as a CA.
+command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 # iptables cuts the network between two partner gateways in tests/federation/test_e2e_faults.py.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 # npm installs livekit-client, LiveKit's JavaScript SDK, for tests/browser/test_visio_livekit_client.py.
@@ -38,6 +44,10 @@ fi
 # the test runs its own nginx, so the service installed just now is stopped and disabled.
 if [ "$new_nginx" = 1 ] && [ -d /run/systemd/system ]; then
     systemctl disable --now nginx || true
+fi
+# Debian enables coturn.service (it then listens on 3478 of every interface): the tests run their own.
+if [ "$new_coturn" = 1 ] && [ -d /run/systemd/system ]; then
+    systemctl disable --now coturn || true
 fi
 # A real LiveKit server for the LiveKit / Visio interop tests (tests/interop/test_livekit_signal.py),
 # built from the Go module proxy into .cache/ only when missing; a failed build fails the setup.

@@ -5,7 +5,8 @@
  * Route:   a steady-state route installed by the Python router for one publisher SSRC: the
  *          per-subscriber header rewrite (SSRC, PT, sequence and timestamp offsets, extension ids)
  *          and counters that the router folds back into its own state (Route.take).
- * Ingress: one publish transport's receive side: its inbound Session and its installed routes.
+ * Ingress: one publish transport's receive side: its inbound Session, its installed routes and, when
+ *          set_twcc() names the transport-cc extension, a bounded ring of packet arrivals.
  *
  * Ingress.handle(datagram) unprotects an SRTP packet. When it belongs to an installed route and is
  * newer than the route's last packet (by at most MAX_GAP) before the route's deadline, it is
@@ -242,6 +243,10 @@ typedef struct {
     uint16_t seq_offset;
     uint32_t ts_offset;
     uint8_t extmap[16];
+    /* VP8 payload descriptor continuity (Forwarder.vp8_outgoing): added to the source's values */
+    uint16_t vp8_picture_offset;
+    uint8_t vp8_tl0_offset, vp8_key_offset;
+    int vp8_rewrite;
     PyObject *history_packets; /* the router's SendHistory lists, kept in sync directly */
     PyObject *history_seqs;
     Py_ssize_t mask;
@@ -258,6 +263,7 @@ typedef struct {
     double clock_rate;
     int level_id; /* RFC 6464 extension id, 0 = none */
     int active_level;
+    int vp8_rewrite; /* some output rewrites the VP8 PictureID / TL0PICIDX / KEYIDX */
     /* state, read by take() */
     double transit, jitter, last_time;
     uint32_t last_ts;
@@ -282,7 +288,8 @@ static void Route_dealloc(Route *self) {
 }
 
 /* Route(ssrc, payload_type, last_seq, last_ts, deadline, clock_rate, level_id, active_level,
- *       transit, jitter, outputs=[(egress, ssrc, pt, seq_offset, ts_offset, extmap, hist_packets, hist_seqs)],
+ *       transit, jitter, outputs=[(egress, ssrc, pt, seq_offset, ts_offset, extmap, hist_packets, hist_seqs,
+ *                                  vp8_picture_offset=0, vp8_tl0_offset=0, vp8_key_offset=0)],
  *       tee=False) */
 static int Route_init(Route *self, PyObject *args, PyObject *kwds) {
     unsigned long ssrc, last_ts;
@@ -314,14 +321,16 @@ static int Route_init(Route *self, PyObject *args, PyObject *kwds) {
     self->last_time = -1.0;
     self->packets = self->octets = self->wraps = self->samples = self->active_samples = 0;
     self->active_sum = 0.0;
+    self->vp8_rewrite = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *egress, *hp, *hs;
         unsigned long out_ssrc, ts_offset;
-        int out_pt, seq_offset;
+        int out_pt, seq_offset, picture_offset = 0, tl0_offset = 0, key_offset = 0;
         Py_buffer extmap;
-        if (!PyArg_ParseTuple(PyList_GET_ITEM(outputs, i), "O!kiiky*O!O!", &EgressType, &egress,
-                              &out_ssrc, &out_pt, &seq_offset, &ts_offset, &extmap, &PyList_Type,
-                              &hp, &PyList_Type, &hs))
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(outputs, i), "O!kiiky*O!O!|iii", &EgressType,
+                              &egress, &out_ssrc, &out_pt, &seq_offset, &ts_offset, &extmap,
+                              &PyList_Type, &hp, &PyList_Type, &hs, &picture_offset, &tl0_offset,
+                              &key_offset))
             return -1;
         Py_ssize_t size = PyList_GET_SIZE(hp);
         if (extmap.len < 16 || size == 0 || (size & (size - 1)) || PyList_GET_SIZE(hs) != size) {
@@ -343,6 +352,11 @@ static int Route_init(Route *self, PyObject *args, PyObject *kwds) {
         o->payload_type = (uint8_t)out_pt;
         o->seq_offset = (uint16_t)seq_offset;
         o->ts_offset = (uint32_t)ts_offset;
+        o->vp8_picture_offset = (uint16_t)(picture_offset & 0x7FFF);
+        o->vp8_tl0_offset = (uint8_t)(tl0_offset & 0xFF);
+        o->vp8_key_offset = (uint8_t)(key_offset & 0x1F);
+        o->vp8_rewrite = o->vp8_picture_offset || o->vp8_tl0_offset || o->vp8_key_offset;
+        self->vp8_rewrite |= o->vp8_rewrite;
         self->n_outputs++;
     }
     return 0;
@@ -407,10 +421,18 @@ static PyTypeObject RouteType = {
 
 /* ------------------------------------------------------------------------------------ Ingress */
 
+#define TWCC_RING 4096 /* arrivals kept between two take_arrivals(); the oldest go first */
+
 typedef struct {
     PyObject_HEAD Session *rx;
     int n_routes;
     Route *routes[MAX_ROUTES];
+    /* transport-cc (draft-holmer-rmcat-transport-wide-cc-extensions-01): arrivals of every
+     * unprotected RTP packet, forwarded or handed back, for the Python side's feedback */
+    int twcc_id; /* the transport-wide sequence number's RFC 8285 element id; 0 = off */
+    int arrivals_start, arrivals_count;
+    uint16_t arrival_seqs[TWCC_RING];
+    double arrival_times[TWCC_RING];
 } Ingress;
 
 static void Ingress_clear(Ingress *self) {
@@ -473,6 +495,86 @@ static PyObject *Ingress_clear_routes(Ingress *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* set_twcc(ext_id): record transport-wide sequence numbers carried in element ext_id (0 = off) */
+static PyObject *Ingress_set_twcc(Ingress *self, PyObject *arg) {
+    long ext_id = PyLong_AsLong(arg);
+    if (ext_id == -1 && PyErr_Occurred()) return NULL;
+    if (ext_id < 0 || ext_id > 255) {
+        PyErr_SetString(PyExc_ValueError, "extension id must be 0-255");
+        return NULL;
+    }
+    if (ext_id != self->twcc_id) self->arrivals_start = self->arrivals_count = 0;
+    self->twcc_id = (int)ext_id;
+    Py_RETURN_NONE;
+}
+
+/* take_arrivals() -> [(transport seq, CLOCK_MONOTONIC seconds)], oldest first; empties the ring */
+static PyObject *Ingress_take_arrivals(Ingress *self, PyObject *unused) {
+    PyObject *list = PyList_New(self->arrivals_count);
+    if (list == NULL) return NULL;
+    for (int k = 0; k < self->arrivals_count; k++) {
+        int slot = (self->arrivals_start + k) % TWCC_RING;
+        PyObject *item = Py_BuildValue("(id)", (int)self->arrival_seqs[slot], self->arrival_times[slot]);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, k, item);
+    }
+    self->arrivals_start = self->arrivals_count = 0;
+    return list;
+}
+
+/* The transport-wide sequence number of a plain RTP packet (RFC 8285 one-byte or two-byte header
+ * extension, element id), or -1; every read stays inside the extension and the packet. */
+static int transport_seq(const unsigned char *p, int len, int id) {
+    if (len < 12 || !(p[0] & 0x10)) return -1;
+    int offset = 12 + 4 * (p[0] & 0x0F);
+    if (offset + 4 > len) return -1;
+    int profile = p[offset] << 8 | p[offset + 1];
+    int i = offset + 4;
+    int end = i + 4 * (p[offset + 2] << 8 | p[offset + 3]);
+    if (end > len) return -1;
+    if (profile == 0xBEDE) {
+        while (i < end) {
+            unsigned char b = p[i];
+            if (b == 0) {
+                i++;
+                continue;
+            }
+            int element = b >> 4, length = (b & 0x0F) + 1;
+            if (element == 15) return -1;
+            if (element == id) return length >= 2 && i + 3 <= end ? p[i + 1] << 8 | p[i + 2] : -1;
+            i += 1 + length;
+        }
+    } else if ((profile & 0xFFF0) == 0x1000) {
+        while (i + 1 < end) {
+            int element = p[i];
+            if (element == 0) {
+                i++;
+                continue;
+            }
+            int length = p[i + 1];
+            if (element == id) return length >= 2 && i + 4 <= end ? p[i + 2] << 8 | p[i + 3] : -1;
+            i += 2 + length;
+        }
+    }
+    return -1;
+}
+
+static void record_arrival(Ingress *self, const unsigned char *p, int len, double now) {
+    int seq = transport_seq(p, len, self->twcc_id);
+    if (seq < 0) return;
+    if (self->arrivals_count == TWCC_RING) { /* full: drop the oldest */
+        self->arrivals_start = (self->arrivals_start + 1) % TWCC_RING;
+        self->arrivals_count--;
+    }
+    int slot = (self->arrivals_start + self->arrivals_count) % TWCC_RING;
+    self->arrival_seqs[slot] = (uint16_t)seq;
+    self->arrival_times[slot] = now;
+    self->arrivals_count++;
+}
+
 static unsigned char out_bufs[MAX_OUTPUTS][BUF_SIZE + SRTP_MAX_TRAILER_LEN];
 
 /* Rewrite RFC 8285 one-byte extension ids in place (mirrors rtp.rewrite_extension_ids). */
@@ -501,6 +603,60 @@ static void rewrite_ext(unsigned char *p, int start, int end, const uint8_t *map
     }
 }
 
+/* Where a VP8 payload descriptor (RFC 7741 section 4.2) holds its PictureID, TL0PICIDX and
+ * KEYIDX (mirrors payload.vp8_fields); picture_bits 0 / positions -1 where absent. */
+typedef struct {
+    int picture_id, picture_bits, picture_pos, tl0, tl0_pos, key_idx, key_pos;
+} Vp8Fields;
+
+static int vp8_fields(const unsigned char *data, int start, int end, Vp8Fields *f) {
+    if (end - start < 2 || !(data[start] & 0x80)) return 0;
+    int x = data[start + 1], i = start + 2;
+    f->picture_id = f->tl0 = f->tl0_pos = f->key_idx = f->key_pos = f->picture_pos = -1;
+    f->picture_bits = 0;
+    if (x & 0x80) {
+        if (i >= end) return 0;
+        f->picture_pos = i;
+        if (data[i] & 0x80) {
+            if (i + 1 >= end) return 0;
+            f->picture_id = (data[i] & 0x7F) << 8 | data[i + 1];
+            f->picture_bits = 15;
+            i += 2;
+        } else {
+            f->picture_id = data[i];
+            f->picture_bits = 7;
+            i += 1;
+        }
+    }
+    if (x & 0x40) {
+        if (i >= end) return 0;
+        f->tl0 = data[i];
+        f->tl0_pos = i;
+        i++;
+    }
+    if (x & 0x10) {
+        if (i >= end) return 0;
+        f->key_idx = data[i] & 0x1F;
+        f->key_pos = i;
+    }
+    return 1;
+}
+
+/* Forwarder.vp8_outgoing + payload.vp8_write_fields for one output */
+static void vp8_rewrite(unsigned char *p, const Vp8Fields *f, const Output *o) {
+    int mask = f->picture_bits == 7 ? 0x7F : 0x7FFF;
+    int picture = (f->picture_id + o->vp8_picture_offset) & mask;
+    if (f->picture_bits == 15) {
+        p[f->picture_pos] = (unsigned char)(0x80 | ((picture >> 8) & 0x7F));
+        p[f->picture_pos + 1] = (unsigned char)(picture & 0xFF);
+    } else if (f->picture_bits == 7) {
+        p[f->picture_pos] = (unsigned char)(picture & 0x7F);
+    }
+    if (f->tl0_pos >= 0) p[f->tl0_pos] = (unsigned char)((f->tl0 + o->vp8_tl0_offset) & 0xFF);
+    if (f->key_pos >= 0)
+        p[f->key_pos] = (unsigned char)((p[f->key_pos] & 0xE0) | ((f->key_idx + o->vp8_key_offset) & 0x1F));
+}
+
 static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
     char *data;
     Py_ssize_t size;
@@ -521,6 +677,11 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         PyErr_Format(error_type(), "srtp_unprotect failed (%d)", (int)status);
         return NULL;
     }
+    double now = 0.0;
+    if (self->twcc_id) {
+        now = monotonic_now();
+        record_arrival(self, in, len, now);
+    }
     if (len < 12 || self->n_routes == 0) goto slow;
     uint32_t ssrc = (uint32_t)in[8] << 24 | (uint32_t)in[9] << 16 | (uint32_t)in[10] << 8 | in[11];
     Route *route = NULL;
@@ -539,7 +700,7 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
     if ((b0 >> 6) != 2 || (b0 & 0x20) || (b1 & 0x7F) != route->payload_type || delta == 0 ||
         delta > MAX_GAP || len > BUF_SIZE)
         goto slow; /* late, repeated, too far ahead, padded or another payload type */
-    double now = monotonic_now();
+    if (now == 0.0) now = monotonic_now();
     if (now >= route->deadline) goto slow;
     int tee = route->tee || delta != 1;
     int ext_start = 0, ext_end = 0, level = -1;
@@ -590,6 +751,12 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         }
     }
     route->prev_seq = seq;
+    Vp8Fields vp8;
+    int has_vp8 = 0;
+    if (route->vp8_rewrite) {
+        int payload = ext_end ? ext_end : 12 + 4 * (b0 & 0x0F);
+        has_vp8 = payload < len && vp8_fields(in, payload, len, &vp8);
+    }
     struct mmsghdr msgs[MAX_OUTPUTS];
     struct iovec iov[MAX_OUTPUTS];
     int count = 0, fd = -1;
@@ -611,6 +778,7 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         p[10] = (o->ssrc >> 8) & 0xFF;
         p[11] = o->ssrc & 0xFF;
         if (ext_end) rewrite_ext(p, ext_start, ext_end, o->extmap);
+        if (has_vp8 && o->vp8_rewrite) vp8_rewrite(p, &vp8, o);
         /* SendHistory.put(out_seq, plain packet) */
         PyObject *plain = PyBytes_FromStringAndSize((char *)p, len);
         PyObject *seqobj = PyLong_FromLong(out_seq);
@@ -660,6 +828,8 @@ static PyMethodDef Ingress_methods[] = {
     {"install", (PyCFunction)Ingress_install, METH_O, NULL},
     {"remove", (PyCFunction)Ingress_remove, METH_O, NULL},
     {"clear", (PyCFunction)Ingress_clear_routes, METH_NOARGS, NULL},
+    {"set_twcc", (PyCFunction)Ingress_set_twcc, METH_O, NULL},
+    {"take_arrivals", (PyCFunction)Ingress_take_arrivals, METH_NOARGS, NULL},
     {NULL}};
 
 static PyTypeObject IngressType = {

@@ -12,18 +12,39 @@ from . import sdp
 from .dtls import DtlsCertificate
 from .router import CodecInfo, ExtensionIds, Router
 from .rtp import find_extension
-from .sdp import Codec, Extmap, MediaDescription, Rid, SdpError, SessionDescription, Simulcast
+from .sdp import (
+    Codec,
+    Extmap,
+    MediaDescription,
+    Rid,
+    SdpError,
+    SessionDescription,
+    Simulcast,
+    SsrcGroup,
+)
 from .transport import UdpMux, WebRtcTransport
+from .twcc import EXT_ID_NONE
 
 _SSRC = struct.Struct("!I")
 _PROTO = "UDP/TLS/RTP/SAVPF"
-# transport-cc is not accepted from publishers: the relay sends no transport-wide feedback yet,
-# and a sender that negotiated it would wait for that feedback and stay at its lowest bitrate.
-# Publishers get REMB instead (Router.publisher_remb_bitrate).
+# RFC 8445 section 5.1.2.1 priority of the passive TCP host candidate (RFC 6544 section 4.2):
+# type preference 90, below UDP host's 126 so that UDP wins wherever it passes (Chromium ranks its
+# own TCP host candidates so), local preference 0x7F1E, component 1.
+_TCP_PASSIVE_PRIORITY = (90 << 24) + (0x7F1E << 8) + (256 - 1)
 _FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb")
+# Publishers also get transport-wide feedback (transport-cc, sent every 50 ms by fast_tick) for
+# their own congestion controller; REMB with the receiver reports stays as the ceiling
+# (Router.publisher_remb_bitrate).
+_PUBLISH_FEEDBACK = (*_FEEDBACK, "transport-cc")
 _PUBLISH_EXTENSIONS = {
-    "audio": (sdp.EXT_AUDIO_LEVEL, sdp.EXT_MID, sdp.EXT_ABS_SEND_TIME),
-    "video": (sdp.EXT_MID, sdp.EXT_RID, sdp.EXT_REPAIRED_RID, sdp.EXT_ABS_SEND_TIME),
+    "audio": (sdp.EXT_AUDIO_LEVEL, sdp.EXT_MID, sdp.EXT_ABS_SEND_TIME, sdp.EXT_TRANSPORT_CC),
+    "video": (
+        sdp.EXT_MID,
+        sdp.EXT_RID,
+        sdp.EXT_REPAIRED_RID,
+        sdp.EXT_ABS_SEND_TIME,
+        sdp.EXT_TRANSPORT_CC,
+    ),
 }
 # Ids the relay offers to subscribers; they match what Chromium offers, so the forwarder rarely rewrites.
 _SUBSCRIBE_EXTENSIONS = {
@@ -125,6 +146,8 @@ class _Slot:
     attached: bool = False  # add_downtrack done
     payload_type: int = 0
     extensions: ExtensionIds = field(default_factory=ExtensionIds)
+    rtx_ssrc: int = 0  # RFC 4588 retransmission SSRC offered for a video slot
+    rtx_payload_type: int = 0  # the RTX payload type, once the answer kept it
 
     def state(self) -> tuple[str, str, str | None, int]:
         return (self.mid, self.kind, self.track_id, self.ssrc)
@@ -173,6 +196,19 @@ def _first_codec(media: MediaDescription) -> Codec | None:
                 feedback,
             )
     return None
+
+
+def _rtx_codec(payload_type: int, rtx_payload_type: int = 0) -> Codec:
+    """The RFC 4588 retransmission codec for a video payload type (a=rtpmap rtx/90000,
+    a=fmtp apt=); `rtx_payload_type` 0 when only its key for `_payload_type_for` is wanted."""
+    return Codec(rtx_payload_type, "rtx", 90000, None, f"apt={payload_type}")
+
+
+def _ssrc_lines(slot: _Slot, cname: str, msid: str) -> list[tuple[int, str, str]]:
+    """a=ssrc cname and msid lines of a sending slot: its media SSRC, and its RTX SSRC when the
+    slot has one (RFC 4588 section 8.3 with a=ssrc-group:FID)."""
+    ssrcs = [slot.ssrc, slot.rtx_ssrc] if slot.rtx_ssrc else [slot.ssrc]
+    return [line for ssrc in ssrcs for line in ((ssrc, "cname", cname), (ssrc, "msid", msid))]
 
 
 def _codec_name(codec: Codec) -> str:
@@ -373,6 +409,19 @@ class WebRtcEndpoint:
             info = self._publish_mid(media, mid, codec, answer_media, requests_by_mid.get(mid))
             tracks.append(info)
         answer.groups = [("BUNDLE", bundled)]
+        # one transport, one transport-wide sequence: BUNDLE gives the extension one id
+        transport.set_transport_cc(
+            next(
+                (
+                    e.id
+                    for m in answer.media
+                    if m.direction == "recvonly"
+                    for e in m.extmaps
+                    if e.uri == sdp.EXT_TRANSPORT_CC
+                ),
+                EXT_ID_NONE,
+            )
+        )
         return PublishAnswer(sdp=answer.serialize(), tracks=tracks)
 
     def _publish_answer_media(
@@ -386,7 +435,7 @@ class WebRtcEndpoint:
             codec.clock_rate,
             codec.channels,
             codec.fmtp,
-            [fb for fb in codec.rtcp_fb if fb in _FEEDBACK],
+            [fb for fb in codec.rtcp_fb if fb in _PUBLISH_FEEDBACK],
         )
         codecs = [chosen]
         rtx_pt = media.rtx_payload_type(codec.payload_type)
@@ -440,7 +489,13 @@ class WebRtcEndpoint:
                 track_id,
                 self.participant_id,
                 media.kind,
-                CodecInfo(_codec_name(codec), codec.payload_type, codec.clock_rate, rtx_pt),
+                CodecInfo(
+                    _codec_name(codec),
+                    codec.payload_type,
+                    codec.clock_rate,
+                    rtx_pt,
+                    fir="ccm fir" in codec.rtcp_fb,
+                ),
                 extensions,
                 self._publish,
                 rids=rids,
@@ -545,6 +600,13 @@ class WebRtcEndpoint:
                     self._router.on_publisher_rtcp(track_id, packet[offset : offset + length])
             offset += length
 
+    def fast_tick(self, now: float) -> None:
+        """The relay's fast timer (every 50 ms, time.monotonic() NOW): transport-wide feedback to
+        the publisher for what arrived since the last tick (none when nothing did)."""
+        publish = self._publish
+        if publish is not None and publish.arrivals is not None:
+            publish.send_transport_feedback(next(iter(self._ssrc_to_track), 0))
+
     # ---------------------------------------------------------------- subscribe
 
     def subscribe(self, track_id: str) -> bool:
@@ -612,6 +674,10 @@ class WebRtcEndpoint:
                 )
             ]
             media.fmt = [str(pt)]
+            if slot.rtx_ssrc:
+                rtx_pt = self._payload_type_for(_rtx_codec(pt))
+                media.codecs.append(_rtx_codec(pt, rtx_pt))
+                media.fmt.append(str(rtx_pt))
             media.extmaps = [Extmap(e.id, e.uri) for e in _SUBSCRIBE_EXTENSIONS[slot.kind]]
             media.rtcp_rsize = True
             if slot.track_id is None:
@@ -620,10 +686,9 @@ class WebRtcEndpoint:
                 media.direction = "sendonly"
                 msid = f"{slot.publisher_id} {slot.track_id}"
                 media.msid = msid
-                media.ssrcs = [
-                    (slot.ssrc, "cname", slot.publisher_id),
-                    (slot.ssrc, "msid", msid),
-                ]
+                media.ssrcs = _ssrc_lines(slot, slot.publisher_id, msid)
+                if slot.rtx_ssrc:
+                    media.ssrc_groups = [SsrcGroup("FID", [slot.ssrc, slot.rtx_ssrc])]
                 active.append((slot.mid, slot.track_id))
             offer.media.append(media)
         self._offered = state
@@ -645,12 +710,13 @@ class WebRtcEndpoint:
             self._slots.append(slot)
         slot.track_id = record.track_id
         slot.ssrc = self._new_ssrc()
+        slot.rtx_ssrc = self._new_ssrc() if record.kind == "video" else 0
         slot.publisher_id = record.participant_id
         slot.codec = record.codec
         slot.attached = False
 
     def _new_ssrc(self) -> int:
-        used = {slot.ssrc for slot in self._slots}
+        used = {slot.ssrc for slot in self._slots} | {slot.rtx_ssrc for slot in self._slots}
         while True:
             ssrc = secrets.randbits(32)
             if ssrc and ssrc not in used:
@@ -658,7 +724,7 @@ class WebRtcEndpoint:
 
     def _payload_type_for(self, codec: Codec) -> int:
         name = _codec_name(codec)
-        key = (name, codec.clock_rate, codec.fmtp if name == "H264" else "")
+        key = (name, codec.clock_rate, codec.fmtp if name in ("H264", "RTX") else "")
         pt = self._codec_pt.get(key)
         if pt is None:
             used = set(self._codec_pt.values())
@@ -694,6 +760,11 @@ class WebRtcEndpoint:
             if codec is None:
                 continue
             slot.payload_type = pt
+            slot.rtx_payload_type = 0
+            if slot.rtx_ssrc:
+                rtx_pt = self._payload_type_for(_rtx_codec(pt))
+                if media.rtx_payload_type(pt) == rtx_pt:
+                    slot.rtx_payload_type = rtx_pt
             allowed = {e.uri for e in _SUBSCRIBE_EXTENSIONS[slot.kind]}
             slot.extensions = (
                 _extension_ids([e for e in media.extmaps if e.uri in allowed])
@@ -723,6 +794,8 @@ class WebRtcEndpoint:
                 slot.ssrc,
                 slot.payload_type,
                 slot.extensions,
+                rtx_ssrc=slot.rtx_ssrc if slot.rtx_payload_type else 0,
+                rtx_payload_type=slot.rtx_payload_type,
             )
             slot.attached = True
 
@@ -731,6 +804,7 @@ class WebRtcEndpoint:
             slot.attached = False
             self._router.remove_downtrack(slot.track_id, self.participant_id)
         slot.payload_type = 0
+        slot.rtx_payload_type = 0
 
     # --------------------------------------------------------------------- WHEP
 
@@ -769,6 +843,10 @@ class WebRtcEndpoint:
             slot = _Slot(mid, media.kind, record.track_id, self._new_ssrc(), record.participant_id)
             slot.codec = record.codec
             slot.payload_type = codec.payload_type
+            offered_rtx = media.rtx_payload_type(codec.payload_type)
+            if media.kind == "video" and offered_rtx is not None:
+                slot.rtx_ssrc = self._new_ssrc()
+                slot.rtx_payload_type = offered_rtx
             allowed = {e.uri for e in _SUBSCRIBE_EXTENSIONS[media.kind]}
             extmaps = [Extmap(e.id, e.uri) for e in media.extmaps if e.uri in allowed]
             slot.extensions = _extension_ids(extmaps)
@@ -786,12 +864,16 @@ class WebRtcEndpoint:
                 )
             ]
             out.fmt = [str(codec.payload_type)]
+            if slot.rtx_payload_type:
+                out.codecs.append(_rtx_codec(codec.payload_type, slot.rtx_payload_type))
+                out.fmt.append(str(slot.rtx_payload_type))
+                out.ssrc_groups = [SsrcGroup("FID", [slot.ssrc, slot.rtx_ssrc])]
             out.extmaps = extmaps
             out.rtcp_rsize = media.rtcp_rsize
             out.direction = "sendonly"
             msid = f"{record.participant_id} {record.track_id}"
             out.msid = msid
-            out.ssrcs = [(slot.ssrc, "cname", record.participant_id), (slot.ssrc, "msid", msid)]
+            out.ssrcs = _ssrc_lines(slot, record.participant_id, msid)
             answer.media.append(out)
             bundled.append(mid)
             sending.append(mid)
@@ -834,6 +916,12 @@ class WebRtcEndpoint:
     ) -> MediaDescription:
         ip = self._context.candidate_ip
         port = self._context.mux.port
+        candidates = [f"1 1 udp 2130706431 {ip} {port} typ host"]
+        tcp_port = self._context.mux.tcp_port
+        if tcp_port:
+            candidates.append(
+                f"2 1 tcp {_TCP_PASSIVE_PRIORITY} {ip} {tcp_port} typ host tcptype passive"
+            )
         return MediaDescription(
             kind=kind,
             port=port,
@@ -846,7 +934,7 @@ class WebRtcEndpoint:
             fingerprint=self._context.certificate.fingerprint,
             setup=setup,
             rtcp_mux=True,
-            candidates=[f"1 1 udp 2130706431 {ip} {port} typ host"],
+            candidates=candidates,
             end_of_candidates=True,
         )
 

@@ -5,11 +5,19 @@ A switch to another source (a new layer, a new publisher SSRC, a resume) happens
 the target layer that may start a stream: a keyframe for video, any packet for audio. At that packet
 the sequence number continues at last + 1 and the timestamp advances by the wall-clock time elapsed
 since the last packet sent, so the receiver's jitter buffer sees neither a gap nor a jump back.
+
+For VP8 the same holds for the payload descriptor (RFC 7741 §4.2): at a switch the PictureID,
+TL0PICIDX and KEYIDX continue at last sent + 1 (each in its own width), as LiveKit's VP8 munger
+does, so a decoder never sees a picture id go back or repeat across sources. The last values
+sent are read back from the downtrack's send history (which the native fast path fills too), so
+steady forwarding does no per-packet descriptor work.
 """
 
 from __future__ import annotations
 
 import random
+
+from gateway.media.payload import Vp8Fields
 
 # How far behind the newest forwarded packet a late (reordered) packet is still mapped.
 REORDER_WINDOW = 0x1000
@@ -37,6 +45,12 @@ class Forwarder:
         "out_ts",
         "packets_sent",
         "octets_sent",
+        "vp8",
+        "vp8_rebase",
+        "vp8_rewrite",
+        "vp8_picture_offset",
+        "vp8_tl0_offset",
+        "vp8_key_offset",
     )
 
     def __init__(
@@ -49,6 +63,7 @@ class Forwarder:
         target_layer: int = 0,
         sequence_number: int | None = None,
         timestamp: int | None = None,
+        vp8: bool = False,
     ) -> None:
         self.ssrc = ssrc
         self.payload_type = payload_type
@@ -70,6 +85,12 @@ class Forwarder:
         self.out_ts = 0  # timestamp of the packet `forward` just mapped
         self.packets_sent = 0
         self.octets_sent = 0
+        # VP8 continuity: offsets added to the source's descriptor values since the last
+        # switch, set at the first packet after it (vp8_rebase) by `rebase_vp8`.
+        self.vp8 = vp8
+        self.vp8_rebase = False
+        self.vp8_rewrite = False  # some offset is not zero: packets must be rewritten
+        self.vp8_picture_offset = self.vp8_tl0_offset = self.vp8_key_offset = 0
 
     @property
     def waiting(self) -> bool:
@@ -113,6 +134,35 @@ class Forwarder:
         self.current_layer = layer
         self.source_ssrc = ssrc
         self.resync = False
+        self.vp8_rebase = self.vp8
+
+    def rebase_vp8(self, last: Vp8Fields | None, first: Vp8Fields | None) -> None:
+        """At the first packet after a switch: offsets that make `first` (its descriptor
+        values) continue `last` (the values of the last packet sent, as sent) by one; zero
+        where either lacks the field. Afterwards `vp8_rewrite` says whether packets change."""
+        self.vp8_rebase = False
+        picture = tl0 = key = 0
+        if last is not None and first is not None:
+            if last[1] and first[1]:
+                mask = 0x7F if first[1] == 7 else 0x7FFF
+                picture = (last[0] + 1 - first[0]) & mask
+            if last[3] >= 0 and first[3] >= 0:
+                tl0 = (last[3] + 1 - first[3]) & 0xFF
+            if last[5] >= 0 and first[5] >= 0:
+                key = (last[5] + 1 - first[5]) & 0x1F
+        self.vp8_picture_offset = picture
+        self.vp8_tl0_offset = tl0
+        self.vp8_key_offset = key
+        self.vp8_rewrite = bool(picture or tl0 or key)
+
+    def vp8_outgoing(self, fields: Vp8Fields) -> tuple[int, int, int]:
+        """The outgoing (PictureID, TL0PICIDX, KEYIDX) for a packet's descriptor values."""
+        mask = 0x7F if fields[1] == 7 else 0x7FFF
+        return (
+            (fields[0] + self.vp8_picture_offset) & mask,
+            (fields[3] + self.vp8_tl0_offset) & 0xFF,
+            (fields[5] + self.vp8_key_offset) & 0x1F,
+        )
 
     def pause(self) -> None:
         self.paused = True

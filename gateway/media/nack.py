@@ -1,9 +1,13 @@
-"""Retransmission: the send history of a downtrack, and receive-side loss tracking that drives
-generic NACKs (RFC 4585 §6.2.1) and reception reports (RFC 3550 §6.4.1, appendix A.3 and A.8)."""
+"""Retransmission: the send history of a downtrack, RTX packets (RFC 4588 §4) and padding-only
+probes built from it, and receive-side loss tracking that drives generic NACKs (RFC 4585 §6.2.1)
+and reception reports (RFC 3550 §6.4.1, appendix A.3 and A.8)."""
 
 from __future__ import annotations
 
+import struct
+
 from gateway.media.rtcp import RtcpReceptionReport
+from gateway.media.rtp import payload_offset
 
 MAX_NACK_GAP = 256  # a larger gap is not worth asking for: counted lost at once
 RESET_GAP = 3000  # a jump this large is a new sequence space (RFC 3550 A.1 MAX_DROPOUT)
@@ -11,16 +15,58 @@ MISSING_LIMIT = 512
 NACK_RETRIES = 3
 NACK_RETRY_INTERVAL = 0.1
 MISSING_TIMEOUT = 1.0
+RESEND_INTERVAL = 0.1  # a packet is resent at most once per this long (about one RTT)
+MAX_PADDING = 255  # padding bytes in one padding-only packet (what libwebrtc sends)
+
+_HEADER = struct.Struct("!BBHII")
+
+
+def rtx_packet(packet: bytes, rtx_ssrc: int, rtx_payload_type: int, rtx_seq: int) -> bytes:
+    """The RFC 4588 §4 retransmission of a sent packet: same header (marker, timestamp, CSRCs,
+    extensions), the RTX payload type, sequence number and SSRC, and the original sequence number
+    (OSN) in the first two bytes of the payload, before the original payload."""
+    start = payload_offset(packet)
+    b0, b1, osn, timestamp, _ = _HEADER.unpack_from(packet, 0)
+    header = bytearray(packet[:start])
+    _HEADER.pack_into(
+        header, 0, b0, (b1 & 0x80) | rtx_payload_type, rtx_seq & 0xFFFF, timestamp, rtx_ssrc
+    )
+    header += osn.to_bytes(2, "big")
+    header += packet[start:]
+    return bytes(header)
+
+
+def padding_packet(
+    rtx_ssrc: int,
+    rtx_payload_type: int,
+    rtx_seq: int,
+    timestamp: int,
+    padding: int = MAX_PADDING,
+    transport_cc_id: int = 0,
+) -> bytes:
+    """A padding-only RTX packet (RFC 3550 §5.1 P bit): no payload, `padding` bytes (1-255) whose
+    last one holds the count. With `transport_cc_id`, a one-byte header extension slot
+    (RFC 8285 §4.2) for the transport-wide sequence number, which the transport fills."""
+    padding = max(1, min(MAX_PADDING, padding))
+    extension = b""
+    b0 = 0xA0  # V=2, P=1
+    if transport_cc_id:
+        b0 |= 0x10
+        extension = bytes([0xBE, 0xDE, 0, 1, transport_cc_id << 4 | 1, 0, 0, 0])
+    header = _HEADER.pack(b0, rtx_payload_type, rtx_seq & 0xFFFF, timestamp & 0xFFFFFFFF, rtx_ssrc)
+    return header + extension + bytes(padding - 1) + bytes([padding])
 
 
 class SendHistory:
     """Ring buffer of the last `size` packets sent on a downtrack, by outgoing sequence number.
 
     `size` is a power of two; a slot remembers the sequence number it holds, so a request for a
-    packet already overwritten returns None rather than a wrong packet.
+    packet already overwritten returns None rather than a wrong packet. `resend` paces
+    retransmissions: a packet is resent at most once per RESEND_INTERVAL however often it is
+    NACKed.
     """
 
-    __slots__ = ("mask", "packets", "sequence_numbers")
+    __slots__ = ("mask", "packets", "sequence_numbers", "resent_sequence", "resent_time")
 
     def __init__(self, size: int = 1024) -> None:
         if size <= 0 or size & (size - 1) or size > 65536:
@@ -28,6 +74,9 @@ class SendHistory:
         self.mask = size - 1
         self.packets: list[bytes | None] = [None] * size
         self.sequence_numbers = [-1] * size
+        # the last resend of each slot: which sequence number, when
+        self.resent_sequence = [-1] * size
+        self.resent_time = [0.0] * size
 
     def put(self, sequence_number: int, packet: bytes) -> None:
         index = sequence_number & self.mask
@@ -40,10 +89,27 @@ class SendHistory:
             return None
         return self.packets[index]
 
+    def resend(self, sequence_number: int, now: float) -> bytes | None:
+        """The packet to retransmit for a NACK, or None when it is no longer held or was
+        resent less than RESEND_INTERVAL ago."""
+        index = sequence_number & self.mask
+        if self.sequence_numbers[index] != sequence_number:
+            return None
+        if (
+            self.resent_sequence[index] == sequence_number
+            and now - self.resent_time[index] < RESEND_INTERVAL
+        ):
+            return None
+        self.resent_sequence[index] = sequence_number
+        self.resent_time[index] = now
+        return self.packets[index]
+
     def clear(self) -> None:
         size = self.mask + 1
         self.packets = [None] * size
         self.sequence_numbers = [-1] * size
+        self.resent_sequence = [-1] * size
+        self.resent_time = [0.0] * size
 
 
 class ReceiveStream:

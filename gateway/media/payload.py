@@ -1,4 +1,6 @@
-"""Codec payload inspection without decoding: VP8 keyframes (RFC 7741), H.264 IDR/SPS (RFC 6184), Opus TOC (RFC 6716).
+"""Codec payload inspection without decoding: VP8 keyframes (RFC 7741), H.264 IDR/SPS (RFC 6184), Opus TOC (RFC 6716);
+and the in-place rewrite of the VP8 PictureID, TL0PICIDX and KEYIDX (RFC 7741 §4.2) that keeps
+them continuous for a receiver across simulcast layer switches.
 
 Detectors take the whole RTP packet plus the payload bounds, so the hot path never slices.
 """
@@ -88,6 +90,65 @@ def parse_vp8_descriptor(data: Buffer, start: int = 0, end: int | None = None) -
         key_idx=key_idx,
         size=i - start,
     )
+
+
+# The continuity fields of a VP8 payload descriptor, as `vp8_fields` finds them:
+# (PictureID, its width in bits (7 or 15; 0 = absent), its offset in the packet,
+#  TL0PICIDX, its offset, KEYIDX, the offset of the TID/Y/KEYIDX byte); -1 where absent.
+Vp8Fields = tuple[int, int, int, int, int, int, int]
+
+
+def vp8_fields(data: Buffer, start: int, end: int) -> Vp8Fields | None:
+    """Where the PictureID, TL0PICIDX and KEYIDX of the descriptor at data[start:end] are, and
+    their values; None when the descriptor has no extension byte or is truncated."""
+    if end - start < 2 or not data[start] & 0x80:
+        return None
+    x = data[start + 1]
+    i = start + 2
+    picture_id = picture_bits = picture_pos = tl0 = tl0_pos = key_idx = key_pos = -1
+    if x & 0x80:  # I
+        if i >= end:
+            return None
+        picture_pos = i
+        if data[i] & 0x80:  # M: 15 bits
+            if i + 1 >= end:
+                return None
+            picture_id = (data[i] & 0x7F) << 8 | data[i + 1]
+            picture_bits = 15
+            i += 2
+        else:
+            picture_id = data[i]
+            picture_bits = 7
+            i += 1
+    if x & 0x40:  # L
+        if i >= end:
+            return None
+        tl0 = data[i]
+        tl0_pos = i
+        i += 1
+    if x & 0x10:  # K (the TID/Y/KEYIDX byte is there for T or K)
+        if i >= end:
+            return None
+        key_idx = data[i] & 0x1F
+        key_pos = i
+    return picture_id, max(picture_bits, 0), picture_pos, tl0, tl0_pos, key_idx, key_pos
+
+
+def vp8_write_fields(
+    packet: bytearray, fields: Vp8Fields, picture_id: int, tl0: int, key_idx: int
+) -> None:
+    """Write new PictureID / TL0PICIDX / KEYIDX values where `fields` (of this packet) found the
+    old ones, keeping the PictureID's width; absent fields stay absent."""
+    _, picture_bits, picture_pos, _, tl0_pos, _, key_pos = fields
+    if picture_bits == 15:
+        packet[picture_pos] = 0x80 | (picture_id >> 8) & 0x7F
+        packet[picture_pos + 1] = picture_id & 0xFF
+    elif picture_bits == 7:
+        packet[picture_pos] = picture_id & 0x7F
+    if tl0_pos >= 0:
+        packet[tl0_pos] = tl0 & 0xFF
+    if key_pos >= 0:
+        packet[key_pos] = (packet[key_pos] & 0xE0) | (key_idx & 0x1F)
 
 
 def vp8_is_keyframe(data: Buffer, start: int = 0, end: int | None = None) -> bool:

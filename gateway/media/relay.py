@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -14,6 +15,7 @@ from .dtls import DtlsCertificate
 from .endpoint import EndpointContext, TrackRecord, WebRtcEndpoint
 from .router import CodecInfo, ExtensionIds, Router, RtpSink
 from .sdp import Codec
+from .tcp import TcpListener
 from .transport import UdpMux
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ logger = logging.getLogger(__name__)
 OPUS_PAYLOAD_TYPE = 111
 
 _TICK_INTERVAL = 1.0
+_FAST_TICK_INTERVAL = 0.05  # transport-wide feedback to publishers (WebRtcEndpoint.fast_tick)
 
 ActiveSpeakersCallback = Callable[[str, list[tuple[str, float]]], None]
 
@@ -57,6 +60,7 @@ class MediaRelay:
         port_range: tuple[int, int] = (40001, 40100),
         public_ip: str = "",
         publish_bitrate: int = 2_500_000,
+        tcp_port: int = 0,
     ) -> None:
         self.host = host
         self.publish_bitrate = publish_bitrate
@@ -65,34 +69,63 @@ class MediaRelay:
         self._requested_port = port
         self._port_range = port_range
         self._mux = UdpMux()
+        self._requested_tcp_port = tcp_port
+        self._tcp: TcpListener | None = None
+        """ICE-TCP passive listener (RFC 6544) when tcp_port is not 0."""
         self._certificate = DtlsCertificate()
         self._rooms: dict[str, _Room] = {}
         self._closed_conferences = ConferenceStats()
         self._started = False
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._fast_tick_handle: asyncio.TimerHandle | None = None
         self._tickers: list[Callable[[], None]] = []
         self.on_active_speakers: ActiveSpeakersCallback | None = None
 
     async def start(self) -> None:
-        """Bind the one shared UDP socket (port, or the first free port of port_range)."""
+        """Bind the one shared UDP socket (port, or the first free port of port_range), and the
+        ICE-TCP listener (tcp_port, or likewise) unless tcp_port is 0."""
         if self._started:
             return
         await self._mux.bind(self.host, self._requested_port, self._port_range)
+        if self._requested_tcp_port:
+            listener = TcpListener(self._mux)
+            try:
+                await listener.bind(self.host, self._requested_tcp_port, self._port_range)
+            except OSError:
+                self._mux.close()
+                raise
+            self._tcp = listener
         self._started = True
         self._schedule_tick()
+        self._schedule_fast_tick()
 
     async def stop(self) -> None:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
+        if self._fast_tick_handle is not None:
+            self._fast_tick_handle.cancel()
+            self._fast_tick_handle = None
         for room_id in list(self._rooms):
             self.close_room(room_id)
+        if self._tcp is not None:
+            await self._tcp.close()
+            self._tcp = None
         self._mux.close()
         self._started = False
 
     @property
     def port(self) -> int:
         return self._mux.port
+
+    @property
+    def tcp_port(self) -> int:
+        """The ICE-TCP listener's port; 0 when it is off."""
+        return self._mux.tcp_port
+
+    @property
+    def tcp(self) -> TcpListener | None:
+        return self._tcp
 
     @property
     def mux(self) -> UdpMux:
@@ -258,6 +291,22 @@ class MediaRelay:
                 logger.exception("relay ticker failed")
         if self._started:
             self._schedule_tick()
+
+    def _schedule_fast_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._fast_tick_handle = loop.call_later(_FAST_TICK_INTERVAL, self._fast_tick)
+
+    def _fast_tick(self) -> None:
+        # One timer for all rooms: each endpoint's transport-wide feedback (fast_tick).
+        now = time.monotonic()
+        for room in list(self._rooms.values()):
+            try:
+                for endpoint in list(room.endpoints.values()):
+                    endpoint.fast_tick(now)
+            except Exception:  # one broken room must not stop the others' feedback
+                logger.exception("fast tick failed in room %s", room.room_id)
+        if self._started:
+            self._schedule_fast_tick()
 
     def _room(self, room_id: str) -> _Room:
         room = self._rooms.get(room_id)

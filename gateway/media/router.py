@@ -26,8 +26,15 @@ from typing import Any, Protocol
 
 from gateway.media import native
 from gateway.media.forwarder import REORDER_WINDOW, Forwarder
-from gateway.media.nack import ReceiveStream, SendHistory
-from gateway.media.payload import KeyframeDetector, keyframe_detector, needs_keyframe
+from gateway.media.nack import MAX_PADDING, ReceiveStream, SendHistory, padding_packet, rtx_packet
+from gateway.media.payload import (
+    KeyframeDetector,
+    Vp8Fields,
+    keyframe_detector,
+    needs_keyframe,
+    vp8_fields,
+    vp8_write_fields,
+)
 from gateway.media.rtcp import (
     RtcpError,
     RtcpFir,
@@ -53,11 +60,15 @@ from gateway.media.rtp import (
 )
 from gateway.media.speaker import ActiveSpeakerDetector
 
-KEYFRAME_REQUEST_INTERVAL = 0.5  # at most one PLI per layer of a track per 500 ms
+KEYFRAME_WAIT = 1.0  # after a keyframe request, no other for the layer until its keyframe or this
+KEYFRAME_REQUESTS_PER_SECOND = 6  # per publisher, across its tracks and layers
+FIR_AFTER_UNANSWERED = 2  # requests the publisher ignored before FIR replaces PLI (if negotiated)
 KEYFRAME_RETRY = 1.0  # ask again when a downtrack still waits for its keyframe
 LAYER_TIMEOUT = 1.0  # a layer without packets for this long is not available
 LAYER_CHECK_INTERVAL = 0.25
+BITRATE_INTERVAL = 0.5  # layer bitrates roll at the tick (about 1 s), never over less than this
 HISTORY_SIZE = 1024
+MAX_PADDING_PACKETS = 64  # padding-only packets one send_padding call sends at most
 RTCP_CNAME = b"rondpoint"
 
 _HEADER = struct.Struct("!BBHII")
@@ -92,6 +103,7 @@ class CodecInfo:
     payload_type: int
     clock_rate: int
     rtx_payload_type: int | None = None  # RFC 4588 retransmission payload type, if negotiated
+    fir: bool = False  # the publisher negotiated a=rtcp-fb ccm fir (RFC 5104)
 
 
 @dataclass(slots=True)
@@ -118,9 +130,14 @@ class _Layer:
         "last_time",
         "last_keyframe_request",
         "keyframe_request_pending",
+        "keyframe_expected_until",
+        "unanswered_requests",
+        "fir_sequence",
         "lost_counted",
         "route",
         "route_downtracks",
+        "octets",
+        "bitrate",
     )
 
     def __init__(self, index: int, rid: str, height: int | None) -> None:
@@ -133,11 +150,16 @@ class _Layer:
         self.last_time = -1.0
         self.last_keyframe_request = -1e9
         self.keyframe_request_pending = False
+        self.keyframe_expected_until = 0.0  # a request is out until then (0: none)
+        self.unanswered_requests = 0  # requests in a row whose wait ended without a keyframe
+        self.fir_sequence = 0  # RFC 5104 §4.3.1.1 command sequence number
         self.lost_counted = 0
         # Native fast path (gateway/media/_fastpath.c): this layer's route in the publisher
         # transport's Ingress, and the downtracks that are its outputs.
         self.route: Any = None
         self.route_downtracks: list[_DownTrack] = []
+        self.octets = 0  # received since the last roll (layer_bitrates)
+        self.bitrate = 0  # bits/s over the last rolled interval
 
 
 class _DownTrack:
@@ -155,6 +177,12 @@ class _DownTrack:
         "lost_reported",
         "fraction_lost",
         "route",
+        "max_layer",
+        "subscriber_paused",
+        "congestion_paused",
+        "rtx_ssrc",
+        "rtx_payload_type",
+        "rtx_seq",
     )
 
     def __init__(
@@ -181,6 +209,14 @@ class _DownTrack:
         self.lost_reported = 0
         self.fraction_lost = 0
         self.route: Any = None  # the native route this downtrack is an output of
+        # The congestion controller's ceiling (set_allocation): a layer index; None = no ceiling.
+        self.max_layer: int | None = None
+        self.subscriber_paused = False  # set_paused
+        self.congestion_paused = False  # set_allocation(..., None)
+        # RFC 4588 retransmission stream (0 = not negotiated: resend the packet as it was)
+        self.rtx_ssrc = 0
+        self.rtx_payload_type = 0
+        self.rtx_seq = random.getrandbits(15)
 
 
 class _Receiver:
@@ -197,11 +233,14 @@ class _Receiver:
         "downtracks",
         "muted",
         "is_audio",
+        "is_vp8",
         "wait_for_keyframe",
         "detect_keyframe",
         "first_time",
         "next_layer_check",
         "routes",
+        "keyframe_budget",
+        "source",
     )
 
     def __init__(
@@ -228,11 +267,15 @@ class _Receiver:
         self.downtracks: dict[str, _DownTrack] = {}
         self.muted = False
         self.is_audio = kind == "audio"
+        self.is_vp8 = not self.is_audio and codec.name.upper() == "VP8"
         self.wait_for_keyframe = not self.is_audio and needs_keyframe(codec.name)
         self.detect_keyframe: KeyframeDetector = keyframe_detector(codec.name)
         self.first_time = -1.0
         self.next_layer_check = 0.0
         self.routes = 0  # layers with a native route installed (_Layer.route)
+        # [window start, requests in it]: shared by the tracks of one publisher
+        self.keyframe_budget: list[float] = [0.0, 0.0]
+        self.source = ""  # "screen" for a screen share (allocated first under congestion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +289,47 @@ class ReceiverInfo:
     rids: list[str]
     heights: tuple[int | None, ...] = ()
     """The layers' heights, in the order of `rids` (None where unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DowntrackInfo:
+    """One subscription as the congestion controller sees it (Router.subscriber_downtracks)."""
+
+    track_id: str
+    kind: str
+    source: str
+    current_layer: int
+    """The layer being forwarded (-1: nothing yet)."""
+    target_layer: int
+    height_layer: int
+    """The layer the subscriber's max_height alone would choose (the highest it wants)."""
+    max_height: int | None
+    max_layer: int | None
+    """The congestion ceiling now set (None: none)."""
+    paused: bool
+    """Paused by the subscriber, or the track is muted: nothing to allocate."""
+    congestion_paused: bool
+    layer_bitrates: tuple[int, ...]
+
+
+def _munge_vp8(downtrack: _DownTrack, out: bytes, out_seq: int, fields: Vp8Fields | None) -> bytes:
+    """`out` (a VP8 packet of the downtrack, `fields` its descriptor) with the PictureID,
+    TL0PICIDX and KEYIDX continuing what the downtrack sent before its last switch. At the
+    first packet after a switch the offsets are set from the packet sent just before it, read
+    back from the send history."""
+    forwarder = downtrack.forwarder
+    if forwarder.vp8_rebase:
+        previous = downtrack.history.get((out_seq - 1) & 0xFFFF)
+        last = None
+        if previous is not None:
+            last = vp8_fields(previous, payload_offset(previous), payload_end(previous))
+        forwarder.rebase_vp8(last, fields)
+    if fields is None or not forwarder.vp8_rewrite:
+        return out
+    munged = bytearray(out)
+    picture_id, tl0, key_idx = forwarder.vp8_outgoing(fields)
+    vp8_write_fields(munged, fields, picture_id, tl0, key_idx)
+    return bytes(munged)
 
 
 def _extension_map(publisher: ExtensionIds, subscriber: ExtensionIds) -> bytes:
@@ -294,6 +378,7 @@ class Router:
         self.speakers = ActiveSpeakerDetector(interval=speaker_interval)
         self._receivers: dict[str, _Receiver] = {}
         self._downtracks_by_ssrc: dict[tuple[str, int], _DownTrack] = {}
+        self._bitrate_time = -1.0  # when layer bitrates were last rolled
 
     # --- publishers ----------------------------------------------------------------------
 
@@ -307,16 +392,24 @@ class Router:
         publisher: RtpSink,
         rids: list[str] | None = None,
         layers: list[tuple[str, int | None]] | None = None,
+        source: str = "",
     ) -> None:
         """A published track. `layers` = [(rid, height or None)] for simulcast; without heights
-        the rids are taken as ordered from lowest to highest quality. Re-adding replaces."""
+        the rids are taken as ordered from lowest to highest quality; `source` as ORS names it
+        ("camera", "screen", ...). Re-adding replaces."""
         if track_id in self._receivers:
             self.remove_receiver(track_id)
         if layers is None:
             layers = [(rid, None) for rid in rids] if rids else [("", None)]
-        self._receivers[track_id] = _Receiver(
+        receiver = _Receiver(
             track_id, participant_id, kind, codec, extensions, publisher, list(layers)
         )
+        for other in self._receivers.values():
+            if other.participant_id == participant_id:
+                receiver.keyframe_budget = other.keyframe_budget
+                break
+        receiver.source = source
+        self._receivers[track_id] = receiver
 
     def remove_receiver(self, track_id: str) -> None:
         receiver = self._receivers.pop(track_id, None)
@@ -427,6 +520,7 @@ class Router:
             packet = bytes(unwrapped)
         accepted, missing = stream.on_packet(seq, ts, now)
         layer.last_time = now
+        layer.octets += len(packet)
         if layer.route is not None:  # back to the route: the next packets are accounted there
             layer.route.transit = stream.transit
             layer.route.jitter = stream.jitter
@@ -450,6 +544,11 @@ class Router:
             keyframe = not receiver.wait_for_keyframe or receiver.detect_keyframe(
                 packet, payload_offset(packet), payload_end(packet)
             )
+            if keyframe and layer.keyframe_expected_until:  # the request was answered
+                layer.keyframe_expected_until = 0.0
+                layer.unanswered_requests = 0
+                if layer.route is not None:
+                    self._drop_layer_route(receiver, layer)  # re-installed without its tee
         if now >= receiver.next_layer_check:
             self._check_layers(receiver, now)
 
@@ -457,6 +556,8 @@ class Router:
         rests: dict[bytes, bytes] = {}
         plain_rest = b"" if b0 & 0x10 else packet[RTP_HEADER_SIZE:]
         marker = b1 & 0x80
+        is_vp8 = receiver.is_vp8
+        vp8: Vp8Fields | None = None  # the descriptor's numbering, read when a downtrack needs it
         forwarded = octets = 0
         downtracks: Iterable[_DownTrack] = receiver.downtracks.values()
         if served is not None:
@@ -489,6 +590,10 @@ class Router:
                 pack(b0, marker | downtrack.payload_type, out_seq, forwarder.out_ts, downtrack.ssrc)
                 + rest
             )
+            if is_vp8 and (forwarder.vp8_rebase or forwarder.vp8_rewrite):
+                if vp8 is None:
+                    vp8 = vp8_fields(packet, payload_offset(packet), payload_end(packet))
+                out = _munge_vp8(downtrack, out, out_seq, vp8)
             history = downtrack.history  # SendHistory.put, inlined: this loop is the hot path
             slot = out_seq & history.mask
             history.packets[slot] = out
@@ -535,11 +640,14 @@ class Router:
         extensions: ExtensionIds,
         now: float | None = None,
         resume: StreamPosition | None = None,
+        rtx_ssrc: int = 0,
+        rtx_payload_type: int = 0,
     ) -> None:
         """Subscribe `subscriber_id` to a track; its packets go out on `sink` as SSRC `ssrc`.
         `resume` continues the stream a removed downtrack sent on the same SSRC (what
         `remove_downtrack` returned): a receiver's SRTP replay check would drop a stream whose
-        sequence numbers jumped back."""
+        sequence numbers jumped back. With `rtx_ssrc` and `rtx_payload_type` (RFC 4588,
+        negotiated with the subscriber), NACKed packets are resent as RTX packets."""
         receiver = self._receivers.get(track_id)
         if receiver is None:
             raise KeyError(f"no track {track_id!r} in room {self.room_id!r}")
@@ -559,6 +667,7 @@ class Router:
             target_layer=self._select_layer(receiver, None, now),
             sequence_number=sequence_number,
             timestamp=timestamp,
+            vp8=receiver.is_vp8,
         )
         downtrack = _DownTrack(
             track_id,
@@ -570,6 +679,9 @@ class Router:
             _extension_map(receiver.extensions, extensions),
             forwarder,
         )
+        if rtx_ssrc and rtx_payload_type:
+            downtrack.rtx_ssrc = rtx_ssrc
+            downtrack.rtx_payload_type = rtx_payload_type
         receiver.downtracks[subscriber_id] = downtrack
         self._downtracks_by_ssrc[(subscriber_id, ssrc)] = downtrack
         self._request_waiting_keyframes(receiver, now)
@@ -612,15 +724,87 @@ class Router:
     ) -> None:
         """A paused downtrack gets nothing; on resume it restarts on a keyframe, seamlessly."""
         downtrack = self._downtrack(track_id, subscriber_id)
-        if downtrack is None or downtrack.forwarder.paused == paused:
+        if downtrack is None:
             return
-        self._drop_routes(self._receivers[track_id])
+        downtrack.subscriber_paused = paused
+        self._apply_pause(self._receivers[track_id], downtrack, now)
+
+    def _apply_pause(
+        self, receiver: _Receiver, downtrack: _DownTrack, now: float | None = None
+    ) -> None:
+        """Paused by the subscriber or by congestion; resumes (on a keyframe) when neither."""
+        paused = downtrack.subscriber_paused or downtrack.congestion_paused
+        if downtrack.forwarder.paused == paused:
+            return
+        self._drop_routes(receiver)
         if paused:
             downtrack.forwarder.pause()
             return
         downtrack.forwarder.resume()
         now = time.monotonic() if now is None else now
-        self._request_waiting_keyframes(self._receivers[track_id], now)
+        self._request_waiting_keyframes(receiver, now)
+
+    # --- congestion control (gateway/media/congestion.py reads and sets these) ---------------
+
+    def layer_bitrates(self, track_id: str) -> list[int]:
+        """Measured bits/s of each layer of a published track (index 0 = lowest), over the last
+        rolled second (0 for a layer without packets then); [] for an unknown track."""
+        receiver = self._receivers.get(track_id)
+        return [] if receiver is None else [layer.bitrate for layer in receiver.layers]
+
+    def set_allocation(
+        self,
+        track_id: str,
+        subscriber_id: str,
+        max_layer: int | None,
+        now: float | None = None,
+    ) -> None:
+        """The congestion controller's ceiling for one downtrack: a layer index, or None to pause
+        it (distinct from the subscriber's own set_paused, which this never overrides). The
+        forwarder targets the lower of the height-based choice and this ceiling."""
+        downtrack = self._downtrack(track_id, subscriber_id)
+        if downtrack is None:
+            return
+        receiver = self._receivers[track_id]
+        now = time.monotonic() if now is None else now
+        paused = max_layer is None
+        if paused != downtrack.congestion_paused:
+            downtrack.congestion_paused = paused
+            self._apply_pause(receiver, downtrack, now)
+        if paused or max_layer == downtrack.max_layer:
+            return
+        downtrack.max_layer = max_layer
+        if len(receiver.layers) > 1:
+            self._drop_routes(receiver)
+            self._retarget(receiver, downtrack, now)
+
+    def subscriber_downtracks(
+        self, subscriber_id: str, now: float | None = None
+    ) -> list[DowntrackInfo]:
+        """What the congestion controller allocates among: the subscriber's downtracks."""
+        now = time.monotonic() if now is None else now
+        infos = []
+        for receiver in self._receivers.values():
+            downtrack = receiver.downtracks.get(subscriber_id)
+            if downtrack is None:
+                continue
+            forwarder = downtrack.forwarder
+            infos.append(
+                DowntrackInfo(
+                    track_id=receiver.track_id,
+                    kind=receiver.kind,
+                    source=receiver.source,
+                    current_layer=forwarder.current_layer,
+                    target_layer=forwarder.target_layer,
+                    height_layer=self._select_layer(receiver, downtrack.max_height, now),
+                    max_height=downtrack.max_height,
+                    max_layer=downtrack.max_layer,
+                    paused=downtrack.subscriber_paused or receiver.muted,
+                    congestion_paused=downtrack.congestion_paused,
+                    layer_bitrates=tuple(layer.bitrate for layer in receiver.layers),
+                )
+            )
+        return infos
 
     def on_subscriber_rtcp(
         self, subscriber_id: str, packet: bytes, now: float | None = None
@@ -639,11 +823,7 @@ class Router:
                 if downtrack is None:
                     continue
                 self.stats.nacks += len(rtcp.lost)
-                for seq in rtcp.lost:
-                    stored = downtrack.history.get(seq)
-                    if stored is not None:
-                        downtrack.sink.send_rtp(stored)
-                        self.stats.retransmissions += 1
+                self._retransmit(downtrack, rtcp.lost, now)
             elif isinstance(rtcp, RtcpPli):
                 self._on_keyframe_request(lookup((subscriber_id, rtcp.media_ssrc)), now)
             elif isinstance(rtcp, RtcpFir):
@@ -660,6 +840,41 @@ class Router:
                     downtrack.lost_reported = report.packets_lost
                     downtrack.fraction_lost = report.fraction_lost
 
+    def send_padding(self, subscriber_id: str, octets: int) -> int:
+        """Padding-only RTX packets (RFC 4588, RFC 3550 §5.1) of up to 255 padding bytes each,
+        about `octets` in all (at most MAX_PADDING_PACKETS), on the RTX stream of one of the
+        subscriber's video downtracks: bandwidth probes. Returns the bytes sent (whole RTP
+        packets), 0 when the subscriber has no downtrack with RTX."""
+        chosen: _DownTrack | None = None
+        for receiver in self._receivers.values():
+            downtrack = receiver.downtracks.get(subscriber_id)
+            if downtrack is None or not downtrack.rtx_ssrc or receiver.is_audio:
+                continue
+            if chosen is None or (
+                downtrack.forwarder.packets_sent and not chosen.forwarder.packets_sent
+            ):
+                chosen = downtrack
+        if chosen is None or octets <= 0:
+            return 0
+        timestamp = chosen.forwarder.last_ts
+        transport_cc_id = chosen.extensions.transport_cc
+        sent = 0
+        for _ in range(MAX_PADDING_PACKETS):
+            if sent >= octets:
+                break
+            packet = padding_packet(
+                chosen.rtx_ssrc,
+                chosen.rtx_payload_type,
+                chosen.rtx_seq,
+                timestamp,
+                MAX_PADDING,
+                transport_cc_id,
+            )
+            chosen.rtx_seq = (chosen.rtx_seq + 1) & 0xFFFF
+            chosen.sink.send_rtp(packet)
+            sent += len(packet)
+        return sent
+
     # --- timers --------------------------------------------------------------------------
 
     def tick(self, now: float | None = None, wall_time: float | None = None) -> None:
@@ -668,9 +883,17 @@ class Router:
         updates active speakers. `wall_time` (Unix seconds) stamps SRs with no publisher SR."""
         now = time.monotonic() if now is None else now
         wall = time.time() if wall_time is None else wall_time
+        elapsed = now - self._bitrate_time
+        roll = elapsed >= BITRATE_INTERVAL
+        if roll or self._bitrate_time < 0:
+            self._bitrate_time = now
         for receiver in list(self._receivers.values()):
             if receiver.routes:
                 self._sync_routes(receiver)  # the reports below count the fast path's packets too
+            if roll:
+                for layer in receiver.layers:
+                    layer.bitrate = int(layer.octets * 8 / elapsed)
+                    layer.octets = 0
             reports: list[RtcpReceptionReport] = []
             for layer in receiver.layers:
                 stream = layer.stream
@@ -736,7 +959,7 @@ class Router:
         index = layer.index
         outputs = []
         downtracks = []
-        tee = False
+        tee = layer.keyframe_expected_until > 0.0  # a requested keyframe ends the wait here
         for downtrack in receiver.downtracks.values():
             forwarder = downtrack.forwarder
             if forwarder.paused:
@@ -751,10 +974,11 @@ class Router:
                     tee = True  # waits for this layer's keyframe: the switch is decided here
                 continue
             egress = getattr(downtrack.sink, "egress", None)
-            if egress is None or not egress.ready:
+            if egress is None or not egress.ready or forwarder.vp8_rebase:
                 tee = True  # forwarded here
                 continue
             history = downtrack.history
+            rewrite = forwarder.vp8_rewrite
             outputs.append(
                 (
                     egress,
@@ -765,6 +989,9 @@ class Router:
                     downtrack.extension_map[:16],
                     history.packets,
                     history.sequence_numbers,
+                    forwarder.vp8_picture_offset if rewrite else 0,
+                    forwarder.vp8_tl0_offset if rewrite else 0,
+                    forwarder.vp8_key_offset if rewrite else 0,
                 )
             )
             downtracks.append(downtrack)
@@ -868,6 +1095,7 @@ class Router:
         stream.transit = transit
         stream.jitter = jitter
         layer.last_time = last_time
+        layer.octets += octets + packets * RTP_HEADER_SIZE
         downtracks = layer.route_downtracks
         for downtrack in downtracks:  # Forwarder.forward, for the same packets
             forwarder = downtrack.forwarder
@@ -881,6 +1109,23 @@ class Router:
         stats = self.stats
         stats.packets_forwarded += packets * len(downtracks)
         stats.bytes_forwarded += (octets + packets * RTP_HEADER_SIZE) * len(downtracks)
+
+    def _retransmit(self, downtrack: _DownTrack, lost: list[int], now: float) -> None:
+        """Answer a subscriber's NACK from the downtrack's send history: as RTX packets when
+        negotiated, else the packets again; each packet at most once per RESEND_INTERVAL."""
+        history = downtrack.history
+        sink = downtrack.sink
+        for seq in lost:
+            stored = history.resend(seq, now)
+            if stored is None:
+                continue
+            if downtrack.rtx_ssrc:
+                stored = rtx_packet(
+                    stored, downtrack.rtx_ssrc, downtrack.rtx_payload_type, downtrack.rtx_seq
+                )
+                downtrack.rtx_seq = (downtrack.rtx_seq + 1) & 0xFFFF
+            sink.send_rtp(stored)
+            self.stats.retransmissions += 1
 
     def _downtrack(self, track_id: str, subscriber_id: str) -> _DownTrack | None:
         receiver = self._receivers.get(track_id)
@@ -967,7 +1212,15 @@ class Router:
         # not seen yet: give every layer the first second of the track to show up
         return receiver.first_time < 0 or now - receiver.first_time < LAYER_TIMEOUT
 
-    def _select_layer(self, receiver: _Receiver, max_height: int | None, now: float) -> int:
+    def _select_layer(
+        self,
+        receiver: _Receiver,
+        max_height: int | None,
+        now: float,
+        max_layer: int | None = None,
+    ) -> int:
+        """The highest available layer within the height limit and the congestion ceiling
+        (`max_layer`); the lowest available one when none is."""
         layers = receiver.layers
         if len(layers) == 1:
             return 0
@@ -977,7 +1230,8 @@ class Router:
         fitting = [
             layer
             for layer in available
-            if max_height is None or layer.height is None or layer.height <= max_height
+            if (max_height is None or layer.height is None or layer.height <= max_height)
+            and (max_layer is None or layer.index <= max_layer)
         ]
         if fitting:
             return fitting[-1].index
@@ -985,7 +1239,7 @@ class Router:
 
     def _retarget(self, receiver: _Receiver, downtrack: _DownTrack, now: float) -> None:
         forwarder = downtrack.forwarder
-        target = self._select_layer(receiver, downtrack.max_height, now)
+        target = self._select_layer(receiver, downtrack.max_height, now, downtrack.max_layer)
         if target != forwarder.target_layer:
             forwarder.target_layer = target
             self._drop_routes(receiver)  # the layers' outputs and tees change
@@ -1027,15 +1281,35 @@ class Router:
             self._request_keyframe(receiver, receiver.layers[index], now)
 
     def _request_keyframe(self, receiver: _Receiver, layer: _Layer, now: float) -> None:
-        """PLI to the publisher for one layer, at most one per KEYFRAME_REQUEST_INTERVAL;
-        a request inside the interval (or before the layer's SSRC is known) is deferred."""
-        if layer.ssrc < 0 or now - layer.last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        """Ask the publisher for a keyframe of one layer (RFC 4585 PLI, or RFC 5104 FIR once
+        FIR_AFTER_UNANSWERED requests went unanswered and FIR was negotiated). None while one
+        is expected (since the last request, until a keyframe came or KEYFRAME_WAIT passed);
+        beyond KEYFRAME_REQUESTS_PER_SECOND per publisher, or before the layer's SSRC is known,
+        the request is deferred to the next layer check."""
+        if now < layer.keyframe_expected_until:
+            return  # the keyframe on its way answers this request too
+        budget = receiver.keyframe_budget
+        if now - budget[0] >= 1.0:
+            budget[0] = now
+            budget[1] = 0
+        if layer.ssrc < 0 or budget[1] >= KEYFRAME_REQUESTS_PER_SECOND:
             layer.keyframe_request_pending = True
             return
+        budget[1] += 1
+        if layer.keyframe_expected_until:  # the previous request's wait ended unanswered
+            layer.unanswered_requests += 1
         layer.keyframe_request_pending = False
         layer.last_keyframe_request = now
+        layer.keyframe_expected_until = now + KEYFRAME_WAIT
+        if layer.route is not None and not layer.route.tee:
+            self._drop_layer_route(receiver, layer)  # its keyframe must be seen here
         self.stats.keyframe_requests += 1
-        receiver.publisher.send_rtcp(RtcpPli(self.rtcp_ssrc, layer.ssrc).serialize())
+        if receiver.codec.fir and layer.unanswered_requests >= FIR_AFTER_UNANSWERED:
+            layer.fir_sequence = (layer.fir_sequence + 1) & 0xFF
+            request = RtcpFir(self.rtcp_ssrc, 0, [(layer.ssrc, layer.fir_sequence)]).serialize()
+        else:
+            request = RtcpPli(self.rtcp_ssrc, layer.ssrc).serialize()
+        receiver.publisher.send_rtcp(request)
 
     def _update_speakers(self, now: float) -> None:
         if now < self.speakers.next_update:

@@ -1,16 +1,18 @@
 """One shared UDP socket for every WebRTC session: demultiplexing by ICE ufrag then source address
-(RFC 7983, RFC 8445); the ICE-lite session, and its controlling variant for relay links (RFC 7675)."""
+(RFC 7983, RFC 8445); the ICE-lite session, and its controlling variant for relay links (RFC 7675).
+ICE-TCP connections (tcp.py, RFC 6544) feed the same demultiplexer under pseudo addresses."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from . import stun
 from .dtls import DtlsCertificate, DtlsSession, DtlsState
@@ -18,6 +20,7 @@ from .ice import IceControllingAgent, IceLiteAgent, local_ufrag_of
 from .rtcp import RtcpError
 from .rtp import RtpError
 from .srtp import SrtpContext, SrtpError
+from .twcc import EXT_ID_NONE, ArrivalRecorder, read_transport_seq
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,20 @@ _MAX_DATAGRAM = 4096  # WebRTC datagrams stay under the path MTU; asyncio's defa
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _MAX_ADDRESSES = 8  # validated source addresses kept per session
 _RTCP_HEADER_SIZE = 8  # RFC 3550 section 6.4.1: the shortest RTP or RTCP packet there can be
+
+STREAM_HOST = "tcp"
+"""The host part of an ICE-TCP connection's address, ("tcp", connection id): datagrams sent to
+it go over that connection (tcp.py), not over the UDP socket; a native Egress cannot send there."""
+
+
+class StreamConnections(Protocol):
+    """The ICE-TCP listener as the mux sees it (tcp.TcpListener)."""
+
+    def send(self, connection_id: int, data: bytes) -> None: ...
+
+    def close_connection(self, connection_id: int) -> None: ...
+
+    def peer_address(self, connection_id: int) -> Address: ...
 
 
 class WebRtcTransport:
@@ -51,6 +68,9 @@ class WebRtcTransport:
         # steady-state routes in `ingress`, and sends through other transports' `egress`.
         self.ingress: Any = None
         self.egress: Any = None
+        self._transport_cc_id = EXT_ID_NONE
+        self.arrivals: ArrivalRecorder | None = None
+        """Transport-cc arrivals of the RTP received (set_transport_cc), for feedback to the peer."""
         self._remote_address: Address | None = None
         self._nominated = False
         self._addresses: list[Address] = []
@@ -134,7 +154,7 @@ class WebRtcTransport:
         self._addresses = [a for a in self._addresses if a != addr]
 
     def handle_stun(self, data: bytes, message: stun.StunMessage, addr: Address) -> None:
-        result = self.ice.handle_request(data, message, addr)
+        result = self.ice.handle_request(data, message, self._mux.mapped_address(addr))
         if result is None:
             return
         self.consent_checks += 1
@@ -168,16 +188,47 @@ class WebRtcTransport:
             if 191 < data[1] < 224:  # RTCP packet types 192-223 (RFC 5761 section 4)
                 self.on_rtcp(srtp.unprotect_rtcp(data))
             elif self.ingress is not None:
-                # Native: forwarded there along an installed route (None), or handed back plain.
+                # Native: forwarded there along an installed route (None), or handed back plain;
+                # the Ingress records transport-cc arrivals of both (take_arrivals).
                 packet = self.ingress.handle(data)
                 if packet is not None:
                     self.on_rtp(packet)
             else:
-                self.on_rtp(srtp.unprotect_rtp(data))
+                plain = srtp.unprotect_rtp(data)
+                arrivals = self.arrivals
+                if arrivals is not None:
+                    sequence = read_transport_seq(plain, self._transport_cc_id)
+                    if sequence is not None:
+                        arrivals.on_arrival(sequence, time.monotonic())
+                self.on_rtp(plain)
         except SrtpError:
             self.srtp_errors += 1
         except (RtpError, RtcpError):  # authentic, but malformed inside: dropped like noise
             self.packets_malformed += 1
+
+    def set_transport_cc(self, ext_id: int) -> None:
+        """Record the transport-wide sequence numbers (RFC 8285 element EXT_ID) of the RTP this
+        session receives, for send_transport_feedback; EXT_ID_NONE stops it."""
+        if ext_id == self._transport_cc_id:
+            return
+        self._transport_cc_id = ext_id
+        self.arrivals = ArrivalRecorder(secrets.randbits(32) | 1) if ext_id else None
+        if self.ingress is not None:
+            self.ingress.set_twcc(ext_id)
+
+    def send_transport_feedback(self, media_ssrc: int) -> int:
+        """Send transport-cc feedback (SRTCP) for the packets that arrived since the last call,
+        nothing when none did; returns the number of RTCP packets sent."""
+        arrivals = self.arrivals
+        if arrivals is None or self.srtp is None:
+            return 0
+        if self.ingress is not None:
+            for sequence, at in self.ingress.take_arrivals():
+                arrivals.on_arrival(sequence, at)
+        packets = arrivals.feedback(media_ssrc)
+        for packet in packets:
+            self.send_rtcp(packet)
+        return len(packets)
 
     # Outgoing.
 
@@ -225,6 +276,8 @@ class WebRtcTransport:
         if self.srtp is None and self.dtls.state is DtlsState.CONNECTED and self.dtls.keys:
             self.srtp = SrtpContext(self.dtls.keys)
             self.ingress = self.srtp.ingress()
+            if self.ingress is not None and self._transport_cc_id:
+                self.ingress.set_twcc(self._transport_cc_id)
             self.egress = self.srtp.egress() if self._native_egress else None
             if self.egress is not None:
                 self._mux.point_egress(self.egress, self._remote_address)
@@ -345,6 +398,10 @@ class UdpMux(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._opening: asyncio.Task[Any] | None = None
         self.port = 0
+        self.streams: StreamConnections | None = None
+        """The ICE-TCP listener (tcp.py) when it runs: sends to ("tcp", id) addresses go there."""
+        self.tcp_port = 0
+        """The ICE-TCP listener's port, written in passive TCP candidates; 0 when it is off."""
         self.datagrams_received = 0
         self.bytes_received = 0
         self.datagrams_dropped = 0
@@ -435,6 +492,25 @@ class UdpMux(asyncio.DatagramProtocol):
     def forget(self, addr: Address, session: WebRtcTransport) -> None:
         if self._by_address.get(addr) is session:
             del self._by_address[addr]
+            if addr[0] == STREAM_HOST and self.streams is not None:
+                self.streams.close_connection(addr[1])  # nothing else may use it
+
+    def session_at(self, addr: Address) -> WebRtcTransport | None:
+        """The session that validated a connectivity check from ADDR, if any."""
+        return self._by_address.get(addr)
+
+    def mapped_address(self, addr: Address) -> Address:
+        """The peer's transport address as seen here (a STUN response's XOR-MAPPED-ADDRESS): for
+        an ICE-TCP connection its TCP peer address."""
+        if addr[0] == STREAM_HOST:
+            return self.streams.peer_address(addr[1]) if self.streams else ("0.0.0.0", 0)
+        return addr
+
+    def address_closed(self, addr: Address) -> None:
+        """ADDR (an ICE-TCP connection) is gone: its session forgets it."""
+        session = self._by_address.pop(addr, None)
+        if session is not None:
+            session.address_taken(addr)
 
     def expect_response(self, transaction_id: bytes, session: ControllingTransport) -> None:
         """A check SESSION sent: the Binding response with this transaction id goes to it."""
@@ -444,13 +520,17 @@ class UdpMux(asyncio.DatagramProtocol):
         self._by_transaction.pop(transaction_id, None)
 
     def sendto(self, data: bytes, addr: Address) -> None:
-        if self._transport is not None:
+        if addr[0] == STREAM_HOST:
+            if self.streams is not None:
+                self.streams.send(addr[1], data)
+        elif self._transport is not None:
             self._transport.sendto(data, addr)
 
     def point_egress(self, egress: Any, addr: Address | None) -> None:
-        """Aim a native Egress at `addr` on the shared socket (None: it stops sending)."""
+        """Aim a native Egress at `addr` on the shared socket (None, or an ICE-TCP connection: it
+        stops sending and the router sends to this session on the Python path)."""
         fd = -1
-        if addr is not None and self._transport is not None:
+        if addr is not None and addr[0] != STREAM_HOST and self._transport is not None:
             sock = self._transport.get_extra_info("socket")
             if sock is not None and sock.family == socket.AF_INET:  # the extension sends IPv4
                 fd = sock.fileno()

@@ -267,7 +267,7 @@ class OrsSession:
             "participant": self.participant.to_wire(),
             "room": self.room.to_wire(),
             "participants": [p.to_wire() for p in others],
-            "ice_servers": [],
+            "ice_servers": self.gateway.ice_servers(self.participant.id),
         }
 
     def _is_visible(self, other: Participant) -> bool:

@@ -75,7 +75,13 @@ from gateway.rooms.events import RoomEvent, Subscription
 from gateway.rooms.model import Participant, Room
 from gateway.tasks import TaskSet
 from protocols.livekit.data import TextStreamAssembler, chat_packets, is_chat
-from protocols.livekit.rtc import LiveKitParticipant, LiveKitRtcError, LocalTrack, RemoteTrack
+from protocols.livekit.rtc import (
+    LiveKitParticipant,
+    LiveKitRtcError,
+    LocalTrack,
+    RemoteTrack,
+    rtc_ice_servers,
+)
 from protocols.livekit.signal import Participant as LkParticipant
 from protocols.livekit.signal import SignalError
 from protocols.livekit.tokens import MintError, VideoGrant, mint_token
@@ -406,6 +412,7 @@ class LiveKitBridge:
             self._token(self.settings.bridge_identity, BRIDGE_NAME, hidden=True),
             encoded=True,
             auto_subscribe=False,
+            ice_servers=rtc_ice_servers(self.gateway.ice_servers(self.settings.bridge_identity)),
             timeout=JOIN_TIMEOUT,
         )
         self._bridge = bridge
@@ -820,6 +827,7 @@ class LiveKitBridge:
                 ),
                 encoded=True,
                 auto_subscribe=False,
+                ice_servers=rtc_ice_servers(self.gateway.ice_servers(mirror.identity)),
                 timeout=JOIN_TIMEOUT,
             )
             subscriber_id = mirror.subscriber_id

@@ -40,6 +40,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
@@ -208,6 +209,14 @@ class _Leg:
         return self.pc.connectionState == "connected"
 
 
+def rtc_ice_servers(servers: list[dict[str, Any]]) -> list[RTCIceServer]:
+    """RTCIceServer dictionaries (what Gateway.ice_servers gives) as aiortc takes them."""
+    return [
+        RTCIceServer(server["urls"], server.get("username"), server.get("credential"))
+        for server in servers
+    ]
+
+
 class LiveKitParticipant:
     """One participant in a LiveKit room: signalling plus the publisher and subscriber legs."""
 
@@ -286,14 +295,23 @@ class LiveKitParticipant:
         ice_servers: list[RTCIceServer] | None = None,
         timeout: float = 10.0,
     ) -> LiveKitParticipant:
-        """Join the room the token names; returns once JoinResponse is in.
+        """Join the room the token names; returns once JoinResponse is in. The peer connections
+        use ICE_SERVERS, then the STUN/TURN servers of LiveKit's JoinResponse.
 
         The subscriber leg is negotiated in the background as soon as the server offers it.
         """
         signal = await SignalClient.connect(
             url, token, auto_subscribe=auto_subscribe, timeout=timeout
         )
-        participant = cls(signal, encoded=encoded, ice_servers=ice_servers, on_track=on_track)
+        # ours (the operator's [turn]) first: aiortc uses only the first TURN server it is given
+        servers = list(ice_servers or [])
+        joined = signal.session.joined
+        if joined is not None:
+            servers += [
+                RTCIceServer(list(s.urls), s.username or None, s.credential or None)
+                for s in joined.ice_servers
+            ]
+        participant = cls(signal, encoded=encoded, ice_servers=servers, on_track=on_track)
         participant._url, participant._token = url, token
         participant._auto_subscribe = auto_subscribe
         participant.start()

@@ -72,7 +72,10 @@ def _free_udp_range(count: int) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def running_livekit(tmp: Path, binary: Path | None = None) -> Iterator[RunningLiveKit]:
+def running_livekit(
+    tmp: Path, binary: Path | None = None, host: str = "127.0.0.1"
+) -> Iterator[RunningLiveKit]:
+    """`host`: the address it binds and announces (a NetLab's host side, tests/netlab/netns.py)."""
     binary = binary or livekit_server_binary()
     port = free_port()
     tcp_port = free_port()
@@ -93,15 +96,15 @@ def running_livekit(tmp: Path, binary: Path | None = None) -> Iterator[RunningLi
         str(binary),
         "--dev",
         "--bind",
-        "127.0.0.1",
+        host,
         "--node-ip",
-        "127.0.0.1",
+        host,
         "--config",
         str(config),
     ]
-    http_url = f"http://127.0.0.1:{port}"
+    http_url = f"http://{host}:{port}"
     running = RunningLiveKit(
-        url=f"ws://127.0.0.1:{port}",
+        url=f"ws://{host}:{port}",
         http_url=http_url,
         port=port,
         tcp_port=tcp_port,

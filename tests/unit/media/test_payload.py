@@ -6,7 +6,9 @@ from gateway.media.payload import (
     keyframe_detector,
     parse_opus_toc,
     parse_vp8_descriptor,
+    vp8_fields,
     vp8_is_keyframe,
+    vp8_write_fields,
 )
 
 # X=1 S=1 PID=0 | I=1 L=1 T=1 | M=1 picture id 0x1234 (15 bits) | TL0PICIDX 5 | TID 2, Y=1 |
@@ -87,3 +89,27 @@ def test_opus_toc() -> None:
     assert toc.frame_duration == 0.020
     silk = parse_opus_toc(bytes([0x08]))  # config 1: SILK NB 20 ms, mono
     assert silk.mode == "silk" and silk.frame_duration == 0.020 and not silk.stereo
+
+
+def test_vp8_fields_and_rewrite_keep_the_picture_id_width() -> None:
+    long_id = bytearray(bytes.fromhex("90f0923405a3") + b"\x10\x02\x00")  # I, L, T, K; 15 bits
+    fields = vp8_fields(long_id, 0, len(long_id))
+    assert fields == (0x1234, 15, 2, 5, 4, 3, 5)
+    vp8_write_fields(long_id, fields, 0x7FFF, 0xFF, 0x1F)
+    descriptor = parse_vp8_descriptor(long_id)
+    assert (descriptor.picture_id, descriptor.tl0_pic_idx, descriptor.key_idx) == (0x7FFF, 255, 31)
+    assert (descriptor.temporal_id, descriptor.layer_sync, descriptor.size) == (2, True, 6)
+    assert long_id[6:] == b"\x10\x02\x00"
+
+    short_id = bytearray(bytes.fromhex("90c01207") + b"\x11")  # I, L; 7-bit picture id
+    fields = vp8_fields(short_id, 0, len(short_id))
+    assert fields == (0x12, 7, 2, 7, 3, -1, -1)
+    vp8_write_fields(short_id, fields, 0x7F, 8, 0)
+    assert bytes(short_id) == bytes.fromhex("90c07f08") + b"\x11"
+
+
+def test_vp8_fields_absent_or_truncated() -> None:
+    assert vp8_fields(b"\x10\x00", 0, 2) is None  # no X byte
+    assert vp8_fields(b"\x90\x80\x92", 0, 3) is None  # 15-bit picture id cut short
+    assert vp8_fields(b"", 0, 0) is None
+    assert vp8_fields(b"\x90\x20\xa0\x10", 0, 4) == (-1, 0, -1, -1, -1, -1, -1)  # T only

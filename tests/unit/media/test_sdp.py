@@ -102,18 +102,16 @@ async def test_publish_answer_is_ice_lite_passive_bundled_and_receives_simulcast
     assert [layer.rid for layer in answer.tracks[1].simulcast] == ["q", "h", "f"]
 
 
-async def test_publish_answer_refuses_transport_cc_so_senders_follow_remb(
-    relay: MediaRelay,
-) -> None:
+async def test_publish_answer_accepts_transport_cc_and_keeps_remb(relay: MediaRelay) -> None:
     assert "transport-cc" in CHROMIUM_OFFER
-    answer = relay.create_endpoint("room-sdp", "alice").accept_publish_offer(
-        CHROMIUM_OFFER, _requests()
-    )
+    endpoint = relay.create_endpoint("room-sdp", "alice")
+    answer = endpoint.accept_publish_offer(CHROMIUM_OFFER, _requests())
     for media in sdp.parse(answer.sdp).media:
-        assert sdp.EXT_TRANSPORT_CC not in {e.uri for e in media.extmaps}
-        for codec in media.codecs:
-            assert "transport-cc" not in codec.rtcp_fb
+        assert sdp.Extmap(3, sdp.EXT_TRANSPORT_CC) in media.extmaps
+        assert "transport-cc" in media.codecs[0].rtcp_fb
     assert "goog-remb" in sdp.parse(answer.sdp).media[1].codecs[0].rtcp_fb
+    # the publish transport records the transport-wide sequence numbers of extension 3
+    assert endpoint._publish is not None and endpoint._publish.arrivals is not None
 
 
 async def test_h264_is_chosen_with_the_preferred_profile_when_vp8_is_absent(

@@ -1,0 +1,299 @@
+"""ICE-TCP passive candidates: RFC 4571 framing, authentication of the first frame by the session's
+ICE agent, the bounds (frame size, connections, deadline, idle, write buffer), and the candidate."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from gateway.media import sdp, stun
+from gateway.media.dtls import DtlsCertificate, DtlsSession, DtlsState
+from gateway.media.endpoint import PublishRequest
+from gateway.media.relay import MediaRelay
+from gateway.media.tcp import MAX_FRAME, FrameReader, FramingError, TcpListener, frame
+from gateway.media.transport import STREAM_HOST, UdpMux, WebRtcTransport
+from tests.gateway_process import free_port
+
+CHROMIUM_OFFER = (Path(__file__).parent / "chromium_offer.sdp").read_text()
+REMOTE_UFRAG = "cliU"
+REMOTE_PWD = "clientpassword0123456789"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Lab:
+    mux: UdpMux
+    listener: TcpListener
+    session: WebRtcTransport
+    clock: FakeClock
+    clients: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.listener.port)
+        self.clients.append(writer)
+        return reader, writer
+
+    def check(self, password: str | None = None, use_candidate: bool = True) -> bytes:
+        return stun.binding_request(
+            f"{self.session.local_ufrag}:{REMOTE_UFRAG}",
+            password or self.session.local_pwd,
+            use_candidate=use_candidate,
+        )
+
+
+@pytest.fixture
+async def lab() -> AsyncIterator[Lab]:
+    mux = UdpMux()
+    await mux.bind("127.0.0.1", 0, (1, 0))
+    clock = FakeClock()
+    listener = TcpListener(mux, max_connections=4, max_per_address=3, clock=clock)
+    await listener.bind("127.0.0.1", 0, (1, 0))
+    session = WebRtcTransport(mux, DtlsCertificate())
+    session.ice.set_remote(REMOTE_UFRAG, REMOTE_PWD)
+    lab = Lab(mux, listener, session, clock)
+    yield lab
+    for writer in lab.clients:
+        writer.close()
+    session.close()
+    await listener.close()
+    mux.close()
+
+
+async def read_frame(reader: asyncio.StreamReader, timeout: float = 2.0) -> bytes:
+    header = await asyncio.wait_for(reader.readexactly(2), timeout)
+    return await asyncio.wait_for(reader.readexactly(int.from_bytes(header, "big")), timeout)
+
+
+async def closed_by_server(reader: asyncio.StreamReader, timeout: float = 2.0) -> bool:
+    """True when the server closed the connection (EOF or reset) within the timeout."""
+    try:
+        data = await asyncio.wait_for(reader.read(65536), timeout)
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+    return data == b""
+
+
+async def until(predicate: object, timeout: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+# Framing (RFC 4571), sans I/O.
+
+
+def test_frames_split_anywhere_are_reassembled() -> None:
+    stream = frame(b"first") + frame(b"") + frame(bytes(range(200)))
+    reader = FrameReader()
+    out: list[bytes] = []
+    for i in range(len(stream)):
+        out += reader.feed(stream[i : i + 1])
+    assert out == [b"first", b"", bytes(range(200))]
+    assert reader.pending == 0
+
+
+def test_several_frames_in_one_read_come_out_in_order_and_a_partial_one_waits() -> None:
+    reader = FrameReader()
+    stream = frame(b"a") + frame(b"bb") + frame(b"ccc")
+    assert reader.feed(stream[:-1]) == [b"a", b"bb"]
+    assert reader.pending == len(frame(b"ccc")) - 1
+    assert reader.feed(stream[-1:]) == [b"ccc"]
+
+
+def test_a_frame_of_the_maximum_size_passes_and_a_larger_one_is_refused() -> None:
+    reader = FrameReader()
+    assert reader.feed(frame(bytes(MAX_FRAME))) == [bytes(MAX_FRAME)]
+    with pytest.raises(FramingError):
+        reader.feed((MAX_FRAME + 1).to_bytes(2, "big"))  # refused on the length alone
+
+
+# The listener, on loopback.
+
+
+async def test_authenticated_check_is_answered_on_the_connection_which_joins_the_session(
+    lab: Lab,
+) -> None:
+    reader, writer = await lab.connect()
+    writer.write(frame(lab.check()))
+    response = stun.parse(await read_frame(reader))
+    assert response.message_type == stun.BINDING_SUCCESS
+    assert response.xor_mapped_address == writer.get_extra_info("sockname")
+    address = lab.session.remote_address
+    assert address is not None and address[0] == STREAM_HOST
+    assert lab.mux.session_at(address) is lab.session
+    # A DTLS ClientHello on the same connection reaches the session, which answers on it.
+    client = DtlsCertificate()
+    dtls_client = DtlsSession(client, is_server=False)
+    lab.session.set_remote(REMOTE_UFRAG, REMOTE_PWD, client.fingerprint, "active")
+    for record in dtls_client.start():
+        writer.write(frame(record))
+    reply = await read_frame(reader)
+    assert 19 < reply[0] < 64  # a DTLS record (RFC 7983): the server's handshake flight
+    assert lab.session.dtls.state is not DtlsState.NEW
+
+
+async def test_a_check_with_a_wrong_password_closes_the_connection(lab: Lab) -> None:
+    reader, writer = await lab.connect()
+    writer.write(frame(lab.check(password="wrong-password-0123456789")))
+    assert await closed_by_server(reader)
+    assert lab.session.remote_address is None
+    await until(lambda: lab.listener.connections == 0)
+    assert lab.listener.refused == 1
+
+
+async def test_a_check_for_an_unknown_ufrag_closes_the_connection(lab: Lab) -> None:
+    reader, writer = await lab.connect()
+    writer.write(frame(stun.binding_request(f"nobody:{REMOTE_UFRAG}", lab.session.local_pwd)))
+    assert await closed_by_server(reader)
+
+
+async def test_media_before_any_check_closes_the_connection(lab: Lab) -> None:
+    reader, writer = await lab.connect()
+    writer.write(frame(b"\x80\x60" + bytes(30)))  # RTP from an unauthenticated peer
+    assert await closed_by_server(reader)
+    assert lab.session.packets_received == 0
+
+
+async def test_an_oversized_frame_closes_even_an_authenticated_connection(lab: Lab) -> None:
+    reader, writer = await lab.connect()
+    writer.write(frame(lab.check()))
+    await read_frame(reader)
+    writer.write((MAX_FRAME + 1).to_bytes(2, "big") + bytes(100))
+    assert await closed_by_server(reader)
+    await until(lambda: lab.listener.connections == 0)
+    # and the session forgot the address the connection was
+    assert lab.mux.session_at((STREAM_HOST, 1)) is None
+
+
+async def test_a_connection_silent_past_the_deadline_is_closed(lab: Lab) -> None:
+    reader, _ = await lab.connect()
+    await until(lambda: lab.listener.connections == 1)
+    lab.listener.sweep(lab.clock.now + lab.listener.auth_deadline - 0.1)
+    assert lab.listener.connections == 1
+    lab.listener.sweep(lab.clock.now + lab.listener.auth_deadline)
+    assert lab.listener.connections == 0
+    assert await closed_by_server(reader)
+
+
+async def test_an_authenticated_connection_idle_too_long_is_closed(lab: Lab) -> None:
+    reader, writer = await lab.connect()
+    writer.write(frame(lab.check()))
+    await read_frame(reader)
+    lab.listener.sweep(lab.clock.now + lab.listener.auth_deadline + 1)  # past the deadline: kept
+    assert lab.listener.connections == 1
+    lab.listener.sweep(lab.clock.now + lab.listener.idle_timeout)
+    assert await closed_by_server(reader)
+    assert lab.mux.session_at((STREAM_HOST, 1)) is None
+
+
+async def test_connections_beyond_the_per_address_limit_are_refused(lab: Lab) -> None:
+    kept = [await lab.connect() for _ in range(3)]
+    await until(lambda: lab.listener.connections == 3)
+    reader, _ = await lab.connect()
+    assert await closed_by_server(reader)
+    assert lab.listener.connections == 3
+    assert lab.listener.refused == 1
+    assert not await closed_by_server(kept[0][0], timeout=0.1)
+
+
+async def test_connections_beyond_the_total_limit_are_refused(lab: Lab) -> None:
+    lab.listener.max_per_address = 100
+    for _ in range(4):
+        await lab.connect()
+    await until(lambda: lab.listener.connections == 4)
+    reader, _ = await lab.connect()
+    assert await closed_by_server(reader)
+    assert lab.listener.connections == 4
+
+
+async def test_a_peer_that_does_not_read_costs_a_bounded_buffer_and_loses_frames(
+    lab: Lab,
+) -> None:
+    lab.listener.max_write_buffer = 64 * 1024
+    reader, writer = await lab.connect()
+    writer.write(frame(lab.check()))
+    await read_frame(reader)
+    address = lab.session.remote_address
+    assert address is not None
+    packet = bytes(1200)
+    for _ in range(20_000):  # 24 MB, far more than the kernel's socket buffers hold
+        lab.mux.sendto(packet, address)
+    transport = lab.listener._connections[address[1]].transport
+    assert transport is not None
+    assert transport.get_write_buffer_size() <= lab.listener.max_write_buffer + len(frame(packet))
+    assert lab.listener.frames_dropped > 0
+
+
+async def test_closing_the_session_closes_its_connection(lab: Lab) -> None:
+    reader, writer = await lab.connect()
+    writer.write(frame(lab.check()))
+    await read_frame(reader)
+    lab.session.close()
+    assert lab.listener.connections == 0
+    assert await closed_by_server(reader)
+
+
+async def test_a_closed_connection_is_forgotten_by_its_session(lab: Lab) -> None:
+    reader, writer = await lab.connect()
+    writer.write(frame(lab.check()))
+    await read_frame(reader)
+    address = lab.session.remote_address
+    writer.close()
+    await until(lambda: lab.listener.connections == 0)
+    assert address is not None and lab.mux.session_at(address) is None
+    lab.mux.sendto(b"\x80" + bytes(20), address)  # to a connection that is gone: dropped
+
+
+def test_a_native_egress_is_never_aimed_at_a_tcp_connection() -> None:
+    class Egress:
+        peer: tuple[int, str, int] | None = None
+
+        def set_peer(self, fd: int, host: str, port: int) -> None:
+            self.peer = (fd, host, port)
+
+    egress = Egress()
+    UdpMux().point_egress(egress, (STREAM_HOST, 3))
+    assert egress.peer == (-1, "", 0)  # not ready: the router sends to it on the Python path
+
+
+async def test_answers_carry_a_passive_tcp_host_candidate_when_the_listener_runs() -> None:
+    requests = [PublishRequest("0", "t-mic", "microphone")]
+    relay = MediaRelay(host="127.0.0.1", port=0, port_range=(1, 0))  # tcp_port 0: off
+    await relay.start()
+    try:
+        answer = relay.create_endpoint("room", "alice").accept_publish_offer(
+            CHROMIUM_OFFER, requests
+        )
+        assert all(len(m.candidates) == 1 for m in sdp.parse(answer.sdp).media)
+    finally:
+        await relay.stop()
+    relay = MediaRelay(host="127.0.0.1", port=0, port_range=(1, 0), tcp_port=free_port())
+    await relay.start()
+    try:
+        assert relay.tcp_port > 0
+        answer = relay.create_endpoint("room", "alice").accept_publish_offer(
+            CHROMIUM_OFFER, requests
+        )
+        for media in sdp.parse(answer.sdp).media:
+            assert media.candidates == [
+                f"1 1 udp 2130706431 127.0.0.1 {relay.port} typ host",
+                f"2 1 tcp 1518280447 127.0.0.1 {relay.tcp_port} typ host tcptype passive",
+            ]
+    finally:
+        await relay.stop()
+    assert relay.tcp_port == 0
