@@ -198,7 +198,9 @@ def _run(path: str, python_served: str = "d") -> Iterator[_Run]:
         subscriber = _Subscriber.native(fast, out) if with_egress else _Subscriber()
         subscribers[name] = subscriber
         index = len(subscribers)
-        router.add_downtrack("cam", name, subscriber, 7000 + index, 96, SUBSCRIBER_EXT, now)
+        router.add_downtrack(
+            "cam", name, subscriber, 7000 + index, 96, SUBSCRIBER_EXT, now, None, 7100 + index, 97
+        )
         router.add_downtrack("mic", name, subscriber, 5000 + index, 111, SUBSCRIBER_EXT, now)
         router.set_max_height("cam", name, START_HEIGHTS.get(name), now)
 
