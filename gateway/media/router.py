@@ -335,11 +335,12 @@ def _munge_vp8(downtrack: _DownTrack, out: bytes, out_seq: int, fields: Vp8Field
 def _extension_map(publisher: ExtensionIds, subscriber: ExtensionIds) -> bytes:
     """Publisher id -> subscriber id for the extensions we keep; every other id -> 0 (strip).
 
-    MID/RID describe the publisher's m-line, transport-cc numbers belong to the publisher's
-    transport: none of them is meaningful to a subscriber, so they are stripped.
+    MID/RID describe the publisher's m-line: meaningless to a subscriber, so stripped. The
+    transport-cc element is kept in the subscriber's id so its slot exists: the subscriber's
+    transport overwrites the publisher's number with its own at send time (congestion.py).
     """
     mapping = bytearray(256)
-    for name in ("audio_level", "abs_send_time"):
+    for name in ("audio_level", "abs_send_time", "transport_cc"):
         source = getattr(publisher, name)
         if source:
             mapping[source] = getattr(subscriber, name)
