@@ -117,6 +117,8 @@ class RouterStats:
     keyframe_requests: int = 0  # PLIs sent to publishers
     retransmissions: int = 0  # packets resent from a send history
     nacks_sent: int = 0  # sequence numbers we asked publishers to retransmit
+    congestion_pauses: int = 0  # videos paused by set_allocation (the estimate fit no layer)
+    layer_downgrades: int = 0  # congestion ceilings lowered by set_allocation (pauses included)
 
 
 class _Layer:
@@ -750,9 +752,14 @@ class Router:
         paused = max_layer is None
         if paused != downtrack.congestion_paused:
             downtrack.congestion_paused = paused
+            if paused:
+                self.stats.congestion_pauses += 1
+                self.stats.layer_downgrades += 1
             self._apply_pause(receiver, downtrack, now)
-        if paused or max_layer == downtrack.max_layer:
+        if max_layer is None or max_layer == downtrack.max_layer:
             return
+        if downtrack.max_layer is not None and max_layer < downtrack.max_layer:
+            self.stats.layer_downgrades += 1
         downtrack.max_layer = max_layer
         if len(receiver.layers) > 1:
             self._drop_route(receiver)

@@ -407,8 +407,10 @@ def test_set_allocation_is_a_ceiling_below_the_height_choice() -> None:
     _send_layers(router, 0.0, 0.2, seq)
     infos = router.subscriber_downtracks("bob", 0.2)
     assert [(i.track_id, i.height_layer, i.max_layer) for i in infos] == [("cam", 2, None)]
+    router.set_allocation("cam", "bob", 2, 0.25)
     router.set_allocation("cam", "bob", 1, 0.3)
     assert router.subscriber_downtracks("bob", 0.3)[0].target_layer == 1
+    assert router.stats.layer_downgrades == 1
     router.set_max_height("cam", "bob", 180, 0.4)  # the subscriber's own limit still wins
     assert router.subscriber_downtracks("bob", 0.4)[0].target_layer == 0
     router.set_max_height("cam", "bob", None, 0.5)
@@ -428,6 +430,7 @@ def test_congestion_pause_is_apart_from_the_subscribers_pause() -> None:
     assert subscriber.rtp == []
     info = router.subscriber_downtracks("bob", 0.2)[0]
     assert info.congestion_paused and not info.paused
+    assert router.stats.congestion_pauses == 1
     router.set_paused("cam", "bob", True, 0.3)
     router.set_allocation("cam", "bob", 0, 0.4)  # congestion lifts: the subscriber's pause holds
     _send_layers(router, 0.4, 0.2, seq)
