@@ -8,13 +8,20 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# bits/s: a voice call, the lowest simulcast layer, 360p, 720p, more
+_ESTIMATE_BUCKETS = (100_000, 300_000, 1_000_000, 3_000_000, 10_000_000)
 
 
 class GatewayCollector(Collector):
@@ -64,8 +71,29 @@ class GatewayCollector(Collector):
             ),
             ("nacks", stats.nacks, "Generic NACKs received from subscribers"),
             ("keyframe_requests", stats.keyframe_requests, "PLI/FIR keyframe requests forwarded"),
+            (
+                "congestion_pauses",
+                stats.congestion_pauses,
+                "Videos paused for a subscriber whose bandwidth estimate fit no layer",
+            ),
+            (
+                "layer_downgrades",
+                stats.layer_downgrades,
+                "Simulcast layer ceilings lowered by subscribers' bandwidth estimates",
+            ),
         ):
             yield CounterMetricFamily(f"rondpoint_relay_{name}", help_text, value=value)
+        estimates = HistogramMetricFamily(
+            "rondpoint_relay_subscriber_bandwidth_bits",
+            "Subscribers' send-side bandwidth estimates (bits/s), one observation per subscriber",
+        )
+        buckets = [
+            (f"{bound:.0f}", sum(1 for e in stats.subscriber_estimates if e <= bound))
+            for bound in _ESTIMATE_BUCKETS
+        ]
+        buckets.append(("+Inf", len(stats.subscriber_estimates)))
+        estimates.add_metric([], buckets, sum_value=sum(stats.subscriber_estimates))
+        yield estimates
         yield GaugeMetricFamily(
             "rondpoint_relay_endpoints", "WebRTC endpoints", value=stats.endpoints
         )

@@ -174,12 +174,123 @@ static PyTypeObject SessionType = {
 
 /* ------------------------------------------------------------------------------------- Egress */
 
+#define SENT_RING 4096 /* send records kept between two take_sent(); the oldest go first */
+#define TWCC_GROWTH 8   /* bytes stamp_twcc may add: a one-byte extension header and one word */
+
 typedef struct {
     PyObject_HEAD Session *tx;
     int fd; /* -1: closed or no peer yet */
     struct sockaddr_in addr;
     unsigned long long sent;
+    /* transport-cc (draft-holmer-rmcat-transport-wide-cc-extensions-01) on the send side: every
+     * packet sent gets the next transport-wide sequence number in element twcc_id, and a send
+     * record for the Python side's bandwidth estimation (gateway/media/congestion.py) */
+    int twcc_id; /* 0 = off */
+    uint16_t twcc_seq;
+    int sent_start, sent_count;
+    uint16_t sent_seqs[SENT_RING];
+    uint16_t sent_sizes[SENT_RING];
+    double sent_times[SENT_RING];
 } Egress;
+
+/* Write SEQ into RFC 8285 element ID of a plain RTP packet of LEN bytes in a buffer of CAP bytes,
+ * inserting the element (and a one-byte extension header when there is none) when absent; the
+ * new length, or -1 when it cannot (an unknown extension profile, no room): sent unstamped.
+ * Mirrors gateway/media/congestion.py stamp_transport_sequence. */
+static int stamp_twcc(unsigned char *p, int len, int cap, int id, uint16_t seq) {
+    if (len < 12 || id <= 0 || id > 255) return -1;
+    int offset = 12 + 4 * (p[0] & 0x0F);
+    if (offset > len) return -1;
+    if (!(p[0] & 0x10)) {
+        if (id > 14 || len + 8 > cap) return -1;
+        memmove(p + offset + 8, p + offset, (size_t)(len - offset));
+        unsigned char ext[8] = {0xBE, 0xDE, 0, 1, (unsigned char)(id << 4 | 1), seq >> 8, seq & 0xFF, 0};
+        memcpy(p + offset, ext, 8);
+        p[0] |= 0x10;
+        return len + 8;
+    }
+    if (offset + 4 > len) return -1;
+    int profile = p[offset] << 8 | p[offset + 1];
+    int words = p[offset + 2] << 8 | p[offset + 3];
+    int start = offset + 4, end = start + 4 * words, i = start, last = start;
+    if (end > len) return -1;
+    int one_byte = profile == 0xBEDE;
+    if (!one_byte && (profile & 0xFFF0) != 0x1000) return -1;
+    if (one_byte && id > 14) return -1;
+    while (i < end) {
+        int element, length, data;
+        if (one_byte) {
+            if (p[i] == 0) {
+                i++;
+                continue;
+            }
+            element = p[i] >> 4;
+            if (element == 15) break;
+            length = (p[i] & 0x0F) + 1;
+            data = i + 1;
+        } else {
+            if (p[i] == 0) {
+                i++;
+                continue;
+            }
+            if (i + 1 >= end) break;
+            element = p[i];
+            length = p[i + 1];
+            data = i + 2;
+        }
+        if (data + length > end) return -1;
+        if (element == id) {
+            if (length != 2) return -1;
+            p[data] = seq >> 8;
+            p[data + 1] = seq & 0xFF;
+            return len;
+        }
+        i = data + length;
+        last = i;
+    }
+    int need = one_byte ? 3 : 4;
+    if (end - last < need) { /* grow the extension by one word */
+        if (len + 4 > cap || words == 0xFFFF) return -1;
+        memmove(p + end + 4, p + end, (size_t)(len - end));
+        memset(p + end, 0, 4);
+        words++;
+        p[offset + 2] = words >> 8;
+        p[offset + 3] = words & 0xFF;
+        end += 4;
+        len += 4;
+    }
+    memset(p + last, 0, (size_t)(end - last));
+    if (one_byte) {
+        p[last] = (unsigned char)(id << 4 | 1);
+        p[last + 1] = seq >> 8;
+        p[last + 2] = seq & 0xFF;
+    } else {
+        p[last] = (unsigned char)id;
+        p[last + 1] = 2;
+        p[last + 2] = seq >> 8;
+        p[last + 3] = seq & 0xFF;
+    }
+    return len;
+}
+
+/* Stamp the next transport-wide sequence number (when set_twcc named an element) and record the
+ * send; the packet's new length. */
+static int egress_stamp(Egress *eg, unsigned char *p, int len, int cap, double now) {
+    if (!eg->twcc_id) return len;
+    int stamped = stamp_twcc(p, len, cap, eg->twcc_id, eg->twcc_seq);
+    if (stamped < 0) return len;
+    if (eg->sent_count == SENT_RING) { /* full: drop the oldest */
+        eg->sent_start = (eg->sent_start + 1) % SENT_RING;
+        eg->sent_count--;
+    }
+    int slot = (eg->sent_start + eg->sent_count) % SENT_RING;
+    eg->sent_seqs[slot] = eg->twcc_seq;
+    eg->sent_sizes[slot] = (uint16_t)stamped;
+    eg->sent_times[slot] = now;
+    eg->sent_count++;
+    eg->twcc_seq++;
+    return stamped;
+}
 
 static void Egress_dealloc(Egress *self) {
     Py_XDECREF(self->tx);
@@ -214,6 +325,60 @@ static PyObject *Egress_set_peer(Egress *self, PyObject *args) {
     Py_RETURN_TRUE;
 }
 
+/* set_twcc(ext_id): stamp transport-wide sequence numbers into element ext_id (0 = off) */
+static PyObject *Egress_set_twcc(Egress *self, PyObject *arg) {
+    long ext_id = PyLong_AsLong(arg);
+    if (ext_id == -1 && PyErr_Occurred()) return NULL;
+    if (ext_id < 0 || ext_id > 255) {
+        PyErr_SetString(PyExc_ValueError, "extension id must be 0-255");
+        return NULL;
+    }
+    if (ext_id != self->twcc_id) self->sent_start = self->sent_count = 0;
+    self->twcc_id = (int)ext_id;
+    Py_RETURN_NONE;
+}
+
+/* next_twcc_seq() -> the next transport-wide sequence number, taken (for the Python send path) */
+static PyObject *Egress_next_twcc_seq(Egress *self, PyObject *unused) {
+    return PyLong_FromLong(self->twcc_seq++);
+}
+
+/* take_sent() -> [(transport seq, CLOCK_MONOTONIC seconds, size)], oldest first; empties the ring */
+static PyObject *Egress_take_sent(Egress *self, PyObject *unused) {
+    PyObject *list = PyList_New(self->sent_count);
+    if (list == NULL) return NULL;
+    for (int k = 0; k < self->sent_count; k++) {
+        int slot = (self->sent_start + k) % SENT_RING;
+        PyObject *item = Py_BuildValue("(idi)", (int)self->sent_seqs[slot], self->sent_times[slot],
+                                       (int)self->sent_sizes[slot]);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, k, item);
+    }
+    self->sent_start = self->sent_count = 0;
+    return list;
+}
+
+/* stamp(packet) -> the packet stamped as the fast path would send it (and recorded); for tests */
+static PyObject *Egress_stamp(Egress *self, PyObject *arg) {
+    char *data;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(arg, &data, &size) < 0) return NULL;
+    if (size > BUF_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "packet too long");
+        return NULL;
+    }
+    unsigned char buf[BUF_SIZE + TWCC_GROWTH];
+    memcpy(buf, data, (size_t)size);
+    struct timespec tsp;
+    clock_gettime(CLOCK_MONOTONIC, &tsp);
+    double now = (double)tsp.tv_sec + (double)tsp.tv_nsec * 1e-9;
+    int n = egress_stamp(self, buf, (int)size, (int)sizeof(buf), now);
+    return PyBytes_FromStringAndSize((char *)buf, n);
+}
+
 static PyObject *Egress_get_sent(Egress *self, void *closure) { return PyLong_FromUnsignedLongLong(self->sent); }
 static PyObject *Egress_get_ready(Egress *self, void *closure) { return PyBool_FromLong(self->fd >= 0); }
 
@@ -221,7 +386,13 @@ static PyGetSetDef Egress_getset[] = {
     {"sent", (getter)Egress_get_sent, NULL, NULL, NULL},
     {"ready", (getter)Egress_get_ready, NULL, NULL, NULL},
     {NULL}};
-static PyMethodDef Egress_methods[] = {{"set_peer", (PyCFunction)Egress_set_peer, METH_VARARGS, NULL}, {NULL}};
+static PyMethodDef Egress_methods[] = {
+    {"set_peer", (PyCFunction)Egress_set_peer, METH_VARARGS, NULL},
+    {"set_twcc", (PyCFunction)Egress_set_twcc, METH_O, NULL},
+    {"next_twcc_seq", (PyCFunction)Egress_next_twcc_seq, METH_NOARGS, NULL},
+    {"take_sent", (PyCFunction)Egress_take_sent, METH_NOARGS, NULL},
+    {"stamp", (PyCFunction)Egress_stamp, METH_O, NULL},
+    {NULL}};
 
 static PyTypeObject EgressType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gateway.media._fastpath.Egress",
@@ -575,7 +746,7 @@ static void record_arrival(Ingress *self, const unsigned char *p, int len, doubl
     self->arrivals_count++;
 }
 
-static unsigned char out_bufs[MAX_OUTPUTS][BUF_SIZE + SRTP_MAX_TRAILER_LEN];
+static unsigned char out_bufs[MAX_OUTPUTS][BUF_SIZE + TWCC_GROWTH + SRTP_MAX_TRAILER_LEN];
 
 /* Rewrite RFC 8285 one-byte extension ids in place (mirrors rtp.rewrite_extension_ids). */
 static void rewrite_ext(unsigned char *p, int start, int end, const uint8_t *map) {
@@ -792,7 +963,7 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         PyList_SetItem(o->history_seqs, slot, seqobj);
         Egress *eg = o->egress;
         if (eg->fd < 0 || eg->tx == NULL || eg->tx->ctx == NULL) continue;
-        int n = len;
+        int n = egress_stamp(eg, p, len, BUF_SIZE + TWCC_GROWTH, now);
         if (L.protect(eg->tx->ctx, p, &n) != srtp_err_status_ok) continue;
         iov[count].iov_base = p;
         iov[count].iov_len = (size_t)n;

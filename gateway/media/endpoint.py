@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import secrets
 import struct
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 
 from . import sdp
+from .congestion import SubscriberCongestion
 from .dtls import DtlsCertificate
 from .router import CodecInfo, ExtensionIds, Router
+from .rtcp import RTCP_RTPFB, RTPFB_TRANSPORT_CC
 from .rtp import find_extension
 from .sdp import (
     Codec,
@@ -47,11 +49,20 @@ _PUBLISH_EXTENSIONS = {
     ),
 }
 # Ids the relay offers to subscribers; they match what Chromium offers, so the forwarder rarely rewrites.
+# transport-cc (id 3) on every m-line: the relay stamps transport-wide sequence numbers on what it
+# sends and estimates each subscriber's bandwidth from the feedback (congestion.py).
 _SUBSCRIBE_EXTENSIONS = {
-    "audio": [Extmap(1, sdp.EXT_AUDIO_LEVEL), Extmap(2, sdp.EXT_ABS_SEND_TIME)],
-    "video": [Extmap(2, sdp.EXT_ABS_SEND_TIME)],
+    "audio": [
+        Extmap(1, sdp.EXT_AUDIO_LEVEL),
+        Extmap(2, sdp.EXT_ABS_SEND_TIME),
+        Extmap(3, sdp.EXT_TRANSPORT_CC),
+    ],
+    "video": [Extmap(2, sdp.EXT_ABS_SEND_TIME), Extmap(3, sdp.EXT_TRANSPORT_CC)],
 }
-_SUBSCRIBE_FEEDBACK = {"audio": [], "video": ["nack", "nack pli", "ccm fir", "goog-remb"]}
+_SUBSCRIBE_FEEDBACK = {
+    "audio": ["transport-cc"],
+    "video": ["nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"],
+}
 _PREFERRED_PT = {"opus": 111, "VP8": 96, "H264": 102}
 _H264_PREFERRED_PROFILE = "42e01f"
 
@@ -226,6 +237,18 @@ def _extension_ids(extmaps: list[Extmap]) -> ExtensionIds:
         abs_send_time=ids.get(sdp.EXT_ABS_SEND_TIME, 0),
         transport_cc=ids.get(sdp.EXT_TRANSPORT_CC, 0),
     )
+
+
+def _transport_cc_id(media: list[MediaDescription]) -> int:
+    """The transport-cc extension id of an answer's accepted m-lines (one transport under
+    BUNDLE, so one id), or EXT_ID_NONE."""
+    for section in media:
+        if section.port == 0:
+            continue
+        for extmap in section.extmaps:
+            if extmap.uri == sdp.EXT_TRANSPORT_CC:
+                return extmap.id
+    return EXT_ID_NONE
 
 
 def _mid_of(media: MediaDescription, index: int) -> str:
@@ -502,6 +525,7 @@ class WebRtcEndpoint:
                 layers=[(rid, heights.get(rid)) for rid in rids]
                 if rids and all(heights.get(rid) for rid in rids)
                 else None,
+                source=request.source if request is not None else "",
             )
             self._published[mid] = _Published(mid, track_id, media.kind, codec.payload_type)
             self._chosen_pt[mid] = codec.payload_type
@@ -606,6 +630,9 @@ class WebRtcEndpoint:
         publish = self._publish
         if publish is not None and publish.arrivals is not None:
             publish.send_transport_feedback(next(iter(self._ssrc_to_track), 0))
+        subscribe = self._subscribe
+        if subscribe is not None and subscribe.congestion is not None:
+            subscribe.congestion.tick(now)
 
     # ---------------------------------------------------------------- subscribe
 
@@ -651,7 +678,7 @@ class WebRtcEndpoint:
             return None
         if self._subscribe is None:
             self._subscribe = WebRtcTransport(self._context.mux, self._context.certificate)
-            self._subscribe.on_rtcp = partial(self._router.on_subscriber_rtcp, self.participant_id)
+            self._subscribe.on_rtcp = self._on_subscribe_rtcp
             self._subscribe.on_connected = self._attach_pending
         transport = self._subscribe
         offer = self._session_skeleton(self._subscribe_version)
@@ -773,8 +800,50 @@ class WebRtcEndpoint:
             )
         self._negotiated = self._offered
         self._offered = None
+        self._use_transport_cc(_transport_cc_id(answer.media))
         if self._subscribe.connected:
             self._attach_pending()
+
+    def _use_transport_cc(self, ext_id: int) -> None:
+        """Congestion control of the subscribe session when the peer took transport-cc."""
+        transport = self._subscribe
+        if transport is None:
+            return
+        current = transport.congestion
+        if ext_id == EXT_ID_NONE:
+            transport.set_congestion(None)
+        elif current is None or current.ext_id != ext_id:
+            transport.set_congestion(
+                SubscriberCongestion(self._router, self.participant_id, ext_id)
+            )
+
+    def _on_subscribe_rtcp(self, packet: bytes) -> None:
+        """Subscriber RTCP: transport-cc feedback to the congestion controller, the rest (NACK,
+        PLI, reports) to the router."""
+        transport = self._subscribe
+        congestion = transport.congestion if transport is not None else None
+        if congestion is not None:
+            offset = 0
+            end = len(packet)
+            others = False
+            now = time.monotonic()
+            while offset + 4 <= end:  # RFC 3550 section 6.1: a compound packet
+                length = ((packet[offset + 2] << 8 | packet[offset + 3]) + 1) * 4
+                if packet[offset + 1] == RTCP_RTPFB and packet[offset] & 0x1F == RTPFB_TRANSPORT_CC:
+                    congestion.on_feedback(packet[offset : offset + length], now)
+                else:
+                    others = True
+                offset += length
+            if not others:
+                return
+        self._router.on_subscriber_rtcp(self.participant_id, packet)
+
+    @property
+    def bandwidth_estimate(self) -> int | None:
+        """The subscribe session's bandwidth estimate (bits/s); None without transport-cc."""
+        transport = self._subscribe
+        congestion = transport.congestion if transport is not None else None
+        return congestion.estimate if congestion is not None else None
 
     def _attach_pending(self) -> None:
         sink = self._subscribe
@@ -815,7 +884,7 @@ class WebRtcEndpoint:
         ufrag, pwd, fingerprint, setup = _remote_transport(offer)
         if self._subscribe is None:
             self._subscribe = WebRtcTransport(self._context.mux, self._context.certificate)
-            self._subscribe.on_rtcp = partial(self._router.on_subscriber_rtcp, self.participant_id)
+            self._subscribe.on_rtcp = self._on_subscribe_rtcp
             self._subscribe.on_connected = self._attach_pending
         transport = self._subscribe
         transport.set_remote(ufrag, pwd, fingerprint, setup)
@@ -860,7 +929,7 @@ class WebRtcEndpoint:
                     codec.clock_rate,
                     codec.channels,
                     codec.fmtp,
-                    [fb for fb in codec.rtcp_fb if fb in _FEEDBACK],
+                    [fb for fb in codec.rtcp_fb if fb in _FEEDBACK or fb == "transport-cc"],
                 )
             ]
             out.fmt = [str(codec.payload_type)]
@@ -880,6 +949,7 @@ class WebRtcEndpoint:
         if not sending:
             raise SdpError("none of the requested tracks matches an offered m-line and codec")
         answer.groups = [("BUNDLE", bundled)]
+        self._use_transport_cc(_transport_cc_id(answer.media))
         self._negotiated = [slot.state() for slot in self._slots]
         if transport.connected:
             self._attach_pending()

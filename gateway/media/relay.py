@@ -39,6 +39,10 @@ class RelayStats:
     keyframe_requests: int = 0
     endpoints: int = 0
     routers: int = 0
+    congestion_pauses: int = 0
+    layer_downgrades: int = 0
+    subscriber_estimates: list[int] = field(default_factory=list)
+    """Each subscribe session's bandwidth estimate (bits/s), where transport-cc runs."""
 
 
 @dataclass
@@ -271,6 +275,12 @@ class MediaRelay:
             total.packets_lost += counters.packets_lost
             total.nacks += counters.nacks
             total.keyframe_requests += counters.keyframe_requests
+            total.congestion_pauses += counters.congestion_pauses
+            total.layer_downgrades += counters.layer_downgrades
+            for endpoint in room.endpoints.values():
+                estimate = endpoint.bandwidth_estimate
+                if estimate is not None:
+                    total.subscriber_estimates.append(estimate)
         return total
 
     def _schedule_tick(self) -> None:

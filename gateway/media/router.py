@@ -117,6 +117,8 @@ class RouterStats:
     keyframe_requests: int = 0  # PLIs sent to publishers
     retransmissions: int = 0  # packets resent from a send history
     nacks_sent: int = 0  # sequence numbers we asked publishers to retransmit
+    congestion_pauses: int = 0  # videos paused by set_allocation (the estimate fit no layer)
+    layer_downgrades: int = 0  # congestion ceilings lowered by set_allocation (pauses included)
 
 
 class _Layer:
@@ -335,11 +337,12 @@ def _munge_vp8(downtrack: _DownTrack, out: bytes, out_seq: int, fields: Vp8Field
 def _extension_map(publisher: ExtensionIds, subscriber: ExtensionIds) -> bytes:
     """Publisher id -> subscriber id for the extensions we keep; every other id -> 0 (strip).
 
-    MID/RID describe the publisher's m-line, transport-cc numbers belong to the publisher's
-    transport: none of them is meaningful to a subscriber, so they are stripped.
+    MID/RID describe the publisher's m-line: meaningless to a subscriber, so stripped. The
+    transport-cc element is kept in the subscriber's id so its slot exists: the subscriber's
+    transport overwrites the publisher's number with its own at send time (congestion.py).
     """
     mapping = bytearray(256)
-    for name in ("audio_level", "abs_send_time"):
+    for name in ("audio_level", "abs_send_time", "transport_cc"):
         source = getattr(publisher, name)
         if source:
             mapping[source] = getattr(subscriber, name)
@@ -770,9 +773,14 @@ class Router:
         paused = max_layer is None
         if paused != downtrack.congestion_paused:
             downtrack.congestion_paused = paused
+            if paused:
+                self.stats.congestion_pauses += 1
+                self.stats.layer_downgrades += 1
             self._apply_pause(receiver, downtrack, now)
-        if paused or max_layer == downtrack.max_layer:
+        if max_layer is None or max_layer == downtrack.max_layer:
             return
+        if downtrack.max_layer is not None and max_layer < downtrack.max_layer:
+            self.stats.layer_downgrades += 1
         downtrack.max_layer = max_layer
         if len(receiver.layers) > 1:
             self._drop_routes(receiver)

@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import stun
 from .dtls import DtlsCertificate, DtlsSession, DtlsState
@@ -21,6 +21,9 @@ from .rtcp import RtcpError
 from .rtp import RtpError
 from .srtp import SrtpContext, SrtpError
 from .twcc import EXT_ID_NONE, ArrivalRecorder, read_transport_seq
+
+if TYPE_CHECKING:
+    from .congestion import SubscriberCongestion
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class WebRtcTransport:
         # steady-state routes in `ingress`, and sends through other transports' `egress`.
         self.ingress: Any = None
         self.egress: Any = None
+        self.congestion: SubscriberCongestion | None = None
+        """A subscribe session's congestion control (set_congestion): stamps what it sends."""
         self._transport_cc_id = EXT_ID_NONE
         self.arrivals: ArrivalRecorder | None = None
         """Transport-cc arrivals of the RTP received (set_transport_cc), for feedback to the peer."""
@@ -232,11 +237,20 @@ class WebRtcTransport:
 
     # Outgoing.
 
+    def set_congestion(self, congestion: SubscriberCongestion | None) -> None:
+        """Stamp transport-wide sequence numbers on what this session sends, for CONGESTION."""
+        self.congestion = congestion
+        if congestion is not None and self.egress is not None:
+            congestion.bind_egress(self.egress)
+
     def send_rtp(self, packet: bytes) -> None:
         srtp = self.srtp
         addr = self._remote_address
         if srtp is None or addr is None:
             return
+        congestion = self.congestion
+        if congestion is not None:
+            packet = congestion.stamp(packet, time.monotonic())
         try:
             data = srtp.protect_rtp(packet)
         except SrtpError:
@@ -281,6 +295,8 @@ class WebRtcTransport:
             self.egress = self.srtp.egress() if self._native_egress else None
             if self.egress is not None:
                 self._mux.point_egress(self.egress, self._remote_address)
+                if self.congestion is not None:
+                    self.congestion.bind_egress(self.egress)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

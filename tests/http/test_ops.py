@@ -52,6 +52,9 @@ def test_metrics_expose_rooms_participants_and_relay_counters(gateway: RunningGa
         "rondpoint_relay_packets_lost_total",
         "rondpoint_relay_nacks_total",
         "rondpoint_relay_keyframe_requests_total",
+        "rondpoint_relay_congestion_pauses_total",
+        "rondpoint_relay_layer_downgrades_total",
+        "rondpoint_relay_subscriber_bandwidth_bits_count",
     ):
         assert f"\n{name}" in body, name
 

@@ -158,6 +158,9 @@ def clean_network(lab: NetLab) -> Iterator[None]:
 
 @dataclass
 class Peer:
+    """One participant's page; its getStats is sampled every 100 ms from the start, and each
+    sample is tagged with the phase of the test it was taken in (``flush``)."""
+
     name: str
     context: Any
     page: Any
@@ -167,13 +170,9 @@ class Peer:
     def sample(self) -> dict[str, Any]:
         return dict(self.page.evaluate("window.netlab.sample()"))
 
-    def start(self) -> None:
-        self.page.evaluate("window.netlab.start(100)")
-
-    def stop(self) -> list[dict[str, Any]]:
-        taken = list(
-            self.page.evaluate("(() => { window.netlab.stop(); return window.netlab.take(); })()")
-        )
+    def flush(self, phase: str) -> list[dict[str, Any]]:
+        """The samples taken since the last flush, tagged ``phase`` and kept in the timeline."""
+        taken = [{**s, "phase": phase} for s in self.page.evaluate("window.netlab.take()")]
         self.timeline += taken
         return taken
 
@@ -201,6 +200,7 @@ def peers(artifacts: Path, test: str) -> Iterator[Callable[..., Peer]]:
         peer = Peer(name, context, page, console)
         opened.append(peer)
         page.goto(url)
+        page.evaluate("window.netlab.start(100)")
         return peer
 
     try:
@@ -208,7 +208,7 @@ def peers(artifacts: Path, test: str) -> Iterator[Callable[..., Peer]]:
     finally:
         for peer in opened:
             with contextlib.suppress(Exception):
-                peer.stop()
+                peer.flush("end")
             slug = f"{test}-{peer.name}"
             (artifacts / f"{slug}.json").write_text(json.dumps(peer.timeline))
             (artifacts / f"{slug}.console.txt").write_text("\n".join(peer.console[-500:]))
@@ -361,7 +361,15 @@ def record(artifacts: Path, test: str, summaries: dict[str, dict[str, Any]]) -> 
         out.write("\n".join(lines) + "\n")
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+def wait_for(
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    *,
+    show: Callable[[], Any] | None = None,
+    interval: float = 0.25,
+) -> Any:
+    """Polls ``check`` until truthy; the failure says what, and ``show()`` (the state then)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -369,7 +377,8 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+    state = show() if show else last
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; then: {state!r}")
 
 
 def receiving_video(peer: Peer) -> Callable[[], bool]:
@@ -386,12 +395,12 @@ def publishing_top_layer(peer: Peer) -> Callable[[], bool]:
     return check
 
 
-def window(*viewers: Peer, seconds: float = WINDOW) -> None:
-    for peer in viewers:
-        peer.start()
+def window(*peers: Peer, seconds: float = WINDOW) -> list[list[dict[str, Any]]]:
+    """Each peer's samples of the next ``seconds`` (what came before is flushed as "before")."""
+    for peer in peers:
+        peer.flush("before")
     time.sleep(seconds)
-    for peer in viewers:
-        peer.stop()
+    return [peer.flush("window") for peer in peers]
 
 
 def relay_counter(gateway: RunningGateway, name: str) -> float:
@@ -419,11 +428,9 @@ def capped_subscriber_run(lab: NetLab, publisher: Peer, viewer: Peer) -> CappedR
     wait_for(receiving_video(viewer), 30, f"{viewer.name} to decode video")
     wait_for(publishing_top_layer(publisher), 30, f"{publisher.name} to send a 720p layer")
     time.sleep(SETTLE)
-    publisher.start()
-    window(viewer)
-    publisher.stop()
-    viewer_summary = summarize_viewer(viewer.timeline)
-    publisher_summary = summarize_publisher(publisher.timeline)
+    viewed, published = window(viewer, publisher)
+    viewer_summary = summarize_viewer(viewed)
+    publisher_summary = summarize_publisher(published)
     lab.clear()
     lifted = time.monotonic()
     heights: list[int] = []
@@ -435,7 +442,7 @@ def capped_subscriber_run(lab: NetLab, publisher: Peer, viewer: Peer) -> CappedR
             recovered = round(time.monotonic() - lifted, 2)
             break
         time.sleep(0.25)
-    return CappedRun(viewer_summary, publisher_summary, recovered, heights[-8:])
+    return CappedRun(viewer_summary, publisher_summary, recovered, heights)
 
 
 def _run_dict(run: CappedRun) -> dict[str, Any]:
@@ -443,6 +450,7 @@ def _run_dict(run: CappedRun) -> dict[str, Any]:
         "viewer": run.viewer,
         "publisher": run.publisher,
         "recovered_to_720_after_s": run.recovered_after_s,
+        "heights_after_lift_every_250ms": run.heights_after_lift,
     }
 
 
@@ -484,8 +492,8 @@ def test_capped_lossy_subscriber_gets_low_layer_then_recovers_vs_livekit(
         record(
             artifacts, f"{test}-livekit", {"viewer": theirs.viewer, "publisher": theirs.publisher}
         )
-    except AssertionError as e:  # LiveKit's run is reported, never asserted
-        livekit_error = str(e)
+    except Exception as e:  # LiveKit's run is reported, never asserted
+        livekit_error = f"{type(e).__name__}: {e}"
     report = {
         "network": {"downlink_cap_kbit": CAP_KBIT, "downlink_loss": LOSS, "window_s": WINDOW},
         "rondpoint": _run_dict(ours),
@@ -555,13 +563,11 @@ def test_lossy_publisher_is_repaired_by_nack_and_rtx(
         time.sleep(SETTLE)
         nacks_before = relay_counter(gateway, "nacks")
         lost_before = relay_counter(gateway, "packets_lost")
-        publisher.start()
-        window(*viewers)
-        publisher.stop()
+        *viewed, published = window(*viewers, publisher)
         nacks = relay_counter(gateway, "nacks") - nacks_before
         lost = relay_counter(gateway, "packets_lost") - lost_before
-    summaries = {v.name: summarize_viewer(v.timeline) for v in viewers}
-    summaries["publisher"] = summarize_publisher(publisher.timeline)
+    summaries = {v.name: summarize_viewer(w) for v, w in zip(viewers, viewed, strict=True)}
+    summaries["publisher"] = summarize_publisher(published)
     summaries["relay"] = {"nacks": nacks, "packets_lost": lost}
     record(artifacts, test, summaries)
 
@@ -590,15 +596,18 @@ def test_a_lossy_subscriber_never_costs_the_others_quality(
         for viewer in (good, weak):
             wait_for(receiving_video(viewer), 30, f"{viewer.name} to decode video")
         wait_for(publishing_top_layer(publisher), 30, "the publisher to send a 720p layer")
-        wait_for(lambda: video_height(good.sample()) >= HIGH_HEIGHT, 20, "the good viewer on 720p")
+        wait_for(
+            lambda: video_height(good.sample()) >= HIGH_HEIGHT,
+            20,
+            "the good viewer on 720p",
+            show=lambda: summarize_viewer(good.flush("wait")[-50:]),
+        )
         time.sleep(SETTLE)
-        publisher.start()
-        window(good, weak)
-        publisher.stop()
+        good_window, weak_window, published = window(good, weak, publisher)
     summaries = {
-        "good-viewer": summarize_viewer(good.timeline),
-        "weak-viewer": summarize_viewer(weak.timeline),
-        "publisher": summarize_publisher(publisher.timeline),
+        "good-viewer": summarize_viewer(good_window),
+        "weak-viewer": summarize_viewer(weak_window),
+        "publisher": summarize_publisher(published),
     }
     record(artifacts, test, summaries)
 

@@ -62,7 +62,7 @@ class Simulation:
             step = min(self.next_send, self.next_feedback)
             self.now = step
             if step == self.next_send:
-                rate = self.estimator.estimate
+                rate: float = self.estimator.estimate
                 if app_rate is not None:
                     rate = min(rate, app_rate)
                 arrival = self.link.send(self.now, PACKET)

@@ -1,0 +1,307 @@
+"""Congestion control of one subscribe transport: transport-wide sequence numbers on what it sends,
+transport-cc feedback in, the bandwidth estimate (bwe.py), the layer allocation (allocator.py)
+applied to the room's router, and probes (draft-holmer-rmcat-transport-wide-cc-extensions-01,
+draft-ietf-rmcat-gcc-02).
+
+The transport calls `stamp` for every RTP packet its Python path sends (the native Egress stamps
+its own and keeps send records, drained here), `on_feedback` with each RTPFB FMT 15 packet the
+subscriber sends, and the relay's fast timer calls `tick`. Sans-I/O: every entry point takes `now`
+(time.monotonic() seconds, the clock the native Egress stamps with).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .allocator import Allocator
+from .bwe import MAX_BITRATE, START_BITRATE, BandwidthEstimator, PacketResult
+from .router import DowntrackInfo
+from .rtcp import RtcpError
+from .twcc import parse_feedback
+
+SEND_RING = 8192  # send records kept (a power of two, below the 16-bit sequence space)
+RECORD_MAX_AGE = 5.0  # a send record older than this when its feedback comes is ignored
+ALLOCATION_INTERVAL = 0.3  # LiveKit's stream allocator re-allocates a few times a second
+PROBE_DURATION = 0.1  # padding sent for this long per probe cluster
+PROBE_SETTLE = 0.5  # feedback for the cluster's packets is awaited this long after it
+PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short
+PROBE_MAX_INTERVAL = 30.0
+MIN_RTT = 0.01
+
+
+class CongestionRouter(Protocol):
+    """What SubscriberCongestion uses of the room's Router."""
+
+    def subscriber_downtracks(
+        self, subscriber_id: str, now: float | None = None
+    ) -> list[DowntrackInfo]: ...
+
+    def set_allocation(
+        self, track_id: str, subscriber_id: str, max_layer: int | None, now: float | None = None
+    ) -> None: ...
+
+
+def stamp_transport_sequence(packet: bytes, ext_id: int, sequence: int) -> bytes | None:
+    """PACKET with SEQUENCE in its RFC 8285 element EXT_ID, the element inserted when absent (and
+    a one-byte extension header when the packet has none); None when it cannot be (an unknown
+    extension profile, a malformed extension). Mirrors stamp_twcc in _fastpath.c."""
+    size = len(packet)
+    if size < 12 or not 0 < ext_id < 256:
+        return None
+    offset = 12 + 4 * (packet[0] & 0x0F)
+    if offset > size:
+        return None
+    hi, lo = sequence >> 8 & 0xFF, sequence & 0xFF
+    if not packet[0] & 0x10:
+        if ext_id > 14:
+            return None
+        header = bytes((packet[0] | 0x10,)) + packet[1:offset]
+        return header + bytes((0xBE, 0xDE, 0, 1, ext_id << 4 | 1, hi, lo, 0)) + packet[offset:]
+    if offset + 4 > size:
+        return None
+    profile = packet[offset] << 8 | packet[offset + 1]
+    words = packet[offset + 2] << 8 | packet[offset + 3]
+    start = offset + 4
+    end = start + 4 * words
+    one_byte = profile == 0xBEDE
+    if end > size or not (one_byte or profile & 0xFFF0 == 0x1000) or (one_byte and ext_id > 14):
+        return None
+    i = last = start
+    while i < end:
+        if packet[i] == 0:
+            i += 1
+            continue
+        if one_byte:
+            element = packet[i] >> 4
+            if element == 15:
+                break
+            length = (packet[i] & 0x0F) + 1
+            data = i + 1
+        else:
+            if i + 1 >= end:
+                break
+            element = packet[i]
+            length = packet[i + 1]
+            data = i + 2
+        if data + length > end:
+            return None
+        if element == ext_id:
+            if length != 2:
+                return None
+            out = bytearray(packet)
+            out[data] = hi
+            out[data + 1] = lo
+            return bytes(out)
+        i = last = data + length
+    element_bytes = bytes((ext_id << 4 | 1, hi, lo)) if one_byte else bytes((ext_id, 2, hi, lo))
+    room = end - last
+    if room >= len(element_bytes):
+        body = element_bytes + bytes(room - len(element_bytes))
+        return packet[:last] + body + packet[end:]
+    if words == 0xFFFF:
+        return None
+    body = element_bytes + bytes(room + 4 - len(element_bytes))
+    words += 1
+    out = bytearray(packet[:last])
+    out[offset + 2] = words >> 8
+    out[offset + 3] = words & 0xFF
+    return bytes(out) + body + packet[end:]
+
+
+class SubscriberCongestion:
+    """One subscribe transport's congestion controller."""
+
+    def __init__(
+        self,
+        router: CongestionRouter,
+        subscriber_id: str,
+        ext_id: int,
+        *,
+        start_bitrate: int = START_BITRATE,
+        max_bitrate: int = MAX_BITRATE,
+    ) -> None:
+        self.router = router
+        self.subscriber_id = subscriber_id
+        self.ext_id = ext_id
+        self.estimator = BandwidthEstimator(start_bitrate, max_bitrate=max_bitrate)
+        self.allocator = Allocator()
+        self._egress: Any = None
+        self._next_sequence = 0
+        mask = SEND_RING - 1
+        self._mask = mask
+        self._sequences = [-1] * SEND_RING
+        self._send_times = [0.0] * SEND_RING
+        self._sizes = [0] * SEND_RING
+        self._clusters = [0] * SEND_RING
+        self._cluster = 0  # the probe cluster being sent (0: none)
+        self._cluster_id = 0  # the probe cluster whose results are awaited (0: none)
+        self._probe_counter = 0
+        self._probe_start = 0.0
+        self._probe_end = -1.0
+        self._probe_sent_until = 0.0
+        self._probe_rate = 0
+        self._probe_results: list[PacketResult] = []
+        self._next_probe = 0.0
+        self._probe_interval = PROBE_INTERVAL
+        self._next_allocation = 0.0
+        self.feedback_packets = 0
+        self.feedback_errors = 0
+        self.probes = 0
+        self.congestion_pauses = 0
+        """Videos paused because even their lowest layer did not fit the estimate."""
+        self.layer_downgrades = 0
+        """Ceilings lowered by the allocation (pauses included)."""
+
+    @property
+    def estimate(self) -> int:
+        """The subscriber's bandwidth estimate, bits/s."""
+        return self.estimator.estimate
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def bind_egress(self, egress: Any) -> None:
+        """The transport's native Egress: it stamps the fast path's packets from the same
+        sequence (next_twcc_seq) and keeps their send records (take_sent)."""
+        if egress is not None:
+            egress.set_twcc(self.ext_id)
+        self._egress = egress
+
+    def stamp(self, packet: bytes, now: float) -> bytes:
+        """The packet with the next transport-wide sequence number, recorded as sent now."""
+        egress = self._egress
+        sequence = egress.next_twcc_seq() if egress is not None else self._next_sequence
+        stamped = stamp_transport_sequence(packet, self.ext_id, sequence)
+        if stamped is None:
+            return packet
+        if egress is None:
+            self._next_sequence = (sequence + 1) & 0xFFFF
+        self._record(sequence, now, len(stamped))
+        return stamped
+
+    def _record(self, sequence: int, now: float, size: int) -> None:
+        slot = sequence & self._mask
+        self._sequences[slot] = sequence
+        self._send_times[slot] = now
+        self._sizes[slot] = size
+        self._clusters[slot] = self._cluster if now <= self._probe_end else 0
+
+    def _drain_egress(self) -> None:
+        egress = self._egress
+        if egress is None:
+            return
+        for sequence, sent, size in egress.take_sent():
+            slot = sequence & self._mask
+            self._sequences[slot] = sequence
+            self._send_times[slot] = sent
+            self._sizes[slot] = size
+            inside = self._probe_start <= sent <= self._probe_end
+            self._clusters[slot] = self._cluster_id if inside else 0
+
+    # --- feedback ------------------------------------------------------------------------------
+
+    def on_feedback(self, packet: bytes, now: float) -> None:
+        """One transport-cc feedback packet (RTCP RTPFB FMT 15) from the subscriber."""
+        try:
+            feedback = parse_feedback(packet)
+        except RtcpError:
+            self.feedback_errors += 1
+            return
+        self.feedback_packets += 1
+        self._drain_egress()
+        results: list[PacketResult] = []
+        sequences = self._sequences
+        rtt = None
+        oldest = now - RECORD_MAX_AGE
+        for result in feedback.results:
+            sequence = result.sequence_number
+            slot = sequence & self._mask
+            if sequences[slot] != sequence:
+                continue  # never sent, or its record expired
+            sequences[slot] = -1  # each packet counts once
+            sent = self._send_times[slot]
+            if sent < oldest or sent > now:
+                continue
+            entry = (sequence, sent, self._sizes[slot], result.arrival)
+            results.append(entry)
+            if self._clusters[slot] and self._clusters[slot] == self._cluster_id:
+                self._probe_results.append(entry)
+            if result.arrival is not None and (rtt is None or now - sent < rtt):
+                rtt = now - sent
+        if rtt is not None:
+            self.estimator.set_rtt(max(rtt, MIN_RTT))
+        if results:
+            self.estimator.on_packet_results(results, now)
+
+    # --- timer ---------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """The relay's fast timer: probe padding, probe results, and the allocation."""
+        self._drain_egress()
+        if self._cluster_id and now > self._probe_end + PROBE_SETTLE:
+            self._finish_probe(now)
+        if self._cluster and now < self._probe_end:
+            self._send_probe_padding(now)
+        elif self._cluster:
+            self._cluster = 0  # the cluster's sending is over; its feedback may still come
+        if now >= self._next_allocation:
+            self._next_allocation = now + ALLOCATION_INTERVAL
+            self._allocate(now)
+
+    def _allocate(self, now: float) -> None:
+        router = self.router
+        downtracks = router.subscriber_downtracks(self.subscriber_id, now)
+        before = dict(self.allocator.applied)
+        changes = self.allocator.update(downtracks, self.estimator.estimate, now)
+        for track_id, layer in changes.items():
+            previous = before.get(track_id, -2)
+            if previous != -2 and (layer is None or (previous is not None and layer < previous)):
+                self.layer_downgrades += 1
+                if layer is None:
+                    self.congestion_pauses += 1
+            router.set_allocation(track_id, self.subscriber_id, layer, now)
+        target = self.allocator.probe_target
+        if target is not None and not self._cluster_id and now >= self._next_probe:
+            self._start_probe(target, now)
+
+    def _start_probe(self, target: int, now: float) -> None:
+        if not hasattr(self.router, "send_padding"):
+            return
+        self._probe_counter += 1
+        self._cluster = self._cluster_id = self._probe_counter
+        self._probe_rate = target
+        self._probe_start = now
+        self._probe_end = now + PROBE_DURATION
+        self._probe_sent_until = now
+        self._probe_results = []
+        self.probes += 1
+        self._send_probe_padding(now)
+
+    def _send_probe_padding(self, now: float) -> None:
+        """Padding for the part of the cluster up to one timer interval ahead, on top of media."""
+        until = min(now + 0.05, self._probe_end)
+        duration = until - self._probe_sent_until
+        if duration <= 0:
+            return
+        media = self.estimator.acknowledged_bitrate or 0
+        rate = max(self._probe_rate - media, self._probe_rate // 2)
+        octets = int(rate * duration / 8)
+        self._probe_sent_until = until
+        sent = self.router.send_padding(self.subscriber_id, octets)  # type: ignore[attr-defined]
+        if not sent:
+            # nothing to pad with (no RTX downtrack): the estimate is the only evidence there is
+            self._cluster = self._cluster_id = 0
+            self._probe_end = now
+            self._next_probe = now + PROBE_INTERVAL
+            self.allocator.on_probe(self.estimator.estimate, now)
+
+    def _finish_probe(self, now: float) -> None:
+        rate = self.estimator.on_probe_results(self._probe_results, now)
+        if rate is not None:
+            self.allocator.on_probe(rate, now)
+        if rate is not None and rate >= self._probe_rate * 0.9:
+            self._probe_interval = PROBE_INTERVAL
+        else:
+            self._probe_interval = min(self._probe_interval * 2, PROBE_MAX_INTERVAL)
+        self._next_probe = now + self._probe_interval
+        self._cluster_id = self._cluster = 0
+        self._probe_results = []

@@ -1,0 +1,200 @@
+"""Chromium publishing to the relay: its own congestion controller (draft-holmer-rmcat-transport-
+wide-cc-extensions-01 feedback from the relay) raises its upload, it stays near the start rate when
+no feedback comes, and the relay's REMB stays the ceiling ([media] max_publish_bitrate)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.gateway_process import RunningGateway, running_gateway
+
+pytestmark = [pytest.mark.interop, pytest.mark.browser]
+
+WATCH_SECONDS = 20.0
+AVAILABLE_GOAL = 1_000_000  # the candidate pair's availableOutgoingBitrate, bits/s
+SENT_GOAL = 600_000  # the outbound video bitrate, bits/s
+CEILING = 300_000  # max_publish_bitrate of the capped gateway
+CEILING_SLACK = 400_000
+
+# Joins over the ORS WebSocket and publishes the fake camera at 1280x720, one layer. WITHOUT_TWCC:
+# the offer sent to the relay carries no transport-cc (so the relay sends no feedback), while the
+# answer handed to Chromium gets it back, so Chromium waits for feedback that never comes.
+PUBLISH_JS = """async ({token, room, withoutTwcc}) => {
+  const { OrsClient } = await import("/static/ors-client.js");
+  const client = new OrsClient({ room });
+  await client.connect(token, "publisher");
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: { width: 1280, height: 720, frameRate: 30 },
+  });
+  const pc = new RTCPeerConnection();
+  const tx = pc.addTransceiver(stream.getVideoTracks()[0], { direction: "sendonly" });
+  await pc.setLocalDescription(await pc.createOffer());
+  let offer = pc.localDescription.sdp;
+  const isTwcc = (l) => l.includes("transport-wide-cc") || / transport-cc$/.test(l);
+  if (withoutTwcc) offer = offer.split("\\r\\n").filter((l) => !isTwcc(l)).join("\\r\\n");
+  const reply = await client.request("offer", {
+    pc: "publish", sdp: offer, tracks: [{ mid: tx.mid, source: "camera" }],
+  });
+  let answer = reply.sdp;
+  if (withoutTwcc) {
+    const extmap = pc.localDescription.sdp.match(/a=extmap:\\d+ \\S*transport-wide-cc\\S*/)[0];
+    const pt = answer.match(/m=video \\d+ \\S+ (\\d+)/)[1];
+    const lines = `${extmap}\\r\\na=rtcp-fb:${pt} transport-cc\\r\\n`;
+    answer = answer.replace(/(a=mid:[^\\r]*\\r\\n)/, (m) => m + lines);
+  }
+  await pc.setRemoteDescription({ type: "answer", sdp: answer });
+  window.publisher = { pc, client, answer };
+}"""
+
+SAMPLE_JS = """async () => {
+  const out = { available: 0, bytes: 0, t: 0, state: window.publisher.pc.connectionState };
+  (await window.publisher.pc.getStats()).forEach((s) => {
+    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded")
+      out.available = s.availableOutgoingBitrate || 0;
+    if (s.type === "outbound-rtp" && s.kind === "video") {
+      out.bytes += s.bytesSent;
+      out.t = s.timestamp;
+    }
+  });
+  return out;
+}"""
+
+
+def _noise_video(path: Path, frames: int = 8) -> Path:
+    """A 1280x720 Y4M of random frames: the encoder then spends whatever its target allows (the
+    fake camera's simple picture needs less than the goals here)."""
+    rng = random.Random(720)
+    with open(path, "wb") as out:
+        out.write(b"YUV4MPEG2 W1280 H720 F30:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            out.write(b"FRAME\n" + rng.randbytes(1280 * 720) + bytes([128]) * (2 * 640 * 360))
+    return path
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
+    from playwright import sync_api
+
+    video = _noise_video(Path(tmp_path_factory.mktemp("twcc-video")) / "noise.y4m")
+    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={video}"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    with running_gateway(Path(tmp_path_factory.mktemp("twcc-gateway"))) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def capped_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    with running_gateway(
+        Path(tmp_path_factory.mktemp("twcc-capped")),
+        media_config=f"max_publish_bitrate = {CEILING}",
+    ) as running:
+        yield running
+
+
+class _Watch:
+    """getStats samples of one publishing page: the pair's estimate and the sent video bitrate."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.samples: list[dict[str, float]] = []
+        self.available: list[float] = []
+        self.sent: list[float] = []  # bits/s over the last ~2 s
+
+    def sample(self) -> None:
+        now = dict(self.page.evaluate(SAMPLE_JS))
+        self.samples.append(now)
+        self.available.append(float(now["available"]))
+        earlier = self.samples[max(0, len(self.samples) - 5)]
+        if now["t"] > earlier["t"]:
+            self.sent.append((now["bytes"] - earlier["bytes"]) * 8000 / (now["t"] - earlier["t"]))
+
+    def summary(self) -> str:
+        return (
+            f"availableOutgoingBitrate max {max(self.available, default=0):.0f}, "
+            f"sent video bitrate max {max(self.sent, default=0):.0f} bits/s; "
+            f"last sent {[round(s) for s in self.sent[-6:]]}, "
+            f"last available {[round(a) for a in self.available[-6:]]}"
+        )
+
+
+def _publish(
+    chromium: Any,
+    gateway: RunningGateway,
+    room: str,
+    *,
+    without_twcc: bool = False,
+    until_goals: bool = False,
+) -> _Watch:
+    """Publish for WATCH_SECONDS after the connection (less when UNTIL_GOALS are both met)."""
+    gateway.create_room(room)
+    token = gateway.token(room, "publisher")
+    context = chromium.new_context()
+    try:
+        context.grant_permissions(["camera"], origin=gateway.base_url)
+        page = context.new_page()
+        # a document of the gateway's own origin (a page Playwright served would count as public
+        # and Chromium's local network access checks would block its WebSocket to loopback)
+        page.goto(gateway.base_url + "/readyz")
+        page.evaluate(PUBLISH_JS, {"token": token, "room": room, "withoutTwcc": without_twcc})
+        page.wait_for_function(
+            "window.publisher.pc.connectionState === 'connected'", timeout=15_000
+        )
+        answer = str(page.evaluate("window.publisher.answer"))
+        assert "transport-cc" in answer  # Chromium negotiated it in every run
+        watch = _Watch(page)
+        deadline = time.monotonic() + WATCH_SECONDS
+        while time.monotonic() < deadline:
+            page.wait_for_timeout(500)
+            watch.sample()
+            if (
+                until_goals
+                and max(watch.available, default=0) > AVAILABLE_GOAL
+                and max(watch.sent, default=0) > SENT_GOAL
+            ):
+                break
+        print(f"{room}: {watch.summary()}")  # the figures, for the run's log
+        return watch
+    finally:
+        context.close()
+
+
+def test_feedback_lets_chromium_raise_its_upload(chromium: Any, gateway: RunningGateway) -> None:
+    watch = _publish(chromium, gateway, "twcc-on", until_goals=True)
+    assert max(watch.available) > AVAILABLE_GOAL, watch.summary()
+    assert max(watch.sent) > SENT_GOAL, watch.summary()
+
+
+def test_without_feedback_chromium_stays_near_its_start_rate(
+    chromium: Any, gateway: RunningGateway
+) -> None:
+    """The control: the same page with transport-cc negotiated by Chromium but not by the relay.
+    Chromium starts from the REMB grant, then, hearing no transport feedback, backs off."""
+    watch = _publish(chromium, gateway, "twcc-off", without_twcc=True)
+    settled = watch.sent[-10:]  # the last five seconds
+    assert max(settled) < SENT_GOAL, watch.summary()
+    assert max(watch.available[-10:]) < AVAILABLE_GOAL, watch.summary()
+
+
+def test_remb_ceiling_holds_with_feedback(chromium: Any, capped_gateway: RunningGateway) -> None:
+    watch = _publish(chromium, capped_gateway, "twcc-capped")
+    settled = watch.sent[4:]  # after the first REMB (sent with the receiver reports, every second)
+    assert settled and max(settled) < CEILING_SLACK, watch.summary()
+    assert max(watch.available[4:]) <= CEILING * 1.1, watch.summary()
