@@ -23,9 +23,12 @@ SEND_RING = 8192  # send records kept (a power of two, below the 16-bit sequence
 RECORD_MAX_AGE = 5.0  # a send record older than this when its feedback comes is ignored
 ALLOCATION_INTERVAL = 0.3  # LiveKit's stream allocator re-allocates a few times a second
 PROBE_DURATION = 0.1  # padding sent for this long per probe cluster
+# Padding for a little more than the target: the cluster's measured rate leaves out its last
+# packet and its bursts (one per timer tick), and must reach the target to count.
+PROBE_OVERSHOOT = 1.25
 PROBE_SETTLE = 0.5  # feedback for the cluster's packets is awaited this long after it
-PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short
-PROBE_MAX_INTERVAL = 30.0
+PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short, up to
+PROBE_MAX_INTERVAL = 5.0  # this: a capped link that opens again is found within seconds
 MIN_RTT = 0.01
 
 
@@ -283,7 +286,8 @@ class SubscriberCongestion:
         if duration <= 0:
             return
         media = self.estimator.acknowledged_bitrate or 0
-        rate = max(self._probe_rate - media, self._probe_rate // 2)
+        target = self._probe_rate * PROBE_OVERSHOOT
+        rate = max(target - media, target / 2)
         octets = int(rate * duration / 8)
         self._probe_sent_until = until
         sent = self.router.send_padding(self.subscriber_id, octets)  # type: ignore[attr-defined]
