@@ -48,6 +48,29 @@ def stamp_transport_sequence(packet: bytes, ext_id: int, sequence: int) -> bytes
     """PACKET with SEQUENCE in its RFC 8285 element EXT_ID, the element inserted when absent (and
     a one-byte extension header when the packet has none); None when it cannot be (an unknown
     extension profile, a malformed extension). Mirrors stamp_twcc in _fastpath.c."""
+    # The common case first (this runs for every packet a subscriber gets on the Python path):
+    # no CSRC, a one-byte extension block that already has the element (the router keeps it).
+    size = len(packet)
+    if size > 16 and packet[0] & 0x1F == 0x10 and packet[12] == 0xBE and packet[13] == 0xDE:
+        end = min(16 + 4 * (packet[14] << 8 | packet[15]), size)
+        wanted = ext_id << 4 | 1
+        i = 16
+        while i < end:
+            b = packet[i]
+            if b == wanted:
+                if i + 3 <= end:
+                    return packet[: i + 1] + sequence.to_bytes(2, "big") + packet[i + 3 :]
+                break
+            if b == 0:
+                i += 1
+            elif b >= 0xF0:
+                break
+            else:
+                i += (b & 0x0F) + 2
+    return _stamp_anywhere(packet, ext_id, sequence)
+
+
+def _stamp_anywhere(packet: bytes, ext_id: int, sequence: int) -> bytes | None:
     size = len(packet)
     if size < 12 or not 0 < ext_id < 256:
         return None
