@@ -25,6 +25,10 @@ UNMEASURED_AUDIO = 40_000
 # streamallocator keeps a similar headroom) for UPGRADE_HOLD seconds.
 UPGRADE_MARGIN = 1.15
 UPGRADE_HOLD = 1.0
+# A video keeps its lowest layer while that fits what the link was last seen to carry: GoogCC sets
+# the estimate to 0.85 x the acknowledged rate on overuse (libwebrtc aimd_rate_control.cc
+# kDefaultBackoffFactor), so the link carried estimate / 0.85; below that it is paused.
+LOWEST_LAYER_BUDGET = 1 / 0.85
 # A step that adds more than this share of what is already sent needs a probe first.
 BIG_STEP = 0.3
 PROBE_VALIDITY = 5.0  # seconds a probe result confirms upgrades for
@@ -74,7 +78,7 @@ def allocate(downtracks: Sequence[DowntrackInfo], budget: int) -> Allocation:
     candidates = {info.track_id: _candidates(info) for info in videos}
     for info in videos:
         cost = candidates[info.track_id][0][1]
-        if needed + cost <= budget:
+        if needed + cost <= budget * LOWEST_LAYER_BUDGET:
             chosen[info.track_id] = 0
             needed += cost
     next_need: int | None = None

@@ -23,9 +23,12 @@ SEND_RING = 8192  # send records kept (a power of two, below the 16-bit sequence
 RECORD_MAX_AGE = 5.0  # a send record older than this when its feedback comes is ignored
 ALLOCATION_INTERVAL = 0.3  # LiveKit's stream allocator re-allocates a few times a second
 PROBE_DURATION = 0.1  # padding sent for this long per probe cluster
+# Padding for a little more than the target: the cluster's measured rate leaves out its last
+# packet and its bursts (one per timer tick), and must reach the target to count.
+PROBE_OVERSHOOT = 1.25
 PROBE_SETTLE = 0.5  # feedback for the cluster's packets is awaited this long after it
-PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short
-PROBE_MAX_INTERVAL = 30.0
+PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short, up to
+PROBE_MAX_INTERVAL = 5.0  # this: a capped link that opens again is found within seconds
 MIN_RTT = 0.01
 
 
@@ -45,6 +48,29 @@ def stamp_transport_sequence(packet: bytes, ext_id: int, sequence: int) -> bytes
     """PACKET with SEQUENCE in its RFC 8285 element EXT_ID, the element inserted when absent (and
     a one-byte extension header when the packet has none); None when it cannot be (an unknown
     extension profile, a malformed extension). Mirrors stamp_twcc in _fastpath.c."""
+    # The common case first (this runs for every packet a subscriber gets on the Python path):
+    # no CSRC, a one-byte extension block that already has the element (the router keeps it).
+    size = len(packet)
+    if size > 16 and packet[0] & 0x1F == 0x10 and packet[12] == 0xBE and packet[13] == 0xDE:
+        end = min(16 + 4 * (packet[14] << 8 | packet[15]), size)
+        wanted = ext_id << 4 | 1
+        i = 16
+        while i < end:
+            b = packet[i]
+            if b == wanted:
+                if i + 3 <= end:
+                    return packet[: i + 1] + sequence.to_bytes(2, "big") + packet[i + 3 :]
+                break
+            if b == 0:
+                i += 1
+            elif b >= 0xF0:
+                break
+            else:
+                i += (b & 0x0F) + 2
+    return _stamp_anywhere(packet, ext_id, sequence)
+
+
+def _stamp_anywhere(packet: bytes, ext_id: int, sequence: int) -> bytes | None:
     size = len(packet)
     if size < 12 or not 0 < ext_id < 256:
         return None
@@ -283,7 +309,8 @@ class SubscriberCongestion:
         if duration <= 0:
             return
         media = self.estimator.acknowledged_bitrate or 0
-        rate = max(self._probe_rate - media, self._probe_rate // 2)
+        target = self._probe_rate * PROBE_OVERSHOOT
+        rate = max(target - media, target / 2)
         octets = int(rate * duration / 8)
         self._probe_sent_until = until
         sent = self.router.send_padding(self.subscriber_id, octets)  # type: ignore[attr-defined]

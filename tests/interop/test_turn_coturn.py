@@ -1,12 +1,14 @@
 """Our TURN credentials against a real coturn (use-auth-secret): aioice's TURN client allocates
 with them over UDP, TCP and TLS; forged and expired ones get 401; and the credentials a gateway
-hands a participant in ORS `joined` allocate too, while a visitor with a forged token gets none."""
+hands a participant in ORS `joined` allocate too, while a visitor with a forged token gets none;
+the gateway's LiveKit legs allocate with them and still reach livekit-server."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +19,12 @@ from aioice.turn import create_turn_endpoint
 
 from gateway.ors import schemas
 from gateway.turn import TurnCredentials, rest_credential, rest_username
+from protocols.livekit.rtc import LiveKitParticipant, rtc_ice_servers
 from spec.conformance.orsclient import OrsClient, OrsError
 from tests import coturn
 from tests.gateway_process import running_gateway
+from tests.interop.livekit_fixtures import RunningLiveKit
+from tests.interop.livekit_peers import token
 
 pytestmark = [
     pytest.mark.interop,
@@ -142,3 +147,32 @@ async def test_a_joined_participant_gets_credentials_that_allocate_and_a_forger_
         await visitor.close()
         log = gateway.log_text()
         assert turn.secret not in log and server["credential"] not in log
+
+
+# livekit-server's --dev secret is "secret", shorter than PyJWT recommends for HS256.
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+async def test_the_livekit_legs_gather_a_relay_candidate_with_our_credentials(
+    turn: coturn.RunningTurn, livekit_server: RunningLiveKit, loopback_only: None
+) -> None:
+    """The gateway's LiveKit legs get Gateway.ice_servers (here the same credentials): aiortc
+    allocates on coturn with them, and the leg still connects to livekit-server."""
+    udp = f"turn:{turn.host}:{turn.port}?transport=udp"
+    servers = TurnCredentials((udp,), turn.secret, ttl=600).ice_servers("lk-bridge", time.time())
+    ours = await LiveKitParticipant.connect(
+        livekit_server.url,
+        token(livekit_server, str(uuid.uuid4()), "gateway-turn", "Rondpoint"),
+        encoded=True,
+        ice_servers=rtc_ice_servers(servers),
+    )
+    try:
+        for _ in range(200):
+            if ours.subscriber.connected:
+                break
+            await asyncio.sleep(0.05)
+        assert ours.subscriber.connected
+        description = ours.subscriber.pc.localDescription
+        assert description is not None
+        relays = [line for line in description.sdp.splitlines() if " typ relay " in line]
+        assert relays and all(f" {turn.host} " in line for line in relays), description.sdp
+    finally:
+        await ours.close()

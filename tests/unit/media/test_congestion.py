@@ -13,6 +13,7 @@ import pytest
 import bench.srtp_client
 from bench.srtp_client import LeanPeer, rtp_frames
 from gateway.media import native, sdp
+from gateway.media.allocator import cost
 from gateway.media.congestion import (
     ALLOCATION_INTERVAL,
     SEND_RING,
@@ -172,9 +173,13 @@ def _feedback(results: list[tuple[int, float | None]], count: int = 0) -> bytes:
 class Link:
     """A bottleneck of CAPACITY bits/s behind a 300 ms drop-tail queue, 20 ms one way."""
 
-    def __init__(self, congestion: SubscriberCongestion, capacity: float) -> None:
+    def __init__(
+        self, congestion: SubscriberCongestion, capacity: float, loss: float = 0.0
+    ) -> None:
         self.congestion = congestion
         self.capacity = capacity
+        self.loss = loss
+        self.random = random.Random(7)
         self.busy = 0.0
         self.now = 0.0
         self.in_flight: list[tuple[int, float]] = []
@@ -184,8 +189,8 @@ class Link:
         sequence = read_transport_seq(stamped, TCC)
         assert sequence is not None
         begin = max(at, self.busy)
-        if begin - at > 0.3:
-            return  # dropped at the queue's tail
+        if begin - at > 0.3 or self.random.random() < self.loss:
+            return  # dropped at the queue's tail, or lost on the way
         self.busy = begin + len(stamped) * 8 / self.capacity
         self.in_flight.append((sequence, self.busy + 0.02))
 
@@ -198,22 +203,35 @@ class Link:
 
 
 def _run_link(
-    congestion: SubscriberCongestion, capacity: float, seconds: float, start: float
+    congestion: SubscriberCongestion,
+    capacity: float,
+    seconds: float,
+    start: float,
+    *,
+    loss: float = 0.0,
+    app_limited: bool = False,
 ) -> float:
-    """Packets sent at the estimate through a Link, feedback every 50 ms with what arrived (a
-    gap before an arrival: lost), the timer every 50 ms; returns the time it ended."""
-    link = Link(congestion, capacity)
+    """Packets sent at the estimate (APP_LIMITED: at what the allocation takes, as the relay
+    does) through a Link, feedback every 50 ms with what arrived (a gap before an arrival: lost),
+    the timer every 50 ms; returns the time it ended."""
     router = congestion.router
+    link = Link(congestion, capacity, loss)
     if isinstance(router, FakeRouter):
+        link = router.link or link  # one link across calls: its queue and packets in flight
+        link.capacity, link.loss = capacity, loss
         router.link = link
-    link.busy = now = next_send = start
+    now = next_send = start
+    link.busy = max(link.busy, start)
     count = 0
     while now < start + seconds:
         next_tick = now + 0.05
         while next_send < next_tick:
             link.now = next_send
             link.transmit(_packet({TCC: b"\x00\x00"}) + bytes(1100), next_send)
-            next_send += 1200 * 8 / congestion.estimate
+            rate = congestion.estimate
+            if app_limited and isinstance(router, FakeRouter):
+                rate = min(rate, max(cost(router.downtracks, congestion.allocator.applied), 30_000))
+            next_send += 1200 * 8 / rate
         now = link.now = next_tick
         arrived = sorted((s, a) for s, a in link.in_flight if a <= now)
         link.in_flight = [(s, a) for s, a in link.in_flight if a > now]
@@ -240,6 +258,23 @@ def test_feedback_drives_the_estimate_and_the_allocation() -> None:
     assert router.padding
     assert congestion.probes >= 1
     assert congestion.allocator.applied["v"] == 2
+
+
+def test_capped_lossy_link_keeps_the_lowest_layer_then_climbs_back_when_lifted() -> None:
+    # the netlab scenario: 300 kbit/s with 3 % loss, the relay sending only what it allocates
+    router = FakeRouter([_audio(), _video()])
+    congestion = SubscriberCongestion(router, "bob", TCC)
+    applied: list[int | None] = []
+    end = 0.0
+    for _ in range(60):
+        end = _run_link(congestion, 300_000, 1.0, end, loss=0.03, app_limited=True)
+        applied.append(congestion.allocator.applied.get("v"))
+    assert applied[10:] == [0] * 50, applied  # the lowest layer, never paused, never above
+    assert congestion.layer_downgrades <= 2
+    lifted = end
+    while congestion.allocator.applied.get("v") != 2 and end < lifted + 10:
+        end = _run_link(congestion, 10_000_000, 0.5, end, app_limited=True)
+    assert congestion.allocator.applied["v"] == 2, end - lifted
 
 
 def test_a_narrow_link_pauses_video_never_audio() -> None:

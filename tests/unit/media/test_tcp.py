@@ -4,13 +4,16 @@ ICE agent, the bounds (frame size, connections, deadline, idle, write buffer), a
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from gateway.media import sdp, stun
+import bench.srtp_client
+from bench.srtp_client import LeanPeer, parse_frame_payload, rtp_frames
+from gateway.media import native, sdp, stun
 from gateway.media.dtls import DtlsCertificate, DtlsSession, DtlsState
 from gateway.media.endpoint import PublishRequest
 from gateway.media.relay import MediaRelay
@@ -297,3 +300,129 @@ async def test_answers_carry_a_passive_tcp_host_candidate_when_the_listener_runs
     finally:
         await relay.stop()
     assert relay.tcp_port == 0
+
+
+# End to end on loopback, on both packet paths: a peer on ICE-TCP publishes and subscribes like
+# one on UDP; the native fast path never sends to it (no route for a track it subscribes to, so
+# that track goes out on the Python path to every subscriber), and still forwards its own track.
+
+PATHS = ["native", "python"]
+
+
+@pytest.fixture(params=PATHS)
+def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "native" and not native.available():
+        pytest.skip("the native extension is not built (pip install -e . with libsrtp2-dev)")
+    monkeypatch.setattr(native, "enabled", request.param == "native")
+    monkeypatch.setattr(bench.srtp_client, "_SAMPLES_KEPT", 1000)
+    return str(request.param)
+
+
+class TcpPeer(LeanPeer):
+    """bench's lean peer, its datagrams framed (RFC 4571) on one TCP connection to the relay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task[None] | None = None
+
+    async def open_tcp(self, port: int) -> None:
+        reader, self._writer = await asyncio.open_connection("127.0.0.1", port)
+        self._reading = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        frames = FrameReader()
+        while data := await reader.read(65536):
+            for datagram in frames.feed(data):
+                self.datagram_received(datagram, ("127.0.0.1", 0))
+
+    def send(self, data: bytes) -> None:
+        if self._writer is not None:
+            self._writer.write(frame(data))
+
+    def close(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+        if self._writer is not None:
+            self._writer.close()
+        super().close()
+
+
+async def _peer(relay: MediaRelay, tcp: bool) -> LeanPeer:
+    if tcp:
+        peer = TcpPeer()
+        await peer.open_tcp(relay.tcp_port)
+        return peer
+    peer = LeanPeer()
+    await peer.open()
+    return peer
+
+
+async def _publish(relay: MediaRelay, name: str, tcp: bool) -> tuple[LeanPeer, str]:
+    endpoint = relay.create_endpoint("room", name)
+    peer = await _peer(relay, tcp)
+    answer = endpoint.accept_publish_offer(
+        peer.publish_offer(["0"]), [PublishRequest("0", "", "microphone")]
+    )
+    peer.apply_remote(answer.sdp)
+    await peer.connect()
+    return peer, answer.tracks[0].track_id
+
+
+async def _subscribe(relay: MediaRelay, name: str, track_id: str, tcp: bool) -> LeanPeer:
+    endpoint = relay.create_endpoint("room", name)
+    assert endpoint.subscribe(track_id)
+    offer = endpoint.create_subscribe_offer()
+    assert offer is not None
+    peer = await _peer(relay, tcp)
+    peer.apply_remote(offer.sdp)
+    endpoint.accept_subscribe_answer(peer.subscribe_answer(offer.sdp))
+    await peer.connect()
+    return peer
+
+
+@pytest.mark.parametrize("publisher_on_tcp", [False, True], ids=["udp-publisher", "tcp-publisher"])
+async def test_a_peer_on_tcp_publishes_and_receives_on_either_packet_path(
+    packet_path: str, publisher_on_tcp: bool
+) -> None:
+    relay = MediaRelay("127.0.0.1", 0, (0, -1), tcp_port=free_port())
+    await relay.start()
+    peers: list[LeanPeer] = []
+    try:
+        publisher, track_id = await _publish(relay, "alice", tcp=publisher_on_tcp)
+        peers.append(publisher)
+        on_udp = await _subscribe(relay, "bob", track_id, tcp=False)
+        peers.append(on_udp)
+        subscribers = [on_udp]
+        if not publisher_on_tcp:
+            on_tcp = await _subscribe(relay, "carol", track_id, tcp=True)
+            peers.append(on_tcp)
+            subscribers.append(on_tcp)
+        count = 60
+        ssrc = int.from_bytes(os.urandom(4), "big") | 1
+        for packet in publisher.protect(rtp_frames(0, count, ssrc, mid="0")):
+            publisher.send(packet)
+            await asyncio.sleep(0.005)
+        await until(lambda: all(len(s.samples) >= count for s in subscribers), timeout=5)
+        for subscriber in subscribers:
+            frames = [parse_frame_payload(p.payload) for p in subscriber.decrypt_samples()]
+            assert sorted(f[1] for f in frames if f is not None) == list(range(count))
+        room = relay._rooms["room"]
+        sent_natively = room.endpoints["bob"]._subscribe.packets_sent_total - (  # type: ignore[union-attr]
+            room.endpoints["bob"]._subscribe.packets_sent  # type: ignore[union-attr]
+        )
+        if packet_path == "python" or not publisher_on_tcp:
+            # a subscriber on TCP (or the pure-Python path): the track never has a native route
+            assert sent_natively == 0
+        else:
+            # a publisher on TCP: its ingress forwards natively to the subscriber on UDP
+            assert sent_natively > count // 2
+        if not publisher_on_tcp:
+            carol = room.endpoints["carol"]._subscribe  # type: ignore[union-attr]
+            assert carol is not None and carol.remote_address is not None
+            assert carol.remote_address[0] == STREAM_HOST
+            assert carol.egress is None or not carol.egress.ready
+    finally:
+        for peer in peers:
+            peer.close()
+        await relay.stop()
