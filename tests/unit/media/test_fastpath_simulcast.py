@@ -368,3 +368,40 @@ def test_a_steady_simulcast_room_stays_in_c_and_tees_only_while_a_switch_waits()
     assert receiver.downtracks["b"].forwarder.current_layer == 2
     assert len(receiver.layers[2].route_downtracks) == 2  # both on layer 2's route now
     assert len(subscribers["b"].received) > 0
+
+
+def test_a_full_route_table_leaves_python_in_charge() -> None:
+    fast = native.MODULE
+    assert fast is not None
+    key = os.urandom(30)
+    sender = _srtp(key, inbound=False)
+    ingress = fast.Ingress(fast.Session(key, PROFILE, True))
+    for i in range(fast.MAX_ROUTES):  # other tracks' routes fill the table
+        other = fast.Route(0x9000 + i, 96, 0, 0, float("inf"), 90000.0, 0, 127, 0.0, 0.0, [])
+        assert ingress.install(other)
+    assert not ingress.install(
+        fast.Route(0x8FFF, 96, 0, 0, float("inf"), 90000.0, 0, 127, 0.0, 0.0, [])
+    )
+    publisher = _Publisher(ingress)
+    router = Router("room", None, rtcp_ssrc=1)
+    router.add_receiver(
+        "cam",
+        "alice",
+        "video",
+        VP8,
+        PUBLISHER_EXT,
+        publisher,
+        layers=list(zip(RIDS, HEIGHTS, strict=True)),
+    )
+    subscriber = _Subscriber()
+    router.add_downtrack("cam", "a", subscriber, 7000, 96, SUBSCRIBER_EXT, 0.0)
+    trace = [p for p in simulcast_trace(loss=0.0, reorder=0.0, duration=1.0) if p.track == "cam"]
+    for item in trace:
+        result = ingress.handle(sender.protect(item.packet))
+        assert result is not None  # nothing forwarded natively: no route fits
+        router.on_rtp("cam", result, item.time)
+    receiver = router._receivers["cam"]
+    assert all(layer.route is None for layer in receiver.layers)
+    assert receiver.routes == 0
+    top = {RtpPacket.parse(p.packet).sequence_number for p in trace if p.packet[11] == 0x02}
+    assert len(subscriber.received) >= len(top) - 10  # the top layer, from its first keyframe
