@@ -142,7 +142,7 @@ def run(path: str, subscribers: int, seconds: float) -> tuple[float, int, int]:
     on_rtp = router.on_rtp
     start = time.process_time()
     try:
-        if ingress is not None:
+        if fast is not None and ingress is not None:
             handle = ingress.handle
             set_clock = fast.set_clock
             for now, track, datagram in datagrams:
