@@ -9,15 +9,16 @@
  *          set_twcc() names the transport-cc extension, a bounded ring of packet arrivals.
  *
  * Ingress.handle(datagram) unprotects an SRTP packet. When it belongs to an installed route and is
- * newer than the route's last packet (by at most MAX_GAP) before the route's deadline, it is
- * rewritten, protected and sent to every output of the route with one sendmmsg. Then either:
+ * newer than the route's last packet (by at most MAX_GAP), it is rewritten, protected and sent to
+ * every output of the route with one sendmmsg. Then either:
  *   - None is returned: the packet is fully handled (accounted in the route's counters);
  *   - the plain packet is returned and the route's `teed` is True (a tee): the outputs have it, and
  *     the Python router does the rest (receive stream, NACKs for a gap, the downtracks that are not
  *     the route's outputs, e.g. one waiting for a keyframe of this layer). A route tees every packet
- *     while its `tee` is set, and any packet that follows a gap;
+ *     while its `tee` is set, any packet that follows a gap, and packets past its deadline (the
+ *     router's timers: layer checks, speaker updates; it then sets a new deadline);
  *   - the plain packet is returned and `teed` is False: the Python router does everything (late or
- *     repaired packets, past the deadline, unknown SSRC, anything unusual).
+ *     repaired packets, unknown SSRC, anything unusual).
  * Python makes every decision (which downtracks are outputs, offsets, switches); C only executes.
  */
 #define PY_SSIZE_T_CLEAN
@@ -872,8 +873,8 @@ static PyObject *Ingress_handle(Ingress *self, PyObject *arg) {
         delta > MAX_GAP || len > BUF_SIZE)
         goto slow; /* late, repeated, too far ahead, padded or another payload type */
     if (now == 0.0) now = monotonic_now();
-    if (now >= route->deadline) goto slow;
-    int tee = route->tee || delta != 1;
+    /* past the deadline Python has timers to run (layer checks, speakers): a tee too */
+    int tee = route->tee || delta != 1 || now >= route->deadline;
     int ext_start = 0, ext_end = 0, level = -1;
     if (b0 & 0x10) {
         int offset = 12 + 4 * (b0 & 0x0F);

@@ -612,6 +612,8 @@ class Router:
             stats.bytes_forwarded += octets + forwarded * RTP_HEADER_SIZE
         if receiver.routes and self._switched_here(receiver, layer, ssrc, seq):
             self._drop_routes(receiver)  # a downtrack changed source: its outputs move
+        if teed is not None and layer.route is teed:
+            teed.deadline = self._route_deadline(receiver)  # the timers it waited for ran
         if layer.route is None and native.enabled and not rtx and seq == stream.max_seq:
             self._install_route(receiver, layer)
 
@@ -1005,19 +1007,13 @@ class Router:
             downtracks.append(downtrack)
         if len(outputs) > fast.MAX_OUTPUTS:
             return
-        # the layer check: keyframe retries, layer availability
-        checks = receiver.wait_for_keyframe or len(receiver.layers) > 1
-        deadline = receiver.next_layer_check if checks else float("inf")
-        level_id = 0
-        if receiver.is_audio:
-            deadline = min(deadline, self.speakers.next_update)
-            level_id = receiver.extensions.audio_level
+        level_id = receiver.extensions.audio_level if receiver.is_audio else 0
         route = fast.Route(
             layer.ssrc,
             receiver.codec.payload_type,
             stream.max_seq,
             0,
-            deadline,
+            self._route_deadline(receiver),
             float(receiver.codec.clock_rate),
             level_id,
             self.speakers.active_level,
@@ -1033,6 +1029,15 @@ class Router:
         for downtrack in downtracks:
             downtrack.route = route
         receiver.routes += 1
+
+    def _route_deadline(self, receiver: _Receiver) -> float:
+        """When the router's timers need a packet of the track again: the next layer check
+        (keyframe retries, layer availability) and, for audio, the next speaker update."""
+        checks = receiver.wait_for_keyframe or len(receiver.layers) > 1
+        deadline = receiver.next_layer_check if checks else float("inf")
+        if receiver.is_audio:
+            deadline = min(deadline, self.speakers.next_update)
+        return deadline
 
     @staticmethod
     def _switched_here(receiver: _Receiver, layer: _Layer, ssrc: int, seq: int) -> bool:
