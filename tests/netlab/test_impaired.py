@@ -21,6 +21,7 @@ import contextlib
 import functools
 import http.server
 import json
+import os
 import re
 import secrets
 import threading
@@ -411,6 +412,23 @@ def relay_counter(gateway: RunningGateway, name: str) -> float:
     return float(match.group(1))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def server_load(pid: int) -> Iterator[dict[str, float]]:
+    """The server's CPU seconds over the block and the machine's load average at its end (the
+    figures that tell a starved machine from a slow server)."""
+    figures: dict[str, float] = {}
+    start = cpu_seconds(pid)
+    yield figures
+    figures["server_cpu_s"] = round(cpu_seconds(pid) - start, 2)
+    figures["load_avg_1m"] = os.getloadavg()[0]
+
+
 # -- a. a capped, lossy subscriber ---------------------------------------------------------------
 
 
@@ -420,15 +438,17 @@ class CappedRun:
     publisher: dict[str, Any]
     recovered_after_s: float | None
     heights_after_lift: list[int]
+    server: dict[str, float]
 
 
-def capped_subscriber_run(lab: NetLab, publisher: Peer, viewer: Peer) -> CappedRun:
+def capped_subscriber_run(lab: NetLab, publisher: Peer, viewer: Peer, server_pid: int) -> CappedRun:
     """Media flowing, the estimator given SETTLE s, a WINDOW s timeline, then the link freed:
     how long until the viewer decodes the 720p layer again (None: not within RECOVERY s)."""
     wait_for(receiving_video(viewer), 30, f"{viewer.name} to decode video")
     wait_for(publishing_top_layer(publisher), 30, f"{publisher.name} to send a 720p layer")
     time.sleep(SETTLE)
-    viewed, published = window(viewer, publisher)
+    with server_load(server_pid) as server:
+        viewed, published = window(viewer, publisher)
     viewer_summary = summarize_viewer(viewed)
     publisher_summary = summarize_publisher(published)
     lab.clear()
@@ -442,7 +462,7 @@ def capped_subscriber_run(lab: NetLab, publisher: Peer, viewer: Peer) -> CappedR
             recovered = round(time.monotonic() - lifted, 2)
             break
         time.sleep(0.25)
-    return CappedRun(viewer_summary, publisher_summary, recovered, heights)
+    return CappedRun(viewer_summary, publisher_summary, recovered, heights, server)
 
 
 def _run_dict(run: CappedRun) -> dict[str, Any]:
@@ -451,6 +471,7 @@ def _run_dict(run: CappedRun) -> dict[str, Any]:
         "publisher": run.publisher,
         "recovered_to_720_after_s": run.recovered_after_s,
         "heights_after_lift_every_250ms": run.heights_after_lift,
+        "server": run.server,
     }
 
 
@@ -471,8 +492,12 @@ def test_capped_lossy_subscriber_gets_low_layer_then_recovers_vs_livekit(
     with peers(artifacts, f"{test}-rondpoint") as open_:
         publisher = open_ors(open_, browsers.host, gateway, room, "publisher", publish=True)
         viewer = open_ors(open_, browsers.namespace, gateway, room, "viewer", publish=False)
-        ours = capped_subscriber_run(lab, publisher, viewer)
-    record(artifacts, f"{test}-rondpoint", {"viewer": ours.viewer, "publisher": ours.publisher})
+        ours = capped_subscriber_run(lab, publisher, viewer, gateway.process.pid)
+    record(
+        artifacts,
+        f"{test}-rondpoint",
+        {"viewer": ours.viewer, "publisher": ours.publisher, "server": ours.server},
+    )
 
     # LiveKit: the same network, livekit-client on both ends.
     lab.cap(CAP_KBIT, direction="down")
@@ -488,9 +513,11 @@ def test_capped_lossy_subscriber_gets_low_layer_then_recovers_vs_livekit(
             lk_viewer = open_livekit(
                 open_, browsers.namespace, livekit_page, livekit, room, "viewer", publish=False
             )
-            theirs = capped_subscriber_run(lab, lk_publisher, lk_viewer)
+            theirs = capped_subscriber_run(lab, lk_publisher, lk_viewer, livekit.process.pid)
         record(
-            artifacts, f"{test}-livekit", {"viewer": theirs.viewer, "publisher": theirs.publisher}
+            artifacts,
+            f"{test}-livekit",
+            {"viewer": theirs.viewer, "publisher": theirs.publisher, "server": theirs.server},
         )
     except Exception as e:  # LiveKit's run is reported, never asserted
         livekit_error = f"{type(e).__name__}: {e}"
@@ -537,6 +564,13 @@ def comparison_text(report: dict[str, Any]) -> str:
         lines.append(f"{label:36} {cells[0]:>24} {cells[1]:>24}")
     recovered = [str(report[s].get("recovered_to_720_after_s")) for s in ("rondpoint", "livekit")]
     lines.append(f"{'back on 720p after lifting (s)':36} {recovered[0]:>24} {recovered[1]:>24}")
+    for label, side_key in (("publisher top layer min height", "top_layer_height_min"),):
+        cells = [
+            str(report[s].get("publisher", {}).get(side_key)) for s in ("rondpoint", "livekit")
+        ]
+        lines.append(f"{label:36} {cells[0]:>24} {cells[1]:>24}")
+    cpu = [str(report[s].get("server", {})) for s in ("rondpoint", "livekit")]
+    lines.append(f"server CPU over the window: rondpoint {cpu[0]}, livekit {cpu[1]}")
     if "error" in report["livekit"]:
         lines.append(f"livekit run failed: {report['livekit']['error']}")
     return "\n".join(lines) + "\n"
@@ -563,12 +597,13 @@ def test_lossy_publisher_is_repaired_by_nack_and_rtx(
         time.sleep(SETTLE)
         nacks_before = relay_counter(gateway, "nacks")
         lost_before = relay_counter(gateway, "packets_lost")
-        *viewed, published = window(*viewers, publisher)
+        with server_load(gateway.process.pid) as server:
+            *viewed, published = window(*viewers, publisher)
         nacks = relay_counter(gateway, "nacks") - nacks_before
         lost = relay_counter(gateway, "packets_lost") - lost_before
     summaries = {v.name: summarize_viewer(w) for v, w in zip(viewers, viewed, strict=True)}
     summaries["publisher"] = summarize_publisher(published)
-    summaries["relay"] = {"nacks": nacks, "packets_lost": lost}
+    summaries["relay"] = {"nacks": nacks, "packets_lost": lost, **server}
     record(artifacts, test, summaries)
 
     for viewer in viewers:
@@ -603,8 +638,10 @@ def test_a_lossy_subscriber_never_costs_the_others_quality(
             show=lambda: summarize_viewer(good.flush("wait")[-50:]),
         )
         time.sleep(SETTLE)
-        good_window, weak_window, published = window(good, weak, publisher)
+        with server_load(gateway.process.pid) as server:
+            good_window, weak_window, published = window(good, weak, publisher)
     summaries = {
+        "relay": server,
         "good-viewer": summarize_viewer(good_window),
         "weak-viewer": summarize_viewer(weak_window),
         "publisher": summarize_publisher(published),
