@@ -64,6 +64,9 @@ from gateway.media.twcc import ArrivalRecorder, read_transport_seq
 from protocols.livekit.signal import SignalClient, Unhandled
 from spec.conformance.orsclient import OrsClient
 
+SETTINGS = {"audio_only": False, "all_high": False}
+"""Load shapes of bench/saturation.py: participants publishing Opus alone; every video
+subscription on the high layer."""
 VIDEO_FEEDBACK = ["goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"]
 LOW_HEIGHT, HIGH_HEIGHT = LAYERS[0].height, LAYERS[-1].height
 RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -245,13 +248,15 @@ class MediaLeg(LeanPeer):
         video.msid = f"{stream} {video_track}"
         video.rids = [Rid(layer.rid, "send") for layer in LAYERS]
         video.simulcast = Simulcast(send=[[layer.rid] for layer in LAYERS])
-        session.media += [audio, video]
+        session.media += [audio] if SETTINGS["audio_only"] else [audio, video]
+        if SETTINGS["audio_only"]:
+            session.groups = [("BUNDLE", ["0"])]
         return session.serialize()
 
     def accept_publish_answer(self, answer_text: str, seed: int) -> None:
         """Take the negotiated extension ids and build the track senders."""
         answer = parse_sdp(answer_text)
-        audio, video = answer.media[0], answer.media[1]
+        audio = answer.media[0]
 
         def ids(media: MediaDescription) -> tuple[int, int]:
             tcc = (
@@ -271,6 +276,10 @@ class MediaLeg(LeanPeer):
         audio_pt = audio.codecs[0].payload_type if audio.codecs else OPUS_PT
         self.audio_sender = TrackSender(self.audio_ssrc, audio_pt, 960, prefix, tcc_id, None, seed)
         self.senders = {self.audio_ssrc: self.audio_sender}
+        self.twcc_negotiated = bool(tcc_id)
+        if len(answer.media) < 2:
+            return
+        video = answer.media[1]
         mid_id, tcc_id = ids(video)
         rid_id = video.extmap_id(EXT_RID)
         video_pt = video.codecs[0].payload_type if video.codecs else VP8_PT
@@ -417,7 +426,7 @@ class Participant:
 
     def choose(self, key: str) -> int:
         """The height this subscriber asks for the video track KEY (mixed pattern)."""
-        if wants_high(self.index, key):
+        if SETTINGS["all_high"] or wants_high(self.index, key):
             self.high += 1
             return HIGH_HEIGHT
         self.low += 1
@@ -445,16 +454,11 @@ class OrsParticipant(Participant):
         await self.sub.open()
         offer = self.pub.publish_offer(f"s{self.index}", f"a{self.index}", f"v{self.index}")
         simulcast = [{"rid": x.rid, "width": x.width, "height": x.height} for x in LAYERS]
+        tracks: list[dict[str, Any]] = [{"mid": "0", "source": "microphone"}]
+        if not SETTINGS["audio_only"]:
+            tracks.append({"mid": "1", "source": "camera", "simulcast": simulcast})
         reply = await self.client.request(
-            {
-                "type": "offer",
-                "pc": "publish",
-                "sdp": offer,
-                "tracks": [
-                    {"mid": "0", "source": "microphone"},
-                    {"mid": "1", "source": "camera", "simulcast": simulcast},
-                ],
-            }
+            {"type": "offer", "pc": "publish", "sdp": offer, "tracks": tracks}
         )
         self.pub.apply_credentials(reply["sdp"])
         self.pub.accept_publish_answer(reply["sdp"], self.index * 1000)
