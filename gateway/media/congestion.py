@@ -11,6 +11,7 @@ subscriber sends, and the relay's fast timer calls `tick`. Sans-I/O: every entry
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from .allocator import Allocator
@@ -18,6 +19,8 @@ from .bwe import MAX_BITRATE, START_BITRATE, BandwidthEstimator, PacketResult
 from .router import DowntrackInfo
 from .rtcp import RtcpError
 from .twcc import parse_feedback
+
+logger = logging.getLogger(__name__)
 
 SEND_RING = 8192  # send records kept (a power of two, below the 16-bit sequence space)
 RECORD_MAX_AGE = 5.0  # a send record older than this when its feedback comes is ignored
@@ -284,6 +287,12 @@ class SubscriberCongestion:
                 self.layer_downgrades += 1
                 if layer is None:
                     self.congestion_pauses += 1
+                    logger.info(
+                        "subscriber %s: video %s paused by congestion (estimate %d bit/s)",
+                        self.subscriber_id,
+                        track_id,
+                        self.estimator.estimate,
+                    )
             router.set_allocation(track_id, self.subscriber_id, layer, now)
         target = self.allocator.probe_target
         if target is not None and not self._cluster_id and now >= self._next_probe:
