@@ -288,12 +288,23 @@ def summarize_viewer(timeline: list[dict[str, Any]]) -> dict[str, Any]:
         return {"samples": len(timeline)}
     first, last = timeline[0], timeline[-1]
     video = [(s["t"], frames_decoded(s), video_height(s)) for s in timeline]
+    # The longest stretch that samples prove frameless: from the sample showing a new frame to
+    # the last one still showing none (a stall of the sampling itself never counts as a freeze).
     longest, changed_at, previous = 0.0, video[0][0], video[0][1]
     for t, frames, _ in video:
         if frames > previous:
-            longest = max(longest, t - changed_at)
             changed_at, previous = t, frames
-    longest = max(longest, video[-1][0] - changed_at)
+        else:
+            longest = max(longest, t - changed_at)
+    gaps = [b[0] - a[0] for a, b in zip(video, video[1:], strict=False)]
+    freezes = [
+        (float(b.get("totalFreezesDuration", 0)) - float(a.get("totalFreezesDuration", 0)))
+        for a, b in zip(
+            (_main_inbound(x, "video") or {} for x in timeline),
+            (_main_inbound(x, "video") or {} for x in timeline[1:]),
+            strict=False,
+        )
+    ]
     heights = [h for _, _, h in video]
     v0, v1 = _main_inbound(first, "video") or {}, _main_inbound(last, "video") or {}
     a0, a1 = _main_inbound(first, "audio") or {}, _main_inbound(last, "audio") or {}
@@ -314,6 +325,8 @@ def summarize_viewer(timeline: list[dict[str, Any]]) -> dict[str, Any]:
         "frames_decoded": video[-1][1] - video[0][1],
         "fps": round((video[-1][1] - video[0][1]) / max(last["t"] - first["t"], 1e-3), 1),
         "longest_without_frame_s": round(longest, 2),
+        "sampling_gaps_over_300ms": sum(g > 0.3 for g in gaps),
+        "longest_freeze_chromium_s": round(max(freezes, default=0.0), 2),
         "freeze_count": delta(v0, v1, "freezeCount"),
         "freezes_duration_s": delta(v0, v1, "totalFreezesDuration"),
         "video_packets_lost": delta(v0, v1, "packetsLost"),
