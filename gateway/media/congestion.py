@@ -55,9 +55,9 @@ def stamp_transport_sequence(packet: bytes, ext_id: int, sequence: int) -> bytes
     # no CSRC, a one-byte extension block that already has the element (the router keeps it).
     size = len(packet)
     if size > 16 and packet[0] & 0x1F == 0x10 and packet[12] == 0xBE and packet[13] == 0xDE:
-        end = min(16 + 4 * (packet[14] << 8 | packet[15]), size)
+        end = 16 + 4 * (packet[14] << 8 | packet[15])
         wanted = ext_id << 4 | 1
-        i = 16
+        i = 16 if end <= size else end  # a truncated block: the full check below refuses it
         while i < end:
             b = packet[i]
             if b == wanted:
