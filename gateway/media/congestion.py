@@ -272,7 +272,9 @@ class SubscriberCongestion:
             self._send_probe_padding(now)
         elif self._cluster:
             self._cluster = 0  # the cluster's sending is over; its feedback may still come
-        if now >= self._next_allocation:
+        # A peer that negotiated transport-cc but sends no feedback (aiortc sends REMB only)
+        # leaves the estimate unknown: its subscriptions are left as they are.
+        if now >= self._next_allocation and self.feedback_packets:
             self._next_allocation = now + ALLOCATION_INTERVAL
             self._allocate(now)
 

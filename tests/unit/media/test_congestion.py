@@ -299,9 +299,13 @@ def test_the_estimate_falls_and_the_layer_goes_down_at_once() -> None:
     assert congestion.layer_downgrades >= 1
 
 
-def test_allocation_runs_at_its_interval() -> None:
+def test_allocation_runs_at_its_interval_once_feedback_came() -> None:
     router = FakeRouter([_audio()])
     congestion = SubscriberCongestion(router, "bob", TCC)
+    congestion.stamp(_packet(), 0.0)
+    congestion.tick(0.0)
+    assert router.allocations == []  # no feedback yet: nothing is known of the link
+    congestion.on_feedback(_feedback([(0, 0.02)]), 0.0)
     congestion.tick(0.0)
     router.downtracks = [_audio(), _video()]
     congestion.tick(ALLOCATION_INTERVAL / 2)
