@@ -274,6 +274,7 @@ def metric(gateway: Gateway, name: str) -> float:
 
 def save(artifacts: Path, test: str, pages: dict[str, Any]) -> None:
     figures = {name: stats(page) for name, page in pages.items()}
+    artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / f"{test}.json").write_text(json.dumps(figures, indent=1))
 
 
