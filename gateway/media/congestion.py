@@ -283,6 +283,13 @@ class SubscriberCongestion:
         downtracks = router.subscriber_downtracks(self.subscriber_id, now)
         before = dict(self.allocator.applied)
         changes = self.allocator.update(downtracks, self.estimator.estimate, now)
+        if changes:
+            logger.debug(
+                "subscriber %s: allocation %s at estimate %d",
+                self.subscriber_id,
+                changes,
+                self.estimator.estimate,
+            )
         for track_id, layer in changes.items():
             previous = before.get(track_id, -2)
             if previous != -2 and (layer is None or (previous is not None and layer < previous)):
@@ -325,6 +332,9 @@ class SubscriberCongestion:
         octets = int(rate * duration / 8)
         self._probe_sent_until = until
         sent = self.router.send_padding(self.subscriber_id, octets)  # type: ignore[attr-defined]
+        logger.debug(
+            "subscriber %s: probe padding %d of %d bytes", self.subscriber_id, sent, octets
+        )
         if not sent:
             # nothing to pad with (no RTX downtrack): the estimate is the only evidence there is
             self._cluster = self._cluster_id = 0
@@ -334,6 +344,14 @@ class SubscriberCongestion:
 
     def _finish_probe(self, now: float) -> None:
         rate = self.estimator.on_probe_results(self._probe_results, now)
+        logger.debug(
+            "subscriber %s: probe for %d bit/s: %d results, measured %s, estimate %d",
+            self.subscriber_id,
+            self._probe_rate,
+            len(self._probe_results),
+            rate,
+            self.estimator.estimate,
+        )
         if rate is not None:
             self.allocator.on_probe(rate, now)
         if rate is not None and rate >= self._probe_rate * 0.9:
