@@ -29,7 +29,9 @@ PROBE_DURATION = 0.1  # padding sent for this long per probe cluster
 # Padding for a little more than the target: the cluster's measured rate leaves out its last
 # packet and its bursts (one per timer tick), and must reach the target to count.
 PROBE_OVERSHOOT = 1.25
-PROBE_SETTLE = 0.5  # feedback for the cluster's packets is awaited this long after it
+# Feedback for the cluster's packets is awaited until it covers them all, or this long after it
+# (a loaded receiver's feedback can lag by hundreds of milliseconds).
+PROBE_SETTLE = 2.0
 PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short, up to
 PROBE_MAX_INTERVAL = 5.0  # this: a capped link that opens again is found within seconds
 MIN_RTT = 0.01
@@ -170,6 +172,7 @@ class SubscriberCongestion:
         self._probe_sent_until = 0.0
         self._probe_rate = 0
         self._probe_results: list[PacketResult] = []
+        self._probe_packets = 0  # packets sent in the cluster
         self._next_probe = 0.0
         self._probe_interval = PROBE_INTERVAL
         self._next_allocation = 0.0
@@ -212,7 +215,10 @@ class SubscriberCongestion:
         self._sequences[slot] = sequence
         self._send_times[slot] = now
         self._sizes[slot] = size
-        self._clusters[slot] = self._cluster if now <= self._probe_end else 0
+        cluster = self._cluster if now <= self._probe_end else 0
+        self._clusters[slot] = cluster
+        if cluster:
+            self._probe_packets += 1
 
     def _drain_egress(self) -> None:
         egress = self._egress
@@ -223,8 +229,10 @@ class SubscriberCongestion:
             self._sequences[slot] = sequence
             self._send_times[slot] = sent
             self._sizes[slot] = size
-            inside = self._probe_start <= sent <= self._probe_end
+            inside = self._cluster_id and self._probe_start <= sent <= self._probe_end
             self._clusters[slot] = self._cluster_id if inside else 0
+            if inside:
+                self._probe_packets += 1
 
     # --- feedback ------------------------------------------------------------------------------
 
@@ -266,7 +274,12 @@ class SubscriberCongestion:
     def tick(self, now: float) -> None:
         """The relay's fast timer: probe padding, probe results, and the allocation."""
         self._drain_egress()
-        if self._cluster_id and now > self._probe_end + PROBE_SETTLE:
+        reported = len(self._probe_results) >= self._probe_packets
+        if (
+            self._cluster_id
+            and now > self._probe_end
+            and (reported or now > self._probe_end + PROBE_SETTLE)
+        ):
             self._finish_probe(now)
         if self._cluster and now < self._probe_end:
             self._send_probe_padding(now)
@@ -317,6 +330,7 @@ class SubscriberCongestion:
         self._probe_end = now + PROBE_DURATION
         self._probe_sent_until = now
         self._probe_results = []
+        self._probe_packets = 0
         self.probes += 1
         self._send_probe_padding(now)
 
