@@ -25,6 +25,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import aiohttp
@@ -73,7 +74,7 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
-def socket_drops(ports: set[int]) -> int:
+def socket_drops(ports: AbstractSet[int]) -> int:
     """Datagrams the kernel dropped on our UDP sockets bound to PORTS (full receive buffers),
     from the `drops` column of /proc/net/udp."""
     drops = 0
@@ -214,7 +215,7 @@ class MediaLeg(LeanPeer):
 
     # SDP ---------------------------------------------------------------------------------
 
-    def publish_offer(self, stream: str, audio_track: str, video_track: str) -> str:
+    def simulcast_offer(self, stream: str, audio_track: str, video_track: str) -> str:
         """Opus (mid 0) and VP8 simulcast q/h/f (mid 1), as Chromium offers them."""
         session = SessionDescription(
             origin=f"- {random.getrandbits(48)} 1 IN IP4 127.0.0.1",
@@ -336,7 +337,14 @@ class MediaLeg(LeanPeer):
                     list(codec.rtcp_fb),
                 )
             ]
-            media.fmt = [str(codec.payload_type)]
+            # RTX accepted as a browser accepts it: the SFUs' bandwidth probes are RTX padding.
+            rtx_pt = offered.rtx_payload_type(codec.payload_type)
+            rtx = offered.codec(rtx_pt) if rtx_pt is not None else None
+            if rtx is not None:
+                media.codecs.append(
+                    Codec(rtx.payload_type, rtx.name, rtx.clock_rate, None, rtx.fmtp)
+                )
+            media.fmt = [str(c.payload_type) for c in media.codecs]
             media.extmaps = [Extmap(e.id, e.uri) for e in offered.extmaps]
             media.rtcp_rsize = offered.rtcp_rsize
             session.media.append(media)
@@ -370,7 +378,7 @@ class MediaLeg(LeanPeer):
             self.remote_address = (tokens[4], int(tokens[5]))
             self.candidate.set()
 
-    async def establish(self, timeout: float = 15.0) -> None:
+    async def establish(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self.candidate.wait(), timeout)
         await self.connect(timeout)
         self.connected.set()
@@ -452,7 +460,7 @@ class OrsParticipant(Participant):
         await self.client.join(token, name=f"load{self.index}")
         await self.pub.open()
         await self.sub.open()
-        offer = self.pub.publish_offer(f"s{self.index}", f"a{self.index}", f"v{self.index}")
+        offer = self.pub.simulcast_offer(f"s{self.index}", f"a{self.index}", f"v{self.index}")
         simulcast = [{"rid": x.rid, "width": x.width, "height": x.height} for x in LAYERS]
         tracks: list[dict[str, Any]] = [{"mid": "0", "source": "microphone"}]
         if not SETTINGS["audio_only"]:
@@ -548,7 +556,7 @@ class LiveKitParticipant(Participant):
             )
         )
         await asyncio.wait_for(asyncio.gather(*self.published.values()), 15)
-        offer = self.pub.publish_offer(f"s{self.index}", audio_cid, video_cid)
+        offer = self.pub.simulcast_offer(f"s{self.index}", audio_cid, video_cid)
         await self.signal.send(
             proto.SignalRequest(offer=proto.SessionDescription(type="offer", sdp=offer, id=1))
         )

@@ -46,6 +46,7 @@ import aiohttp
 import uvloop
 
 from bench.measure import cpu_seconds, loadavg, machine
+from bench.sfu_clients import socket_drops
 
 ROOM_SIZE = 8
 WARMUP = 6.0  # first window of a server: BWE ramp-up, key frames of every layer
@@ -99,8 +100,10 @@ class LoadWorker:
         async with asyncio.timeout(120):
             await asyncio.gather(*(join_room(r, rows) for r, rows in rooms.items()))
             # Every subscribe leg up and every video subscription asked for. LiveKit offers a
-            # track to subscribers once its first packets arrived: media flows meanwhile.
-            sending, self.sending = self.sending, kind
+            # track to subscribers once its first packets arrived: media flows meanwhile there.
+            sending = self.sending
+            if kind == "livekit":
+                self.sending = kind
             try:
                 videos = 0 if SETTINGS["audio_only"] else ROOM_SIZE - 1
                 while not all(
@@ -292,6 +295,7 @@ class Server:
     pid: int
     target: str  # base URL (relay) or ws URL (livekit)
     tokens: Any  # (room, identity) -> token
+    ports: frozenset[int] = frozenset()  # its media UDP ports (socket drops: it fell behind)
 
     def threads(self) -> list[int]:
         return [int(t) for t in os.listdir(f"/proc/{self.pid}/task")]
@@ -348,7 +352,7 @@ def livekit_server(tmp: Path) -> Iterator[Server]:
                 grant=VideoGrant.join(room),
             )
 
-        yield Server("livekit", process.pid, f"ws://127.0.0.1:{port}", token)
+        yield Server("livekit", process.pid, f"ws://127.0.0.1:{port}", token, frozenset({udp_port}))
     finally:
         stop_process(process)
 
@@ -357,7 +361,16 @@ def livekit_server(tmp: Path) -> Iterator[Server]:
 def relay_server(tmp: Path) -> Iterator[Server]:
     from tests.gateway_process import running_gateway
 
-    with running_gateway(tmp, log_format="json") as gateway:
+    with contextlib.ExitStack() as stack:
+        for attempt in range(3):  # a free port taken meanwhile by another process: try again
+            here = tmp / f"gateway-{attempt}"
+            here.mkdir(parents=True, exist_ok=True)
+            try:
+                gateway = stack.enter_context(running_gateway(here, log_format="json"))
+                break
+            except RuntimeError as exc:
+                if "cannot start" not in str(exc) or attempt == 2:
+                    raise
         created: set[str] = set()
 
         def token(room: str, identity: str) -> str:
@@ -366,7 +379,9 @@ def relay_server(tmp: Path) -> Iterator[Server]:
                 created.add(room)
             return gateway.token(room, identity)
 
-        yield Server("relay", gateway.process.pid, gateway.base_url, token)
+        yield Server(
+            "relay", gateway.process.pid, gateway.base_url, token, frozenset({gateway.media_port})
+        )
 
 
 # measurement ----------------------------------------------------------------------------------
@@ -426,7 +441,8 @@ class Window:
             f"  cpu {100 * self.core:5.1f}% of a core  {self.per_cpu_second:7.0f} fwd/cpu-s"
             f"  [clients {', '.join(f'{100 * c / self.seconds:.0f}%' for c in self.client_cpu)}"
             f" of a core each; {s['keyframe_requests']:.0f} PLI/FIR;"
-            f" {s['socket_drops']:.0f} dropped in their sockets]"
+            f" {s['socket_drops']:.0f} dropped in their sockets,"
+            f" {s['server_drops']:.0f} in the server's]"
         )
 
 
@@ -458,13 +474,13 @@ async def measure(
     ]
     gathered = asyncio.gather(*calls)
     await asyncio.sleep(max(0.0, start - time.monotonic()))
-    cpu0 = cpu_seconds(server.pid)
+    cpu0, drops0 = cpu_seconds(server.pid), socket_drops(server.ports)
     await asyncio.sleep(max(0.0, end - time.monotonic()))
-    cpu1 = cpu_seconds(server.pid)
+    cpu1, drops1 = cpu_seconds(server.pid), socket_drops(server.ports)
     results = await gathered
-    return Window(
-        server.kind, rooms, seconds, cpu1 - cpu0, _sum(results), [r["cpu"] for r in results]
-    )
+    stats = _sum(results)
+    stats["server_drops"] = drops1 - drops0
+    return Window(server.kind, rooms, seconds, cpu1 - cpu0, stats, [r["cpu"] for r in results])
 
 
 async def join_rooms(
