@@ -67,6 +67,8 @@ no retransmission for audio, about 3% of the samples are concealed plus the jitt
 expansions; 5% leaves room for those, while a link overrun by video (the queue of the cap full,
 drops in bursts) conceals far more (measured 20-60%)."""
 RECOVERY = 10.0
+PUBLISHER_SAMPLING = 500
+"""Milliseconds between a publisher's getStats samples (its layers change slowly; viewers: 100)."""
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -192,16 +194,17 @@ def _context(browser: Any, origin: str, console: list[str]) -> tuple[Any, Any]:
 
 @contextlib.contextmanager
 def peers(artifacts: Path, test: str) -> Iterator[Callable[..., Peer]]:
-    """open(browser, url, name, origin) -> Peer; on exit saves timelines and closes the contexts."""
+    """open(browser, url, name, origin, interval_ms) -> Peer, sampled every interval_ms; on exit
+    saves the timelines and closes the contexts."""
     opened: list[Peer] = []
 
-    def open_(browser: Any, url: str, name: str, origin: str) -> Peer:
+    def open_(browser: Any, url: str, name: str, origin: str, interval_ms: int) -> Peer:
         console: list[str] = []
         context, page = _context(browser, origin, console)
         peer = Peer(name, context, page, console)
         opened.append(peer)
         page.goto(url)
-        page.evaluate("window.netlab.start(100)")
+        page.evaluate("ms => window.netlab.start(ms)", interval_ms)
         return peer
 
     try:
@@ -222,7 +225,8 @@ def open_ors(
     *, publish: bool,
 ) -> Peer:  # fmt: skip
     query = f"autojoin=1&name={name}&res=720" + ("" if publish else "&cam=0&mic=0")
-    peer = open_(browser, f"{gateway.base_url}/r/{room}?{query}", name, gateway.base_url)
+    url = f"{gateway.base_url}/r/{room}?{query}"
+    peer = open_(browser, url, name, gateway.base_url, PUBLISHER_SAMPLING if publish else 100)
     peer.page.wait_for_function(
         "() => window.rondpoint && window.rondpoint.state === 'room'", timeout=20_000
     )
@@ -235,7 +239,8 @@ def open_livekit(
 ) -> Peer:  # fmt: skip
     from tests.interop.livekit_sdk import visio_token
 
-    peer = open_(browser, page_url, name, page_url.rstrip("/"))
+    interval = PUBLISHER_SAMPLING if publish else 100
+    peer = open_(browser, page_url, name, page_url.rstrip("/"), interval)
     peer.page.wait_for_function("() => window.lk !== undefined", timeout=10_000)
     token = visio_token(livekit, room, name, name)
     status = peer.page.evaluate(
@@ -488,7 +493,7 @@ def _run_dict(run: CappedRun) -> dict[str, Any]:
     }
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_capped_lossy_subscriber_gets_low_layer_then_recovers_vs_livekit(
     lab: NetLab,
     gateway: RunningGateway,
@@ -592,7 +597,7 @@ def comparison_text(report: dict[str, Any]) -> str:
 # -- b. a publisher on a lossy uplink ------------------------------------------------------------
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_lossy_publisher_is_repaired_by_nack_and_rtx(
     lab: NetLab, gateway: RunningGateway, browsers: Browsers, artifacts: Path
 ) -> None:
@@ -629,7 +634,7 @@ def test_lossy_publisher_is_repaired_by_nack_and_rtx(
 # -- c. one subscriber's loss is its own ---------------------------------------------------------
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_a_lossy_subscriber_never_costs_the_others_quality(
     lab: NetLab, gateway: RunningGateway, browsers: Browsers, artifacts: Path
 ) -> None:
