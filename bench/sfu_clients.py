@@ -25,6 +25,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import aiohttp
@@ -64,13 +65,16 @@ from gateway.media.twcc import ArrivalRecorder, read_transport_seq
 from protocols.livekit.signal import SignalClient, Unhandled
 from spec.conformance.orsclient import OrsClient
 
+SETTINGS = {"audio_only": False, "all_high": False}
+"""Load shapes of bench/saturation.py: participants publishing Opus alone; every video
+subscription on the high layer."""
 VIDEO_FEEDBACK = ["goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"]
 LOW_HEIGHT, HIGH_HEIGHT = LAYERS[0].height, LAYERS[-1].height
 RECEIVE_BUFFER = 4 * 1024 * 1024
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
-def socket_drops(ports: set[int]) -> int:
+def socket_drops(ports: AbstractSet[int]) -> int:
     """Datagrams the kernel dropped on our UDP sockets bound to PORTS (full receive buffers),
     from the `drops` column of /proc/net/udp."""
     drops = 0
@@ -211,7 +215,7 @@ class MediaLeg(LeanPeer):
 
     # SDP ---------------------------------------------------------------------------------
 
-    def publish_offer(self, stream: str, audio_track: str, video_track: str) -> str:
+    def simulcast_offer(self, stream: str, audio_track: str, video_track: str) -> str:
         """Opus (mid 0) and VP8 simulcast q/h/f (mid 1), as Chromium offers them."""
         session = SessionDescription(
             origin=f"- {random.getrandbits(48)} 1 IN IP4 127.0.0.1",
@@ -245,13 +249,15 @@ class MediaLeg(LeanPeer):
         video.msid = f"{stream} {video_track}"
         video.rids = [Rid(layer.rid, "send") for layer in LAYERS]
         video.simulcast = Simulcast(send=[[layer.rid] for layer in LAYERS])
-        session.media += [audio, video]
+        session.media += [audio] if SETTINGS["audio_only"] else [audio, video]
+        if SETTINGS["audio_only"]:
+            session.groups = [("BUNDLE", ["0"])]
         return session.serialize()
 
     def accept_publish_answer(self, answer_text: str, seed: int) -> None:
         """Take the negotiated extension ids and build the track senders."""
         answer = parse_sdp(answer_text)
-        audio, video = answer.media[0], answer.media[1]
+        audio = answer.media[0]
 
         def ids(media: MediaDescription) -> tuple[int, int]:
             tcc = (
@@ -271,6 +277,10 @@ class MediaLeg(LeanPeer):
         audio_pt = audio.codecs[0].payload_type if audio.codecs else OPUS_PT
         self.audio_sender = TrackSender(self.audio_ssrc, audio_pt, 960, prefix, tcc_id, None, seed)
         self.senders = {self.audio_ssrc: self.audio_sender}
+        self.twcc_negotiated = bool(tcc_id)
+        if len(answer.media) < 2:
+            return
+        video = answer.media[1]
         mid_id, tcc_id = ids(video)
         rid_id = video.extmap_id(EXT_RID)
         video_pt = video.codecs[0].payload_type if video.codecs else VP8_PT
@@ -327,7 +337,14 @@ class MediaLeg(LeanPeer):
                     list(codec.rtcp_fb),
                 )
             ]
-            media.fmt = [str(codec.payload_type)]
+            # RTX accepted as a browser accepts it: the SFUs' bandwidth probes are RTX padding.
+            rtx_pt = offered.rtx_payload_type(codec.payload_type)
+            rtx = offered.codec(rtx_pt) if rtx_pt is not None else None
+            if rtx is not None:
+                media.codecs.append(
+                    Codec(rtx.payload_type, rtx.name, rtx.clock_rate, None, rtx.fmtp)
+                )
+            media.fmt = [str(c.payload_type) for c in media.codecs]
             media.extmaps = [Extmap(e.id, e.uri) for e in offered.extmaps]
             media.rtcp_rsize = offered.rtcp_rsize
             session.media.append(media)
@@ -361,7 +378,7 @@ class MediaLeg(LeanPeer):
             self.remote_address = (tokens[4], int(tokens[5]))
             self.candidate.set()
 
-    async def establish(self, timeout: float = 15.0) -> None:
+    async def establish(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self.candidate.wait(), timeout)
         await self.connect(timeout)
         self.connected.set()
@@ -417,7 +434,7 @@ class Participant:
 
     def choose(self, key: str) -> int:
         """The height this subscriber asks for the video track KEY (mixed pattern)."""
-        if wants_high(self.index, key):
+        if SETTINGS["all_high"] or wants_high(self.index, key):
             self.high += 1
             return HIGH_HEIGHT
         self.low += 1
@@ -443,18 +460,13 @@ class OrsParticipant(Participant):
         await self.client.join(token, name=f"load{self.index}")
         await self.pub.open()
         await self.sub.open()
-        offer = self.pub.publish_offer(f"s{self.index}", f"a{self.index}", f"v{self.index}")
+        offer = self.pub.simulcast_offer(f"s{self.index}", f"a{self.index}", f"v{self.index}")
         simulcast = [{"rid": x.rid, "width": x.width, "height": x.height} for x in LAYERS]
+        tracks: list[dict[str, Any]] = [{"mid": "0", "source": "microphone"}]
+        if not SETTINGS["audio_only"]:
+            tracks.append({"mid": "1", "source": "camera", "simulcast": simulcast})
         reply = await self.client.request(
-            {
-                "type": "offer",
-                "pc": "publish",
-                "sdp": offer,
-                "tracks": [
-                    {"mid": "0", "source": "microphone"},
-                    {"mid": "1", "source": "camera", "simulcast": simulcast},
-                ],
-            }
+            {"type": "offer", "pc": "publish", "sdp": offer, "tracks": tracks}
         )
         self.pub.apply_credentials(reply["sdp"])
         self.pub.accept_publish_answer(reply["sdp"], self.index * 1000)
@@ -544,7 +556,7 @@ class LiveKitParticipant(Participant):
             )
         )
         await asyncio.wait_for(asyncio.gather(*self.published.values()), 15)
-        offer = self.pub.publish_offer(f"s{self.index}", audio_cid, video_cid)
+        offer = self.pub.simulcast_offer(f"s{self.index}", audio_cid, video_cid)
         await self.signal.send(
             proto.SignalRequest(offer=proto.SessionDescription(type="offer", sdp=offer, id=1))
         )

@@ -46,6 +46,7 @@ import aiohttp
 import uvloop
 
 from bench.measure import cpu_seconds, loadavg, machine
+from bench.sfu_clients import socket_drops
 
 ROOM_SIZE = 8
 WARMUP = 6.0  # first window of a server: BWE ramp-up, key frames of every layer
@@ -70,7 +71,7 @@ class LoadWorker:
 
     async def join(self, kind: str, target: str, members: list[list[Any]]) -> float:
         """Join MEMBERS ([room, index, token] rows): rooms in parallel, a room's members in turn."""
-        from bench.sfu_clients import LiveKitParticipant, OrsParticipant, Participant
+        from bench.sfu_clients import SETTINGS, LiveKitParticipant, OrsParticipant, Participant
 
         if self.http is None:
             self.http = aiohttp.ClientSession()
@@ -96,14 +97,17 @@ class LoadWorker:
                 self.participants[kind].append(participant)
             return joined
 
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):
             await asyncio.gather(*(join_room(r, rows) for r, rows in rooms.items()))
             # Every subscribe leg up and every video subscription asked for. LiveKit offers a
-            # track to subscribers once its first packets arrived: media flows meanwhile.
-            sending, self.sending = self.sending, kind
+            # track to subscribers once its first packets arrived: media flows meanwhile there.
+            sending = self.sending
+            if kind == "livekit":
+                self.sending = kind
             try:
+                videos = 0 if SETTINGS["audio_only"] else ROOM_SIZE - 1
                 while not all(
-                    p.sub.connected.is_set() and p.high + p.low >= ROOM_SIZE - 1
+                    p.sub.connected.is_set() and p.high + p.low >= videos
                     for p in self.participants[kind]
                 ):
                     await asyncio.sleep(0.1)
@@ -113,6 +117,15 @@ class LoadWorker:
 
     async def stop(self) -> None:
         self.sending = None
+
+    async def configure(self, room_size: int, audio_only: bool, all_high: bool) -> None:
+        """The load shape (bench/saturation.py): room size, audio only, all video high."""
+        from bench.sfu_clients import SETTINGS
+
+        global ROOM_SIZE
+        ROOM_SIZE = room_size
+        SETTINGS["audio_only"] = audio_only
+        SETTINGS["all_high"] = all_high
 
     async def window(self, kind: str, start: float, end: float) -> dict[str, float]:
         """Send on KIND's legs (and keep sending after); count from START to END."""
@@ -175,7 +188,7 @@ class LoadWorker:
             kind = self.sending
             if kind is not None:
                 now = time.monotonic()
-                for p in self.participants[kind]:
+                for p in self.participants.get(kind, ()):
                     p.tick(now)
             await asyncio.sleep(0.005)
 
@@ -199,11 +212,10 @@ class LoadWorker:
 
 def worker_main(conn: multiprocessing.connection.Connection) -> None:
     """A load process: runs commands from the parent until `quit` (or the pipe closes)."""
-    uvloop.run(_serve(conn))
+    uvloop.run(serve(conn, LoadWorker()))
 
 
-async def _serve(conn: multiprocessing.connection.Connection) -> None:
-    worker = LoadWorker()
+async def serve(conn: multiprocessing.connection.Connection, worker: Any) -> None:
     loop = asyncio.get_running_loop()
     background = [asyncio.create_task(worker.pace()), asyncio.create_task(worker.feedback())]
     try:
@@ -232,13 +244,14 @@ async def _serve(conn: multiprocessing.connection.Connection) -> None:
 class Workers:
     """The parent's handle on the load processes."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, target: Any = None) -> None:
         context = multiprocessing.get_context("spawn")
+        target = target or worker_main
         self.conns: list[multiprocessing.connection.Connection] = []
         self.processes: list[Any] = []
         for _ in range(count):
             parent, child = context.Pipe()
-            process = context.Process(target=worker_main, args=(child,), daemon=True)
+            process = context.Process(target=target, args=(child,), daemon=True)
             process.start()
             self.conns.append(parent)
             self.processes.append(process)
@@ -282,6 +295,7 @@ class Server:
     pid: int
     target: str  # base URL (relay) or ws URL (livekit)
     tokens: Any  # (room, identity) -> token
+    ports: frozenset[int] = frozenset()  # its media UDP ports (socket drops: it fell behind)
 
     def threads(self) -> list[int]:
         return [int(t) for t in os.listdir(f"/proc/{self.pid}/task")]
@@ -338,7 +352,7 @@ def livekit_server(tmp: Path) -> Iterator[Server]:
                 grant=VideoGrant.join(room),
             )
 
-        yield Server("livekit", process.pid, f"ws://127.0.0.1:{port}", token)
+        yield Server("livekit", process.pid, f"ws://127.0.0.1:{port}", token, frozenset({udp_port}))
     finally:
         stop_process(process)
 
@@ -347,7 +361,16 @@ def livekit_server(tmp: Path) -> Iterator[Server]:
 def relay_server(tmp: Path) -> Iterator[Server]:
     from tests.gateway_process import running_gateway
 
-    with running_gateway(tmp, log_format="json") as gateway:
+    with contextlib.ExitStack() as stack:
+        for attempt in range(3):  # a free port taken meanwhile by another process: try again
+            here = tmp / f"gateway-{attempt}"
+            here.mkdir(parents=True, exist_ok=True)
+            try:
+                gateway = stack.enter_context(running_gateway(here, log_format="json"))
+                break
+            except RuntimeError as exc:
+                if "cannot start" not in str(exc) or attempt == 2:
+                    raise
         created: set[str] = set()
 
         def token(room: str, identity: str) -> str:
@@ -356,7 +379,9 @@ def relay_server(tmp: Path) -> Iterator[Server]:
                 created.add(room)
             return gateway.token(room, identity)
 
-        yield Server("relay", gateway.process.pid, gateway.base_url, token)
+        yield Server(
+            "relay", gateway.process.pid, gateway.base_url, token, frozenset({gateway.media_port})
+        )
 
 
 # measurement ----------------------------------------------------------------------------------
@@ -391,7 +416,14 @@ class Window:
 
     @property
     def loss(self) -> float:
-        return max(self.seq_loss, self.audio_loss)
+        """Sequence-number gaps: what receiver reports count. (The audio count check drifts with
+        the few packets in flight at the window's two ends.)"""
+        return self.seq_loss
+
+    @property
+    def clients_busy(self) -> float:
+        """The load processes' CPU together, in cores."""
+        return sum(self.client_cpu) / self.seconds
 
     @property
     def core(self) -> float:
@@ -409,7 +441,8 @@ class Window:
             f"  cpu {100 * self.core:5.1f}% of a core  {self.per_cpu_second:7.0f} fwd/cpu-s"
             f"  [clients {', '.join(f'{100 * c / self.seconds:.0f}%' for c in self.client_cpu)}"
             f" of a core each; {s['keyframe_requests']:.0f} PLI/FIR;"
-            f" {s['socket_drops']:.0f} dropped in their sockets]"
+            f" {s['socket_drops']:.0f} dropped in their sockets,"
+            f" {s['server_drops']:.0f} in the server's]"
         )
 
 
@@ -441,31 +474,33 @@ async def measure(
     ]
     gathered = asyncio.gather(*calls)
     await asyncio.sleep(max(0.0, start - time.monotonic()))
-    cpu0 = cpu_seconds(server.pid)
+    cpu0, drops0 = cpu_seconds(server.pid), socket_drops(server.ports)
     await asyncio.sleep(max(0.0, end - time.monotonic()))
-    cpu1 = cpu_seconds(server.pid)
+    cpu1, drops1 = cpu_seconds(server.pid), socket_drops(server.ports)
     results = await gathered
-    return Window(
-        server.kind, rooms, seconds, cpu1 - cpu0, _sum(results), [r["cpu"] for r in results]
-    )
+    stats = _sum(results)
+    stats["server_drops"] = drops1 - drops0
+    return Window(server.kind, rooms, seconds, cpu1 - cpu0, stats, [r["cpu"] for r in results])
 
 
 async def join_rooms(
-    workers: Workers, server: Server, first: int, count: int, tag: str
+    workers: Workers, server: Server, first: int, count: int, tag: str, size: int = ROOM_SIZE
 ) -> tuple[float, list[int]]:
-    """Rooms FIRST..FIRST+COUNT-1 (room r in load process r % workers)."""
+    """Rooms FIRST..FIRST+COUNT-1 of SIZE participants (room r in load process r % workers)."""
     per_worker: dict[int, list[list[Any]]] = {}
     for r in range(first, first + count):
         room = f"{tag}-{r}"
         rows = per_worker.setdefault(r % len(workers.conns), [])
-        for p in range(ROOM_SIZE):
-            index = r * ROOM_SIZE + p
+        for p in range(size):
+            index = r * size + p
             token = await asyncio.to_thread(server.tokens, room, f"u{index}")
             rows.append([room, index, token])
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            workers.call(i, "join", kind=server.kind, target=server.target, members=rows)
+            workers.call(
+                i, "join", timeout=150, kind=server.kind, target=server.target, members=rows
+            )
             for i, rows in per_worker.items()
         )
     )
@@ -511,6 +546,9 @@ async def ramp(workers: Workers, server: Server, args: argparse.Namespace) -> li
             steps.append(window)
             print("  " + window.line())
             if window.loss > RAMP_LOSS or window.core > SATURATED:
+                break
+            if window.clients_busy > SATURATED:
+                print("  (stopped: the load processes saturate CPU 0)")
                 break
     finally:
         await workers.all("leave", kind=server.kind)

@@ -97,6 +97,21 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "rondpoint_relay_endpoints", "WebRTC endpoints", value=stats.endpoints
         )
+        tcp = self.gateway.relay.tcp
+        if tcp is not None:  # ICE-TCP ([media] tcp_port)
+            yield GaugeMetricFamily(
+                "rondpoint_relay_tcp_connections", "Open ICE-TCP connections", value=tcp.connections
+            )
+            yield CounterMetricFamily(
+                "rondpoint_relay_tcp_refused",
+                "ICE-TCP connections refused: limits, deadline, no authenticated first check",
+                value=tcp.refused,
+            )
+            yield CounterMetricFamily(
+                "rondpoint_relay_tcp_frames_dropped",
+                "Frames not sent to ICE-TCP peers that could not keep up",
+                value=tcp.frames_dropped,
+            )
         phones = self.gateway.relay.conference_stats()
         for name, value, help_text in (
             ("rtp_packets_received", phones.packets_received, "RTP packets received from phones"),

@@ -32,6 +32,10 @@ LOWEST_LAYER_BUDGET = 1 / 0.85
 # A step that adds more than this share of what is already sent needs a probe first.
 BIG_STEP = 0.3
 PROBE_VALIDITY = 5.0  # seconds a probe result confirms upgrades for
+# A video is paused only when its lowest layer has not fit for this long (downgrades within its
+# layers stay immediate): a short dip of the estimate, e.g. a CPU-starved receiver's delay spike,
+# must not blank a picture that costs a few hundred kbit/s.
+PAUSE_HOLD = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,7 @@ class Allocator:
         self._upgrade_since: float | None = None
         self._probed_rate = 0
         self._probed_at = -1e9
+        self._short_since: dict[str, float] = {}  # track -> since when its lowest layer misses
         self.probe_target: int | None = None
         """Bits/s a probe should reach to allow the next upgrade (None: nothing to probe for)."""
 
@@ -161,6 +166,7 @@ class Allocator:
         present = {info.track_id for info in downtracks}
         for track_id in [t for t in self.applied if t not in present]:
             del self.applied[track_id]
+            self._short_since.pop(track_id, None)
         changes: dict[str, int | None] = {}
         upgrades: dict[str, int | None] = {}
         for track_id, layer in target.layers.items():
@@ -168,6 +174,14 @@ class Allocator:
                 changes[track_id] = layer  # a new track starts where the estimate allows
                 continue
             current = self.applied[track_id]
+            if layer is None and current is not None:
+                since = self._short_since.setdefault(track_id, now)
+                if now - since < PAUSE_HOLD:
+                    if current != 0:
+                        changes[track_id] = 0  # the lowest layer meanwhile
+                    continue
+            else:
+                self._short_since.pop(track_id, None)
             if _rank(layer) < _rank(current):
                 changes[track_id] = layer  # downgrade at once
                 continue

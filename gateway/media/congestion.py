@@ -11,6 +11,7 @@ subscriber sends, and the relay's fast timer calls `tick`. Sans-I/O: every entry
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from .allocator import Allocator
@@ -19,6 +20,8 @@ from .router import DowntrackInfo
 from .rtcp import RtcpError
 from .twcc import parse_feedback
 
+logger = logging.getLogger(__name__)
+
 SEND_RING = 8192  # send records kept (a power of two, below the 16-bit sequence space)
 RECORD_MAX_AGE = 5.0  # a send record older than this when its feedback comes is ignored
 ALLOCATION_INTERVAL = 0.3  # LiveKit's stream allocator re-allocates a few times a second
@@ -26,7 +29,9 @@ PROBE_DURATION = 0.1  # padding sent for this long per probe cluster
 # Padding for a little more than the target: the cluster's measured rate leaves out its last
 # packet and its bursts (one per timer tick), and must reach the target to count.
 PROBE_OVERSHOOT = 1.25
-PROBE_SETTLE = 0.5  # feedback for the cluster's packets is awaited this long after it
+# Feedback for the cluster's packets is awaited until it covers them all, or this long after it
+# (a loaded receiver's feedback can lag by hundreds of milliseconds).
+PROBE_SETTLE = 2.0
 PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short, up to
 PROBE_MAX_INTERVAL = 5.0  # this: a capped link that opens again is found within seconds
 MIN_RTT = 0.01
@@ -52,9 +57,9 @@ def stamp_transport_sequence(packet: bytes, ext_id: int, sequence: int) -> bytes
     # no CSRC, a one-byte extension block that already has the element (the router keeps it).
     size = len(packet)
     if size > 16 and packet[0] & 0x1F == 0x10 and packet[12] == 0xBE and packet[13] == 0xDE:
-        end = min(16 + 4 * (packet[14] << 8 | packet[15]), size)
+        end = 16 + 4 * (packet[14] << 8 | packet[15])
         wanted = ext_id << 4 | 1
-        i = 16
+        i = 16 if end <= size else end  # a truncated block: the full check below refuses it
         while i < end:
             b = packet[i]
             if b == wanted:
@@ -167,6 +172,7 @@ class SubscriberCongestion:
         self._probe_sent_until = 0.0
         self._probe_rate = 0
         self._probe_results: list[PacketResult] = []
+        self._probe_packets = 0  # packets sent in the cluster
         self._next_probe = 0.0
         self._probe_interval = PROBE_INTERVAL
         self._next_allocation = 0.0
@@ -209,7 +215,10 @@ class SubscriberCongestion:
         self._sequences[slot] = sequence
         self._send_times[slot] = now
         self._sizes[slot] = size
-        self._clusters[slot] = self._cluster if now <= self._probe_end else 0
+        cluster = self._cluster if now <= self._probe_end else 0
+        self._clusters[slot] = cluster
+        if cluster:
+            self._probe_packets += 1
 
     def _drain_egress(self) -> None:
         egress = self._egress
@@ -220,8 +229,10 @@ class SubscriberCongestion:
             self._sequences[slot] = sequence
             self._send_times[slot] = sent
             self._sizes[slot] = size
-            inside = self._probe_start <= sent <= self._probe_end
+            inside = self._cluster_id and self._probe_start <= sent <= self._probe_end
             self._clusters[slot] = self._cluster_id if inside else 0
+            if inside:
+                self._probe_packets += 1
 
     # --- feedback ------------------------------------------------------------------------------
 
@@ -263,13 +274,20 @@ class SubscriberCongestion:
     def tick(self, now: float) -> None:
         """The relay's fast timer: probe padding, probe results, and the allocation."""
         self._drain_egress()
-        if self._cluster_id and now > self._probe_end + PROBE_SETTLE:
+        reported = len(self._probe_results) >= self._probe_packets
+        if (
+            self._cluster_id
+            and now > self._probe_end
+            and (reported or now > self._probe_end + PROBE_SETTLE)
+        ):
             self._finish_probe(now)
         if self._cluster and now < self._probe_end:
             self._send_probe_padding(now)
         elif self._cluster:
             self._cluster = 0  # the cluster's sending is over; its feedback may still come
-        if now >= self._next_allocation:
+        # A peer that negotiated transport-cc but sends no feedback (aiortc sends REMB only)
+        # leaves the estimate unknown: its subscriptions are left as they are.
+        if now >= self._next_allocation and self.feedback_packets:
             self._next_allocation = now + ALLOCATION_INTERVAL
             self._allocate(now)
 
@@ -278,12 +296,25 @@ class SubscriberCongestion:
         downtracks = router.subscriber_downtracks(self.subscriber_id, now)
         before = dict(self.allocator.applied)
         changes = self.allocator.update(downtracks, self.estimator.estimate, now)
+        if changes:
+            logger.debug(
+                "subscriber %s: allocation %s at estimate %d",
+                self.subscriber_id,
+                changes,
+                self.estimator.estimate,
+            )
         for track_id, layer in changes.items():
             previous = before.get(track_id, -2)
             if previous != -2 and (layer is None or (previous is not None and layer < previous)):
                 self.layer_downgrades += 1
                 if layer is None:
                     self.congestion_pauses += 1
+                    logger.info(
+                        "subscriber %s: video %s paused by congestion (estimate %d bit/s)",
+                        self.subscriber_id,
+                        track_id,
+                        self.estimator.estimate,
+                    )
             router.set_allocation(track_id, self.subscriber_id, layer, now)
         target = self.allocator.probe_target
         if target is not None and not self._cluster_id and now >= self._next_probe:
@@ -299,6 +330,7 @@ class SubscriberCongestion:
         self._probe_end = now + PROBE_DURATION
         self._probe_sent_until = now
         self._probe_results = []
+        self._probe_packets = 0
         self.probes += 1
         self._send_probe_padding(now)
 
@@ -314,6 +346,9 @@ class SubscriberCongestion:
         octets = int(rate * duration / 8)
         self._probe_sent_until = until
         sent = self.router.send_padding(self.subscriber_id, octets)  # type: ignore[attr-defined]
+        logger.debug(
+            "subscriber %s: probe padding %d of %d bytes", self.subscriber_id, sent, octets
+        )
         if not sent:
             # nothing to pad with (no RTX downtrack): the estimate is the only evidence there is
             self._cluster = self._cluster_id = 0
@@ -323,6 +358,14 @@ class SubscriberCongestion:
 
     def _finish_probe(self, now: float) -> None:
         rate = self.estimator.on_probe_results(self._probe_results, now)
+        logger.debug(
+            "subscriber %s: probe for %d bit/s: %d results, measured %s, estimate %d",
+            self.subscriber_id,
+            self._probe_rate,
+            len(self._probe_results),
+            rate,
+            self.estimator.estimate,
+        )
         if rate is not None:
             self.allocator.on_probe(rate, now)
         if rate is not None and rate >= self._probe_rate * 0.9:

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import socket
 import time
 from collections.abc import Callable
 
@@ -165,7 +164,6 @@ class TcpListener:
                     lambda: _Connection(self),
                     host,
                     candidate,
-                    family=socket.AF_INET,
                     backlog=_BACKLOG,
                     reuse_address=True,
                 )

@@ -123,22 +123,43 @@ class TransportCcFeedback:
                 deltas += _I16.pack(delta)
             else:
                 raise ValueError(f"receive delta {delta * 250} us does not fit 16 bits")
-        body = _encode_chunks(symbols) + deltas
-        length = _FIXED.size + len(body)
-        padding = -length % 4
-        if padding:
-            body += bytes(padding - 1) + bytes((padding,))
-        header = _FIXED.pack(
-            0xA0 + RTPFB_TRANSPORT_CC if padding else 0x80 + RTPFB_TRANSPORT_CC,
-            RTCP_RTPFB,
-            (length + padding) // 4 - 1,
-            self.sender_ssrc & 0xFFFFFFFF,
-            self.media_ssrc & 0xFFFFFFFF,
-            self.base_sequence & 0xFFFF,
-            count,
-            (self.reference_time & _REFERENCE_MASK) << 8 | (self.feedback_count & 0xFF),
+        return _assemble(
+            self.sender_ssrc,
+            self.media_ssrc,
+            self.base_sequence,
+            self.reference_time,
+            self.feedback_count,
+            symbols,
+            deltas,
         )
-        return header + body
+
+
+def _assemble(
+    sender_ssrc: int,
+    media_ssrc: int,
+    base_sequence: int,
+    reference_time: int,
+    feedback_count: int,
+    symbols: bytearray,
+    deltas: bytearray,
+) -> bytes:
+    """The RTCP packet: header, status chunks for SYMBOLS, the encoded DELTAS, padding."""
+    body = _encode_chunks(symbols) + deltas
+    length = _FIXED.size + len(body)
+    padding = -length % 4
+    if padding:
+        body += bytes(padding - 1) + bytes((padding,))
+    header = _FIXED.pack(
+        0xA0 + RTPFB_TRANSPORT_CC if padding else 0x80 + RTPFB_TRANSPORT_CC,
+        RTCP_RTPFB,
+        (length + padding) // 4 - 1,
+        sender_ssrc & 0xFFFFFFFF,
+        media_ssrc & 0xFFFFFFFF,
+        base_sequence & 0xFFFF,
+        len(symbols),
+        (reference_time & _REFERENCE_MASK) << 8 | (feedback_count & 0xFF),
+    )
+    return header + body
 
 
 def _encode_chunks(symbols: bytearray) -> bytes:
@@ -236,7 +257,7 @@ class ArrivalRecorder:
 
     def __init__(self, sender_ssrc: int, max_packets: int = 4096) -> None:
         self.sender_ssrc = sender_ssrc
-        self._size = max(1, max_packets)
+        self._size = min(max(1, max_packets), 0x8000)  # a feedback counts at most 65535
         self._sequences = [-1] * self._size  # unwrapped sequence number held by each slot
         self._ticks = [0] * self._size  # its arrival, in 250 us ticks
         self._highest = -1  # highest unwrapped sequence number seen; -1 before the first
@@ -287,47 +308,53 @@ class ArrivalRecorder:
         packets: list[bytes],
     ) -> int:
         """Append one feedback packet starting at `first`; returns where the next one starts."""
-        results: list[PacketResult] = []
+        symbols = bytearray()
+        deltas = bytearray()
         reference = previous = -1
-        base_ticks = 0
         estimate = float(_FIXED.size)
+        last_received = first - 1
         sequence = first
         while sequence <= highest:
             slot = sequence % size
             if sequences[slot] != sequence:
-                results.append(PacketResult(sequence & 0xFFFF, None))
+                symbols.append(_NOT_RECEIVED)
                 estimate += 0.3  # a status symbol costs at most 2 bits
                 sequence += 1
                 continue
             arrival = ticks[slot]
-            split_allowed = reference >= 0
             if reference < 0:  # the first received packet of this feedback sets its clock
                 reference = arrival // _TICKS_PER_REFERENCE
-                # the reference time travels modulo 2**24; the arrivals keep that same clock
-                base_ticks = (reference - (reference & _REFERENCE_MASK)) * _TICKS_PER_REFERENCE
                 previous = reference * _TICKS_PER_REFERENCE
             delta = arrival - previous
-            cost = 1 if 0 <= delta <= _SMALL_MAX else 2
-            if split_allowed and (
-                not _LARGE_MIN <= delta <= _LARGE_MAX or estimate + cost > _MAX_FEEDBACK_BYTES
-            ):
+            if 0 <= delta <= _SMALL_MAX:
+                cost, symbol = 1, _SMALL
+            elif _LARGE_MIN <= delta <= _LARGE_MAX:
+                cost, symbol = 2, _LARGE
+            else:
                 break  # split: the next packet starts here with its own reference time
+            if last_received >= first and estimate + cost > _MAX_FEEDBACK_BYTES:
+                break
+            if symbol == _SMALL:
+                deltas.append(delta)
+            else:
+                deltas += _I16.pack(delta)
+            symbols.append(symbol)
             previous = arrival
             estimate += cost + 0.3
-            results.append(PacketResult(sequence & 0xFFFF, (arrival - base_ticks) / 4000))
+            last_received = sequence
             sequence += 1
-        while results and results[-1].arrival is None:  # never end a packet on losses
-            results.pop()
-            sequence -= 1
-        if results:
-            feedback = TransportCcFeedback(
+        # never end a packet on losses: the next one starts after the last packet received
+        del symbols[last_received - first + 1 :]
+        packets.append(
+            _assemble(
                 self.sender_ssrc,
                 media_ssrc,
-                first & 0xFFFF,
+                first,
                 reference & _REFERENCE_MASK,
                 self._feedback_count,
-                results,
+                symbols,
+                deltas,
             )
-            packets.append(feedback.serialize())
-            self._feedback_count = (self._feedback_count + 1) & 0xFF
-        return sequence if sequence > first else highest + 1
+        )
+        self._feedback_count = (self._feedback_count + 1) & 0xFF
+        return last_received + 1

@@ -55,6 +55,9 @@ def test_metrics_expose_rooms_participants_and_relay_counters(gateway: RunningGa
         "rondpoint_relay_congestion_pauses_total",
         "rondpoint_relay_layer_downgrades_total",
         "rondpoint_relay_subscriber_bandwidth_bits_count",
+        "rondpoint_relay_tcp_connections",
+        "rondpoint_relay_tcp_refused_total",
+        "rondpoint_relay_tcp_frames_dropped_total",
     ):
         assert f"\n{name}" in body, name
 

@@ -110,7 +110,9 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    with running_gateway(Path(tmp_path_factory.mktemp("bwe-gateway"))) as running:
+    with running_gateway(
+        Path(tmp_path_factory.mktemp("bwe-gateway")), extra_config='[log]\nlevel = "debug"\n'
+    ) as running:
         yield running
 
 
@@ -165,6 +167,8 @@ def test_subscriber_estimate_rises_to_the_top_layer_and_max_height_caps_it(
             if heights[-1] == 720 and estimates and max(estimates) > START_ESTIMATE:
                 break
         report = f"heights {heights[-12:]}, estimates {[round(e) for e in estimates[-12:]]}"
+        congestion = [line for line in gateway.log_text().splitlines() if "subscriber" in line]
+        report += "\n" + "\n".join(congestion[-40:])  # the relay's probes and allocations
         print(f"{room}: {report}")  # the figures, for the run's log
         assert estimates, report
         assert max(estimates) > START_ESTIMATE, report

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,8 +263,18 @@ def selected_local_candidates(page: Any) -> list[dict[str, Any]]:
     return [pc["local"] for pc in connected if pc["local"] is not None]
 
 
+def metric(gateway: Gateway, name: str) -> float:
+    url = gateway.running.base_url + "/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    match = re.search(rf"^rondpoint_relay_{name}(?:_total)? (\S+)$", text, re.MULTILINE)
+    assert match, f"rondpoint_relay_{name} missing from /metrics"
+    return float(match.group(1))
+
+
 def save(artifacts: Path, test: str, pages: dict[str, Any]) -> None:
     figures = {name: stats(page) for name, page in pages.items()}
+    artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / f"{test}.json").write_text(json.dumps(figures, indent=1))
 
 
@@ -285,6 +296,7 @@ def test_udp_blocked_joins_through_ice_tcp(
             assert all(c["protocol"] == "tcp" for c in locals_), locals_
             remotes = [pc["remote"] for pc in stats(inside) if pc["state"] == "connected"]
             assert all(r["port"] == gateway.tcp_port for r in remotes), remotes
+            assert metric(gateway, "tcp_connections") >= 2
         finally:
             save(artifacts, "firewall-ice-tcp", {"inside": inside, "outside": outside})
 

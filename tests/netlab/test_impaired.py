@@ -21,6 +21,7 @@ import contextlib
 import functools
 import http.server
 import json
+import os
 import re
 import secrets
 import threading
@@ -66,6 +67,8 @@ no retransmission for audio, about 3% of the samples are concealed plus the jitt
 expansions; 5% leaves room for those, while a link overrun by video (the queue of the cap full,
 drops in bursts) conceals far more (measured 20-60%)."""
 RECOVERY = 10.0
+PUBLISHER_SAMPLING = 500
+"""Milliseconds between a publisher's getStats samples (its layers change slowly; viewers: 100)."""
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -191,16 +194,17 @@ def _context(browser: Any, origin: str, console: list[str]) -> tuple[Any, Any]:
 
 @contextlib.contextmanager
 def peers(artifacts: Path, test: str) -> Iterator[Callable[..., Peer]]:
-    """open(browser, url, name, origin) -> Peer; on exit saves timelines and closes the contexts."""
+    """open(browser, url, name, origin, interval_ms) -> Peer, sampled every interval_ms; on exit
+    saves the timelines and closes the contexts."""
     opened: list[Peer] = []
 
-    def open_(browser: Any, url: str, name: str, origin: str) -> Peer:
+    def open_(browser: Any, url: str, name: str, origin: str, interval_ms: int) -> Peer:
         console: list[str] = []
         context, page = _context(browser, origin, console)
         peer = Peer(name, context, page, console)
         opened.append(peer)
         page.goto(url)
-        page.evaluate("window.netlab.start(100)")
+        page.evaluate("ms => window.netlab.start(ms)", interval_ms)
         return peer
 
     try:
@@ -221,7 +225,8 @@ def open_ors(
     *, publish: bool,
 ) -> Peer:  # fmt: skip
     query = f"autojoin=1&name={name}&res=720" + ("" if publish else "&cam=0&mic=0")
-    peer = open_(browser, f"{gateway.base_url}/r/{room}?{query}", name, gateway.base_url)
+    url = f"{gateway.base_url}/r/{room}?{query}"
+    peer = open_(browser, url, name, gateway.base_url, PUBLISHER_SAMPLING if publish else 100)
     peer.page.wait_for_function(
         "() => window.rondpoint && window.rondpoint.state === 'room'", timeout=20_000
     )
@@ -234,7 +239,8 @@ def open_livekit(
 ) -> Peer:  # fmt: skip
     from tests.interop.livekit_sdk import visio_token
 
-    peer = open_(browser, page_url, name, page_url.rstrip("/"))
+    interval = PUBLISHER_SAMPLING if publish else 100
+    peer = open_(browser, page_url, name, page_url.rstrip("/"), interval)
     peer.page.wait_for_function("() => window.lk !== undefined", timeout=10_000)
     token = visio_token(livekit, room, name, name)
     status = peer.page.evaluate(
@@ -287,12 +293,23 @@ def summarize_viewer(timeline: list[dict[str, Any]]) -> dict[str, Any]:
         return {"samples": len(timeline)}
     first, last = timeline[0], timeline[-1]
     video = [(s["t"], frames_decoded(s), video_height(s)) for s in timeline]
+    # The longest stretch that samples prove frameless: from the sample showing a new frame to
+    # the last one still showing none (a stall of the sampling itself never counts as a freeze).
     longest, changed_at, previous = 0.0, video[0][0], video[0][1]
     for t, frames, _ in video:
         if frames > previous:
-            longest = max(longest, t - changed_at)
             changed_at, previous = t, frames
-    longest = max(longest, video[-1][0] - changed_at)
+        else:
+            longest = max(longest, t - changed_at)
+    gaps = [b[0] - a[0] for a, b in zip(video, video[1:], strict=False)]
+    freezes = [
+        (float(b.get("totalFreezesDuration", 0)) - float(a.get("totalFreezesDuration", 0)))
+        for a, b in zip(
+            (_main_inbound(x, "video") or {} for x in timeline),
+            (_main_inbound(x, "video") or {} for x in timeline[1:]),
+            strict=False,
+        )
+    ]
     heights = [h for _, _, h in video]
     v0, v1 = _main_inbound(first, "video") or {}, _main_inbound(last, "video") or {}
     a0, a1 = _main_inbound(first, "audio") or {}, _main_inbound(last, "audio") or {}
@@ -313,6 +330,8 @@ def summarize_viewer(timeline: list[dict[str, Any]]) -> dict[str, Any]:
         "frames_decoded": video[-1][1] - video[0][1],
         "fps": round((video[-1][1] - video[0][1]) / max(last["t"] - first["t"], 1e-3), 1),
         "longest_without_frame_s": round(longest, 2),
+        "sampling_gaps_over_300ms": sum(g > 0.3 for g in gaps),
+        "longest_freeze_chromium_s": round(max(freezes, default=0.0), 2),
         "freeze_count": delta(v0, v1, "freezeCount"),
         "freezes_duration_s": delta(v0, v1, "totalFreezesDuration"),
         "video_packets_lost": delta(v0, v1, "packetsLost"),
@@ -411,6 +430,23 @@ def relay_counter(gateway: RunningGateway, name: str) -> float:
     return float(match.group(1))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def server_load(pid: int) -> Iterator[dict[str, float]]:
+    """The server's CPU seconds over the block and the machine's load average at its end (the
+    figures that tell a starved machine from a slow server)."""
+    figures: dict[str, float] = {}
+    start = cpu_seconds(pid)
+    yield figures
+    figures["server_cpu_s"] = round(cpu_seconds(pid) - start, 2)
+    figures["load_avg_1m"] = os.getloadavg()[0]
+
+
 # -- a. a capped, lossy subscriber ---------------------------------------------------------------
 
 
@@ -420,15 +456,17 @@ class CappedRun:
     publisher: dict[str, Any]
     recovered_after_s: float | None
     heights_after_lift: list[int]
+    server: dict[str, float]
 
 
-def capped_subscriber_run(lab: NetLab, publisher: Peer, viewer: Peer) -> CappedRun:
+def capped_subscriber_run(lab: NetLab, publisher: Peer, viewer: Peer, server_pid: int) -> CappedRun:
     """Media flowing, the estimator given SETTLE s, a WINDOW s timeline, then the link freed:
     how long until the viewer decodes the 720p layer again (None: not within RECOVERY s)."""
     wait_for(receiving_video(viewer), 30, f"{viewer.name} to decode video")
     wait_for(publishing_top_layer(publisher), 30, f"{publisher.name} to send a 720p layer")
     time.sleep(SETTLE)
-    viewed, published = window(viewer, publisher)
+    with server_load(server_pid) as server:
+        viewed, published = window(viewer, publisher)
     viewer_summary = summarize_viewer(viewed)
     publisher_summary = summarize_publisher(published)
     lab.clear()
@@ -442,7 +480,7 @@ def capped_subscriber_run(lab: NetLab, publisher: Peer, viewer: Peer) -> CappedR
             recovered = round(time.monotonic() - lifted, 2)
             break
         time.sleep(0.25)
-    return CappedRun(viewer_summary, publisher_summary, recovered, heights)
+    return CappedRun(viewer_summary, publisher_summary, recovered, heights, server)
 
 
 def _run_dict(run: CappedRun) -> dict[str, Any]:
@@ -451,10 +489,11 @@ def _run_dict(run: CappedRun) -> dict[str, Any]:
         "publisher": run.publisher,
         "recovered_to_720_after_s": run.recovered_after_s,
         "heights_after_lift_every_250ms": run.heights_after_lift,
+        "server": run.server,
     }
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(480)
 def test_capped_lossy_subscriber_gets_low_layer_then_recovers_vs_livekit(
     lab: NetLab,
     gateway: RunningGateway,
@@ -471,8 +510,12 @@ def test_capped_lossy_subscriber_gets_low_layer_then_recovers_vs_livekit(
     with peers(artifacts, f"{test}-rondpoint") as open_:
         publisher = open_ors(open_, browsers.host, gateway, room, "publisher", publish=True)
         viewer = open_ors(open_, browsers.namespace, gateway, room, "viewer", publish=False)
-        ours = capped_subscriber_run(lab, publisher, viewer)
-    record(artifacts, f"{test}-rondpoint", {"viewer": ours.viewer, "publisher": ours.publisher})
+        ours = capped_subscriber_run(lab, publisher, viewer, gateway.process.pid)
+    record(
+        artifacts,
+        f"{test}-rondpoint",
+        {"viewer": ours.viewer, "publisher": ours.publisher, "server": ours.server},
+    )
 
     # LiveKit: the same network, livekit-client on both ends.
     lab.cap(CAP_KBIT, direction="down")
@@ -488,9 +531,11 @@ def test_capped_lossy_subscriber_gets_low_layer_then_recovers_vs_livekit(
             lk_viewer = open_livekit(
                 open_, browsers.namespace, livekit_page, livekit, room, "viewer", publish=False
             )
-            theirs = capped_subscriber_run(lab, lk_publisher, lk_viewer)
+            theirs = capped_subscriber_run(lab, lk_publisher, lk_viewer, livekit.process.pid)
         record(
-            artifacts, f"{test}-livekit", {"viewer": theirs.viewer, "publisher": theirs.publisher}
+            artifacts,
+            f"{test}-livekit",
+            {"viewer": theirs.viewer, "publisher": theirs.publisher, "server": theirs.server},
         )
     except Exception as e:  # LiveKit's run is reported, never asserted
         livekit_error = f"{type(e).__name__}: {e}"
@@ -537,6 +582,13 @@ def comparison_text(report: dict[str, Any]) -> str:
         lines.append(f"{label:36} {cells[0]:>24} {cells[1]:>24}")
     recovered = [str(report[s].get("recovered_to_720_after_s")) for s in ("rondpoint", "livekit")]
     lines.append(f"{'back on 720p after lifting (s)':36} {recovered[0]:>24} {recovered[1]:>24}")
+    for label, side_key in (("publisher top layer min height", "top_layer_height_min"),):
+        cells = [
+            str(report[s].get("publisher", {}).get(side_key)) for s in ("rondpoint", "livekit")
+        ]
+        lines.append(f"{label:36} {cells[0]:>24} {cells[1]:>24}")
+    cpu = [str(report[s].get("server", {})) for s in ("rondpoint", "livekit")]
+    lines.append(f"server CPU over the window: rondpoint {cpu[0]}, livekit {cpu[1]}")
     if "error" in report["livekit"]:
         lines.append(f"livekit run failed: {report['livekit']['error']}")
     return "\n".join(lines) + "\n"
@@ -545,7 +597,7 @@ def comparison_text(report: dict[str, Any]) -> str:
 # -- b. a publisher on a lossy uplink ------------------------------------------------------------
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_lossy_publisher_is_repaired_by_nack_and_rtx(
     lab: NetLab, gateway: RunningGateway, browsers: Browsers, artifacts: Path
 ) -> None:
@@ -563,12 +615,13 @@ def test_lossy_publisher_is_repaired_by_nack_and_rtx(
         time.sleep(SETTLE)
         nacks_before = relay_counter(gateway, "nacks")
         lost_before = relay_counter(gateway, "packets_lost")
-        *viewed, published = window(*viewers, publisher)
+        with server_load(gateway.process.pid) as server:
+            *viewed, published = window(*viewers, publisher)
         nacks = relay_counter(gateway, "nacks") - nacks_before
         lost = relay_counter(gateway, "packets_lost") - lost_before
     summaries = {v.name: summarize_viewer(w) for v, w in zip(viewers, viewed, strict=True)}
     summaries["publisher"] = summarize_publisher(published)
-    summaries["relay"] = {"nacks": nacks, "packets_lost": lost}
+    summaries["relay"] = {"nacks": nacks, "packets_lost": lost, **server}
     record(artifacts, test, summaries)
 
     for viewer in viewers:
@@ -581,7 +634,7 @@ def test_lossy_publisher_is_repaired_by_nack_and_rtx(
 # -- c. one subscriber's loss is its own ---------------------------------------------------------
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_a_lossy_subscriber_never_costs_the_others_quality(
     lab: NetLab, gateway: RunningGateway, browsers: Browsers, artifacts: Path
 ) -> None:
@@ -603,8 +656,10 @@ def test_a_lossy_subscriber_never_costs_the_others_quality(
             show=lambda: summarize_viewer(good.flush("wait")[-50:]),
         )
         time.sleep(SETTLE)
-        good_window, weak_window, published = window(good, weak, publisher)
+        with server_load(gateway.process.pid) as server:
+            good_window, weak_window, published = window(good, weak, publisher)
     summaries = {
+        "relay": server,
         "good-viewer": summarize_viewer(good_window),
         "weak-viewer": summarize_viewer(weak_window),
         "publisher": summarize_publisher(published),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.media.allocator import UPGRADE_HOLD, Allocator, allocate, cost
+from gateway.media.allocator import PAUSE_HOLD, UPGRADE_HOLD, Allocator, allocate, cost
 from gateway.media.router import DowntrackInfo
 
 SIMULCAST = (150_000, 500_000, 1_500_000)
@@ -133,3 +133,12 @@ def test_a_removed_track_is_forgotten() -> None:
     allocator.update([audio(), video("v")], 5_000_000, 0.0)
     allocator.update([audio()], 5_000_000, 1.0)
     assert allocator.applied == {"a": 0}
+
+
+def test_pause_waits_for_the_hold_a_downgrade_does_not() -> None:
+    allocator = Allocator()
+    tracks = [audio(), video("v")]
+    assert allocator.update(tracks, 5_000_000, 0.0) == {"a": 0, "v": 2}
+    assert allocator.update(tracks, 100_000, 1.0) == {"v": 0}  # the lowest layer meanwhile
+    assert allocator.update(tracks, 100_000, 1.0 + PAUSE_HOLD / 2) == {}
+    assert allocator.update(tracks, 100_000, 1.0 + PAUSE_HOLD) == {"v": None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,6 +261,22 @@ async def test_a_closed_connection_is_forgotten_by_its_session(lab: Lab) -> None
     await until(lambda: lab.listener.connections == 0)
     assert address is not None and lab.mux.session_at(address) is None
     lab.mux.sendto(b"\x80" + bytes(20), address)  # to a connection that is gone: dropped
+
+
+async def test_a_busy_port_falls_back_to_the_first_free_port_of_the_range() -> None:
+    mux = UdpMux()
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy, spare = taken.getsockname()[1], free_port()
+    listener = TcpListener(mux)
+    try:
+        assert await listener.bind("127.0.0.1", busy, (spare, spare)) == spare
+        assert mux.tcp_port == spare
+    finally:
+        await listener.close()
+        taken.close()
+    assert mux.tcp_port == 0 and mux.streams is None
 
 
 def test_a_native_egress_is_never_aimed_at_a_tcp_connection() -> None:
