@@ -67,6 +67,7 @@ CONGESTION_LOSS_GRACE = 1.0  # ours: a queue of up to ~400 ms drains and is repo
 
 # Acknowledged bitrate: libwebrtc goog_cc/bitrate_estimator.cc (kInitialRateWindowMs = 500).
 ACKED_WINDOW = 0.5
+ACKED_MAX_SAMPLES = 8192  # ours: arrivals kept whatever times a receiver reports
 
 # Probe results: libwebrtc goog_cc/probe_bitrate_estimator.cc (kMinReceivedProbesRatio = 0.80,
 # kMaxValidRatio = 2.0, kMinRatioForUnsaturatedLink = 0.9, kTargetUtilizationFraction = 0.95) and
@@ -250,6 +251,8 @@ class _AcknowledgedRate:
             self.octets = 0
         samples.append((arrival, size))
         self.octets += size
+        if len(samples) > ACKED_MAX_SAMPLES:
+            self.octets -= samples.popleft()[1]
         newest = max(arrival, samples[-1][0])
         while samples and newest - samples[0][0] > ACKED_WINDOW:
             self.octets -= samples.popleft()[1]

@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 SEND_RING = 8192  # send records kept (a power of two, below the 16-bit sequence space)
 RECORD_MAX_AGE = 5.0  # a send record older than this when its feedback comes is ignored
+# Results read from one feedback packet: Chromium's cover the ~100 packets of 50-100 ms; a run-length
+# chunk can claim thousands in two bytes, which must not cost thousands of iterations.
+MAX_FEEDBACK_RESULTS = 2048
 ALLOCATION_INTERVAL = 0.3  # LiveKit's stream allocator re-allocates a few times a second
 PROBE_DURATION = 0.1  # padding sent for this long per probe cluster
 # Padding for a little more than the target: the cluster's measured rate leaves out its last
@@ -249,7 +252,7 @@ class SubscriberCongestion:
         sequences = self._sequences
         rtt = None
         oldest = now - RECORD_MAX_AGE
-        for result in feedback.results:
+        for result in feedback.results[:MAX_FEEDBACK_RESULTS]:
             sequence = result.sequence_number
             slot = sequence & self._mask
             if sequences[slot] != sequence:

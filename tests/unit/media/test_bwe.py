@@ -216,3 +216,11 @@ def test_garbage_results_never_crash() -> None:
         estimator.on_packet_results(results, step * 0.05)
         estimator.on_probe_results(results, step * 0.05)
         assert MIN_BITRATE <= estimator.estimate <= estimator.max_bitrate
+
+
+def test_arrivals_reported_at_one_instant_stay_bounded() -> None:
+    estimator = BandwidthEstimator()
+    for step in range(20):
+        results = [(i, step + i * 1e-6, 1200, 5.0) for i in range(1000)]
+        estimator.on_packet_results(results, float(step))
+    assert len(estimator._acked.samples) <= 8192
