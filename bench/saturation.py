@@ -265,7 +265,11 @@ async def relay_ramp(
     try:
         for _ in range(args.max_steps):
             target = max(rooms + 1, math.ceil(rooms * GROWTH))
-            _, now_used = await join_rooms(workers, server, rooms, target - rooms, tag, size)
+            try:
+                _, now_used = await join_rooms(workers, server, rooms, target - rooms, tag, size)
+            except (RuntimeError, TimeoutError) as exc:
+                print(f"  (stopped: {target} rooms could not join: {exc})")
+                break
             rooms = target
             used.update(now_used)
             step = await relay_step(workers, server, sorted(used), rooms * per_room, args.seconds)
