@@ -36,7 +36,8 @@ PROBE_OVERSHOOT = 1.25
 # (a loaded receiver's feedback can lag by hundreds of milliseconds).
 PROBE_SETTLE = 2.0
 PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short, up to
-PROBE_MAX_INTERVAL = 5.0  # this: a capped link that opens again is found within seconds
+PROBE_MAX_INTERVAL = 4.0  # this: a capped link that opens again is found within seconds
+PROBE_AFTER_SUCCESS = 0.5
 MIN_RTT = 0.01
 
 
@@ -372,9 +373,13 @@ class SubscriberCongestion:
         if rate is not None:
             self.allocator.on_probe(rate, now)
         if rate is not None and rate >= self._probe_rate * 0.9:
+            # the link carried it: the next step may be probed at once (a freed link climbs
+            # layer after layer within seconds, as libwebrtc's probe controller continues
+            # probing while each probe succeeds)
             self._probe_interval = PROBE_INTERVAL
+            self._next_probe = now + PROBE_AFTER_SUCCESS
         else:
             self._probe_interval = min(self._probe_interval * 2, PROBE_MAX_INTERVAL)
-        self._next_probe = now + self._probe_interval
+            self._next_probe = now + self._probe_interval
         self._cluster_id = self._cluster = 0
         self._probe_results = []
