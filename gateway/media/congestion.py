@@ -313,6 +313,9 @@ class SubscriberCongestion:
                 self.layer_downgrades += 1
                 if layer is None:
                     self.congestion_pauses += 1
+                    # find out soon whether the link carries the lowest layer after all
+                    self._probe_interval = PROBE_INTERVAL
+                    self._next_probe = min(self._next_probe, now + PROBE_AFTER_SUCCESS)
                     logger.info(
                         "subscriber %s: video %s paused by congestion (estimate %d bit/s)",
                         self.subscriber_id,

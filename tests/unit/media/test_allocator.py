@@ -142,3 +142,17 @@ def test_pause_waits_for_the_hold_a_downgrade_does_not() -> None:
     assert allocator.update(tracks, 100_000, 1.0) == {"v": 0}  # the lowest layer meanwhile
     assert allocator.update(tracks, 100_000, 1.0 + PAUSE_HOLD / 2) == {}
     assert allocator.update(tracks, 100_000, 1.0 + PAUSE_HOLD) == {"v": None}
+
+
+def test_a_one_second_spike_of_a_layer_does_not_pause_it() -> None:
+    allocator = Allocator()
+    assert allocator.update([audio(), video("v")], 220_000, 0.0) == {"a": 0, "v": 0}
+    # a keyframe doubles the lowest layer's measured bitrate for a second
+    spiky = [audio(), video("v", rates=(300_000, 500_000, 1_500_000))]
+    for step in range(10):
+        assert allocator.update(spiky, 220_000, 1.0 + step * 0.5) == {}
+    # measured so twice in a row, it is what the layer costs: paused after the hold
+    steady_high = [audio(), video("v", rates=(300_000, 510_000, 1_500_000))]
+    allocator.update(steady_high, 220_000, 6.0)
+    allocator.update(steady_high, 220_000, 6.0 + PAUSE_HOLD)
+    assert allocator.applied["v"] is None
