@@ -441,7 +441,15 @@ class BandwidthEstimator:
             due = now - self._loss_last_decrease >= LOSS_DECREASE_INTERVAL + self._rtt
             if due and not self._loss_decreased:
                 base = min(self._loss_based, self._delay_based)
-                self._loss_based = base * (1 - 0.5 * self.loss_fraction)
+                decreased = base * (1 - 0.5 * self.loss_fraction)
+                acked = self._acked.rate
+                if acked is not None:
+                    # A saturated drop-tail queue shows loss but no delay trend: go straight to
+                    # what the link delivered, never below BETA x that for one report (the
+                    # acknowledged rate bounds the loss-based estimate as in libwebrtc's
+                    # loss_based_bwe_v2.cc instant upper bound).
+                    decreased = max(min(decreased, acked), BETA * acked)
+                self._loss_based = min(base, decreased)
                 self._loss_last_decrease = now
                 self._loss_decreased = True
         self._loss_based = max(self._loss_based, float(self.min_bitrate))
