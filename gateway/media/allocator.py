@@ -190,9 +190,14 @@ class Allocator:
             del self._rates[track_id]
         changes: dict[str, int | None] = {}
         upgrades: dict[str, int | None] = {}
+        lowest = {info.track_id: _candidates(info)[0][0] for info in downtracks}
         for track_id, layer in target.layers.items():
             if track_id not in self.applied:
-                changes[track_id] = layer  # a new track starts where the estimate allows
+                # a new video starts on its lowest layer (or paused when even that does not
+                # fit) and climbs like any other: the start estimate is a guess, not a measure
+                if layer is not None and layer > 0:
+                    layer = lowest.get(track_id, 0)
+                changes[track_id] = layer
                 continue
             current = self.applied[track_id]
             if layer is None and current is not None:
