@@ -52,6 +52,7 @@ WARMUP = 2.0
 AUDIO_WIRE = 12 + 12 + AUDIO_PAYLOAD + 10  # header, extensions, payload, SRTP tag
 VIDEO_WIRE = 12 + 16 + MAX_VIDEO_PAYLOAD + 10
 _HEADER = struct.Struct("!BBHII")
+STOPPED: dict[str, str] = {}  # why a ramp stopped early, when a join failed
 MODES = ("relay-audio", "relay-video", "rtpengine-audio", "rtpengine-video")
 
 
@@ -232,10 +233,11 @@ class Step:
         )
 
 
-def verdict(steps: list[Step]) -> str:
-    """The highest forwarded rate below MAX_LOSS, and what ended the ramp."""
+def verdict(steps: list[Step], stopped: str = "") -> str:
+    """The highest forwarded rate below MAX_LOSS, and what ended the ramp (STOPPED: a join
+    failure, when that ended it)."""
     best = 0.0
-    ended = "the step limit"
+    ended = stopped or "the step limit"
     for step in steps:
         if step.loss > MAX_LOSS:
             ended = f"{100 * step.loss:.2f}% loss at {step.offered:.0f} pkt/s offered"
@@ -265,7 +267,12 @@ async def relay_ramp(
     try:
         for _ in range(args.max_steps):
             target = max(rooms + 1, math.ceil(rooms * GROWTH))
-            _, now_used = await join_rooms(workers, server, rooms, target - rooms, tag, size)
+            try:
+                _, now_used = await join_rooms(workers, server, rooms, target - rooms, tag, size)
+            except (RuntimeError, TimeoutError) as exc:
+                print(f"  (stopped: {target} rooms could not join: {exc})")
+                STOPPED[server.kind] = f"{target} rooms failing to join"
+                break
             rooms = target
             used.update(now_used)
             step = await relay_step(workers, server, sorted(used), rooms * per_room, args.seconds)
@@ -311,7 +318,7 @@ async def rtpengine_ramp(
     from bench.rtpengine import Call, RtpEngine
 
     rate = 180 if video else 50
-    engine = RtpEngine(tmp / f"rtpengine-{'video' if video else 'audio'}.log", ports=4096)
+    engine = RtpEngine(tmp / f"rtpengine-{'video' if video else 'audio'}.log", ports=6000)
     steps: list[Step] = []
     calls: list[Call] = []
     server = Server("rtpengine", engine.pid, "", None)
@@ -329,15 +336,20 @@ async def rtpengine_ramp(
                     for i, n in enumerate(per_worker)
                 )
             )
-            for i, ports in enumerate(opened):
-                targets = []
-                for a_port, b_port in ports:
-                    call = await asyncio.to_thread(
-                        Call, engine, f"sat-{len(calls)}-{os.urandom(4).hex()}", a_port, b_port
-                    )
-                    calls.append(call)
-                    targets.append(list(call.a_target))
-                await workers.call(i, "rtp_targets", targets=targets)
+            try:
+                for i, ports in enumerate(opened):
+                    targets = []
+                    for a_port, b_port in ports:
+                        call = await asyncio.to_thread(
+                            Call, engine, f"sat-{len(calls)}-{os.urandom(4).hex()}", a_port, b_port
+                        )
+                        calls.append(call)
+                        targets.append(list(call.a_target))
+                    await workers.call(i, "rtp_targets", targets=targets)
+            except RuntimeError as exc:  # e.g. rtpengine out of ports: a lower bound
+                print(f"  (stopped: {target} legs could not be set up: {exc})")
+                STOPPED["rtpengine"] = f"{target} legs failing to set up (a lower bound)"
+                break
             legs = target
             now = time.monotonic()
             start, end = now + WARMUP, now + WARMUP + args.seconds
@@ -398,7 +410,7 @@ async def run(args: argparse.Namespace) -> int:
                     steps = await relay_ramp(workers, server, mode.endswith("video"), args)
             else:
                 steps = await rtpengine_ramp(workers, mode.endswith("video"), tmp_path, args)
-            results[mode] = verdict(steps)
+            results[mode] = verdict(steps, STOPPED.pop(mode.split("-")[0], ""))
             print(f"  -> {results[mode]}; load average {loadavg()}")
     print("highest forwarded rate one core sustains below 0.1% loss:")
     for mode, text in results.items():

@@ -538,7 +538,11 @@ async def ramp(workers: Workers, server: Server, args: argparse.Namespace) -> li
     used: set[int] = set()
     try:
         for rooms in range(1, args.ramp_max + 1):
-            _, now_used = await join_rooms(workers, server, rooms - 1, 1, f"ramp-{server.kind}")
+            try:
+                _, now_used = await join_rooms(workers, server, rooms - 1, 1, f"ramp-{server.kind}")
+            except (RuntimeError, TimeoutError) as exc:
+                print(f"  (stopped: room {rooms} could not join: {exc})")
+                break
             used.update(now_used)
             window = await measure(
                 workers, server, rooms, args.ramp_seconds, sorted(used), RAMP_WARMUP

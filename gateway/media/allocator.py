@@ -13,7 +13,7 @@ with `Router.set_allocation`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .router import DowntrackInfo
 
@@ -35,7 +35,7 @@ PROBE_VALIDITY = 5.0  # seconds a probe result confirms upgrades for
 # A video is paused only when its lowest layer has not fit for this long (downgrades within its
 # layers stay immediate): a short dip of the estimate, e.g. a CPU-starved receiver's delay spike,
 # must not blank a picture that costs a few hundred kbit/s.
-PAUSE_HOLD = 1.0
+PAUSE_HOLD = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +146,9 @@ class Allocator:
         self._probed_rate = 0
         self._probed_at = -1e9
         self._short_since: dict[str, float] = {}  # track -> since when its lowest layer misses
+        # track -> its last two distinct measurements of layer bitrates (the router rolls them
+        # every second): a keyframe inflates one second's figure, not two
+        self._rates: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         self.probe_target: int | None = None
         """Bits/s a probe should reach to allow the next upgrade (None: nothing to probe for)."""
 
@@ -154,10 +157,26 @@ class Allocator:
         self._probed_rate = rate
         self._probed_at = now
 
+    def _steady(self, info: DowntrackInfo) -> DowntrackInfo:
+        """INFO with each layer's cost the lower of its last two measurements (a layer not seen
+        in the last one stays 0: not available)."""
+        rates = info.layer_bitrates
+        last, before = self._rates.get(info.track_id, (rates, rates))
+        if rates != last:
+            last, before = rates, last
+            self._rates[info.track_id] = (last, before)
+        elif info.track_id not in self._rates:
+            self._rates[info.track_id] = (rates, rates)
+        if len(before) != len(rates):
+            return info
+        steady = tuple(min(a, b) if a and b else a for a, b in zip(rates, before, strict=True))
+        return info if steady == rates else replace(info, layer_bitrates=steady)
+
     def update(
         self, downtracks: Sequence[DowntrackInfo], estimate: int, now: float
     ) -> dict[str, int | None]:
         """The ceilings that change now (track -> layer, or None to pause)."""
+        downtracks = [self._steady(info) for info in downtracks]
         target = allocate(downtracks, estimate)
         cautious = allocate(downtracks, int(estimate / UPGRADE_MARGIN))
         self.probe_target = (
@@ -167,11 +186,18 @@ class Allocator:
         for track_id in [t for t in self.applied if t not in present]:
             del self.applied[track_id]
             self._short_since.pop(track_id, None)
+        for track_id in [t for t in self._rates if t not in present]:
+            del self._rates[track_id]
         changes: dict[str, int | None] = {}
         upgrades: dict[str, int | None] = {}
+        lowest = {info.track_id: _candidates(info)[0][0] for info in downtracks}
         for track_id, layer in target.layers.items():
             if track_id not in self.applied:
-                changes[track_id] = layer  # a new track starts where the estimate allows
+                # a new video starts on its lowest layer (or paused when even that does not
+                # fit) and climbs like any other: the start estimate is a guess, not a measure
+                if layer is not None and layer > 0:
+                    layer = lowest.get(track_id, 0)
+                changes[track_id] = layer
                 continue
             current = self.applied[track_id]
             if layer is None and current is not None:

@@ -67,6 +67,7 @@ CONGESTION_LOSS_GRACE = 1.0  # ours: a queue of up to ~400 ms drains and is repo
 
 # Acknowledged bitrate: libwebrtc goog_cc/bitrate_estimator.cc (kInitialRateWindowMs = 500).
 ACKED_WINDOW = 0.5
+ACKED_MAX_SAMPLES = 8192  # ours: arrivals kept whatever times a receiver reports
 
 # Probe results: libwebrtc goog_cc/probe_bitrate_estimator.cc (kMinReceivedProbesRatio = 0.80,
 # kMaxValidRatio = 2.0, kMinRatioForUnsaturatedLink = 0.9, kTargetUtilizationFraction = 0.95) and
@@ -250,6 +251,8 @@ class _AcknowledgedRate:
             self.octets = 0
         samples.append((arrival, size))
         self.octets += size
+        if len(samples) > ACKED_MAX_SAMPLES:
+            self.octets -= samples.popleft()[1]
         newest = max(arrival, samples[-1][0])
         while samples and newest - samples[0][0] > ACKED_WINDOW:
             self.octets -= samples.popleft()[1]
@@ -438,7 +441,15 @@ class BandwidthEstimator:
             due = now - self._loss_last_decrease >= LOSS_DECREASE_INTERVAL + self._rtt
             if due and not self._loss_decreased:
                 base = min(self._loss_based, self._delay_based)
-                self._loss_based = base * (1 - 0.5 * self.loss_fraction)
+                decreased = base * (1 - 0.5 * self.loss_fraction)
+                acked = self._acked.rate
+                if acked is not None:
+                    # A saturated drop-tail queue shows loss but no delay trend: go straight to
+                    # what the link delivered, never below BETA x that for one report (the
+                    # acknowledged rate bounds the loss-based estimate as in libwebrtc's
+                    # loss_based_bwe_v2.cc instant upper bound).
+                    decreased = max(min(decreased, acked), BETA * acked)
+                self._loss_based = min(base, decreased)
                 self._loss_last_decrease = now
                 self._loss_decreased = True
         self._loss_based = max(self._loss_based, float(self.min_bitrate))

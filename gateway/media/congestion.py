@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 SEND_RING = 8192  # send records kept (a power of two, below the 16-bit sequence space)
 RECORD_MAX_AGE = 5.0  # a send record older than this when its feedback comes is ignored
+# Results read from one feedback packet: Chromium's cover the ~100 packets of 50-100 ms; a run-length
+# chunk can claim thousands in two bytes, which must not cost thousands of iterations.
+MAX_FEEDBACK_RESULTS = 2048
 ALLOCATION_INTERVAL = 0.3  # LiveKit's stream allocator re-allocates a few times a second
 PROBE_DURATION = 0.1  # padding sent for this long per probe cluster
 # Padding for a little more than the target: the cluster's measured rate leaves out its last
@@ -33,7 +36,8 @@ PROBE_OVERSHOOT = 1.25
 # (a loaded receiver's feedback can lag by hundreds of milliseconds).
 PROBE_SETTLE = 2.0
 PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short, up to
-PROBE_MAX_INTERVAL = 5.0  # this: a capped link that opens again is found within seconds
+PROBE_MAX_INTERVAL = 4.0  # this: a capped link that opens again is found within seconds
+PROBE_AFTER_SUCCESS = 0.5
 MIN_RTT = 0.01
 
 
@@ -249,7 +253,7 @@ class SubscriberCongestion:
         sequences = self._sequences
         rtt = None
         oldest = now - RECORD_MAX_AGE
-        for result in feedback.results:
+        for result in feedback.results[:MAX_FEEDBACK_RESULTS]:
             sequence = result.sequence_number
             slot = sequence & self._mask
             if sequences[slot] != sequence:
@@ -309,6 +313,9 @@ class SubscriberCongestion:
                 self.layer_downgrades += 1
                 if layer is None:
                     self.congestion_pauses += 1
+                    # find out soon whether the link carries the lowest layer after all
+                    self._probe_interval = PROBE_INTERVAL
+                    self._next_probe = min(self._next_probe, now + PROBE_AFTER_SUCCESS)
                     logger.info(
                         "subscriber %s: video %s paused by congestion (estimate %d bit/s)",
                         self.subscriber_id,
@@ -369,9 +376,13 @@ class SubscriberCongestion:
         if rate is not None:
             self.allocator.on_probe(rate, now)
         if rate is not None and rate >= self._probe_rate * 0.9:
+            # the link carried it: the next step may be probed at once (a freed link climbs
+            # layer after layer within seconds, as libwebrtc's probe controller continues
+            # probing while each probe succeeds)
             self._probe_interval = PROBE_INTERVAL
+            self._next_probe = now + PROBE_AFTER_SUCCESS
         else:
             self._probe_interval = min(self._probe_interval * 2, PROBE_MAX_INTERVAL)
-        self._next_probe = now + self._probe_interval
+            self._next_probe = now + self._probe_interval
         self._cluster_id = self._cluster = 0
         self._probe_results = []

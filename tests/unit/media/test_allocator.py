@@ -96,7 +96,7 @@ def test_cost_of_an_allocation() -> None:
 def test_downgrade_at_once_upgrade_after_the_hold() -> None:
     allocator = Allocator()
     tracks = [audio(), video("v")]
-    assert allocator.update(tracks, 5_000_000, 0.0) == {"a": 0, "v": 2}
+    allocator.applied = {"a": 0, "v": 2}  # where it climbed to
     assert allocator.update(tracks, 300_000, 0.5) == {"v": 0}
     # the estimate comes back (a probe carried it): not before it held for UPGRADE_HOLD
     allocator.on_probe(700_000, 1.0)
@@ -118,6 +118,7 @@ def test_upgrade_needs_the_margin() -> None:
 def test_big_step_waits_for_a_probe() -> None:
     allocator = Allocator()
     tracks = [audio(), video("v")]
+    allocator.applied = {"a": 0, "v": 1}
     allocator.update(tracks, 600_000, 0.0)
     assert allocator.applied == {"a": 0, "v": 1}
     # the estimate says layer 2 fits, but 540k -> 1540k is a big step: no probe yet
@@ -138,7 +139,27 @@ def test_a_removed_track_is_forgotten() -> None:
 def test_pause_waits_for_the_hold_a_downgrade_does_not() -> None:
     allocator = Allocator()
     tracks = [audio(), video("v")]
-    assert allocator.update(tracks, 5_000_000, 0.0) == {"a": 0, "v": 2}
+    allocator.applied = {"a": 0, "v": 2}
     assert allocator.update(tracks, 100_000, 1.0) == {"v": 0}  # the lowest layer meanwhile
     assert allocator.update(tracks, 100_000, 1.0 + PAUSE_HOLD / 2) == {}
     assert allocator.update(tracks, 100_000, 1.0 + PAUSE_HOLD) == {"v": None}
+
+
+def test_a_one_second_spike_of_a_layer_does_not_pause_it() -> None:
+    allocator = Allocator()
+    assert allocator.update([audio(), video("v")], 220_000, 0.0) == {"a": 0, "v": 0}
+    # a keyframe doubles the lowest layer's measured bitrate for a second
+    spiky = [audio(), video("v", rates=(300_000, 500_000, 1_500_000))]
+    for step in range(10):
+        assert allocator.update(spiky, 220_000, 1.0 + step * 0.5) == {}
+    # measured so twice in a row, it is what the layer costs: paused after the hold
+    steady_high = [audio(), video("v", rates=(300_000, 510_000, 1_500_000))]
+    allocator.update(steady_high, 220_000, 6.0)
+    allocator.update(steady_high, 220_000, 6.0 + PAUSE_HOLD)
+    assert allocator.applied["v"] is None
+
+
+def test_a_new_video_starts_on_its_lowest_layer_whatever_the_estimate() -> None:
+    allocator = Allocator()
+    assert allocator.update([audio(), video("v")], 5_000_000, 0.0) == {"a": 0, "v": 0}
+    assert allocator.update([audio(), video("w")], 100_000, 0.1) == {"w": None}

@@ -56,7 +56,8 @@ class Simulation:
         self.pending: list[tuple[int, float, int, float | None]] = []
         self.trace: list[tuple[float, int]] = []
 
-    def run(self, seconds: float, app_rate: float | None = None) -> None:
+    def run(self, seconds: float, app_rate: float | None = None, *, fixed: bool = False) -> None:
+        """FIXED: send at APP_RATE whatever the estimate (a layer switch still pending)."""
         end = self.now + seconds
         while self.now < end:
             step = min(self.next_send, self.next_feedback)
@@ -64,7 +65,7 @@ class Simulation:
             if step == self.next_send:
                 rate: float = self.estimator.estimate
                 if app_rate is not None:
-                    rate = min(rate, app_rate)
+                    rate = app_rate if fixed else min(rate, app_rate)
                 arrival = self.link.send(self.now, PACKET)
                 self.pending.append((self.sequence, self.now, PACKET, arrival))
                 self.sequence = (self.sequence + 1) & 0xFFFF
@@ -216,3 +217,20 @@ def test_garbage_results_never_crash() -> None:
         estimator.on_packet_results(results, step * 0.05)
         estimator.on_probe_results(results, step * 0.05)
         assert MIN_BITRATE <= estimator.estimate <= estimator.max_bitrate
+
+
+def test_arrivals_reported_at_one_instant_stay_bounded() -> None:
+    estimator = BandwidthEstimator()
+    for step in range(20):
+        results = [(i, step + i * 1e-6, 1200, 5.0) for i in range(1000)]
+        estimator.on_packet_results(results, float(step))
+    assert len(estimator._acked.samples) <= 8192
+
+
+def test_overflowing_a_saturated_queue_lands_on_what_the_link_delivers() -> None:
+    # the relay keeps sending a 600 kbit/s layer into 300 kbit/s until the lower layer's
+    # keyframe: the drop-tail queue is full (no delay trend), half the packets are lost
+    sim = Simulation(Bottleneck(300_000, queue_time=0.4))
+    sim.run(4, app_rate=600_000, fixed=True)
+    settled = sim.estimates(2, 4)
+    assert min(settled) >= 0.75 * 300_000 and max(settled) <= 1.1 * 300_000, settled

@@ -599,3 +599,15 @@ async def test_the_relay_stamps_every_packet_and_reads_the_feedback(packet_path:
         for peer in peers:
             peer.close()
         await relay.stop()
+
+
+def test_a_feedback_claiming_every_sequence_costs_a_bounded_walk() -> None:
+    congestion = SubscriberCongestion(FakeRouter([]), "bob", TCC)
+    for i in range(4000):
+        congestion.stamp(_packet(), i * 0.0001)
+    # a run-length chunk can claim 65535 received packets in a few bytes
+    huge = TransportCcFeedback(1, 2, 0, 0, 0, [PacketResult(i, 0.01) for i in range(65535)])
+    congestion.on_feedback(huge.serialize(), 1.0)
+    assert congestion.feedback_packets == 1
+    assert congestion._sequences[2047 & congestion._mask] == -1  # read
+    assert congestion._sequences[2048 & congestion._mask] == 2048  # beyond the bound: not read
