@@ -368,7 +368,7 @@ class SubscriberCongestion:
             self.allocator.on_probe(self.estimator.estimate, now)
 
     def _finish_probe(self, now: float) -> None:
-        rate = self.estimator.on_probe_results(self._probe_results, now)
+        rate = self.estimator.on_probe_results(self._probe_results, now, PROBE_DURATION)
         logger.debug(
             "subscriber %s: probe for %d bit/s: %d results, measured %s, estimate %d",
             self.subscriber_id,
