@@ -465,9 +465,11 @@ def probe_rate(results: Sequence[PacketResult], duration: float = 0.0) -> int | 
         return None
     by_send = sorted(received, key=lambda r: r[1])
     by_arrival = sorted(received, key=lambda r: r[3] or 0.0)
-    # a cluster meant to last DURATION but sent in a few bursts offered its bytes over DURATION
+    # A cluster meant to last DURATION but sent in a few bursts offered its bytes over DURATION,
+    # and a link that passed a burst at once (a wide one, a token bucket's allowance) says no
+    # more than that it kept up.
     send_span = max(by_send[-1][1] - by_send[0][1], duration)
-    arrival_span = (by_arrival[-1][3] or 0.0) - (by_arrival[0][3] or 0.0)
+    arrival_span = max((by_arrival[-1][3] or 0.0) - (by_arrival[0][3] or 0.0), duration)
     if send_span <= 0 or arrival_span <= 0:
         return None
     send_rate = sum(r[2] for r in by_send[:-1]) * 8 / send_span

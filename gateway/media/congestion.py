@@ -356,6 +356,8 @@ class SubscriberCongestion:
         rate = max(target - media, target / 2)
         octets = int(rate * duration / 8)
         self._probe_sent_until = until
+        if octets < 64:
+            return  # a sliver of the cluster left: not worth a packet (nor a "no padding" answer)
         sent = self.router.send_padding(self.subscriber_id, octets)  # type: ignore[attr-defined]
         logger.debug(
             "subscriber %s: probe padding %d of %d bytes", self.subscriber_id, sent, octets
