@@ -327,10 +327,12 @@ class BandwidthEstimator:
             self._update_delay_based(usage, now)
             self._update_loss_based(now)
 
-    def on_probe_results(self, results: Sequence[PacketResult], now: float) -> int | None:
+    def on_probe_results(
+        self, results: Sequence[PacketResult], now: float, duration: float = 0.0
+    ) -> int | None:
         """A finished probe cluster's results; raises the estimate to what the link carried.
         Returns the measured rate (bits/s), or None when the cluster tells nothing."""
-        rate = probe_rate(results)
+        rate = probe_rate(results, duration)
         if rate is None:
             return None
         if self.usage != OVERUSING and rate > self._delay_based:
@@ -455,7 +457,7 @@ class BandwidthEstimator:
         self._loss_based = max(self._loss_based, float(self.min_bitrate))
 
 
-def probe_rate(results: Sequence[PacketResult]) -> int | None:
+def probe_rate(results: Sequence[PacketResult], duration: float = 0.0) -> int | None:
     """What a probe cluster measured (bits/s): the lower of its send and receive rates, or 95 %
     of the receive rate when the link was saturated; None when too few packets arrived."""
     received = [r for r in results if r[3] is not None]
@@ -463,8 +465,11 @@ def probe_rate(results: Sequence[PacketResult]) -> int | None:
         return None
     by_send = sorted(received, key=lambda r: r[1])
     by_arrival = sorted(received, key=lambda r: r[3] or 0.0)
-    send_span = by_send[-1][1] - by_send[0][1]
-    arrival_span = (by_arrival[-1][3] or 0.0) - (by_arrival[0][3] or 0.0)
+    # A cluster meant to last DURATION but sent in a few bursts offered its bytes over DURATION,
+    # and a link that passed a burst at once (a wide one, a token bucket's allowance) says no
+    # more than that it kept up.
+    send_span = max(by_send[-1][1] - by_send[0][1], duration)
+    arrival_span = max((by_arrival[-1][3] or 0.0) - (by_arrival[0][3] or 0.0), duration)
     if send_span <= 0 or arrival_span <= 0:
         return None
     send_rate = sum(r[2] for r in by_send[:-1]) * 8 / send_span

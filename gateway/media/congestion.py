@@ -38,6 +38,9 @@ PROBE_SETTLE = 2.0
 PROBE_INTERVAL = 2.0  # between two probes; doubled after each probe that fell short, up to
 PROBE_MAX_INTERVAL = 4.0  # this: a capped link that opens again is found within seconds
 PROBE_AFTER_SUCCESS = 0.5
+# A probe asks at most this many times the estimate (libwebrtc's probe_controller.cc probes
+# further at 2x): a capped link sees a short burst, a freed one doubles the estimate per probe.
+PROBE_MAX_SCALE = 2.0
 MIN_RTT = 0.01
 
 
@@ -330,6 +333,7 @@ class SubscriberCongestion:
     def _start_probe(self, target: int, now: float) -> None:
         if not hasattr(self.router, "send_padding"):
             return
+        target = min(target, int(self.estimator.estimate * PROBE_MAX_SCALE))
         self._probe_counter += 1
         self._cluster = self._cluster_id = self._probe_counter
         self._probe_rate = target
@@ -352,6 +356,8 @@ class SubscriberCongestion:
         rate = max(target - media, target / 2)
         octets = int(rate * duration / 8)
         self._probe_sent_until = until
+        if octets < 64:
+            return  # a sliver of the cluster left: not worth a packet (nor a "no padding" answer)
         sent = self.router.send_padding(self.subscriber_id, octets)  # type: ignore[attr-defined]
         logger.debug(
             "subscriber %s: probe padding %d of %d bytes", self.subscriber_id, sent, octets
@@ -364,7 +370,7 @@ class SubscriberCongestion:
             self.allocator.on_probe(self.estimator.estimate, now)
 
     def _finish_probe(self, now: float) -> None:
-        rate = self.estimator.on_probe_results(self._probe_results, now)
+        rate = self.estimator.on_probe_results(self._probe_results, now, PROBE_DURATION)
         logger.debug(
             "subscriber %s: probe for %d bit/s: %d results, measured %s, estimate %d",
             self.subscriber_id,

@@ -234,3 +234,13 @@ def test_overflowing_a_saturated_queue_lands_on_what_the_link_delivers() -> None
     sim.run(4, app_rate=600_000, fixed=True)
     settled = sim.estimates(2, 4)
     assert min(settled) >= 0.75 * 300_000 and max(settled) <= 1.1 * 300_000, settled
+
+
+def test_a_probe_sent_in_bursts_counts_over_its_duration() -> None:
+    # 10 kB meant for 100 ms, sent as two bursts 50 ms apart through a wide link
+    results = [
+        (i, 0.0 if i < 5 else 0.05, 1000, (0.0 if i < 5 else 0.05) + i * 1e-4) for i in range(10)
+    ]
+    assert (probe_rate(results) or 0) > 1_400_000  # over the 50 ms the bursts spanned
+    rate = probe_rate(results, 0.1)
+    assert rate is not None and rate <= 800_000  # 9 kB over the 100 ms it was meant for
