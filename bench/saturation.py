@@ -207,6 +207,8 @@ class Step:
     cpu: float
     client_cpu: float
     socket_drops: int
+    ingress: int = 0  # packets the load sent to the server in the window
+    server_drops: int = 0  # datagrams the server's own sockets dropped (it fell behind)
 
     @property
     def rate(self) -> float:
@@ -214,7 +216,10 @@ class Step:
 
     @property
     def loss(self) -> float:
-        return 1 - self.forwarded / self.expected if self.expected else 0.0
+        """Sequence gaps at the receivers, or the share of the ingress the server's sockets
+        dropped when higher (a stream the server dropped whole shows no gap)."""
+        gaps = 1 - self.forwarded / self.expected if self.expected else 0.0
+        return max(gaps, self.server_drops / self.ingress if self.ingress else 0.0)
 
     @property
     def core(self) -> float:
@@ -229,7 +234,8 @@ class Step:
             f"offered {self.offered:7.0f} pkt/s  forwarded {self.rate:7.0f} pkt/s"
             f"  loss {100 * self.loss:6.3f}%  server {100 * self.core:5.1f}% of CPU 1"
             f"  load processes {100 * self.clients:5.1f}% of CPU 0"
-            f"  ({self.socket_drops} dropped in their sockets)"
+            f"  ({self.socket_drops} dropped in their sockets, {self.server_drops} in the"
+            " server's)"
         )
 
 
@@ -297,9 +303,9 @@ async def relay_step(
         )
     )
     await asyncio.sleep(max(0.0, start - time.monotonic()))
-    cpu0 = cpu_seconds(server.pid)
+    cpu0, drops0 = cpu_seconds(server.pid), socket_drops(server.ports)
     await asyncio.sleep(max(0.0, end - time.monotonic()))
-    cpu1 = cpu_seconds(server.pid)
+    cpu1, drops1 = cpu_seconds(server.pid), socket_drops(server.ports)
     results = await calls
     return Step(
         offered,
@@ -309,6 +315,8 @@ async def relay_step(
         cpu1 - cpu0,
         sum(r["cpu"] for r in results),
         int(sum(r["socket_drops"] for r in results)),
+        int(sum(r["audio_sent"] + r["video_sent"] for r in results)),
+        drops1 - drops0,
     )
 
 
@@ -364,7 +372,6 @@ async def rtpengine_ramp(
             await asyncio.sleep(max(0.0, end - time.monotonic()))
             cpu1, drops1 = cpu_seconds(engine.pid), socket_drops(engine_ports)
             results = await gathered
-            print(f"  (rtpengine's sockets dropped {drops1 - drops0} datagrams)")
             step = Step(
                 legs * rate,
                 args.seconds,
@@ -373,6 +380,8 @@ async def rtpengine_ramp(
                 cpu1 - cpu0,
                 sum(r["cpu"] for r in results),
                 int(sum(r["socket_drops"] for r in results)),
+                int(sum(r["sent"] for r in results)),
+                drops1 - drops0,
             )
             steps.append(step)
             print(f"  {legs:4d} legs: " + step.line())

@@ -416,9 +416,12 @@ class Window:
 
     @property
     def loss(self) -> float:
-        """Sequence-number gaps: what receiver reports count. (The audio count check drifts with
-        the few packets in flight at the window's two ends.)"""
-        return self.seq_loss
+        """Sequence-number gaps (what receiver reports count), or the share of the ingress the
+        server's own socket dropped when higher. (The audio count check drifts with the few
+        packets in flight at the window's two ends.)"""
+        ingress = self.stats["audio_sent"] + self.stats["video_sent"]
+        dropped = self.stats.get("server_drops", 0) / ingress if ingress else 0.0
+        return max(self.seq_loss, dropped)
 
     @property
     def clients_busy(self) -> float:
