@@ -48,6 +48,7 @@ from bench.sfu_media import (
 )
 from bench.srtp_client import LeanPeer
 from gateway.media import rtcp, stun
+from gateway.media.dtls import DtlsState
 from gateway.media.sdp import (
     EXT_AUDIO_LEVEL,
     EXT_MID,
@@ -61,6 +62,7 @@ from gateway.media.sdp import (
     Simulcast,
 )
 from gateway.media.sdp import parse as parse_sdp
+from gateway.media.srtp import SrtpContext
 from gateway.media.twcc import ArrivalRecorder, read_transport_seq
 from protocols.livekit.signal import SignalClient, Unhandled
 from spec.conformance.orsclient import OrsClient
@@ -392,8 +394,26 @@ class MediaLeg(LeanPeer):
     async def establish(self, timeout: float = 30.0) -> None:
         await asyncio.wait_for(self.candidate.wait(), timeout)
         await self.ice_check(timeout)
-        await self.connect(timeout)  # LeanPeer's: one more check (answered at once), then DTLS
+        await self.dtls_handshake(timeout)
         self.connected.set()
+
+    async def dtls_handshake(self, timeout: float) -> None:
+        """LeanPeer's DTLS client handshake, after our own ICE check."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.ice_done_at = time.perf_counter()
+        self._send_dtls(self.dtls.start())
+        while not self._dtls_done.is_set():
+            if loop.time() > deadline:
+                raise TimeoutError("DTLS handshake with the SFU timed out")
+            wait = self.dtls.get_timeout()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dtls_done.wait(), 0.05 if wait is None else wait)
+            if not self._dtls_done.is_set():
+                self._send_dtls(self.dtls.handle_timeout())
+        if self.dtls.state is not DtlsState.CONNECTED or self.dtls.keys is None:
+            raise ConnectionError(f"DTLS failed: {self.dtls.failure or self.dtls.state.value}")
+        self.srtp = SrtpContext(self.dtls.keys)
 
     async def ice_check(self, timeout: float) -> None:
         """Binding requests every 50 ms until any of them is answered: a load process busy with
