@@ -12,7 +12,7 @@ from . import sdp
 from .congestion import SubscriberCongestion
 from .dtls import DtlsCertificate
 from .router import CodecInfo, ExtensionIds, Router
-from .rtcp import RTCP_RTPFB, RTPFB_TRANSPORT_CC
+from .rtcp import RTCP_RTPFB, RTPFB_TRANSPORT_CC, RtcpRemb
 from .rtp import find_extension
 from .sdp import (
     Codec,
@@ -349,6 +349,7 @@ class WebRtcEndpoint:
         self._session_id = secrets.randbelow(2**62)
         # Publish side.
         self._publish: WebRtcTransport | None = None
+        self._ceiling_told = False  # the REMB ceiling sent with the first transport-cc feedback
         self._published: dict[str, _Published] = {}  # by mid
         self._ssrc_to_track: dict[int, str] = {}
         self._mid_to_track: dict[bytes, str] = {}
@@ -629,7 +630,15 @@ class WebRtcEndpoint:
         the publisher for what arrived since the last tick (none when nothing did)."""
         publish = self._publish
         if publish is not None and publish.arrivals is not None:
-            publish.send_transport_feedback(next(iter(self._ssrc_to_track), 0))
+            media_ssrc = next(iter(self._ssrc_to_track), 0)
+            if publish.send_transport_feedback(media_ssrc) and not self._ceiling_told:
+                # The ceiling at once: the router's REMB comes with its receiver reports, up to a
+                # second later, and the feedback alone would let the sender climb past it.
+                self._ceiling_told = True
+                bitrate = self._router.publisher_remb_bitrate
+                if bitrate:
+                    remb = RtcpRemb(self._router.rtcp_ssrc, bitrate, [media_ssrc])
+                    publish.send_rtcp(remb.serialize())
         subscribe = self._subscribe
         if subscribe is not None and subscribe.congestion is not None:
             subscribe.congestion.tick(now)

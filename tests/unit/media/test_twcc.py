@@ -16,7 +16,7 @@ from bench.srtp_client import LeanPeer, rtp_frames
 from gateway.media import native, sdp
 from gateway.media.endpoint import PublishRequest
 from gateway.media.relay import MediaRelay
-from gateway.media.rtcp import RtcpError, RtcpTransportCc, parse_rtcp
+from gateway.media.rtcp import RtcpError, RtcpRemb, RtcpTransportCc, parse_rtcp
 from gateway.media.rtp import RtpPacket
 from gateway.media.sdp import Extmap
 from gateway.media.transport import Address
@@ -391,6 +391,7 @@ class _FeedbackPeer(LeanPeer):
     def __init__(self) -> None:
         super().__init__()
         self.feedbacks: list[TransportCcFeedback] = []
+        self.remb: list[tuple[float, int]] = []  # (when, bits/s)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         if len(data) > 1 and 127 < data[0] < 192 and 191 < data[1] < 224 and self.srtp:
@@ -401,6 +402,9 @@ class _FeedbackPeer(LeanPeer):
                 if compound[offset + 1] == 205 and compound[offset] & 0x1F == 15:
                     self.feedbacks.append(parse_feedback(compound[offset:end]))
                 offset = end
+            for packet in parse_rtcp(compound):
+                if isinstance(packet, RtcpRemb):
+                    self.remb.append((time.monotonic(), packet.bitrate))
         super().datagram_received(data, addr)
 
     def feedback(self) -> list[TransportCcFeedback]:
@@ -480,6 +484,7 @@ async def test_relay_sends_feedback_for_every_arrival_once_on_both_paths(packet_
         order = [i for i in range(count) if i != lost]
         a, b = order.index(44), order.index(45)
         order[a], order[b] = 45, 44  # reordered: 45 arrives before 44
+        started = time.monotonic()
         for i in order:
             publisher.send(protected[i])
             await asyncio.sleep(0.004)
@@ -513,6 +518,10 @@ async def test_relay_sends_feedback_for_every_arrival_once_on_both_paths(packet_
             assert egress is not None and egress.sent > count // 2  # most were forwarded in C
         else:
             assert transport.ingress is None
+
+        # the REMB ceiling came at once with the first feedback, not only with the receiver reports
+        assert publisher.remb and publisher.remb[0][1] == relay.publish_bitrate
+        assert publisher.remb[0][0] - started < 0.3
 
         # nothing arrives: no more feedback
         before = len(feedbacks)
