@@ -12,8 +12,9 @@ processes (spawned; whole rooms per process).
 
 Figures, per server process (utime+stime from /proc over the window):
 - forwarded packets per CPU-second: media packets the subscribers received (padding and RTX
-  excluded, both servers counted the same way) / server CPU-seconds; medians over repetitions,
-  the two servers' windows alternating, and the ratio;
+  excluded, both servers counted the same way) / server CPU-seconds; per server, 6 s of warm-up
+  (congestion control climbing, a key frame of every layer) then back-to-back windows of
+  continuous media, their median, and the ratio of the two medians;
 - loss seen by subscribers: sequence-number gaps per received stream, and audio received vs sent;
 - the most rooms one core holds: the server pinned to CPU 1 (`sched_setaffinity` on every
   thread), the load processes to CPU 0, rooms added one at a time until loss > 0.5% or the

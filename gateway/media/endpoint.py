@@ -627,11 +627,11 @@ class WebRtcEndpoint:
 
     def fast_tick(self, now: float) -> None:
         """The relay's fast timer (every 50 ms, time.monotonic() NOW): transport-wide feedback to
-        the publisher for what arrived since the last tick (none when nothing did)."""
+        the publisher for what arrived since the last one (none when nothing did)."""
         publish = self._publish
         if publish is not None and publish.arrivals is not None:
             media_ssrc = next(iter(self._ssrc_to_track), 0)
-            if publish.send_transport_feedback(media_ssrc) and not self._ceiling_told:
+            if publish.send_transport_feedback(media_ssrc, now) and not self._ceiling_told:
                 # The ceiling at once: the router's REMB comes with its receiver reports, up to a
                 # second later, and the feedback alone would let the sender climb past it.
                 self._ceiling_told = True

@@ -33,6 +33,11 @@ _MAX_DATAGRAM = 4096  # WebRTC datagrams stay under the path MTU; asyncio's defa
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _MAX_ADDRESSES = 8  # validated source addresses kept per session
 _RTCP_HEADER_SIZE = 8  # RFC 3550 section 6.4.1: the shortest RTP or RTCP packet there can be
+# Transport-cc feedback goes out once this many packets wait for it, else once the oldest has
+# waited this long (libwebrtc's receivers default to 100 ms): an audio-only sender gets one per
+# 100 ms, a video sender one per fast tick.
+_FEEDBACK_PACKETS = 5
+_FEEDBACK_WAIT = 0.1
 
 STREAM_HOST = "tcp"
 """The host part of an ICE-TCP connection's address, ("tcp", connection id): datagrams sent to
@@ -76,6 +81,7 @@ class WebRtcTransport:
         self._transport_cc_id = EXT_ID_NONE
         self.arrivals: ArrivalRecorder | None = None
         """Transport-cc arrivals of the RTP received (set_transport_cc), for feedback to the peer."""
+        self._feedback_time = float("-inf")
         self._remote_address: Address | None = None
         self._nominated = False
         self._addresses: list[Address] = []
@@ -221,15 +227,22 @@ class WebRtcTransport:
         if self.ingress is not None:
             self.ingress.set_twcc(ext_id)
 
-    def send_transport_feedback(self, media_ssrc: int) -> int:
-        """Send transport-cc feedback (SRTCP) for the packets that arrived since the last call,
-        nothing when none did; returns the number of RTCP packets sent."""
+    def send_transport_feedback(self, media_ssrc: int, now: float) -> int:
+        """Send transport-cc feedback (SRTCP) for the packets that arrived since the last one, when
+        enough wait or the last one is old enough (NOW: time.monotonic()); nothing when none
+        arrived. Returns the number of RTCP packets sent."""
         arrivals = self.arrivals
         if arrivals is None or self.srtp is None:
             return 0
         if self.ingress is not None:
             for sequence, at in self.ingress.take_arrivals():
                 arrivals.on_arrival(sequence, at)
+        pending = arrivals.pending
+        if not pending or (
+            pending < _FEEDBACK_PACKETS and now - self._feedback_time < _FEEDBACK_WAIT
+        ):
+            return 0
+        self._feedback_time = now
         packets = arrivals.feedback(media_ssrc)
         for packet in packets:
             self.send_rtcp(packet)

@@ -283,6 +283,11 @@ class ArrivalRecorder:
         if unwrapped > highest:
             self._highest = unwrapped
 
+    @property
+    def pending(self) -> int:
+        """How many sequence numbers (received or lost) the next feedback would cover."""
+        return max(0, self._highest - max(self._next_report, self._highest - self._size + 1) + 1)
+
     def feedback(self, media_ssrc: int) -> list[bytes]:
         """RTCP packets covering what arrived since the last call; [] when nothing did."""
         highest = self._highest

@@ -577,3 +577,37 @@ def test_native_ingress_records_both_header_forms_bounded_and_never_reads_past_t
         with contextlib.suppress(pylibsrtp.Error):
             ingress.handle(sender.protect(bytes(plain)))
     assert all(0 <= seq <= 0xFFFF for seq, _ in ingress.take_arrivals())
+
+
+def test_recorder_pending_counts_what_the_next_feedback_covers():
+    recorder = ArrivalRecorder(sender_ssrc=5)
+    assert recorder.pending == 0
+    recorder.on_arrival(10, 1.0)
+    recorder.on_arrival(13, 1.01)  # 11 and 12 lost so far
+    assert recorder.pending == 4
+    recorder.feedback(1)
+    assert recorder.pending == 0
+
+
+def test_transport_sends_feedback_for_five_packets_or_after_100_ms():
+    from gateway.media.dtls import DtlsCertificate  # noqa: PLC0415
+    from gateway.media.transport import UdpMux, WebRtcTransport  # noqa: PLC0415
+
+    transport = WebRtcTransport(UdpMux(), DtlsCertificate())
+    sent: list[bytes] = []
+    transport.send_rtcp = sent.append  # type: ignore[method-assign]
+    transport.srtp = object()  # type: ignore[assignment]  # connected, as far as this goes
+    transport.set_transport_cc(3)
+    assert transport.arrivals is not None
+    assert transport.send_transport_feedback(1, 10.0) == 0  # nothing arrived
+    transport.arrivals.on_arrival(1, 10.0)
+    assert transport.send_transport_feedback(1, 10.05) == 1  # the first goes at once
+    transport.arrivals.on_arrival(2, 10.06)
+    assert transport.send_transport_feedback(1, 10.10) == 0  # one packet, 50 ms: it waits
+    assert transport.send_transport_feedback(1, 10.16) == 1  # 100 ms since the last
+    for seq in range(3, 8):
+        transport.arrivals.on_arrival(seq, 10.17)
+    assert transport.send_transport_feedback(1, 10.18) == 1  # five waiting: at once
+    assert [parse_feedback(p).base_sequence for p in sent] == [1, 2, 3]
+    transport.set_transport_cc(0)
+    assert transport.arrivals is None and transport.send_transport_feedback(1, 11.0) == 0
