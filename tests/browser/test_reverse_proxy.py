@@ -323,8 +323,12 @@ def test_the_gateway_sees_the_browser_address_not_the_proxy(
     assert [e["source"] for e in entries] == ["127.0.0.1"], entries
 
 
-def test_deploy_doc_configuration_is_valid(tmp_path: Path) -> None:
-    """The gateway configuration shown in docs/deploy.md loads: every key in it exists."""
+def test_deploy_doc_configuration_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway configuration shown in docs/deploy.md loads: every key in it exists.
+
+    The TURN secret comes from the environment, as the document tells operators to do it.
+    """
+    monkeypatch.setenv("RONDPOINT_TURN_SECRET", "a-test-secret-of-enough-length")
     text = DEPLOY_DOC.read_text()
     start = text.index("```toml\n") + len("```toml\n")
     path = tmp_path / "rondpoint.toml"
@@ -332,3 +336,4 @@ def test_deploy_doc_configuration_is_valid(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.http.trusted_proxies == ["127.0.0.1", "::1"]
     assert config.base_url == "https://rondpoint.example.gouv.fr"
+    assert config.turn.servers and config.turn.secret == "a-test-secret-of-enough-length"

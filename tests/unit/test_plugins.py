@@ -165,7 +165,7 @@ def test_the_defaults_hold_every_installed_plugins_section() -> None:
         (
             "[nosuch]\nx = 1\n",
             "unknown key 'nosuch' (allowed here: echo, http, limits, log, media, rooms, server, "
-            "tokens)",
+            "tokens, turn)",
         ),
         ("[echo]\ngreting = 1\n", "unknown key 'echo.greting' (allowed here: enabled, greeting"),
         ("[echo]\nenabled = 1\n", "'echo.enabled' must be true or false, not 1"),
