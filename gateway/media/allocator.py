@@ -5,7 +5,9 @@ audio first and never paused by congestion; then each video its lowest layer in 
 (screen shares, then larger requested heights); then one-layer upgrades in the same order while
 they fit; when even a lowest layer does not fit, that video is paused (a congestion pause, apart
 from the subscriber's own pause). `Allocator` adds the hysteresis: downgrades at once, upgrades only
-when the estimate covers the new need with a margin for a while, and after a probe for big steps.
+when the estimate covers the new need with a margin for a while, and after a probe for big steps;
+a video is paused only when its lowest layer fits neither the estimate nor what a recent probe
+carried (a busy receiver's jitter can hold a delay-based estimate far below the link).
 Sans-I/O: the caller passes `Router.subscriber_downtracks` and the estimate, and applies the result
 with `Router.set_allocation`.
 """
@@ -179,6 +181,24 @@ class Allocator:
         downtracks = [self._steady(info) for info in downtracks]
         target = allocate(downtracks, estimate)
         cautious = allocate(downtracks, int(estimate / UPGRADE_MARGIN))
+        lowest = {info.track_id: _candidates(info)[0][0] for info in downtracks}
+        if now - self._probed_at <= PROBE_VALIDITY and self._probed_rate > estimate:
+            # A recent probe carried more than the estimate says: the link takes at least that
+            # much (a delay-based estimate starved by a busy receiver's jitter sits far below
+            # what its probes measure). Nothing is paused that fits what the probe carried.
+            carried = allocate(downtracks, self._probed_rate).layers
+            target, cautious = (
+                replace(
+                    a,
+                    layers={
+                        track_id: lowest[track_id]
+                        if layer is None and carried.get(track_id) is not None
+                        else layer
+                        for track_id, layer in a.layers.items()
+                    },
+                )
+                for a in (target, cautious)
+            )
         self.probe_target = (
             int(cautious.next_need * UPGRADE_MARGIN) if cautious.next_need is not None else None
         )
@@ -190,7 +210,6 @@ class Allocator:
             del self._rates[track_id]
         changes: dict[str, int | None] = {}
         upgrades: dict[str, int | None] = {}
-        lowest = {info.track_id: _candidates(info)[0][0] for info in downtracks}
         for track_id, layer in target.layers.items():
             if track_id not in self.applied:
                 # a new video starts on its lowest layer (or paused when even that does not

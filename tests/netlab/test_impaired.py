@@ -81,11 +81,20 @@ def lab() -> Iterator[NetLab]:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, lab: NetLab) -> Iterator[RunningGateway]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, lab: NetLab, artifacts: Path
+) -> Iterator[RunningGateway]:
+    """The gateway of the module's tests; its log is kept as test-artifacts/netlab/gateway.log.
+    NETLAB_EXTRA_CONFIG adds configuration, e.g. '[log]\\nlevel = "debug"\\n' to follow the
+    congestion controller's allocations."""
     tmp = Path(tmp_path_factory.mktemp("netlab-gateway"))
     extra = '[rooms]\ndemo_room = ""\n[limits]\nanonymous_requests_per_minute = 10000\n'
+    extra += os.environ.get("NETLAB_EXTRA_CONFIG", "")
     with running_gateway(tmp, extra_config=extra, log_format="text", host=lab.host_ip) as running:
-        yield running
+        try:
+            yield running
+        finally:
+            (artifacts / "gateway.log").write_text(running.log_text()[-2_000_000:])
 
 
 @pytest.fixture(scope="module")

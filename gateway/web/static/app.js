@@ -500,10 +500,12 @@ function simulcastLayers() {
   const s = app.camTrack?.getSettings?.() || {};
   const h = s.height || Number(params.get("res")) || 720;
   const w = s.width || Math.round((h * 16) / 9);
+  // Each layer's ceiling (bits/s): livekit-client's VideoPresets h180/h360/h720, what Visio
+  // publishes; the 180p layer stays within what a 300 kbit/s link carries beside the voice.
   const all = [
-    { rid: "q", scaleResolutionDownBy: 4 },
-    { rid: "h", scaleResolutionDownBy: 2 },
-    { rid: "f", scaleResolutionDownBy: 1 },
+    { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 160_000 },
+    { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 450_000 },
+    { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_700_000 },
   ];
   const layers = h >= 540 ? all : h >= 360 ? all.slice(1) : [];
   return layers.map((l) => ({
@@ -542,7 +544,11 @@ async function publish(simulcast) {
     const init = { direction: "sendonly" };
     layers = simulcast ? simulcastLayers() : [];
     if (layers.length > 1) {
-      init.sendEncodings = layers.map((l) => ({ rid: l.rid, scaleResolutionDownBy: l.scaleResolutionDownBy }));
+      init.sendEncodings = layers.map(({ rid, scaleResolutionDownBy, maxBitrate }) => ({
+        rid,
+        scaleResolutionDownBy,
+        maxBitrate,
+      }));
     } else layers = [];
     app.videoTx = pc.addTransceiver(app.camOn && app.camTrack ? app.camTrack : "video", init);
   }

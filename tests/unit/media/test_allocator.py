@@ -163,3 +163,42 @@ def test_a_new_video_starts_on_its_lowest_layer_whatever_the_estimate() -> None:
     allocator = Allocator()
     assert allocator.update([audio(), video("v")], 5_000_000, 0.0) == {"a": 0, "v": 0}
     assert allocator.update([audio(), video("w")], 100_000, 0.1) == {"w": None}
+
+
+def test_a_recent_probe_that_carried_the_lowest_layer_keeps_it_unpaused() -> None:
+    allocator = Allocator()
+    tracks = [audio(), video("v")]
+    allocator.applied = {"a": 0, "v": 0}
+    # the estimate says 100 kbit/s, but a probe just carried 260 kbit/s: 180p + audio fit
+    allocator.on_probe(260_000, 0.5)
+    assert allocator.update(tracks, 100_000, 1.0) == {}
+    assert allocator.update(tracks, 100_000, 1.0 + PAUSE_HOLD) == {}
+    assert allocator.applied["v"] == 0  # kept on the lowest layer, never upgraded by the probe
+
+
+def test_a_probe_that_did_not_carry_the_lowest_layer_does_not_keep_it() -> None:
+    allocator = Allocator()
+    tracks = [audio(), video("v")]
+    allocator.applied = {"a": 0, "v": 0}
+    allocator.on_probe(120_000, 0.5)  # more than the estimate, less than audio + 180p
+    allocator.update(tracks, 100_000, 1.0)
+    assert allocator.update(tracks, 100_000, 1.0 + PAUSE_HOLD) == {"v": None}
+
+
+def test_a_paused_video_resumes_on_its_lowest_layer_after_a_probe_that_carried_it() -> None:
+    allocator = Allocator()
+    tracks = [audio(), video("v")]
+    allocator.applied = {"a": 0, "v": None}
+    assert allocator.update(tracks, 100_000, 1.0) == {}
+    allocator.on_probe(260_000, 1.2)
+    assert allocator.update(tracks, 100_000, 1.3) == {}  # an upgrade: after UPGRADE_HOLD
+    assert allocator.update(tracks, 100_000, 1.4 + UPGRADE_HOLD) == {"v": 0}
+
+
+def test_an_old_probe_keeps_nothing() -> None:
+    allocator = Allocator()
+    tracks = [audio(), video("v")]
+    allocator.applied = {"a": 0, "v": 0}
+    allocator.on_probe(260_000, 0.0)
+    allocator.update(tracks, 100_000, 10.0)
+    assert allocator.update(tracks, 100_000, 10.0 + PAUSE_HOLD) == {"v": None}
