@@ -38,6 +38,10 @@ PROBE_VALIDITY = 5.0  # seconds a probe result confirms upgrades for
 # layers stay immediate): a short dip of the estimate, e.g. a CPU-starved receiver's delay spike,
 # must not blank a picture that costs a few hundred kbit/s.
 PAUSE_HOLD = 2.0
+# A layer costs the lowest of its last this many one-second measurements: the keyframes that layer
+# switches and losses ask for (a 180p layer of 160 kbit/s measured 730 kbit/s for a second under
+# them) are spikes, not what the layer takes.
+STEADY_ROLLS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +152,9 @@ class Allocator:
         self._probed_rate = 0
         self._probed_at = -1e9
         self._short_since: dict[str, float] = {}  # track -> since when its lowest layer misses
-        # track -> its last two distinct measurements of layer bitrates (the router rolls them
-        # every second): a keyframe inflates one second's figure, not two
-        self._rates: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        # track -> its last STEADY_ROLLS distinct measurements of layer bitrates, newest first
+        # (the router rolls them every second): keyframes inflate some seconds' figures, not all
+        self._rates: dict[str, tuple[tuple[int, ...], ...]] = {}
         self.probe_target: int | None = None
         """Bits/s a probe should reach to allow the next upgrade (None: nothing to probe for)."""
 
@@ -160,18 +164,19 @@ class Allocator:
         self._probed_at = now
 
     def _steady(self, info: DowntrackInfo) -> DowntrackInfo:
-        """INFO with each layer's cost the lower of its last two measurements (a layer not seen
-        in the last one stays 0: not available)."""
+        """INFO with each layer's cost the lowest of its last STEADY_ROLLS measurements (a layer
+        not seen in the newest one stays 0: not available)."""
         rates = info.layer_bitrates
-        last, before = self._rates.get(info.track_id, (rates, rates))
-        if rates != last:
-            last, before = rates, last
-            self._rates[info.track_id] = (last, before)
-        elif info.track_id not in self._rates:
-            self._rates[info.track_id] = (rates, rates)
-        if len(before) != len(rates):
-            return info
-        steady = tuple(min(a, b) if a and b else a for a, b in zip(rates, before, strict=True))
+        history = self._rates.get(info.track_id, ())
+        if not history or rates != history[0]:
+            history = (rates, *history)[:STEADY_ROLLS]
+            self._rates[info.track_id] = history
+        steady = tuple(
+            min((r[i] for r in history if len(r) == len(rates) and r[i]), default=rate)
+            if rate
+            else 0
+            for i, rate in enumerate(rates)
+        )
         return info if steady == rates else replace(info, layer_bitrates=steady)
 
     def update(

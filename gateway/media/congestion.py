@@ -305,10 +305,11 @@ class SubscriberCongestion:
         changes = self.allocator.update(downtracks, self.estimator.estimate, now)
         if changes:
             logger.debug(
-                "subscriber %s: allocation %s at estimate %d",
+                "subscriber %s: allocation %s at estimate %d (layers %s)",
                 self.subscriber_id,
                 changes,
                 self.estimator.estimate,
+                {info.track_id: info.layer_bitrates for info in downtracks},
             )
         for track_id, layer in changes.items():
             previous = before.get(track_id, -2)

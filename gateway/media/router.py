@@ -523,7 +523,10 @@ class Router:
             packet = bytes(unwrapped)
         accepted, missing = stream.on_packet(seq, ts, now)
         layer.last_time = now
-        layer.octets += len(packet)
+        if not rtx:
+            # what the layer costs: its own packets, not RTX (libwebrtc pads its probes with
+            # RTX resends of recent packets, which inflated a 180p layer's figure past 360p's)
+            layer.octets += len(packet)
         if layer.route is not None:  # back to the route: the next packets are accounted there
             layer.route.transit = stream.transit
             layer.route.jitter = stream.jitter

@@ -443,6 +443,22 @@ def test_layer_bitrates_are_measured_per_layer() -> None:
     assert router.layer_bitrates("cam") == [0, 0, 0]
 
 
+def test_rtx_resends_do_not_count_in_a_layers_bitrate() -> None:
+    """libwebrtc pads its bandwidth probes with RTX resends of recent packets: they are not what
+    the layer costs, and counted they made a 180p layer look dearer than 360p."""
+    router, _, _ = _simulcast_router()
+    router.set_layer_ssrc("cam", "q", 100, rtx_ssrc=200)
+    seq = [0, 0, 0]
+    router.tick(0.0)
+    _send_layers(router, 0.0, 1.0, seq)
+    for n in range(100):  # 100 resends of 1000 bytes on q's RTX stream within the second
+        resend = RtpPacket(97, 5000 + n, 0, 200, payload=bytes((0, n % 50)) + bytes(1000))
+        router.on_rtp("cam", resend.serialize(), 0.5 + n / 1000)
+    router.tick(1.0)
+    overhead = 12 + len(VP8_KEY)
+    assert router.layer_bitrates("cam")[0] == (100 + overhead) * 8 * 50
+
+
 def test_set_allocation_is_a_ceiling_below_the_height_choice() -> None:
     router, _, subscriber = _simulcast_router()
     seq = [0, 0, 0]
