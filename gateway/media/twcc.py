@@ -251,8 +251,11 @@ class ArrivalRecorder:
     """Receive side: records transport-wide sequence numbers as they arrive, then reports them.
 
     Memory is fixed: a ring of `max_packets` slots indexed by the unwrapped sequence number, so
-    only the newest `max_packets` sequence numbers are ever reported. Packets that arrive after the
-    feedback covering them was sent (reported lost) are ignored, as are duplicates.
+    only the newest `max_packets` sequence numbers are ever reported. A packet that arrives after
+    the feedback covering it was sent (reported lost: reordered past a feedback) takes the next
+    feedback back to it, so that it is reported received after all, with what followed it
+    reported again (libwebrtc's remote_estimator_proxy.cc moves its window start so); duplicates
+    are ignored.
     """
 
     def __init__(self, sender_ssrc: int, max_packets: int = 4096) -> None:
@@ -273,7 +276,7 @@ class ArrivalRecorder:
         else:
             step = (sequence_number - highest) & 0xFFFF
             unwrapped = highest + (step - 0x10000 if step >= 0x8000 else step)
-            if unwrapped < self._next_report or unwrapped <= highest - self._size:
+            if unwrapped <= highest - self._size:
                 return
         slot = unwrapped % self._size
         if self._sequences[slot] == unwrapped:
@@ -282,6 +285,8 @@ class ArrivalRecorder:
         self._ticks[slot] = round(now * _TICKS_PER_SECOND)
         if unwrapped > highest:
             self._highest = unwrapped
+        elif unwrapped < self._next_report:
+            self._next_report = unwrapped  # late: the next feedback starts back at it
 
     @property
     def pending(self) -> int:
