@@ -252,7 +252,8 @@ def payload_end(packet: Buffer) -> int:
 
 
 def find_extension(packet: Buffer, ext_id: int) -> bytes | None:
-    """The data of RFC 8285 element `ext_id`, or None; walks the elements without a full parse."""
+    """The data of RFC 8285 element `ext_id`, or None (also when it overruns the extension block);
+    walks the elements without a full parse."""
     if not packet[0] & 0x10 or ext_id == 0:
         return None
     profile, i, end = extension_bounds(packet)
@@ -267,7 +268,7 @@ def find_extension(packet: Buffer, ext_id: int) -> bytes | None:
                 return None
             length = (b & 0x0F) + 1
             if element == ext_id:
-                return bytes(packet[i + 1 : i + 1 + length])
+                return None if i + 1 + length > end else bytes(packet[i + 1 : i + 1 + length])
             i += 1 + length
     elif profile & _TWO_BYTE_MASK == TWO_BYTE_PROFILE:
         while i + 1 < end:
@@ -277,7 +278,7 @@ def find_extension(packet: Buffer, ext_id: int) -> bytes | None:
                 continue
             length = packet[i + 1]
             if element == ext_id:
-                return bytes(packet[i + 2 : i + 2 + length])
+                return None if i + 2 + length > end else bytes(packet[i + 2 : i + 2 + length])
             i += 2 + length
     return None
 

@@ -12,11 +12,10 @@ import struct
 from dataclasses import dataclass
 
 from .rtcp import RTCP_RTPFB, RTPFB_TRANSPORT_CC, RtcpError
+from .rtp import RtpError, find_extension
 
 EXT_ID_NONE = 0
 
-_ONE_BYTE_PROFILE = 0xBEDE  # RFC 8285 section 4.2
-_TWO_BYTE_PROFILE = 0x1000  # RFC 8285 section 4.3; the low 4 bits are "appbits"
 _FIXED = struct.Struct("!BBHIIHHI")  # RTCP header, SSRCs, base seq, status count, ref time + count
 _U16 = struct.Struct("!H")
 _I16 = struct.Struct("!h")
@@ -38,45 +37,15 @@ def read_transport_seq(packet: bytes | bytearray, ext_id: int) -> int | None:
 
     Every read is bounds-checked: a truncated or malformed header extension gives None.
     """
-    size = len(packet)
-    if ext_id <= 0 or size < 12 or not packet[0] & 0x10:
+    if ext_id <= 0 or len(packet) < 12:
         return None
-    offset = 12 + 4 * (packet[0] & 0x0F)
-    if offset + 4 > size:
+    try:
+        data = find_extension(packet, ext_id)
+    except RtpError:
         return None
-    profile = packet[offset] << 8 | packet[offset + 1]
-    i = offset + 4
-    end = i + 4 * (packet[offset + 2] << 8 | packet[offset + 3])
-    if end > size:
+    if data is None or len(data) < 2:
         return None
-    if profile == _ONE_BYTE_PROFILE:
-        while i < end:
-            b = packet[i]
-            if b == 0:
-                i += 1
-                continue
-            element = b >> 4
-            if element == 15:
-                return None
-            length = (b & 0x0F) + 1
-            if element == ext_id:
-                if length < 2 or i + 3 > end:
-                    return None
-                return packet[i + 1] << 8 | packet[i + 2]
-            i += 1 + length
-    elif profile & 0xFFF0 == _TWO_BYTE_PROFILE:
-        while i + 1 < end:
-            element = packet[i]
-            if element == 0:
-                i += 1
-                continue
-            length = packet[i + 1]
-            if element == ext_id:
-                if length < 2 or i + 4 > end:
-                    return None
-                return packet[i + 2] << 8 | packet[i + 3]
-            i += 2 + length
-    return None
+    return data[0] << 8 | data[1]
 
 
 @dataclass(frozen=True, slots=True)

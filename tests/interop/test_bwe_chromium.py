@@ -4,7 +4,6 @@ its own max_height stays the ceiling (Router.set_max_height beneath the congesti
 
 from __future__ import annotations
 
-import random
 import re
 import time
 import urllib.request
@@ -14,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.gateway_process import RunningGateway, running_gateway
+from tests.interop.noise_camera import chromium_filming, noise_video
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 
@@ -81,31 +80,11 @@ INBOUND_JS = """async () => {
 }"""
 
 
-def _noise_video(path: Path, frames: int = 8) -> Path:
-    """A 1280x720 Y4M of random frames, so each layer costs what a real camera's would and the
-    top layer needs more than the relay's start estimate."""
-    rng = random.Random(720)
-    with open(path, "wb") as out:
-        out.write(b"YUV4MPEG2 W1280 H720 F30:1 Ip A1:1 C420jpeg\n")
-        for _ in range(frames):
-            out.write(b"FRAME\n" + rng.randbytes(1280 * 720) + bytes([128]) * (2 * 640 * 360))
-    return path
-
-
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
-    from playwright import sync_api
-
-    video = _noise_video(Path(tmp_path_factory.mktemp("bwe-video")) / "noise.y4m")
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={video}"]
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    video = noise_video(Path(tmp_path_factory.mktemp("bwe-video")) / "noise.y4m")
+    with chromium_filming(video) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

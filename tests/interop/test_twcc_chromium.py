@@ -4,7 +4,6 @@ no feedback comes, and the relay's REMB stays the ceiling ([media] max_publish_b
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.gateway_process import RunningGateway, running_gateway
+from tests.interop.noise_camera import chromium_filming, noise_video
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 
@@ -72,33 +71,11 @@ SAMPLE_JS = """async () => {
 }"""
 
 
-def _noise_video(path: Path, frames: int = 8) -> Path:
-    """A 1280x720 Y4M of grey with fresh noise in every frame: the encoder spends what its target
-    allows (the fake camera's simple picture needs less than the goals here)."""
-    rng = random.Random(720)
-    grey_noise = bytes(88 + b % 81 for b in range(256))  # 128 +- 40
-    with open(path, "wb") as out:
-        out.write(b"YUV4MPEG2 W1280 H720 F30:1 Ip A1:1 C420jpeg\n")
-        for _ in range(frames):
-            luma = rng.randbytes(1280 * 720).translate(grey_noise)
-            out.write(b"FRAME\n" + luma + bytes([128]) * (2 * 640 * 360))
-    return path
-
-
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
-    from playwright import sync_api
-
-    video = _noise_video(Path(tmp_path_factory.mktemp("twcc-video")) / "noise.y4m")
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={video}"]
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    video = noise_video(Path(tmp_path_factory.mktemp("twcc-video")) / "noise.y4m", grey=True)
+    with chromium_filming(video) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
