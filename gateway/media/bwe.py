@@ -350,6 +350,11 @@ class BandwidthEstimator:
         return int(max(value, self.min_bitrate))
 
     @property
+    def rtt(self) -> float:
+        """The last round-trip measurement (seconds), DEFAULT_RTT before the first."""
+        return self._rtt
+
+    @property
     def acknowledged_bitrate(self) -> int | None:
         rate = self._acked.rate
         return None if rate is None else int(rate)

@@ -300,6 +300,8 @@ class SubscriberCongestion:
 
     def _allocate(self, now: float) -> None:
         router = self.router
+        if hasattr(router, "set_resend_interval"):
+            router.set_resend_interval(self.subscriber_id, self.estimator.rtt)
         downtracks = router.subscriber_downtracks(self.subscriber_id, now)
         before = dict(self.allocator.applied)
         changes = self.allocator.update(downtracks, self.estimator.estimate, now)

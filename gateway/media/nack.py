@@ -15,7 +15,10 @@ MISSING_LIMIT = 512
 NACK_RETRIES = 3
 NACK_RETRY_INTERVAL = 0.1
 MISSING_TIMEOUT = 1.0
-RESEND_INTERVAL = 0.1  # a packet is resent at most once per this long (about one RTT)
+RESEND_INTERVAL = (
+    0.1  # a packet is resent at most once per this long, or per round trip when longer
+)
+MAX_RESEND_INTERVAL = 1.0
 MAX_PADDING = 255  # padding bytes in one padding-only packet (what libwebrtc sends)
 
 _HEADER = struct.Struct("!BBHII")
@@ -89,15 +92,18 @@ class SendHistory:
             return None
         return self.packets[index]
 
-    def resend(self, sequence_number: int, now: float) -> bytes | None:
+    def resend(
+        self, sequence_number: int, now: float, interval: float = RESEND_INTERVAL
+    ) -> bytes | None:
         """The packet to retransmit for a NACK, or None when it is no longer held or was
-        resent less than RESEND_INTERVAL ago."""
+        resent less than INTERVAL ago (the subscriber's round trip: a resend still on its way
+        is not sent again, as libwebrtc's RTPSender answers NACKs)."""
         index = sequence_number & self.mask
         if self.sequence_numbers[index] != sequence_number:
             return None
         if (
             self.resent_sequence[index] == sequence_number
-            and now - self.resent_time[index] < RESEND_INTERVAL
+            and now - self.resent_time[index] < interval
         ):
             return None
         self.resent_sequence[index] = sequence_number

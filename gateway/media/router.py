@@ -26,7 +26,15 @@ from typing import Any, Protocol
 
 from gateway.media import native
 from gateway.media.forwarder import REORDER_WINDOW, Forwarder
-from gateway.media.nack import MAX_PADDING, ReceiveStream, SendHistory, padding_packet, rtx_packet
+from gateway.media.nack import (
+    MAX_PADDING,
+    MAX_RESEND_INTERVAL,
+    RESEND_INTERVAL,
+    ReceiveStream,
+    SendHistory,
+    padding_packet,
+    rtx_packet,
+)
 from gateway.media.payload import (
     KeyframeDetector,
     Vp8Fields,
@@ -175,6 +183,7 @@ class _DownTrack:
         "extension_map",
         "forwarder",
         "history",
+        "resend_interval",
         "max_height",
         "lost_reported",
         "fraction_lost",
@@ -207,6 +216,7 @@ class _DownTrack:
         self.extension_map = extension_map
         self.forwarder = forwarder
         self.history = SendHistory(HISTORY_SIZE)
+        self.resend_interval = RESEND_INTERVAL  # the subscriber's round trip (set_resend_interval)
         self.max_height: int | None = None
         self.lost_reported = 0
         self.fraction_lost = 0
@@ -760,6 +770,17 @@ class Router:
         receiver = self._receivers.get(track_id)
         return [] if receiver is None else [layer.bitrate for layer in receiver.layers]
 
+    def set_resend_interval(self, subscriber_id: str, rtt: float) -> None:
+        """The subscriber's round trip (seconds, as its congestion controller measures it, queues
+        included): a packet is resent to it at most once per round trip, between RESEND_INTERVAL
+        and MAX_RESEND_INTERVAL. On a saturated link NACKs repeat faster than resends arrive, and
+        answering each one filled the queue with the same packets (a retransmission storm)."""
+        interval = min(max(rtt, RESEND_INTERVAL), MAX_RESEND_INTERVAL)
+        for receiver in self._receivers.values():
+            downtrack = receiver.downtracks.get(subscriber_id)
+            if downtrack is not None:
+                downtrack.resend_interval = interval
+
     def set_allocation(
         self,
         track_id: str,
@@ -1128,11 +1149,11 @@ class Router:
 
     def _retransmit(self, downtrack: _DownTrack, lost: list[int], now: float) -> None:
         """Answer a subscriber's NACK from the downtrack's send history: as RTX packets when
-        negotiated, else the packets again; each packet at most once per RESEND_INTERVAL."""
+        negotiated, else the packets again; each packet at most once per round trip."""
         history = downtrack.history
         sink = downtrack.sink
         for seq in lost:
-            stored = history.resend(seq, now)
+            stored = history.resend(seq, now, downtrack.resend_interval)
             if stored is None:
                 continue
             if downtrack.rtx_ssrc:

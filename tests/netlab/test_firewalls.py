@@ -33,8 +33,9 @@ from typing import Any
 import pytest
 
 from tests import coturn
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM_ARGS
 from tests.gateway_process import RunningGateway, running_gateway
+from tests.netlab.browsers import Browsers, host_and_namespace
 from tests.netlab.netns import NetLab
 
 pytestmark = [
@@ -141,12 +142,6 @@ def gateway(
         assert turn.secret not in running.log_text()
 
 
-@dataclass
-class Browsers:
-    host: Any
-    namespace: Any
-
-
 def trusting_home(directory: Path, certificate: Path) -> Path:
     """A HOME whose NSS database (~/.pki/nssdb, what Chromium on Linux reads) trusts CERTIFICATE
     as a certificate authority, as an operator's machines trust a real one."""
@@ -173,29 +168,13 @@ def browsers(
     turn: coturn.RunningTurn,
 ) -> Iterator[Browsers]:
     """One Chromium on the host; one in the namespace, trusting the TURN server's certificate."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
-    from playwright import sync_api
-
     home = trusting_home(Path(tmp_path_factory.mktemp("chromium-home")), turn.certificate)
     args = [
         *CHROMIUM_ARGS,
         f"--unsafely-treat-insecure-origin-as-secure={gateway.running.base_url}",
     ]
-    with sync_api.sync_playwright() as pw:
-        host = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            namespace = pw.chromium.launch(
-                executable_path=str(lab.chromium_launcher()),
-                args=args,
-                env={**os.environ, "HOME": str(home)},
-            )
-            try:
-                yield Browsers(host, namespace)
-            finally:
-                namespace.close()
-        finally:
-            host.close()
+    with host_and_namespace(lab, args, {**os.environ, "HOME": str(home)}) as browsers:
+        yield browsers
 
 
 @pytest.fixture(autouse=True)

@@ -34,9 +34,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM_ARGS
 from tests.gateway_process import ROOT, RunningGateway, free_port, running_gateway
 from tests.interop.livekit_fixtures import RunningLiveKit, running_livekit
+from tests.netlab.browsers import Browsers, host_and_namespace
 from tests.netlab.netns import NetLab
 from tests.processes import installed
 
@@ -128,34 +129,16 @@ def livekit_page(lab: NetLab) -> Iterator[str]:
         thread.join(5)
 
 
-@dataclass
-class Browsers:
-    host: Any
-    namespace: Any
-
-
 @pytest.fixture(scope="module")
 def browsers(
     lab: NetLab, gateway: RunningGateway, livekit: RunningLiveKit, livekit_page: str
 ) -> Iterator[Browsers]:
     """One Chromium on the host, one inside the namespace; both treat the plain-http origins of
     the gateway and the LiveKit page as secure (getUserMedia and WebCrypto need it)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
-    from playwright import sync_api
-
     origins = f"{gateway.base_url},{livekit_page.rstrip('/')}"
     args = [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origins}"]
-    with sync_api.sync_playwright() as pw:
-        host = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            namespace = pw.chromium.launch(executable_path=str(lab.chromium_launcher()), args=args)
-            try:
-                yield Browsers(host, namespace)
-            finally:
-                namespace.close()
-        finally:
-            host.close()
+    with host_and_namespace(lab, args) as browsers:
+        yield browsers
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,13 @@ import pytest
 
 from gateway.media import sdp
 from gateway.media.endpoint import PublishRequest, WebRtcEndpoint
-from gateway.media.nack import MAX_PADDING, SendHistory, padding_packet, rtx_packet
+from gateway.media.nack import (
+    MAX_PADDING,
+    MAX_RESEND_INTERVAL,
+    SendHistory,
+    padding_packet,
+    rtx_packet,
+)
 from gateway.media.relay import MediaRelay
 from gateway.media.router import (
     KEYFRAME_REQUESTS_PER_SECOND,
@@ -145,6 +151,29 @@ def test_repeated_nacks_within_100_ms_resend_once() -> None:
     router.on_subscriber_rtcp("bob", nack([seq]), now=1.2)
     assert len(bob.rtp) == 2
     assert router.stats.nacks == 11 and router.stats.retransmissions == 2
+
+
+def test_resends_wait_for_the_subscribers_round_trip() -> None:
+    """On a saturated link the round trip grows past 100 ms: NACKs for a packet whose resend is
+    still queued are not answered again (bounded to 100 ms .. 1 s, and per subscriber)."""
+    router, _, bob, carol = video_room()
+    router.set_resend_interval("bob", 0.5)
+    seq = bob.parsed()[5].sequence_number
+    bob.rtp.clear()
+    for at in (1.0, 1.2, 1.4):
+        router.on_subscriber_rtcp("bob", nack([seq]), now=at)
+    assert len(bob.rtp) == 1  # the resend of 1.0 was still on its way
+    router.on_subscriber_rtcp("bob", nack([seq]), now=1.55)
+    assert len(bob.rtp) == 2
+    router.set_resend_interval("bob", 30.0)  # a silly figure is bounded by MAX_RESEND_INTERVAL
+    router.on_subscriber_rtcp("bob", nack([seq]), now=1.56 + MAX_RESEND_INTERVAL)
+    assert len(bob.rtp) == 3
+    # carol's round trip is her own: 100 ms
+    carol_seq = RtpPacket.parse(carol.rtp[5]).sequence_number
+    carol.rtp.clear()
+    for at in (1.0, 1.15):
+        router.on_subscriber_rtcp("carol", nack([carol_seq], 8000), now=at)
+    assert len(carol.rtp) == 2
 
 
 def test_nack_for_a_packet_not_in_history_is_ignored() -> None:
