@@ -135,6 +135,8 @@ def running_gateway(
     bind (a NetLab's host side, tests/netlab/netns.py), loopback by default."""
     http_port = free_port()
     media_port = free_port(socket.SOCK_DGRAM)
+    if "tcp_port" not in media_config:  # ICE-TCP on a port of its own: gateways run side by side
+        media_config = f"tcp_port = {free_port()}\n{media_config}"
     sip_port = free_port(socket.SOCK_DGRAM)
     # below the kernel's ephemeral range (32768+), so no other process is handed these ports
     rtp_start, rtp_end = rtp_ports or (20000 + (sip_port % 100) * 100, 0)

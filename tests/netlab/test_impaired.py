@@ -18,13 +18,10 @@ one-line summary under test-artifacts/netlab/.
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import os
 import re
 import secrets
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -35,11 +32,10 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import CHROMIUM_ARGS
-from tests.gateway_process import ROOT, RunningGateway, free_port, running_gateway
+from tests.gateway_process import RunningGateway, running_gateway
 from tests.interop.livekit_fixtures import RunningLiveKit, running_livekit
-from tests.netlab.browsers import Browsers, host_and_namespace
+from tests.netlab.browsers import STATS_JS, Browsers, host_and_namespace, serving_livekit_page
 from tests.netlab.netns import NetLab
-from tests.processes import installed
 
 pytestmark = [
     pytest.mark.interop,
@@ -47,9 +43,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
 ]
 
-PAGES = Path(__file__).parent / "pages"
-STATS_JS = PAGES / "stats.js"
-LIVEKIT_CLIENT_SCRIPT = ROOT / "tests" / "livekit_client_npm.sh"
 
 CAP_KBIT = 300
 LOSS = 0.03
@@ -104,29 +97,10 @@ def livekit(tmp_path_factory: pytest.TempPathFactory, lab: NetLab) -> Iterator[R
         yield lk
 
 
-class _PageHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        pass
-
-
 @pytest.fixture(scope="module")
 def livekit_page(lab: NetLab) -> Iterator[str]:
-    """tests/netlab/pages/livekit.html and livekit-client's bundle, served on the host side."""
-    bundle = installed(LIVEKIT_CLIENT_SCRIPT, timeout=300)
-    root = Path(ROOT / ".cache" / "netlab-livekit-page")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "index.html").write_bytes((PAGES / "livekit.html").read_bytes())
-    (root / "livekit-client.umd.js").write_bytes(bundle.read_bytes())
-    handler = functools.partial(_PageHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer((lab.host_ip, free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{lab.host_ip}:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving_livekit_page(lab) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
