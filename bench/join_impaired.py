@@ -145,7 +145,8 @@ class Rondpoint:
         page.goto(f"{self.origin}/r/{self.room}?name=viewer{index}&cam=0&mic=0")
         page.wait_for_function(
             "() => window.rondpoint?.state === 'prejoin'"
-            " && !document.getElementById('prejoin-join').disabled",
+            " && !document.getElementById('prejoin-join').disabled"
+            " && document.getElementById('prejoin-form').onsubmit !== null",
             timeout=20_000,
         )
 
@@ -224,6 +225,8 @@ def main() -> int:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="join-impaired-")))
         lab = stack.enter_context(NetLab())
         sfus: list[Sfu] = []
+        (tmp / "gateway").mkdir()
+        (tmp / "livekit").mkdir()
         if "rondpoint" in only:
             gateway = stack.enter_context(
                 running_gateway(
