@@ -15,9 +15,8 @@ MISSING_LIMIT = 512
 NACK_RETRIES = 3
 NACK_RETRY_INTERVAL = 0.1
 MISSING_TIMEOUT = 1.0
-RESEND_INTERVAL = (
-    0.1  # a packet is resent at most once per this long, or per round trip when longer
-)
+# A packet is resent at most once per this long, or per the subscriber's round trip when longer.
+RESEND_INTERVAL = 0.1
 MAX_RESEND_INTERVAL = 1.0
 MAX_PADDING = 255  # padding bytes in one padding-only packet (what libwebrtc sends)
 

@@ -59,19 +59,26 @@ def livekit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLiveKit
         yield running
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Module-scoped: Playwright's sync API keeps an event loop running, which async tests cannot share."""
+@contextlib.contextmanager
+def launched_chromium(*extra_args: str) -> Iterator[Any]:
+    """A headless Chromium (playwright Browser) with CHROMIUM_ARGS and EXTRA_ARGS."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
     from playwright import sync_api
 
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API keeps an event loop running, which async tests cannot share."""
+    with launched_chromium() as browser:
+        yield browser
 
 
 @dataclass

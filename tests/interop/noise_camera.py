@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import launched_chromium
 
 
 def noise_video(path: Path, *, grey: bool = False, frames: int = 8) -> Path:
@@ -33,14 +31,5 @@ def noise_video(path: Path, *, grey: bool = False, frames: int = 8) -> Path:
 @contextlib.contextmanager
 def chromium_filming(video: Path) -> Iterator[Any]:
     """A headless Chromium (playwright Browser) whose fake camera plays VIDEO."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is not installed: run 'make system-deps'")
-    from playwright import sync_api
-
-    args = [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={video}"]
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched_chromium(f"--use-file-for-fake-video-capture={video}") as browser:
+        yield browser
