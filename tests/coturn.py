@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.gateway_process import stop_process
+from tests.gateway_process import free_port, stop_process
 
 TURNSERVER = "turnserver"
 REALM = "rondpoint.test"
@@ -81,21 +81,6 @@ def make_certificate(directory: Path, host: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def _free_port(host: str) -> int:
-    """A port free for both TCP and UDP on HOST."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError(f"no port free for both TCP and UDP on {host}")
-
-
 def _listening(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.2)
@@ -109,7 +94,7 @@ def running_turn(
     """coturn on HOST; ALLOWED_PEER: the one private address it may relay to (the gateway's),
     every other private, loopback and link-local range denied, as docs/deploy.md configures it."""
     cert, key = make_certificate(directory, host)
-    port, tls_port = _free_port(host), _free_port(host)
+    port, tls_port = free_port(host=host), free_port(host=host)
     # relay ports above the kernel's ephemeral start, away from the other tests' zones
     first = 33000 + (os.getpid() % 200) * RELAY_PORTS
     log_path = directory / "turnserver.log"

@@ -18,18 +18,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # Port zones, so tests that need fixed blocks of UDP ports never meet: the gateways' SIP RTP ranges
 # take 20000-29999 (running_gateway), SIPp's media 30000-32759, unit tests' RTP blocks 10000-19999,
-# the federation harness's partner gateways 5000-9999 (tests/federation/harness.py);
-# all below the kernel's ephemeral ports (32768+), so no socket bound to port 0 lands in a block.
+# the federation harness's partner gateways 5000-9999 (tests/federation/harness.py), the single
+# ports servers listen on 1100-4999 (free_port); all below the kernel's ephemeral ports (32768+),
+# so no socket bound to port 0 and no outgoing connection takes one between a pick and its bind.
+LISTEN_PORTS = (1100, 4999)
 UNIT_RTP_PORTS = (10000, 19999)
 SIPP_MEDIA_PORTS = (30000, 32759)
+
+
+def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on HOST now, at random in LISTEN_PORTS (``kind``, the one
+    the caller means to bind, says what it is for: both are checked)."""
+    del kind
+    return free_udp_block(1, LISTEN_PORTS, align=1, host=host, tcp=True)
 
 
 def free_udp_block(

@@ -42,6 +42,11 @@ PAUSE_HOLD = 2.0
 # switches and losses ask for (a 180p layer of 160 kbit/s measured 730 kbit/s for a second under
 # them) are spikes, not what the layer takes.
 STEADY_ROLLS = 4
+# A layer costs at least this many times the layer below it: a publisher ramping up or thinning a
+# layer (its own estimate, its CPU) can make 720p measure less than 180p for a few seconds, and a
+# free upgrade to it would flood a capped link with its keyframe. Simulcast ladders step by 3 to
+# 4 (livekit-client: 160, 450 and 1,700 kbit/s; libwebrtc's 720p: 150, 500 and 1,700 kbit/s).
+LAYER_STEP = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +63,17 @@ class Allocation:
 
 
 def _candidates(info: DowntrackInfo) -> list[tuple[int, int]]:
-    """(layer, cost) the subscriber may get, lowest first; layers not seen lately left out."""
+    """(layer, cost) the subscriber may get, lowest first; layers not seen lately left out. A
+    layer costs at least LAYER_STEP times the layer below it, whatever it measured."""
     wanted = max(info.height_layer, 0)
-    measured = [(i, rate) for i, rate in enumerate(info.layer_bitrates[: wanted + 1]) if rate > 0]
-    if measured:
-        return measured
-    return [(0, UNMEASURED_VIDEO)]
+    candidates: list[tuple[int, int]] = []
+    floor = 0
+    for layer, rate in enumerate(info.layer_bitrates[: wanted + 1]):
+        if rate > 0:
+            layer_cost = max(rate, floor)
+            candidates.append((layer, layer_cost))
+            floor = int(layer_cost * LAYER_STEP)
+    return candidates or [(0, UNMEASURED_VIDEO)]
 
 
 def _priority(info: DowntrackInfo) -> tuple[int, int, str]:

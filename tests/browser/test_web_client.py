@@ -287,10 +287,14 @@ def test_each_subscriber_gets_the_simulcast_layer_that_fits_its_tile(
     def height(p: Participant) -> int:
         return int(p.stats().get(sid, {}).get("video", {}).get("height", 0))
 
-    # The sender ramps up to its 360 p layer first (REMB grant, loss-based ramp): then both are served.
+    # The sender ramps up to its 360 p layer first (its own estimate climbs): then both are served,
+    # each its own layer at the same time (a busy loopback may dip the large one for a moment).
     wait_until(lambda: height(large) >= 360, 60, "the large window to receive 360 p or more")
-    wait_until(lambda: height(small) == 180, 20, "the small window to receive the 180 p layer")
-    assert height(large) >= 360
+    wait_until(
+        lambda: height(small) == 180 and height(large) >= 360,
+        30,
+        "the small window on the 180 p layer while the large one has 360 p or more",
+    )
 
 
 def test_a_host_who_made_the_room_anonymously_is_not_offered_dialling(

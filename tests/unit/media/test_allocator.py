@@ -94,6 +94,14 @@ def test_layer_not_seen_lately_is_skipped() -> None:
     assert result.layers == {"v": 2}
 
 
+def test_a_layer_measuring_below_the_one_under_it_is_not_a_free_upgrade() -> None:
+    # a publisher ramping its 720p layer up: 90 kbit/s measured, less than its 180p layer
+    ramping = video("v", rates=(150_000, 0, 90_000))
+    assert allocate([audio(), ramping], 300_000).layers == {"a": 0, "v": 0}
+    assert cost([ramping], {"v": 2}) == 300_000  # at least twice the layer below it
+    assert allocate([audio(), ramping], 400_000).layers == {"a": 0, "v": 2}
+
+
 def test_cost_of_an_allocation() -> None:
     tracks = [audio(), video("v")]
     assert cost(tracks, {"a": 0, "v": 1}) == 540_000
