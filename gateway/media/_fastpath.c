@@ -1,7 +1,8 @@
 /* Optional native fast path of the media relay (DESIGN.md, "The media relay").
  *
  * Session: a libsrtp session (protect / unprotect, RTP and RTCP), a drop-in for pylibsrtp.Session.
- * Egress:  one WebRTC transport's send side: its outbound Session, the shared socket, the peer.
+ * Egress:  one WebRTC transport's send side: its outbound Session, the shared socket, the peer,
+ *          and its transport-cc send records with the reading of feedback against them.
  * Route:   a steady-state route installed by the Python router for one publisher SSRC: the
  *          per-subscriber header rewrite (SSRC, PT, sequence and timestamp offsets, extension ids)
  *          and counters that the router folds back into its own state (Route.take).
@@ -175,8 +176,17 @@ static PyTypeObject SessionType = {
 
 /* ------------------------------------------------------------------------------------- Egress */
 
-#define SENT_RING 4096 /* send records kept between two take_sent(); the oldest go first */
-#define TWCC_GROWTH 8   /* bytes stamp_twcc may add: a one-byte extension header and one word */
+#define SEND_RING 8192   /* send records kept, indexed by sequence (gateway/media/feedback.py) */
+#define TWCC_GROWTH 8     /* bytes stamp_twcc may add: a one-byte extension header and one word */
+#define RECORD_MAX_AGE 5.0
+#define MAX_FEEDBACK_RESULTS 2048
+/* bwe.py's inter-arrival grouping and acknowledged bitrate, the same constants */
+#define GROUP_LENGTH 0.005
+#define BURST_DELTA 0.005
+#define MAX_BURST 0.1
+#define ARRIVAL_JUMP 3.0
+#define ACKED_WINDOW 0.5
+#define ACKED_MAX_SAMPLES 8192
 
 typedef struct {
     PyObject_HEAD Session *tx;
@@ -184,15 +194,43 @@ typedef struct {
     struct sockaddr_in addr;
     unsigned long long sent;
     /* transport-cc (draft-holmer-rmcat-transport-wide-cc-extensions-01) on the send side: every
-     * packet sent gets the next transport-wide sequence number in element twcc_id, and a send
-     * record for the Python side's bandwidth estimation (gateway/media/congestion.py) */
+     * packet sent gets the next transport-wide sequence number in element twcc_id and a send
+     * record; feedback() reads the subscriber's feedback against them as feedback.py's
+     * SendRecords and bwe.py's FeedbackReader do, so no per-packet work is left to Python */
     int twcc_id; /* 0 = off */
     uint16_t twcc_seq;
-    int sent_start, sent_count;
-    uint16_t sent_seqs[SENT_RING];
-    uint16_t sent_sizes[SENT_RING];
-    double sent_times[SENT_RING];
+    int32_t rec_seq[SEND_RING]; /* -1: empty or read */
+    uint16_t rec_size[SEND_RING];
+    double rec_time[SEND_RING];
+    /* bwe.py _InterArrival */
+    double ia_first_send, ia_last_send, ia_first_arrival, ia_last_arrival;
+    long long ia_size;
+    int ia_has_prev;
+    double ia_prev_send, ia_prev_arrival;
+    /* bwe.py _AcknowledgedRate */
+    int ack_start, ack_count;
+    long long ack_octets;
+    int ack_has_rate;
+    double ack_rate;
+    double ack_arrival[ACKED_MAX_SAMPLES];
+    int ack_size[ACKED_MAX_SAMPLES];
 } Egress;
+
+static void egress_reset_records(Egress *eg) {
+    memset(eg->rec_seq, 0xFF, sizeof(eg->rec_seq));
+    eg->ia_first_send = -1.0;
+    eg->ia_has_prev = 0;
+    eg->ack_start = eg->ack_count = 0;
+    eg->ack_octets = 0;
+    eg->ack_has_rate = 0;
+}
+
+static void egress_record(Egress *eg, uint16_t seq, double sent, int size) {
+    int slot = seq & (SEND_RING - 1);
+    eg->rec_seq[slot] = seq;
+    eg->rec_time[slot] = sent;
+    eg->rec_size[slot] = (uint16_t)size;
+}
 
 /* Write SEQ into RFC 8285 element ID of a plain RTP packet of LEN bytes in a buffer of CAP bytes,
  * inserting the element (and a one-byte extension header when there is none) when absent; the
@@ -280,16 +318,7 @@ static int egress_stamp(Egress *eg, unsigned char *p, int len, int cap, double n
     if (!eg->twcc_id) return len;
     int stamped = stamp_twcc(p, len, cap, eg->twcc_id, eg->twcc_seq);
     if (stamped < 0) return len;
-    if (eg->sent_count == SENT_RING) { /* full: drop the oldest */
-        eg->sent_start = (eg->sent_start + 1) % SENT_RING;
-        eg->sent_count--;
-    }
-    int slot = (eg->sent_start + eg->sent_count) % SENT_RING;
-    eg->sent_seqs[slot] = eg->twcc_seq;
-    eg->sent_sizes[slot] = (uint16_t)stamped;
-    eg->sent_times[slot] = now;
-    eg->sent_count++;
-    eg->twcc_seq++;
+    egress_record(eg, eg->twcc_seq++, now, stamped);
     return stamped;
 }
 
@@ -306,6 +335,7 @@ static int Egress_init(Egress *self, PyObject *args, PyObject *kwds) {
     self->tx = (Session *)tx;
     self->fd = -1;
     memset(&self->addr, 0, sizeof(self->addr));
+    egress_reset_records(self);
     return 0;
 }
 
@@ -334,7 +364,7 @@ static PyObject *Egress_set_twcc(Egress *self, PyObject *arg) {
         PyErr_SetString(PyExc_ValueError, "extension id must be 0-255");
         return NULL;
     }
-    if (ext_id != self->twcc_id) self->sent_start = self->sent_count = 0;
+    if (ext_id != self->twcc_id) egress_reset_records(self);
     self->twcc_id = (int)ext_id;
     Py_RETURN_NONE;
 }
@@ -344,22 +374,247 @@ static PyObject *Egress_next_twcc_seq(Egress *self, PyObject *unused) {
     return PyLong_FromLong(self->twcc_seq++);
 }
 
-/* take_sent() -> [(transport seq, CLOCK_MONOTONIC seconds, size)], oldest first; empties the ring */
-static PyObject *Egress_take_sent(Egress *self, PyObject *unused) {
-    PyObject *list = PyList_New(self->sent_count);
-    if (list == NULL) return NULL;
-    for (int k = 0; k < self->sent_count; k++) {
-        int slot = (self->sent_start + k) % SENT_RING;
-        PyObject *item = Py_BuildValue("(idi)", (int)self->sent_seqs[slot], self->sent_times[slot],
-                                       (int)self->sent_sizes[slot]);
-        if (item == NULL) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, k, item);
+/* record(seq, sent, size): a packet the Python path stamped and sent */
+static PyObject *Egress_record(Egress *self, PyObject *args) {
+    int seq, size;
+    double sent;
+    if (!PyArg_ParseTuple(args, "idi", &seq, &sent, &size)) return NULL;
+    if (seq < 0 || seq > 0xFFFF || size < 0 || size > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "sequence or size out of range");
+        return NULL;
     }
-    self->sent_start = self->sent_count = 0;
-    return list;
+    egress_record(self, (uint16_t)seq, sent, size);
+    Py_RETURN_NONE;
+}
+
+/* bwe.py _InterArrival.add: 1 with the deltas when the packet closes a group */
+static int inter_arrival_add(Egress *e, double send, double arrival, int size, double *send_delta,
+                             double *arrival_delta) {
+    if (e->ia_first_send < 0) {
+        e->ia_first_send = e->ia_last_send = send;
+        e->ia_first_arrival = e->ia_last_arrival = arrival;
+        e->ia_size = size;
+        return 0;
+    }
+    if (send < e->ia_first_send) return 0;
+    int same = send - e->ia_first_send <= GROUP_LENGTH;
+    if (!same) {
+        double delta = arrival - e->ia_last_arrival;
+        double propagation = delta - (send - e->ia_last_send);
+        same = propagation < 0 && delta <= BURST_DELTA && arrival - e->ia_first_arrival < MAX_BURST;
+    }
+    if (same) {
+        if (send > e->ia_last_send) e->ia_last_send = send;
+        if (arrival > e->ia_last_arrival) e->ia_last_arrival = arrival;
+        e->ia_size += size;
+        return 0;
+    }
+    int closed = 0;
+    if (e->ia_has_prev) {
+        double sd = e->ia_last_send - e->ia_prev_send, ad = e->ia_last_arrival - e->ia_prev_arrival;
+        if (!(ad > ARRIVAL_JUMP || ad < -ARRIVAL_JUMP) && sd >= 0) {
+            *send_delta = sd;
+            *arrival_delta = ad;
+            closed = 1;
+        }
+    }
+    e->ia_has_prev = 1;
+    e->ia_prev_send = e->ia_last_send;
+    e->ia_prev_arrival = e->ia_last_arrival;
+    e->ia_first_send = e->ia_last_send = send;
+    e->ia_first_arrival = e->ia_last_arrival = arrival;
+    e->ia_size = size;
+    return closed;
+}
+
+/* bwe.py _AcknowledgedRate.add */
+static void acked_add(Egress *e, double arrival, int size) {
+    if (e->ack_count) {
+        int newest = (e->ack_start + e->ack_count - 1) % ACKED_MAX_SAMPLES;
+        if (arrival < e->ack_arrival[newest] - ARRIVAL_JUMP) { /* the receiver's clock jumped */
+            e->ack_start = e->ack_count = 0;
+            e->ack_octets = 0;
+        }
+    }
+    if (e->ack_count == ACKED_MAX_SAMPLES) { /* full: the oldest goes */
+        e->ack_octets -= e->ack_size[e->ack_start];
+        e->ack_start = (e->ack_start + 1) % ACKED_MAX_SAMPLES;
+        e->ack_count--;
+    }
+    int slot = (e->ack_start + e->ack_count) % ACKED_MAX_SAMPLES;
+    e->ack_arrival[slot] = arrival;
+    e->ack_size[slot] = size;
+    e->ack_count++;
+    e->ack_octets += size;
+    while (e->ack_count && arrival - e->ack_arrival[e->ack_start] > ACKED_WINDOW) {
+        e->ack_octets -= e->ack_size[e->ack_start];
+        e->ack_start = (e->ack_start + 1) % ACKED_MAX_SAMPLES;
+        e->ack_count--;
+    }
+    if (e->ack_count > 1) {
+        double span = arrival - e->ack_arrival[e->ack_start];
+        if (span >= ACKED_WINDOW / 2) {
+            e->ack_rate = (double)(e->ack_octets - e->ack_size[e->ack_start]) * 8 / span;
+            e->ack_has_rate = 1;
+        }
+    }
+}
+
+typedef struct {
+    int seq, size, received;
+    double sent, arrival;
+} Matched;
+
+static PyObject *feedback_error(const char *message) {
+    PyErr_SetString(PyExc_ValueError, message);
+    return NULL;
+}
+
+/* feedback(packet, now, probe_start, probe_end) -> ((expected, lost, acked bitrate or None,
+ * [(send delta, arrival delta, arrival)]), rtt or None, [probe packet results], last sequence):
+ * one transport-cc feedback packet (RTCP RTPFB FMT 15) read against the send records, as
+ * feedback.py SendRecords.feedback (twcc.py parse_feedback, bwe.py FeedbackReader.read) does;
+ * ValueError on a malformed packet, which changes nothing. */
+static PyObject *Egress_feedback(Egress *self, PyObject *args) {
+    Py_buffer view;
+    double now, probe_start, probe_end;
+    if (!PyArg_ParseTuple(args, "y*ddd", &view, &now, &probe_start, &probe_end)) return NULL;
+    const unsigned char *p = view.buf;
+    Py_ssize_t size = view.len;
+    static uint8_t symbols[65536];
+    static long long ticks_at[MAX_FEEDBACK_RESULTS];
+    static Matched matched[MAX_FEEDBACK_RESULTS];
+    const char *error = NULL;
+    int count = 0, base = 0, n = 0;
+    if (size < 20) error = "transport-cc feedback truncated";
+    else if (p[0] >> 6 != 2 || p[1] != 205 || (p[0] & 0x1F) != 15)
+        error = "not a transport-cc feedback packet";
+    Py_ssize_t end = 0;
+    if (!error) {
+        end = 4 + 4 * (Py_ssize_t)(p[2] << 8 | p[3]);
+        if (end > size) error = "transport-cc feedback truncated";
+        else if (p[0] & 0x20) {
+            int padding = p[end - 1];
+            if (padding == 0 || end - padding < 20) error = "RTCP padding invalid";
+            else end -= padding;
+        }
+    }
+    if (!error) {
+        base = p[12] << 8 | p[13];
+        count = p[14] << 8 | p[15];
+        long long ticks = (long long)(p[16] << 16 | p[17] << 8 | p[18]) * 256;
+        Py_ssize_t offset = 20;
+        int have = 0;
+        while (have < count && !error) {
+            if (offset + 2 > end) {
+                error = "transport-cc status chunks truncated";
+                break;
+            }
+            int chunk = p[offset] << 8 | p[offset + 1];
+            offset += 2;
+            if (!(chunk & 0x8000)) {
+                int run = chunk & 0x1FFF;
+                if (run > count - have) run = count - have;
+                memset(symbols + have, chunk >> 13 & 0x3, (size_t)run);
+                have += run;
+            } else if (chunk & 0x4000) {
+                for (int k = 0; k < 7; k++)
+                    if (have < count) symbols[have++] = chunk >> (12 - 2 * k) & 0x3;
+            } else {
+                for (int k = 0; k < 14; k++)
+                    if (have < count) symbols[have++] = chunk >> (13 - k) & 0x1;
+            }
+        }
+        n = count < MAX_FEEDBACK_RESULTS ? count : MAX_FEEDBACK_RESULTS;
+        for (int i = 0; i < count && !error; i++) {
+            int symbol = symbols[i];
+            if (symbol == 1) {
+                if (offset + 1 > end) error = "transport-cc receive deltas truncated";
+                else ticks += p[offset++];
+            } else if (symbol == 2) {
+                if (offset + 2 > end) error = "transport-cc receive deltas truncated";
+                else {
+                    ticks += (int16_t)(p[offset] << 8 | p[offset + 1]);
+                    offset += 2;
+                }
+            } else if (symbol == 3) error = "transport-cc reserved status symbol";
+            if (i < n) ticks_at[i] = ticks;
+        }
+    }
+    PyBuffer_Release(&view);
+    if (error) return feedback_error(error);
+
+    PyObject *probe = PyList_New(0), *deltas = PyList_New(0);
+    if (probe == NULL || deltas == NULL) goto fail;
+    int found = 0, have_rtt = 0;
+    double rtt = 0, oldest = now - RECORD_MAX_AGE;
+    for (int i = 0; i < n; i++) {
+        int seq = (base + i) & 0xFFFF, slot = seq & (SEND_RING - 1);
+        if (self->rec_seq[slot] != seq) continue; /* never sent, or overwritten */
+        self->rec_seq[slot] = -1;                 /* each packet counts once */
+        double sent = self->rec_time[slot];
+        if (sent < oldest || sent > now) continue;
+        Matched *m = &matched[found++];
+        m->seq = seq;
+        m->sent = sent;
+        m->size = self->rec_size[slot];
+        m->received = symbols[i] != 0;
+        m->arrival = (double)ticks_at[i] / 4000;
+        if (probe_start <= sent && sent <= probe_end) {
+            PyObject *item = m->received ? Py_BuildValue("(idid)", seq, sent, m->size, m->arrival)
+                                         : Py_BuildValue("(idiO)", seq, sent, m->size, Py_None);
+            if (item == NULL || PyList_Append(probe, item) < 0) {
+                Py_XDECREF(item);
+                goto fail;
+            }
+            Py_DECREF(item);
+        }
+        if (m->received && (!have_rtt || now - sent < rtt)) {
+            rtt = now - sent;
+            have_rtt = 1;
+        }
+    }
+    /* in send order (stable: the records come in sequence order, nearly sorted already) */
+    for (int i = 1; i < found; i++) {
+        Matched item = matched[i];
+        int j = i - 1;
+        while (j >= 0 && matched[j].sent > item.sent) {
+            matched[j + 1] = matched[j];
+            j--;
+        }
+        matched[j + 1] = item;
+    }
+    int lost = 0;
+    for (int i = 0; i < found; i++) {
+        Matched *m = &matched[i];
+        if (!m->received) {
+            lost++;
+            continue;
+        }
+        acked_add(self, m->arrival, m->size);
+        double send_delta, arrival_delta;
+        if (inter_arrival_add(self, m->sent, m->arrival, m->size, &send_delta, &arrival_delta)) {
+            PyObject *item = Py_BuildValue("(ddd)", send_delta, arrival_delta, m->arrival);
+            if (item == NULL || PyList_Append(deltas, item) < 0) {
+                Py_XDECREF(item);
+                goto fail;
+            }
+            Py_DECREF(item);
+        }
+    }
+    PyObject *acked = self->ack_has_rate ? PyFloat_FromDouble(self->ack_rate) : Py_NewRef(Py_None);
+    PyObject *rtt_value = have_rtt ? PyFloat_FromDouble(rtt) : Py_NewRef(Py_None);
+    if (acked == NULL || rtt_value == NULL) {
+        Py_XDECREF(acked);
+        Py_XDECREF(rtt_value);
+        goto fail;
+    }
+    int last = n > 0 ? (base + n - 1) & 0xFFFF : -1;
+    return Py_BuildValue("((iiNN)NNi)", found, lost, acked, deltas, rtt_value, probe, last);
+fail:
+    Py_XDECREF(probe);
+    Py_XDECREF(deltas);
+    return NULL;
 }
 
 /* stamp(packet) -> the packet stamped as the fast path would send it (and recorded); for tests */
@@ -382,16 +637,19 @@ static PyObject *Egress_stamp(Egress *self, PyObject *arg) {
 
 static PyObject *Egress_get_sent(Egress *self, void *closure) { return PyLong_FromUnsignedLongLong(self->sent); }
 static PyObject *Egress_get_ready(Egress *self, void *closure) { return PyBool_FromLong(self->fd >= 0); }
+static PyObject *Egress_get_twcc_seq(Egress *self, void *closure) { return PyLong_FromLong(self->twcc_seq); }
 
 static PyGetSetDef Egress_getset[] = {
     {"sent", (getter)Egress_get_sent, NULL, NULL, NULL},
     {"ready", (getter)Egress_get_ready, NULL, NULL, NULL},
+    {"twcc_seq", (getter)Egress_get_twcc_seq, NULL, NULL, NULL},
     {NULL}};
 static PyMethodDef Egress_methods[] = {
     {"set_peer", (PyCFunction)Egress_set_peer, METH_VARARGS, NULL},
     {"set_twcc", (PyCFunction)Egress_set_twcc, METH_O, NULL},
     {"next_twcc_seq", (PyCFunction)Egress_next_twcc_seq, METH_NOARGS, NULL},
-    {"take_sent", (PyCFunction)Egress_take_sent, METH_NOARGS, NULL},
+    {"record", (PyCFunction)Egress_record, METH_VARARGS, NULL},
+    {"feedback", (PyCFunction)Egress_feedback, METH_VARARGS, NULL},
     {"stamp", (PyCFunction)Egress_stamp, METH_O, NULL},
     {NULL}};
 

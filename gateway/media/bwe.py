@@ -4,9 +4,13 @@ The algorithms of Google Congestion Control (draft-ietf-rmcat-gcc-02), as libweb
 implements them and LiveKit and mediasoup follow: inter-arrival groups, a trendline filter with an
 adaptive-threshold overuse detector, AIMD rate control bounded by the acknowledged bitrate, a
 loss-based bound, and probe results. Sans-I/O: the caller pairs transport-cc feedback
-(draft-holmer-rmcat-transport-wide-cc-extensions-01) with its own send records and passes packet
-results `(sequence, send_time, size, arrival or None)`; every time is in seconds, the send times
-on the sender's clock and the arrivals on the feedback's own clock (only differences are used).
+(draft-holmer-rmcat-transport-wide-cc-extensions-01) with its own send records into packet
+results `(sequence, send_time, size, arrival or None)`, which a `FeedbackReader` turns into one
+`FeedbackSummary` per feedback (loss counts, the acknowledged bitrate, the inter-arrival groups'
+deltas) for `BandwidthEstimator.on_feedback`. The native Egress (gateway/media/_fastpath.c
+`Egress.feedback`) reads its own send records the same way, so the relay's per-packet work stays
+in C. Every time is in seconds, the send times on the sender's clock and the arrivals on the
+feedback's own clock (only differences are used).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from collections.abc import Iterable, Sequence
 
 PacketResult = tuple[int, float, int, float | None]
 """(transport-wide sequence, send time, size in bytes, arrival time or None when lost)."""
+FeedbackSummary = tuple[int, int, float | None, list[tuple[float, float, float]]]
+"""One feedback's packets as the estimator reads them: (packets expected, packets lost, the
+acknowledged bitrate after them or None while unknown, the (send delta, arrival delta, arrival)
+of each inter-arrival group they closed)."""
 
 START_BITRATE = 1_000_000
 MIN_BITRATE = 30_000
@@ -261,6 +269,32 @@ class _AcknowledgedRate:
             self.rate = (self.octets - samples[0][1]) * 8 / span
 
 
+class FeedbackReader:
+    """Packet results of one transport, feedback after feedback, read into FeedbackSummary: what
+    the native Egress.feedback computes in C (the two are checked alike by the unit tests)."""
+
+    __slots__ = ("_arrivals", "_acked")
+
+    def __init__(self) -> None:
+        self._arrivals = _InterArrival()
+        self._acked = _AcknowledgedRate()
+
+    def read(self, results: Iterable[PacketResult]) -> FeedbackSummary:
+        """One feedback's packet results (any order): taken in send order."""
+        expected = lost = 0
+        deltas: list[tuple[float, float, float]] = []
+        for _sequence, send, size, arrival in sorted(results, key=lambda result: result[1]):
+            expected += 1
+            if arrival is None:
+                lost += 1
+                continue
+            self._acked.add(arrival, size)
+            group = self._arrivals.add(send, arrival, size)
+            if group is not None:
+                deltas.append((group[0], group[1], arrival))
+        return expected, lost, self._acked.rate, deltas
+
+
 class BandwidthEstimator:
     """Delay-based, loss-based and probe-driven estimate of what a subscriber's link carries."""
 
@@ -275,9 +309,8 @@ class BandwidthEstimator:
         self.max_bitrate = max_bitrate
         self._delay_based = float(min(max(start_bitrate, min_bitrate), max_bitrate))
         self._loss_based = self._delay_based
-        self._arrivals = _InterArrival()
         self._trendline = _Trendline()
-        self._acked = _AcknowledgedRate()
+        self._acked: float | None = None  # the acknowledged bitrate (bits/s), None while unknown
         self._rate_state = "hold"
         self._last_change = -1.0
         self._last_decrease = -1e9
@@ -308,22 +341,20 @@ class BandwidthEstimator:
         if 0 < rtt < 10:
             self._rtt = rtt
 
-    def on_packet_results(self, results: Iterable[PacketResult], now: float) -> None:
-        """One feedback's packet results (any order); `now` on the sender's clock."""
-        ordered = sorted(results, key=lambda result: result[1])
+    def on_feedback(self, summary: FeedbackSummary, now: float) -> None:
+        """One feedback's packets, as a FeedbackReader (or the native Egress) read them; `now`
+        on the sender's clock."""
+        expected, lost, acked, deltas = summary
+        self._loss_expected += expected
+        self._loss_lost += lost
+        if acked is not None:
+            self._acked = acked
         usage = self.usage
-        for _sequence, send, size, arrival in ordered:
-            self._loss_expected += 1
-            if arrival is None:
-                self._loss_lost += 1
-                continue
-            self._acked.add(arrival, size)
-            deltas = self._arrivals.add(send, arrival, size)
-            if deltas is not None:
-                usage = self._trendline.update(deltas[0], deltas[1], arrival)
-                self._loss_congested = self._loss_congested or usage == OVERUSING
+        for send_delta, arrival_delta, arrival in deltas:
+            usage = self._trendline.update(send_delta, arrival_delta, arrival)
+            self._loss_congested = self._loss_congested or usage == OVERUSING
         self.usage = usage
-        if ordered:
+        if expected:
             self._update_delay_based(usage, now)
             self._update_loss_based(now)
 
@@ -356,7 +387,7 @@ class BandwidthEstimator:
 
     @property
     def acknowledged_bitrate(self) -> int | None:
-        rate = self._acked.rate
+        rate = self._acked
         return None if rate is None else int(rate)
 
     # --- internals -----------------------------------------------------------------------------
@@ -370,7 +401,7 @@ class BandwidthEstimator:
         elif self._rate_state != "increase":
             self._rate_state = "increase"
             self._last_change = now  # (re)start increasing from here, not from the last change
-        acked = self._acked.rate
+        acked = self._acked
         current = self._delay_based
         if self._rate_state == "increase":
             if self._capacity is not None and current > self._capacity_upper():
@@ -449,7 +480,7 @@ class BandwidthEstimator:
             if due and not self._loss_decreased:
                 base = min(self._loss_based, self._delay_based)
                 decreased = base * (1 - 0.5 * self.loss_fraction)
-                acked = self._acked.rate
+                acked = self._acked
                 if acked is not None:
                     # A saturated drop-tail queue shows loss but no delay trend: go straight to
                     # what the link delivered, never below BETA x that for one report (the

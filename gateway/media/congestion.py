@@ -3,9 +3,10 @@ transport-cc feedback in, the bandwidth estimate (bwe.py), the layer allocation 
 applied to the room's router, and probes (draft-holmer-rmcat-transport-wide-cc-extensions-01,
 draft-ietf-rmcat-gcc-02).
 
-The transport calls `stamp` for every RTP packet its Python path sends (the native Egress stamps
-its own and keeps send records, drained here), `on_feedback` with each RTPFB FMT 15 packet the
-subscriber sends, and the relay's fast timer calls `tick`. Sans-I/O: every entry point takes `now`
+The transport calls `stamp` for every RTP packet its Python path sends, `on_feedback` with each
+RTPFB FMT 15 packet the subscriber sends, and the relay's fast timer calls `tick`. The send records
+and the reading of feedback against them are the native Egress's when the transport has one (it
+stamps the fast path's packets itself), else a `SendRecords` (feedback.py), its Python twin. Sans-I/O: every entry point takes `now`
 (time.monotonic() seconds, the clock the native Egress stamps with).
 """
 
@@ -16,17 +17,12 @@ from typing import Any, Protocol
 
 from .allocator import Allocator
 from .bwe import MAX_BITRATE, START_BITRATE, BandwidthEstimator, PacketResult
+from .feedback import SendRecords
 from .router import DowntrackInfo
 from .rtcp import RtcpError
-from .twcc import parse_feedback
 
 logger = logging.getLogger(__name__)
 
-SEND_RING = 8192  # send records kept (a power of two, below the 16-bit sequence space)
-RECORD_MAX_AGE = 5.0  # a send record older than this when its feedback comes is ignored
-# Results read from one feedback packet: Chromium's cover the ~100 packets of 50-100 ms; a run-length
-# chunk can claim thousands in two bytes, which must not cost thousands of iterations.
-MAX_FEEDBACK_RESULTS = 2048
 ALLOCATION_INTERVAL = 0.3  # LiveKit's stream allocator re-allocates a few times a second
 PROBE_DURATION = 0.1  # padding sent for this long per probe cluster
 # Padding for a little more than the target: the cluster's measured rate leaves out its last
@@ -163,14 +159,8 @@ class SubscriberCongestion:
         self.ext_id = ext_id
         self.estimator = BandwidthEstimator(start_bitrate, max_bitrate=max_bitrate)
         self.allocator = Allocator()
-        self._egress: Any = None
-        self._next_sequence = 0
-        mask = SEND_RING - 1
-        self._mask = mask
-        self._sequences = [-1] * SEND_RING
-        self._send_times = [0.0] * SEND_RING
-        self._sizes = [0] * SEND_RING
-        self._clusters = [0] * SEND_RING
+        self.records: Any = SendRecords()
+        """The send records: a SendRecords, or the native Egress (bind_egress)."""
         self._cluster = 0  # the probe cluster being sent (0: none)
         self._cluster_id = 0  # the probe cluster whose results are awaited (0: none)
         self._probe_counter = 0
@@ -179,7 +169,8 @@ class SubscriberCongestion:
         self._probe_sent_until = 0.0
         self._probe_rate = 0
         self._probe_results: list[PacketResult] = []
-        self._probe_packets = 0  # packets sent in the cluster
+        self._probe_last = -1  # the cluster's last transport-wide sequence (-1: still sending)
+        self._probe_reported = False  # a feedback covered it
         self._next_probe = 0.0
         self._probe_interval = PROBE_INTERVAL
         self._next_allocation = 0.0
@@ -200,98 +191,62 @@ class SubscriberCongestion:
 
     def bind_egress(self, egress: Any) -> None:
         """The transport's native Egress: it stamps the fast path's packets from the same
-        sequence (next_twcc_seq) and keeps their send records (take_sent)."""
+        sequence and keeps every send record, the Python path's too (`record`)."""
         if egress is not None:
             egress.set_twcc(self.ext_id)
-        self._egress = egress
+            self.records = egress
 
     def stamp(self, packet: bytes, now: float) -> bytes:
         """The packet with the next transport-wide sequence number, recorded as sent now."""
-        egress = self._egress
-        sequence = egress.next_twcc_seq() if egress is not None else self._next_sequence
+        records = self.records
+        sequence = records.next_twcc_seq()
         stamped = stamp_transport_sequence(packet, self.ext_id, sequence)
         if stamped is None:
             return packet
-        if egress is None:
-            self._next_sequence = (sequence + 1) & 0xFFFF
-        self._record(sequence, now, len(stamped))
+        records.record(sequence, now, len(stamped))
         return stamped
-
-    def _record(self, sequence: int, now: float, size: int) -> None:
-        slot = sequence & self._mask
-        self._sequences[slot] = sequence
-        self._send_times[slot] = now
-        self._sizes[slot] = size
-        cluster = self._cluster if now <= self._probe_end else 0
-        self._clusters[slot] = cluster
-        if cluster:
-            self._probe_packets += 1
-
-    def _drain_egress(self) -> None:
-        egress = self._egress
-        if egress is None:
-            return
-        for sequence, sent, size in egress.take_sent():
-            slot = sequence & self._mask
-            self._sequences[slot] = sequence
-            self._send_times[slot] = sent
-            self._sizes[slot] = size
-            inside = self._cluster_id and self._probe_start <= sent <= self._probe_end
-            self._clusters[slot] = self._cluster_id if inside else 0
-            if inside:
-                self._probe_packets += 1
 
     # --- feedback ------------------------------------------------------------------------------
 
     def on_feedback(self, packet: bytes, now: float) -> None:
         """One transport-cc feedback packet (RTCP RTPFB FMT 15) from the subscriber."""
+        probing = self._cluster_id != 0
         try:
-            feedback = parse_feedback(packet)
-        except RtcpError:
+            summary, rtt, probe, last = self.records.feedback(
+                packet,
+                now,
+                self._probe_start if probing else 1.0,
+                self._probe_end if probing else 0.0,
+            )
+        except (RtcpError, ValueError):
             self.feedback_errors += 1
             return
         self.feedback_packets += 1
-        self._drain_egress()
-        results: list[PacketResult] = []
-        sequences = self._sequences
-        rtt = None
-        oldest = now - RECORD_MAX_AGE
-        for result in feedback.results[:MAX_FEEDBACK_RESULTS]:
-            sequence = result.sequence_number
-            slot = sequence & self._mask
-            if sequences[slot] != sequence:
-                continue  # never sent, or its record expired
-            sequences[slot] = -1  # each packet counts once
-            sent = self._send_times[slot]
-            if sent < oldest or sent > now:
-                continue
-            entry = (sequence, sent, self._sizes[slot], result.arrival)
-            results.append(entry)
-            if self._clusters[slot] and self._clusters[slot] == self._cluster_id:
-                self._probe_results.append(entry)
-            if result.arrival is not None and (rtt is None or now - sent < rtt):
-                rtt = now - sent
+        if probing:
+            self._probe_results.extend(probe)
+            if self._probe_last >= 0 and last >= 0 and (last - self._probe_last) & 0xFFFF < 0x8000:
+                self._probe_reported = True
         if rtt is not None:
             self.estimator.set_rtt(max(rtt, MIN_RTT))
-        if results:
-            self.estimator.on_packet_results(results, now)
+        if summary[0]:
+            self.estimator.on_feedback(summary, now)
 
     # --- timer ---------------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
         """The relay's fast timer: probe padding, probe results, and the allocation."""
-        self._drain_egress()
-        reported = len(self._probe_results) >= self._probe_packets
         if (
             self._cluster_id
             and now > self._probe_end
-            and (reported or now > self._probe_end + PROBE_SETTLE)
+            and (self._probe_reported or now > self._probe_end + PROBE_SETTLE)
         ):
             self._finish_probe(now)
         if self._cluster and now < self._probe_end:
             self._send_probe_padding(now)
         elif self._cluster:
-            self._cluster = 0  # the cluster's sending is over; its feedback may still come
+            # the cluster's sending is over; its feedback may still come
+            self._cluster = 0
+            self._probe_last = (self.records.twcc_seq - 1) & 0xFFFF
         # A peer that negotiated transport-cc but sends no feedback (aiortc sends REMB only)
         # leaves the estimate unknown: its subscriptions are left as they are.
         if now >= self._next_allocation and self.feedback_packets:
@@ -344,7 +299,8 @@ class SubscriberCongestion:
         self._probe_end = now + PROBE_DURATION
         self._probe_sent_until = now
         self._probe_results = []
-        self._probe_packets = 0
+        self._probe_last = -1
+        self._probe_reported = False
         self.probes += 1
         self._send_probe_padding(now)
 

@@ -76,7 +76,10 @@ LAYER_TIMEOUT = 1.0  # a layer without packets for this long is not available
 LAYER_CHECK_INTERVAL = 0.25
 BITRATE_INTERVAL = 0.5  # layer bitrates roll at the tick (about 1 s), never over less than this
 HISTORY_SIZE = 1024
-MAX_PADDING_PACKETS = 64  # padding-only packets one send_padding call sends at most
+# Padding-only packets one send_padding call sends at most: a probe's share of one 50 ms timer
+# tick, 256 x ~290 bytes = about 12 Mbit/s (at 64 no probe could show more than ~3.9 Mbit/s, and
+# a subscriber of several 720p videos never got past that).
+MAX_PADDING_PACKETS = 256
 RTCP_CNAME = b"rondpoint"
 
 _HEADER = struct.Struct("!BBHII")

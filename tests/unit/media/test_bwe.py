@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import random
 
-from gateway.media.bwe import MIN_BITRATE, BandwidthEstimator, PacketResult, probe_rate
+from gateway.media.bwe import (
+    MIN_BITRATE,
+    BandwidthEstimator,
+    FeedbackReader,
+    PacketResult,
+    probe_rate,
+)
 
 PACKET = 1200
 FEEDBACK_INTERVAL = 0.05
@@ -49,6 +55,7 @@ class Simulation:
     def __init__(self, link: Bottleneck, estimator: BandwidthEstimator | None = None) -> None:
         self.link = link
         self.estimator = estimator or BandwidthEstimator()
+        self.reader = FeedbackReader()
         self.now = 0.0
         self.sequence = 0
         self.next_send = 0.0
@@ -87,7 +94,7 @@ class Simulation:
                 kept.append(result)
         self.pending = kept
         if report:
-            self.estimator.on_packet_results(report, now)
+            self.estimator.on_feedback(self.reader.read(report), now)
         self.trace.append((now, self.estimator.estimate))
 
     def estimates(self, start: float, end: float) -> list[int]:
@@ -206,7 +213,7 @@ def test_probe_with_too_few_packets_tells_nothing() -> None:
 
 def test_garbage_results_never_crash() -> None:
     rng = random.Random(5)
-    estimator = BandwidthEstimator()
+    estimator, reader = BandwidthEstimator(), FeedbackReader()
     for step in range(300):
         results: list[PacketResult] = []
         for _ in range(rng.randrange(0, 40)):
@@ -214,17 +221,17 @@ def test_garbage_results_never_crash() -> None:
             results.append(
                 (rng.randrange(65536), rng.uniform(0, 10), rng.randrange(0, 2000), arrival)
             )
-        estimator.on_packet_results(results, step * 0.05)
+        estimator.on_feedback(reader.read(results), step * 0.05)
         estimator.on_probe_results(results, step * 0.05)
         assert MIN_BITRATE <= estimator.estimate <= estimator.max_bitrate
 
 
 def test_arrivals_reported_at_one_instant_stay_bounded() -> None:
-    estimator = BandwidthEstimator()
+    reader = FeedbackReader()
     for step in range(20):
         results = [(i, step + i * 1e-6, 1200, 5.0) for i in range(1000)]
-        estimator.on_packet_results(results, float(step))
-    assert len(estimator._acked.samples) <= 8192
+        reader.read(results)
+    assert len(reader._acked.samples) <= 8192
 
 
 def test_overflowing_a_saturated_queue_lands_on_what_the_link_delivers() -> None:
