@@ -38,6 +38,10 @@ PROBE_AFTER_SUCCESS = 0.5
 # further at 2x): a capped link sees a short burst, a freed one doubles the estimate per probe.
 PROBE_MAX_SCALE = 2.0
 MIN_RTT = 0.01
+# The retransmission rate left out of the layers' budget decays by this factor per allocation
+# (0.3 s): a burst of NACKs holds the layers down for about a second after it, not longer.
+RESEND_DECAY = 0.7
+MIN_MEDIA_SHARE = 0.5  # retransmissions never take more than half of the layers' budget
 
 
 class CongestionRouter(Protocol):
@@ -174,6 +178,8 @@ class SubscriberCongestion:
         self._next_probe = 0.0
         self._probe_interval = PROBE_INTERVAL
         self._next_allocation = 0.0
+        self._resend_since = 0.0
+        self._resend_average = 0.0  # bits/s of retransmissions (_resend_rate)
         self.feedback_packets = 0
         self.feedback_errors = 0
         self.probes = 0
@@ -257,15 +263,18 @@ class SubscriberCongestion:
         router = self.router
         if hasattr(router, "set_resend_interval"):
             router.set_resend_interval(self.subscriber_id, self.estimator.rtt)
+        estimate = self.estimator.estimate
+        budget = max(estimate - self._resend_rate(now), int(estimate * MIN_MEDIA_SHARE))
         downtracks = router.subscriber_downtracks(self.subscriber_id, now)
         before = dict(self.allocator.applied)
-        changes = self.allocator.update(downtracks, self.estimator.estimate, now)
+        changes = self.allocator.update(downtracks, budget, now)
         if changes:
             logger.debug(
-                "subscriber %s: allocation %s at estimate %d (layers %s)",
+                "subscriber %s: allocation %s at estimate %d, %d for media (layers %s)",
                 self.subscriber_id,
                 changes,
                 self.estimator.estimate,
+                budget,
                 {info.track_id: info.layer_bitrates for info in downtracks},
             )
         for track_id, layer in changes.items():
@@ -287,6 +296,22 @@ class SubscriberCongestion:
         target = self.allocator.probe_target
         if target is not None and not self._cluster_id and now >= self._next_probe:
             self._start_probe(target, now)
+
+    def _resend_rate(self, now: float) -> int:
+        """Bits/s of retransmissions to the subscriber lately (the higher of the last interval's
+        and a decaying average): the layers get the estimate less what repairs take, as
+        libwebrtc's video sender leaves its protection bitrate out of the encoder's target."""
+        take = getattr(self.router, "take_resent_octets", None)
+        if take is None:
+            return 0
+        octets = take(self.subscriber_id)
+        elapsed = now - self._resend_since
+        self._resend_since = now
+        if elapsed <= 0 or elapsed > 10 * ALLOCATION_INTERVAL:
+            return int(self._resend_average)  # the first call, or after a long quiet spell
+        rate = octets * 8 / elapsed
+        self._resend_average = max(rate, RESEND_DECAY * self._resend_average)
+        return int(self._resend_average)
 
     def _start_probe(self, target: int, now: float) -> None:
         if not hasattr(self.router, "send_padding"):

@@ -187,6 +187,7 @@ class _DownTrack:
         "forwarder",
         "history",
         "resend_interval",
+        "resent_octets",
         "max_height",
         "lost_reported",
         "fraction_lost",
@@ -220,6 +221,7 @@ class _DownTrack:
         self.forwarder = forwarder
         self.history = SendHistory(HISTORY_SIZE)
         self.resend_interval = RESEND_INTERVAL  # the subscriber's round trip (set_resend_interval)
+        self.resent_octets = 0  # retransmitted since the last take_resent_octets
         self.max_height: int | None = None
         self.lost_reported = 0
         self.fraction_lost = 0
@@ -784,6 +786,17 @@ class Router:
             if downtrack is not None:
                 downtrack.resend_interval = interval
 
+    def take_resent_octets(self, subscriber_id: str) -> int:
+        """Bytes retransmitted to the subscriber (NACK answers, probes apart) since the last call:
+        its congestion controller leaves them out of what the layers may take."""
+        octets = 0
+        for receiver in self._receivers.values():
+            downtrack = receiver.downtracks.get(subscriber_id)
+            if downtrack is not None:
+                octets += downtrack.resent_octets
+                downtrack.resent_octets = 0
+        return octets
+
     def set_allocation(
         self,
         track_id: str,
@@ -1165,6 +1178,7 @@ class Router:
                 )
                 downtrack.rtx_seq = (downtrack.rtx_seq + 1) & 0xFFFF
             sink.send_rtp(stored)
+            downtrack.resent_octets += len(stored)
             self.stats.retransmissions += 1
 
     def _downtrack(self, track_id: str, subscriber_id: str) -> _DownTrack | None:

@@ -357,6 +357,27 @@ def test_a_router_without_padding_is_never_asked_for_it(records: str) -> None:
     assert congestion.probes == 0
 
 
+class ResendingRouter(FakeRouter):
+    """A FakeRouter that retransmitted OCTETS to the subscriber between two allocations."""
+
+    def __init__(self, downtracks: list[DowntrackInfo], octets: int) -> None:
+        super().__init__(downtracks)
+        self.octets = octets
+
+    def take_resent_octets(self, subscriber_id: str) -> int:
+        return self.octets
+
+
+def test_retransmissions_are_left_out_of_what_the_layers_may_take(records: str) -> None:
+    layers = {}
+    for octets in (0, 11_250):  # 300 kbit/s of retransmissions at one allocation per 0.3 s
+        router = ResendingRouter([_audio(), _video()], octets)
+        congestion = _controller(records, router)
+        _run_link(congestion, 1_000_000, 20.0, 0.0, app_limited=True)
+        layers[octets] = congestion.allocator.applied["v"]
+    assert layers == {0: 1, 11_250: 0}
+
+
 def test_feedback_for_unknown_or_expired_packets_is_ignored(records: str) -> None:
     congestion = _controller(records, FakeRouter([]))
     for i in range(5):

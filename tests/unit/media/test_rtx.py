@@ -126,6 +126,9 @@ def test_nack_answered_with_rtx_packets_of_their_own_sequence() -> None:
         assert rtx.payload[2:] == original.payload
         assert (rtx.timestamp, rtx.marker) == (original.timestamp, original.marker)
     assert router.stats.retransmissions == 2
+    # what repairs took is told to the congestion controller, once
+    assert router.take_resent_octets("bob") == sum(len(p) for p in bob.rtp)
+    assert router.take_resent_octets("bob") == 0
     # the history keeps the plain packet: a later NACK gets an RTX packet of the media packet
     router.on_subscriber_rtcp("bob", nack([wanted[0].sequence_number]), now=1.0)
     third = RtpPacket.parse(bob.rtp[-1])
@@ -225,6 +228,8 @@ def test_padding_goes_out_on_the_rtx_stream_bounded() -> None:
         RtpPacket.parse(bob.rtp[-1]).sequence_number
         == (RtpPacket.parse(bob.rtp[-2]).sequence_number + 1) & 0xFFFF
     )
+    # the congestion controller's repair budget counts the retransmission, not the padding
+    assert router.take_resent_octets("bob") == len(bob.rtp[-1])
 
 
 def test_padding_needs_an_rtx_video_downtrack() -> None:
