@@ -361,6 +361,10 @@ class WebRtcEndpoint:
         self._subscribe: WebRtcTransport | None = None
         self._slots: list[_Slot] = []
         self._wanted: list[str] = []
+        # the subscriber's choices per track, kept for a downtrack attached after they came
+        # (a subscription sent before the subscribe transport connected) and re-attached ones
+        self._max_heights: dict[str, int | None] = {}
+        self._paused: dict[str, bool] = {}
         self._negotiated: list[tuple[str, str, str | None, int]] = []
         self._offered: list[tuple[str, str, str | None, int]] | None = None
         self._subscribe_version = 0
@@ -660,15 +664,22 @@ class WebRtcEndpoint:
         m-line here turns inactive at the next offer."""
         if track_id in self._wanted:
             self._wanted.remove(track_id)
+        self._max_heights.pop(track_id, None)
+        self._paused.pop(track_id, None)
         for slot in self._slots:
             if slot.track_id == track_id:
                 self._detach(slot)
                 slot.track_id = None
 
     def set_max_height(self, track_id: str, max_height: int | None) -> None:
+        """The tallest simulcast layer wanted of a track (None: no limit), now or from when its
+        downtrack is attached."""
+        self._max_heights[track_id] = max_height
         self._router.set_max_height(track_id, self.participant_id, max_height)
 
     def set_paused(self, track_id: str, paused: bool) -> None:
+        """The subscriber's own pause of a track, now or from when its downtrack is attached."""
+        self._paused[track_id] = paused
         self._router.set_paused(track_id, self.participant_id, paused)
 
     def create_subscribe_offer(self) -> SubscribeOffer | None:
@@ -876,6 +887,11 @@ class WebRtcEndpoint:
                 rtx_payload_type=slot.rtx_payload_type,
             )
             slot.attached = True
+            if slot.track_id in self._max_heights:
+                max_height = self._max_heights[slot.track_id]
+                self._router.set_max_height(slot.track_id, self.participant_id, max_height)
+            if self._paused.get(slot.track_id):
+                self._router.set_paused(slot.track_id, self.participant_id, True)
 
     def _detach(self, slot: _Slot) -> None:
         if slot.attached and slot.track_id is not None:
