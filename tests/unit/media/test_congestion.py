@@ -10,7 +10,6 @@ import random
 
 import pytest
 
-import bench.srtp_client
 from bench.srtp_client import LeanPeer, rtp_frames
 from gateway.media import native, sdp
 from gateway.media.allocator import cost
@@ -19,13 +18,13 @@ from gateway.media.congestion import (
     SubscriberCongestion,
     stamp_transport_sequence,
 )
-from gateway.media.endpoint import PublishRequest
 from gateway.media.relay import MediaRelay
 from gateway.media.router import CodecInfo, DowntrackInfo, ExtensionIds, Router
 from gateway.media.rtcp import RtcpPli
 from gateway.media.rtp import RtpPacket
 from gateway.media.srtp import SrtpContext
 from gateway.media.twcc import PacketResult, TransportCcFeedback, read_transport_seq
+from tests.unit.media.relay_peers import audio_publisher
 
 TCC = 3
 
@@ -553,30 +552,13 @@ def test_transport_cc_slot_is_kept_in_the_subscribers_id() -> None:
 # --- the relay end to end ------------------------------------------------------------------
 
 
-@pytest.fixture(params=["native", "python"])
-def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "native" and not native.available():
-        pytest.skip("the native extension is not built")
-    monkeypatch.setattr(native, "enabled", request.param == "native")
-    monkeypatch.setattr(bench.srtp_client, "_SAMPLES_KEPT", 10_000)
-    return str(request.param)
-
-
 async def test_the_relay_stamps_every_packet_and_reads_the_feedback(packet_path: str) -> None:
     relay = MediaRelay("127.0.0.1", 0, (0, -1))
     await relay.start()
     peers: list[LeanPeer] = []
     try:
-        alice = relay.create_endpoint("room", "alice")
-        publisher = LeanPeer()
+        publisher, track_id = await audio_publisher(relay, "room", "alice")
         peers.append(publisher)
-        await publisher.open()
-        answer = alice.accept_publish_offer(
-            publisher.publish_offer(["0"]), [PublishRequest("0", "", "microphone")]
-        )
-        publisher.apply_remote(answer.sdp)
-        await publisher.connect()
-        track_id = answer.tracks[0].track_id
 
         bob = relay.create_endpoint("room", "bob")
         assert bob.subscribe(track_id)

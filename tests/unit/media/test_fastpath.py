@@ -8,38 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 
-import pytest
-
-import bench.srtp_client
 from bench.srtp_client import LeanPeer, parse_frame_payload, rtp_frames
-from gateway.media import native
-from gateway.media.endpoint import PublishRequest
 from gateway.media.relay import MediaRelay
 from gateway.media.rtcp import RtcpGenericNack
 from gateway.media.rtp import RtpPacket
-
-PATHS = ["native", "python"]
-
-
-@pytest.fixture(params=PATHS)
-def packet_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "native" and not native.available():
-        pytest.skip("the native extension is not built (pip install -e . with libsrtp2-dev)")
-    monkeypatch.setattr(native, "enabled", request.param == "native")
-    monkeypatch.setattr(bench.srtp_client, "_SAMPLES_KEPT", 10_000)
-    return str(request.param)
-
-
-async def _publisher(relay: MediaRelay, room: str, name: str) -> tuple[LeanPeer, str]:
-    endpoint = relay.create_endpoint(room, name)
-    peer = LeanPeer()
-    await peer.open()
-    answer = endpoint.accept_publish_offer(
-        peer.publish_offer(["0"]), [PublishRequest("0", "", "microphone")]
-    )
-    peer.apply_remote(answer.sdp)
-    await peer.connect()
-    return peer, answer.tracks[0].track_id
+from tests.unit.media.relay_peers import audio_publisher
 
 
 async def _subscriber(relay: MediaRelay, room: str, name: str, track_id: str) -> LeanPeer:
@@ -69,7 +42,7 @@ async def test_both_paths_forward_account_and_remember_alike(packet_path: str) -
     await relay.start()
     peers: list[LeanPeer] = []
     try:
-        publisher, track_id = await _publisher(relay, "room", "alice")
+        publisher, track_id = await audio_publisher(relay, "room", "alice")
         peers.append(publisher)
         subscribers = [await _subscriber(relay, "room", f"sub{i}", track_id) for i in range(2)]
         peers += subscribers

@@ -7,8 +7,8 @@ import asyncio
 import os
 
 from bench.srtp_client import LeanPeer, rtp_frames
-from gateway.media.endpoint import PublishRequest
 from gateway.media.relay import MediaRelay
+from tests.unit.media.relay_peers import audio_publisher
 
 
 async def _received_after(publisher: LeanPeer, subscriber: LeanPeer, packets: list[bytes]) -> int:
@@ -24,16 +24,9 @@ async def _received_after(publisher: LeanPeer, subscriber: LeanPeer, packets: li
 async def test_choices_sent_before_the_subscribe_transport_connected_hold() -> None:
     relay = MediaRelay("127.0.0.1", 0, (0, -1))
     await relay.start()
-    publisher, subscriber = LeanPeer(), LeanPeer()
+    subscriber, publisher = LeanPeer(), None
     try:
-        alice = relay.create_endpoint("room", "alice")
-        await publisher.open()
-        answer = alice.accept_publish_offer(
-            publisher.publish_offer(["0"]), [PublishRequest("0", "", "microphone")]
-        )
-        publisher.apply_remote(answer.sdp)
-        await publisher.connect()
-        track_id = answer.tracks[0].track_id
+        publisher, track_id = await audio_publisher(relay, "room", "alice")
 
         bob = relay.create_endpoint("room", "bob")
         assert bob.subscribe(track_id)
@@ -55,6 +48,7 @@ async def test_choices_sent_before_the_subscribe_transport_connected_hold() -> N
         bob.set_paused(track_id, False)
         assert await _received_after(publisher, subscriber, packets[20:]) > 0
     finally:
-        publisher.close()
+        if publisher is not None:
+            publisher.close()
         subscriber.close()
         await relay.stop()
