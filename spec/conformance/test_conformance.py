@@ -265,9 +265,7 @@ async def test_only_the_asked_participant_hears_a_hosts_request_to_unmute(
     # too soon again for the same participant; another one may be asked
     error = await _refused(host, {"type": "unmute_request", "participant_id": _own_id(alice)})
     assert error.code == "rate_limited"
-    await host.request(
-        {"type": "unmute_request", "participant_id": _own_id(bob), "kind": "video"}
-    )
+    await host.request({"type": "unmute_request", "participant_id": _own_id(bob), "kind": "video"})
     assert (await bob.next_event("unmute_requested"))["kind"] == "video"
     # a guest may not ask; an unknown participant is not found
     error = await _refused(bob, {"type": "unmute_request", "participant_id": _own_id(alice)})
