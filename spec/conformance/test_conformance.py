@@ -160,6 +160,13 @@ async def _updated(client: OrsClient, participant_id: str) -> dict[str, Any]:
             return dict(message["participant"])
 
 
+async def _finish(*clients: OrsClient) -> None:
+    """Every message the clients received matches its schema; then they close."""
+    for client in clients:
+        check_server_messages(client)
+        await client.close()
+
+
 async def _refused(client: OrsClient, message: dict[str, Any]) -> OrsError:
     with pytest.raises(OrsError) as error:
         await client.request(message)
@@ -194,9 +201,7 @@ async def test_a_raised_hand_is_seen_and_only_a_host_lowers_someone_elses(
     # the refusals changed nothing: the only updates bob saw were alice's two
     updates = [m for m in bob.received if m["type"] == "participant_updated"]
     assert [m["participant"]["hand_raised_at"] is None for m in updates] == [False, True]
-    for client in (host, alice, bob):
-        check_server_messages(client)
-        await client.close()
+    await _finish(host, alice, bob)
 
 
 async def test_a_hand_goes_with_the_participant_who_leaves(ors_url: str, ors_room: str) -> None:
@@ -213,8 +218,7 @@ async def test_a_hand_goes_with_the_participant_who_leaves(ors_url: str, ors_roo
     again = await OrsClient.connect(ors_url, ors_room)
     back = await again.join(alice_grant["token"])
     assert back["participant"]["hand_raised_at"] is None
-    for client in (host, alice, again):
-        await client.close()
+    await _finish(host, alice, again)
 
 
 async def test_reactions_reach_everyone_and_nothing_else_passes(
@@ -230,9 +234,7 @@ async def test_reactions_reach_everyone_and_nothing_else_passes(
         error = await _refused(alice, {"type": "reaction", "emoji": emoji})
         assert error.code == "invalid_message" and error.problem["field"] == "/emoji"
     assert sum(m["type"] == "reaction" for m in bob.received) == 1
-    for client in (alice, bob):
-        check_server_messages(client)
-        await client.close()
+    await _finish(alice, bob)
 
 
 async def test_a_flood_of_reactions_is_rate_limited_and_refused_ones_reach_nobody(
@@ -251,8 +253,7 @@ async def test_a_flood_of_reactions_is_rate_limited_and_refused_ones_reach_nobod
     assert 10 <= accepted < 20 and outcomes[:10] == ["ok"] * 10
     assert (await bob.request({"type": "ping"}))["type"] == "pong"
     assert sum(m["type"] == "reaction" for m in bob.received) == accepted
-    for client in (alice, bob):
-        await client.close()
+    await _finish(alice, bob)
 
 
 async def test_only_the_asked_participant_hears_a_hosts_request_to_unmute(
@@ -277,9 +278,7 @@ async def test_only_the_asked_participant_hears_a_hosts_request_to_unmute(
     assert sum(m["type"] == "unmute_requested" for m in alice.received) == 1
     assert sum(m["type"] == "unmute_requested" for m in bob.received) == 1
     assert not any(m["type"] in ("unmute_requested", "track_muted") for m in host.received)
-    for client in (host, alice, bob):
-        check_server_messages(client)
-        await client.close()
+    await _finish(host, alice, bob)
 
 
 async def test_a_late_joiner_reads_the_chat_but_nobody_elses_private_messages(
@@ -296,6 +295,4 @@ async def test_a_late_joiner_reads_the_chat_but_nobody_elses_private_messages(
         (_own_id(bob), "Merci"),
     ]
     assert history[0]["ts"] <= history[1]["ts"] and history[0]["from_name"] == "Alice"
-    for client in (alice, bob, carol):
-        check_server_messages(client)
-        await client.close()
+    await _finish(alice, bob, carol)

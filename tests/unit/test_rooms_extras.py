@@ -7,9 +7,11 @@ from gateway.rooms import (
     CHAT_HISTORY_MESSAGES,
     REACTIONS,
     EventBus,
+    Participant,
     ParticipantUpdated,
     Reaction,
     Role,
+    Room,
     RoomError,
     RoomManager,
     UnmuteRequested,
@@ -27,6 +29,13 @@ def drain(sub) -> list:  # type: ignore[no-untyped-def]
     while not sub.queue.empty():
         events.append(sub.get_nowait())
     return events
+
+
+def people(rooms: RoomManager, *names: str) -> tuple[Room, list[Participant]]:
+    """Room "salle" with a host and members of these names, in order."""
+    room = rooms.create("salle")
+    roles = [Role.HOST] + [Role.MEMBER] * (len(names) - 1)
+    return room, [rooms.add_participant(room, n, r) for n, r in zip(names, roles, strict=True)]
 
 
 def test_a_hand_goes_up_once_and_down_once_and_each_change_is_announced(
@@ -80,10 +89,7 @@ def test_only_the_allowed_reactions_pass_within_the_rate(rooms: RoomManager) -> 
 def test_a_request_to_unmute_goes_out_once_per_five_seconds_per_host_and_target(
     rooms: RoomManager,
 ) -> None:
-    room = rooms.create("salle")
-    host = rooms.add_participant(room, "Host", Role.HOST)
-    bob = rooms.add_participant(room, "Bob", Role.MEMBER)
-    carol = rooms.add_participant(room, "Carol", Role.MEMBER)
+    room, (host, bob, carol) = people(rooms, "Host", "Bob", "Carol")
     sub = rooms.bus.subscribe("salle")
     rooms.request_unmute(room, host.id, bob.id, "audio", now=0.0)
     with pytest.raises(RoomError) as error:
@@ -101,10 +107,7 @@ def test_a_request_to_unmute_goes_out_once_per_five_seconds_per_host_and_target(
 def test_the_history_keeps_the_last_messages_and_private_ones_for_their_two_ends(
     rooms: RoomManager,
 ) -> None:
-    room = rooms.create("salle")
-    alice = rooms.add_participant(room, "Alice", Role.MEMBER)
-    bob = rooms.add_participant(room, "Bob", Role.MEMBER)
-    carol = rooms.add_participant(room, "Carol", Role.MEMBER)
+    room, (alice, bob, carol) = people(rooms, "Alice", "Bob", "Carol")
     rooms.chat(room, alice.id, "pour Bob", to=bob.id)
     for n in range(CHAT_HISTORY_MESSAGES):
         rooms.chat(room, alice.id, f"message {n}")
