@@ -233,7 +233,14 @@ class Mirror:
             return  # removed here just now: the room event that says so comes next
         if here.name != name:
             self.rooms.update_name(room, here.id, name)
+        self._sync_hand(room, here, wire.get("hand_raised_at"))
         self._sync_tracks(room, remote, wire["tracks"])
+
+    def _sync_hand(self, room: Room, here: Participant, raised_at: int | None) -> None:
+        """The hand as its home says (7.1 ``hand_raised_at``; absent from older partners: down)."""
+        if (raised_at is None) != (here.hand_raised_at is None):
+            at = None if raised_at is None else raised_at / 1000
+            self.rooms.set_hand(room, here.id, raised_at is not None, at)
 
     def _sync_tracks(
         self, room: Room, remote: _Remote, tracks: Sequence[Mapping[str, Any]]
@@ -357,18 +364,7 @@ class Mirror:
         if isinstance(event, TrackPublished | TrackUnpublished | TrackMuted):
             return self._upsert_event(room, event.track.owner)
         if isinstance(event, ChatMessage) and event.to is None and is_home(event.sender):
-            return [
-                {
-                    "type": "chat",
-                    "message": {
-                        "id": event.id,
-                        "from": event.sender.id,
-                        "from_name": event.sender.name,
-                        "text": event.text,
-                        "ts": int(event.timestamp * 1000),
-                    },
-                }
-            ]
+            return [{"type": "chat", "message": event.to_wire()}]
         return []
 
     def _upsert_event(self, room: Room, participant_id: str) -> list[dict[str, Any]]:

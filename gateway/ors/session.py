@@ -33,6 +33,7 @@ from gateway.rooms import (
     ParticipantLeft,
     ParticipantState,
     ParticipantUpdated,
+    Reaction,
     Role,
     Room,
     RoomError,
@@ -45,6 +46,7 @@ from gateway.rooms import (
     TrackPublished,
     TrackSource,
     TrackUnpublished,
+    UnmuteRequested,
     new_id,
 )
 from gateway.rooms.names import display_name
@@ -84,6 +86,9 @@ RENAMES_PER_SECOND = 1
 RENAME_BURST = 10
 """A session's renames (`update`, 8.9), each announced to everyone who sees the participant, as a
 chat message is (chat has its own limit, [limits] chat_messages_per_second, in RoomManager)."""
+HANDS_PER_SECOND = 1
+HAND_BURST = 10
+"""A session's raised and lowered hands (`hand`, 8.15), announced to everyone like a rename."""
 
 
 class OrsSession:
@@ -111,6 +116,7 @@ class OrsSession:
         self._join_timeout: asyncio.Task[bool] | None = None
         self._slow_close: asyncio.Task[None] | None = None
         self._renames = RateLimiter(rate_per_minute=RENAMES_PER_SECOND * 60, burst=RENAME_BURST)
+        self._hands = RateLimiter(rate_per_minute=HANDS_PER_SECOND * 60, burst=HAND_BURST)
         self._send_lock = asyncio.Lock()
         self._visible: set[str] = set()
         self._awaiting_answer = False
@@ -268,6 +274,9 @@ class OrsSession:
             "room": self.room.to_wire(),
             "participants": [p.to_wire() for p in others],
             "ice_servers": self.gateway.ice_servers(self.participant.id),
+            "chat": [
+                m.to_wire() for m in self.gateway.rooms.chat_history(self.room, self.participant.id)
+            ],
         }
 
     def _is_visible(self, other: Participant) -> bool:
@@ -404,6 +413,49 @@ class OrsSession:
     async def _on_chat(self, message: Message) -> None:
         assert self.room is not None and self.participant is not None
         self.gateway.rooms.chat(self.room, self.participant.id, message["text"], message.get("to"))
+
+    async def _on_hand(self, message: Message) -> None:
+        """Raise or lower one's own hand; a host lowers anyone's (8.15)."""
+        assert self.room is not None and self.participant is not None
+        target_id = message.get("participant_id", self.participant.id)
+        if target_id != self.participant.id:
+            if not self.participant.is_host or message["raised"]:
+                raise Problem(
+                    "forbidden", "only a host may lower someone else's hand, and only lower", 403
+                )
+            target = self.room.participants.get(target_id)
+            if target is None:
+                raise Problem(
+                    "participant_not_found", "no such participant", 404, "/participant_id"
+                )
+            if target.origin.startswith("federation:"):
+                raise Problem(
+                    "forbidden", "a partner's participant's hand is kept by its own server", 403
+                )
+        if not self._hands.allow(self.participant.id):
+            raise Problem("rate_limited", "too many hands raised and lowered; wait and retry", 429)
+        self.gateway.rooms.set_hand(self.room, target_id, message["raised"])
+
+    async def _on_reaction(self, message: Message) -> None:
+        assert self.room is not None and self.participant is not None
+        self.gateway.rooms.react(self.room, self.participant.id, message["emoji"])
+
+    async def _on_unmute_request(self, message: Message) -> None:
+        """A host asks one participant to unmute (8.17); the server unmutes nothing."""
+        assert self.room is not None and self.participant is not None
+        self._require_host()
+        target = self.room.participants.get(message["participant_id"])
+        if target is None:
+            raise Problem("participant_not_found", "no such participant", 404, "/participant_id")
+        if target.origin != "ors":
+            raise Problem(
+                "invalid_state",
+                "only an ORS participant can be asked to unmute; a phone unmutes itself",
+                409,
+                "/participant_id",
+            )
+        kind = message.get("kind", "audio")
+        self.gateway.rooms.request_unmute(self.room, self.participant.id, target.id, kind)
 
     async def _on_update(self, message: Message) -> None:
         assert self.room is not None and self.participant is not None
@@ -542,18 +594,20 @@ class OrsSession:
                 ],
             }
         if isinstance(event, ChatMessage):
-            if event.to is not None and me.id not in (event.to, event.sender.id):
+            if not event.visible_to(me.id):
                 return None
-            chat: Message = {
-                "id": event.id,
-                "from": event.sender.id,
-                "from_name": event.sender.name,
-                "text": event.text,
-                "ts": int(event.timestamp * 1000),
+            return {"type": "chat", "message": event.to_wire()}
+        if isinstance(event, Reaction):
+            return {
+                "type": "reaction",
+                "participant_id": event.participant_id,
+                "emoji": event.emoji,
+                "at": int(event.timestamp * 1000),
             }
-            if event.to is not None:
-                chat["to"] = event.to
-            return {"type": "chat", "message": chat}
+        if isinstance(event, UnmuteRequested):
+            if event.participant_id != me.id:
+                return None
+            return {"type": "unmute_requested", "by": event.by, "kind": event.kind}
         if isinstance(event, Caption):
             return {
                 "type": "caption",

@@ -8,14 +8,24 @@ from gateway.rooms.events import (
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
+    Reaction,
     RoomClosed,
     RoomEvent,
     Subscription,
     TrackMuted,
     TrackPublished,
     TrackUnpublished,
+    UnmuteRequested,
 )
-from gateway.rooms.manager import RoomError, RoomManager, check_room_id, random_room_id
+from gateway.rooms.manager import (
+    CHAT_HISTORY_CHARACTERS,
+    CHAT_HISTORY_MESSAGES,
+    REACTIONS,
+    RoomError,
+    RoomManager,
+    check_room_id,
+    random_room_id,
+)
 from gateway.rooms.model import (
     ROOM_ID_PATTERN,
     Participant,
@@ -32,6 +42,9 @@ from gateway.rooms.model import (
 )
 
 __all__ = [
+    "CHAT_HISTORY_CHARACTERS",
+    "CHAT_HISTORY_MESSAGES",
+    "REACTIONS",
     "ROOM_ID_PATTERN",
     "ActiveSpeakers",
     "Caption",
@@ -42,6 +55,7 @@ __all__ = [
     "ParticipantLeft",
     "ParticipantState",
     "ParticipantUpdated",
+    "Reaction",
     "Role",
     "Room",
     "RoomClosed",
@@ -57,6 +71,7 @@ __all__ = [
     "TrackPublished",
     "TrackSource",
     "TrackUnpublished",
+    "UnmuteRequested",
     "check_room_id",
     "new_id",
     "random_room_id",

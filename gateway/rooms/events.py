@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.rooms.model import Participant, Track
 
@@ -61,6 +62,41 @@ class ChatMessage(RoomEvent):
     text: str
     timestamp: float
     to: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The message as ORS ``chat`` carries it (spec 9.12), in ``joined``'s history too."""
+        wire: dict[str, Any] = {
+            "id": self.id,
+            "from": self.sender.id,
+            "from_name": self.sender.name,
+            "text": self.text,
+            "ts": int(self.timestamp * 1000),
+        }
+        if self.to is not None:
+            wire["to"] = self.to
+        return wire
+
+    def visible_to(self, participant_id: str) -> bool:
+        """Whether the participant may read it: everyone, or a private message's two ends."""
+        return self.to is None or participant_id in (self.to, self.sender.id)
+
+
+@dataclass(frozen=True)
+class Reaction(RoomEvent):
+    """A participant's passing reaction (spec 8.16): shown to everyone, never stored."""
+
+    participant_id: str
+    emoji: str
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class UnmuteRequested(RoomEvent):
+    """A host asks one participant to unmute (spec 8.17); for that participant only."""
+
+    participant_id: str
+    by: str
+    kind: str
 
 
 @dataclass(frozen=True)

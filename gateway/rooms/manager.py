@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 
 from gateway.ratelimit import RateLimiter
 from gateway.rooms.events import (
@@ -13,10 +14,12 @@ from gateway.rooms.events import (
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
+    Reaction,
     RoomClosed,
     TrackMuted,
     TrackPublished,
     TrackUnpublished,
+    UnmuteRequested,
 )
 from gateway.rooms.model import (
     ROOM_ID_PATTERN,
@@ -33,6 +36,17 @@ from gateway.store import RoomRecord, Store
 
 MAX_REMOVED = 1_000
 """Removed identities a room remembers; beyond, the oldest removal is forgotten."""
+CHAT_HISTORY_MESSAGES = 50
+CHAT_HISTORY_CHARACTERS = 32_000
+"""A room's chat history for late joiners (spec 9.1 ``chat``): its last messages, at most this
+many and this much text in all; the oldest go first. Kept in memory while someone is in the room."""
+REACTIONS = ("👍", "👏", "😂", "❤️", "🎉", "😮", "🙏", "🤔")
+"""The reactions a participant may send (spec 8.16), as Visio and Jitsi offer them."""
+REACTIONS_PER_SECOND = 1.0
+REACTION_BURST = 10
+"""Reactions per participant: 10 at once, then 10 per 10 s; each one reaches every session."""
+UNMUTE_REQUEST_INTERVAL = 5.0
+"""Seconds between two requests to unmute from one host to one participant (spec 8.17)."""
 
 
 class RoomError(Exception):
@@ -65,6 +79,13 @@ class RoomManager:
         """Participants waiting in a room's lobby: strangers who fill it never keep a host out."""
         self._chat_limiter = RateLimiter(rate_per_minute=chat_per_second * 60, burst=chat_burst)
         """Per participant, whatever its origin: one chat message reaches every session."""
+        self._chat_history: dict[str, deque[ChatMessage]] = {}
+        """Room id -> its last chat messages, oldest first (CHAT_HISTORY_*)."""
+        self._reaction_limiter = RateLimiter(
+            rate_per_minute=REACTIONS_PER_SECOND * 60, burst=REACTION_BURST
+        )
+        self._unmute_limiter = RateLimiter(rate_per_minute=60 / UNMUTE_REQUEST_INTERVAL, burst=1)
+        """Per (host, participant): a host's requests must not become a stream of prompts."""
         self._live: dict[str, Room] = {}
         self._reserved: list[tuple[Callable[[str], bool], str]] = []
 
@@ -125,6 +146,7 @@ class RoomManager:
             self.remove_participant(room, participant.id, reason="room_closed")
         self.store.delete_room(room_id)
         self._live.pop(room_id, None)
+        self._chat_history.pop(room_id, None)
         self.bus.publish(RoomClosed(room_id, reason="deleted"))
 
     # participants ------------------------------------------------------------
@@ -187,6 +209,23 @@ class RoomManager:
         self.bus.publish(ParticipantUpdated(room.id, participant))
         return participant
 
+    def set_hand(
+        self, room: Room, participant_id: str, raised: bool, at: float | None = None
+    ) -> Participant:
+        """Raise (at ``at``, default now) or lower a joined participant's hand; everyone who sees
+        it hears ``ParticipantUpdated`` when it changes. A raised hand keeps its first time."""
+        participant = self._participant(room, participant_id)
+        if participant.state is not ParticipantState.JOINED:
+            raise RoomError("invalid_state", "only a joined participant has a hand to raise", 409)
+        if raised and participant.hand_raised_at is None:
+            participant.hand_raised_at = time.time() if at is None else at
+        elif not raised and participant.hand_raised_at is not None:
+            participant.hand_raised_at = None
+        else:
+            return participant
+        self.bus.publish(ParticipantUpdated(room.id, participant))
+        return participant
+
     def remove_participant(self, room: Room, participant_id: str, reason: str = "left") -> None:
         participant = room.participants.pop(participant_id, None)
         if participant is None:
@@ -199,6 +238,9 @@ class RoomManager:
         for track in list(participant.tracks.values()):
             self.bus.publish(TrackUnpublished(room.id, track))
         participant.tracks.clear()
+        participant.hand_raised_at = None
+        if not room.participants:
+            self._chat_history.pop(room.id, None)  # the meeting is over: its chat goes with it
         self.bus.publish(ParticipantLeft(room.id, participant, reason))
 
     def _check_room_for_one_more(self, room: Room) -> None:
@@ -248,8 +290,50 @@ class RoomManager:
         message = ChatMessage(
             room.id, id=new_id("CH"), sender=sender, text=text, timestamp=time.time(), to=to
         )
+        self._remember(message)
         self.bus.publish(message)
         return message
+
+    def _remember(self, message: ChatMessage) -> None:
+        history = self._chat_history.setdefault(message.room_id, deque())
+        history.append(message)
+        size = sum(len(m.text) for m in history)
+        while len(history) > CHAT_HISTORY_MESSAGES or size > CHAT_HISTORY_CHARACTERS:
+            size -= len(history.popleft().text)
+
+    def chat_history(self, room: Room, participant_id: str) -> Sequence[ChatMessage]:
+        """The room's last chat messages that the participant may read, oldest first."""
+        history = self._chat_history.get(room.id, ())
+        return [m for m in history if m.visible_to(participant_id)]
+
+    # reactions and requests ----------------------------------------------------------------
+    def react(
+        self, room: Room, participant_id: str, emoji: str, now: float | None = None
+    ) -> Reaction:
+        """Show a passing reaction to everyone; nothing is kept. RoomError ``invalid_message``
+        for a reaction not in REACTIONS, 429 ``rate_limited`` beyond the participant's rate."""
+        self._participant(room, participant_id)
+        if emoji not in REACTIONS:
+            raise RoomError("invalid_message", "not one of the allowed reactions (spec 8.16)")
+        if not self._reaction_limiter.allow(participant_id, now):
+            raise RoomError("rate_limited", "too many reactions; wait and retry", 429)
+        reaction = Reaction(room.id, participant_id, emoji, time.time())
+        self.bus.publish(reaction)
+        return reaction
+
+    def request_unmute(
+        self, room: Room, by: str, participant_id: str, kind: str, now: float | None = None
+    ) -> None:
+        """Ask one participant to unmute its ``kind`` (audio, video); only that participant
+        hears it, and nothing is unmuted: only the person unmutes (spec 8.17). RoomError 429
+        ``rate_limited`` for a second request from ``by`` to the same participant too soon."""
+        self._participant(room, by)
+        target = self._participant(room, participant_id)
+        if target.state is not ParticipantState.JOINED:
+            raise RoomError("invalid_state", "the participant is not in the room", 409)
+        if not self._unmute_limiter.allow(f"{by}>{participant_id}", now):
+            raise RoomError("rate_limited", "this participant was just asked; wait and retry", 429)
+        self.bus.publish(UnmuteRequested(room.id, participant_id, by, kind))
 
 
 def check_room_id(room_id: str) -> None:

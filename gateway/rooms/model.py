@@ -100,6 +100,8 @@ class Participant:
     identity: str = ""
     """Who joined, as its token names it (``sub``), for ORS participants; "" for the others.
     Never sent to clients."""
+    hand_raised_at: float | None = None
+    """When the participant raised its hand (seconds since the epoch), None when it is down."""
 
     @property
     def is_host(self) -> bool:
@@ -115,6 +117,9 @@ class Participant:
             "state": self.state.value,
             "joined_at": int(self.joined_at * 1000),
             "tracks": [t.to_wire() for t in self.tracks.values()],
+            "hand_raised_at": (
+                None if self.hand_raised_at is None else int(self.hand_raised_at * 1000)
+            ),
         }
 
 

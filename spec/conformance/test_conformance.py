@@ -139,3 +139,160 @@ async def test_invalid_json_keeps_the_socket(ors_url: str, ors_room: str) -> Non
     assert error["problem"]["code"] == "invalid_json"
     assert (await client.request({"type": "ping"}))["type"] == "pong"
     await client.close()
+
+
+# hands, reactions, requests to unmute, chat history (8.15-8.17, 9.1, 9.18, 9.19) -------------
+
+
+async def _people(ors_url: str, room: str, *names: str) -> list[OrsClient]:
+    """The first joins an unknown room anonymously and so hosts it (4.3); the others are guests."""
+    return [await joined(ors_url, room, name) for name in names]
+
+
+def _own_id(client: OrsClient) -> str:
+    return str(client.received[0]["participant"]["id"])
+
+
+async def _updated(client: OrsClient, participant_id: str) -> dict[str, Any]:
+    while True:
+        message = await client.next_event("participant_updated")
+        if message["participant"]["id"] == participant_id:
+            return dict(message["participant"])
+
+
+async def _finish(*clients: OrsClient) -> None:
+    """Every message the clients received matches its schema; then they close."""
+    for client in clients:
+        check_server_messages(client)
+        await client.close()
+
+
+async def _refused(client: OrsClient, message: dict[str, Any]) -> OrsError:
+    with pytest.raises(OrsError) as error:
+        await client.request(message)
+    return error.value
+
+
+async def test_a_raised_hand_is_seen_and_only_a_host_lowers_someone_elses(
+    ors_url: str, ors_room: str
+) -> None:
+    host, alice, bob = await _people(ors_url, ors_room, "Host", "Alice", "Bob")
+    alice_id = _own_id(alice)
+    assert alice.received[0]["participant"]["hand_raised_at"] is None
+    await alice.request({"type": "hand", "raised": True})
+    raised = await _updated(bob, alice_id)
+    assert isinstance(raised["hand_raised_at"], int) and raised["hand_raised_at"] > 0
+    assert (await _updated(alice, alice_id))["hand_raised_at"] == raised["hand_raised_at"]
+
+    # a guest can neither lower nor raise someone else's hand, nor raise the host's
+    for message in (
+        {"type": "hand", "raised": False, "participant_id": alice_id},
+        {"type": "hand", "raised": True, "participant_id": _own_id(host)},
+    ):
+        assert (await _refused(bob, message)).code == "forbidden"
+    assert (
+        await _refused(host, {"type": "hand", "raised": True, "participant_id": alice_id})
+    ).code == "forbidden"
+    error = await _refused(host, {"type": "hand", "raised": False, "participant_id": "p_nobody"})
+    assert error.code == "participant_not_found"
+
+    await host.request({"type": "hand", "raised": False, "participant_id": alice_id})
+    assert (await _updated(bob, alice_id))["hand_raised_at"] is None
+    # the refusals changed nothing: the only updates bob saw were alice's two
+    updates = [m for m in bob.received if m["type"] == "participant_updated"]
+    assert [m["participant"]["hand_raised_at"] is None for m in updates] == [False, True]
+    await _finish(host, alice, bob)
+
+
+async def test_a_hand_goes_with_the_participant_who_leaves(ors_url: str, ors_room: str) -> None:
+    grant = await anonymous_token(ors_url, ors_room, "Host")
+    host = await OrsClient.connect(ors_url, ors_room)
+    await host.join(grant["token"])
+    alice_grant = await anonymous_token(ors_url, ors_room, "Alice")
+    alice = await OrsClient.connect(ors_url, ors_room)
+    await alice.join(alice_grant["token"])
+    await alice.request({"type": "hand", "raised": True})
+    await _updated(host, _own_id(alice))
+    await alice.request({"type": "leave"})
+    await host.next_event("participant_left")
+    again = await OrsClient.connect(ors_url, ors_room)
+    back = await again.join(alice_grant["token"])
+    assert back["participant"]["hand_raised_at"] is None
+    await _finish(host, alice, again)
+
+
+async def test_reactions_reach_everyone_and_nothing_else_passes(
+    ors_url: str, ors_room: str
+) -> None:
+    alice, bob = await _people(ors_url, ors_room, "Alice", "Bob")
+    await alice.request({"type": "reaction", "emoji": "👏"})
+    for client in (alice, bob):
+        reaction = await client.next_event("reaction")
+        assert reaction["participant_id"] == _own_id(alice) and reaction["emoji"] == "👏"
+        assert isinstance(reaction["at"], int)
+    for emoji in ("💩", "<img src=x>", "👍👍", "", "❤"):  # the heart needs U+FE0F
+        error = await _refused(alice, {"type": "reaction", "emoji": emoji})
+        assert error.code == "invalid_message" and error.problem["field"] == "/emoji"
+    assert sum(m["type"] == "reaction" for m in bob.received) == 1
+    await _finish(alice, bob)
+
+
+async def test_a_flood_of_reactions_is_rate_limited_and_refused_ones_reach_nobody(
+    ors_url: str, ors_room: str
+) -> None:
+    alice, bob = await _people(ors_url, ors_room, "Alice", "Bob")
+    outcomes = []
+    for _ in range(30):
+        try:
+            await alice.request({"type": "reaction", "emoji": "🎉"})
+            outcomes.append("ok")
+        except OrsError as error:
+            assert error.code == "rate_limited" and error.problem["status"] == 429
+            outcomes.append("refused")
+    accepted = outcomes.count("ok")
+    assert 10 <= accepted < 20 and outcomes[:10] == ["ok"] * 10
+    assert (await bob.request({"type": "ping"}))["type"] == "pong"
+    assert sum(m["type"] == "reaction" for m in bob.received) == accepted
+    await _finish(alice, bob)
+
+
+async def test_only_the_asked_participant_hears_a_hosts_request_to_unmute(
+    ors_url: str, ors_room: str
+) -> None:
+    host, alice, bob = await _people(ors_url, ors_room, "Host", "Alice", "Bob")
+    await host.request({"type": "unmute_request", "participant_id": _own_id(alice)})
+    request = await alice.next_event("unmute_requested")
+    assert request == {"type": "unmute_requested", "by": _own_id(host), "kind": "audio"}
+    # too soon again for the same participant; another one may be asked
+    error = await _refused(host, {"type": "unmute_request", "participant_id": _own_id(alice)})
+    assert error.code == "rate_limited"
+    await host.request({"type": "unmute_request", "participant_id": _own_id(bob), "kind": "video"})
+    assert (await bob.next_event("unmute_requested"))["kind"] == "video"
+    # a guest may not ask; an unknown participant is not found
+    error = await _refused(bob, {"type": "unmute_request", "participant_id": _own_id(alice)})
+    assert error.code == "forbidden"
+    error = await _refused(host, {"type": "unmute_request", "participant_id": "p_nobody"})
+    assert error.code == "participant_not_found"
+    for client in (host, alice, bob):
+        assert (await client.request({"type": "ping"}))["type"] == "pong"
+    assert sum(m["type"] == "unmute_requested" for m in alice.received) == 1
+    assert sum(m["type"] == "unmute_requested" for m in bob.received) == 1
+    assert not any(m["type"] in ("unmute_requested", "track_muted") for m in host.received)
+    await _finish(host, alice, bob)
+
+
+async def test_a_late_joiner_reads_the_chat_but_nobody_elses_private_messages(
+    ors_url: str, ors_room: str
+) -> None:
+    alice, bob = await _people(ors_url, ors_room, "Alice", "Bob")
+    await alice.request({"type": "chat", "text": "Bonjour"})
+    await alice.request({"type": "chat", "text": "Pour Bob seul", "to": _own_id(bob)})
+    await bob.request({"type": "chat", "text": "Merci"})
+    carol = await joined(ors_url, ors_room, "Carol")
+    history = carol.received[0]["chat"]
+    assert [(m["from"], m["text"]) for m in history] == [
+        (_own_id(alice), "Bonjour"),
+        (_own_id(bob), "Merci"),
+    ]
+    assert history[0]["ts"] <= history[1]["ts"] and history[0]["from_name"] == "Alice"
+    await _finish(alice, bob, carol)

@@ -342,3 +342,36 @@ def test_reasons_outside_the_federation_ones_leave_as_left(
     left = [(e["participant_id"], e["reason"]) for e in sent if e["type"] == "participant_left"]
     assert left == [(ann.id, "left"), (bob.id, "disconnected")]
     check_events(sent)
+
+
+def test_a_partners_raised_hand_crosses_with_its_time_and_goes_down_again(
+    rooms: RoomManager, events: Subscription
+) -> None:
+    mirror = mirror_of(rooms)
+    room = rooms.get("salon")
+    raised = {**person("their-1"), "hand_raised_at": 1_767_226_830_000}
+    mirror.apply(check_events([{"type": "participant", "participant": raised}]))
+    here = room.participants[str(mirror.local_id("their-1"))]
+    assert here.to_wire()["hand_raised_at"] == 1_767_226_830_000
+    # an older partner that never sends the member, or sends null: the hand is down
+    mirror.apply(check_events([{"type": "participant", "participant": person("their-1")}]))
+    assert here.hand_raised_at is None
+    mirror.apply(check_events([{"type": "participant", "participant": raised}]))
+    mirror.apply(
+        check_events([{"type": "participant", "participant": {**raised, "hand_raised_at": None}}])
+    )
+    assert here.hand_raised_at is None
+    assert (
+        sum(type(e).__name__ == "ParticipantUpdated" for e in drain(events)) == 4
+    )  # up, down, up, down
+
+
+def test_a_home_participants_hand_goes_to_the_partner(rooms: RoomManager) -> None:
+    mirror = mirror_of(rooms)
+    room = rooms.get("salon")
+    alice = rooms.add_participant(room, "Alice", Role.MEMBER)
+    sub = rooms.bus.subscribe("salon")
+    rooms.set_hand(room, alice.id, True, at=1_767_226_830.0)
+    [event] = drain(sub)
+    [out] = check_events(mirror.outbound(event))
+    assert out["participant"]["hand_raised_at"] == 1_767_226_830_000
