@@ -47,6 +47,7 @@ TITLES = {
     "replayed_request": "Replayed request",
     "link_not_found": "Link not found",
     "too_many_links": "Too many links",
+    "too_many_hosts": "Too many hosts",
 }
 
 

@@ -161,6 +161,7 @@ async def create_token(request: web.Request) -> web.Response:
     pin = body.get("pin", "")
     if not isinstance(pin, str):
         raise Problem("invalid_message", "'pin' is a string of digits", field="/pin")
+    identity = _kept_identity(gateway, room_id, body.get("token"))
     role = Role.GUEST
     if not gateway.rooms.exists(room_id):
         if not gateway.config.rooms.anonymous_create:
@@ -173,7 +174,6 @@ async def create_token(request: web.Request) -> web.Response:
         if delayed is not None:
             return delayed
     ttl = gateway.config.rooms.guest_token_ttl
-    identity = "guest-" + secrets.token_urlsafe(8)
     token = gateway.tokens.mint(room_id, identity, name, role, ttl, anonymous=True)
     return web.json_response(
         {
@@ -185,6 +185,22 @@ async def create_token(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+def _kept_identity(gateway: Gateway, room_id: str, earlier: object) -> str:
+    """The identity of the new anonymous token: a fresh one, or that of the earlier token this
+    endpoint gave the visitor for the room (4.3), so that a reload keeps who it is (a host
+    stays a host, 2.4); checked before anything changes."""
+    if earlier is None:
+        return "guest-" + secrets.token_urlsafe(8)
+    if not isinstance(earlier, str):
+        raise Problem("invalid_message", "'token' is a join token", field="/token")
+    grant = gateway.tokens.verify(earlier, room_id)
+    if not grant.anonymous:
+        raise Problem(
+            "invalid_message", "'token' is a token this endpoint gave for the room", field="/token"
+        )
+    return grant.identity
 
 
 MAX_SOCKETS_BEFORE_JOIN = 20

@@ -5,6 +5,7 @@ from gateway.rooms.events import (
     Caption,
     ChatMessage,
     EventBus,
+    LobbyStatus,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
@@ -15,7 +16,13 @@ from gateway.rooms.events import (
     TrackPublished,
     TrackUnpublished,
 )
-from gateway.rooms.manager import RoomError, RoomManager, check_room_id, random_room_id
+from gateway.rooms.manager import (
+    MAX_HOSTS,
+    RoomError,
+    RoomManager,
+    check_room_id,
+    random_room_id,
+)
 from gateway.rooms.model import (
     ROOM_ID_PATTERN,
     Participant,
@@ -32,11 +39,13 @@ from gateway.rooms.model import (
 )
 
 __all__ = [
+    "MAX_HOSTS",
     "ROOM_ID_PATTERN",
     "ActiveSpeakers",
     "Caption",
     "ChatMessage",
     "EventBus",
+    "LobbyStatus",
     "Participant",
     "ParticipantJoined",
     "ParticipantLeft",

@@ -28,6 +28,13 @@ class ParticipantUpdated(RoomEvent):
 
 
 @dataclass(frozen=True)
+class LobbyStatus(RoomEvent):
+    """Whether a host is present in the room (joined) changed: the lobby is told (ORS 9.18)."""
+
+    hosts_present: bool
+
+
+@dataclass(frozen=True)
 class ParticipantLeft(RoomEvent):
     participant: Participant
     reason: str = "left"

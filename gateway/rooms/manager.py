@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from gateway.ratelimit import RateLimiter
 from gateway.rooms.events import (
     ChatMessage,
     EventBus,
+    LobbyStatus,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
@@ -33,6 +34,8 @@ from gateway.store import RoomRecord, Store
 
 MAX_REMOVED = 1_000
 """Removed identities a room remembers; beyond, the oldest removal is forgotten."""
+MAX_HOSTS = 50
+"""Identities a room keeps as its hosts (ORS 2.4); naming one more co-host is refused."""
 
 
 class RoomError(Exception):
@@ -106,6 +109,7 @@ class RoomManager:
             ),
             links=record.links,
             created_at=record.created_at,
+            hosts=list(record.hosts),
         )
         self._live[room_id] = room
         return room
@@ -140,11 +144,19 @@ class RoomManager:
         identity: str = "",
     ) -> Participant:
         """LOBBY overrides the room's policy (None: hosts enter, others wait if the room has one).
-        IDENTITY, the token's subject, is refused (``removed``) while a host's removal holds."""
+        IDENTITY, the token's subject, is refused (``removed``) while a host's removal holds; an
+        identity that is one of the room's hosts joins as host whatever ROLE its token grants, and
+        one that joins with ROLE host becomes one of them (while the room has room for it)."""
         if not valid_origin(origin):
             raise ValueError(f"not a participant origin: {origin!r}")
         if identity and identity in room.removed:
             raise RoomError("removed", "a host removed you from this room", 403)
+        if identity and origin == "ors":
+            if identity in room.hosts:
+                role = Role.HOST
+            elif role is Role.HOST and len(room.hosts) < MAX_HOSTS:
+                self._add_host(room, identity)
+        hosts_present = room.hosts_present()
         waits = room.policy.lobby and role is not Role.HOST if lobby is None else lobby
         if waits:
             if len(room.waiting()) >= self.max_lobby:
@@ -162,6 +174,7 @@ class RoomManager:
         )
         room.participants[participant.id] = participant
         self.bus.publish(ParticipantJoined(room.id, participant))
+        self._tell_lobby(room, hosts_present)
         return participant
 
     def admit(self, room: Room, participant_id: str) -> Participant:
@@ -169,9 +182,73 @@ class RoomManager:
         if participant.state is ParticipantState.JOINED:
             raise RoomError("invalid_state", "participant is not waiting in the lobby", 409)
         self._check_room_for_one_more(room)
-        participant.state = ParticipantState.JOINED
-        self.bus.publish(ParticipantUpdated(room.id, participant))
+        self._enter([participant], room)
         return participant
+
+    def admit_all(self, room: Room) -> Sequence[Participant]:
+        """Admit everyone waiting in the lobby, or nobody (``room_full``) when they do not all fit."""
+        waiting = room.waiting()
+        if len(room.joined()) + len(waiting) > self.max_participants:
+            raise RoomError(
+                "room_full", f"the room has no place for the {len(waiting)} waiting", 403
+            )
+        self._enter(waiting, room)
+        return waiting
+
+    def _enter(self, waiting: Sequence[Participant], room: Room) -> None:
+        hosts_present = room.hosts_present()
+        for participant in waiting:
+            participant.state = ParticipantState.JOINED
+            self.bus.publish(ParticipantUpdated(room.id, participant))
+        self._tell_lobby(room, hosts_present)
+
+    # hosts ---------------------------------------------------------------------
+    def set_role(self, room: Room, participant_id: str, role: Role) -> Participant:
+        """Make a joined ORS participant of this server a host (its identity joins the room's
+        hosts) or a member (its identity leaves them); the last host present stays one."""
+        participant = self._participant(room, participant_id)
+        if participant.origin != "ors" or not participant.identity:
+            raise RoomError(
+                "forbidden",
+                "only a participant who joined this server over ORS can be a host: phones, "
+                "bridged and federated participants have no identity here",
+                403,
+            )
+        if participant.state is not ParticipantState.JOINED:
+            raise RoomError("invalid_state", "admit the participant first", 409)
+        hosts_present = room.hosts_present()
+        if role is Role.HOST:
+            if participant.identity not in room.hosts:
+                if len(room.hosts) >= MAX_HOSTS:
+                    raise RoomError("too_many_hosts", f"a room has at most {MAX_HOSTS} hosts", 409)
+                self._add_host(room, participant.identity)
+        else:
+            others = [p for p in room.joined() if p.is_host and p.id != participant.id]
+            if participant.is_host and not others:
+                raise RoomError(
+                    "invalid_state", "the last host present cannot stop being a host", 409
+                )
+            self._drop_host(room, participant.identity)
+        if participant.role is not role:
+            participant.role = role
+            self.bus.publish(ParticipantUpdated(room.id, participant))
+        self._tell_lobby(room, hosts_present)
+        return participant
+
+    def _add_host(self, room: Room, identity: str) -> None:
+        room.hosts.append(identity)
+        self.store.add_room_host(room.id, identity)
+
+    def _drop_host(self, room: Room, identity: str) -> None:
+        if identity in room.hosts:
+            room.hosts.remove(identity)
+            self.store.remove_room_host(room.id, identity)
+
+    def _tell_lobby(self, room: Room, hosts_present: bool) -> None:
+        """Announce LobbyStatus, when someone waits in the lobby, if whether a host is present is
+        no longer HOSTS_PRESENT (who enters the lobby later learns it from ``lobby``)."""
+        if room.hosts_present() is not hosts_present and room.waiting():
+            self.bus.publish(LobbyStatus(room.id, not hosts_present))
 
     def let_back(self, room: Room, participant_id: str) -> bool:
         """Lift the removal of whoever had PARTICIPANT_ID when a host removed it; False if none."""
@@ -188,6 +265,9 @@ class RoomManager:
         return participant
 
     def remove_participant(self, room: Room, participant_id: str, reason: str = "left") -> None:
+        """A removed or denied identity may not come back (until let back) and is no longer a
+        host of the room."""
+        hosts_present = room.hosts_present()
         participant = room.participants.pop(participant_id, None)
         if participant is None:
             return
@@ -196,10 +276,12 @@ class RoomManager:
             room.removed[participant.identity] = participant.id
             while len(room.removed) > MAX_REMOVED:
                 del room.removed[next(iter(room.removed))]
+            self._drop_host(room, participant.identity)
         for track in list(participant.tracks.values()):
             self.bus.publish(TrackUnpublished(room.id, track))
         participant.tracks.clear()
         self.bus.publish(ParticipantLeft(room.id, participant, reason))
+        self._tell_lobby(room, hosts_present)
 
     def _check_room_for_one_more(self, room: Room) -> None:
         if len(room.joined()) >= self.max_participants:
