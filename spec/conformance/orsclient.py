@@ -103,10 +103,16 @@ class OrsClient:
         await self.http.close()
 
 
-async def anonymous_token(base_url: str, room: str, name: str, pin: str | None = None) -> Message:
+async def anonymous_token(
+    base_url: str, room: str, name: str, pin: str | None = None, earlier: str | None = None
+) -> Message:
+    """A token from the anonymous token endpoint (4.3); EARLIER, a token it gave before, keeps
+    that token's identity."""
     body: Message = {"name": name}
     if pin is not None:
         body["pin"] = pin
+    if earlier is not None:
+        body["token"] = earlier
     async with aiohttp.ClientSession() as http:
         url = base_url.rstrip("/") + f"/ors/v1/rooms/{room}/tokens"
         async with http.post(url, json=body) as response:
