@@ -15,18 +15,12 @@ from gateway.rooms import (
     RoomManager,
 )
 from gateway.store import Store
+from tests.unit.test_rooms import drain
 
 
 @pytest.fixture
 def rooms() -> RoomManager:
     return RoomManager(Store(":memory:"), EventBus(), "gw.example.gouv.fr", max_participants=4)
-
-
-def drain(sub) -> list:  # type: ignore[no-untyped-def]
-    events = []
-    while not sub.queue.empty():
-        events.append(sub.get_nowait())
-    return events
 
 
 def test_a_host_identity_is_host_again_with_a_guest_token_after_a_restart(tmp_path: Path) -> None:
