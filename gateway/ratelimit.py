@@ -27,6 +27,13 @@ class RateLimiter:
             self._buckets.popitem(last=False)
         return allowed
 
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        """Seconds before ``key`` has an event allowed again (0: now)."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1.0 or self.rate <= 0 else (1.0 - tokens) / self.rate
+
 
 class FailureBackoff:
     """Failures per key (a room's PIN) with growing waits: after ``free`` failures, each one makes

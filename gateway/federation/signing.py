@@ -40,18 +40,9 @@ FederationProblem = Problem
 """Refusals of federation requests are the API's problems (code, detail, status, field)."""
 
 
-@dataclass
-class RateLimited(Problem):
-    """429 ``rate_limited`` with ``Retry-After`` (seconds)."""
-
-    retry_after: int = 1
-
-    def response(self, headers: dict[str, str] | None = None) -> web.Response:
-        return super().response({"Retry-After": str(self.retry_after), **(headers or {})})
-
-
-def rate_limited(detail: str, retry_after: float) -> RateLimited:
-    return RateLimited("rate_limited", detail, 429, retry_after=max(1, round(retry_after + 0.5)))
+def rate_limited(detail: str, retry_after: float) -> Problem:
+    """429 ``rate_limited`` with ``Retry-After`` (whole seconds, at least 1)."""
+    return Problem("rate_limited", detail, 429, retry_after=max(1, round(retry_after + 0.5)))
 
 
 def body_hash(body: bytes) -> str:

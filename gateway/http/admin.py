@@ -55,6 +55,7 @@ def room_detail(room: Room, with_pin: bool) -> dict[str, Any]:
         detail["pin"] = room.policy.pin
     detail["participants"] = [p.to_wire() for p in room.participants.values()]
     detail["tracks"] = [t.to_wire() for t in room.tracks()]
+    detail["hosts"] = list(room.hosts)
     return detail
 
 

@@ -47,6 +47,7 @@ TITLES = {
     "replayed_request": "Replayed request",
     "link_not_found": "Link not found",
     "too_many_links": "Too many links",
+    "too_many_hosts": "Too many hosts",
 }
 
 
@@ -56,6 +57,8 @@ class Problem(Exception):
     detail: str
     status: int = 400
     field: str | None = None
+    retry_after: int | None = None
+    """Seconds the caller should wait before trying again (a Retry-After header), for 429."""
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -74,7 +77,8 @@ class Problem(Exception):
         """The problem for a refusal of the room model or the token verifier."""
         return cls(error.code, error.detail, error.status)
 
-    def response(self, headers: dict[str, str] | None = None) -> web.Response:
+    def response(self) -> web.Response:
+        headers = None if self.retry_after is None else {"Retry-After": str(self.retry_after)}
         return web.Response(
             status=self.status,
             text=json.dumps(self.to_json()),

@@ -100,8 +100,15 @@ async def room_info(request: web.Request) -> web.Response:
 
 
 def _limit(request: web.Request) -> None:
-    if not _gateway(request).anonymous_limit.allow(request.remote or "?"):
-        raise Problem("rate_limited", "too many requests from this address; wait a minute", 429)
+    limiter, address = _gateway(request).anonymous_limit, request.remote or "?"
+    if not limiter.allow(address):
+        seconds = math.ceil(limiter.retry_after(address))
+        raise Problem(
+            "rate_limited",
+            f"too many requests from this address; retry in {seconds} s",
+            429,
+            retry_after=seconds,
+        )
 
 
 PIN_FREE_FAILURES = 5
@@ -126,9 +133,12 @@ def _check_pin(request: web.Request, room: Room, pin: str) -> web.Response | Non
     if wait > 0:
         seconds = math.ceil(wait)
         problem = Problem(
-            "rate_limited", f"too many wrong PINs for this room; retry in {seconds} s", 429
+            "rate_limited",
+            f"too many wrong PINs for this room; retry in {seconds} s",
+            429,
+            retry_after=seconds,
         )
-        return problem.response(headers={"Retry-After": str(seconds)})
+        return problem.response()
     if secrets.compare_digest(pin.encode(), room.policy.pin.encode()):
         return None
     log.warning("wrong room PIN", extra={"room": room.id, "source": request.remote})
@@ -161,6 +171,7 @@ async def create_token(request: web.Request) -> web.Response:
     pin = body.get("pin", "")
     if not isinstance(pin, str):
         raise Problem("invalid_message", "'pin' is a string of digits", field="/pin")
+    identity = _kept_identity(gateway, room_id, body.get("token"))
     role = Role.GUEST
     if not gateway.rooms.exists(room_id):
         if not gateway.config.rooms.anonymous_create:
@@ -173,7 +184,6 @@ async def create_token(request: web.Request) -> web.Response:
         if delayed is not None:
             return delayed
     ttl = gateway.config.rooms.guest_token_ttl
-    identity = "guest-" + secrets.token_urlsafe(8)
     token = gateway.tokens.mint(room_id, identity, name, role, ttl, anonymous=True)
     return web.json_response(
         {
@@ -185,6 +195,22 @@ async def create_token(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+def _kept_identity(gateway: Gateway, room_id: str, earlier: object) -> str:
+    """The identity of the new anonymous token: a fresh one, or that of the earlier token this
+    endpoint gave the visitor for the room (4.3), so that a reload keeps who it is (a host
+    stays a host, 2.4); checked before anything changes."""
+    if earlier is None:
+        return "guest-" + secrets.token_urlsafe(8)
+    if not isinstance(earlier, str):
+        raise Problem("invalid_message", "'token' is a join token", field="/token")
+    grant = gateway.tokens.verify(earlier, room_id)
+    if not grant.anonymous:
+        raise Problem(
+            "invalid_message", "'token' is a token this endpoint gave for the room", field="/token"
+        )
+    return grant.identity
 
 
 MAX_SOCKETS_BEFORE_JOIN = 20

@@ -28,6 +28,7 @@ from gateway.rooms import (
     ActiveSpeakers,
     Caption,
     ChatMessage,
+    LobbyStatus,
     Participant,
     ParticipantJoined,
     ParticipantLeft,
@@ -88,7 +89,10 @@ RENAME_BURST = 10
 chat message is (chat has its own limit, [limits] chat_messages_per_second, in RoomManager)."""
 HANDS_PER_SECOND = 1
 HAND_BURST = 10
-"""A session's raised and lowered hands (`hand`, 8.15), announced to everyone like a rename."""
+"""A session's raised and lowered hands (`hand`, 8.17), announced to everyone like a rename."""
+ROLE_CHANGES_PER_SECOND = 1
+ROLE_CHANGE_BURST = 10
+"""A host's `set_role` messages (8.15), each announced to everyone in the room."""
 
 
 class OrsSession:
@@ -117,6 +121,9 @@ class OrsSession:
         self._slow_close: asyncio.Task[None] | None = None
         self._renames = RateLimiter(rate_per_minute=RENAMES_PER_SECOND * 60, burst=RENAME_BURST)
         self._hands = RateLimiter(rate_per_minute=HANDS_PER_SECOND * 60, burst=HAND_BURST)
+        self._role_changes = RateLimiter(
+            rate_per_minute=ROLE_CHANGES_PER_SECOND * 60, burst=ROLE_CHANGE_BURST
+        )
         self._send_lock = asyncio.Lock()
         self._visible: set[str] = set()
         self._awaiting_answer = False
@@ -253,6 +260,7 @@ class OrsSession:
                 "type": "lobby",
                 "participant": self.participant.to_wire(),
                 "room": room.to_wire(),
+                "hosts_present": room.hosts_present(),
             }
         return self._enter_room()
 
@@ -415,7 +423,7 @@ class OrsSession:
         self.gateway.rooms.chat(self.room, self.participant.id, message["text"], message.get("to"))
 
     async def _on_hand(self, message: Message) -> None:
-        """Raise or lower one's own hand; a host lowers anyone's (8.15)."""
+        """Raise or lower one's own hand; a host lowers anyone's (8.17)."""
         assert self.room is not None and self.participant is not None
         target_id = message.get("participant_id", self.participant.id)
         if target_id != self.participant.id:
@@ -441,7 +449,7 @@ class OrsSession:
         self.gateway.rooms.react(self.room, self.participant.id, message["emoji"])
 
     async def _on_unmute_request(self, message: Message) -> None:
-        """A host asks one participant to unmute (8.17); the server unmutes nothing."""
+        """A host asks one participant to unmute (8.19); the server unmutes nothing."""
         assert self.room is not None and self.participant is not None
         self._require_host()
         target = self.room.participants.get(message["participant_id"])
@@ -475,11 +483,30 @@ class OrsSession:
     async def _on_remove(self, message: Message) -> None:
         assert self.room is not None
         self._require_host()
+        target = self._target(message)
+        reason = "denied" if target.state is ParticipantState.LOBBY else "removed"
+        self.gateway.rooms.remove_participant(self.room, target.id, reason)
+
+    async def _on_admit_all(self, message: Message) -> None:
+        assert self.room is not None
+        self._require_host()
+        self.gateway.rooms.admit_all(self.room)
+
+    async def _on_set_role(self, message: Message) -> None:
+        assert self.room is not None
+        self._require_host()
+        target = self._target(message)
+        if not self._role_changes.allow(self.participant.id if self.participant else ""):
+            raise Problem("rate_limited", "too many role changes; wait and retry", 429)
+        self.gateway.rooms.set_role(self.room, target.id, Role(message["role"]))
+
+    def _target(self, message: Message) -> Participant:
+        """The participant a host's message names (``participant_id``), in the lobby or joined."""
+        assert self.room is not None
         target = self.room.participants.get(message["participant_id"])
         if target is None:
             raise Problem("participant_not_found", "no such participant", 404, "/participant_id")
-        reason = "denied" if target.state is ParticipantState.LOBBY else "removed"
-        self.gateway.rooms.remove_participant(self.room, target.id, reason)
+        return target
 
     def _require_host(self) -> None:
         if self.participant is None or self.participant.role is not Role.HOST:
@@ -536,14 +563,29 @@ class OrsSession:
         if isinstance(event, ParticipantUpdated) and event.participant.id == me.id:
             if self.state is SessionState.LOBBY and me.state is ParticipantState.JOINED:
                 await self.send(self._enter_room())
-            else:  # a new name, in the room or in the lobby (8.9): the sender sees it too
+            else:  # a new name or role, in the room or in the lobby (8.9): the sender sees it too
                 await self.send({"type": "participant_updated", "participant": me.to_wire()})
+                await self._show_lobby()
+            return
+        if isinstance(event, LobbyStatus):
+            if self.state is SessionState.LOBBY:
+                await self.send({"type": "lobby_status", "hosts_present": event.hosts_present})
             return
         if self.state is not SessionState.JOINED:
             return
         message = self._translate(event, me)
         if message is not None:
             await self.send(message)
+
+    async def _show_lobby(self) -> None:
+        """A participant made a host (8.15) sees the lobby from then on, as if it had joined as
+        one: `participant_joined` for each participant waiting there."""
+        if self.state is not SessionState.JOINED or self.room is None:
+            return
+        for waiting in self.room.waiting():
+            if waiting.id not in self._visible and self._is_visible(waiting):
+                self._visible.add(waiting.id)
+                await self.send({"type": "participant_joined", "participant": waiting.to_wire()})
 
     def _translate(self, event: RoomEvent, me: Participant) -> Message | None:
         if isinstance(event, ParticipantJoined | ParticipantUpdated):

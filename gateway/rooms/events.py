@@ -29,6 +29,13 @@ class ParticipantUpdated(RoomEvent):
 
 
 @dataclass(frozen=True)
+class LobbyStatus(RoomEvent):
+    """Whether a host is present in the room (joined) changed: the lobby is told (ORS 9.18)."""
+
+    hosts_present: bool
+
+
+@dataclass(frozen=True)
 class ParticipantLeft(RoomEvent):
     participant: Participant
     reason: str = "left"
@@ -83,7 +90,7 @@ class ChatMessage(RoomEvent):
 
 @dataclass(frozen=True)
 class Reaction(RoomEvent):
-    """A participant's passing reaction (spec 8.16): shown to everyone, never stored."""
+    """A participant's passing reaction (spec 8.18): shown to everyone, never stored."""
 
     participant_id: str
     emoji: str
@@ -92,7 +99,7 @@ class Reaction(RoomEvent):
 
 @dataclass(frozen=True)
 class UnmuteRequested(RoomEvent):
-    """A host asks one participant to unmute (spec 8.17); for that participant only."""
+    """A host asks one participant to unmute (spec 8.19); for that participant only."""
 
     participant_id: str
     by: str

@@ -11,6 +11,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.rooms.events import (
     ChatMessage,
     EventBus,
+    LobbyStatus,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
@@ -41,12 +42,14 @@ CHAT_HISTORY_CHARACTERS = 32_000
 """A room's chat history for late joiners (spec 9.1 ``chat``): its last messages, at most this
 many and this much text in all; the oldest go first. Kept in memory while someone is in the room."""
 REACTIONS = ("👍", "👏", "😂", "❤️", "🎉", "😮", "🙏", "🤔")
-"""The reactions a participant may send (spec 8.16), as Visio and Jitsi offer them."""
+"""The reactions a participant may send (spec 8.18), as Visio and Jitsi offer them."""
 REACTIONS_PER_SECOND = 1.0
 REACTION_BURST = 10
 """Reactions per participant: 10 at once, then 10 per 10 s; each one reaches every session."""
 UNMUTE_REQUEST_INTERVAL = 5.0
-"""Seconds between two requests to unmute from one host to one participant (spec 8.17)."""
+"""Seconds between two requests to unmute from one host to one participant (spec 8.19)."""
+MAX_HOSTS = 50
+"""Identities a room keeps as its hosts (ORS 2.4); naming one more co-host is refused."""
 
 
 class RoomError(Exception):
@@ -127,6 +130,7 @@ class RoomManager:
             ),
             links=record.links,
             created_at=record.created_at,
+            hosts=list(record.hosts),
         )
         self._live[room_id] = room
         return room
@@ -162,11 +166,19 @@ class RoomManager:
         identity: str = "",
     ) -> Participant:
         """LOBBY overrides the room's policy (None: hosts enter, others wait if the room has one).
-        IDENTITY, the token's subject, is refused (``removed``) while a host's removal holds."""
+        IDENTITY, the token's subject, is refused (``removed``) while a host's removal holds; an
+        identity that is one of the room's hosts joins as host whatever ROLE its token grants, and
+        one that joins with ROLE host becomes one of them (while the room has room for it)."""
         if not valid_origin(origin):
             raise ValueError(f"not a participant origin: {origin!r}")
         if identity and identity in room.removed:
             raise RoomError("removed", "a host removed you from this room", 403)
+        if identity and origin == "ors":
+            if identity in room.hosts:
+                role = Role.HOST
+            elif role is Role.HOST and len(room.hosts) < MAX_HOSTS:
+                self._add_host(room, identity)
+        hosts_present = room.hosts_present()
         waits = room.policy.lobby and role is not Role.HOST if lobby is None else lobby
         if waits:
             if len(room.waiting()) >= self.max_lobby:
@@ -184,6 +196,7 @@ class RoomManager:
         )
         room.participants[participant.id] = participant
         self.bus.publish(ParticipantJoined(room.id, participant))
+        self._tell_lobby(room, hosts_present)
         return participant
 
     def admit(self, room: Room, participant_id: str) -> Participant:
@@ -191,9 +204,73 @@ class RoomManager:
         if participant.state is ParticipantState.JOINED:
             raise RoomError("invalid_state", "participant is not waiting in the lobby", 409)
         self._check_room_for_one_more(room)
-        participant.state = ParticipantState.JOINED
-        self.bus.publish(ParticipantUpdated(room.id, participant))
+        self._enter([participant], room)
         return participant
+
+    def admit_all(self, room: Room) -> Sequence[Participant]:
+        """Admit everyone waiting in the lobby, or nobody (``room_full``) when they do not all fit."""
+        waiting = room.waiting()
+        if len(room.joined()) + len(waiting) > self.max_participants:
+            raise RoomError(
+                "room_full", f"the room has no place for the {len(waiting)} waiting", 403
+            )
+        self._enter(waiting, room)
+        return waiting
+
+    def _enter(self, waiting: Sequence[Participant], room: Room) -> None:
+        hosts_present = room.hosts_present()
+        for participant in waiting:
+            participant.state = ParticipantState.JOINED
+            self.bus.publish(ParticipantUpdated(room.id, participant))
+        self._tell_lobby(room, hosts_present)
+
+    # hosts ---------------------------------------------------------------------
+    def set_role(self, room: Room, participant_id: str, role: Role) -> Participant:
+        """Make a joined ORS participant of this server a host (its identity joins the room's
+        hosts) or a member (its identity leaves them); the last host present stays one."""
+        participant = self._participant(room, participant_id)
+        if participant.origin != "ors" or not participant.identity:
+            raise RoomError(
+                "forbidden",
+                "only a participant who joined this server over ORS can be a host: phones, "
+                "bridged and federated participants have no identity here",
+                403,
+            )
+        if participant.state is not ParticipantState.JOINED:
+            raise RoomError("invalid_state", "admit the participant first", 409)
+        hosts_present = room.hosts_present()
+        if role is Role.HOST:
+            if participant.identity not in room.hosts:
+                if len(room.hosts) >= MAX_HOSTS:
+                    raise RoomError("too_many_hosts", f"a room has at most {MAX_HOSTS} hosts", 409)
+                self._add_host(room, participant.identity)
+        else:
+            others = [p for p in room.joined() if p.is_host and p.id != participant.id]
+            if participant.is_host and not others:
+                raise RoomError(
+                    "invalid_state", "the last host present cannot stop being a host", 409
+                )
+            self._drop_host(room, participant.identity)
+        if participant.role is not role:
+            participant.role = role
+            self.bus.publish(ParticipantUpdated(room.id, participant))
+        self._tell_lobby(room, hosts_present)
+        return participant
+
+    def _add_host(self, room: Room, identity: str) -> None:
+        room.hosts.append(identity)
+        self.store.add_room_host(room.id, identity)
+
+    def _drop_host(self, room: Room, identity: str) -> None:
+        if identity in room.hosts:
+            room.hosts.remove(identity)
+            self.store.remove_room_host(room.id, identity)
+
+    def _tell_lobby(self, room: Room, hosts_present: bool) -> None:
+        """Announce LobbyStatus, when someone waits in the lobby, if whether a host is present is
+        no longer HOSTS_PRESENT (who enters the lobby later learns it from ``lobby``)."""
+        if room.hosts_present() is not hosts_present and room.waiting():
+            self.bus.publish(LobbyStatus(room.id, not hosts_present))
 
     def let_back(self, room: Room, participant_id: str) -> bool:
         """Lift the removal of whoever had PARTICIPANT_ID when a host removed it; False if none."""
@@ -227,6 +304,9 @@ class RoomManager:
         return participant
 
     def remove_participant(self, room: Room, participant_id: str, reason: str = "left") -> None:
+        """A removed or denied identity may not come back (until let back) and is no longer a
+        host of the room."""
+        hosts_present = room.hosts_present()
         participant = room.participants.pop(participant_id, None)
         if participant is None:
             return
@@ -235,6 +315,7 @@ class RoomManager:
             room.removed[participant.identity] = participant.id
             while len(room.removed) > MAX_REMOVED:
                 del room.removed[next(iter(room.removed))]
+            self._drop_host(room, participant.identity)
         for track in list(participant.tracks.values()):
             self.bus.publish(TrackUnpublished(room.id, track))
         participant.tracks.clear()
@@ -242,6 +323,7 @@ class RoomManager:
         if not room.participants:
             self._chat_history.pop(room.id, None)  # the meeting is over: its chat goes with it
         self.bus.publish(ParticipantLeft(room.id, participant, reason))
+        self._tell_lobby(room, hosts_present)
 
     def _check_room_for_one_more(self, room: Room) -> None:
         if len(room.joined()) >= self.max_participants:
@@ -314,7 +396,7 @@ class RoomManager:
         for a reaction not in REACTIONS, 429 ``rate_limited`` beyond the participant's rate."""
         self._participant(room, participant_id)
         if emoji not in REACTIONS:
-            raise RoomError("invalid_message", "not one of the allowed reactions (spec 8.16)")
+            raise RoomError("invalid_message", "not one of the allowed reactions (spec 8.18)")
         if not self._reaction_limiter.allow(participant_id, now):
             raise RoomError("rate_limited", "too many reactions; wait and retry", 429)
         reaction = Reaction(room.id, participant_id, emoji, time.time())
@@ -325,7 +407,7 @@ class RoomManager:
         self, room: Room, by: str, participant_id: str, kind: str, now: float | None = None
     ) -> None:
         """Ask one participant to unmute its ``kind`` (audio, video); only that participant
-        hears it, and nothing is unmuted: only the person unmutes (spec 8.17). RoomError 429
+        hears it, and nothing is unmuted: only the person unmutes (spec 8.19). RoomError 429
         ``rate_limited`` for a second request from ``by`` to the same participant too soon."""
         self._participant(room, by)
         target = self._participant(room, participant_id)

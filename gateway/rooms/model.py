@@ -150,6 +150,9 @@ class Room:
     removed: dict[str, str] = field(default_factory=dict)
     """Identities a host removed (or denied) -> the participant id they had, oldest first: they
     may not join again until a host lets them back (RoomManager.let_back)."""
+    hosts: list[str] = field(default_factory=list)
+    """The identities (token `sub`) that are the room's hosts, oldest first, as the store keeps
+    them: whoever joined with a host token and the co-hosts a host named (ORS 2.4)."""
 
     def tracks(self) -> list[Track]:
         return [t for p in self.participants.values() for t in p.tracks.values()]
@@ -159,6 +162,10 @@ class Room:
 
     def waiting(self) -> list[Participant]:
         return [p for p in self.participants.values() if p.state is ParticipantState.LOBBY]
+
+    def hosts_present(self) -> bool:
+        """Whether a host has joined the room (the lobby is told when this changes)."""
+        return any(p.is_host for p in self.joined())
 
     def to_wire(self) -> dict[str, Any]:
         return {

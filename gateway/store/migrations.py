@@ -52,4 +52,13 @@ MIGRATIONS: list[str] = [
         version     INTEGER NOT NULL
     );
     """,
+    # 6: the identities (token `sub`) that are a room's hosts (ORS 2.4), kept across restarts.
+    """
+    CREATE TABLE room_hosts (
+        room_id     TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+        identity    TEXT NOT NULL,
+        added_at    REAL NOT NULL,
+        PRIMARY KEY (room_id, identity)
+    );
+    """,
 ]

@@ -24,6 +24,8 @@ class RoomRecord:
     federation_peers: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
+    hosts: list[str] = field(default_factory=list)
+    """The identities (token `sub`) that are the room's hosts, oldest first."""
 
 
 def _hash_token(token: str) -> str:
@@ -145,6 +147,12 @@ class Store:
                 "SELECT target FROM room_links WHERE room_id = ? ORDER BY created_at", (row[0],)
             )
         ]
+        hosts = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT identity FROM room_hosts WHERE room_id = ? ORDER BY added_at", (row[0],)
+            )
+        ]
         return RoomRecord(
             id=row[0],
             pin=row[1],
@@ -152,6 +160,7 @@ class Store:
             federation_peers=json.loads(row[3]),
             links=links,
             created_at=row[4],
+            hosts=hosts,
         )
 
     def add_link(self, room_id: str, target: str) -> None:
@@ -163,6 +172,18 @@ class Store:
     def remove_link(self, room_id: str, target: str) -> bool:
         cursor = self._db.execute(
             "DELETE FROM room_links WHERE room_id = ? AND target = ?", (room_id, target)
+        )
+        return cursor.rowcount > 0
+
+    def add_room_host(self, room_id: str, identity: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO room_hosts (room_id, identity, added_at) VALUES (?,?,?)",
+            (room_id, identity, time.time()),
+        )
+
+    def remove_room_host(self, room_id: str, identity: str) -> bool:
+        cursor = self._db.execute(
+            "DELETE FROM room_hosts WHERE room_id = ? AND identity = ?", (room_id, identity)
         )
         return cursor.rowcount > 0
 

@@ -141,7 +141,7 @@ async def test_invalid_json_keeps_the_socket(ors_url: str, ors_room: str) -> Non
     await client.close()
 
 
-# hands, reactions, requests to unmute, chat history (8.15-8.17, 9.1, 9.18, 9.19) -------------
+# hands, reactions, requests to unmute, chat history (8.17-8.19, 9.1, 9.19, 9.20) -------------
 
 
 async def _people(ors_url: str, room: str, *names: str) -> list[OrsClient]:
@@ -296,3 +296,114 @@ async def test_a_late_joiner_reads_the_chat_but_nobody_elses_private_messages(
     ]
     assert history[0]["ts"] <= history[1]["ts"] and history[0]["from_name"] == "Alice"
     await _finish(alice, bob, carol)
+
+
+# hosts are identities (2.4), co-hosts (8.15) -------------------------------------------------------
+async def hosted_room(ors_url: str, room: str) -> tuple[OrsClient, str, OrsClient, OrsClient]:
+    """The room's creator (a host), its anonymous token, and two guests; the host has seen both."""
+    grant = await anonymous_token(ors_url, room, "Alice")
+    assert grant["status"] == 201 and grant["role"] == "host", grant
+    alice = await OrsClient.connect(ors_url, room)
+    assert (await alice.join(grant["token"]))["participant"]["role"] == "host"
+    bob = await joined(ors_url, room, "Bob")
+    carol = await joined(ors_url, room, "Carol")
+    for _ in range(2):
+        await alice.next_event("participant_joined")
+    return alice, grant["token"], bob, carol
+
+
+def ids_by_name(client: OrsClient) -> dict[str, str]:
+    people: dict[str, str] = {}
+    for message in client.received:
+        if message["type"] in ("joined", "participant_joined", "participant_updated"):
+            for p in message.get("participants", []) + [message["participant"]]:
+                people[p["name"]] = p["id"]
+    return people
+
+
+async def test_a_host_rejoining_with_a_guest_token_of_its_identity_is_host(
+    ors_url: str, ors_room: str
+) -> None:
+    alice, token, bob, carol = await hosted_room(ors_url, ors_room)
+    again = await anonymous_token(ors_url, ors_room, "Alice", earlier=token)
+    assert again["status"] == 201 and again["role"] == "guest"  # the token grants guest...
+    reloaded = await OrsClient.connect(ors_url, ors_room)
+    reply = await reloaded.join(again["token"])
+    assert reply["participant"]["role"] == "host"  # ...the room's host identity is a host
+    assert (await alice.next_event("left"))["reason"] == "replaced"
+    seen = await bob.next_event("participant_joined")
+    while seen["participant"]["name"] != "Alice":  # Carol's arrival first
+        seen = await bob.next_event("participant_joined")
+    assert seen["participant"]["role"] == "host"
+    carol_id = ids_by_name(bob)["Carol"]
+    await reloaded.request({"type": "set_role", "participant_id": carol_id, "role": "host"})
+    for client in (alice, bob, carol, reloaded):
+        check_server_messages(client)
+        await client.close()
+
+
+async def test_a_token_request_with_a_foreign_token_changes_nothing(
+    ors_url: str, ors_room: str
+) -> None:
+    grant = await anonymous_token(ors_url, ors_room, "Alice")
+    other = await anonymous_token(ors_url, ors_room + "-x", "Mallory")
+    refused = await anonymous_token(ors_url, ors_room, "Mallory", earlier=other["token"])
+    assert (refused["status"], refused["code"]) == (403, "token_wrong_room")
+    forged = await anonymous_token(ors_url, ors_room, "Mallory", earlier=grant["token"] + "x")
+    assert (forged["status"], forged["code"]) == (401, "token_invalid")
+
+
+async def test_a_co_host_named_by_a_host_is_seen_by_a_third_client(
+    ors_url: str, ors_room: str
+) -> None:
+    alice, _, bob, carol = await hosted_room(ors_url, ors_room)
+    bob_id = ids_by_name(carol)["Bob"]
+    await alice.request({"type": "set_role", "participant_id": bob_id, "role": "host"})
+    seen = await carol.next_event("participant_updated")
+    assert (seen["participant"]["id"], seen["participant"]["role"]) == (bob_id, "host")
+    told = await bob.next_event("participant_updated")
+    assert told["participant"]["role"] == "host"
+    # the new host moderates: Alice may give up her own role, Bob (the last) may not
+    alice_id = ids_by_name(bob)["Alice"]
+    await alice.request({"type": "set_role", "participant_id": alice_id, "role": "member"})
+    assert (await carol.next_event("participant_updated"))["participant"]["role"] == "member"
+    with pytest.raises(OrsError) as error:
+        await bob.request({"type": "set_role", "participant_id": bob_id, "role": "member"})
+    assert error.value.code == "invalid_state"
+    with pytest.raises(OrsError) as error:
+        await alice.request({"type": "set_role", "participant_id": bob_id, "role": "member"})
+    assert error.value.code == "forbidden"
+    for client in (alice, bob, carol):
+        check_server_messages(client)
+        await client.close()
+
+
+async def test_a_guest_cannot_set_a_role_and_a_forged_id_is_not_found(
+    ors_url: str, ors_room: str
+) -> None:
+    alice, _, bob, carol = await hosted_room(ors_url, ors_room)
+    people = ids_by_name(carol)
+    carol_id = next(m["participant"]["id"] for m in carol.received if m["type"] == "joined")
+    for participant_id, role in (
+        (carol_id, "host"),  # a guest promoting itself
+        (people["Alice"], "member"),  # a guest demoting the host
+        ("p_forged0000", "host"),  # or naming nobody: a guest is refused first
+    ):
+        with pytest.raises(OrsError) as error:
+            await carol.request(
+                {"type": "set_role", "participant_id": participant_id, "role": role}
+            )
+        assert (error.value.code, error.value.problem["status"]) == ("forbidden", 403)
+    with pytest.raises(OrsError) as error:
+        await alice.request({"type": "set_role", "participant_id": "p_forged0000", "role": "host"})
+    assert (error.value.code, error.value.problem.get("field")) == (
+        "participant_not_found",
+        "/participant_id",
+    )
+    await alice.request({"type": "ping"})
+    await bob.request({"type": "ping"})
+    updates = [m for c in (alice, bob) for m in c.received if m["type"] == "participant_updated"]
+    assert updates == []  # nothing changed, nobody was told anything
+    for client in (alice, bob, carol):
+        check_server_messages(client)
+        await client.close()

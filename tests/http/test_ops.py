@@ -97,8 +97,18 @@ def test_anonymous_requests_are_rate_limited(gateway: RunningGateway) -> None:
         for _ in range(40)
     ]
     assert 429 in statuses
-    status, problem = post(gateway, "/ors/v1/rooms/limit-room/tokens", {"name": "X"})
-    assert (status, problem["code"]) == (429, "rate_limited")
+    request = urllib.request.Request(
+        gateway.base_url + "/ors/v1/rooms/limit-room/tokens",
+        data=b'{"name": "X"}',
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 429
+    assert json.loads(refused.value.read())["code"] == "rate_limited"
+    # how long to wait: one more token is earned every 2 s at 30 a minute
+    assert 1 <= int(refused.value.headers["Retry-After"]) <= 2
 
 
 def test_admin_api_refuses_without_the_admin_token(gateway: RunningGateway) -> None:
