@@ -28,11 +28,30 @@ UNIT_RTP_PORTS = (10000, 19999)
 SIPP_MEDIA_PORTS = (30000, 32759)
 
 
+_handed: set[int] = set()
+"""Ports free_port gave in this process: a port picked but not yet bound is free to the next pick."""
+
+
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on HOST now, at random in LISTEN_PORTS (``kind``, the one
-    the caller means to bind, says what it is for: both are checked)."""
+    """A port free for both UDP and TCP on HOST now, at random in this process's share of
+    LISTEN_PORTS (pytest-xdist workers get disjoint shares), never one it gave before (``kind``,
+    the one the caller means to bind, says what it is for: both are checked)."""
     del kind
-    return free_udp_block(1, LISTEN_PORTS, align=1, host=host, tcp=True)
+    first, last = LISTEN_PORTS
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+        share = (last - first + 1) // workers
+        first += int(worker[2:]) % workers * share
+        last = first + share - 1
+    if len(_handed) > (last - first) // 2:
+        _handed.clear()  # a long run came round: the oldest picks are long bound or gone
+    for _ in range(100):
+        port = free_udp_block(1, (first, last), align=1, host=host, tcp=True)
+        if port not in _handed:
+            _handed.add(port)
+            return port
+    raise RuntimeError(f"no port left to give in {first}-{last}")
 
 
 def free_udp_block(

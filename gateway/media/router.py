@@ -17,6 +17,7 @@ publisher's sink (PLI, NACK, RR) or a subscriber's (SR). Every entry point takes
 
 from __future__ import annotations
 
+import logging
 import random
 import struct
 import time
@@ -86,6 +87,8 @@ _HEADER = struct.Struct("!BBHII")
 _NTP_FRACTION = float(1 << 32)
 
 ActiveSpeakersCallback = Callable[[str, list[tuple[str, float]]], None]
+
+logger = logging.getLogger(__name__)
 
 
 class RtpSink(Protocol):
@@ -1295,10 +1298,26 @@ class Router:
         forwarder = downtrack.forwarder
         target = self._select_layer(receiver, downtrack.max_height, now, downtrack.max_layer)
         if target != forwarder.target_layer:
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log_retarget(receiver, downtrack, target, now)
             forwarder.target_layer = target
             self._drop_routes(receiver)  # the layers' outputs and tees change
             if forwarder.waiting:
                 self._request_keyframe(receiver, receiver.layers[target], now)
+
+    def _log_retarget(
+        self, receiver: _Receiver, downtrack: _DownTrack, target: int, now: float
+    ) -> None:
+        logger.debug(
+            "track %s to %s: layer %d -> %d (available %s, max height %s, ceiling %s)",
+            receiver.track_id,
+            downtrack.subscriber_id,
+            downtrack.forwarder.target_layer,
+            target,
+            [self._layer_available(receiver, layer, now) for layer in receiver.layers],
+            downtrack.max_height,
+            downtrack.max_layer,
+        )
 
     def _check_layers(self, receiver: _Receiver, now: float) -> None:
         receiver.next_layer_check = now + LAYER_CHECK_INTERVAL
@@ -1361,8 +1380,17 @@ class Router:
         if receiver.codec.fir and layer.unanswered_requests >= FIR_AFTER_UNANSWERED:
             layer.fir_sequence = (layer.fir_sequence + 1) & 0xFF
             request = RtcpFir(self.rtcp_ssrc, 0, [(layer.ssrc, layer.fir_sequence)]).serialize()
+            kind = "FIR"
         else:
             request = RtcpPli(self.rtcp_ssrc, layer.ssrc).serialize()
+            kind = "PLI"
+        logger.debug(
+            "track %s: %s for layer %d (%d unanswered before)",
+            receiver.track_id,
+            kind,
+            layer.index,
+            layer.unanswered_requests,
+        )
         receiver.publisher.send_rtcp(request)
 
     def _update_speakers(self, now: float) -> None:

@@ -78,12 +78,14 @@ def lab() -> Iterator[NetLab]:
 def gateway(
     tmp_path_factory: pytest.TempPathFactory, lab: NetLab, artifacts: Path
 ) -> Iterator[RunningGateway]:
-    """The gateway of the module's tests; its log is kept as test-artifacts/netlab/gateway.log.
-    NETLAB_EXTRA_CONFIG adds configuration, e.g. '[log]\\nlevel = "debug"\\n' to follow the
-    congestion controller's allocations."""
+    """The gateway of the module's tests; its log (debug level) is kept as
+    test-artifacts/netlab/gateway.log. NETLAB_EXTRA_CONFIG replaces the log level with other
+    configuration, e.g. '[log]\\nlevel = "info"\\n'."""
     tmp = Path(tmp_path_factory.mktemp("netlab-gateway"))
     extra = '[rooms]\ndemo_room = ""\n[limits]\nanonymous_requests_per_minute = 10000\n'
-    extra += os.environ.get("NETLAB_EXTRA_CONFIG", "")
+    # at debug level: the log kept in the artifacts tells why a run failed (allocations, probes,
+    # layer switches, keyframe requests)
+    extra += os.environ.get("NETLAB_EXTRA_CONFIG", '[log]\nlevel = "debug"\n')
     with running_gateway(tmp, extra_config=extra, log_format="text", host=lab.host_ip) as running:
         try:
             yield running
