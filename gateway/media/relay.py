@@ -288,7 +288,7 @@ class MediaRelay:
         self._tick_handle = loop.call_later(_TICK_INTERVAL, self._tick)
 
     def _tick(self) -> None:
-        # One timer for all rooms: RTCP reports, NACK retries, layer fallback (Router.tick).
+        # One timer for all rooms: RTCP reports, layer fallback, keyframe retries (Router.tick).
         for room in list(self._rooms.values()):
             try:
                 room.router.tick()
@@ -307,10 +307,12 @@ class MediaRelay:
         self._fast_tick_handle = loop.call_later(_FAST_TICK_INTERVAL, self._fast_tick)
 
     def _fast_tick(self) -> None:
-        # One timer for all rooms: each endpoint's transport-wide feedback (fast_tick).
+        # One timer for all rooms: NACK retries to publishers (Router.retry_nacks) and each
+        # endpoint's transport-wide feedback and congestion control (fast_tick).
         now = time.monotonic()
         for room in list(self._rooms.values()):
             try:
+                room.router.retry_nacks(now)
                 for endpoint in list(room.endpoints.values()):
                     endpoint.fast_tick(now)
             except Exception:  # one broken room must not stop the others' feedback

@@ -930,16 +930,31 @@ class Router:
 
     # --- timers --------------------------------------------------------------------------
 
+    def retry_nacks(self, now: float | None = None) -> None:
+        """Call every few tens of milliseconds: NACKs again for packets still missing from the
+        publishers (every NACK_RETRY_INTERVAL, NACK_RETRIES times, within MISSING_TIMEOUT), as
+        libwebrtc's NACK module retries each round trip. A retransmission lost on a lossy uplink
+        is asked for again before the subscribers' decoders give up and ask for a keyframe."""
+        now = time.monotonic() if now is None else now
+        for receiver in self._receivers.values():
+            for layer in receiver.layers:
+                stream = layer.stream
+                if stream is not None and stream.missing:
+                    due = stream.nack_due(now)
+                    if due:
+                        self._send_nack(receiver, layer, due)
+
     def tick(self, now: float | None = None, wall_time: float | None = None) -> None:
         """Call about once a second. Sends RR (+ REMB if set) to publishers, SR to subscribers,
-        retries NACKs, falls back from layers that stopped, retries keyframe requests, and
-        updates active speakers. `wall_time` (Unix seconds) stamps SRs with no publisher SR."""
+        falls back from layers that stopped, retries keyframe requests, and updates active
+        speakers; NACK retries run here too, and on their own faster timer (retry_nacks). `wall_time` (Unix seconds) stamps SRs with no publisher SR."""
         now = time.monotonic() if now is None else now
         wall = time.time() if wall_time is None else wall_time
         elapsed = now - self._bitrate_time
         roll = elapsed >= BITRATE_INTERVAL
         if roll or self._bitrate_time < 0:
             self._bitrate_time = now
+        self.retry_nacks(now)  # and expires what is missing too long: the loss counts below
         for receiver in list(self._receivers.values()):
             if receiver.routes:
                 self._sync_routes(receiver)  # the reports below count the fast path's packets too
@@ -952,9 +967,6 @@ class Router:
                 stream = layer.stream
                 if stream is None or not stream.started:
                     continue
-                due = stream.nack_due(now)
-                if due:
-                    self._send_nack(receiver, layer, due)
                 if stream.lost > layer.lost_counted:
                     self.stats.packets_lost += stream.lost - layer.lost_counted
                     layer.lost_counted = stream.lost

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gateway.media.nack import NACK_RETRIES
 from gateway.media.router import CodecInfo, ExtensionIds, Router
 from gateway.media.rtcp import (
     RtcpFir,
@@ -340,6 +341,25 @@ def test_publisher_gap_is_nacked_and_unrecovered_packets_counted_lost() -> None:
     router.on_rtp("mic", rtp(102, 2 * 960, 42), now=0.1)  # recovered
     router.tick(now=2.0, wall_time=1_700_000_000.0)
     assert router.stats.packets_lost == 2
+
+
+def test_a_missing_packet_is_asked_for_again_every_100_ms_between_ticks() -> None:
+    # a retransmission lost on a lossy uplink: asked again at the fast timer's pace, not once a
+    # second, before the subscribers' decoders give up on the frame
+    router, publisher, _ = audio_room()
+    router.on_rtp("mic", rtp(100, 0, 42), now=0.0)
+    router.on_rtp("mic", rtp(102, 2 * 960, 42), now=0.02)
+    times = [round(0.05 * step, 2) for step in range(1, 12)]
+    asked = []
+    for now in times:
+        before = len(publisher.nacks())
+        router.retry_nacks(now)
+        asked += [now] * (len(publisher.nacks()) - before)
+    assert len(publisher.nacks()) == NACK_RETRIES  # the first NACK and the retries
+    assert asked == [0.15, 0.25]  # each NACK_RETRY_INTERVAL after the one before
+    router.on_rtp("mic", rtp(101, 960, 42), now=0.3)  # the last one repaired it
+    router.tick(now=2.0, wall_time=1_700_000_000.0)
+    assert router.stats.packets_lost == 0
 
 
 def test_rtx_retransmission_is_unwrapped_and_forwarded() -> None:
