@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from bench.srtp_client import LeanPeer
-from gateway.media.endpoint import PublishRequest
+from gateway.media.endpoint import PublishRequest, WebRtcEndpoint
 from gateway.media.relay import MediaRelay
 
 
 async def audio_publisher(relay: MediaRelay, room: str, name: str) -> tuple[LeanPeer, str]:
     """NAME publishing one audio track (mid 0) in ROOM over a connected peer: (peer, track id)."""
+    _, peer, track_id = await publishing_endpoint(relay, room, name)
+    return peer, track_id
+
+
+async def publishing_endpoint(
+    relay: MediaRelay, room: str, name: str
+) -> tuple[WebRtcEndpoint, LeanPeer, str]:
+    """As audio_publisher, with NAME's endpoint: (endpoint, peer, track id)."""
     endpoint = relay.create_endpoint(room, name)
     peer = LeanPeer()
     await peer.open()
@@ -17,4 +25,4 @@ async def audio_publisher(relay: MediaRelay, room: str, name: str) -> tuple[Lean
     )
     peer.apply_remote(answer.sdp)
     await peer.connect()
-    return peer, answer.tracks[0].track_id
+    return endpoint, peer, answer.tracks[0].track_id
