@@ -25,6 +25,18 @@ LONG_GRACE = "[rooms]\nreconnect_grace = 60\n"
 """For tests that show something happens at once, long before the grace would end."""
 
 
+async def resumed(
+    gateway: RunningGateway, room: str, identity: str, client: OrsClient
+) -> tuple[OrsClient, Message]:
+    """CLIENT, joined as IDENTITY, drops its connection and resumes on a new one."""
+    await client.drop()
+    back = await OrsClient.connect(gateway.base_url, room)
+    token = gateway.token(room, identity, identity.capitalize())
+    joined = await back.join(token, resume=client.received[0]["resume_token"])
+    assert joined["resumed"] is True
+    return back, joined
+
+
 def metrics(gateway: RunningGateway) -> str:
     with urllib.request.urlopen(gateway.base_url + "/metrics", timeout=5) as response:
         return response.read().decode()
@@ -166,18 +178,13 @@ async def test_after_a_restart_a_resume_is_a_join_and_the_host_is_host_again(
 async def test_the_resume_token_is_never_logged(tmp_path: Path) -> None:
     with running_gateway(tmp_path, extra_config=SHORT_GRACE) as gateway:
         gateway.create_room("salle")
-        token = gateway.token("salle", "alice", "Alice")
-        alice = await OrsClient.connect(gateway.base_url, "salle")
-        first = await alice.join(token)
-        await alice.drop()
-        back = await OrsClient.connect(gateway.base_url, "salle")
-        second = await back.join(token, resume=first["resume_token"])
-        assert second["resumed"] is True
+        alice = await joined_client(gateway, "salle", "alice")
+        back, second = await resumed(gateway, "salle", "alice", alice)
         await back.drop()
         await wait_for(lambda: participants(gateway, "salle") == [], timeout=GRACE + 10)
         log = gateway.log_text()
         assert "participant resumed" in log
-        for secret in (first["resume_token"], second["resume_token"], token):
+        for secret in (alice.received[0]["resume_token"], second["resume_token"]):
             assert secret not in log
         lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
         assert {line["msg"] for line in lines} >= {"participant reconnecting", "participant left"}
@@ -186,15 +193,11 @@ async def test_the_resume_token_is_never_logged(tmp_path: Path) -> None:
 async def test_a_resume_does_not_refill_the_rate_limits(tmp_path: Path) -> None:
     with running_gateway(tmp_path, extra_config=LONG_GRACE) as gateway:
         gateway.create_room("salle")
-        token = gateway.token("salle", "alice", "Alice")
-        alice = await OrsClient.connect(gateway.base_url, "salle")
-        first = await alice.join(token)
+        alice = await joined_client(gateway, "salle", "alice")
         for n in range(10):  # the burst of renames (8.9)
             await alice.request({"type": "update", "name": f"Alice {n}"})
-        await alice.drop()
-        back = await OrsClient.connect(gateway.base_url, "salle")
-        resumed = await back.join(token, resume=first["resume_token"])
-        assert resumed["resumed"] is True and resumed["participant"]["name"] == "Alice 9"
+        back, joined = await resumed(gateway, "salle", "alice", alice)
+        assert joined["participant"]["name"] == "Alice 9"  # not the join's token's name
         refused = 0
         for n in range(10):  # a new session would allow ten more at once; this one does not
             try:

@@ -26,3 +26,16 @@ async def publishing_endpoint(
     peer.apply_remote(answer.sdp)
     await peer.connect()
     return endpoint, peer, answer.tracks[0].track_id
+
+
+async def subscribed_peer(endpoint: WebRtcEndpoint, track_id: str) -> LeanPeer:
+    """A new peer connected to ENDPOINT's subscribe session, which carries TRACK_ID."""
+    assert endpoint.subscribe(track_id)
+    offer = endpoint.create_subscribe_offer()
+    assert offer is not None and [t for _, t in offer.tracks] == [track_id]
+    peer = LeanPeer()
+    await peer.open()
+    peer.apply_remote(offer.sdp)
+    endpoint.accept_subscribe_answer(peer.subscribe_answer(offer.sdp))
+    await peer.connect()
+    return peer

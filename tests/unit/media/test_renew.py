@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -14,7 +15,7 @@ from bench.srtp_client import LeanPeer, rtp_frames
 from gateway.media.endpoint import PublishRequest, WebRtcEndpoint
 from gateway.media.relay import MediaRelay
 from gateway.media.sdp import SdpError
-from tests.unit.media.relay_peers import audio_publisher, publishing_endpoint
+from tests.unit.media.relay_peers import publishing_endpoint, subscribed_peer
 
 
 class Talker:
@@ -35,86 +36,76 @@ class Talker:
         return subscriber.rtp_received - before
 
 
-async def _subscriber(endpoint: WebRtcEndpoint, *track_ids: str) -> LeanPeer:
-    """A new peer that connects to ENDPOINT's subscribe session, which carries TRACK_IDS."""
-    for track_id in track_ids:
-        assert endpoint.subscribe(track_id)
-    offer = endpoint.create_subscribe_offer()
-    assert offer is not None and [t for _, t in offer.tracks] == list(track_ids)
-    peer = LeanPeer()
-    await peer.open()
-    peer.apply_remote(offer.sdp)
-    endpoint.accept_subscribe_answer(peer.subscribe_answer(offer.sdp))
-    await peer.connect()
-    return peer
+@dataclass
+class Call:
+    """Alice publishes a tone in "room"; Bob receives it."""
+
+    relay: MediaRelay
+    alice: WebRtcEndpoint
+    talker: Talker
+    track_id: str
+    bob: WebRtcEndpoint
+    listener: LeanPeer
+    peers: list[LeanPeer]
+    """Every peer of the test, closed at its end."""
 
 
 @pytest.fixture
-async def relay() -> AsyncIterator[MediaRelay]:
+async def call() -> AsyncIterator[Call]:
     relay = MediaRelay("127.0.0.1", 0, (0, -1))
     await relay.start()
-    yield relay
-    await relay.stop()
+    peers: list[LeanPeer] = []
+    try:
+        alice, peer, track_id = await publishing_endpoint(relay, "room", "alice")
+        peers.append(peer)
+        bob = relay.create_endpoint("room", "bob")
+        listener = await subscribed_peer(bob, track_id)
+        peers.append(listener)
+        call = Call(relay, alice, Talker(peer), track_id, bob, listener, peers)
+        assert await call.talker.heard_by(listener) > 0
+        yield call
+    finally:
+        for peer in peers:
+            peer.close()
+        await relay.stop()
 
 
 async def test_a_renewed_publish_session_forwards_until_a_new_offer_replaces_it(
-    relay: MediaRelay,
+    call: Call,
 ) -> None:
-    endpoint, old_peer, old_track = await publishing_endpoint(relay, "room", "alice")
-    bob = relay.create_endpoint("room", "bob")
-    listener = await _subscriber(bob, old_track)
-    peers = [old_peer, listener]
-    old = Talker(old_peer)
-    try:
-        assert await old.heard_by(listener) > 0
-        endpoint.renew()
-        assert await old.heard_by(listener) > 0  # retired, and still forwarded
+    call.alice.renew()
+    assert await call.talker.heard_by(call.listener) > 0  # retired, and still forwarded
 
-        new_peer = LeanPeer()
-        await new_peer.open()
-        peers.append(new_peer)
-        with pytest.raises(SdpError):  # a refused offer changes nothing
-            endpoint.accept_publish_offer(
-                new_peer.publish_offer(["0"]).replace("opus/48000/2", "speex/8000"),
-                [PublishRequest("0", "", "microphone")],
-            )
-        assert await old.heard_by(listener) > 0
-
-        answer = endpoint.accept_publish_offer(
-            new_peer.publish_offer(["0"]), [PublishRequest("0", "TR_new", "microphone")]
+    new_peer = LeanPeer()
+    await new_peer.open()
+    call.peers.append(new_peer)
+    with pytest.raises(SdpError):  # a refused offer changes nothing
+        call.alice.accept_publish_offer(
+            new_peer.publish_offer(["0"]).replace("opus/48000/2", "speex/8000"),
+            [PublishRequest("0", "", "microphone")],
         )
-        assert [t.track_id for t in answer.tracks] == ["TR_new"]
-        assert not relay.router("room").has_receiver(old_track)
-        new_peer.apply_remote(answer.sdp)
-        await new_peer.connect()
-        assert await old.heard_by(listener) == 0  # the old track is gone from the room
-        assert bob.subscribe("TR_new") and not bob.subscribe(old_track)
-        offer = bob.create_subscribe_offer()
-        assert offer is not None
-        listener.apply_remote(offer.sdp)
-        bob.accept_subscribe_answer(listener.subscribe_answer(offer.sdp))
-        assert await Talker(new_peer).heard_by(listener) > 0
-    finally:
-        for peer in peers:
-            peer.close()
+    assert await call.talker.heard_by(call.listener) > 0
+
+    answer = call.alice.accept_publish_offer(
+        new_peer.publish_offer(["0"]), [PublishRequest("0", "TR_new", "microphone")]
+    )
+    assert [t.track_id for t in answer.tracks] == ["TR_new"]
+    assert not call.relay.router("room").has_receiver(call.track_id)
+    new_peer.apply_remote(answer.sdp)
+    await new_peer.connect()
+    assert await call.talker.heard_by(call.listener) == 0  # the old track is gone from the room
+    assert call.bob.subscribe("TR_new") and not call.bob.subscribe(call.track_id)
+    offer = call.bob.create_subscribe_offer()
+    assert offer is not None
+    call.listener.apply_remote(offer.sdp)
+    call.bob.accept_subscribe_answer(call.listener.subscribe_answer(offer.sdp))
+    assert await Talker(new_peer).heard_by(call.listener) > 0
 
 
-async def test_a_renewed_subscribe_session_starts_over_on_a_new_transport(
-    relay: MediaRelay,
-) -> None:
-    talker, track_id = await audio_publisher(relay, "room", "bob")
-    alice = relay.create_endpoint("room", "alice")
-    first = await _subscriber(alice, track_id)
-    peers = [talker, first]
-    stream = Talker(talker)
-    try:
-        assert await stream.heard_by(first) > 0
-        alice.renew()
-        assert alice.create_subscribe_offer() is None  # nothing wanted until asked again
-        assert await stream.heard_by(first) == 0  # the old connection gets nothing more
-        second = await _subscriber(alice, track_id)
-        peers.append(second)
-        assert await stream.heard_by(second) > 0
-    finally:
-        for peer in peers:
-            peer.close()
+async def test_a_renewed_subscribe_session_starts_over_on_a_new_transport(call: Call) -> None:
+    call.bob.renew()
+    assert call.bob.create_subscribe_offer() is None  # nothing wanted until asked again
+    assert await call.talker.heard_by(call.listener) == 0  # the old connection gets nothing
+    second = await subscribed_peer(call.bob, call.track_id)
+    call.peers.append(second)
+    assert await call.talker.heard_by(second) > 0
