@@ -1,4 +1,5 @@
-"""One ORS client on its WebSocket (spec/ors-v1.md): join, media negotiation, room events, leave."""
+"""One ORS client on its WebSocket (spec/ors-v1.md): join, media negotiation, room events, leave,
+and the resumption of a participant whose connection dropped (6.6)."""
 
 from __future__ import annotations
 
@@ -472,66 +473,6 @@ class OrsSession:
         self.endpoint.unpublish(message["track_id"])
         self._retired.discard(message["track_id"])
 
-    # resumption (6.6) -------------------------------------------------------------------
-    def _park(self) -> bool:
-        """The socket closed without `leave`: keep the joined participant, its tracks and its
-        media endpoint for the grace, the others told it is reconnecting. False, keeping
-        nothing, when the server does not resume or its bounds are reached."""
-        grace = self.gateway.config.rooms.reconnect_grace
-        if self.state is not SessionState.JOINED or not grace:
-            return False
-        assert self.room is not None and self.participant is not None
-        if not self.gateway.rooms.set_reconnecting(self.room, self.participant.id, True):
-            return False
-        self.state = SessionState.PARKED
-        self._grace = asyncio.get_running_loop().call_later(grace, self._grace_over)
-        log.info(
-            "participant reconnecting",
-            extra={"room": self.room.id, "participant": self.participant.id},
-        )
-        return True
-
-    def _grace_over(self) -> None:
-        self._grace = None
-        if self.state is SessionState.PARKED:
-            self._ending = asyncio.create_task(self._close("disconnected"))
-
-    def _hand_over(self) -> None:
-        """Another session resumes this one's participant (6.6): stop following the room and
-        give up the participant and its endpoint, removing nothing. A socket still open (its
-        end not seen yet) is told `left` (`replaced`) and closed."""
-        self._stop()
-        self.participant = self.endpoint = None
-        if not self.ws.closed:
-            self._ending = asyncio.create_task(self._say_replaced())
-
-    async def _say_replaced(self) -> None:
-        await self.send({"type": "left", "reason": "replaced"})
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
-                await self.ws.close()
-
-    def _retire(self, track_ids: set[str]) -> None:
-        """A resumed session's tracks from before: replaced by its first publish offer, or
-        unpublished at the end of the grace."""
-        self._retired = track_ids
-        if track_ids:
-            grace = self.gateway.config.rooms.reconnect_grace
-            self._retire_deadline = asyncio.get_running_loop().call_later(grace, self._drop_retired)
-
-    def _drop_retired(self) -> None:
-        if self._retire_deadline is not None:
-            self._retire_deadline.cancel()
-            self._retire_deadline = None
-        retired, self._retired = self._retired, set()
-        if self.room is None or self.participant is None:
-            return
-        for track_id in retired:
-            if track_id in self.participant.tracks:
-                self.gateway.rooms.unpublish_track(self.room, self.participant.id, track_id)
-            if self.endpoint is not None:
-                self.endpoint.unpublish(track_id)
-
     async def _on_mute(self, message: Message) -> None:
         assert self.room is not None and self.participant is not None
         track = self._find_track(message["track_id"])
@@ -800,6 +741,70 @@ class OrsSession:
                 "language": event.language,
             }
         return None
+
+    # resumption (6.6) -------------------------------------------------------------------
+    def _park(self) -> bool:
+        """The socket closed without `leave`: keep the joined participant, its tracks and its
+        media endpoint for the grace, the others told it is reconnecting. False, keeping
+        nothing, when the server does not resume or its bounds are reached."""
+        grace = self.gateway.config.rooms.reconnect_grace
+        if self.state is not SessionState.JOINED or not grace:
+            return False
+        assert self.room is not None and self.participant is not None
+        if self.room.participants.get(self.participant.id) is not self.participant:
+            return False  # it has just left (a host removed it): nothing to keep
+        if not self.gateway.rooms.set_reconnecting(self.room, self.participant.id, True):
+            return False
+        self.state = SessionState.PARKED
+        self._grace = asyncio.get_running_loop().call_later(grace, self._grace_over)
+        log.info(
+            "participant reconnecting",
+            extra={"room": self.room.id, "participant": self.participant.id},
+        )
+        return True
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if self.state is SessionState.PARKED:
+            self._ending = asyncio.create_task(self._close("disconnected"))
+
+    def _hand_over(self) -> None:
+        """Another session resumes this one's participant (6.6): stop following the room and
+        give up the participant and its endpoint, removing nothing. A socket still open (its
+        end not seen yet) is told `left` (`replaced`) and closed."""
+        self._stop()
+        self.participant = self.endpoint = None
+        if not self.ws.closed:
+            self._ending = asyncio.create_task(self._say_replaced())
+
+    async def _say_replaced(self) -> None:
+        await self.send({"type": "left", "reason": "replaced"})
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                await self.ws.close()
+
+    def _retire(self, track_ids: set[str]) -> None:
+        """A resumed session's tracks from before: replaced by its first publish offer, or
+        unpublished at the end of the grace."""
+        self._retired = track_ids
+        if track_ids:
+            grace = self.gateway.config.rooms.reconnect_grace
+            self._retire_deadline = asyncio.get_running_loop().call_later(grace, self._drop_retired)
+
+    def _drop_retired(self) -> None:
+        """Unpublish the tracks from before the resume that are still retired (the first
+        publish offer has replaced them, or the grace is over)."""
+        if self._retire_deadline is not None:
+            self._retire_deadline.cancel()
+            self._retire_deadline = None
+        retired, self._retired = self._retired, set()
+        if self.room is None or self.participant is None:
+            return
+        for track_id in retired:
+            if track_id in self.participant.tracks:
+                self.gateway.rooms.unpublish_track(self.room, self.participant.id, track_id)
+            if self.endpoint is not None:
+                self.endpoint.unpublish(track_id)
 
     # leaving --------------------------------------------------------------------------------
     def _fell_behind(self) -> None:
