@@ -92,6 +92,11 @@ class RoomsConfig:
     """Joined participants per room, hosts included; the lobby does not count."""
     max_lobby: int = 50
     """Participants waiting in one room's lobby."""
+    reconnect_grace: int = 20
+    """Seconds a joined participant whose connection dropped is kept for its client to resume
+    (ORS 6.6); 0: it leaves at once, and nobody resumes."""
+    max_reconnecting: int = 50
+    """Participants one room keeps while they reconnect; beyond, one more leaves at once."""
 
 
 @dataclass
@@ -105,6 +110,8 @@ class LimitsConfig:
     chat_messages_per_second: int = 5
     """Chat messages each participant may send per second, after a burst of ``chat_burst``."""
     chat_burst: int = 20
+    reconnecting_participants: int = 1000
+    """Participants the server keeps while they reconnect, in all rooms together."""
 
 
 @dataclass
@@ -353,8 +360,16 @@ def _validate(config: Config, where: str) -> None:
     if config.media.tcp_port and not 1 <= config.media.tcp_port <= 65535:
         raise ConfigError(f"{where}: 'media.tcp_port' must be a port between 1 and 65535, or 0")
     check_positive(
-        config.rooms, "rooms", where, ("guest_token_ttl", "max_participants", "max_lobby")
+        config.rooms,
+        "rooms",
+        where,
+        ("guest_token_ttl", "max_participants", "max_lobby", "max_reconnecting"),
     )
+    if not 0 <= config.rooms.reconnect_grace <= _MAX_RECONNECT_GRACE:
+        raise ConfigError(
+            f"{where}: 'rooms.reconnect_grace' must be between 0 (off) and "
+            f"{_MAX_RECONNECT_GRACE} seconds"
+        )
     check_positive(
         config.limits,
         "limits",
@@ -365,6 +380,7 @@ def _validate(config: Config, where: str) -> None:
             "media_consent_seconds",
             "chat_messages_per_second",
             "chat_burst",
+            "reconnecting_participants",
         ),
     )
     check_addresses(config.http, "http", where, ("host",))
@@ -386,6 +402,7 @@ def _validate(config: Config, where: str) -> None:
     _validate_turn(config.turn, where)
 
 
+_MAX_RECONNECT_GRACE = 300
 _MIN_TURN_SECRET = 16
 _MAX_TURN_TTL = 7 * 86400
 

@@ -54,6 +54,11 @@ class GatewayCollector(Collector):
         for (origin, state), count in sorted(by_origin.items()):
             participants.add_metric([origin, state], count)
         yield participants
+        yield GaugeMetricFamily(
+            "rondpoint_participants_reconnecting",
+            "Participants kept while their clients reconnect (ORS 6.6), in all rooms",
+            value=self.gateway.rooms.reconnecting_count(),
+        )
         track_family = GaugeMetricFamily(
             "rondpoint_tracks", "Published tracks by kind", labels=["kind"]
         )

@@ -67,6 +67,8 @@ class Gateway:
             max_lobby=config.rooms.max_lobby,
             chat_per_second=config.limits.chat_messages_per_second,
             chat_burst=config.limits.chat_burst,
+            max_reconnecting=config.rooms.max_reconnecting,
+            max_reconnecting_total=config.limits.reconnecting_participants,
         )
         keys = self.store.token_keys()
         if TOKEN_KEY_ID not in keys:

@@ -101,6 +101,7 @@ class RunningGateway:
     sip_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    command: list[str]
 
     def admin(self, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
         request = urllib.request.Request(
@@ -137,6 +138,13 @@ class RunningGateway:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def restart(self) -> None:
+        """Stop the gateway and start it again on the same configuration, ports and data: what
+        it kept in memory (sessions, participants) is gone, what it stored is not."""
+        stop_process(self.process)
+        self.process = _start(self.command, self.log_path)
+        _wait_ready(self.process, self.base_url, self.log_path)
 
 
 @contextlib.contextmanager
@@ -175,6 +183,7 @@ def running_gateway(
         f"{extra_config}\n"
     )
     log_path = tmp / "gateway.log"
+    log_path.write_bytes(b"")
     command = [
         sys.executable,
         "-m",
@@ -185,31 +194,13 @@ def running_gateway(
         "--log-format",
         log_format,
     ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    process = _start(command, log_path)
     base_url = f"http://{host}:{http_port}"
+    running: RunningGateway | None = None
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"gateway exited: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(base_url + "/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway not ready: {log_path.read_text()[-2000:]}")
-            time.sleep(0.1)
+        _wait_ready(process, base_url, log_path)
         admin_token = (data_dir / "admin-token").read_text().strip()
-        yield RunningGateway(
+        running = RunningGateway(
             base_url=base_url,
             ws_base=base_url.replace("http://", "ws://"),
             admin_token=admin_token,
@@ -219,9 +210,39 @@ def running_gateway(
             sip_port=sip_port,
             process=process,
             log_path=log_path,
+            command=command,
         )
+        yield running
     finally:
-        stop_process(process)
+        stop_process(process if running is None else running.process)
+
+
+def _start(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    """The gateway process, its output appended to LOG_PATH."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited: {log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(base_url + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gateway not ready: {log_path.read_text()[-2000:]}")
+        time.sleep(0.1)
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -357,6 +357,9 @@ class WebRtcEndpoint:
         self._mid_ext_id = 0
         self._publish_version = 0
         self._chosen_pt: dict[str, int] = {}
+        self._publish_retired = False
+        """The client of a resumed session publishes on a new connection (renew): the next
+        publish offer replaces this session and its tracks."""
         # Subscribe side.
         self._subscribe: WebRtcTransport | None = None
         self._slots: list[_Slot] = []
@@ -400,6 +403,8 @@ class WebRtcEndpoint:
                 + "): audio needs opus/48000/2, video needs VP8 or H264 packetization-mode=1"
             )
 
+        if self._publish_retired:
+            self._drop_publish()
         if self._publish is None:
             self._publish = WebRtcTransport(self._context.mux, self._context.certificate)
             self._publish.on_rtp = self._on_publish_rtp
@@ -451,6 +456,41 @@ class WebRtcEndpoint:
             )
         )
         return PublishAnswer(sdp=answer.serialize(), tracks=tracks)
+
+    def renew(self) -> None:
+        """The participant's client came back with new peer connections (a resumed session, ORS
+        6.6). The subscribe session starts over: a new transport at the next offer, which offers
+        every track the client subscribes to anew. The publish session is retired: its tracks
+        stay, and flow while anything still sends them, until the next publish offer replaces
+        them (``accept_publish_offer``) or they are unpublished."""
+        self._check_open()
+        for slot in self._slots:
+            self._detach(slot)
+        if self._subscribe is not None:
+            self._subscribe.close()
+            self._subscribe = None
+        self._slots = []
+        self._wanted = []
+        self._max_heights.clear()
+        self._paused.clear()
+        self._negotiated = []
+        self._offered = None
+        self._next_mid = 0
+        self._codec_pt = {}
+        self._publish_retired = self._publish is not None
+
+    def _drop_publish(self) -> None:
+        """Unpublish the retired publish session's tracks and close its transport."""
+        for published in list(self._published.values()):
+            self.unpublish(published.track_id)
+        if self._publish is not None:
+            self._publish.close()
+            self._publish = None
+        for table in (self._chosen_pt, self._ssrc_to_track, self._mid_to_track, self._pt_to_track):
+            table.clear()
+        self._mid_ext_id = 0
+        self._ceiling_told = False
+        self._publish_retired = False
 
     def _publish_answer_media(
         self, media: MediaDescription, mid: str, codec: Codec, setup: str, sending: bool

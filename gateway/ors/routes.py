@@ -56,9 +56,10 @@ def _room_id(request: web.Request) -> str:
 
 
 def capabilities(gateway: Gateway) -> list[str]:
-    """What discovery announces: the hub's own, dial-out when a dialler runs, and what the
-    running plugins add (``Running.capabilities``)."""
-    found = CAPABILITIES + (["dial-out"] if gateway.diallers.schemes() else [])
+    """What discovery announces: the hub's own, resume unless [rooms] reconnect_grace is 0,
+    dial-out when a dialler runs, and what the running plugins add (``Running.capabilities``)."""
+    found = CAPABILITIES + (["resume"] if gateway.config.rooms.reconnect_grace else [])
+    found += ["dial-out"] if gateway.diallers.schemes() else []
     for running in gateway.running.values():
         if running is not None:
             found += [name for name in running.capabilities if name not in found]

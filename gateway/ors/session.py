@@ -1,16 +1,20 @@
-"""One ORS client on its WebSocket (spec/ors-v1.md): join, media negotiation, room events, leave."""
+"""One ORS client on its WebSocket (spec/ors-v1.md): join, media negotiation, room events, leave,
+and the resumption of a participant whose connection dropped (6.6)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.media.endpoint import (
     PublishRequest,
@@ -65,9 +69,12 @@ class SessionState(StrEnum):
     CONNECTED = "connected"
     LOBBY = "lobby"
     JOINED = "joined"
+    PARKED = "parked"
+    """The socket closed without `leave`: the participant is kept for the grace (spec 6.6)."""
     LEFT = "left"
 
 
+_SOCKET_ENDS = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 ALLOWED_BEFORE_JOIN = {"join", "ping", "leave"}
 ALLOWED_IN_LOBBY = {"ping", "leave", "update", "join"}
 
@@ -93,6 +100,8 @@ HAND_BURST = 10
 ROLE_CHANGES_PER_SECOND = 1
 ROLE_CHANGE_BURST = 10
 """A host's `set_role` messages (8.15), each announced to everyone in the room."""
+RESUME_TOKEN_BYTES = 32
+"""Random bytes of a resume token (spec 6.6): 256 bits, never guessed."""
 
 
 class OrsSession:
@@ -131,6 +140,17 @@ class OrsSession:
         self._leaving = False
         self._mids: dict[str, str] = {}
         """Publish m-line mid -> track id, kept across renegotiations."""
+        self._resume_digest = b""
+        """SHA-256 of the resume token of this session's latest `joined` (6.6); the token
+        itself is never kept, nor logged."""
+        self._grace: asyncio.TimerHandle | None = None
+        """While PARKED: the end of the grace, when the participant leaves."""
+        self._retired: set[str] = set()
+        """A resumed session's tracks from before the resume, until the client's first publish
+        offer replaces them or the grace ends (6.6)."""
+        self._retire_deadline: asyncio.TimerHandle | None = None
+        self._ending: asyncio.Task[None] | None = None
+        """Ends the session in the background (the grace is over; another session took over)."""
 
     # the socket ------------------------------------------------------------------
     async def run(self) -> None:
@@ -138,17 +158,21 @@ class OrsSession:
         deadline = asyncio.get_running_loop().call_later(
             JOIN_DEADLINE_SECONDS, self._join_deadline_passed
         )
+        finished = False  # closed by the client with 1000 (normal closure): it is done (6.6)
         try:
-            async for frame in self.ws:
+            while self.state is not SessionState.LEFT:
+                frame = await self.ws.receive()
                 if frame.type == WSMsgType.TEXT:
                     await self._receive(frame.data, max_bytes)
                 elif frame.type == WSMsgType.BINARY:
                     await self._send_error(Problem("invalid_json", "messages are JSON text frames"))
-                if self.state is SessionState.LEFT:
+                elif frame.type in _SOCKET_ENDS:
+                    finished = frame.type == WSMsgType.CLOSE and frame.data == WSCloseCode.OK
                     break
         finally:
             deadline.cancel()
-            await self._close("disconnected")
+            if finished or not self._park():
+                await self._close("disconnected")
 
     def _join_deadline_passed(self) -> None:
         if self.state is SessionState.CONNECTED and not self.ws.closed:
@@ -200,6 +224,8 @@ class OrsSession:
             await self.end("left")
 
     def _handler(self, message_type: str) -> Callable[[Message], Awaitable[Message | None]]:
+        if self.state is SessionState.LEFT:
+            raise Problem("invalid_state", "this session has ended", 409)
         if self.state is SessionState.CONNECTED and message_type not in ALLOWED_BEFORE_JOIN:
             raise Problem("not_joined", "send 'join' first", 409)
         if self.state is SessionState.LOBBY and message_type not in ALLOWED_IN_LOBBY:
@@ -230,6 +256,8 @@ class OrsSession:
         name = _client_name(message) if "name" in message else grant.name
         room = self.gateway.rooms.get(self.room_id)
         previous = self.gateway.sessions.get((self.room_id, grant.identity))
+        if previous is not None and previous.resumable(message.get("resume")):
+            return self._resume(previous, grant)
         if previous is not None:
             await previous.end("replaced")
         self.grant, self.room = grant, room
@@ -262,21 +290,66 @@ class OrsSession:
                 "room": room.to_wire(),
                 "hosts_present": room.hosts_present(),
             }
-        return self._enter_room()
+        reply = self._enter_room()
+        if "resume" in message:
+            reply["resumed"] = False  # a new participant: the one the client had is gone
+        return reply
 
-    def _enter_room(self) -> Message:
+    def resumable(self, resume_token: object) -> bool:
+        """Whether RESUME_TOKEN, from a new session's `join` with a token of this session's
+        identity, takes this session's participant over (6.6): it is the token of this
+        session's latest `joined`, and the participant is still in the room."""
+        if not isinstance(resume_token, str) or not self._resume_digest:
+            return False
+        if self.state not in (SessionState.JOINED, SessionState.PARKED):
+            return False
+        if self.room is None or self.participant is None or self.endpoint is None:
+            return False
+        if self.room.participants.get(self.participant.id) is not self.participant:
+            return False  # it left, and this session has not heard it yet
+        return hmac.compare_digest(_digest(resume_token), self._resume_digest)
+
+    def _resume(self, previous: OrsSession, grant: JoinGrant) -> Message:
+        """Take PREVIOUS's participant and media endpoint over (6.6): nobody sees it leave or
+        join; it keeps its id, name, role and tracks, and its rate limits. Nothing here waits,
+        so no room event can come between the hand-over and this session's subscription."""
+        participant, endpoint, room = previous.participant, previous.endpoint, previous.room
+        assert participant is not None and endpoint is not None and room is not None
+        previous._hand_over()
+        self.grant, self.room, self.participant = grant, room, participant
+        self._renames, self._hands = previous._renames, previous._hands
+        self._role_changes = previous._role_changes
+        self.gateway.rooms.set_reconnecting(room, participant.id, False)
+        self._events = self.gateway.bus.subscribe(
+            room.id, limit=EVENT_BACKLOG, on_overflow=self._fell_behind
+        )
+        self.gateway.sessions[(self.room_id, grant.identity)] = self
+        self._event_task = asyncio.create_task(self._pump_events())
+        log.info("participant resumed", extra={"room": room.id, "participant": participant.id})
+        reply = self._enter_room(endpoint)
+        reply["resumed"] = True
+        return reply
+
+    def _enter_room(self, resumed: WebRtcEndpoint | None = None) -> Message:
+        """The participant is in the room (joined, admitted, or RESUMED with the media endpoint
+        of the session it takes over): its endpoint, subscriptions and `joined`."""
         assert self.room is not None and self.participant is not None
         self.state = SessionState.JOINED
         others = [p for p in self.room.participants.values() if self._is_visible(p)]
         self._visible = {p.id for p in others}
-        self.endpoint = self.gateway.relay.create_endpoint(self.room.id, self.participant.id)
+        if resumed is None:
+            self.endpoint = self.gateway.relay.create_endpoint(self.room.id, self.participant.id)
+        else:
+            self.endpoint = resumed
+            resumed.renew()  # the client comes back with new peer connections
+            self._retire(set(self.participant.tracks))
         if self.grant is not None and self.grant.can_subscribe:
             for participant in others:
                 for track in participant.tracks.values():
                     self._offer_wanted |= self.endpoint.subscribe(track.id)
         if self._offer_wanted:
             asyncio.get_running_loop().call_soon(self._schedule_offer)
-        return {
+        reply: Message = {
             "type": "joined",
             "participant": self.participant.to_wire(),
             "room": self.room.to_wire(),
@@ -286,6 +359,13 @@ class OrsSession:
                 m.to_wire() for m in self.gateway.rooms.chat_history(self.room, self.participant.id)
             ],
         }
+        grace = self.gateway.config.rooms.reconnect_grace
+        if grace:
+            resume_token = secrets.token_urlsafe(RESUME_TOKEN_BYTES)
+            self._resume_digest = _digest(resume_token)  # the previous token is no longer valid
+            reply["resume_token"] = resume_token
+            reply["resume_grace"] = grace
+        return reply
 
     def _is_visible(self, other: Participant) -> bool:
         assert self.participant is not None
@@ -326,6 +406,7 @@ class OrsSession:
             answer = self.endpoint.accept_publish_offer(offer, requests)
         except SdpError as e:
             raise Problem("negotiation_failed", str(e), field=e.field or "/sdp") from None
+        self._drop_retired()  # the first offer of a resumed session replaces its old tracks
         sources = {r.mid: r.source for r in requests}
         tracks = []
         for info in answer.tracks:
@@ -365,7 +446,7 @@ class OrsSession:
             asyncio.create_task(self._send_offer())
 
     async def _send_offer(self) -> None:
-        if self.endpoint is None or self._awaiting_answer:
+        if self.endpoint is None or self._awaiting_answer or self.state is not SessionState.JOINED:
             return
         self._offer_wanted = False
         offer = self.endpoint.create_subscribe_offer()
@@ -390,6 +471,7 @@ class OrsSession:
         assert self.room is not None and self.participant is not None and self.endpoint is not None
         self.gateway.rooms.unpublish_track(self.room, self.participant.id, message["track_id"])
         self.endpoint.unpublish(message["track_id"])
+        self._retired.discard(message["track_id"])
 
     async def _on_mute(self, message: Message) -> None:
         assert self.room is not None and self.participant is not None
@@ -660,6 +742,70 @@ class OrsSession:
             }
         return None
 
+    # resumption (6.6) -------------------------------------------------------------------
+    def _park(self) -> bool:
+        """The socket closed without `leave`: keep the joined participant, its tracks and its
+        media endpoint for the grace, the others told it is reconnecting. False, keeping
+        nothing, when the server does not resume or its bounds are reached."""
+        grace = self.gateway.config.rooms.reconnect_grace
+        if self.state is not SessionState.JOINED or not grace:
+            return False
+        assert self.room is not None and self.participant is not None
+        if self.room.participants.get(self.participant.id) is not self.participant:
+            return False  # it has just left (a host removed it): nothing to keep
+        if not self.gateway.rooms.set_reconnecting(self.room, self.participant.id, True):
+            return False
+        self.state = SessionState.PARKED
+        self._grace = asyncio.get_running_loop().call_later(grace, self._grace_over)
+        log.info(
+            "participant reconnecting",
+            extra={"room": self.room.id, "participant": self.participant.id},
+        )
+        return True
+
+    def _grace_over(self) -> None:
+        self._grace = None
+        if self.state is SessionState.PARKED:
+            self._ending = asyncio.create_task(self._close("disconnected"))
+
+    def _hand_over(self) -> None:
+        """Another session resumes this one's participant (6.6): stop following the room and
+        give up the participant and its endpoint, removing nothing. A socket still open (its
+        end not seen yet) is told `left` (`replaced`) and closed."""
+        self._stop()
+        self.participant = self.endpoint = None
+        if not self.ws.closed:
+            self._ending = asyncio.create_task(self._say_replaced())
+
+    async def _say_replaced(self) -> None:
+        await self.send({"type": "left", "reason": "replaced"})
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                await self.ws.close()
+
+    def _retire(self, track_ids: set[str]) -> None:
+        """A resumed session's tracks from before: replaced by its first publish offer, or
+        unpublished at the end of the grace."""
+        self._retired = track_ids
+        if track_ids:
+            grace = self.gateway.config.rooms.reconnect_grace
+            self._retire_deadline = asyncio.get_running_loop().call_later(grace, self._drop_retired)
+
+    def _drop_retired(self) -> None:
+        """Unpublish the tracks from before the resume that are still retired (the first
+        publish offer has replaced them, or the grace is over)."""
+        if self._retire_deadline is not None:
+            self._retire_deadline.cancel()
+            self._retire_deadline = None
+        retired, self._retired = self._retired, set()
+        if self.room is None or self.participant is None:
+            return
+        for track_id in retired:
+            if track_id in self.participant.tracks:
+                self.gateway.rooms.unpublish_track(self.room, self.participant.id, track_id)
+            if self.endpoint is not None:
+                self.endpoint.unpublish(track_id)
+
     # leaving --------------------------------------------------------------------------------
     def _fell_behind(self) -> None:
         """The bus's call when this session's client fell EVENT_BACKLOG events behind."""
@@ -694,21 +840,33 @@ class OrsSession:
         await self._close(reason, already_removed)
         await self.ws.close()
 
-    async def _close(self, reason: str, already_removed: bool = False) -> None:
-        if self.state is SessionState.LEFT:
-            return
+    def _stop(self) -> None:
+        """The session ends: it no longer follows the room, and no timer of it runs."""
         self.state = SessionState.LEFT
         if self._event_task is not None and self._event_task is not asyncio.current_task():
             self._event_task.cancel()
         if self._events is not None:
             self._events.close()
+        for timer in (self._grace, self._retire_deadline):
+            if timer is not None:
+                timer.cancel()
+        self._grace = self._retire_deadline = None
+
+    async def _close(self, reason: str, already_removed: bool = False) -> None:
+        if self.state is SessionState.LEFT:
+            return
+        parked = self.state is SessionState.PARKED
+        self._stop()
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
         if self.room is not None and self.participant is not None:
             if not already_removed:
-                # the others see a replaced session as an ordinary leave: the person is still here
-                seen_as = "left" if reason == "replaced" else reason
+                # the others see a replaced session as an ordinary leave (the person is still
+                # here), and a kept participant (6.6) replaced by a new one as what it was
+                seen_as = reason
+                if reason == "replaced":
+                    seen_as = "disconnected" if parked else "left"
                 self.gateway.rooms.remove_participant(self.room, self.participant.id, seen_as)
             log.info(
                 "participant left",
@@ -718,6 +876,10 @@ class OrsSession:
             key = (self.room_id, self.grant.identity)
             if self.gateway.sessions.get(key) is self:
                 del self.gateway.sessions[key]
+
+
+def _digest(resume_token: str) -> bytes:
+    return hashlib.sha256(resume_token.encode()).digest()
 
 
 def _default_source(kind: str) -> str:

@@ -72,6 +72,8 @@ class RoomManager:
         max_lobby: int = 50,
         chat_per_second: float = 5.0,
         chat_burst: int = 20,
+        max_reconnecting: int = 50,
+        max_reconnecting_total: int = 1_000,
     ):
         self.store = store
         self.bus = bus
@@ -80,6 +82,12 @@ class RoomManager:
         """Joined participants per room, hosts included; the lobby does not count."""
         self.max_lobby = max_lobby
         """Participants waiting in a room's lobby: strangers who fill it never keep a host out."""
+        self.max_reconnecting = max_reconnecting
+        self.max_reconnecting_total = max_reconnecting_total
+        """Participants kept while they reconnect (ORS 6.6), per room and in all rooms together;
+        beyond, a participant whose connection drops leaves at once."""
+        self._reconnecting: set[tuple[str, str]] = set()
+        """(room id, participant id) of every participant kept while it reconnects."""
         self._chat_limiter = RateLimiter(rate_per_minute=chat_per_second * 60, burst=chat_burst)
         """Per participant, whatever its origin: one chat message reaches every session."""
         self._chat_history: dict[str, deque[ChatMessage]] = {}
@@ -272,6 +280,34 @@ class RoomManager:
         if room.hosts_present() is not hosts_present and room.waiting():
             self.bus.publish(LobbyStatus(room.id, not hosts_present))
 
+    def set_reconnecting(self, room: Room, participant_id: str, reconnecting: bool) -> bool:
+        """Keep a joined participant whose connection dropped while it reconnects (ORS 6.6), or
+        take it back; everyone who sees it hears ``ParticipantUpdated``. False, and nothing
+        changes, for one in the lobby, or when the room or the server already keeps as many
+        as they may (``max_reconnecting``, ``max_reconnecting_total``)."""
+        participant = self._participant(room, participant_id)
+        key = (room.id, participant_id)
+        if participant.reconnecting is reconnecting:
+            return True
+        if reconnecting:
+            kept_here = sum(1 for p in room.participants.values() if p.reconnecting)
+            if (
+                participant.state is not ParticipantState.JOINED
+                or kept_here >= self.max_reconnecting
+                or len(self._reconnecting) >= self.max_reconnecting_total
+            ):
+                return False
+            self._reconnecting.add(key)
+        else:
+            self._reconnecting.discard(key)
+        participant.reconnecting = reconnecting
+        self.bus.publish(ParticipantUpdated(room.id, participant))
+        return True
+
+    def reconnecting_count(self) -> int:
+        """Participants kept while they reconnect, in every room."""
+        return len(self._reconnecting)
+
     def let_back(self, room: Room, participant_id: str) -> bool:
         """Lift the removal of whoever had PARTICIPANT_ID when a host removed it; False if none."""
         for identity, removed_id in room.removed.items():
@@ -320,6 +356,8 @@ class RoomManager:
             self.bus.publish(TrackUnpublished(room.id, track))
         participant.tracks.clear()
         participant.hand_raised_at = None
+        participant.reconnecting = False
+        self._reconnecting.discard((room.id, participant.id))
         if not room.participants:
             self._chat_history.pop(room.id, None)  # the meeting is over: its chat goes with it
         self.bus.publish(ParticipantLeft(room.id, participant, reason))

@@ -102,6 +102,8 @@ class Participant:
     Never sent to clients."""
     hand_raised_at: float | None = None
     """When the participant raised its hand (seconds since the epoch), None when it is down."""
+    reconnecting: bool = False
+    """Its connection dropped and the room keeps it a grace period for it to resume (ORS 6.6)."""
 
     @property
     def is_host(self) -> bool:
@@ -120,6 +122,7 @@ class Participant:
             "hand_raised_at": (
                 None if self.hand_raised_at is None else int(self.hand_raised_at * 1000)
             ),
+            "reconnecting": self.reconnecting,
         }
 
 

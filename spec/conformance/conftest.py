@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+LOCAL_RESUME_GRACE = 3
+"""Seconds the local gateway keeps a participant whose connection dropped (spec 6.6)."""
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ors", "ORS conformance")
@@ -32,7 +35,11 @@ def ors_url(
         return
     from tests.gateway_process import running_gateway
 
-    with running_gateway(Path(tmp_path_factory.mktemp("ors-conformance"))) as gateway:
+    # a short grace (6.6), so that the test that waits for it takes seconds
+    with running_gateway(
+        Path(tmp_path_factory.mktemp("ors-conformance")),
+        extra_config=f"[rooms]\nreconnect_grace = {LOCAL_RESUME_GRACE}\n",
+    ) as gateway:
         yield gateway.base_url
 
 

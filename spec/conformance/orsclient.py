@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 from typing import Any
 
 import aiohttp
@@ -91,11 +92,23 @@ class OrsClient:
                 if not types or message["type"] in types:
                     return message
 
-    async def join(self, token: str, name: str | None = None) -> Message:
+    async def join(self, token: str, name: str | None = None, resume: str | None = None) -> Message:
+        """``resume``: the resume_token of an earlier ``joined``, to take that participant back
+        (6.6)."""
         message: Message = {"type": "join", "token": token}
         if name:
             message["name"] = name
+        if resume is not None:
+            message["resume"] = resume
         return await self.request(message)
+
+    async def drop(self) -> None:
+        """Lose the connection as a broken network does: no ``leave``, no close frame."""
+        connection = self.ws.get_extra_info("socket")
+        if connection is not None:
+            connection.shutdown(socket.SHUT_RDWR)
+        await self.closed.wait()
+        await self.close()
 
     async def close(self) -> None:
         await self.ws.close()

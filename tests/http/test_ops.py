@@ -46,6 +46,7 @@ def test_metrics_expose_rooms_participants_and_relay_counters(gateway: RunningGa
     for name in (
         "rondpoint_rooms",
         "rondpoint_participants",
+        "rondpoint_participants_reconnecting",
         "rondpoint_tracks",
         "rondpoint_relay_packets_forwarded_total",
         "rondpoint_relay_bytes_forwarded_total",

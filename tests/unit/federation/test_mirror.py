@@ -375,3 +375,24 @@ def test_a_home_participants_hand_goes_to_the_partner(rooms: RoomManager) -> Non
     [event] = drain(sub)
     [out] = check_events(mirror.outbound(event))
     assert out["participant"]["hand_raised_at"] == 1_767_226_830_000
+
+
+def test_a_kept_home_participant_stays_with_the_partner_and_the_partner_keeps_nobody_here(
+    rooms: RoomManager,
+) -> None:
+    """A home participant kept for a resume (ORS 6.6) stays in `state`, `reconnecting`; a
+    partner's `reconnecting` is informative and is not kept here (no bound of ours is used)."""
+    mirror = mirror_of(rooms)
+    room = rooms.get("salon")
+    alice = rooms.add_participant(room, "Alice", Role.MEMBER)
+    sub = rooms.bus.subscribe("salon")
+    assert rooms.set_reconnecting(room, alice.id, True)
+    [out] = check_events(mirror.outbound(drain(sub)[0]))
+    assert out["participant"]["reconnecting"] is True
+    [state] = check_events([mirror.state_event()])
+    assert [p["id"] for p in state["participants"]] == [alice.id]
+
+    theirs = {**person("their-1"), "reconnecting": True}
+    mirror.apply(check_events([{"type": "participant", "participant": theirs}]))
+    here = room.participants[str(mirror.local_id("their-1"))]
+    assert not here.reconnecting and rooms.reconnecting_count() == 1

@@ -12,20 +12,11 @@ from bench.srtp_client import LeanPeer, parse_frame_payload, rtp_frames
 from gateway.media.relay import MediaRelay
 from gateway.media.rtcp import RtcpGenericNack
 from gateway.media.rtp import RtpPacket
-from tests.unit.media.relay_peers import audio_publisher
+from tests.unit.media.relay_peers import audio_publisher, subscribed_peer
 
 
 async def _subscriber(relay: MediaRelay, room: str, name: str, track_id: str) -> LeanPeer:
-    endpoint = relay.create_endpoint(room, name)
-    assert endpoint.subscribe(track_id)
-    offer = endpoint.create_subscribe_offer()
-    assert offer is not None
-    peer = LeanPeer()
-    await peer.open()
-    peer.apply_remote(offer.sdp)
-    endpoint.accept_subscribe_answer(peer.subscribe_answer(offer.sdp))
-    await peer.connect()
-    return peer
+    return await subscribed_peer(relay.create_endpoint(room, name), track_id)
 
 
 async def _wait_for(predicate, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
