@@ -1,5 +1,5 @@
 // Labels in English and French; the language follows navigator.language (English by default).
-// `?lang=fr` or `?lang=en` overrides it.
+// `?lang=fr` or `?lang=en` overrides it. Without a browser around (Node's test runner) it is English.
 
 const STRINGS = {
   en: {
@@ -237,20 +237,27 @@ const STRINGS = {
   },
 };
 
-function pickLang() {
-  const q = new URLSearchParams(location.search).get("lang");
+/** The page's language: `?lang=` in SEARCH, else the browser's first language (NAVIGATOR). */
+export function pickLang(search = globalThis.location?.search ?? "", navigator = globalThis.navigator) {
+  const q = new URLSearchParams(search).get("lang");
   if (q && STRINGS[q]) return q;
-  const nav = (navigator.languages && navigator.languages[0]) || navigator.language || "en";
+  const nav = navigator?.languages?.[0] || navigator?.language || "en";
   return nav.toLowerCase().startsWith("fr") ? "fr" : "en";
 }
 
 export const lang = pickLang();
 
-/** t("key") or t("key", arg) for the few labels that are functions. */
-export function t(key, ...args) {
-  const v = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
-  return typeof v === "function" ? v(...args) : v;
+/** The `t` of language LANG: t("key") or t("key", arg) for the few labels that are functions;
+ * a key missing in LANG falls back to English, and an unknown key is returned as it is. */
+export function translator(lang) {
+  return (key, ...args) => {
+    const v = STRINGS[lang]?.[key] ?? STRINGS.en[key] ?? key;
+    return typeof v === "function" ? v(...args) : v;
+  };
 }
+
+/** t("key") or t("key", arg) in the page's language. */
+export const t = translator(lang);
 
 export function originLabel(origin) {
   if (!origin) return t("origin_ors");

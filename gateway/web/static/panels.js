@@ -1,0 +1,275 @@
+// The room's side panels: people (with the lobby, the removed, a phone to call and the room's
+// links for hosts, and the host actions on a person) and chat.
+
+import { OrsClient, OrsError } from "./ors-client.js";
+import { lang, originLabel, t } from "./i18n.js";
+import { app, initials, isHost, isolated, joinedList, lobbyList, micMuted, operatorIssued, problemText } from "./state.js";
+import { $, el, icon, toast } from "./ui.js";
+import { layoutGrid, renderTiles } from "./layout.js";
+
+/** The tiles and the people panel, after a change in the room. */
+export function renderAll() {
+  renderTiles();
+  renderPeople();
+}
+
+// ---------------------------------------------------------------- people
+
+function personRow(p, { lobby = false } = {}) {
+  const self = p.id === app.self?.id;
+  const meta = el(
+    "span",
+    { class: "person-meta" },
+    el("span", {
+      class: `origin origin-${(p.origin || "ors").split(":")[0]}`,
+      text: originLabel(p.origin),
+      title: p.origin,
+    }),
+    el("span", { text: t(p.role || "member") }),
+  );
+  const row = el(
+    "li",
+    { class: "person", "data-testid": `person-${p.id}` },
+    el("span", { class: "person-avatar", "aria-hidden": "true", text: initials(p.name) }),
+    el(
+      "span",
+      { class: "person-main" },
+      el("span", { class: "person-name" }, el("bdi", { text: p.name }), self ? ` (${t("you")})` : null),
+      meta,
+    ),
+  );
+  if (lobby) {
+    if (isHost(app)) {
+      row.append(
+        el(
+          "span",
+          { class: "person-actions" },
+          el("button", {
+            type: "button",
+            class: "btn btn-primary btn-sm",
+            "data-testid": `admit-${p.id}`,
+            "aria-label": t("admit_name", p.name),
+            text: t("admit"),
+            onclick: () => hostAction("admit", p.id),
+          }),
+          el("button", {
+            type: "button",
+            class: "btn btn-tertiary btn-sm",
+            "data-testid": `remove-${p.id}`,
+            "aria-label": t("remove_name", p.name),
+            text: t("remove"),
+            onclick: () => hostAction("remove", p.id),
+          }),
+        ),
+      );
+    }
+  } else {
+    const icons = el("span", { class: "person-icons" });
+    const muted = micMuted(app, p);
+    const micIcon = icon(muted ? "mic-off" : "mic", `icon${muted ? " is-muted" : ""}`);
+    icons.append(micIcon);
+    icons.setAttribute("aria-label", muted ? t("muted") : "");
+    row.append(icons);
+    if (isHost(app) && !self) {
+      row.append(
+        el("button", {
+          type: "button",
+          class: "icon-btn",
+          "data-testid": `remove-${p.id}`,
+          "aria-label": t("remove_name", p.name),
+          title: t("remove_name", isolated(p.name)),
+          onclick: () => hostAction("remove", p.id),
+        }),
+      );
+      row.lastChild.append(icon("close"));
+    }
+  }
+  return row;
+}
+
+// Removed stays removed (ORS 8.11) until a host lets the person back in: `admit` with its old id.
+function removedRow(p) {
+  return el(
+    "li",
+    { class: "person", "data-testid": `removed-${p.id}` },
+    el("span", { class: "person-avatar", "aria-hidden": "true", text: initials(p.name) }),
+    el("span", { class: "person-main" }, el("span", { class: "person-name" }, el("bdi", { text: p.name }))),
+    el(
+      "span",
+      { class: "person-actions" },
+      el("button", {
+        type: "button",
+        class: "btn btn-tertiary btn-sm",
+        "data-testid": `let-back-${p.id}`,
+        "aria-label": t("let_back_name", p.name),
+        text: t("let_back"),
+        onclick: async () => {
+          try {
+            await app.client.request("admit", { participant_id: p.id });
+            app.removed.delete(p.id);
+            renderPeople();
+          } catch (e) {
+            toast(problemText(e), "error");
+          }
+        },
+      }),
+    ),
+  );
+}
+
+export function renderPeople() {
+  if (!app.self) return;
+  const host = isHost(app);
+  const joined = joinedList(app);
+  const lobby = lobbyList(app);
+  $("people-list").replaceChildren(...joined.map((p) => personRow(p)));
+  $("lobby-list").replaceChildren(...lobby.map((p) => personRow(p, { lobby: true })));
+  $("lobby-section").hidden = !(host && lobby.length);
+  $("removed-list").replaceChildren(...[...app.removed.values()].map(removedRow));
+  $("removed-section").hidden = !(host && app.removed.size);
+  $("dial-form").hidden = !(host && app.canDial && operatorIssued(app.token));
+  $("people-count").textContent = `(${joined.length})`;
+  $("people-badge").textContent = String(joined.length);
+  const lb = $("lobby-badge");
+  lb.hidden = !(host && lobby.length);
+  lb.textContent = String(lobby.length);
+  // A waiting guest is something a host must see: open the panel once.
+  if (host && lobby.length && !app.lobbyShown) {
+    app.lobbyShown = true;
+    openPanel("people");
+  }
+  if (!lobby.length) app.lobbyShown = false;
+}
+
+async function hostAction(type, pid) {
+  try {
+    await app.client.request(type, { participant_id: pid });
+  } catch (e) {
+    toast(problemText(e), "error");
+  }
+}
+
+// ---------------------------------------------------------------- room links (hosts)
+// ORS has no link messages: a host's page uses /rooms/{room}/links with its own join token.
+
+export async function linksRequest(method, suffix = "", body = undefined) {
+  const headers = { Authorization: `Bearer ${app.token}`, Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(`/rooms/${encodeURIComponent(app.room)}/links${suffix}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!resp.ok) throw new OrsError(await OrsClient.problemFrom(resp));
+  return resp.status === 204 ? null : resp.json();
+}
+
+export async function refreshLinks() {
+  if (app.state !== "room" || !isHost(app) || !app.token) {
+    $("links-section").hidden = true;
+    return;
+  }
+  try {
+    const r = await linksRequest("GET");
+    app.links = r.links || [];
+    app.linkSchemes = r.schemes || [];
+  } catch (e) {
+    console.warn("links:", e);
+    return;
+  }
+  renderLinks();
+}
+
+function linkRow(link) {
+  const st = link.status || {};
+  const state = el("span", {
+    class: `link-state state-${st.state}`,
+    "data-testid": "link-state",
+    "data-state": st.state,
+    text: t(`link_${st.state}`) + (st.remote_participants ? ` · ${t("link_remote", st.remote_participants)}` : ""),
+  });
+  return el(
+    "li",
+    { class: "link-row", "data-testid": "link-row", "data-target": link.target },
+    el(
+      "span",
+      { class: "link-main" },
+      el("span", { class: "link-target", text: link.target, title: link.target }),
+      state,
+      st.detail && st.state !== "connected" ? el("span", { class: "link-detail", text: st.detail }) : null,
+    ),
+    el("button", {
+      type: "button",
+      class: "btn btn-tertiary btn-sm",
+      "data-testid": "unlink",
+      "aria-label": t("unlink_target", link.target),
+      text: t("unlink"),
+      onclick: () => unlinkTarget(link.target),
+    }),
+  );
+}
+
+function renderLinks() {
+  const show = app.state === "room" && isHost(app) && (app.linkSchemes.length > 0 || app.links.length > 0);
+  $("links-section").hidden = !show;
+  if (!show) return;
+  $("link-form").hidden = app.linkSchemes.length === 0 || !operatorIssued(app.token);
+  $("links-empty").hidden = app.links.length > 0;
+  $("links-list").replaceChildren(...app.links.map(linkRow));
+}
+
+async function unlinkTarget(target) {
+  try {
+    await linksRequest("DELETE", `/${encodeURIComponent(target)}`);
+    toast(t("unlinked", target));
+  } catch (e) {
+    toast(problemText(e), "error");
+  }
+  await refreshLinks();
+}
+
+// ---------------------------------------------------------------- panels & chat
+
+export function openPanel(which) {
+  for (const w of ["people", "chat"]) {
+    const open = w === which && $(`panel-${w}`).hidden;
+    $(`panel-${w}`).hidden = !open;
+    $(`toggle-${w}`).setAttribute("aria-expanded", open ? "true" : "false");
+  }
+  if (which === "people" && !$("panel-people").hidden) refreshLinks();
+  if (which === "chat" && !$("panel-chat").hidden) {
+    app.unread = 0;
+    $("chat-badge").hidden = true;
+    $("chat-input").focus();
+  }
+  requestAnimationFrame(layoutGrid);
+}
+
+export function closePanels() {
+  for (const w of ["people", "chat"]) {
+    $(`panel-${w}`).hidden = true;
+    $(`toggle-${w}`).setAttribute("aria-expanded", "false");
+  }
+  requestAnimationFrame(layoutGrid);
+}
+
+export function onChat(msg) {
+  if (!msg) return;
+  $("chat-empty").hidden = true;
+  const mine = msg.from === app.self?.id;
+  const time = new Date(msg.ts || Date.now()).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+  const node = el(
+    "div",
+    { class: `msg${mine ? " mine" : ""}`, "data-testid": "chat-message" },
+    el("span", { class: "msg-head" }, el("strong", { dir: "auto", text: mine ? t("you_label") : msg.from_name || "?" }), time),
+    el("span", { class: "msg-text", text: msg.text }),
+  );
+  const log = $("chat-log");
+  log.append(node);
+  log.scrollTop = log.scrollHeight;
+  if ($("panel-chat").hidden && !mine) {
+    app.unread += 1;
+    $("chat-badge").hidden = false;
+    $("chat-badge").textContent = String(app.unread);
+  }
+}
