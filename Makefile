@@ -12,6 +12,9 @@ $(BIN)/python:
 
 NATIVE := setup.py gateway/media/_fastpath.c
 
+# The JavaScript that ESLint checks (eslint.config.js says how).
+JS_LINTED := eslint.config.js gateway/web/static
+
 $(VENV)/.installed: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
@@ -59,10 +62,14 @@ test-fast: $(VENV)/.installed-test
 test-interop: system-deps $(VENV)/.installed-test
 	$(PYTEST) -q -p no:cacheprovider -m "interop or browser"
 
+## Python: ruff and mypy. JavaScript (the web page and its Node tests): ESLint with
+## eslint.config.js, installed from npm under .cache/ by tests/eslint_npm.sh (pinned).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check gateway protocols tests bench spec
 	$(BIN)/ruff format --check gateway protocols tests bench spec
 	$(BIN)/mypy
+	eslint="$$(bash tests/eslint_npm.sh)" && NODE_PATH="$$eslint/node_modules" \
+	    node "$$eslint/node_modules/eslint/bin/eslint.js" --max-warnings 0 $(JS_LINTED)
 
 bench: system-deps $(VENV)/.installed-test
 	$(BIN)/python -m bench.relay_vs_rtpengine
