@@ -86,7 +86,7 @@ async function connect() {
     for (const tile of $("grid").children) tile.classList.toggle("speaking", app.speaking.has(tile.dataset.pid));
   });
   client.on("chat", (m) => onChat(m.message));
-  client.on("error", (m) => toast(m.problem?.detail || m.problem?.title || t("err_generic"), "error"));
+  client.on("error", (m) => toast(problemText(m), "error"));
   client.on("left", (m) => goLeft(m.reason || "left"));
   client.on("close", (ev) => {
     if (app.client !== client || !(app.state === "room" || app.state === "lobby")) return;
@@ -212,7 +212,8 @@ function goLeft(reason) {
   stopMedia();
   app.lastReason = reason;
   if (!app.tokenFromHash) app.token = null; // a fresh token next time (a new one is cheap)
-  $("left-title").textContent = t(`left_${reason}`) || t("left_left");
+  const title = t(`left_${reason}`);
+  $("left-title").textContent = title === `left_${reason}` ? t("left_left") : title;
   $("left-room").textContent = app.room;
   $("rejoin").hidden = reason === "removed" || reason === "denied";
   setState("left");

@@ -1,7 +1,7 @@
 // Labels in English and French; the language follows navigator.language (English by default).
 // `?lang=fr` or `?lang=en` overrides it. Without a browser around (Node's test runner) it is English.
 
-const STRINGS = {
+export const STRINGS = {
   en: {
     app_tagline: "Conferencing gateway",
     home_title: "Join or start a meeting",
@@ -113,6 +113,8 @@ const STRINGS = {
     err_link_exists: "This room is already linked there.",
     err_link_not_found: "This link no longer exists.",
     err_link_scheme_unavailable: "This gateway is not set up to link rooms of that kind.",
+    err_forbidden: "You are not allowed to do that.",
+    err_participant_not_found: "This person is no longer in the meeting.",
     err_generic: "Something went wrong.",
     skip_link: "Skip to content",
     speaking: "speaking",
@@ -230,6 +232,8 @@ const STRINGS = {
     err_link_exists: "Cette salle y est déjà liée.",
     err_link_not_found: "Ce lien n’existe plus.",
     err_link_scheme_unavailable: "Cette passerelle n’est pas configurée pour lier ce type de salle.",
+    err_forbidden: "Vous n’avez pas le droit de faire cela.",
+    err_participant_not_found: "Cette personne n’est plus dans la réunion.",
     err_generic: "Une erreur est survenue.",
     skip_link: "Aller au contenu",
     speaking: "parle",

@@ -165,11 +165,29 @@ export function isHost(state) {
 
 // ---------------------------------------------------------------- names, rooms, tokens, problems
 
+/** Up to two characters for NAME's avatar: the first letter (or digit) of its first and last
+ * words, or the first two of its only word. A part in brackets ("Dupont (DINUM)") and what is
+ * neither a letter nor a digit (punctuation, emoji) are left out; a name with no letter is a
+ * phone number ("☎"), unless it is emoji only (its first emoji). */
 export function initials(name) {
-  if (!/\p{L}/u.test(name || "")) return "☎"; // a phone number: no letters to take
-  const parts = (name || "?").trim().split(/\s+/).filter(Boolean);
-  const s = parts.length > 1 ? parts[0][0] + parts[parts.length - 1][0] : (parts[0] || "?").slice(0, 2);
-  return s.toUpperCase();
+  const text = (name || "").normalize("NFC").trim();
+  if (!/\p{L}/u.test(text)) return /\p{Extended_Pictographic}/u.test(text) ? firstGrapheme(text) : "☎";
+  const bare = text.replace(/\([^)]*\)|\[[^\]]*\]|\{[^}]*\}/g, " ");
+  const words = (/\p{L}/u.test(bare) ? bare : text)
+    .split(/\s+/)
+    .map((word) => word.match(/\p{L}\p{M}*|\p{N}/gu) || [])
+    .filter((chars) => chars.length);
+  const picked = words.length > 1 ? [words[0][0], words[words.length - 1][0]] : words[0].slice(0, 2);
+  return picked.join("").toUpperCase();
+}
+
+function firstGrapheme(text) {
+  if (typeof Intl.Segmenter === "function") {
+    for (const { segment } of new Intl.Segmenter(undefined, { granularity: "grapheme" }).segment(text)) {
+      if (segment.trim()) return segment;
+    }
+  }
+  return [...text][0];
 }
 
 /** A participant's name inside a sentence (a toast, a tooltip): a first-strong isolate, so a
@@ -194,23 +212,116 @@ export function randomRoom(bytes = crypto.getRandomValues(new Uint8Array(10))) {
   return `${s.slice(0, 3)}-${s.slice(3, 7)}-${s.slice(7)}`;
 }
 
+/** The claims of a JWT (its payload, not verified: the server verifies), or null. */
+export function tokenClaims(token) {
+  try {
+    const part = (token || "").split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(part));
+    return claims && typeof claims === "object" ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Whether TOKEN was issued by the operator rather than the anonymous token endpoint (its grant
  * says ors.anonymous): a host who made the room anonymously may not dial or link; the gateway
  * refuses it (403), so the page does not offer it. */
 export function operatorIssued(token) {
+  const claims = tokenClaims(token);
+  return claims !== null && claims.ors?.anonymous !== true;
+}
+
+// A page keeps the join token it has for a room (in sessionStorage: this tab only, gone with it)
+// and joins with it again, after a reload or with "Rejoin", while it is valid: the same identity,
+// so a host stays a host (spec 2.4). Close to its expiry it asks the token endpoint for a new one
+// and gives it the kept one, which keeps the identity (spec 4.3).
+export const TOKEN_KEY = "rondpoint.token."; // + the room's name
+export const TOKEN_RENEW_SECONDS = 60; // a kept token with less to live is renewed, not reused
+export const TOKENS_KEPT = 20; // rooms whose token one tab keeps; the ones nearest expiry go first
+
+/** A Storage (getItem, setItem, removeItem, key, length) in memory: where sessionStorage is refused. */
+export function memoryStorage() {
+  const items = new Map();
+  return {
+    get length() {
+      return items.size;
+    },
+    key: (i) => [...items.keys()][i] ?? null,
+    getItem: (k) => (items.has(k) ? items.get(k) : null),
+    setItem: (k, v) => void items.set(k, String(v)),
+    removeItem: (k) => void items.delete(k),
+  };
+}
+
+function readKept(storage, key) {
   try {
-    const part = (token || "").split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part)).ors?.anonymous !== true;
+    const kept = JSON.parse(storage.getItem(key));
+    if (kept && typeof kept.token === "string" && typeof kept.expiresAt === "number") return kept;
   } catch {
-    return false;
+    /* not ours, or not JSON */
+  }
+  return null;
+}
+
+/** The token kept in STORAGE for ROOM if it has not expired at NOW (seconds since the epoch):
+ * {token, expiresAt, anonymous}, or null. */
+export function keptToken(storage, room, now) {
+  const kept = readKept(storage, TOKEN_KEY + room);
+  return kept && kept.expiresAt > now ? kept : null;
+}
+
+/** Keeps TOKEN for ROOM in STORAGE until EXPIRES_AT (seconds since the epoch; when 0, its `exp`,
+ * else an hour: the server has the last word), dropping the expired ones and those past TOKENS_KEPT. */
+export function keepToken(storage, room, token, expiresAt, now) {
+  const entry = {
+    token,
+    expiresAt: expiresAt || tokenClaims(token)?.exp || now + 3600,
+    anonymous: tokenClaims(token)?.ors?.anonymous === true,
+  };
+  try {
+    const others = [];
+    for (let i = 0; i < storage.length; i++) {
+      const key = storage.key(i);
+      if (key?.startsWith(TOKEN_KEY) && key !== TOKEN_KEY + room) others.push([key, readKept(storage, key)]);
+    }
+    const dropped = others
+      .sort(([, a], [, b]) => (b?.expiresAt || 0) - (a?.expiresAt || 0))
+      .filter(([, kept], i) => !(kept?.expiresAt > now) || i >= TOKENS_KEPT - 1);
+    for (const [key] of dropped) storage.removeItem(key);
+    storage.setItem(TOKEN_KEY + room, JSON.stringify(entry));
+  } catch {
+    /* storage full or refused: the page asks the endpoint next time */
   }
 }
 
-/** The text to show for an error ERR (an OrsError, or anything thrown), in the language of TR. */
+export function forgetToken(storage, room) {
+  try {
+    storage.removeItem(TOKEN_KEY + room);
+  } catch {
+    /* refused: nothing was kept */
+  }
+}
+
+/** How to get a join token from the one KEPT for the room (keptToken) at NOW: {reuse} it while it
+ * has more than TOKEN_RENEW_SECONDS to live (unless RENEW), else ask the endpoint, giving it back
+ * ({renew}) when the endpoint made it, so the new token keeps its identity. */
+export function tokenPlan(kept, now, renew = false) {
+  if (kept && !renew && kept.expiresAt - now > TOKEN_RENEW_SECONDS) return { reuse: kept.token, renew: undefined };
+  return { reuse: null, renew: kept?.anonymous ? kept.token : undefined };
+}
+
+/** The problems of a join token itself (spec 5.4): a new token is the remedy. */
+export const TOKEN_PROBLEMS = ["token_invalid", "token_expired", "token_wrong_room"];
+
+// The client's own problems with its connection (ors-client.js), said as one.
+const CONNECTION_PROBLEMS = ["connection_failed", "connection_closed", "not_connected", "timeout"];
+
+/** The text to show for an error ERR (an OrsError, a problem, anything thrown) in the language
+ * of TR: the code's own text, else a generic one, never the server's English `detail`. */
 export function problemText(err, tr = t) {
   const code = err?.code || err?.problem?.code;
-  if (code === "connection_failed") return tr("err_connection");
-  const known = tr(`err_${code}`);
-  if (known && known !== `err_${code}`) return known;
-  return err?.problem?.detail || err?.message || tr("err_generic");
+  if (CONNECTION_PROBLEMS.includes(code)) return tr("err_connection");
+  const key = `err_${code}`;
+  const known = tr(key);
+  return known !== key ? known : tr("err_generic");
 }
