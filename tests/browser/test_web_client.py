@@ -370,3 +370,113 @@ def test_a_host_calls_a_phone_from_the_page_and_its_tile_appears(
     finally:
         callee.kill()
         callee.wait()
+
+
+def room_hosts(gateway: RunningGateway, room: str) -> list[str]:
+    status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
+    assert status == 200, body
+    return list(body["hosts"])
+
+
+def token_requests(p: Participant) -> list[dict[str, Any]]:
+    """The bodies of the anonymous token requests (spec 4.3) the page makes from now on."""
+    bodies: list[dict[str, Any]] = []
+
+    def seen(request: Any) -> None:
+        if request.method == "POST" and request.url.endswith("/tokens"):
+            bodies.append(request.post_data_json)
+
+    p.page.on("request", seen)
+    return bodies
+
+
+def role_of(p: Participant, name: str) -> str | None:
+    return next((q["role"] for q in p.participants() if q["name"] == name), None)
+
+
+def test_the_creator_stays_host_after_a_reload_and_a_rejoin(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room = new_room("garde")
+    alice = open_participant(room, "Alice")  # no token: the page asks one, and makes the room
+    alice.wait_state("room")
+    [identity] = room_hosts(web_gateway, room)
+    bruno = open_participant(room, "Bruno")
+    bruno.wait_state("room")
+    wait_until(lambda: role_of(bruno, "Alice") == "host", 10, "Bruno to see Alice as host")
+    asked = token_requests(alice)
+
+    # A reload joins again with the token the page kept: the same identity, a host again.
+    first_id = alice.id
+    alice.page.reload()
+    alice.wait_state("room")
+    assert alice.id != first_id
+    assert role_of(alice, "Alice") == "host"
+    wait_until(
+        lambda: [(q["id"], q["role"]) for q in bruno.others()] == [(alice.id, "host")],
+        10,
+        "Bruno to see the reloaded Alice, host",
+    )
+    alice.page.get_by_test_id("participants-toggle").click()
+    alice.page.get_by_test_id(f"remove-{bruno.id}").wait_for(state="visible", timeout=5_000)
+
+    # "Leave", then "Rejoin": the same again.
+    alice.page.get_by_test_id("leave").click()
+    alice.wait_state("left")
+    alice.page.get_by_test_id("rejoin").click()
+    alice.wait_state("room")
+    assert role_of(alice, "Alice") == "host"
+    wait_until(lambda: role_of(bruno, "Alice") == "host", 10, "Bruno to see Alice host again")
+
+    assert asked == [], "the page asked a new token instead of using the one it keeps"
+    assert room_hosts(web_gateway, room) == [identity]
+    assert role_of(bruno, "Bruno") == "guest"
+
+
+def test_a_kept_token_near_its_expiry_is_renewed_keeping_the_identity(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room = new_room("renouvelle")
+    alice = open_participant(room, "Alice")
+    alice.wait_state("room")
+    [identity] = room_hosts(web_gateway, room)
+    key = f"rondpoint.token.{room}"
+    kept = alice.page.evaluate("k => JSON.parse(sessionStorage.getItem(k))", key)
+    assert kept["anonymous"] is True and kept["expiresAt"] > time.time() + 3600
+
+    # Thirty seconds left: too close to its end to join with; the page asks a new one, giving the
+    # endpoint the kept token, and the new token is the same identity (spec 4.3 rule 7).
+    alice.page.evaluate(
+        "([k, at]) => sessionStorage.setItem(k, JSON.stringify({...JSON.parse("
+        "sessionStorage.getItem(k)), expiresAt: at}))",
+        [key, int(time.time()) + 30],
+    )
+    asked = token_requests(alice)
+    alice.page.reload()
+    alice.wait_state("room")
+    assert [body.get("token") for body in asked] == [kept["token"]]
+    assert role_of(alice, "Alice") == "host"
+    assert room_hosts(web_gateway, room) == [identity]
+    renewed = alice.page.evaluate("k => JSON.parse(sessionStorage.getItem(k))", key)
+    assert renewed["token"] != kept["token"] and renewed["expiresAt"] > time.time() + 3600
+
+
+def test_a_kept_token_the_gateway_refuses_gives_way_to_a_new_one(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room = new_room("refuse")
+    alice = open_participant(room, "Alice")
+    alice.wait_state("room")
+    key = f"rondpoint.token.{room}"
+    # a token of the right shape that no gateway signed: `join` says token_invalid
+    alice.page.evaluate(
+        "k => { const kept = JSON.parse(sessionStorage.getItem(k));"
+        " const [h, p] = kept.token.split('.');"
+        " sessionStorage.setItem(k, JSON.stringify({...kept, token: `${h}.${p}.Zm9yZ2Vk`})); }",
+        key,
+    )
+    asked = token_requests(alice)
+    alice.page.reload()
+    alice.wait_state("room")
+    assert len(asked) == 1 and "token" not in asked[0], asked
+    assert role_of(alice, "Alice") == "guest"  # a new identity: the forged token gave nothing

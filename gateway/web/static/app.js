@@ -5,7 +5,17 @@
 // tests `window.rondpoint`.
 
 import { lang, t } from "./i18n.js";
-import { ROOM_RE, app, isHost, mediaWanted, micMuted, problemText } from "./state.js";
+import {
+  ROOM_RE,
+  TOKEN_KEY,
+  app,
+  isHost,
+  keepToken,
+  mediaWanted,
+  memoryStorage,
+  micMuted,
+  problemText,
+} from "./state.js";
 import { $, applyI18n, setState, toast } from "./ui.js";
 import { layoutGrid } from "./layout.js";
 import { setCam, setMic } from "./media.js";
@@ -175,6 +185,17 @@ window.rondpoint = {
 
 // ---------------------------------------------------------------- start
 
+/** This tab's sessionStorage for the join tokens the page keeps, or memory where it is refused. */
+function sessionTokens() {
+  try {
+    const storage = window.sessionStorage;
+    storage.getItem(TOKEN_KEY);
+    return storage;
+  } catch {
+    return memoryStorage();
+  }
+}
+
 function start() {
   app.params = new URLSearchParams(location.search);
   app.autojoin = app.params.get("autojoin") === "1";
@@ -191,11 +212,11 @@ function start() {
     return;
   }
   app.room = room;
+  app.tokens = sessionTokens();
   const hash = new URLSearchParams(location.hash.slice(1));
   if (hash.get("token")) {
-    app.token = hash.get("token");
-    app.tokenFromHash = true;
-    // Keep the token out of the address bar (and of screenshots and shared links).
+    // Kept, and out of the address bar (and of screenshots and shared links): a reload still has it.
+    keepToken(app.tokens, room, hash.get("token"), 0, Date.now() / 1000);
     history.replaceState(null, "", location.pathname + location.search);
   }
   if (app.autojoin) {

@@ -5,12 +5,17 @@
 import { OrsClient } from "./ors-client.js";
 import { t } from "./i18n.js";
 import {
+  TOKEN_PROBLEMS,
   app,
+  forgetToken,
   isolated,
+  keepToken,
+  keptToken,
   problemText,
   removeParticipant,
   trackMuted,
   trackPublished,
+  tokenPlan,
   trackUnpublished,
   upsertParticipant,
 } from "./state.js";
@@ -39,25 +44,55 @@ export async function discover() {
   }
 }
 
-/** Joins app.room as app.name (a token from the anonymous endpoint with PIN when the page has
- * none). Resolves with "" once in the lobby or the room, else with the text saying why not. */
-export async function join(pin) {
-  try {
-    if (!app.token) {
-      const res = await new OrsClient({ room: app.room }).requestToken(app.name, pin);
+/** Joins app.room as app.name with the join token the page keeps for the room (state.js,
+ * tokenPlan), or a new one from the anonymous endpoint with PIN. Resolves with "" once in the
+ * lobby or the room, else with the text saying why not. */
+export async function join(pin, renew = false) {
+  const now = Date.now() / 1000;
+  const plan = tokenPlan(keptToken(app.tokens, app.room, now), now, renew);
+  if (plan.reuse) app.token = plan.reuse;
+  else {
+    try {
+      const res = await newToken(pin, plan.renew);
       app.token = res.token;
+      keepToken(app.tokens, app.room, res.token, res.expires_at, now);
+    } catch (e) {
+      return problemText(e);
     }
-  } catch (e) {
-    return problemText(e);
   }
   try {
     await connect();
     return "";
   } catch (e) {
-    const code = e?.code;
-    if (["token_invalid", "token_expired", "token_wrong_room"].includes(code)) app.token = null;
     cleanupSession();
+    const badToken = TOKEN_PROBLEMS.includes(e?.code);
+    if (badToken) {
+      forgetToken(app.tokens, app.room);
+      app.token = null;
+    }
+    // A kept token that no longer joins (made with a key the gateway dropped, or for a room it
+    // forgot, whose socket is refused): once more with a new token, of the same identity if it can.
+    if (plan.reuse && (badToken || e?.code === "connection_failed")) return join(pin, true);
     return problemText(e);
+  }
+}
+
+/** Whether join will reuse a kept token (then it needs no PIN). */
+export function hasKeptToken() {
+  const now = Date.now() / 1000;
+  return tokenPlan(keptToken(app.tokens, app.room, now), now).reuse !== null;
+}
+
+async function newToken(pin, earlier) {
+  const endpoint = new OrsClient({ room: app.room });
+  try {
+    return await endpoint.requestToken(app.name, pin, earlier);
+  } catch (e) {
+    // the endpoint does not take the earlier token back (spec 4.3 rule 7): a new identity, then
+    if (earlier && (TOKEN_PROBLEMS.includes(e?.code) || e?.problem?.field === "/token")) {
+      return endpoint.requestToken(app.name, pin);
+    }
+    throw e;
   }
 }
 
@@ -211,7 +246,7 @@ function goLeft(reason) {
   cleanupSession();
   stopMedia();
   app.lastReason = reason;
-  if (!app.tokenFromHash) app.token = null; // a fresh token next time (a new one is cheap)
+  // "Rejoin" joins with the token the page keeps (join): the same identity, a host still a host.
   const title = t(`left_${reason}`);
   $("left-title").textContent = title === `left_${reason}` ? t("left_left") : title;
   $("left-room").textContent = app.room;

@@ -155,7 +155,7 @@ async function hostAction(type, pid) {
 export async function linksRequest(method, suffix = "", body = undefined) {
   const headers = { Authorization: `Bearer ${app.token}`, Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(`/rooms/${encodeURIComponent(app.room)}/links${suffix}`, {
+  const resp = await OrsClient.fetch(`/rooms/${encodeURIComponent(app.room)}/links${suffix}`, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),

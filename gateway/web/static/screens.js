@@ -6,7 +6,7 @@ import { t } from "./i18n.js";
 import { NAME_KEY, ROOM_RE, app, normalizeRoom, randomRoom } from "./state.js";
 import { $, el, setState } from "./ui.js";
 import { acquireMedia, updateMediaButtons } from "./media.js";
-import { join } from "./connection.js";
+import { hasKeptToken, join } from "./connection.js";
 
 export function showHome() {
   app.room = null;
@@ -50,7 +50,7 @@ async function loadRoomInfo() {
     app.roomInfo = null;
     if (e instanceof OrsError && e.code === "room_not_found") facts.append(el("li", { text: t("room_new") }));
   }
-  $("pin-field").hidden = !(app.roomInfo?.policy?.pin && !app.token);
+  $("pin-field").hidden = !(app.roomInfo?.policy?.pin && !hasKeptToken());
 }
 
 /** The pre-join screen, with ERROR said under the form (why the last attempt to join failed). */

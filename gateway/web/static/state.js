@@ -18,8 +18,8 @@ export function newAppState() {
     room: null,
     roomInfo: null,
     name: "",
-    token: null,
-    tokenFromHash: false,
+    token: null, // the join token of the session
+    tokens: memoryStorage(), // where the page keeps its join tokens per room: sessionStorage when it may
     autojoin: false,
     canDial: false,
     client: null,
