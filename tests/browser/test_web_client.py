@@ -480,3 +480,25 @@ def test_a_kept_token_the_gateway_refuses_gives_way_to_a_new_one(
     alice.wait_state("room")
     assert len(asked) == 1 and "token" not in asked[0], asked
     assert role_of(alice, "Alice") == "guest"  # a new identity: the forged token gave nothing
+
+
+def test_rejoining_a_deleted_room_makes_it_again_with_the_same_host(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room = new_room("refaite")
+    alice = open_participant(room, "Alice")
+    alice.wait_state("room")
+    [identity] = room_hosts(web_gateway, room)
+    status, _ = web_gateway.admin("DELETE", f"/api/v1/rooms/{room}")
+    assert status == 204
+    alice.wait_state("left")
+    assert "ended" in alice.page.get_by_test_id("left-title").inner_text()
+
+    # The kept token is still valid but the room is gone (its socket is refused): the page asks
+    # the endpoint, giving the kept token back, which makes the room again with Alice its host.
+    asked = token_requests(alice)
+    alice.page.get_by_test_id("rejoin").click()
+    alice.wait_state("room")
+    assert len(asked) == 1 and asked[0].get("token"), asked
+    assert role_of(alice, "Alice") == "host"
+    assert room_hosts(web_gateway, room) == [identity]
