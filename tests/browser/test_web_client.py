@@ -502,3 +502,34 @@ def test_rejoining_a_deleted_room_makes_it_again_with_the_same_host(
     assert len(asked) == 1 and asked[0].get("token"), asked
     assert role_of(alice, "Alice") == "host"
     assert room_hosts(web_gateway, room) == [identity]
+
+
+@pytest.mark.parametrize(
+    ("lang", "mic", "camera"),
+    [
+        ("en", "Turn off microphone", "Turn off camera"),
+        ("fr", "Couper le micro", "Couper la caméra"),
+    ],
+)
+def test_the_microphone_and_camera_buttons_say_pressed_when_off_under_one_name(
+    open_participant: Opener, lang: str, mic: str, camera: str
+) -> None:
+    """WAI-ARIA's toggle button: a name that does not change, aria-pressed for the state (a name
+    saying "Turn on" on a pressed button told a screen reader the opposite of the truth)."""
+    p = open_participant(new_room("boutons"), "Alice", query=f"lang={lang}")
+    p.wait_state("room")
+    controls = p.page.get_by_role("navigation")
+    for name, test_id in ((mic, "mic-toggle"), (camera, "camera-toggle")):
+        button = controls.get_by_role("button", name=name, exact=True)
+        assert button.get_attribute("data-testid") == test_id
+        assert button.get_attribute("aria-pressed") == "false"  # on
+        assert button.get_attribute("title") == name
+        button.click()
+        wait_until(lambda b=button: b.get_attribute("aria-pressed") == "true", 3, f"{name} off")
+        assert controls.get_by_role("button", name=name, pressed=True).count() == 1
+        button.click()
+        wait_until(lambda b=button: b.get_attribute("aria-pressed") == "false", 3, f"{name} on")
+        assert controls.get_by_role("button", name=name, pressed=False).count() == 1
+    # the pre-join screen's buttons are the same toggles
+    assert p.page.locator("#pre-mic").get_attribute("aria-label") == mic
+    assert p.page.locator("#pre-cam").get_attribute("aria-label") == camera

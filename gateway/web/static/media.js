@@ -86,17 +86,20 @@ export function stopMeter() {
   meter = null;
 }
 
+/** The microphone and camera buttons (pre-join and room) and the preview, after a change. Each
+ * button is a toggle named after what pressing it does from on, "Turn off microphone": pressed
+ * (aria-pressed true) when the device is off, its name the same in both states. */
 export function updateMediaButtons() {
   const pairs = [
-    [$("pre-mic"), $("mic-toggle"), app.micOn, app.hasMic, "mic", "mic_on", "mic_off"],
-    [$("pre-cam"), $("camera-toggle"), app.camOn, app.hasCam, "cam", "cam_on", "cam_off"],
+    [$("pre-mic"), $("mic-toggle"), app.micOn, app.hasMic, "mic", t("mic_off_toggle")],
+    [$("pre-cam"), $("camera-toggle"), app.camOn, app.hasCam, "cam", t("cam_off_toggle")],
   ];
-  for (const [pre, ctrl, on, has, ic, labelOn, labelOff] of pairs) {
+  for (const [pre, ctrl, on, has, ic, label] of pairs) {
     for (const b of [pre, ctrl]) {
       b.classList.toggle("off", !on);
       b.setAttribute("aria-pressed", on ? "false" : "true");
-      b.setAttribute("aria-label", on ? t(labelOn) : t(labelOff));
-      b.title = on ? t(labelOn) : t(labelOff);
+      b.setAttribute("aria-label", label);
+      b.title = label;
       b.disabled = !has;
       setIcon(b, on ? ic : `${ic}-off`);
     }
