@@ -533,3 +533,49 @@ def test_the_microphone_and_camera_buttons_say_pressed_when_off_under_one_name(
     # the pre-join screen's buttons are the same toggles
     assert p.page.locator("#pre-mic").get_attribute("aria-label") == mic
     assert p.page.locator("#pre-cam").get_attribute("aria-label") == camera
+
+
+def test_the_hosts_people_panel_stays_open_as_guests_knock(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room = new_room("accueil")
+    web_gateway.create_room(room, lobby=True)
+    host = open_participant(
+        room, "Hélène", token=web_gateway.token(room, "host-helene", "Hélène", role="host")
+    )
+    host.wait_state("room")
+    panel = host.page.locator("#panel-people")
+
+    def knocks(name: str) -> Participant:
+        guest = open_participant(room, name)
+        guest.wait_state("lobby")
+        host.page.get_by_test_id(f"admit-{guest.id}").wait_for(state="visible", timeout=10_000)
+        return guest
+
+    # The host has the panel open when the first guest knocks: it stays open (it used to close,
+    # as if its button had been pressed), and so for a second guest while the first waits.
+    host.page.get_by_test_id("participants-toggle").click()
+    panel.wait_for(state="visible", timeout=5_000)
+    first = knocks("Gaspard")
+    assert panel.is_visible()
+    second = knocks("Gisèle")
+    host.page.wait_for_timeout(300)
+    assert panel.is_visible()
+    assert host.page.get_by_test_id(f"admit-{first.id}").is_visible()
+
+    # Admitted, then one more knocks: still open.
+    host.page.get_by_test_id(f"admit-{first.id}").click()
+    host.page.get_by_test_id(f"admit-{second.id}").click()
+    for guest in (first, second):
+        guest.wait_state("room")
+    third = knocks("Gérard")
+    host.page.wait_for_timeout(300)
+    assert panel.is_visible()
+
+    # The host closes it while the third waits; a fourth guest knocking opens it again.
+    panel.get_by_role("button", name="Close").click()
+    panel.wait_for(state="hidden", timeout=5_000)
+    knocks("Ginette")
+    panel.wait_for(state="visible", timeout=5_000)
+    assert host.page.get_by_test_id(f"admit-{third.id}").is_visible()
+    assert host.page.get_by_test_id("participants-toggle").get_attribute("aria-expanded") == "true"

@@ -19,7 +19,7 @@ import {
 import { $, applyI18n, setState, toast } from "./ui.js";
 import { layoutGrid } from "./layout.js";
 import { setCam, setMic } from "./media.js";
-import { closePanels, linksRequest, openPanel, refreshLinks, renderPeople } from "./panels.js";
+import { closePanels, linksRequest, refreshLinks, renderPeople, togglePanel } from "./panels.js";
 import { discover, leave } from "./connection.js";
 import { autojoin, showHome, showPrejoin } from "./screens.js";
 
@@ -33,8 +33,8 @@ function wire() {
   $("camera-toggle").onclick = () => setCam(!app.camOn);
   $("leave").onclick = leave;
   $("lobby-cancel").onclick = leave;
-  $("toggle-people").onclick = () => openPanel("people");
-  $("toggle-chat").onclick = () => openPanel("chat");
+  $("toggle-people").onclick = () => togglePanel("people");
+  $("toggle-chat").onclick = () => togglePanel("chat");
   for (const b of document.querySelectorAll("[data-close-panel]")) b.onclick = closePanels;
   $("chat-form").onsubmit = async (ev) => {
     ev.preventDefault();

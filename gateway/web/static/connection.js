@@ -228,6 +228,7 @@ function cleanupSession() {
   app.remoteVideo = new Map();
   app.participants.clear();
   app.removed.clear();
+  app.lobbySeen.clear();
   app.speaking.clear();
   app.self = null;
   $("grid").replaceChildren();

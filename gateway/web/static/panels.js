@@ -133,12 +133,11 @@ export function renderPeople() {
   const lb = $("lobby-badge");
   lb.hidden = !(host && lobby.length);
   lb.textContent = String(lobby.length);
-  // A waiting guest is something a host must see: open the panel once.
-  if (host && lobby.length && !app.lobbyShown) {
-    app.lobbyShown = true;
-    openPanel("people");
-  }
-  if (!lobby.length) app.lobbyShown = false;
+  // A guest who knocks is something a host must see: the panel opens (or stays open) for each
+  // new one, never closes for one.
+  const knocking = lobby.some((p) => !app.lobbySeen.has(p.id));
+  app.lobbySeen = new Set(lobby.map((p) => p.id));
+  if (host && knocking) showPanel("people");
 }
 
 async function hostAction(type, pid) {
@@ -230,19 +229,27 @@ async function unlinkTarget(target) {
 
 // ---------------------------------------------------------------- panels & chat
 
-export function openPanel(which) {
+/** Opens panel WHICH ("people" or "chat"), closing the other; an open panel stays open. */
+export function showPanel(which) {
+  const opening = $(`panel-${which}`).hidden;
   for (const w of ["people", "chat"]) {
-    const open = w === which && $(`panel-${w}`).hidden;
-    $(`panel-${w}`).hidden = !open;
-    $(`toggle-${w}`).setAttribute("aria-expanded", open ? "true" : "false");
+    $(`panel-${w}`).hidden = w !== which;
+    $(`toggle-${w}`).setAttribute("aria-expanded", w === which ? "true" : "false");
   }
-  if (which === "people" && !$("panel-people").hidden) refreshLinks();
-  if (which === "chat" && !$("panel-chat").hidden) {
+  if (!opening) return;
+  if (which === "people") refreshLinks();
+  if (which === "chat") {
     app.unread = 0;
     $("chat-badge").hidden = true;
     $("chat-input").focus();
   }
   requestAnimationFrame(layoutGrid);
+}
+
+/** A panel's button: opens it, or closes it when it is open. */
+export function togglePanel(which) {
+  if ($(`panel-${which}`).hidden) showPanel(which);
+  else closePanels();
 }
 
 export function closePanels() {

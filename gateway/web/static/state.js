@@ -27,7 +27,7 @@ export function newAppState() {
     participants: new Map(), // id -> Participant (others, lobby ones included for hosts)
     removed: new Map(), // hosts: id -> Participant a host removed or denied, who may be let back in
     speaking: new Set(),
-    lobbyShown: false,
+    lobbySeen: new Set(), // ids of the lobby the people panel has opened for
     lastReason: null,
     // local media
     micTrack: null,
