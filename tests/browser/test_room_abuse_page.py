@@ -99,6 +99,7 @@ def test_a_host_lets_a_removed_participant_back_in(
 
     host.page.get_by_test_id("participants-toggle").click()
     host.page.get_by_test_id(f"remove-{gid}").click()
+    host.page.get_by_test_id("confirm-ok").click()
     guest.wait_state("left")
 
     # the same token cannot come back; the page says why

@@ -232,6 +232,7 @@ def test_lobby_guest_waits_until_the_host_admits(
 
     # The host removes the guest: the guest lands on "You were removed", with no rejoin button.
     host.page.get_by_test_id(f"remove-{gid}").click()
+    host.page.get_by_test_id("confirm-ok").click()
     guest.wait_state("left")
     assert "removed" in guest.page.get_by_test_id("left-title").inner_text()
     assert not guest.page.get_by_test_id("rejoin").is_visible()
@@ -575,7 +576,70 @@ def test_the_hosts_people_panel_stays_open_as_guests_knock(
     # The host closes it while the third waits; a fourth guest knocking opens it again.
     panel.get_by_role("button", name="Close").click()
     panel.wait_for(state="hidden", timeout=5_000)
-    knocks("Ginette")
+    fourth = knocks("Ginette")
     panel.wait_for(state="visible", timeout=5_000)
     assert host.page.get_by_test_id(f"admit-{third.id}").is_visible()
     assert host.page.get_by_test_id("participants-toggle").get_attribute("aria-expanded") == "true"
+
+    # Declining a knock asks nothing (as admitting): the guest is told at once.
+    decline = host.page.get_by_test_id(f"remove-{fourth.id}")
+    assert decline.inner_text() == "Decline"
+    decline.click()
+    fourth.wait_state("left")
+    assert "declined" in fourth.page.get_by_test_id("left-title").inner_text()
+    assert not host.page.get_by_role("dialog").is_visible()
+
+
+def test_removing_someone_asks_first_with_a_button_unlike_close(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room = new_room("retrait")
+    web_gateway.create_room(room)
+    host = open_participant(
+        room, "Hélène", token=web_gateway.token(room, "host-helene", "Hélène", role="host")
+    )
+    host.wait_state("room")
+    bruno = open_participant(room, "Bruno")
+    bruno.wait_state("room")
+    bid = bruno.id
+    host.page.get_by_test_id("participants-toggle").click()
+    remove = host.page.get_by_test_id(f"remove-{bid}")
+    remove.wait_for(state="visible", timeout=10_000)
+
+    # A word in red, not the panel's × (an icon button with the close icon).
+    assert remove.inner_text() == "Remove"
+    assert remove.get_attribute("aria-label") == "Remove Bruno"
+    assert "icon-btn" not in (remove.get_attribute("class") or "")
+    assert remove.locator("use").count() == 0
+    close = host.page.locator("#panel-people").get_by_role("button", name="Close")
+    assert close.locator("use").get_attribute("href") == "#i-close"
+    assert remove.evaluate("e => getComputedStyle(e).color") != close.evaluate(
+        "e => getComputedStyle(e).color"
+    )
+
+    dialog = host.page.get_by_role("dialog")
+    question = "Remove \u2068Bruno\u2069 from the meeting?"
+
+    # Cancel, then Escape: Bruno stays, and so does the panel.
+    remove.click()
+    dialog.wait_for(state="visible", timeout=5_000)
+    assert dialog.get_by_role("heading").inner_text() == question
+    assert host.page.get_by_test_id("confirm-cancel").evaluate("e => e === document.activeElement")
+    host.page.get_by_test_id("confirm-cancel").click()
+    dialog.wait_for(state="hidden", timeout=5_000)
+    remove.click()
+    dialog.wait_for(state="visible", timeout=5_000)
+    host.page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden", timeout=5_000)
+    host.page.wait_for_timeout(1000)
+    assert bruno.state() == "room"
+    assert bid in {o["id"] for o in host.others()}
+    assert host.page.locator("#panel-people").is_visible()
+
+    # Confirmed: Bruno is removed.
+    remove.click()
+    dialog.get_by_role("button", name="Remove").click()
+    bruno.wait_state("left")
+    assert "removed" in bruno.page.get_by_test_id("left-title").inner_text()
+    wait_until(lambda: bid not in {o["id"] for o in host.others()}, 10, "Bruno to leave")
+    host.page.get_by_test_id(f"let-back-{bid}").wait_for(state="visible", timeout=5_000)

@@ -93,7 +93,8 @@ function wire() {
     await showPrejoin();
   };
   document.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape" && app.state === "room") closePanels();
+    // Escape in the confirmation dialog closes the dialog only
+    if (ev.key === "Escape" && app.state === "room" && !$("confirm-dialog").open) closePanels();
   });
   window.addEventListener("resize", () => requestAnimationFrame(layoutGrid));
   if (window.ResizeObserver) new ResizeObserver(() => layoutGrid()).observe($("grid"));

@@ -4,7 +4,7 @@
 import { OrsClient, OrsError } from "./ors-client.js";
 import { lang, originLabel, t } from "./i18n.js";
 import { app, initials, isHost, isolated, joinedList, lobbyList, micMuted, operatorIssued, problemText } from "./state.js";
-import { $, el, icon, toast } from "./ui.js";
+import { $, confirmAction, el, icon, toast } from "./ui.js";
 import { layoutGrid, renderTiles } from "./layout.js";
 
 /** The tiles and the people panel, after a change in the room. */
@@ -52,12 +52,14 @@ function personRow(p, { lobby = false } = {}) {
             text: t("admit"),
             onclick: () => hostAction("admit", p.id),
           }),
+          // declining a knock (spec 8.11, `remove` of a guest in the lobby): no question asked,
+          // as admitting is none; the guest is listed under "Removed" to be let back in
           el("button", {
             type: "button",
             class: "btn btn-tertiary btn-sm",
             "data-testid": `remove-${p.id}`,
-            "aria-label": t("remove_name", p.name),
-            text: t("remove"),
+            "aria-label": t("decline_name", p.name),
+            text: t("decline"),
             onclick: () => hostAction("remove", p.id),
           }),
         ),
@@ -71,17 +73,26 @@ function personRow(p, { lobby = false } = {}) {
     icons.setAttribute("aria-label", muted ? t("muted") : "");
     row.append(icons);
     if (isHost(app) && !self) {
+      // a word, in red, and a question first: not the × that closes the panel a row above
       row.append(
-        el("button", {
-          type: "button",
-          class: "icon-btn",
-          "data-testid": `remove-${p.id}`,
-          "aria-label": t("remove_name", p.name),
-          title: t("remove_name", isolated(p.name)),
-          onclick: () => hostAction("remove", p.id),
-        }),
+        el(
+          "span",
+          { class: "person-actions" },
+          el("button", {
+            type: "button",
+            class: "btn btn-tertiary btn-sm btn-danger-text",
+            "data-testid": `remove-${p.id}`,
+            "aria-label": t("remove_name", p.name),
+            text: t("remove"),
+            onclick: async () => {
+              const name = isolated(p.name);
+              if (await confirmAction(t("remove_title", name), t("remove_text"), t("remove"))) {
+                hostAction("remove", p.id);
+              }
+            },
+          }),
+        ),
       );
-      row.lastChild.append(icon("close"));
     }
   }
   return row;

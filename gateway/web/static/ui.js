@@ -71,3 +71,18 @@ export function setState(state) {
   };
   document.title = `${titles[state] || ""} — Rondpoint`;
 }
+
+/** Asks in the page's dialog (index.html #confirm-dialog) before an action: TITLE, TEXT, and the
+ * button that does it, ACTION. Resolves true for that button; false for Cancel or Escape. */
+export function confirmAction(title, text, action) {
+  const dialog = $("confirm-dialog");
+  if (dialog.open) return Promise.resolve(false); // one question at a time
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = action;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
+    dialog.showModal();
+  });
+}
