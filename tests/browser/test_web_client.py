@@ -38,6 +38,18 @@ def new_room(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
 
 
+def helene_hosts(
+    open_participant: Opener, gateway: RunningGateway, prefix: str, **policy: object
+) -> tuple[str, Participant]:
+    """A new room the operator made (with POLICY), and Hélène in it with a host token."""
+    room = new_room(prefix)
+    gateway.create_room(room, **policy)
+    token = gateway.token(room, "host-helene", "Hélène", role="host")
+    host = open_participant(room, "Hélène", token=token)
+    host.wait_state("room")
+    return room, host
+
+
 def join_trio(open_participant: Opener, room: str) -> list[Participant]:
     """Alice creates the room (first anonymous token: host), Bruno and Chloé join it."""
     alice = open_participant(room, "Alice")
@@ -204,12 +216,7 @@ def test_leaving_removes_the_tile_at_the_others(open_participant: Opener) -> Non
 def test_lobby_guest_waits_until_the_host_admits(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("lobby")
-    web_gateway.create_room(room, lobby=True)
-    host = open_participant(
-        room, "Hélène", token=web_gateway.token(room, "host-helene", "Hélène", role="host")
-    )
-    host.wait_state("room")
+    room, host = helene_hosts(open_participant, web_gateway, "lobby", lobby=True)
     guest = open_participant(room, "Gaspard")
     guest.wait_state("lobby")
     assert guest.page.get_by_role("heading", name="Waiting for a host to let you in").is_visible()
@@ -324,12 +331,7 @@ def test_a_host_calls_a_phone_from_the_page_and_its_tile_appears(
 
     from tests.gateway_process import free_port, sipp_media_port
 
-    room = new_room("appel")
-    web_gateway.create_room(room)
-    host = open_participant(
-        room, "Hélène", token=web_gateway.token(room, "host-h", "Hélène", role="host")
-    )
-    host.wait_state("room")
+    room, host = helene_hosts(open_participant, web_gateway, "appel")
     port = free_port()
     callee = subprocess.Popen(
         [
@@ -379,6 +381,14 @@ def room_hosts(gateway: RunningGateway, room: str) -> list[str]:
     return list(body["hosts"])
 
 
+def alice_makes_a_room(open_participant: Opener, prefix: str) -> tuple[str, Participant]:
+    """A new room that Alice's page makes through the anonymous token endpoint: she is its host."""
+    room = new_room(prefix)
+    alice = open_participant(room, "Alice")  # no token: the page asks one, and makes the room
+    alice.wait_state("room")
+    return room, alice
+
+
 def token_requests(p: Participant) -> list[dict[str, Any]]:
     """The bodies of the anonymous token requests (spec 4.3) the page makes from now on."""
     bodies: list[dict[str, Any]] = []
@@ -391,6 +401,30 @@ def token_requests(p: Participant) -> list[dict[str, Any]]:
     return bodies
 
 
+def reload_in_room(p: Participant) -> list[dict[str, Any]]:
+    """Reloads the page, back in the room; returns the token requests it made on the way."""
+    asked = token_requests(p)
+    p.page.reload()
+    p.wait_state("room")
+    return asked
+
+
+KEPT = "rondpoint.token."  # + a room's name: the sessionStorage key of its kept token (state.js)
+
+
+def kept_token(p: Participant, room: str) -> dict[str, Any]:
+    """What the page keeps in sessionStorage for ROOM: {token, expiresAt, anonymous}."""
+    return dict(p.page.evaluate("k => JSON.parse(sessionStorage.getItem(k))", KEPT + room))
+
+
+def change_kept_token(p: Participant, room: str, **members: object) -> None:
+    p.page.evaluate(
+        "([k, m]) => sessionStorage.setItem(k, "
+        "JSON.stringify({...JSON.parse(sessionStorage.getItem(k)), ...m}))",
+        [KEPT + room, members],
+    )
+
+
 def role_of(p: Participant, name: str) -> str | None:
     return next((q["role"] for q in p.participants() if q["name"] == name), None)
 
@@ -398,19 +432,15 @@ def role_of(p: Participant, name: str) -> str | None:
 def test_the_creator_stays_host_after_a_reload_and_a_rejoin(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("garde")
-    alice = open_participant(room, "Alice")  # no token: the page asks one, and makes the room
-    alice.wait_state("room")
+    room, alice = alice_makes_a_room(open_participant, "garde")
     [identity] = room_hosts(web_gateway, room)
     bruno = open_participant(room, "Bruno")
     bruno.wait_state("room")
     wait_until(lambda: role_of(bruno, "Alice") == "host", 10, "Bruno to see Alice as host")
-    asked = token_requests(alice)
 
     # A reload joins again with the token the page kept: the same identity, a host again.
     first_id = alice.id
-    alice.page.reload()
-    alice.wait_state("room")
+    asked = reload_in_room(alice)
     assert alice.id != first_id
     assert role_of(alice, "Alice") == "host"
     wait_until(
@@ -437,48 +467,30 @@ def test_the_creator_stays_host_after_a_reload_and_a_rejoin(
 def test_a_kept_token_near_its_expiry_is_renewed_keeping_the_identity(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("renouvelle")
-    alice = open_participant(room, "Alice")
-    alice.wait_state("room")
+    room, alice = alice_makes_a_room(open_participant, "renouvelle")
     [identity] = room_hosts(web_gateway, room)
-    key = f"rondpoint.token.{room}"
-    kept = alice.page.evaluate("k => JSON.parse(sessionStorage.getItem(k))", key)
+    kept = kept_token(alice, room)
     assert kept["anonymous"] is True and kept["expiresAt"] > time.time() + 3600
 
     # Thirty seconds left: too close to its end to join with; the page asks a new one, giving the
     # endpoint the kept token, and the new token is the same identity (spec 4.3 rule 7).
-    alice.page.evaluate(
-        "([k, at]) => sessionStorage.setItem(k, JSON.stringify({...JSON.parse("
-        "sessionStorage.getItem(k)), expiresAt: at}))",
-        [key, int(time.time()) + 30],
-    )
-    asked = token_requests(alice)
-    alice.page.reload()
-    alice.wait_state("room")
+    change_kept_token(alice, room, expiresAt=int(time.time()) + 30)
+    asked = reload_in_room(alice)
     assert [body.get("token") for body in asked] == [kept["token"]]
     assert role_of(alice, "Alice") == "host"
     assert room_hosts(web_gateway, room) == [identity]
-    renewed = alice.page.evaluate("k => JSON.parse(sessionStorage.getItem(k))", key)
+    renewed = kept_token(alice, room)
     assert renewed["token"] != kept["token"] and renewed["expiresAt"] > time.time() + 3600
 
 
 def test_a_kept_token_the_gateway_refuses_gives_way_to_a_new_one(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("refuse")
-    alice = open_participant(room, "Alice")
-    alice.wait_state("room")
-    key = f"rondpoint.token.{room}"
+    room, alice = alice_makes_a_room(open_participant, "refuse")
     # a token of the right shape that no gateway signed: `join` says token_invalid
-    alice.page.evaluate(
-        "k => { const kept = JSON.parse(sessionStorage.getItem(k));"
-        " const [h, p] = kept.token.split('.');"
-        " sessionStorage.setItem(k, JSON.stringify({...kept, token: `${h}.${p}.Zm9yZ2Vk`})); }",
-        key,
-    )
-    asked = token_requests(alice)
-    alice.page.reload()
-    alice.wait_state("room")
+    header, claims, _ = kept_token(alice, room)["token"].split(".")
+    change_kept_token(alice, room, token=f"{header}.{claims}.Zm9yZ2Vk")
+    asked = reload_in_room(alice)
     assert len(asked) == 1 and "token" not in asked[0], asked
     assert role_of(alice, "Alice") == "guest"  # a new identity: the forged token gave nothing
 
@@ -486,9 +498,7 @@ def test_a_kept_token_the_gateway_refuses_gives_way_to_a_new_one(
 def test_rejoining_a_deleted_room_makes_it_again_with_the_same_host(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("refaite")
-    alice = open_participant(room, "Alice")
-    alice.wait_state("room")
+    room, alice = alice_makes_a_room(open_participant, "refaite")
     [identity] = room_hosts(web_gateway, room)
     status, _ = web_gateway.admin("DELETE", f"/api/v1/rooms/{room}")
     assert status == 204
@@ -539,12 +549,7 @@ def test_the_microphone_and_camera_buttons_say_pressed_when_off_under_one_name(
 def test_the_hosts_people_panel_stays_open_as_guests_knock(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("accueil")
-    web_gateway.create_room(room, lobby=True)
-    host = open_participant(
-        room, "Hélène", token=web_gateway.token(room, "host-helene", "Hélène", role="host")
-    )
-    host.wait_state("room")
+    room, host = helene_hosts(open_participant, web_gateway, "accueil", lobby=True)
     panel = host.page.locator("#panel-people")
 
     def knocks(name: str) -> Participant:
@@ -593,12 +598,7 @@ def test_the_hosts_people_panel_stays_open_as_guests_knock(
 def test_removing_someone_asks_first_with_a_button_unlike_close(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("retrait")
-    web_gateway.create_room(room)
-    host = open_participant(
-        room, "Hélène", token=web_gateway.token(room, "host-helene", "Hélène", role="host")
-    )
-    host.wait_state("room")
+    room, host = helene_hosts(open_participant, web_gateway, "retrait")
     bruno = open_participant(room, "Bruno")
     bruno.wait_state("room")
     bid = bruno.id

@@ -15,8 +15,30 @@ export function renderAll() {
 
 // ---------------------------------------------------------------- people
 
-function personRow(p, { lobby = false } = {}) {
+/** A button of a person's row: KIND (btn-primary, btn-tertiary...), its test id, what a screen
+ * reader says (LABEL, naming the person), its TEXT, and what it does. */
+function actionButton(kind, testId, label, text, onclick) {
+  return el("button", { type: "button", class: `btn btn-sm ${kind}`, "data-testid": testId, "aria-label": label, text, onclick });
+}
+
+/** A row of the people panel: the person's initials and name (and META under it), then MORE. */
+function row(testId, p, meta, ...more) {
   const self = p.id === app.self?.id;
+  return el(
+    "li",
+    { class: "person", "data-testid": testId },
+    el("span", { class: "person-avatar", "aria-hidden": "true", text: initials(p.name) }),
+    el(
+      "span",
+      { class: "person-main" },
+      el("span", { class: "person-name" }, el("bdi", { text: p.name }), self ? ` (${t("you")})` : null),
+      meta,
+    ),
+    ...more,
+  );
+}
+
+function personRow(p, { lobby = false } = {}) {
   const meta = el(
     "span",
     { class: "person-meta" },
@@ -27,103 +49,65 @@ function personRow(p, { lobby = false } = {}) {
     }),
     el("span", { text: t(p.role || "member") }),
   );
-  const row = el(
-    "li",
-    { class: "person", "data-testid": `person-${p.id}` },
-    el("span", { class: "person-avatar", "aria-hidden": "true", text: initials(p.name) }),
-    el(
-      "span",
-      { class: "person-main" },
-      el("span", { class: "person-name" }, el("bdi", { text: p.name }), self ? ` (${t("you")})` : null),
-      meta,
-    ),
-  );
+  const host = isHost(app);
   if (lobby) {
-    if (isHost(app)) {
-      row.append(
-        el(
+    const actions = host
+      ? el(
           "span",
           { class: "person-actions" },
-          el("button", {
-            type: "button",
-            class: "btn btn-primary btn-sm",
-            "data-testid": `admit-${p.id}`,
-            "aria-label": t("admit_name", p.name),
-            text: t("admit"),
-            onclick: () => hostAction("admit", p.id),
-          }),
+          actionButton("btn-primary", `admit-${p.id}`, t("admit_name", p.name), t("admit"), () =>
+            hostAction("admit", p.id),
+          ),
           // declining a knock (spec 8.11, `remove` of a guest in the lobby): no question asked,
           // as admitting is none; the guest is listed under "Removed" to be let back in
-          el("button", {
-            type: "button",
-            class: "btn btn-tertiary btn-sm",
-            "data-testid": `remove-${p.id}`,
-            "aria-label": t("decline_name", p.name),
-            text: t("decline"),
-            onclick: () => hostAction("remove", p.id),
-          }),
-        ),
-      );
-    }
-  } else {
-    const icons = el("span", { class: "person-icons" });
-    const muted = micMuted(app, p);
-    const micIcon = icon(muted ? "mic-off" : "mic", `icon${muted ? " is-muted" : ""}`);
-    icons.append(micIcon);
-    icons.setAttribute("aria-label", muted ? t("muted") : "");
-    row.append(icons);
-    if (isHost(app) && !self) {
-      // a word, in red, and a question first: not the × that closes the panel a row above
-      row.append(
-        el(
+          actionButton("btn-tertiary", `remove-${p.id}`, t("decline_name", p.name), t("decline"), () =>
+            hostAction("remove", p.id),
+          ),
+        )
+      : null;
+    return row(`person-${p.id}`, p, meta, actions);
+  }
+  const muted = micMuted(app, p);
+  const icons = el(
+    "span",
+    { class: "person-icons", "aria-label": muted ? t("muted") : "" },
+    icon(muted ? "mic-off" : "mic", `icon${muted ? " is-muted" : ""}`),
+  );
+  // a word, in red, and a question first: not the × that closes the panel a row above
+  const remove = async () => {
+    const name = isolated(p.name);
+    if (await confirmAction(t("remove_title", name), t("remove_text"), t("remove"))) hostAction("remove", p.id);
+  };
+  const actions =
+    host && p.id !== app.self?.id
+      ? el(
           "span",
           { class: "person-actions" },
-          el("button", {
-            type: "button",
-            class: "btn btn-tertiary btn-sm btn-danger-text",
-            "data-testid": `remove-${p.id}`,
-            "aria-label": t("remove_name", p.name),
-            text: t("remove"),
-            onclick: async () => {
-              const name = isolated(p.name);
-              if (await confirmAction(t("remove_title", name), t("remove_text"), t("remove"))) {
-                hostAction("remove", p.id);
-              }
-            },
-          }),
-        ),
-      );
-    }
-  }
-  return row;
+          actionButton("btn-tertiary btn-danger-text", `remove-${p.id}`, t("remove_name", p.name), t("remove"), remove),
+        )
+      : null;
+  return row(`person-${p.id}`, p, meta, icons, actions);
 }
 
 // Removed stays removed (ORS 8.11) until a host lets the person back in: `admit` with its old id.
 function removedRow(p) {
-  return el(
-    "li",
-    { class: "person", "data-testid": `removed-${p.id}` },
-    el("span", { class: "person-avatar", "aria-hidden": "true", text: initials(p.name) }),
-    el("span", { class: "person-main" }, el("span", { class: "person-name" }, el("bdi", { text: p.name }))),
+  const letBack = async () => {
+    try {
+      await app.client.request("admit", { participant_id: p.id });
+      app.removed.delete(p.id);
+      renderPeople();
+    } catch (e) {
+      toast(problemText(e), "error");
+    }
+  };
+  return row(
+    `removed-${p.id}`,
+    p,
+    null,
     el(
       "span",
       { class: "person-actions" },
-      el("button", {
-        type: "button",
-        class: "btn btn-tertiary btn-sm",
-        "data-testid": `let-back-${p.id}`,
-        "aria-label": t("let_back_name", p.name),
-        text: t("let_back"),
-        onclick: async () => {
-          try {
-            await app.client.request("admit", { participant_id: p.id });
-            app.removed.delete(p.id);
-            renderPeople();
-          } catch (e) {
-            toast(problemText(e), "error");
-          }
-        },
-      }),
+      actionButton("btn-tertiary", `let-back-${p.id}`, t("let_back_name", p.name), t("let_back"), letBack),
     ),
   );
 }
@@ -208,14 +192,7 @@ function linkRow(link) {
       state,
       st.detail && st.state !== "connected" ? el("span", { class: "link-detail", text: st.detail }) : null,
     ),
-    el("button", {
-      type: "button",
-      class: "btn btn-tertiary btn-sm",
-      "data-testid": "unlink",
-      "aria-label": t("unlink_target", link.target),
-      text: t("unlink"),
-      onclick: () => unlinkTarget(link.target),
-    }),
+    actionButton("btn-tertiary", "unlink", t("unlink_target", link.target), t("unlink"), () => unlinkTarget(link.target)),
   );
 }
 
