@@ -257,11 +257,11 @@ export function pickLang(search = globalThis.location?.search ?? "", navigator =
 
 export const lang = pickLang();
 
-/** The `t` of language LANG: t("key") or t("key", arg) for the few labels that are functions;
- * a key missing in LANG falls back to English, and an unknown key is returned as it is. */
-export function translator(lang) {
+/** The `t` of LANGUAGE: t("key") or t("key", arg) for the few labels that are functions; a key
+ * missing in LANGUAGE falls back to English, and an unknown key is returned as it is. */
+export function translator(language) {
   return (key, ...args) => {
-    const v = STRINGS[lang]?.[key] ?? STRINGS.en[key] ?? key;
+    const v = STRINGS[language]?.[key] ?? STRINGS.en[key] ?? key;
     return typeof v === "function" ? v(...args) : v;
   };
 }
