@@ -4,13 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: run test test-fast test-wheel test-interop lint system-deps bench clean
+.PHONY: run test test-fast test-js test-wheel test-interop lint system-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 NATIVE := setup.py gateway/media/_fastpath.c
+
+# The JavaScript that ESLint checks (eslint.config.js says how).
+JS_LINTED := eslint.config.js gateway/web/static tests/js
 
 $(VENV)/.installed: pyproject.toml $(NATIVE) | $(BIN)/python
 	$(BIN)/pip install -q -e .
@@ -43,7 +46,7 @@ system-deps:
 ## pure-Python packet path (RONDPOINT_NATIVE=0; the default is the native fast path).
 ## A failed test gets one more try, listed as RERUN in the summary (and by .ci/run): a test that
 ## needed it is a bug to fix, not a pass.
-test: system-deps $(VENV)/.installed-test lint test-wheel
+test: system-deps $(VENV)/.installed-test lint test-js test-wheel
 	$(PYTEST) -q -p no:cacheprovider -rR --reruns 1 --reruns-delay 2
 	RONDPOINT_NATIVE=0 $(PYTEST) -q -p no:cacheprovider -rR --reruns 1 tests/unit/media tests/interop/test_relay_aiortc.py tests/ors
 
@@ -53,16 +56,26 @@ test-wheel: $(VENV)/.installed-test
 	$(BIN)/python -m tests.wheel_install
 
 ## Unit and in-process protocol tests only (under a minute: two workers, one per core).
-test-fast: $(VENV)/.installed-test
+test-fast: $(VENV)/.installed-test test-js
 	$(PYTEST) -q -p no:cacheprovider -n 2 -m "not interop and not browser"
+
+## The web page's logic under Node's own test runner (tests/js, a second or two; Node from
+## `make system-deps`, which installs npm and so nodejs).
+test-js:
+	@command -v node >/dev/null || { echo "test-js: Node.js is missing: make system-deps" >&2; exit 1; }
+	node --test $(wildcard tests/js/*.test.mjs)
 
 test-interop: system-deps $(VENV)/.installed-test
 	$(PYTEST) -q -p no:cacheprovider -m "interop or browser"
 
+## Python: ruff and mypy. JavaScript (the web page and its Node tests): ESLint with
+## eslint.config.js, installed from npm under .cache/ by tests/eslint_npm.sh (pinned).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check gateway protocols tests bench spec
 	$(BIN)/ruff format --check gateway protocols tests bench spec
 	$(BIN)/mypy
+	eslint="$$(bash tests/eslint_npm.sh)" && NODE_PATH="$$eslint/node_modules" \
+	    node "$$eslint/node_modules/eslint/bin/eslint.js" --max-warnings 0 $(JS_LINTED)
 
 bench: system-deps $(VENV)/.installed-test
 	$(BIN)/python -m bench.relay_vs_rtpengine

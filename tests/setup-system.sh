@@ -31,7 +31,8 @@ command -v turnserver >/dev/null 2>&1 || { need+=(coturn); new_coturn=1; }
 command -v certutil >/dev/null 2>&1 || need+=(libnss3-tools)
 # iptables cuts the network between two partner gateways in tests/federation/test_e2e_faults.py.
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
-# npm installs livekit-client, LiveKit's JavaScript SDK, for tests/browser/test_visio_livekit_client.py.
+# npm installs livekit-client, LiveKit's JavaScript SDK, for tests/browser/test_visio_livekit_client.py,
+# and ESLint for `make lint` (tests/eslint_npm.sh); Node (nodejs, which npm brings) runs tests/js.
 command -v npm >/dev/null 2>&1 || need+=(npm)
 "${PYTHON:-python3}" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null || need+=(python3-dev)
 if [ ${#need[@]} -gt 0 ]; then

@@ -89,6 +89,11 @@ def check_installed(venv: Path, empty: Path) -> None:
     }
     assert installed["schemas"] == published, "the packaged schemas differ from spec/schemas"
     step(f"{version}, {len(published)} schemas identical to spec/schemas")
+    static = Path(installed["file"]).parent / "web" / "static"
+    shipped = sorted(path.name for path in static.iterdir())
+    source = sorted(path.name for path in (ROOT / "gateway" / "web" / "static").iterdir())
+    assert shipped == source, f"the wheel's web page has {shipped}, the source tree {source}"
+    step(f"the web page's {len(shipped)} files are in the wheel")
     plugins = (
         "import json; from gateway.plugins import installed; import rondpoint_echo; "
         "print(json.dumps({'file': rondpoint_echo.__file__, "

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_web_client import Opener, new_room, wait_until
+from tests.browser.test_web_client import Opener, helene_hosts, new_room, wait_until
 from tests.gateway_process import RunningGateway
 
 pytestmark = [pytest.mark.browser, pytest.mark.interop, pytest.mark.timeout(90)]
@@ -85,12 +85,7 @@ def test_the_page_rejoins_after_a_too_slow_close(
 def test_a_host_lets_a_removed_participant_back_in(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("removed")
-    web_gateway.create_room(room)
-    host = open_participant(
-        room, "Hélène", token=web_gateway.token(room, "host-helene", "Hélène", role="host")
-    )
-    host.wait_state("room")
+    room, host = helene_hosts(open_participant, web_gateway, "removed")
     token = web_gateway.token(room, "guest-gaspard", "Gaspard")
     guest = open_participant(room, "Gaspard", token=token)
     guest.wait_state("room")
@@ -99,6 +94,7 @@ def test_a_host_lets_a_removed_participant_back_in(
 
     host.page.get_by_test_id("participants-toggle").click()
     host.page.get_by_test_id(f"remove-{gid}").click()
+    host.page.get_by_test_id("confirm-ok").click()
     guest.wait_state("left")
 
     # the same token cannot come back; the page says why

@@ -38,6 +38,18 @@ def new_room(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
 
 
+def helene_hosts(
+    open_participant: Opener, gateway: RunningGateway, prefix: str, **policy: object
+) -> tuple[str, Participant]:
+    """A new room the operator made (with POLICY), and Hélène in it with a host token."""
+    room = new_room(prefix)
+    gateway.create_room(room, **policy)
+    token = gateway.token(room, "host-helene", "Hélène", role="host")
+    host = open_participant(room, "Hélène", token=token)
+    host.wait_state("room")
+    return room, host
+
+
 def join_trio(open_participant: Opener, room: str) -> list[Participant]:
     """Alice creates the room (first anonymous token: host), Bruno and Chloé join it."""
     alice = open_participant(room, "Alice")
@@ -204,12 +216,7 @@ def test_leaving_removes_the_tile_at_the_others(open_participant: Opener) -> Non
 def test_lobby_guest_waits_until_the_host_admits(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("lobby")
-    web_gateway.create_room(room, lobby=True)
-    host = open_participant(
-        room, "Hélène", token=web_gateway.token(room, "host-helene", "Hélène", role="host")
-    )
-    host.wait_state("room")
+    room, host = helene_hosts(open_participant, web_gateway, "lobby", lobby=True)
     guest = open_participant(room, "Gaspard")
     guest.wait_state("lobby")
     assert guest.page.get_by_role("heading", name="Waiting for a host to let you in").is_visible()
@@ -232,6 +239,7 @@ def test_lobby_guest_waits_until_the_host_admits(
 
     # The host removes the guest: the guest lands on "You were removed", with no rejoin button.
     host.page.get_by_test_id(f"remove-{gid}").click()
+    host.page.get_by_test_id("confirm-ok").click()
     guest.wait_state("left")
     assert "removed" in guest.page.get_by_test_id("left-title").inner_text()
     assert not guest.page.get_by_test_id("rejoin").is_visible()
@@ -323,12 +331,7 @@ def test_a_host_calls_a_phone_from_the_page_and_its_tile_appears(
 
     from tests.gateway_process import free_port, sipp_media_port
 
-    room = new_room("appel")
-    web_gateway.create_room(room)
-    host = open_participant(
-        room, "Hélène", token=web_gateway.token(room, "host-h", "Hélène", role="host")
-    )
-    host.wait_state("room")
+    room, host = helene_hosts(open_participant, web_gateway, "appel")
     port = free_port()
     callee = subprocess.Popen(
         [
@@ -370,3 +373,273 @@ def test_a_host_calls_a_phone_from_the_page_and_its_tile_appears(
     finally:
         callee.kill()
         callee.wait()
+
+
+def room_hosts(gateway: RunningGateway, room: str) -> list[str]:
+    status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
+    assert status == 200, body
+    return list(body["hosts"])
+
+
+def alice_makes_a_room(open_participant: Opener, prefix: str) -> tuple[str, Participant]:
+    """A new room that Alice's page makes through the anonymous token endpoint: she is its host."""
+    room = new_room(prefix)
+    alice = open_participant(room, "Alice")  # no token: the page asks one, and makes the room
+    alice.wait_state("room")
+    return room, alice
+
+
+def token_requests(p: Participant) -> list[dict[str, Any]]:
+    """The bodies of the anonymous token requests (spec 4.3) the page makes from now on."""
+    bodies: list[dict[str, Any]] = []
+
+    def seen(request: Any) -> None:
+        if request.method == "POST" and request.url.endswith("/tokens"):
+            bodies.append(request.post_data_json)
+
+    p.page.on("request", seen)
+    return bodies
+
+
+def reload_in_room(p: Participant) -> list[dict[str, Any]]:
+    """Reloads the page, back in the room; returns the token requests it made on the way."""
+    asked = token_requests(p)
+    p.page.reload()
+    p.wait_state("room")
+    return asked
+
+
+KEPT = "rondpoint.token."  # + a room's name: the sessionStorage key of its kept token (state.js)
+
+
+def kept_token(p: Participant, room: str) -> dict[str, Any]:
+    """What the page keeps in sessionStorage for ROOM: {token, expiresAt, anonymous}."""
+    return dict(p.page.evaluate("k => JSON.parse(sessionStorage.getItem(k))", KEPT + room))
+
+
+def change_kept_token(p: Participant, room: str, **members: object) -> None:
+    p.page.evaluate(
+        "([k, m]) => sessionStorage.setItem(k, "
+        "JSON.stringify({...JSON.parse(sessionStorage.getItem(k)), ...m}))",
+        [KEPT + room, members],
+    )
+
+
+def role_of(p: Participant, name: str) -> str | None:
+    return next((q["role"] for q in p.participants() if q["name"] == name), None)
+
+
+def test_the_creator_stays_host_after_a_reload_and_a_rejoin(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room, alice = alice_makes_a_room(open_participant, "garde")
+    [identity] = room_hosts(web_gateway, room)
+    bruno = open_participant(room, "Bruno")
+    bruno.wait_state("room")
+    wait_until(lambda: role_of(bruno, "Alice") == "host", 10, "Bruno to see Alice as host")
+
+    # A reload joins again with the token the page kept: the same identity, a host again.
+    first_id = alice.id
+    asked = reload_in_room(alice)
+    assert alice.id != first_id
+    assert role_of(alice, "Alice") == "host"
+    wait_until(
+        lambda: [(q["id"], q["role"]) for q in bruno.others()] == [(alice.id, "host")],
+        10,
+        "Bruno to see the reloaded Alice, host",
+    )
+    alice.page.get_by_test_id("participants-toggle").click()
+    alice.page.get_by_test_id(f"remove-{bruno.id}").wait_for(state="visible", timeout=5_000)
+
+    # "Leave", then "Rejoin": the same again.
+    alice.page.get_by_test_id("leave").click()
+    alice.wait_state("left")
+    alice.page.get_by_test_id("rejoin").click()
+    alice.wait_state("room")
+    assert role_of(alice, "Alice") == "host"
+    wait_until(lambda: role_of(bruno, "Alice") == "host", 10, "Bruno to see Alice host again")
+
+    assert asked == [], "the page asked a new token instead of using the one it keeps"
+    assert room_hosts(web_gateway, room) == [identity]
+    assert role_of(bruno, "Bruno") == "guest"
+
+
+def test_a_kept_token_near_its_expiry_is_renewed_keeping_the_identity(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room, alice = alice_makes_a_room(open_participant, "renouvelle")
+    [identity] = room_hosts(web_gateway, room)
+    kept = kept_token(alice, room)
+    assert kept["anonymous"] is True and kept["expiresAt"] > time.time() + 3600
+
+    # Thirty seconds left: too close to its end to join with; the page asks a new one, giving the
+    # endpoint the kept token, and the new token is the same identity (spec 4.3 rule 7).
+    change_kept_token(alice, room, expiresAt=int(time.time()) + 30)
+    asked = reload_in_room(alice)
+    assert [body.get("token") for body in asked] == [kept["token"]]
+    assert role_of(alice, "Alice") == "host"
+    assert room_hosts(web_gateway, room) == [identity]
+    renewed = kept_token(alice, room)
+    assert renewed["token"] != kept["token"] and renewed["expiresAt"] > time.time() + 3600
+
+
+def test_a_kept_token_the_gateway_refuses_gives_way_to_a_new_one(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room, alice = alice_makes_a_room(open_participant, "refuse")
+    # a token of the right shape that no gateway signed: `join` says token_invalid
+    header, claims, _ = kept_token(alice, room)["token"].split(".")
+    change_kept_token(alice, room, token=f"{header}.{claims}.Zm9yZ2Vk")
+    asked = reload_in_room(alice)
+    assert len(asked) == 1 and "token" not in asked[0], asked
+    assert role_of(alice, "Alice") == "guest"  # a new identity: the forged token gave nothing
+
+
+def test_rejoining_a_deleted_room_makes_it_again_with_the_same_host(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room, alice = alice_makes_a_room(open_participant, "refaite")
+    [identity] = room_hosts(web_gateway, room)
+    status, _ = web_gateway.admin("DELETE", f"/api/v1/rooms/{room}")
+    assert status == 204
+    alice.wait_state("left")
+    assert "ended" in alice.page.get_by_test_id("left-title").inner_text()
+
+    # The kept token is still valid but the room is gone (its socket is refused): the page asks
+    # the endpoint, giving the kept token back, which makes the room again with Alice its host.
+    asked = token_requests(alice)
+    alice.page.get_by_test_id("rejoin").click()
+    alice.wait_state("room")
+    assert len(asked) == 1 and asked[0].get("token"), asked
+    assert role_of(alice, "Alice") == "host"
+    assert room_hosts(web_gateway, room) == [identity]
+
+
+@pytest.mark.parametrize(
+    ("lang", "mic", "camera"),
+    [
+        ("en", "Turn off microphone", "Turn off camera"),
+        ("fr", "Couper le micro", "Couper la caméra"),
+    ],
+)
+def test_the_microphone_and_camera_buttons_say_pressed_when_off_under_one_name(
+    open_participant: Opener, lang: str, mic: str, camera: str
+) -> None:
+    """WAI-ARIA's toggle button: a name that does not change, aria-pressed for the state (a name
+    saying "Turn on" on a pressed button told a screen reader the opposite of the truth)."""
+    p = open_participant(new_room("boutons"), "Alice", query=f"lang={lang}")
+    p.wait_state("room")
+    controls = p.page.get_by_role("navigation")
+    for name, test_id in ((mic, "mic-toggle"), (camera, "camera-toggle")):
+        button = controls.get_by_role("button", name=name, exact=True)
+        assert button.get_attribute("data-testid") == test_id
+        assert button.get_attribute("aria-pressed") == "false"  # on
+        assert button.get_attribute("title") == name
+        button.click()
+        wait_until(lambda b=button: b.get_attribute("aria-pressed") == "true", 3, f"{name} off")
+        assert controls.get_by_role("button", name=name, pressed=True).count() == 1
+        button.click()
+        wait_until(lambda b=button: b.get_attribute("aria-pressed") == "false", 3, f"{name} on")
+        assert controls.get_by_role("button", name=name, pressed=False).count() == 1
+    # the pre-join screen's buttons are the same toggles
+    assert p.page.locator("#pre-mic").get_attribute("aria-label") == mic
+    assert p.page.locator("#pre-cam").get_attribute("aria-label") == camera
+
+
+def test_the_hosts_people_panel_stays_open_as_guests_knock(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room, host = helene_hosts(open_participant, web_gateway, "accueil", lobby=True)
+    panel = host.page.locator("#panel-people")
+
+    def knocks(name: str) -> Participant:
+        guest = open_participant(room, name)
+        guest.wait_state("lobby")
+        host.page.get_by_test_id(f"admit-{guest.id}").wait_for(state="visible", timeout=10_000)
+        return guest
+
+    # The host has the panel open when the first guest knocks: it stays open (it used to close,
+    # as if its button had been pressed), and so for a second guest while the first waits.
+    host.page.get_by_test_id("participants-toggle").click()
+    panel.wait_for(state="visible", timeout=5_000)
+    first = knocks("Gaspard")
+    assert panel.is_visible()
+    second = knocks("Gisèle")
+    host.page.wait_for_timeout(300)
+    assert panel.is_visible()
+    assert host.page.get_by_test_id(f"admit-{first.id}").is_visible()
+
+    # Admitted, then one more knocks: still open.
+    host.page.get_by_test_id(f"admit-{first.id}").click()
+    host.page.get_by_test_id(f"admit-{second.id}").click()
+    for guest in (first, second):
+        guest.wait_state("room")
+    third = knocks("Gérard")
+    host.page.wait_for_timeout(300)
+    assert panel.is_visible()
+
+    # The host closes it while the third waits; a fourth guest knocking opens it again.
+    panel.get_by_role("button", name="Close").click()
+    panel.wait_for(state="hidden", timeout=5_000)
+    fourth = knocks("Ginette")
+    panel.wait_for(state="visible", timeout=5_000)
+    assert host.page.get_by_test_id(f"admit-{third.id}").is_visible()
+    assert host.page.get_by_test_id("participants-toggle").get_attribute("aria-expanded") == "true"
+
+    # Declining a knock asks nothing (as admitting): the guest is told at once.
+    decline = host.page.get_by_test_id(f"remove-{fourth.id}")
+    assert decline.inner_text() == "Decline"
+    decline.click()
+    fourth.wait_state("left")
+    assert "declined" in fourth.page.get_by_test_id("left-title").inner_text()
+    assert not host.page.get_by_role("dialog").is_visible()
+
+
+def test_removing_someone_asks_first_with_a_button_unlike_close(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    room, host = helene_hosts(open_participant, web_gateway, "retrait")
+    bruno = open_participant(room, "Bruno")
+    bruno.wait_state("room")
+    bid = bruno.id
+    host.page.get_by_test_id("participants-toggle").click()
+    remove = host.page.get_by_test_id(f"remove-{bid}")
+    remove.wait_for(state="visible", timeout=10_000)
+
+    # A word in red, not the panel's × (an icon button with the close icon).
+    assert remove.inner_text() == "Remove"
+    assert remove.get_attribute("aria-label") == "Remove Bruno"
+    assert "icon-btn" not in (remove.get_attribute("class") or "")
+    assert remove.locator("use").count() == 0
+    close = host.page.locator("#panel-people").get_by_role("button", name="Close")
+    assert close.locator("use").get_attribute("href") == "#i-close"
+    assert remove.evaluate("e => getComputedStyle(e).color") != close.evaluate(
+        "e => getComputedStyle(e).color"
+    )
+
+    dialog = host.page.get_by_role("dialog")
+    question = "Remove \u2068Bruno\u2069 from the meeting?"
+
+    # Cancel, then Escape: Bruno stays, and so does the panel.
+    remove.click()
+    dialog.wait_for(state="visible", timeout=5_000)
+    assert dialog.get_by_role("heading").inner_text() == question
+    assert host.page.get_by_test_id("confirm-cancel").evaluate("e => e === document.activeElement")
+    host.page.get_by_test_id("confirm-cancel").click()
+    dialog.wait_for(state="hidden", timeout=5_000)
+    remove.click()
+    dialog.wait_for(state="visible", timeout=5_000)
+    host.page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden", timeout=5_000)
+    host.page.wait_for_timeout(1000)
+    assert bruno.state() == "room"
+    assert bid in {o["id"] for o in host.others()}
+    assert host.page.locator("#panel-people").is_visible()
+
+    # Confirmed: Bruno is removed.
+    remove.click()
+    dialog.get_by_role("button", name="Remove").click()
+    bruno.wait_state("left")
+    assert "removed" in bruno.page.get_by_test_id("left-title").inner_text()
+    wait_until(lambda: bid not in {o["id"] for o in host.others()}, 10, "Bruno to leave")
+    host.page.get_by_test_id(f"let-back-{bid}").wait_for(state="visible", timeout=5_000)

@@ -1,7 +1,7 @@
 // Labels in English and French; the language follows navigator.language (English by default).
-// `?lang=fr` or `?lang=en` overrides it.
+// `?lang=fr` or `?lang=en` overrides it. Without a browser around (Node's test runner) it is English.
 
-const STRINGS = {
+export const STRINGS = {
   en: {
     app_tagline: "Conferencing gateway",
     home_title: "Join or start a meeting",
@@ -27,10 +27,10 @@ const STRINGS = {
     pin_hint: "Given by the organiser.",
     camera_off: "Camera is off",
     no_camera: "No camera available",
-    mic_on: "Turn off microphone",
-    mic_off: "Turn on microphone",
-    cam_on: "Turn off camera",
-    cam_off: "Turn on camera",
+    // The names of the two toggle buttons: the same whatever their state, which aria-pressed says
+    // ("Turn off microphone", pressed: it is off), as WAI-ARIA's toggle button pattern asks.
+    mic_off_toggle: "Turn off microphone",
+    cam_off_toggle: "Turn off camera",
     joining: "Joining…",
     back: "Back",
     lobby_title: "Waiting for a host to let you in",
@@ -72,6 +72,10 @@ const STRINGS = {
     let_back: "Let back in",
     let_back_name: (n) => `Let ${n} back in`,
     remove_name: (n) => `Remove ${n}`,
+    remove_title: (n) => `Remove ${n} from the meeting?`,
+    remove_text: "They leave the meeting at once, and can come back only if a host lets them back in.",
+    decline: "Decline",
+    decline_name: (n) => `Decline ${n}`,
     you: "you",
     you_label: "You",
     muted: "Microphone off",
@@ -113,6 +117,8 @@ const STRINGS = {
     err_link_exists: "This room is already linked there.",
     err_link_not_found: "This link no longer exists.",
     err_link_scheme_unavailable: "This gateway is not set up to link rooms of that kind.",
+    err_forbidden: "You are not allowed to do that.",
+    err_participant_not_found: "This person is no longer in the meeting.",
     err_generic: "Something went wrong.",
     skip_link: "Skip to content",
     speaking: "speaking",
@@ -144,10 +150,8 @@ const STRINGS = {
     pin_hint: "Communiqué par l’organisateur.",
     camera_off: "Caméra coupée",
     no_camera: "Aucune caméra disponible",
-    mic_on: "Couper le micro",
-    mic_off: "Activer le micro",
-    cam_on: "Couper la caméra",
-    cam_off: "Activer la caméra",
+    mic_off_toggle: "Couper le micro",
+    cam_off_toggle: "Couper la caméra",
     joining: "Connexion…",
     back: "Retour",
     lobby_title: "En attente qu’un organisateur vous fasse entrer",
@@ -189,6 +193,10 @@ const STRINGS = {
     let_back: "Réautoriser",
     let_back_name: (n) => `Réautoriser ${n}`,
     remove_name: (n) => `Retirer ${n}`,
+    remove_title: (n) => `Retirer ${n} de la réunion ?`,
+    remove_text: "Cette personne quitte aussitôt la réunion et ne pourra revenir que si un organisateur la réautorise.",
+    decline: "Refuser",
+    decline_name: (n) => `Refuser ${n}`,
     you: "vous",
     you_label: "Vous",
     muted: "Micro coupé",
@@ -230,6 +238,8 @@ const STRINGS = {
     err_link_exists: "Cette salle y est déjà liée.",
     err_link_not_found: "Ce lien n’existe plus.",
     err_link_scheme_unavailable: "Cette passerelle n’est pas configurée pour lier ce type de salle.",
+    err_forbidden: "Vous n’avez pas le droit de faire cela.",
+    err_participant_not_found: "Cette personne n’est plus dans la réunion.",
     err_generic: "Une erreur est survenue.",
     skip_link: "Aller au contenu",
     speaking: "parle",
@@ -237,20 +247,27 @@ const STRINGS = {
   },
 };
 
-function pickLang() {
-  const q = new URLSearchParams(location.search).get("lang");
+/** The page's language: `?lang=` in SEARCH, else the browser's first language (NAVIGATOR). */
+export function pickLang(search = globalThis.location?.search ?? "", navigator = globalThis.navigator) {
+  const q = new URLSearchParams(search).get("lang");
   if (q && STRINGS[q]) return q;
-  const nav = (navigator.languages && navigator.languages[0]) || navigator.language || "en";
+  const nav = navigator?.languages?.[0] || navigator?.language || "en";
   return nav.toLowerCase().startsWith("fr") ? "fr" : "en";
 }
 
 export const lang = pickLang();
 
-/** t("key") or t("key", arg) for the few labels that are functions. */
-export function t(key, ...args) {
-  const v = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
-  return typeof v === "function" ? v(...args) : v;
+/** The `t` of LANGUAGE: t("key") or t("key", arg) for the few labels that are functions; a key
+ * missing in LANGUAGE falls back to English, and an unknown key is returned as it is. */
+export function translator(language) {
+  return (key, ...args) => {
+    const v = STRINGS[language]?.[key] ?? STRINGS.en[key] ?? key;
+    return typeof v === "function" ? v(...args) : v;
+  };
 }
+
+/** t("key") or t("key", arg) in the page's language. */
+export const t = translator(lang);
 
 export function originLabel(origin) {
   if (!origin) return t("origin_ors");

@@ -50,18 +50,30 @@ export class OrsClient {
     return problem;
   }
 
+  /** fetch(), with a network failure (no answer at all) as an OrsError `connection_failed`. */
+  static async fetch(url, init) {
+    try {
+      return await fetch(url, init);
+    } catch (e) {
+      throw new OrsError({ code: "connection_failed", detail: `${e?.message || e}` });
+    }
+  }
+
   async roomInfo() {
-    const resp = await fetch(`${this.base}${this.apiBase}/rooms/${encodeURIComponent(this.room)}`, {
+    const resp = await OrsClient.fetch(`${this.base}${this.apiBase}/rooms/${encodeURIComponent(this.room)}`, {
       headers: { Accept: "application/json" },
     });
     if (!resp.ok) throw new OrsError(await OrsClient.problemFrom(resp));
     return resp.json();
   }
 
-  async requestToken(name, pin) {
+  /** A join token from the anonymous endpoint (spec 4.3); EARLIER, a token it gave for this room
+   * and not expired, makes the new one keep its identity. */
+  async requestToken(name, pin, earlier) {
     const body = { name };
     if (pin) body.pin = pin;
-    const resp = await fetch(`${this.base}${this.apiBase}/rooms/${encodeURIComponent(this.room)}/tokens`, {
+    if (earlier) body.token = earlier;
+    const resp = await OrsClient.fetch(`${this.base}${this.apiBase}/rooms/${encodeURIComponent(this.room)}/tokens`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(body),

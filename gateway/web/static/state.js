@@ -1,0 +1,327 @@
+// The page's state and the pure logic on it: the participants and their tracks as the room's
+// events leave them, names, rooms, tokens and problem texts. No DOM and no browser API at import,
+// and the functions take the state as an argument, so Node's test runner imports and tests this
+// module as it is (tests/js/).
+
+import { t } from "./i18n.js";
+
+export const ROOM_RE = /^[a-z0-9][a-z0-9-]{2,63}$/;
+export const NAME_KEY = "rondpoint.name";
+export const MIC_KEY = "rondpoint.mic";
+export const CAM_KEY = "rondpoint.cam";
+
+/** A fresh page state: nobody in a room, no media, no session. */
+export function newAppState() {
+  return {
+    state: "loading",
+    params: new URLSearchParams(), // the page's query string (autojoin, name, pin, mic, cam, res...)
+    room: null,
+    roomInfo: null,
+    name: "",
+    token: null, // the join token of the session
+    tokens: memoryStorage(), // where the page keeps its join tokens per room: sessionStorage when it may
+    autojoin: false,
+    canDial: false,
+    client: null,
+    self: null,
+    participants: new Map(), // id -> Participant (others, lobby ones included for hosts)
+    removed: new Map(), // hosts: id -> Participant a host removed or denied, who may be let back in
+    speaking: new Set(),
+    lobbySeen: new Set(), // ids of the lobby the people panel has opened for
+    lastReason: null,
+    // local media
+    micTrack: null,
+    camTrack: null,
+    micOn: true,
+    camOn: true,
+    hasMic: false,
+    hasCam: false,
+    // publish side
+    iceServers: [],
+    pubPc: null,
+    audioTx: null,
+    videoTx: null,
+    ownTracks: {}, // source -> Track (as the server announced it)
+    // subscribe side
+    subPc: null,
+    subQueue: Promise.resolve(),
+    subMids: new Map(), // mid -> {track_id, participant_id}
+    audioEls: new Map(), // track_id -> <audio>
+    remoteVideo: new Map(), // participant id -> {track: MediaStreamTrack, track_id} shown on its tile
+    sentHeights: new Map(), // track_id -> max_height sent
+    unread: 0,
+    joinedAt: 0,
+    leaving: false,
+    // room links (hosts): [{target, status}] and the schemes this gateway can link
+    links: [],
+    linkSchemes: [],
+  };
+}
+
+/** The page's one state, shared by its modules. */
+export const app = newAppState();
+
+/** Whether the microphone and camera start on: the last choice kept in STORED (localStorage),
+ * unless the query string PARAMS says `mic=0` or `cam=0`. */
+export function mediaWanted(params, stored) {
+  return {
+    micOn: stored.getItem(MIC_KEY) !== "0" && params.get("mic") !== "0",
+    camOn: stored.getItem(CAM_KEY) !== "0" && params.get("cam") !== "0",
+  };
+}
+
+// ---------------------------------------------------------------- participants and tracks
+
+/** Stores a participant from `participant_joined` (IS_NEW) or `participant_updated`. Returns what
+ * to tell the person: "self" (its own entry changed), "waiting" (someone knocks at the lobby),
+ * "joined" (someone entered the room), "updated", or null when there is no participant. */
+export function upsertParticipant(state, p, isNew) {
+  if (!p) return null;
+  if (state.self && p.id === state.self.id) {
+    state.self = { ...state.self, ...p, tracks: state.self.tracks };
+    return "self";
+  }
+  const before = state.participants.get(p.id);
+  state.participants.set(p.id, p);
+  if (isNew || before?.state !== p.state) {
+    if (p.state === "lobby") return "waiting";
+    if (p.state === "joined" && state.state === "room") return "joined";
+  }
+  return "updated";
+}
+
+/** Drops a participant on `participant_left`; a host keeps the ones it removed or denied so it can
+ * let them back in. Returns the participant that left, or null if it was unknown. */
+export function removeParticipant(state, participantId, reason) {
+  const p = state.participants.get(participantId);
+  if (!p) return null;
+  state.participants.delete(participantId);
+  state.speaking.delete(participantId);
+  if (isHost(state) && (reason === "removed" || reason === "denied")) state.removed.set(p.id, p);
+  return p;
+}
+
+function owner(state, participantId) {
+  return participantId === state.self?.id ? state.self : state.participants.get(participantId);
+}
+
+/** Adds (or replaces) a track on its owner from `track_published`; false if the owner is unknown. */
+export function trackPublished(state, track) {
+  if (!track) return false;
+  const p = owner(state, track.participant_id);
+  if (!p) return false;
+  p.tracks = (p.tracks || []).filter((x) => x.id !== track.id).concat([track]);
+  return true;
+}
+
+/** Drops a track from its owner on `track_unpublished`. */
+export function trackUnpublished(state, trackId, participantId) {
+  const p = owner(state, participantId);
+  if (p) p.tracks = (p.tracks || []).filter((x) => x.id !== trackId);
+}
+
+/** Marks a track muted or not on `track_muted`; returns the track, or null if unknown. */
+export function trackMuted(state, trackId, participantId, muted) {
+  const tr = owner(state, participantId)?.tracks?.find((x) => x.id === trackId);
+  if (!tr) return null;
+  tr.muted = muted;
+  return tr;
+}
+
+export function remoteTracksOf(state, participantId) {
+  return state.participants.get(participantId)?.tracks || [];
+}
+
+/** Whether P's microphone is off: the page's own switch for itself, else its audio tracks. */
+export function micMuted(state, p) {
+  if (p.id === state.self?.id) return !state.micOn || !state.hasMic;
+  const audio = (p.tracks || []).filter((x) => x.kind === "audio" && x.source !== "screen_audio");
+  return audio.length === 0 || audio.every((x) => x.muted);
+}
+
+/** Whether P's tile shows initials rather than video. */
+export function videoOff(state, p) {
+  if (p.id === state.self?.id) return !(state.camOn && state.camTrack);
+  const video = (p.tracks || []).filter((x) => x.kind === "video");
+  if (!video.length || video.every((x) => x.muted)) return true;
+  return !state.remoteVideo?.has(p.id);
+}
+
+/** The page's own participant first, then the others in the room (not the lobby) by arrival. */
+export function joinedList(state) {
+  const others = [...state.participants.values()]
+    .filter((p) => p.state !== "lobby")
+    .sort((a, b) => (a.joined_at || 0) - (b.joined_at || 0));
+  return state.self ? [state.self, ...others] : others;
+}
+
+export function lobbyList(state) {
+  return [...state.participants.values()].filter((p) => p.state === "lobby");
+}
+
+export function isHost(state) {
+  return state.self?.role === "host";
+}
+
+// ---------------------------------------------------------------- names, rooms, tokens, problems
+
+/** Up to two characters for NAME's avatar: the first letter (or digit) of its first and last
+ * words, or the first two of its only word. A part in brackets ("Dupont (DINUM)") and what is
+ * neither a letter nor a digit (punctuation, emoji) are left out; a name with no letter is a
+ * phone number ("☎"), unless it is emoji only (its first emoji). */
+export function initials(name) {
+  const text = (name || "").normalize("NFC").trim();
+  if (!/\p{L}/u.test(text)) return /\p{Extended_Pictographic}/u.test(text) ? firstGrapheme(text) : "☎";
+  const bare = text.replace(/\([^)]*\)|\[[^\]]*\]|\{[^}]*\}/g, " ");
+  const words = (/\p{L}/u.test(bare) ? bare : text)
+    .split(/\s+/)
+    .map((word) => word.match(/\p{L}\p{M}*|\p{N}/gu) || [])
+    .filter((chars) => chars.length);
+  const picked = words.length > 1 ? [words[0][0], words[words.length - 1][0]] : words[0].slice(0, 2);
+  return picked.join("").toUpperCase();
+}
+
+function firstGrapheme(text) {
+  if (typeof Intl.Segmenter === "function") {
+    for (const { segment } of new Intl.Segmenter(undefined, { granularity: "grapheme" }).segment(text)) {
+      if (segment.trim()) return segment;
+    }
+  }
+  return [...text][0];
+}
+
+/** A participant's name inside a sentence (a toast, a tooltip): a first-strong isolate, so a
+ * right-to-left name neither reorders the sentence around it nor is reordered by it. Names reach
+ * the page already without bidi controls (spec 7.1); elements showing a name alone use <bdi>. */
+export function isolated(name) {
+  return `\u2068${name}\u2069`;
+}
+
+/** A room name from what a person typed: a name, or a room link of this page. */
+export function normalizeRoom(input) {
+  let v = (input || "").trim();
+  const m = v.match(/\/r\/([^/?#]+)/);
+  if (m) v = decodeURIComponent(m[1]);
+  return v.toLowerCase().replace(/\s+/g, "-");
+}
+
+/** A room name such as "abc-defg-hij" from ten random BYTES. */
+export function randomRoom(bytes = crypto.getRandomValues(new Uint8Array(10))) {
+  const letters = "abcdefghijkmnopqrstuvwxyz";
+  const s = Array.from(bytes, (b) => letters[b % letters.length]).join("");
+  return `${s.slice(0, 3)}-${s.slice(3, 7)}-${s.slice(7)}`;
+}
+
+/** The claims of a JWT (its payload, not verified: the server verifies), or null. */
+export function tokenClaims(token) {
+  try {
+    const part = (token || "").split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(part));
+    return claims && typeof claims === "object" ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether TOKEN was issued by the operator rather than the anonymous token endpoint (its grant
+ * says ors.anonymous): a host who made the room anonymously may not dial or link; the gateway
+ * refuses it (403), so the page does not offer it. */
+export function operatorIssued(token) {
+  const claims = tokenClaims(token);
+  return claims !== null && claims.ors?.anonymous !== true;
+}
+
+// A page keeps the join token it has for a room (in sessionStorage: this tab only, gone with it)
+// and joins with it again, after a reload or with "Rejoin", while it is valid: the same identity,
+// so a host stays a host (spec 2.4). Close to its expiry it asks the token endpoint for a new one
+// and gives it the kept one, which keeps the identity (spec 4.3).
+export const TOKEN_KEY = "rondpoint.token."; // + the room's name
+export const TOKEN_RENEW_SECONDS = 60; // a kept token with less to live is renewed, not reused
+export const TOKENS_KEPT = 20; // rooms whose token one tab keeps; the ones nearest expiry go first
+
+/** A Storage (getItem, setItem, removeItem, key, length) in memory: where sessionStorage is refused. */
+export function memoryStorage() {
+  const items = new Map();
+  return {
+    get length() {
+      return items.size;
+    },
+    key: (i) => [...items.keys()][i] ?? null,
+    getItem: (k) => (items.has(k) ? items.get(k) : null),
+    setItem: (k, v) => void items.set(k, String(v)),
+    removeItem: (k) => void items.delete(k),
+  };
+}
+
+function readKept(storage, key) {
+  try {
+    const kept = JSON.parse(storage.getItem(key));
+    if (kept && typeof kept.token === "string" && typeof kept.expiresAt === "number") return kept;
+  } catch {
+    /* not ours, or not JSON */
+  }
+  return null;
+}
+
+/** The token kept in STORAGE for ROOM if it has not expired at NOW (seconds since the epoch):
+ * {token, expiresAt, anonymous}, or null. */
+export function keptToken(storage, room, now) {
+  const kept = readKept(storage, TOKEN_KEY + room);
+  return kept && kept.expiresAt > now ? kept : null;
+}
+
+/** Keeps TOKEN for ROOM in STORAGE until EXPIRES_AT (seconds since the epoch; when 0, its `exp`,
+ * else an hour: the server has the last word), dropping the expired ones and those past TOKENS_KEPT. */
+export function keepToken(storage, room, token, expiresAt, now) {
+  const entry = {
+    token,
+    expiresAt: expiresAt || tokenClaims(token)?.exp || now + 3600,
+    anonymous: tokenClaims(token)?.ors?.anonymous === true,
+  };
+  try {
+    const others = [];
+    for (let i = 0; i < storage.length; i++) {
+      const key = storage.key(i);
+      if (key?.startsWith(TOKEN_KEY) && key !== TOKEN_KEY + room) others.push([key, readKept(storage, key)]);
+    }
+    const dropped = others
+      .sort(([, a], [, b]) => (b?.expiresAt || 0) - (a?.expiresAt || 0))
+      .filter(([, kept], i) => !(kept?.expiresAt > now) || i >= TOKENS_KEPT - 1);
+    for (const [key] of dropped) storage.removeItem(key);
+    storage.setItem(TOKEN_KEY + room, JSON.stringify(entry));
+  } catch {
+    /* storage full or refused: the page asks the endpoint next time */
+  }
+}
+
+export function forgetToken(storage, room) {
+  try {
+    storage.removeItem(TOKEN_KEY + room);
+  } catch {
+    /* refused: nothing was kept */
+  }
+}
+
+/** How to get a join token from the one KEPT for the room (keptToken) at NOW: {reuse} it while it
+ * has more than TOKEN_RENEW_SECONDS to live (unless RENEW), else ask the endpoint, giving it back
+ * ({renew}) when the endpoint made it, so the new token keeps its identity. */
+export function tokenPlan(kept, now, renew = false) {
+  if (kept && !renew && kept.expiresAt - now > TOKEN_RENEW_SECONDS) return { reuse: kept.token, renew: undefined };
+  return { reuse: null, renew: kept?.anonymous ? kept.token : undefined };
+}
+
+/** The problems of a join token itself (spec 5.4): a new token is the remedy. */
+export const TOKEN_PROBLEMS = ["token_invalid", "token_expired", "token_wrong_room"];
+
+// The client's own problems with its connection (ors-client.js), said as one.
+const CONNECTION_PROBLEMS = ["connection_failed", "connection_closed", "not_connected", "timeout"];
+
+/** The text to show for an error ERR (an OrsError, a problem, anything thrown) in the language
+ * of TR: the code's own text, else a generic one, never the server's English `detail`. */
+export function problemText(err, tr = t) {
+  const code = err?.code || err?.problem?.code;
+  if (CONNECTION_PROBLEMS.includes(code)) return tr("err_connection");
+  const key = `err_${code}`;
+  const known = tr(key);
+  return known !== key ? known : tr("err_generic");
+}
