@@ -6,8 +6,9 @@ draft-ietf-rmcat-gcc-02).
 The transport calls `stamp` for every RTP packet its Python path sends, `on_feedback` with each
 RTPFB FMT 15 packet the subscriber sends, and the relay's fast timer calls `tick`. The send records
 and the reading of feedback against them are the native Egress's when the transport has one (it
-stamps the fast path's packets itself), else a `SendRecords` (feedback.py), its Python twin. Sans-I/O: every entry point takes `now`
-(time.monotonic() seconds, the clock the native Egress stamps with).
+stamps the fast path's packets itself), else a `SendRecords` (feedback.py), its Python twin.
+Sans-I/O: every entry point takes `now` (time.monotonic() seconds, the clock the native Egress
+stamps with).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from .allocator import Allocator
 from .bwe import MAX_BITRATE, START_BITRATE, BandwidthEstimator, PacketResult
 from .feedback import SendRecords
 from .router import DowntrackInfo
-from .rtcp import RtcpError
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ class SubscriberCongestion:
                 self._probe_start if probing else 1.0,
                 self._probe_end if probing else 0.0,
             )
-        except (RtcpError, ValueError):
+        except ValueError:  # RtcpError from SendRecords, ValueError from the native Egress
             self.feedback_errors += 1
             return
         self.feedback_packets += 1
@@ -273,7 +273,7 @@ class SubscriberCongestion:
                 "subscriber %s: allocation %s at estimate %d, %d for media (layers %s)",
                 self.subscriber_id,
                 changes,
-                self.estimator.estimate,
+                estimate,
                 budget,
                 {info.track_id: info.layer_bitrates for info in downtracks},
             )
