@@ -153,12 +153,17 @@ def phone_in(gateway: RunningGateway, room: str, seconds: int = 90) -> Iterator[
 
 @contextlib.contextmanager
 def browser_in(
-    chromium: Any, gateway: RunningGateway, room: str, name: str, request: pytest.FixtureRequest
+    chromium: Any,
+    gateway: RunningGateway,
+    room: str,
+    name: str,
+    request: pytest.FixtureRequest,
+    role: str = "member",
 ) -> Iterator[Participant]:
-    """Our page joined to ROOM as NAME (a member token), in a fresh context with the fake
+    """Our page joined to ROOM as NAME (a token of ROLE), in a fresh context with the fake
     camera and microphone; when the block fails, its screenshot and console go to
     test-artifacts/."""
-    token = gateway.token(room, "bruno-" + secrets.token_hex(2), name)
+    token = gateway.token(room, "bruno-" + secrets.token_hex(2), name, role=role)
     context = chromium.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     context.grant_permissions(["camera", "microphone"], origin=gateway.base_url)
     page = context.new_page()
