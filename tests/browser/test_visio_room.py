@@ -55,7 +55,8 @@ SCREENSHOT = ARTIFACTS / "visio-room.png"
 
 
 class LoopThread:
-    """An asyncio event loop running in a daemon thread; `run()` waits for a coroutine on it."""
+    """An asyncio event loop running in a daemon thread; `run()` waits for a coroutine on it.
+    As a context manager, it is closed on exit."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -72,6 +73,12 @@ class LoopThread:
             self.run(asyncio.sleep(0.5), 5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+    def __enter__(self) -> LoopThread:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +102,8 @@ def visio_gateway(
 
 @pytest.fixture
 def claire_loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    try:
+    with LoopThread() as thread:
         yield thread
-    finally:
-        thread.close()
 
 
 @contextlib.contextmanager

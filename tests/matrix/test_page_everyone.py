@@ -20,7 +20,8 @@ test-artifacts/screenshots/room-everyone.png (the room view) and people-everyone
 panel open).
 
 Playwright's sync API cannot share a thread with a running asyncio loop: Claire (whose SDK binds
-her room to its loop), Anna and the Synapse client calls run on a `LoopThread` of their own.
+her room to its loop), Anna and the Synapse client calls run on `claire_loop`, a `LoopThread`
+(tests/browser/test_visio_room.py).
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, Participant, launched_chromium
+from tests.browser.conftest import ARTIFACTS, Participant, chromium  # noqa: F401  (fixture)
 from tests.browser.test_visio_room import (
     CLAIRE,
     PHONE_NAME,
     VISIO_HZ,
     LoopThread,
     browser_in,
+    claire_loop,  # noqa: F401  (fixture)
     listed,
     phone_in,
     visio_user,
@@ -89,23 +91,6 @@ def everyone_stack(
     tmp = Path(tmp_path_factory.mktemp("everyone-stack"))
     with running_stack(tmp, synapse_python, livekit, request, visio_config(livekit)) as stack:
         yield stack
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Our page's Chromium (Playwright's sync API), for this module."""
-    with launched_chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def peers_loop() -> Iterator[LoopThread]:
-    """The event loop of Claire, Anna and the Synapse client calls."""
-    thread = LoopThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
 
 
 @contextlib.contextmanager
@@ -195,14 +180,14 @@ def screenshot(me: Participant, name: str) -> None:
 
 
 def test_a_phone_a_visio_user_and_a_matrix_user_on_our_page(
-    chromium: Any,
+    chromium: Any,  # noqa: F811
     everyone_stack: MatrixStack,
     livekit: RunningLiveKit,
-    peers_loop: LoopThread,
+    claire_loop: LoopThread,  # noqa: F811
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    stack, gateway, loop = everyone_stack, everyone_stack.gateway, peers_loop
+    stack, gateway, loop = everyone_stack, everyone_stack.gateway, claire_loop
     suffix = secrets.token_hex(3)
     room, visio_room = f"everyone-{suffix}", str(uuid.uuid4())
 
