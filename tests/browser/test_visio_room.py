@@ -55,7 +55,8 @@ SCREENSHOT = ARTIFACTS / "visio-room.png"
 
 
 class LoopThread:
-    """An asyncio event loop running in a daemon thread; `run()` waits for a coroutine on it."""
+    """An asyncio event loop running in a daemon thread; `run()` waits for a coroutine on it.
+    As a context manager, it is closed on exit."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -72,6 +73,12 @@ class LoopThread:
             self.run(asyncio.sleep(0.5), 5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+    def __enter__(self) -> LoopThread:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +102,8 @@ def visio_gateway(
 
 @pytest.fixture
 def claire_loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    try:
+    with LoopThread() as thread:
         yield thread
-    finally:
-        thread.close()
 
 
 @contextlib.contextmanager
@@ -153,12 +157,17 @@ def phone_in(gateway: RunningGateway, room: str, seconds: int = 90) -> Iterator[
 
 @contextlib.contextmanager
 def browser_in(
-    chromium: Any, gateway: RunningGateway, room: str, name: str, request: pytest.FixtureRequest
+    chromium: Any,
+    gateway: RunningGateway,
+    room: str,
+    name: str,
+    request: pytest.FixtureRequest,
+    role: str = "member",
 ) -> Iterator[Participant]:
-    """Our page joined to ROOM as NAME (a member token), in a fresh context with the fake
+    """Our page joined to ROOM as NAME (a token of ROLE), in a fresh context with the fake
     camera and microphone; when the block fails, its screenshot and console go to
     test-artifacts/."""
-    token = gateway.token(room, "bruno-" + secrets.token_hex(2), name)
+    token = gateway.token(room, "bruno-" + secrets.token_hex(2), name, role=role)
     context = chromium.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     context.grant_permissions(["camera", "microphone"], origin=gateway.base_url)
     page = context.new_page()

@@ -260,13 +260,19 @@ def keep_artifacts(prefix: str, logs: dict[str, Path]) -> None:
 
 @contextlib.contextmanager
 def running_stack(
-    tmp: Path, python: Path, livekit: RunningLiveKit, request: pytest.FixtureRequest
+    tmp: Path,
+    python: Path,
+    livekit: RunningLiveKit,
+    request: pytest.FixtureRequest,
+    extra_config: str = "",
 ) -> Iterator[MatrixStack]:
+    """The stack (see `matrix_stack`); EXTRA_CONFIG: more sections of the gateway's configuration
+    (another plugin's, as `[visio]`)."""
     synapse_port = free_port()
     as_token = secrets.token_urlsafe(24)
     hs_token = secrets.token_urlsafe(24)
     failed_before = request.session.testsfailed
-    extra = matrix_config(synapse_port, livekit, as_token, hs_token)
+    extra = matrix_config(synapse_port, livekit, as_token, hs_token) + extra_config
     (tmp / "gateway").mkdir(parents=True, exist_ok=True)
     with running_gateway(tmp / "gateway", extra_config=extra, log_format="text") as gateway:
         registration = write_registration(gateway, tmp / "registration.yaml")
@@ -356,27 +362,41 @@ async def livekit_pages(request: pytest.FixtureRequest) -> AsyncIterator[LiveKit
         yield browser
 
 
+@contextlib.asynccontextmanager
+async def js_clients(
+    tmp: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[..., Awaitable[JsClient]]]:
+    """`await start(name, driver="rtc_member.mjs")`: a matrix-js-sdk driver logging to TMP; all
+    are closed on exit, and their logs go to test-artifacts/ when REQUEST's test has failed."""
+    failed_before = request.session.testsfailed
+    clients: dict[str, JsClient] = {}
+
+    async def start(name: str, driver: str = "rtc_member.mjs") -> JsClient:
+        client = await start_js_client(tmp / f"{name}-js.log", driver)
+        clients[name] = client
+        return client
+
+    failed = False
+    try:
+        yield start
+    except BaseException:  # used inside a test's body: the test is failing
+        failed = True
+        raise
+    finally:
+        for client in clients.values():
+            await client.close()
+        if failed or request.session.testsfailed > failed_before:
+            keep_artifacts(
+                f"matrix-{request.node.name}",
+                {f"{name}-js.log": c.log_path for name, c in clients.items()},
+            )
+
+
 @pytest.fixture
 async def matrix_js(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Callable[..., Awaitable[JsClient]]]:
     """`await matrix_js(name, driver="rtc_member.mjs")`: a matrix-js-sdk driver of this test's
-    own; all are closed after the test, and their logs go to test-artifacts/ on a failure."""
-    failed_before = request.session.testsfailed
-    clients: dict[str, JsClient] = {}
-
-    async def start(name: str, driver: str = "rtc_member.mjs") -> JsClient:
-        client = await start_js_client(tmp_path / f"{name}-js.log", driver)
-        clients[name] = client
-        return client
-
-    try:
+    own (`js_clients`), closed after the test."""
+    async with js_clients(tmp_path, request) as start:
         yield start
-    finally:
-        for client in clients.values():
-            await client.close()
-        if request.session.testsfailed > failed_before:
-            keep_artifacts(
-                f"matrix-{request.node.name}",
-                {f"{name}-js.log": c.log_path for name, c in clients.items()},
-            )
