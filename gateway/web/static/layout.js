@@ -37,7 +37,7 @@ function makeTile(p) {
     video,
     el("div", { class: "avatar", "aria-hidden": "true" }, el("span")),
     el("div", { class: "tile-reactions", "aria-hidden": "true" }),
-    el("div", { class: "tile-hand", "data-testid": "tile-hand", title: t("hand_raised"), "aria-hidden": "true", text: "✋" }),
+    el("div", { class: "tile-hand", "data-testid": "tile-hand", title: t("hand_raised"), "aria-hidden": "true" }, icon("hand")),
     el(
       "div",
       { class: "tile-label" },

@@ -17,6 +17,7 @@ import {
   lobbyList,
   micMuted,
   operatorIssued,
+  originGroup,
   problemText,
   unreadAfter,
 } from "./state.js";
@@ -60,11 +61,10 @@ function personRow(p, { lobby = false } = {}) {
   const meta = el(
     "span",
     { class: "person-meta" },
-    el("span", {
-      class: `origin origin-${(p.origin || "ors").split(":")[0]}`,
-      text: originLabel(p.origin),
-      title: p.origin,
-    }),
+    // in the browser: its section says so
+    originGroup(p.origin) === "ors"
+      ? null
+      : el("span", { class: `origin origin-${p.origin.split(":")[0]}`, text: originLabel(p.origin), title: p.origin }),
     el("span", { text: t(p.role || "member") }),
   );
   const host = isHost(app);
@@ -90,7 +90,7 @@ function personRow(p, { lobby = false } = {}) {
   const icons = el(
     "span",
     { class: "person-icons", "aria-label": [hand ? t("hand_raised") : "", muted ? t("muted") : ""].filter(Boolean).join(", ") },
-    hand ? el("span", { class: "hand-icon", "data-testid": `hand-${p.id}`, title: t("hand_raised"), text: "✋" }) : null,
+    hand ? el("span", { class: "hand-icon", "data-testid": `hand-${p.id}`, title: t("hand_raised") }, icon("hand")) : null,
     icon(muted ? "mic-off" : "mic", `icon${muted ? " is-muted" : ""}`),
   );
   const actions = host && p.id !== app.self?.id ? hostTools(p, muted, hand) : null;
