@@ -149,14 +149,33 @@ def test_a_reaction_floats_over_the_sender_tile_at_the_others(open_participant: 
     room = new_room("react")
     alice = open_participant(room, "Alice")
     alice.wait_state("room")  # she made the room
-    (bruno,) = joined(open_participant, room, "Bruno")
+    bruno = open_participant(room, "Bruno", viewport=(390, 844))  # a phone's screen
+    bruno.wait_state("room")
     bid = bruno.id
     seen(alice, bid)
 
-    bruno.page.get_by_test_id("reactions-toggle").click()
+    toggle = bruno.page.get_by_test_id("reactions-toggle")
     menu = bruno.page.get_by_test_id("reactions-menu")
+    toggle.click()
     menu.wait_for(state="visible", timeout=5_000)
+    assert toggle.get_attribute("aria-expanded") == "true"
+    box = menu.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # on the small screen
+    bruno.page.keyboard.press("Escape")  # closes the menu, back on its button
+    menu.wait_for(state="hidden", timeout=5_000)
+    assert toggle.get_attribute("aria-expanded") == "false"
+    assert bruno.page.evaluate("document.activeElement.id") == "reactions-toggle"
+    toggle.click()
     assert menu.get_by_role("menuitem").count() == 8
+    for control in (
+        "hand-toggle",
+        "reactions-toggle",
+        "leave",
+        "participants-toggle",
+        "chat-toggle",
+    ):
+        box = bruno.page.get_by_test_id(control).bounding_box()
+        assert box and box["x"] + box["width"] <= 390, (control, box)  # the bar fits the screen
     menu.get_by_role("menuitem", name="Applause").click()
     assert menu.is_hidden()
 
@@ -168,6 +187,11 @@ def test_a_reaction_floats_over_the_sender_tile_at_the_others(open_participant: 
     assert live.get_attribute("aria-live") == "polite"
     # ... for a few seconds only, and Bruno sees his own.
     wait_until(lambda: floating.count() == 0, 8, "the reaction to go")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    toggle.click()
+    bruno.page.screenshot(path=str(SCREENSHOTS / "reactions-small-screen.png"))
+    bruno.page.mouse.click(10, 200)  # elsewhere: the menu closes
+    menu.wait_for(state="hidden", timeout=5_000)
 
     # Anything else than the eight reactions: refused, and nobody sees it.
     for bad in ("<img src=x onerror=alert(1)>", "💩", "👏👏"):
@@ -176,9 +200,14 @@ def test_a_reaction_floats_over_the_sender_tile_at_the_others(open_participant: 
     assert floating.count() == 0
 
     # More than the server allows (10 at once): the page says so in words, in the page's language.
-    for _ in range(14):
-        bruno.page.get_by_test_id("reactions-toggle").click()
-        bruno.page.get_by_test_id("reaction-0").click()
+    bruno.page.evaluate(
+        """() => {
+            for (let i = 0; i < 20; i++) {
+                document.getElementById("reactions-toggle").click();
+                document.querySelector("[data-testid=reaction-0]").click();
+            }
+        }"""
+    )
     wait_until(
         lambda: "Too many reactions" in bruno.page.locator("#toasts").inner_text(),
         5,

@@ -44,6 +44,10 @@ export function wireSocial() {
     showReactionsMenu(false);
     $("reactions-toggle").focus();
   });
+  // a click elsewhere closes the menu, as Escape does
+  document.addEventListener("click", (ev) => {
+    if (!$("reactions-menu").hidden && !ev.target.closest?.(".reactions-wrap")) showReactionsMenu(false);
+  });
   $("unmute-accept").onclick = () => {
     const dialog = $("unmute-dialog");
     dialog.close();
