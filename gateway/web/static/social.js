@@ -20,6 +20,8 @@ const REACTION_NAMES = {
 };
 const REACTION_SHOWN_MS = 4000; // how long a reaction floats over its tile
 const REACTIONS_PER_TILE = 5; // floating at once over one tile: the oldest goes first
+const UNMUTE_ASKED_MS = 60_000; // a host's request to unmute stays on screen this long at most
+let unmuteTimer = null;
 
 export function wireSocial() {
   $("hand-toggle").onclick = () => request("hand", { raised: !handRaised(app.self) });
@@ -55,6 +57,15 @@ export function wireSocial() {
     else setMic(true);
   };
   $("unmute-dismiss").onclick = () => $("unmute-dialog").close();
+  // the person turned the microphone or camera on with its own button: the question is answered
+  for (const [button, kind] of [
+    ["mic-toggle", "audio"],
+    ["camera-toggle", "video"],
+  ]) {
+    $(button).addEventListener("click", () => {
+      if ($("unmute-dialog").dataset.kind === kind && $("unmute-dialog").open) $("unmute-dialog").close();
+    });
+  }
 }
 
 function showReactionsMenu(open) {
@@ -123,6 +134,8 @@ export function onUnmuteRequested(m) {
   $("unmute-accept").textContent = t(video ? "camera_on" : "unmute");
   if (!dialog.open) dialog.show();
   $("unmute-accept").focus();
+  clearTimeout(unmuteTimer);
+  unmuteTimer = setTimeout(() => dialog.open && dialog.close(), UNMUTE_ASKED_MS);
 }
 
 /** The session ended: no menu, no question left open. */
