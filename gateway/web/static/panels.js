@@ -87,9 +87,10 @@ function personRow(p, { lobby = false } = {}) {
   }
   const muted = micMuted(app, p);
   const hand = handRaised(p);
+  const said = [hand ? t("hand_raised") : "", muted ? t("muted") : ""];
   const icons = el(
     "span",
-    { class: "person-icons", "aria-label": [hand ? t("hand_raised") : "", muted ? t("muted") : ""].filter(Boolean).join(", ") },
+    { class: "person-icons", "aria-label": said.filter(Boolean).join(", ") },
     hand ? el("span", { class: "hand-icon", "data-testid": `hand-${p.id}`, title: t("hand_raised") }, icon("hand")) : null,
     icon(muted ? "mic-off" : "mic", `icon${muted ? " is-muted" : ""}`),
   );
@@ -102,11 +103,11 @@ function personRow(p, { lobby = false } = {}) {
  * are for participants of this page's protocol only (ORS 8.15, 8.19); a partner's participant's
  * hand is its home's (8.17). */
 function hostTools(p, muted, hand) {
-  const ors = (p.origin || "ors") === "ors";
+  const ors = originGroup(p.origin) === "ors";
   const pid = { participant_id: p.id };
   const mic = liveMicTrack(p);
   const tools = [];
-  if (hand && !p.origin?.startsWith("federation:")) {
+  if (hand && originGroup(p.origin) !== "federation") {
     tools.push(
       actionButton("btn-tertiary", `lower-hand-${p.id}`, t("lower_hand_name", p.name), t("lower_hand"), () =>
         request("hand", { ...pid, raised: false }),
