@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +106,25 @@ async def run_sipp(
             messages.read_text(errors="replace") if messages.exists() else "",
             stats.read_text(errors="replace") if stats.exists() else "",
         )
+
+
+@contextlib.contextmanager
+def answering_phone() -> Iterator[int]:
+    """A phone on loopback to dial: SIPp's built-in `uas` scenario, answering one call within 60 s.
+    Yields its SIP port; the phone is gone after the block."""
+    port = free_port()
+    callee = subprocess.Popen(
+        ["sipp", "-sn", "uas", "-m", "1", "-i", "127.0.0.1", "-p", str(port)]
+        + ["-mp", str(sipp_media_port()), "-nostdin", "-timeout", "60s", "-timeout_error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)  # listening
+        yield port
+    finally:
+        callee.kill()
+        callee.wait()
 
 
 def participants(gateway: RunningGateway, room: str) -> list[dict]:

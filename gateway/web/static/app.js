@@ -21,6 +21,7 @@ import { layoutGrid } from "./layout.js";
 import { setCam, setMic } from "./media.js";
 import { closePanels, linksRequest, refreshLinks, renderPeople, togglePanel } from "./panels.js";
 import { discover, leave } from "./connection.js";
+import { request, wireSocial } from "./social.js";
 import { autojoin, showHome, showPrejoin } from "./screens.js";
 
 // ---------------------------------------------------------------- wiring
@@ -35,6 +36,8 @@ function wire() {
   $("lobby-cancel").onclick = leave;
   $("toggle-people").onclick = () => togglePanel("people");
   $("toggle-chat").onclick = () => togglePanel("chat");
+  $("admit-all").onclick = () => request("admit_all", {});
+  wireSocial();
   for (const b of document.querySelectorAll("[data-close-panel]")) b.onclick = closePanels;
   $("chat-form").onsubmit = async (ev) => {
     ev.preventDefault();
@@ -127,6 +130,7 @@ window.rondpoint = {
       id: p.id,
       name: p.name,
       origin: p.origin,
+      hand_raised_at: p.hand_raised_at ?? null,
       role: p.role,
       state: p.state,
       self: p.id === app.self?.id,

@@ -31,7 +31,8 @@ import {
   stopMeter,
   useSimulcast,
 } from "./media.js";
-import { closePanels, onChat, refreshLinks, renderAll } from "./panels.js";
+import { closePanels, onChat, refreshLinks, renderAll, setUnread, showChatHistory } from "./panels.js";
+import { onHandUpdate, onReaction, onUnmuteRequested, resetSocial } from "./social.js";
 
 /** What this gateway can do (/.well-known/ors): for now whether it dials out. */
 export async function discover() {
@@ -121,6 +122,8 @@ async function connect() {
     for (const tile of $("grid").children) tile.classList.toggle("speaking", app.speaking.has(tile.dataset.pid));
   });
   client.on("chat", (m) => onChat(m.message));
+  client.on("reaction", onReaction);
+  client.on("unmute_requested", onUnmuteRequested);
   client.on("error", (m) => toast(problemText(m), "error"));
   client.on("left", (m) => goLeft(m.reason || "left"));
   client.on("close", (ev) => {
@@ -165,6 +168,7 @@ async function onJoined(m) {
   setState("room");
   stopMeter();
   renderAll();
+  showChatHistory(m.chat);
   refreshLinks();
   $("main").focus(); // announce the new screen; keep Enter away from the leave button
   const client = app.client;
@@ -186,10 +190,12 @@ async function onJoined(m) {
 }
 
 function onParticipant(p, isNew) {
+  const before = p && (p.id === app.self?.id ? app.self : app.participants.get(p.id));
   const change = upsertParticipant(app, p, isNew);
   if (!change) return;
   if (change === "waiting") toast(t("waiting_toast", isolated(p.name)));
   else if (change === "joined") toast(t("joined_toast", isolated(p.name)));
+  else if (change === "updated") onHandUpdate(before, p);
   renderAll();
   if (change !== "self") attachRemoteTracks();
 }
@@ -205,8 +211,14 @@ function onTrackMuted(trackId, pid, muted) {
   trackMuted(app, trackId, pid, muted);
   // A host muted us: reflect it locally so no media flows.
   if (pid === app.self?.id && muted) {
-    if (app.ownTracks.microphone?.id === trackId && app.micOn) setMic(false);
-    if (app.ownTracks.camera?.id === trackId && app.camOn) setCam(false);
+    if (app.ownTracks.microphone?.id === trackId && app.micOn) {
+      setMic(false);
+      toast(t("muted_by_host"));
+    }
+    if (app.ownTracks.camera?.id === trackId && app.camOn) {
+      setCam(false);
+      toast(t("camera_off_by_host"));
+    }
   }
   renderAll();
 }
@@ -237,8 +249,8 @@ function cleanupSession() {
   $("links-section").hidden = true;
   $("chat-log").replaceChildren($("chat-empty"));
   $("chat-empty").hidden = false;
-  app.unread = 0;
-  $("chat-badge").hidden = true;
+  setUnread(0);
+  resetSocial();
   closePanels();
 }
 

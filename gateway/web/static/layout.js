@@ -2,7 +2,7 @@
 // stage, and the simulcast layer each remote video is subscribed to, from its tile's height.
 
 import { originLabel, t } from "./i18n.js";
-import { app, initials, joinedList, micMuted, remoteTracksOf, videoOff } from "./state.js";
+import { app, handRaised, initials, joinedList, micMuted, originGroup, remoteTracksOf, videoOff } from "./state.js";
 import { $, el, icon } from "./ui.js";
 
 const GAP = 12; // px between tiles, as style.css has it
@@ -36,6 +36,8 @@ function makeTile(p) {
     { class: "tile", role: "listitem", "data-pid": p.id, "data-testid": `tile-${p.id}` },
     video,
     el("div", { class: "avatar", "aria-hidden": "true" }, el("span")),
+    el("div", { class: "tile-reactions", "aria-hidden": "true" }),
+    el("div", { class: "tile-hand", "data-testid": "tile-hand", title: t("hand_raised"), "aria-hidden": "true" }, icon("hand")),
     el(
       "div",
       { class: "tile-label" },
@@ -74,11 +76,18 @@ export function renderTiles() {
       nameLabel.replaceChildren(el("bdi", { text: p.name }), you);
     }
     tile.querySelector(".avatar span").textContent = initials(p.name);
+    // the origin badge only for people not in a browser: on every tile it would be noise
+    const browser = originGroup(p.origin) === "ors";
     const badge = tile.querySelector(".origin");
+    badge.hidden = browser;
     badge.textContent = originLabel(p.origin);
     badge.className = `origin origin-${(p.origin || "ors").split(":")[0]}`;
     badge.title = p.origin?.startsWith("federation:") ? p.origin.slice(11) : originLabel(p.origin);
-    tile.setAttribute("aria-label", `${label}, ${originLabel(p.origin)}${muted ? `, ${t("muted")}` : ""}`);
+    const hand = handRaised(p);
+    tile.classList.toggle("hand-raised", hand);
+    tile.querySelector(".tile-hand").hidden = !hand;
+    const said = [label, browser ? "" : originLabel(p.origin), hand ? t("hand_raised") : "", muted ? t("muted") : ""];
+    tile.setAttribute("aria-label", said.filter(Boolean).join(", "));
     const video = tile.querySelector("video");
     const want = self ? (app.camOn ? app.camTrack : null) : app.remoteVideo.get(p.id)?.track || null;
     const have = video.srcObject?.getVideoTracks()[0] || null;

@@ -1,16 +1,35 @@
-// The room's side panels: people (with the lobby, the removed, a phone to call and the room's
-// links for hosts, and the host actions on a person) and chat.
+// The room's side panels: people (grouped by origin, raised hands first; with the lobby, the
+// removed, a phone to call and the room's links for hosts, and the host actions on a person) and
+// chat (links clickable, the history of a late joiner, the unread count).
 
 import { OrsClient, OrsError } from "./ors-client.js";
 import { lang, originLabel, t } from "./i18n.js";
-import { app, initials, isHost, isolated, joinedList, lobbyList, micMuted, operatorIssued, problemText } from "./state.js";
+import {
+  app,
+  chatParts,
+  groupByOrigin,
+  handRaised,
+  initials,
+  isHost,
+  isolated,
+  joinedList,
+  liveMicTrack,
+  lobbyList,
+  micMuted,
+  operatorIssued,
+  originGroup,
+  problemText,
+  unreadAfter,
+} from "./state.js";
 import { $, confirmAction, el, icon, toast } from "./ui.js";
 import { layoutGrid, renderTiles } from "./layout.js";
+import { renderHand, request } from "./social.js";
 
 /** The tiles and the people panel, after a change in the room. */
 export function renderAll() {
   renderTiles();
   renderPeople();
+  renderHand();
 }
 
 // ---------------------------------------------------------------- people
@@ -42,11 +61,10 @@ function personRow(p, { lobby = false } = {}) {
   const meta = el(
     "span",
     { class: "person-meta" },
-    el("span", {
-      class: `origin origin-${(p.origin || "ors").split(":")[0]}`,
-      text: originLabel(p.origin),
-      title: p.origin,
-    }),
+    // in the browser: its section says so
+    originGroup(p.origin) === "ors"
+      ? null
+      : el("span", { class: `origin origin-${p.origin.split(":")[0]}`, text: originLabel(p.origin), title: p.origin }),
     el("span", { text: t(p.role || "member") }),
   );
   const host = isHost(app);
@@ -56,37 +74,97 @@ function personRow(p, { lobby = false } = {}) {
           "span",
           { class: "person-actions" },
           actionButton("btn-primary", `admit-${p.id}`, t("admit_name", p.name), t("admit"), () =>
-            hostAction("admit", p.id),
+            request("admit", { participant_id: p.id }),
           ),
           // declining a knock (spec 8.11, `remove` of a guest in the lobby): no question asked,
           // as admitting is none; the guest is listed under "Removed" to be let back in
           actionButton("btn-tertiary", `remove-${p.id}`, t("decline_name", p.name), t("decline"), () =>
-            hostAction("remove", p.id),
+            request("remove", { participant_id: p.id }),
           ),
         )
       : null;
     return row(`person-${p.id}`, p, meta, actions);
   }
   const muted = micMuted(app, p);
+  const hand = handRaised(p);
+  const said = [hand ? t("hand_raised") : "", muted ? t("muted") : ""];
   const icons = el(
     "span",
-    { class: "person-icons", "aria-label": muted ? t("muted") : "" },
+    { class: "person-icons", "aria-label": said.filter(Boolean).join(", ") },
+    hand ? el("span", { class: "hand-icon", "data-testid": `hand-${p.id}`, title: t("hand_raised") }, icon("hand")) : null,
     icon(muted ? "mic-off" : "mic", `icon${muted ? " is-muted" : ""}`),
   );
+  const actions = host && p.id !== app.self?.id ? hostTools(p, muted, hand) : null;
+  return row(`person-${p.id}`, p, meta, icons, actions);
+}
+
+/** A host's tools on P, another joined participant: lower its hand, mute its microphone or ask it
+ * to unmute, make it a co-host or take the role back, remove it. Asking to unmute and the roles
+ * are for participants of this page's protocol only (ORS 8.15, 8.19); a partner's participant's
+ * hand is its home's (8.17). */
+function hostTools(p, muted, hand) {
+  const ors = originGroup(p.origin) === "ors";
+  const pid = { participant_id: p.id };
+  const mic = liveMicTrack(p);
+  const tools = [];
+  if (hand && originGroup(p.origin) !== "federation") {
+    tools.push(
+      actionButton("btn-tertiary", `lower-hand-${p.id}`, t("lower_hand_name", p.name), t("lower_hand"), () =>
+        request("hand", { ...pid, raised: false }),
+      ),
+    );
+  }
+  if (!muted && mic) {
+    tools.push(
+      actionButton("btn-tertiary", `mute-${p.id}`, t("mute_name", p.name), t("mute"), () =>
+        request("mute", { track_id: mic, muted: true }),
+      ),
+    );
+  } else if (muted && ors) {
+    const ask = async () => {
+      if (await request("unmute_request", { ...pid, kind: "audio" })) toast(t("asked_unmute", isolated(p.name)));
+    };
+    tools.push(actionButton("btn-tertiary", `ask-unmute-${p.id}`, t("ask_unmute_name", p.name), t("ask_unmute"), ask));
+  }
+  if (ors) {
+    const cohost = p.role === "host";
+    tools.push(
+      actionButton(
+        "btn-tertiary",
+        `${cohost ? "remove-cohost" : "make-cohost"}-${p.id}`,
+        t(cohost ? "remove_cohost_name" : "make_cohost_name", p.name),
+        t(cohost ? "remove_cohost" : "make_cohost"),
+        () => request("set_role", { ...pid, role: cohost ? "member" : "host" }),
+      ),
+    );
+  }
   // a word, in red, and a question first: not the × that closes the panel a row above
   const remove = async () => {
     const name = isolated(p.name);
-    if (await confirmAction(t("remove_title", name), t("remove_text"), t("remove"))) hostAction("remove", p.id);
+    if (await confirmAction(t("remove_title", name), t("remove_text"), t("remove"))) request("remove", pid);
   };
-  const actions =
-    host && p.id !== app.self?.id
-      ? el(
-          "span",
-          { class: "person-actions" },
-          actionButton("btn-tertiary btn-danger-text", `remove-${p.id}`, t("remove_name", p.name), t("remove"), remove),
-        )
-      : null;
-  return row(`person-${p.id}`, p, meta, icons, actions);
+  tools.push(
+    actionButton("btn-tertiary btn-danger-text", `remove-${p.id}`, t("remove_name", p.name), t("remove"), remove),
+  );
+  return el("span", { class: "person-actions" }, ...tools);
+}
+
+/** The joined people, a section per origin with its count (only the origins present). */
+function peopleGroups(joined) {
+  return groupByOrigin(joined).map(({ group, people }) =>
+    el(
+      "section",
+      { class: "people-group", "data-testid": `people-group-${group}`, "data-group": group },
+      el(
+        "h3",
+        { class: "section-title" },
+        t(`group_${group}`),
+        " ",
+        el("span", { class: "count", "data-testid": "group-count", text: `(${people.length})` }),
+      ),
+      el("ul", { class: "people" }, ...people.map((p) => personRow(p))),
+    ),
+  );
 }
 
 // Removed stays removed (ORS 8.11) until a host lets the person back in: `admit` with its old id.
@@ -117,9 +195,11 @@ export function renderPeople() {
   const host = isHost(app);
   const joined = joinedList(app);
   const lobby = lobbyList(app);
-  $("people-list").replaceChildren(...joined.map((p) => personRow(p)));
+  $("people-list").replaceChildren(...peopleGroups(joined));
   $("lobby-list").replaceChildren(...lobby.map((p) => personRow(p, { lobby: true })));
   $("lobby-section").hidden = !(host && lobby.length);
+  $("admit-all").hidden = !(host && lobby.length >= 2);
+  $("admit-all").setAttribute("aria-label", t("admit_all_label", lobby.length));
   $("removed-list").replaceChildren(...[...app.removed.values()].map(removedRow));
   $("removed-section").hidden = !(host && app.removed.size);
   $("dial-form").hidden = !(host && app.canDial && operatorIssued(app.token));
@@ -133,14 +213,6 @@ export function renderPeople() {
   const knocking = lobby.some((p) => !app.lobbySeen.has(p.id));
   app.lobbySeen = new Set(lobby.map((p) => p.id));
   if (host && knocking) showPanel("people");
-}
-
-async function hostAction(type, pid) {
-  try {
-    await app.client.request(type, { participant_id: pid });
-  } catch (e) {
-    toast(problemText(e), "error");
-  }
 }
 
 // ---------------------------------------------------------------- room links (hosts)
@@ -227,8 +299,7 @@ export function showPanel(which) {
   if (!opening) return;
   if (which === "people") refreshLinks();
   if (which === "chat") {
-    app.unread = 0;
-    $("chat-badge").hidden = true;
+    setUnread(0);
     $("chat-input").focus();
   }
   requestAnimationFrame(layoutGrid);
@@ -248,23 +319,49 @@ export function closePanels() {
   requestAnimationFrame(layoutGrid);
 }
 
-export function onChat(msg) {
-  if (!msg) return;
+const CHAT_SHOWN = 500; // messages the chat panel keeps; the oldest go first
+
+/** The unread count N on the chat button: its badge, and its name for screen readers. */
+export function setUnread(n) {
+  app.unread = n;
+  $("chat-badge").hidden = n === 0;
+  $("chat-badge").textContent = String(n);
+  $("toggle-chat").setAttribute("aria-label", n ? t("chat_unread", n) : t("chat"));
+}
+
+/** A chat message's text: its http(s) links as links opening a new tab, the rest as text. */
+function chatText(text) {
+  return chatParts(text).map((part) =>
+    part.href === undefined
+      ? document.createTextNode(part.text)
+      : el("a", { href: part.href, target: "_blank", rel: "noopener noreferrer", text: part.text }),
+  );
+}
+
+/** Shows the chat message MSG (9.12); EARLIER for the history a late joiner receives (9.1). */
+export function onChat(msg, earlier = false) {
+  const log = $("chat-log");
+  if (!msg || (msg.id && log.querySelector(`[data-mid="${CSS.escape(msg.id)}"]`))) return; // shown already
   $("chat-empty").hidden = true;
   const mine = msg.from === app.self?.id;
   const time = new Date(msg.ts || Date.now()).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
   const node = el(
     "div",
-    { class: `msg${mine ? " mine" : ""}`, "data-testid": "chat-message" },
+    { class: `msg${mine ? " mine" : ""}${earlier ? " earlier" : ""}`, "data-testid": "chat-message", "data-mid": msg.id },
     el("span", { class: "msg-head" }, el("strong", { dir: "auto", text: mine ? t("you_label") : msg.from_name || "?" }), time),
-    el("span", { class: "msg-text", text: msg.text }),
+    el("span", { class: "msg-text", dir: "auto" }, ...chatText(msg.text)),
   );
-  const log = $("chat-log");
   log.append(node);
+  const shown = log.querySelectorAll(".msg");
+  for (let i = 0; i < shown.length - CHAT_SHOWN; i++) shown[i].remove();
   log.scrollTop = log.scrollHeight;
-  if ($("panel-chat").hidden && !mine) {
-    app.unread += 1;
-    $("chat-badge").hidden = false;
-    $("chat-badge").textContent = String(app.unread);
-  }
+  setUnread(unreadAfter(app.unread, msg, app.self?.id, !$("panel-chat").hidden, earlier));
+}
+
+/** The room's last messages (`joined.chat`, 9.1), under a heading saying they came before. */
+export function showChatHistory(messages) {
+  const list = Array.isArray(messages) ? messages : [];
+  if (!list.length) return;
+  $("chat-log").append(el("p", { class: "chat-earlier", "data-testid": "chat-earlier", text: t("earlier_messages") }));
+  for (const msg of list) onChat(msg, true);
 }

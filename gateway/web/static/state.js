@@ -325,3 +325,88 @@ export function problemText(err, tr = t) {
   const known = tr(key);
   return known !== key ? known : tr("err_generic");
 }
+
+// ---------------------------------------------------------------- hands, reactions, chat, origins
+// (issue 14, the room's social side: panels.js, social.js)
+
+/** The reactions ORS allows (spec 8.18), in the order the page's menu shows them. */
+export const REACTIONS = ["👍", "👏", "😂", "❤️", "🎉", "😮", "🙏", "🤔"];
+
+/** Whether P's hand is up (an absent `hand_raised_at`, from an older server, is down: spec 7.1). */
+export function handRaised(p) {
+  return typeof p?.hand_raised_at === "number";
+}
+
+/** LIST with the raised hands first, in the order they went up, then the others as they were. */
+export function handsFirst(list) {
+  const up = list.filter(handRaised).sort((a, b) => a.hand_raised_at - b.hand_raised_at);
+  return [...up, ...list.filter((p) => !handRaised(p))];
+}
+
+/** Whether an update of P (BEFORE, then AFTER) is its hand going up. */
+export function handWentUp(before, after) {
+  return !handRaised(before) && handRaised(after);
+}
+
+/** The people panel's groups, in its order: the key of each, and the origins it holds. */
+export const ORIGIN_GROUPS = ["ors", "sip", "visio", "matrix", "federation", "other"];
+
+/** The group of ORIGIN (spec 7.1): `federation:<server>` is "federation", an unknown system "other". */
+export function originGroup(origin) {
+  const o = origin || "ors";
+  if (o.startsWith("federation:")) return "federation";
+  return ORIGIN_GROUPS.includes(o) ? o : "other";
+}
+
+/** LIST split by origin group, in ORIGIN_GROUPS order, each with its raised hands first; only
+ * the groups that have someone: [{group, people}]. */
+export function groupByOrigin(list) {
+  return ORIGIN_GROUPS.map((group) => ({
+    group,
+    people: handsFirst(list.filter((p) => originGroup(p.origin) === group)),
+  })).filter((g) => g.people.length);
+}
+
+// A link in a chat message: http or https only, up to the first space; the punctuation that ends
+// a sentence is not part of it.
+const LINK_RE = /\bhttps?:\/\/[^\s<>"]+/gi;
+const LINK_TAIL_RE = /[.,;:!?'")\]}]+$/;
+
+/** TEXT as its parts, in order: {text} for plain text and {text, href} for an http(s) link
+ * (href the URL as the browser parses it). Nothing else becomes a link (javascript:, data:...). */
+export function chatParts(text) {
+  const parts = [];
+  let last = 0;
+  const plain = (s) => {
+    if (!s) return;
+    if (parts.length && parts[parts.length - 1].href === undefined) parts[parts.length - 1].text += s;
+    else parts.push({ text: s });
+  };
+  for (const m of (text || "").matchAll(LINK_RE)) {
+    const link = m[0].replace(LINK_TAIL_RE, "");
+    let href = null;
+    try {
+      const url = new URL(link);
+      if ((url.protocol === "http:" || url.protocol === "https:") && url.hostname) href = url.href;
+    } catch {
+      /* not a URL: text */
+    }
+    if (!href) continue;
+    plain(text.slice(last, m.index));
+    parts.push({ text: link, href });
+    last = m.index + link.length;
+  }
+  plain((text || "").slice(last));
+  return parts;
+}
+
+/** The unread count after MSG arrives: one more when someone else wrote it while the chat panel
+ * is closed (CHAT_OPEN false); a message of the history (EARLIER) is not news. */
+export function unreadAfter(unread, msg, selfId, chatOpen, earlier = false) {
+  return !earlier && !chatOpen && msg?.from !== selfId ? unread + 1 : unread;
+}
+
+/** The id of P's microphone track that is on (to mute it), or null. */
+export function liveMicTrack(p) {
+  return (p.tracks || []).find((x) => x.kind === "audio" && x.source !== "screen_audio" && !x.muted)?.id ?? null;
+}
