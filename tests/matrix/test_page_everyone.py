@@ -12,7 +12,7 @@ to a Visio room and to a Matrix room at once, and in it meet:
   publishing a 660 Hz tone and a moving pattern, as Element Call does.
 
 From the page's side: `window.rondpoint.participants()` lists all four with their names and origins
-(ors, sip, visio, matrix), the people panel's row of each says the name and the origin's label,
+(ors, sip, visio, matrix), the people panel lists each in the section of its origin,
 and the page decodes Claire's and Anna's video (framesDecoded rising) and receives their audio with
 a level above zero, and the phone's audio. The two foreign systems see each other through us:
 Claire has Anna in her Visio room, Anna's call has Claire. The run saves
@@ -76,7 +76,12 @@ T = TypeVar("T")
 ANNA = "Anna Schmidt"
 HOST = "Bruno Petit"
 SCREENSHOTS = ARTIFACTS / "screenshots"
-ORIGIN_LABELS = {"sip": "Phone", "visio": "Visio", "matrix": "Matrix"}  # i18n.js, STRINGS.en
+GROUP_TITLES = {  # i18n.js, STRINGS.en group_*
+    "ors": "In the browser",
+    "sip": "By phone",
+    "visio": "From Visio",
+    "matrix": "From Matrix",
+}
 
 
 @pytest.fixture(scope="module")
@@ -242,14 +247,15 @@ def test_a_phone_a_visio_user_and_a_matrix_user_on_our_page(
         me.page.wait_for_timeout(500)
         screenshot(me, "room-everyone")
 
-        # The people panel: a row per person, saying the name and the origin.
+        # The people panel: a section per origin, each person's row in its origin's section.
         me.page.get_by_test_id("participants-toggle").click()
-        for name, origin in everyone.items():
-            row = me.page.get_by_test_id(f"person-{found[name]['id']}")
+        for name, origin in [*everyone.items(), (HOST, "ors")]:
+            person = found[name]["id"] if name != HOST else self_["id"]
+            group = me.page.get_by_test_id(f"people-group-{origin}")
+            row = group.get_by_test_id(f"person-{person}")
             row.wait_for(state="visible", timeout=10_000)
-            text = row.inner_text()
-            assert name in text and ORIGIN_LABELS[origin] in text, (name, text)
-        mine = me.page.get_by_test_id(f"person-{self_['id']}")
-        assert HOST in mine.inner_text() and "Browser" in mine.inner_text(), mine.inner_text()
+            assert name in row.inner_text(), (name, row.inner_text())
+            title = group.locator("h3").text_content() or ""
+            assert title.startswith(GROUP_TITLES[origin]), (origin, title)
         me.page.wait_for_timeout(300)
         screenshot(me, "people-everyone")
