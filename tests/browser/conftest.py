@@ -116,7 +116,9 @@ class Participant:
 def open_participant(
     chromium: Any, web_gateway: RunningGateway, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Participant]]:
-    """open_participant(room, name, token=None, autojoin=True) -> Participant, in a fresh context."""
+    """open_participant(room, name, token=None, autojoin=True) -> Participant, in a fresh context
+    (`base_url`: where the page is opened, the gateway's own address unless a test puts a proxy
+    in between)."""
     opened: list[Participant] = []
 
     def open_(
@@ -127,10 +129,12 @@ def open_participant(
         query: str = "",
         res: int = 360,
         viewport: tuple[int, int] = (1280, 800),
+        base_url: str | None = None,
     ) -> Participant:
         width, height = viewport
+        base = base_url or web_gateway.base_url
         context = chromium.new_context(viewport={"width": width, "height": height}, locale="en-US")
-        context.grant_permissions(["camera", "microphone"], origin=web_gateway.base_url)
+        context.grant_permissions(["camera", "microphone"], origin=base)
         page = context.new_page()
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
@@ -142,7 +146,7 @@ def open_participant(
         )
         if query:
             q += "&" + query
-        url = f"{web_gateway.base_url}/r/{room}{q}"
+        url = f"{base}/r/{room}{q}"
         if token:
             url += f"#token={token}"
         page.goto(url)

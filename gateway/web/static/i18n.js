@@ -123,6 +123,13 @@ export const STRINGS = {
     skip_link: "Skip to content",
     speaking: "speaking",
     controls: "Meeting controls",
+    // reconnecting by itself, the lobby's host (slice web-reconnect)
+    reconnecting_banner: "Reconnecting…",
+    reconnecting_seconds: (n) => `(${n} s)`,
+    reconnecting_badge: "Reconnecting",
+    reconnected: "Reconnected",
+    lobby_host_here: "A host is in the meeting and will let you in.",
+    lobby_no_host: "No host is in the meeting yet; you will be let in when one arrives.",
   },
   fr: {
     app_tagline: "Passerelle de visioconférence",
@@ -244,6 +251,13 @@ export const STRINGS = {
     skip_link: "Aller au contenu",
     speaking: "parle",
     controls: "Commandes de la réunion",
+    // reconnexion automatique, l’organisateur attendu en salle d’attente (tranche web-reconnect)
+    reconnecting_banner: "Reconnexion…",
+    reconnecting_seconds: (n) => `(${n} s)`,
+    reconnecting_badge: "Reconnexion",
+    reconnected: "Connexion rétablie",
+    lobby_host_here: "Un organisateur est dans la réunion et va vous faire entrer.",
+    lobby_no_host: "Aucun organisateur n’est encore dans la réunion ; vous entrerez dès qu’il arrivera.",
   },
 };
 

@@ -3,6 +3,7 @@
 
 import { originLabel, t } from "./i18n.js";
 import { app, initials, joinedList, micMuted, remoteTracksOf, videoOff } from "./state.js";
+import { isReconnecting } from "./reconnect.js";
 import { $, el, icon } from "./ui.js";
 
 const GAP = 12; // px between tiles, as style.css has it
@@ -42,6 +43,7 @@ function makeTile(p) {
       el("span", { class: "tile-muted", title: t("muted") }, icon("mic-off")),
       el("span", { class: "tile-name" }),
       el("span", { class: "origin" }),
+      el("span", { class: "tile-reconnecting", "data-testid": "tile-reconnecting", hidden: true }),
     ),
   );
   return tile;
@@ -65,6 +67,11 @@ export function renderTiles() {
     tile.classList.toggle("no-video", off);
     tile.classList.toggle("speaking", app.speaking.has(p.id));
     tile.dataset.muted = muted ? "true" : "false";
+    const reconnecting = isReconnecting(app, p);
+    tile.classList.toggle("reconnecting", reconnecting);
+    const away = tile.querySelector(".tile-reconnecting");
+    away.hidden = !reconnecting;
+    away.textContent = reconnecting ? t("reconnecting_badge") : "";
     const label = `${p.name}${self ? ` (${t("you")})` : ""}`;
     // rebuilt only when it changes: a render per room event must not detach the name a screen
     // reader (or a test) is reading
@@ -78,7 +85,10 @@ export function renderTiles() {
     badge.textContent = originLabel(p.origin);
     badge.className = `origin origin-${(p.origin || "ors").split(":")[0]}`;
     badge.title = p.origin?.startsWith("federation:") ? p.origin.slice(11) : originLabel(p.origin);
-    tile.setAttribute("aria-label", `${label}, ${originLabel(p.origin)}${muted ? `, ${t("muted")}` : ""}`);
+    tile.setAttribute(
+      "aria-label",
+      `${label}, ${originLabel(p.origin)}${muted ? `, ${t("muted")}` : ""}${reconnecting ? `, ${t("reconnecting_badge")}` : ""}`,
+    );
     const video = tile.querySelector("video");
     const want = self ? (app.camOn ? app.camTrack : null) : app.remoteVideo.get(p.id)?.track || null;
     const have = video.srcObject?.getVideoTracks()[0] || null;

@@ -4,6 +4,7 @@
 import { OrsClient, OrsError } from "./ors-client.js";
 import { lang, originLabel, t } from "./i18n.js";
 import { app, initials, isHost, isolated, joinedList, lobbyList, micMuted, operatorIssued, problemText } from "./state.js";
+import { isReconnecting } from "./reconnect.js";
 import { $, confirmAction, el, icon, toast } from "./ui.js";
 import { layoutGrid, renderTiles } from "./layout.js";
 
@@ -48,6 +49,9 @@ function personRow(p, { lobby = false } = {}) {
       title: p.origin,
     }),
     el("span", { text: t(p.role || "member") }),
+    isReconnecting(app, p)
+      ? el("span", { class: "person-reconnecting", "data-testid": "person-reconnecting", text: t("reconnecting_badge") })
+      : null,
   );
   const host = isHost(app);
   if (lobby) {
@@ -250,12 +254,14 @@ export function closePanels() {
 
 export function onChat(msg) {
   if (!msg) return;
+  // each message once, by its id: a reconnected page adds from `joined.chat` only what it missed
+  if (msg.id && $("chat-log").querySelector(`[data-msg-id="${CSS.escape(msg.id)}"]`)) return;
   $("chat-empty").hidden = true;
   const mine = msg.from === app.self?.id;
   const time = new Date(msg.ts || Date.now()).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
   const node = el(
     "div",
-    { class: `msg${mine ? " mine" : ""}`, "data-testid": "chat-message" },
+    { class: `msg${mine ? " mine" : ""}`, "data-testid": "chat-message", "data-msg-id": msg.id },
     el("span", { class: "msg-head" }, el("strong", { dir: "auto", text: mine ? t("you_label") : msg.from_name || "?" }), time),
     el("span", { class: "msg-text", text: msg.text }),
   );
