@@ -38,18 +38,26 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def web_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """One gateway for the whole browser suite; every test browser shares 127.0.0.1, hence the limit."""
-    tmp = Path(tmp_path_factory.mktemp("web-gateway"))
+@contextlib.contextmanager
+def browser_gateway(tmp: Path, log_name: str) -> Iterator[RunningGateway]:
+    """A gateway for browser tests (every test browser shares 127.0.0.1, hence the limit), its log
+    kept as test-artifacts/LOG_NAME: the first thing to read on a failure, next to the screenshots."""
     extra = '[rooms]\ndemo_room = ""\n[limits]\nanonymous_requests_per_minute = 10000\n'
     with running_gateway(tmp, extra_config=extra, log_format="text") as gateway:
         try:
             yield gateway
         finally:
-            # Keep the gateway log next to the screenshots: it is the first thing to read on a failure.
             ARTIFACTS.mkdir(exist_ok=True)
-            shutil.copyfile(gateway.log_path, ARTIFACTS / "browser-gateway.log")
+            shutil.copyfile(gateway.log_path, ARTIFACTS / log_name)
+
+
+@pytest.fixture(scope="session")
+def web_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """One gateway for the whole browser suite."""
+    with browser_gateway(
+        Path(tmp_path_factory.mktemp("web-gateway")), "browser-gateway.log"
+    ) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, Participant
+from tests.browser.conftest import ARTIFACTS, Participant, browser_gateway
 from tests.browser.test_web_client import (
     alice_makes_a_room,
     audio_packets,
@@ -30,7 +29,7 @@ from tests.browser.test_web_client import (
     role_of,
     wait_until,
 )
-from tests.gateway_process import RunningGateway, free_port, running_gateway
+from tests.gateway_process import RunningGateway, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.interop, pytest.mark.timeout(150)]
 
@@ -44,13 +43,8 @@ HOST_HERE = "A host is in the meeting and will let you in."
 def web_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     """This module's gateway (the conftest's is shared by the whole suite: not one to restart)."""
     tmp = Path(tmp_path_factory.mktemp("reconnect-gateway"))
-    extra = '[rooms]\ndemo_room = ""\n[limits]\nanonymous_requests_per_minute = 10000\n'
-    with running_gateway(tmp, extra_config=extra, log_format="text") as gateway:
-        try:
-            yield gateway
-        finally:
-            ARTIFACTS.mkdir(exist_ok=True)
-            shutil.copyfile(gateway.log_path, ARTIFACTS / "reconnect-gateway.log")
+    with browser_gateway(tmp, "reconnect-gateway.log") as gateway:
+        yield gateway
 
 
 @dataclass
@@ -187,6 +181,16 @@ def hears_more(listener: Participant, speaker_id: str, what: str) -> None:
     wait_until(lambda: audio_packets(listener, speaker_id) > before + 20, 20, what)
 
 
+def sees_more(viewer: Participant, pid: str, what: str) -> None:
+    """VIEWER decodes more frames of PID's video (getStats), now."""
+
+    def frames() -> int:
+        return int(viewer.stats().get(pid, {}).get("video", {}).get("framesDecoded", 0))
+
+    before = frames()
+    wait_until(lambda: frames() > before + 10, 20, what)
+
+
 def shot(p: Participant, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     p.page.screenshot(path=str(SCREENSHOTS / name))
@@ -289,6 +293,7 @@ def test_after_a_gateway_restart_both_pages_come_back_and_the_creator_is_host_ag
     alice.page.get_by_test_id(f"remove-{bruno.id}").wait_for(state="visible", timeout=5_000)
     # media flows again (new peer connections to the new process), with the same choices
     hears_more(bruno, alice.id, "Bruno to hear Alice after the restart")
+    sees_more(alice, bruno.id, "Alice to see Bruno after the restart")
     wait_until(lambda: named(alice, "Bruno")[0]["muted"], 10, "Bruno still muted")
     assert bruno.page.get_by_test_id("mic-toggle").get_attribute("aria-pressed") == "true"
     assert alice.page.get_by_test_id("rejoin").is_hidden()
