@@ -73,7 +73,9 @@ test("the countdown counts the grace down in whole seconds, rounded up, and stop
 
 test("a refused join asks a new token, tries again, or stops on the left screen", () => {
   for (const code of ["token_invalid", "token_expired", "token_wrong_room"]) assert.equal(joinFailure(code), "new_token");
-  for (const code of ["removed", "forbidden", "room_not_found"]) assert.equal(joinFailure(code), "stop");
+  for (const code of ["removed", "forbidden", "room_not_found", "pin_required", "pin_incorrect"]) {
+    assert.equal(joinFailure(code), "stop");
+  }
   for (const code of ["connection_failed", "connection_closed", "timeout", "room_full", "rate_limited", "internal", undefined]) {
     assert.equal(joinFailure(code), "retry");
   }

@@ -55,13 +55,14 @@ export function secondsLeft(lost, now) {
   return Math.max(0, Math.ceil(lost.grace - (now - lost.since) / 1000));
 }
 
-/** What a refused join (problem CODE, spec 8.1 and 12) means while reconnecting: "new_token" (the
- * join token itself: ask a new one of the same identity), "stop" (nothing will let the page in:
- * removed, forbidden, the room is gone), else "retry" (the network, the server restarting, a
- * full room that a kept participant may leave). */
+/** What a refused join or token request (problem CODE, spec 4.3, 8.1 and 12) means while
+ * reconnecting: "new_token" (the join token itself: ask a new one of the same identity), "stop"
+ * (trying again will not let the page in: removed, forbidden, the room is gone, the PIN changed),
+ * else "retry" (the network, the server restarting, a full room that a kept participant may
+ * leave, a rate limit). */
 export function joinFailure(code) {
   if (["token_invalid", "token_expired", "token_wrong_room"].includes(code)) return "new_token";
-  if (["removed", "forbidden", "room_not_found"].includes(code)) return "stop";
+  if (["removed", "forbidden", "room_not_found", "pin_required", "pin_incorrect"].includes(code)) return "stop";
   return "retry";
 }
 
