@@ -56,6 +56,7 @@ class CuttableProxy:
     cut: bool = False
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     _open: set[asyncio.StreamWriter] = field(default_factory=set)
+    _frozen: set[asyncio.StreamWriter] = field(default_factory=set)
     _thread: threading.Thread | None = None
     _server: asyncio.Server | None = None
 
@@ -98,6 +99,11 @@ class CuttableProxy:
 
         self._loop.call_soon_threadsafe(cut_all)
 
+    def freeze(self) -> None:
+        """The network goes silent for the connections open now: what they send is lost, with no
+        close and no reset (a dead Wi-Fi); new connections go through."""
+        self._loop.call_soon_threadsafe(lambda: self._frozen.update(self._open))
+
     def restore(self) -> None:
         self._loop.call_soon_threadsafe(setattr, self, "cut", False)
 
@@ -115,14 +121,16 @@ class CuttableProxy:
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         finally:
             self._open.difference_update((writer, up_writer))
+            self._frozen.difference_update((writer, up_writer))
             for w in (writer, up_writer):
                 w.transport.abort()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
+                if writer not in self._frozen:
+                    writer.write(data)
+                    await writer.drain()
         writer.transport.abort()  # one side gone: the other goes too, as a cut cable does
 
 
@@ -359,3 +367,32 @@ def test_the_lobby_says_whether_a_host_is_there(
         10,
         "the French text",
     )
+
+
+def test_a_silent_connection_is_found_out_by_its_pings_and_resumed(
+    open_participant: Opener, proxy: CuttableProxy
+) -> None:
+    room = new_room("silence")
+    alice = open_participant(room, "Alice", base_url=proxy.url)
+    alice.wait_state("room")
+    bruno = open_participant(room, "Bruno")
+    bruno.wait_state("room")
+    aid = alice.id
+    hears_more(bruno, aid, "Bruno to hear Alice")
+    seen_by_alice = received_frames(alice)
+
+    proxy.freeze()  # no close, no reset: only the page's pings unanswered can tell
+    # (Playwright hands the page's frames over while the test calls it: reconnecting() does)
+    wait_until(
+        lambda: (
+            reconnecting(alice) is None
+            and any(m["type"] == "joined" and m.get("resumed") for m in seen_by_alice)
+        ),
+        40,
+        "Alice's page to resume on a new socket",
+    )
+    wait_until(lambda: reconnecting(alice) is None, 10, "Alice to be back")
+    assert alice.state() == "room" and alice.id == aid
+    assert [q["id"] for q in named(bruno, "Alice")] == [aid]
+    hears_more(alice, bruno.id, "Alice to hear Bruno on her new connections")
+    hears_more(bruno, aid, "Bruno to hear Alice on her new connections")
