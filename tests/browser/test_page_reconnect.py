@@ -204,14 +204,22 @@ def shot(p: Participant, name: str) -> None:
     p.page.screenshot(path=str(SCREENSHOTS / name))
 
 
-def test_a_dropped_connection_comes_back_by_itself_as_the_same_participant(
-    open_participant: Opener, proxy: CuttableProxy
-) -> None:
-    room = new_room("coupure")
+def alice_behind_the_proxy(
+    open_participant: Opener, proxy: CuttableProxy, prefix: str
+) -> tuple[Participant, Participant]:
+    """A new room, Alice in it through PROXY, Bruno straight to the gateway."""
+    room = new_room(prefix)
     alice = open_participant(room, "Alice", base_url=proxy.url)
     alice.wait_state("room")
     bruno = open_participant(room, "Bruno")
     bruno.wait_state("room")
+    return alice, bruno
+
+
+def test_a_dropped_connection_comes_back_by_itself_as_the_same_participant(
+    open_participant: Opener, proxy: CuttableProxy
+) -> None:
+    alice, bruno = alice_behind_the_proxy(open_participant, proxy, "coupure")
     seen_by_bruno = received_frames(bruno)  # Playwright sees the sockets opened from now on:
     bruno.page.reload()  # Bruno joins again, his page's socket watched
     bruno.wait_state("room")
@@ -372,11 +380,7 @@ def test_the_lobby_says_whether_a_host_is_there(
 def test_a_silent_connection_is_found_out_by_its_pings_and_resumed(
     open_participant: Opener, proxy: CuttableProxy
 ) -> None:
-    room = new_room("silence")
-    alice = open_participant(room, "Alice", base_url=proxy.url)
-    alice.wait_state("room")
-    bruno = open_participant(room, "Bruno")
-    bruno.wait_state("room")
+    alice, bruno = alice_behind_the_proxy(open_participant, proxy, "silence")
     aid = alice.id
     hears_more(bruno, aid, "Bruno to hear Alice")
     seen_by_alice = received_frames(alice)
