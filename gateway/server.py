@@ -175,7 +175,7 @@ class Gateway:
         self.ready = False
         await self.links.stop()
         for session in list(self.sessions.values()):
-            await session.end("room_closed")
+            await session.stop_serving()
         for task in self._tasks:
             task.cancel()
         for name, running in self.running.items():

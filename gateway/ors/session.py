@@ -88,6 +88,9 @@ EVENT_BACKLOG = 1_000
 once the socket's buffers are full); one more and it is closed with ``CLOSE_TOO_SLOW`` (spec 6.4)."""
 CLOSE_TOO_SLOW = 4008
 """WebSocket close code of a session whose client did not keep up with the room's events."""
+CLOSE_SERVICE_RESTART = 1012
+"""WebSocket close code of every session when the gateway stops (RFC 6455's registry: service
+restart): without `left`, since the room is not closed and its clients come back (spec 6.4, 6.7)."""
 CLOSE_GRACE_SECONDS = 5.0
 """How long a too-slow client has to take the close frame before its connection is cut."""
 RENAMES_PER_SECOND = 1
@@ -831,6 +834,17 @@ class OrsSession:
         with contextlib.suppress(TimeoutError, ConnectionError):
             async with asyncio.timeout(CLOSE_GRACE_SECONDS):
                 await self.ws.close(code=CLOSE_TOO_SLOW, message=b"too slow")
+
+    async def stop_serving(self) -> None:
+        """The gateway stops: take the participant out and close the socket with
+        CLOSE_SERVICE_RESTART, without `left`, so that the client joins again once the gateway
+        is back (spec 6.7) rather than show that the meeting ended."""
+        if self.state is SessionState.LEFT:
+            return
+        await self._close("disconnected")
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                await self.ws.close(code=CLOSE_SERVICE_RESTART, message=b"service restart")
 
     async def end(self, reason: str, already_removed: bool = False) -> None:
         """Tell the client why it leaves, remove it from the room and close the socket."""

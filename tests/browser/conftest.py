@@ -38,18 +38,26 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def web_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """One gateway for the whole browser suite; every test browser shares 127.0.0.1, hence the limit."""
-    tmp = Path(tmp_path_factory.mktemp("web-gateway"))
+@contextlib.contextmanager
+def browser_gateway(tmp: Path, log_name: str) -> Iterator[RunningGateway]:
+    """A gateway for browser tests (every test browser shares 127.0.0.1, hence the limit), its log
+    kept as test-artifacts/LOG_NAME: the first thing to read on a failure, next to the screenshots."""
     extra = '[rooms]\ndemo_room = ""\n[limits]\nanonymous_requests_per_minute = 10000\n'
     with running_gateway(tmp, extra_config=extra, log_format="text") as gateway:
         try:
             yield gateway
         finally:
-            # Keep the gateway log next to the screenshots: it is the first thing to read on a failure.
             ARTIFACTS.mkdir(exist_ok=True)
-            shutil.copyfile(gateway.log_path, ARTIFACTS / "browser-gateway.log")
+            shutil.copyfile(gateway.log_path, ARTIFACTS / log_name)
+
+
+@pytest.fixture(scope="session")
+def web_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    """One gateway for the whole browser suite."""
+    with browser_gateway(
+        Path(tmp_path_factory.mktemp("web-gateway")), "browser-gateway.log"
+    ) as gateway:
+        yield gateway
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +124,9 @@ class Participant:
 def open_participant(
     chromium: Any, web_gateway: RunningGateway, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Participant]]:
-    """open_participant(room, name, token=None, autojoin=True) -> Participant, in a fresh context."""
+    """open_participant(room, name, token=None, autojoin=True) -> Participant, in a fresh context
+    (`base_url`: where the page is opened, the gateway's own address unless a test puts a proxy
+    in between)."""
     opened: list[Participant] = []
 
     def open_(
@@ -127,10 +137,12 @@ def open_participant(
         query: str = "",
         res: int = 360,
         viewport: tuple[int, int] = (1280, 800),
+        base_url: str | None = None,
     ) -> Participant:
         width, height = viewport
+        base = base_url or web_gateway.base_url
         context = chromium.new_context(viewport={"width": width, "height": height}, locale="en-US")
-        context.grant_permissions(["camera", "microphone"], origin=web_gateway.base_url)
+        context.grant_permissions(["camera", "microphone"], origin=base)
         page = context.new_page()
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
@@ -142,7 +154,7 @@ def open_participant(
         )
         if query:
             q += "&" + query
-        url = f"{web_gateway.base_url}/r/{room}{q}"
+        url = f"{base}/r/{room}{q}"
         if token:
             url += f"#token={token}"
         page.goto(url)

@@ -175,6 +175,23 @@ async def test_after_a_restart_a_resume_is_a_join_and_the_host_is_host_again(
         await again.close()
 
 
+async def test_a_gateway_that_stops_closes_with_service_restart_and_no_left(
+    tmp_path: Path,
+) -> None:
+    """Its clients are to come back (6.7), not to show that the meeting ended (`left`)."""
+    with running_gateway(tmp_path, extra_config=LONG_GRACE) as gateway:
+        gateway.create_room("salle")
+        alice = await joined_client(gateway, "salle", "alice")
+        await asyncio.to_thread(gateway.restart)
+        await asyncio.wait_for(alice.closed.wait(), timeout=5)
+        assert alice.ws.close_code == 1012
+        assert [m for m in alice.received if m["type"] == "left"] == []
+        again = await joined_client(gateway, "salle", "alice")  # the room is still there
+        assert [p["name"] for p in participants(gateway, "salle")] == ["Alice"]
+        await alice.close()
+        await again.close()
+
+
 async def test_the_resume_token_is_never_logged(tmp_path: Path) -> None:
     with running_gateway(tmp_path, extra_config=SHORT_GRACE) as gateway:
         gateway.create_room("salle")

@@ -20,7 +20,8 @@ import { $, applyI18n, setState, toast } from "./ui.js";
 import { layoutGrid } from "./layout.js";
 import { setCam, setMic } from "./media.js";
 import { closePanels, linksRequest, refreshLinks, renderPeople, togglePanel } from "./panels.js";
-import { discover, leave } from "./connection.js";
+import { discover, leave, watchNetwork } from "./connection.js";
+import { isReconnecting } from "./reconnect.js";
 import { request, wireSocial } from "./social.js";
 import { autojoin, showHome, showPrejoin } from "./screens.js";
 
@@ -102,6 +103,7 @@ function wire() {
   window.addEventListener("resize", () => requestAnimationFrame(layoutGrid));
   if (window.ResizeObserver) new ResizeObserver(() => layoutGrid()).observe($("grid"));
   window.addEventListener("pagehide", () => app.client?.send("leave", {}));
+  watchNetwork();
   setInterval(() => {
     if (app.state !== "room") return;
     const s = Math.floor((Date.now() - app.joinedAt) / 1000);
@@ -124,6 +126,10 @@ window.rondpoint = {
   get selfId() {
     return app.self?.id || null;
   },
+  /** While the page reconnects: {attempts, resume} (resume: whether it still has one to try). */
+  get reconnecting() {
+    return app.lost ? { attempts: app.lost.attempts, resume: Boolean(app.lost.resumeToken) } : null;
+  },
   participants() {
     const all = app.self ? [app.self, ...app.participants.values()] : [...app.participants.values()];
     return all.map((p) => ({
@@ -135,6 +141,7 @@ window.rondpoint = {
       state: p.state,
       self: p.id === app.self?.id,
       muted: micMuted(app, p),
+      reconnecting: isReconnecting(app, p),
     }));
   },
   _debug() {

@@ -1,6 +1,7 @@
 // The ORS session of the page (ors-client.js): the server's capabilities, a join token, joining
-// (the lobby, then the room), the room's events kept in the state, reconnecting after a "too
-// slow" close, and leaving.
+// (the lobby, then the room), the room's events kept in the state, reconnecting by itself after a
+// lost connection (ORS 6.6, 6.7: resume within the grace, else join again as the same identity;
+// reconnect.js decides when and how), and leaving.
 
 import { OrsClient } from "./ors-client.js";
 import { t } from "./i18n.js";
@@ -19,6 +20,16 @@ import {
   trackUnpublished,
   upsertParticipant,
 } from "./state.js";
+import {
+  CLOSE_ABANDONED,
+  afterClose,
+  joinFailure,
+  leftReason,
+  lostConnection,
+  nextStep,
+  retryDelay,
+  secondsLeft,
+} from "./reconnect.js";
 import { $, setState, toast } from "./ui.js";
 import {
   attachRemoteTracks,
@@ -49,6 +60,7 @@ export async function discover() {
  * tokenPlan), or a new one from the anonymous endpoint with PIN. Resolves with "" once in the
  * lobby or the room, else with the text saying why not. */
 export async function join(pin, renew = false) {
+  app.pin = pin; // kept in memory only: a reconnection that needs a new token asks it with the PIN
   const now = Date.now() / 1000;
   const plan = tokenPlan(keptToken(app.tokens, app.room, now), now, renew);
   if (plan.reuse) app.token = plan.reuse;
@@ -97,12 +109,14 @@ async function newToken(pin, earlier) {
   }
 }
 
-async function connect() {
+/** Opens a session and joins (with RESUME, the resume token of the session being resumed). */
+async function connect(resume = null) {
   const client = new OrsClient({ room: app.room });
   app.client = client;
   app.leaving = false;
   client.on("joined", onJoined);
   client.on("lobby", onLobby);
+  client.on("lobby_status", (m) => showHostsPresent(m.hosts_present));
   client.on("offer", (m) => {
     if (m.pc === "subscribe") app.subQueue = app.subQueue.then(() => onSubscribeOffer(m)).catch(console.error);
   });
@@ -126,45 +140,198 @@ async function connect() {
   client.on("unmute_requested", onUnmuteRequested);
   client.on("error", (m) => toast(problemText(m), "error"));
   client.on("left", (m) => goLeft(m.reason || "left"));
-  client.on("close", (ev) => {
-    if (app.client !== client || !(app.state === "room" || app.state === "lobby")) return;
-    if (ev.code === CLOSE_TOO_SLOW) reconnect();
-    else goLeft("disconnected");
-  });
-  await client.connect(app.token, app.name);
+  client.on("close", (ev) => connectionLost(client, ev.code));
+  await client.connect(app.token, app.name, resume);
+  startHeartbeat(client);
 }
 
-// The server closed the session because this page fell behind the room's events (ORS 6.4, e.g. a
-// tab that was frozen in the background): join again with the same token, as a new participant.
-const CLOSE_TOO_SLOW = 4008;
+// ---------------------------------------------------------------- reconnecting (ORS 6.6, 6.7)
+// The page keeps its screen (the tiles, the people, the chat) and its peer connections while it
+// tries again: media may still flow on them until the server takes the new session's. A banner
+// counts the server's grace down; Leave still leaves.
 
-async function reconnect() {
-  cleanupSession();
-  toast(t("reconnecting"));
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  if (app.state !== "room" && app.state !== "lobby") return; // the person left meanwhile
+const PING_EVERY_MS = 10_000; // a silent connection (no pong) is a lost one (6.7 step 1)
+const PONG_WITHIN_MS = 5_000;
+const OFFLINE_PAUSE_MS = 5_000; // while the browser says it is offline; the `online` event ends it
+let heartbeat = null;
+let countdown = null;
+let wake = null; // ends the pause before the next attempt at once (the browser is online again)
+
+/** The `online` and `offline` events of the browser: offline, the page checks its connection at
+ * once; online again, a reconnecting page tries at once. */
+export function watchNetwork() {
+  window.addEventListener("online", () => wake?.());
+  window.addEventListener("offline", () => {
+    if (app.client && !app.lost) checkAlive(app.client);
+  });
+}
+
+function startHeartbeat(client) {
+  clearInterval(heartbeat);
+  heartbeat = setInterval(() => checkAlive(client), PING_EVERY_MS);
+}
+
+async function checkAlive(client) {
+  if (app.client !== client) return clearInterval(heartbeat);
   try {
-    await connect();
+    await client.request("ping", {}, PONG_WITHIN_MS);
   } catch (e) {
-    console.warn("rejoining failed:", e);
-    goLeft("disconnected");
+    if (e?.code !== "timeout" || app.client !== client) return;
+    client.close(CLOSE_ABANDONED, "no pong");
+    connectionLost(client, CLOSE_ABANDONED);
+  }
+}
+
+/** CLIENT's socket closed with CODE (or went silent): unless that was the end the person chose
+ * (Leave; after `left` the page already shows why), reconnect. */
+function connectionLost(client, code) {
+  if (app.client !== client || app.lost || !(app.state === "room" || app.state === "lobby")) return;
+  clearInterval(heartbeat);
+  const action = afterClose(code, app.leaving);
+  if (action === "left") return goLeft("left");
+  app.client = null; // the old session: nothing more from it is ours
+  // a guest in the lobby is not kept (6.6): it knocks again
+  const resume = action === "resume" && app.state === "room" ? app.resume : null;
+  app.lost = lostConnection(Date.now(), resume?.grace, resume?.token);
+  if (action === "join") toast(t("reconnecting"));
+  showReconnecting();
+  retry(app.lost);
+}
+
+async function retry(lost) {
+  while (app.lost === lost) {
+    await pause(navigator.onLine === false ? OFFLINE_PAUSE_MS : retryDelay(lost.attempts));
+    if (app.lost !== lost) return;
+    const step = nextStep(lost, Date.now());
+    if (step === "give_up") return goLeft("disconnected");
+    if (navigator.onLine === false) continue;
+    lost.attempts += 1;
+    try {
+      await rejoinOnce(lost, step === "resume" ? lost.resumeToken : null);
+      return; // joined or in the lobby: onJoined or onLobby ended the reconnection
+    } catch (e) {
+      if (app.lost !== lost) return;
+      const failed = app.client;
+      app.client = null;
+      failed?.close(CLOSE_ABANDONED);
+      const what = joinFailure(e?.code);
+      if (what === "stop") return goLeft(leftReason(e.code));
+      if (what === "new_token") lost.renew = true;
+      console.info(`reconnecting: attempt ${lost.attempts} failed (${e?.code})`);
+    }
+  }
+}
+
+/** One attempt: the kept join token (a new one of the same identity when it is near its end or
+ * was refused), then a session that joins, with RESUME when it has one. */
+async function rejoinOnce(lost, resume) {
+  const now = Date.now() / 1000;
+  const plan = tokenPlan(keptToken(app.tokens, app.room, now), now, lost.renew);
+  if (plan.reuse) app.token = plan.reuse;
+  else {
+    const res = await newToken(app.pin || "", plan.renew);
+    app.token = res.token;
+    keepToken(app.tokens, app.room, res.token, res.expires_at, now);
+    lost.renew = false;
+  }
+  await connect(resume);
+}
+
+function pause(ms) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      if (wake === done) wake = null;
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    wake = done;
+  });
+}
+
+function showReconnecting() {
+  $("reconnect-banner").hidden = false;
+  const tick = () => {
+    const left = app.lost ? secondsLeft(app.lost, Date.now()) : 0;
+    $("reconnect-count").textContent = left ? t("reconnecting_seconds", left) : "";
+  };
+  tick();
+  clearInterval(countdown);
+  countdown = setInterval(tick, 1000);
+  renderAll();
+}
+
+/** The reconnection is over: the session came back (REPLY, its `joined` or `lobby`), or the page
+ * left (no REPLY). The old peer connections go: the server has the new session's (6.6). */
+function endReconnecting(reply) {
+  const was = app.lost;
+  app.lost = null;
+  wake?.();
+  clearInterval(countdown);
+  $("reconnect-banner").hidden = true;
+  if (!was || !reply) return;
+  dropPeerConnections();
+  if (reply.type === "joined") {
+    if (!reply.resumed) app.joinedAt = Date.now();
+    toast(t("reconnected"));
+  }
+}
+
+function dropPeerConnections() {
+  closePub();
+  app.subPc?.close();
+  app.subPc = null;
+  app.subQueue = Promise.resolve();
+  app.subMids.clear();
+  for (const a of app.audioEls.values()) a.remove();
+  app.audioEls.clear();
+  app.sentHeights.clear();
+  app.remoteVideo = new Map();
+}
+
+// ---------------------------------------------------------------- the lobby and the room
+
+// A host's page that reloads leaves the lobby without a host for a moment (9.2): the lobby says
+// "no host yet" only after this long without one.
+const NO_HOST_AFTER_MS = 3000;
+let noHostTimer = null;
+
+/** Tells a guest in the lobby whether a host is in the meeting (9.2 `hosts_present`, 9.18). */
+function showHostsPresent(present) {
+  clearTimeout(noHostTimer);
+  const line = $("lobby-hosts");
+  if (present) {
+    line.textContent = t("lobby_host_here");
+    line.dataset.hosts = "present";
+  } else {
+    noHostTimer = setTimeout(() => {
+      line.textContent = t("lobby_no_host");
+      line.dataset.hosts = "absent";
+    }, NO_HOST_AFTER_MS);
   }
 }
 
 function onLobby(m) {
+  endReconnecting(m);
   app.self = m.participant;
   if (m.room?.id) app.room = m.room.id;
   $("lobby-room").textContent = app.room;
+  $("lobby-hosts").textContent = "";
+  delete $("lobby-hosts").dataset.hosts;
+  if (typeof m.hosts_present === "boolean") showHostsPresent(m.hosts_present);
   setState("lobby");
   $("lobby-cancel").focus();
 }
 
 async function onJoined(m) {
+  endReconnecting(m);
+  clearTimeout(noHostTimer);
+  app.resume = m.resume_token ? { token: m.resume_token, grace: m.resume_grace || 0 } : null;
   app.self = m.participant;
   app.participants.clear();
   for (const p of m.participants || []) if (p.id !== app.self.id) app.participants.set(p.id, p);
   app.iceServers = m.ice_servers || [];
-  app.joinedAt = Date.now();
+  if (!app.joinedAt) app.joinedAt = Date.now();
   setState("room");
   stopMeter();
   renderAll();
@@ -229,15 +396,12 @@ function cleanupSession() {
   const c = app.client;
   app.client = null;
   c?.close();
-  closePub();
-  app.subPc?.close();
-  app.subPc = null;
-  app.subQueue = Promise.resolve();
-  app.subMids.clear();
-  for (const a of app.audioEls.values()) a.remove();
-  app.audioEls.clear();
-  app.sentHeights.clear();
-  app.remoteVideo = new Map();
+  clearInterval(heartbeat);
+  clearTimeout(noHostTimer);
+  endReconnecting(null);
+  app.resume = null;
+  app.joinedAt = 0;
+  dropPeerConnections();
   app.participants.clear();
   app.removed.clear();
   app.lobbySeen.clear();
@@ -269,7 +433,7 @@ function goLeft(reason) {
 }
 
 export async function leave() {
-  if (!app.client) return goLeft("left");
+  if (!app.client || app.lost) return goLeft("left");
   app.leaving = true;
   app.client.send("leave", {});
   setTimeout(() => goLeft("left"), 1500); // the server closes right after `left`; don't wait for ever

@@ -168,6 +168,13 @@ export const STRINGS = {
     group_other: "From other systems",
     err_invalid_state: "That is not possible right now.",
     err_too_many_hosts: "This meeting already has as many hosts as it can.",
+    // reconnecting by itself, the lobby's host (slice web-reconnect)
+    reconnecting_banner: "Reconnecting…",
+    reconnecting_seconds: (n) => `(${n} s)`,
+    reconnecting_badge: "Reconnecting",
+    reconnected: "Reconnected",
+    lobby_host_here: "A host is in the meeting and will let you in.",
+    lobby_no_host: "No host is in the meeting yet; you will be let in when one arrives.",
   },
   fr: {
     app_tagline: "Passerelle de visioconférence",
@@ -334,6 +341,13 @@ export const STRINGS = {
     group_other: "Depuis d’autres systèmes",
     err_invalid_state: "Ce n’est pas possible pour l’instant.",
     err_too_many_hosts: "Cette réunion a déjà autant d’organisateurs que possible.",
+    // reconnexion automatique, l’organisateur attendu en salle d’attente (tranche web-reconnect)
+    reconnecting_banner: "Reconnexion…",
+    reconnecting_seconds: (n) => `(${n} s)`,
+    reconnecting_badge: "Reconnexion",
+    reconnected: "Connexion rétablie",
+    lobby_host_here: "Un organisateur est dans la réunion et va vous faire entrer.",
+    lobby_no_host: "Aucun organisateur n’est encore dans la réunion ; vous entrerez dès qu’il arrivera.",
   },
 };
 

@@ -3,6 +3,7 @@
 
 import { originLabel, t } from "./i18n.js";
 import { app, handRaised, initials, joinedList, micMuted, originGroup, remoteTracksOf, videoOff } from "./state.js";
+import { isReconnecting } from "./reconnect.js";
 import { $, el, icon } from "./ui.js";
 
 const GAP = 12; // px between tiles, as style.css has it
@@ -44,6 +45,7 @@ function makeTile(p) {
       el("span", { class: "tile-muted", title: t("muted") }, icon("mic-off")),
       el("span", { class: "tile-name" }),
       el("span", { class: "origin" }),
+      el("span", { class: "tile-reconnecting", "data-testid": "tile-reconnecting", hidden: true }),
     ),
   );
   return tile;
@@ -67,6 +69,11 @@ export function renderTiles() {
     tile.classList.toggle("no-video", off);
     tile.classList.toggle("speaking", app.speaking.has(p.id));
     tile.dataset.muted = muted ? "true" : "false";
+    const reconnecting = isReconnecting(app, p);
+    tile.classList.toggle("reconnecting", reconnecting);
+    const away = tile.querySelector(".tile-reconnecting");
+    away.hidden = !reconnecting;
+    away.textContent = reconnecting ? t("reconnecting_badge") : "";
     const label = `${p.name}${self ? ` (${t("you")})` : ""}`;
     // rebuilt only when it changes: a render per room event must not detach the name a screen
     // reader (or a test) is reading
@@ -86,7 +93,7 @@ export function renderTiles() {
     const hand = handRaised(p);
     tile.classList.toggle("hand-raised", hand);
     tile.querySelector(".tile-hand").hidden = !hand;
-    const said = [label, browser ? "" : originLabel(p.origin), hand ? t("hand_raised") : "", muted ? t("muted") : ""];
+    const said = [label, browser ? "" : originLabel(p.origin), hand ? t("hand_raised") : "", muted ? t("muted") : "", reconnecting ? t("reconnecting_badge") : ""];
     tile.setAttribute("aria-label", said.filter(Boolean).join(", "));
     const video = tile.querySelector("video");
     const want = self ? (app.camOn ? app.camTrack : null) : app.remoteVideo.get(p.id)?.track || null;

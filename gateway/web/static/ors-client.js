@@ -113,8 +113,9 @@ export class OrsClient {
     return u.toString();
   }
 
-  /** Opens the socket and sends `join`; resolves with the `joined` or `lobby` reply. */
-  connect(token, name) {
+  /** Opens the socket and sends `join` (with RESUME, the `resume_token` of an earlier `joined`:
+   * spec 6.6); resolves with the `joined` or `lobby` reply. */
+  connect(token, name, resume) {
     return new Promise((resolve, reject) => {
       let opened = false;
       const ws = new WebSocket(this.wsUrl());
@@ -123,6 +124,7 @@ export class OrsClient {
         opened = true;
         const join = { token };
         if (name) join.name = name;
+        if (resume) join.resume = resume;
         this.request("join", join).then(resolve, reject);
       };
       ws.onmessage = (ev) => this._onMessage(ev.data);
@@ -142,6 +144,7 @@ export class OrsClient {
   }
 
   _onMessage(data) {
+    if (this.closed) return; // closed by this side: what still arrives is for nobody
     let msg;
     try {
       msg = JSON.parse(data);
@@ -193,8 +196,10 @@ export class OrsClient {
     });
   }
 
-  close() {
+  /** Closes the socket; 1000 (normal closure) says the client is done, any other CODE (4000 to
+   * 4999) that it gives up on this connection and may resume its participant (spec 6.6). */
+  close(code = 1000, reason = "") {
     this.closed = true;
-    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(code, reason);
   }
 }

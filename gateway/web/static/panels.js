@@ -21,6 +21,7 @@ import {
   problemText,
   unreadAfter,
 } from "./state.js";
+import { isReconnecting } from "./reconnect.js";
 import { $, confirmAction, el, icon, toast } from "./ui.js";
 import { layoutGrid, renderTiles } from "./layout.js";
 import { renderHand, request } from "./social.js";
@@ -66,6 +67,9 @@ function personRow(p, { lobby = false } = {}) {
       ? null
       : el("span", { class: `origin origin-${p.origin.split(":")[0]}`, text: originLabel(p.origin), title: p.origin }),
     el("span", { text: t(p.role || "member") }),
+    isReconnecting(app, p)
+      ? el("span", { class: "person-reconnecting", "data-testid": "person-reconnecting", text: t("reconnecting_badge") })
+      : null,
   );
   const host = isHost(app);
   if (lobby) {
@@ -360,8 +364,11 @@ export function onChat(msg, earlier = false) {
 
 /** The room's last messages (`joined.chat`, 9.1), under a heading saying they came before. */
 export function showChatHistory(messages) {
-  const list = Array.isArray(messages) ? messages : [];
+  const log = $("chat-log");
+  const shown = (msg) => msg?.id && log.querySelector(`[data-mid="${CSS.escape(msg.id)}"]`);
+  // a page that resumed or joined again has seen some already: a heading only for what it missed
+  const list = (Array.isArray(messages) ? messages : []).filter((msg) => msg && !shown(msg));
   if (!list.length) return;
-  $("chat-log").append(el("p", { class: "chat-earlier", "data-testid": "chat-earlier", text: t("earlier_messages") }));
+  log.append(el("p", { class: "chat-earlier", "data-testid": "chat-earlier", text: t("earlier_messages") }));
   for (const msg of list) onChat(msg, true);
 }

@@ -52,6 +52,11 @@ export function newAppState() {
     unread: 0,
     joinedAt: 0,
     leaving: false,
+    // reconnecting (connection.js, reconnect.js): the latest `joined`'s {token, grace} to resume
+    // with, the lost connection being retried (lostConnection), the PIN typed to join (memory only)
+    resume: null,
+    lost: null,
+    pin: "",
     // room links (hosts): [{target, status}] and the schemes this gateway can link
     links: [],
     linkSchemes: [],
