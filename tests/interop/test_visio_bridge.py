@@ -101,15 +101,16 @@ async def accept_offers_until(
 
 @contextlib.asynccontextmanager
 async def bruno_here(
-    gateway: RunningGateway, room: str, *, video: bool = False
+    gateway: RunningGateway, room: str, *, video: bool = False, screen: bool = False
 ) -> AsyncIterator[tuple[OrsClient, WebRtcPeer]]:
-    """Bruno Petit, a host here on an ORS WebRTC client, publishing a tone (and a camera)."""
+    """Bruno Petit, a host here on an ORS WebRTC client, publishing a tone (and a camera, a screen
+    share)."""
     host = await OrsClient.connect(gateway.base_url, room)
     peer = WebRtcPeer(host)
     try:
         joined = await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
         assert joined["type"] == "joined"
-        await peer.publish(frequency=BROWSER_HZ, video=video)
+        await peer.publish(frequency=BROWSER_HZ, video=video, screen=screen)
         yield host, peer
     finally:
         await peer.close()
@@ -674,3 +675,26 @@ async def test_hands_and_reactions_cross_the_visio_bridge_both_ways_and_bounded(
         await asyncio.sleep(2)
         thumbs = denise.received_reactions.count((bruno.identity, "thumbs-up"))
         assert 5 <= thumbs <= 13, thumbs
+
+
+async def test_a_screen_share_from_here_is_a_screen_share_in_visio_beside_the_camera(
+    gateway: RunningGateway, livekit_server: RunningLiveKit
+) -> None:
+    room = "conseil-ecran"
+    visio_room = await linked_room(gateway, room)
+    async with (
+        visio_user(livekit_server, visio_room, "emile-sub", "Émile Roux") as emile,
+        bruno_here(gateway, room, video=True, screen=True),
+    ):
+        bruno = await emile.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
+
+        def sources() -> list[str]:
+            found = emile.participants().get(bruno.identity)
+            publications = found.track_publications.values() if found else []
+            return sorted(rtc.TrackSource.Name(p.source) for p in publications)
+
+        await emile.wait_until(
+            lambda: sources() == ["SOURCE_CAMERA", "SOURCE_MICROPHONE", "SOURCE_SCREENSHARE"],
+            15,
+            lambda: f"Bruno's tracks in Visio: {sources()}",
+        )
