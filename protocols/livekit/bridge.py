@@ -6,12 +6,15 @@ names and identities only; a `BridgePolicy` says those (protocols/visio, protoco
 
 - one hidden participant, the *bridge*, that subscribes to every participant's tracks there and
   brings each one here as a participant of the policy's origin (name and origin address as the
-  policy says, audio, video, screen share, mute state; active speakers come from the levels
-  LiveKit names in ``speakers_changed``), and, when ``BridgeSettings.chat`` is on, reads the room's
-  chat (`lk.chat` text streams, protocols/livekit/data.py);
+  policy says, audio, video, screen share, mute state, raised hand as the policy reads it; active
+  speakers come from the levels LiveKit names in ``speakers_changed``), reads the reactions the
+  policy finds in data packets and, when ``BridgeSettings.chat`` is on, the room's chat (`lk.chat`
+  text streams, protocols/livekit/data.py);
 - one LiveKit participant per person on this side that the policy wants there (a *mirror*: the
-  identity, name, LiveKit kind and attributes the policy's `MirrorGrant` says), publishing that
-  person's tracks and, with chat on, sending their chat messages.
+  identity, name, LiveKit kind and attributes the policy's `MirrorGrant` says, attributes kept in
+  line as they change, a raised hand among them), publishing that person's tracks, sending their
+  reactions as the policy writes them (at most the room's reaction rate per mirror) and, with chat
+  on, their chat messages.
 
 Media stays encoded (protocols/livekit/media.py): LiveKit's RTP goes to the room's router as a
 foreign track, and the router's downtracks send our tracks to the mirrors' publisher connections;
