@@ -407,10 +407,21 @@ async def test_video_screen_share_and_active_speakers_cross_the_bridge(
         await claire.publish_tone(VISIO_HZ)
         await claire.publish_video()
         await claire.publish_video(source="screen_share")
-        async with bruno_here(gateway, room, video=True) as (host, peer):
-            # Bruno's camera reaches Visio, decoded by the SDK.
+        async with bruno_here(gateway, room, video=True, screen=True) as (host, peer):
+            # Bruno's camera reaches Visio, decoded by the SDK, and his screen share beside it.
             bruno = await claire.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
             assert await claire.video_frames(bruno.identity, 2.0) > 5
+
+            def sources() -> list[str]:
+                found = claire.participants().get(bruno.identity)
+                publications = found.track_publications.values() if found else []
+                return sorted(rtc.TrackSource.Name(p.source) for p in publications)
+
+            await claire.wait_until(
+                lambda: sources() == ["SOURCE_CAMERA", "SOURCE_MICROPHONE", "SOURCE_SCREENSHARE"],
+                15,
+                lambda: f"Bruno's tracks in Visio: {sources()}",
+            )
 
             # Claire's screen share arrives here as a screen track, and plays.
             await wait_until(
@@ -458,19 +469,16 @@ async def test_video_screen_share_and_active_speakers_cross_the_bridge(
                 "Visio never sees Bruno speaking",
             )
 
-            # Bruno stops his camera for good: it is unpublished in Visio, his voice stays.
+            # Bruno stops his camera for good: it is unpublished in Visio, his voice and screen
+            # share stay.
             mine = next(p for p in participants(gateway, room) if p["name"] == "Bruno Petit")
-            camera = next(t["id"] for t in mine["tracks"] if t["kind"] == "video")
+            camera = next(t["id"] for t in mine["tracks"] if t["source"] == "camera")
             await host.request({"type": "unpublish", "track_id": camera})
-
-            def kinds() -> list[str]:
-                found = claire.participants().get(bruno.identity)
-                publications = found.track_publications.values() if found else []
-                return sorted(
-                    "video" if p.kind == rtc.TrackKind.KIND_VIDEO else "audio" for p in publications
-                )
-
-            await claire.wait_until(lambda: kinds() == ["audio"], 10, "the camera stays in Visio")
+            await claire.wait_until(
+                lambda: sources() == ["SOURCE_MICROPHONE", "SOURCE_SCREENSHARE"],
+                10,
+                "the camera stays in Visio",
+            )
             assert abs(await claire.dominant_frequency(bruno.identity, 1.0) - BROWSER_HZ) <= 10
 
 
@@ -675,26 +683,3 @@ async def test_hands_and_reactions_cross_the_visio_bridge_both_ways_and_bounded(
         await asyncio.sleep(2)
         thumbs = denise.received_reactions.count((bruno.identity, "thumbs-up"))
         assert 5 <= thumbs <= 13, thumbs
-
-
-async def test_a_screen_share_from_here_is_a_screen_share_in_visio_beside_the_camera(
-    gateway: RunningGateway, livekit_server: RunningLiveKit
-) -> None:
-    room = "conseil-ecran"
-    visio_room = await linked_room(gateway, room)
-    async with (
-        visio_user(livekit_server, visio_room, "emile-sub", "Émile Roux") as emile,
-        bruno_here(gateway, room, video=True, screen=True),
-    ):
-        bruno = await emile.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
-
-        def sources() -> list[str]:
-            found = emile.participants().get(bruno.identity)
-            publications = found.track_publications.values() if found else []
-            return sorted(rtc.TrackSource.Name(p.source) for p in publications)
-
-        await emile.wait_until(
-            lambda: sources() == ["SOURCE_CAMERA", "SOURCE_MICROPHONE", "SOURCE_SCREENSHARE"],
-            15,
-            lambda: f"Bruno's tracks in Visio: {sources()}",
-        )

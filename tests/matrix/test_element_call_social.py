@@ -17,7 +17,7 @@ import pytest
 from tests.interop.sipp_tools import wait_until
 from tests.matrix.conftest import MatrixStack, element_call_user
 from tests.matrix.jsclient import JsClient
-from tests.matrix.meeting import ANNA_HZ, CALL_MEMBER, bruno_here, listed
+from tests.matrix.meeting import CALL_MEMBER, bruno_here, listed
 from tests.matrix.page import LiveKitBrowser
 from tests.matrix.synapse import wait_for
 
@@ -46,18 +46,10 @@ async def test_hands_and_reactions_cross_element_call_both_ways_and_bounded(
     livekit_pages: LiveKitBrowser,
 ) -> None:
     stack, gateway = matrix_stack, matrix_stack.gateway
-    olga = await stack.synapse.register_user("olga", "olga-password")
-    anna = await stack.synapse.register_user("anna", "anna-password")
-    await anna.set_display_name("Anna Schmidt")
-    room, matrix_room = await stack.linked_room(olga, "rathaus-hands")
-    await olga.invite(matrix_room, anna.user_id)
+    olga, anna, room, matrix_room = await stack.olga_and_anna("rathaus-hands")
+    # Anna in the call, her page connected (publishing nothing: hands and reactions need no media).
     await element_call_user(
-        anna,
-        matrix_room,
-        matrix_js=matrix_js,
-        livekit_pages=livekit_pages,
-        device_id="ANNAJS",
-        frequency=ANNA_HZ,
+        anna, matrix_room, matrix_js=matrix_js, livekit_pages=livekit_pages, device_id="ANNAJS"
     )
     state = await anna.state(matrix_room)
     membership = next(
