@@ -688,6 +688,7 @@ class MatrixLink:
 
     async def _end_ghost_locked(self, ghost: _Ghost) -> None:
         keeper, ghost.keeper = ghost.keeper, None
+        ghost.hand = None  # its membership ends, and the hand with it
         if keeper is not None:
             await keeper.leave()
         if self.media is not None:
