@@ -89,7 +89,7 @@ from protocols.livekit.rtc import (
     rtc_ice_servers,
 )
 from protocols.livekit.signal import Participant as LkParticipant
-from protocols.livekit.signal import SignalError
+from protocols.livekit.signal import SignalError, room_service_url
 from protocols.livekit.tokens import MintError, VideoGrant, mint_token
 
 if TYPE_CHECKING:
@@ -183,6 +183,11 @@ class BridgePolicy(Protocol):
     def remote_hand(self, info: LkParticipant) -> float | None:
         """When a LiveKit participant raised its hand (seconds since the epoch), None when it
         is down (a hand raised here in the mirror's attributes: ``mirror_grant``)."""
+        ...
+
+    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
+        """The attributes that lower a LiveKit participant's hand there (a host here lowered it),
+        None when the hand is not an attribute there."""
         ...
 
     def reaction_from(self, packet: models.DataPacket) -> str | None:
@@ -804,6 +809,8 @@ class LiveKitBridge:
             self._on_room_event(event)
 
     def _on_room_event(self, event: RoomEvent) -> None:
+        if isinstance(event, ParticipantUpdated):
+            self._lower_remote_hand(event.participant)
         if isinstance(event, ParticipantJoined | ParticipantUpdated | ParticipantLeft):
             self._schedule_mirror(event.participant.id)
         elif isinstance(event, TrackPublished | TrackUnpublished | TrackMuted):
@@ -939,6 +946,54 @@ class LiveKitBridge:
             mirror.muted.pop(track_id, None)
             router.remove_downtrack(track_id, mirror.subscriber_id)
             await lk.unpublish(local)
+
+    def _lower_remote_hand(self, participant: Participant) -> None:
+        """A host here lowered the hand of someone brought from LiveKit: lowered there too, as
+        that system's own hosts lower it (LiveKit's RoomService sets the attributes)."""
+        bridge = self._bridge
+        remote = next(
+            (r for r in self._remotes.values() if r.participant_id == participant.id), None
+        )
+        if bridge is None or remote is None or participant.hand_raised_at is not None:
+            return
+        info = next(
+            (
+                p
+                for p in bridge.signal.session.participants.values()
+                if p.identity == remote.identity
+            ),
+            None,
+        )
+        if info is None or self.policy.remote_hand(info) is None:
+            return
+        attributes = self.policy.lowered_hand(info)
+        if attributes:
+            self._spawn(self._update_remote(remote.identity, attributes))
+
+    async def _update_remote(self, identity: str, attributes: dict[str, str]) -> None:
+        """Set attributes of a LiveKit participant (RoomService UpdateParticipant, as an admin of
+        the LiveKit room only)."""
+        token = mint_token(
+            self.settings.api_key,
+            self.settings.api_secret,
+            identity=self.settings.bridge_identity,
+            grant=VideoGrant(room=self.settings.livekit_room, room_admin=True),
+            ttl=60,
+        )
+        body = {"room": self.settings.livekit_room, "identity": identity, "attributes": attributes}
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JOIN_TIMEOUT)) as http,
+                http.post(
+                    room_service_url(self.settings.url, "UpdateParticipant"),
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as response,
+            ):
+                if response.status != 200:
+                    log.warning("%s: %s not updated (%s)", self.target, identity, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("%s: %s not updated: %s", self.target, identity, exc)
 
     async def _send_data(self, lk: LiveKitParticipant, packet: models.DataPacket) -> None:
         try:

@@ -209,6 +209,9 @@ class _Policy:
     def remote_hand(self, info: LkParticipant) -> float | None:
         return self.link.hand_of(info.identity)
 
+    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
+        return None  # a member's hand is their own Matrix reaction: a host here cannot redact it
+
     def reaction_from(self, packet: models.DataPacket) -> str | None:
         return None  # Element Call's reactions are Matrix events (MatrixLink)
 

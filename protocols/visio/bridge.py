@@ -13,7 +13,8 @@ room (its name is the Visio room's UUID), with the Visio policy:
 - chat crosses as Visio's `lk.chat` text streams;
 - raised hands and reactions cross as Visio carries them (protocols/visio/social.py): a Visio
   hand is the participant attribute ``handRaisedAt``, which the mirror of a person here with a
-  raised hand has too; a reaction is a Visio notification data packet, both ways, for the seven
+  raised hand has too (a host here lowering a Visio user's hand clears it, as Visio's own
+  ``update-participant`` does); a reaction is a Visio notification data packet, both ways, for the seven
   reactions both sides have.
 """
 
@@ -86,6 +87,9 @@ class VisioPolicy:
 
     def remote_hand(self, info: LkParticipant) -> float | None:
         return social.hand_raised_at(info.attributes)
+
+    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
+        return {social.HAND_ATTRIBUTE: ""}
 
     def reaction_from(self, packet: models.DataPacket) -> str | None:
         return social.reaction_from_packet(packet)

@@ -640,6 +640,20 @@ async def test_hands_and_reactions_cross_the_visio_bridge_both_ways_and_bounded(
             lambda: hand_here(gateway, room, "Denise Roy") is None, 10, "her hand stays up"
         )
 
+        # A host here lowers her hand raised again: lowered in Visio too, as Visio's hosts do.
+        await set_visio_hand(livekit_server, visio_room, "denise-sub", raised.isoformat())
+        await wait_until(
+            lambda: hand_here(gateway, room, "Denise Roy") is not None, 10, "no hand again"
+        )
+        await host.request({"type": "hand", "raised": False, "participant_id": denise_id})
+        await denise.wait_until(
+            lambda: not denise.room.local_participant.attributes.get("handRaisedAt"),
+            10,
+            "Denise's hand stays up in Visio",
+        )
+        await asyncio.sleep(1)
+        assert hand_here(gateway, room, "Denise Roy") is None
+
         # Here -> Visio: Bruno's hand is his mirror's handRaisedAt, as Visio shows its own.
         await host.request({"type": "hand", "raised": True})
         at = hand_here(gateway, room, "Bruno Petit")
