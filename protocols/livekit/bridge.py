@@ -6,12 +6,15 @@ names and identities only; a `BridgePolicy` says those (protocols/visio, protoco
 
 - one hidden participant, the *bridge*, that subscribes to every participant's tracks there and
   brings each one here as a participant of the policy's origin (name and origin address as the
-  policy says, audio, video, screen share, mute state; active speakers come from the levels
-  LiveKit names in ``speakers_changed``), and, when ``BridgeSettings.chat`` is on, reads the room's
-  chat (`lk.chat` text streams, protocols/livekit/data.py);
+  policy says, audio, video, screen share, mute state, raised hand as the policy reads it; active
+  speakers come from the levels LiveKit names in ``speakers_changed``), reads the reactions the
+  policy finds in data packets and, when ``BridgeSettings.chat`` is on, the room's chat (`lk.chat`
+  text streams, protocols/livekit/data.py);
 - one LiveKit participant per person on this side that the policy wants there (a *mirror*: the
-  identity, name, LiveKit kind and attributes the policy's `MirrorGrant` says), publishing that
-  person's tracks and, with chat on, sending their chat messages.
+  identity, name, LiveKit kind and attributes the policy's `MirrorGrant` says, attributes kept in
+  line as they change, a raised hand among them), publishing that person's tracks, sending their
+  reactions as the policy writes them (at most the room's reaction rate per mirror) and, with chat
+  on, their chat messages.
 
 Media stays encoded (protocols/livekit/media.py): LiveKit's RTP goes to the room's router as a
 foreign track, and the router's downtracks send our tracks to the mirrors' publisher connections;
@@ -56,12 +59,14 @@ from gateway.links import LinkState, LinkStatus
 from gateway.media.endpoint import TrackRecord
 from gateway.media.router import RtpSink
 from gateway.media.sdp import Codec
+from gateway.ratelimit import RateLimiter
 from gateway.rooms import (
     ChatMessage,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantState,
     ParticipantUpdated,
+    Reaction,
     Role,
     RoomError,
     Track,
@@ -72,6 +77,7 @@ from gateway.rooms import (
     TrackUnpublished,
 )
 from gateway.rooms.events import RoomEvent, Subscription
+from gateway.rooms.manager import REACTION_BURST, REACTIONS_PER_SECOND
 from gateway.rooms.model import Participant, Room
 from gateway.tasks import TaskSet
 from protocols.livekit.data import TextStreamAssembler, chat_packets, is_chat
@@ -83,7 +89,7 @@ from protocols.livekit.rtc import (
     rtc_ice_servers,
 )
 from protocols.livekit.signal import Participant as LkParticipant
-from protocols.livekit.signal import SignalError
+from protocols.livekit.signal import SignalError, room_service_url
 from protocols.livekit.tokens import MintError, VideoGrant, mint_token
 
 if TYPE_CHECKING:
@@ -109,6 +115,8 @@ TOKEN_TTL = 600.0
 """Join tokens live 10 minutes: LiveKit sends a refresh token for resuming later."""
 STABLE_SECONDS = 30.0
 """A session that lasted this long resets the backoff; shorter ones keep it growing."""
+MAX_MIRRORED_REACTIONS = 1024
+"""People whose reaction rate a bridge remembers (the oldest forgotten first)."""
 
 _SOURCES_IN = {
     "microphone": TrackSource.MICROPHONE,
@@ -170,6 +178,25 @@ class BridgePolicy(Protocol):
 
     def wants_mirror(self, participant: Participant) -> bool:
         """Whether a person here (joined, not brought from LiveKit) is mirrored there."""
+        ...
+
+    def remote_hand(self, info: LkParticipant) -> float | None:
+        """When a LiveKit participant raised its hand (seconds since the epoch), None when it
+        is down (a hand raised here in the mirror's attributes: ``mirror_grant``)."""
+        ...
+
+    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
+        """The attributes that lower a LiveKit participant's hand there (a host here lowered it),
+        None when the hand is not an attribute there."""
+        ...
+
+    def reaction_from(self, packet: models.DataPacket) -> str | None:
+        """The reaction here (spec 8.18) a LiveKit data packet carries, None if it carries none."""
+        ...
+
+    def reaction_packet(self, emoji: str, identity: str) -> models.DataPacket | None:
+        """The data packet by which the mirror IDENTITY shows a reaction from here, None when the
+        system has no such reaction (or carries reactions another way)."""
         ...
 
 
@@ -259,6 +286,8 @@ class _Mirror:
     """The mirror's name among the router's downtracks."""
     lk: LiveKitParticipant | None = None
     name: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    """The attributes LiveKit has of the mirror (as its grant said them, kept in line)."""
     tracks: dict[str, LocalTrack] = field(default_factory=dict)
     """Our track id -> the LiveKit track carrying it."""
     muted: dict[str, bool] = field(default_factory=dict)
@@ -306,6 +335,11 @@ class LiveKitBridge:
         """Audio track sid -> (participant id here, RFC 6464 level) of LiveKit people speaking."""
         self._incoming: dict[str, tuple[int, PacketTransform]] = {}
         """Remote track sid -> (media SSRC, transform) when ``settings.media`` is set."""
+        self._reactions_out = RateLimiter(
+            REACTIONS_PER_SECOND * 60, burst=REACTION_BURST, max_keys=MAX_MIRRORED_REACTIONS
+        )
+        """Reactions a mirror sends to LiveKit, at the rate a participant here may send them
+        (those from LiveKit are bounded by the room's own limit, ``RoomManager.react``)."""
 
     # --- what others may ask ----------------------------------------------------------------------
 
@@ -422,8 +456,7 @@ class LiveKitBridge:
         bridge.on_remote_track_ended = self._on_remote_track_ended
         bridge.on_rtp = self._on_remote_rtp
         bridge.on_subscriber_rtcp = self._on_remote_rtcp
-        if self.settings.chat:
-            bridge.on_data = self._on_data
+        bridge.on_data = self._on_data
         bridge.on_signal = self._on_signal
         bridge.on_participants = lambda _: self._spawn(self._sync_remotes(bridge))
         self._spawn(self._watch(bridge, "the bridge participant"))
@@ -576,6 +609,11 @@ class LiveKitBridge:
                 name = self.policy.remote_name(info)
                 if here.name != name:
                     self.gateway.rooms.update_name(room, remote.participant_id, name)
+            with contextlib.suppress(RoomError):
+                raised_at = self.policy.remote_hand(info)
+                self.gateway.rooms.set_hand(
+                    room, remote.participant_id, raised_at is not None, raised_at
+                )
             sids = {t.sid for t in info.tracks}
             for sid in list(remote.tracks):
                 if sid not in sids:
@@ -745,6 +783,15 @@ class LiveKitBridge:
         room = self._room()
         if room is None:
             return
+        emoji = self.policy.reaction_from(packet)
+        if emoji is not None:
+            remote = self._remotes.get(packet.participant_identity)
+            if remote is not None and not self.policy.is_ours(packet.participant_identity):
+                with contextlib.suppress(RoomError):  # beyond the room's rate: dropped
+                    self.gateway.rooms.react(room, remote.participant_id, emoji)
+            return
+        if not self.settings.chat:
+            return
         for received in self._chat.feed(packet, time.monotonic()):
             if not is_chat(received) or self.policy.is_ours(received.sender_identity):
                 continue
@@ -762,6 +809,8 @@ class LiveKitBridge:
             self._on_room_event(event)
 
     def _on_room_event(self, event: RoomEvent) -> None:
+        if isinstance(event, ParticipantUpdated):
+            self._lower_remote_hand(event.participant)
         if isinstance(event, ParticipantJoined | ParticipantUpdated | ParticipantLeft):
             self._schedule_mirror(event.participant.id)
         elif isinstance(event, TrackPublished | TrackUnpublished | TrackMuted):
@@ -770,6 +819,13 @@ class LiveKitBridge:
             mirror = self._mirrors.get(event.sender.id)
             if mirror is not None and mirror.lk is not None:
                 self._spawn(self._send_chat(mirror.lk, event.text))
+        elif isinstance(event, Reaction):
+            mirror = self._mirrors.get(event.participant_id)
+            if mirror is None or mirror.lk is None:
+                return
+            packet = self.policy.reaction_packet(event.emoji, mirror.identity)
+            if packet is not None and self._reactions_out.allow(mirror.identity):
+                self._spawn(self._send_data(mirror.lk, packet))
 
     def _mirrored(self, participant: Participant | None) -> bool:
         return (
@@ -820,6 +876,7 @@ class LiveKitBridge:
         grant = self.policy.mirror_grant(participant)
         if mirror.lk is None:
             mirror.name = grant.name
+            mirror.attributes = dict(grant.attributes)
             mirror.lk = await LiveKitParticipant.connect(
                 self.settings.url,
                 self._token(
@@ -842,6 +899,12 @@ class LiveKitBridge:
         if grant.name != mirror.name:
             mirror.name = grant.name
             await lk.update_metadata(name=grant.name)
+        if dict(grant.attributes) != mirror.attributes:
+            # LiveKit updates the attributes named; an empty value removes one.
+            changed = {k: "" for k in mirror.attributes if k not in grant.attributes}
+            changed.update(grant.attributes)
+            mirror.attributes = dict(grant.attributes)
+            await lk.update_metadata(attributes=changed)
         for track in list(participant.tracks.values()):
             local = mirror.tracks.get(track.id)
             if local is None:
@@ -883,6 +946,60 @@ class LiveKitBridge:
             mirror.muted.pop(track_id, None)
             router.remove_downtrack(track_id, mirror.subscriber_id)
             await lk.unpublish(local)
+
+    def _lower_remote_hand(self, participant: Participant) -> None:
+        """A host here lowered the hand of someone brought from LiveKit: lowered there too, as
+        that system's own hosts lower it (LiveKit's RoomService sets the attributes)."""
+        bridge = self._bridge
+        remote = next(
+            (r for r in self._remotes.values() if r.participant_id == participant.id), None
+        )
+        if bridge is None or remote is None or participant.hand_raised_at is not None:
+            return
+        info = next(
+            (
+                p
+                for p in bridge.signal.session.participants.values()
+                if p.identity == remote.identity
+            ),
+            None,
+        )
+        if info is None or self.policy.remote_hand(info) is None:
+            return
+        attributes = self.policy.lowered_hand(info)
+        if attributes:
+            self._spawn(self._update_remote(remote.identity, attributes))
+
+    async def _update_remote(self, identity: str, attributes: dict[str, str]) -> None:
+        """Set attributes of a LiveKit participant (RoomService UpdateParticipant, as an admin of
+        the LiveKit room only)."""
+        token = mint_token(
+            self.settings.api_key,
+            self.settings.api_secret,
+            identity=self.settings.bridge_identity,
+            grant=VideoGrant(room=self.settings.livekit_room, room_admin=True),
+            ttl=60,
+        )
+        body = {"room": self.settings.livekit_room, "identity": identity, "attributes": attributes}
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JOIN_TIMEOUT)) as http,
+                http.post(
+                    room_service_url(self.settings.url, "UpdateParticipant"),
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as response,
+            ):
+                if response.status != 200:
+                    log.warning("%s: %s not updated (%s)", self.target, identity, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("%s: %s not updated: %s", self.target, identity, exc)
+
+    async def _send_data(self, lk: LiveKitParticipant, packet: models.DataPacket) -> None:
+        try:
+            await lk.send_data(packet)
+        except (SignalError, ConnectionError, TimeoutError) as exc:
+            log.warning("data to %s not sent: %s", self.target, exc)
 
     async def _send_chat(self, lk: LiveKitParticipant, text: str) -> None:
         try:

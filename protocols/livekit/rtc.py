@@ -752,10 +752,15 @@ class LiveKitParticipant:
             proto.SignalRequest(mute=proto.MuteTrackRequest(sid=track_sid, muted=muted))
         )
 
-    async def update_metadata(self, *, name: str | None = None) -> None:
+    async def update_metadata(
+        self, *, name: str | None = None, attributes: dict[str, str] | None = None
+    ) -> None:
+        """A new name, or attributes (those named only; an empty value removes one)."""
         request = proto.UpdateParticipantMetadata()
         if name is not None:
             request.name = name
+        if attributes:
+            request.attributes.update(attributes)
         await self.signal.send(proto.SignalRequest(update_metadata=request))
 
     # --- data ------------------------------------------------------------------------------------

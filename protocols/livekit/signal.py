@@ -95,6 +95,14 @@ def validate_url(url: str, token: str, *, auto_subscribe: bool = True) -> str:
     return urlunsplit((scheme, netloc, path + "/rtc/validate", query, ""))
 
 
+def room_service_url(url: str, method: str) -> str:
+    """The HTTP URL of one RoomService method (Twirp, JSON bodies) for a LiveKit URL."""
+    scheme, netloc, path = _base(
+        url, {"ws": "http", "http": "http", "wss": "https", "https": "https"}
+    )
+    return urlunsplit((scheme, netloc, f"{path}/twirp/livekit.RoomService/{method}", "", ""))
+
+
 # --- messages --------------------------------------------------------------------------------
 
 

@@ -23,6 +23,13 @@ When the room cannot be bridged the link says why (state ``refused``) and, when 
 Matrix room, so does an ``m.notice`` there: never silence. Redactions are not followed (the chat
 here has no deletion); an edit arrives as its fallback text ("* new text").
 
+Raised hands and reactions cross as Element Call carries them (protocols/matrix/social.py): a
+member's hand (an ``m.reaction`` "🖐️" on their membership event, lowered by redacting it) is their
+participant's ``hand_raised_at`` here; a ghost's person raising a hand here makes the ghost send
+that reaction on its own membership, and redact it when the hand goes down. Reactions cross both
+ways as ``io.element.call.reaction`` events, for the reactions we have (8.18), bounded on the way
+in by the room's rate and on the way out by the same rate per ghost. They are sent in clear.
+
 Both halves are reconciled, not replayed: a change (a room event here, a Matrix event, a LiveKit
 update) syncs the person it is about against the current state, so a homeserver or LiveKit restart
 ends with everyone once, on both sides.
@@ -39,22 +46,27 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from livekit.protocol import models
+
 from gateway.links import LinkState, LinkStatus
+from gateway.ratelimit import RateLimiter
 from gateway.rooms import (
     ChatMessage,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantState,
     ParticipantUpdated,
+    Reaction,
     RoomError,
 )
 from gateway.rooms.events import RoomEvent, Subscription
+from gateway.rooms.manager import REACTION_BURST, REACTIONS_PER_SECOND
 from gateway.rooms.model import Participant, Room
 from gateway.rooms.names import display_name
 from gateway.tasks import TaskSet
 from protocols.livekit.bridge import BridgePolicy, BridgeSettings, LiveKitBridge, MirrorGrant
 from protocols.livekit.signal import Participant as LkParticipant
-from protocols.matrix import ids
+from protocols.matrix import ids, social
 from protocols.matrix.call_keys import CallEncryption
 from protocols.matrix.client import MatrixError, MatrixUnavailable
 from protocols.matrix.e2ee import CallMedia, announcement
@@ -160,6 +172,8 @@ class _Ghost:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     retry: float = 0.0
     retrying: bool = False
+    hand: tuple[str, str] | None = None
+    """(membership event id, reaction event id) of the ghost's raised hand in the Matrix room."""
 
 
 class _Policy:
@@ -191,6 +205,18 @@ class _Policy:
 
     def remote_address(self, info: LkParticipant) -> str:
         return self.link.user_of(info.identity) or info.identity
+
+    def remote_hand(self, info: LkParticipant) -> float | None:
+        return self.link.hand_of(info.identity)
+
+    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
+        return None  # a member's hand is their own Matrix reaction: a host here cannot redact it
+
+    def reaction_from(self, packet: models.DataPacket) -> str | None:
+        return None  # Element Call's reactions are Matrix events (MatrixLink)
+
+    def reaction_packet(self, emoji: str, identity: str) -> models.DataPacket | None:
+        return None
 
     def wants_mirror(self, participant: Participant) -> bool:
         ghost = self.link.ghosts.get(participant.id)
@@ -246,6 +272,16 @@ class MatrixLink:
         """State key -> user id of the room's active call memberships."""
         self._hashed: dict[str, tuple[str, str]] = {}
         """State key -> (``/get_token`` LiveKit identity, user id) of the active memberships."""
+        self._member_events: dict[str, str] = {}
+        """Event id -> state key of the active call memberships (what hands and reactions
+        relate to)."""
+        self._hands: dict[str, tuple[str, float]] = {}
+        """State key -> (reaction event id, seconds since the epoch) of the members' raised
+        hands seen since the link entered the room."""
+        self._reactions_out = RateLimiter(
+            REACTIONS_PER_SECOND * 60, burst=REACTION_BURST, max_keys=1024
+        )
+        """Reactions a ghost sends, at the rate a participant here may send them."""
         self._ringing = False
         self._noticed = ""
         self.media: CallMedia | None = None
@@ -319,6 +355,17 @@ class MatrixLink:
             if hashed == identity and member is not None:
                 return ids.livekit_identity(*member)
         return identity
+
+    def hand_of(self, identity: str) -> float | None:
+        """When the Matrix member a LiveKit identity stands for raised their hand, None if it is
+        down."""
+        member = self.member_identity(identity)
+        for key, (_, raised_at) in self._hands.items():
+            user = self._members.get(key, "")
+            found = member_of({"type": CALL_MEMBER, "state_key": key, "sender": user})
+            if found is not None and ids.livekit_identity(*found) == member:
+                return raised_at
+        return None
 
     def matrix_name(self, identity: str, livekit_name: str = "") -> str:
         """A Matrix member's name as this room shows names: their display name in the Matrix
@@ -524,6 +571,14 @@ class MatrixLink:
             ghost = self.ghosts.get(event.sender.id)
             if ghost is not None and ghost.joined:
                 self._spawn(self._send_chat(ghost, event.text))
+        elif isinstance(event, Reaction):
+            ghost = self.ghosts.get(event.participant_id)
+            keeper = ghost.keeper if ghost is not None else None
+            if ghost is None or keeper is None or not keeper.held or not keeper.event_id:
+                return
+            if self._reactions_out.allow(ghost.user_id):
+                content = social.call_reaction_content(keeper.event_id, event.emoji)
+                self._spawn(self._send_as(ghost, social.CALL_REACTION, content))
 
     def _from_matrix(self) -> set[str]:
         """Participant ids here that this link brought from the Matrix room."""
@@ -606,6 +661,28 @@ class MatrixLink:
                 on_held=lambda event_id: self._on_held(ghost, event_id),
             )
             ghost.keeper.start()
+        await self._sync_hand(ghost, participant)
+
+    async def _sync_hand(self, ghost: _Ghost, participant: Participant) -> None:
+        """The ghost's hand in the Matrix room as its person's here: raised on its membership
+        event (again when the membership is new), redacted when lowered."""
+        keeper = ghost.keeper
+        membership = keeper.event_id if keeper is not None and keeper.held else ""
+        raised = participant.hand_raised_at is not None and bool(membership)
+        if ghost.hand is not None and (not raised or ghost.hand[0] != membership):
+            hand, ghost.hand = ghost.hand, None
+            if hand[0] == membership:  # an ended membership took its hand with it
+                await self.service.client.redact(
+                    self.matrix_room_id, hand[1], as_user=ghost.user_id
+                )
+        if raised and ghost.hand is None:
+            event_id = await self.service.client.send(
+                self.matrix_room_id,
+                social.REACTION,
+                social.hand_content(membership),
+                as_user=ghost.user_id,
+            )
+            ghost.hand = (membership, event_id)
 
     async def _end_ghost(self, ghost: _Ghost) -> None:
         """The ghost's membership ended and the ghost out of the Matrix room."""
@@ -614,6 +691,7 @@ class MatrixLink:
 
     async def _end_ghost_locked(self, ghost: _Ghost) -> None:
         keeper, ghost.keeper = ghost.keeper, None
+        ghost.hand = None  # its membership ends, and the hand with it
         if keeper is not None:
             await keeper.leave()
         if self.media is not None:
@@ -633,6 +711,8 @@ class MatrixLink:
         if self._bridge is not None:
             self._bridge.resync()
         assert ghost.keeper is not None
+        if ghost.hand is None or ghost.hand[0] != event_id:
+            self._schedule_ghost(ghost.participant_id)  # its person's hand on this membership
         others = [key for key in self._members if key != ghost.keeper.state_key]
         self._members[ghost.keeper.state_key] = ghost.user_id
         if not others and not self._ringing:
@@ -651,6 +731,14 @@ class MatrixLink:
             )
         except MatrixError as error:
             log.info("ring of %s not sent: %s", self.matrix_room_id, error)
+
+    async def _send_as(self, ghost: _Ghost, kind: str, content: dict[str, Any]) -> None:
+        try:
+            await self.service.client.send(
+                self.matrix_room_id, kind, content, as_user=ghost.user_id
+            )
+        except MatrixError as error:
+            log.warning("%s to %s not sent: %s", kind, self.matrix_room_id, error)
 
     async def _send_chat(self, ghost: _Ghost, text: str) -> None:
         kind, content = "m.room.message", {"msgtype": "m.text", "body": text}
@@ -675,6 +763,8 @@ class MatrixLink:
         self._names.clear()
         self._members.clear()
         self._hashed.clear()
+        self._member_events.clear()
+        self._hands.clear()
         self._power_levels = None
         self._encrypted = False
         for event in state:
@@ -697,8 +787,14 @@ class MatrixLink:
         elif kind == CALL_MEMBER and isinstance(key, str):
             member = member_of(event)
             self._hashed.pop(key, None)
+            self._hands.pop(key, None)  # a new membership has no hand (Element Call's rule)
+            for old in [e for e, k in self._member_events.items() if k == key]:
+                del self._member_events[old]
             if member is not None and is_active(content):
                 self._members[key] = member[0]
+                event_id = event.get("event_id")
+                if isinstance(event_id, str):
+                    self._member_events[event_id] = key
                 hashed = hashed_identity_of_membership(member[0], content)
                 if hashed is not None:
                     self._hashed[key] = (hashed, member[0])
@@ -723,10 +819,70 @@ class MatrixLink:
             return
         if "state_key" in event:
             self._on_matrix_state(event)
-        elif kind == "m.room.message":
-            self._on_matrix_message(event)
         elif kind == "m.room.encrypted":
             self._on_encrypted(event)
+        elif kind == "m.room.redaction":
+            self._on_redaction(event)
+        else:
+            self._on_timeline(event)
+
+    def _on_timeline(self, event: dict[str, Any]) -> None:
+        """A message, a raised hand or a call reaction (in clear, or decrypted)."""
+        kind = event.get("type")
+        if kind == "m.room.message":
+            self._on_matrix_message(event)
+        elif kind in (social.REACTION, social.CALL_REACTION):
+            self._on_call_social(event)
+
+    def _membership_of(self, event: Mapping[str, Any], target: str | None) -> str | None:
+        """The state key of the active membership TARGET, when the event's sender holds it."""
+        key = self._member_events.get(target) if target is not None else None
+        sender = event.get("sender")
+        if key is None or self._members.get(key) != sender or self.is_ours(str(sender)):
+            return None
+        return key
+
+    def _on_call_social(self, event: dict[str, Any]) -> None:
+        """A member raised their hand, or reacted: so do they here."""
+        content = event.get("content")
+        if not isinstance(content, dict):
+            return
+        if event.get("type") == social.REACTION:
+            key = self._membership_of(event, social.hand_target(content))
+            event_id = event.get("event_id")
+            if key is None or not isinstance(event_id, str) or key in self._hands:
+                return
+            sent = event.get("origin_server_ts")
+            at = sent / 1000 if isinstance(sent, int) and sent > 0 else time.time()
+            self._hands[key] = (event_id, min(at, time.time()))
+            if self._bridge is not None:
+                self._bridge.resync()
+            return
+        key = self._membership_of(event, social.reaction_target(content))
+        emoji = social.reaction_of(content)
+        room = self._room()
+        if key is None or emoji is None or room is None or self._bridge is None:
+            return
+        member = member_of({"type": CALL_MEMBER, "state_key": key, "sender": self._members[key]})
+        for identity, participant_id in self._bridge.identities().items():
+            if member is not None and self.member_identity(identity) == ids.livekit_identity(
+                *member
+            ):
+                with contextlib.suppress(RoomError):  # beyond the room's rate: dropped
+                    self.gateway.rooms.react(room, participant_id, emoji)
+                return
+
+    def _on_redaction(self, event: dict[str, Any]) -> None:
+        """A member's raised hand redacted: their hand goes down here."""
+        redacts = event.get("redacts")
+        content = event.get("content")
+        if not isinstance(redacts, str) and isinstance(content, dict):
+            redacts = content.get("redacts")  # room version 11
+        for key, (event_id, _) in list(self._hands.items()):
+            if event_id == redacts:
+                del self._hands[key]
+                if self._bridge is not None:
+                    self._bridge.resync()
 
     def _on_matrix_state(self, event: dict[str, Any]) -> None:
         kind, key = event.get("type"), event.get("state_key")
@@ -791,8 +947,7 @@ class MatrixLink:
             log.info("room key from %s refused: %s", event.sender, error)
             return
         for inner in released:
-            if inner.get("type") == "m.room.message":
-                self._on_matrix_message(inner)
+            self._on_timeline(inner)
 
     def _on_encrypted(self, event: dict[str, Any]) -> None:
         """An encrypted room event: its chat, once decrypted (later when its key comes)."""
@@ -803,8 +958,8 @@ class MatrixLink:
         except MegolmError as error:
             log.info("encrypted event from %s not decrypted: %s", event.get("sender"), error)
             return
-        if inner is not None and inner.get("type") == "m.room.message":
-            self._on_matrix_message(inner)
+        if inner is not None:
+            self._on_timeline(inner)
 
     def _on_matrix_message(self, event: dict[str, Any]) -> None:
         sender = event.get("sender")

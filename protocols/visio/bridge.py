@@ -10,7 +10,12 @@ room (its name is the Visio room's UUID), with the Visio policy:
   `sip.phoneNumber` as masked here, LiveKit kind `sip` for phones;
 - identities starting with the configured prefix (the bridge `<prefix>bridge-<room>` and the
   mirrors) are ours, never brought here;
-- chat crosses as Visio's `lk.chat` text streams.
+- chat crosses as Visio's `lk.chat` text streams;
+- raised hands and reactions cross as Visio carries them (protocols/visio/social.py): a Visio
+  hand is the participant attribute ``handRaisedAt``, which the mirror of a person here with a
+  raised hand has too (a host here lowering a Visio user's hand clears it, as Visio's own
+  ``update-participant`` does); a reaction is a Visio notification data packet, both ways, for the seven
+  reactions both sides have.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from livekit.protocol import models
+
 from gateway.rooms.model import Participant
 from gateway.rooms.names import display_name as room_display_name
 from protocols.livekit.bridge import BridgeSettings, LiveKitBridge, MirrorGrant
 from protocols.livekit.signal import Participant as LkParticipant
+from protocols.visio import social
 
 if TYPE_CHECKING:
     from gateway.server import Gateway
@@ -61,6 +69,8 @@ class VisioPolicy:
             "rondpoint.origin": participant.origin,
             "rondpoint.participant": participant.id,
         }
+        if participant.hand_raised_at is not None:
+            attributes[social.HAND_ATTRIBUTE] = social.hand_attribute(participant.hand_raised_at)
         if participant.origin == "sip":
             attributes["sip.phoneNumber"] = phone_number(participant)
             return MirrorGrant(participant.name, "sip", attributes)
@@ -74,6 +84,18 @@ class VisioPolicy:
 
     def wants_mirror(self, participant: Participant) -> bool:
         return True
+
+    def remote_hand(self, info: LkParticipant) -> float | None:
+        return social.hand_raised_at(info.attributes)
+
+    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
+        return {social.HAND_ATTRIBUTE: ""}
+
+    def reaction_from(self, packet: models.DataPacket) -> str | None:
+        return social.reaction_from_packet(packet)
+
+    def reaction_packet(self, emoji: str, identity: str) -> models.DataPacket | None:
+        return social.reaction_packet(emoji, identity)
 
 
 class VisioLink(LiveKitBridge):

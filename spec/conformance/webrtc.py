@@ -114,15 +114,24 @@ class WebRtcPeer:
         self._tasks: list[asyncio.Task[None]] = []
         self.subscribe_pc.on("track", self._on_track)
 
-    async def publish(self, frequency: float = 440.0, video: bool = False) -> Message:
-        requests = []
-        self.publish_pc.addTransceiver(ToneTrack(frequency), direction="sendonly")
-        if video:
-            self.publish_pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    async def publish(
+        self, frequency: float = 440.0, video: bool = False, screen: bool = False
+    ) -> Message:
+        """Publish a tone, and with VIDEO a camera, with SCREEN a screen share (a second video)."""
+        sources = [
+            (
+                self.publish_pc.addTransceiver(ToneTrack(frequency), direction="sendonly"),
+                "microphone",
+            )
+        ]
+        for wanted, source in ((video, "camera"), (screen, "screen")):
+            if wanted:
+                transceiver = self.publish_pc.addTransceiver(
+                    VideoStreamTrack(), direction="sendonly"
+                )
+                sources.append((transceiver, source))
         await self.publish_pc.setLocalDescription(await self.publish_pc.createOffer())
-        for transceiver in self.publish_pc.getTransceivers():
-            source = "microphone" if transceiver.kind == "audio" else "camera"
-            requests.append({"mid": transceiver.mid, "source": source})
+        requests = [{"mid": t.mid, "source": source} for t, source in sources]
         answer = await self.client.request(
             {
                 "type": "offer",

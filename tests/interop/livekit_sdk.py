@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -160,6 +161,8 @@ class VisioUser:
         self.room_name = room_name
         self.received_chat: list[tuple[str, str]] = []
         """(sender identity, text) of every lk.chat text stream received, in arrival order."""
+        self.received_reactions: list[tuple[str, str]] = []
+        """(sender identity, Visio emoji name) of every Visio reaction packet received."""
         self.active_speakers: list[list[str]] = []
         """Identities of each active_speakers_changed event, oldest first."""
         self.participant_events: list[tuple[str, str]] = []
@@ -178,6 +181,7 @@ class VisioUser:
         room.on("reconnected", lambda: self.connection_events.append("reconnected"))
         room.on("disconnected", self._on_disconnected)
         room.register_text_stream_handler(CHAT_TOPIC, self._on_chat_stream)
+        room.on("data_received", self._on_data)
 
     # -- joining and leaving ------------------------------------------------------------------
 
@@ -421,6 +425,20 @@ class VisioUser:
         found = find()
         assert found is not None
         return found
+
+    async def send_reaction(self, name: str) -> None:
+        """Send a reaction as Visio's page does: a reliable data packet, JSON
+        ``{"type": "reactionReceived", "data": {"emoji": NAME}}`` (a Visio emoji name)."""
+        payload = json.dumps({"type": "reactionReceived", "data": {"emoji": name}})
+        await self.room.local_participant.publish_data(payload.encode(), reliable=True)
+
+    def _on_data(self, packet: rtc.DataPacket) -> None:
+        with contextlib.suppress(ValueError, AttributeError):
+            message = json.loads(packet.data)
+            if packet.participant is not None and message.get("type") == "reactionReceived":
+                self.received_reactions.append(
+                    (packet.participant.identity, str(message["data"]["emoji"]))
+                )
 
     def _on_chat_stream(self, reader: rtc.TextStreamReader, sender: str) -> None:
         async def read() -> None:

@@ -3,7 +3,8 @@ the Visio users, a baresip phone and an ORS WebRTC client in the linked room.
 
 What a Visio user sees: each person from here as their own participant with the right name and
 `rondpoint.origin`, phones with `sip.phoneNumber` masked as here, each with their own audio;
-what people here get: the Visio user with name, audio and video, mute state and chat.
+what people here get: the Visio user with name, audio and video, mute state and chat; raised
+hands and reactions both ways, as Visio carries them (an attribute, a data packet).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -99,15 +101,16 @@ async def accept_offers_until(
 
 @contextlib.asynccontextmanager
 async def bruno_here(
-    gateway: RunningGateway, room: str, *, video: bool = False
+    gateway: RunningGateway, room: str, *, video: bool = False, screen: bool = False
 ) -> AsyncIterator[tuple[OrsClient, WebRtcPeer]]:
-    """Bruno Petit, a host here on an ORS WebRTC client, publishing a tone (and a camera)."""
+    """Bruno Petit, a host here on an ORS WebRTC client, publishing a tone (and a camera, a screen
+    share)."""
     host = await OrsClient.connect(gateway.base_url, room)
     peer = WebRtcPeer(host)
     try:
         joined = await host.join(gateway.token(room, "bruno", "Bruno Petit", role="host"))
         assert joined["type"] == "joined"
-        await peer.publish(frequency=BROWSER_HZ, video=video)
+        await peer.publish(frequency=BROWSER_HZ, video=video, screen=screen)
         yield host, peer
     finally:
         await peer.close()
@@ -404,10 +407,21 @@ async def test_video_screen_share_and_active_speakers_cross_the_bridge(
         await claire.publish_tone(VISIO_HZ)
         await claire.publish_video()
         await claire.publish_video(source="screen_share")
-        async with bruno_here(gateway, room, video=True) as (host, peer):
-            # Bruno's camera reaches Visio, decoded by the SDK.
+        async with bruno_here(gateway, room, video=True, screen=True) as (host, peer):
+            # Bruno's camera reaches Visio, decoded by the SDK, and his screen share beside it.
             bruno = await claire.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
             assert await claire.video_frames(bruno.identity, 2.0) > 5
+
+            def sources() -> list[str]:
+                found = claire.participants().get(bruno.identity)
+                publications = found.track_publications.values() if found else []
+                return sorted(rtc.TrackSource.Name(p.source) for p in publications)
+
+            await claire.wait_until(
+                lambda: sources() == ["SOURCE_CAMERA", "SOURCE_MICROPHONE", "SOURCE_SCREENSHARE"],
+                15,
+                lambda: f"Bruno's tracks in Visio: {sources()}",
+            )
 
             # Claire's screen share arrives here as a screen track, and plays.
             await wait_until(
@@ -455,19 +469,16 @@ async def test_video_screen_share_and_active_speakers_cross_the_bridge(
                 "Visio never sees Bruno speaking",
             )
 
-            # Bruno stops his camera for good: it is unpublished in Visio, his voice stays.
+            # Bruno stops his camera for good: it is unpublished in Visio, his voice and screen
+            # share stay.
             mine = next(p for p in participants(gateway, room) if p["name"] == "Bruno Petit")
-            camera = next(t["id"] for t in mine["tracks"] if t["kind"] == "video")
+            camera = next(t["id"] for t in mine["tracks"] if t["source"] == "camera")
             await host.request({"type": "unpublish", "track_id": camera})
-
-            def kinds() -> list[str]:
-                found = claire.participants().get(bruno.identity)
-                publications = found.track_publications.values() if found else []
-                return sorted(
-                    "video" if p.kind == rtc.TrackKind.KIND_VIDEO else "audio" for p in publications
-                )
-
-            await claire.wait_until(lambda: kinds() == ["audio"], 10, "the camera stays in Visio")
+            await claire.wait_until(
+                lambda: sources() == ["SOURCE_MICROPHONE", "SOURCE_SCREENSHARE"],
+                10,
+                "the camera stays in Visio",
+            )
             assert abs(await claire.dominant_frequency(bruno.identity, 1.0) - BROWSER_HZ) <= 10
 
 
@@ -565,3 +576,124 @@ async def test_a_visio_host_mutes_and_removes_a_phone_caller(
             assert not [p for p in host.participants().values() if p.name == "Phone ••• 42"]
         finally:
             await lkapi.aclose()
+
+
+async def set_visio_hand(server: RunningLiveKit, visio_room: str, identity: str, at: str) -> None:
+    """Raise (AT: an ISO 8601 time) or lower (AT: "") a Visio user's hand as Visio's backend does
+    (``toggle-hand``: LiveKit's RoomService sets the ``handRaisedAt`` attribute)."""
+    lkapi = api.LiveKitAPI(server.http_url, server.api_key, server.api_secret)
+    try:
+        await lkapi.room.update_participant(
+            api.UpdateParticipantRequest(
+                room=visio_room, identity=identity, attributes={"handRaisedAt": at}
+            )
+        )
+    finally:
+        await lkapi.aclose()
+
+
+def hand_here(gateway: RunningGateway, room: str, name: str) -> int | None:
+    return next(p for p in participants(gateway, room) if p["name"] == name)["hand_raised_at"]
+
+
+def reactions_seen(client: OrsClient, participant_id: str) -> list[str]:
+    return [
+        m["emoji"]
+        for m in client.received
+        if m["type"] == "reaction" and m["participant_id"] == participant_id
+    ]
+
+
+async def test_hands_and_reactions_cross_the_visio_bridge_both_ways_and_bounded(
+    gateway: RunningGateway, livekit_server: RunningLiveKit
+) -> None:
+    room = "conseil-mains"
+    visio_room = await linked_room(gateway, room)
+    async with (
+        visio_user(livekit_server, visio_room, "denise-sub", "Denise Roy") as denise,
+        bruno_here(gateway, room) as (host, _),
+    ):
+        bruno = await denise.wait_participant(lambda p: p.name == "Bruno Petit", timeout=15)
+        await wait_until(
+            lambda: any(p["name"] == "Denise Roy" for p in participants(gateway, room)),
+            10,
+            "Denise never came here",
+        )
+        denise_id = next(p["id"] for p in participants(gateway, room) if p["origin"] == "visio")
+
+        # Visio -> here: Denise raises her hand (Visio's attribute), an ORS client sees it
+        # with her time, then she lowers it.
+        raised = datetime(2026, 12, 4, 9, 30, 15, 250000, tzinfo=UTC)
+        await set_visio_hand(livekit_server, visio_room, "denise-sub", raised.isoformat())
+        await wait_until(
+            lambda: any(
+                m["type"] == "participant_updated"
+                and m["participant"]["id"] == denise_id
+                and m["participant"]["hand_raised_at"] == int(raised.timestamp() * 1000)
+                for m in host.received
+            ),
+            10,
+            "Denise's raised hand never showed here",
+        )
+        await set_visio_hand(livekit_server, visio_room, "denise-sub", "")
+        await wait_until(
+            lambda: hand_here(gateway, room, "Denise Roy") is None, 10, "her hand stays up"
+        )
+
+        # A host here lowers her hand raised again: lowered in Visio too, as Visio's hosts do.
+        await set_visio_hand(livekit_server, visio_room, "denise-sub", raised.isoformat())
+        await wait_until(
+            lambda: hand_here(gateway, room, "Denise Roy") is not None, 10, "no hand again"
+        )
+        await host.request({"type": "hand", "raised": False, "participant_id": denise_id})
+        await denise.wait_until(
+            lambda: not denise.room.local_participant.attributes.get("handRaisedAt"),
+            10,
+            "Denise's hand stays up in Visio",
+        )
+        await asyncio.sleep(1)
+        assert hand_here(gateway, room, "Denise Roy") is None
+
+        # Here -> Visio: Bruno's hand is his mirror's handRaisedAt, as Visio shows its own.
+        await host.request({"type": "hand", "raised": True})
+        at = hand_here(gateway, room, "Bruno Petit")
+        assert at is not None
+
+        def bruno_hand() -> str:
+            found = denise.participants().get(bruno.identity)
+            return found.attributes.get("handRaisedAt", "") if found else ""
+
+        await denise.wait_until(lambda: bool(bruno_hand()), 10, "no hand in Visio")
+        assert datetime.fromisoformat(bruno_hand()).timestamp() == pytest.approx(at / 1000)
+        await host.request({"type": "hand", "raised": False})
+        await denise.wait_until(lambda: not bruno_hand(), 10, "the hand stays up in Visio")
+
+        # Reactions both ways; the ones the other side lacks are dropped.
+        await denise.send_reaction("thumbs-down")  # Visio only: not shown here
+        await denise.send_reaction("clapping-hands")
+        await wait_until(
+            lambda: reactions_seen(host, denise_id) == ["👏"], 10, "no applause from Visio"
+        )
+        await host.request({"type": "reaction", "emoji": "🤔"})  # ours only
+        await host.request({"type": "reaction", "emoji": "🎉"})
+        await denise.wait_until(
+            lambda: (bruno.identity, "party-popper") in denise.received_reactions,
+            10,
+            "no celebration in Visio",
+        )
+        await asyncio.sleep(0.5)
+        assert denise.received_reactions == [(bruno.identity, "party-popper")]
+
+        # A flood from Visio reaches here at the room's rate (10 at once, then 1/s).
+        for _ in range(40):
+            await denise.send_reaction("red-heart")
+        await asyncio.sleep(2)
+        hearts = reactions_seen(host, denise_id).count("❤️")
+        assert 5 <= hearts <= 13, hearts
+        # ... and one from here reaches Visio at the same rate (the rest refused here).
+        for _ in range(30):
+            with contextlib.suppress(Exception):
+                await host.request({"type": "reaction", "emoji": "👍"})
+        await asyncio.sleep(2)
+        thumbs = denise.received_reactions.count((bruno.identity, "thumbs-up"))
+        assert 5 <= thumbs <= 13, thumbs

@@ -131,6 +131,18 @@ class MatrixStack:
         await wait_for(reached, f"the link of {room_here} to be {state}", timeout)
         return room_here, matrix_room
 
+    async def olga_and_anna(
+        self, room_here: str | None = None
+    ) -> tuple[MatrixUser, MatrixUser, str, str]:
+        """Olga makes a Matrix room linked to ROOM_HERE and invites Anna ("Anna Schmidt");
+        returns (olga, anna, room_here, matrix_room_id)."""
+        olga = await self.synapse.register_user("olga", "olga-password")
+        anna = await self.synapse.register_user("anna", "anna-password")
+        await anna.set_display_name("Anna Schmidt")
+        room, matrix_room = await self.linked_room(olga, room_here)
+        await olga.invite(matrix_room, anna.user_id)
+        return olga, anna, room, matrix_room
+
 
 @dataclass
 class ElementCallUser:

@@ -47,11 +47,7 @@ async def test_element_call_and_a_room_here_become_one_meeting(
     phone: Baresip,
 ) -> None:
     stack, gateway = matrix_stack, matrix_stack.gateway
-    olga = await stack.synapse.register_user("olga", "olga-password")
-    anna = await stack.synapse.register_user("anna", "anna-password")
-    await anna.set_display_name("Anna Schmidt")
-    room, matrix_room = await stack.linked_room(olga, "rathaus-bonn")
-    await olga.invite(matrix_room, anna.user_id)
+    olga, anna, room, matrix_room = await stack.olga_and_anna("rathaus-bonn")
     anna_call = await element_call_user(
         anna,
         matrix_room,

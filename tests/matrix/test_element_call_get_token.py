@@ -34,11 +34,7 @@ async def test_a_member_with_a_get_token_identity_is_here_by_their_matrix_name_a
     livekit_pages: LiveKitBrowser,
 ) -> None:
     stack, gateway = matrix_stack, matrix_stack.gateway
-    olga = await stack.synapse.register_user("olga", "olga-password")
-    anna = await stack.synapse.register_user("anna", "anna-password")
-    await anna.set_display_name("Anna Schmidt")
-    room, matrix_room = await stack.linked_room(olga)
-    await olga.invite(matrix_room, anna.user_id)
+    olga, anna, room, matrix_room = await stack.olga_and_anna()
 
     js = await matrix_js("annatoken")
     await js.command(

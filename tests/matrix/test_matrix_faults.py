@@ -59,11 +59,7 @@ async def test_the_bridge_recovers_from_synapse_and_livekit_restarts(
 ) -> None:
     stack = matrix_stack_restartable
     gateway = stack.gateway
-    olga = await stack.synapse.register_user("olga", "olga-password")
-    anna = await stack.synapse.register_user("anna", "anna-password")
-    await anna.set_display_name("Anna Schmidt")
-    room, matrix_room = await stack.linked_room(olga, "kreishaus")
-    await olga.invite(matrix_room, anna.user_id)
+    olga, anna, room, matrix_room = await stack.olga_and_anna("kreishaus")
     anna_call = await element_call_user(
         anna,
         matrix_room,
