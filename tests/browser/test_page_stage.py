@@ -9,15 +9,33 @@ getDisplayMedia with a fake screen and a fake audio track: no picker, no extra f
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, Participant
+from tests.browser.test_visio_room import (  # noqa: F401 (fixtures: pytest finds them by name)
+    LoopThread,
+    browser_in,
+    claire_loop,
+    link_state,
+    listed,
+    visio_gateway,
+    visio_user,
+)
 from tests.browser.test_web_client import join_trio, new_room, wait_until
+from tests.gateway_process import RunningGateway
+from tests.interop.livekit_fixtures import RunningLiveKit
 
-pytestmark = [pytest.mark.browser, pytest.mark.interop, pytest.mark.timeout(120)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.interop,
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+]
 
 Opener = Callable[..., Participant]
 SCREENSHOTS = ARTIFACTS / "screenshots"
@@ -115,10 +133,20 @@ def test_a_screen_share_is_a_tile_of_its_own_beside_the_camera(open_participant:
     )
     assert (large(chloe) or {}).get("source") == "camera"
 
-    # Sharing again works on the same connection (a new transceiver, a new offer).
+    # Sharing again works on the same connection (a new transceiver, a new offer); the browser's
+    # own "Stop sharing" (the captured track ends) stops it as the button does.
+    alice.page.evaluate(
+        """() => { const real = navigator.mediaDevices.getDisplayMedia.bind(navigator.mediaDevices);
+             navigator.mediaDevices.getDisplayMedia = async (c) => (window.shared = await real(c)); }"""
+    )
     share.click()
     bruno.page.get_by_test_id(f"screen-{aid}").wait_for(state="visible", timeout=15_000)
     wait_until(lambda: both_flowing(bruno, aid, {}), 25, "the second share's frames at Bruno's")
+    alice.page.evaluate("window.shared.getVideoTracks()[0].dispatchEvent(new Event('ended'))")
+    wait_until(lambda: share.get_attribute("aria-pressed") == "false", 10, "the button released")
+    wait_until(
+        lambda: bruno.page.get_by_test_id(f"screen-{aid}").count() == 0, 10, "no share at Bruno's"
+    )
     assert not [line for line in alice.console if "pageerror" in line], alice.console
 
 
@@ -255,3 +283,44 @@ def test_a_phone_shows_readable_tiles_and_controls_that_fit(open_participant: Op
     )
     assert boxes_fit(phone) == []
     shot(phone, "mobile-speaker")
+
+
+def test_a_visio_screen_share_is_a_tile_of_its_own(
+    chromium: Any,
+    visio_gateway: RunningGateway,  # noqa: F811
+    livekit: RunningLiveKit,
+    claire_loop: LoopThread,  # noqa: F811
+    request: pytest.FixtureRequest,
+) -> None:
+    """Claire, in Visio (LiveKit's SDK), shares her screen with her camera on: the page shows both,
+    each on its own tile, the share named as hers and large in speaker view."""
+    gateway = visio_gateway
+    room, visio_room = f"ecran-{secrets.token_hex(3)}", str(uuid.uuid4())
+    gateway.create_room(room)
+    with visio_user(claire_loop, livekit, visio_room, "claire-oidc-sub", "Claire Dubois") as claire:
+        claire_loop.run(claire.publish_video(640, 360))
+        claire_loop.run(claire.publish_video(1280, 720, fps=5, source="screen_share"))
+        status, body = gateway.admin(
+            "POST", f"/api/v1/rooms/{room}/links", {"target": f"visio:{visio_room}"}
+        )
+        assert status == 201, body
+        wait_until(lambda: link_state(gateway, room) == "connected", 15, "the Visio link")
+        with browser_in(chromium, gateway, room, "Bruno Petit", request) as me:
+            me.wait_state("room", timeout=25)
+            cid = wait_until(listed(me, "Claire Dubois", "visio"), 15, "Claire listed")["id"]
+            share = me.page.get_by_test_id(f"screen-{cid}")
+            share.wait_for(state="visible", timeout=15_000)
+            assert share.locator(".tile-name").inner_text() == "Claire Dubois (screen)"
+            assert share.locator(".origin-visio").inner_text() == "Visio"
+            first = wait_until(lambda: both_flowing(me, cid, {}), 25, "Claire's two videos")
+            wait_until(lambda: both_flowing(me, cid, first), 10, "frames of both to keep arriving")
+            me.page.get_by_test_id("layout-toggle").click()
+            wait_until(
+                lambda: (large(me) or {}).get("key", "").startswith(f"{cid}:"),
+                10,
+                "her share large",
+            )
+            # She stops sharing: the tile goes, her camera stays.
+            claire_loop.run(claire.unpublish("screen_share"))
+            wait_until(lambda: share.count() == 0, 15, "the share's tile to go")
+            assert me.page.get_by_test_id(f"tile-{cid}").is_visible()

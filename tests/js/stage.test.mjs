@@ -7,6 +7,7 @@ import { test } from "node:test";
 import { bestGrid, gridLayout, layerHeight } from "../../gateway/web/static/layout.js";
 import {
   MIN_TILE_WIDTH,
+  SHARES_SHOWN,
   largeTile,
   newAppState,
   noteSpeakers,
@@ -41,6 +42,14 @@ test("a screen share is a tile of its own beside its owner's camera", () => {
   assert.equal(stageTiles(state)[3].trackId, "ts");
   state.screenTrack = {}; // the page shares its own screen
   assert.deepEqual(keys(stageTiles(state)), ["me", "me:screen", "a", "v", "v:ts"]);
+});
+
+test("a participant publishing many screen tracks gets no more than SHARES_SHOWN tiles", () => {
+  const state = room();
+  const many = Array.from({ length: 50 }, (_, i) => ({ id: `s${i}`, kind: "video", source: "screen" }));
+  state.participants.get("a").tracks.push(...many);
+  const shares = stageTiles(state).filter((x) => x.pid === "a" && x.source === "screen");
+  assert.deepEqual(keys(shares), ["a:s0", "a:s1"].slice(0, SHARES_SHOWN));
 });
 
 test("the large tile: pinned first, then a share, the last speaker, the first other", () => {

@@ -432,10 +432,14 @@ export function liveMicTrack(p) {
 export const LAYOUT_KEY = "rondpoint.layout";
 export const MIN_TILE_WIDTH = 150; // px: no tile is narrower, on a phone too (the stage scrolls)
 export const STRIP_TILE_WIDTH = 240; // px: the widest tile of speaker view's strip
+// Screen shares shown per participant: a browser or a Visio user shares one screen; the gateway
+// does not bound the tracks one participant publishes, so the page bounds the tiles they make.
+export const SHARES_SHOWN = 2;
 
 /** The stage's tiles, one per video: for each participant of joinedList its camera tile (key: its
- * id, shown with initials when there is no video), then one per screen share it publishes (key:
- * "<id>:<track id>", the page's own share "<id>:screen"). Each is {key, pid, source, trackId}. */
+ * id, shown with initials when there is no video), then one per screen share it publishes, up to
+ * SHARES_SHOWN (key: "<id>:<track id>", the page's own share "<id>:screen"). Each is
+ * {key, pid, source, trackId}. */
 export function stageTiles(state) {
   const tiles = [];
   for (const p of joinedList(state)) {
@@ -444,10 +448,9 @@ export function stageTiles(state) {
       if (state.screenTrack) tiles.push({ key: `${p.id}:screen`, pid: p.id, source: "screen", trackId: null });
       continue;
     }
-    for (const tr of p.tracks || []) {
-      if (tr.kind === "video" && tr.source === "screen") {
-        tiles.push({ key: `${p.id}:${tr.id}`, pid: p.id, source: "screen", trackId: tr.id });
-      }
+    const shares = (p.tracks || []).filter((tr) => tr.kind === "video" && tr.source === "screen");
+    for (const tr of shares.slice(0, SHARES_SHOWN)) {
+      tiles.push({ key: `${p.id}:${tr.id}`, pid: p.id, source: "screen", trackId: tr.id });
     }
   }
   return tiles;
