@@ -33,7 +33,7 @@ from tests.interop.livekit_fixtures import RunningLiveKit
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.interop,
-    pytest.mark.timeout(120),
+    pytest.mark.timeout(180),  # four pages at once, on a busy machine too
     pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
 ]
 
@@ -257,10 +257,13 @@ def boxes_fit(p: Participant) -> list[str]:
 
 def test_a_phone_shows_readable_tiles_and_controls_that_fit(open_participant: Opener) -> None:
     room = new_room("mobile")
-    alice, bruno = join_trio(open_participant, room)[:2]
+    alice = open_participant(room, "Alice")
+    alice.wait_state("room")
+    bruno = open_participant(room, "Bruno")
     phone = open_participant(room, "Maëlle Dupont-Lefèvre", viewport=(390, 844))
-    phone.wait_state("room")
-    wait_until(lambda: len(tiles(phone)) == 4, 10, "four tiles on the phone")
+    for p in (bruno, phone):
+        p.wait_state("room")
+    wait_until(lambda: len(tiles(phone)) == 3, 10, "three tiles on the phone")
     wait_until(lambda: all(t["playing"] for t in tiles(phone)), 25, "every camera playing")
     assert boxes_fit(phone) == []
     shot(phone, "mobile")
@@ -309,7 +312,9 @@ def test_a_visio_screen_share_is_a_tile_of_its_own(
             me.wait_state("room", timeout=25)
             cid = wait_until(listed(me, "Claire Dubois", "visio"), 15, "Claire listed")["id"]
             share = me.page.get_by_test_id(f"screen-{cid}")
-            share.wait_for(state="visible", timeout=15_000)
+            share.wait_for(
+                state="visible", timeout=30_000
+            )  # the mirror's tracks, on a busy machine too
             assert share.locator(".tile-name").inner_text() == "Claire Dubois (screen)"
             assert share.locator(".origin-visio").inner_text() == "Visio"
             first = wait_until(lambda: both_flowing(me, cid, {}), 25, "Claire's two videos")
