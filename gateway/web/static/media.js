@@ -290,7 +290,14 @@ export function negotiatePublish() {
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     const sdp = pc.localDescription.sdp;
-    const reply = await app.client.request("offer", { pc: "publish", sdp, tracks: sendingTracks() });
+    let reply;
+    try {
+      reply = await app.client.request("offer", { pc: "publish", sdp, tracks: sendingTracks() });
+    } catch (e) {
+      // refused: the server changed nothing (spec 8.2), nor does the connection
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
+      throw e;
+    }
     await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
     app.ownTracks = {};
     for (const tr of reply.tracks || []) {
