@@ -6,6 +6,7 @@
 
 import { lang, t } from "./i18n.js";
 import {
+  LAYOUT_KEY,
   ROOM_RE,
   TOKEN_KEY,
   app,
@@ -17,7 +18,8 @@ import {
   problemText,
 } from "./state.js";
 import { $, applyI18n, setState, toast } from "./ui.js";
-import { layoutGrid } from "./layout.js";
+import { layoutGrid, setLayout, stageState, updateLayoutButton } from "./layout.js";
+import { toggleScreenShare } from "./screenshare.js";
 import { setCam, setMic } from "./media.js";
 import { closePanels, linksRequest, refreshLinks, renderPeople, togglePanel } from "./panels.js";
 import { discover, leave, watchNetwork } from "./connection.js";
@@ -33,6 +35,9 @@ function wire() {
   $("pre-cam").onclick = () => setCam(!app.camOn);
   $("mic-toggle").onclick = () => setMic(!app.micOn);
   $("camera-toggle").onclick = () => setCam(!app.camOn);
+  $("share-toggle").onclick = toggleScreenShare;
+  $("layout-toggle").onclick = () => setLayout(app.layout === "speaker" ? "grid" : "speaker");
+  updateLayoutButton();
   $("leave").onclick = leave;
   $("lobby-cancel").onclick = leave;
   $("toggle-people").onclick = () => togglePanel("people");
@@ -144,6 +149,23 @@ window.rondpoint = {
       reconnecting: isReconnecting(app, p),
     }));
   },
+  /** The stage's tiles and layout (layout.js stageState). */
+  stage: stageState,
+  /** Per received video track: its owner, source and frames decoded so far. */
+  async videoStreams() {
+    const out = [];
+    for (const tx of app.subPc?.getTransceivers() || []) {
+      const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
+      if (!info || tx.receiver.track?.kind !== "video" || tx.currentDirection === "inactive") continue;
+      const meta = (app.participants.get(info.participant_id)?.tracks || []).find((x) => x.id === info.track_id);
+      let frames = 0;
+      (await tx.receiver.getStats()).forEach((s) => {
+        if (s.type === "inbound-rtp") frames += s.framesDecoded || 0;
+      });
+      out.push({ pid: info.participant_id, track: info.track_id, source: meta?.source || "", framesDecoded: frames });
+    }
+    return out;
+  },
   _debug() {
     return {
       participants: [...app.participants.values()],
@@ -212,6 +234,7 @@ function start() {
   app.params = new URLSearchParams(location.search);
   app.autojoin = app.params.get("autojoin") === "1";
   Object.assign(app, mediaWanted(app.params, localStorage));
+  app.layout = localStorage.getItem(LAYOUT_KEY) === "speaker" ? "speaker" : "grid";
   wire();
   discover().then(() => renderPeople());
   const m = location.pathname.match(/^\/r\/([^/]+)\/?$/);

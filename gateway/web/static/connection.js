@@ -12,6 +12,7 @@ import {
   isolated,
   keepToken,
   keptToken,
+  noteSpeakers,
   problemText,
   removeParticipant,
   trackMuted,
@@ -44,6 +45,7 @@ import {
 } from "./media.js";
 import { closePanels, onChat, refreshLinks, renderAll, setUnread, showChatHistory } from "./panels.js";
 import { onHandUpdate, onReaction, onUnmuteRequested, resetSocial } from "./social.js";
+import { showSpeakers } from "./layout.js";
 
 /** What this gateway can do (/.well-known/ors): for now whether it dials out. */
 export async function discover() {
@@ -132,8 +134,8 @@ async function connect(resume = null) {
   });
   client.on("track_muted", (m) => onTrackMuted(m.track_id, m.participant_id, m.muted));
   client.on("active_speakers", (m) => {
-    app.speaking = new Set((m.speakers || []).filter((s) => (s.level ?? 1) > 0).map((s) => s.participant_id));
-    for (const tile of $("grid").children) tile.classList.toggle("speaking", app.speaking.has(tile.dataset.pid));
+    noteSpeakers(app, (m.speakers || []).filter((s) => (s.level ?? 1) > 0).map((s) => s.participant_id));
+    showSpeakers();
   });
   client.on("chat", (m) => onChat(m.message));
   client.on("reaction", onReaction);
@@ -287,6 +289,7 @@ function dropPeerConnections() {
   app.audioEls.clear();
   app.sentHeights.clear();
   app.remoteVideo = new Map();
+  app.remoteScreens = new Map();
 }
 
 // ---------------------------------------------------------------- the lobby and the room
@@ -402,6 +405,8 @@ function cleanupSession() {
   app.resume = null;
   app.joinedAt = 0;
   dropPeerConnections();
+  app.pinned = null;
+  app.lastSpeaker = null;
   app.participants.clear();
   app.removed.clear();
   app.lobbySeen.clear();

@@ -175,6 +175,14 @@ export const STRINGS = {
     reconnected: "Reconnected",
     lobby_host_here: "A host is in the meeting and will let you in.",
     lobby_no_host: "No host is in the meeting yet; you will be let in when one arrives.",
+    // screen share, layouts, mobile (issue 14)
+    share_screen: "Share screen",
+    screen_suffix: "screen",
+    speaker_view: "Speaker view",
+    pin_tile: (n) => `Pin ${n}`,
+    unpin_tile: (n) => `Unpin ${n}`,
+    err_screen_denied: "Screen sharing was not allowed. Check your browser’s permissions for this site.",
+    err_screen: "Screen sharing could not start.",
   },
   fr: {
     app_tagline: "Passerelle de visioconférence",
@@ -348,6 +356,14 @@ export const STRINGS = {
     reconnected: "Connexion rétablie",
     lobby_host_here: "Un organisateur est dans la réunion et va vous faire entrer.",
     lobby_no_host: "Aucun organisateur n’est encore dans la réunion ; vous entrerez dès qu’il arrivera.",
+    // screen share, layouts, mobile (issue 14)
+    share_screen: "Partager l’écran",
+    screen_suffix: "écran",
+    speaker_view: "Vue orateur",
+    pin_tile: (n) => `Épingler ${n}`,
+    unpin_tile: (n) => `Détacher ${n}`,
+    err_screen_denied: "Le partage d’écran n’a pas été autorisé. Vérifiez les autorisations du navigateur pour ce site.",
+    err_screen: "Le partage d’écran n’a pas pu démarrer.",
   },
 };
 

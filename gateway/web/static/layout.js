@@ -1,10 +1,26 @@
-// The room's tiles: one per joined participant, laid out in the largest 16:9 grid that fits the
-// stage, and the simulcast layer each remote video is subscribed to, from its tile's height.
+// The room's tiles: one per joined participant's camera and one per screen share, laid out in the
+// largest 16:9 grid that fits the stage or in speaker view (one large tile above a strip), a pin
+// on each tile, and the simulcast layer each remote video is subscribed to, from its tile's height.
 
 import { originLabel, t } from "./i18n.js";
-import { app, handRaised, initials, joinedList, micMuted, originGroup, remoteTracksOf, videoOff } from "./state.js";
+import {
+  LAYOUT_KEY,
+  MIN_TILE_WIDTH,
+  app,
+  handRaised,
+  initials,
+  isolated,
+  joinedList,
+  largeTile,
+  micMuted,
+  originGroup,
+  remoteTracksOf,
+  speakerRects,
+  stageTiles,
+  videoOff,
+} from "./state.js";
 import { isReconnecting } from "./reconnect.js";
-import { $, el, icon } from "./ui.js";
+import { $, el, icon, setIcon } from "./ui.js";
 
 const GAP = 12; // px between tiles, as style.css has it
 
@@ -29,12 +45,29 @@ export function layerHeight(heights, px) {
   return sorted.find((x) => x >= px * 0.9) || sorted[sorted.length - 1];
 }
 
-function makeTile(p) {
+/** The grid of N tiles in a WIDTH x HEIGHT stage: bestGrid, unless its tiles would be narrower
+ * than MIN; then as many columns of MIN or more as fit, and the stage scrolls down. */
+export function gridLayout(n, width, height, gap = GAP, min = MIN_TILE_WIDTH) {
+  const best = bestGrid(n, width, height, gap);
+  if (best.w >= Math.min(min, width)) return best;
+  const cols = Math.max(1, Math.min(n, Math.floor((width + gap) / (min + gap))));
+  return { cols, w: Math.min(width, (width - gap * (cols - 1)) / cols) };
+}
+
+function makeTile(tile) {
   const video = el("video", { autoplay: true, playsinline: true, muted: true });
   video.muted = true;
-  const tile = el(
+  const screen = tile.source === "screen";
+  const node = el(
     "div",
-    { class: "tile", role: "listitem", "data-pid": p.id, "data-testid": `tile-${p.id}` },
+    {
+      class: screen ? "tile tile-screen" : "tile",
+      role: "listitem",
+      "data-pid": tile.pid,
+      "data-key": tile.key,
+      "data-source": tile.source,
+      "data-testid": screen ? `screen-${tile.pid}` : `tile-${tile.pid}`,
+    },
     video,
     el("div", { class: "avatar", "aria-hidden": "true" }, el("span")),
     el("div", { class: "tile-reactions", "aria-hidden": "true" }),
@@ -47,64 +80,134 @@ function makeTile(p) {
       el("span", { class: "origin" }),
       el("span", { class: "tile-reconnecting", "data-testid": "tile-reconnecting", hidden: true }),
     ),
+    el(
+      "button",
+      {
+        type: "button",
+        class: "tile-pin",
+        "data-testid": "tile-pin",
+        "aria-pressed": "false",
+        onclick: () => {
+          app.pinned = app.pinned === tile.key ? null : tile.key;
+          renderTiles();
+        },
+      },
+      icon("pin"),
+    ),
   );
-  return tile;
+  return node;
 }
 
+/** The tiles of the stage (state.js stageTiles): one per participant's camera (its initials when
+ * it has no video) and one per screen share, then their layout. */
 export function renderTiles() {
   const grid = $("grid");
   if (app.state !== "room") return;
-  const list = joinedList(app);
-  const keep = new Set(list.map((p) => p.id));
-  for (const tile of [...grid.children]) if (!keep.has(tile.dataset.pid)) tile.remove();
-  list.forEach((p, i) => {
-    let tile = grid.querySelector(`[data-pid="${CSS.escape(p.id)}"]`);
-    if (!tile) tile = makeTile(p);
-    if (grid.children[i] !== tile) grid.insertBefore(tile, grid.children[i] || null);
-    const self = p.id === app.self?.id;
-    const muted = micMuted(app, p);
-    const off = videoOff(app, p);
-    tile.classList.toggle("self", self);
-    tile.classList.toggle("muted", muted);
-    tile.classList.toggle("no-video", off);
-    tile.classList.toggle("speaking", app.speaking.has(p.id));
-    tile.dataset.muted = muted ? "true" : "false";
-    const reconnecting = isReconnecting(app, p);
-    tile.classList.toggle("reconnecting", reconnecting);
-    const away = tile.querySelector(".tile-reconnecting");
-    away.hidden = !reconnecting;
-    away.textContent = reconnecting ? t("reconnecting_badge") : "";
-    const label = `${p.name}${self ? ` (${t("you")})` : ""}`;
-    // rebuilt only when it changes: a render per room event must not detach the name a screen
-    // reader (or a test) is reading
-    const nameLabel = tile.querySelector(".tile-name");
-    const you = self ? ` (${t("you")})` : "";
-    if (nameLabel.querySelector("bdi")?.textContent !== p.name || nameLabel.textContent !== p.name + you) {
-      nameLabel.replaceChildren(el("bdi", { text: p.name }), you);
-    }
-    tile.querySelector(".avatar span").textContent = initials(p.name);
-    // the origin badge only for people not in a browser: on every tile it would be noise
-    const browser = originGroup(p.origin) === "ors";
-    const badge = tile.querySelector(".origin");
-    badge.hidden = browser;
-    badge.textContent = originLabel(p.origin);
-    badge.className = `origin origin-${(p.origin || "ors").split(":")[0]}`;
-    badge.title = p.origin?.startsWith("federation:") ? p.origin.slice(11) : originLabel(p.origin);
-    const hand = handRaised(p);
-    tile.classList.toggle("hand-raised", hand);
-    tile.querySelector(".tile-hand").hidden = !hand;
-    const said = [label, browser ? "" : originLabel(p.origin), hand ? t("hand_raised") : "", muted ? t("muted") : "", reconnecting ? t("reconnecting_badge") : ""];
-    tile.setAttribute("aria-label", said.filter(Boolean).join(", "));
-    const video = tile.querySelector("video");
-    const want = self ? (app.camOn ? app.camTrack : null) : app.remoteVideo.get(p.id)?.track || null;
-    const have = video.srcObject?.getVideoTracks()[0] || null;
-    if (want !== have) video.srcObject = want ? new MediaStream([want]) : null;
-    tile.dataset.trackId = self ? "" : app.remoteVideo.get(p.id)?.track_id || "";
+  const tiles = stageTiles(app);
+  const keep = new Set(tiles.map((x) => x.key));
+  for (const node of [...grid.children]) if (!keep.has(node.dataset.key)) node.remove();
+  if (app.pinned && !keep.has(app.pinned)) app.pinned = null;
+  tiles.forEach((tile, i) => {
+    let node = grid.querySelector(`[data-key="${CSS.escape(tile.key)}"]`);
+    if (!node) node = makeTile(tile);
+    if (grid.children[i] !== node) grid.insertBefore(node, grid.children[i] || null);
+    const p = tile.pid === app.self?.id ? app.self : app.participants.get(tile.pid);
+    const label = tile.source === "screen" ? renderScreenTile(node, tile, p) : renderCameraTile(node, p);
+    const pinned = app.pinned === tile.key;
+    const pin = node.querySelector(".tile-pin");
+    pin.setAttribute("aria-pressed", pinned ? "true" : "false");
+    pin.setAttribute("aria-label", t(pinned ? "unpin_tile" : "pin_tile", isolated(label)));
+    pin.title = pin.getAttribute("aria-label");
+    node.classList.toggle("pinned", pinned);
   });
-  $("alone").hidden = list.length > 1;
+  $("alone").hidden = joinedList(app).length > 1;
   layoutGrid();
 }
 
+/** The name on a tile, rebuilt only when it changes: a render per room event must not detach
+ * the name a screen reader (or a test) is reading. SUFFIX is " (you)", " (screen)" or "". */
+function setTileName(node, name, suffix) {
+  const nameLabel = node.querySelector(".tile-name");
+  if (nameLabel.querySelector("bdi")?.textContent !== name || nameLabel.textContent !== name + suffix) {
+    nameLabel.replaceChildren(el("bdi", { text: name }), suffix);
+  }
+}
+
+/** The origin badge of P's tile, only for people not in a browser (on every tile it would be
+ * noise); returns what a screen reader says of it, "" for a browser. */
+function setOrigin(node, p) {
+  const browser = originGroup(p.origin) === "ors";
+  const badge = node.querySelector(".origin");
+  badge.hidden = browser;
+  badge.textContent = originLabel(p.origin);
+  badge.className = `origin origin-${(p.origin || "ors").split(":")[0]}`;
+  badge.title = p.origin?.startsWith("federation:") ? p.origin.slice(11) : originLabel(p.origin);
+  return browser ? "" : originLabel(p.origin);
+}
+
+function showVideo(node, want) {
+  const video = node.querySelector("video");
+  const have = video.srcObject?.getVideoTracks()[0] || null;
+  if (want !== have) video.srcObject = want ? new MediaStream([want]) : null;
+}
+
+/** Fills a participant's camera tile; returns its short label (the name, " (you)"). */
+function renderCameraTile(node, p) {
+  const self = p.id === app.self?.id;
+  const muted = micMuted(app, p);
+  const off = videoOff(app, p);
+  node.classList.toggle("self", self);
+  node.classList.toggle("muted", muted);
+  node.classList.toggle("no-video", off);
+  node.classList.toggle("speaking", app.speaking.has(p.id));
+  node.dataset.muted = muted ? "true" : "false";
+  const you = self ? ` (${t("you")})` : "";
+  setTileName(node, p.name, you);
+  node.querySelector(".avatar span").textContent = initials(p.name);
+  const origin = setOrigin(node, p);
+  const hand = handRaised(p);
+  node.classList.toggle("hand-raised", hand);
+  node.querySelector(".tile-hand").hidden = !hand;
+  const reconnecting = isReconnecting(app, p);
+  node.classList.toggle("reconnecting", reconnecting);
+  const away = node.querySelector(".tile-reconnecting");
+  away.hidden = !reconnecting;
+  away.textContent = reconnecting ? t("reconnecting_badge") : "";
+  const said = [p.name + you, origin, hand ? t("hand_raised") : "", muted ? t("muted") : ""];
+  if (reconnecting) said.push(t("reconnecting_badge"));
+  node.setAttribute("aria-label", said.filter(Boolean).join(", "));
+  showVideo(node, self ? (app.camOn ? app.camTrack : null) : app.remoteVideo.get(p.id)?.track || null);
+  node.dataset.trackId = self ? "" : app.remoteVideo.get(p.id)?.track_id || "";
+  return p.name + you;
+}
+
+/** Fills a screen share's tile; returns its short label ("<name> (screen)"). */
+function renderScreenTile(node, tile, p) {
+  const self = p.id === app.self?.id;
+  const track = self ? app.screenTrack : app.remoteScreens.get(tile.trackId)?.track || null;
+  const suffix = ` (${t("screen_suffix")})`;
+  setTileName(node, p.name, suffix);
+  node.querySelector(".avatar span").textContent = initials(p.name);
+  node.classList.toggle("no-video", !track);
+  node.querySelector(".tile-hand").hidden = true; // a hand is the person's: on their camera tile
+  const origin = setOrigin(node, p);
+  node.setAttribute("aria-label", [p.name + suffix, origin].filter(Boolean).join(", "));
+  showVideo(node, track);
+  node.dataset.trackId = tile.trackId || "";
+  return p.name + suffix;
+}
+
+/** Marks who speaks (active_speakers, spec 9.11) with a ring on their camera tile; speaker view
+ * follows the one who spoke last. */
+export function showSpeakers() {
+  for (const node of $("grid").children) {
+    node.classList.toggle("speaking", node.dataset.source === "camera" && app.speaking.has(node.dataset.pid));
+  }
+  if (app.layout === "speaker" && !app.pinned) layoutGrid();
+}
+
+/** Lays the tiles out: a grid of equal tiles, or (speaker view, or a pinned tile) one large tile
+ * above a strip of small ones. Then the subscriptions follow the tiles' sizes. */
 export function layoutGrid() {
   const grid = $("grid");
   const n = grid.children.length;
@@ -112,14 +215,82 @@ export function layoutGrid() {
   const W = grid.clientWidth;
   const H = grid.clientHeight;
   if (!W || !H) return;
-  const best = bestGrid(n, W, H);
-  grid.style.setProperty("--cols", best.cols);
-  const w = Math.max(120, Math.floor(best.w) - 1);
-  for (const tile of grid.children) {
-    tile.style.width = `${w}px`;
-    tile.style.height = `${Math.floor((w * 9) / 16)}px`;
+  const tiles = [...grid.children].map(({ dataset }) => ({ key: dataset.key, pid: dataset.pid, source: dataset.source }));
+  const large = largeTile(tiles, {
+    layout: app.layout,
+    pinned: app.pinned,
+    lastSpeaker: app.lastSpeaker,
+    selfId: app.self?.id,
+  });
+  grid.classList.toggle("stage-speaker", large !== null);
+  if (large === null) {
+    const best = gridLayout(n, W, H);
+    grid.style.setProperty("--cols", best.cols);
+    const w = Math.floor(best.w) - 1;
+    for (const node of grid.children) {
+      node.classList.remove("large");
+      node.style.left = node.style.top = "";
+      node.style.width = `${w}px`;
+      node.style.height = `${Math.floor((w * 9) / 16)}px`;
+    }
+  } else {
+    const rects = speakerRects(n - 1, W, H);
+    let i = 0;
+    for (const node of grid.children) {
+      const isLarge = node.dataset.key === large;
+      const r = isLarge ? rects.large : rects.strip[i++];
+      node.classList.toggle("large", isLarge);
+      node.style.left = `${Math.floor(r.x)}px`;
+      node.style.top = `${Math.floor(r.y)}px`;
+      node.style.width = `${Math.floor(r.w)}px`;
+      node.style.height = `${Math.floor(r.h)}px`;
+    }
   }
+  for (const node of grid.children) node.classList.toggle("small", node.clientWidth < 240);
   scheduleSubscriptions();
+}
+
+/** Switches between the grid and speaker view, and remembers the choice in STORAGE. */
+export function setLayout(layout, storage = localStorage) {
+  app.layout = layout === "speaker" ? "speaker" : "grid";
+  try {
+    storage.setItem(LAYOUT_KEY, app.layout);
+  } catch {
+    /* refused: the choice lasts this page */
+  }
+  updateLayoutButton();
+  layoutGrid();
+}
+
+export function updateLayoutButton() {
+  const b = $("layout-toggle");
+  const speaker = app.layout === "speaker";
+  b.setAttribute("aria-pressed", speaker ? "true" : "false");
+  setIcon(b, speaker ? "speaker-view" : "grid-view");
+}
+
+/** What the stage shows, for the browser tests: the layout, and each tile's key, person,
+ * source, size, whether it is large, pinned or speaking. */
+export function stageState() {
+  return {
+    layout: app.layout,
+    pinned: app.pinned,
+    tiles: [...$("grid").children].map((node) => {
+      const box = node.getBoundingClientRect();
+      return {
+        key: node.dataset.key,
+        pid: node.dataset.pid,
+        source: node.dataset.source,
+        track: node.dataset.trackId,
+        w: box.width,
+        h: box.height,
+        large: node.classList.contains("large"),
+        pinned: node.classList.contains("pinned"),
+        speaking: node.classList.contains("speaking"),
+        playing: (node.querySelector("video")?.videoWidth || 0) > 0,
+      };
+    }),
+  };
 }
 
 let subTimer = null;

@@ -114,7 +114,22 @@ export function updateMediaButtons() {
     $("preview-off").hidden = false;
     $("preview-off-text").textContent = app.hasCam ? t("camera_off") : t("no_camera");
   }
+  updateShareButton();
   if (app.self) renderTiles();
+}
+
+/** Whether this browser can share a screen (phones cannot: no getDisplayMedia). */
+export function canShareScreen() {
+  return typeof navigator !== "undefined" && typeof navigator.mediaDevices?.getDisplayMedia === "function";
+}
+
+/** The control bar's "Share screen" button (screenshare.js): shown where the browser can share,
+ * pressed while it does. */
+export function updateShareButton() {
+  const b = $("share-toggle");
+  b.hidden = !canShareScreen();
+  b.setAttribute("aria-pressed", app.screenTrack ? "true" : "false");
+  b.classList.toggle("on", !!app.screenTrack);
 }
 
 export async function setMic(on) {
@@ -210,42 +225,34 @@ function newPc(kind) {
   return pc;
 }
 
+/** The publish connection, made when the page has none yet (no microphone and no camera, then a
+ * screen share). */
+export function ensurePubPc() {
+  if (!app.pubPc) app.pubPc = newPc("publish");
+  return app.pubPc;
+}
+
 export async function publish(simulcast) {
   if (!app.hasMic && !app.hasCam) return;
-  const pc = newPc("publish");
-  app.pubPc = pc;
-  const tracks = [];
+  const pc = ensurePubPc();
   if (app.hasMic) {
     app.audioTx = pc.addTransceiver(app.micOn ? app.micTrack : "audio", { direction: "sendonly" });
   }
-  let layers = [];
+  app.cameraLayers = [];
   if (app.hasCam) {
     const init = { direction: "sendonly" };
-    layers = simulcast ? cameraLayers() : [];
+    const layers = simulcast ? cameraLayers() : [];
     if (layers.length > 1) {
       init.sendEncodings = layers.map(({ rid, scaleResolutionDownBy, maxBitrate }) => ({
         rid,
         scaleResolutionDownBy,
         maxBitrate,
       }));
-    } else layers = [];
+      app.cameraLayers = layers.map(({ rid, width, height }) => ({ rid, width, height }));
+    }
     app.videoTx = pc.addTransceiver(app.camOn && app.camTrack ? app.camTrack : "video", init);
   }
-  const offer = await pc.createOffer();
-  await pc.setLocalDescription(offer);
-  if (app.audioTx) tracks.push({ mid: app.audioTx.mid, source: "microphone" });
-  if (app.videoTx) {
-    const tr = { mid: app.videoTx.mid, source: "camera" };
-    if (layers.length) tr.simulcast = layers.map(({ rid, width, height }) => ({ rid, width, height }));
-    tracks.push(tr);
-  }
-  const reply = await app.client.request("offer", { pc: "publish", sdp: pc.localDescription.sdp, tracks });
-  await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
-  app.ownTracks = {};
-  for (const tr of reply.tracks || []) {
-    const source = tr.source || (tr.mid === app.audioTx?.mid ? "microphone" : "camera");
-    app.ownTracks[source] = tr;
-  }
+  await negotiatePublish();
   // Tell the room what is muted from the start.
   if (app.ownTracks.microphone && !app.micOn) {
     app.client.request("mute", { track_id: app.ownTracks.microphone.id, muted: true }).catch(console.warn);
@@ -253,8 +260,56 @@ export async function publish(simulcast) {
   if (app.ownTracks.camera && !app.camOn) {
     app.client.request("mute", { track_id: app.ownTracks.camera.id, muted: true }).catch(console.warn);
   }
-  if (app.self) app.self.tracks = Object.values(app.ownTracks);
-  renderAll();
+}
+
+/** The `tracks` of a publish offer: every sending transceiver of the page, with its source (spec
+ * 10.4: every offer lists them all, the ones already published too). */
+function sendingTracks() {
+  const tracks = [];
+  const sources = [
+    [app.audioTx, "microphone"],
+    [app.videoTx, "camera"],
+    [app.screenTx, "screen"],
+    [app.screenAudioTx, "screen_audio"],
+  ];
+  for (const [tx, source] of sources) {
+    if (!tx || tx.mid == null) continue;
+    const tr = { mid: tx.mid, source };
+    if (tx === app.videoTx && app.cameraLayers.length) tr.simulcast = app.cameraLayers;
+    tracks.push(tr);
+  }
+  return tracks;
+}
+
+/** Offers the publish connection as it is now (spec 10.4: first, and again after a track is added
+ * or removed), one offer at a time, and keeps the tracks the server answers with. */
+export function negotiatePublish() {
+  const run = async () => {
+    const pc = app.pubPc;
+    if (!pc || !app.client) return;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const sdp = pc.localDescription.sdp;
+    let reply;
+    try {
+      reply = await app.client.request("offer", { pc: "publish", sdp, tracks: sendingTracks() });
+    } catch (e) {
+      // refused: the server changed nothing (spec 8.2), nor does the connection
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
+      throw e;
+    }
+    await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    app.ownTracks = {};
+    for (const tr of reply.tracks || []) {
+      const source = tr.source || (tr.mid === app.audioTx?.mid ? "microphone" : "camera");
+      app.ownTracks[source] = tr;
+    }
+    if (app.self) app.self.tracks = Object.values(app.ownTracks);
+    renderAll();
+  };
+  const done = app.pubQueue.then(run);
+  app.pubQueue = done.catch(() => {});
+  return done;
 }
 
 export function closePub() {
@@ -263,6 +318,14 @@ export function closePub() {
   app.audioTx = null;
   app.videoTx = null;
   app.ownTracks = {};
+  app.pubQueue = Promise.resolve();
+  app.screenTrack?.stop();
+  app.screenAudioTrack?.stop();
+  app.screenTrack = null;
+  app.screenAudioTrack = null;
+  app.screenTx = null;
+  app.screenAudioTx = null;
+  updateShareButton();
 }
 
 // ---------------------------------------------------------------- subscribing
@@ -283,12 +346,14 @@ export async function onSubscribeOffer(m) {
   attachRemoteTracks();
 }
 
-/** Plays every live remote audio track in an <audio> of its own and picks the video of each
- * participant's tile (its camera rather than another video), then renders the tiles. */
+/** Plays every live remote audio track in an <audio> of its own, picks the video of each
+ * participant's camera tile (its camera rather than another video) and keeps its screen shares
+ * for their own tiles, then renders the tiles. */
 export function attachRemoteTracks() {
   if (!app.subPc) return;
   const liveAudio = new Set();
   const videoFor = new Map(); // pid -> MediaStreamTrack (camera preferred)
+  const screens = new Map(); // track_id -> {track, pid}
   for (const tx of app.subPc.getTransceivers()) {
     const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
     if (!info || tx.stopped || tx.currentDirection === "inactive") continue;
@@ -308,7 +373,8 @@ export function attachRemoteTracks() {
       }
     } else {
       const meta = remoteTracksOf(app, info.participant_id).find((x) => x.id === info.track_id);
-      if (!videoFor.has(info.participant_id) || meta?.source === "camera") {
+      if (meta?.source === "screen") screens.set(info.track_id, { track, pid: info.participant_id });
+      else if (!videoFor.has(info.participant_id) || meta?.source === "camera") {
         videoFor.set(info.participant_id, { track, track_id: info.track_id });
       }
     }
@@ -321,5 +387,6 @@ export function attachRemoteTracks() {
     }
   }
   app.remoteVideo = videoFor;
+  app.remoteScreens = screens;
   renderTiles();
 }

@@ -60,6 +60,17 @@ export function newAppState() {
     // room links (hosts): [{target, status}] and the schemes this gateway can link
     links: [],
     linkSchemes: [],
+    // the stage: screen share, layouts (stageTiles, largeTile)
+    screenTrack: null, // the page's own screen share (getDisplayMedia), while it shares
+    screenAudioTrack: null, // the tab or system audio shared with it, if any
+    screenTx: null,
+    screenAudioTx: null,
+    cameraLayers: [], // the simulcast layers the camera was offered with, offered again as they were
+    pubQueue: Promise.resolve(), // publish offers one after the other (spec 10.4 step 5)
+    remoteScreens: new Map(), // track_id -> {track: MediaStreamTrack, pid}: remote screen shares received
+    layout: "grid", // "grid" or "speaker"
+    pinned: null, // the key of the pinned tile (stageTiles), or null
+    lastSpeaker: null, // the participant id who spoke last (not this page), for speaker view
   };
 }
 
@@ -144,10 +155,10 @@ export function micMuted(state, p) {
   return audio.length === 0 || audio.every((x) => x.muted);
 }
 
-/** Whether P's tile shows initials rather than video. */
+/** Whether P's camera tile shows initials rather than video (a screen share has a tile of its own). */
 export function videoOff(state, p) {
   if (p.id === state.self?.id) return !(state.camOn && state.camTrack);
-  const video = (p.tracks || []).filter((x) => x.kind === "video");
+  const video = (p.tracks || []).filter((x) => x.kind === "video" && x.source !== "screen");
   if (!video.length || video.every((x) => x.muted)) return true;
   return !state.remoteVideo?.has(p.id);
 }
@@ -414,4 +425,80 @@ export function unreadAfter(unread, msg, selfId, chatOpen, earlier = false) {
 /** The id of P's microphone track that is on (to mute it), or null. */
 export function liveMicTrack(p) {
   return (p.tracks || []).find((x) => x.kind === "audio" && x.source !== "screen_audio" && !x.muted)?.id ?? null;
+}
+
+// ---------------------------------------------------------------- the stage: tiles and layouts
+
+export const LAYOUT_KEY = "rondpoint.layout";
+export const MIN_TILE_WIDTH = 150; // px: no tile is narrower, on a phone too (the stage scrolls)
+export const STRIP_TILE_WIDTH = 240; // px: the widest tile of speaker view's strip
+// Screen shares shown per participant: a browser or a Visio user shares one screen; the gateway
+// does not bound the tracks one participant publishes, so the page bounds the tiles they make.
+export const SHARES_SHOWN = 2;
+
+/** The stage's tiles, one per video: for each participant of joinedList its camera tile (key: its
+ * id, shown with initials when there is no video), then one per screen share it publishes, up to
+ * SHARES_SHOWN (key: "<id>:<track id>", the page's own share "<id>:screen"). Each is
+ * {key, pid, source, trackId}. */
+export function stageTiles(state) {
+  const tiles = [];
+  for (const p of joinedList(state)) {
+    tiles.push({ key: p.id, pid: p.id, source: "camera", trackId: null });
+    if (p.id === state.self?.id) {
+      if (state.screenTrack) tiles.push({ key: `${p.id}:screen`, pid: p.id, source: "screen", trackId: null });
+      continue;
+    }
+    const shares = (p.tracks || []).filter((tr) => tr.kind === "video" && tr.source === "screen");
+    for (const tr of shares.slice(0, SHARES_SHOWN)) {
+      tiles.push({ key: `${p.id}:${tr.id}`, pid: p.id, source: "screen", trackId: tr.id });
+    }
+  }
+  return tiles;
+}
+
+/** Keeps the speakers of `active_speakers` (participant ids, loudest first): who speaks now, and
+ * who spoke last among the others, whom speaker view keeps large while nobody speaks. */
+export function noteSpeakers(state, ids) {
+  state.speaking = new Set(ids);
+  const other = ids.find((id) => id !== state.self?.id);
+  if (other) state.lastSpeaker = other;
+}
+
+/** The key of the large tile among TILES (stageTiles), or null for a plain grid: the pinned tile,
+ * in any layout; in speaker view, else a screen share (another's before the page's own), else the
+ * one who spoke last (not the page itself), else the first other participant. */
+export function largeTile(tiles, { layout, pinned, lastSpeaker, selfId }) {
+  if (pinned && tiles.some((x) => x.key === pinned)) return pinned;
+  if (layout !== "speaker" || tiles.length < 2) return null;
+  const shares = tiles.filter((x) => x.source === "screen");
+  const share = shares.find((x) => x.pid !== selfId) || shares[0];
+  if (share) return share.key;
+  if (lastSpeaker && tiles.some((x) => x.key === lastSpeaker)) return lastSpeaker;
+  return (tiles.find((x) => x.pid !== selfId) || tiles[0]).key;
+}
+
+/** Speaker view in a WIDTH x HEIGHT stage: the large 16:9 tile, and under it a strip of N small
+ * tiles, each MIN to STRIP_TILE_WIDTH wide and at most a quarter of the stage high (the strip
+ * scrolls sideways when they do not fit), both centred. Rects are {x, y, w, h} in px. */
+export function speakerRects(n, width, height, gap = 12, min = MIN_TILE_WIDTH) {
+  let sw = 0;
+  let sh = 0;
+  if (n > 0) {
+    sw = Math.min(STRIP_TILE_WIDTH, Math.max(min, (width - gap * (n - 1)) / n), width);
+    sh = (sw * 9) / 16;
+    if (sh > height / 4) {
+      sh = Math.max(height / 4, (Math.min(min, width) * 9) / 16);
+      sw = (sh * 16) / 9;
+    }
+  }
+  const below = n > 0 ? sh + gap : 0;
+  const lw = Math.max(0, Math.min(width, ((height - below) * 16) / 9));
+  const lh = (lw * 9) / 16;
+  // the large tile and the strip together, centred up and down (a phone's tall stage)
+  const large = { x: (width - lw) / 2, y: Math.max(0, (height - lh - below) / 2), w: lw, h: lh };
+  const total = n * sw + Math.max(0, n - 1) * gap;
+  const x0 = Math.max(0, (width - total) / 2);
+  const y = large.y + lh + gap;
+  const strip = Array.from({ length: n }, (_, i) => ({ x: x0 + i * (sw + gap), y, w: sw, h: sh }));
+  return { large, strip };
 }
