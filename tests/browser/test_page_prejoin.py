@@ -57,14 +57,37 @@ def audio_from(viewer: Participant, sender: Participant) -> int:
     return int(viewer.stats().get(sender.id, {}).get("audio", {}).get("packets", 0))
 
 
+def at_prejoin(
+    open_participant: Opener,
+    gateway: RunningGateway,
+    prefix: str,
+    token_name: str = "",
+    **policy: object,
+) -> tuple[str, Participant]:
+    """A new room the operator made (with POLICY), and a page on its pre-join screen: with a join
+    token naming TOKEN_NAME when there is one, else as an anonymous visitor."""
+    room = new_room(prefix)
+    gateway.create_room(room, **policy)
+    token = gateway.token(room, "visitor", token_name) if token_name else None
+    p = open_participant(room, "unused", token=token, autojoin=False)
+    p.wait_state("prejoin")
+    return room, p
+
+
+def in_a_room(open_participant: Opener, prefix: str, *names: str) -> list[Participant]:
+    """NAMES in a new room, one after the other (the first makes it, through the token endpoint)."""
+    room = new_room(prefix)
+    people = []
+    for name in names:
+        people.append(open_participant(room, name))
+        people[-1].wait_state("room")
+    return people
+
+
 def test_prejoin_lists_devices_keeps_the_choice_and_the_name_of_the_token(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("prejoin")
-    web_gateway.create_room(room)
-    token = web_gateway.token(room, "claire", "Claire Dubois")
-    claire = open_participant(room, "ignored", token=token, autojoin=False)
-    claire.wait_state("prejoin")
+    _, claire = at_prejoin(open_participant, web_gateway, "prejoin", "Claire Dubois")
     page = claire.page
     assert page.get_by_test_id("prejoin-name").input_value() == "Claire Dubois"
     wait_until(lambda: len(options(claire, "pre-cam-select")) == 3, 10, "the fake cameras")
@@ -96,11 +119,7 @@ def test_prejoin_lists_devices_keeps_the_choice_and_the_name_of_the_token(
 def test_switching_devices_in_the_room_replaces_the_sent_tracks_without_renegotiation(
     open_participant: Opener,
 ) -> None:
-    room = new_room("devices")
-    alice = open_participant(room, "Alice")
-    alice.wait_state("room")
-    bob = open_participant(room, "Bob")
-    bob.wait_state("room")
+    alice, bob = in_a_room(open_participant, "devices", "Alice", "Bob")
     wait_until(lambda: frames_from(bob, alice) > 10, 20, "Bob to see Alice")
     before = senders(alice)
     answer = alice.page.evaluate("window.rondpoint._debug().pubAnswer")
@@ -131,10 +150,7 @@ def test_switching_devices_in_the_room_replaces_the_sent_tracks_without_renegoti
 def test_the_language_switch_changes_every_text_and_is_kept(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
-    room = new_room("langue")
-    web_gateway.create_room(room, pin="2580")
-    p = open_participant(room, "Zoé", autojoin=False)
-    p.wait_state("prejoin")
+    room, p = at_prejoin(open_participant, web_gateway, "langue", pin="2580")
     page = p.page
     assert page.locator("#prejoin-title").inner_text() == "Ready to join?"
     page.get_by_test_id("lang-select").select_option("fr")
@@ -166,7 +182,9 @@ def test_the_invite_dialog_shows_the_link_the_numbers_and_the_pin_inside_only(
 ) -> None:
     number = f"+3314050{secrets.randbelow(10**4):04d}"
     room, host = helene_hosts(open_participant, web_gateway, "invite", pin="4829", lobby=True)
-    status, body = web_gateway.admin("POST", "/api/v1/sip/dispatch", {"number": number, "room": room})
+    status, body = web_gateway.admin(
+        "POST", "/api/v1/sip/dispatch", {"number": number, "room": room}
+    )
     assert status == 201, body
     page = host.page
     page.get_by_test_id("invite-open").click()
@@ -212,7 +230,9 @@ def test_without_sip_the_invite_dialog_has_no_phone_section(
     context.grant_permissions(["camera", "microphone"], origin=gateway.base_url)
     try:
         page = context.new_page()
-        page.goto(f"{gateway.base_url}/r/{room}?autojoin=1&name={urllib.request.quote('Hôte')}#token={token}")
+        page.goto(
+            f"{gateway.base_url}/r/{room}?autojoin=1&name={urllib.request.quote('Hôte')}#token={token}"
+        )
         Participant("Hôte", context, page, []).wait_state("room")
         page.get_by_test_id("invite-open").click()
         pin = page.get_by_test_id("invite-pin")
@@ -223,17 +243,25 @@ def test_without_sip_the_invite_dialog_has_no_phone_section(
         context.close()
 
 
-def test_the_keyboard_reaches_every_control_and_the_shortcuts_work(open_participant: Opener) -> None:
-    room = new_room("keys")
-    p = open_participant(room, "Karim")
-    p.wait_state("room")
+def test_the_keyboard_reaches_every_control_and_the_shortcuts_work(
+    open_participant: Opener,
+) -> None:
+    (p,) = in_a_room(open_participant, "keys", "Karim")
     page = p.page
     page.get_by_test_id("mic-toggle").focus()
     reached = [page.evaluate("document.activeElement.id")]
     for _ in range(12):
         page.keyboard.press("Tab")
         reached.append(page.evaluate("document.activeElement.id"))
-    bar = ["mic-toggle", "camera-toggle", "settings-open", "leave", "toggle-people", "toggle-chat", "shortcuts-open"]
+    bar = [
+        "mic-toggle",
+        "camera-toggle",
+        "settings-open",
+        "leave",
+        "toggle-people",
+        "toggle-chat",
+        "shortcuts-open",
+    ]
     in_order = [r for r in reached if r in bar]
     assert in_order[: len(bar)] == bar, reached
     # a visible focus ring on what the keyboard reached

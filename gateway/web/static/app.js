@@ -24,7 +24,7 @@ import { discover, leave, showLeftTitle, watchNetwork } from "./connection.js";
 import { isReconnecting } from "./reconnect.js";
 import { request, wireSocial } from "./social.js";
 import { autojoin, renderFacts, showHome, showPrejoin } from "./screens.js";
-import { openSettings, watchDevices } from "./devices.js";
+import { mountPickers, openSettings, watchDevices } from "./devices.js";
 import { openInvite } from "./invite.js";
 import { wireKeyboard } from "./keyboard.js";
 
@@ -53,6 +53,7 @@ function switchLanguage(language) {
 // ---------------------------------------------------------------- wiring
 
 function wire() {
+  mountPickers();
   applyI18n();
   $("lang-select").value = lang;
   $("lang-select").onchange = (ev) => switchLanguage(ev.target.value);

@@ -10,6 +10,21 @@ import { DEVICE_KEYS, app, deviceOptions } from "./state.js";
 import { $, el, toast } from "./ui.js";
 import { meterRunning, startMeter, stopMeter, updateMediaButtons, videoConstraints } from "./media.js";
 
+/** Puts the pickers of index.html's template into every [data-devices=PREFIX] box, first in it,
+ * with ids (and test ids) PREFIX-cam-select and PREFIX-mic-select. Before applyI18n. */
+export function mountPickers() {
+  for (const box of document.querySelectorAll("[data-devices]")) {
+    const pickers = $("device-pickers").content.cloneNode(true);
+    for (const select of pickers.querySelectorAll("select")) {
+      const id = `${box.dataset.devices}-${select.dataset.name}-select`;
+      select.id = id;
+      select.dataset.testid = id;
+      select.previousElementSibling.htmlFor = id;
+    }
+    box.prepend(pickers);
+  }
+}
+
 function currentDevice(kind) {
   const track = kind === "videoinput" ? app.camTrack : app.micTrack;
   return track?.getSettings?.().deviceId || localStorage.getItem(DEVICE_KEYS[kind]) || "";
