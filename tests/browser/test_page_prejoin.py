@@ -243,8 +243,16 @@ def test_without_sip_the_invite_dialog_has_no_phone_section(
         context.close()
 
 
+def muted_at_the_gateway(gateway: RunningGateway, p: Participant, source: str) -> bool | None:
+    """Whether the gateway has P's track of SOURCE muted (what the others are told), or None."""
+    status, room = gateway.admin("GET", f"/api/v1/rooms/{p.page.evaluate('window.rondpoint.room')}")
+    assert status == 200, room
+    tracks = [t for t in room["tracks"] if t["participant_id"] == p.id and t["source"] == source]
+    return bool(tracks[0]["muted"]) if tracks else None
+
+
 def test_the_keyboard_reaches_every_control_and_the_shortcuts_work(
-    open_participant: Opener,
+    open_participant: Opener, web_gateway: RunningGateway
 ) -> None:
     (p,) = in_a_room(open_participant, "keys", "Karim")
     page = p.page
@@ -272,15 +280,22 @@ def test_the_keyboard_reaches_every_control_and_the_shortcuts_work(
     page.locator("body").click(position={"x": 5, "y": 200})  # the focus leaves the controls
 
     mic = page.get_by_test_id("mic-toggle")
-    cam = page.get_by_test_id("camera-toggle")
-    page.keyboard.press("m")
-    wait_until(lambda: mic.get_attribute("aria-pressed") == "true", 5, "M to turn the mic off")
-    page.keyboard.press("Control+d")
-    wait_until(lambda: mic.get_attribute("aria-pressed") == "false", 5, "Ctrl+D to turn it on")
-    page.keyboard.press("v")
-    wait_until(lambda: cam.get_attribute("aria-pressed") == "true", 5, "V to turn the camera off")
-    page.keyboard.press("Control+e")
-    wait_until(lambda: cam.get_attribute("aria-pressed") == "false", 5, "Ctrl+E to turn it on")
+    wait_until(lambda: muted_at_the_gateway(web_gateway, p, "camera") is False, 10, "the tracks")
+    # each key's change reaches the gateway (and so the others) before the next key
+    for key, source, muted in [
+        ("m", "microphone", True),
+        ("Control+d", "microphone", False),
+        ("v", "camera", True),
+        ("Control+e", "camera", False),
+    ]:
+        page.keyboard.press(key)
+        wait_until(
+            lambda s=source, m=muted: muted_at_the_gateway(web_gateway, p, s) is m,
+            10,
+            f"{key}: {source}",
+        )
+    assert mic.get_attribute("aria-pressed") == "false"
+    assert page.get_by_test_id("camera-toggle").get_attribute("aria-pressed") == "false"
     page.keyboard.press("c")
     assert page.get_by_test_id("chat-toggle").get_attribute("aria-expanded") == "true"
     # typing a message fires nothing
