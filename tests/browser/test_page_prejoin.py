@@ -296,6 +296,7 @@ def test_the_keyboard_reaches_every_control_and_the_shortcuts_work(
         )
     assert mic.get_attribute("aria-pressed") == "false"
     assert page.get_by_test_id("camera-toggle").get_attribute("aria-pressed") == "false"
+    assert mic.get_attribute("aria-keyshortcuts") == "M Control+D"
     page.keyboard.press("c")
     assert page.get_by_test_id("chat-toggle").get_attribute("aria-expanded") == "true"
     # typing a message fires nothing

@@ -10,10 +10,13 @@ import { $, el } from "./ui.js";
 const IN_ROOM = ["room"];
 const WITH_MEDIA = ["prejoin", "room"];
 
-// keys: what the dialog shows; match: the keydown that fires it; button: what it presses.
+// keys: what the dialog shows; aria: the same for assistive technology (aria-keyshortcuts on the
+// buttons of ids); match: the keydown that fires it; button: what it presses.
 export const SHORTCUTS = [
   {
     keys: ["M", "Ctrl+D"],
+    aria: "M Control+D",
+    ids: ["mic-toggle", "pre-mic"],
     label: "shortcut_mic",
     states: WITH_MEDIA,
     match: (ev) => plain(ev, "m") || ctrl(ev, "d"),
@@ -21,6 +24,8 @@ export const SHORTCUTS = [
   },
   {
     keys: ["V", "Ctrl+E"],
+    aria: "V Control+E",
+    ids: ["camera-toggle", "pre-cam"],
     label: "shortcut_cam",
     states: WITH_MEDIA,
     match: (ev) => plain(ev, "v") || ctrl(ev, "e"),
@@ -34,9 +39,19 @@ export const SHORTCUTS = [
     // the room's hand button, when this gateway's page has one
     button: () => document.querySelector('[data-shortcut="h"], [data-testid="hand-toggle"]'),
   },
-  { keys: ["C"], label: "shortcut_chat", states: IN_ROOM, match: (ev) => plain(ev, "c"), button: () => $("toggle-chat") },
+  {
+    keys: ["C"],
+    aria: "C",
+    ids: ["toggle-chat"],
+    label: "shortcut_chat",
+    states: IN_ROOM,
+    match: (ev) => plain(ev, "c"),
+    button: () => $("toggle-chat"),
+  },
   {
     keys: ["P"],
+    aria: "P",
+    ids: ["toggle-people"],
     label: "shortcut_people",
     states: IN_ROOM,
     match: (ev) => plain(ev, "p"),
@@ -105,6 +120,7 @@ export function openShortcuts() {
 }
 
 export function wireKeyboard() {
+  for (const { aria, ids = [] } of SHORTCUTS) for (const id of ids) $(id)?.setAttribute("aria-keyshortcuts", aria);
   document.addEventListener("keydown", onKeydown);
   $("shortcuts-open").onclick = openShortcuts;
 }
