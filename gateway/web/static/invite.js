@@ -19,10 +19,13 @@ async function copyLink() {
   }
 }
 
+const DIAL_IN_TIMEOUT_MS = 10_000; // the dialog shows the link meanwhile, and after
+
 /** GET /ors/v1/rooms/{room}/dial-in with the session's join token: the answer, or null. */
 async function dialIn() {
   const response = await fetch(`/ors/v1/rooms/${encodeURIComponent(app.room)}/dial-in`, {
     headers: { Authorization: `Bearer ${app.token}` },
+    signal: AbortSignal.timeout(DIAL_IN_TIMEOUT_MS),
   });
   const body = await response.json().catch(() => null);
   if (response.ok) return body;
