@@ -264,6 +264,8 @@ def test_the_keyboard_reaches_every_control_and_the_shortcuts_work(
     bar = [
         "mic-toggle",
         "camera-toggle",
+        "hand-toggle",
+        "reactions-toggle",
         "settings-open",
         "leave",
         "toggle-people",
@@ -297,6 +299,11 @@ def test_the_keyboard_reaches_every_control_and_the_shortcuts_work(
     assert mic.get_attribute("aria-pressed") == "false"
     assert page.get_by_test_id("camera-toggle").get_attribute("aria-pressed") == "false"
     assert mic.get_attribute("aria-keyshortcuts") == "M Control+D"
+    hand = page.get_by_test_id("hand-toggle")
+    page.keyboard.press("h")
+    wait_until(lambda: hand.get_attribute("aria-pressed") == "true", 10, "H to raise the hand")
+    page.keyboard.press("h")
+    wait_until(lambda: hand.get_attribute("aria-pressed") == "false", 10, "H to lower it")
     page.keyboard.press("c")
     assert page.get_by_test_id("chat-toggle").get_attribute("aria-expanded") == "true"
     # typing a message fires nothing

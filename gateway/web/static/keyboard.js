@@ -33,11 +33,12 @@ export const SHORTCUTS = [
   },
   {
     keys: ["H"],
+    aria: "H",
+    ids: ["hand-toggle"],
     label: "shortcut_hand",
     states: IN_ROOM,
     match: (ev) => plain(ev, "h"),
-    // the room's hand button, when this gateway's page has one
-    button: () => document.querySelector('[data-shortcut="h"], [data-testid="hand-toggle"]'),
+    button: () => $("hand-toggle"),
   },
   {
     keys: ["C"],
