@@ -19,7 +19,8 @@ process asks each plugin, through this module's types only, for
   gateway's signed requests, a homeserver's transactions), mounted at ``public_path``;
 - CLI subcommands (``rondpoint {command}``), which talk to the admin API as the hub's do;
 - once the gateway runs and its section turns it on: link adapters for the schemes it can link
-  (``visio:``), diallers for the schemes it can call (``sip:``, ``tel:``), a banner line, metrics.
+  (``visio:``), diallers for the schemes it can call (``sip:``, ``tel:``), how a phone dials into
+  a room (``DialIn``: ORS ``GET /ors/v1/rooms/{room}/dial-in``), a banner line, metrics.
 
 Spokes never import each other: a phone dialling a Visio room goes through gateway/links.py.
 docs/architecture.md ("Writing a protocol plugin") walks through the test plugin in
@@ -107,6 +108,17 @@ class Dialler(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DialIn:
+    """How a phone reaches one room through a plugin (spec 4.5): the numbers to dial and the SIP
+    URIs to call, each leading to this room or to a PIN prompt that the room's PIN opens."""
+
+    numbers: Sequence[str] = ()
+    """Phone numbers as a trunk delivers them ("+33140506070")."""
+    sip_uris: Sequence[str] = ()
+    """``sip:`` or ``sips:`` URIs ("sip:cabinet@sip.example.gouv.fr")."""
+
+
 class Commands(Protocol):
     """Where a plugin adds its ``rondpoint`` subcommands (argparse's subparsers)."""
 
@@ -125,6 +137,9 @@ class Running:
     diallers: Sequence[Dialler] = ()
     metrics: Callable[[], Iterable[Metric]] | None = None
     """Prometheus metric families collected on each scrape of /metrics."""
+    dial_in: Callable[[str], DialIn] | None = None
+    """How a phone reaches the room of this id through the plugin (numbers, SIP URIs), for ORS
+    ``GET /ors/v1/rooms/{room}/dial-in``; empty when it does not. Called on the event loop: quick."""
     capabilities: Sequence[str] = ()
     """Added to the ``capabilities`` of the discovery document (spec 3.1), e.g. "federation"."""
     service: Any = None

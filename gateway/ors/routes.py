@@ -1,4 +1,5 @@
-"""ORS over HTTP (spec/ors-v1.md): discovery, keys, room info, anonymous tokens, the WebSocket, WHIP and WHEP."""
+"""ORS over HTTP (spec/ors-v1.md): discovery, keys, room info, anonymous tokens, dial-in, the
+WebSocket, WHIP and WHEP."""
 
 from __future__ import annotations
 
@@ -98,6 +99,39 @@ async def room_info(request: web.Request) -> web.Response:
             "participants": len(room.joined()),
         }
     )
+
+
+DIAL_IN_LISTED = 20
+"""Numbers, and SIP URIs, a dial-in answer lists at most (spec 4.5)."""
+
+
+async def dial_in(request: web.Request) -> web.Response:
+    """How a phone reaches the room, and its PIN, for a participant inside it (spec 4.5): the
+    token's identity must be joined (not in the lobby, not removed), so the answer tells nothing
+    its holder could not already hear in the room. Plugins say their numbers (``Running.dial_in``)."""
+    gateway = _gateway(request)
+    room_id = _room_id(request)
+    _limit(request)
+    grant = _bearer_grant(request, room_id)
+    room = gateway.rooms.get(room_id)
+    if not any(p.identity == grant.identity for p in room.joined()):
+        raise Problem(
+            "not_joined", "only a participant inside the room may see how to dial in", 409
+        )
+    numbers: list[str] = []
+    sip_uris: list[str] = []
+    for running in gateway.running.values():
+        if running is not None and running.dial_in is not None:
+            found = running.dial_in(room_id)
+            numbers += [n for n in found.numbers if n not in numbers]
+            sip_uris += [u for u in found.sip_uris if u not in sip_uris]
+    body = {
+        "room": room_id,
+        "numbers": numbers[:DIAL_IN_LISTED],
+        "sip_uris": sip_uris[:DIAL_IN_LISTED],
+        "pin": room.policy.pin or None,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
 def _limit(request: web.Request) -> None:
@@ -544,6 +578,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/ors/v1/keys", keys)
     app.router.add_get("/ors/v1/rooms/{room}", room_info)
     app.router.add_post("/ors/v1/rooms/{room}/tokens", create_token)
+    app.router.add_get("/ors/v1/rooms/{room}/dial-in", dial_in)
     app.router.add_get("/ors/v1/rooms/{room}/ws", websocket)
     app.router.add_post("/ors/v1/rooms/{room}/whip", whip)
     app.router.add_post("/ors/v1/rooms/{room}/whep", whep)

@@ -15,6 +15,9 @@ from gateway.config import (
 )
 
 DISPATCH_NUMBER = re.compile(r"\*|\+?[0-9A-Za-z.\-_]{1,64}")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DOMAIN = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+"""A host name (RFC 1123 labels), for ``sip.domain``."""
 LANGUAGES = ("fr", "en")
 
 
@@ -43,6 +46,9 @@ class SipConfig:
     tls_min_version: str = "1.2"
     public_ip: str = ""
     """Address written in Via, Contact and SDP for peers behind NAT; empty means sip.host."""
+    domain: str = ""
+    """Host name of the SIP URIs shown to participants (sip:ROOM@domain, ORS dial-in, spec 4.5),
+    as DNS leads callers here; empty: public_ip (else host) and the port when it is not 5060."""
     rtp_port_start: int = 20000
     rtp_port_end: int = 20999
     language: str = "fr"
@@ -93,6 +99,8 @@ class SipConfig:
             raise ConfigError(f"{where}: 'sip.tls_port' must be a port between 1 and 65535, or 0")
         if self.tls_port and not (self.tls_cert and self.tls_key):
             raise ConfigError(f"{where}: 'sip.tls_port' needs 'sip.tls_cert' and 'sip.tls_key'")
+        if self.domain and not DOMAIN.fullmatch(self.domain):
+            raise ConfigError(f"{where}: 'sip.domain' must be a host name such as sip.example.org")
         if self.rtp_port_end <= self.rtp_port_start:
             raise ConfigError(f"{where}: 'sip.rtp_port_end' must be above 'sip.rtp_port_start'")
         self._validate_dns_servers(where)

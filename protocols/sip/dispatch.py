@@ -26,6 +26,8 @@ from protocols.sip.store import DispatchRule, SipStore
 CATCH_ALL = "*"
 RULE_PIN_LENGTHS = (4, 16)
 """Digits in a rule's PIN: a phone's PIN reader takes up to 16 (Visio's PINs have 10)."""
+PHONE_NUMBER = re.compile(r"\+?[0-9]{2,32}")
+"""A rule's number that a phone dials; another rule number is a SIP user (sip:USER@domain)."""
 LINK_TARGET = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}:[^\s\x00-\x1f\x7f]+")
 """The shape of a link target, ``SCHEME:ROOM``; its plugin says which are valid."""
 
@@ -125,6 +127,32 @@ class Dispatcher:
             return Route(room_id, language, rule.pin, target)
         room = rule.room_id if rule.room_id and self.rooms.exists(rule.room_id) else None
         return Route(room, language, rule.pin if room else "")
+
+    def dial_in(
+        self, room_id: str, host: str, allow_anonymous: bool
+    ) -> tuple[list[str], list[str]]:
+        """(numbers, SIP URIs) that lead a phone to ``room_id``: the rules to the room (or to its
+        link target), the rules to the PIN prompt when the room's PIN opens this room alone, and
+        ``sip:ROOM@host`` when callers that are no trunk's may dial a room by name. The catch-all
+        rule ``*`` has no number to show."""
+        pin = self.rooms.get(room_id).policy.pin if self.rooms.exists(room_id) else ""
+        by_pin = self.route_for_pin(pin) if pin else None
+        numbers: list[str] = []
+        uris: list[str] = []
+        for rule in sorted(self.rules().values(), key=lambda rule: rule.number):
+            if rule.number == CATCH_ALL:
+                continue
+            reaches = self._from_rule(rule).room_id == room_id if rule.room_id else False
+            prompt = not rule.room_id and by_pin is not None and by_pin.room_id == room_id
+            if not (reaches or prompt):
+                continue
+            if PHONE_NUMBER.fullmatch(rule.number):
+                numbers.append(rule.number)
+            else:
+                uris.append(f"sip:{rule.number}@{host}")
+        if allow_anonymous and not self.targets.is_room_id(room_id):
+            uris.append(f"sip:{room_id}@{host}")
+        return numbers, uris
 
     def room_for_pin(self, pin: str) -> str | None:
         """The one room whose PIN this is (an ambiguous PIN finds none)."""

@@ -29,6 +29,7 @@ async def _start(gateway: Gateway) -> Running | None:
         stop=service.stop,
         banner=lambda: f"udp/tcp {config.host}:{service.port}",
         diallers=[service],
+        dial_in=service.dial_in,
         service=service,
     )
 

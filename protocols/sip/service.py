@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from gateway.links import LinkTargets
 from gateway.media.rtp_endpoint import PortAllocator
-from gateway.plugins import DialError
+from gateway.plugins import DialError, DialIn
 from protocols.sip.call import CallState, InboundCall
 from protocols.sip.clock import SYSTEM_CLOCK, Clock
 from protocols.sip.config import dns_server_address
@@ -271,6 +271,17 @@ class SipService:
     @property
     def port(self) -> int:
         return self.transports[0].port if self.transports else self.config.port
+
+    def dial_in(self, room_id: str) -> DialIn:
+        """How a phone reaches the room (ORS dial-in, spec 4.5), at ``[sip] domain`` when set."""
+        host = self.config.domain
+        if not host:
+            address = self.config.public_ip or self.config.host
+            host = f"[{address}]" if ":" in address else address
+            if self.port != 5060:
+                host += f":{self.port}"
+        numbers, uris = self.dispatcher.dial_in(room_id, host, self.config.allow_anonymous)
+        return DialIn(numbers=numbers, sip_uris=uris)
 
     # what calls need -------------------------------------------------------------------------
     def contact(self, transport: SipTransport) -> str:

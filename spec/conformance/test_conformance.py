@@ -407,3 +407,27 @@ async def test_a_guest_cannot_set_a_role_and_a_forged_id_is_not_found(
     for client in (alice, bob, carol):
         check_server_messages(client)
         await client.close()
+
+
+async def test_dial_in_answers_participants_inside_only(ors_url: str, ors_room: str) -> None:
+    """4.5, a MAY: a server without the resource answers 404 and passes."""
+    grant = await anonymous_token(ors_url, ors_room, "Inviter")
+    url = f"{ors_url}/ors/v1/rooms/{ors_room}/dial-in"
+    auth = {"Authorization": f"Bearer {grant['token']}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers=auth) as response:
+            if response.status == 404 and response.content_type != "application/problem+json":
+                pytest.skip("the server does not offer dial-in (4.5)")
+            # its identity has not joined yet
+            assert response.status == 409
+            assert (await response.json(content_type=None))["code"] == "not_joined"
+        client = await OrsClient.connect(ors_url, ors_room)
+        assert (await client.join(grant["token"]))["type"] == "joined"
+        async with http.get(url, headers=auth) as response:
+            assert response.status == 200
+            assert response.headers["Cache-Control"] == "no-store"
+            check("dial-in.json", await response.json())
+        async with http.get(url) as response:
+            assert response.status == 401
+            assert (await response.json(content_type=None))["code"] == "token_invalid"
+        await client.close()

@@ -69,6 +69,7 @@ def test_missing_file_is_refused(tmp_path: Path) -> None:
             "'sip.rtp_port_end' must be above",
         ),
         ('[sip]\npublic_ip = "gw.example.fr"\n', "'sip.public_ip' must be an IP address"),
+        ('[sip]\ndomain = "sip example.fr"\n', "'sip.domain' must be a host name"),
     ],
 )
 def test_invalid_sip_settings_are_refused(tmp_path: Path, text: str, expected: str) -> None:

@@ -4,7 +4,7 @@
 // offers, we answer). This module wires the page's controls, starts it, and gives the browser
 // tests `window.rondpoint`.
 
-import { lang, t } from "./i18n.js";
+import { lang, setLang, t } from "./i18n.js";
 import {
   LAYOUT_KEY,
   ROOM_RE,
@@ -20,17 +20,49 @@ import {
 import { $, applyI18n, setState, toast } from "./ui.js";
 import { layoutGrid, setLayout, stageState, updateLayoutButton } from "./layout.js";
 import { toggleScreenShare } from "./screenshare.js";
-import { setCam, setMic } from "./media.js";
-import { closePanels, linksRequest, refreshLinks, renderPeople, togglePanel } from "./panels.js";
-import { discover, leave, watchNetwork } from "./connection.js";
+import { setCam, setMic, updateMediaButtons } from "./media.js";
+import { closePanels, linksRequest, refreshLinks, renderAll, renderPeople, togglePanel } from "./panels.js";
+import { discover, leave, showLeftTitle, watchNetwork } from "./connection.js";
 import { isReconnecting } from "./reconnect.js";
 import { request, wireSocial } from "./social.js";
-import { autojoin, showHome, showPrejoin } from "./screens.js";
+import { autojoin, renderFacts, showHome, showPrejoin } from "./screens.js";
+import { mountPickers, openSettings, watchDevices } from "./devices.js";
+import { openInvite } from "./invite.js";
+import { wireKeyboard } from "./keyboard.js";
+
+// ---------------------------------------------------------------- language
+
+/** Switches the page to LANGUAGE at once: every text, the <html lang>, the screen's title; kept
+ * for the next visit, and ?lang= dropped from the address so that a reload keeps the choice. */
+function switchLanguage(language) {
+  if (!setLang(language)) return;
+  const url = new URL(location.href);
+  if (url.searchParams.has("lang")) {
+    url.searchParams.delete("lang");
+    app.params.delete("lang");
+    history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  }
+  applyI18n();
+  $("lang-select").value = lang;
+  updateMediaButtons();
+  if (app.state === "loading") return;
+  setState(app.state); // the window's title
+  if (app.state === "prejoin") renderFacts();
+  if (app.state === "left") showLeftTitle();
+  if (app.self) renderAll();
+}
 
 // ---------------------------------------------------------------- wiring
 
 function wire() {
+  mountPickers();
   applyI18n();
+  $("lang-select").value = lang;
+  $("lang-select").onchange = (ev) => switchLanguage(ev.target.value);
+  $("settings-open").onclick = openSettings;
+  $("invite-open").onclick = openInvite;
+  wireKeyboard();
+  watchDevices();
   $("pre-mic").onclick = () => setMic(!app.micOn);
   $("pre-cam").onclick = () => setCam(!app.camOn);
   $("mic-toggle").onclick = () => setMic(!app.micOn);
@@ -89,21 +121,13 @@ function wire() {
   setInterval(() => {
     if (app.state === "room" && isHost(app) && !$("panel-people").hidden) refreshLinks();
   }, 5000);
-  $("copy-link").onclick = async () => {
-    try {
-      await navigator.clipboard.writeText(`${location.origin}/r/${app.room}`);
-      toast(t("link_copied"));
-    } catch {
-      prompt(t("copy_link"), `${location.origin}/r/${app.room}`);
-    }
-  };
   $("rejoin").onclick = async () => {
     if (app.autojoin) return autojoin();
     await showPrejoin();
   };
   document.addEventListener("keydown", (ev) => {
-    // Escape in the confirmation dialog closes the dialog only
-    if (ev.key === "Escape" && app.state === "room" && !$("confirm-dialog").open) closePanels();
+    // Escape in a dialog closes the dialog only
+    if (ev.key === "Escape" && app.state === "room" && !document.querySelector("dialog[open]")) closePanels();
   });
   window.addEventListener("resize", () => requestAnimationFrame(layoutGrid));
   if (window.ResizeObserver) new ResizeObserver(() => layoutGrid()).observe($("grid"));
@@ -174,6 +198,11 @@ window.rondpoint = {
       pubAnswer: app.pubPc?.remoteDescription?.sdp,
       subOffer: app.subPc?.remoteDescription?.sdp,
     };
+  },
+  /** The tracks the publish connection sends now (devices.js swaps them): {audio, video}. */
+  senders() {
+    const track = (tx) => (tx?.sender.track ? { id: tx.sender.track.id, label: tx.sender.track.label } : null);
+    return { audio: track(app.audioTx), video: track(app.videoTx) };
   },
   async _outbound() {
     const out = [];

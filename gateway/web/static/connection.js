@@ -429,12 +429,18 @@ function goLeft(reason) {
   stopMedia();
   app.lastReason = reason;
   // "Rejoin" joins with the token the page keeps (join): the same identity, a host still a host.
-  const title = t(`left_${reason}`);
-  $("left-title").textContent = title === `left_${reason}` ? t("left_left") : title;
+  showLeftTitle();
   $("left-room").textContent = app.room;
   $("rejoin").hidden = reason === "removed" || reason === "denied";
   setState("left");
   ($("rejoin").hidden ? $("left-title") : $("rejoin")).focus?.();
+}
+
+/** The "you left" screen's title for app.lastReason, in the page's language of now. */
+export function showLeftTitle() {
+  const reason = app.lastReason;
+  const title = t(`left_${reason}`);
+  $("left-title").textContent = title === `left_${reason}` ? t("left_left") : title;
 }
 
 export async function leave() {

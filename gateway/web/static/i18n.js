@@ -1,5 +1,7 @@
-// Labels in English and French; the language follows navigator.language (English by default).
-// `?lang=fr` or `?lang=en` overrides it. Without a browser around (Node's test runner) it is English.
+// Labels in English and French; the language is `?lang=fr` or `?lang=en`, else the one chosen in
+// the page's language switch (kept in localStorage), else navigator.language (English by default).
+// Without a browser around (Node's test runner) it is English. setLang changes it at once; ui.js
+// applyI18n then redraws the page's texts.
 
 export const STRINGS = {
   en: {
@@ -96,7 +98,6 @@ export const STRINGS = {
     reconnecting: "The connection fell behind; reconnecting…",
     rejoin: "Rejoin",
     home: "Home",
-    copy_link: "Copy link",
     link_copied: "Link copied",
     joined_toast: (n) => `${n} joined`,
     left_toast: (n) => `${n} left`,
@@ -183,6 +184,54 @@ export const STRINGS = {
     unpin_tile: (n) => `Unpin ${n}`,
     err_screen_denied: "Screen sharing was not allowed. Check your browser’s permissions for this site.",
     err_screen: "Screen sharing could not start.",
+    // -- slice "pre-join devices, language switch, invite dialog, keyboard" (issue 14)
+    language: "Language",
+    camera: "Camera",
+    microphone: "Microphone",
+    camera_n: (n) => `Camera ${n}`,
+    microphone_n: (n) => `Microphone ${n}`,
+    mic_level: "Microphone level",
+    settings: "Camera and microphone settings",
+    settings_title: "Camera and microphone",
+    err_device: "This device cannot be used; the previous one is kept.",
+    invite: "Invite",
+    invite_title: "Invite people",
+    invite_link: "Meeting link",
+    copy: "Copy",
+    invite_pin_hint: "Give it with the link: the meeting asks for it.",
+    invite_phone: "Join by phone",
+    invite_numbers: "Phone numbers",
+    invite_sip: "SIP addresses",
+    invite_phone_pin: "When asked, type the PIN:",
+    shortcuts: "Keyboard shortcuts",
+    shortcut_mic: "Turn the microphone on or off",
+    shortcut_cam: "Turn the camera on or off",
+    shortcut_hand: "Raise or lower your hand",
+    shortcut_chat: "Open or close the chat",
+    shortcut_people: "Open or close the participants",
+    shortcut_invite: "Invite people",
+    shortcut_help: "Show these shortcuts",
+    shortcut_close: "Close a dialog or a panel",
+    err_invalid_json: "The server did not understand the request.",
+    err_unknown_type: "The server does not know this action; reload the page.",
+    err_invalid_message: "The request was not valid.",
+    err_message_too_large: "This is too long.",
+    err_not_joined: "You are not in the meeting yet.",
+    err_already_joined: "You are already in the meeting.",
+    err_token_wrong_room: "Your invitation is for another meeting.",
+    err_track_not_found: "This camera or microphone stream no longer exists.",
+    err_negotiation_failed: "The media connection could not be set up.",
+    err_unsupported_media_type: "The server did not accept this media format.",
+    err_method_not_allowed: "This action is not allowed here.",
+    err_not_found: "This no longer exists.",
+    err_internal: "The server failed; nothing was changed. Try again.",
+    err_signature_invalid: "The partner gateway’s signature is not valid.",
+    err_peer_not_allowed: "This partner gateway is not allowed.",
+    err_key_unknown: "The partner gateway’s key is unknown.",
+    err_wrong_audience: "The request was meant for another gateway.",
+    err_signature_expired: "The partner gateway’s signature has expired.",
+    err_replayed_request: "This request was already received.",
+    err_too_many_links: "This meeting already has as many linked rooms as it can keep.",
   },
   fr: {
     app_tagline: "Passerelle de visioconférence",
@@ -277,7 +326,6 @@ export const STRINGS = {
     reconnecting: "La connexion a pris du retard ; reconnexion…",
     rejoin: "Rejoindre à nouveau",
     home: "Accueil",
-    copy_link: "Copier le lien",
     link_copied: "Lien copié",
     joined_toast: (n) => `${n} a rejoint`,
     left_toast: (n) => `${n} est parti`,
@@ -364,18 +412,93 @@ export const STRINGS = {
     unpin_tile: (n) => `Détacher ${n}`,
     err_screen_denied: "Le partage d’écran n’a pas été autorisé. Vérifiez les autorisations du navigateur pour ce site.",
     err_screen: "Le partage d’écran n’a pas pu démarrer.",
+    // -- slice "pre-join devices, language switch, invite dialog, keyboard" (issue 14)
+    language: "Langue",
+    camera: "Caméra",
+    microphone: "Micro",
+    camera_n: (n) => `Caméra ${n}`,
+    microphone_n: (n) => `Micro ${n}`,
+    mic_level: "Niveau du micro",
+    settings: "Réglages de la caméra et du micro",
+    settings_title: "Caméra et micro",
+    err_device: "Cet appareil n’est pas utilisable ; le précédent est conservé.",
+    invite: "Inviter",
+    invite_title: "Inviter des participants",
+    invite_link: "Lien de la réunion",
+    copy: "Copier",
+    invite_pin_hint: "Donnez-le avec le lien : la réunion le demande.",
+    invite_phone: "Rejoindre par téléphone",
+    invite_numbers: "Numéros de téléphone",
+    invite_sip: "Adresses SIP",
+    invite_phone_pin: "Quand il est demandé, tapez le code :",
+    shortcuts: "Raccourcis clavier",
+    shortcut_mic: "Activer ou couper le micro",
+    shortcut_cam: "Activer ou couper la caméra",
+    shortcut_hand: "Lever ou baisser la main",
+    shortcut_chat: "Ouvrir ou fermer les messages",
+    shortcut_people: "Ouvrir ou fermer les participants",
+    shortcut_invite: "Inviter des participants",
+    shortcut_help: "Afficher ces raccourcis",
+    shortcut_close: "Fermer une fenêtre ou un panneau",
+    err_invalid_json: "Le serveur n’a pas compris la demande.",
+    err_unknown_type: "Le serveur ne connaît pas cette action ; rechargez la page.",
+    err_invalid_message: "La demande n’était pas valide.",
+    err_message_too_large: "C’est trop long.",
+    err_not_joined: "Vous n’êtes pas encore dans la réunion.",
+    err_already_joined: "Vous êtes déjà dans la réunion.",
+    err_token_wrong_room: "Votre invitation concerne une autre réunion.",
+    err_track_not_found: "Ce flux de caméra ou de micro n’existe plus.",
+    err_negotiation_failed: "La connexion audio et vidéo n’a pas pu être établie.",
+    err_unsupported_media_type: "Le serveur n’a pas accepté ce format.",
+    err_method_not_allowed: "Cette action n’est pas permise ici.",
+    err_not_found: "Cela n’existe plus.",
+    err_internal: "Le serveur a échoué ; rien n’a été modifié. Réessayez.",
+    err_signature_invalid: "La signature de la passerelle partenaire n’est pas valide.",
+    err_peer_not_allowed: "Cette passerelle partenaire n’est pas autorisée.",
+    err_key_unknown: "La clé de la passerelle partenaire est inconnue.",
+    err_wrong_audience: "La demande était destinée à une autre passerelle.",
+    err_signature_expired: "La signature de la passerelle partenaire a expiré.",
+    err_replayed_request: "Cette demande a déjà été reçue.",
+    err_too_many_links: "Cette réunion a déjà autant de salles liées qu’elle peut en garder.",
   },
 };
 
-/** The page's language: `?lang=` in SEARCH, else the browser's first language (NAVIGATOR). */
-export function pickLang(search = globalThis.location?.search ?? "", navigator = globalThis.navigator) {
+export const LANG_KEY = "rondpoint.lang";
+
+/** The language chosen in the page's switch, kept in localStorage, or null. */
+function storedLang() {
+  try {
+    return globalThis.localStorage?.getItem(LANG_KEY) ?? null;
+  } catch {
+    return null; // storage refused
+  }
+}
+
+/** The page's language: `?lang=` in SEARCH, else the one chosen earlier (STORED), else the
+ * browser's first language (NAVIGATOR). */
+export function pickLang(search = globalThis.location?.search ?? "", navigator = globalThis.navigator, stored = storedLang()) {
   const q = new URLSearchParams(search).get("lang");
   if (q && STRINGS[q]) return q;
+  if (stored && STRINGS[stored]) return stored;
   const nav = navigator?.languages?.[0] || navigator?.language || "en";
   return nav.toLowerCase().startsWith("fr") ? "fr" : "en";
 }
 
-export const lang = pickLang();
+/** The page's language now (a live binding: it follows setLang). */
+export let lang = pickLang();
+
+/** Switches the page's language to LANGUAGE (a key of STRINGS) and keeps the choice; false when
+ * there is no such language. The caller redraws (ui.js applyI18n). */
+export function setLang(language) {
+  if (!STRINGS[language]) return false;
+  lang = language;
+  try {
+    globalThis.localStorage?.setItem(LANG_KEY, language);
+  } catch {
+    /* storage refused: the choice lasts as long as the page */
+  }
+  return true;
+}
 
 /** The `t` of LANGUAGE: t("key") or t("key", arg) for the few labels that are functions; a key
  * missing in LANGUAGE falls back to English, and an unknown key is returned as it is. */
@@ -386,8 +509,10 @@ export function translator(language) {
   };
 }
 
-/** t("key") or t("key", arg) in the page's language. */
-export const t = translator(lang);
+/** t("key") or t("key", arg) in the page's language (the one of now, after setLang too). */
+export function t(key, ...args) {
+  return translator(lang)(key, ...args);
+}
 
 export function originLabel(origin) {
   if (!origin) return t("origin_ors");

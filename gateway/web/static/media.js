@@ -3,23 +3,37 @@
 // "subscribe" one (the server offers, we answer), and the remote tracks attached to the page.
 
 import { t } from "./i18n.js";
-import { CAM_KEY, MIC_KEY, app, problemText, remoteTracksOf } from "./state.js";
+import { CAM_KEY, MIC_KEY, app, deviceConstraint, problemText, remoteTracksOf } from "./state.js";
 import { $, el, setIcon, toast } from "./ui.js";
 import { renderTiles } from "./layout.js";
 import { renderAll, renderPeople } from "./panels.js";
 
 // ---------------------------------------------------------------- local media
 
-function videoConstraints() {
+/** The camera's constraints: the resolution asked (?res=) and, unless ANY_CAMERA, the camera
+ * chosen (devices.js). */
+export function videoConstraints(anyCamera = false) {
   const res = Number(app.params.get("res")) || 720;
-  return { width: { ideal: Math.round((res * 16) / 9) }, height: { ideal: res }, frameRate: { ideal: 30 } };
+  return {
+    width: { ideal: Math.round((res * 16) / 9) },
+    height: { ideal: res },
+    frameRate: { ideal: 30 },
+    ...(anyCamera ? {} : deviceConstraint(localStorage, "videoinput")),
+  };
+}
+
+function audioConstraints() {
+  const chosen = deviceConstraint(localStorage, "audioinput");
+  return Object.keys(chosen).length ? chosen : true;
 }
 
 export async function acquireMedia() {
+  // the devices chosen, else any (a chosen one unplugged since), else one of the two
   const attempts = [
-    { audio: true, video: videoConstraints() },
+    { audio: audioConstraints(), video: videoConstraints() },
+    { audio: true, video: videoConstraints(true) },
     { audio: true, video: false },
-    { audio: false, video: videoConstraints() },
+    { audio: false, video: videoConstraints(true) },
   ];
   for (const c of attempts) {
     try {
@@ -28,7 +42,7 @@ export async function acquireMedia() {
       app.camTrack = s.getVideoTracks()[0] || null;
       app.hasMic = !!app.micTrack;
       app.hasCam = !!app.camTrack;
-      if (c !== attempts[0]) toast(t("err_media"), "error");
+      if (!c.audio || !c.video) toast(t("err_media"), "error");
       break;
     } catch (e) {
       console.warn("getUserMedia", c, "failed:", e);
@@ -53,8 +67,13 @@ export function stopMedia() {
   stopMeter();
 }
 
+// The microphone's level meters (the pre-join screen's, the settings dialog's): every
+// [role=meter] box with a .meter-bar, its aria-valuenow (0 to 100) said a few times a second.
 let meter = null;
-function startMeter() {
+const METER_SAY_MS = 250;
+
+/** Starts (or restarts, on the current microphone) the level meters. */
+export function startMeter() {
   stopMeter();
   if (!app.micTrack || !window.AudioContext) return;
   try {
@@ -64,19 +83,29 @@ function startMeter() {
     an.fftSize = 512;
     src.connect(an);
     const buf = new Uint8Array(an.fftSize);
-    const bar = $("pre-meter");
-    const tick = () => {
+    let said = 0;
+    const tick = (now) => {
       if (!meter) return;
       an.getByteTimeDomainData(buf);
       let peak = 0;
       for (const v of buf) peak = Math.max(peak, Math.abs(v - 128));
-      bar.style.width = app.micOn ? `${Math.min(100, (peak / 64) * 100)}%` : "0";
+      const level = app.micOn ? Math.round(Math.min(100, (peak / 64) * 100)) : 0;
+      const say = now - said > METER_SAY_MS;
+      if (say) said = now;
+      for (const box of document.querySelectorAll("[role=meter]")) {
+        box.querySelector(".meter-bar").style.width = `${level}%`;
+        if (say) box.setAttribute("aria-valuenow", String(level));
+      }
       meter.raf = requestAnimationFrame(tick);
     };
     meter = { ctx, raf: requestAnimationFrame(tick) };
   } catch (e) {
     console.warn("meter", e);
   }
+}
+
+export function meterRunning() {
+  return meter !== null;
 }
 
 export function stopMeter() {
@@ -157,7 +186,9 @@ export async function setCam(on) {
   if (on) {
     if (!app.camTrack) {
       try {
-        const s = await navigator.mediaDevices.getUserMedia({ video: videoConstraints() });
+        const s = await navigator.mediaDevices
+          .getUserMedia({ video: videoConstraints() })
+          .catch(() => navigator.mediaDevices.getUserMedia({ video: videoConstraints(true) }));
         app.camTrack = s.getVideoTracks()[0];
       } catch (e) {
         console.warn(e);

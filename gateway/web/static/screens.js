@@ -3,10 +3,11 @@
 
 import { OrsClient, OrsError } from "./ors-client.js";
 import { t } from "./i18n.js";
-import { NAME_KEY, ROOM_RE, app, normalizeRoom, randomRoom } from "./state.js";
+import { NAME_KEY, ROOM_RE, app, keptToken, normalizeRoom, randomRoom, tokenName } from "./state.js";
 import { $, el, setState } from "./ui.js";
 import { acquireMedia, updateMediaButtons } from "./media.js";
 import { hasKeptToken, join } from "./connection.js";
+import { fillDevicePickers } from "./devices.js";
 
 export function showHome() {
   app.room = null;
@@ -38,19 +39,33 @@ export function showHome() {
 }
 
 async function loadRoomInfo() {
-  const facts = $("prejoin-facts");
-  facts.replaceChildren();
+  app.roomNew = false;
   try {
     app.roomInfo = await new OrsClient({ room: app.room }).roomInfo();
-    const info = app.roomInfo;
-    facts.append(el("li", { text: t("participants_count", info.participants ?? 0) }));
-    if (info.policy?.pin) facts.append(el("li", { text: t("room_pin") }));
-    if (info.policy?.lobby) facts.append(el("li", { text: t("room_lobby") }));
   } catch (e) {
     app.roomInfo = null;
-    if (e instanceof OrsError && e.code === "room_not_found") facts.append(el("li", { text: t("room_new") }));
+    app.roomNew = e instanceof OrsError && e.code === "room_not_found";
   }
+  renderFacts();
   $("pin-field").hidden = !(app.roomInfo?.policy?.pin && !hasKeptToken());
+}
+
+/** The pre-join screen's facts about the room (loadRoomInfo), in the page's language of now. */
+export function renderFacts() {
+  const info = app.roomInfo;
+  const facts = [];
+  if (info) facts.push(t("participants_count", info.participants ?? 0));
+  if (info?.policy?.pin) facts.push(t("room_pin"));
+  if (info?.policy?.lobby) facts.push(t("room_lobby"));
+  if (app.roomNew) facts.push(t("room_new"));
+  $("prejoin-facts").replaceChildren(...facts.map((text) => el("li", { text })));
+}
+
+/** The name to offer: the one typed before on this page, else the name in the join token the
+ * page has for the room, else the last name used. */
+function offeredName() {
+  const kept = keptToken(app.tokens, app.room, Date.now() / 1000);
+  return app.name || tokenName(kept?.token) || localStorage.getItem(NAME_KEY) || "";
 }
 
 /** The pre-join screen, with ERROR said under the form (why the last attempt to join failed). */
@@ -58,12 +73,13 @@ export async function showPrejoin(error = "") {
   setState("prejoin");
   $("prejoin-room").textContent = app.room;
   const name = $("prejoin-name");
-  name.value = app.name || localStorage.getItem(NAME_KEY) || "";
+  name.value = offeredName();
   $("prejoin-error").textContent = error;
   $("prejoin-join").disabled = false;
   $("prejoin-join").textContent = t("join_meeting");
   if (!app.micTrack && !app.camTrack) await acquireMedia();
   updateMediaButtons();
+  fillDevicePickers();
   loadRoomInfo();
   $("prejoin-form").onsubmit = async (ev) => {
     ev.preventDefault();
@@ -90,7 +106,7 @@ export async function showPrejoin(error = "") {
 /** Joins without the pre-join screen (?autojoin=1, with ?name= and ?pin=): links that put a
  * person straight into the room, and the browser tests. */
 export async function autojoin() {
-  app.name = app.params.get("name") || localStorage.getItem(NAME_KEY) || "Guest";
+  app.name = app.params.get("name") || offeredName() || "Guest";
   $("prejoin-room").textContent = app.room;
   if (!app.micTrack && !app.camTrack) await acquireMedia();
   updateMediaButtons();

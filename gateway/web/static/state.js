@@ -17,6 +17,7 @@ export function newAppState() {
     params: new URLSearchParams(), // the page's query string (autojoin, name, pin, mic, cam, res...)
     room: null,
     roomInfo: null,
+    roomNew: false, // the pre-join screen found no such room (joining creates it)
     name: "",
     token: null, // the join token of the session
     tokens: memoryStorage(), // where the page keeps its join tokens per room: sessionStorage when it may
@@ -501,4 +502,36 @@ export function speakerRects(n, width, height, gap = 12, min = MIN_TILE_WIDTH) {
   const y = large.y + lh + gap;
   const strip = Array.from({ length: n }, (_, i) => ({ x: x0 + i * (sw + gap), y, w: sw, h: sh }));
   return { large, strip };
+}
+
+// ---------------------------------------------------------------- devices and names (pre-join)
+
+/** Where the page keeps the camera and the microphone chosen (their deviceId), by device kind. */
+export const DEVICE_KEYS = { audioinput: "rondpoint.mic.device", videoinput: "rondpoint.cam.device" };
+
+/** The getUserMedia constraint asking for the device of KIND kept in STORED (localStorage), an
+ * `exact` one (an `ideal` deviceId loses to an ideal resolution in Chromium): the caller asks
+ * again without it when that device is gone; {} when none was chosen. */
+export function deviceConstraint(stored, kind) {
+  let id = null;
+  try {
+    id = stored.getItem(DEVICE_KEYS[kind]);
+  } catch {
+    /* storage refused: the browser's default device */
+  }
+  return id ? { deviceId: { exact: id } } : {};
+}
+
+/** The options of a picker of KIND from enumerateDevices' DEVICES: {value: deviceId, label}; a
+ * device without a label (no permission yet) is "Camera 2", "Microphone 1"... in the language of TR. */
+export function deviceOptions(devices, kind, tr = t) {
+  return devices
+    .filter((d) => d.kind === kind && d.deviceId)
+    .map((d, i) => ({ value: d.deviceId, label: d.label || tr(kind === "videoinput" ? "camera_n" : "microphone_n", i + 1) }));
+}
+
+/** The display name a join TOKEN carries (its `name` claim), or "". */
+export function tokenName(token) {
+  const name = tokenClaims(token)?.name;
+  return typeof name === "string" ? name.trim() : "";
 }
