@@ -279,6 +279,29 @@ def test_a_host_mutes_a_person_who_alone_unmutes_when_asked(
     wait_until(lambda: audio_packets(chloe, bid) > frozen + 20, 10, "Chloé to hear Bruno again")
 
 
+def test_a_quick_mute_and_unmute_is_not_taken_for_a_host_mute(
+    open_participant: Opener, web_gateway: RunningGateway
+) -> None:
+    """The room echoes a participant's own `mute` in `track_muted`; toggled off and on again before
+    the echo of "off" came back, the page must not take that echo for a host muting it."""
+    room, chloe = helene_hosts(open_participant, web_gateway, "aller-retour")
+    (bruno,) = joined(open_participant, room, "Bruno")
+    bid = bruno.id
+    wait_until(lambda: receiving(chloe, [bid], video=False), 25, "Chloé to hear Bruno")
+    # off and on three times in one go: each "on" is clicked before the "off" is answered
+    bruno.page.evaluate(
+        """() => { const b = document.querySelector('[data-testid="mic-toggle"]');
+                   for (let i = 0; i < 3; i++) { b.click(); b.click(); } }"""
+    )
+    time.sleep(2.0)  # every echo is back
+    assert bruno.page.get_by_test_id("mic-toggle").get_attribute("aria-pressed") == "false"
+    assert "A host turned off" not in bruno.page.locator("#toasts").inner_text()
+    tile = chloe.page.get_by_test_id(f"tile-{bid}")
+    assert tile.get_attribute("data-muted") == "false"
+    before = audio_packets(chloe, bid)
+    wait_until(lambda: audio_packets(chloe, bid) > before + 20, 10, "Chloé to hear Bruno still")
+
+
 def test_a_host_names_a_co_host_who_then_has_the_host_tools(
     open_participant: Opener, web_gateway: RunningGateway
 ) -> None:

@@ -36,6 +36,7 @@ import {
   attachRemoteTracks,
   closePub,
   onSubscribeOffer,
+  ownMuteInFlight,
   publish,
   setCam,
   setMic,
@@ -380,7 +381,7 @@ function onParticipantLeft(m) {
 function onTrackMuted(trackId, pid, muted) {
   trackMuted(app, trackId, pid, muted);
   // A host muted us: reflect it locally so no media flows.
-  if (pid === app.self?.id && muted) {
+  if (pid === app.self?.id && muted && !ownMuteInFlight(trackId)) {
     if (app.ownTracks.microphone?.id === trackId && app.micOn) {
       setMic(false);
       toast(t("muted_by_host"));

@@ -161,6 +161,27 @@ export function updateShareButton() {
   b.classList.toggle("on", !!app.screenTrack);
 }
 
+/** Tells the room that our track TR is MUTED or not (ORS 8.6). The room echoes it in
+ * `track_muted` before its `ok`: while a request of ours is in flight, a `track_muted` of that
+ * track is ours (`ownMuteInFlight`), not a host's, even when the user has toggled again since. */
+function sendMute(tr, muted) {
+  tr.muted = muted;
+  app.muteInFlight.set(tr.id, (app.muteInFlight.get(tr.id) || 0) + 1);
+  app.client
+    .request("mute", { track_id: tr.id, muted })
+    .catch((e) => toast(problemText(e), "error"))
+    .finally(() => {
+      const left = (app.muteInFlight.get(tr.id) || 1) - 1;
+      if (left) app.muteInFlight.set(tr.id, left);
+      else app.muteInFlight.delete(tr.id);
+    });
+}
+
+/** Whether a `track_muted` of our track TRACK_ID may be the echo of our own `mute` request. */
+export function ownMuteInFlight(trackId) {
+  return app.muteInFlight.has(trackId);
+}
+
 export async function setMic(on) {
   if (!app.hasMic) return;
   app.micOn = on;
@@ -171,8 +192,7 @@ export async function setMic(on) {
   if (app.audioTx) await app.audioTx.sender.replaceTrack(on ? app.micTrack : null).catch(console.warn);
   const tr = app.ownTracks.microphone;
   if (tr && app.client) {
-    tr.muted = !on;
-    app.client.request("mute", { track_id: tr.id, muted: !on }).catch((e) => toast(problemText(e), "error"));
+    sendMute(tr, !on);
   }
   updateMediaButtons();
   renderPeople();
@@ -203,8 +223,7 @@ export async function setCam(on) {
   if (app.videoTx) await app.videoTx.sender.replaceTrack(app.camOn ? app.camTrack : null).catch(console.warn);
   const tr = app.ownTracks.camera;
   if (tr && app.client) {
-    tr.muted = !app.camOn;
-    app.client.request("mute", { track_id: tr.id, muted: !app.camOn }).catch((e) => toast(problemText(e), "error"));
+    sendMute(tr, !app.camOn);
   }
   updateMediaButtons();
 }

@@ -43,6 +43,7 @@ export function newAppState() {
     audioTx: null,
     videoTx: null,
     ownTracks: {}, // source -> Track (as the server announced it)
+    muteInFlight: new Map(), // track id -> our `mute` requests not answered yet
     // subscribe side
     subPc: null,
     subQueue: Promise.resolve(),
