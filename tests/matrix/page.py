@@ -154,6 +154,16 @@ PAGE = """<!doctype html>
       }
       return tracks(room.localParticipant);
     },
+    /* A screen share as Element Call sends one: a video track of source ScreenShare (the moving
+       pattern again: headless, there is no screen to capture). */
+    async shareScreen() {
+      pattern = pattern || drawPattern();
+      const stream = document.getElementById("canvas").captureStream(15);
+      await room.localParticipant.publishTrack(stream.getVideoTracks()[0], {
+        source: LK.Track.Source.ScreenShare, name: "screen",
+      });
+      return tracks(room.localParticipant);
+    },
     participants() {
       return [...room.remoteParticipants.values()].map((p) => ({
         identity: p.identity, name: p.name, metadata: p.metadata,
@@ -227,6 +237,10 @@ class LiveKitPage:
     async def publish(self, frequency: float | None = None, video: bool = False) -> None:
         """Publishes a tone at FREQUENCY Hz (microphone) and/or a moving pattern (camera)."""
         await self.page.evaluate("([f, v]) => window.lk.publish(f, v)", [frequency or 0, video])
+
+    async def share_screen(self) -> None:
+        """Publishes a screen share (source ScreenShare) beside the camera."""
+        await self.page.evaluate("() => window.lk.shareScreen()")
 
     async def participants(self) -> list[dict[str, Any]]:
         """The remote participants: {identity, name, metadata, attributes, tracks}."""

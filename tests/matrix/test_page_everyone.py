@@ -15,7 +15,8 @@ From the page's side: `window.rondpoint.participants()` lists all four with thei
 (ors, sip, visio, matrix), the people panel lists each in the section of its origin,
 and the page decodes Claire's and Anna's video (framesDecoded rising) and receives their audio with
 a level above zero, and the phone's audio. The two foreign systems see each other through us:
-Claire has Anna in her Visio room, Anna's call has Claire. The run saves
+Claire has Anna in her Visio room, Anna's call has Claire. Anna's screen share in the call is a tile
+of its own on the page, beside her camera, both playing. The run saves
 test-artifacts/screenshots/room-everyone.png (the room view) and people-everyone.png (the people
 panel open).
 
@@ -38,6 +39,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, Participant, chromium  # noqa: F401  (fixture)
+from tests.browser.test_page_stage import both_flowing
 from tests.browser.test_visio_room import (
     CLAIRE,
     PHONE_NAME,
@@ -259,3 +261,11 @@ def test_a_phone_a_visio_user_and_a_matrix_user_on_our_page(
             assert title.startswith(GROUP_TITLES[origin]), (origin, title)
         me.page.wait_for_timeout(300)
         screenshot(me, "people-everyone")
+
+        # Anna shares her screen in the Matrix call: a tile of its own here, beside her camera,
+        # and the frames of both keep arriving.
+        loop.run(anna_call.page.share_screen(), 30)
+        aid = found[ANNA]["id"]
+        me.page.get_by_test_id(f"screen-{aid}").wait_for(state="visible", timeout=20_000)
+        first = wait_until(lambda: both_flowing(me, aid, {}), 25, "Anna's camera and screen")
+        wait_until(lambda: both_flowing(me, aid, first), 10, "frames of both to keep arriving")
