@@ -26,9 +26,11 @@ from tests.browser.firefox import Firefox
 from tests.browser.test_firefox import firefox  # noqa: F401 (a fixture: pytest finds it by name)
 from tests.browser.test_page_reconnect import (  # noqa: F401 (proxy: a fixture)
     CuttableProxy,
+    about,
     hears_more,
     named,
     proxy,
+    received_frames,
     sees_more,
 )
 from tests.browser.test_page_social import open_people, seen
@@ -65,6 +67,9 @@ def test_firefox_raises_a_hand_reacts_shares_and_comes_back_after_a_cut_seen_by_
     firefox.wait_for("window.rondpoint && window.rondpoint.state === 'room'", 15)
     ff_id = str(firefox.evaluate("window.rondpoint.selfId"))
     chromium = open_participant(room, "Chloé")
+    chromium.wait_state("room")
+    seen_by_chloe = received_frames(chromium)  # Playwright sees the sockets opened from now on:
+    chromium.page.reload()  # Chloé joins again, her page's socket watched
     chromium.wait_state("room")
     assert seen(chromium, ff_id)["name"] == FF_NAME
     hears_more(chromium, ff_id, "Chromium to hear Félix")
@@ -111,6 +116,7 @@ def test_firefox_raises_a_hand_reacts_shares_and_comes_back_after_a_cut_seen_by_
 
     # 3. Félix's network drops (signalling only: every connection through the proxy reset, new
     # ones refused): his page says it is reconnecting, and Chromium shows him away.
+    seen_by_chloe.clear()
     proxy.drop()
     firefox.wait_for("window.rondpoint.reconnecting !== null", 10)
     assert visible(firefox, '[data-testid="reconnecting"]')
@@ -128,6 +134,11 @@ def test_firefox_raises_a_hand_reacts_shares_and_comes_back_after_a_cut_seen_by_
     wait_until(lambda: not named(chromium, FF_NAME)[0]["reconnecting"], 10, "Félix back for Chloé")
     assert [o["id"] for o in named(chromium, FF_NAME)] == [ff_id]  # listed once
     assert chromium.page.locator(".tile").count() == 2
+    said = about(seen_by_chloe, ff_id)  # only that he was away, then back: no leave, no new Félix
+    assert "participant_left" not in said and "participant_joined" not in said, said
+    assert said[0] == "participant_updated:reconnecting" and "participant_updated:back" in said, (
+        said
+    )
     # his media comes again, on new peer connections
     hears_more(chromium, ff_id, "Chloé to hear Félix after his reconnection")
     sees_more(chromium, ff_id, "Chloé to see Félix after his reconnection")
