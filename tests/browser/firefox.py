@@ -306,6 +306,31 @@ class Firefox:
             f"timed out after {timeout} s waiting for {expression}; last: {last!r}"
         )
 
+    def click(self, selector: str) -> None:
+        """Clicks the element SELECTOR finds as a user does: a real pointer press and release at its
+        centre (input.performActions), so the page gets a trusted event with user activation, which
+        getDisplayMedia, for one, requires; element.click() from a script has none."""
+        box = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " if (!e) return null; e.scrollIntoView({block: 'center'});"
+            " const r = e.getBoundingClientRect();"
+            " return {x: Math.round(r.x + r.width / 2), y: Math.round(r.y + r.height / 2)}; })()"
+        )
+        if not box:
+            raise BiDiError(f"no element matches {selector!r}")
+        actions = [
+            {"type": "pointerMove", "x": box["x"], "y": box["y"]},
+            {"type": "pointerDown", "button": 0},
+            {"type": "pointerUp", "button": 0},
+        ]
+        self.command(
+            "input.performActions",
+            {
+                "context": self.context,
+                "actions": [{"type": "pointer", "id": "mouse", "actions": actions}],
+            },
+        )
+
     def screenshot(self, path: Path) -> None:
         result = self.command("browsingContext.captureScreenshot", {"context": self.context})
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,13 +28,20 @@ Opener = Callable[..., Participant]
 
 
 @pytest.fixture
+def firefox_origins(web_gateway: RunningGateway) -> list[str]:
+    """The origins Firefox opens the page from (camera and microphone allowed there); a module
+    that serves the page elsewhere (through a proxy) overrides this fixture."""
+    return [web_gateway.base_url]
+
+
+@pytest.fixture
 def firefox(
-    tmp_path: Path, web_gateway: RunningGateway, request: pytest.FixtureRequest
+    tmp_path: Path, firefox_origins: list[str], request: pytest.FixtureRequest
 ) -> Iterator[Firefox]:
     """A fresh headless Firefox with fake camera and microphone; its console and log kept on failure."""
     if not Path(FIREFOX).exists():
         pytest.fail(f"{FIREFOX} is not installed: run 'make system-deps'")
-    with launch_firefox(tmp_path / "firefox", media_origins=[web_gateway.base_url]) as browser:
+    with launch_firefox(tmp_path / "firefox", media_origins=firefox_origins) as browser:
         try:
             yield browser
         finally:
