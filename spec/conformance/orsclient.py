@@ -10,9 +10,12 @@ import asyncio
 import itertools
 import json
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 Message = dict[str, Any]
 
@@ -116,9 +119,38 @@ class OrsClient:
         await self.http.close()
 
 
-TOKEN_ATTEMPTS = 3
+RATE_LIMIT_ATTEMPTS = 3
 MAX_RETRY_AFTER = 65
-"""A rate-limited token request (429 with Retry-After) is tried again after the wait, twice."""
+"""A rate-limited request (429 with Retry-After) is tried again after the wait, twice."""
+
+
+@dataclass
+class HttpAnswer:
+    """An HTTP answer: its status, its headers (names in any case) and its JSON body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Message
+
+
+async def http_request(
+    http: aiohttp.ClientSession, method: str, url: str, **options: Any
+) -> HttpAnswer:
+    """METHOD on URL, its answer's JSON body (empty when it has none). The resources that need no
+    credentials are rate-limited per address (4.1): a suite that asks many waits as a client
+    should, once the server says how long."""
+    for attempt in range(RATE_LIMIT_ATTEMPTS):
+        async with http.request(method, url, **options) as response:
+            try:
+                body = await response.json(content_type=None) or {}
+            except ValueError:  # not JSON: a plain 404 page
+                body = {}
+            answer = HttpAnswer(response.status, CIMultiDict(response.headers), body)
+        wait = answer.headers.get("Retry-After", "")
+        if answer.status != 429 or not wait.isdigit() or attempt + 1 == RATE_LIMIT_ATTEMPTS:
+            break
+        await asyncio.sleep(min(int(wait), MAX_RETRY_AFTER))
+    return answer
 
 
 async def anonymous_token(
@@ -133,13 +165,5 @@ async def anonymous_token(
         body["token"] = earlier
     url = base_url.rstrip("/") + f"/ors/v1/rooms/{room}/tokens"
     async with aiohttp.ClientSession() as http:
-        for attempt in range(TOKEN_ATTEMPTS):
-            async with http.post(url, json=body) as response:
-                answer = {"status": response.status, **(await response.json(content_type=None))}
-                wait = response.headers.get("Retry-After", "")
-            # the endpoint is rate-limited per address (4.3 rule 1): a suite that asks many tokens
-            # waits as a client should, once the server says how long
-            if response.status != 429 or not wait.isdigit() or attempt + 1 == TOKEN_ATTEMPTS:
-                return answer
-            await asyncio.sleep(min(int(wait), MAX_RETRY_AFTER))
-    return answer
+        answer = await http_request(http, "POST", url, json=body)
+    return {"status": answer.status, **answer.body}
