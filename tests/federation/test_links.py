@@ -174,9 +174,7 @@ def test_reactions_cross_both_ways_bounded_and_named_by_the_receivers_ids(
                 hans, "chat", lambda e: e["message"]["text"] == "fin des applaudissements"
             )
             crossed = [
-                e
-                for e in hans.received
-                if e.get("type") == "reaction" and e.get("emoji") == "🙏"
+                e for e in hans.received if e.get("type") == "reaction" and e.get("emoji") == "🙏"
             ]
             assert len(crossed) == accepted
             assert {e["participant_id"] for e in crossed} == {marie_there}
