@@ -5,7 +5,9 @@ sides, and a restart of one side brings nobody twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -56,6 +58,22 @@ async def next_matching(client: OrsClient, kind: str, check: Any, timeout: float
             event = await client.next_event(kind, timeout=timeout)
             if check(event):
                 return event
+
+
+@contextlib.asynccontextmanager
+async def marie_and_hans(
+    partners: Partners, room: str
+) -> AsyncIterator[tuple[OrsClient, OrsClient]]:
+    """Marie, a host on fr, and Hans, a host on de, in the linked ``room``."""
+    marie = await partners["fr"].join(room, "Marie", role="host")
+    try:
+        hans = await partners["de"].join(room, "Hans", role="host")
+        try:
+            yield marie, hans
+        finally:
+            await hans.close()
+    finally:
+        await marie.close()
 
 
 async def shown_as(client: OrsClient, name: str, timeout: float = 20) -> dict:
@@ -140,13 +158,10 @@ def test_reactions_cross_both_ways_bounded_and_named_by_the_receivers_ids(
     """ORS 8.18 and 14.5: a reaction on fr reaches de's clients as ``reaction`` (9.19) under de's
     id of the mirrored person, and the other way; a flood of 30 arrives as the sender's room let
     it through (its limit of 10, 8.18), never more, and in order before what follows it."""
-    fr, de = partners["fr"], partners["de"]
     room = linked_pair(partners)
 
     async def scenario() -> None:
-        marie = await fr.join(room, "Marie", role="host")
-        hans = await de.join(room, "Hans", role="member")
-        try:
+        async with marie_and_hans(partners, room) as (marie, hans):
             hans_on_fr = await shown_as(marie, "Hans")
             marie_there = (await shown_as(hans, "Marie"))["id"]
             hans_here = hans_on_fr["id"]
@@ -184,9 +199,6 @@ def test_reactions_cross_both_ways_bounded_and_named_by_the_receivers_ids(
                 e for e in marie.received if e.get("type") == "reaction" and e.get("emoji") == "🙏"
             ]
             assert len(echoed) == accepted
-        finally:
-            await marie.close()
-            await hans.close()
 
     asyncio.run(scenario())
 
