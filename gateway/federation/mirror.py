@@ -10,6 +10,10 @@ participants only (origin not ``federation:*``), so nothing echoes around a tria
 
 Two local actions on mirrored people go back to the partner: a host's removal (``removed``; that
 remote participant is ignored for the link's life) and a host's mute (``mute``).
+
+Passing reactions (spec 8.18) cross both ways as ``reaction`` events: a home participant's go to
+the partner, and a partner's participant's are shown here through ``RoomManager.react``, so they
+count against the same per-participant limit as anyone's (the excess is dropped, never refused).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from gateway.rooms import (
     ParticipantLeft,
     ParticipantState,
     ParticipantUpdated,
+    Reaction,
     Role,
     Room,
     RoomError,
@@ -162,6 +167,8 @@ class Mirror:
                     self._drop(room, remote, event.get("reason", "left"))
             elif kind == "chat":
                 self._chat(room, event["message"])
+            elif kind == "reaction":
+                self._reaction(room, event["participant_id"], event["emoji"])
             elif kind == "mute":
                 self._host_mute(room, event["participant_id"], event["track_id"])
             elif kind == "removed":
@@ -315,6 +322,17 @@ class Mirror:
         except RoomError as error:
             log.info("chat from %s not shown: %s", self.peer, error.detail)
 
+    def _reaction(self, room: Room, remote_id: str, emoji: str) -> None:
+        """A partner's participant's reaction, shown here; an unknown participant's is ignored,
+        and one beyond the room's reaction limit (or refused for any reason) dropped silently."""
+        remote = self._remotes.get(remote_id)
+        if remote is None or remote.local_id not in room.participants:
+            return
+        try:
+            self.rooms.react(room, remote.local_id, emoji)
+        except RoomError as error:
+            log.debug("reaction from %s not shown: %s", self.peer, error.detail)
+
     def _host_mute(self, room: Room, participant_id: str, track_id: str) -> None:
         participant = room.participants.get(participant_id)
         if participant is None or not is_home(participant) or track_id not in participant.tracks:
@@ -365,7 +383,23 @@ class Mirror:
             return self._upsert_event(room, event.track.owner)
         if isinstance(event, ChatMessage) and event.to is None and is_home(event.sender):
             return [{"type": "chat", "message": event.to_wire()}]
+        if isinstance(event, Reaction):
+            return self._reaction_event(room, event)
         return []
+
+    def _reaction_event(self, room: Room, event: Reaction) -> list[dict[str, Any]]:
+        """A home participant's reaction for the partner (a partner's is never relayed)."""
+        participant = room.participants.get(event.participant_id)
+        if participant is None or not self._crosses(participant):
+            return []
+        return [
+            {
+                "type": "reaction",
+                "participant_id": participant.id,
+                "emoji": event.emoji,
+                "at": int(event.timestamp * 1000),
+            }
+        ]
 
     def _upsert_event(self, room: Room, participant_id: str) -> list[dict[str, Any]]:
         participant = room.participants.get(participant_id)

@@ -5,12 +5,14 @@ sides, and a restart of one side brings nobody twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from spec.conformance.orsclient import OrsClient
+from spec.conformance.orsclient import OrsClient, OrsError
 from tests.federation.harness import PartnerGateway, Partners, Person, target, wait_until
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
@@ -56,6 +58,36 @@ async def next_matching(client: OrsClient, kind: str, check: Any, timeout: float
             event = await client.next_event(kind, timeout=timeout)
             if check(event):
                 return event
+
+
+@contextlib.asynccontextmanager
+async def marie_and_hans(
+    partners: Partners, room: str
+) -> AsyncIterator[tuple[OrsClient, OrsClient]]:
+    """Marie, a host on fr, and Hans, a host on de, in the linked ``room``."""
+    marie = await partners["fr"].join(room, "Marie", role="host")
+    try:
+        hans = await partners["de"].join(room, "Hans", role="host")
+        try:
+            yield marie, hans
+        finally:
+            await hans.close()
+    finally:
+        await marie.close()
+
+
+async def shown_as(client: OrsClient, name: str, timeout: float = 20) -> dict:
+    """The participant named ``name`` as the client was shown it (in ``joined`` or since)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            for message in client.received:
+                people = message.get("participants", []) if message["type"] == "joined" else []
+                if message["type"] == "participant_joined":
+                    people = [message["participant"]]
+                for participant in people:
+                    if participant["name"] == name:
+                        return participant
+            await asyncio.sleep(0.1)
 
 
 def test_two_rooms_become_one_meeting(partners: Partners) -> None:
@@ -116,6 +148,57 @@ def test_two_rooms_become_one_meeting(partners: Partners) -> None:
         finally:
             await marie.close()
             await hans.close()
+
+    asyncio.run(scenario())
+
+
+def test_reactions_cross_both_ways_bounded_and_named_by_the_receivers_ids(
+    partners: Partners,
+) -> None:
+    """ORS 8.18 and 14.5: a reaction on fr reaches de's clients as ``reaction`` (9.19) under de's
+    id of the mirrored person, and the other way; a flood of 30 arrives as the sender's room let
+    it through (its limit of 10, 8.18), never more, and in order before what follows it."""
+    room = linked_pair(partners)
+
+    async def scenario() -> None:
+        async with marie_and_hans(partners, room) as (marie, hans):
+            hans_on_fr = await shown_as(marie, "Hans")
+            marie_there = (await shown_as(hans, "Marie"))["id"]
+            hans_here = hans_on_fr["id"]
+            assert hans_on_fr["origin"] == "federation:de.test"
+
+            await marie.request({"type": "reaction", "emoji": "👏"})
+            seen = await next_matching(hans, "reaction", lambda e: e["emoji"] == "👏")
+            assert seen["participant_id"] == marie_there
+            assert isinstance(seen["at"], int)
+            await hans.request({"type": "reaction", "emoji": "❤️"})
+            seen = await next_matching(marie, "reaction", lambda e: e["emoji"] == "❤️")
+            assert seen["participant_id"] == hans_here
+
+            # a flood of 30 from Marie: what fr accepted crosses, nothing more
+            accepted = 0
+            for _ in range(30):
+                try:
+                    await marie.request({"type": "reaction", "emoji": "🙏"})
+                    accepted += 1
+                except OrsError as refused:
+                    assert refused.code == "rate_limited"
+            assert 1 <= accepted < 30
+            await marie.request({"type": "chat", "text": "fin des applaudissements"})
+            await next_matching(
+                hans, "chat", lambda e: e["message"]["text"] == "fin des applaudissements"
+            )
+            crossed = [
+                e for e in hans.received if e.get("type") == "reaction" and e.get("emoji") == "🙏"
+            ]
+            assert len(crossed) == accepted
+            assert {e["participant_id"] for e in crossed} == {marie_there}
+            # de never sends Marie's reactions back to fr: fr's clients saw each one once
+            await asyncio.sleep(1)
+            echoed = [
+                e for e in marie.received if e.get("type") == "reaction" and e.get("emoji") == "🙏"
+            ]
+            assert len(echoed) == accepted
 
     asyncio.run(scenario())
 

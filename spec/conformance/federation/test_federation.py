@@ -395,6 +395,71 @@ async def test_events_appear_in_the_room_once_and_refused_ones_never(
         await client.close()
 
 
+async def test_reactions_cross_bounded_and_forged_ones_never(
+    target: Target, partner: PartnerServer, setup: Setup, link: dict[str, Any]
+) -> None:
+    """14.5 ``reaction``: ours reach the target's clients under its id of our participant, within
+    its reaction limit (8.18, a flood is answered 200 and cut); one with an emoji outside the
+    eight refuses its whole transaction; one naming nobody we brought is ignored; and the
+    target's own participant's reaction comes to us under the id it announced."""
+    name = "Conformance Reactor"
+    guest = home_participant(name)
+    upsert = [{"type": "participant", "participant": guest}]
+    response = await asyncio.to_thread(transaction, target, partner, link["link_id"], upsert)
+    assert (response.status, response.json) == (200, {}), response
+    client, joined = await watcher(target, setup, "Conformance Audience")
+    try:
+        shown = await participant_named(client, joined, name)
+        ours = {"type": "reaction", "participant_id": guest["id"]}
+        sent = await asyncio.to_thread(
+            transaction, target, partner, link["link_id"], [{**ours, "emoji": "👏", "at": 1}]
+        )
+        assert (sent.status, sent.json) == (200, {}), sent
+        seen = await client.next_event("reaction")
+        assert (seen["participant_id"], seen["emoji"]) == (shown["id"], "👏")
+
+        forged = [{**ours, "emoji": "🎉"}, {**ours, "emoji": "💩"}]
+        refused = await asyncio.to_thread(transaction, target, partner, link["link_id"], forged)
+        assert assert_problem(refused, 400, "invalid_message")["field"] == "/events/1/emoji"
+        nobody = [
+            {"type": "reaction", "participant_id": "p_nobody_here", "emoji": "🎉"},
+            {"type": "reaction", "participant_id": joined["participant"]["id"], "emoji": "🎉"},
+        ]
+        sent = await asyncio.to_thread(transaction, target, partner, link["link_id"], nobody)
+        assert (sent.status, sent.json) == (200, {}), sent
+
+        marker = {"id": random_id("m_", 12), "from": guest["id"], "from_name": name, "ts": 1}
+        flood = [{**ours, "emoji": "🙏"}] * 30 + [
+            {"type": "chat", "message": {**marker, "text": "fin des réactions"}}
+        ]
+        sent = await asyncio.to_thread(transaction, target, partner, link["link_id"], flood)
+        assert (sent.status, sent.json) == (200, {}), sent
+        while (await client.next_event("chat"))["message"]["text"] != "fin des réactions":
+            pass
+        reactions = [m for m in client.received if m["type"] == "reaction"]
+        assert [m for m in reactions if m["emoji"] == "🎉"] == []
+        assert {m["participant_id"] for m in reactions} == {shown["id"]}
+        assert 1 <= sum(m["emoji"] == "🙏" for m in reactions) < 30  # 14.8: bounded
+
+        await client.request({"type": "reaction", "emoji": "🤔"})
+
+        def reacted() -> list[dict[str, Any]]:
+            return [e for e in partner.events() if e.get("type") == "reaction"]
+
+        [theirs] = await wait_for(reacted, 20, "the target to send its participant's reaction")
+        announced = {
+            p["id"]
+            for event in partner.events()
+            for p in event.get("participants", []) + [event.get("participant") or {}]
+            if p.get("name") == "Conformance Audience"
+        }
+        assert theirs["participant_id"] in announced and theirs["emoji"] == "🤔"
+    finally:
+        await client.close()
+        left = [{"type": "participant_left", "participant_id": guest["id"], "reason": "left"}]
+        await asyncio.to_thread(transaction, target, partner, link["link_id"], left)
+
+
 async def test_the_target_announces_its_own_people_and_echoes_none_of_ours(
     target: Target, partner: PartnerServer, setup: Setup, link: dict[str, Any]
 ) -> None:

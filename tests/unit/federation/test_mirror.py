@@ -396,3 +396,86 @@ def test_a_kept_home_participant_stays_with_the_partner_and_the_partner_keeps_no
     mirror.apply(check_events([{"type": "participant", "participant": theirs}]))
     here = room.participants[str(mirror.local_id("their-1"))]
     assert not here.reconnecting and rooms.reconnecting_count() == 1
+
+
+# reactions (ORS 8.18, federation event `reaction` of 14.5) ------------------------------------
+
+
+def reactions_in(sub: Subscription) -> list[tuple[str, str]]:
+    return [
+        (e.participant_id, e.emoji)  # type: ignore[attr-defined]
+        for e in drain(sub)
+        if type(e).__name__ == "Reaction"
+    ]
+
+
+def test_a_partners_reaction_is_shown_for_its_mirrored_participant(
+    rooms: RoomManager, events: Subscription
+) -> None:
+    mirror = mirror_of(rooms)
+    mirror.apply(check_events([{"type": "participant", "participant": person("PA_1")}]))
+    drain(events)
+    reaction = {"type": "reaction", "participant_id": "PA_1", "emoji": "❤️", "at": 1}
+    mirror.apply(check_events([reaction]))
+    assert reactions_in(events) == [(mirror.local_id("PA_1"), "❤️")]
+
+
+def test_a_flood_of_partner_reactions_is_bounded_per_participant_and_never_refused(
+    rooms: RoomManager, events: Subscription
+) -> None:
+    mirror = mirror_of(rooms)
+    people_there = [{"type": "participant", "participant": person(f"PA_{i}")} for i in (1, 2)]
+    mirror.apply(check_events(people_there))
+    drain(events)
+    flood = [{"type": "reaction", "participant_id": "PA_1", "emoji": "👏"} for _ in range(30)]
+    mirror.apply(check_events(flood))  # the transaction is accepted as a whole
+    mirror.apply(check_events([{"type": "reaction", "participant_id": "PA_2", "emoji": "👍"}]))
+    shown = reactions_in(events)
+    assert shown.count((mirror.local_id("PA_1"), "👏")) == 10  # REACTION_BURST, as for anyone
+    assert shown[-1] == (mirror.local_id("PA_2"), "👍")  # another person's limit is their own
+
+
+def test_a_forged_reaction_changes_nothing(rooms: RoomManager, events: Subscription) -> None:
+    room = rooms.get("salon")
+    mirror = mirror_of(rooms)
+    mirror.apply(check_events([{"type": "participant", "participant": person("PA_1")}]))
+    marie = rooms.add_participant(room, "Marie", Role.HOST)
+    drain(events)
+    # a participant the partner never announced, one of ours named by our id, a removed one
+    for forged in ("PA_unknown", marie.id, str(mirror.local_id("PA_1"))):
+        mirror.apply(check_events([{"type": "reaction", "participant_id": forged, "emoji": "👍"}]))
+    mirror.apply(check_events([{"type": "participant", "participant": person("PA_2")}]))
+    rooms.remove_participant(room, str(mirror.local_id("PA_2")), "removed")
+    for event in drain(events):
+        mirror.outbound(event)
+    mirror.apply(check_events([{"type": "reaction", "participant_id": "PA_2", "emoji": "👍"}]))
+    assert reactions_in(events) == []
+    # an emoji outside the eight refuses the whole transaction, the good event before it too
+    good = {"type": "reaction", "participant_id": "PA_1", "emoji": "👍"}
+    for emoji in ("💩", "❤", "<img src=x>", ""):
+        with pytest.raises(Problem) as refused:
+            check_events([good, {"type": "reaction", "participant_id": "PA_1", "emoji": emoji}])
+        assert (refused.value.code, refused.value.field) == ("invalid_message", "/events/1/emoji")
+    assert reactions_in(events) == []
+
+
+def test_home_reactions_go_to_the_partner_and_a_partners_are_never_relayed(
+    rooms: RoomManager, events: Subscription
+) -> None:
+    """Triangle: de's participant reacts here; be is told only of our home participant's."""
+    room = rooms.get("salon")
+    mirror = mirror_of(rooms)
+    mirror.apply(check_events([{"type": "participant", "participant": person("PA_DE")}]))
+    other = Mirror(rooms, "salon", "be.test", max_participants=10)
+    marie = rooms.add_participant(room, "Marie", Role.HOST)
+    drain(events)
+    mirror.apply(check_events([{"type": "reaction", "participant_id": "PA_DE", "emoji": "🎉"}]))
+    rooms.react(room, marie.id, "🙏")
+    sent = check_events([e for event in drain(events) for e in other.outbound(event)])
+    assert [(e["type"], e["participant_id"], e["emoji"]) for e in sent] == [
+        ("reaction", marie.id, "🙏")
+    ]
+    assert isinstance(sent[0]["at"], int) and sent[0]["at"] > 0
+    # nor back to de, where it came from
+    rooms.react(room, str(mirror.local_id("PA_DE")), "🎉")
+    assert [e for event in drain(events) for e in mirror.outbound(event)] == []
