@@ -174,8 +174,8 @@ class Gateway:
     async def stop(self) -> None:
         self.ready = False
         await self.links.stop()
-        for session in list(self.sessions.values()):
-            await session.stop_serving()
+        # all at once: each may wait CLOSE_GRACE_SECONDS for a client that does not answer
+        await asyncio.gather(*(s.stop_serving() for s in list(self.sessions.values())))
         for task in self._tasks:
             task.cancel()
         for name, running in self.running.items():
