@@ -925,6 +925,8 @@ class WebRtcEndpoint:
                 slot.extensions,
                 rtx_ssrc=slot.rtx_ssrc if slot.rtx_payload_type else 0,
                 rtx_payload_type=slot.rtx_payload_type,
+                # under congestion control: the lowest layer until the first allocation
+                max_layer=0 if sink.congestion is not None else None,
             )
             slot.attached = True
             if slot.track_id in self._max_heights:

@@ -668,12 +668,16 @@ class Router:
         resume: StreamPosition | None = None,
         rtx_ssrc: int = 0,
         rtx_payload_type: int = 0,
+        max_layer: int | None = None,
     ) -> None:
         """Subscribe `subscriber_id` to a track; its packets go out on `sink` as SSRC `ssrc`.
         `resume` continues the stream a removed downtrack sent on the same SSRC (what
         `remove_downtrack` returned): a receiver's SRTP replay check would drop a stream whose
         sequence numbers jumped back. With `rtx_ssrc` and `rtx_payload_type` (RFC 4588,
-        negotiated with the subscriber), NACKed packets are resent as RTX packets."""
+        negotiated with the subscriber), NACKed packets are resent as RTX packets. `max_layer`
+        is the first congestion ceiling (set_allocation): a subscriber whose bandwidth is not
+        measured yet starts on the lowest layer and climbs, as libwebrtc's and LiveKit's do,
+        rather than push the top layer into a link that may not carry it."""
         receiver = self._receivers.get(track_id)
         if receiver is None:
             raise KeyError(f"no track {track_id!r} in room {self.room_id!r}")
@@ -690,7 +694,7 @@ class Router:
             payload_type,
             receiver.codec.clock_rate,
             receiver.wait_for_keyframe,
-            target_layer=self._select_layer(receiver, None, now),
+            target_layer=self._select_layer(receiver, None, now, max_layer),
             sequence_number=sequence_number,
             timestamp=timestamp,
             vp8=receiver.is_vp8,
@@ -708,6 +712,7 @@ class Router:
         if rtx_ssrc and rtx_payload_type:
             downtrack.rtx_ssrc = rtx_ssrc
             downtrack.rtx_payload_type = rtx_payload_type
+        downtrack.max_layer = max_layer
         receiver.downtracks[subscriber_id] = downtrack
         self._downtracks_by_ssrc[(subscriber_id, ssrc)] = downtrack
         self._request_waiting_keyframes(receiver, now)

@@ -507,6 +507,22 @@ def test_set_allocation_is_a_ceiling_below_the_height_choice() -> None:
     assert len(subscriber.rtp) == 10  # one layer's packets only: layer 1
 
 
+def test_a_downtrack_under_congestion_control_starts_on_the_lowest_layer() -> None:
+    """Before its first allocation, a measured subscriber gets the lowest layer (a 720p burst
+    into a 300 kbit/s link cost the netlab viewer its video for 17 s); the allocation climbs."""
+    router, _, _ = _simulcast_router()
+    measured = Sink()
+    router.add_downtrack("cam", "carol", measured, 556, 96, ExtensionIds(), now=0.0, max_layer=0)
+    seq = [0, 0, 0]
+    _send_layers(router, 0.0, 0.2, seq)
+    carol = router.subscriber_downtracks("carol", 0.2)[0]
+    assert (carol.target_layer, carol.max_layer) == (0, 0)
+    assert router.subscriber_downtracks("bob", 0.2)[0].target_layer == 2  # unmeasured: the top
+    assert len(measured.rtp) == 10  # the 180p layer's packets only
+    router.set_allocation("cam", "carol", 2, 0.25)
+    assert router.subscriber_downtracks("carol", 0.25)[0].target_layer == 2
+
+
 def test_congestion_pause_is_apart_from_the_subscribers_pause() -> None:
     router, publisher, subscriber = _simulcast_router()
     seq = [0, 0, 0]
