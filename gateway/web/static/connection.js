@@ -64,17 +64,11 @@ export async function discover() {
  * lobby or the room, else with the text saying why not. */
 export async function join(pin, renew = false) {
   app.pin = pin; // kept in memory only: a reconnection that needs a new token asks it with the PIN
-  const now = Date.now() / 1000;
-  const plan = tokenPlan(keptToken(app.tokens, app.room, now), now, renew);
-  if (plan.reuse) app.token = plan.reuse;
-  else {
-    try {
-      const res = await newToken(pin, plan.renew);
-      app.token = res.token;
-      keepToken(app.tokens, app.room, res.token, res.expires_at, now);
-    } catch (e) {
-      return problemText(e);
-    }
+  let plan;
+  try {
+    plan = await takeToken(pin, renew);
+  } catch (e) {
+    return problemText(e);
   }
   try {
     await connect();
@@ -91,6 +85,21 @@ export async function join(pin, renew = false) {
     if (plan.reuse && (badToken || e?.code === "connection_failed")) return join(pin, true);
     return problemText(e);
   }
+}
+
+/** Sets app.token: the token kept for the room while it lives (tokenPlan), else a new one from
+ * the anonymous endpoint with PIN (of the same identity when the kept one was anonymous), kept
+ * in its place. Returns the plan it followed; throws what the endpoint answered. */
+async function takeToken(pin, renew) {
+  const now = Date.now() / 1000;
+  const plan = tokenPlan(keptToken(app.tokens, app.room, now), now, renew);
+  if (plan.reuse) app.token = plan.reuse;
+  else {
+    const res = await newToken(pin, plan.renew);
+    app.token = res.token;
+    keepToken(app.tokens, app.room, res.token, res.expires_at, now);
+  }
+  return plan;
 }
 
 /** Whether join will reuse a kept token (then it needs no PIN). */
@@ -228,15 +237,8 @@ async function retry(lost) {
 /** One attempt: the kept join token (a new one of the same identity when it is near its end or
  * was refused), then a session that joins, with RESUME when it has one. */
 async function rejoinOnce(lost, resume) {
-  const now = Date.now() / 1000;
-  const plan = tokenPlan(keptToken(app.tokens, app.room, now), now, lost.renew);
-  if (plan.reuse) app.token = plan.reuse;
-  else {
-    const res = await newToken(app.pin || "", plan.renew);
-    app.token = res.token;
-    keepToken(app.tokens, app.room, res.token, res.expires_at, now);
-    lost.renew = false;
-  }
+  await takeToken(app.pin || "", lost.renew);
+  lost.renew = false; // a renewal always takes a new token
   await connect(resume);
 }
 
