@@ -400,3 +400,58 @@ def test_a_silent_connection_is_found_out_by_its_pings_and_resumed(
     assert [q["id"] for q in named(bruno, "Alice")] == [aid]
     hears_more(alice, bruno.id, "Alice to hear Bruno on her new connections")
     hears_more(bruno, aid, "Bruno to hear Alice on her new connections")
+
+
+def screen_frames(viewer: Participant, pid: str) -> int:
+    """Frames VIEWER decoded so far of PID's screen share (0 when it receives none)."""
+    streams = viewer.page.evaluate("window.rondpoint.videoStreams()")
+    return sum(
+        int(s["framesDecoded"]) for s in streams if s["pid"] == pid and s["source"] == "screen"
+    )
+
+
+def test_a_screen_share_goes_on_after_a_reconnection_without_a_new_prompt(
+    open_participant: Opener, proxy: CuttableProxy
+) -> None:
+    alice, bruno = alice_behind_the_proxy(open_participant, proxy, "partage")
+    aid = alice.id
+    # count the browser's capture prompts (getDisplayMedia calls)
+    alice.page.evaluate(
+        """() => {
+          const md = navigator.mediaDevices, ask = md.getDisplayMedia.bind(md);
+          window.__prompts = 0;
+          md.getDisplayMedia = (...a) => { window.__prompts += 1; return ask(...a); };
+        }"""
+    )
+    share = alice.page.get_by_test_id("share-toggle")
+    share.click()
+    bruno.page.get_by_test_id(f"screen-{aid}").wait_for(state="visible", timeout=15_000)
+    wait_until(lambda: screen_frames(bruno, aid) > 5, 25, "Alice's share at Bruno's")
+    tracks_before = track_ids(bruno, aid)
+
+    proxy.drop()
+    alice.page.get_by_test_id("reconnecting").wait_for(state="visible", timeout=10_000)
+    alice.page.wait_for_timeout(1500)
+    proxy.restore()
+    wait_until(lambda: reconnecting(alice) is None, 20, "Alice to come back")
+    assert alice.id == aid
+
+    # the same capture, published again: new tracks at Bruno's, the share's frames arriving
+    assert len(tracks_before) == 4  # microphone, camera, screen, and the fake screen's audio
+    wait_until(
+        lambda: len(track_ids(bruno, aid)) == 4 and not track_ids(bruno, aid) & tracks_before,
+        15,
+        "Alice's microphone, camera, screen and its sound published again",
+    )
+    bruno.page.get_by_test_id(f"screen-{aid}").wait_for(state="visible", timeout=15_000)
+    wait_until(lambda: screen_frames(bruno, aid) > 5, 25, "the share at Bruno's again")
+    before = screen_frames(bruno, aid)
+    wait_until(lambda: screen_frames(bruno, aid) > before + 5, 15, "its frames to keep coming")
+    assert share.get_attribute("aria-pressed") == "true"
+    assert alice.page.evaluate("window.__prompts") == 1  # no second prompt to choose a screen
+
+    # and it still stops with one click
+    share.click()
+    wait_until(
+        lambda: bruno.page.get_by_test_id(f"screen-{aid}").count() == 0, 10, "no share at Bruno's"
+    )

@@ -275,15 +275,16 @@ function endReconnecting(reply) {
   clearInterval(countdown);
   $("reconnect-banner").hidden = true;
   if (!was || !reply) return;
-  dropPeerConnections();
+  dropPeerConnections({ keepShare: true });
   if (reply.type === "joined") {
     if (!reply.resumed) app.joinedAt = Date.now();
     toast(t("reconnected"));
   }
 }
 
-function dropPeerConnections() {
-  closePub();
+/** Closes the peer connections and forgets the media on them; KEEPSHARE: see closePub. */
+function dropPeerConnections({ keepShare = false } = {}) {
+  closePub({ keepShare });
   app.subPc?.close();
   app.subPc = null;
   app.subQueue = Promise.resolve();
@@ -351,7 +352,7 @@ async function onJoined(m) {
     } catch (e) {
       if (app.client !== client) return; // this session ended meanwhile (a reconnection): not ours
       console.warn("publish with simulcast failed, retrying without:", e);
-      closePub();
+      closePub({ keepShare: true });
       try {
         await publish(false);
       } catch (e2) {

@@ -283,7 +283,7 @@ export function ensurePubPc() {
 }
 
 export async function publish(simulcast) {
-  if (!app.hasMic && !app.hasCam) return;
+  if (!app.hasMic && !app.hasCam && !app.screenTrack) return;
   const pc = ensurePubPc();
   if (app.hasMic) {
     app.audioTx = pc.addTransceiver(app.micOn ? app.micTrack : "audio", { direction: "sendonly" });
@@ -302,6 +302,7 @@ export async function publish(simulcast) {
     }
     app.videoTx = pc.addTransceiver(app.camOn && app.camTrack ? app.camTrack : "video", init);
   }
+  addScreenTransceivers(pc); // a share kept through a reconnection goes out again with the rest
   await negotiatePublish();
   // Tell the room what is muted from the start.
   if (app.ownTracks.microphone && !app.micOn) {
@@ -362,19 +363,30 @@ export function negotiatePublish() {
   return done;
 }
 
-export function closePub() {
+/** The screen share's tracks (when sharing) on PC, each on a sending transceiver of its own. */
+export function addScreenTransceivers(pc) {
+  if (app.screenTrack) app.screenTx = pc.addTransceiver(app.screenTrack, { direction: "sendonly" });
+  if (app.screenAudioTrack) app.screenAudioTx = pc.addTransceiver(app.screenAudioTrack, { direction: "sendonly" });
+}
+
+/** Closes the publish connection. The screen share ends with it, unless KEEPSHARE (a
+ * reconnection, or a publish tried again without simulcast) and its capture still runs: then
+ * the next publish() sends it again, with no new prompt from the browser. */
+export function closePub({ keepShare = false } = {}) {
   app.pubPc?.close();
   app.pubPc = null;
   app.audioTx = null;
   app.videoTx = null;
   app.ownTracks = {};
   app.pubQueue = Promise.resolve();
-  app.screenTrack?.stop();
-  app.screenAudioTrack?.stop();
-  app.screenTrack = null;
-  app.screenAudioTrack = null;
   app.screenTx = null;
   app.screenAudioTx = null;
+  if (!(keepShare && app.screenTrack?.readyState === "live")) {
+    app.screenTrack?.stop();
+    app.screenAudioTrack?.stop();
+    app.screenTrack = null;
+    app.screenAudioTrack = null;
+  }
   updateShareButton();
 }
 

@@ -1,12 +1,13 @@
 // Screen share from the page: getDisplayMedia's video (and the tab's or system's audio when the
 // browser gives it) published on the publish connection as tracks of their own, sources `screen`
 // and `screen_audio` (spec 7.2, 10.4 step 3); stopping, from the button or the browser's own
-// "Stop sharing", unpublishes them (8.5) and renegotiates.
+// "Stop sharing", unpublishes them (8.5) and renegotiates. A share outlives a reconnection: its
+// capture is kept and published again on the new connection (media.js closePub, publish).
 
 import { t } from "./i18n.js";
 import { app, problemText } from "./state.js";
 import { toast } from "./ui.js";
-import { ensurePubPc, negotiatePublish, updateShareButton } from "./media.js";
+import { addScreenTransceivers, ensurePubPc, negotiatePublish, updateShareButton } from "./media.js";
 import { renderAll } from "./panels.js";
 
 export function toggleScreenShare() {
@@ -40,9 +41,7 @@ export async function startScreenShare() {
   video.addEventListener("ended", () => {
     if (app.screenTrack === video) stopScreenShare();
   });
-  const pc = ensurePubPc();
-  app.screenTx = pc.addTransceiver(video, { direction: "sendonly" });
-  if (app.screenAudioTrack) app.screenAudioTx = pc.addTransceiver(app.screenAudioTrack, { direction: "sendonly" });
+  addScreenTransceivers(ensurePubPc());
   updateShareButton();
   renderAll();
   try {
