@@ -171,7 +171,9 @@ class RunningSynapse(LoggedServer):
         return f"@{localpart}:{self.server_name}"
 
     async def register_user(self, name: str, password: str, admin: bool = False) -> MatrixUser:
-        """Registers NAME (a localpart) with the shared-secret admin API and returns it logged in."""
+        """Registers NAME (a localpart) with the shared-secret admin API and returns it logged in;
+        a NAME already registered (with PASSWORD) by an earlier test on this module's Synapse gets
+        a new login instead, so a test does not depend on running first."""
         async with aiohttp.ClientSession() as http:
             endpoint = f"{self.url}/_synapse/admin/v1/register"
             async with http.get(endpoint) as response:
@@ -188,6 +190,8 @@ class RunningSynapse(LoggedServer):
             }
             async with http.post(endpoint, json=body) as response:
                 reply = await response.json()
+                if response.status == 400 and reply.get("errcode") == "M_USER_IN_USE":
+                    return await self.login(f"@{name}:{self.server_name}", password)
                 if response.status != 200:
                     raise MatrixApiError("POST", endpoint, response.status, reply)
         return MatrixUser(

@@ -322,6 +322,16 @@ const commands = {
 };
 
 const lines = createInterface({ input: process.stdin });
+// An error's stack and its causes' (undici's "fetch failed" says why only in its cause: the
+// code, ECONNREFUSED, UND_ERR_SOCKET...).
+function described(error) {
+  const parts = [String(error?.stack ?? error)];
+  for (let cause = error?.cause; cause && parts.length < 5; cause = cause.cause) {
+    parts.push(`caused by: ${cause.code ?? ""} ${cause.stack ?? cause}`);
+  }
+  return parts.join("\n");
+}
+
 let closing = false;
 for await (const line of lines) {
   if (!line.trim()) continue;
@@ -341,7 +351,7 @@ for await (const line of lines) {
   // Commands run concurrently (a long rtc_join must not block a messages query).
   handler(args).then(
     (result) => emit({ id, ok: true, result: result ?? {} }),
-    (error) => emit({ id, ok: false, error: String(error?.stack ?? error) }),
+    (error) => emit({ id, ok: false, error: described(error) }),
   ).finally(() => {
     if (cmd === "close") {
       closing = true;
