@@ -51,7 +51,7 @@ export async function fillDevicePickers() {
 
 /** Uses the device DEVICE_ID for KIND from now on, and keeps the choice. A camera that is off is
  * only chosen: it opens when it is turned on (media.js setCam). */
-export async function switchDevice(kind, deviceId) {
+async function switchDevice(kind, deviceId) {
   try {
     localStorage.setItem(DEVICE_KEYS[kind], deviceId);
   } catch {

@@ -463,7 +463,7 @@ export const STRINGS = {
   },
 };
 
-export const LANG_KEY = "rondpoint.lang";
+const LANG_KEY = "rondpoint.lang";
 
 /** The language chosen in the page's switch, kept in localStorage, or null. */
 function storedLang() {

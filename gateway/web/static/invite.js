@@ -6,7 +6,7 @@ import { t } from "./i18n.js";
 import { app, problemText } from "./state.js";
 import { $, el, toast } from "./ui.js";
 
-export function roomUrl() {
+function roomUrl() {
   return `${location.origin}/r/${app.room}`;
 }
 

@@ -12,7 +12,7 @@ const WITH_MEDIA = ["prejoin", "room"];
 
 // keys: what the dialog shows; aria: the same for assistive technology (aria-keyshortcuts on the
 // buttons of ids); match: the keydown that fires it; button: what it presses.
-export const SHORTCUTS = [
+const SHORTCUTS = [
   {
     keys: ["M", "Ctrl+D"],
     aria: "M Control+D",
@@ -83,7 +83,7 @@ function ctrl(ev, key) {
 }
 
 /** Whether the keydown EV is typing: in a field, a select, a text area or an editable element. */
-export function typing(ev) {
+function typing(ev) {
   const target = ev.target;
   if (!target || target === document.body) return false;
   return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
@@ -104,7 +104,7 @@ function onKeydown(ev) {
 }
 
 /** The shortcuts dialog, drawn in the page's language of now. */
-export function openShortcuts() {
+function openShortcuts() {
   const dialog = $("shortcuts-dialog");
   if (dialog.open) return;
   const rows = SHORTCUTS.map((s) =>

@@ -7,7 +7,7 @@
 export const DELAYS_MS = [0, 500, 1000, 2000, 4000, 5000];
 /** Each pause but the first is shortened by up to this share, at random: pages that lost the same
  * gateway do not all knock again in the same instant. */
-export const JITTER = 0.2;
+const JITTER = 0.2;
 /** After the grace, the page joins without `resume` this long (s), then gives up (spec 6.7 step 5). */
 export const REJOIN_SECONDS = 60;
 /** And it never makes more attempts than this, however short the pauses. */

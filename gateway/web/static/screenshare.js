@@ -16,7 +16,7 @@ export function toggleScreenShare() {
 
 let starting = false;
 
-export async function startScreenShare() {
+async function startScreenShare() {
   if (starting || app.screenTrack || !app.client || app.state !== "room") return;
   starting = true;
   let stream;
@@ -53,7 +53,7 @@ export async function startScreenShare() {
   }
 }
 
-export async function stopScreenShare() {
+async function stopScreenShare() {
   if (!app.screenTrack) return;
   for (const track of [app.screenTrack, app.screenAudioTrack]) track?.stop();
   for (const tx of [app.screenTx, app.screenAudioTx]) {
