@@ -18,7 +18,7 @@ import {
   problemText,
 } from "./state.js";
 import { $, applyI18n, setState, toast } from "./ui.js";
-import { layoutGrid, setLayout, stageState, updateLayoutButton } from "./layout.js";
+import { layoutGrid, setLayout, stageState, updateLayoutButton, watchPageVisibility } from "./layout.js";
 import { toggleScreenShare } from "./screenshare.js";
 import { setCam, setMic, updateMediaButtons } from "./media.js";
 import { closePanels, linksRequest, refreshLinks, renderAll, renderPeople, togglePanel } from "./panels.js";
@@ -133,6 +133,7 @@ function wire() {
   if (window.ResizeObserver) new ResizeObserver(() => layoutGrid()).observe($("grid"));
   window.addEventListener("pagehide", () => app.client?.send("leave", {}));
   watchNetwork();
+  watchPageVisibility();
   setInterval(() => {
     if (app.state !== "room") return;
     const s = Math.floor((Date.now() - app.joinedAt) / 1000);
@@ -190,11 +191,30 @@ window.rondpoint = {
     }
     return out;
   },
+  /** What arrives per track received, audio too (getStats inbound-rtp): [{pid, track, kind,
+   * packets, frames}], for the tests of paused videos. */
+  async inbound() {
+    const out = [];
+    for (const tx of app.subPc?.getTransceivers() || []) {
+      const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
+      if (!info || tx.currentDirection === "inactive") continue;
+      let packets = 0;
+      let frames = 0;
+      (await tx.receiver.getStats()).forEach((s) => {
+        if (s.type !== "inbound-rtp") return;
+        packets += s.packetsReceived || 0;
+        frames += s.framesReceived || 0;
+      });
+      out.push({ pid: info.participant_id, track: info.track_id, kind: tx.receiver.track?.kind, packets, frames });
+    }
+    return out;
+  },
   _debug() {
     return {
       participants: [...app.participants.values()],
       tiles: [...$("grid").children].map((t) => ({ pid: t.dataset.pid, track: t.dataset.trackId, h: t.clientHeight })),
       sent: [...app.sentHeights],
+      subscribed: [...app.sentSubscribed],
       pubAnswer: app.pubPc?.remoteDescription?.sdp,
       subOffer: app.subPc?.remoteDescription?.sdp,
     };

@@ -291,6 +291,7 @@ function dropPeerConnections() {
   for (const a of app.audioEls.values()) a.remove();
   app.audioEls.clear();
   app.sentHeights.clear();
+  app.sentSubscribed.clear();
   app.remoteVideo = new Map();
   app.remoteScreens = new Map();
 }
