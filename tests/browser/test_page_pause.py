@@ -1,0 +1,187 @@
+"""Videos nobody sees, from the user's side: on a phone in speaker view, whose strip scrolls, the tile
+out of view stops receiving its video (spec 8.7 `subscription` `subscribed: false`) while the
+visible ones keep theirs, and scrolled into view it plays again; a tab in the background receives
+no video but keeps its sound, and back in front every video flows again.
+
+What arrives is read from the page's getStats (window.rondpoint.inbound(): inbound-rtp
+packetsReceived and framesReceived per track received).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Participant
+from tests.browser.test_web_client import join_trio, new_room, wait_until
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.interop,
+    pytest.mark.timeout(180),  # four pages at once, on a busy machine too
+]
+
+Opener = Callable[..., Participant]
+FROZEN_FOR = 2.0  # seconds without a packet that make a video paused
+
+
+def inbound(p: Participant) -> dict[str, dict[str, Any]]:
+    """What p has received so far, per track: {track_id: {pid, kind, packets, frames}}."""
+    return {s["track"]: s for s in p.page.evaluate("window.rondpoint.inbound()")}
+
+
+def tile_views(p: Participant) -> list[dict[str, Any]]:
+    """p's remote camera tiles, with whether any of the tile is inside the scrolling stage."""
+    return list(
+        p.page.evaluate(
+            """() => {
+        const grid = document.getElementById("grid").getBoundingClientRect();
+        return [...document.querySelectorAll("#grid .tile")].filter((t) => t.dataset.trackId).map((t) => {
+          const r = t.getBoundingClientRect();
+          const inside = r.bottom > grid.top && r.top < grid.bottom && r.right > grid.left && r.left < grid.right;
+          return { pid: t.dataset.pid, track: t.dataset.trackId, inside,
+                   large: t.classList.contains("large"), playing: t.querySelector("video").videoWidth > 0 };
+        });
+      }"""
+        )
+    )
+
+
+def growth(p: Participant, seconds: float = FROZEN_FOR) -> dict[str, dict[str, int]]:
+    """How many packets and frames each track p receives got over SECONDS."""
+    before = inbound(p)
+    time.sleep(seconds)
+    after = inbound(p)
+    return {
+        track: {
+            "kind": s["kind"],
+            "packets": s["packets"] - before.get(track, {}).get("packets", 0),
+            "frames": s["frames"] - before.get(track, {}).get("frames", 0),
+        }
+        for track, s in after.items()
+    }
+
+
+def video_growth(p: Participant) -> dict[str, int]:
+    return {track: g["packets"] for track, g in growth(p).items() if g["kind"] == "video"}
+
+
+def subscribed_sent(p: Participant) -> dict[str, bool]:
+    """The `subscribed` p last sent per track (none: subscribed, the server's default)."""
+    return dict(p.page.evaluate("window.rondpoint._debug().subscribed"))
+
+
+def scroll_stage(p: Participant, to_end: bool) -> None:
+    p.page.evaluate(
+        "end => { const g = document.getElementById('grid'); g.scrollLeft = end ? g.scrollWidth : 0; }",
+        to_end,
+    )
+
+
+def out_of_view(p: Participant) -> list[dict[str, Any]]:
+    """p's remote tiles out of its stage: the strip scrolled to its start, else to its end."""
+    for to_end in (False, True):
+        scroll_stage(p, to_end)
+        hidden = [t for t in tile_views(p) if not t["inside"]]
+        if hidden:
+            return hidden
+    return []
+
+
+def test_a_tile_scrolled_out_of_view_stops_receiving_its_video(open_participant: Opener) -> None:
+    room = new_room("pause-scroll")
+    join_trio(open_participant, room)
+    # a small phone in speaker view: one large tile above a strip of three that scrolls sideways
+    phone = open_participant(room, "Maëlle", viewport=(320, 640))
+    phone.wait_state("room")
+    wait_until(lambda: len(tile_views(phone)) == 3, 15, "three remote tiles on the phone")
+    phone.page.get_by_test_id("layout-toggle").click()
+    wait_until(lambda: any(t["large"] for t in tile_views(phone)), 10, "speaker view")
+    wait_until(
+        lambda: all(t["playing"] for t in tile_views(phone) if t["inside"]), 25, "visible tiles playing"
+    )
+    hidden = out_of_view(phone)
+    assert hidden, tile_views(phone)
+    away = hidden[0]["track"]
+    shown = [t for t in tile_views(phone) if t["inside"]]
+    assert shown and any(t["large"] for t in shown), shown
+
+    # The hidden tile's video is paused at the server: nothing arrives, the others keep arriving.
+    wait_until(lambda: subscribed_sent(phone).get(away) is False, 10, "the pause sent")
+    wait_until(lambda: video_growth(phone).get(away) == 0, 10, "the hidden tile's video frozen")
+    moved = growth(phone)
+    assert moved[away]["packets"] == 0 and moved[away]["frames"] == 0, moved
+    assert all(moved[t["track"]]["frames"] > 0 for t in shown), moved
+    assert [k for k, v in subscribed_sent(phone).items() if v is False] == [away]
+
+    # Scrolled into view, it plays again within a few seconds.
+    phone.page.evaluate(
+        "track => document.querySelector(`#grid .tile[data-track-id='${track}']`).scrollIntoView()",
+        away,
+    )
+    wait_until(lambda: subscribed_sent(phone).get(away) is True, 10, "the resume sent")
+    wait_until(
+        lambda: (video_growth(phone).get(away) or 0) > 0, 10, "the tile's video arriving again"
+    )
+    wait_until(lambda: growth(phone, 1.0)[away]["frames"] > 0, 10, "its frames decoded again")
+    assert next(t for t in tile_views(phone) if t["track"] == away)["playing"]
+
+    # The large tile is never paused by scrolling, even when the strip takes it out of view.
+    big = next(t for t in tile_views(phone) if t["large"])["track"]
+    for to_end in (True, False, True):
+        scroll_stage(phone, to_end)
+        time.sleep(0.5)
+    assert subscribed_sent(phone).get(big, True) is True
+    assert growth(phone, 1.0)[big]["frames"] > 0
+
+
+def set_hidden(p: Participant, hidden: bool) -> None:
+    """What the browser does when the tab goes to the background (or comes back)."""
+    p.page.evaluate(
+        """hidden => {
+        Object.defineProperty(document, "visibilityState", { configurable: true, get: () => hidden ? "hidden" : "visible" });
+        Object.defineProperty(document, "hidden", { configurable: true, get: () => hidden });
+        document.dispatchEvent(new Event("visibilitychange"));
+      }""",
+        hidden,
+    )
+
+
+def test_a_tab_in_the_background_receives_sound_but_no_video(open_participant: Opener) -> None:
+    _, bruno, chloe = join_trio(open_participant, new_room("pause-tab"))
+    wait_until(lambda: all(t["playing"] for t in tile_views(bruno)), 25, "Bruno's tiles playing")
+    videos = {t["track"] for t in tile_views(bruno)}
+    assert len(videos) == 2
+    flowing = growth(bruno)
+    assert all(flowing[track]["frames"] > 0 for track in videos), flowing
+
+    set_hidden(bruno, True)
+    wait_until(
+        lambda: all(subscribed_sent(bruno).get(track) is False for track in videos),
+        10,
+        "every video paused",
+    )
+    wait_until(
+        lambda: all(n == 0 for n in video_growth(bruno).values()), 10, "no video arriving"
+    )
+    moved = growth(bruno)
+    audio = [g for g in moved.values() if g["kind"] == "audio"]
+    assert len(audio) == 2 and all(g["packets"] > 0 for g in audio), moved
+    assert all(moved[track]["packets"] == 0 for track in videos), moved
+    # the others, whose tabs are in front, still receive Bruno's video and each other's
+    assert all(g["frames"] > 0 for g in growth(chloe).values() if g["kind"] == "video")
+
+    set_hidden(bruno, False)
+    wait_until(
+        lambda: all(subscribed_sent(bruno).get(track) is True for track in videos),
+        10,
+        "every video resumed",
+    )
+    wait_until(
+        lambda: all(growth(bruno, 1.0)[track]["frames"] > 0 for track in videos),
+        10,
+        "every video decoded again",
+    )
