@@ -101,7 +101,9 @@ def test_a_tile_scrolled_out_of_view_stops_receiving_its_video(open_participant:
     phone.page.get_by_test_id("layout-toggle").click()
     wait_until(lambda: any(t["large"] for t in tile_views(phone)), 10, "speaker view")
     wait_until(
-        lambda: all(t["playing"] for t in tile_views(phone) if t["inside"]), 25, "visible tiles playing"
+        lambda: all(t["playing"] for t in tile_views(phone) if t["inside"]),
+        25,
+        "visible tiles playing",
     )
     hidden = out_of_view(phone)
     assert hidden, tile_views(phone)
@@ -164,9 +166,7 @@ def test_a_tab_in_the_background_receives_sound_but_no_video(open_participant: O
         10,
         "every video paused",
     )
-    wait_until(
-        lambda: all(n == 0 for n in video_growth(bruno).values()), 10, "no video arriving"
-    )
+    wait_until(lambda: all(n == 0 for n in video_growth(bruno).values()), 10, "no video arriving")
     moved = growth(bruno)
     audio = [g for g in moved.values() if g["kind"] == "audio"]
     assert len(audio) == 2 and all(g["packets"] > 0 for g in audio), moved
