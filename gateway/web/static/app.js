@@ -146,6 +146,22 @@ function wire() {
 
 // ---------------------------------------------------------------- test hooks
 
+/** Each track the subscribe connection receives ({track_id, participant_id}), its kind and the
+ * sums of its inbound-rtp stats (getStats) the tests read. */
+async function receivedStats() {
+  const out = [];
+  for (const tx of app.subPc?.getTransceivers() || []) {
+    const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
+    if (!info || tx.currentDirection === "inactive") continue;
+    const sums = { packetsReceived: 0, framesReceived: 0, framesDecoded: 0 };
+    (await tx.receiver.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp") for (const k of Object.keys(sums)) sums[k] += s[k] || 0;
+    });
+    out.push({ info, kind: tx.receiver.track?.kind, ...sums });
+  }
+  return out;
+}
+
 window.rondpoint = {
   get state() {
     return app.state;
@@ -178,36 +194,23 @@ window.rondpoint = {
   stage: stageState,
   /** Per received video track: its owner, source and frames decoded so far. */
   async videoStreams() {
-    const out = [];
-    for (const tx of app.subPc?.getTransceivers() || []) {
-      const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
-      if (!info || tx.receiver.track?.kind !== "video" || tx.currentDirection === "inactive") continue;
-      const meta = (app.participants.get(info.participant_id)?.tracks || []).find((x) => x.id === info.track_id);
-      let frames = 0;
-      (await tx.receiver.getStats()).forEach((s) => {
-        if (s.type === "inbound-rtp") frames += s.framesDecoded || 0;
+    return (await receivedStats())
+      .filter((x) => x.kind === "video")
+      .map(({ info, framesDecoded }) => {
+        const meta = (app.participants.get(info.participant_id)?.tracks || []).find((x) => x.id === info.track_id);
+        return { pid: info.participant_id, track: info.track_id, source: meta?.source || "", framesDecoded };
       });
-      out.push({ pid: info.participant_id, track: info.track_id, source: meta?.source || "", framesDecoded: frames });
-    }
-    return out;
   },
-  /** What arrives per track received, audio too (getStats inbound-rtp): [{pid, track, kind,
-   * packets, frames}], for the tests of paused videos. */
+  /** What arrives per track received, audio too: [{pid, track, kind, packets, frames}], for the
+   * tests of paused videos. */
   async inbound() {
-    const out = [];
-    for (const tx of app.subPc?.getTransceivers() || []) {
-      const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
-      if (!info || tx.currentDirection === "inactive") continue;
-      let packets = 0;
-      let frames = 0;
-      (await tx.receiver.getStats()).forEach((s) => {
-        if (s.type !== "inbound-rtp") return;
-        packets += s.packetsReceived || 0;
-        frames += s.framesReceived || 0;
-      });
-      out.push({ pid: info.participant_id, track: info.track_id, kind: tx.receiver.track?.kind, packets, frames });
-    }
-    return out;
+    return (await receivedStats()).map(({ info, kind, packetsReceived, framesReceived }) => ({
+      pid: info.participant_id,
+      track: info.track_id,
+      kind,
+      packets: packetsReceived,
+      frames: framesReceived,
+    }));
   },
   _debug() {
     return {
