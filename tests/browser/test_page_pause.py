@@ -1,7 +1,8 @@
-"""Videos nobody sees, from the user's side: on a phone in speaker view, whose strip scrolls, the tile
-out of view stops receiving its video (spec 8.7 `subscription` `subscribed: false`) while the
-visible ones keep theirs, and scrolled into view it plays again; a tab in the background receives
-no video but keeps its sound, and back in front every video flows again.
+"""Videos nobody sees, from the user's side: on a phone with a large tile above a strip that
+scrolls sideways, the tile out of view stops receiving its video (spec 8.7 `subscription`
+`subscribed: false`) while the visible ones keep theirs, and scrolled into view it plays again; a
+tab in the background receives no video but keeps its sound, and back in front every video flows
+again, also after a connection lost and taken back meanwhile.
 
 What arrives is read from the page's getStats (window.rondpoint.inbound(): inbound-rtp
 packetsReceived and framesReceived per track received).
@@ -94,12 +95,15 @@ def out_of_view(p: Participant) -> list[dict[str, Any]]:
 def test_a_tile_scrolled_out_of_view_stops_receiving_its_video(open_participant: Opener) -> None:
     room = new_room("pause-scroll")
     join_trio(open_participant, room)
-    # a small phone in speaker view: one large tile above a strip of three that scrolls sideways
+    # a small phone with a pinned tile (speaker view's layout, the large tile not following who
+    # speaks): the pinned one large above a strip of three that scrolls sideways
     phone = open_participant(room, "Maëlle", viewport=(320, 640))
     phone.wait_state("room")
     wait_until(lambda: len(tile_views(phone)) == 3, 15, "three remote tiles on the phone")
-    phone.page.get_by_test_id("layout-toggle").click()
-    wait_until(lambda: any(t["large"] for t in tile_views(phone)), 10, "speaker view")
+    first = phone.page.get_by_test_id(f"tile-{tile_views(phone)[0]['pid']}")
+    first.hover()
+    first.get_by_test_id("tile-pin").click()
+    wait_until(lambda: tile_views(phone)[0]["large"], 10, "the pinned tile large")
     wait_until(
         lambda: all(t["playing"] for t in tile_views(phone) if t["inside"]),
         25,
@@ -116,7 +120,7 @@ def test_a_tile_scrolled_out_of_view_stops_receiving_its_video(open_participant:
     wait_until(lambda: video_growth(phone).get(away) == 0, 10, "the hidden tile's video frozen")
     moved = growth(phone)
     assert moved[away]["packets"] == 0 and moved[away]["frames"] == 0, moved
-    assert all(moved[t["track"]]["frames"] > 0 for t in shown), moved
+    assert all(moved[t["track"]]["frames"] > 0 for t in shown), (moved, shown)
     assert [k for k, v in subscribed_sent(phone).items() if v is False] == [away]
 
     # Scrolled into view, it plays again within a few seconds.
