@@ -60,6 +60,12 @@ test("only changes are sent; a track never sent is subscribed already", () => {
   assert.deepEqual(subscribedChanges(wantedVideos(scrolled, false), new Map([["tb", false]])), [["tb", true]]);
 });
 
-test("audio is never paused: only tiles' videos are in the answer", () => {
-  assert.deepEqual([...wantedVideos([], true)], []);
+test("a video received on no tile (a third screen share) is paused, audio is never", () => {
+  assert.deepEqual([...wantedVideos(tiles, false, ["ta", "ts", "t3"])], [
+    ["ta", true],
+    ["tb", false],
+    ["ts", true],
+    ["t3", false],
+  ]);
+  assert.deepEqual([...wantedVideos([], true)], []); // audio tracks are never given
 });

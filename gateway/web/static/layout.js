@@ -321,6 +321,7 @@ function sendSubscriptions() {
       large: node.classList.contains("large"),
     })),
     document.visibilityState === "hidden",
+    [...app.remoteScreens.keys(), ...[...app.remoteVideo.values()].map((x) => x.track_id)],
   );
   const messages = new Map(); // track_id -> the members of its `subscription`
   for (const [trackId, subscribed] of subscribedChanges(wanted, app.sentSubscribed)) {

@@ -543,16 +543,18 @@ export function tokenName(token) {
 
 /** Whether each remote video of TILES ({trackId, visible, large}) should be forwarded to this page
  * (spec 8.7 `subscribed`): not while the page is HIDDEN (a tab in the background), nor when its
- * tile is scrolled out of the stage, unless it is the large tile of speaker view. Audio has no
- * tile and is never paused. A track on several tiles is forwarded when one of them needs it.
+ * tile is scrolled out of the stage, unless it is the large tile of speaker view. A track on
+ * several tiles is forwarded when one of them needs it; a video of RECEIVED (track ids) on no
+ * tile (a person's shares beyond SHARES_SHOWN) is not. Audio has no tile and is never paused.
  * Returns a Map track_id -> subscribed. */
-export function wantedVideos(tiles, hidden) {
+export function wantedVideos(tiles, hidden, received = []) {
   const wanted = new Map();
   for (const tile of tiles) {
     if (!tile.trackId) continue;
     const seen = !hidden && (tile.visible || tile.large);
     wanted.set(tile.trackId, seen || wanted.get(tile.trackId) === true);
   }
+  for (const id of received) if (!wanted.has(id)) wanted.set(id, false);
   return wanted;
 }
 
