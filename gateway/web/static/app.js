@@ -18,7 +18,7 @@ import {
   problemText,
 } from "./state.js";
 import { $, applyI18n, setState, toast } from "./ui.js";
-import { layoutGrid, setLayout, stageState, updateLayoutButton } from "./layout.js";
+import { layoutGrid, setLayout, stageState, updateLayoutButton, watchPageVisibility } from "./layout.js";
 import { toggleScreenShare } from "./screenshare.js";
 import { setCam, setMic, updateMediaButtons } from "./media.js";
 import { closePanels, linksRequest, refreshLinks, renderAll, renderPeople, togglePanel } from "./panels.js";
@@ -133,6 +133,7 @@ function wire() {
   if (window.ResizeObserver) new ResizeObserver(() => layoutGrid()).observe($("grid"));
   window.addEventListener("pagehide", () => app.client?.send("leave", {}));
   watchNetwork();
+  watchPageVisibility();
   setInterval(() => {
     if (app.state !== "room") return;
     const s = Math.floor((Date.now() - app.joinedAt) / 1000);
@@ -144,6 +145,22 @@ function wire() {
 }
 
 // ---------------------------------------------------------------- test hooks
+
+/** Each track the subscribe connection receives ({track_id, participant_id}), its kind and the
+ * sums of its inbound-rtp stats (getStats) the tests read. */
+async function receivedStats() {
+  const out = [];
+  for (const tx of app.subPc?.getTransceivers() || []) {
+    const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
+    if (!info || tx.currentDirection === "inactive") continue;
+    const sums = { packetsReceived: 0, framesReceived: 0, framesDecoded: 0 };
+    (await tx.receiver.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp") for (const k of Object.keys(sums)) sums[k] += s[k] || 0;
+    });
+    out.push({ info, kind: tx.receiver.track?.kind, ...sums });
+  }
+  return out;
+}
 
 window.rondpoint = {
   get state() {
@@ -177,24 +194,30 @@ window.rondpoint = {
   stage: stageState,
   /** Per received video track: its owner, source and frames decoded so far. */
   async videoStreams() {
-    const out = [];
-    for (const tx of app.subPc?.getTransceivers() || []) {
-      const info = tx.mid != null ? app.subMids.get(String(tx.mid)) : null;
-      if (!info || tx.receiver.track?.kind !== "video" || tx.currentDirection === "inactive") continue;
-      const meta = (app.participants.get(info.participant_id)?.tracks || []).find((x) => x.id === info.track_id);
-      let frames = 0;
-      (await tx.receiver.getStats()).forEach((s) => {
-        if (s.type === "inbound-rtp") frames += s.framesDecoded || 0;
+    return (await receivedStats())
+      .filter((x) => x.kind === "video")
+      .map(({ info, framesDecoded }) => {
+        const meta = (app.participants.get(info.participant_id)?.tracks || []).find((x) => x.id === info.track_id);
+        return { pid: info.participant_id, track: info.track_id, source: meta?.source || "", framesDecoded };
       });
-      out.push({ pid: info.participant_id, track: info.track_id, source: meta?.source || "", framesDecoded: frames });
-    }
-    return out;
+  },
+  /** What arrives per track received, audio too: [{pid, track, kind, packets, frames}], for the
+   * tests of paused videos. */
+  async inbound() {
+    return (await receivedStats()).map(({ info, kind, packetsReceived, framesReceived }) => ({
+      pid: info.participant_id,
+      track: info.track_id,
+      kind,
+      packets: packetsReceived,
+      frames: framesReceived,
+    }));
   },
   _debug() {
     return {
       participants: [...app.participants.values()],
       tiles: [...$("grid").children].map((t) => ({ pid: t.dataset.pid, track: t.dataset.trackId, h: t.clientHeight })),
       sent: [...app.sentHeights],
+      subscribed: [...app.sentSubscribed],
       pubAnswer: app.pubPc?.remoteDescription?.sdp,
       subOffer: app.subPc?.remoteDescription?.sdp,
     };

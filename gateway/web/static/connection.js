@@ -292,6 +292,7 @@ function dropPeerConnections({ keepShare = false } = {}) {
   for (const a of app.audioEls.values()) a.remove();
   app.audioEls.clear();
   app.sentHeights.clear();
+  app.sentSubscribed.clear();
   app.remoteVideo = new Map();
   app.remoteScreens = new Map();
 }

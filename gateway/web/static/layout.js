@@ -17,7 +17,9 @@ import {
   remoteTracksOf,
   speakerRects,
   stageTiles,
+  subscribedChanges,
   videoOff,
+  wantedVideos,
 } from "./state.js";
 import { isReconnecting } from "./reconnect.js";
 import { $, el, icon, setIcon } from "./ui.js";
@@ -95,6 +97,7 @@ function makeTile(tile) {
       icon("pin"),
     ),
   );
+  watchTile(node);
   return node;
 }
 
@@ -105,7 +108,12 @@ export function renderTiles() {
   if (app.state !== "room") return;
   const tiles = stageTiles(app);
   const keep = new Set(tiles.map((x) => x.key));
-  for (const node of [...grid.children]) if (!keep.has(node.dataset.key)) node.remove();
+  for (const node of [...grid.children]) {
+    if (keep.has(node.dataset.key)) continue;
+    tileObserver?.unobserve(node);
+    app.offscreen.delete(node.dataset.key);
+    node.remove();
+  }
   if (app.pinned && !keep.has(app.pinned)) app.pinned = null;
   tiles.forEach((tile, i) => {
     let node = grid.querySelector(`[data-key="${CSS.escape(tile.key)}"]`);
@@ -294,14 +302,33 @@ export function stageState() {
 }
 
 let subTimer = null;
-function scheduleSubscriptions() {
+/** Sends the subscriptions after DELAY ms (600: a layout settles, several resizes make one). */
+export function scheduleSubscriptions(delay = 600) {
   clearTimeout(subTimer);
-  subTimer = setTimeout(sendSubscriptions, 600);
+  subTimer = setTimeout(sendSubscriptions, delay);
 }
 
+/** Says to the server what each remote video's tile needs (spec 8.7 `subscription`), each change
+ * once: `subscribed` (paused while nobody can see it: state.js wantedVideos) and the simulcast
+ * layer its height calls for (`max_height`). */
 function sendSubscriptions() {
   if (!app.client || app.state !== "room") return;
-  for (const tile of $("grid").children) {
+  const nodes = [...$("grid").children];
+  const wanted = wantedVideos(
+    nodes.map((node) => ({
+      trackId: node.dataset.trackId,
+      visible: !app.offscreen.has(node.dataset.key),
+      large: node.classList.contains("large"),
+    })),
+    document.visibilityState === "hidden",
+    [...app.remoteScreens.keys(), ...[...app.remoteVideo.values()].map((x) => x.track_id)],
+  );
+  const messages = new Map(); // track_id -> the members of its `subscription`
+  for (const [trackId, subscribed] of subscribedChanges(wanted, app.sentSubscribed)) {
+    app.sentSubscribed.set(trackId, subscribed);
+    messages.set(trackId, { subscribed });
+  }
+  for (const tile of nodes) {
     const trackId = tile.dataset.trackId;
     if (!trackId) continue;
     const meta = remoteTracksOf(app, tile.dataset.pid).find((x) => x.id === trackId);
@@ -314,6 +341,35 @@ function sendSubscriptions() {
     const prev = app.sentHeights.get(trackId);
     if (prev === h) continue;
     app.sentHeights.set(trackId, h);
-    app.client.request("subscription", { track_id: trackId, max_height: h }).catch((e) => console.warn(e));
+    messages.set(trackId, { ...messages.get(trackId), max_height: h });
   }
+  for (const [trackId, members] of messages) {
+    app.client.request("subscription", { track_id: trackId, ...members }).catch((e) => console.warn(e));
+  }
+}
+
+// A tile scrolled out of the stage (the phone's grid and speaker view's strip scroll), or every
+// tile while the tab is in the background: its video is paused at the server (spec 8.7), which
+// saves the subscriber's bandwidth and the gateway's, as LiveKit's adaptiveStream and Jitsi do.
+let tileObserver = null;
+
+function watchTile(node) {
+  if (!tileObserver && window.IntersectionObserver) {
+    tileObserver = new IntersectionObserver(
+      (entries) => {
+        for (const entry of entries) {
+          if (entry.isIntersecting) app.offscreen.delete(entry.target.dataset.key);
+          else app.offscreen.add(entry.target.dataset.key);
+        }
+        scheduleSubscriptions(100);
+      },
+      { root: $("grid"), threshold: 0 },
+    );
+  }
+  tileObserver?.observe(node);
+}
+
+/** Pauses every remote video while the page is hidden, resumes the visible ones when it shows. */
+export function watchPageVisibility() {
+  document.addEventListener("visibilitychange", () => scheduleSubscriptions(0));
 }

@@ -51,6 +51,8 @@ export function newAppState() {
     audioEls: new Map(), // track_id -> <audio>
     remoteVideo: new Map(), // participant id -> {track: MediaStreamTrack, track_id} shown on its tile
     sentHeights: new Map(), // track_id -> max_height sent
+    sentSubscribed: new Map(), // track_id -> `subscribed` sent (none sent: subscribed, spec 8.7)
+    offscreen: new Set(), // keys of the tiles scrolled out of the stage (layout.js watchTiles)
     unread: 0,
     joinedAt: 0,
     leaving: false,
@@ -535,4 +537,30 @@ export function deviceOptions(devices, kind, tr = t) {
 export function tokenName(token) {
   const name = tokenClaims(token)?.name;
   return typeof name === "string" ? name.trim() : "";
+}
+
+// ---------------------------------------------------------------- videos nobody sees (h14-pause)
+
+/** Whether each remote video of TILES ({trackId, visible, large}) should be forwarded to this page
+ * (spec 8.7 `subscribed`): not while the page is HIDDEN (a tab in the background), nor when its
+ * tile is scrolled out of the stage, unless it is the large tile of speaker view. A track on
+ * several tiles is forwarded when one of them needs it; a video of RECEIVED (track ids) on no
+ * tile (a person's shares beyond SHARES_SHOWN) is not. Audio has no tile and is never paused.
+ * Returns a Map track_id -> subscribed. */
+export function wantedVideos(tiles, hidden, received = []) {
+  const wanted = new Map();
+  for (const tile of tiles) {
+    if (!tile.trackId) continue;
+    const seen = !hidden && (tile.visible || tile.large);
+    wanted.set(tile.trackId, seen || wanted.get(tile.trackId) === true);
+  }
+  for (const id of received) if (!wanted.has(id)) wanted.set(id, false);
+  return wanted;
+}
+
+/** The `subscribed` changes to send: [track_id, subscribed] for each track of WANTED (wantedVideos)
+ * whose value differs from what SENT remembers; a track nothing was sent for is subscribed (the
+ * server's default), so it needs a message only to be paused. */
+export function subscribedChanges(wanted, sent) {
+  return [...wanted].filter(([id, on]) => (sent.get(id) ?? true) !== on);
 }

@@ -439,6 +439,36 @@ def test_a_pli_flood_gives_the_publisher_at_most_the_paced_number() -> None:
     assert router.stats.keyframe_requests - before == len(requests(publisher))
 
 
+def test_pause_and_resume_toggled_a_thousand_times_a_second_stay_within_the_budget() -> None:
+    """Paused (spec 8.7 `subscribed: false`), nothing is forwarded; resumed, the publisher is asked
+    for a keyframe at once and the video restarts on it. Two subscribers toggling 1000 times in
+    one second, each keyframe arriving at once, give the publisher at most
+    KEYFRAME_REQUESTS_PER_SECOND requests."""
+    router, publisher, bob = simulcast_room()
+    router.set_paused("cam", "bob", True, now=0.5)
+    router.on_rtp("cam", rtp(2, 90, 300, VP8_KEY), now=0.5)
+    assert len(bob.rtp) == 1  # the first keyframe, before the pause
+    router.set_paused("cam", "bob", False, now=0.6)
+    assert requests(publisher) == [("pli", 300, 0)]
+    router.on_rtp("cam", rtp(3, 180, 300, VP8_DELTA), now=0.61)
+    assert len(bob.rtp) == 1  # a resumed video starts on a keyframe
+    router.on_rtp("cam", rtp(4, 270, 300, VP8_KEY), now=0.62)
+    assert len(bob.rtp) == 2
+
+    carol = RecordingSink()
+    router.add_downtrack("cam", "carol", carol, MEDIA_SSRC + 2, 96, SUB_EXT, now=0.7)
+    router.on_rtp("cam", rtp(5, 360, 300, VP8_KEY), now=0.7)
+    publisher.rtcp.clear()
+    before = router.stats.keyframe_requests
+    for i in range(1000):
+        now = 1.0 + i / 1000
+        for subscriber in ("bob", "carol"):
+            router.set_paused("cam", subscriber, i % 2 == 0, now=now)
+        router.on_rtp("cam", rtp(10 + i, 450 + 90 * i, 300, VP8_KEY), now=now)
+    assert 1 <= len(requests(publisher)) <= KEYFRAME_REQUESTS_PER_SECOND
+    assert router.stats.keyframe_requests - before == len(requests(publisher))
+
+
 def test_requests_across_layers_and_tracks_share_the_publishers_budget() -> None:
     router, publisher, _ = simulcast_room()
     screen = RecordingSink()
