@@ -1,5 +1,6 @@
-"""Black-box conformance of an ORS v1 server's media (spec/ors-v1.md sections 8.2, 8.3, 8.5, 10):
-join, publish a tone, subscribe and hear it, unpublish, leave. Needs aiortc (spec/conformance/webrtc.py).
+"""Black-box conformance of an ORS v1 server's media (spec/ors-v1.md sections 8.2, 8.3, 8.5, 8.7,
+10): join, publish a tone, subscribe and hear it, unpublish, leave; pause a video and resume it.
+Needs aiortc (spec/conformance/webrtc.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,52 @@ async def test_join_publish_subscribe_unpublish_and_leave(ors_url: str, ors_room
         left = await bob.next_event("participant_left")
         assert left["reason"] == "left"
         check_server_messages(alice)
+        check_server_messages(bob)
+    finally:
+        await alice_peer.close()
+        await alice.close()
+        if bob_peer is not None:
+            await bob_peer.close()
+        if bob is not None:
+            await bob.close()
+
+
+async def frames_grow(peer: WebRtcPeer, track_id: str, by: int, within: float) -> None:
+    """PEER receives BY more frames of TRACK_ID within WITHIN seconds."""
+    start = peer.received[track_id].frames
+    async with asyncio.timeout(within):
+        while peer.received[track_id].frames < start + by:
+            await asyncio.sleep(0.1)
+
+
+async def test_a_paused_video_stops_and_resumes(ors_url: str, ors_room: str) -> None:
+    """8.7: `subscribed: false` stops a track's forwarding while its owner's sound goes on;
+    `true` brings the video back within seconds (10.5: at a key frame the server asks for)."""
+    alice = await joined(ors_url, ors_room, "Alice")
+    alice_peer = WebRtcPeer(alice)
+    bob = bob_peer = None
+    try:
+        answer = await alice_peer.publish(frequency=TONE_HZ, video=True)
+        ids = {t["kind"]: t["id"] for t in answer["tracks"]}
+        bob = await joined(ors_url, ors_room, "Bob")
+        bob_peer = WebRtcPeer(bob)
+        await bob_peer.accept_offer(await bob.next_event("offer"))
+        async with asyncio.timeout(20):
+            while not all(t in bob_peer.received for t in ids.values()):
+                await asyncio.sleep(0.1)
+        await frames_grow(bob_peer, ids["video"], 10, 20)
+
+        reply = await bob.request(
+            {"type": "subscription", "track_id": ids["video"], "subscribed": False}
+        )
+        assert reply["type"] == "ok"
+        await asyncio.sleep(1.0)  # what was on its way arrives
+        paused_at = bob_peer.received[ids["video"]].frames
+        await frames_grow(bob_peer, ids["audio"], 50, 10)  # 1 s of sound: it is not paused
+        assert bob_peer.received[ids["video"]].frames <= paused_at + 1, "the video must stop"
+
+        await bob.request({"type": "subscription", "track_id": ids["video"], "subscribed": True})
+        await frames_grow(bob_peer, ids["video"], 10, 10)
         check_server_messages(bob)
     finally:
         await alice_peer.close()
