@@ -12,8 +12,9 @@
   from the relations API: the annotations "🖐️" of each active membership event (`hands_in`).
   Element Call's client (matrix-js-sdk) sends ``m.reaction`` in clear even in an encrypted room
   (the relation is clear anyway, and reactions are aggregated by the server), so this holds in
-  an encrypted room too; a hand some other client sent encrypted (``m.room.encrypted``) is
-  neither read back nor, lacking its key in clear, followed live.
+  an encrypted room too. A hand some other client sent encrypted (``m.room.encrypted``) is not
+  read back: only ``m.reaction`` events are asked for, and the room keys of messages sent before
+  the link entered are not the bridge's to have.
 
 (element-call: src/reactions/index.ts, ReactionsReader.ts, useReactionsSender.tsx.)
 """
