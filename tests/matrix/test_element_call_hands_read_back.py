@@ -1,7 +1,8 @@
 """A Matrix member's raised hand that the bridge did not see raised: raised before the room was
 linked here, or before the gateway restarted. The link reads it back from the relations API when
 it enters the room, so a host here knows that member waits to speak, as Element Call's users do;
-someone else's "🖐️" on the member's membership raises nothing. Real peers: Synapse,
+someone else's "🖐️" on the member's membership raises nothing; in an encrypted room, Element
+Call's hand (matrix-js-sdk sends reactions in clear) is read back too. Real peers: Synapse,
 livekit-server as the focus, matrix-js-sdk holding Anna's membership and a Chromium
 livekit-client page for her media; here an ORS client."""
 
@@ -139,3 +140,43 @@ async def test_a_raised_hand_survives_a_gateway_restart_and_is_lowered_after_it(
     await asyncio.sleep(2)
     assert anna_hand(gateway, room) is None
     assert (await anna_seen_by_an_ors_client(gateway, room))["hand_raised_at"] is None
+
+
+async def test_a_hand_raised_in_an_encrypted_room_before_the_link_is_read_back(
+    matrix_stack: MatrixStack,
+    matrix_js: Callable[..., Awaitable[JsClient]],
+    livekit_pages: LiveKitBrowser,
+) -> None:
+    stack, gateway = matrix_stack, matrix_stack.gateway
+    olga = await stack.synapse.register_user("olga", "olga-password")
+    anna = await stack.synapse.register_user("anna", "anna-password")
+    await anna.set_display_name(ANNA)
+    matrix_room = await olga.create_room(
+        "rathaus-crypt", encrypted=True, invite=[stack.bot_user_id]
+    )
+    await olga.invite(matrix_room, anna.user_id)
+    call = await element_call_user(
+        anna,
+        matrix_room,
+        matrix_js=matrix_js,
+        livekit_pages=livekit_pages,
+        device_id="ANNACRYPT",
+        encrypted=True,
+    )
+    membership = await membership_of(anna, matrix_room, "ANNACRYPT")
+    # As Element Call raises it: matrix-js-sdk's sendEvent, with its crypto on.
+    content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": membership, "key": HAND}}
+    sent = await call.js.command("send", room=matrix_room, type="m.reaction", content=content)
+    hand = next(
+        e for e in await anna.messages(matrix_room, 50) if e["event_id"] == sent["event_id"]
+    )
+    assert hand["type"] == "m.reaction", hand  # in clear, in an encrypted room
+
+    room = f"mx-{secrets.token_hex(4)}"
+    stack.link(room, matrix_room)
+
+    async def raised_here() -> int | None:
+        return anna_hand(gateway, room)
+
+    raised = await wait_for(raised_here, "Anna's hand in the encrypted room, here", 30)
+    assert abs(raised - int(hand["origin_server_ts"])) < 1000
