@@ -19,7 +19,7 @@ import pytest
 from spec.conformance.orsclient import OrsClient
 from tests.gateway_process import RunningGateway
 from tests.interop.sipp_tools import wait_until
-from tests.matrix.conftest import MatrixStack, element_call_user
+from tests.matrix.conftest import ElementCallUser, MatrixStack, element_call_user
 from tests.matrix.jsclient import JsClient
 from tests.matrix.meeting import CALL_MEMBER, listed
 from tests.matrix.page import LiveKitBrowser
@@ -67,35 +67,62 @@ def anna_hand(gateway: RunningGateway, room: str) -> int | None:
     return found[0]["hand_raised_at"] if found else None
 
 
+async def call_not_linked_yet(
+    stack: MatrixStack,
+    matrix_js: Callable[..., Awaitable[JsClient]],
+    livekit_pages: LiveKitBrowser,
+    device_id: str,
+    *,
+    encrypted: bool = False,
+) -> tuple[MatrixUser, MatrixUser, str, ElementCallUser, str]:
+    """Olga's Matrix room (the bot invited, linked nowhere yet), Anna in its call from DEVICE_ID:
+    (olga, anna, matrix room id, Anna's call, her membership's event id)."""
+    olga = await stack.synapse.register_user("olga", "olga-password")
+    anna = await stack.synapse.register_user("anna", "anna-password")
+    await anna.set_display_name(ANNA)
+    matrix_room = await olga.create_room(
+        f"rathaus-{device_id.lower()}", encrypted=encrypted, invite=[stack.bot_user_id]
+    )
+    await olga.invite(matrix_room, anna.user_id)
+    call = await element_call_user(
+        anna,
+        matrix_room,
+        matrix_js=matrix_js,
+        livekit_pages=livekit_pages,
+        device_id=device_id,
+        encrypted=encrypted,
+    )
+    membership = await membership_of(anna, matrix_room, device_id)
+    return olga, anna, matrix_room, call, membership
+
+
+async def hand_once_linked(stack: MatrixStack, matrix_room: str) -> tuple[str, int]:
+    """A new room here linked to MATRIX_ROOM: (its id, Anna's hand_raised_at there once shown)."""
+    room = f"mx-{secrets.token_hex(4)}"
+    stack.link(room, matrix_room)
+
+    async def raised_here() -> int | None:
+        return anna_hand(stack.gateway, room)
+
+    return room, await wait_for(raised_here, "Anna's hand raised before the link, here", 30)
+
+
 async def test_a_hand_raised_before_the_room_was_linked_shows_here(
     matrix_stack: MatrixStack,
     matrix_js: Callable[..., Awaitable[JsClient]],
     livekit_pages: LiveKitBrowser,
 ) -> None:
-    stack, gateway = matrix_stack, matrix_stack.gateway
-    olga = await stack.synapse.register_user("olga", "olga-password")
-    anna = await stack.synapse.register_user("anna", "anna-password")
-    await anna.set_display_name(ANNA)
-    matrix_room = await olga.create_room("rathaus-before", invite=[stack.bot_user_id])
-    await olga.invite(matrix_room, anna.user_id)
-    await element_call_user(
-        anna, matrix_room, matrix_js=matrix_js, livekit_pages=livekit_pages, device_id="ANNAPRE"
+    olga, anna, matrix_room, _, membership = await call_not_linked_yet(
+        matrix_stack, matrix_js, livekit_pages, "ANNAPRE"
     )
-    membership = await membership_of(anna, matrix_room, "ANNAPRE")
     # Olga (in the room, not in the call) puts a hand on Anna's membership first: not Anna's.
     _, olga_at = await raise_hand(olga, matrix_room, membership)
     await asyncio.sleep(1.5)
     _, anna_at = await raise_hand(anna, matrix_room, membership)
-
-    room = f"mx-{secrets.token_hex(4)}"
-    stack.link(room, matrix_room)
-
-    async def raised_here() -> int | None:
-        return anna_hand(gateway, room)
-
-    raised = await wait_for(raised_here, "Anna's hand raised before the link, here", 30)
+    room, raised = await hand_once_linked(matrix_stack, matrix_room)
     assert abs(raised - anna_at) < 1000, (raised, anna_at, olga_at)
-    assert (await anna_seen_by_an_ors_client(gateway, room))["hand_raised_at"] == raised
+    seen = await anna_seen_by_an_ors_client(matrix_stack.gateway, room)
+    assert seen["hand_raised_at"] == raised
 
 
 async def test_a_raised_hand_survives_a_gateway_restart_and_is_lowered_after_it(
@@ -147,23 +174,9 @@ async def test_a_hand_raised_in_an_encrypted_room_before_the_link_is_read_back(
     matrix_js: Callable[..., Awaitable[JsClient]],
     livekit_pages: LiveKitBrowser,
 ) -> None:
-    stack, gateway = matrix_stack, matrix_stack.gateway
-    olga = await stack.synapse.register_user("olga", "olga-password")
-    anna = await stack.synapse.register_user("anna", "anna-password")
-    await anna.set_display_name(ANNA)
-    matrix_room = await olga.create_room(
-        "rathaus-crypt", encrypted=True, invite=[stack.bot_user_id]
+    _, anna, matrix_room, call, membership = await call_not_linked_yet(
+        matrix_stack, matrix_js, livekit_pages, "ANNACRYPT", encrypted=True
     )
-    await olga.invite(matrix_room, anna.user_id)
-    call = await element_call_user(
-        anna,
-        matrix_room,
-        matrix_js=matrix_js,
-        livekit_pages=livekit_pages,
-        device_id="ANNACRYPT",
-        encrypted=True,
-    )
-    membership = await membership_of(anna, matrix_room, "ANNACRYPT")
     # As Element Call raises it: matrix-js-sdk's sendEvent, with its crypto on.
     content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": membership, "key": HAND}}
     sent = await call.js.command("send", room=matrix_room, type="m.reaction", content=content)
@@ -171,12 +184,5 @@ async def test_a_hand_raised_in_an_encrypted_room_before_the_link_is_read_back(
         e for e in await anna.messages(matrix_room, 50) if e["event_id"] == sent["event_id"]
     )
     assert hand["type"] == "m.reaction", hand  # in clear, in an encrypted room
-
-    room = f"mx-{secrets.token_hex(4)}"
-    stack.link(room, matrix_room)
-
-    async def raised_here() -> int | None:
-        return anna_hand(gateway, room)
-
-    raised = await wait_for(raised_here, "Anna's hand in the encrypted room, here", 30)
+    _, raised = await hand_once_linked(matrix_stack, matrix_room)
     assert abs(raised - int(hand["origin_server_ts"])) < 1000
