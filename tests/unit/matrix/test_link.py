@@ -680,3 +680,34 @@ async def test_a_slow_homeserver_does_not_hold_the_link_and_the_read_back_ends(
     await asyncio.sleep(0.05)
     assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None  # given up in time
     assert link._lowered is None
+
+
+async def test_a_hand_lowered_while_it_is_read_back_stays_down(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService
+) -> None:
+    membership = await anna_in_the_call(homeserver, service)
+    hand = await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
+    homeserver.relations_answer = list(homeserver.annotations[membership])  # read before...
+    await quiet(service)
+    homeserver.relations_stall = asyncio.Event()
+    await link.start()
+    await until(lambda: any(call[0] == "relations" for call in homeserver.calls))
+    await homeserver.redact(ROOM, hand, as_user=ANNA)  # ...and lowered before the answer came
+    await quiet(service)
+    homeserver.relations_stall.set()
+    await until(lambda: link._lowered is None)
+    assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None
+
+
+async def test_hands_are_read_back_for_at_most_the_room_capacity_of_memberships(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService, gateway: Gateway
+) -> None:
+    gateway.rooms.max_participants = 2
+    for device in ("A1", "A2", "A3", "A4"):
+        content = {**anna_membership(device), "device_id": device}
+        homeserver._set_state(ROOM, CALL_MEMBER, f"_{ANNA}_{device}_m.call", content, ANNA)
+    await quiet(service)
+    await link.start()
+    await until(lambda: any(call[0] == "relations" for call in homeserver.calls))
+    await until(lambda: link._lowered is None)
+    assert len([call for call in homeserver.calls if call[0] == "relations"]) == 2
