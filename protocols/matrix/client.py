@@ -16,7 +16,9 @@ is a client of one logged-in user and has none of them:
 - registration of ghosts (``m.login.application_service``);
 - MSC4140 delayed events: ``?org.matrix.msc4140.delay=`` on a state event, and
   ``delayed_events/{delay_id}/{restart|cancel|send}``;
-- the OpenID ``userinfo`` check of the focus token service, made without our token.
+- the OpenID ``userinfo`` check of the focus token service, made without our token;
+- one page of an event's relations (``/relations/{eventId}/{relType}/{eventType}``): nio builds
+  it only for a syncing client of its own.
 
 Events the homeserver pushes (service.py) stay JSON objects: nio's event classes parse what a
 syncing client needs and turn MatrixRTC's state and to-device events into ``UnknownEvent`` with
@@ -291,6 +293,33 @@ class MatrixClient:
     async def redact(self, room_id: str, event_id: str, *, as_user: str | None = None) -> None:
         method, path, body = _path(Api.room_redact("", room_id, event_id, uuid.uuid4().hex))
         await self.request(method, path, body, as_user=as_user)
+
+    async def relations(
+        self,
+        room_id: str,
+        event_id: str,
+        rel_type: str,
+        event_type: str,
+        *,
+        limit: int,
+        as_user: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest LIMIT events of EVENT_TYPE relating to EVENT_ID by REL_TYPE (one page of the
+        relations API, v1.3+); MatrixError when refused, and M_BAD_JSON when the answer holds no
+        list of events (its items that are not objects are left out)."""
+        path = (
+            f"/_matrix/client/v1/rooms/{_quote(room_id)}/relations/{_quote(event_id)}"
+            f"/{_quote(rel_type)}/{_quote(event_type)}"
+        )
+        answer = await self.request(
+            "GET", path, as_user=as_user, query={"limit": str(max(1, int(limit)))}
+        )
+        chunk = answer.get("chunk")
+        if not isinstance(chunk, list):
+            raise MatrixError(
+                200, "M_BAD_JSON", "GET relations: the homeserver's answer holds no chunk of events"
+            )
+        return [event for event in chunk[: max(1, int(limit))] if isinstance(event, dict)]
 
     async def send_to_device(
         self,

@@ -25,7 +25,9 @@ here has no deletion); an edit arrives as its fallback text ("* new text").
 
 Raised hands and reactions cross as Element Call carries them (protocols/matrix/social.py): a
 member's hand (an ``m.reaction`` "🖐️" on their membership event, lowered by redacting it) is their
-participant's ``hand_raised_at`` here; a ghost's person raising a hand here makes the ghost send
+participant's ``hand_raised_at`` here, read back when the link enters the room (a hand raised
+before it, or before a restart of ours: the relations of each active membership, as the bot, one
+page each, within READ_BACK_SECONDS); a ghost's person raising a hand here makes the ghost send
 that reaction on its own membership, and redact it when the hand goes down. Reactions cross both
 ways as ``io.element.call.reaction`` events, for the reactions we have (8.18), bounded on the way
 in by the room's rate and on the way out by the same rate per ghost. They are sent in clear.
@@ -100,6 +102,14 @@ STOP_SECONDS = 5.0
 GHOST_RETRY_MAX = 30.0
 MAX_CHAT_CHARS = 4000
 FORBIDDEN_CALL = "this room does not allow Rondpoint's participants to join its call"
+READ_BACK_SECONDS = 10.0
+"""How long entering the room reads back the hands raised before (in the background: the link
+bridges meanwhile); a hand not read by then shows when it is raised again."""
+READ_BACK_PAGE = 50
+"""Reactions read back per membership (one page): its member's hand, and others' reactions."""
+MAX_LOWERED = 1024
+"""Redactions remembered while hands are read back (a hand read back and lowered meanwhile
+stays down)."""
 
 
 def notice_body(text: str) -> str:
@@ -277,7 +287,9 @@ class MatrixLink:
         relate to)."""
         self._hands: dict[str, tuple[str, float]] = {}
         """State key -> (reaction event id, seconds since the epoch) of the members' raised
-        hands seen since the link entered the room."""
+        hands, seen since the link entered the room or read back then."""
+        self._lowered: set[str] | None = None
+        """Event ids redacted while hands are read back (None when they are not)."""
         self._reactions_out = RateLimiter(
             REACTIONS_PER_SECOND * 60, burst=REACTION_BURST, max_keys=1024
         )
@@ -513,10 +525,46 @@ class MatrixLink:
                 self.gateway, self.room_id, self._settings(), _Policy(self)
             )
             await self._bridge.start()
+        self._spawn(self._read_back_hands())
         room = self._room()
         for participant in list(room.participants.values()) if room is not None else []:
             self._schedule_ghost(participant.id)
         return await self._trouble
+
+    async def _read_back_hands(self) -> None:
+        """The hands the room's members raised before the link entered it, as if seen live:
+        one page of each active membership's annotations (at most the room's capacity of
+        memberships), within READ_BACK_SECONDS."""
+        memberships = [
+            (event_id, key)
+            for event_id, key in self._member_events.items()
+            if not self.is_ours(self._members.get(key, ""))
+        ][: self.gateway.rooms.max_participants]
+        self._lowered = set()
+        try:
+            async with asyncio.timeout(READ_BACK_SECONDS):
+                for event_id, key in memberships:
+                    if self._member_events.get(event_id) != key:
+                        continue  # ended meanwhile
+                    try:
+                        events = await self.service.client.relations(
+                            self.matrix_room_id,
+                            event_id,
+                            "m.annotation",
+                            social.REACTION,
+                            limit=READ_BACK_PAGE,
+                            as_user=self.bot_user_id,
+                        )
+                    except MatrixError as error:
+                        log.info("hands on %s not read back: %s", event_id, error)
+                        continue
+                    for hand in social.hands_in(events, event_id):
+                        if hand["event_id"] not in self._lowered:
+                            self._on_call_social(hand)
+        except TimeoutError:
+            log.info("hands of %s not all read back in %g s", self.target, READ_BACK_SECONDS)
+        finally:
+            self._lowered = None
 
     def _settings(self) -> BridgeSettings:
         return BridgeSettings(
@@ -852,9 +900,7 @@ class MatrixLink:
             event_id = event.get("event_id")
             if key is None or not isinstance(event_id, str) or key in self._hands:
                 return
-            sent = event.get("origin_server_ts")
-            at = sent / 1000 if isinstance(sent, int) and sent > 0 else time.time()
-            self._hands[key] = (event_id, min(at, time.time()))
+            self._hands[key] = (event_id, min(social.sent_at(event) or time.time(), time.time()))
             if self._bridge is not None:
                 self._bridge.resync()
             return
@@ -878,6 +924,9 @@ class MatrixLink:
         content = event.get("content")
         if not isinstance(redacts, str) and isinstance(content, dict):
             redacts = content.get("redacts")  # room version 11
+        lowered = self._lowered
+        if isinstance(redacts, str) and lowered is not None and len(lowered) < MAX_LOWERED:
+            lowered.add(redacts)
         for key, (event_id, _) in list(self._hands.items()):
             if event_id == redacts:
                 del self._hands[key]

@@ -8,6 +8,13 @@
   Element Call shows any emoji and knows some by name (its sound). A reaction crosses to this room
   when it is one of ours (spec 8.18), by its emoji or by the name of Element Call's nearest one
   ("heart", "laugh"); ours all cross to Element Call, named when Element Call has the same emoji.
+- A hand raised before we looked (the link entering the room, a restart of ours) is read back
+  from the relations API: the annotations "🖐️" of each active membership event (`hands_in`).
+  Element Call's client (matrix-js-sdk) sends ``m.reaction`` in clear even in an encrypted room
+  (the relation is clear anyway, and reactions are aggregated by the server), so this holds in
+  an encrypted room too. A hand some other client sent encrypted (``m.room.encrypted``) is not
+  read back: only ``m.reaction`` events are asked for, and the room keys of messages sent before
+  the link entered are not the bridge's to have.
 
 (element-call: src/reactions/index.ts, ReactionsReader.ts, useReactionsSender.tsx.)
 """
@@ -26,8 +33,10 @@ __all__ = [
     "call_reaction_content",
     "hand_content",
     "hand_target",
+    "hands_in",
     "reaction_of",
     "reaction_target",
+    "sent_at",
 ]
 
 REACTION = "m.reaction"
@@ -59,6 +68,42 @@ def hand_target(content: Mapping[str, Any]) -> str | None:
     if relation is None or relation.get("key") != HAND_KEY:
         return None
     return str(relation["event_id"])
+
+
+def hands_in(events: list[Any], membership_event_id: str) -> list[dict[str, Any]]:
+    """The raised hands on MEMBERSHIP_EVENT_ID among a page of its relations (EVENTS, as the
+    homeserver answered: anything else, redacted or malformed is left out), oldest first. Who
+    may raise that hand (its membership's holder) is the caller's to check."""
+    hands = [
+        event
+        for event in events
+        if isinstance(event, dict)
+        and event.get("type") == REACTION
+        and isinstance(event.get("event_id"), str)
+        and isinstance(event.get("sender"), str)
+        and isinstance(event.get("content"), dict)
+        and hand_target(event["content"]) == membership_event_id
+        and not _redacted(event)
+    ]
+    return sorted(hands, key=_sent_at)
+
+
+def sent_at(event: Mapping[str, Any]) -> float | None:
+    """When the homeserver received EVENT (``origin_server_ts``), in seconds; None when it
+    does not say."""
+    sent = event.get("origin_server_ts")
+    if isinstance(sent, int) and not isinstance(sent, bool) and sent > 0:
+        return sent / 1000
+    return None
+
+
+def _sent_at(event: Mapping[str, Any]) -> float:
+    return sent_at(event) or 0.0
+
+
+def _redacted(event: Mapping[str, Any]) -> bool:
+    unsigned = event.get("unsigned")
+    return isinstance(unsigned, dict) and "redacted_because" in unsigned
 
 
 def reaction_target(content: Mapping[str, Any]) -> str | None:

@@ -124,3 +124,36 @@ def test_element_call_reactions_out() -> None:
     assert matrix.call_reaction_content("$m", "👍")["name"] == "thumbsup"
     assert matrix.call_reaction_content("$m", "🙏")["name"] == "generic"
     assert matrix.reaction_target(annotation("m.annotation", "👍")) is None
+
+
+def test_element_call_hands_read_back_from_a_relations_page() -> None:
+    def hand(event_id: str, ts: object, **more: Any) -> dict[str, Any]:
+        return {
+            "type": "m.reaction",
+            "event_id": event_id,
+            "sender": "@anna:hs.test",
+            "origin_server_ts": ts,
+            "content": matrix.hand_content("$m"),
+            **more,
+        }
+
+    later, earlier = hand("$later", 2_000), hand("$earlier", 1_000)
+    page: list[Any] = [
+        later,
+        earlier,
+        hand("$other", 500, content=matrix.hand_content("$another_membership")),
+        hand("$thumb", 500, content=annotation("m.annotation", "👍")),
+        hand("$typed", 500, type="io.element.call.reaction"),
+        hand("$gone", 500, unsigned={"redacted_because": {}}),
+        hand("$emptied", 500, content={}),  # redacted: no relation left
+        {**earlier, "event_id": 7},
+        {**earlier, "sender": None},
+        {**earlier, "content": "🖐️"},
+        "junk",
+        None,
+    ]
+    assert matrix.hands_in(page, "$m") == [earlier, later]
+    assert matrix.hands_in([], "$m") == []
+    assert matrix.sent_at(earlier) == 1.0
+    for ts in (None, "1000", True, 0, -5, 1.5e3):
+        assert matrix.sent_at(hand("$x", ts)) is None

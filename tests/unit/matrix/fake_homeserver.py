@@ -1,9 +1,11 @@
 """A fake homeserver client for unit tests of the Matrix link and memberships: room state, MSC4140
-delayed events, invites and joins, sent events, and an outage switch. It answers what a
+delayed events, invites and joins, sent events, annotations (the relations API), and an outage
+switch. It answers what a
 `protocols.matrix.client.MatrixClient` answers (same method names, same errors)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ class FakeRoom:
     room_id: str
     state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     senders: dict[tuple[str, str], str] = field(default_factory=dict)
+    event_ids: dict[tuple[str, str], str] = field(default_factory=dict)
     joined: set[str] = field(default_factory=set)
     invited: set[str] = field(default_factory=set)
     public: bool = False
@@ -43,6 +46,13 @@ class FakeHomeserver:
         self.names: dict[str, str] = {}
         self.down = False
         self.on_event: Callable[[dict[str, Any]], None] | None = None
+        self.annotations: dict[str, list[dict[str, Any]]] = {}
+        """Event id -> the ``m.reaction`` events relating to it, as sent (oldest first)."""
+        self.relations_answer: Any = None
+        """When set, what every relations request answers instead: a list of events, or an
+        exception raised (a hostile or failing homeserver)."""
+        self.relations_stall: asyncio.Event | None = None
+        """When set, relations requests wait for it (a slow homeserver)."""
         """Gets every event, as the homeserver's transactions would carry it."""
         self._ids = itertools.count(1)
 
@@ -81,6 +91,7 @@ class FakeHomeserver:
         room.state[(event_type, key)] = dict(content)
         room.senders[(event_type, key)] = sender
         event_id = self._event_id()
+        room.event_ids[(event_type, key)] = event_id
         self.emit(
             {
                 "type": event_type,
@@ -149,6 +160,7 @@ class FakeHomeserver:
                 "content": c,
                 "sender": room.senders[(t, k)],
                 "room_id": room_id,
+                "event_id": room.event_ids[(t, k)],
             }
             for (t, k), c in room.state.items()
         ]
@@ -217,16 +229,59 @@ class FakeHomeserver:
         self._member(room_id, as_user or "@rondpoint:hs.test")
         self.sent.append((event_type, room_id, content, as_user))
         event_id = self._event_id()
+        event = {
+            "type": event_type,
+            "content": dict(content),
+            "sender": as_user or "@rondpoint:hs.test",
+            "room_id": room_id,
+            "event_id": event_id,
+            "origin_server_ts": 1_000_000 + len(self.sent),
+        }
+        relation = content.get("m.relates_to")
+        if event_type == "m.reaction" and isinstance(relation, dict):
+            self.annotations.setdefault(str(relation.get("event_id")), []).append(event)
+        self.emit(event)
+        return event_id
+
+    async def redact(self, room_id: str, event_id: str, *, as_user: str | None = None) -> None:
+        """The event's relation is gone (a redacted event keeps none)."""
+        self._check()
+        self._member(room_id, as_user or "@rondpoint:hs.test")
+        for related in self.annotations.values():
+            related[:] = [e for e in related if e["event_id"] != event_id]
         self.emit(
             {
-                "type": event_type,
-                "content": dict(content),
+                "type": "m.room.redaction",
+                "redacts": event_id,
+                "content": {},
                 "sender": as_user or "@rondpoint:hs.test",
                 "room_id": room_id,
-                "event_id": event_id,
+                "event_id": self._event_id(),
             }
         )
-        return event_id
+
+    async def relations(
+        self,
+        room_id: str,
+        event_id: str,
+        rel_type: str,
+        event_type: str,
+        *,
+        limit: int,
+        as_user: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest LIMIT annotations of EVENT_TYPE on EVENT_ID, newest first."""
+        self._check()
+        self._member(room_id, as_user or "@rondpoint:hs.test")
+        self.calls.append(("relations", room_id, event_id, as_user or ""))
+        if self.relations_stall is not None:
+            await self.relations_stall.wait()
+        if isinstance(self.relations_answer, Exception):
+            raise self.relations_answer
+        if self.relations_answer is not None:
+            return list(self.relations_answer)
+        related = self.annotations.get(event_id, []) if rel_type == "m.annotation" else []
+        return [e for e in reversed(related) if e["type"] == event_type][:limit]
 
     async def register(self, localpart: str) -> None:
         self._check()

@@ -86,6 +86,28 @@ async def test_state_with_an_empty_key_and_room_state(
     assert await client.room_state("!r:hs.test") == [{"type": "m.room.create", "state_key": ""}]
 
 
+async def test_relations_are_one_page_as_the_bot_and_a_reply_without_events_is_refused(
+    client: MatrixClient, homeserver: RecordingHomeserver
+) -> None:
+    path = "/_matrix/client/v1/rooms/!r:hs.test/relations/$m/m.annotation/m.reaction"
+    reaction = {"type": "m.reaction", "event_id": "$h", "sender": "@anna:hs.test"}
+    homeserver.answers[("GET", path)] = (200, {"chunk": [reaction, "junk", 7, reaction]})
+    got = await client.relations(
+        "!r:hs.test", "$m", "m.annotation", "m.reaction", limit=3, as_user=BOT
+    )
+    assert got == [reaction]  # the page's first 3 items, objects only
+    assert homeserver.requests[0].query == {"limit": "3", "user_id": BOT}
+    for hostile in ({"chunk": {"a": 1}}, {}, ["not", "an", "object"], {"chunk": None}):
+        homeserver.answers[("GET", path)] = (200, hostile)
+        with pytest.raises(MatrixError) as refused:
+            await client.relations("!r:hs.test", "$m", "m.annotation", "m.reaction", limit=50)
+        assert refused.value.errcode == "M_BAD_JSON"
+    homeserver.answers[("GET", path)] = (403, {"errcode": "M_FORBIDDEN", "error": "not in room"})
+    with pytest.raises(MatrixError) as forbidden:
+        await client.relations("!r:hs.test", "$m", "m.annotation", "m.reaction", limit=50)
+    assert forbidden.value.errcode == "M_FORBIDDEN"
+
+
 async def test_a_delayed_state_event_is_scheduled_restarted_and_cancelled(
     client: MatrixClient, homeserver: RecordingHomeserver
 ) -> None:

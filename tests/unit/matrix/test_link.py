@@ -5,15 +5,18 @@ person here, names, ringing, chat both ways, and everything given back when it s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.links import LinkState
-from gateway.rooms import ChatMessage
+from gateway.rooms import ChatMessage, Reaction
 from gateway.server import Gateway
 from protocols.livekit.signal import Participant as LkParticipant
+from protocols.matrix.client import MatrixError
 from protocols.matrix.link import (
     FORBIDDEN_CALL,
     MatrixLink,
@@ -22,6 +25,7 @@ from protocols.matrix.link import (
 )
 from protocols.matrix.membership import CALL_MEMBER, RTC_NOTIFICATION, is_active
 from protocols.matrix.rooms import hashed_identity, hashed_room_name
+from protocols.matrix.social import hand_content
 from protocols.matrix.store import MatrixStore
 from tests.unit.matrix.fake_homeserver import FakeHomeserver
 from tests.unit.matrix.link_fakes import (
@@ -551,3 +555,159 @@ async def test_a_membership_at_another_users_key_names_no_hashed_identity(
     assert link.user_of(hashed_identity(ANNA, "ANNAJS", "forged")) is None
     assert link.user_of(hashed_identity(carl, "ANNAJS", "forged")) is None
     assert FakeBridge.made[0].policy.is_ours("an-unknown-hash")
+
+
+# --- hands raised before the link entered the room (read back) ----------------------------------
+
+OLGA = "@olga:hs.test"
+
+
+async def anna_in_the_call(homeserver: FakeHomeserver, service: FakeService) -> str:
+    """Anna holds a call membership (device ANNAJS) before the link starts; its event id."""
+    homeserver.rooms[ROOM].joined.add(OLGA)
+    homeserver._set_state(ROOM, CALL_MEMBER, f"_{ANNA}_ANNAJS_m.call", anna_membership("m"), ANNA)
+    return homeserver.rooms[ROOM].event_ids[(CALL_MEMBER, f"_{ANNA}_ANNAJS_m.call")]
+
+
+async def quiet(service: FakeService) -> None:
+    """What the homeserver said so far has been delivered (before the link listens)."""
+    await until(lambda: service.queue.empty())
+    await asyncio.sleep(0.01)
+
+
+ANNA_IN_LIVEKIT = LkParticipant(
+    sid="PA_1", identity=f"{ANNA}:ANNAJS", name="", kind="standard", state="ACTIVE"
+)
+
+
+async def test_a_hand_raised_before_the_link_entered_is_read_back_as_the_bot(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService
+) -> None:
+    membership = await anna_in_the_call(homeserver, service)
+    await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=OLGA)
+    hand = await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
+    raised_at = homeserver.annotations[membership][-1]["origin_server_ts"] / 1000
+    await quiet(service)
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    policy = FakeBridge.made[0].policy
+    await until(lambda: policy.remote_hand(ANNA_IN_LIVEKIT) is not None)
+    assert policy.remote_hand(ANNA_IN_LIVEKIT) == raised_at  # hers, not Olga's earlier one
+    assert ("relations", ROOM, membership, BOT) in homeserver.calls
+    # lowered (redacted) live: down here
+    await homeserver.redact(ROOM, hand, as_user=ANNA)
+    await until(lambda: policy.remote_hand(ANNA_IN_LIVEKIT) is None)
+
+
+async def test_another_users_hand_on_a_membership_is_not_read_back(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService
+) -> None:
+    membership = await anna_in_the_call(homeserver, service)
+    await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=OLGA)
+    await quiet(service)
+    await link.start()
+    await until(lambda: any(call[0] == "relations" for call in homeserver.calls))
+    await asyncio.sleep(0.05)
+    assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None
+
+
+async def test_a_relations_reply_the_bot_cannot_read_changes_nothing_and_says_so_once(
+    link: MatrixLink,
+    homeserver: FakeHomeserver,
+    service: FakeService,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    membership = await anna_in_the_call(homeserver, service)
+    await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
+    await quiet(service)
+    homeserver.relations_answer = MatrixError(200, "M_BAD_JSON", "GET relations: no chunk")
+    caplog.set_level(logging.INFO, logger="protocols.matrix.link")
+    await link.start()
+    await until(lambda: "not read back" in caplog.text)
+    await asyncio.sleep(0.05)
+    assert link.status().state is LinkState.CONNECTED
+    assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None
+    assert [r.getMessage() for r in caplog.records if "not read back" in r.getMessage()] == [
+        f"hands on {membership} not read back: GET relations: no chunk"
+    ]
+
+
+async def test_a_hostile_relations_page_raises_no_hand_and_no_reaction(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService, gateway: Gateway
+) -> None:
+    membership = await anna_in_the_call(homeserver, service)
+    await quiet(service)
+    reference = {"m.relates_to": {"rel_type": "m.reference", "event_id": membership}}
+    homeserver.relations_answer = [
+        {"type": "io.element.call.reaction", "event_id": "$r", "sender": ANNA,
+         "content": {**reference, "emoji": "👏", "name": "clapping"}},
+        {"type": "m.reaction", "event_id": "$h", "sender": ANNA, "content": hand_content("$x")},
+        {"type": "m.reaction", "event_id": 5, "sender": ANNA, "content": hand_content(membership)},
+        {"type": "m.reaction", "event_id": "$z", "sender": ANNA, "content": []},
+    ]  # fmt: skip
+    events = gateway.bus.subscribe("here")
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    FakeBridge.made[0].bring(ANNA_IN_LIVEKIT.identity, "Anna")
+    await until(lambda: any(call[0] == "relations" for call in homeserver.calls))
+    await asyncio.sleep(0.05)
+    assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None
+    assert link.status().state is LinkState.CONNECTED
+    seen = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.2):
+            async for event in events:
+                seen.append(event)
+    events.close()
+    assert not [e for e in seen if isinstance(e, Reaction)]
+
+
+async def test_a_slow_homeserver_does_not_hold_the_link_and_the_read_back_ends(
+    link: MatrixLink,
+    homeserver: FakeHomeserver,
+    service: FakeService,
+    gateway: Gateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("protocols.matrix.link.READ_BACK_SECONDS", 0.2)
+    membership = await anna_in_the_call(homeserver, service)
+    await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
+    await quiet(service)
+    homeserver.relations_stall = asyncio.Event()
+    bea, ghost = await bea_in_the_call(link, homeserver, gateway)  # bridged meanwhile
+    await asyncio.sleep(0.3)
+    homeserver.relations_stall.set()
+    await asyncio.sleep(0.05)
+    assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None  # given up in time
+    assert link._lowered is None
+
+
+async def test_a_hand_lowered_while_it_is_read_back_stays_down(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService
+) -> None:
+    membership = await anna_in_the_call(homeserver, service)
+    hand = await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
+    homeserver.relations_answer = list(homeserver.annotations[membership])  # read before...
+    await quiet(service)
+    homeserver.relations_stall = asyncio.Event()
+    await link.start()
+    await until(lambda: any(call[0] == "relations" for call in homeserver.calls))
+    await homeserver.redact(ROOM, hand, as_user=ANNA)  # ...and lowered before the answer came
+    await quiet(service)
+    homeserver.relations_stall.set()
+    await until(lambda: link._lowered is None)
+    assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None
+
+
+async def test_hands_are_read_back_for_at_most_the_room_capacity_of_memberships(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService, gateway: Gateway
+) -> None:
+    gateway.rooms.max_participants = 2
+    for device in ("A1", "A2", "A3", "A4"):
+        content = {**anna_membership(device), "device_id": device}
+        homeserver._set_state(ROOM, CALL_MEMBER, f"_{ANNA}_{device}_m.call", content, ANNA)
+    await quiet(service)
+    await link.start()
+    await until(lambda: any(call[0] == "relations" for call in homeserver.calls))
+    await until(lambda: link._lowered is None)
+    assert len([call for call in homeserver.calls if call[0] == "relations"]) == 2
