@@ -9,12 +9,20 @@ import asyncio
 
 import pytest
 
+from spec.conformance.orsclient import OrsClient
 from spec.conformance.test_conformance import check_server_messages, joined
 from spec.conformance.webrtc import WebRtcPeer
 
 pytestmark = pytest.mark.interop
 
 TONE_HZ = 587.0
+
+
+async def close_all(*parts: WebRtcPeer | OrsClient | None) -> None:
+    """Closes the peers and clients a test opened (None: never opened)."""
+    for part in parts:
+        if part is not None:
+            await part.close()
 
 
 async def test_join_publish_subscribe_unpublish_and_leave(ors_url: str, ors_room: str) -> None:
@@ -48,12 +56,7 @@ async def test_join_publish_subscribe_unpublish_and_leave(ors_url: str, ors_room
         check_server_messages(alice)
         check_server_messages(bob)
     finally:
-        await alice_peer.close()
-        await alice.close()
-        if bob_peer is not None:
-            await bob_peer.close()
-        if bob is not None:
-            await bob.close()
+        await close_all(alice_peer, alice, bob_peer, bob)
 
 
 async def frames_grow(peer: WebRtcPeer, track_id: str, by: int, within: float) -> None:
@@ -94,9 +97,4 @@ async def test_a_paused_video_stops_and_resumes(ors_url: str, ors_room: str) -> 
         await frames_grow(bob_peer, ids["video"], 10, 10)
         check_server_messages(bob)
     finally:
-        await alice_peer.close()
-        await alice.close()
-        if bob_peer is not None:
-            await bob_peer.close()
-        if bob is not None:
-            await bob.close()
+        await close_all(alice_peer, alice, bob_peer, bob)
