@@ -17,8 +17,8 @@ is a client of one logged-in user and has none of them:
 - MSC4140 delayed events: ``?org.matrix.msc4140.delay=`` on a state event, and
   ``delayed_events/{delay_id}/{restart|cancel|send}``;
 - the OpenID ``userinfo`` check of the focus token service, made without our token;
-- one page of an event's relations (``/relations/{eventId}/{relType}/{eventType}``): nio builds
-  it only for a syncing client of its own.
+- an event's relations, a page at a time (``/relations/{eventId}/{relType}/{eventType}``): nio
+  builds it only for a syncing client of its own.
 
 Events the homeserver pushes (service.py) stay JSON objects: nio's event classes parse what a
 syncing client needs and turn MatrixRTC's state and to-device events into ``UnknownEvent`` with
@@ -302,24 +302,30 @@ class MatrixClient:
         event_type: str,
         *,
         limit: int,
+        page: str | None = None,
         as_user: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """The newest LIMIT events of EVENT_TYPE relating to EVENT_ID by REL_TYPE (one page of the
-        relations API, v1.3+); MatrixError when refused, and M_BAD_JSON when the answer holds no
-        list of events (its items that are not objects are left out)."""
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the events of EVENT_TYPE relating to EVENT_ID by REL_TYPE, newest first
+        (the relations API, v1.3+): at most LIMIT events (its items that are not objects are left
+        out) and the token of the next page (None at the end), from the page PAGE (a token an
+        earlier page gave; None: the newest). MatrixError when refused, and M_BAD_JSON when the
+        answer holds no list of events."""
         path = (
             f"/_matrix/client/v1/rooms/{_quote(room_id)}/relations/{_quote(event_id)}"
             f"/{_quote(rel_type)}/{_quote(event_type)}"
         )
-        answer = await self.request(
-            "GET", path, as_user=as_user, query={"limit": str(max(1, int(limit)))}
-        )
+        query = {"limit": str(max(1, int(limit)))}
+        if page is not None:
+            query["from"] = page
+        answer = await self.request("GET", path, as_user=as_user, query=query)
         chunk = answer.get("chunk")
         if not isinstance(chunk, list):
             raise MatrixError(
                 200, "M_BAD_JSON", "GET relations: the homeserver's answer holds no chunk of events"
             )
-        return [event for event in chunk[: max(1, int(limit))] if isinstance(event, dict)]
+        following = answer.get("next_batch")
+        next_page = following if isinstance(following, str) and 0 < len(following) <= 512 else None
+        return [e for e in chunk[: max(1, int(limit))] if isinstance(e, dict)], next_page
 
     async def send_to_device(
         self,

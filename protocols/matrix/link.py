@@ -26,8 +26,8 @@ here has no deletion); an edit arrives as its fallback text ("* new text").
 Raised hands and reactions cross as Element Call carries them (protocols/matrix/social.py): a
 member's hand (an ``m.reaction`` "🖐️" on their membership event, lowered by redacting it) is their
 participant's ``hand_raised_at`` here, read back when the link enters the room (a hand raised
-before it, or before a restart of ours: the relations of each active membership, as the bot, one
-page each, within READ_BACK_SECONDS); a ghost's person raising a hand here makes the ghost send
+before it, or before a restart of ours: the relations of each active membership, as the bot, a
+page at a time until the member's hand, within READ_BACK_SECONDS); a ghost's person raising a hand here makes the ghost send
 that reaction on its own membership, and redact it when the hand goes down. Reactions cross both
 ways as ``io.element.call.reaction`` events, for the reactions we have (8.18), bounded on the way
 in by the room's rate and on the way out by the same rate per ghost. They are sent in clear.
@@ -106,7 +106,10 @@ READ_BACK_SECONDS = 10.0
 """How long entering the room reads back the hands raised before (in the background: the link
 bridges meanwhile); a hand not read by then shows when it is raised again."""
 READ_BACK_PAGE = 50
-"""Reactions read back per membership (one page): its member's hand, and others' reactions."""
+"""Reactions read back per request: its member's hand, and others' reactions."""
+READ_BACK_PAGES = 4
+"""Pages read back per membership at most, newest first, until its member's hand is found: a
+hand stays found behind others' reactions on the membership, up to this many pages of them."""
 MAX_LOWERED = 1024
 """Redactions remembered while hands are read back (a hand read back and lowered meanwhile
 stays down)."""
@@ -546,25 +549,35 @@ class MatrixLink:
                 for event_id, key in memberships:
                     if self._member_events.get(event_id) != key:
                         continue  # ended meanwhile
-                    try:
-                        events = await self.service.client.relations(
-                            self.matrix_room_id,
-                            event_id,
-                            "m.annotation",
-                            social.REACTION,
-                            limit=READ_BACK_PAGE,
-                            as_user=self.bot_user_id,
-                        )
-                    except MatrixError as error:
-                        log.info("hands on %s not read back: %s", event_id, error)
-                        continue
-                    for hand in social.hands_in(events, event_id):
-                        if hand["event_id"] not in self._lowered:
-                            self._on_call_social(hand)
+                    await self._read_back_hand(event_id, key)
         except TimeoutError:
             log.info("hands of %s not all read back in %g s", self.target, READ_BACK_SECONDS)
         finally:
             self._lowered = None
+
+    async def _read_back_hand(self, event_id: str, key: str) -> None:
+        """The hand on the membership EVENT_ID (state key KEY), read back a page at a time, newest
+        first, until its member's is found (at most READ_BACK_PAGES pages)."""
+        page: str | None = None
+        for _ in range(READ_BACK_PAGES):
+            try:
+                events, page = await self.service.client.relations(
+                    self.matrix_room_id,
+                    event_id,
+                    "m.annotation",
+                    social.REACTION,
+                    limit=READ_BACK_PAGE,
+                    page=page,
+                    as_user=self.bot_user_id,
+                )
+            except MatrixError as error:
+                log.info("hands on %s not read back: %s", event_id, error)
+                return
+            for hand in social.hands_in(events, event_id):
+                if self._lowered is not None and hand["event_id"] not in self._lowered:
+                    self._on_call_social(hand)
+            if key in self._hands or page is None:
+                return
 
     def _settings(self) -> BridgeSettings:
         return BridgeSettings(

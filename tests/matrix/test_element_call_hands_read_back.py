@@ -119,6 +119,10 @@ async def test_a_hand_raised_before_the_room_was_linked_shows_here(
     _, olga_at = await raise_hand(olga, matrix_room, membership)
     await asyncio.sleep(1.5)
     _, anna_at = await raise_hand(anna, matrix_room, membership)
+    # then 60 reactions of Olga's on it: Anna's hand is on Synapse's second page of 50
+    for n in range(60):
+        thanks = {"rel_type": "m.annotation", "event_id": membership, "key": f"merci {n}"}
+        await olga.send(matrix_room, "m.reaction", {"m.relates_to": thanks})
     room, raised = await hand_once_linked(matrix_stack, matrix_room)
     assert abs(raised - anna_at) < 1000, (raised, anna_at, olga_at)
     seen = await anna_seen_by_an_ors_client(matrix_stack.gateway, room)

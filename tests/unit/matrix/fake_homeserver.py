@@ -268,9 +268,11 @@ class FakeHomeserver:
         event_type: str,
         *,
         limit: int,
+        page: str | None = None,
         as_user: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """The newest LIMIT annotations of EVENT_TYPE on EVENT_ID, newest first."""
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """LIMIT annotations of EVENT_TYPE on EVENT_ID, newest first, from the page PAGE (the
+        index of its first, as a string), and the next page's token."""
         self._check()
         self._member(room_id, as_user or "@rondpoint:hs.test")
         self.calls.append(("relations", room_id, event_id, as_user or ""))
@@ -279,9 +281,12 @@ class FakeHomeserver:
         if isinstance(self.relations_answer, Exception):
             raise self.relations_answer
         if self.relations_answer is not None:
-            return list(self.relations_answer)
+            return list(self.relations_answer), None
         related = self.annotations.get(event_id, []) if rel_type == "m.annotation" else []
-        return [e for e in reversed(related) if e["type"] == event_type][:limit]
+        events = [e for e in reversed(related) if e["type"] == event_type]
+        start = int(page or 0)
+        end = start + limit
+        return events[start:end], (str(end) if end < len(events) else None)
 
     async def register(self, localpart: str) -> None:
         self._check()

@@ -86,7 +86,7 @@ async def test_state_with_an_empty_key_and_room_state(
     assert await client.room_state("!r:hs.test") == [{"type": "m.room.create", "state_key": ""}]
 
 
-async def test_relations_are_one_page_as_the_bot_and_a_reply_without_events_is_refused(
+async def test_relations_are_read_a_page_at_a_time_as_the_bot_and_a_reply_without_events_is_refused(
     client: MatrixClient, homeserver: RecordingHomeserver
 ) -> None:
     path = "/_matrix/client/v1/rooms/!r:hs.test/relations/$m/m.annotation/m.reaction"
@@ -95,8 +95,16 @@ async def test_relations_are_one_page_as_the_bot_and_a_reply_without_events_is_r
     got = await client.relations(
         "!r:hs.test", "$m", "m.annotation", "m.reaction", limit=3, as_user=BOT
     )
-    assert got == [reaction]  # the page's first 3 items, objects only
+    assert got == ([reaction], None)  # the page's first 3 items, objects only; the last page
     assert homeserver.requests[0].query == {"limit": "3", "user_id": BOT}
+    # a next page: its token given back, and asked for with `from`; a hostile token is no page
+    for token, expected in (("t_2", "t_2"), ("x" * 513, None), (7, None), ("", None)):
+        homeserver.answers[("GET", path)] = (200, {"chunk": [reaction], "next_batch": token})
+        got = await client.relations(
+            "!r:hs.test", "$m", "m.annotation", "m.reaction", limit=3, page="t_1", as_user=BOT
+        )
+        assert got == ([reaction], expected)
+        assert homeserver.requests[-1].query == {"limit": "3", "from": "t_1", "user_id": BOT}
     for hostile in ({"chunk": {"a": 1}}, {}, ["not", "an", "object"], {"chunk": None}):
         homeserver.answers[("GET", path)] = (200, hostile)
         with pytest.raises(MatrixError) as refused:

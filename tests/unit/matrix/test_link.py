@@ -19,6 +19,7 @@ from protocols.livekit.signal import Participant as LkParticipant
 from protocols.matrix.client import MatrixError
 from protocols.matrix.link import (
     FORBIDDEN_CALL,
+    READ_BACK_PAGES,
     MatrixLink,
     chat_text,
     power_problem,
@@ -711,3 +712,29 @@ async def test_hands_are_read_back_for_at_most_the_room_capacity_of_memberships(
     await until(lambda: any(call[0] == "relations" for call in homeserver.calls))
     await until(lambda: link._lowered is None)
     assert len([call for call in homeserver.calls if call[0] == "relations"]) == 2
+
+
+def thumbs_up(membership: str) -> dict[str, Any]:
+    return {"m.relates_to": {"rel_type": "m.annotation", "event_id": membership, "key": "👍"}}
+
+
+@pytest.mark.parametrize(("others", "found"), [(120, True), (250, False)])
+async def test_a_hand_behind_others_reactions_is_read_back_page_by_page_up_to_a_bound(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService, others: int, found: bool
+) -> None:
+    membership = await anna_in_the_call(homeserver, service)
+    await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
+    for _ in range(others):  # Olga's reactions on Anna's membership, newer than the hand
+        await homeserver.send(ROOM, "m.reaction", thumbs_up(membership), as_user=OLGA)
+    await quiet(service)
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    await until(lambda: link._lowered is None)  # the read-back ended
+    pages = [call for call in homeserver.calls if call[0] == "relations"]
+    policy = FakeBridge.made[0].policy
+    if found:  # on the third page of 50: no fourth asked for
+        await until(lambda: policy.remote_hand(ANNA_IN_LIVEKIT) is not None)
+        assert len(pages) == 3
+    else:  # behind more than READ_BACK_PAGES pages: not found, and no more asked for
+        assert policy.remote_hand(ANNA_IN_LIVEKIT) is None
+        assert len(pages) == READ_BACK_PAGES
