@@ -314,7 +314,8 @@ class MatrixClient:
             f"/_matrix/client/v1/rooms/{_quote(room_id)}/relations/{_quote(event_id)}"
             f"/{_quote(rel_type)}/{_quote(event_type)}"
         )
-        query = {"limit": str(max(1, int(limit)))}
+        limit = max(1, int(limit))
+        query = {"limit": str(limit)}
         if page is not None:
             query["from"] = page
         answer = await self.request("GET", path, as_user=as_user, query=query)
@@ -325,7 +326,7 @@ class MatrixClient:
             )
         following = answer.get("next_batch")
         next_page = following if isinstance(following, str) and 0 < len(following) <= 512 else None
-        return [e for e in chunk[: max(1, int(limit))] if isinstance(e, dict)], next_page
+        return [e for e in chunk[:limit] if isinstance(e, dict)], next_page
 
     async def send_to_device(
         self,

@@ -27,8 +27,9 @@ Raised hands and reactions cross as Element Call carries them (protocols/matrix/
 member's hand (an ``m.reaction`` "🖐️" on their membership event, lowered by redacting it) is their
 participant's ``hand_raised_at`` here, read back when the link enters the room (a hand raised
 before it, or before a restart of ours: the relations of each active membership, as the bot, a
-page at a time until the member's hand, within READ_BACK_SECONDS); a ghost's person raising a hand here makes the ghost send
-that reaction on its own membership, and redact it when the hand goes down. Reactions cross both
+page at a time until the member's hand, within READ_BACK_SECONDS); a ghost's person raising a
+hand here makes the ghost send that reaction on its own membership, and redact it when the hand
+goes down. Reactions cross both
 ways as ``io.element.call.reaction`` events, for the reactions we have (8.18), bounded on the way
 in by the room's rate and on the way out by the same rate per ghost. They are sent in clear.
 
@@ -536,7 +537,7 @@ class MatrixLink:
 
     async def _read_back_hands(self) -> None:
         """The hands the room's members raised before the link entered it, as if seen live:
-        one page of each active membership's annotations (at most the room's capacity of
+        each active membership's annotations (_read_back_hand; at most the room's capacity of
         memberships), within READ_BACK_SECONDS."""
         memberships = [
             (event_id, key)

@@ -191,7 +191,7 @@ class RunningSynapse(LoggedServer):
             async with http.post(endpoint, json=body) as response:
                 reply = await response.json()
                 if response.status == 400 and reply.get("errcode") == "M_USER_IN_USE":
-                    return await self.login(f"@{name}:{self.server_name}", password)
+                    return await self.login(self.user_id(name), password)
                 if response.status != 200:
                     raise MatrixApiError("POST", endpoint, response.status, reply)
         return MatrixUser(

@@ -1,7 +1,7 @@
 """A fake homeserver client for unit tests of the Matrix link and memberships: room state, MSC4140
 delayed events, invites and joins, sent events, annotations (the relations API), and an outage
-switch. It answers what a
-`protocols.matrix.client.MatrixClient` answers (same method names, same errors)."""
+switch. It answers what a `protocols.matrix.client.MatrixClient` answers (same method names,
+same errors)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocols.matrix.client import MatrixError, MatrixUnavailable
+
+BOT = "@rondpoint:hs.test"
+"""The application service's bot: who acts when no `as_user` is given."""
 
 
 @dataclass
@@ -46,6 +49,7 @@ class FakeHomeserver:
         self.names: dict[str, str] = {}
         self.down = False
         self.on_event: Callable[[dict[str, Any]], None] | None = None
+        """Gets every event, as the homeserver's transactions would carry it."""
         self.annotations: dict[str, list[dict[str, Any]]] = {}
         """Event id -> the ``m.reaction`` events relating to it, as sent (oldest first)."""
         self.relations_answer: Any = None
@@ -53,7 +57,6 @@ class FakeHomeserver:
         exception raised (a hostile or failing homeserver)."""
         self.relations_stall: asyncio.Event | None = None
         """When set, relations requests wait for it (a slow homeserver)."""
-        """Gets every event, as the homeserver's transactions would carry it."""
         self._ids = itertools.count(1)
 
     # --- test controls --------------------------------------------------------------------
@@ -128,7 +131,7 @@ class FakeHomeserver:
 
     async def join(self, room: str, *, as_user: str | None = None) -> str:
         self._check()
-        user = as_user or "@rondpoint:hs.test"
+        user = as_user or BOT
         room_id = self.aliases.get(room, room)
         found = self._room(room_id)
         if not found.public and user not in found.invited and user not in found.joined:
@@ -141,7 +144,7 @@ class FakeHomeserver:
 
     async def invite(self, room_id: str, user_id: str, *, as_user: str | None = None) -> None:
         self._check()
-        self._member(room_id, as_user or "@rondpoint:hs.test").invited.add(user_id)
+        self._member(room_id, as_user or BOT).invited.add(user_id)
 
     async def leave(self, room_id: str, *, as_user: str) -> None:
         self._check()
@@ -152,7 +155,7 @@ class FakeHomeserver:
 
     async def room_state(self, room_id: str, *, as_user: str | None = None) -> list[dict[str, Any]]:
         self._check()
-        room = self._member(room_id, as_user or "@rondpoint:hs.test")
+        room = self._member(room_id, as_user or BOT)
         return [
             {
                 "type": t,
@@ -175,7 +178,7 @@ class FakeHomeserver:
         as_user: str | None = None,
     ) -> str:
         self._check()
-        user = as_user or "@rondpoint:hs.test"
+        user = as_user or BOT
         self._member(room_id, user)
         self.calls.append(
             (
@@ -226,13 +229,13 @@ class FakeHomeserver:
         txn_id: str | None = None,
     ) -> str:
         self._check()
-        self._member(room_id, as_user or "@rondpoint:hs.test")
+        self._member(room_id, as_user or BOT)
         self.sent.append((event_type, room_id, content, as_user))
         event_id = self._event_id()
         event = {
             "type": event_type,
             "content": dict(content),
-            "sender": as_user or "@rondpoint:hs.test",
+            "sender": as_user or BOT,
             "room_id": room_id,
             "event_id": event_id,
             "origin_server_ts": 1_000_000 + len(self.sent),
@@ -246,7 +249,7 @@ class FakeHomeserver:
     async def redact(self, room_id: str, event_id: str, *, as_user: str | None = None) -> None:
         """The event's relation is gone (a redacted event keeps none)."""
         self._check()
-        self._member(room_id, as_user or "@rondpoint:hs.test")
+        self._member(room_id, as_user or BOT)
         for related in self.annotations.values():
             related[:] = [e for e in related if e["event_id"] != event_id]
         self.emit(
@@ -254,7 +257,7 @@ class FakeHomeserver:
                 "type": "m.room.redaction",
                 "redacts": event_id,
                 "content": {},
-                "sender": as_user or "@rondpoint:hs.test",
+                "sender": as_user or BOT,
                 "room_id": room_id,
                 "event_id": self._event_id(),
             }
@@ -274,7 +277,7 @@ class FakeHomeserver:
         """LIMIT annotations of EVENT_TYPE on EVENT_ID, newest first, from the page PAGE (the
         index of its first, as a string), and the next page's token."""
         self._check()
-        self._member(room_id, as_user or "@rondpoint:hs.test")
+        self._member(room_id, as_user or BOT)
         self.calls.append(("relations", room_id, event_id, as_user or ""))
         if self.relations_stall is not None:
             await self.relations_stall.wait()

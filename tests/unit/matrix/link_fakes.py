@@ -19,10 +19,9 @@ from protocols.matrix.config import MatrixConfig
 from protocols.matrix.ghosts import Ghosts
 from protocols.matrix.membership import CALL_MEMBER, is_active
 from protocols.matrix.store import MIGRATIONS, MatrixStore
-from tests.unit.matrix.fake_homeserver import FakeHomeserver
+from tests.unit.matrix.fake_homeserver import BOT, FakeHomeserver
 
 ROOM = "!call:hs.test"
-BOT = "@rondpoint:hs.test"
 ANNA = "@anna:hs.test"
 OPEN_CALLS = {"users_default": 0, "events": {CALL_MEMBER: 0}, "state_default": 50}
 
