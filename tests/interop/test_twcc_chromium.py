@@ -4,6 +4,7 @@ no feedback comes, and the relay's REMB stays the ceiling ([media] max_publish_b
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,10 +57,13 @@ PUBLISH_JS = """async ({token, room, withoutTwcc}) => {
 }"""
 
 SAMPLE_JS = """async () => {
-  const out = { available: 0, bytes: 0, t: 0, state: window.publisher.pc.connectionState };
-  (await window.publisher.pc.getStats()).forEach((s) => {
-    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded")
-      out.available = s.availableOutgoingBitrate || 0;
+  const out = { available: null, bytes: 0, t: 0, state: window.publisher.pc.connectionState };
+  const stats = await window.publisher.pc.getStats();
+  stats.forEach((s) => {
+    // the transport's selected pair's estimate; none in a sample that has no such pair
+    const pair = s.type === "transport" ? stats.get(s.selectedCandidatePairId) : null;
+    if (pair && typeof pair.availableOutgoingBitrate === "number")
+      out.available = pair.availableOutgoingBitrate;
     if (s.type === "outbound-rtp" && s.kind === "video") {
       out.bytes += s.bytesSent;
       out.t = s.timestamp;
@@ -108,7 +112,8 @@ class _Watch:
     def sample(self) -> None:
         now = dict(self.page.evaluate(SAMPLE_JS))
         self.samples.append(now)
-        self.available.append(float(now["available"]))
+        if now["available"] is not None:  # a sample without the selected pair measures nothing
+            self.available.append(float(now["available"]))
         earlier = self.samples[max(0, len(self.samples) - 5)]
         if now["t"] > earlier["t"]:
             self.sent.append((now["bytes"] - earlier["bytes"]) * 8000 / (now["t"] - earlier["t"]))
@@ -132,6 +137,7 @@ def _publish(
     without_twcc: bool = False,
 ) -> _Watch:
     """Publish for WATCH_SECONDS after the connection, sampling getStats every 0.5 s."""
+    room = f"{room}-{secrets.token_hex(3)}"  # a rerun's room is a new one
     gateway.create_room(room)
     token = gateway.token(room, "publisher")
     context = chromium.new_context()
