@@ -185,9 +185,10 @@ class BridgePolicy(Protocol):
         is down (a hand raised here in the mirror's attributes: ``mirror_grant``)."""
         ...
 
-    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
-        """The attributes that lower a LiveKit participant's hand there (a host here lowered it),
-        None when the hand is not an attribute there."""
+    def lower_hand(self, info: LkParticipant) -> dict[str, str] | None:
+        """A host here lowered a LiveKit participant's hand: lower it there too. Returns the
+        attributes that lower it (set through LiveKit's RoomService), None when the hand is not
+        an attribute there (the policy lowers it where it is, or cannot)."""
         ...
 
     def reaction_from(self, packet: models.DataPacket) -> str | None:
@@ -966,7 +967,7 @@ class LiveKitBridge:
         )
         if info is None or self.policy.remote_hand(info) is None:
             return
-        attributes = self.policy.lowered_hand(info)
+        attributes = self.policy.lower_hand(info)
         if attributes:
             self._spawn(self._update_remote(remote.identity, attributes))
 

@@ -29,8 +29,8 @@ participant's ``hand_raised_at`` here, read back when the link enters the room (
 before it, or before a restart of ours: the relations of each active membership, as the bot, a
 page at a time until the member's hand, within READ_BACK_SECONDS); a ghost's person raising a
 hand here makes the ghost send that reaction on its own membership, and redact it when the hand
-goes down. Reactions cross both
-ways as ``io.element.call.reaction`` events, for the reactions we have (8.18), bounded on the way
+goes down; a host here lowering a member's hand makes the bot redact the member's reaction when
+the room's power levels let it (else it is lowered here only). Reactions cross both ways as ``io.element.call.reaction`` events, for the reactions we have (8.18), bounded on the way
 in by the room's rate and on the way out by the same rate per ghost. They are sent in clear.
 
 Both halves are reconciled, not replayed: a change (a room event here, a Matrix event, a LiveKit
@@ -139,25 +139,38 @@ class _Refused(Exception):
         self.notice = notice
 
 
+def _level(value: Any, default: int) -> int:
+    """A power level as m.room.power_levels gives it (an integer), else DEFAULT."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _user_level(power_levels: Mapping[str, Any], user_id: str) -> int:
+    users = power_levels.get("users")
+    users = users if isinstance(users, dict) else {}
+    return _level(users.get(user_id), _level(power_levels.get("users_default"), 0))
+
+
 def power_problem(power_levels: Mapping[str, Any] | None, bot_user_id: str) -> str:
     """Why the room's power levels keep ghosts out of its call ("" when they do not): ghosts
     (at the users' default level) must send call memberships, and the bot must invite them."""
     if power_levels is None:
         return ""  # no power levels: everyone may do everything (spec, m.room.power_levels)
-
-    def level(value: Any, default: int) -> int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-    users = power_levels.get("users")
-    users = users if isinstance(users, dict) else {}
     events = power_levels.get("events")
     events = events if isinstance(events, dict) else {}
-    users_default = level(power_levels.get("users_default"), 0)
-    needed = level(events.get(CALL_MEMBER), level(power_levels.get("state_default"), 50))
-    bot = level(users.get(bot_user_id), users_default)
-    if users_default < needed or bot < level(power_levels.get("invite"), 0):
+    users_default = _level(power_levels.get("users_default"), 0)
+    needed = _level(events.get(CALL_MEMBER), _level(power_levels.get("state_default"), 50))
+    bot = _user_level(power_levels, bot_user_id)
+    if users_default < needed or bot < _level(power_levels.get("invite"), 0):
         return FORBIDDEN_CALL
     return ""
+
+
+def may_redact(power_levels: Mapping[str, Any] | None, user_id: str) -> bool:
+    """Whether USER_ID may redact others' events in the room (its level reaches ``redact``,
+    50 when unset; no power levels: everyone may)."""
+    if power_levels is None:
+        return True
+    return _user_level(power_levels, user_id) >= _level(power_levels.get("redact"), 50)
 
 
 def chat_text(content: Mapping[str, Any]) -> str:
@@ -223,8 +236,9 @@ class _Policy:
     def remote_hand(self, info: LkParticipant) -> float | None:
         return self.link.hand_of(info.identity)
 
-    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
-        return None  # a member's hand is their own Matrix reaction: a host here cannot redact it
+    def lower_hand(self, info: LkParticipant) -> dict[str, str] | None:
+        self.link.lower_hand(info.identity)
+        return None  # a member's hand is their Matrix reaction, not a LiveKit attribute
 
     def reaction_from(self, packet: models.DataPacket) -> str | None:
         return None  # Element Call's reactions are Matrix events (MatrixLink)
@@ -375,13 +389,45 @@ class MatrixLink:
     def hand_of(self, identity: str) -> float | None:
         """When the Matrix member a LiveKit identity stands for raised their hand, None if it is
         down."""
+        key = self._hand_key(identity)
+        return self._hands[key][1] if key is not None else None
+
+    def _hand_key(self, identity: str) -> str | None:
+        """The membership (state key) of the raised hand of the Matrix member IDENTITY stands
+        for, None if it is down."""
         member = self.member_identity(identity)
-        for key, (_, raised_at) in self._hands.items():
+        for key in self._hands:
             user = self._members.get(key, "")
             found = member_of({"type": CALL_MEMBER, "state_key": key, "sender": user})
             if found is not None and ids.livekit_identity(*found) == member:
-                return raised_at
+                return key
         return None
+
+    def lower_hand(self, identity: str) -> None:
+        """A host here lowered the hand of the Matrix member IDENTITY stands for: it stays down
+        here until they raise it again, and the bot redacts their "🖐️" reaction, which lowers it
+        in Element Call too, when the room's power levels let the bot redact others' events;
+        else it stays raised in the Matrix room, and the log says why."""
+        key = self._hand_key(identity)
+        if key is None:
+            return
+        event_id, _ = self._hands.pop(key)
+        if not may_redact(self._power_levels, self.bot_user_id):
+            log.info(
+                "a hand lowered here stays raised in %s: %s may not redact others' events",
+                self.matrix_room_id,
+                self.bot_user_id,
+            )
+            return
+        self._spawn(self._redact_hand(event_id))
+
+    async def _redact_hand(self, event_id: str) -> None:
+        try:
+            await self.service.client.redact(
+                self.matrix_room_id, event_id, as_user=self.bot_user_id
+            )
+        except MatrixError as error:
+            log.info("a hand lowered here stays raised in %s: %s", self.matrix_room_id, error)
 
     def matrix_name(self, identity: str, livekit_name: str = "") -> str:
         """A Matrix member's name as this room shows names: their display name in the Matrix

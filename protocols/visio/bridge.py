@@ -88,7 +88,7 @@ class VisioPolicy:
     def remote_hand(self, info: LkParticipant) -> float | None:
         return social.hand_raised_at(info.attributes)
 
-    def lowered_hand(self, info: LkParticipant) -> dict[str, str] | None:
+    def lower_hand(self, info: LkParticipant) -> dict[str, str] | None:
         return {social.HAND_ATTRIBUTE: ""}
 
     def reaction_from(self, packet: models.DataPacket) -> str | None:

@@ -92,6 +92,55 @@ async def test_hands_and_reactions_cross_element_call_both_ways_and_bounded(
             "Anna's hand stays up here",
         )
 
+        # A host here lowers Anna's hand. The bot (power level 0) may not redact her reaction: the
+        # hand is down here only, and stays down through a change of the call (her new name).
+        async def raise_annas_hand() -> str:
+            event_id = await anna.send(matrix_room, "m.reaction", hand_content)
+            await wait_until(
+                lambda: listed(gateway, room, anna_listed["name"])[0]["hand_raised_at"],
+                15,
+                "Anna's raised hand never showed here",
+            )
+            return event_id
+
+        hand = await raise_annas_hand()
+        lower_annas = {"type": "hand", "raised": False, "participant_id": anna_listed["id"]}
+        await host.request(lower_annas)
+        await anna.set_display_name("Anna S.")
+        await wait_until(lambda: listed(gateway, room, "Anna S."), 15, "Anna not renamed here")
+        assert listed(gateway, room, "Anna S.")[0]["hand_raised_at"] is None
+        anna_listed = listed(gateway, room, "Anna S.")[0]
+        bot = stack.bot_user_id
+
+        async def hand_redacted_by(sender: str, event_id: str) -> bool:
+            return any(
+                e["type"] == "m.room.redaction"
+                and e["sender"] == sender
+                and event_id in (e.get("redacts"), e.get("content", {}).get("redacts"))
+                for e in await olga.messages(matrix_room, 100)
+            )
+
+        assert not await hand_redacted_by(bot, hand)
+        # Olga makes the bot a moderator; Anna lowers and raises her hand again in Matrix; a host
+        # here lowers it: the bot redacts her reaction, which lowers it in Element Call too.
+        power_levels = await olga.state_event(matrix_room, "m.room.power_levels") or {}
+        users = {**power_levels.get("users", {}), bot: 50}
+        await olga.put_state(
+            matrix_room, "m.room.power_levels", "", {**power_levels, "users": users}
+        )
+        await anna.request("PUT", f"/_matrix/client/v3/rooms/{quoted}/redact/{hand}/lower2", {})
+        await wait_until(
+            lambda: listed(gateway, room, "Anna S.")[0]["hand_raised_at"] is None, 15, "still up"
+        )
+        hand = await raise_annas_hand()
+        await host.request(lower_annas)
+
+        async def redacted_by_the_bot() -> bool:
+            return await hand_redacted_by(bot, hand)
+
+        await wait_for(redacted_by_the_bot, "Anna's hand redacted by the bot", 20)
+        assert listed(gateway, room, "Anna S.")[0]["hand_raised_at"] is None
+
         # Here -> Matrix: Bruno's ghost raises its hand on its own membership, then redacts it.
         prefix = stack.ghost_prefix()
         await host.request({"type": "hand", "raised": True})

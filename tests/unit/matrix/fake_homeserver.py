@@ -57,6 +57,8 @@ class FakeHomeserver:
         exception raised (a hostile or failing homeserver)."""
         self.relations_stall: asyncio.Event | None = None
         """When set, relations requests wait for it (a slow homeserver)."""
+        self.redaction_refusal: MatrixError | None = None
+        """When set, what every redaction raises (a homeserver that refuses it)."""
         self._ids = itertools.count(1)
 
     # --- test controls --------------------------------------------------------------------
@@ -250,6 +252,9 @@ class FakeHomeserver:
         """The event's relation is gone (a redacted event keeps none)."""
         self._check()
         self._member(room_id, as_user or BOT)
+        self.calls.append(("redact", room_id, event_id, as_user or BOT))
+        if self.redaction_refusal is not None:
+            raise self.redaction_refusal
         for related in self.annotations.values():
             related[:] = [e for e in related if e["event_id"] != event_id]
         self.emit(

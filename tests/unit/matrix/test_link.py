@@ -700,6 +700,79 @@ async def test_a_hand_lowered_while_it_is_read_back_stays_down(
     assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None
 
 
+async def anna_raises_her_hand(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService, *, bot_level: int = 50
+) -> tuple[str, FakeBridge]:
+    """Anna in the call raises her hand while the link is in the room, where the bot has
+    BOT_LEVEL (50: a moderator, who may redact others' events); her reaction's id."""
+    power_levels = {**OPEN_CALLS, "users": {BOT: bot_level}}
+    homeserver._set_state(ROOM, "m.room.power_levels", "", power_levels, ANNA)
+    membership = await anna_in_the_call(homeserver, service)
+    await quiet(service)
+    await link.start()
+    await until(lambda: bool(FakeBridge.made))
+    hand = await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
+    bridge = FakeBridge.made[0]
+    await until(lambda: bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is not None)
+    return hand, bridge
+
+
+async def test_a_hand_a_host_lowers_here_is_redacted_by_the_bot_and_stays_down(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService
+) -> None:
+    hand, bridge = await anna_raises_her_hand(link, homeserver, service)
+    assert bridge.policy.lower_hand(ANNA_IN_LIVEKIT) is None  # no LiveKit attribute to set
+    assert bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is None  # down here at once
+    await until(lambda: ("redact", ROOM, hand, BOT) in homeserver.calls)
+    assert not homeserver.annotations[homeserver.rooms[ROOM].event_ids[
+        (CALL_MEMBER, f"_{ANNA}_ANNAJS_m.call")]]  # fmt: skip
+    # lowering again (or a hand already down) redacts nothing more
+    bridge.policy.lower_hand(ANNA_IN_LIVEKIT)
+    await asyncio.sleep(0.05)
+    assert [c for c in homeserver.calls if c[0] == "redact"] == [("redact", ROOM, hand, BOT)]
+
+
+async def test_without_the_power_to_redact_a_hand_lowered_here_stays_down_here_only(
+    link: MatrixLink,
+    homeserver: FakeHomeserver,
+    service: FakeService,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="protocols.matrix.link")
+    hand, bridge = await anna_raises_her_hand(link, homeserver, service, bot_level=0)
+    bridge.policy.lower_hand(ANNA_IN_LIVEKIT)
+    await asyncio.sleep(0.05)
+    assert not [c for c in homeserver.calls if c[0] == "redact"]  # not even tried
+    assert f"{BOT} may not redact others' events" in caplog.text
+    # the call changes (her name): her hand is still down here, still raised in Matrix
+    homeserver._set_state(
+        ROOM, "m.room.member", ANNA, {"membership": "join", "displayname": "A"}, ANNA
+    )
+    await asyncio.sleep(0.05)
+    assert bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is None
+    # she lowers it there and raises it again: up here
+    await homeserver.redact(ROOM, hand, as_user=ANNA)
+    membership = homeserver.rooms[ROOM].event_ids[(CALL_MEMBER, f"_{ANNA}_ANNAJS_m.call")]
+    await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
+    await until(lambda: bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is not None)
+
+
+async def test_a_redaction_the_homeserver_refuses_leaves_the_hand_down_here_and_says_so(
+    link: MatrixLink,
+    homeserver: FakeHomeserver,
+    service: FakeService,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="protocols.matrix.link")
+    homeserver.redaction_refusal = MatrixError(403, "M_FORBIDDEN", "not allowed to redact")
+    hand, bridge = await anna_raises_her_hand(link, homeserver, service)
+    bridge.policy.lower_hand(ANNA_IN_LIVEKIT)
+    await until(lambda: "not allowed to redact" in caplog.text)
+    assert ("redact", ROOM, hand, BOT) in homeserver.calls
+    assert bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is None
+    assert link.status().state is LinkState.CONNECTED
+
+
 async def test_hands_are_read_back_for_at_most_the_room_capacity_of_memberships(
     link: MatrixLink, homeserver: FakeHomeserver, service: FakeService, gateway: Gateway
 ) -> None:
