@@ -53,6 +53,13 @@ def gateway(tmp_path: Path) -> Gateway:
 
 
 @pytest.fixture
+def link_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """What the link logs, from INFO."""
+    caplog.set_level(logging.INFO, logger="protocols.matrix.link")
+    return caplog
+
+
+@pytest.fixture
 def homeserver() -> FakeHomeserver:
     homeserver = FakeHomeserver()
     room = homeserver.room(ROOM, invited=(BOT,))
@@ -616,19 +623,18 @@ async def test_a_relations_reply_the_bot_cannot_read_changes_nothing_and_says_so
     link: MatrixLink,
     homeserver: FakeHomeserver,
     service: FakeService,
-    caplog: pytest.LogCaptureFixture,
+    link_log: pytest.LogCaptureFixture,
 ) -> None:
     membership = await anna_in_the_call(homeserver, service)
     await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
     await quiet(service)
     homeserver.relations_answer = MatrixError(200, "M_BAD_JSON", "GET relations: no chunk")
-    caplog.set_level(logging.INFO, logger="protocols.matrix.link")
     await link.start()
-    await until(lambda: "not read back" in caplog.text)
+    await until(lambda: "not read back" in link_log.text)
     await asyncio.sleep(0.05)
     assert link.status().state is LinkState.CONNECTED
     assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None
-    assert [r.getMessage() for r in caplog.records if "not read back" in r.getMessage()] == [
+    assert [r.getMessage() for r in link_log.records if "not read back" in r.getMessage()] == [
         f"hands on {membership} not read back: GET relations: no chunk"
     ]
 
@@ -700,11 +706,12 @@ async def test_a_hand_lowered_while_it_is_read_back_stays_down(
     assert FakeBridge.made[0].policy.remote_hand(ANNA_IN_LIVEKIT) is None
 
 
-async def anna_raises_her_hand(
+async def annas_hand_lowered_here(
     link: MatrixLink, homeserver: FakeHomeserver, service: FakeService, *, bot_level: int = 50
 ) -> tuple[str, FakeBridge]:
     """Anna in the call raises her hand while the link is in the room, where the bot has
-    BOT_LEVEL (50: a moderator, who may redact others' events); her reaction's id."""
+    BOT_LEVEL (50: a moderator, who may redact others' events), and a host here lowers it: down
+    here at once. Her reaction's id."""
     power_levels = {**OPEN_CALLS, "users": {BOT: bot_level}}
     homeserver._set_state(ROOM, "m.room.power_levels", "", power_levels, ANNA)
     membership = await anna_in_the_call(homeserver, service)
@@ -714,19 +721,19 @@ async def anna_raises_her_hand(
     hand = await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)
     bridge = FakeBridge.made[0]
     await until(lambda: bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is not None)
+    assert bridge.policy.lower_hand(ANNA_IN_LIVEKIT) is None  # no LiveKit attribute to set
+    assert bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is None
     return hand, bridge
 
 
-async def test_a_hand_a_host_lowers_here_is_redacted_by_the_bot_and_stays_down(
+async def test_a_hand_a_host_lowers_here_is_redacted_by_the_bot(
     link: MatrixLink, homeserver: FakeHomeserver, service: FakeService
 ) -> None:
-    hand, bridge = await anna_raises_her_hand(link, homeserver, service)
-    assert bridge.policy.lower_hand(ANNA_IN_LIVEKIT) is None  # no LiveKit attribute to set
-    assert bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is None  # down here at once
+    hand, bridge = await annas_hand_lowered_here(link, homeserver, service)
     await until(lambda: ("redact", ROOM, hand, BOT) in homeserver.calls)
-    assert not homeserver.annotations[homeserver.rooms[ROOM].event_ids[
-        (CALL_MEMBER, f"_{ANNA}_ANNAJS_m.call")]]  # fmt: skip
-    # lowering again (or a hand already down) redacts nothing more
+    membership = homeserver.rooms[ROOM].event_ids[(CALL_MEMBER, f"_{ANNA}_ANNAJS_m.call")]
+    assert not homeserver.annotations[membership]
+    # lowering again (a hand already down) redacts nothing more
     bridge.policy.lower_hand(ANNA_IN_LIVEKIT)
     await asyncio.sleep(0.05)
     assert [c for c in homeserver.calls if c[0] == "redact"] == [("redact", ROOM, hand, BOT)]
@@ -736,14 +743,12 @@ async def test_without_the_power_to_redact_a_hand_lowered_here_stays_down_here_o
     link: MatrixLink,
     homeserver: FakeHomeserver,
     service: FakeService,
-    caplog: pytest.LogCaptureFixture,
+    link_log: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="protocols.matrix.link")
-    hand, bridge = await anna_raises_her_hand(link, homeserver, service, bot_level=0)
-    bridge.policy.lower_hand(ANNA_IN_LIVEKIT)
+    hand, bridge = await annas_hand_lowered_here(link, homeserver, service, bot_level=0)
     await asyncio.sleep(0.05)
     assert not [c for c in homeserver.calls if c[0] == "redact"]  # not even tried
-    assert f"{BOT} may not redact others' events" in caplog.text
+    assert f"{BOT} may not redact others' events" in link_log.text
     # the call changes (her name): her hand is still down here, still raised in Matrix
     homeserver._set_state(
         ROOM, "m.room.member", ANNA, {"membership": "join", "displayname": "A"}, ANNA
@@ -761,13 +766,11 @@ async def test_a_redaction_the_homeserver_refuses_leaves_the_hand_down_here_and_
     link: MatrixLink,
     homeserver: FakeHomeserver,
     service: FakeService,
-    caplog: pytest.LogCaptureFixture,
+    link_log: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="protocols.matrix.link")
     homeserver.redaction_refusal = MatrixError(403, "M_FORBIDDEN", "not allowed to redact")
-    hand, bridge = await anna_raises_her_hand(link, homeserver, service)
-    bridge.policy.lower_hand(ANNA_IN_LIVEKIT)
-    await until(lambda: "not allowed to redact" in caplog.text)
+    hand, bridge = await annas_hand_lowered_here(link, homeserver, service)
+    await until(lambda: "not allowed to redact" in link_log.text)
     assert ("redact", ROOM, hand, BOT) in homeserver.calls
     assert bridge.policy.remote_hand(ANNA_IN_LIVEKIT) is None
     assert link.status().state is LinkState.CONNECTED
