@@ -20,7 +20,6 @@ import secrets
 import shutil
 import subprocess
 import threading
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -31,7 +30,7 @@ import numpy as np
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, Participant
-from tests.browser.test_web_client import wait_until
+from tests.browser.test_web_client import keeps_flowing, wait_until
 from tests.gateway_process import RunningGateway, free_port, running_gateway, sipp_media_port
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.livekit_sdk import VisioUser
@@ -264,13 +263,7 @@ def test_a_visio_user_and_a_phone_in_our_page(
                 20,
                 f"the browser to receive {CLAIRE}'s audio and decode her video",
             )
-            before = claire_stats()
-            level = 0.0
-            deadline = time.monotonic() + 3
-            while time.monotonic() < deadline:
-                level = max(level, float(claire_stats()["audio"]["level"]))
-                time.sleep(0.2)
-            after = claire_stats()
+            before, after, level = keeps_flowing(claire_stats)
             assert after["video"]["framesDecoded"] > before["video"]["framesDecoded"], (
                 before,
                 after,

@@ -35,6 +35,29 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
 
 
+def keeps_flowing(
+    sample: Callable[[], dict[str, Any]], timeout: float = 20
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Samples one sender's entry of ``window.rondpoint.stats()`` until its decoded video frames
+    and audio packets grew past the first sample and its audio was heard (a level above 0), or
+    TIMEOUT passed (a loaded machine stalls browsers): (first, last, loudest level), for the
+    caller to assert on."""
+    before = after = sample()
+    level = 0.0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = sample()
+        level = max(level, float(after["audio"]["level"]))
+        if (
+            level > 0
+            and after["video"]["framesDecoded"] > before["video"]["framesDecoded"]
+            and after["audio"]["packets"] > before["audio"]["packets"]
+        ):
+            break
+    return before, after, level
+
+
 def new_room(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -51,7 +50,7 @@ from tests.browser.test_visio_room import (
     phone_in,
     visio_user,
 )
-from tests.browser.test_web_client import wait_until
+from tests.browser.test_web_client import keeps_flowing, wait_until
 from tests.gateway_process import RunningGateway
 from tests.interop.livekit_fixtures import RunningLiveKit
 from tests.interop.test_visio_bridge import visio_config
@@ -163,13 +162,7 @@ def assert_seen_and_heard(me: Participant, pid: str, name: str) -> None:
         45,
         f"the page to receive {name}'s audio and decode {name}'s video",
     )
-    before = media_of(me, pid)
-    level = 0.0
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        level = max(level, float(media_of(me, pid)["audio"]["level"]))
-        time.sleep(0.2)
-    after = media_of(me, pid)
+    before, after, level = keeps_flowing(lambda: media_of(me, pid))
     assert after["video"]["framesDecoded"] > before["video"]["framesDecoded"], (name, before, after)
     assert after["audio"]["packets"] > before["audio"]["packets"], (name, before, after)
     assert level > 0, (name, after)
