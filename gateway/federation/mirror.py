@@ -8,8 +8,9 @@ room; ``state`` reconciles (absent ones leave, present ones are upserted), so re
 duplicates anyone. Outbound, it turns room events into events for the partner, for the home
 participants only (origin not ``federation:*``), so nothing echoes around a triangle of gateways.
 
-Two local actions on mirrored people go back to the partner: a host's removal (``removed``; that
-remote participant is ignored for the link's life) and a host's mute (``mute``).
+Three local actions on mirrored people go back to the partner: a host's removal (``removed``;
+that remote participant is ignored for the link's life), a host's mute (``mute``) and a host
+lowering a hand (``lower_hand``; the home keeps the hand, spec 14.7).
 
 Passing reactions (spec 8.18) cross both ways as ``reaction`` events: a home participant's go to
 the partner, and a partner's participant's are shown here through ``RoomManager.react``, so they
@@ -96,6 +97,8 @@ class _Remote:
     """The partner's track id -> our track id."""
     muted: dict[str, bool] = field(default_factory=dict)
     """Our track id -> muted as the partner last said."""
+    hand: bool = False
+    """The hand raised, as the partner last said."""
 
 
 class Mirror:
@@ -171,6 +174,8 @@ class Mirror:
                 self._reaction(room, event["participant_id"], event["emoji"])
             elif kind == "mute":
                 self._host_mute(room, event["participant_id"], event["track_id"])
+            elif kind == "lower_hand":
+                self._host_lower_hand(room, event["participant_id"])
             elif kind == "removed":
                 log.info(
                     "a host on %s removed %s from their room",
@@ -240,11 +245,14 @@ class Mirror:
             return  # removed here just now: the room event that says so comes next
         if here.name != name:
             self.rooms.update_name(room, here.id, name)
-        self._sync_hand(room, here, wire.get("hand_raised_at"))
+        self._sync_hand(room, remote, here, wire.get("hand_raised_at"))
         self._sync_tracks(room, remote, wire["tracks"])
 
-    def _sync_hand(self, room: Room, here: Participant, raised_at: int | None) -> None:
+    def _sync_hand(
+        self, room: Room, remote: _Remote, here: Participant, raised_at: int | None
+    ) -> None:
         """The hand as its home says (7.1 ``hand_raised_at``; absent from older partners: down)."""
+        remote.hand = raised_at is not None  # before the room event, so no lower_hand goes back
         if (raised_at is None) != (here.hand_raised_at is None):
             at = None if raised_at is None else raised_at / 1000
             self.rooms.set_hand(room, here.id, raised_at is not None, at)
@@ -339,6 +347,12 @@ class Mirror:
             return
         self.rooms.set_muted(room, participant_id, track_id, True)
 
+    def _host_lower_hand(self, room: Room, participant_id: str) -> None:
+        participant = room.participants.get(participant_id)
+        if participant is None or not self._crosses(participant):
+            return
+        self.rooms.set_hand(room, participant_id, False)
+
     def _demand(self, room: Room, tracks: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
         """The partner's demand, kept to our home participants' tracks."""
         home = {t.id for p in room.participants.values() if is_home(p) for t in p.tracks.values()}
@@ -375,6 +389,8 @@ class Mirror:
             return []
         if isinstance(event, ParticipantLeft):
             return self._left(event)
+        if isinstance(event, ParticipantUpdated) and event.participant.id in self._by_local:
+            return self._local_lower_hand(event.participant)
         if isinstance(event, ParticipantJoined | ParticipantUpdated):
             return self._upsert_event(room, event.participant.id)
         if isinstance(event, TrackMuted) and event.track.owner in self._by_local:
@@ -435,6 +451,15 @@ class Mirror:
             return []
         remote.muted[track.id] = True
         return [{"type": "mute", "participant_id": remote_id, "track_id": theirs}]
+
+    def _local_lower_hand(self, participant: Participant) -> list[dict[str, Any]]:
+        """A partner's participant updated here: its hand lowered by a host (send ``lower_hand``)
+        or by the partner's upsert (nothing to send)."""
+        remote = self._remotes.get(self._by_local[participant.id])
+        if remote is None or participant.hand_raised_at is not None or not remote.hand:
+            return []
+        remote.hand = False
+        return [{"type": "lower_hand", "participant_id": remote.remote_id}]
 
     def demand_event(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Any]:
         """Our media receiver's wishes (our track ids -> rids) as the partner's track ids."""

@@ -508,7 +508,8 @@ class OrsSession:
         self.gateway.rooms.chat(self.room, self.participant.id, message["text"], message.get("to"))
 
     async def _on_hand(self, message: Message) -> None:
-        """Raise or lower one's own hand; a host lowers anyone's (8.17)."""
+        """Raise or lower one's own hand; a host lowers anyone's (8.17; a partner's participant's
+        home is asked to lower it too, 14.7)."""
         assert self.room is not None and self.participant is not None
         target_id = message.get("participant_id", self.participant.id)
         if target_id != self.participant.id:
@@ -520,10 +521,6 @@ class OrsSession:
             if target is None:
                 raise Problem(
                     "participant_not_found", "no such participant", 404, "/participant_id"
-                )
-            if target.origin.startswith("federation:"):
-                raise Problem(
-                    "forbidden", "a partner's participant's hand is kept by its own server", 403
                 )
         if not self._hands.allow(self.participant.id):
             raise Problem("rate_limited", "too many hands raised and lowered; wait and retry", 429)

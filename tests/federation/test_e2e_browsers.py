@@ -252,9 +252,25 @@ def test_browsers_and_a_phone_on_two_gateways_meet(
                 lambda: fr.names(room) == ["Dora", "Félix"], 15, "the phone to leave fr's room"
             )
 
-            # Félix, host on fr, removes Dora from fr's room: she stays in de's.
+            # Dora raises her hand on de; Félix, host on fr, lowers it from his people panel: it
+            # goes down at her home, so her own button is up again.
             dora_on_fr = felix.id_of("Dora")
+            dora_hand = dora.page.get_by_test_id("hand-toggle")
+            dora_hand.click()
             felix.page.get_by_test_id("participants-toggle").click()
+            lower = felix.page.get_by_test_id(f"lower-hand-{dora_on_fr}")
+            wait_until(lower.is_visible, 15, "Dora's hand in Félix's people panel")
+            lower.click()
+            wait_until(
+                lambda: dora_hand.get_attribute("aria-pressed") == "false",
+                15,
+                "Dora's hand lowered at her home",
+            )
+            assert [p["hand_raised_at"] for p in de.participants(room) if p["name"] == "Dora"] == [
+                None
+            ]
+
+            # Félix, host on fr, removes Dora from fr's room: she stays in de's.
             felix.page.get_by_test_id(f"remove-{dora_on_fr}").click()
             felix.page.get_by_test_id("confirm-ok").click()  # "Remove Dora from the meeting?"
             wait_until(lambda: fr.names(room) == ["Félix"], 10, "Dora to leave fr's room")

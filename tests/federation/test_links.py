@@ -203,6 +203,44 @@ def test_reactions_cross_both_ways_bounded_and_named_by_the_receivers_ids(
     asyncio.run(scenario())
 
 
+def test_a_host_on_fr_lowers_a_raised_hand_from_de_at_its_home(partners: Partners) -> None:
+    """ORS 14.7: Hans raises his hand on de; Marie, a host on fr, lowers it: fr sends
+    ``lower_hand`` and de lowers it, so Hans himself sees it down, on both gateways. Nobody on fr
+    may raise it."""
+    fr, de = partners["fr"], partners["de"]
+    room = linked_pair(partners)
+
+    def hand_of(gateway: Any, name: str) -> Any:
+        found = [p for p in gateway.participants(room) if p["name"] == name]
+        return found[0]["hand_raised_at"] if found else "absent"
+
+    async def scenario() -> None:
+        async with marie_and_hans(partners, room) as (marie, hans):
+            hans_here = (await shown_as(marie, "Hans"))["id"]
+            await hans.request({"type": "hand", "raised": True})
+            await asyncio.to_thread(
+                wait_until, lambda: hand_of(fr, "Hans") not in (None, "absent"), 20, "hand on fr"
+            )
+            with pytest.raises(OrsError) as refused:
+                await marie.request({"type": "hand", "raised": True, "participant_id": hans_here})
+            assert refused.value.code == "forbidden"
+            await marie.request({"type": "hand", "raised": False, "participant_id": hans_here})
+            lowered = await next_matching(
+                hans,
+                "participant_updated",
+                lambda e: (
+                    e["participant"]["name"] == "Hans"
+                    and e["participant"]["hand_raised_at"] is None
+                ),
+            )
+            assert lowered["participant"]["origin"] == "ors"  # his own, at home
+            assert hand_of(de, "Hans") is None
+            await asyncio.sleep(1)  # de's next upsert of Hans reached fr: still down there
+            assert hand_of(fr, "Hans") is None
+
+    asyncio.run(scenario())
+
+
 def test_unlink_on_fr_removes_the_link_on_de(partners: Partners) -> None:
     fr, de = partners["fr"], partners["de"]
     room = linked_pair(partners)

@@ -105,13 +105,13 @@ function personRow(p, { lobby = false } = {}) {
 /** A host's tools on P, another joined participant: lower its hand, mute its microphone or ask it
  * to unmute, make it a co-host or take the role back, remove it. Asking to unmute and the roles
  * are for participants of this page's protocol only (ORS 8.15, 8.19); a partner's participant's
- * hand is its home's (8.17). */
+ * hand is lowered at its home too (8.17, 14.7). */
 function hostTools(p, muted, hand) {
   const ors = originGroup(p.origin) === "ors";
   const pid = { participant_id: p.id };
   const mic = liveMicTrack(p);
   const tools = [];
-  if (hand && originGroup(p.origin) !== "federation") {
+  if (hand) {
     tools.push(
       actionButton("btn-tertiary", `lower-hand-${p.id}`, t("lower_hand_name", p.name), t("lower_hand"), () =>
         request("hand", { ...pid, raised: false }),

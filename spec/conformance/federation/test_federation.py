@@ -31,7 +31,7 @@ from spec.conformance.federation.peer import (
     schema_errors,
     sign,
 )
-from spec.conformance.orsclient import OrsClient
+from spec.conformance.orsclient import OrsClient, OrsError
 
 pytestmark = pytest.mark.interop
 
@@ -456,6 +456,68 @@ async def test_reactions_cross_bounded_and_forged_ones_never(
             if p.get("name") == "Conformance Audience"
         }
         assert theirs["participant_id"] in announced and theirs["emoji"] == "🤔"
+    finally:
+        await client.close()
+        left = [{"type": "participant_left", "participant_id": guest["id"], "reason": "left"}]
+        await asyncio.to_thread(transaction, target, partner, link["link_id"], left)
+
+
+async def test_a_hand_is_lowered_by_a_host_at_its_home_only(
+    target: Target, partner: PartnerServer, setup: Setup, link: dict[str, Any]
+) -> None:
+    """14.5 and 14.7 ``lower_hand``: the suite's host lowers the raised hand of the target's
+    participant, and the target lowers it as a host would (its participant sees it); one naming
+    the suite's own participant there, or nobody, changes nothing. A host at the target lowering
+    the suite's participant's hand sends ``lower_hand`` with the suite's id, and nobody there may
+    raise it."""
+    name = "Conformance Hand"
+    guest = {**home_participant(name), "hand_raised_at": int(time.time() * 1000)}
+    upsert = [{"type": "participant", "participant": guest}]
+    response = await asyncio.to_thread(transaction, target, partner, link["link_id"], upsert)
+    assert (response.status, response.json) == (200, {}), response
+    raiser = f"Conformance Raiser {secrets.token_hex(2)}"
+    client, joined = await watcher(target, setup, raiser)
+    try:
+        me = joined["participant"]["id"]
+        shown = await participant_named(client, joined, name)
+        await client.request({"type": "hand", "raised": True})
+
+        def announced_raised() -> str:
+            for event in partner.events():
+                people = event.get("participants", []) + [event.get("participant") or {}]
+                for p in people:
+                    if p.get("name") == raiser and p.get("hand_raised_at"):
+                        return str(p["id"])
+            return ""
+
+        theirs = await wait_for(announced_raised, 20, "the target to announce the raised hand")
+        events = [
+            {"type": "lower_hand", "participant_id": shown["id"]},  # the suite's own, there
+            {"type": "lower_hand", "participant_id": "p_nobody_here"},
+            {"type": "lower_hand", "participant_id": theirs},
+        ]
+        sent = await asyncio.to_thread(transaction, target, partner, link["link_id"], events)
+        assert (sent.status, sent.json) == (200, {}), sent
+        while True:
+            event = await client.next_event("participant_updated")
+            if event["participant"]["id"] == me and event["participant"]["hand_raised_at"] is None:
+                break
+        if joined["participant"]["role"] != "host":
+            return  # a join token without host rights: the rest needs a host at the target
+        with pytest.raises(OrsError) as refused:  # 8.17: nobody raises another's hand
+            await client.request({"type": "hand", "raised": True, "participant_id": shown["id"]})
+        assert refused.value.code == "forbidden"
+        await client.request({"type": "hand", "raised": False, "participant_id": shown["id"]})
+
+        def lowered() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in partner.events()
+                if e.get("type") == "lower_hand" and e.get("participant_id") == guest["id"]
+            ]
+
+        [asked] = await wait_for(lowered, 20, "the target to send lower_hand")
+        assert asked == {"type": "lower_hand", "participant_id": guest["id"]}
     finally:
         await client.close()
         left = [{"type": "participant_left", "participant_id": guest["id"], "reason": "left"}]

@@ -377,6 +377,68 @@ def test_a_home_participants_hand_goes_to_the_partner(rooms: RoomManager) -> Non
     assert out["participant"]["hand_raised_at"] == 1_767_226_830_000
 
 
+def test_a_host_here_lowering_a_partners_hand_asks_its_home_once(rooms: RoomManager) -> None:
+    """14.7: a host's lowering goes to the home as ``lower_hand`` (its id), once; the home's own
+    lowering sends nothing back; the home raising it again is shown, and can be lowered again."""
+    mirror = mirror_of(rooms)
+    room = rooms.get("salon")
+    raised = {**person("their-1"), "hand_raised_at": 1_767_226_830_000}
+    mirror.apply(check_events([{"type": "participant", "participant": raised}]))
+    here = str(mirror.local_id("their-1"))
+    sub = rooms.bus.subscribe("salon")
+
+    def sent() -> list[dict[str, Any]]:
+        return check_events([e for event in drain(sub) for e in mirror.outbound(event)])
+
+    rooms.set_hand(room, here, False)  # a host here
+    assert sent() == [{"type": "lower_hand", "participant_id": "their-1"}]
+    rooms.set_hand(room, here, False)  # already down: nothing
+    assert sent() == []
+    # the home says so (its next upsert): nothing goes back
+    mirror.apply(check_events([{"type": "participant", "participant": person("their-1")}]))
+    assert sent() == []
+    # raised again at home, lowered by the home: nothing goes back either
+    mirror.apply(check_events([{"type": "participant", "participant": raised}]))
+    assert room.participants[here].hand_raised_at == 1_767_226_830.0
+    mirror.apply(check_events([{"type": "participant", "participant": person("their-1")}]))
+    assert sent() == []
+    # a home that ignores lower_hand raises it here again with its next upsert: the home keeps it
+    mirror.apply(check_events([{"type": "participant", "participant": raised}]))
+    rooms.set_hand(room, here, False)
+    assert [e["type"] for e in sent()] == ["lower_hand"]
+    mirror.apply(check_events([{"type": "participant", "participant": raised}]))
+    assert room.participants[here].hand_raised_at is not None
+
+
+def test_a_partners_lower_hand_lowers_a_home_participants_hand_and_nothing_else(
+    rooms: RoomManager,
+) -> None:
+    mirror = mirror_of(rooms)
+    room = rooms.get("salon")
+    alice = rooms.add_participant(room, "Alice", Role.MEMBER)
+    rooms.set_hand(room, alice.id, True)
+    raised = {**person("their-1"), "hand_raised_at": 1_767_226_830_000}
+    mirror.apply(check_events([{"type": "participant", "participant": raised}]))
+    theirs = str(mirror.local_id("their-1"))
+    sub = rooms.bus.subscribe("salon")
+    mirror.apply(
+        check_events(
+            [
+                {"type": "lower_hand", "participant_id": theirs},  # the partner's own: not home
+                {"type": "lower_hand", "participant_id": "p_nobody_here"},
+                {"type": "lower_hand", "participant_id": alice.id},
+                {"type": "lower_hand", "participant_id": alice.id},  # already down
+            ]
+        )
+    )
+    assert alice.hand_raised_at is None
+    assert room.participants[theirs].hand_raised_at is not None
+    updates = [e for e in drain(sub) if type(e).__name__ == "ParticipantUpdated"]
+    assert [e.participant.id for e in updates] == [alice.id]
+    [out] = check_events([e for event in updates for e in mirror.outbound(event)])
+    assert out["participant"]["hand_raised_at"] is None  # the partners see it down
+
+
 def test_a_kept_home_participant_stays_with_the_partner_and_the_partner_keeps_nobody_here(
     rooms: RoomManager,
 ) -> None:
