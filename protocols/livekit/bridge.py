@@ -28,6 +28,10 @@ router, and each mirror's packets through its outgoing transform on the way out 
 so the native fast path never bypasses it; a retransmission resends what was sent, never
 transforms again). A track without a transform is not bridged.
 
+A host here acts on the people brought from LiveKit as a LiveKit room admin does (RoomService,
+with the bridge's API key): muting a track of theirs mutes it there (``MutePublishedTrack``; only
+the person unmutes), and lowering a hand lowers it where the policy says it is.
+
 Loops are cut by origin: participants this bridge brought here are never mirrored, and identities
 the policy calls ours are never brought here.
 
@@ -812,6 +816,8 @@ class LiveKitBridge:
     def _on_room_event(self, event: RoomEvent) -> None:
         if isinstance(event, ParticipantUpdated):
             self._lower_remote_hand(event.participant)
+        if isinstance(event, TrackMuted) and event.track.muted:
+            self._mute_remote_track(event.track.owner, event.track.id)
         if isinstance(event, ParticipantJoined | ParticipantUpdated | ParticipantLeft):
             self._schedule_mirror(event.participant.id)
         elif isinstance(event, TrackPublished | TrackUnpublished | TrackMuted):
@@ -948,32 +954,48 @@ class LiveKitBridge:
             router.remove_downtrack(track_id, mirror.subscriber_id)
             await lk.unpublish(local)
 
+    def _remote_info(self, participant_id: str) -> tuple[_Remote, LkParticipant] | None:
+        """Someone brought from LiveKit, and what LiveKit says of them now."""
+        bridge = self._bridge
+        remote = next(
+            (r for r in self._remotes.values() if r.participant_id == participant_id), None
+        )
+        if bridge is None or remote is None:
+            return None
+        for info in bridge.signal.session.participants.values():
+            if info.identity == remote.identity:
+                return remote, info
+        return None
+
     def _lower_remote_hand(self, participant: Participant) -> None:
         """A host here lowered the hand of someone brought from LiveKit: lowered there too, as
         that system's own hosts lower it (LiveKit's RoomService sets the attributes)."""
-        bridge = self._bridge
-        remote = next(
-            (r for r in self._remotes.values() if r.participant_id == participant.id), None
-        )
-        if bridge is None or remote is None or participant.hand_raised_at is not None:
+        found = self._remote_info(participant.id)
+        if found is None or participant.hand_raised_at is not None:
             return
-        info = next(
-            (
-                p
-                for p in bridge.signal.session.participants.values()
-                if p.identity == remote.identity
-            ),
-            None,
-        )
-        if info is None or self.policy.remote_hand(info) is None:
+        remote, info = found
+        if self.policy.remote_hand(info) is None:
             return
         attributes = self.policy.lower_hand(info)
         if attributes:
-            self._spawn(self._update_remote(remote.identity, attributes))
+            body = {"identity": remote.identity, "attributes": attributes}
+            self._spawn(self._room_service("UpdateParticipant", body))
 
-    async def _update_remote(self, identity: str, attributes: dict[str, str]) -> None:
-        """Set attributes of a LiveKit participant (RoomService UpdateParticipant, as an admin of
-        the LiveKit room only)."""
+    def _mute_remote_track(self, participant_id: str, track_id: str) -> None:
+        """A host here muted a track of someone brought from LiveKit (LiveKit still has it
+        unmuted): muted there too, as a LiveKit room admin mutes it (RoomService
+        MutePublishedTrack; the person's client mutes it, and only the person unmutes)."""
+        found = self._remote_info(participant_id)
+        if found is None:
+            return
+        remote, info = found
+        if any(t.sid == track_id and not t.muted for t in info.tracks):
+            body = {"identity": remote.identity, "track_sid": track_id, "muted": True}
+            self._spawn(self._room_service("MutePublishedTrack", body))
+
+    async def _room_service(self, method: str, body: dict[str, Any]) -> None:
+        """One RoomService request for a participant of the LiveKit room (as an admin of that
+        room only); a refusal is logged, and changes nothing here."""
         token = mint_token(
             self.settings.api_key,
             self.settings.api_secret,
@@ -981,20 +1003,22 @@ class LiveKitBridge:
             grant=VideoGrant(room=self.settings.livekit_room, room_admin=True),
             ttl=60,
         )
-        body = {"room": self.settings.livekit_room, "identity": identity, "attributes": attributes}
+        identity = body["identity"]
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=JOIN_TIMEOUT)) as http,
                 http.post(
-                    room_service_url(self.settings.url, "UpdateParticipant"),
-                    json=body,
+                    room_service_url(self.settings.url, method),
+                    json={"room": self.settings.livekit_room, **body},
                     headers={"Authorization": f"Bearer {token}"},
                 ) as response,
             ):
                 if response.status != 200:
-                    log.warning("%s: %s not updated (%s)", self.target, identity, response.status)
+                    log.warning(
+                        "%s: %s of %s refused (%s)", self.target, method, identity, response.status
+                    )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("%s: %s not updated: %s", self.target, identity, exc)
+            log.warning("%s: %s of %s failed: %s", self.target, method, identity, exc)
 
     async def _send_data(self, lk: LiveKitParticipant, packet: models.DataPacket) -> None:
         try:

@@ -578,6 +578,40 @@ async def test_a_visio_host_mutes_and_removes_a_phone_caller(
             await lkapi.aclose()
 
 
+async def test_a_host_here_mutes_a_visio_user_there_and_only_she_unmutes(
+    gateway: RunningGateway, livekit_server: RunningLiveKit
+) -> None:
+    """A host here mutes a Visio user's microphone as Visio's hosts do (LiveKit's RoomService
+    MutePublishedTrack): the other Visio users see her muted, her own client is muted, it stays
+    muted here; she unmutes herself, and everyone sees it."""
+    room = "mairie-silence"
+    visio_room = await linked_room(gateway, room)
+    async with (
+        visio_user(livekit_server, visio_room, "hugo-sub", "Hugo Bruyant") as hugo,
+        visio_user(livekit_server, visio_room, "iris-sub", "Iris Calme") as iris,
+        bruno_here(gateway, room) as (host, _),
+    ):
+        await hugo.publish_tone(VISIO_HZ)
+
+        def hugo_mic() -> dict | None:
+            for p in participants(gateway, room):
+                if p["name"] == "Hugo Bruyant" and p["tracks"]:
+                    return dict(p["tracks"][0])
+            return None
+
+        mic = await wait_until(hugo_mic, 15, "Hugo's microphone is not listed here")
+        assert mic["muted"] is False
+        await host.request({"type": "mute", "track_id": mic["id"], "muted": True})
+        await iris.wait_remote_muted(hugo.identity, "audio", True)
+        await hugo.wait_until(lambda: hugo.publication("audio").muted, 10, "his own client muted")
+        await asyncio.sleep(1.5)  # LiveKit's updates since then keep it muted here
+        assert (hugo_mic() or {}).get("muted") is True
+        # only he unmutes
+        await hugo.set_muted("audio", False)
+        await iris.wait_remote_muted(hugo.identity, "audio", False)
+        await wait_until(lambda: (hugo_mic() or {}).get("muted") is False, 10, "still muted here")
+
+
 async def set_visio_hand(server: RunningLiveKit, visio_room: str, identity: str, at: str) -> None:
     """Raise (AT: an ISO 8601 time) or lower (AT: "") a Visio user's hand as Visio's backend does
     (``toggle-hand``: LiveKit's RoomService sets the ``handRaisedAt`` attribute)."""

@@ -127,6 +127,7 @@ PAGE = """<!doctype html>
       return state.status;
     },
     localIdentity() { return room.localParticipant.identity; },
+    localTracks() { return tracks(room.localParticipant); },
     async setKey(identity, keyBase64, index) {
       const bytes = Uint8Array.from(atob(keyBase64), (c) => c.charCodeAt(0));
       await keyProvider.setRawKey(bytes, identity, index);
@@ -241,6 +242,10 @@ class LiveKitPage:
     async def share_screen(self) -> None:
         """Publishes a screen share (source ScreenShare) beside the camera."""
         await self.page.evaluate("() => window.lk.shareScreen()")
+
+    async def local_tracks(self) -> list[dict[str, Any]]:
+        """What this page publishes: [{sid, kind, source, name, subscribed, muted}]."""
+        return list(await self.page.evaluate("window.lk.localTracks()"))
 
     async def participants(self) -> list[dict[str, Any]]:
         """The remote participants: {identity, name, metadata, attributes, tracks}."""

@@ -262,3 +262,26 @@ def test_a_phone_a_visio_user_and_a_matrix_user_on_our_page(
         me.page.get_by_test_id(f"screen-{aid}").wait_for(state="visible", timeout=20_000)
         first = wait_until(lambda: both_flowing(me, aid, {}), 25, "Anna's camera and screen")
         wait_until(lambda: both_flowing(me, aid, first), 10, "frames of both to keep arriving")
+
+        # The host mutes Claire and Anna from the people panel: each is muted in her own system
+        # (her own client's microphone muted), as that system's hosts would mute her.
+        for who in (CLAIRE, ANNA):
+            me.page.get_by_test_id(f"mute-{found[who]['id']}").click()
+        loop.run(
+            claire.wait_until(lambda: claire.publication("audio").muted, 15, "Claire muted"), 20
+        )
+
+        async def anna_muted() -> bool:
+            mics = [t for t in await anna_call.page.local_tracks() if t["kind"] == "audio"]
+            return bool(mics) and all(t["muted"] for t in mics)
+
+        wait_until(lambda: loop.run(anna_muted()), 15, "Anna's microphone muted in her call")
+        for who in (CLAIRE, ANNA):
+            wait_until(
+                lambda who=who: (
+                    me.page.get_by_test_id(f"tile-{found[who]['id']}").get_attribute("data-muted")
+                    == "true"
+                ),
+                10,
+                f"{who} shown muted here",
+            )
