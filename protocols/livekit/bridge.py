@@ -30,7 +30,9 @@ transforms again). A track without a transform is not bridged.
 
 A host here acts on the people brought from LiveKit as a LiveKit room admin does (RoomService,
 with the bridge's API key): muting a track of theirs mutes it there (``MutePublishedTrack``; only
-the person unmutes), and lowering a hand lowers it where the policy says it is.
+the person unmutes), and lowering a hand lowers it where the policy says it is. Removing someone
+removes them from the room here only (the LiveKit room is its system's to moderate): they are not
+brought here again while the link lives.
 
 Loops are cut by origin: participants this bridge brought here are never mirrored, and identities
 the policy calls ours are never brought here.
@@ -81,7 +83,7 @@ from gateway.rooms import (
     TrackUnpublished,
 )
 from gateway.rooms.events import RoomEvent, Subscription
-from gateway.rooms.manager import REACTION_BURST, REACTIONS_PER_SECOND
+from gateway.rooms.manager import MAX_REMOVED, REACTION_BURST, REACTIONS_PER_SECOND
 from gateway.rooms.model import Participant, Room
 from gateway.tasks import TaskSet
 from protocols.livekit.data import TextStreamAssembler, chat_packets, is_chat
@@ -328,6 +330,9 @@ class LiveKitBridge:
         self._task: asyncio.Task[None] | None = None
         self._bridge: LiveKitParticipant | None = None
         self._remotes: dict[str, _Remote] = {}
+        self._removed: dict[str, None] = {}
+        """LiveKit identities a host here removed (oldest first): not brought here again while
+        the link lives; at most MAX_REMOVED."""
         self._mirrors: dict[str, _Mirror] = {}
         self._events: Subscription | None = None
         self._session_tasks = TaskSet()
@@ -592,10 +597,14 @@ class LiveKitBridge:
             if not self.policy.is_ours(p.identity) and p.state != "DISCONNECTED"
         }
         for identity, remote in list(self._remotes.items()):
+            if identity in present and remote.participant_id not in room.participants:
+                self._removed_here(identity)
             if identity not in present or remote.participant_id not in room.participants:
                 self._remove_remote(room, remote)
         wanted: list[str] = []
         for identity, info in present.items():
+            if identity in self._removed:
+                continue
             known = self._remotes.get(identity)
             if known is None:
                 participant = self.gateway.rooms.add_participant(
@@ -702,12 +711,24 @@ class LiveKitBridge:
 
     def _drop_remote_track(self, remote: _Remote, sid: str) -> None:
         remote.tracks.pop(sid, None)
+        self._speaking.pop(sid, None)
         self._incoming.pop(sid, None)
         self.gateway.relay.remove_foreign_track(self.room_id, sid)
         room = self._room()
         if room is not None:
             with contextlib.suppress(RoomError):
                 self.gateway.rooms.unpublish_track(room, remote.participant_id, sid)
+
+    def _removed_here(self, identity: str) -> None:
+        """Someone brought from LiveKit left the room here while still in the LiveKit room: a host
+        (or the operator) removed them. They stay in the LiveKit room, which is that system's to
+        moderate, and are not brought here again while the link lives."""
+        self._removed[identity] = None
+        while len(self._removed) > MAX_REMOVED:
+            del self._removed[next(iter(self._removed))]
+        log.info(
+            "%s: %s was removed here; not brought here again while linked", self.target, identity
+        )
 
     def _remove_remote(self, room: Room, remote: _Remote) -> None:
         for sid in list(remote.tracks):
@@ -818,6 +839,10 @@ class LiveKitBridge:
             self._lower_remote_hand(event.participant)
         if isinstance(event, TrackMuted) and event.track.muted:
             self._mute_remote_track(event.track.owner, event.track.id)
+        if isinstance(event, ParticipantLeft) and any(
+            r.participant_id == event.participant.id for r in self._remotes.values()
+        ):
+            self.resync()  # removed here: its tracks go now, and it is not brought back
         if isinstance(event, ParticipantJoined | ParticipantUpdated | ParticipantLeft):
             self._schedule_mirror(event.participant.id)
         elif isinstance(event, TrackPublished | TrackUnpublished | TrackMuted):

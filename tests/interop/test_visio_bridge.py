@@ -578,12 +578,12 @@ async def test_a_visio_host_mutes_and_removes_a_phone_caller(
             await lkapi.aclose()
 
 
-async def test_a_host_here_mutes_a_visio_user_there_and_only_she_unmutes(
+async def test_a_host_here_mutes_a_visio_user_there_and_removes_him_here(
     gateway: RunningGateway, livekit_server: RunningLiveKit
 ) -> None:
     """A host here mutes a Visio user's microphone as Visio's hosts do (LiveKit's RoomService
-    MutePublishedTrack): the other Visio users see her muted, her own client is muted, it stays
-    muted here; she unmutes herself, and everyone sees it."""
+    MutePublishedTrack): the other Visio users see him muted, his own client is muted, it stays
+    muted here; he unmutes himself, and everyone sees it. Removed here, he stays in Visio."""
     room = "mairie-silence"
     visio_room = await linked_room(gateway, room)
     async with (
@@ -610,6 +610,19 @@ async def test_a_host_here_mutes_a_visio_user_there_and_only_she_unmutes(
         await hugo.set_muted("audio", False)
         await iris.wait_remote_muted(hugo.identity, "audio", False)
         await wait_until(lambda: (hugo_mic() or {}).get("muted") is False, 10, "still muted here")
+
+        # The host removes him: he leaves the room here, not the Visio meeting (Visio's to
+        # moderate), and changes of his there do not bring him back while the room is linked.
+        hugo_here = next(p for p in participants(gateway, room) if p["name"] == "Hugo Bruyant")
+        await host.request({"type": "remove", "participant_id": hugo_here["id"]})
+        await wait_until(lambda: hugo_mic() is None, 10, "Hugo still here")
+        await hugo.set_muted("audio", True)
+        await iris.wait_remote_muted(hugo.identity, "audio", True)
+        await asyncio.sleep(1.5)
+        names = [p["name"] for p in participants(gateway, room)]
+        assert "Hugo Bruyant" not in names and "Iris Calme" in names, names
+        assert hugo.identity in iris.participants()
+        assert link_state(gateway, room)["state"] == "connected"
 
 
 async def set_visio_hand(server: RunningLiveKit, visio_room: str, identity: str, at: str) -> None:

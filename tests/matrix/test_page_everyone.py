@@ -285,3 +285,13 @@ def test_a_phone_a_visio_user_and_a_matrix_user_on_our_page(
                 10,
                 f"{who} shown muted here",
             )
+
+        # The host removes Anna: she leaves the room here only (the Matrix room is its
+        # moderators'), and is not brought back while it is linked; she is still in her call.
+        me.page.get_by_test_id(f"remove-{aid}").click()
+        me.page.get_by_test_id("confirm-ok").click()
+        wait_until(lambda: ANNA not in {o["name"] for o in me.others()}, 10, "Anna to leave here")
+        me.page.wait_for_timeout(1500)
+        status, body = gateway.admin("GET", f"/api/v1/rooms/{room}")
+        assert ANNA not in [p["name"] for p in body["participants"]], body
+        assert loop.run(anna_call.page.state())["status"] == "connected"
