@@ -1,16 +1,18 @@
 """Shared fixtures: a real gateway process per test module; the example plugin on the path; why a
-rerun test failed its first try, kept in test-artifacts/reruns.txt (.ci/run prints it)."""
+rerun test failed its first try, kept in test-artifacts/reruns.txt (.ci/run prints it), and the
+rooms that try created deleted, so that the rerun is a real second try."""
 
 from __future__ import annotations
 
 import os
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import RunningGateway, running_gateway
+from tests.gateway_process import CREATED_ROOMS, RunningGateway, running_gateway
 
 TEST_PLUGINS = Path(__file__).parents[1] / ".cache" / "test-plugins"
 """The example protocol plugin, installed here by `make` for the tests only (never in .venv, so
@@ -54,6 +56,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     seen, not the artifacts."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
     if report.when != "call" or not report.failed:
         return
     for name, path in _process_logs(getattr(item, "funcargs", {})).items():
@@ -62,6 +66,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         except OSError:
             continue
         report.sections.append((f"{LOG_SECTION}{name} ({path.name})", "\n".join(lines)))
+
+
+@pytest.fixture(autouse=True)
+def _a_failed_try_gives_back_its_rooms(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that fails deletes the rooms it created, so that its rerun is a second try of the
+    same test: pytest-rerunfailures keeps a module's gateway, where the rooms would still exist
+    (``room_exists``) however the first try failed."""
+    first = len(CREATED_ROOMS)
+    yield
+    report = getattr(request.node, "rep_call", None)
+    created, CREATED_ROOMS[first:] = CREATED_ROOMS[first:], []
+    if report is None or not report.failed:
+        return
+    for gateway, room in created:
+        if gateway.process.poll() is None:
+            gateway.admin("DELETE", f"/api/v1/rooms/{urllib.parse.quote(room, safe='')}")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -90,6 +90,11 @@ def sipp_media_port() -> int:
     return free_udp_block(4, SIPP_MEDIA_PORTS, align=4)
 
 
+CREATED_ROOMS: list[tuple[RunningGateway, str]] = []
+"""Every room a test created through ``create_room``, in order (tests/conftest.py deletes those
+of a failed try, so that its rerun on the same module-scoped gateway creates them again)."""
+
+
 @dataclass
 class RunningGateway:
     base_url: str
@@ -123,6 +128,7 @@ class RunningGateway:
     def create_room(self, room_id: str, **policy: object) -> dict:
         status, body = self.admin("POST", "/api/v1/rooms", {"id": room_id, **policy})
         assert status == 201, body
+        CREATED_ROOMS.append((self, room_id))
         return body
 
     def token(

@@ -172,11 +172,3 @@ def open_participant(
                 p.page.screenshot(path=str(ARTIFACTS / f"{slug}.png"))
             (ARTIFACTS / f"{slug}.console.txt").write_text("\n".join(p.console))
         p.context.close()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
