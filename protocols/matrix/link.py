@@ -30,8 +30,9 @@ before it, or before a restart of ours: the relations of each active membership,
 page at a time until the member's hand, within READ_BACK_SECONDS); a ghost's person raising a
 hand here makes the ghost send that reaction on its own membership, and redact it when the hand
 goes down; a host here lowering a member's hand makes the bot redact the member's reaction when
-the room's power levels let it (else it is lowered here only). Reactions cross both ways as ``io.element.call.reaction`` events, for the reactions we have (8.18), bounded on the way
-in by the room's rate and on the way out by the same rate per ghost. They are sent in clear.
+the room's power levels let it (else it is lowered here only). Reactions cross both ways as
+``io.element.call.reaction`` events, for the reactions we have (8.18), bounded on the way in by the
+room's rate and on the way out by the same rate per ghost. They are sent in clear.
 
 Both halves are reconciled, not replayed: a change (a room event here, a Matrix event, a LiveKit
 update) syncs the person it is about against the current state, so a homeserver or LiveKit restart
@@ -166,8 +167,8 @@ def power_problem(power_levels: Mapping[str, Any] | None, bot_user_id: str) -> s
 
 
 def may_redact(power_levels: Mapping[str, Any] | None, user_id: str) -> bool:
-    """Whether USER_ID may redact others' events in the room (its level reaches ``redact``,
-    50 when unset; no power levels: everyone may)."""
+    """Whether USER_ID may redact others' events in the room: its level reaches ``redact`` (50
+    when unset). Power levels not read yet (None): it may try, and the homeserver decides."""
     if power_levels is None:
         return True
     return _user_level(power_levels, user_id) >= _level(power_levels.get("redact"), 50)
