@@ -120,6 +120,33 @@ class Participant:
         )
 
 
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+"""Chromium drops the loads in flight when it sees the machine's network change (an address of
+any interface came or went, as these machines' IPv6 does at any time)."""
+
+
+def load_room_page(page: Any, url: str, timeout: float = 10) -> None:
+    """Opens the room page at URL, and opens it again once if Chromium dropped its loads on a
+    network change (a blank page, as a person would reload it)."""
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    said: list[str] = []
+
+    def listen(message: Any) -> None:
+        said.append(message.text)
+
+    page.on("console", listen)
+    try:
+        page.goto(url)
+        page.wait_for_function("() => window.rondpoint !== undefined", timeout=timeout * 1000)
+    except PageTimeout:
+        if not any(NETWORK_CHANGED in text for text in said):
+            raise
+        page.goto(url)
+    finally:
+        page.remove_listener("console", listen)
+
+
 @pytest.fixture
 def open_participant(
     chromium: Any, web_gateway: RunningGateway, request: pytest.FixtureRequest
@@ -157,7 +184,7 @@ def open_participant(
         url = f"{base}/r/{room}{q}"
         if token:
             url += f"#token={token}"
-        page.goto(url)
+        load_room_page(page, url)
         participant = Participant(name, context, page, console)
         opened.append(participant)
         return participant

@@ -24,7 +24,7 @@ from gateway.http.app import create_app
 from gateway.links import LinkStatus
 from gateway.rooms import Role
 from gateway.server import Gateway
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, load_room_page
 from tests.gateway_process import free_port
 
 pytestmark = pytest.mark.browser
@@ -136,7 +136,9 @@ def open_page(chromium: Any, site: InProcessGateway, room: str, role: Role, lang
     context = chromium.new_context(viewport={"width": 1280, "height": 800})
     context.grant_permissions(["camera", "microphone"], origin=site.base_url)
     page = context.new_page()
-    page.goto(f"{site.base_url}/r/{room}?autojoin=1&lang={lang}#token={site.call(token())}")
+    load_room_page(
+        page, f"{site.base_url}/r/{room}?autojoin=1&lang={lang}#token={site.call(token())}"
+    )
     page.wait_for_function(
         "s => window.rondpoint && window.rondpoint.state === s", arg="room", timeout=15000
     )

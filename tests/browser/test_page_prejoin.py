@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, Participant, launched_chromium
+from tests.browser.conftest import ARTIFACTS, Participant, launched_chromium, load_room_page
 from tests.browser.test_web_client import helene_hosts, new_room, wait_until
 from tests.gateway_process import RunningGateway, running_gateway
 
@@ -171,7 +171,7 @@ def test_the_language_switch_changes_every_text_and_is_kept(
     wait_until(lambda: error.inner_text(), 10, "the wrong PIN's text")
     assert error.inner_text() == "Code incorrect. Vérifiez-le auprès de l’organisateur."
     # ?lang= still wins
-    page.goto(f"{web_gateway.base_url}/r/{room}?lang=en")
+    load_room_page(page, f"{web_gateway.base_url}/r/{room}?lang=en")
     p.wait_state("prejoin")
     assert page.locator("#prejoin-title").inner_text() == "Ready to join?"
     assert page.evaluate("document.documentElement.lang") == "en"
@@ -230,8 +230,9 @@ def test_without_sip_the_invite_dialog_has_no_phone_section(
     context.grant_permissions(["camera", "microphone"], origin=gateway.base_url)
     try:
         page = context.new_page()
-        page.goto(
-            f"{gateway.base_url}/r/{room}?autojoin=1&name={urllib.request.quote('Hôte')}#token={token}"
+        load_room_page(
+            page,
+            f"{gateway.base_url}/r/{room}?autojoin=1&name={urllib.request.quote('Hôte')}#token={token}",
         )
         Participant("Hôte", context, page, []).wait_state("room")
         page.get_by_test_id("invite-open").click()

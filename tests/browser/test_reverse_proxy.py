@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from gateway.config import load_config
-from tests.browser.conftest import ARTIFACTS, Participant
+from tests.browser.conftest import ARTIFACTS, Participant, load_room_page
 from tests.browser.test_web_client import receiving, wait_until
 from tests.gateway_process import RunningGateway, free_port, running_gateway, stop_process
 
@@ -201,7 +201,7 @@ def open_browser(chromium: Any, proxy: Proxy, room: str, name: str) -> Participa
     console: list[str] = []
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-    page.goto(f"{proxy.url}/r/{room}?autojoin=1&name={urllib.parse.quote(name)}&res=360")
+    load_room_page(page, f"{proxy.url}/r/{room}?autojoin=1&name={urllib.parse.quote(name)}&res=360")
     return Participant(name, context, page, console)
 
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, Participant
+from tests.browser.conftest import ARTIFACTS, Participant, load_room_page
 from tests.browser.test_web_client import keeps_flowing, wait_until
 from tests.gateway_process import RunningGateway, free_port, running_gateway, sipp_media_port
 from tests.interop.livekit_fixtures import RunningLiveKit
@@ -174,7 +174,7 @@ def browser_in(
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
     query = urllib.parse.urlencode({"autojoin": "1", "name": name, "res": "360", "lang": "en"})
-    page.goto(f"{gateway.base_url}/r/{room}?{query}#token={token}")
+    load_room_page(page, f"{gateway.base_url}/r/{room}?{query}#token={token}")
     participant = Participant(name, context, page, console)
     try:
         yield participant

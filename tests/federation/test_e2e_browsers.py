@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from gateway.media.audio.tone import tone_amplitude
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, load_room_page
 from tests.federation.conftest import ARTIFACTS
 from tests.federation.harness import PartnerGateway, Partners, wait_until
 from tests.interop.baresip import BaresipInThread, write_tone
@@ -166,7 +166,7 @@ def open_page(
     query = urllib.parse.urlencode({"autojoin": "1", "name": name, "res": "360"})
     page = context.new_page()
     person = Page(name, context, page)
-    page.goto(f"{gateway.base_url}/r/{room}?{query}#token={token}")
+    load_room_page(page, f"{gateway.base_url}/r/{room}?{query}#token={token}")
     page.wait_for_function("() => window.rondpoint && window.rondpoint.state === 'room'")
     return person
 

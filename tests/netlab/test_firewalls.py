@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from tests import coturn
-from tests.browser.conftest import CHROMIUM_ARGS
+from tests.browser.conftest import CHROMIUM_ARGS, load_room_page
 from tests.gateway_process import RunningGateway, running_gateway
 from tests.netlab.browsers import Browsers, host_and_namespace
 from tests.netlab.netns import NetLab
@@ -193,7 +193,7 @@ def participant(browser: Any, gateway: Gateway, room: str, name: str) -> Iterato
         context.grant_permissions(["camera", "microphone"], origin=origin)
         context.add_init_script(FIREWALL_JS)
         page = context.new_page()
-        page.goto(f"{origin}/r/{room}?autojoin=1&name={name}&res=360&simulcast=0")
+        load_room_page(page, f"{origin}/r/{room}?autojoin=1&name={name}&res=360&simulcast=0")
         page.wait_for_function(
             "() => window.rondpoint && window.rondpoint.state === 'room'", timeout=20_000
         )
