@@ -113,8 +113,8 @@ READ_BACK_PAGES = 4
 """Pages read back per membership at most, newest first, until its member's hand is found: a
 hand stays found behind others' reactions on the membership, up to this many pages of them."""
 MAX_LOWERED = 1024
-"""Redactions remembered while hands are read back (a hand read back and lowered meanwhile
-stays down)."""
+"""Hands lowered (redacted, or by a host here) remembered while hands are read back (a hand read
+back and lowered meanwhile stays down)."""
 
 
 def notice_body(text: str) -> str:
@@ -308,7 +308,8 @@ class MatrixLink:
         """State key -> (reaction event id, seconds since the epoch) of the members' raised
         hands, seen since the link entered the room or read back then."""
         self._lowered: set[str] | None = None
-        """Event ids redacted while hands are read back (None when they are not)."""
+        """Hands (event ids) that went down while hands are read back (None when they are
+        not)."""
         self._reactions_out = RateLimiter(
             REACTIONS_PER_SECOND * 60, burst=REACTION_BURST, max_keys=1024
         )
@@ -413,6 +414,7 @@ class MatrixLink:
         if key is None:
             return
         event_id, _ = self._hands.pop(key)
+        self._note_lowered(event_id)
         if not may_redact(self._power_levels, self.bot_user_id):
             log.info(
                 "a hand lowered here stays raised in %s: %s may not redact others' events",
@@ -985,14 +987,20 @@ class MatrixLink:
         content = event.get("content")
         if not isinstance(redacts, str) and isinstance(content, dict):
             redacts = content.get("redacts")  # room version 11
-        lowered = self._lowered
-        if isinstance(redacts, str) and lowered is not None and len(lowered) < MAX_LOWERED:
-            lowered.add(redacts)
+        if isinstance(redacts, str):
+            self._note_lowered(redacts)
         for key, (event_id, _) in list(self._hands.items()):
             if event_id == redacts:
                 del self._hands[key]
                 if self._bridge is not None:
                     self._bridge.resync()
+
+    def _note_lowered(self, event_id: str) -> None:
+        """While hands are read back, the hand EVENT_ID went down (redacted, or lowered by a host
+        here): a page read before then does not raise it again."""
+        lowered = self._lowered
+        if lowered is not None and len(lowered) < MAX_LOWERED:
+            lowered.add(event_id)
 
     def _on_matrix_state(self, event: dict[str, Any]) -> None:
         kind, key = event.get("type"), event.get("state_key")

@@ -776,6 +776,24 @@ async def test_a_redaction_the_homeserver_refuses_leaves_the_hand_down_here_and_
     assert link.status().state is LinkState.CONNECTED
 
 
+async def test_a_hand_a_host_lowers_while_it_is_read_back_stays_down(
+    link: MatrixLink, homeserver: FakeHomeserver, service: FakeService
+) -> None:
+    membership = await anna_in_the_call(homeserver, service)
+    await quiet(service)
+    homeserver.relations_stall = asyncio.Event()
+    await link.start()
+    await until(lambda: any(call[0] == "relations" for call in homeserver.calls))
+    await homeserver.send(ROOM, "m.reaction", hand_content(membership), as_user=ANNA)  # live
+    policy = FakeBridge.made[0].policy
+    await until(lambda: policy.remote_hand(ANNA_IN_LIVEKIT) is not None)
+    homeserver.relations_answer = list(homeserver.annotations[membership])  # read before...
+    policy.lower_hand(ANNA_IN_LIVEKIT)  # ...and lowered by a host here (the bot may not redact)
+    homeserver.relations_stall.set()
+    await until(lambda: link._lowered is None)
+    assert policy.remote_hand(ANNA_IN_LIVEKIT) is None
+
+
 async def test_hands_are_read_back_for_at_most_the_room_capacity_of_memberships(
     link: MatrixLink, homeserver: FakeHomeserver, service: FakeService, gateway: Gateway
 ) -> None:
